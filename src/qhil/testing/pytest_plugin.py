@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures that bring up emulated instruments for a user's own CI."""
