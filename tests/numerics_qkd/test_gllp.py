@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -57,7 +58,7 @@ def test_rate_is_optimum_over_mu_and_falls_with_distance() -> None:
     for other in (0.5 * mu, 0.9 * mu, 1.1 * mu, 2 * mu):
         assert key_rate(other, 30.0) < best
     rates = [optimal_mu(d)[1] for d in (0, 20, 40, 80, 120)]
-    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(rates))
 
 
 def test_rate_negative_past_cutoff() -> None:

@@ -39,7 +39,9 @@ class GllpParameters:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"GllpParameters.{name}: out of range (got {getattr(self, name)!r})")
+                raise ValueError(
+                    f"GllpParameters.{name}: out of range (got {getattr(self, name)!r})"
+                )
 
 
 def transmittance(distance_km: float, p: GllpParameters) -> float:
