@@ -1,0 +1,342 @@
+"""One declaration per command: template, value types, units and docstring together.
+
+A declaration lives on the driver class. The driver *renders* its templates
+into bytes; the emulator *matches* incoming lines against the very same
+templates; protocol tests take their expected bytes from them. Command strings
+are therefore written exactly once.
+
+Templates use ``str.format`` fields typed by :mod:`qhil.drivers.values`::
+
+    wavelength = Control(
+        get=":WAVelength?", set=":WAVelength {value}",
+        value=Float(1480, 1640, units="nm"), doc="Output wavelength setpoint.",
+    )
+
+For SCPI instruments the header keywords follow SCPI notation (upper-case
+letters are the short form), from which the emulator's matcher accepts the
+short and long forms case-insensitively.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from qhil.drivers.values import Value, ValueTypeError
+from qhil.errors import ProtocolError, ValidationError
+
+if TYPE_CHECKING:
+    from qhil.drivers.instrument import Instrument
+
+T = TypeVar("T")
+
+_FORMATTER = string.Formatter()
+
+
+def scpi_keyword_regex(keyword: str) -> str:
+    """``WAVelength`` -> ``WAV(?:ELENGTH)?``; ``*IDN`` -> ``\\*IDN``.
+
+    SCPI accepts exactly the short form (the upper-case letters) or the long form.
+    A trailing digit suffix (``OUTPut2``) is kept literal.
+    """
+    m = re.fullmatch(r"([A-Z*]*)([a-z]*)(\d*)", keyword)
+    if not m or not keyword:
+        return re.escape(keyword)
+    short, rest, suffix = m.groups()
+    out = re.escape(short)
+    if rest:
+        out += f"(?:{re.escape(rest.upper())})?"
+    return out + suffix
+
+
+def _scpi_literal_regex(literal: str, in_header: bool) -> tuple[str, bool]:
+    """Regex for a literal run of an SCPI template; returns (regex, still_in_header)."""
+    out = []
+    i = 0
+    while i < len(literal):
+        c = literal[i]
+        if in_header and c == "[":  # optional node: [:SOURce]
+            j = literal.index("]", i)
+            inner, _ = _scpi_literal_regex(literal[i + 1 : j], True)
+            out.append(f"(?:{inner})?")
+            i = j + 1
+            continue
+        if in_header and (c.isalpha() or c == "*"):
+            m = re.match(r"[A-Za-z*][A-Za-z]*\d*", literal[i:])
+            assert m
+            out.append(scpi_keyword_regex(m.group(0)))
+            i += len(m.group(0))
+            continue
+        if c == " ":
+            in_header = False
+            out.append(r"\s+")
+        elif c == ",":
+            out.append(r"\s*,\s*")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out), in_header
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """A wire message with typed fields, rendered by drivers and matched by emulators."""
+
+    text: str
+    fields: Mapping[str, Value[Any]] = field(default_factory=dict)
+    scpi: bool = False
+
+    def __post_init__(self) -> None:
+        names = [f for _, f, _, _ in _FORMATTER.parse(self.text) if f]
+        missing = [n for n in names if n not in self.fields]
+        if missing:
+            raise TypeError(f"template {self.text!r}: no value type for field(s) {missing}")
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f for _, f, _, _ in _FORMATTER.parse(self.text) if f]
+
+    def render(self, **values: Any) -> str:
+        """Validate and format every field; raises ValidationError before any byte is sent."""
+        formatted = {}
+        for name in self.field_names:
+            if name not in values:
+                raise ValidationError(self.text, None, f"missing argument {name!r}")
+            try:
+                formatted[name] = self.fields[name].format(values[name])
+            except ValueTypeError as exc:
+                raise ValidationError(
+                    self.text, exc.value, f"{name} must be {exc.allowed}"
+                ) from None
+        return self._wire_text().format(**formatted)
+
+    def _wire_text(self) -> str:
+        # Optional SCPI nodes ([:SOURce]) are matched by emulators but never sent.
+        return re.sub(r"\[[^\]]*\]", "", self.text) if self.scpi else self.text
+
+    def emit(self, **values: Any) -> str:
+        """Render without range checks: an emulator's reply (a reading may exceed a set range)."""
+        return self.text.format(**{n: self.fields[n].emit(values[n]) for n in self.field_names})
+
+    @functools.cached_property
+    def compiled(self) -> re.Pattern[str]:
+        return self.regex()
+
+    def regex(self) -> re.Pattern[str]:
+        parts = []
+        in_header = self.scpi
+        for literal, name, _, _ in _FORMATTER.parse(self.text):
+            if literal:
+                if self.scpi:
+                    rx, in_header = _scpi_literal_regex(literal, in_header)
+                    parts.append(rx)
+                else:
+                    parts.append(re.escape(literal))
+            if name:
+                in_header = False
+                parts.append(f"(?P<{name}>{self.fields[name].pattern})")
+        body = "".join(parts)
+        if self.scpi:  # leading colon is optional at the root
+            body = ":?" + body.lstrip(":")
+            return re.compile(rf"\s*{body}\s*", re.IGNORECASE)
+        return re.compile(body)
+
+    def match(self, line: str) -> dict[str, str] | None:
+        """The raw text of each field if ``line`` is an instance of this template."""
+        m = self.compiled.fullmatch(line)
+        return None if m is None else m.groupdict()
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        raw = self.match(line)
+        if raw is None:
+            return None
+        return {k: self.fields[k].parse(v) for k, v in raw.items()}
+
+
+class Declaration:
+    """Base of Control, Measurement and Action: a named, documented command."""
+
+    name: str = ""
+    owner: type | None = None
+    doc: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.owner = owner
+
+    def templates(self) -> list[Template]:
+        raise NotImplementedError
+
+
+def _scpi_of(owner: type | None) -> bool:
+    return bool(getattr(owner, "scpi", False))
+
+
+class Control(Declaration, Generic[T]):
+    """A readable and/or settable instrument parameter.
+
+    ``get``/``set`` are templates; ``value`` types the ``{value}`` field and, unless
+    ``reply`` says otherwise, the reply. ``args`` types extra fields such as a
+    channel number. ``reply`` may be a Value (one line holds the value) or a
+    template string whose ``{value}`` field holds it (``"Set CH{channel} at: {value}mV"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        get: str | None = None,
+        set: str | None = None,
+        value: Value[T],
+        doc: str,
+        reply: Value[Any] | str | None = None,
+        args: Mapping[str, Value[Any]] | None = None,
+        check_errors: bool = True,
+    ) -> None:
+        if get is None and set is None:
+            raise TypeError("a Control needs get and/or set")
+        self.get_text, self.set_text = get, set
+        self.value = value
+        self.reply_spec = reply
+        self.args: dict[str, Value[Any]] = dict(args or {})
+        self.doc = doc
+        self.__doc__ = doc
+        self.check_errors = check_errors
+
+    def _fields(self, with_value: bool) -> dict[str, Value[Any]]:
+        f = dict(self.args)
+        if with_value:
+            f["value"] = self.value
+        return f
+
+    @functools.cached_property
+    def get_template(self) -> Template | None:
+        if self.get_text is None:
+            return None
+        return Template(self.get_text, self._fields(False), _scpi_of(self.owner))
+
+    @functools.cached_property
+    def set_template(self) -> Template | None:
+        if self.set_text is None:
+            return None
+        return Template(self.set_text, self._fields(True), _scpi_of(self.owner))
+
+    @functools.cached_property
+    def reply_template(self) -> Template:
+        """How the reply line to ``get`` looks (the emulator renders it, the driver parses it)."""
+        spec = self.reply_spec
+        if isinstance(spec, str):
+            return Template(spec, self._fields(True))
+        return Template("{value}", {"value": spec or self.value})
+
+    def templates(self) -> list[Template]:
+        return [t for t in (self.get_template, self.set_template) if t is not None]
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> Control[T]: ...
+    @overload
+    def __get__(self, obj: Instrument, objtype: type | None = None) -> BoundControl[T]: ...
+    def __get__(self, obj: Instrument | None, objtype: type | None = None) -> Any:
+        return self if obj is None else BoundControl(obj, self)
+
+
+class BoundControl(Generic[T]):
+    """A Control on one instrument: ``await x.get()``, ``await x.set(v)``."""
+
+    def __init__(self, instrument: Instrument, decl: Control[T]) -> None:
+        self.instrument = instrument
+        self.decl = decl
+        self.__doc__ = decl.doc
+
+    def __repr__(self) -> str:
+        return f"<{type(self.instrument).__name__}.{self.decl.name}>"
+
+    async def get(self, **args: Any) -> T:
+        t = self.decl.get_template
+        if t is None:
+            raise TypeError(f"{self.decl.name} is write-only")
+        command = t.render(**args)
+        reply = await self.instrument.ask(command)
+        parsed = self.decl.reply_template.parse(reply)
+        if parsed is None or "value" not in parsed:
+            raise ProtocolError(
+                self.instrument.resource,
+                command,
+                reply,
+                f"of the form {self.decl.reply_template.text!r}",
+            )
+        return parsed["value"]  # type: ignore[no-any-return]
+
+    async def set(self, value: T, **args: Any) -> None:
+        t = self.decl.set_template
+        if t is None:
+            raise TypeError(f"{self.decl.name} is read-only")
+        command = t.render(value=value, **args)
+        await self.instrument.command(command, check_errors=self.decl.check_errors)
+
+
+class Measurement(Control[T]):
+    """A read-only Control (a measured quantity)."""
+
+    def __init__(
+        self,
+        get: str,
+        *,
+        value: Value[T],
+        doc: str,
+        reply: Value[Any] | str | None = None,
+        args: Mapping[str, Value[Any]] | None = None,
+    ) -> None:
+        super().__init__(get=get, value=value, doc=doc, reply=reply, args=args)
+
+
+class Action(Declaration):
+    """A command that does something and returns no value (``*RST``, ``SAVE``)."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        doc: str,
+        args: Mapping[str, Value[Any]] | None = None,
+        check_errors: bool = True,
+    ) -> None:
+        self.text = command
+        self.args: dict[str, Value[Any]] = dict(args or {})
+        self.doc = doc
+        self.__doc__ = doc
+        self.check_errors = check_errors
+
+    @functools.cached_property
+    def template(self) -> Template:
+        return Template(self.text, self.args, _scpi_of(self.owner))
+
+    def templates(self) -> list[Template]:
+        return [self.template]
+
+    def __get__(self, obj: Instrument | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        decl = self
+
+        async def call(**args: Any) -> None:
+            await obj.command(decl.template.render(**args), check_errors=decl.check_errors)
+
+        call.__doc__ = self.doc
+        return call
+
+
+def declarations(cls: type) -> dict[str, Declaration]:
+    """Every declaration of an instrument class, including inherited ones."""
+    out: dict[str, Declaration] = {}
+    for klass in reversed(cls.__mro__):
+        for name, attr in vars(klass).items():
+            if isinstance(attr, Declaration):
+                out[name] = attr
+    return out
+
+
+Handler = Callable[..., Any]

@@ -1,0 +1,115 @@
+"""The driver base class: a session, its declarations, and the instrument's error convention."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+from qhil.drivers.declarations import Declaration, declarations
+from qhil.transport.exchange_log import ExchangeLog
+from qhil.transport.framing import Framing
+from qhil.transport.rawio import RawIO
+from qhil.transport.session import ReconnectPolicy, Session
+
+
+class Instrument:
+    """Base of every driver.
+
+    Subclasses declare their commands (:class:`~qhil.drivers.declarations.Control`,
+    ``Measurement``, ``Action``) and, where the instrument frames replies in its
+    own way, override :meth:`ask` and :meth:`command`. :meth:`check_errors` is
+    the instrument-error hook: SCPI instruments query ``SYST:ERR?``; others
+    recognise their own error replies.
+    """
+
+    framing: ClassVar[Framing] = Framing()
+    #: SCPI header notation in templates (short/long keyword forms).
+    scpi: ClassVar[bool] = False
+    #: Typical model string, for profiles and listings.
+    model: ClassVar[str] = ""
+    timeout_s: ClassVar[float] = 2.0
+
+    def __init__(self, session: Session, *, name: str | None = None) -> None:
+        self.session = session
+        self.name = name or type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.session.resource!r})"
+
+    @classmethod
+    def open(
+        cls,
+        resource: str,
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+        open_timeout_s: float = 3.0,
+        reconnect: ReconnectPolicy | None = None,
+        io: RawIO | None = None,
+        exchange_log: ExchangeLog | None = None,
+        visa_library: str = "@py",
+    ) -> Self:
+        """A driver on a new (not yet connected) session to ``resource``."""
+        session = Session(
+            resource,
+            cls.framing,
+            timeout_s=timeout_s or cls.timeout_s,
+            open_timeout_s=open_timeout_s,
+            reconnect=reconnect,
+            io=io,
+            exchange_log=exchange_log,
+            visa_library=visa_library,
+        )
+        return cls(session, name=name)
+
+    @property
+    def resource(self) -> str:
+        return self.session.resource
+
+    @classmethod
+    def declarations(cls) -> dict[str, Declaration]:
+        return declarations(cls)
+
+    async def connect(self) -> None:
+        """Open the session and bring the instrument into the state the driver expects."""
+        await self.session.open()
+        await self.on_connect()
+
+    async def on_connect(self) -> None:
+        """Hook run after opening (e.g. select the SCPI command set)."""
+
+    async def close(self) -> None:
+        await self.session.close()
+        self.session.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- the instrument's message conventions (override where they differ) ---
+
+    async def ask(self, command: str) -> str:
+        """Send a query; return its reply line."""
+        return await self.session.query(command)
+
+    async def command(self, command: str, *, check_errors: bool = True) -> None:
+        """Send a setting or action, then run the error hook as one locked unit."""
+        async with self.session.locked():
+            await self.session.write(command)
+            if check_errors:
+                await self.check_errors(command)
+
+    async def check_errors(self, command: str | None = None) -> None:
+        """Raise :class:`~qhil.errors.InstrumentError` if the instrument reports one."""
+
+    async def identity(self) -> str:
+        """The instrument's identity string (``*IDN?`` or its own equivalent)."""
+        raise NotImplementedError
+
+    def snapshot_fields(self) -> dict[str, Any]:
+        return {
+            "driver": f"{type(self).__module__}.{type(self).__name__}",
+            "resource": self.resource,
+        }

@@ -1,0 +1,155 @@
+"""Role interfaces of a quantum-network bench.
+
+Experiments and calibration routines talk only to these roles, never to a
+model-specific driver and never to an emulator. A driver implements one or
+more roles; ``isinstance(driver, Detector)`` works (runtime-checkable).
+Units are in the method names or docstrings: nm, mW, dB, mV, V, s, ps, Hz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@runtime_checkable
+class Role(Protocol):
+    """What every bench instrument offers."""
+
+    name: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def identity(self) -> str: ...
+
+
+@runtime_checkable
+class PhotonSource(Role, Protocol):
+    """A laser or attenuated pulsed source."""
+
+    async def set_output(self, enabled: bool) -> None: ...
+
+    async def output(self) -> bool: ...
+
+    async def set_wavelength_nm(self, nm: float) -> None: ...
+
+    async def wavelength(self) -> float:
+        """Wavelength setpoint in nm."""
+        ...
+
+    async def power_mw(self) -> float:
+        """Monitored optical output power."""
+        ...
+
+
+@runtime_checkable
+class EntangledPhotonSource(Role, Protocol):
+    """An SPDC pair source: pump and phase-matching temperature set the pair rate."""
+
+    async def set_output(self, enabled: bool) -> None: ...
+
+    async def set_pump_current_ma(self, ma: float) -> None: ...
+
+    async def pump_current_ma(self) -> float: ...
+
+    async def set_crystal_temperature_c(self, celsius: float) -> None: ...
+
+    async def crystal_temperature_c(self) -> float: ...
+
+
+@runtime_checkable
+class Detector(Role, Protocol):
+    """A single-photon detector (or a bank of them) with a counter."""
+
+    async def set_bias(self, value: float) -> None:
+        """Bias voltage (APD, V) or bias current (SNSPD, uA)."""
+        ...
+
+    async def bias(self) -> float: ...
+
+    async def counts(self, integration_s: float) -> list[int]:
+        """Counts per detector channel over one integration window."""
+        ...
+
+
+@dataclass
+class TagBlock:
+    """Time tags of one acquisition: what a real tagger delivers."""
+
+    timestamps_ps: npt.NDArray[np.int64]
+    channels: npt.NDArray[np.int16]
+    lost: int = 0  # tags the instrument reports it dropped (buffer overflow)
+    meta: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.timestamps_ps.size)
+
+
+@runtime_checkable
+class TimeTagger(Role, Protocol):
+    """A time tagger / timestamp unit."""
+
+    async def acquire(self, duration_s: float) -> TagBlock: ...
+
+    async def set_input_delay_ps(self, channel: int, delay_ps: int) -> None: ...
+
+    async def singles(self, integration_s: float) -> list[int]: ...
+
+
+@runtime_checkable
+class Attenuator(Role, Protocol):
+    """A variable optical attenuator."""
+
+    async def set_attenuation_db(self, db: float) -> None: ...
+
+    async def attenuation_db(self) -> float: ...
+
+    async def set_output(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class PolarizationController(Role, Protocol):
+    """A multi-stage polarization controller driven by voltages."""
+
+    channels: int
+
+    async def set_voltages_mv(self, mv: list[int]) -> None: ...
+
+    async def voltages_mv(self) -> list[int]: ...
+
+
+@runtime_checkable
+class PatternGenerator(Role, Protocol):
+    """An arbitrary waveform / pattern generator driving a transmitter's modulators."""
+
+    async def load_pattern(self, symbols: npt.NDArray[np.uint8], symbol_rate_hz: float) -> None:
+        """Upload a per-pulse symbol pattern (bit | basis << 1 | intensity << 2) and arm it."""
+        ...
+
+    async def set_output(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class QuantumMemory(Role, Protocol):
+    """A quantum memory controller."""
+
+    async def store(self, mode: int) -> None: ...
+
+    async def retrieve(self, mode: int) -> bool:
+        """Read out a mode; True when a photon (qubit) was retrieved."""
+        ...
+
+    async def storage_time_s(self, mode: int) -> float: ...
+
+    async def efficiency(self) -> float: ...
+
+    async def coherence_times_s(self) -> tuple[float, float]:
+        """(T1, T2)."""
+        ...
+
+    async def modes(self) -> int: ...

@@ -1,0 +1,290 @@
+"""Value types of command arguments and replies.
+
+Each type works both ways, so one declaration serves the driver and the
+emulator: ``format`` turns a Python value into wire text (after ``validate``)
+and ``parse`` turns wire text back into a Python value. ``pattern`` is the
+regular expression the text must match, used to derive an emulator's matcher
+from the very template the driver renders.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Keywords SCPI accepts in place of a number: MIN/MAX/DEF(ault).
+_SPECIAL = r"MIN(?:imum)?|MAX(?:imum)?|DEF(?:ault)?"
+
+
+class ValueTypeError(ValueError):
+    """A value failed validation; ``allowed`` says what would have been accepted."""
+
+    def __init__(self, value: object, allowed: str) -> None:
+        super().__init__(f"{value!r} not allowed ({allowed})")
+        self.value = value
+        self.allowed = allowed
+
+
+class Value(Generic[T]):
+    """Base of all value types."""
+
+    pattern: str = r".+?"
+
+    def validate(self, value: Any) -> T:
+        return value  # type: ignore[no-any-return]
+
+    def format(self, value: Any) -> str:
+        return str(self.validate(value))
+
+    def parse(self, text: str) -> T:
+        raise NotImplementedError
+
+    def emit(self, value: Any) -> str:
+        """Wire text for a reply value, without range checks (emulators use this)."""
+        return self.format(value)
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class Float(Value[float]):
+    """A real number with an optional closed range, wire format and unit suffix.
+
+    ``scale`` converts between the Python value and the wire number
+    (wire = value * scale), e.g. nm in Python and metres on the wire.
+    """
+
+    min: float | None = None
+    max: float | None = None
+    fmt: str = "{:g}"
+    suffix: str = ""
+    scale: float = 1.0
+    units: str = ""
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        suffix = re.escape(self.suffix) if self.suffix else ""
+        return rf"(?:{_NUMBER}|{_SPECIAL})\s*(?:{suffix}|[a-zA-Z]*)"
+
+    def validate(self, value: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueTypeError(value, self.describe()) from None
+        if (
+            math.isnan(v)
+            or (self.min is not None and v < self.min)
+            or (self.max is not None and v > self.max)
+        ):
+            raise ValueTypeError(value, self.describe())
+        return v
+
+    def format(self, value: Any) -> str:
+        return self.emit(self.validate(value))
+
+    def emit(self, value: Any) -> str:
+        return self.fmt.format(float(value) * self.scale) + self.suffix
+
+    def parse(self, text: str) -> float:
+        m = re.match(_NUMBER, text.strip())
+        if not m:
+            raise ValueError(f"{text!r} is not a number")
+        return float(m.group(0)) / self.scale
+
+    def describe(self) -> str:
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"a number in [{lo}, {hi}]{' ' + self.units if self.units else ''}"
+
+
+@dataclass(frozen=True)
+class Int(Value[int]):
+    """An integer in an optional closed range, optionally on a step grid."""
+
+    min: int | None = None
+    max: int | None = None
+    step: int = 1
+    fmt: str = "{:d}"
+    units: str = ""
+
+    pattern: str = rf"[+-]?\d+|{_SPECIAL}"  # type: ignore[assignment]
+
+    def validate(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueTypeError(value, self.describe())
+        v = int(value)
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+            raise ValueTypeError(value, self.describe())
+        if (v - (self.min or 0)) % self.step:
+            raise ValueTypeError(value, self.describe())
+        return v
+
+    def format(self, value: Any) -> str:
+        return self.fmt.format(self.validate(value))
+
+    def emit(self, value: Any) -> str:
+        return self.fmt.format(int(value))
+
+    def parse(self, text: str) -> int:
+        return int(float(text.strip()))
+
+    def describe(self) -> str:
+        lo = "-inf" if self.min is None else str(self.min)
+        hi = "inf" if self.max is None else str(self.max)
+        step = f" in steps of {self.step}" if self.step != 1 else ""
+        return f"an integer in [{lo}, {hi}]{step}{' ' + self.units if self.units else ''}"
+
+
+@dataclass(frozen=True)
+class Bool(Value[bool]):
+    """A boolean with its wire spellings; parsing also accepts ON/OFF."""
+
+    true: str = "1"
+    false: str = "0"
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        return rf"{re.escape(self.true)}|{re.escape(self.false)}|ON|OFF|on|off|1|0"
+
+    def validate(self, value: Any) -> bool:
+        if value in (True, False, 0, 1):
+            return bool(value)
+        raise ValueTypeError(value, "True or False")
+
+    def format(self, value: Any) -> str:
+        return self.true if self.validate(value) else self.false
+
+    def parse(self, text: str) -> bool:
+        t = text.strip()
+        if t in (self.true, "1") or t.upper() == "ON":
+            return True
+        if t in (self.false, "0") or t.upper() == "OFF":
+            return False
+        raise ValueError(f"{text!r} is not {self.true!r} or {self.false!r}")
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+@dataclass(frozen=True)
+class Enum(Value[Any]):
+    """A value from a fixed set, mapped to its wire spelling."""
+
+    mapping: Mapping[Any, str] = field(default_factory=dict)
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        return "|".join(re.escape(v) for v in sorted(self.mapping.values(), key=len, reverse=True))
+
+    def validate(self, value: Any) -> Any:
+        if value not in self.mapping:
+            raise ValueTypeError(value, self.describe())
+        return value
+
+    def format(self, value: Any) -> str:
+        return self.mapping[self.validate(value)]
+
+    def parse(self, text: str) -> Any:
+        t = text.strip()
+        for k, v in self.mapping.items():
+            if v == t or v.upper() == t.upper():
+                return k
+        # Numeric wire values may come back as "+1" or "1.0".
+        for k, v in self.mapping.items():
+            try:
+                if float(v) == float(t):
+                    return k
+            except ValueError:
+                continue
+        raise ValueError(f"{text!r} is not one of {list(self.mapping.values())}")
+
+    def describe(self) -> str:
+        return f"one of {list(self.mapping)}"
+
+
+@dataclass(frozen=True)
+class Str(Value[str]):
+    """Free text (identities, names); ``pattern`` may restrict it."""
+
+    regex: str = r".*?"
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        return self.regex
+
+    def validate(self, value: Any) -> str:
+        v = str(value)
+        if not re.fullmatch(self.regex, v):
+            raise ValueTypeError(value, f"text matching {self.regex!r}")
+        return v
+
+    def parse(self, text: str) -> str:
+        return text
+
+
+@dataclass(frozen=True)
+class Numbers(Value[list[float]]):
+    """A separated list of numbers (counts, voltages per channel)."""
+
+    sep: str = ","
+    count: int | None = None
+    item: Float = Float()
+    integer: bool = False
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        return rf"{_NUMBER}(?:\s*{re.escape(self.sep.strip()) or ' '}\s*{_NUMBER})*"
+
+    def validate(self, value: Any) -> list[float]:
+        if not isinstance(value, Sequence) or (self.count is not None and len(value) != self.count):
+            raise ValueTypeError(value, f"{self.count or 'a list of'} numbers")
+        return [self.item.validate(v) for v in value]
+
+    def format(self, value: Any) -> str:
+        return self.sep.join(self.item.format(v) for v in self.validate(value))
+
+    def emit(self, value: Any) -> str:
+        return self.sep.join(self.item.emit(v) for v in value)
+
+    def parse(self, text: str) -> list[float]:
+        parts = text.split(self.sep) if self.sep.strip() else text.split()
+        vals = [float(p) for p in parts if p.strip()]
+        if self.integer:
+            return [int(v) for v in vals]  # type: ignore[misc]
+        return vals
+
+
+@dataclass(frozen=True)
+class Keyword(Value[Any]):
+    """An SCPI keyword parameter (``MINimum``), short or long form, mapped to Python values."""
+
+    mapping: Mapping[Any, str] = field(default_factory=dict)
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        from qhil.drivers.declarations import scpi_keyword_regex
+
+        return "|".join(f"(?i:{scpi_keyword_regex(k)})" for k in self.mapping.values())
+
+    def validate(self, value: Any) -> Any:
+        if value not in self.mapping:
+            raise ValueTypeError(value, f"one of {list(self.mapping)}")
+        return value
+
+    def format(self, value: Any) -> str:
+        return self.mapping[self.validate(value)]
+
+    def parse(self, text: str) -> Any:
+        from qhil.drivers.declarations import scpi_keyword_regex
+
+        for k, v in self.mapping.items():
+            if re.fullmatch(scpi_keyword_regex(v), text.strip(), re.IGNORECASE):
+                return k
+        raise ValueError(f"{text!r} is not one of {list(self.mapping.values())}")

@@ -1,0 +1,365 @@
+"""Emulated Santec TSL-570 (protocol: docs/protocols/santec-tsl570.md).
+
+Reproduces both command sets: Legacy (nm, THz, plain decimals such as
+``1550.0000``) and SCPI (m, Hz, ``+1.55000000E-006`` with a 3-digit exponent,
+integers with a leading ``+``). Accepts CR, LF or CRLF at the end of a command
+(one user drives the real laser with LF) and always answers with CR.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, ClassVar
+
+from qhil.drivers.santec.tsl570 import BAND_NM, BAND_THZ, TSL570
+from qhil.drivers.values import Float, ValueTypeError
+from qhil.emulators.base import Raw, on
+from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ILLEGAL_PARAMETER, ScpiEmulator, ScpiError
+
+_NUM_UNIT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*")
+_LENGTH_UNITS = {"": 1.0, "M": 1.0, "MM": 1e-3, "UM": 1e-6, "NM": 1e-9, "PM": 1e-12}
+_FREQ_UNITS = {"": 1.0, "HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9, "THZ": 1e12}
+_WAVELENGTHS = {"wavelength_nm", "sweep_start_nm", "sweep_stop_nm", "sweep_step_nm"}
+C_NM_THZ = 299792.458  # c in nm * THz
+
+
+def scpi_float(x: float) -> str:
+    """``+1.55000000E-006``: sign, 8 decimals, 3-digit exponent, as the TSL prints."""
+    mant, exp = f"{x:+.8E}".split("E")
+    return f"{mant}E{int(exp):+04d}"
+
+
+class TSL570Emulator(ScpiEmulator):
+    driver = TSL570
+    identity: ClassVar[tuple[str, str, str, str]] = (
+        "SANTEC",
+        "TSL-570",
+        "21020001",
+        "0026.0026.0011",
+    )
+    default_port = 5000
+    input_terminators = b"\r\n"  # CR, LF or CRLF all end a command
+
+    def __init__(self, *, command_set: str = "legacy", **kw: Any) -> None:
+        # The command set is a persistent system setting; its factory value is not
+        # documented, so the bench profile chooses it (Legacy by default).
+        self.power_on_command_set = 1 if command_set == "scpi" else 0
+        super().__init__(**kw)
+
+    def power_on_state(self) -> None:
+        super().power_on_state()
+        self.scpi_mode = self.power_on_command_set
+        self.output = False
+        self.shutter = False
+        self.power_unit = 0  # dBm
+        self.power_setpoint = 0.0
+        self.attenuation = 0.0
+        self.attenuation_auto = True
+        self.wavelength = 1550.0
+        self.fine = 0.0
+        self.coherence = False
+        self.sweep = {
+            "start": BAND_NM[0],
+            "stop": BAND_NM[1],
+            "step": 0.1,
+            "mode": 1,
+            "speed": 10,
+            "dwell": 0.0,
+            "delay": 0.0,
+            "cycles": 1,
+        }
+        self.sweep_running = False
+        self.sweeps_done = 0
+        self._push_to_world()
+
+    def _push_to_world(self) -> None:
+        """Tell the emulated world what light this laser now emits (if it is wired in)."""
+        if self.world is None or not self.component:
+            return
+        laser = self.world.component(self.component)
+        laser.enabled = self.output and not self.shutter
+        laser.wavelength_nm = self.wavelength
+        laser.power_mw = self._actual_mw()
+
+    # --- number formats of the two command sets ---
+
+    def _fmt(self, value: float, legacy: str, scale: float = 1.0) -> Raw:
+        return Raw(scpi_float(value * scale) if self.scpi_mode else legacy.format(value))
+
+    def _int(self, value: int) -> Raw:
+        return Raw(f"{value:+d}" if self.scpi_mode else f"{value:d}")
+
+    def _parse(self, decl: Any, field: str, text: str) -> Any:
+        name = getattr(decl, "name", "")
+        if field == "value" and (name in _WAVELENGTHS or name == "frequency_thz"):
+            return self._parse_optical(decl, text)
+        return super()._parse(decl, field, text)
+
+    def _parse_optical(self, decl: Any, text: str) -> float:
+        vt: Float = decl.value
+        if re.fullmatch(r"\s*(MIN|MAX|DEF)\w*\s*", text, re.IGNORECASE):
+            return super()._parse(decl, "value", text)  # type: ignore[no-any-return]
+        m = _NUM_UNIT.fullmatch(text)
+        if not m:
+            raise ScpiError(*ILLEGAL_PARAMETER)
+        number, unit = float(m.group(1)), m.group(2).upper()
+        if not self.scpi_mode:
+            if unit:  # Legacy numbers carry no unit
+                raise ScpiError(-148, "Character data not allowed")
+            value = number
+        else:
+            units = _FREQ_UNITS if decl.name == "frequency_thz" else _LENGTH_UNITS
+            if unit not in units:
+                raise ScpiError(ILLEGAL_PARAMETER[0], "Invalid suffix")
+            value = number * units[unit] / vt.scale
+        try:
+            return vt.validate(value)
+        except ValueTypeError:
+            raise ScpiError(*DATA_OUT_OF_RANGE) from None
+
+    # --- handlers ---
+
+    @on("command_set.get")
+    def _cod_q(self) -> Raw:
+        return self._int(self.scpi_mode)
+
+    @on("command_set.set")
+    def _cod(self, value: str) -> None:
+        self.scpi_mode = 1 if value == "scpi" else 0
+
+    @on("output_enabled.get")
+    def _stat_q(self) -> Raw:
+        return self._int(int(self.output))
+
+    @on("output_enabled.set")
+    def _stat(self, value: bool) -> None:
+        self.output = value
+        self._push_to_world()
+
+    @on("shutter_closed.get")
+    def _shut_q(self) -> Raw:
+        return self._int(int(self.shutter))
+
+    @on("shutter_closed.set")
+    def _shut(self, value: bool) -> None:
+        self.shutter = value
+        self._push_to_world()
+
+    @on("power_unit.get")
+    def _unit_q(self) -> Raw:
+        return self._int(self.power_unit)
+
+    @on("power_unit.set")
+    def _unit(self, value: str) -> None:
+        mw = self._setpoint_mw()
+        self.power_unit = 1 if value == "mW" else 0
+        self.power_setpoint = mw if self.power_unit else 10 * math.log10(mw)
+
+    def _setpoint_mw(self) -> float:
+        return self.power_setpoint if self.power_unit else 10 ** (self.power_setpoint / 10)
+
+    def _actual_mw(self) -> float:
+        if not self.output or self.shutter:
+            return 1e-4  # -40 dBm: the monitor's floor with the diode off
+        return self._setpoint_mw() * 10 ** (self.rng.gauss(0.0, 0.002) / 10)
+
+    @on("power_setpoint.get")
+    def _pow_q(self) -> Raw:
+        return self._fmt(self.power_setpoint, "{:.2f}")
+
+    @on("power_setpoint.set")
+    def _pow(self, value: float) -> None:
+        lo, hi = (0.04, 20.0) if self.power_unit else (-15.0, 13.0)
+        if not lo <= value <= hi:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        self.power_setpoint = value
+        self._push_to_world()
+
+    @on("power.get")
+    def _pow_act(self) -> Raw:
+        mw = self._actual_mw()
+        return self._fmt(mw if self.power_unit else 10 * math.log10(mw), "{:.2f}")
+
+    @on("attenuation_db.get")
+    def _att_q(self) -> Raw:
+        return self._fmt(self.attenuation, "{:.2f}")
+
+    @on("attenuation_db.set")
+    def _att(self, value: float) -> None:
+        self.attenuation = value
+
+    @on("attenuation_auto.get")
+    def _attauto_q(self) -> Raw:
+        return self._int(int(self.attenuation_auto))
+
+    @on("attenuation_auto.set")
+    def _attauto(self, value: bool) -> None:
+        self.attenuation_auto = value
+
+    @on("wavelength_nm.get")
+    def _wav_q(self) -> Raw:
+        return self._fmt(self.wavelength, "{:.4f}", 1e-9)
+
+    @on("wavelength_nm.set")
+    def _wav(self, value: float) -> None:
+        self.wavelength = round(value, 4)  # 0.1 pm resolution
+        self._push_to_world()
+
+    @on("wavelength_limit_nm.get")
+    def _wav_lim(self, which: str) -> Raw:
+        return self._fmt(BAND_NM[0] if which == "min" else BAND_NM[1], "{:.4f}", 1e-9)
+
+    @on("wavelength_min_nm.get")
+    def _wav_min(self) -> Raw:
+        return self._fmt(BAND_NM[0], "{:.4f}", 1e-9)
+
+    @on("wavelength_max_nm.get")
+    def _wav_max(self) -> Raw:
+        return self._fmt(BAND_NM[1], "{:.4f}", 1e-9)
+
+    @on("frequency_thz.get")
+    def _freq_q(self) -> Raw:
+        return self._fmt(C_NM_THZ / self.wavelength, "{:.5f}", 1e12)
+
+    @on("frequency_thz.set")
+    def _freq(self, value: float) -> None:
+        self.wavelength = round(C_NM_THZ / value, 4)
+        self._push_to_world()
+
+    @on("fine_tuning.get")
+    def _fin_q(self) -> Raw:
+        return self._fmt(self.fine, "{:.2f}")
+
+    @on("fine_tuning.set")
+    def _fin(self, value: float) -> None:
+        self.fine = value
+
+    @on("coherence_control.get")
+    def _coh_q(self) -> Raw:
+        return self._int(int(self.coherence))
+
+    @on("coherence_control.set")
+    def _coh(self, value: bool) -> None:
+        self.coherence = value
+
+    @on("sweep_start_nm.get")
+    def _swstart_q(self) -> Raw:
+        return self._fmt(self.sweep["start"], "{:.4f}", 1e-9)
+
+    @on("sweep_start_nm.set")
+    def _swstart(self, value: float) -> None:
+        self.sweep["start"] = value
+
+    @on("sweep_stop_nm.get")
+    def _swstop_q(self) -> Raw:
+        return self._fmt(self.sweep["stop"], "{:.4f}", 1e-9)
+
+    @on("sweep_stop_nm.set")
+    def _swstop(self, value: float) -> None:
+        self.sweep["stop"] = value
+
+    @on("sweep_step_nm.get")
+    def _swstep_q(self) -> Raw:
+        return self._fmt(self.sweep["step"], "{:.4f}", 1e-9)
+
+    @on("sweep_step_nm.set")
+    def _swstep(self, value: float) -> None:
+        self.sweep["step"] = value
+
+    @on("sweep_mode.get")
+    def _swmode_q(self) -> Raw:
+        return self._int(int(self.sweep["mode"]))
+
+    @on("sweep_mode.set")
+    def _swmode(self, value: int) -> None:
+        self.sweep["mode"] = value
+
+    @on("sweep_speed.get")
+    def _swspeed_q(self) -> Raw:
+        v = float(self.sweep["speed"])
+        return Raw(f"{v:+.1f}" if self.scpi_mode else f"{v:.1f}")
+
+    @on("sweep_speed.set")
+    def _swspeed(self, value: int) -> None:
+        self.sweep["speed"] = value
+
+    @on("sweep_dwell_s.get")
+    def _swdwell_q(self) -> Raw:
+        return self._fmt(self.sweep["dwell"], "{:.1f}")
+
+    @on("sweep_dwell_s.set")
+    def _swdwell(self, value: float) -> None:
+        self.sweep["dwell"] = value
+
+    @on("sweep_delay_s.get")
+    def _swdelay_q(self) -> Raw:
+        return self._fmt(self.sweep["delay"], "{:.1f}")
+
+    @on("sweep_delay_s.set")
+    def _swdelay(self, value: float) -> None:
+        self.sweep["delay"] = value
+
+    @on("sweep_cycles.get")
+    def _swcyc_q(self) -> Raw:
+        return self._int(int(self.sweep["cycles"]))
+
+    @on("sweep_cycles.set")
+    def _swcyc(self, value: int) -> None:
+        self.sweep["cycles"] = value
+
+    @on("sweep_count.get")
+    def _swcount(self) -> Raw:
+        return self._int(self.sweeps_done)
+
+    @on("sweep_state.get")
+    def _swstate_q(self) -> Raw:
+        # Simulated time: a started sweep is seen running once, then complete (fast mode
+        # advances time to the sweep's end; nothing else on the bench depends on it).
+        running = self.sweep_running
+        if running:
+            self.sweep_running = False
+            self.sweeps_done += 1
+        return self._int(1 if running else 0)
+
+    @on("sweep_state.set")
+    def _swstate(self, value: int) -> None:
+        self.sweep_running = bool(value)
+
+    @on("sweep_repeat")
+    def _swrep(self) -> None:
+        self.sweep_running = True
+
+    @on("sweep_range_min_nm.get")
+    def _swrange_min(self) -> Raw:
+        return self._fmt(BAND_NM[0] + 2.0, "{:.4f}", 1e-9)
+
+    @on("sweep_range_max_nm.get")
+    def _swrange_max(self) -> Raw:
+        return self._fmt(BAND_NM[1], "{:.4f}", 1e-9)
+
+    @on("alerts.get")
+    def _alerts(self) -> Raw:
+        return Raw("No alerts.")
+
+    @on("firmware_version.get")
+    def _vers(self) -> Raw:
+        return Raw("0026.0026.0011")
+
+    @on("product_code.get")
+    def _code(self) -> Raw:
+        return Raw("C-480640-P-F-AP-00-1")
+
+    def default_for(self, name: str, field: str) -> Any:
+        defaults = {
+            "wavelength_nm": 1550.0,
+            "frequency_thz": C_NM_THZ / 1550.0,
+            "power_setpoint": 0.0,
+            "attenuation_db": 0.0,
+        }
+        if name in defaults:
+            return defaults[name]
+        return super().default_for(name, field)
+
+
+__all__ = ["BAND_THZ", "TSL570Emulator", "scpi_float"]

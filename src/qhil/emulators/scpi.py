@@ -1,0 +1,277 @@
+"""The shared SCPI / IEEE 488.2 emulator core.
+
+Gives every SCPI emulator: common commands (``*IDN? *RST *CLS *OPC? *ESR?
+*ESE *SRE *STB? *TST? *WAI``), the status byte and standard event register,
+a ``SYST:ERR?`` FIFO with standard codes, short/long keyword forms (from the
+driver's templates), ``;`` compound commands with relative paths and a leading
+``:`` back to the root, MIN/MAX/DEF parameters and IEEE definite-length
+binary blocks. Setters reply nothing; each query contributes one reply, and
+the replies of one compound command share one line separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import Any, ClassVar
+
+from qhil.drivers.declarations import Control
+from qhil.drivers.scpi import ScpiInstrument
+from qhil.drivers.values import Float, Int, ValueTypeError
+from qhil.emulators.base import Emulator, Raw, Route, on
+from qhil.emulators.framer import MessageFramer, open_block_end
+
+# Standard SCPI error codes (SCPI-99 vol. 2, chapter 21).
+NO_ERROR = (0, "No error")
+COMMAND_ERROR = (-100, "Command error")
+SYNTAX_ERROR = (-102, "Syntax error")
+PARAMETER_NOT_ALLOWED = (-108, "Parameter not allowed")
+MISSING_PARAMETER = (-109, "Missing parameter")
+UNDEFINED_HEADER = (-113, "Undefined header")
+DATA_OUT_OF_RANGE = (-222, "Data out of range")
+ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
+QUEUE_OVERFLOW = (-350, "Queue overflow")
+
+# Standard event status register bits (IEEE 488.2 11.5.1).
+ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME, ESR_PON = 1, 4, 8, 16, 32, 128
+
+_SPECIAL = re.compile(r"(MIN(?:IMUM)?|MAX(?:IMUM)?|DEF(?:AULT)?)\s*$", re.IGNORECASE)
+
+
+class ScpiError(Exception):
+    """Raised by a handler to queue an SCPI error (code, text)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code},{text}")
+        self.code = code
+        self.text = text
+
+
+class ScpiEmulator(Emulator):
+    """Base of SCPI instrument emulators."""
+
+    driver: ClassVar[type[ScpiInstrument]] = ScpiInstrument
+    #: (maker, model, serial, firmware) as ``*IDN?`` reports them.
+    identity: ClassVar[tuple[str, str, str, str]] = ("QHIL", "SCPI-EMULATOR", "0", "0")
+    error_queue_size: ClassVar[int] = 30
+
+    def power_on_state(self) -> None:
+        self.errors: deque[tuple[int, str]] = deque()
+        self.esr = ESR_PON
+        self.ese = 0
+        self.sre = 0
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["model"] = self.identity[1]
+        d["identity"] = ",".join(self.identity)
+        return d
+
+    # --- error queue and status ---
+
+    def push_error(self, code: int, text: str) -> None:
+        if len(self.errors) >= self.error_queue_size:
+            self.errors[-1] = QUEUE_OVERFLOW
+        else:
+            self.errors.append((code, text))
+        if -199 <= code <= -100:
+            self.esr |= ESR_CME
+        elif -299 <= code <= -200:
+            self.esr |= ESR_EXE
+        elif -399 <= code <= -300 or code > 0:
+            self.esr |= ESR_DDE
+        elif -499 <= code <= -400:
+            self.esr |= ESR_QYE
+
+    def status_byte_value(self) -> int:
+        stb = 0
+        if self.errors:
+            stb |= 1 << 2
+        if self.esr & self.ese:
+            stb |= 1 << 5
+        if stb & self.sre:
+            stb |= 1 << 6
+        return stb
+
+    # --- IEEE 488.2 common commands ---
+
+    @on("idn.get")
+    def _idn(self) -> str:
+        return Raw(",".join(self.identity))
+
+    @on("reset")
+    def _rst(self) -> None:
+        # *RST restores settings but keeps the error queue and status registers.
+        errors, esr, ese, sre = self.errors, self.esr, self.ese, self.sre
+        self.power_on_state()
+        self.errors, self.esr, self.ese, self.sre = errors, esr, ese, sre
+
+    @on("clear_status")
+    def _cls(self) -> None:
+        self.errors.clear()
+        self.esr = 0
+
+    @on("operation_complete.get")
+    def _opc_q(self) -> int:
+        return 1
+
+    @on("operation_complete_flag")
+    def _opc(self) -> None:
+        self.esr |= ESR_OPC
+
+    @on("wait")
+    def _wai(self) -> None:
+        pass
+
+    @on("event_status.get")
+    def _esr(self) -> int:
+        value, self.esr = self.esr, 0
+        return value
+
+    @on("event_status_enable.get")
+    def _ese_q(self) -> int:
+        return self.ese
+
+    @on("event_status_enable.set")
+    def _ese(self, value: int) -> None:
+        self.ese = value
+
+    @on("service_request_enable.get")
+    def _sre_q(self) -> int:
+        return self.sre
+
+    @on("service_request_enable.set")
+    def _sre(self, value: int) -> None:
+        self.sre = value
+
+    @on("status_byte.get")
+    def _stb(self) -> int:
+        return self.status_byte_value()
+
+    @on("self_test.get")
+    def _tst(self) -> int:
+        return 0
+
+    @on("next_error.get")
+    def _err(self) -> str:
+        code, text = self.errors.popleft() if self.errors else NO_ERROR
+        return Raw(f'{code},"{text}"')
+
+    # --- parsing and dispatch ---
+
+    def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
+        terms = self.input_terminators or self.framing.write_term_bytes[-1:]
+        return MessageFramer(reader, terms, block_end=open_block_end)
+
+    def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
+        # SCPI: the command is ignored, nothing is sent back, the error is queued.
+        self.push_error(int(code), text)
+        return b""
+
+    async def respond(self, message: bytes) -> bytes:
+        replies: list[str] = []
+        path = ""
+        for unit in _split_units(message):
+            text = unit.decode(self.framing.encoding, errors="replace").strip()
+            if not text:
+                continue
+            header = text.split(None, 1)[0]
+            if not text.startswith((":", "*")) and path:
+                text = f"{path}:{text}"
+            try:
+                out = self.execute(text)
+            except ScpiError as exc:
+                self.push_error(exc.code, exc.text)
+                out = None
+            if out is not None:
+                replies.append(out)
+            if not header.startswith("*"):
+                full = text.split(None, 1)[0].rstrip("?")
+                path = full.rsplit(":", 1)[0] if ":" in full.lstrip(":") else ""
+        if not replies:
+            return b""
+        return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
+
+    def execute(self, command: str) -> str | None:
+        """Run one command; return its reply text for a query."""
+        found = self.find_route(command)
+        if found is None:
+            raise ScpiError(*UNDEFINED_HEADER)
+        route, raw = found
+        args = {k: v for k, v in raw.items() if k != "value"}
+        decl = route.decl
+        parsed_args = {k: self._parse(decl, k, v) for k, v in args.items()}
+        if route.kind == "get":
+            result = route.handler(self, **parsed_args)
+            if isinstance(result, Raw):
+                return str(result)
+            assert isinstance(decl, Control)
+            return decl.reply_template.emit(value=result, **parsed_args)
+        if route.kind == "set":
+            value = self._parse(decl, "value", raw["value"])
+            route.handler(self, value=value, **parsed_args)
+            return None
+        route.handler(self, **parsed_args)
+        return None
+
+    def _parse(self, decl: Any, field: str, text: str) -> Any:
+        vt = decl.value if field == "value" else decl.args[field]
+        special = _SPECIAL.match(text.strip())
+        try:
+            if special and isinstance(vt, (Float, Int)):
+                word = special.group(1).upper()[:3]
+                if word == "DEF":
+                    return self.default_for(decl.name, field)
+                bound = vt.min if word == "MIN" else vt.max
+                if bound is None:
+                    raise ScpiError(*ILLEGAL_PARAMETER)
+                return bound
+            return vt.validate(vt.parse(text))
+        except ValueTypeError:
+            raise ScpiError(*DATA_OUT_OF_RANGE) from None
+        except ValueError:
+            raise ScpiError(*ILLEGAL_PARAMETER) from None
+
+    def default_for(self, name: str, field: str) -> Any:
+        """The value DEF stands for; emulators override for their parameters."""
+        raise ScpiError(*ILLEGAL_PARAMETER)
+
+    def find_route(self, command: str) -> tuple[Route, dict[str, Any]] | None:
+        # Query templates must win over set templates for "X?" and vice versa.
+        is_query = command.split(None, 1)[0].endswith("?")
+        for route in self.routes:
+            if (route.kind == "get") != is_query:
+                continue
+            raw = route.template.match(command)
+            if raw is not None:
+                return route, raw
+        return None
+
+
+def _split_units(message: bytes) -> list[bytes]:
+    """Split a program message at ``;`` outside quotes and binary blocks."""
+    units: list[bytes] = []
+    start = i = 0
+    quote: int | None = None
+    while i < len(message):
+        c = message[i]
+        if quote is not None:
+            if c == quote:
+                quote = None
+        elif c in (0x22, 0x27):
+            quote = c
+        elif c == 0x23 and i + 1 < len(message) and 0x31 <= message[i + 1] <= 0x39:
+            n = message[i + 1] - 0x30
+            try:
+                length = int(message[i + 2 : i + 2 + n])
+            except ValueError:
+                length = 0
+            i += 2 + n + length
+            continue
+        elif c == 0x3B:
+            units.append(message[start:i])
+            start = i + 1
+        i += 1
+    units.append(message[start:])
+    return units

@@ -1,0 +1,275 @@
+"""Serving emulators on the wire: TCP sockets and pseudo-terminals.
+
+:class:`EmulatorHost` runs an asyncio loop in a background thread and serves
+any number of emulators on it, so a blocking client (raw pyvisa, pyserial,
+another lab framework) and qhil's async drivers alike can talk to them.
+Serial emulators appear at a stable path (a symlink to the current pty), so a
+client can reconnect after an injected drop, as after a USB replug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import tty
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Servable(Protocol):
+    """What an emulator offers the host: a connection handler and how to describe itself."""
+
+    name: str
+    transport: str
+
+    async def serve(self, reader: asyncio.StreamReader, writer: ByteWriter) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Endpoint:
+    """Where an emulator can be reached."""
+
+    name: str
+    model: str
+    transport: str  # "tcp" or "serial"
+    resource: str  # VISA resource string
+    address: str  # host:port, or the serial device path (for pyserial)
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "transport": self.transport,
+            "resource": self.resource,
+            "address": self.address,
+        }
+
+
+class _PtyWriter:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _PtyPort:
+    """A pseudo-terminal whose slave side is exposed at a stable symlink."""
+
+    def __init__(self, emulator: Servable, link: str) -> None:
+        self.emulator = emulator
+        self.link = link
+        self.master = self.slave = -1
+        self.task: asyncio.Task[None] | None = None
+        self.transport: asyncio.ReadTransport | None = None
+
+    async def start(self) -> None:
+        self.master, self.slave = os.openpty()
+        # Raw mode: no echo or line editing by the kernel; echoing is the instrument's business.
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        tmp = self.link + ".new"
+        os.symlink(os.ttyname(self.slave), tmp)
+        os.replace(tmp, self.link)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        self.transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader),
+            os.fdopen(self.master, "rb", buffering=0, closefd=False),
+        )
+        self.task = asyncio.create_task(self._serve(reader))
+
+    async def _serve(self, reader: asyncio.StreamReader) -> None:
+        writer = _PtyWriter(self.master)
+        try:
+            await self.emulator.serve(reader, writer)
+        except (ConnectionError, OSError) as exc:
+            log.debug("%s: pty closed: %s", self.emulator.name, exc)
+        # serve() returned: the emulator dropped the line. Replace the pty, as a replug would.
+        await self.restart()
+
+    async def restart(self) -> None:
+        self.close_fds()
+        await self.start()
+
+    def close_fds(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.master = self.slave = -1
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self.close_fds()
+
+
+class EmulatorHost:
+    """Serve emulators from a background event loop.
+
+    >>> with EmulatorHost() as host:                      # doctest: +SKIP
+    ...     ep = host.add(TSL570Emulator())
+    ...     pyvisa.ResourceManager("@py").open_resource(ep.resource)
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.endpoints: dict[str, Endpoint] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._ptys: list[_PtyPort] = []
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._dir = ""
+
+    # --- lifecycle ---
+
+    def start(self) -> EmulatorHost:
+        if self._loop is not None:
+            return self
+        self._dir = tempfile.mkdtemp(prefix="qhil-emu-")
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.call_soon(ready.set)
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="qhil-emulators", daemon=True)
+        self._thread.start()
+        ready.wait()
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            self.call(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(timeout=5)
+        self._loop.close()
+        self._loop = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _shutdown(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for task in list(self._conn_tasks):
+            task.cancel()
+        for pty in self._ptys:
+            await pty.stop()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 1)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        """Run a coroutine on the host's loop from another thread and wait for it."""
+        assert self._loop is not None, "host not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn)
+
+    # --- serving ---
+
+    def add(self, emulator: Servable, *, port: int = 0, transport: str | None = None) -> Endpoint:
+        """Serve ``emulator`` on TCP (``port`` 0 = any free port) or on a pty."""
+        if self._loop is None:
+            self.start()
+        kind = transport or emulator.transport
+        if kind == "tcp":
+            ep = self.call(self._add_tcp(emulator, port))
+        elif kind == "serial":
+            ep = self.call(self._add_pty(emulator))
+        else:
+            raise ValueError(f"unknown transport {kind!r}")
+        self.endpoints[emulator.name] = ep
+        return ep
+
+    async def _add_tcp(self, emulator: Servable, port: int) -> Endpoint:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._conn_tasks.add(task)  # type: ignore[arg-type]
+            try:
+                await emulator.serve(reader, writer)
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._conn_tasks.discard(task)  # type: ignore[arg-type]
+                writer.close()
+
+        srv = await asyncio.start_server(handle, self.host, port)
+        self._servers.append(srv)
+        bound = srv.sockets[0].getsockname()[1]
+        d = emulator.describe()
+        return Endpoint(
+            emulator.name,
+            d.get("model", ""),
+            "tcp",
+            f"TCPIP0::{self.host}::{bound}::SOCKET",
+            f"{self.host}:{bound}",
+        )
+
+    async def _add_pty(self, emulator: Servable) -> Endpoint:
+        link = os.path.join(self._dir, emulator.name)
+        pty = _PtyPort(emulator, link)
+        await pty.start()
+        self._ptys.append(pty)
+        d = emulator.describe()
+        return Endpoint(emulator.name, d.get("model", ""), "serial", f"ASRL{link}::INSTR", link)
+
+
+async def run_forever(wait: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Block until cancelled (used by ``qhil emulate``)."""
+    if wait is not None:
+        await wait()
+    else:
+        await asyncio.Event().wait()

@@ -1,0 +1,80 @@
+"""RawIO over pyserial: device paths (/dev/ttyUSB0, /dev/pts/5, COM3) and URLs (socket://)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import serial
+
+from qhil.transport.framing import Framing
+from qhil.transport.rawio import LinkDown, OpenFailed, ReadTimeout
+
+
+class SerialIO:
+    """Blocking I/O through a pyserial port."""
+
+    def __init__(self, port: str, framing: Framing) -> None:
+        self.port = port
+        self.framing = framing
+        self._ser: serial.SerialBase | None = None
+
+    def open(self, timeout_s: float) -> None:
+        s = self.framing.serial
+        try:
+            self._ser = serial.serial_for_url(
+                self.port,
+                baudrate=s.baudrate,
+                bytesize=s.bytesize,
+                parity=s.parity,
+                stopbits=s.stopbits,
+                rtscts=s.rtscts,
+                xonxoff=s.xonxoff,
+                timeout=timeout_s,
+                write_timeout=timeout_s,
+            )
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise OpenFailed(str(exc)) from exc
+
+    def close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is not None:
+            with contextlib.suppress(Exception):
+                ser.close()
+
+    def _port(self) -> serial.SerialBase:
+        if self._ser is None or not self._ser.is_open:
+            raise LinkDown("not open")
+        return self._ser
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port().write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+
+    def read_until(self, terminator: bytes, timeout_s: float) -> bytes:
+        port = self._port()
+        port.timeout = timeout_s
+        try:
+            data = port.read_until(terminator)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+        if not data.endswith(terminator):
+            raise ReadTimeout(data)
+        return bytes(data)
+
+    def read_exact(self, count: int, timeout_s: float) -> bytes:
+        port = self._port()
+        port.timeout = timeout_s
+        try:
+            data = port.read(count)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+        if len(data) < count:
+            raise ReadTimeout(data)
+        return bytes(data)
+
+    def discard_input(self) -> None:
+        if self._ser is not None and self._ser.is_open:
+            with contextlib.suppress(Exception):
+                self._ser.reset_input_buffer()

@@ -1,0 +1,307 @@
+"""The async instrument session: one per instrument connection.
+
+pyvisa and pyserial are blocking, so each session owns one worker thread and
+runs every *whole transaction* (write, then all the reads that belong to it)
+there as a single job, behind a per-session asyncio lock. Concurrent tasks can
+therefore never interleave one query's write and read, and a query costs one
+thread hop, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from qhil.errors import ConnectionLostError, InstrumentConnectionError, InstrumentTimeoutError
+from qhil.transport.exchange_log import ExchangeLog
+from qhil.transport.framing import Framing
+from qhil.transport.rawio import LinkDown, OpenFailed, RawIO, ReadTimeout
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_VISA_PREFIX = re.compile(r"^(TCPIP|ASRL|USB|GPIB|VXI|PXI)\d*::", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Bounded retries with exponential backoff after a dropped connection."""
+
+    attempts: int = 3
+    initial_delay_s: float = 0.05
+    factor: float = 2.0
+    max_delay_s: float = 1.0
+
+    def delays(self) -> list[float]:
+        out, d = [], self.initial_delay_s
+        for _ in range(self.attempts):
+            out.append(min(d, self.max_delay_s))
+            d *= self.factor
+        return out
+
+
+def make_io(resource: str, framing: Framing, visa_library: str = "@py") -> RawIO:
+    """Pick the backend from the resource string.
+
+    VISA resource strings (``TCPIP0::host::port::SOCKET``, ``ASRL/dev/pts/3::INSTR``,
+    ``GPIB0::7::INSTR``, ``USB0::...``) go through pyvisa; device paths and
+    pyserial URLs (``/dev/ttyUSB0``, ``COM3``, ``socket://host:port``) through pyserial.
+    """
+    from qhil.transport.serial_io import SerialIO
+    from qhil.transport.visa_io import VisaIO
+
+    if _VISA_PREFIX.match(resource):
+        return VisaIO(resource, framing, visa_library)
+    if resource.startswith("/") or "://" in resource or re.fullmatch(r"COM\d+", resource):
+        return SerialIO(resource, framing)
+    raise InstrumentConnectionError(
+        resource,
+        "not a VISA resource string (TCPIP::host::port::SOCKET, ASRL/dev/ttyX::INSTR, "
+        "GPIB0::n::INSTR, USB0::...), a serial device path or a pyserial URL",
+    )
+
+
+class Reader:
+    """What a transaction's reader function uses, in the worker thread."""
+
+    def __init__(self, io: RawIO, framing: Framing, timeout_s: float) -> None:
+        self._io = io
+        self._framing = framing
+        self.timeout_s = timeout_s
+        self.received = bytearray()
+        self.awaiting = repr(framing.read_termination)
+
+    def until(self, terminator: bytes) -> bytes:
+        self.awaiting = repr(terminator.decode("latin-1"))
+        data = self._io.read_until(terminator, self.timeout_s)
+        self.received += data
+        return data
+
+    def line(self) -> str:
+        """One reply line, termination stripped."""
+        term = self._framing.read_term_bytes
+        data = self.until(term)
+        return data[: -len(term)].decode(self._framing.encoding, errors="replace")
+
+    def exact(self, count: int) -> bytes:
+        self.awaiting = f"{count} bytes"
+        data = self._io.read_exact(count, self.timeout_s)
+        self.received += data
+        return data
+
+
+class Session:
+    """An async, locked, logged, reconnecting connection to one instrument."""
+
+    def __init__(
+        self,
+        resource: str,
+        framing: Framing | None = None,
+        *,
+        timeout_s: float = 2.0,
+        open_timeout_s: float = 3.0,
+        reconnect: ReconnectPolicy | None = None,
+        io: RawIO | None = None,
+        visa_library: str = "@py",
+        exchange_log: ExchangeLog | None = None,
+    ) -> None:
+        self.resource = resource
+        self.framing = framing or Framing()
+        self.timeout_s = timeout_s
+        self.open_timeout_s = open_timeout_s
+        self.reconnect = reconnect or ReconnectPolicy()
+        self.exchange_log = exchange_log
+        self._io: RawIO = io if io is not None else make_io(resource, self.framing, visa_library)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qhil-io:{resource}")
+        self._lock: asyncio.Lock | None = None
+        self._open = False
+        self._lost = False
+        self._dirty = False
+        self._owner: asyncio.Task[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Session({self.resource!r})"
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The per-instrument lock; hold it to make several transactions one unit."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        try:
+            await self._run(lambda: self._io.open(self.open_timeout_s))
+        except OpenFailed as exc:
+            raise InstrumentConnectionError(self.resource, f"cannot open: {exc}") from exc
+        self._open, self._lost, self._dirty = True, False, False
+
+    async def close(self) -> None:
+        if self._open or self._lost:
+            await self._run(self._io.close)
+        self._open = self._lost = False
+
+    def shutdown(self) -> None:
+        """Release the worker thread (after close)."""
+        self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> Session:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+        self.shutdown()
+
+    async def _reopen(self) -> None:
+        last = "unknown"
+        for delay in self.reconnect.delays():
+            await asyncio.sleep(delay)
+            try:
+                await self._run(self._io.close)
+                await self._run(lambda: self._io.open(self.open_timeout_s))
+            except OpenFailed as exc:
+                last = str(exc)
+                continue
+            log.info("%s: reconnected", self.resource)
+            self._open, self._lost, self._dirty = True, False, False
+            return
+        raise InstrumentConnectionError(
+            self.resource,
+            f"connection was lost and {self.reconnect.attempts} reconnect attempts failed; "
+            f"last: {last}",
+        )
+
+    async def transaction(
+        self,
+        command: str | None,
+        reader: Callable[[Reader], T] | None = None,
+        *,
+        payload: bytes | None = None,
+        timeout_s: float | None = None,
+        sensitive: bool = False,
+    ) -> T | None:
+        """Write ``command`` (terminated) or raw ``payload``, then run ``reader``.
+
+        The whole exchange runs as one job in the worker thread, under the lock.
+        ``sensitive`` keeps the bytes out of logs and the exchange log (key
+        material sent to a pattern generator, for instance).
+        """
+        async with self.locked():
+            return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the instrument for several transactions (re-entrant for the holding task).
+
+        A setter followed by its error query, or a multi-step acquisition, is
+        made one unit this way, so no other task's query can slip in between.
+        """
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self.lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    async def _transaction_locked(
+        self,
+        command: str | None,
+        reader: Callable[[Reader], T] | None,
+        payload: bytes | None,
+        timeout_s: float | None,
+        sensitive: bool,
+    ) -> T | None:
+        if self._lost:
+            await self._reopen()
+        elif not self._open:
+            await self.open()
+        out = payload if payload is not None else b""
+        if command is not None:
+            out = command.encode(self.framing.encoding) + self.framing.write_term_bytes + out
+        rd = Reader(self._io, self.framing, timeout_s or self.timeout_s)
+        dirty = self._dirty
+
+        def job() -> T | None:
+            if dirty:  # a late reply to a timed-out query must not answer this one
+                self._io.discard_input()
+            if out:
+                self._io.write(out)
+            return reader(rd) if reader is not None else None
+
+        shown = "<sensitive>" if sensitive else (command if command is not None else "<binary>")
+        try:
+            result = await self._run(job)
+        except ReadTimeout as exc:
+            self._dirty = True
+            raise InstrumentTimeoutError(
+                self.resource, shown, rd.awaiting.strip("'"), rd.timeout_s, bytes(exc.partial)
+            ) from None
+        except LinkDown as exc:
+            self._open, self._lost = False, True
+            raise ConnectionLostError(self.resource, shown, str(exc)) from None
+        self._dirty = False
+        if self.exchange_log is not None and not sensitive:
+            self.exchange_log.record(out, bytes(rd.received))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: %r -> %r",
+                self.resource,
+                shown,
+                b"<sensitive>" if sensitive else bytes(rd.received),
+            )
+        return result
+
+    async def write(self, command: str, *, sensitive: bool = False) -> None:
+        await self.transaction(command, None, sensitive=sensitive)
+
+    async def write_raw(self, payload: bytes, *, sensitive: bool = False) -> None:
+        await self.transaction(None, None, payload=payload, sensitive=sensitive)
+
+    async def query(self, command: str, *, timeout_s: float | None = None) -> str:
+        """Send ``command`` and return the one reply line, termination stripped."""
+        result = await self.transaction(command, Reader.line, timeout_s=timeout_s)
+        assert result is not None
+        return result
+
+    async def query_lines(self, command: str, count: int) -> list[str]:
+        result = await self.transaction(command, lambda r: [r.line() for _ in range(count)])
+        assert result is not None
+        return result
+
+    async def query_until(
+        self, command: str, is_last: Callable[[str], bool], max_lines: int = 256
+    ) -> list[str]:
+        """Read reply lines until ``is_last(line)``; e.g. ``Done`` / ``Error!`` framing."""
+
+        def read(r: Reader) -> list[str]:
+            lines: list[str] = []
+            while len(lines) < max_lines:
+                lines.append(r.line())
+                if is_last(lines[-1]):
+                    return lines
+            return lines
+
+        result = await self.transaction(command, read)
+        assert result is not None
+        return result
