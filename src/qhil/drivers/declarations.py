@@ -193,6 +193,7 @@ class Control(Declaration, Generic[T]):
         value: Value[T],
         doc: str,
         reply: Value[Any] | str | None = None,
+        reply_value: Value[Any] | None = None,
         args: Mapping[str, Value[Any]] | None = None,
         check_errors: bool = True,
     ) -> None:
@@ -201,6 +202,7 @@ class Control(Declaration, Generic[T]):
         self.get_text, self.set_text = get, set
         self.value = value
         self.reply_spec = reply
+        self.reply_value = reply_value
         self.args: dict[str, Value[Any]] = dict(args or {})
         self.doc = doc
         self.__doc__ = doc
@@ -229,7 +231,10 @@ class Control(Declaration, Generic[T]):
         """How the reply line to ``get`` looks (the emulator renders it, the driver parses it)."""
         spec = self.reply_spec
         if isinstance(spec, str):
-            return Template(spec, self._fields(True))
+            fields = self._fields(True)
+            if self.reply_value is not None:
+                fields["value"] = self.reply_value
+            return Template(spec, fields)
         return Template("{value}", {"value": spec or self.value})
 
     def templates(self) -> list[Template]:
@@ -290,7 +295,7 @@ class Measurement(Control[T]):
         reply: Value[Any] | str | None = None,
         args: Mapping[str, Value[Any]] | None = None,
     ) -> None:
-        super().__init__(get=get, value=value, doc=doc, reply=reply, args=args)
+        super().__init__(get=get, value=value, doc=doc, reply=reply, args=args, check_errors=False)
 
 
 class Action(Declaration):

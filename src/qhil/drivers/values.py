@@ -288,3 +288,31 @@ class Keyword(Value[Any]):
             if re.fullmatch(scpi_keyword_regex(v), text.strip(), re.IGNORECASE):
                 return k
         raise ValueError(f"{text!r} is not one of {list(self.mapping.values())}")
+
+
+@dataclass(frozen=True)
+class ChannelList(Value[list[int]]):
+    """Per-channel integers printed as ``CH1 +2200  CH2 +5000  ...`` (OZ Optics style)."""
+
+    count: int = 4
+    fmt: str = "{:+d}"
+    sep: str = "  "
+    label: str = "CH"
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        return r"\s*".join(rf"{self.label}{i + 1}\s*[+-]?\d+" for i in range(self.count))
+
+    def emit(self, value: Any) -> str:
+        return self.sep.join(
+            f"{self.label}{i + 1} {self.fmt.format(int(v))}" for i, v in enumerate(value)
+        )
+
+    def format(self, value: Any) -> str:
+        return self.emit(value)
+
+    def parse(self, text: str) -> list[int]:
+        vals = [int(v) for v in re.findall(rf"{self.label}\d+\s*([+-]?\d+)", text)]
+        if len(vals) != self.count:
+            raise ValueError(f"{text!r} does not list {self.count} channels")
+        return vals

@@ -1,0 +1,62 @@
+"""The instrument catalogue: profile model names -> driver and emulator classes.
+
+Imports are lazy (module paths as strings), so listing the catalogue or loading
+a lab profile does not import every emulator and the physics behind them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One instrument model: its driver, its emulator, and its role(s)."""
+
+    model: str
+    driver: str  # "module:Class"
+    emulator: str  # "module:Class"
+    roles: tuple[str, ...]
+    description: str
+
+    def driver_class(self) -> Any:
+        return _load(self.driver)
+
+    def emulator_class(self) -> Any:
+        return _load(self.emulator)
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+CATALOGUE: dict[str, Entry] = {
+    e.model: e
+    for e in [
+        Entry(
+            "santec.tsl570",
+            "qhil.drivers.santec.tsl570:TSL570",
+            "qhil.emulators.santec.tsl570:TSL570Emulator",
+            ("PhotonSource",),
+            "Santec TSL-570 tunable laser (SCPI, TCP socket port 5000)",
+        ),
+        Entry(
+            "ozoptics.epc400",
+            "qhil.drivers.ozoptics.epc400:EPC400",
+            "qhil.emulators.ozoptics.epc400:EPC400Emulator",
+            ("PolarizationController",),
+            "OZ Optics EPC-400 polarization controller (serial 9600 8N1)",
+        ),
+        # Catalogue entries for further instruments go here, one per model.
+    ]
+}
+
+
+def entry(model: str) -> Entry:
+    try:
+        return CATALOGUE[model]
+    except KeyError:
+        raise KeyError(f"unknown instrument model {model!r}; known: {sorted(CATALOGUE)}") from None

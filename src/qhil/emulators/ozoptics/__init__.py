@@ -1,0 +1,1 @@
+"""OZ Optics emulators."""
