@@ -1,0 +1,142 @@
+"""Single-qubit noise channels as Kraus maps, applied to one qubit of a register.
+
+Conventions (all probabilities in [0, 1]):
+
+- amplitude damping with gamma: |1> decays to |0> with probability gamma
+  (|0> is the relaxed state);
+- phase flip with p: Z applied with probability p, coherences scale by 1 - 2p;
+- bit flip with p: X applied with probability p;
+- depolarizing with p: rho -> (1 - p) rho + p 1/2;
+- T1/T2 decay for a time t: amplitude damping gamma = 1 - exp(-t/T1), then pure
+  dephasing at rate 1/T2 - 1/(2 T1), so coherences decay as exp(-t/T2) in total
+  (T2 is the measured coherence time and must satisfy T2 <= 2 T1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._qutip import Qobj, qt
+from .density import as_density_matrix, num_qubits
+
+KrausMap = list[Qobj]
+
+_I = np.eye(2, dtype=complex)
+_X = np.array([[0, 1], [1, 0]], dtype=complex)
+_Y = np.array([[0, -1j], [1j, 0]], dtype=complex)
+_Z = np.array([[1, 0], [0, -1]], dtype=complex)
+
+
+def _probability(value: float, name: str) -> float:
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _kraus(*matrices: np.ndarray) -> KrausMap:
+    return [Qobj(m) for m in matrices]
+
+
+def amplitude_damping_kraus(gamma: float) -> KrausMap:
+    """Kraus operators of amplitude damping towards |0> with decay probability gamma."""
+    g = _probability(gamma, "gamma")
+    return _kraus(
+        np.array([[1.0, 0.0], [0.0, math.sqrt(1.0 - g)]], dtype=complex),
+        np.array([[0.0, math.sqrt(g)], [0.0, 0.0]], dtype=complex),
+    )
+
+
+def phase_flip_kraus(p: float) -> KrausMap:
+    """Kraus operators of the phase-flip (pure dephasing) channel."""
+    p = _probability(p, "phase-flip probability")
+    return _kraus(math.sqrt(1.0 - p) * _I, math.sqrt(p) * _Z)
+
+
+def bit_flip_kraus(p: float) -> KrausMap:
+    """Kraus operators of the bit-flip channel."""
+    p = _probability(p, "bit-flip probability")
+    return _kraus(math.sqrt(1.0 - p) * _I, math.sqrt(p) * _X)
+
+
+def depolarizing_kraus(p: float) -> KrausMap:
+    """Kraus operators of rho -> (1 - p) rho + p 1/2."""
+    p = _probability(p, "depolarizing probability")
+    pauli = math.sqrt(p / 4.0)
+    return _kraus(math.sqrt(1.0 - 0.75 * p) * _I, pauli * _X, pauli * _Y, pauli * _Z)
+
+
+def check_t1_t2(t1: float, t2: float) -> None:
+    """Raise unless 0 < T1, 0 < T2 <= 2 T1 (either may be math.inf)."""
+    if not t1 > 0.0:
+        raise ValueError(f"t1 must be > 0 s (math.inf for none), got {t1!r}")
+    if not t2 > 0.0:
+        raise ValueError(f"t2 must be > 0 s (math.inf for none), got {t2!r}")
+    if t2 > 2.0 * t1 * (1.0 + 1e-12):
+        raise ValueError(
+            f"t2 must be <= 2*t1 (T1 decay alone gives T2 = 2 T1), got t1={t1!r}, t2={t2!r}"
+        )
+
+
+def pure_dephasing_rate(t1: float, t2: float) -> float:
+    """1/T_phi = 1/T2 - 1/(2 T1), in 1/s (zero when T1 accounts for all of T2)."""
+    check_t1_t2(t1, t2)
+    return max(0.0, 1.0 / t2 - 0.5 / t1)
+
+
+def compose(first: Sequence[Qobj], then: Sequence[Qobj]) -> KrausMap:
+    """Kraus operators of ``then`` after ``first``."""
+    return [b * a for a in first for b in then]
+
+
+def t1t2_kraus(duration: float, t1: float, t2: float) -> KrausMap:
+    """Kraus operators of T1 amplitude damping and T2 dephasing for ``duration`` seconds."""
+    if not duration >= 0.0:
+        raise ValueError(f"duration must be >= 0 s, got {duration!r}")
+    gamma = -math.expm1(-duration / t1)
+    coherence = math.exp(-duration * pure_dephasing_rate(t1, t2))
+    # Amplitude damping and Z flips commute, so the order does not matter.
+    return compose(amplitude_damping_kraus(gamma), phase_flip_kraus((1.0 - coherence) / 2.0))
+
+
+def kraus_superoperator(kraus: Sequence[Qobj]) -> Qobj:
+    """The channel as a qutip superoperator (supermatrix representation)."""
+    return qt.kraus_to_super(list(kraus))
+
+
+def apply_kraus(state: Qobj, kraus: Sequence[Qobj], qubit: int = 0) -> Qobj:
+    """Apply a single-qubit channel to qubit ``qubit`` of a register; returns a density matrix."""
+    rho = as_density_matrix(state)
+    n = num_qubits(rho)
+    if not (0 <= qubit < n):
+        raise ValueError(f"qubit {qubit} is not in the state's register of {n} qubit(s)")
+    if n > 1:
+        ops = [qt.expand_operator(k, dims=[2] * n, targets=qubit) for k in kraus]
+    else:
+        ops = list(kraus)
+    out = ops[0] * rho * ops[0].dag()
+    for k in ops[1:]:
+        out = out + k * rho * k.dag()
+    return out
+
+
+def depolarize(state: Qobj, p: float, qubit: int = 0) -> Qobj:
+    """Depolarize one qubit: rho -> (1 - p) rho + p 1/2 on that qubit."""
+    return apply_kraus(state, depolarizing_kraus(p), qubit)
+
+
+def dephase(state: Qobj, p: float, qubit: int = 0) -> Qobj:
+    """Dephase one qubit: a Z flip with probability p."""
+    return apply_kraus(state, phase_flip_kraus(p), qubit)
+
+
+def bit_flip(state: Qobj, p: float, qubit: int = 0) -> Qobj:
+    """Flip one qubit with probability p."""
+    return apply_kraus(state, bit_flip_kraus(p), qubit)
+
+
+def t1t2_decay(state: Qobj, duration: float, t1: float, t2: float, qubit: int = 0) -> Qobj:
+    """Let one qubit decay with T1 and T2 for ``duration`` seconds."""
+    return apply_kraus(state, t1t2_kraus(duration, t1, t2), qubit)
