@@ -151,7 +151,7 @@ class Bool(Value[bool]):
 
     @property
     def pattern(self) -> str:  # type: ignore[override]
-        return rf"{re.escape(self.true)}|{re.escape(self.false)}|ON|OFF|on|off|1|0"
+        return rf"{re.escape(self.true)}|{re.escape(self.false)}|ON|OFF|on|off|\+?1|\+?0"
 
     def validate(self, value: Any) -> bool:
         if value in (True, False, 0, 1):
@@ -162,7 +162,7 @@ class Bool(Value[bool]):
         return self.true if self.validate(value) else self.false
 
     def parse(self, text: str) -> bool:
-        t = text.strip()
+        t = text.strip().lstrip("+")
         if t in (self.true, "1") or t.upper() == "ON":
             return True
         if t in (self.false, "0") or t.upper() == "OFF":
@@ -181,7 +181,10 @@ class Enum(Value[Any]):
 
     @property
     def pattern(self) -> str:  # type: ignore[override]
-        return "|".join(re.escape(v) for v in sorted(self.mapping.values(), key=len, reverse=True))
+        alts = "|".join(re.escape(v) for v in sorted(self.mapping.values(), key=len, reverse=True))
+        # Numeric codes may come back signed or as decimals ("+1", "1.0").
+        numeric = all(re.fullmatch(r"-?\d+", v) for v in self.mapping.values())
+        return rf"[+]?(?:{alts})(?:\.0*)?" if numeric else alts
 
     def validate(self, value: Any) -> Any:
         if value not in self.mapping:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_VISA_PREFIX = re.compile(r"^(TCPIP|ASRL|USB|GPIB|VXI|PXI)\d*::", re.IGNORECASE)
+_VISA_PREFIX = re.compile(r"^(?:(?:TCPIP|USB|GPIB|VXI|PXI)\d*::|ASRL.+::INSTR$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class Reader:
         self._framing = framing
         self.timeout_s = timeout_s
         self.received = bytearray()
-        self.awaiting = repr(framing.read_termination)
+        self.awaiting = framing.read_termination
 
     def until(self, terminator: bytes) -> bytes:
-        self.awaiting = repr(terminator.decode("latin-1"))
+        self.awaiting = terminator.decode("latin-1")
         data = self._io.read_until(terminator, self.timeout_s)
         self.received += data
         return data
@@ -255,7 +255,7 @@ class Session:
         except ReadTimeout as exc:
             self._dirty = True
             raise InstrumentTimeoutError(
-                self.resource, shown, rd.awaiting.strip("'"), rd.timeout_s, bytes(exc.partial)
+                self.resource, shown, rd.awaiting, rd.timeout_s, bytes(exc.partial)
             ) from None
         except LinkDown as exc:
             self._open, self._lost = False, True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from typing import Any
@@ -53,7 +54,9 @@ class VisaIO:
             res = rm.open_resource(self.resource, open_timeout=int(timeout_s * 1000))
         except VisaIOError as exc:
             raise OpenFailed(f"VISA could not open it: {exc.description}") from exc
-        except (ValueError, OSError) as exc:  # malformed string, refused, no such device
+        except (
+            Exception
+        ) as exc:  # malformed string, refused, unknown host (pyvisa-py raises bare Exception)
             raise OpenFailed(str(exc) or type(exc).__name__) from exc
         if isinstance(res, pyvisa.resources.SerialInstrument):
             s = self.framing.serial
@@ -70,6 +73,17 @@ class VisaIO:
                 2: constants.StopBits.two,
             }[s.stopbits]
             res.end_input = constants.SerialTermination.termination_char
+        self._res = res
+        sock = self._socket()
+        if sock is not None:
+            # pyvisa-py connects non-blocking and reports a refused port as success.
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            try:
+                sock.getpeername()
+            except OSError:
+                self.close()
+                reason = os.strerror(err) if err else "not connected"
+                raise OpenFailed(f"TCP connection failed: {reason}") from None
         # Terminations are handled here, byte-exactly, not by pyvisa's str layer.
         res.write_termination = ""
         res.read_termination = None
@@ -96,14 +110,19 @@ class VisaIO:
             self._res.set_visa_attribute(constants.ResourceAttribute.termchar_enabled, True)
             self._termchar = terminator
 
-    def _peer_closed(self) -> bool:
-        """pyvisa-py reports a closed TCP peer as a timeout; look at the socket itself."""
+    def _socket(self) -> socket.socket | None:
+        """The TCP socket under a pyvisa-py SOCKET session, if that is what this is."""
         try:
             sess = self._res.visalib.sessions[self._res.session]
-            sock = getattr(sess, "interface", None)
         except Exception:
-            return False
-        if not isinstance(sock, socket.socket):
+            return None
+        sock = getattr(sess, "interface", None)
+        return sock if isinstance(sock, socket.socket) else None
+
+    def _peer_closed(self) -> bool:
+        """pyvisa-py reports a closed TCP peer as a timeout; look at the socket itself."""
+        sock = self._socket()
+        if sock is None:
             return False
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""

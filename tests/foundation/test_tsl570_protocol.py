@@ -1,0 +1,153 @@
+"""Santec TSL-570: byte-exact protocol (docs/protocols/santec-tsl570.md), driver and emulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from qhil.drivers.santec.tsl570 import TSL570
+from qhil.emulators.santec.tsl570 import TSL570Emulator, scpi_float
+from qhil.errors import InstrumentError, ValidationError
+from qhil.testing import ProtocolCase, expected_protocol, run_on_emulator
+
+# Bytes as the manual transcription and PyMeasure/QCoDeS captures show them (SCPI command set).
+CASES = [
+    ProtocolCase(
+        "idn",
+        lambda d: d.idn.get(),
+        [(b"*IDN?\r", b"SANTEC,TSL-570,21020001,0026.0026.0011\r")],
+        "SANTEC,TSL-570,21020001,0026.0026.0011",
+    ),
+    ProtocolCase(
+        "wavelength?",
+        lambda d: d.wavelength_nm.get(),
+        [(b":WAVelength?\r", b"+1.55000000E-006\r")],
+        1550.0,
+    ),
+    ProtocolCase(
+        "wavelength=",
+        lambda d: d.wavelength_nm.set(1550.0),
+        [(b":WAVelength 1.55000000E-06\r", b""), (b":SYSTem:ERRor?\r", b'0,"No error"\r')],
+    ),
+    ProtocolCase(
+        "wavelength min (SCPI query parameter)",
+        lambda d: d.wavelength_limit_nm.get(which="min"),
+        [(b":WAVelength? MINimum\r", b"+1.48000000E-006\r")],
+        1480.0,
+    ),
+    ProtocolCase(
+        "output?", lambda d: d.output_enabled.get(), [(b":POWer:STATe?\r", b"+0\r")], False
+    ),
+    ProtocolCase(
+        "power unit?", lambda d: d.power_unit.get(), [(b":POWer:UNIT?\r", b"+0\r")], "dBm"
+    ),
+    ProtocolCase(
+        "command set?",
+        lambda d: d.command_set.get(),
+        [(b":SYSTem:COMMunicate:CODe?\r", b"+1\r")],
+        "scpi",
+    ),
+    ProtocolCase(
+        "errors drained", lambda d: d.check_errors(), [(b":SYSTem:ERRor?\r", b'0,"No error"\r')]
+    ),
+    ProtocolCase(
+        "alerts", lambda d: d.alerts.get(), [(b":SYSTem:ALERt?\r", b"No alerts.\r")], "No alerts."
+    ),
+    ProtocolCase(
+        "sweep speed?",
+        lambda d: d.sweep_speed.get(),
+        [(b":WAVelength:SWEep:SPEed?\r", b"+10.0\r")],
+        10,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_driver_sends_documented_bytes(case: ProtocolCase) -> None:
+    async with expected_protocol(TSL570, case.exchanges) as drv:
+        result = await case.call(drv)
+    if case.result is not None:
+        assert (
+            result == pytest.approx(case.result)
+            if isinstance(case.result, float)
+            else result == case.result
+        )
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.emulator_exact], ids=lambda c: c.id)
+async def test_emulator_answers_documented_bytes(case: ProtocolCase) -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    await run_on_emulator(emu, case.exchanges)
+
+
+async def test_connect_selects_the_scpi_command_set() -> None:
+    exchanges = [(b":SYSTem:COMMunicate:CODe 1\r", b""), (b":SYSTem:ERRor?\r", b'0,"No error"\r')]
+    async with expected_protocol(TSL570, exchanges, connect=True):
+        pass
+
+
+async def test_legacy_command_set_formats() -> None:
+    emu = TSL570Emulator(command_set="legacy")
+    await run_on_emulator(
+        emu,
+        [
+            (b":WAV?\r", b"1550.0000\r"),
+            (b":POW:STAT?\r", b"0\r"),
+            (b":WAV:SWE:SPE?\r", b"10.0\r"),
+            (b":WAV:FREQ?\r", b"193.41449\r"),
+        ],
+    )
+    # Legacy numbers carry no unit: a suffix is refused, the wavelength unchanged.
+    await run_on_emulator(
+        emu,
+        [
+            (b":WAV 1560nm\r", b""),
+            (b":SYST:ERR?\r", b'-148,"Character data not allowed"\r'),
+            (b":WAV 1560\r", b""),
+            (b":WAV?\r", b"1560.0000\r"),
+        ],
+    )
+
+
+def test_scpi_float_has_three_digit_exponent() -> None:
+    assert scpi_float(1.55e-6) == "+1.55000000E-006"
+    assert scpi_float(-12.5) == "-1.25000000E+001"
+
+
+async def test_out_of_range_is_refused_before_any_byte() -> None:
+    async with expected_protocol(TSL570, []) as drv:
+        with pytest.raises(ValidationError, match="1480"):
+            await drv.wavelength_nm.set(1700)
+
+
+async def test_instrument_error_carries_code_and_text() -> None:
+    exchanges = [
+        (b":POWer:STATe 1\r", b""),
+        (b":SYSTem:ERRor?\r", b'-222,"Data out of range"\r'),
+        (b":SYSTem:ERRor?\r", b'0,"No error"\r'),
+    ]
+    async with expected_protocol(TSL570, exchanges) as drv:
+        with pytest.raises(InstrumentError) as err:
+            await drv.output_enabled.set(True)
+    assert err.value.code == -222 and err.value.text == "Data out of range"
+    assert err.value.command == ":POWer:STATe 1"
+
+
+async def test_compound_commands_and_relative_paths() -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    await run_on_emulator(
+        emu, [(b":POW:STAT 1;STAT?;:WAV 1560nm;:WAV?\r", b"+1;+1.56000000E-006\r")]
+    )
+
+
+async def test_reset_restores_power_on_state_but_keeps_error_queue() -> None:
+    emu = TSL570Emulator(command_set="legacy")
+    await run_on_emulator(
+        emu,
+        [
+            (b":WAV 1600\r", b""),
+            (b"BOGUS\r", b""),
+            (b"*RST\r", b""),
+            (b":WAV?\r", b"1550.0000\r"),
+            (b"SYST:ERR?\r", b'-113,"Undefined header"\r'),
+        ],
+    )
