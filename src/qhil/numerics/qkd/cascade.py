@@ -1,0 +1,583 @@
+"""Cascade error reconciliation as an explicit two-party protocol, vectorised over blocks.
+
+Alice holds the reference key, Bob the noisy one. Bob drives: every message he
+sends is a :class:`ParityQuery` (a pass index and a list of ranges in that pass's
+shuffled order), and Alice answers with a :class:`ParityReply` holding her
+parities of those ranges. Every bit of every reply is disclosed to Eve and
+counted in ``leaked_bits``; nothing else reveals anything about Alice's key
+(Bob's queries depend only on the error pattern).
+
+Protocol (Brassard-Salvail Cascade with the parameter choices of Martinez-Mateo
+et al., "Demystifying the information reconciliation protocol Cascade", QIC 15
+(2015), and Yan et al.):
+
+- The key is cut into frames (reconciled independently, but processed together
+  so numpy sees many blocks at once). Each pass shuffles every frame with a
+  permutation drawn from a public seed and cuts it into blocks of k_p bits.
+- Bob asks for the parities of all blocks of the new pass. In passes after the
+  first, Alice's frame parity is already known, so the last block of each frame
+  is inferred, not asked.
+- A block whose parities differ holds an odd number of errors. All odd blocks
+  of one pass are bisected *in parallel* (one query per bisection level, for
+  all blocks at once); each bisection finds and flips one error bit.
+- Flipping a bit flips the parity of the block that contains it in every
+  earlier pass (the cascade effect). Bob keeps going, always bisecting the odd
+  blocks of the pass with the smallest blocks, until no block of any started
+  pass is odd; then the next pass starts.
+- Alice's parities never change, so every parity she ever disclosed is kept;
+  a sub-block whose parity (or whose sibling's) is already known is not asked
+  again (this matters when an earlier block is re-bisected).
+
+Parities of ranges come from prefix XORs of each pass's shuffled key, so a
+bisection level costs O(#blocks), and a round O(frame bits) to refresh Bob's
+prefix; there is no Python loop over bits. Residual errors are possible (frame
+error rate): verification (:mod:`qhil.numerics.qkd.verification`) catches them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from qhil.numerics.qkd.bits import BitArray, as_bits
+from qhil.numerics.qkd.entropy import binary_entropy
+
+IntArray = NDArray[np.int64]
+
+DEFAULT_PASSES = 14
+_MIN_QBER = 1e-4
+
+
+def default_block_sizes(
+    qber: float, frame_bits: int, passes: int = DEFAULT_PASSES
+) -> tuple[int, ...]:
+    """Block sizes per pass from the QBER estimate ("option 8" of Martinez-Mateo et al.).
+
+    k1 = 2^ceil(log2(1/p) - 1/2), k2 = 2^ceil((log2(1/p) - 1/2 + 12) / 2), k3 = 4096,
+    then n/2 (two blocks per frame) for the remaining passes; each capped at n/2.
+    """
+    if not 0 <= qber < 0.5:
+        raise ValueError(f"qber: must lie in [0, 0.5) (got {qber!r})")
+    if frame_bits < 2:
+        raise ValueError(f"frame_bits: must be >= 2 (got {frame_bits})")
+    if passes < 1:
+        raise ValueError(f"passes: must be >= 1 (got {passes})")
+    alpha = math.log2(1.0 / max(qber, _MIN_QBER)) - 0.5
+    half = (frame_bits + 1) // 2
+    sizes = [2 ** math.ceil(alpha), 2 ** math.ceil((alpha + 12.0) / 2.0), 4096]
+    sizes += [half] * max(0, passes - 3)
+    return tuple(max(1, min(k, half)) for k in sizes[:passes])
+
+
+@dataclass(frozen=True)
+class CascadeSetup:
+    """Public parameters both sides agree on before reconciling (Bob -> Alice or agreed).
+
+    ``frame_bits`` is the frame length; a key of N bits is cut into frames of that
+    length (the last one may be shorter).
+    """
+
+    key_bits: int
+    frame_bits: int
+    block_sizes: tuple[int, ...]
+    shuffle_seed: int
+
+    def __post_init__(self) -> None:
+        if self.key_bits < 1:
+            raise ValueError(f"CascadeSetup.key_bits: must be >= 1 (got {self.key_bits})")
+        if self.frame_bits < 1:
+            raise ValueError(f"CascadeSetup.frame_bits: must be >= 1 (got {self.frame_bits})")
+        if not self.block_sizes or min(self.block_sizes) < 1:
+            raise ValueError(
+                f"CascadeSetup.block_sizes: need >= 1 pass, sizes >= 1 (got {self.block_sizes})"
+            )
+        if not 0 <= self.shuffle_seed < 2**63:
+            raise ValueError(
+                f"CascadeSetup.shuffle_seed: must be in [0, 2^63) (got {self.shuffle_seed})"
+            )
+
+    @classmethod
+    def for_qber(
+        cls,
+        key_bits: int,
+        qber: float,
+        shuffle_seed: int,
+        frame_bits: int | None = None,
+        passes: int = DEFAULT_PASSES,
+    ) -> CascadeSetup:
+        """Setup with :func:`default_block_sizes` for the estimated QBER."""
+        fb = min(frame_bits or key_bits, key_bits)
+        return cls(key_bits, fb, default_block_sizes(qber, max(fb, 2), passes), shuffle_seed)
+
+
+@dataclass(frozen=True)
+class ParityQuery:
+    """Bob -> Alice: give me your parities of positions [starts[i], ends[i]) of pass ``pass_index``.
+
+    Positions index the pass's shuffled order of the whole key (frames laid end to end).
+    """
+
+    pass_index: int
+    starts: IntArray
+    ends: IntArray
+
+    def encode(self) -> bytes:
+        """Compact bytes for the classical channel."""
+        n = int(self.starts.size)
+        head = struct.pack("<II", self.pass_index, n)
+        return head + self.starts.astype("<i8").tobytes() + self.ends.astype("<i8").tobytes()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ParityQuery:
+        p, n = struct.unpack_from("<II", data)
+        if len(data) != 8 + 16 * n:
+            raise ValueError(f"ParityQuery: {len(data)} bytes do not hold {n} ranges")
+        arr = np.frombuffer(data, dtype="<i8", offset=8).astype(np.int64)
+        return cls(p, arr[:n], arr[n:])
+
+
+@dataclass(frozen=True)
+class ParityReply:
+    """Alice -> Bob: one parity bit per queried range, packed."""
+
+    count: int
+    parities: bytes
+
+    def bits(self) -> BitArray:
+        return np.unpackbits(np.frombuffer(self.parities, dtype=np.uint8), count=self.count)
+
+    def encode(self) -> bytes:
+        return struct.pack("<I", self.count) + self.parities
+
+    @classmethod
+    def decode(cls, data: bytes) -> ParityReply:
+        (count,) = struct.unpack_from("<I", data)
+        if len(data) != 4 + (count + 7) // 8:
+            raise ValueError(f"ParityReply: {len(data)} bytes do not hold {count} parities")
+        return cls(count, data[4:])
+
+
+class _Layout:
+    """Frames, shuffles and blocks of every pass; identical on both sides.
+
+    Positions of a pass index its shuffled order of the whole key. Blocks are
+    contiguous position ranges inside one frame, listed in increasing start
+    order; ``block_frame`` names each block's frame and ``inferred`` marks the
+    one block per frame whose parity follows from the others once the frame
+    parity is known.
+    """
+
+    def __init__(self, setup: CascadeSetup) -> None:
+        self.setup = setup
+        n_total = setup.key_bits
+        fb = setup.frame_bits
+        self.frame_starts = np.arange(0, n_total, fb, dtype=np.int64)
+        self.frame_lens = np.minimum(fb, n_total - self.frame_starts)
+        self.n_frames = int(self.frame_starts.size)
+        self._rng = np.random.default_rng(setup.shuffle_seed)
+        self.orders: list[NDArray[np.int32]] = []  # pass -> position -> key index
+        self.block_starts: list[IntArray] = []  # pass -> block -> first position
+        self.block_ends: list[IntArray] = []
+        self.block_frame: list[IntArray] = []
+        self.inferred: list[NDArray[np.bool_]] = []
+        # How to map key indices to positions: an inverse permutation (shuffled
+        # passes) or the split mask and its running count (halving passes).
+        self._inverse: list[NDArray[np.int32] | None] = []
+        self._split: list[tuple[NDArray[np.bool_], NDArray[np.int32]] | None] = []
+
+    def build_pass(self, p: int) -> None:
+        """Create pass p (passes are built in order, so the seed stream is reproducible).
+
+        Passes whose blocks cover half a frame or more only need a random split
+        of each frame into two halves (bisection works in any fixed order), which
+        costs a random bit per key bit instead of a full permutation.
+        """
+        assert p == len(self.orders)
+        k = self.setup.block_sizes[p]
+        if 2 * k >= int(self.frame_lens.max()):
+            self._build_halving_pass()
+        else:
+            self._build_shuffled_pass(k)
+
+    def positions(self, p: int, key_index: IntArray) -> IntArray:
+        """Positions in pass p of the given key bits."""
+        inv = self._inverse[p]
+        if inv is not None:
+            return inv[key_index].astype(np.int64)
+        split = self._split[p]
+        assert split is not None
+        in_a, count = split
+        ca = count[key_index].astype(np.int64)  # A bits up to and including this one
+        n_a = int(count[-1])
+        return np.where(in_a[key_index], ca - 1, n_a + key_index - ca)
+
+    def block_of(self, p: int, positions: IntArray) -> IntArray:
+        return np.searchsorted(self.block_starts[p], positions, side="right") - 1
+
+    def _build_shuffled_pass(self, k: int) -> None:
+        fb = self.setup.frame_bits
+        full = int(self.frame_lens[-1]) == fb
+        n_full = self.n_frames if full else self.n_frames - 1
+        parts = []
+        if n_full:
+            base = np.broadcast_to(np.arange(fb, dtype=np.int32), (n_full, fb))
+            perm = self._rng.permuted(base, axis=1)
+            perm += self.frame_starts[:n_full, None].astype(np.int32)
+            parts.append(perm.ravel())
+        if not full:
+            tail = int(self.frame_lens[-1])
+            parts.append(self._rng.permutation(tail).astype(np.int32) + self.frame_starts[-1])
+        order = np.concatenate(parts).astype(np.int32, copy=False)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(order.size, dtype=np.int32)
+        counts = -(-self.frame_lens // k)  # blocks per frame
+        frame_of_block = np.repeat(np.arange(self.n_frames, dtype=np.int64), counts)
+        first_block = np.cumsum(counts) - counts
+        idx_in_frame = np.arange(int(counts.sum())) - np.repeat(first_block, counts)
+        starts = self.frame_starts[frame_of_block] + idx_in_frame * k
+        frame_end = (self.frame_starts + self.frame_lens)[frame_of_block]
+        inferred = np.zeros(starts.size, dtype=bool)
+        inferred[np.cumsum(counts) - 1] = True
+        self._add(order, starts, np.minimum(starts + k, frame_end), frame_of_block, inferred)
+        self._inverse.append(inv)
+        self._split.append(None)
+
+    def _build_halving_pass(self) -> None:
+        # Positions: first the A bits of every frame, then the B bits, each in key
+        # order; so frame f's A half and B half are each one contiguous block.
+        n_total = self.setup.key_bits
+        raw = np.frombuffer(self._rng.bytes((n_total + 7) // 8), dtype=np.uint8)
+        in_a = np.unpackbits(raw, count=n_total).view(bool)
+        count = np.cumsum(in_a, dtype=np.int32)
+        order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)]).astype(np.int32)
+        frame_ends = self.frame_starts + self.frame_lens
+        a_end = count[frame_ends - 1].astype(np.int64)
+        a_start = np.r_[0, a_end[:-1]]
+        n_a = int(a_end[-1]) if a_end.size else 0
+        b_start = n_a + self.frame_starts - a_start
+        b_end = n_a + frame_ends - a_end
+        starts = np.concatenate([a_start, b_start])
+        ends = np.concatenate([a_end, b_end])
+        frames = np.tile(np.arange(self.n_frames, dtype=np.int64), 2)
+        inferred = np.r_[np.zeros(self.n_frames, bool), np.ones(self.n_frames, bool)]
+        keep = ends > starts
+        # A frame whose split left one half empty has a single block: infer nothing there.
+        single = np.bincount(frames[keep], minlength=self.n_frames) == 1
+        inferred &= ~single[frames]
+        self._add(order, starts[keep], ends[keep], frames[keep], inferred[keep])
+        self._inverse.append(None)
+        self._split.append((in_a, count))
+
+    def _add(
+        self,
+        order: NDArray[np.int32],
+        starts: IntArray,
+        ends: IntArray,
+        frames: IntArray,
+        inferred: NDArray[np.bool_],
+    ) -> None:
+        self.orders.append(order)
+        self.block_starts.append(starts.astype(np.int64))
+        self.block_ends.append(ends.astype(np.int64))
+        self.block_frame.append(frames)
+        self.inferred.append(inferred)
+
+
+def _parity_by_frame(parities: BitArray, frames: IntArray, n_frames: int) -> BitArray:
+    counts = np.bincount(frames, weights=parities, minlength=n_frames)
+    return (counts.astype(np.int64) & 1).astype(np.uint8)
+
+
+def _prefix_xor(bits: BitArray) -> BitArray:
+    out = np.empty(bits.size + 1, dtype=np.uint8)
+    out[0] = 0
+    np.bitwise_xor.accumulate(bits, out=out[1:])
+    return out
+
+
+class CascadeAlice:
+    """Alice's side: answers parity queries from her (fixed) key and counts leakage."""
+
+    def __init__(self, key: ArrayLike, setup: CascadeSetup) -> None:
+        self.key = as_bits(key, "alice_key")
+        if self.key.size != setup.key_bits:
+            raise ValueError(f"alice_key: has {self.key.size} bits, setup says {setup.key_bits}")
+        self.setup = setup
+        self._layout = _Layout(setup)
+        self._prefix: list[BitArray] = []
+        self.leaked_bits = 0
+        self.messages = 0
+
+    def answer(self, query: ParityQuery) -> ParityReply:
+        p = query.pass_index
+        if not 0 <= p < len(self.setup.block_sizes):
+            raise ValueError(
+                f"ParityQuery.pass_index: {p} outside 0..{len(self.setup.block_sizes) - 1}"
+            )
+        while len(self._prefix) <= p:
+            q = len(self._prefix)
+            self._layout.build_pass(q)
+            self._prefix.append(_prefix_xor(self.key[self._layout.orders[q]]))
+        s = np.asarray(query.starts, dtype=np.int64)
+        e = np.asarray(query.ends, dtype=np.int64)
+        n = self.setup.key_bits
+        if s.shape != e.shape or (s.size and (s.min() < 0 or e.max() > n or np.any(s >= e))):
+            raise ValueError("ParityQuery: ranges must satisfy 0 <= start < end <= key_bits")
+        pre = self._prefix[p]
+        par = pre[e] ^ pre[s]
+        self.leaked_bits += int(par.size)
+        self.messages += 1
+        return ParityReply(int(par.size), np.packbits(par).tobytes())
+
+
+@dataclass
+class CascadeStats:
+    """What a reconciliation disclosed and did (Bob's view, equal to Alice's count)."""
+
+    leaked_bits: int = 0
+    queries: int = 0
+    rounds: int = 0
+    corrected_bits: int = 0
+    inferred_parities: int = 0
+    passes: int = 0
+    per_pass_leak: list[int] = field(default_factory=list)
+
+
+class CascadeBob:
+    """Bob's side: drives the protocol and corrects his key in place.
+
+    Use ``query = bob.next_query()``; while it is not None, send it to Alice and
+    pass her answer to ``bob.receive(reply)``. ``bob.key`` is the corrected key.
+    """
+
+    def __init__(self, key: ArrayLike, setup: CascadeSetup) -> None:
+        self.key = as_bits(key, "bob_key").copy()
+        if self.key.size != setup.key_bits:
+            raise ValueError(f"bob_key: has {self.key.size} bits, setup says {setup.key_bits}")
+        self.setup = setup
+        self.stats = CascadeStats()
+        self._lay = _Layout(setup)
+        n = setup.key_bits
+        self._keymul = np.int64(n + 1)
+        self._yperm: list[BitArray] = []  # pass -> Bob's key in shuffled order
+        self._alice_blk: list[BitArray] = []
+        self._bob_blk: list[BitArray] = []
+        self._known_keys: list[IntArray] = []  # sorted range keys start*(n+1)+end
+        self._known_vals: list[BitArray] = []
+        self._pending: list[tuple[int, IntArray, BitArray]] = []
+        self._bisected: list[bool] = []
+        self._frame_parity: BitArray | None = None
+        self._gen = self._protocol()
+        self._query: ParityQuery | None = next(self._gen, None)
+        self._done = self._query is None
+
+    # -- public stepping API -------------------------------------------------
+    def next_query(self) -> ParityQuery | None:
+        """The query to send to Alice now, or None when reconciliation is over."""
+        return self._query
+
+    def receive(self, reply: ParityReply) -> None:
+        """Feed Alice's reply to the pending query."""
+        if self._query is None:
+            raise RuntimeError("CascadeBob.receive: no query is pending")
+        if reply.count != self._query.starts.size:
+            raise ValueError(
+                f"ParityReply: {reply.count} parities for a query of {self._query.starts.size}"
+            )
+        self.stats.leaked_bits += reply.count
+        self.stats.queries += 1
+        try:
+            self._query = self._gen.send(reply.bits())
+        except StopIteration:
+            self._query = None
+
+    @property
+    def done(self) -> bool:
+        return self._query is None
+
+    # -- protocol -------------------------------------------------------------
+    def _ask(self, p: int, s: IntArray, e: IntArray) -> Generator[ParityQuery, BitArray, BitArray]:
+        if s.size == 0:
+            return np.zeros(0, dtype=np.uint8)
+        bits = yield ParityQuery(p, s.astype(np.int64), e.astype(np.int64))
+        return bits
+
+    def _start_pass(self, p: int) -> Generator[ParityQuery, BitArray, None]:
+        lay = self._lay
+        lay.build_pass(p)
+        yperm = self.key[lay.orders[p]]
+        self._yperm.append(yperm)
+        bs, be = lay.block_starts[p], lay.block_ends[p]
+        pre = _prefix_xor(yperm)
+        self._bob_blk.append(pre[be] ^ pre[bs])
+        alice = np.zeros(bs.size, dtype=np.uint8)
+        frames = lay.block_frame[p]
+        if self._frame_parity is None:
+            alice[:] = yield from self._ask(p, bs, be)
+            # Alice's parity of each frame: XOR of the first pass's block parities.
+            self._frame_parity = _parity_by_frame(alice, frames, lay.n_frames)
+        else:
+            inferred = lay.inferred[p]
+            ask = ~inferred
+            alice[ask] = yield from self._ask(p, bs[ask], be[ask])
+            others = _parity_by_frame(alice, frames, lay.n_frames)  # inferred still 0
+            alice[inferred] = (self._frame_parity ^ others)[frames[inferred]]
+            self.stats.inferred_parities += int(inferred.sum())
+        self._alice_blk.append(alice)
+        self._known_keys.append(np.zeros(0, dtype=np.int64))
+        self._bisected.append(False)
+        self._known_vals.append(np.zeros(0, dtype=np.uint8))
+        self._remember(p, bs * self._keymul + be, alice)
+
+    def _remember(self, p: int, keys: IntArray, vals: BitArray) -> None:
+        self._pending.append((p, keys, vals))
+
+    def _flush_known(self) -> None:
+        # Merge this round's newly known parities into each pass's sorted store
+        # (duplicate keys are harmless: Alice's parity of a range never changes).
+        by_pass: dict[int, list[tuple[IntArray, BitArray]]] = {}
+        for p, k, v in self._pending:
+            by_pass.setdefault(p, []).append((k, v))
+        self._pending.clear()
+        for p, items in by_pass.items():
+            keys = np.concatenate([k for k, _ in items])
+            vals = np.concatenate([v for _, v in items])
+            order = np.argsort(keys, kind="stable")
+            keys, vals = keys[order], vals[order]
+            at = np.searchsorted(self._known_keys[p], keys)
+            self._known_keys[p] = np.insert(self._known_keys[p], at, keys)
+            self._known_vals[p] = np.insert(self._known_vals[p], at, vals)
+
+    def _lookup(self, p: int, keys: IntArray) -> tuple[BitArray, NDArray[np.bool_]]:
+        kk = self._known_keys[p]
+        if kk.size == 0:
+            return np.zeros(keys.size, np.uint8), np.zeros(keys.size, bool)
+        i = np.minimum(np.searchsorted(kk, keys), kk.size - 1)
+        hit = kk[i] == keys
+        return np.where(hit, self._known_vals[p][i], 0).astype(np.uint8), hit
+
+    def _bisect(self, p: int, blocks: IntArray) -> Generator[ParityQuery, BitArray, IntArray]:
+        """Bisect the given odd blocks of pass p in parallel; return the key indices found."""
+        lay = self._lay
+        s = lay.block_starts[p][blocks]
+        e = lay.block_ends[p][blocks]
+        par = self._alice_blk[p][blocks].copy()
+        # Bob's prefix parities over just these blocks, laid end to end: the parity
+        # of [a, b) inside block i is pre[b + base_i] ^ pre[a + base_i] (low bit).
+        lens = e - s
+        offs = np.cumsum(lens) - lens
+        base = offs - s
+        idx = np.repeat(s - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+        pre = np.zeros(idx.size + 1, dtype=np.uint8)
+        np.cumsum(self._yperm[p][idx], dtype=np.uint8, out=pre[1:])
+        found: list[IntArray] = []
+        km = self._keymul
+        while s.size:
+            single = (e - s) == 1
+            if single.any():
+                found.append(s[single])
+                keep = ~single
+                s, e, par, base = s[keep], e[keep], par[keep], base[keep]
+                if not s.size:
+                    break
+            m = (s + e) // 2
+            lkey, rkey = s * km + m, m * km + e
+            if self._bisected[p]:
+                lval, lhit = self._lookup(p, lkey)
+                rval, rhit = self._lookup(p, rkey)
+                left = np.where(lhit, lval, par ^ rval).astype(np.uint8)
+                need = ~(lhit | rhit)
+            else:  # only whole-block parities are known: no sub-block can hit
+                left = np.zeros(s.size, dtype=np.uint8)
+                need = np.ones(s.size, dtype=bool)
+            self.stats.inferred_parities += int((~need).sum())
+            if need.any():
+                left[need] = yield from self._ask(p, s[need], m[need])
+            self._remember(p, np.concatenate([lkey, rkey]), np.concatenate([left, par ^ left]))
+            bob_left = (pre[m + base] ^ pre[s + base]) & 1
+            go_left = left != bob_left
+            par = np.where(go_left, left, par ^ left).astype(np.uint8)
+            e = np.where(go_left, m, e)
+            s = np.where(go_left, s, m)
+        self._flush_known()
+        self._bisected[p] = True
+        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
+        return lay.orders[p][positions].astype(np.int64)
+
+    def _flip(self, bits: IntArray) -> None:
+        self.key[bits] ^= 1
+        lay = self._lay
+        for r in range(len(self._yperm)):
+            posr = lay.positions(r, bits)
+            self._yperm[r][posr] ^= 1
+            blk = lay.block_of(r, posr)
+            np.bitwise_xor.at(self._bob_blk[r], blk, np.uint8(1))
+        self.stats.corrected_bits += int(bits.size)
+
+    def _protocol(self) -> Generator[ParityQuery, BitArray, None]:
+        sizes = self.setup.block_sizes
+        for p in range(len(sizes)):
+            before = self.stats.leaked_bits
+            yield from self._start_pass(p)
+            while True:
+                odd_passes = [
+                    (sizes[r], r)
+                    for r in range(p + 1)
+                    if np.any(self._alice_blk[r] != self._bob_blk[r])
+                ]
+                if not odd_passes:
+                    break
+                _, r = min(odd_passes)
+                blocks = np.flatnonzero(self._alice_blk[r] != self._bob_blk[r])
+                found = yield from self._bisect(r, blocks)
+                self._flip(found)
+                self.stats.rounds += 1
+            self.stats.passes = p + 1
+            self.stats.per_pass_leak.append(self.stats.leaked_bits - before)
+
+
+@dataclass(frozen=True)
+class ReconciliationResult:
+    """Outcome of :func:`reconcile` run with both sides in one process."""
+
+    corrected_key: BitArray
+    leaked_bits: int
+    stats: CascadeStats
+    setup: CascadeSetup
+
+    def efficiency(self, qber: float) -> float:
+        """f = leaked / (n h(qber)) for a given (true or estimated) QBER."""
+        return self.leaked_bits / (self.setup.key_bits * binary_entropy(qber))
+
+
+def reconcile(
+    alice_key: ArrayLike,
+    bob_key: ArrayLike,
+    qber_estimate: float,
+    *,
+    shuffle_seed: int = 0,
+    frame_bits: int | None = None,
+    block_sizes: Sequence[int] | None = None,
+) -> ReconciliationResult:
+    """Run Cascade with both sides locally (tests, benchmarks, single-process runs)."""
+    a = as_bits(alice_key, "alice_key")
+    b = as_bits(bob_key, "bob_key")
+    if a.size != b.size:
+        raise ValueError(f"keys differ in length: alice {a.size}, bob {b.size}")
+    if block_sizes is None:
+        setup = CascadeSetup.for_qber(a.size, qber_estimate, shuffle_seed, frame_bits)
+    else:
+        setup = CascadeSetup(
+            a.size, min(frame_bits or a.size, a.size), tuple(block_sizes), shuffle_seed
+        )
+    alice = CascadeAlice(a, setup)
+    bob = CascadeBob(b, setup)
+    while (q := bob.next_query()) is not None:
+        bob.receive(alice.answer(q))
+    assert alice.leaked_bits == bob.stats.leaked_bits
+    return ReconciliationResult(bob.key, alice.leaked_bits, bob.stats, setup)
