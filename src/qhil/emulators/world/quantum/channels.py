@@ -18,11 +18,15 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ._qutip import Qobj, qt
 from .density import as_density_matrix, num_qubits
 
 KrausMap = list[Qobj]
+# The same maps as numpy arrays of shape (k, 2, 2): what the hot paths use, since
+# building qutip objects costs more than the arithmetic on 2x2 matrices.
+KrausArray = npt.NDArray[np.complex128]
 
 _I = np.eye(2, dtype=complex)
 _X = np.array([[0, 1], [1, 0]], dtype=complex)
@@ -36,36 +40,59 @@ def _probability(value: float, name: str) -> float:
     return float(value)
 
 
-def _kraus(*matrices: np.ndarray) -> KrausMap:
-    return [Qobj(m) for m in matrices]
+def to_qobjs(kraus: KrausArray) -> KrausMap:
+    """A Kraus array (k, 2, 2) as a list of qutip operators."""
+    return [Qobj(k) for k in kraus]
+
+
+def _as_array(kraus: Sequence[Qobj] | KrausArray) -> KrausArray:
+    if isinstance(kraus, np.ndarray):
+        return kraus.astype(np.complex128, copy=False)
+    return np.stack([np.asarray(k.full(), dtype=np.complex128) for k in kraus])
+
+
+def amplitude_damping_array(gamma: float) -> KrausArray:
+    g = _probability(gamma, "gamma")
+    return np.array(
+        [[[1.0, 0.0], [0.0, math.sqrt(1.0 - g)]], [[0.0, math.sqrt(g)], [0.0, 0.0]]],
+        dtype=np.complex128,
+    )
+
+
+def phase_flip_array(p: float) -> KrausArray:
+    p = _probability(p, "phase-flip probability")
+    return np.stack([math.sqrt(1.0 - p) * _I, math.sqrt(p) * _Z])
+
+
+def bit_flip_array(p: float) -> KrausArray:
+    p = _probability(p, "bit-flip probability")
+    return np.stack([math.sqrt(1.0 - p) * _I, math.sqrt(p) * _X])
+
+
+def depolarizing_array(p: float) -> KrausArray:
+    p = _probability(p, "depolarizing probability")
+    pauli = math.sqrt(p / 4.0)
+    return np.stack([math.sqrt(1.0 - 0.75 * p) * _I, pauli * _X, pauli * _Y, pauli * _Z])
 
 
 def amplitude_damping_kraus(gamma: float) -> KrausMap:
     """Kraus operators of amplitude damping towards |0> with decay probability gamma."""
-    g = _probability(gamma, "gamma")
-    return _kraus(
-        np.array([[1.0, 0.0], [0.0, math.sqrt(1.0 - g)]], dtype=complex),
-        np.array([[0.0, math.sqrt(g)], [0.0, 0.0]], dtype=complex),
-    )
+    return to_qobjs(amplitude_damping_array(gamma))
 
 
 def phase_flip_kraus(p: float) -> KrausMap:
     """Kraus operators of the phase-flip (pure dephasing) channel."""
-    p = _probability(p, "phase-flip probability")
-    return _kraus(math.sqrt(1.0 - p) * _I, math.sqrt(p) * _Z)
+    return to_qobjs(phase_flip_array(p))
 
 
 def bit_flip_kraus(p: float) -> KrausMap:
     """Kraus operators of the bit-flip channel."""
-    p = _probability(p, "bit-flip probability")
-    return _kraus(math.sqrt(1.0 - p) * _I, math.sqrt(p) * _X)
+    return to_qobjs(bit_flip_array(p))
 
 
 def depolarizing_kraus(p: float) -> KrausMap:
     """Kraus operators of rho -> (1 - p) rho + p 1/2."""
-    p = _probability(p, "depolarizing probability")
-    pauli = math.sqrt(p / 4.0)
-    return _kraus(math.sqrt(1.0 - 0.75 * p) * _I, pauli * _X, pauli * _Y, pauli * _Z)
+    return to_qobjs(depolarizing_array(p))
 
 
 def check_t1_t2(t1: float, t2: float) -> None:
@@ -86,40 +113,50 @@ def pure_dephasing_rate(t1: float, t2: float) -> float:
     return max(0.0, 1.0 / t2 - 0.5 / t1)
 
 
+def compose_arrays(first: KrausArray, then: KrausArray) -> KrausArray:
+    """Kraus array of ``then`` after ``first`` (all products, then pruned of zeros)."""
+    products = np.einsum("jab,ibc->jiac", then, first).reshape(-1, 2, 2)
+    return products[np.abs(products).sum(axis=(1, 2)) > 0.0]
+
+
 def compose(first: Sequence[Qobj], then: Sequence[Qobj]) -> KrausMap:
     """Kraus operators of ``then`` after ``first``."""
-    return [b * a for a in first for b in then]
+    return to_qobjs(compose_arrays(_as_array(first), _as_array(then)))
+
+
+def t1t2_array(duration: float, t1: float, t2: float) -> KrausArray:
+    if not duration >= 0.0:
+        raise ValueError(f"duration must be >= 0 s, got {duration!r}")
+    check_t1_t2(t1, t2)
+    gamma = -math.expm1(-duration / t1)
+    coherence = math.exp(-duration * pure_dephasing_rate(t1, t2))
+    # Amplitude damping and Z flips commute, so the order does not matter.
+    return compose_arrays(amplitude_damping_array(gamma), phase_flip_array((1.0 - coherence) / 2.0))
 
 
 def t1t2_kraus(duration: float, t1: float, t2: float) -> KrausMap:
     """Kraus operators of T1 amplitude damping and T2 dephasing for ``duration`` seconds."""
-    if not duration >= 0.0:
-        raise ValueError(f"duration must be >= 0 s, got {duration!r}")
-    gamma = -math.expm1(-duration / t1)
-    coherence = math.exp(-duration * pure_dephasing_rate(t1, t2))
-    # Amplitude damping and Z flips commute, so the order does not matter.
-    return compose(amplitude_damping_kraus(gamma), phase_flip_kraus((1.0 - coherence) / 2.0))
+    return to_qobjs(t1t2_array(duration, t1, t2))
 
 
-def kraus_superoperator(kraus: Sequence[Qobj]) -> Qobj:
+def kraus_superoperator(kraus: Sequence[Qobj] | KrausArray) -> Qobj:
     """The channel as a qutip superoperator (supermatrix representation)."""
-    return qt.kraus_to_super(list(kraus))
+    return qt.kraus_to_super(to_qobjs(_as_array(kraus)))
 
 
-def apply_kraus(state: Qobj, kraus: Sequence[Qobj], qubit: int = 0) -> Qobj:
+def apply_kraus(state: Qobj, kraus: Sequence[Qobj] | KrausArray, qubit: int = 0) -> Qobj:
     """Apply a single-qubit channel to qubit ``qubit`` of a register; returns a density matrix."""
     rho = as_density_matrix(state)
     n = num_qubits(rho)
     if not (0 <= qubit < n):
         raise ValueError(f"qubit {qubit} is not in the state's register of {n} qubit(s)")
-    if n > 1:
-        ops = [qt.expand_operator(k, dims=[2] * n, targets=qubit) for k in kraus]
-    else:
-        ops = list(kraus)
-    out = ops[0] * rho * ops[0].dag()
-    for k in ops[1:]:
-        out = out + k * rho * k.dag()
-    return out
+    ks = _as_array(kraus)
+    # One einsum on the register's tensor rather than expanded qutip operators.
+    tensor = np.moveaxis(rho.full().reshape([2] * (2 * n)), (qubit, n + qubit), (0, 1))
+    shape = tensor.shape
+    out = np.einsum("kab,bcx,kdc->adx", ks, tensor.reshape(2, 2, -1), ks.conj())
+    out = np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit))
+    return Qobj(out.reshape(2**n, 2**n), dims=rho.dims)
 
 
 def depolarize(state: Qobj, p: float, qubit: int = 0) -> Qobj:

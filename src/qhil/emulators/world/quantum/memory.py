@@ -10,10 +10,10 @@ Physics, per stored qubit, from write to retrieval after a storage time t:
    depolarized so that a pure single-qubit state keeps fidelity
    ``initial_fidelity`` (depolarizing p = 2 (1 - F0));
 2. T1 amplitude damping and T2 dephasing act for t (see :mod:`.channels`);
-3. a mode stored longer than ``cutoff`` is emptied (the stored excitation is
+3. a mode stored longer than ``cutoff_s`` is emptied (the stored excitation is
    discarded, as a controller with a storage cutoff does);
 4. reading succeeds with probability
-   ``read_efficiency * exp(-(t / efficiency_decay_time) ** efficiency_decay_shape)``;
+   ``read_efficiency * exp(-(t / efficiency_decay_time_s) ** efficiency_decay_shape)``;
 5. the retrieved qubit suffers a bit flip with probability ``readout_error``.
 
 Randomness comes only from the injected ``np.random.Generator``, one uniform
@@ -34,13 +34,16 @@ from qhil.errors import QhilError
 
 from ._qutip import Qobj, qt
 from .channels import (
+    KrausArray,
     KrausMap,
     apply_kraus,
-    bit_flip_kraus,
+    bit_flip_array,
     check_t1_t2,
-    compose,
-    depolarizing_kraus,
-    t1t2_kraus,
+    compose_arrays,
+    depolarizing_array,
+    kraus_superoperator,
+    t1t2_array,
+    to_qobjs,
 )
 from .density import as_density_matrix, num_qubits, state_fidelity
 
@@ -56,13 +59,13 @@ class MemoryParameters:
     n_modes: int = 1
     write_efficiency: float = 1.0
     read_efficiency: float = 1.0
-    efficiency_decay_time: float = math.inf
+    efficiency_decay_time_s: float = math.inf
     # 1: exponential decay; 2: Gaussian, typical of inhomogeneously broadened ensembles.
     efficiency_decay_shape: float = 1.0
-    t1: float = math.inf
-    t2: float = math.inf
+    t1_s: float = math.inf
+    t2_s: float = math.inf
     initial_fidelity: float = 1.0
-    cutoff: float = math.inf
+    cutoff_s: float = math.inf
     readout_error: float = 0.0
     # True: a failed write is known at once (heralded) and leaves the mode empty.
     # False: the failure shows only as a failed retrieval.
@@ -80,7 +83,7 @@ class MemoryParameters:
                 f"initial_fidelity must be in [0.5, 1] (0.5 is a fully mixed qubit), "
                 f"got {self.initial_fidelity!r}"
             )
-        for name in ("efficiency_decay_time", "cutoff"):
+        for name in ("efficiency_decay_time_s", "cutoff_s"):
             value = getattr(self, name)
             if not value > 0.0:
                 raise ValueError(f"{name} must be > 0 s (math.inf for none), got {value!r}")
@@ -89,12 +92,12 @@ class MemoryParameters:
                 f"efficiency_decay_shape must be a finite number > 0, "
                 f"got {self.efficiency_decay_shape!r}"
             )
-        check_t1_t2(self.t1, self.t2)
+        check_t1_t2(self.t1_s, self.t2_s)
 
     def read_efficiency_after(self, storage_time: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Read efficiency after ``storage_time`` seconds (vectorised)."""
         t = np.asarray(storage_time, dtype=float)
-        decay = np.exp(-((t / self.efficiency_decay_time) ** self.efficiency_decay_shape))
+        decay = np.exp(-((t / self.efficiency_decay_time_s) ** self.efficiency_decay_shape))
         return np.asarray(self.read_efficiency * decay, dtype=float)
 
     def retrieval_probability(self, storage_time: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -104,15 +107,23 @@ class MemoryParameters:
         samplers that handle many storage attempts per window.
         """
         t = np.asarray(storage_time, dtype=float)
-        within = t <= self.cutoff
+        within = t <= self.cutoff_s
         return np.where(within, self.write_efficiency * self.read_efficiency_after(t), 0.0)
 
+    def storage_kraus(self, storage_time: float) -> KrausArray:
+        """Kraus array (k, 2, 2) from the qubit offered for storage to the qubit read out."""
+        write = depolarizing_array(2.0 * (1.0 - self.initial_fidelity))
+        decay = t1t2_array(storage_time, self.t1_s, self.t2_s)
+        readout = bit_flip_array(self.readout_error)
+        return compose_arrays(compose_arrays(write, decay), readout)
+
     def storage_channel(self, storage_time: float) -> KrausMap:
-        """Kraus map from the qubit offered for storage to the qubit retrieved after t."""
-        write = depolarizing_kraus(2.0 * (1.0 - self.initial_fidelity))
-        decay = t1t2_kraus(storage_time, self.t1, self.t2)
-        readout = bit_flip_kraus(self.readout_error)
-        return compose(compose(write, decay), readout)
+        """The storage channel for ``storage_time`` seconds as qutip Kraus operators."""
+        return to_qobjs(self.storage_kraus(storage_time))
+
+    def storage_superoperator(self, storage_time: float) -> Qobj:
+        """The storage channel as a qutip superoperator."""
+        return kraus_superoperator(self.storage_kraus(storage_time))
 
     def average_fidelity(self, storage_time: float) -> float:
         """Fidelity of a retrieved qubit with the stored one, averaged over the Bloch sphere.
@@ -120,7 +131,7 @@ class MemoryParameters:
         Exact: fidelity is quadratic in the input, so the six Pauli eigenstates
         (a spherical 2-design) give the uniform average.
         """
-        kraus = self.storage_channel(storage_time)
+        kraus = self.storage_kraus(storage_time)
         return float(np.mean([state_fidelity(k, apply_kraus(k, kraus)) for k in _PAULI_KETS]))
 
 
@@ -145,8 +156,8 @@ class ModeStatus:
 
     mode: int
     state: ModeState
-    stored_at: float | None
-    storage_time: float | None
+    stored_at_s: float | None
+    storage_time_s: float | None
 
 
 class StoreResult(NamedTuple):
@@ -176,9 +187,9 @@ class RetrievalRecord:
     """What the world knows about the last retrieval (for readbacks and tests)."""
 
     mode: int
-    time: float
+    time_s: float
     outcome: RetrievalOutcome
-    storage_time: float | None
+    storage_time_s: float | None
     fidelity: float | None  # retrieved vs stored, on success
 
 
@@ -240,16 +251,16 @@ class QuantumMemory:
         return float(self._params.read_efficiency_after(storage_time))
 
     @property
-    def t1(self) -> float:
-        return self._params.t1
+    def t1_s(self) -> float:
+        return self._params.t1_s
 
     @property
-    def t2(self) -> float:
-        return self._params.t2
+    def t2_s(self) -> float:
+        return self._params.t2_s
 
     @property
-    def cutoff(self) -> float:
-        return self._params.cutoff
+    def cutoff_s(self) -> float:
+        return self._params.cutoff_s
 
     @property
     def last_retrieval(self) -> RetrievalRecord | None:
@@ -348,7 +359,7 @@ class QuantumMemory:
 
     def storage_time(self, mode: int, t_now: float) -> float | None:
         """How long ``mode`` has held its qubit at ``t_now``, None if empty."""
-        return self.mode_status(mode, t_now).storage_time
+        return self.mode_status(mode, t_now).storage_time_s
 
     def fidelity(self, mode: int, t_now: float) -> float | None:
         """Fidelity with the stored register of what a successful retrieval at ``t_now``
@@ -364,7 +375,7 @@ class QuantumMemory:
     # -- internals -----------------------------------------------------------------------
 
     def _retrieved_state(self, held: _Stored, storage_time: float) -> Qobj:
-        return apply_kraus(held.original, self._params.storage_channel(storage_time), held.qubit)
+        return apply_kraus(held.original, self._params.storage_kraus(storage_time), held.qubit)
 
     def _status_of(self, mode: int, t_now: float) -> ModeStatus:
         held = self._modes[mode]
@@ -394,8 +405,8 @@ class QuantumMemory:
                 f"t_now={t_now!r} s is earlier than the last time this memory saw ({self._now!r} s)"
             )
         self._now = float(t_now)
-        cutoff = self._params.cutoff
+        cutoff_s = self._params.cutoff_s
         for i, held in enumerate(self._modes):
-            if held is not None and t_now - held.stored_at > cutoff:
+            if held is not None and t_now - held.stored_at > cutoff_s:
                 self._modes[i] = None
                 self._expired.add(i)
