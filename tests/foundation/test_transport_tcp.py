@@ -50,7 +50,7 @@ async def test_driver_round_trip(tsl: tuple[TSL570Emulator, str]) -> None:
 async def test_fifty_concurrent_queries_each_get_their_own_reply(
     tsl: tuple[TSL570Emulator, str],
 ) -> None:
-    emu, resource = tsl
+    _emu, resource = tsl
     async with TSL570.open(resource) as laser:
         # Distinct replies per query kind; any interleaving would mismatch them.
         queries = {

@@ -1,0 +1,78 @@
+"""Bring up the emulated part of a bench: the world and one emulator per instrument.
+
+Every instrument whose profile resource is ``"emulated"`` is served by its
+emulator (TCP or pty) from one :class:`EmulatorHost`, wired to its world
+component. What comes back is only addresses: the orchestrator and drivers
+connect to them exactly as to hardware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qhil.catalogue import entry
+from qhil.emulators.server import EmulatorHost, Endpoint
+from qhil.orchestrator.profile import EMULATED, Profile
+
+
+class EmulatedBench:
+    """The world and emulators of a profile, served until closed."""
+
+    def __init__(
+        self, profile: Profile, *, mode: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.profile = profile
+        self.world: Any = None
+        if profile.world is not None:
+            from qhil.emulators.world import World
+            from qhil.emulators.world.config import load_world_config
+
+            cfg = load_world_config(profile.world, profile.source)
+            kw: dict[str, Any] = {"seed": profile.bench.seed}
+            if mode is not None:
+                kw["mode"] = mode
+            self.world = World(cfg, **kw)
+        self.host = EmulatorHost(host)
+        self.emulators: dict[tuple[str, str], Any] = {}
+        self.endpoints: dict[tuple[str, str], Endpoint] = {}
+
+    def start(self) -> EmulatedBench:
+        self.host.start()
+        for i, (node, name, spec) in enumerate(self.profile.instruments()):
+            if spec.resource != EMULATED:
+                continue
+            cls = entry(spec.model).emulator_class()
+            emu = cls(
+                name=f"{node}.{name}",
+                seed=self.profile.bench.seed + 1000 * (i + 1),
+                world=self.world,
+                component=spec.component or "",
+                **spec.emulator,
+            )
+            self.emulators[(node, name)] = emu
+            self.endpoints[(node, name)] = self.host.add(emu)
+        return self
+
+    def addresses(self) -> dict[tuple[str, str], str]:
+        return {k: ep.resource for k, ep in self.endpoints.items()}
+
+    def listing(self) -> list[dict[str, str]]:
+        out = []
+        for (node, name), ep in self.endpoints.items():
+            d = ep.as_dict()
+            d.update(
+                node=node,
+                instrument=name,
+                catalogue_model=self.profile.nodes[node].instruments[name].model,
+            )
+            out.append(d)
+        return out
+
+    def stop(self) -> None:
+        self.host.stop()
+
+    def __enter__(self) -> EmulatedBench:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,159 @@
+"""Bench profiles: TOML files in ``hw_profiles/``, validated by pydantic.
+
+A profile names the bench's nodes and their instruments (catalogue model,
+resource address, settings), and, for an emulated bench, the world's physics.
+``resource = "emulated"`` means: serve this instrument from its emulator, at
+an address chosen when the bench starts. Switching to the lab bench means
+writing the instruments' real addresses there instead; nothing else changes.
+
+Every problem is reported as :class:`qhil.errors.ConfigError` naming the file
+and the field path, e.g. ``hw_profiles/lab.toml: nodes.bob.instruments.tdc.model:
+unknown instrument model 'tdc9'``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qhil.catalogue import CATALOGUE
+from qhil.errors import ConfigError
+
+EMULATED = "emulated"
+PROFILES_DIR = Path(__file__).resolve().parents[3] / "hw_profiles"
+DEFAULT_PROFILE = "default"
+
+
+class InstrumentSpec(BaseModel):
+    """One instrument of a node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Catalogue model, e.g. 'santec.tsl570'.")
+    resource: str = Field(EMULATED, description="VISA resource, serial path/URL, or 'emulated'.")
+    component: str | None = Field(None, description="World component the emulator is wired to.")
+    emulator: dict[str, Any] = Field(default_factory=dict, description="Emulator options.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Applied at configure.")
+    timeout_s: float | None = Field(None, gt=0)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in CATALOGUE:
+            raise ValueError(
+                f"unknown instrument model {v!r}; known: {', '.join(sorted(CATALOGUE))}"
+            )
+        return v
+
+
+class NodeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    instruments: dict[str, InstrumentSpec] = Field(default_factory=dict)
+
+
+class BenchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    seed: int = 0
+
+
+class Profile(BaseModel):
+    """A validated bench profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bench: BenchSpec
+    nodes: dict[str, NodeSpec]
+    world: dict[str, Any] | None = None
+    experiments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    source: str = ""
+
+    def instruments(self) -> list[tuple[str, str, InstrumentSpec]]:
+        """(node, name, spec) of every instrument, in profile order."""
+        return [(n, i, s) for n, node in self.nodes.items() for i, s in node.instruments.items()]
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
+
+
+def resolve_profile_path(name_or_path: str | None) -> Path:
+    """A profile by path, or by name in ``hw_profiles/`` (``default`` when None)."""
+    name = name_or_path or DEFAULT_PROFILE
+    p = Path(name)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    for base in (Path.cwd() / "hw_profiles", PROFILES_DIR):
+        cand = base / f"{name}.toml"
+        if cand.exists():
+            return cand
+    raise ConfigError(
+        name, "profile", f"no such profile (looked in ./hw_profiles and {PROFILES_DIR})"
+    )
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """``--set path=value``: dotted path into the profile; value parsed as TOML if it can be."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(
+                source, item, "an override is path=value, e.g. world.links.alice-bob.length_km=50"
+            )
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node: Any = out
+        keys = path.split(".")
+        for k in keys[:-1]:
+            if not isinstance(node, dict):
+                raise ConfigError(source, path, f"cannot set inside {k!r} (not a table)")
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return out
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(x) for x in loc)
+
+
+def load_profile(name_or_path: str | None = None, overrides: list[str] | None = None) -> Profile:
+    """Read, override and validate a profile; the world section is checked by the world model."""
+    path = resolve_profile_path(name_or_path)
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "profile", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "profile", f"not valid TOML: {exc}") from None
+    data = apply_overrides(data, overrides or [], source)
+    try:
+        profile = Profile.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(source, _loc(first["loc"]), first["msg"]) from None
+    if profile.world is not None:
+        from qhil.emulators.world.config import load_world_config
+
+        load_world_config(profile.world, source)  # raises ConfigError naming the field
+    for node, name, spec in profile.instruments():
+        if spec.resource == EMULATED and spec.component is not None and profile.world is None:
+            raise ConfigError(
+                source, f"nodes.{node}.instruments.{name}.component", "no [world] to wire it to"
+            )
+    return profile
