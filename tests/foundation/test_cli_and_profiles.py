@@ -1,0 +1,110 @@
+"""The qhil command and bench profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pyvisa
+import serial
+
+from qhil.errors import ConfigError
+from qhil.orchestrator.profile import load_profile
+
+QHIL = [sys.executable, "-m", "qhil.cli"]
+
+
+def test_help_and_version() -> None:
+    out = subprocess.run([*QHIL, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "emulate" in out and "catalogue" in out
+    from qhil import __version__
+
+    out = subprocess.run([*QHIL, "--version"], capture_output=True, text=True, check=True).stdout
+    assert __version__ in out
+
+
+def test_emulate_json_lists_instruments_that_answer() -> None:
+    proc = subprocess.Popen(
+        [*QHIL, "emulate", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        rows = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        by_model = {r["model"]: r for r in rows}
+        assert {"TSL-570", "EPC-400"} <= set(by_model)
+        for r in rows:
+            assert {"name", "model", "resource", "address"} <= set(r)
+        rm = pyvisa.ResourceManager("@py")
+        laser = rm.open_resource(
+            by_model["TSL-570"]["resource"],
+            write_termination="\r",
+            read_termination="\r",
+            timeout=3000,
+        )
+        assert laser.query("*IDN?").startswith("SANTEC,TSL-570")
+        laser.close()
+        with serial.serial_for_url(
+            by_model["EPC-400"]["address"], baudrate=9600, timeout=3
+        ) as port:
+            port.write(b"M?\r\n")
+            assert port.readline() == b"Work Mode: DC\r\n"
+            assert port.readline() == b"Done\r\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_default_profile_is_valid() -> None:
+    prof = load_profile()
+    assert prof.bench.name and len(prof.instruments()) >= 3
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        (
+            '[bench]\nname="x"\n[nodes.a.instruments.l]\nmodel="nope.nope"\n',
+            "nodes.a.instruments.l.model",
+        ),
+        (
+            '[bench]\nname="x"\n[nodes.a.instruments.l]\nmodel="santec.tsl570"\ncolour="red"\n',
+            "nodes.a.instruments.l.colour",
+        ),
+        ("[nodes.a]\n", "bench"),
+        (
+            '[bench]\nname="x"\n[nodes.a.instruments.l]\nmodel="santec.tsl570"\ntimeout_s=-1\n',
+            "nodes.a.instruments.l.timeout_s",
+        ),
+    ],
+)
+def test_malformed_profile_names_field_and_file(tmp_path: Path, toml: str, field: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_profile(str(p))
+    assert err.value.field == field and str(p) in str(err.value)
+
+
+def test_cli_reports_profile_errors_clearly(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text('[bench]\nname="x"\n[nodes.a.instruments.l]\nmodel="nope"\n')
+    r = subprocess.run(
+        [*QHIL, "profile", "show", str(p)], capture_output=True, text=True, env=os.environ
+    )
+    assert r.returncode == 2 and "nodes.a.instruments.l.model" in r.stderr and str(p) in r.stderr
+
+
+def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
+    prof = load_profile(
+        None, ["bench.seed=7", 'nodes.alice.instruments.laser.emulator.command_set="scpi"']
+    )
+    assert prof.bench.seed == 7
+    assert prof.nodes["alice"].instruments["laser"].emulator["command_set"] == "scpi"
+    with pytest.raises(ConfigError, match="bench.seed"):
+        load_profile(None, ["bench.seed=notanumber"])
