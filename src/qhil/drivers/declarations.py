@@ -273,7 +273,7 @@ class BoundControl(Generic[T]):
                 reply,
                 f"of the form {self.decl.reply_template.text!r}",
             )
-        return parsed["value"]  # type: ignore[no-any-return]
+        return parsed["value"]
 
     async def set(self, value: T, **args: Any) -> None:
         t = self.decl.set_template

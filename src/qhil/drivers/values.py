@@ -37,7 +37,7 @@ class Value(Generic[T]):
     pattern: str = r".+?"
 
     def validate(self, value: Any) -> T:
-        return value  # type: ignore[no-any-return]
+        return value
 
     def format(self, value: Any) -> str:
         return str(self.validate(value))
@@ -114,7 +114,7 @@ class Int(Value[int]):
     fmt: str = "{:d}"
     units: str = ""
 
-    pattern: str = rf"[+-]?\d+|{_SPECIAL}"  # type: ignore[assignment]
+    pattern: str = rf"[+-]?\d+|{_SPECIAL}"
 
     def validate(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -260,7 +260,7 @@ class Numbers(Value[list[float]]):
         parts = text.split(self.sep) if self.sep.strip() else text.split()
         vals = [float(p) for p in parts if p.strip()]
         if self.integer:
-            return [int(v) for v in vals]  # type: ignore[misc]
+            return [int(v) for v in vals]
         return vals
 
 

@@ -181,9 +181,8 @@ def _route(cls: type, decls: dict[str, Declaration], key: str, fn: Callable[...,
     name, _, kind = key.partition(".")
     decl = decls.get(name)
     if decl is None:
-        raise TypeError(
-            f"{cls.__name__}: handler for {key!r}, which {cls.driver.__name__} does not declare"
-        )  # type: ignore[attr-defined]
+        driver = getattr(cls, "driver", None)
+        raise TypeError(f"{cls.__name__}: handler for {key!r}, which {driver!r} does not declare")
     if isinstance(decl, Action):
         if kind:
             raise TypeError(f"{cls.__name__}: {name!r} is an action; bind it as {name!r}")

@@ -237,13 +237,13 @@ class EmulatorHost:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
-            self._conn_tasks.add(task)  # type: ignore[arg-type]
+            self._conn_tasks.add(task)
             try:
                 await emulator.serve(reader, writer)
             except (ConnectionError, OSError):
                 pass
             finally:
-                self._conn_tasks.discard(task)  # type: ignore[arg-type]
+                self._conn_tasks.discard(task)
                 writer.close()
 
         srv = await asyncio.start_server(handle, self.host, port)

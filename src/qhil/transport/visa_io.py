@@ -51,7 +51,7 @@ class VisaIO:
     def open(self, timeout_s: float) -> None:
         rm = resource_manager(self.visa_library)
         try:
-            res = rm.open_resource(self.resource, open_timeout=int(timeout_s * 1000))
+            res: Any = rm.open_resource(self.resource, open_timeout=int(timeout_s * 1000))
         except VisaIOError as exc:
             raise OpenFailed(f"VISA could not open it: {exc.description}") from exc
         except (

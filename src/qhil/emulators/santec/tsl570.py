@@ -99,7 +99,7 @@ class TSL570Emulator(ScpiEmulator):
     def _parse_optical(self, decl: Any, text: str) -> float:
         vt: Float = decl.value
         if re.fullmatch(r"\s*(MIN|MAX|DEF)\w*\s*", text, re.IGNORECASE):
-            return super()._parse(decl, "value", text)  # type: ignore[no-any-return]
+            return super()._parse(decl, "value", text)
         m = _NUM_UNIT.fullmatch(text)
         if not m:
             raise ScpiError(*ILLEGAL_PARAMETER)
