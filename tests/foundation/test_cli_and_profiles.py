@@ -106,5 +106,5 @@ def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
     )
     assert prof.bench.seed == 7
     assert prof.nodes["alice"].instruments["laser"].emulator["command_set"] == "scpi"
-    with pytest.raises(ConfigError, match="bench.seed"):
+    with pytest.raises(ConfigError, match=r"bench\.seed"):
         load_profile(None, ["bench.seed=notanumber"])
