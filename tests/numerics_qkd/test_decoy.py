@@ -1,0 +1,119 @@
+"""Decoy-state estimation (Ma et al. 2005) and Chernoff intervals, against the GLLP model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qhil.numerics.qkd.decoy import (
+    DecoyCounts,
+    chernoff_interval,
+    decoy_key_rate,
+    vacuum_weak_decoy_bounds,
+)
+from qhil.numerics.qkd.gllp import (
+    GllpParameters,
+    key_rate,
+    signal_gain,
+    signal_qber,
+    single_photon_error,
+    single_photon_yield,
+)
+
+P = GllpParameters()
+MU = (0.48, 0.1, 0.0)
+
+
+def expected_counts(distance_km: float, pulses: float) -> DecoyCounts:
+    n = np.full(3, pulses)
+    gains = np.array([signal_gain(m, distance_km, P) if m > 0 else P.y0 for m in MU])
+    qbers = np.array([signal_qber(m, distance_km, P) if m > 0 else 0.5 for m in MU])
+    det = np.rint(n * gains).astype(np.int64)
+    return DecoyCounts(MU, n.astype(np.int64), det, det, np.rint(det * qbers).astype(np.int64))
+
+
+@pytest.mark.parametrize("distance_km", [0.0, 50.0, 100.0])
+def test_asymptotic_bounds_bracket_true_single_photon_values(distance_km: float) -> None:
+    b = vacuum_weak_decoy_bounds(expected_counts(distance_km, 1e15))
+    y1, e1 = single_photon_yield(distance_km, P), single_photon_error(distance_km, P)
+    # A weak decoy (nu = 0.1) makes the bounds tight: within 5 % (Ma et al. 2005, Fig. 2).
+    assert y1 * 0.95 <= b.y1_lower <= y1 * (1 + 1e-6)
+    # e1^U also carries the multi-photon errors of the decoy, a relative excess ~ nu.
+    assert e1 * (1 - 1e-6) <= b.e1_upper <= e1 * 1.15
+    # Reference by hand from the closed-form model gains (Ma et al. Eqs. for Y1^L, e1^U).
+    mu, nu = MU[0], MU[1]
+    eta = P.eta_bob * 10 ** (-P.alpha_db_per_km * distance_km / 10)
+    q_nu = P.y0 + 1 - math.exp(-eta * nu)
+    q_mu = P.y0 + 1 - math.exp(-eta * mu)
+    y1_ref = (
+        mu
+        / (mu * nu - nu**2)
+        * (
+            q_nu * math.exp(nu)
+            - q_mu * math.exp(mu) * nu**2 / mu**2
+            - (mu**2 - nu**2) / mu**2 * P.y0
+        )
+    )
+    eq_nu = P.y0 / 2 + P.e_detector * (1 - math.exp(-eta * nu))
+    e1_ref = (eq_nu * math.exp(nu) - P.y0 / 2) / (y1_ref * nu)
+    assert b.y1_lower == pytest.approx(y1_ref, rel=1e-5)
+    assert b.e1_upper == pytest.approx(e1_ref, rel=1e-5)
+    rate = decoy_key_rate(b, f_ec=P.f_ec)
+    ideal = key_rate(0.48, distance_km, P)
+    assert 0.85 * ideal <= rate <= ideal * (1 + 1e-6)
+
+
+def test_finite_size_bounds_hold_with_stated_confidence() -> None:
+    # 300 simulated experiments at 50 km; each bound fails w.p. <= 5 eps = 5e-3,
+    # so failures follow at most Binomial(300, 5e-3): 99.9 % limit below.
+    rng = np.random.default_rng(12)
+    eps, runs, pulses = 1e-3, 300, 10**9
+    truth = expected_counts(50.0, pulses)
+    y1 = single_photon_yield(50.0, P)
+    e1 = single_photon_error(50.0, P)
+    q = truth.detections / pulses
+    qe = truth.errors / truth.detections
+    bad = 0
+    for _ in range(runs):
+        det = rng.binomial(pulses, q)
+        err = rng.binomial(det, qe)
+        b = vacuum_weak_decoy_bounds(DecoyCounts(MU, truth.pulses, det, det, err), eps=eps)
+        bad += int(b.y1_lower > y1 or b.e1_upper < e1)
+        # Not vacuous: the finite-size bound keeps most of the yield at 1e9 pulses.
+        assert b.y1_lower > 0.5 * y1
+    assert bad <= stats.binom.ppf(0.999, runs, 5 * eps)
+
+
+def test_chernoff_interval_coverage() -> None:
+    rng = np.random.default_rng(13)
+    eps, mean, draws = 0.01, 40.0, 4000
+    x = rng.poisson(mean, draws)
+    miss_hi = sum(chernoff_interval(float(v), eps)[1] < mean for v in x)
+    miss_lo = sum(chernoff_interval(float(v), eps)[0] > mean for v in x)
+    limit = stats.binom.ppf(0.999, draws, eps)
+    assert miss_hi <= limit and miss_lo <= limit
+    lo, hi = chernoff_interval(1e6, 1e-10)
+    # Large counts: width ~ sqrt(2 x ln(1/eps)) on each side.
+    assert hi - 1e6 == pytest.approx(math.sqrt(2e6 * math.log(1e10)), rel=0.02)
+    assert 1e6 - lo == pytest.approx(math.sqrt(2e6 * math.log(1e10)), rel=0.02)
+
+
+def test_from_data_tallies_per_intensity() -> None:
+    c = DecoyCounts.from_data(MU, [0, 0, 1, 2, 2, 2], [0, 2], [0, 2], [True, False])
+    np.testing.assert_array_equal(c.pulses, [2, 1, 3])
+    np.testing.assert_array_equal(c.detections, [1, 0, 1])
+    np.testing.assert_array_equal(c.errors, [1, 0, 0])
+    np.testing.assert_allclose(c.gains, [0.5, 0.0, 1 / 3])
+
+
+def test_bad_counts_named() -> None:
+    with pytest.raises(ValueError, match=r"DecoyCounts\.detections: more detections"):
+        DecoyCounts(
+            MU, np.array([1, 1, 1]), np.array([2, 0, 0]), np.zeros(3, int), np.zeros(3, int)
+        )
+    c = expected_counts(10.0, 1e9)
+    with pytest.raises(ValueError, match="vacuum intensity must be 0"):
+        vacuum_weak_decoy_bounds(c, vacuum=1)

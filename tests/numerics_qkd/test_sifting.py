@@ -1,0 +1,98 @@
+"""Sifting and squashing: vectorised, squashing statistics fair, sifted keys aligned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qhil.numerics.qkd.sifting import (
+    AliceRecord,
+    SiftReply,
+    alice_sift,
+    bob_announce,
+    bob_sift,
+    sift,
+    squash_clicks,
+)
+
+
+def test_single_clicks_pass_through_sorted() -> None:
+    rng = np.random.default_rng(0)
+    det = squash_clicks([7, 2, 5], [1, 0, 1], [0, 1, 1], rng)
+    np.testing.assert_array_equal(det.pulse_index, [2, 5, 7])
+    np.testing.assert_array_equal(det.basis, [0, 1, 1])
+    np.testing.assert_array_equal(det.bit, [1, 1, 0])
+    assert not det.multi_click.any()
+
+
+def test_repeated_click_of_one_detector_is_one_event() -> None:
+    det = squash_clicks([3, 3, 3], [0, 0, 0], [1, 1, 1], np.random.default_rng(1))
+    np.testing.assert_array_equal(det.pulse_index, [3])
+    assert det.bit[0] == 1 and det.basis[0] == 0 and not det.multi_click[0]
+
+
+def test_same_basis_double_clicks_get_fair_random_bits() -> None:
+    n = 20_000
+    idx = np.repeat(np.arange(n), 2)
+    det = squash_clicks(idx, np.ones(2 * n, np.uint8), np.tile([0, 1], n), np.random.default_rng(2))
+    assert det.pulse_index.size == n
+    assert np.all(det.basis == 1) and det.multi_click.all()
+    lo, hi = stats.binom.interval(0.999, n, 0.5)
+    assert lo <= int(det.bit.sum()) <= hi
+
+
+def test_cross_basis_clicks_get_random_basis_and_the_clicked_bit() -> None:
+    n = 20_000
+    idx = np.repeat(np.arange(n), 2)
+    # Z detector "1" and X detector "0" both click on every pulse.
+    det = squash_clicks(idx, np.tile([0, 1], n), np.tile([1, 0], n), np.random.default_rng(3))
+    lo, hi = stats.binom.interval(0.999, n, 0.5)
+    assert lo <= int(det.basis.sum()) <= hi
+    np.testing.assert_array_equal(det.bit, 1 - det.basis)  # Z gives 1, X gives 0
+    assert det.multi_click.all()
+
+
+def test_sift_keeps_matching_bases_and_aligns_bits() -> None:
+    rng = np.random.default_rng(4)
+    n = 200_000
+    record = AliceRecord.from_arrays(
+        rng.integers(0, 2, n), rng.integers(0, 2, n), rng.integers(0, 3, n)
+    )
+    detected = np.sort(rng.choice(n, 20_000, replace=False))
+    bob_basis = rng.integers(0, 2, detected.size).astype(np.uint8)
+    same = bob_basis == record.bases[detected]
+    bob_bit = np.where(same, record.bits[detected], rng.integers(0, 2, detected.size))
+    det = squash_clicks(detected, bob_basis, bob_bit.astype(np.uint8), rng, n_pulses=n)
+    alice, bob, reply = sift(record, det)
+    np.testing.assert_array_equal(alice.pulse_index, detected[same])
+    np.testing.assert_array_equal(alice.bits, bob.bits)
+    np.testing.assert_array_equal(alice.intensity, record.intensities[detected[same]])
+    np.testing.assert_array_equal(bob.intensity, alice.intensity)
+    lo, hi = stats.binom.interval(0.999, detected.size, 0.5)
+    assert lo <= alice.pulse_index.size <= hi
+    assert reply.match.size == detected.size
+    assert np.all(alice.select(1) == (alice.basis == 1))
+
+
+def test_two_party_messages_round_trip() -> None:
+    rng = np.random.default_rng(5)
+    record = AliceRecord.from_arrays([0, 1, 1, 0], [0, 0, 1, 1], [0, 1, 2, 0])
+    det = squash_clicks([0, 2, 3], [0, 0, 1], [0, 1, 0], rng)
+    reply, alice = alice_sift(record, bob_announce(det))
+    bob = bob_sift(det, reply)
+    np.testing.assert_array_equal(reply.match, [True, False, True])
+    np.testing.assert_array_equal(alice.pulse_index, [0, 3])
+    np.testing.assert_array_equal(bob.bits, [0, 0])
+    with pytest.raises(ValueError, match="SiftReply: 1 flags for 3"):
+        bob_sift(det, SiftReply(np.array([True]), np.array([0], np.uint8)))
+
+
+def test_bad_input_is_named() -> None:
+    rng = np.random.default_rng(6)
+    with pytest.raises(ValueError, match="beyond the 10 pulses"):
+        squash_clicks([10], [0], [0], rng, n_pulses=10)
+    with pytest.raises(ValueError, match=r"clicks\.basis: values must be 0 or 1"):
+        squash_clicks([1], [2], [0], rng)
+    with pytest.raises(ValueError, match="differ in length"):
+        AliceRecord.from_arrays([0, 1], [0], [0, 0])
