@@ -1,0 +1,135 @@
+"""Finite-key length (Lim et al. 2014): reference value, limits and monotonicity."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from qhil.numerics.qkd.entropy import binary_entropy
+from qhil.numerics.qkd.finite_key import FiniteKeyInput, secret_key_length
+
+MU = (0.5, 0.1, 0.0002)
+P_MU = (0.7, 0.2, 0.1)
+P_KEY = 0.9  # both choose the key basis with this probability
+
+
+def model_input(pulses: float, eps_sec: float = 1e-9, distance_km: float = 25.0) -> FiniteKeyInput:
+    # Expected counts of a fibre link (Lim et al.'s example parameters: eta_Bob 0.1,
+    # 0.2 dB/km, 6e-7 dark counts per detector, 0.5 % misalignment, f_EC 1.1).
+    eta = 0.1 * 10 ** (-0.2 * distance_km / 10)
+    y0, e_d = 1.2e-6, 0.005
+    gain = np.array([1 - (1 - y0) * math.exp(-eta * m) for m in MU])
+    qber = np.array(
+        [(y0 / 2 + e_d * (1 - math.exp(-eta * m))) / q for m, q in zip(MU, gain, strict=False)]
+    )
+    n_key = pulses * np.array(P_MU) * P_KEY**2 * gain
+    n_test = pulses * np.array(P_MU) * (1 - P_KEY) ** 2 * gain
+    e_key = float((n_key * qber).sum() / n_key.sum())
+    leak = 1.1 * n_key.sum() * binary_entropy(e_key)
+    return FiniteKeyInput(MU, P_MU, n_key, n_test, n_test * qber, leak, eps_sec=eps_sec)
+
+
+def reference_length(inp: FiniteKeyInput, fluctuations: bool = True) -> float:
+    """Independent scalar transcription of Lim et al. Eqs. (1)-(2) (no flooring)."""
+    mu1, mu2, mu3 = inp.mu
+    p1, p2, p3 = inp.p_mu
+    es = inp.eps_sec
+
+    def tau(n: int) -> float:
+        return sum(
+            p * math.exp(-m) * m**n / math.factorial(n)
+            for m, p in zip(inp.mu, inp.p_mu, strict=False)
+        )
+
+    def bounds(c: list[float]) -> tuple[float, float]:
+        d = math.sqrt(sum(c) / 2 * math.log(21 / es)) if fluctuations else 0.0
+        nm2 = math.exp(mu2) / p2 * (c[1] - d)
+        np2 = math.exp(mu2) / p2 * (c[1] + d)
+        nm3 = math.exp(mu3) / p3 * (c[2] - d)
+        np3 = math.exp(mu3) / p3 * (c[2] + d)
+        np1 = math.exp(mu1) / p1 * (c[0] + d)
+        s0 = max(0.0, tau(0) * (mu2 * nm3 - mu3 * np2) / (mu2 - mu3))  # counts are >= 0
+        s1 = (tau(1) * mu1 * (nm2 - np3 - (mu2**2 - mu3**2) / mu1**2 * (np1 - s0 / tau(0)))) / (
+            mu1 * (mu2 - mu3) - mu2**2 + mu3**2
+        )
+        return s0, s1
+
+    s0x, s1x = bounds(list(inp.n_key))
+    _, s1z = bounds(list(inp.n_test))
+    m = list(inp.m_test)
+    dm = math.sqrt(sum(m) / 2 * math.log(21 / es)) if fluctuations else 0.0
+    v1 = (
+        tau(1) * (math.exp(mu2) / p2 * (m[1] + dm) - math.exp(mu3) / p3 * (m[2] - dm)) / (mu2 - mu3)
+    )
+    b = v1 / s1z
+    g = 0.0
+    if fluctuations:
+        c, d = s1z, s1x
+        g = math.sqrt(
+            (c + d)
+            * (1 - b)
+            * b
+            / (c * d * math.log(2))
+            * math.log2((c + d) / (c * d * (1 - b) * b) * 21**2 / es**2)
+        )
+    phi = b + g
+    h = -phi * math.log2(phi) - (1 - phi) * math.log2(1 - phi)
+    corr = 6 * math.log2(21 / es) + math.log2(2 / inp.eps_cor) if fluctuations else 0.0
+    return s0x + s1x * (1 - h) - inp.leak_ec - corr
+
+
+@pytest.mark.parametrize("pulses", [1e10, 1e11, 1e12])
+def test_matches_independent_transcription(pulses: float) -> None:
+    inp = model_input(pulses)
+    ref = reference_length(inp)
+    res = secret_key_length(inp)
+    assert ref > 0
+    assert res.length == math.floor(ref)
+
+
+def test_length_per_pulse_grows_with_block_and_reaches_the_asymptote() -> None:
+    per_pulse = [
+        secret_key_length(model_input(n)).length / n for n in (1e9, 1e10, 1e11, 1e12, 1e14)
+    ]
+    assert all(b > a for a, b in itertools.pairwise(per_pulse))
+    limit = reference_length(model_input(1e16), fluctuations=False) / 1e16
+    at_1e16 = secret_key_length(model_input(1e16)).length / 1e16
+    assert at_1e16 < limit
+    assert at_1e16 == pytest.approx(limit, rel=0.01)
+
+
+def test_no_key_for_small_blocks() -> None:
+    res = secret_key_length(model_input(1e8))
+    assert res.length == 0
+
+
+def test_stricter_security_costs_key() -> None:
+    lengths = [secret_key_length(model_input(1e10, eps_sec=e)).length for e in (1e-6, 1e-9, 1e-15)]
+    assert lengths[0] > lengths[1] > lengths[2] > 0
+
+
+def test_leakage_is_subtracted_one_for_one() -> None:
+    inp = model_input(1e11)
+    base = secret_key_length(inp).length
+    more = FiniteKeyInput(
+        inp.mu, inp.p_mu, inp.n_key, inp.n_test, inp.m_test, inp.leak_ec + 1000, inp.eps_sec
+    )
+    assert base - secret_key_length(more).length in (999, 1000, 1001)
+
+
+def test_rate_falls_with_distance() -> None:
+    lengths = [secret_key_length(model_input(1e11, distance_km=d)).length for d in (0, 25, 50, 75)]
+    assert all(b < a for a, b in itertools.pairwise(lengths))
+
+
+def test_bad_input_named() -> None:
+    inp = model_input(1e10)
+    with pytest.raises(ValueError, match=r"FiniteKeyInput\.mu"):
+        FiniteKeyInput((0.1, 0.2, 0.0), P_MU, inp.n_key, inp.n_test, inp.m_test, 0.0)
+    with pytest.raises(ValueError, match=r"FiniteKeyInput\.p_mu"):
+        FiniteKeyInput(MU, (0.5, 0.2, 0.2), inp.n_key, inp.n_test, inp.m_test, 0.0)
+    with pytest.raises(ValueError, match=r"FiniteKeyInput\.m_test"):
+        FiniteKeyInput(MU, P_MU, inp.n_key, inp.n_test, inp.n_test * 2, 0.0)
