@@ -38,7 +38,17 @@ class ProfileSnapshot(BaseModel):
         source_bytes: bytes | None = None,
     ) -> ProfileSnapshot:
         """Snapshot a validated profile; hash ``source`` (or ``source_bytes``, if the loader
-        kept the exact bytes it parsed, which avoids racing an edit of the file)."""
+        kept the exact bytes it parsed, which avoids racing an edit of the file).
+
+        Without ``source``, a pydantic profile's own ``source`` attribute (the
+        file :func:`qhil.orchestrator.profile.load_profile` read) is used if it
+        names a file.
+        """
+        if source is None and isinstance(profile, BaseModel):
+            # qhil's own Profile remembers the file it was loaded from
+            remembered = getattr(profile, "source", None)
+            if isinstance(remembered, str) and remembered and Path(remembered).is_file():
+                source = remembered
         data = to_jsonable(profile, "profile")
         if not isinstance(data, dict):
             raise TypeError(f"profile must be a mapping or a pydantic model, not {type(profile)}")

@@ -16,7 +16,6 @@ from numpy.typing import ArrayLike
 from qhil import __version__
 from qhil.records.arrays import ArrayWriter, as_rows, check_array_name, dtype_to_text
 from qhil.records.clock import to_iso, utc_now
-from qhil.records.database import writing
 from qhil.records.errors import RecordValueError, RunStateError
 from qhil.records.jsonable import dumps, to_scalar
 from qhil.records.keystore import KeyRef, SecretKey
@@ -96,7 +95,7 @@ class Run:
         with self._mutex:
             self._require_running("set identities")
             self._identities.update(clean)
-            with writing(self._store.db_path) as conn:
+            with self._store.database.writing() as conn:
                 conn.execute(
                     "UPDATE runs SET identities = ? WHERE run_id = ?",
                     (dumps(self._identities), self._run_id),
@@ -117,7 +116,7 @@ class Run:
             rows, created = writer.append(name, block, compression)
             now = to_iso(utc_now())
             # committed only after the HDF5 flush: readers trust these row counts
-            with writing(self._store.db_path) as conn:
+            with self._store.database.writing() as conn:
                 if created:
                     conn.execute(
                         "INSERT INTO arrays (run_id, name, dtype, shape_tail, rows, appends) "
@@ -175,7 +174,7 @@ class Run:
             raise RecordValueError(f"units given for results that were not: {sorted(unknown)}")
         with self._mutex:
             self._require_running("log results")
-            with writing(self._store.db_path) as conn:
+            with self._store.database.writing() as conn:
                 conn.executemany(
                     "INSERT OR REPLACE INTO results (run_id, name, value, unit, logged_at) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -193,7 +192,7 @@ class Run:
         with self._mutex:
             self._require_running("add a key")
             self._keys.append(ref)
-            with writing(self._store.db_path) as conn:
+            with self._store.database.writing() as conn:
                 conn.execute(
                     "UPDATE runs SET keys = ? WHERE run_id = ?",
                     (dumps([k.model_dump(mode="json") for k in self._keys]), self._run_id),
@@ -222,7 +221,7 @@ class Run:
                     if final is RunStatus.SUCCESS:
                         final, reason = RunStatus.FAILED, f"closing the array file failed: {exc}"
             now = to_iso(utc_now())
-            with writing(self._store.db_path) as conn:
+            with self._store.database.writing() as conn:
                 changed = conn.execute(
                     "UPDATE runs SET status = ?, reason = ?, stopped_at = ?, heartbeat_at = ? "
                     "WHERE run_id = ? AND status = 'running'",
@@ -302,14 +301,14 @@ class Run:
                 "qhil_version": __version__,
             },
         )
-        with writing(self._store.db_path) as conn:
+        with self._store.database.writing() as conn:
             conn.execute(
                 "UPDATE runs SET data_file = ? WHERE run_id = ?", (str(relative), self._run_id)
             )
         return self._writer
 
     def _beat(self) -> None:
-        with writing(self._store.db_path) as conn:
+        with self._store.database.writing() as conn:
             conn.execute(
                 "UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
                 (to_iso(utc_now()), self._run_id),

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from qhil.records.arrays import dtype_from_text
 from qhil.records.clock import from_iso, new_run_id, to_iso, utc_now
-from qhil.records.database import initialise, reading, writing
+from qhil.records.database import Database
 from qhil.records.errors import AmbiguousRunIdError, RecordValueError, RunNotFoundError
 from qhil.records.jsonable import dumps, to_jsonable
 from qhil.records.keystore import KeyRef
@@ -71,7 +71,7 @@ class RunStore:
         self.db_path = self.data_dir / DB_NAME
         self.heartbeat_interval_s = heartbeat_interval_s
         self.stale_after_s = stale_after_s
-        initialise(self.db_path)
+        self.database = Database(self.db_path)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.data_dir)!r})"
@@ -115,7 +115,7 @@ class RunStore:
                 continue  # same id as a run still (or once) running: draw again
             now = to_iso(started)
             try:
-                with writing(self.db_path) as conn:
+                with self.database.writing() as conn:
                     conn.execute(
                         "INSERT INTO runs (run_id, kind, status, started_at, seed, profile, "
                         "identities, software, parameters, owner_pid, owner_host, heartbeat_at, "
@@ -153,7 +153,7 @@ class RunStore:
 
     def get(self, run_id: str) -> RunRecord:
         """The run with this id, or with this unique id prefix (``20261126-1218``)."""
-        with reading(self.db_path) as conn:
+        with self.database.reading() as conn:
             found = conn.execute("SELECT run_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if found is None:
                 escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -218,7 +218,7 @@ class RunStore:
         )
         if limit is not None and not judge:
             sql += f" LIMIT {int(limit)}"
-        with reading(self.db_path) as conn:
+        with self.database.reading() as conn:
             heads = conn.execute(sql, args).fetchall()
         ids: list[str] = []
         verdicts: dict[str, tuple[RunStatus, str | None]] = {}
@@ -263,7 +263,7 @@ class RunStore:
         if alive:
             return RunStatus.RUNNING, None
         # the owner may have finished between our read and the lock probe
-        with reading(self.db_path) as conn:
+        with self.database.reading() as conn:
             now = conn.execute(
                 "SELECT status, reason FROM runs WHERE run_id = ?", (head["run_id"],)
             ).fetchone()
@@ -280,7 +280,7 @@ class RunStore:
         rows: dict[str, sqlite3.Row] = {}
         results: dict[str, list[sqlite3.Row]] = {run_id: [] for run_id in run_ids}
         arrays: dict[str, list[sqlite3.Row]] = {run_id: [] for run_id in run_ids}
-        with reading(self.db_path) as conn:
+        with self.database.reading() as conn:
             for start in range(0, len(run_ids), _SQL_BATCH):
                 batch = list(run_ids[start : start + _SQL_BATCH])
                 marks = ", ".join("?" * len(batch))
