@@ -82,8 +82,16 @@ def bbm92_figures(
     one_a = 1.0 + ea * lam_
     one_b = 1.0 + eb * lam_
     both = 1.0 + ea * lam_ + eb * lam_ - ea * eb * lam_
-    gain = 1.0 - (1.0 - ya) / one_a**2 - (1.0 - yb) / one_b**2 + (1.0 - ya) * (1.0 - yb) / both**2
-    correlated = 2.0 * ea * eb * lam_ * (1.0 + lam_) / (one_a * one_b * both)
+    # The paper's Q, rearranged to avoid cancelling terms of order 1 when Q is tiny:
+    # Q = P(A clicks) P(B clicks) + (1-Y0A)(1-Y0B) (both^-2 - (one_a one_b)^-2),
+    # with one_a one_b = both + delta.
+    click_a = -np.expm1(np.log1p(-ya) - 2.0 * np.log1p(ea * lam_))
+    click_b = -np.expm1(np.log1p(-yb) - 2.0 * np.log1p(eb * lam_))
+    delta = ea * eb * lam_ * (1.0 + lam_)
+    gain = click_a * click_b + (1.0 - ya) * (1.0 - yb) * delta * (2.0 * both + delta) / (
+        both**2 * (one_a * one_b) ** 2
+    )
+    correlated = 2.0 * delta / (one_a * one_b * both)
     with np.errstate(invalid="ignore", divide="ignore"):
         qber = np.where(gain > 0.0, e_0 - (e_0 - ed) * correlated / gain, e_0)
     return Bbm92Figures(np.asarray(gain), np.asarray(qber))

@@ -48,6 +48,16 @@ class SwapResult:
         )
         return p, mixed / p
 
+    def sample(
+        self, rng: np.random.Generator, heralded_outcomes: Iterable[BellState] = BELL_STATES
+    ) -> tuple[BellState | None, Qobj | None]:
+        """Draw one Bell outcome; (None, None) if it is not among ``heralded_outcomes``."""
+        p = np.array([b.probability for b in self.branches])
+        pick = self.branches[int(rng.choice(len(p), p=p / p.sum()))]
+        if pick.outcome not in {check_bell(o) for o in heralded_outcomes}:
+            return None, None
+        return pick.outcome, pick.state
+
     @property
     def state(self) -> Qobj:
         """A-D state averaged over all four (corrected) outcomes."""
@@ -110,13 +120,10 @@ def sample_swap(
     nominal: tuple[BellState, BellState] = ("phi+", "phi+"),
     target: BellState = "phi+",
 ) -> tuple[BellState | None, Qobj | None]:
-    """Draw one Bell outcome; (None, None) if it is not among ``heralded_outcomes``."""
+    """Swap once and draw the Bell outcome (see :meth:`SwapResult.sample`; to draw many
+    times from the same inputs, call :func:`entanglement_swap` once and sample that)."""
     result = entanglement_swap(pair_ab, pair_cd, nominal=nominal, target=target)
-    p = np.array([b.probability for b in result.branches])
-    pick = result.branches[int(rng.choice(len(p), p=p / p.sum()))]
-    if pick.outcome not in {check_bell(o) for o in heralded_outcomes}:
-        return None, None
-    return pick.outcome, pick.state
+    return result.sample(rng, heralded_outcomes)
 
 
 def werner_swap_fidelity(f1: float, f2: float) -> float:
