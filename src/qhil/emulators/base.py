@@ -21,7 +21,6 @@ from qhil.transport.framing import Framing
 
 if TYPE_CHECKING:
     from qhil.emulators.server import ByteWriter
-    from qhil.emulators.world import World
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +80,7 @@ class Emulator:
     default_port: ClassVar[int | None] = None
 
     def __init__(
-        self, *, name: str = "", seed: int = 0, world: World | None = None, component: str = ""
+        self, *, name: str = "", seed: int = 0, world: Any = None, component: str = ""
     ) -> None:
         self.name = name or type(self).__name__
         self.seed = seed

@@ -24,8 +24,11 @@ class EmulatedBench:
         self.profile = profile
         self.world: Any = None
         if profile.world is not None:
-            from qhil.emulators.world import World
+            import importlib
+
             from qhil.emulators.world.config import load_world_config
+
+            World = importlib.import_module("qhil.emulators.world").World
 
             cfg = load_world_config(profile.world, profile.source)
             kw: dict[str, Any] = {"seed": profile.bench.seed}
