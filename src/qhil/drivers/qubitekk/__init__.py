@@ -1,0 +1,1 @@
+"""Qubitekk instruments."""
