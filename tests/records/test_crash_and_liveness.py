@@ -67,6 +67,8 @@ def test_sigkilled_run_reads_incomplete_with_data_intact(store: RunStore) -> Non
         live = store.get(run_id)
         assert live.status is RunStatus.RUNNING  # the owner holds its lock
         assert live.owner.pid == proc.pid
+        # readable while the owner still holds the file open for writing
+        np.testing.assert_array_equal(live.arrays["raw/tags"], np.arange(blocks * BLOCK))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
 

@@ -232,9 +232,15 @@ class RunArrays(Mapping[str, NDArray[Any]]):
         if self.path is None:
             raise ArrayDataError(f"run {self.run_id} has no array file")
         try:
-            # no HDF5 file locking: the writer may still hold the file, and we only
-            # read rows it has flushed and committed
-            return h5py.File(self.path, "r", locking=False)
+            try:
+                # no HDF5 file locking: the writer may still hold the file, and we only
+                # read rows it has flushed and committed
+                return h5py.File(self.path, "r", locking=False)
+            except OSError as exc:
+                if "locking flag" not in str(exc):
+                    raise
+                # the writer is this very process: HDF5 shares its open file, with its flags
+                return h5py.File(self.path, "r")
         except FileNotFoundError:
             raise ArrayDataError(f"run {self.run_id}: array file {self.path} is missing") from None
         except OSError as exc:
