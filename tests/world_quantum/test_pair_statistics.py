@@ -49,6 +49,19 @@ def test_joint_probabilities_equal_qutip_expectation_values() -> None:
     np.testing.assert_allclose(p.sum(axis=(-1, -2)), 1.0, atol=1e-12)
 
 
+def test_settings_broadcast_like_numpy() -> None:
+    rho = qt.rand_dm([2, 2], seed=5)
+    ta, tb = np.linspace(0, 1, 3)[:, None], np.linspace(0, 2, 4)[None, :]
+    grid = joint_probabilities(rho, linear_analyzer(ta), linear_analyzer(tb))
+    assert grid.shape == (3, 4, 2, 2)
+    for i in range(3):
+        for j in range(4):
+            single = joint_probabilities(rho, linear_analyzer(ta[i, 0]), linear_analyzer(tb[0, j]))
+            np.testing.assert_allclose(grid[i, j], single, atol=1e-12)
+    shared = joint_probabilities(rho, BASIS_Z, linear_analyzer(tb[0]))
+    np.testing.assert_allclose(shared, grid[0], atol=1e-12)  # ta[0] = 0 is the Z basis
+
+
 def test_werner_closed_form_matches_the_general_computation() -> None:
     rng = np.random.default_rng(1)
     theta_a, theta_b = rng.uniform(0, np.pi, 50), rng.uniform(0, np.pi, 50)
