@@ -1,0 +1,1 @@
+"""HP / Agilent / Keysight instruments."""
