@@ -163,3 +163,30 @@ def test_chunk_size_between_16_kib_and_1_mib(
     first_rows: int, row_bytes: int, expected: int
 ) -> None:
     assert chunk_rows(first_rows, row_bytes) == expected
+
+
+def test_threads_share_one_run(store: RunStore) -> None:
+    import threading
+
+    per_thread, threads = 40, 4
+    with store.start_run("test.arrays") as run:
+
+        def work(t: int) -> None:
+            for i in range(per_thread):
+                start = (t * per_thread + i) * 100
+                run.append("x", np.arange(start, start + 100))
+                run.log_result(f"thread_{t}", i)
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    record = store.get(run.run_id)
+    x = record.arrays["x"]
+    assert record.array_index["x"].appends == per_thread * threads
+    # blocks arrive in any order, but each whole and each exactly once
+    blocks = x.reshape(-1, 100)
+    assert np.all(np.diff(blocks, axis=1) == 1) and np.all(blocks[:, 0] % 100 == 0)
+    np.testing.assert_array_equal(np.sort(x), np.arange(per_thread * threads * 100))
+    assert record.results == {f"thread_{t}": per_thread - 1 for t in range(threads)}
