@@ -1,0 +1,1 @@
+"""S-Fifteen Instruments boards (USB virtual serial): SPDC source driver, SPD, TDC1."""

@@ -1,0 +1,335 @@
+"""S-Fifteen Instruments TDC1 four-channel timestamp / coincidence unit.
+
+Protocol: docs/protocols/s-fifteen-tdc1.md, from the vendor's S15lib
+``TimestampTDC1``, its GUI and older sample code. Commands end with CR LF and may
+be chained with ``;``; setters never answer (the board's error behaviour is not
+observable in any client, so there is nothing to check after a setter).
+
+Modes: singles (``counts?`` -> four counts after one gate), pairs (eight numbers:
+four singles, then coincidences 1-3, 1-4, 2-3, 2-4) and timestamp, where
+``counts?`` starts a raw binary stream of 32-bit little-endian words (see
+:func:`encode_words`) lasting ``time`` ms (forever with ``time 0``) until it stops
+or ``abort``.
+
+The board has no input-delay setting: :meth:`TDC1.set_input_delay_ps` is applied
+in software to the timestamps :meth:`TDC1.acquire` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from qhil.drivers.declarations import Action, Control, Measurement
+from qhil.drivers.roles import TagBlock
+from qhil.drivers.sfifteen.common import S15Instrument
+from qhil.drivers.values import Enum, Float, Int, Numbers, Str
+from qhil.errors import ProtocolError, ValidationError
+from qhil.transport.framing import Framing
+from qhil.transport.rawio import ReadTimeout
+from qhil.transport.session import Reader
+
+# --- the binary timestamp word (docs/protocols/s-fifteen-tdc1.md) ---
+
+#: Time unit of a timestamp word: 2 ns.
+TICK_PS = 2000
+#: Bits 31..5 hold the time, so it wraps every 2**27 ticks (268.435456 ms).
+TIME_SHIFT = 5
+WRAP_TICKS = 1 << 27
+#: Bit 4: dummy / rollover-marker word; bits 3..0: channel pattern (bit 0 = channel 1).
+DUMMY_BIT = 0x10
+PATTERN_MASK = 0x0F
+N_CHANNELS = 4
+#: Longest gap between words on an idle input (UNVERIFIED inference from the rollover
+#: decoding; the emulator emits a dummy word every HEARTBEAT_S of stream time).
+HEARTBEAT_S = 0.1
+HEARTBEAT_TICKS = round(HEARTBEAT_S * 1e12) // TICK_PS
+
+#: Longest gate in the counting modes (16-bit register), ms.
+MAX_GATE_MS = 65535
+#: Extra time allowed beyond the gate for a count reply (S15lib: 0.1 s).
+COUNT_REPLY_MARGIN_S = 0.5
+#: How long the stream may stay silent before it is taken to have ended.
+STREAM_POLL_S = 0.05
+#: Wall-clock allowance beyond the acquisition for a stream to end by itself.
+STREAM_GRACE_S = 0.5
+_CHUNK = 1 << 16
+
+
+def encode_words(ticks: npt.ArrayLike, patterns: npt.ArrayLike) -> bytes:
+    """Timestamp words: time (ticks of 2 ns, taken modulo 2**27) << 5 | flags/pattern."""
+    t = np.asarray(ticks, dtype=np.int64) % WRAP_TICKS
+    words = (t.astype(np.uint32) << TIME_SHIFT) | (np.asarray(patterns, np.uint32) & 0x1F)
+    return words.astype("<u4").tobytes()
+
+
+class TimestampDecoder:
+    """Incremental decoder of the binary stream: unwraps the 27-bit time, vectorised per chunk.
+
+    The time of the first word is counted from 0 (the stream start). Each step between
+    consecutive words is taken modulo 2**27 ticks, which is exact as long as no gap in
+    the stream exceeds 268 ms (the board's dummy words see to that).
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._last_raw = 0
+        self._last_ticks = 0
+        self._ticks: list[npt.NDArray[np.int64]] = []
+        self._flags: list[npt.NDArray[np.uint8]] = []
+        self.n_words = 0
+
+    def feed(self, data: bytes) -> None:
+        buf = self._rest + data
+        n = len(buf) // 4
+        self._rest = buf[4 * n :]
+        if n == 0:
+            return
+        words = np.frombuffer(buf, dtype="<u4", count=n)
+        raw = (words >> TIME_SHIFT).astype(np.int64)
+        steps = np.diff(raw, prepend=self._last_raw) % WRAP_TICKS
+        ticks = self._last_ticks + np.cumsum(steps)
+        self._last_raw = int(raw[-1])
+        self._last_ticks = int(ticks[-1])
+        self._ticks.append(ticks)
+        self._flags.append((words & 0x1F).astype(np.uint8))
+        self.n_words += n
+
+    @property
+    def coverage_ticks(self) -> int:
+        """Stream time of the latest word."""
+        return self._last_ticks
+
+    def words(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """(unwrapped ticks, low five bits) of every complete word so far."""
+        if not self._ticks:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        return np.concatenate(self._ticks), np.concatenate(self._flags)
+
+
+def words_to_tags(
+    ticks: npt.NDArray[np.int64], flags: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int16]]:
+    """One tag per set pattern bit: (timestamps in ps, channels 1..4), time-ordered."""
+    times, chans = [], []
+    for bit in range(N_CHANNELS):
+        hit = (flags & (1 << bit)) != 0
+        times.append(ticks[hit] * TICK_PS)
+        chans.append(np.full(int(hit.sum()), bit + 1, np.int16))
+    t = np.concatenate(times)
+    c = np.concatenate(chans)
+    order = np.argsort(t, kind="stable")
+    return t[order], c[order]
+
+
+class SignedWord(Int):
+    """The TDC1 prints ``time?`` as a signed 16-bit number (40000 -> ``-25536``)."""
+
+    def emit(self, value: Any) -> str:
+        v = int(value) & 0xFFFF
+        return str(v - 0x10000 if v & 0x8000 else v)
+
+    def parse(self, text: str) -> int:
+        v = int(float(text.strip()))
+        return v + 0x10000 if v < 0 else v
+
+
+class TDC1(S15Instrument):
+    """S-Fifteen TDC1 timestamp unit (role: TimeTagger)."""
+
+    framing: ClassVar[Framing] = Framing(write_termination="\r\n", read_termination="\n")
+    model: ClassVar[str] = "S-Fifteen TDC1"
+    channels: int = N_CHANNELS
+
+    idn = Measurement("*IDN?", value=Str(), doc="Identity; contains 'TDC1'.")
+    help_text = Measurement("help", value=Str(), doc="Command summary (several lines).")
+    reset = Action("*RST", doc="Reset the unit.")
+    mode = Control(
+        get="mode?",
+        set="{value}",
+        value=Enum({"singles": "singles", "pairs": "pairs", "timestamp": "timestamp"}),
+        reply=Enum({"singles": "0", "pairs": "1", "timestamp": "3"}),
+        doc="Acquisition mode: singles (0), pairs (1) or timestamp (3).",
+    )
+    gate_ms = Control(
+        get="time?",
+        set="time {value}",
+        value=Int(0, MAX_GATE_MS, units="ms"),
+        reply=SignedWord(),
+        doc="Gate / acquisition time, ms (0 = unlimited, timestamp mode only).",
+    )
+    nim_levels = Action("NIM", doc="Input threshold preset for NIM pulses (-0.5 V).")
+    ttl_levels = Action("TTL", doc="Input threshold preset for TTL pulses.")
+    negative_threshold_v = Control(
+        set="NEG {value}", value=Float(-3.3, 0.0, fmt="{!r}", units="V"), doc="Custom threshold."
+    )
+    positive_threshold_v = Control(
+        set="POS {value}", value=Float(0.0, 3.3, fmt="{!r}", units="V"), doc="Custom threshold."
+    )
+    level = Measurement(
+        "level?", value=Str(), doc="Threshold line; its first token is the threshold in volts."
+    )
+    reference_clock = Control(
+        get="REFCLK?",
+        set="REFCLK {value}",
+        value=Enum({"auto": "0", "external": "1", "internal": "2"}),
+        reply=Str(),
+        doc="Reference clock: auto-select, force external, force internal 10 MHz.",
+    )
+    external_clock = Measurement("ECLOCK?", value=Str(), doc="External clock present.")
+    input_packet = Action("INPKT", doc="Sent before timestamp runs (meaning UNVERIFIED).")
+    abort = Action("abort", doc="Stop a running timestamp stream.")
+    counts = Measurement(
+        "counts?",
+        value=Numbers(sep=" ", integer=True),
+        doc="Counts (singles: 4, pairs: 8 numbers); in timestamp mode, starts the stream.",
+    )
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.input_delays_ps: dict[int, int] = {}
+
+    @staticmethod
+    def _chain(*commands: str) -> str:
+        return ";".join(commands)
+
+    @staticmethod
+    def _get(decl: Control[Any]) -> str:
+        assert decl.get_template is not None
+        return decl.get_template.render()
+
+    @staticmethod
+    def _set(decl: Control[Any], value: Any) -> str:
+        assert decl.set_template is not None
+        return decl.set_template.render(value=value)
+
+    def _gate(self, integration_s: float, *, allow_long: bool = False) -> int:
+        ms = round(integration_s * 1000)
+        if not math.isfinite(integration_s) or ms < 1 or (ms > MAX_GATE_MS and not allow_long):
+            limit = "" if allow_long else f", at most {MAX_GATE_MS / 1000:g} s"
+            raise ValidationError(
+                "time", integration_s, f"a duration of at least 1 ms in whole ms{limit}"
+            )
+        return int(ms)
+
+    async def identity(self) -> str:
+        return await self.idn.get()
+
+    async def help(self) -> list[str]:
+        return await self.read_multiline(type(self).help_text)
+
+    async def threshold_v(self) -> float:
+        line = await self.level.get()
+        try:
+            return float(line.split()[0])
+        except (IndexError, ValueError):
+            raise ProtocolError(self.resource, "level?", line, "a threshold in volts") from None
+
+    async def set_threshold_v(self, volts: float) -> None:
+        if volts < 0:
+            await self.negative_threshold_v.set(volts)
+        else:
+            await self.positive_threshold_v.set(volts)
+
+    async def _count(self, mode: str, integration_s: float, expect: int) -> list[int]:
+        cls = type(self)
+        ms = self._gate(integration_s)
+        query = self._chain(self._set(cls.mode, mode), self._get(cls.counts))
+        async with self.session.locked():
+            await self.gate_ms.set(ms)
+            reply = await self.ask(query, timeout_s=ms / 1000 + COUNT_REPLY_MARGIN_S)
+        try:
+            values = [int(v) for v in cls.counts.reply_template.parse(reply)["value"]]  # type: ignore[index]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) != expect:
+            raise ProtocolError(self.resource, query, reply, f"{expect} space-separated counts")
+        return values
+
+    async def singles(self, integration_s: float) -> list[int]:
+        """Counts on channels 1..4 in one gate."""
+        return await self._count("singles", integration_s, 4)
+
+    async def pairs(self, integration_s: float) -> tuple[list[int], list[int]]:
+        """(singles 1..4, coincidences 1-3, 1-4, 2-3, 2-4) in one gate."""
+        values = await self._count("pairs", integration_s, 8)
+        return values[:4], values[4:]
+
+    async def set_input_delay_ps(self, channel: int, delay_ps: int) -> None:
+        """Software delay added to the channel's timestamps (the TDC1 has no delay setting)."""
+        if not 1 <= channel <= N_CHANNELS:
+            raise ValidationError("input delay", channel, f"a channel in 1..{N_CHANNELS}")
+        self.input_delays_ps[channel] = int(delay_ps)
+
+    async def acquire(self, duration_s: float) -> TagBlock:
+        """Stream timestamps for ``duration_s`` (whole ms) and return them in ps from the start.
+
+        Up to 65.535 s the unit stops by itself (``time <ms>``); longer runs use
+        ``time 0`` and ``abort``. The stream is complete when it has fallen silent
+        and its words reach the end of the window (the board's idle dummy words do
+        that), or, failing that, a grace period after the window on the wall clock.
+        """
+        cls = type(self)
+        ms = self._gate(duration_s, allow_long=True)
+        limited = ms <= MAX_GATE_MS
+        start = self._chain(
+            cls.input_packet.template.render(),
+            self._set(cls.gate_ms, ms if limited else 0),
+            self._set(cls.mode, "timestamp"),
+            self._get(cls.counts),
+        )
+        end_ticks = ms * 1_000_000_000 // TICK_PS
+        decoder = TimestampDecoder()
+
+        def stream(r: Reader) -> None:
+            deadline = time.monotonic() + ms / 1000 + STREAM_GRACE_S
+            for data, idle in _polls(r):
+                decoder.feed(data)
+                if not limited and decoder.coverage_ticks >= end_ticks:
+                    return
+                done = decoder.coverage_ticks >= end_ticks - HEARTBEAT_TICKS
+                if idle and (done or time.monotonic() >= deadline):
+                    return
+
+        def drain(r: Reader) -> None:
+            for data, idle in _polls(r):
+                decoder.feed(data)
+                if idle:
+                    return
+
+        async with self.session.locked():
+            await self.session.transaction(start, stream, timeout_s=ms / 1000 + STREAM_GRACE_S)
+            await self.session.transaction(cls.abort.template.render(), drain)
+        ticks, flags = decoder.words()
+        keep = ticks < end_ticks
+        t_ps, channels = words_to_tags(ticks[keep], flags[keep])
+        if any(self.input_delays_ps.values()):
+            t_ps = (
+                t_ps
+                + np.array([0] + [self.input_delays_ps.get(c, 0) for c in (1, 2, 3, 4)])[channels]
+            )
+            order = np.argsort(t_ps, kind="stable")
+            t_ps, channels = t_ps[order], channels[order]
+        return TagBlock(
+            t_ps.astype(np.int64),
+            channels,
+            lost=0,  # the TDC1 does not report lost events
+            meta={"duration_s": ms / 1000, "resolution_ps": float(TICK_PS)},
+        )
+
+
+def _polls(r: Reader) -> Iterator[tuple[bytes, bool]]:
+    """Read the stream in chunks; yields (bytes, idle), idle when a poll brought nothing."""
+    r.timeout_s = STREAM_POLL_S
+    while True:
+        try:
+            data = r.exact(_CHUNK)
+        except ReadTimeout as exc:
+            data = bytes(exc.partial)
+            r.received += data
+        yield data, not data

@@ -1,0 +1,1 @@
+"""S-Fifteen Instruments emulators: SPDC source driver, SPD, TDC1."""

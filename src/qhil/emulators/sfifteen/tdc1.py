@@ -1,0 +1,264 @@
+"""Emulated S-Fifteen TDC1 timestamp unit (protocol: docs/protocols/s-fifteen-tdc1.md).
+
+Bound to a world ``time_tagger`` component, whose channels 1..4 are the TDC1's
+inputs: singles and pairs counts, and the binary timestamp stream, are made from
+the tags the world delivers for the gate, converted to the TDC1's 2 ns clock.
+
+Choices where the unit's behaviour is not documented (UNVERIFIED):
+
+* The stream's time counter starts at 0 when ``counts?`` starts it, and a dummy
+  word (bit 4 set, pattern 0) is sent every ``HEARTBEAT_S`` of stream time so a
+  quiet input never leaves a gap long enough to hide a 27-bit rollover.
+  Events in the same 2 ns tick share one word (several pattern bits).
+* Pairs mode counts an event on channel 1 or 2 as coincident with channel 3 or 4
+  when one falls within ``coincidence_window_ps`` (full width) of the other.
+* Unknown commands and refused values are ignored silently (what S15lib's 10 ms
+  reads tolerate); the input thresholds do not change what the world delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from qhil.drivers.sfifteen.tdc1 import (
+    HEARTBEAT_TICKS,
+    N_CHANNELS,
+    TDC1,
+    TICK_PS,
+    encode_words,
+)
+from qhil.emulators.base import Raw, on
+from qhil.emulators.sfifteen.common import S15Emulator
+
+if TYPE_CHECKING:
+    from qhil.emulators.server import ByteWriter
+
+IDENTITY = "S-Fifteen Instruments TDC1 timestamp unit, firmware 1.0 (emulated), serial TDC1-EMU"
+#: Stream time generated and sent per chunk.
+STREAM_CHUNK_S = 0.05
+DUMMY_WORD_FLAGS = 0x10
+#: Coincidence pairs of pairs mode, in reply order.
+PAIRS = ((1, 3), (1, 4), (2, 3), (2, 4))
+LEVELS = {"NIM": -0.5, "TTL": 1.6}  # GUI labels (tdc1_GUI)
+
+I64 = npt.NDArray[np.int64]
+
+
+def coincidences(t_a: I64, t_b: I64, window_ps: float) -> int:
+    """Events of sorted ``t_a`` with at least one event of sorted ``t_b`` within +-window/2."""
+    if t_a.size == 0 or t_b.size == 0:
+        return 0
+    half = window_ps / 2
+    lo = np.searchsorted(t_b, t_a - half, side="left")
+    hi = np.searchsorted(t_b, t_a + half, side="right")
+    return int(np.count_nonzero(hi > lo))
+
+
+def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_tick: int, t1_tick: int) -> bytes:
+    """Words for one chunk [t0_tick, t1_tick) of stream time: events plus dummy heartbeats.
+
+    ``rel_ps`` are event times in ps from the stream start (sorted), ``channels`` 1..4.
+    """
+    ticks = rel_ps // TICK_PS
+    pats = (1 << (channels.astype(np.int64) - 1)).astype(np.uint32)
+    if ticks.size:
+        starts = np.flatnonzero(np.r_[True, np.diff(ticks) != 0])
+        ticks, pats = ticks[starts], np.bitwise_or.reduceat(pats, starts)
+    first_hb = max(1, -(-t0_tick // HEARTBEAT_TICKS)) * HEARTBEAT_TICKS
+    hb = np.arange(first_hb, t1_tick, HEARTBEAT_TICKS, dtype=np.int64)
+    all_ticks = np.concatenate([hb, ticks])
+    all_flags = np.concatenate([np.full(hb.size, DUMMY_WORD_FLAGS, np.uint32), pats])
+    order = np.argsort(all_ticks, kind="stable")
+    return encode_words(all_ticks[order], all_flags[order])
+
+
+class TDC1Emulator(S15Emulator):
+    driver = TDC1
+    unknown_reply: ClassVar[str | None] = None
+    refused_reply: ClassVar[bool] = False
+
+    def __init__(
+        self, *, identity: str = IDENTITY, coincidence_window_ps: float = 4000.0, **kw: Any
+    ) -> None:
+        self.identity = identity
+        self.coincidence_window_ps = coincidence_window_ps
+        self._writer: ByteWriter | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        super().__init__(**kw)
+
+    def power_on_state(self) -> None:
+        self._stop_stream()
+        self.mode = "singles"
+        self.time_ms = 1000
+        self.threshold_v = LEVELS["NIM"]
+        self.level_name = "NIM"
+        self.refclk = 0
+
+    # --- serving: the timestamp stream runs beside the command loop (for abort) ---
+
+    async def serve(self, reader: asyncio.StreamReader, writer: ByteWriter) -> None:
+        self._writer = writer
+        try:
+            await super().serve(reader, writer)
+        finally:
+            self._stop_stream()
+            self._writer = None
+
+    def _stop_stream(self) -> None:
+        task, self._stream_task = getattr(self, "_stream_task", None), None
+        if task is not None and not task.done():
+            task.cancel()
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream_task is not None and not self._stream_task.done()
+
+    # --- the world ---
+
+    def _tagger(self) -> Any:
+        if self.world is None or not self.component:
+            return None
+        return self.world.tagger(self.component)
+
+    async def _window(self, seconds: float) -> tuple[I64, npt.NDArray[np.int32]]:
+        """Tags on inputs 1..4 in the next ``seconds``: (ps from the window start, channel)."""
+        tagger = self._tagger()
+        if tagger is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int32)
+        reader = tagger.open_reader()
+        try:
+            block = await reader.read_async(seconds)
+        finally:
+            reader.close()
+        keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
+        return block.timestamps_ps[keep] - block.t_start_ps, block.channels[keep]
+
+    async def _counts(self) -> list[int]:
+        t, ch = await self._window(self.time_ms / 1000)
+        singles = [int(np.count_nonzero(ch == c)) for c in range(1, N_CHANNELS + 1)]
+        if self.mode == "singles":
+            return singles
+        pairs = [coincidences(t[ch == a], t[ch == b], self.coincidence_window_ps) for a, b in PAIRS]
+        return singles + pairs
+
+    async def _stream_chunks(self, duration_s: float | None) -> Any:
+        """Yield the stream's bytes chunk by chunk (forever when ``duration_s`` is None)."""
+        tagger = self._tagger()
+        reader = tagger.open_reader() if tagger is not None else None
+        total = None if duration_s is None else round(duration_s * 1e12) // TICK_PS
+        chunk = round(STREAM_CHUNK_S * 1e12) // TICK_PS
+        done = 0  # ticks of stream time sent
+        origin: int | None = None  # node-clock ps of the stream start
+        try:
+            while total is None or done < total:
+                step = chunk if total is None else min(chunk, total - done)
+                if reader is not None:
+                    block = await reader.read_async(step * TICK_PS / 1e12)
+                    if origin is None:
+                        origin = int(block.t_start_ps)
+                    keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
+                    rel, ch = block.timestamps_ps[keep] - origin, block.channels[keep]
+                else:
+                    rel, ch = np.zeros(0, np.int64), np.zeros(0, np.int32)
+                yield stream_words(rel, ch, done, done + step)
+                done += step
+        finally:
+            if reader is not None:
+                reader.close()
+
+    async def _run_stream(self, writer: ByteWriter, duration_s: float | None) -> None:
+        async for data in self._stream_chunks(duration_s):
+            if data:
+                writer.write(data)
+                await writer.drain()
+            await asyncio.sleep(0)  # let the command loop see an abort
+
+    # --- handlers ---
+
+    @on("idn.get")
+    def _idn(self) -> str:
+        return self.identity
+
+    @on("help_text.get")
+    def _help(self) -> bytes:
+        return self.help_reply()
+
+    @on("reset")
+    def _rst(self) -> None:
+        self.power_on_state()
+
+    @on("mode.get")
+    def _mode_q(self) -> str:
+        return self.mode
+
+    @on("mode.set")
+    def _mode(self, value: str) -> None:
+        self._stop_stream()
+        self.mode = value
+
+    @on("gate_ms.get")
+    def _time_q(self) -> int:
+        return self.time_ms
+
+    @on("gate_ms.set")
+    def _time(self, value: int) -> None:
+        self.time_ms = value
+
+    @on("nim_levels")
+    def _nim(self) -> None:
+        self.threshold_v, self.level_name = LEVELS["NIM"], "NIM"
+
+    @on("ttl_levels")
+    def _ttl(self) -> None:
+        self.threshold_v, self.level_name = LEVELS["TTL"], "TTL"
+
+    @on("negative_threshold_v.set")
+    def _neg(self, value: float) -> None:
+        self.threshold_v, self.level_name = value, "NEG"
+
+    @on("positive_threshold_v.set")
+    def _pos(self, value: float) -> None:
+        self.threshold_v, self.level_name = value, "POS"
+
+    @on("level.get")
+    def _level(self) -> str:
+        return f"{self.threshold_v:.3f} {self.level_name}"
+
+    @on("reference_clock.get")
+    def _refclk_q(self) -> str:
+        # No external reference is ever present on the emulated bench.
+        return f"{self.refclk} {'external' if self.refclk == 1 else 'internal'}"
+
+    @on("reference_clock.set")
+    def _refclk(self, value: str) -> None:
+        self.refclk = int(TDC1.reference_clock.value.format(value))
+
+    @on("external_clock.get")
+    def _eclock(self) -> str:
+        return "0"
+
+    @on("input_packet")
+    def _inpkt(self) -> None:
+        pass
+
+    @on("abort")
+    def _abort(self) -> None:
+        self._stop_stream()
+
+    @on("counts.get")
+    async def _counts_q(self) -> Any:
+        if self.mode != "timestamp":
+            return Raw(" ".join(str(c) for c in await self._counts()))
+        self._stop_stream()
+        duration = self.time_ms / 1000 if self.time_ms > 0 else None
+        if self._writer is not None:
+            self._stream_task = asyncio.create_task(self._run_stream(self._writer, duration))
+            return b""
+        if duration is None:  # no connection to stream an endless run to
+            return b""
+        # Not served (a direct respond()): the whole finite stream is the reply.
+        return b"".join([chunk async for chunk in self._stream_chunks(duration)])
