@@ -268,7 +268,7 @@ class CC1Emulator(Emulator):
         if gap > _MAX_SKIP_S:
             # Long idle: re-align the periods so that period k starts now.
             self._reader.seek_now()
-            self._cursor_s = float(self.world.clock.now_s)  # type: ignore[union-attr]
+            self._cursor_s = float(self.world.clock.now_s)
             self.origin_s = self._cursor_s - k * d
         elif gap > 1e-12:
             await self._reader.read_async(gap)
