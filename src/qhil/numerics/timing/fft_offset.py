@@ -9,6 +9,7 @@ the circular cross-correlation of the two histograms peaks at the offset modulo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,30 @@ def folded_histogram(
     period = bin_width_ps * n_bins
     idx = np.mod(t, period) // bin_width_ps  # np.mod is non-negative for a positive period
     return np.bincount(idx, minlength=n_bins).astype(np.float64)
+
+
+def folded_coverage(
+    first_ps: int, last_ps: int, n_events: int, bin_width_ps: int, n_bins: int
+) -> npt.NDArray[np.float64]:
+    """Expected folded counts of ``n_events`` spread evenly over ``[first_ps, last_ps]``.
+
+    A span that is not a whole number of periods covers some bins once more than
+    others; subtracting this before correlating keeps the background flat.
+    """
+    period = bin_width_ps * n_bins
+    start_bin = (first_ps % period) // bin_width_ps
+    length_bins = (last_ps - first_ps + 1) / bin_width_ps
+    full, rem = divmod(length_bins, n_bins)
+    # Bins start_bin .. start_bin + ceil(rem) - 1 (wrapping) are covered once more.
+    cover = np.full(n_bins, full)
+    extra = math.ceil(rem)
+    end = start_bin + extra
+    cover[start_bin : min(end, n_bins)] += 1.0
+    if end > n_bins:
+        cover[: end - n_bins] += 1.0
+    total = float(cover.sum())
+    out: npt.NDArray[np.float64] = cover * (n_events / total) if total > 0 else cover
+    return out
 
 
 def circular_cross_correlation(
@@ -129,9 +154,13 @@ def fft_offset(
     if a_ts.size == 0 or b_ts.size == 0:
         raise TimingInputError(f"{stage}: both streams need events (got {a_ts.size}, {b_ts.size})")
     c = whole_ps(center_ps, "center_ps")
-    corr = circular_cross_correlation(
-        folded_histogram(a_ts, bw, nb), folded_histogram(b_ts - c, bw, nb)
-    )
+    b_shift = b_ts - c
+    # Correlate deviations from the expected (evenly spread) counts: zero-mean background.
+    hist_a = folded_histogram(a_ts, bw, nb)
+    hist_a -= folded_coverage(int(a_ts[0]), int(a_ts[-1]), a_ts.size, bw, nb)
+    hist_b = folded_histogram(b_shift, bw, nb)
+    hist_b -= folded_coverage(int(b_shift[0]), int(b_shift[-1]), b_shift.size, bw, nb)
+    corr = circular_cross_correlation(hist_a, hist_b)
     position, significance, total, background, half_width = locate_peak(corr)
     if min_significance is not None and not significance >= min_significance:
         raise PeakNotFoundError(

@@ -11,7 +11,7 @@ offset (clock offset plus fibre delay). Two steps, both vectorised:
    the chunks finds the rotation rate (= period correction); an unwrapped-phase
    line fit over growing spans then refines it to parts in 1e-10, and the
    circular mean gives the grid's phase. Rounding then gives each click a
-   relative pulse number ``n``.
+   grid number ``n`` (periods counted from Bob's clock zero).
 2. **Integer pulse offset** (:func:`align_pulse_train`). Alice reveals bases and
    bits of a subset of pulses. With ``s = +1`` for bit 0 and ``-1`` for bit 1,
    ``C(K) = sum_n s_Bob[n] * s_Alice[n + K]`` over matching bases is about
@@ -48,9 +48,12 @@ _MAD_TO_SIGMA = 1.4826
 
 @dataclass(frozen=True)
 class PulseGrid:
-    """Bob-clock pulse grid: click ``j`` belongs to relative pulse ``n_j`` with
-    ``t_j ~ t_ref_ps + phase_ps + n_j * period_ps``.
+    """Bob-clock pulse grid: grid point ``m`` lies at
+    ``t_ref_ps + phase_ps + (m - origin_number) * period_ps`` on Bob's clock.
 
+    Grid numbers count periods from Bob's clock zero (``origin_number`` is the
+    number of the grid point at ``t_ref_ps + phase_ps``), so Alice's pulse index is
+    ``m + K`` with ``K ~ -(Bob's clock reading when pulse 0 arrives) / period``.
     ``period_ps`` is Alice's period as Bob's clock sees it, ``T * (1 + drift)``;
     ``jitter_ps`` the robust spread of the clicks about the grid; ``rayleigh_z``
     the phase-clustering significance ``|sum exp(i theta)| / sqrt(N)``.
@@ -60,13 +63,15 @@ class PulseGrid:
     drift: float
     phase_ps: float
     t_ref_ps: int
+    origin_number: int
     jitter_ps: float
     rayleigh_z: float
 
     def pulse_numbers(self, timestamps: npt.ArrayLike) -> IntArray:
-        """Relative pulse number of each timestamp (nearest grid point)."""
+        """Grid number of each timestamp (nearest grid point)."""
         x = (np.asarray(timestamps, dtype=np.int64) - self.t_ref_ps).astype(np.float64)
-        return np.rint((x - self.phase_ps) / self.period_ps).astype(np.int64)
+        rel = np.rint((x - self.phase_ps) / self.period_ps).astype(np.int64)
+        return rel + self.origin_number
 
     def residuals_ps(self, timestamps: npt.ArrayLike) -> FloatArray:
         """Time of each timestamp minus its nearest grid point."""
@@ -81,7 +86,7 @@ class PulseAlignment:
     """Result of :func:`align_pulse_train`.
 
     ``pulse_index[j]`` is Alice's pulse index of Bob's click ``j``.
-    ``pulse_offset`` is ``K`` (index = relative pulse number + K); ``significance``
+    ``pulse_offset`` is ``K`` (index = grid number + K); ``significance``
     the height of ``C(K)`` above the other offsets in robust standard deviations;
     ``agreement`` the fraction of revealed, basis-matched clicks whose bits agree at
     ``K`` (``1 - QBER``), over ``n_compared`` clicks.
@@ -97,7 +102,8 @@ class PulseAlignment:
     @property
     def pulse0_time_ps(self) -> float:
         """Bob-clock time at which Alice's pulse 0 would be detected."""
-        return self.grid.t_ref_ps + self.grid.phase_ps - self.pulse_offset * self.grid.period_ps
+        g = self.grid
+        return g.t_ref_ps + g.phase_ps - (self.pulse_offset + g.origin_number) * g.period_ps
 
     def clock_model(self, alice_t0_ps: int) -> ClockModel:
         """Bob's clock against Alice's, given that she emits pulse 0 at ``alice_t0_ps``.
@@ -214,7 +220,8 @@ def estimate_pulse_grid(
     n = np.rint((x - phase) / period)
     resid = x - phase - n * period
     jitter = _MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid))))
-    return PulseGrid(period, drift, phase, ref, jitter, rayleigh_z)
+    origin = round((ref + phase) / period)
+    return PulseGrid(period, drift, phase, ref, origin, jitter, rayleigh_z)
 
 
 def _signed(bases: IntArray, bits: IntArray, basis: int) -> FloatArray:
@@ -253,7 +260,9 @@ def align_pulse_train(
     Bob: sorted click timestamps (his clock, int64 ps) with the basis (0/1) and
     bit (0/1) he measured; clicks with another basis value (e.g. -1 for a double
     click) join the grid fit but not the correlation. Alice: the revealed subset,
-    pulse indices with their basis and bit. The offset ``K`` is searched in
+    pulse indices with their basis and bit. The offset ``K`` (Alice's index minus
+    Bob's grid number, see :class:`PulseGrid`; about ``-t0_B / period`` when pulse 0
+    reaches Bob at his clock reading ``t0_B``) is searched in
     ``pulse_offset_guess +- max_pulse_offset``; blocks of ``block_pulses`` of
     Bob's pulse numbers are correlated until the peak reaches
     ``stop_significance`` or the data end. Raises :class:`AlignmentError` when the
@@ -270,14 +279,16 @@ def align_pulse_train(
     a_idx = a_idx.astype(np.int64)
     a_basis = _as_labels(alice_basis, "alice_basis", a_idx.size)
     a_bit = _as_labels(alice_bit, "alice_bit", a_idx.size)
-    order = np.argsort(a_idx, kind="stable")
-    a_idx, a_basis, a_bit = a_idx[order], a_basis[order], a_bit[order]
+    if a_idx.size > 1 and bool(np.any(a_idx[1:] < a_idx[:-1])):
+        order = np.argsort(a_idx, kind="stable")
+        a_idx, a_basis, a_bit = a_idx[order], a_basis[order], a_bit[order]
 
     grid = estimate_pulse_grid(t, period_ps, max_drift=max_drift)
     n = grid.pulse_numbers(t)
-    valid = np.isin(b_basis, (0, 1)) & np.isin(b_bit, (0, 1))
-    a_valid = np.isin(a_basis, (0, 1)) & np.isin(a_bit, (0, 1))
-    a_idx, a_basis, a_bit = a_idx[a_valid], a_basis[a_valid], a_bit[a_valid]
+    valid = ((b_basis == 0) | (b_basis == 1)) & ((b_bit == 0) | (b_bit == 1))
+    a_valid = ((a_basis == 0) | (a_basis == 1)) & ((a_bit == 0) | (a_bit == 1))
+    if not a_valid.all():
+        a_idx, a_basis, a_bit = a_idx[a_valid], a_basis[a_valid], a_bit[a_valid]
     n_v, bb, bt = n[valid], b_basis[valid], b_bit[valid]
     if n_v.size == 0 or a_idx.size == 0:
         raise AlignmentError(
