@@ -34,7 +34,7 @@ def test_optimum_of_the_dephased_pair_is_horodecki_2_sqrt_1_plus_v2() -> None:
     assert chsh_value(rho) == pytest.approx(np.sqrt(2) * (1 + v), abs=1e-12)
 
 
-def test_max_chsh_bounds_every_setting_and_is_reached() -> None:
+def test_max_chsh_bounds_every_linear_analyzer_setting() -> None:
     rng = np.random.default_rng(3)
     rho = qt.rand_dm([2, 2], seed=4)
     best = max_chsh_value(rho)

@@ -13,6 +13,17 @@ from ._qutip import Qobj, qt
 
 _TRACE_TOLERANCE = 1e-8
 
+# Pauli eigenstates: a spherical 2-design, so averaging a fidelity (quadratic in
+# the input) over them equals the uniform average over the Bloch sphere exactly.
+PAULI_EIGENKETS: tuple[Qobj, ...] = (
+    qt.basis(2, 0),
+    qt.basis(2, 1),
+    (qt.basis(2, 0) + qt.basis(2, 1)).unit(),
+    (qt.basis(2, 0) - qt.basis(2, 1)).unit(),
+    (qt.basis(2, 0) + 1j * qt.basis(2, 1)).unit(),
+    (qt.basis(2, 0) - 1j * qt.basis(2, 1)).unit(),
+)
+
 
 def as_density_matrix(state: Qobj, what: str = "state") -> Qobj:
     """Return ``state`` as a normalised qubit density matrix, or raise naming what is wrong."""

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from qhil.errors import QhilError
 
-from ._qutip import Qobj, qt
+from ._qutip import Qobj
 from .channels import (
     KrausArray,
     KrausMap,
@@ -45,7 +45,7 @@ from .channels import (
     t1t2_array,
     to_qobjs,
 )
-from .density import as_density_matrix, num_qubits, state_fidelity
+from .density import PAULI_EIGENKETS, as_density_matrix, num_qubits, state_fidelity
 
 
 class QuantumMemoryError(QhilError, ValueError):
@@ -128,21 +128,10 @@ class MemoryParameters:
     def average_fidelity(self, storage_time: float) -> float:
         """Fidelity of a retrieved qubit with the stored one, averaged over the Bloch sphere.
 
-        Exact: fidelity is quadratic in the input, so the six Pauli eigenstates
-        (a spherical 2-design) give the uniform average.
+        Exact: averaged over the six Pauli eigenstates, a spherical 2-design.
         """
         kraus = self.storage_kraus(storage_time)
-        return float(np.mean([state_fidelity(k, apply_kraus(k, kraus)) for k in _PAULI_KETS]))
-
-
-_PAULI_KETS: tuple[Qobj, ...] = (
-    qt.basis(2, 0),
-    qt.basis(2, 1),
-    (qt.basis(2, 0) + qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) + 1j * qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - 1j * qt.basis(2, 1)).unit(),
-)
+        return float(np.mean([state_fidelity(k, apply_kraus(k, kraus)) for k in PAULI_EIGENKETS]))
 
 
 class ModeState(enum.Enum):

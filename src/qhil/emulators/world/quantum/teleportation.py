@@ -12,19 +12,8 @@ import numpy as np
 
 from ._qutip import Qobj, qt
 from .bell_measurement import PAULI_NAMES, BellBranch, PauliName, apply_pauli, measure_bell
-from .density import as_density_matrix, num_qubits, state_fidelity
+from .density import PAULI_EIGENKETS, as_density_matrix, num_qubits, state_fidelity
 from .states import BELL_STATES, BellState, bell_dm, check_bell
-
-# Pauli eigenstates: a spherical 2-design, so averaging a fidelity over them
-# equals the uniform average over the Bloch sphere exactly.
-PAULI_EIGENKETS: tuple[Qobj, ...] = (
-    qt.basis(2, 0),
-    qt.basis(2, 1),
-    (qt.basis(2, 0) + qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) + 1j * qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - 1j * qt.basis(2, 1)).unit(),
-)
 
 
 @dataclass(frozen=True)
