@@ -159,7 +159,9 @@ class SPDCSource(S15Instrument):
 
     async def ramp_current_ma(self, target_ma: float) -> None:
         """Move the laser current to ``target_ma`` in steps of at most ``ramp_step_ma``."""
-        type(self).laser_current_ma.value.validate(target_ma)  # refuse before any byte
+        template = type(self).laser_current_ma.set_template
+        assert template is not None
+        template.render(value=target_ma)  # a bad target is refused before any byte
         async with self.session.locked():
             now = await self.laser_current_ma.get()
             step = self.ramp_step_ma if target_ma >= now else -self.ramp_step_ma
