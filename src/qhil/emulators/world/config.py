@@ -520,8 +520,7 @@ def _format_problem(err: Any) -> str:
         return "is not a known field"
     if kind == "union_tag_invalid":
         return (
-            f"unknown component type {ctx.get('tag')!r} "
-            f"(known types: {', '.join(COMPONENT_TYPES)})"
+            f"unknown component type {ctx.get('tag')!r} (known types: {', '.join(COMPONENT_TYPES)})"
         )
     if kind == "union_tag_not_found":
         return f"needs a 'type' (one of: {', '.join(COMPONENT_TYPES)})"
@@ -583,8 +582,7 @@ def check_references(cfg: WorldConfig, source: str) -> None:
                 raise ConfigError(
                     source,
                     f"world.links.{lname}.{end}",
-                    f"names node {node!r}, which does not exist "
-                    f"(nodes: {', '.join(cfg.nodes)})",
+                    f"names node {node!r}, which does not exist (nodes: {', '.join(cfg.nodes)})",
                 )
 
     def where(node: str, comp: str) -> str:
@@ -672,7 +670,9 @@ def _check_path(cfg: WorldConfig, source: str, node: str, path: list[str], field
                 )
             if at not in (link.a, link.b):
                 raise ConfigError(
-                    source, f, f"link {elem!r} joins {link.a} and {link.b}, but the light is at {at}"
+                    source,
+                    f,
+                    f"link {elem!r} joins {link.a} and {link.b}, but the light is at {at}",
                 )
             if last:
                 raise ConfigError(source, f, "a path must end at an analyzer or a detector")

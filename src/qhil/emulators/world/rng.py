@@ -44,6 +44,14 @@ def component_key(seed: int, name: str) -> int:
     return int(seed_sequence(seed, name + "#counter").generate_state(1, np.uint64)[0])
 
 
+def derive_key(key: int, label: str) -> int:
+    """A 64-bit key derived from ``key`` and a text label (stable across processes)."""
+    digest = hashlib.blake2b(
+        label.encode("utf-8"), digest_size=8, key=key.to_bytes(8, "little")
+    ).digest()
+    return int.from_bytes(digest, "little")
+
+
 def splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     z = x + _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
@@ -52,7 +60,9 @@ def splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def _stream_key(key: int, stream: int) -> np.uint64:
-    mixed = splitmix64(np.array([key ^ (stream * 0xD1B54A32D192ED03 & 0xFFFFFFFFFFFFFFFF)], np.uint64))
+    mixed = splitmix64(
+        np.array([key ^ (stream * 0xD1B54A32D192ED03 & 0xFFFFFFFFFFFFFFFF)], np.uint64)
+    )
     return np.uint64(mixed[0])
 
 

@@ -1,0 +1,359 @@
+"""Time taggers and readers: detector pulses -> int64 picosecond timestamps in a node's clock.
+
+A `TagPipeline` takes each batch's pulses (channel, true time), applies the
+tagger's input delays, per-channel jitter and dead time, converts to the node's
+clock (offset + drift) and floors to the bin width. Tags are *staged* until no
+later batch can produce an earlier timestamp (jitter and negative input delays
+bounded by a guard), then *committed* in time order to every open reader.
+
+A `TagReader` keeps its own cursor on the simulated timeline and its own bounded
+buffer: tags beyond ``buffer_size`` unread tags are dropped and counted in
+``TagBlock.lost`` of its next read, as real taggers report lost tags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .clock import PS_PER_S, NodeClock, SimClock, seconds_to_ps
+from .component import Component
+from .config import TimeTaggerConfig
+from .deadtime import nonparalysable_mask
+from .detector import JITTER_CLIP_SIGMAS
+from .errors import WorldError
+from .polarization import F64
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class TagBlock:
+    """What a tagger delivers for one acquisition window."""
+
+    timestamps_ps: I64
+    channels: I32
+    lost: int
+    t_start_ps: int
+    t_stop_ps: int
+
+    @property
+    def duration_s(self) -> float:
+        return (self.t_stop_ps - self.t_start_ps) / PS_PER_S
+
+    def __len__(self) -> int:
+        return int(self.timestamps_ps.size)
+
+    def counts(self, channels: list[int]) -> npt.NDArray[np.int64]:
+        """Number of tags on each of ``channels``."""
+        return np.array([int(np.count_nonzero(self.channels == c)) for c in channels], np.int64)
+
+
+class _Timeline(Protocol):
+    clock: SimClock
+
+    def _generate_for(self, pipeline: TagPipeline, node_stop_ps: int) -> None: ...
+
+    def _start_ps(self) -> int: ...
+
+    def _register(self, reader: TagReader) -> None: ...
+
+    def _unregister(self, reader: TagReader) -> None: ...
+
+
+class TagPipeline:
+    """Timestamps of one node clock from pulses on numbered channels."""
+
+    def __init__(self, name: str, clock: NodeClock, rng: np.random.Generator) -> None:
+        self.name = name
+        self.clock = clock
+        self.rng = rng
+        self.bin_ps = 1
+        self.jitter_ps = 0.0
+        self.dead_time_ps = 0.0
+        self.delays_ps: dict[int, float] = {}
+        self.capacity = 1 << 24
+        self.readers: list[TagReader] = []
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self._staged_ts = np.zeros(0, np.int64)
+        self._staged_ch = np.zeros(0, np.int32)
+        self._last: dict[int, float] = {}
+        self.committed_until = -(1 << 62)
+
+    def min_delay_ps(self) -> float:
+        return min([0.0, *self.delays_ps.values()])
+
+    def ingest(
+        self,
+        base_ps: int,
+        length_ps: int,
+        inputs: list[tuple[int, F64]],
+        guard_ps: float,
+    ) -> None:
+        """Add one batch's pulses (times in ps from ``base_ps``) and commit what is final."""
+        ts_parts = [self._staged_ts]
+        ch_parts = [self._staged_ch]
+        updated: set[int] = set()
+        for ch, rel in inputs:
+            t = rel + self.delays_ps.get(ch, 0.0)
+            if self.jitter_ps > 0 and t.size:
+                noise = self.rng.standard_normal(t.size)
+                t = t + np.clip(noise, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS) * self.jitter_ps
+            if self.dead_time_ps > 0 and t.size:
+                t = np.sort(t, kind="stable")
+                t = t[nonparalysable_mask(t, self.dead_time_ps, self._last.get(ch, -math.inf))]
+                if t.size:
+                    self._last[ch] = float(t[-1]) - length_ps
+                    updated.add(ch)
+            if t.size:
+                ts_parts.append(self.clock.to_node_ps(base_ps, t, self.bin_ps))
+                ch_parts.append(np.full(t.size, ch, dtype=np.int32))
+        # Dead-time memory of channels silent in this batch moves with the batches.
+        for ch in self._last:
+            if ch not in updated:
+                self._last[ch] -= length_ps
+        ts = np.concatenate(ts_parts)
+        chs = np.concatenate(ch_parts)
+        if ts.size > 1:
+            order = np.argsort(ts, kind="stable")
+            ts, chs = ts[order], chs[order]
+        guard = math.ceil(guard_ps + max(0.0, -self.min_delay_ps())) + self.bin_ps
+        limit = math.floor(self.clock.node_of_true(base_ps + length_ps)) - guard
+        cut = int(np.searchsorted(ts, limit, side="left"))
+        self._staged_ts, self._staged_ch = ts[cut:], chs[cut:]
+        if cut:
+            for r in self.readers:
+                r._feed(ts[:cut], chs[:cut])
+        self.committed_until = max(self.committed_until, limit)
+
+
+class TagReader:
+    """An independent cursor on a tag stream (a tagger's, or a set of detectors')."""
+
+    def __init__(self, timeline: _Timeline, pipeline: TagPipeline, capacity: int) -> None:
+        self._timeline = timeline
+        self._pipeline = pipeline
+        self.capacity = capacity
+        self._chunks: deque[tuple[I64, I32]] = deque()
+        self._unread = 0
+        self._lost = 0
+        self.closed = False
+        self.cursor_ps = timeline._start_ps()
+        pipeline.readers.append(self)
+        timeline._register(self)
+
+    # -- feeding (by the pipeline) ---------------------------------------------------------
+
+    def _feed(self, ts: I64, ch: I32) -> None:
+        space = self.capacity - self._unread
+        if ts.size > space:
+            self._lost += ts.size - space
+            ts, ch = ts[:space], ch[:space]
+        if ts.size:
+            self._chunks.append((ts, ch))
+            self._unread += ts.size
+
+    def _clear(self) -> None:
+        self._chunks.clear()
+        self._unread = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def cursor_s(self) -> float:
+        return self.cursor_ps / PS_PER_S
+
+    def _check(self) -> None:
+        if self.closed:
+            raise WorldError(f"reader on {self._pipeline.name} is closed")
+
+    def read(self, duration_s: float) -> TagBlock:
+        """Tags of the next ``duration_s`` of simulated time after the cursor.
+
+        Fast mode: simulated time runs forward as needed. Realtime mode: the window
+        must already be in the past (use `read_async`).
+        """
+        self._check()
+        stop = self.cursor_ps + self._duration_ps(duration_s)
+        self._timeline.clock.advance_to_ps(stop)
+        return self._take(stop)
+
+    async def read_async(self, duration_s: float) -> TagBlock:
+        """Like `read`, but waits (asyncio) for the window to pass in realtime mode."""
+        self._check()
+        stop = self.cursor_ps + self._duration_ps(duration_s)
+        await self._timeline.clock.wait_until_ps(stop)
+        return self._take(stop)
+
+    def read_available(self) -> TagBlock:
+        """Everything from the cursor up to the present."""
+        self._check()
+        return self._take(max(self.cursor_ps, self._timeline.clock.now_ps))
+
+    def seek_now(self) -> None:
+        """Drop buffered tags and restart the cursor at the present."""
+        self._check()
+        self._clear()
+        self._lost = 0
+        self.cursor_ps = max(self.cursor_ps, self._timeline._start_ps())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._clear()
+        if self in self._pipeline.readers:
+            self._pipeline.readers.remove(self)
+        self._timeline._unregister(self)
+
+    @staticmethod
+    def _duration_ps(duration_s: float) -> int:
+        if not (math.isfinite(duration_s) and duration_s >= 0):
+            raise WorldError(
+                f"acquisition duration must be a finite number >= 0, got {duration_s!r}"
+            )
+        return seconds_to_ps(duration_s)
+
+    def _take(self, stop_ps: int) -> TagBlock:
+        clock = self._pipeline.clock
+        node_start = math.floor(clock.node_of_true(self.cursor_ps))
+        node_stop = math.floor(clock.node_of_true(stop_ps))
+        self._timeline._generate_for(self._pipeline, node_stop)
+        ts_out: list[I64] = []
+        ch_out: list[I32] = []
+        while self._chunks:
+            ts, ch = self._chunks[0]
+            if ts[-1] < node_stop:
+                ts_out.append(ts)
+                ch_out.append(ch)
+                self._chunks.popleft()
+                self._unread -= ts.size
+                continue
+            cut = int(np.searchsorted(ts, node_stop, side="left"))
+            if cut:
+                ts_out.append(ts[:cut])
+                ch_out.append(ch[:cut])
+                self._chunks[0] = (ts[cut:], ch[cut:])
+                self._unread -= cut
+            break
+        ts_all = np.concatenate(ts_out) if ts_out else np.zeros(0, np.int64)
+        ch_all = np.concatenate(ch_out) if ch_out else np.zeros(0, np.int32)
+        if ts_all.size and ts_all[0] < node_start:
+            first = int(np.searchsorted(ts_all, node_start, side="left"))
+            ts_all, ch_all = ts_all[first:], ch_all[first:]
+        lost, self._lost = self._lost, 0
+        self.cursor_ps = stop_ps
+        return TagBlock(ts_all, ch_all, lost, node_start, node_stop)
+
+
+class TimeTagger(Component):
+    """A time tagger: channels 1..n_channels, input delays, bin width, bounded buffer."""
+
+    kind = "time_tagger"
+    cfg: TimeTaggerConfig
+
+    def __init__(
+        self,
+        name: str,
+        node: str,
+        cfg: TimeTaggerConfig,
+        now_s: Callable[[], float],
+        clock: NodeClock,
+        rng: np.random.Generator,
+        timeline: _Timeline,
+    ) -> None:
+        super().__init__(name, node, cfg, now_s)
+        self.pipeline = TagPipeline(name, clock, rng)
+        self._timeline = timeline
+        self._default: TagReader | None = None
+        # channel -> what is wired to it (detector or sync source), filled by the world
+        self.wiring: dict[int, str] = {}
+
+    def reset(self) -> None:
+        self._bin_ps = self.cfg.bin_width_ps
+        self._delays = {ch: float(d) for ch, d in self.cfg.input_delays_ps.items()}
+        self._buffer_size = self.cfg.buffer_size
+        self._sync_pipeline()
+        self.pipeline.reset_state()
+
+    def _sync_pipeline(self) -> None:
+        p = self.pipeline
+        p.bin_ps = self._bin_ps
+        p.delays_ps = dict(self._delays)
+        p.jitter_ps = self.cfg.channel_jitter_ps
+        p.dead_time_ps = self.cfg.channel_dead_time_ns * 1e3
+        p.capacity = self._buffer_size
+        for r in p.readers:
+            r.capacity = self._buffer_size
+
+    @property
+    def clock(self) -> NodeClock:
+        return self.pipeline.clock
+
+    @property
+    def n_channels(self) -> int:
+        return self.cfg.n_channels
+
+    @property
+    def bin_width_ps(self) -> int:
+        return self._bin_ps
+
+    @bin_width_ps.setter
+    def bin_width_ps(self, value: int) -> None:
+        if not (isinstance(value, int | np.integer) and 1 <= value <= 1_000_000):
+            raise self._bad("bin_width_ps", value, "an integer 1..1000000")
+        self._bin_ps = int(value)
+        self._sync_pipeline()
+
+    @property
+    def input_delays_ps(self) -> dict[int, float]:
+        return {ch: self._delays.get(ch, 0.0) for ch in range(1, self.n_channels + 1)}
+
+    def set_input_delay(self, channel: int, delay_ps: float) -> None:
+        if not (isinstance(channel, int) and 1 <= channel <= self.n_channels):
+            raise self._bad("channel", channel, f"an integer 1..{self.n_channels}")
+        self._delays[channel] = self._finite(f"input_delays_ps[{channel}]", delay_ps, -1e9, 1e9)
+        self._sync_pipeline()
+
+    @property
+    def buffer_size(self) -> int:
+        return self._buffer_size
+
+    @buffer_size.setter
+    def buffer_size(self, value: int) -> None:
+        if not (isinstance(value, int | np.integer) and value >= 1):
+            raise self._bad("buffer_size", value, "an integer >= 1")
+        self._buffer_size = int(value)
+        self._sync_pipeline()
+
+    # -- acquisition ---------------------------------------------------------------------
+
+    def open_reader(self) -> TagReader:
+        """A new reader whose cursor starts at the present."""
+        return TagReader(self._timeline, self.pipeline, self._buffer_size)
+
+    @property
+    def default_reader(self) -> TagReader:
+        if self._default is None or self._default.closed:
+            self._default = self.open_reader()
+        return self._default
+
+    def read(self, duration_s: float) -> TagBlock:
+        return self.default_reader.read(duration_s)
+
+    async def read_async(self, duration_s: float) -> TagBlock:
+        return await self.default_reader.read_async(duration_s)
+
+    def close_readers(self) -> None:
+        for r in list(self.pipeline.readers):
+            r.close()
+        self._default = None
