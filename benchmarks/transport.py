@@ -28,12 +28,17 @@ import pyvisa
 from qhil.drivers.santec.tsl570 import TSL570
 
 
-def _serve(n: int, conn: Any) -> None:
+def _serve(n: int, conn: Any, response_time_s: float = 0.0) -> None:
     from qhil.emulators.santec.tsl570 import TSL570Emulator
     from qhil.emulators.server import EmulatorHost
 
     with EmulatorHost() as host:
-        resources = [host.add(TSL570Emulator(name=f"laser{i}", seed=i)).resource for i in range(n)]
+        resources = [
+            host.add(
+                TSL570Emulator(name=f"laser{i}", seed=i, response_time_s=response_time_s)
+            ).resource
+            for i in range(n)
+        ]
         conn.send(resources)
         conn.recv()  # wait for "stop"
 
@@ -51,8 +56,8 @@ def raw_pyvisa(resource: str, queries: int) -> float:
         inst.close()
 
 
-async def qhil_sequential(resource: str, queries: int) -> float:
-    async with TSL570.open(resource) as laser:
+async def qhil_sequential(resource: str, queries: int, backend: str = "asyncio") -> float:
+    async with TSL570.open(resource, socket_backend=backend) as laser:
         await laser.idn.get()
         t0 = time.perf_counter()
         for _ in range(queries):
@@ -79,8 +84,10 @@ async def qhil_concurrent(resources: list[str], queries: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--concurrent-queries", type=int, default=100)
+    ap.add_argument("--response-time-s", type=float, default=1e-3)
     args = ap.parse_args()
 
     parent, child = mp.Pipe()
@@ -88,20 +95,34 @@ def main() -> None:
     proc.start()
     resources: list[str] = parent.recv()
     try:
-        raw = [raw_pyvisa(resources[0], args.queries) for _ in range(args.repeats)]
-        ours = [
-            asyncio.run(qhil_sequential(resources[0], args.queries)) for _ in range(args.repeats)
-        ]
+        # Interleave the three clients in every repeat, so load changes on a shared
+        # machine hit them alike; the overhead is the median of the paired ratios.
+        raw, ours, ours_pyvisa = [], [], []
+        for _ in range(args.repeats):
+            raw.append(raw_pyvisa(resources[0], args.queries))
+            ours.append(asyncio.run(qhil_sequential(resources[0], args.queries)))
+            ours_pyvisa.append(asyncio.run(qhil_sequential(resources[0], args.queries, "pyvisa")))
+    finally:
+        parent.send("stop")
+        proc.join(5)
+    # Concurrent polling against emulators that take a real instrument's processing time
+    # per reply (realtime mode, 1 ms), served from their own process.
+    parent, child = mp.Pipe()
+    proc = mp.Process(target=_serve, args=(8, child, args.response_time_s), daemon=True)
+    proc.start()
+    slow: list[str] = parent.recv()
+    try:
         conc: dict[int, float] = {}
         for n in (1, 4, 8):
-            q = max(1, args.queries // 4)
             conc[n] = statistics.median(
-                asyncio.run(qhil_concurrent(resources[:n], q)) for _ in range(args.repeats)
+                asyncio.run(qhil_concurrent(slow[:n], args.concurrent_queries))
+                for _ in range(max(3, args.repeats // 3))
             )
     finally:
         parent.send("stop")
         proc.join(5)
     raw_s, ours_s = statistics.median(raw), statistics.median(ours)
+    ours_pv = statistics.median(ours_pyvisa)
     result = {
         "queries": args.queries,
         "repeats": args.repeats,
@@ -109,10 +130,17 @@ def main() -> None:
         "qhil_us_per_query": ours_s * 1e6,
         "raw_pyvisa_queries_per_s": 1 / raw_s,
         "qhil_queries_per_s": 1 / ours_s,
-        "qhil_overhead_pct": (ours_s / raw_s - 1) * 100,
+        "qhil_overhead_pct": (statistics.median(o / r for o, r in zip(ours, raw, strict=True)) - 1)
+        * 100,
+        "qhil_via_pyvisa_us_per_query": ours_pv * 1e6,
+        "qhil_via_pyvisa_overhead_pct": (
+            statistics.median(o / r for o, r in zip(ours_pyvisa, raw, strict=True)) - 1
+        )
+        * 100,
         "concurrent_wall_s": {str(n): t for n, t in conc.items()},
         "concurrent_ratio_to_one": {str(n): t / conc[1] for n, t in conc.items()},
-        "queries_per_instrument_concurrent": max(1, args.queries // 4),
+        "queries_per_instrument_concurrent": args.concurrent_queries,
+        "emulated_response_time_s": args.response_time_s,
     }
     if args.json:
         print(json.dumps(result))
@@ -121,6 +149,8 @@ def main() -> None:
     print(f"{'raw pyvisa *IDN? round trip (us)':<44} {result['raw_pyvisa_us_per_query']:>12.1f}")
     print(f"{'qhil driver *IDN? round trip (us)':<44} {result['qhil_us_per_query']:>12.1f}")
     print(f"{'qhil overhead vs raw pyvisa (%)':<44} {result['qhil_overhead_pct']:>12.1f}")
+    print(f"{'qhil via pyvisa socket session (us)':<44} {ours_pv * 1e6:>12.1f}")
+    print(f"{'  overhead vs raw pyvisa (%)':<44} {result['qhil_via_pyvisa_overhead_pct']:>12.1f}")
     for n in (1, 4, 8):
         print(
             f"{f'{n} instrument(s) polled concurrently (s)':<44} {conc[n]:>12.3f}"

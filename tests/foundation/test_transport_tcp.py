@@ -21,6 +21,12 @@ from qhil.errors import (
 from qhil.transport import ExchangeLog, Framing, ReconnectPolicy, Session
 
 
+@pytest.fixture(params=["asyncio", "pyvisa"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both ways of driving a raw socket: on the event loop, or through pyvisa-py."""
+    return str(request.param)
+
+
 @pytest.fixture
 def tsl(emulator_host: EmulatorHost) -> tuple[TSL570Emulator, str]:
     emu = TSL570Emulator(name="laser", seed=3)
@@ -38,9 +44,9 @@ def test_raw_pyvisa_idn_returns_santec_identity(tsl: tuple[TSL570Emulator, str])
         inst.close()
 
 
-async def test_driver_round_trip(tsl: tuple[TSL570Emulator, str]) -> None:
+async def test_driver_round_trip(tsl: tuple[TSL570Emulator, str], backend: str) -> None:
     emu, resource = tsl
-    async with TSL570.open(resource) as laser:
+    async with TSL570.open(resource, socket_backend=backend) as laser:
         await laser.set_wavelength_nm(1561.25)
         assert await laser.wavelength() == pytest.approx(1561.25)
         assert emu.wavelength == pytest.approx(1561.25)  # the setting reached the instrument
@@ -49,9 +55,10 @@ async def test_driver_round_trip(tsl: tuple[TSL570Emulator, str]) -> None:
 
 async def test_fifty_concurrent_queries_each_get_their_own_reply(
     tsl: tuple[TSL570Emulator, str],
+    backend: str,
 ) -> None:
     _emu, resource = tsl
-    async with TSL570.open(resource) as laser:
+    async with TSL570.open(resource, socket_backend=backend) as laser:
         # Distinct replies per query kind; any interleaving would mismatch them.
         queries = {
             "idn": (laser.idn.get, "SANTEC,TSL-570,21020001,0026.0026.0011"),
@@ -67,16 +74,20 @@ async def test_fifty_concurrent_queries_each_get_their_own_reply(
         assert r == (pytest.approx(expected) if isinstance(expected, float) else expected), k
 
 
-async def test_setter_and_its_error_check_are_one_unit(tsl: tuple[TSL570Emulator, str]) -> None:
+async def test_setter_and_its_error_check_are_one_unit(
+    tsl: tuple[TSL570Emulator, str], backend: str
+) -> None:
     """Concurrent setters: each one's SYST:ERR? must see only its own error."""
     _, resource = tsl
-    async with TSL570.open(resource) as laser:
+    async with TSL570.open(resource, socket_backend=backend) as laser:
         good = [laser.wavelength_nm.set(1500 + i) for i in range(10)]
         await asyncio.gather(*good)
         assert await laser.wavelength_nm.get() == pytest.approx(1509.0)
 
 
-async def test_dropped_connection_then_reconnect(tsl: tuple[TSL570Emulator, str]) -> None:
+async def test_dropped_connection_then_reconnect(
+    tsl: tuple[TSL570Emulator, str], backend: str
+) -> None:
     emu, resource = tsl
     async with TSL570.open(
         resource, reconnect=ReconnectPolicy(attempts=5, initial_delay_s=0.01)
@@ -91,9 +102,10 @@ async def test_dropped_connection_then_reconnect(tsl: tuple[TSL570Emulator, str]
 
 async def test_stalled_reply_times_out_naming_resource_command_termination(
     tsl: tuple[TSL570Emulator, str],
+    backend: str,
 ) -> None:
     emu, resource = tsl
-    async with TSL570.open(resource, timeout_s=0.3) as laser:
+    async with TSL570.open(resource, socket_backend=backend, timeout_s=0.3) as laser:
         emu.faults.stall_next = 1
         with pytest.raises(InstrumentTimeoutError) as err:
             await laser.wavelength_nm.get()
@@ -106,38 +118,39 @@ async def test_stalled_reply_times_out_naming_resource_command_termination(
 
 async def test_injected_error_reaches_driver_with_code_and_text(
     tsl: tuple[TSL570Emulator, str],
+    backend: str,
 ) -> None:
     emu, resource = tsl
-    async with TSL570.open(resource) as laser:
+    async with TSL570.open(resource, socket_backend=backend) as laser:
         emu.faults.error_next = (-222, "Data out of range")
         with pytest.raises(InstrumentError) as err:
             await laser.power_setpoint.set(3.0)
         assert err.value.code == -222 and err.value.text == "Data out of range"
 
 
-async def test_out_of_range_sends_nothing(tsl: tuple[TSL570Emulator, str]) -> None:
+async def test_out_of_range_sends_nothing(tsl: tuple[TSL570Emulator, str], backend: str) -> None:
     _, resource = tsl
     log = ExchangeLog()
-    async with TSL570.open(resource, exchange_log=log) as laser:
+    async with TSL570.open(resource, socket_backend=backend, exchange_log=log) as laser:
         n = len(log)
         with pytest.raises(ValidationError):
             await laser.wavelength_nm.set(900.0)
         assert len(log) == n
 
 
-async def test_unknown_resource_string_is_a_clear_error() -> None:
+async def test_unknown_resource_string_is_a_clear_error(backend: str) -> None:
     with pytest.raises(InstrumentConnectionError, match="not a VISA resource string"):
         Session("laser-on-the-bench")
-    s = Session("TCPIP0::not a host name::5000::SOCKET", open_timeout_s=1)
+    s = Session("TCPIP0::not a host name::5000::SOCKET", open_timeout_s=1, socket_backend=backend)
     with pytest.raises(InstrumentConnectionError, match="cannot open"):
         await s.open()
 
 
-async def test_closed_port_is_a_clear_error_without_hanging() -> None:
+async def test_closed_port_is_a_clear_error_without_hanging(backend: str) -> None:
     with socket.socket() as sock:  # find a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    s = Session(f"TCPIP0::127.0.0.1::{port}::SOCKET", open_timeout_s=1)
+    s = Session(f"TCPIP0::127.0.0.1::{port}::SOCKET", open_timeout_s=1, socket_backend=backend)
     with pytest.raises(InstrumentConnectionError) as err:
         await asyncio.wait_for(s.open(), 5)
     assert str(port) in str(err.value)
@@ -145,9 +158,15 @@ async def test_closed_port_is_a_clear_error_without_hanging() -> None:
 
 async def test_wrong_read_termination_times_out_showing_what_arrived(
     tsl: tuple[TSL570Emulator, str],
+    backend: str,
 ) -> None:
     _, resource = tsl
-    s = Session(resource, Framing(write_termination="\r", read_termination="\n"), timeout_s=0.3)
+    s = Session(
+        resource,
+        Framing(write_termination="\r", read_termination="\n"),
+        timeout_s=0.3,
+        socket_backend=backend,
+    )
     async with s:
         with pytest.raises(InstrumentTimeoutError) as err:
             await s.query("*IDN?")
@@ -155,13 +174,13 @@ async def test_wrong_read_termination_times_out_showing_what_arrived(
 
 
 async def test_exchange_log_replays_as_a_byte_exact_test(
-    tsl: tuple[TSL570Emulator, str], tmp_path
+    tsl: tuple[TSL570Emulator, str], backend: str, tmp_path
 ) -> None:
     from qhil.transport import ReplayIO
 
     _, resource = tsl
     log = ExchangeLog(resource)
-    async with TSL570.open(resource, exchange_log=log) as laser:
+    async with TSL570.open(resource, socket_backend=backend, exchange_log=log) as laser:
         await laser.set_wavelength_nm(1530.5)
         await laser.wavelength()
     path = tmp_path / "session.jsonl"

@@ -47,6 +47,7 @@ class Instrument:
         io: RawIO | None = None,
         exchange_log: ExchangeLog | None = None,
         visa_library: str = "@py",
+        socket_backend: str = "asyncio",
     ) -> Self:
         """A driver on a new (not yet connected) session to ``resource``."""
         session = Session(
@@ -58,6 +59,7 @@ class Instrument:
             io=io,
             exchange_log=exchange_log,
             visa_library=visa_library,
+            socket_backend=socket_backend,
         )
         return cls(session, name=name)
 

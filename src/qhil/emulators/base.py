@@ -80,9 +80,18 @@ class Emulator:
     default_port: ClassVar[int | None] = None
 
     def __init__(
-        self, *, name: str = "", seed: int = 0, world: Any = None, component: str = ""
+        self,
+        *,
+        name: str = "",
+        seed: int = 0,
+        world: Any = None,
+        component: str = "",
+        response_time_s: float = 0.0,
     ) -> None:
         self.name = name or type(self).__name__
+        # Realtime mode: the instrument's own processing time per reply. 0 (fast mode)
+        # answers at once; the physics of acquisitions runs on the world's clock instead.
+        self.response_time_s = response_time_s
         self.seed = seed
         self.world = world
         self.component = component
@@ -157,6 +166,8 @@ class Emulator:
                     + reply[-1:]
                 )
             if reply:
+                if self.response_time_s > 0:
+                    await asyncio.sleep(self.response_time_s)
                 writer.write(reply)
                 await writer.drain()
 

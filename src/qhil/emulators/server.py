@@ -156,7 +156,7 @@ class EmulatorHost:
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._ptys: list[_PtyPort] = []
-        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._conn_writers: set[asyncio.StreamWriter] = set()
         self._dir = ""
 
     # --- lifecycle ---
@@ -200,8 +200,8 @@ class EmulatorHost:
     async def _shutdown(self) -> None:
         for srv in self._servers:
             srv.close()
-        for task in list(self._conn_tasks):
-            task.cancel()
+        for writer in list(self._conn_writers):  # closing ends each connection's serve loop
+            writer.close()
         for pty in self._ptys:
             await pty.stop()
         for srv in self._servers:
@@ -235,15 +235,13 @@ class EmulatorHost:
 
     async def _add_tcp(self, emulator: Servable, port: int) -> Endpoint:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._conn_tasks.add(task)
+            self._conn_writers.add(writer)
             try:
                 await emulator.serve(reader, writer)
-            except (ConnectionError, OSError):
+            except (ConnectionError, OSError, asyncio.CancelledError):
                 pass
             finally:
-                self._conn_tasks.discard(task)
+                self._conn_writers.discard(writer)
                 writer.close()
 
         srv = await asyncio.start_server(handle, self.host, port)

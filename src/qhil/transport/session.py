@@ -22,6 +22,7 @@ from qhil.errors import ConnectionLostError, InstrumentConnectionError, Instrume
 from qhil.transport.exchange_log import ExchangeLog
 from qhil.transport.framing import Framing
 from qhil.transport.rawio import LinkDown, OpenFailed, RawIO, ReadTimeout
+from qhil.transport.socket_io import NeedMore
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,26 @@ class ReconnectPolicy:
         return out
 
 
-def make_io(resource: str, framing: Framing, visa_library: str = "@py") -> RawIO:
+def make_io(
+    resource: str, framing: Framing, visa_library: str = "@py", socket_backend: str = "asyncio"
+) -> RawIO:
     """Pick the backend from the resource string.
 
     VISA resource strings (``TCPIP0::host::port::SOCKET``, ``ASRL/dev/pts/3::INSTR``,
     ``GPIB0::7::INSTR``, ``USB0::...``) go through pyvisa; device paths and
     pyserial URLs (``/dev/ttyUSB0``, ``COM3``, ``socket://host:port``) through pyserial.
+    With the pure-Python VISA library, raw ``SOCKET`` resources are driven by the
+    event loop itself (``socket_backend="asyncio"``, see socket_io.py); pass
+    ``socket_backend="pyvisa"`` to go through pyvisa-py's socket session instead.
     """
     from qhil.transport.serial_io import SerialIO
+    from qhil.transport.socket_io import AsyncSocketIO, parse_socket_resource
     from qhil.transport.visa_io import VisaIO
 
+    if socket_backend not in ("asyncio", "pyvisa"):
+        raise ValueError(f"socket_backend must be 'asyncio' or 'pyvisa', not {socket_backend!r}")
+    if visa_library == "@py" and socket_backend == "asyncio" and parse_socket_resource(resource):
+        return AsyncSocketIO(resource)
     if _VISA_PREFIX.match(resource):
         return VisaIO(resource, framing, visa_library)
     if resource.startswith("/") or "://" in resource or re.fullmatch(r"COM\d+", resource):
@@ -110,6 +121,7 @@ class Session:
         reconnect: ReconnectPolicy | None = None,
         io: RawIO | None = None,
         visa_library: str = "@py",
+        socket_backend: str = "asyncio",
         exchange_log: ExchangeLog | None = None,
     ) -> None:
         self.resource = resource
@@ -118,7 +130,10 @@ class Session:
         self.open_timeout_s = open_timeout_s
         self.reconnect = reconnect or ReconnectPolicy()
         self.exchange_log = exchange_log
-        self._io: RawIO = io if io is not None else make_io(resource, self.framing, visa_library)
+        self._io: RawIO = (
+            io if io is not None else make_io(resource, self.framing, visa_library, socket_backend)
+        )
+        self._async = bool(getattr(self._io, "async_native", False))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qhil-io:{resource}")
         self._lock: asyncio.Lock | None = None
         self._open = False
@@ -147,14 +162,26 @@ class Session:
         if self._open:
             return
         try:
-            await self._run(lambda: self._io.open(self.open_timeout_s))
+            await self._io_open()
         except OpenFailed as exc:
             raise InstrumentConnectionError(self.resource, f"cannot open: {exc}") from exc
         self._open, self._lost, self._dirty = True, False, False
 
+    async def _io_open(self) -> None:
+        if self._async:
+            await self._io.aopen(self.open_timeout_s)  # type: ignore[attr-defined]
+        else:
+            await self._run(lambda: self._io.open(self.open_timeout_s))
+
+    async def _io_close(self) -> None:
+        if self._async:
+            await self._io.aclose()  # type: ignore[attr-defined]
+        else:
+            await self._run(self._io.close)
+
     async def close(self) -> None:
         if self._open or self._lost:
-            await self._run(self._io.close)
+            await self._io_close()
         self._open = self._lost = False
 
     def shutdown(self) -> None:
@@ -174,8 +201,8 @@ class Session:
         for delay in self.reconnect.delays():
             await asyncio.sleep(delay)
             try:
-                await self._run(self._io.close)
-                await self._run(lambda: self._io.open(self.open_timeout_s))
+                await self._io_close()
+                await self._io_open()
             except OpenFailed as exc:
                 last = str(exc)
                 continue
@@ -203,8 +230,15 @@ class Session:
         ``sensitive`` keeps the bytes out of logs and the exchange log (key
         material sent to a pattern generator, for instance).
         """
-        async with self.locked():
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:  # already held by this task (re-entrant)
             return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
+        lock = self.lock
+        await lock.acquire()
+        try:
+            return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
+        finally:
+            lock.release()
 
     @contextlib.asynccontextmanager
     async def locked(self) -> AsyncIterator[None]:
@@ -251,7 +285,10 @@ class Session:
 
         shown = "<sensitive>" if sensitive else (command if command is not None else "<binary>")
         try:
-            result = await self._run(job)
+            if self._async:
+                result, rd = await self._async_job(out, reader, rd, dirty)
+            else:
+                result = await self._run(job)
         except ReadTimeout as exc:
             self._dirty = True
             raise InstrumentTimeoutError(
@@ -271,6 +308,29 @@ class Session:
                 b"<sensitive>" if sensitive else bytes(rd.received),
             )
         return result
+
+    async def _async_job(
+        self, out: bytes, reader: Callable[[Reader], T] | None, rd: Reader, dirty: bool
+    ) -> tuple[T | None, Reader]:
+        """The transaction on the event loop: run the reader on buffered bytes, await more."""
+        io: Any = self._io
+        if dirty:
+            io.discard_input()
+        if out:
+            await io.awrite(out)
+        if reader is None:
+            return None, rd
+        deadline = asyncio.get_running_loop().time() + rd.timeout_s
+        while True:
+            io.pos = 0
+            rd = Reader(self._io, self.framing, rd.timeout_s)
+            try:
+                result = reader(rd)
+            except NeedMore:
+                await io.fill(deadline)
+                continue
+            io.consume()
+            return result, rd
 
     async def write(self, command: str, *, sensitive: bool = False) -> None:
         await self.transaction(command, None, sensitive=sensitive)
