@@ -50,6 +50,27 @@ CATALOGUE: dict[str, Entry] = {
             ("PolarizationController",),
             "OZ Optics EPC-400 polarization controller (serial 9600 8N1)",
         ),
+        Entry(
+            "qubitekk.cc1",
+            "qhil.drivers.qubitekk.cc1:CC1",
+            "qhil.emulators.qubitekk.cc1:CC1Emulator",
+            ("CoincidenceCounter",),
+            "Qubitekk CC1 two-input coincidence counter (serial 19200 8N1; firmware dialects)",
+        ),
+        Entry(
+            "hp.8156a",
+            "qhil.drivers.hp.hp8156a:HP8156A",
+            "qhil.emulators.hp.hp8156a:HP8156AEmulator",
+            ("Attenuator",),
+            "HP/Agilent 8156A optical attenuator (GPIB SCPI; emulated on a TCP socket)",
+        ),
+        Entry(
+            "singlequantum.eos",
+            "qhil.drivers.singlequantum.eos:Eos",
+            "qhil.emulators.singlequantum.eos:EosEmulator",
+            ("Detector",),
+            "Single Quantum Eos SNSPD controller (JSON control TCP 12000, count stream 12345)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }
