@@ -1,0 +1,217 @@
+"""Builders and small vectorised analysis helpers for the world's tests."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from qhil.emulators.world import World, load_world_config
+
+GYS = {"alpha": 0.21, "e_d": 0.033, "y0": 1.7e-6, "eta_bob": 0.045}
+
+
+def per_db_for_error(e: float) -> float:
+    """Source polarization extinction ratio giving a wrong-state probability ``e``."""
+    return 10 * math.log10((1 - e) / e)
+
+
+def bb84_profile(
+    *,
+    mu: float | list[float] = 0.5,
+    length_km: float = 10.0,
+    alpha: float = 0.2,
+    eta: float | list[float] = 0.1,
+    dark_hz: float | list[float] = 0.0,
+    dead_time_ns: float = 0.0,
+    jitter_ps: float = 20.0,
+    afterpulse: float = 0.0,
+    e_d: float | None = None,
+    rep_rate_hz: float = 80e6,
+    pbs_er_db: float = 100.0,
+    pattern_length: int = 1 << 16,
+    intensity_probabilities: list[float] | None = None,
+    drift: float = 0.0,
+    initial_polarization: str = "identity",
+    eve_fraction: float = 0.0,
+    bob_offset_s: float = 0.0,
+    bob_drift_ppm: float = 0.0,
+    background_hz: float = 0.0,
+) -> dict[str, Any]:
+    """A [world] table: Alice WCS -> attenuator -> fibre -> Bob PC -> passive BB84 receiver."""
+    mus = mu if isinstance(mu, list) else [mu]
+    etas = eta if isinstance(eta, list) else [eta] * 4
+    darks = dark_hz if isinstance(dark_hz, list) else [dark_hz] * 4
+    tx: dict[str, Any] = {
+        "type": "weak_coherent_transmitter",
+        "rep_rate_hz": rep_rate_hz,
+        "mus": mus,
+        "random_pattern_length": pattern_length,
+        "path": ["alice.att", "ab", "bob.pc", "bob.rx"],
+        "polarization_extinction_ratio_db": 200.0 if e_d is None else per_db_for_error(e_d),
+    }
+    if intensity_probabilities is not None:
+        tx["intensity_probabilities"] = intensity_probabilities
+    bob: dict[str, Any] = {
+        "pc": {"type": "polarization_controller"},
+        "rx": {
+            "type": "polarization_analyzer",
+            "pbs_extinction_ratio_db": pbs_er_db,
+            "bases": [
+                {"axis": "HV", "weight": 0.5, "plus": "h", "minus": "v"},
+                {"axis": "DA", "weight": 0.5, "plus": "d", "minus": "a"},
+            ],
+        },
+        "tagger": {"type": "time_tagger", "n_channels": 4, "buffer_size": 1 << 26},
+    }
+    for i, name in enumerate("hvda"):
+        bob[name] = {
+            "type": "detector",
+            "efficiency": etas[i],
+            "dark_count_rate_hz": darks[i],
+            "dead_time_ns": dead_time_ns,
+            "jitter_ps": jitter_ps,
+            "afterpulse_probability": afterpulse,
+            "tagger": "tagger",
+            "channel": i + 1,
+        }
+    return {
+        "seed": 1,
+        "nodes": {
+            "alice": {"components": {"tx": tx, "att": {"type": "attenuator"}}},
+            "bob": {
+                "clock_offset_s": bob_offset_s,
+                "clock_drift_ppm": bob_drift_ppm,
+                "components": bob,
+            },
+        },
+        "links": {
+            "ab": {
+                "a": "alice",
+                "b": "bob",
+                "length_km": length_km,
+                "alpha_db_per_km": alpha,
+                "polarization_drift_rad_per_sqrt_s": drift,
+                "initial_polarization": initial_polarization,
+                "eavesdropper": {"fraction": eve_fraction},
+                "background_rate_hz": background_hz,
+            }
+        },
+    }
+
+
+def make_world(table: dict[str, Any], seed: int = 1, **kw: Any) -> World:
+    return World(load_world_config(copy.deepcopy(table), "test"), seed=seed, **kw)
+
+
+def bb84_events(world: World, block: Any) -> dict[str, np.ndarray]:
+    """Per detected pulse: pulse index, Alice's symbol, Bob's basis and bit (random choice
+    among clicked detectors, as a squashing map), and the number of detectors that clicked."""
+    k = world.truth.pulse_indices("alice.tx", "bob.tagger", block)
+    ch = block.channels
+    sel = k >= 0
+    k, ch = k[sel], ch[sel]
+    order = np.lexsort((ch, k))
+    k, ch = k[order], ch[order]
+    # One (pulse, channel) pair counts once (a detector clicks at most once per pulse here).
+    first = np.ones(k.size, bool)
+    first[1:] = (k[1:] != k[:-1]) | (ch[1:] != ch[:-1])
+    k, ch = k[first], ch[first]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    n_clicked = np.diff(np.r_[starts, k.size])
+    rng = np.random.default_rng(12345)
+    pick = starts + (rng.random(starts.size) * n_clicked).astype(np.int64)
+    pulses = k[starts]
+    chosen = ch[pick] - 1  # 0 H, 1 V, 2 D, 3 A
+    pattern = world.transmitter("alice.tx").pattern
+    sym = pattern[pulses % pattern.size]
+    return {
+        "pulse": pulses,
+        "symbol": sym,
+        "bob_basis": chosen // 2,
+        "bob_bit": chosen % 2,
+        "n_clicked": n_clicked,
+    }
+
+
+def pulse_count_by_intensity(world: World, k0: int, k1: int, n_mu: int) -> np.ndarray:
+    """How many pulses with index in [k0, k1) carried each intensity index."""
+    pattern = world.transmitter("alice.tx").pattern
+    p = pattern.size
+    per_period = np.bincount(pattern >> 2, minlength=n_mu).astype(np.int64)
+    full, rem = divmod(k1 - k0, p)
+    counts = per_period * full
+    idx = (np.arange(k0 + full * p, k1) % p).astype(np.int64)
+    counts += np.bincount(pattern[idx] >> 2, minlength=n_mu)
+    return counts
+
+
+def binomial_interval(n: int, p: float, confidence: float = 0.999) -> tuple[float, float]:
+    """Two-sided interval for the count of a Binomial(n, p)."""
+    lo, hi = stats.binom.interval(confidence, n, p)
+    return float(lo), float(hi)
+
+
+def z_of(observed: float, expected: float, sigma: float) -> float:
+    return (observed - expected) / sigma
+
+
+Z999 = float(stats.norm.isf(0.0005))  # two-sided 99.9 %
+
+
+def single_detector_profile(
+    *,
+    mu: float = 0.1,
+    length_km: float = 50.0,
+    alpha: float = 0.2,
+    eta: float = 0.8,
+    dark_hz: float = 0.0,
+    dead_time_ns: float = 0.0,
+    jitter_ps: float = 20.0,
+    afterpulse: float = 0.0,
+    afterpulse_ns: float = 100.0,
+    rep_rate_hz: float = 80e6,
+    detector: dict[str, Any] | None = None,
+    tagger: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Alice WCS -> fibre -> one detector at Bob (no polarization optics)."""
+    det: dict[str, Any] = {
+        "type": "detector",
+        "efficiency": eta,
+        "dark_count_rate_hz": dark_hz,
+        "dead_time_ns": dead_time_ns,
+        "jitter_ps": jitter_ps,
+        "afterpulse_probability": afterpulse,
+        "afterpulse_time_constant_ns": afterpulse_ns,
+        "tagger": "tagger",
+        "channel": 1,
+    }
+    det.update(detector or {})
+    tg: dict[str, Any] = {"type": "time_tagger", "n_channels": 2, "buffer_size": 1 << 26}
+    tg.update(tagger or {})
+    return {
+        "seed": 3,
+        "nodes": {
+            "alice": {
+                "components": {
+                    "tx": {
+                        "type": "weak_coherent_transmitter",
+                        "rep_rate_hz": rep_rate_hz,
+                        "mus": [mu],
+                        "path": ["ab", "bob.det"],
+                    }
+                }
+            },
+            "bob": {"components": {"det": det, "tagger": tg}},
+        },
+        "links": {"ab": {"a": "alice", "b": "bob", "length_km": length_km, "alpha_db_per_km": alpha}},
+    }
+
+
+def clicked_pulses(world: World, block: Any) -> np.ndarray:
+    """Distinct pulse indices with at least one tag."""
+    k = world.truth.pulse_indices("alice.tx", "bob.tagger", block)
+    return np.unique(k[k >= 0])

@@ -1,0 +1,188 @@
+"""Detector physics (PHYSICS.md validation case 2 and the detector checklist)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import Z999, binomial_interval, clicked_pulses, make_world, single_detector_profile
+from scipy import stats
+
+from qhil.emulators.world import WorldSettingError
+
+
+def dark_world(dark_hz: float, **det: float | bool) -> object:
+    """Only dark counts: the transmitter sends vacuum."""
+    table = single_detector_profile(mu=0.0, dark_hz=dark_hz, jitter_ps=0.0, detector=dict(det))
+    return make_world(table)
+
+
+def tags(world: object, duration: float) -> np.ndarray:
+    return world.tagger("bob.tagger").read(duration).timestamps_ps  # type: ignore[attr-defined]
+
+
+def poisson_ok(observed: int, mean: float) -> bool:
+    lo, hi = stats.poisson.interval(0.999, mean)
+    return lo <= observed <= hi
+
+
+def test_dead_time_law_non_paralysable() -> None:
+    # 10 MHz true rate, 40 ns dead time -> R / (1 + R tau) = 7.14 MHz.
+    rate, tau, duration = 10e6, 40e-9, 0.02
+    ts = tags(dark_world(rate, dead_time_ns=40.0), duration)
+    expected = rate / (1 + rate * tau)
+    assert expected == pytest.approx(7.142857e6, rel=1e-6)
+    # A renewal process with intervals tau + Exp(R): variance of the count is
+    # mean / (1 + R tau)^2.
+    mean = expected * duration
+    sigma = math.sqrt(mean) / (1 + rate * tau)
+    assert abs(ts.size - mean) < Z999 * sigma, (ts.size, mean)
+    assert np.diff(ts).min() >= 40_000 - 1  # no two registered events within the dead time
+
+
+def test_dark_count_intervals_are_exponential_after_dead_time() -> None:
+    rate, tau_ps = 1e6, 50_000
+    ts = tags(dark_world(rate, dead_time_ns=50.0), 0.02)
+    gaps = np.diff(ts).astype(float) - tau_ps
+    assert gaps.min() >= -1.0
+    # Non-paralysable: interval = tau + Exp(R) exactly.
+    result = stats.kstest(gaps, "expon", args=(0, 1e12 / rate))
+    assert result.pvalue > 1e-3, result
+
+
+def test_afterpulsing_rate_and_delay() -> None:
+    dark, p_ap, tau_ap_ns, tau_ns = 2e3, 0.1, 100.0, 50.0
+    world = dark_world(
+        dark, dead_time_ns=tau_ns, afterpulse_probability=p_ap, afterpulse_time_constant_ns=tau_ap_ns
+    )
+    duration = 2.0
+    ts = tags(world, duration)
+    # Every registered avalanche (afterpulses too) triggers one with probability p:
+    # cluster sizes are geometric, mean 1/(1-p), E[S^2] = (1+p)/(1-p)^2.
+    mean = dark * duration / (1 - p_ap)
+    sigma = math.sqrt(dark * duration * (1 + p_ap)) / (1 - p_ap)
+    assert abs(ts.size - mean) < Z999 * sigma, (ts.size, mean)
+    # Short intervals are afterpulses: delay after the dead time ~ Exp(tau_ap).
+    gaps = np.diff(ts).astype(float) - tau_ns * 1e3
+    window = 20 * tau_ap_ns * 1e3
+    short = gaps[gaps < window]
+    children = dark * duration * p_ap / (1 - p_ap)
+    accidental = ts.size * (1 - math.exp(-dark * window * 1e-12))
+    assert poisson_ok(short.size, children + accidental), (short.size, children + accidental)
+    fit = stats.kstest(short, stats.truncexpon(b=20, scale=tau_ap_ns * 1e3).cdf)
+    assert fit.pvalue > 1e-3, fit
+
+
+def test_gaussian_jitter_on_timestamps() -> None:
+    sigma = 50.0
+    world = make_world(single_detector_profile(mu=0.5, length_km=0.0, eta=0.1, jitter_ps=sigma))
+    block = world.tagger("bob.tagger").read(0.002)
+    k = world.truth.pulse_indices("alice.tx", "bob.tagger", block)
+    expected = k * 12_500.0  # zero-length fibre, no offsets: photon k arrives at k/f
+    resid = block.timestamps_ps - expected
+    # Timestamps are floored to 1 ps bins: shift by half a bin, add its variance.
+    scale = math.sqrt(sigma**2 + 1 / 12)
+    result = stats.kstest(resid + 0.5, "norm", args=(0.0, scale))
+    assert result.pvalue > 1e-3, result
+    assert block.timestamps_ps.size > 5_000
+
+
+def test_jitter_exponential_tail() -> None:
+    sigma, tail, frac = 30.0, 300.0, 0.2
+    table = single_detector_profile(
+        mu=0.5,
+        length_km=0.0,
+        eta=0.1,
+        jitter_ps=sigma,
+        detector={"jitter_tail_fraction": frac, "jitter_tail_ps": tail},
+    )
+    world = make_world(table)
+    block = world.tagger("bob.tagger").read(0.002)
+    k = world.truth.pulse_indices("alice.tx", "bob.tagger", block)
+    resid = block.timestamps_ps - k * 12_500.0 + 0.5
+    tail_dist = stats.exponnorm(K=tail / sigma, loc=0.0, scale=sigma)
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        return (1 - frac) * stats.norm.cdf(x, 0.0, sigma) + frac * tail_dist.cdf(x)
+
+    result = stats.kstest(resid, cdf)
+    assert result.pvalue > 1e-3, result
+
+
+def spad_gain(v: float, onset: float = 45.0, scale: float = 2.0) -> float:
+    return 1 - math.exp(-(v - onset) / scale) if v > onset else 0.0
+
+
+def test_bias_changes_efficiency_along_the_documented_curve() -> None:
+    world = make_world(single_detector_profile(mu=0.5, length_km=10.0, eta=0.2))
+    det = world.detector("bob.det")
+    det.bias_v = 47.0
+    eta = 0.2 * spad_gain(47.0) / spad_gain(50.0)
+    assert det.efficiency == pytest.approx(eta, rel=1e-9)
+    block = world.tagger("bob.tagger").read(0.05)
+    n = round(0.05 * 80e6)
+    lo, hi = binomial_interval(n, 1 - math.exp(-0.5 * eta * 10**-0.2))
+    assert lo - 1 <= clicked_pulses(world, block).size <= hi + 1
+
+
+def test_bias_and_temperature_change_dark_rate() -> None:
+    world = dark_world(1e5)
+    det = world.detector("bob.det")  # type: ignore[attr-defined]
+    det.bias_v = 48.0
+    det.set_temperature_c(-40.0 + 8.0)
+    # dark(V) = dark_nom exp((V - V_nom)/1.5 V), doubling every 8 C.
+    expected = 1e5 * math.exp((48.0 - 50.0) / 1.5) * 2.0
+    assert det.dark_count_rate_hz == pytest.approx(expected, rel=1e-9)
+    assert poisson_ok(tags(world, 0.05).size, expected * 0.05)
+
+
+def test_threshold_discriminates_half_the_avalanches() -> None:
+    world = dark_world(1e5)
+    det = world.detector("bob.det")  # type: ignore[attr-defined]
+    # Amplitude 0.5 V per V of excess bias: 2.5 V at 50 V with a 45 V breakdown.
+    det.threshold_v = 2.5
+    assert poisson_ok(tags(world, 0.05).size, 0.5 * 1e5 * 0.05)
+
+
+def test_gating_dark_counts_and_signal() -> None:
+    # Dark counts only inside 100 ns gates at 1 MHz: a tenth of the free-running rate.
+    world = dark_world(
+        2e5, gate_enabled=True, gate_frequency_hz=1e6, gate_width_ns=100.0, gate_delay_ns=200.0
+    )
+    ts = tags(world, 0.05)
+    assert poisson_ok(ts.size, 0.1 * 2e5 * 0.05)
+    phase = (ts - 200_000) % 1_000_000
+    assert phase.max() < 100_001
+
+    # Signal pulses at 80 MHz arrive at phase 0 of the 12.5 ns period.
+    def signal(delay_ns: float) -> int:
+        table = single_detector_profile(
+            mu=0.5,
+            length_km=0.0,
+            eta=0.2,
+            detector={
+                "gate_enabled": True,
+                "gate_frequency_hz": 80e6,
+                "gate_width_ns": 1.0,
+                "gate_delay_ns": delay_ns,
+            },
+        )
+        w = make_world(table)
+        return int(w.tagger("bob.tagger").read(0.01).timestamps_ps.size)
+
+    n = round(0.01 * 80e6)
+    lo, hi = binomial_interval(n, 1 - math.exp(-0.5 * 0.2))
+    assert lo - 1 <= signal(12.0) <= hi + 1  # gate [12, 13) ns mod 12.5 covers the arrivals
+    assert signal(5.0) == 0  # gate [5, 6) ns misses them
+
+
+def test_disabled_detector_is_silent_and_settings_are_checked() -> None:
+    world = make_world(single_detector_profile(mu=0.5, length_km=0.0, dark_hz=1e5))
+    det = world.detector("bob.det")
+    det.enabled = False
+    assert tags(world, 0.01).size == 0
+    with pytest.raises(WorldSettingError, match="bob.det.bias"):
+        det.bias_v = 500.0
+    with pytest.raises(WorldSettingError, match="gate_width_ns"):
+        det.gate_width_ns = 1e6
