@@ -277,3 +277,33 @@ async def test_driver_over_pty_with_faults(emulator_host: EmulatorHost) -> None:
             await cc.window_ns.get()
         # The pty came back at the same path (as after a USB replug): the next call reconnects.
         assert await cc.window_ns.get() == 3
+
+
+@pytest.mark.fidelity
+@pytest.mark.parametrize("firmware", ["2.010", "2.001"])
+def test_instrumentkit_cc1_drives_the_emulator(emulator_host: EmulatorHost, firmware: str) -> None:
+    """InstrumentKit's CC1 driver, unmodified, over the emulator's serial port."""
+    ik = pytest.importorskip("instruments")
+    u = pytest.importorskip("instruments.units").ureg
+    emu = CC1Emulator(name="cc1", firmware=firmware)
+    ep = emulator_host.add(emu)
+    cc = ik.qubitekk.CC1.open_serial(ep.address, 19200, timeout=1)
+    try:
+        assert cc.firmware == parse_firmware("Firmware v" + firmware)
+        cc.window = 3 * u.ns
+        assert cc.window == 3 * u.ns
+        cc.delay = 4 * u.ns
+        assert cc.delay == 4 * u.ns
+        cc.dwell_time = 2 * u.s
+        assert cc.dwell_time == 2 * u.s  # old firmware reports ms; InstrumentKit divides
+        cc.gate = True
+        assert cc.gate is True and emu.gate
+        cc.subtract = True
+        assert cc.subtract is True and emu.subtract
+        cc.trigger_mode = cc.TriggerMode.start_stop
+        assert cc.trigger_mode == cc.TriggerMode.start_stop
+        cc.clear_counts()
+        assert [cc.channel[i].count for i in range(3)] == [0, 0, 0]  # nothing wired
+        assert emu.window_ns == 3 and emu.delay_ns == 4 and emu.dwell_s == 2
+    finally:
+        cc._file._conn.close()  # (InstrumentKit's close() calls a socket-only shutdown())
