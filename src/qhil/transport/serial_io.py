@@ -52,9 +52,17 @@ class SerialIO:
         except (serial.SerialException, OSError) as exc:
             raise LinkDown(str(exc)) from exc
 
+    def _set_timeout(self, port: serial.SerialBase, timeout_s: float) -> None:
+        # Setting a timeout reconfigures the port: on a vanished device that fails too.
+        if port.timeout != timeout_s:
+            try:
+                port.timeout = timeout_s
+            except (serial.SerialException, OSError) as exc:
+                raise LinkDown(str(exc)) from exc
+
     def read_until(self, terminator: bytes, timeout_s: float) -> bytes:
         port = self._port()
-        port.timeout = timeout_s
+        self._set_timeout(port, timeout_s)
         try:
             data = port.read_until(terminator)
         except (serial.SerialException, OSError) as exc:
@@ -65,7 +73,7 @@ class SerialIO:
 
     def read_exact(self, count: int, timeout_s: float) -> bytes:
         port = self._port()
-        port.timeout = timeout_s
+        self._set_timeout(port, timeout_s)
         try:
             data = port.read(count)
         except (serial.SerialException, OSError) as exc:
