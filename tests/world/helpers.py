@@ -215,3 +215,24 @@ def clicked_pulses(world: World, block: Any) -> np.ndarray:
     """Distinct pulse indices with at least one tag."""
     k = world.truth.pulse_indices("alice.tx", "bob.tagger", block)
     return np.unique(k[k >= 0])
+
+
+def pulse_window(world: World, block: Any, detector: str = "bob.h") -> tuple[int, int]:
+    """Indices [k0, k1) of the pulses whose (jitter-free) arrival falls in ``block``'s window.
+
+    Assumes Alice's and Bob's clocks agree (no offset, no drift)."""
+    tx = world.transmitter("alice.tx")
+    period = float(tx.period_ps)
+    delay = world.truth.expected_timestamp_ps("alice.tx", detector, 0.0)
+    k0 = math.ceil((block.t_start_ps - delay) / period)
+    k1 = math.ceil((block.t_stop_ps - delay) / period)
+    return k0, k1
+
+
+def gllp_gain_qber(mu: float, length_km: float, *, alpha: float, eta_bob: float, y0: float,
+                   e_d: float) -> tuple[float, float]:
+    """PHYSICS.md case 4: Q_mu = Y0 + 1 - exp(-eta mu); E_mu Q_mu = Y0/2 + e_d (1 - exp(-eta mu))."""
+    eta = eta_bob * 10 ** (-alpha * length_km / 10)
+    q = y0 + 1 - math.exp(-eta * mu)
+    e = (y0 / 2 + e_d * (1 - math.exp(-eta * mu))) / q
+    return q, e
