@@ -221,3 +221,40 @@ async def test_driver_over_tcp_with_faults(emulator_host: EmulatorHost) -> None:
         with pytest.raises(ConnectionLostError):
             await voa.attenuation_db()
         assert await voa.attenuation_db() == 12.5  # reconnected by itself
+
+
+# --- the attenuator moves the physics -------------------------------------------------------
+
+BENCH = "tests/instruments/data/misc_bench.toml"
+Z_999 = 3.2905  # two-sided 99.9 % normal quantile
+
+
+async def test_attenuation_sets_the_mean_photon_number_and_the_counts(
+    emulator_host: EmulatorHost,
+) -> None:
+    import math
+
+    from qhil.emulators.world import World
+    from qhil.emulators.world.config import load_world_file
+
+    world = World(load_world_file(BENCH), seed=11)
+    emu = HP8156AEmulator(name="voa", world=world, component="lab.voa")
+    ep = emulator_host.add(emu)
+    counter = world.counter(["lab.det_att"])
+    rep, mu0, eta, dark, t = 1e6, 0.5, 0.2, 50.0, 0.2
+    async with HP8156A.open(ep.resource) as voa:
+        await voa.set_output(False)
+        counter.seek_now()
+        shut = int(counter.read(t).counts[0])
+        # Shutter closed: dark counts only (Poisson, 99.9 % two-sided).
+        assert abs(shut - dark * t) < Z_999 * math.sqrt(dark * t) + 1
+        await voa.set_output(True)
+        for db in (0.0, 3.0, 10.0):
+            await voa.set_attenuation_db(db)
+            mu = world.truth.mean_photon_numbers("lab.transmitter")[0]
+            assert mu == pytest.approx(mu0 * 10 ** (-db / 10), rel=1e-9)
+            counter.seek_now()
+            n = int(counter.read(t).counts[0])
+            # PHYSICS.md case 1: P_click = 1 - exp(-mu eta) per pulse, plus dark counts.
+            expected = rep * t * (1 - math.exp(-mu * eta)) + dark * t
+            assert abs(n - expected) < Z_999 * math.sqrt(expected), (db, n, expected)
