@@ -48,6 +48,30 @@ def test_pairs_equal_brute_force(a: np.ndarray, b: np.ndarray, window: int, dela
     assert count_coincidences(a, b, window, delay) == len(got)
 
 
+@pytest.mark.parametrize("base", [0, -(10**12), 10**17])
+def test_large_streams_merge_path_equals_binary_search(base: int) -> None:
+    """Streams above the merge threshold (and with ties, negative or huge stamps)."""
+    rng = np.random.default_rng(abs(base) % 97)
+    a = base + np.sort(rng.integers(0, 3 * 10**8, 300_000))
+    b = np.sort(np.concatenate([a[::3] + rng.integers(-900, 900, 100_000),
+                                base + rng.integers(0, 3 * 10**8, 150_000)]))  # fmt: skip
+    lo, hi = window_edges(1_000, 250)
+    start = np.searchsorted(b, a + lo)
+    stop = np.searchsorted(b, a + hi)
+    pairs = find_coincidences(a, b, 1_000, 250)
+    assert pairs.count == int((stop - start).sum()) > 50_000
+    ref_a = np.repeat(np.arange(a.size), stop - start)
+    ref_b = np.concatenate([np.arange(s, e) for s, e in zip(start, stop, strict=True) if e > s])
+    np.testing.assert_array_equal(pairs.index_a, ref_a)
+    np.testing.assert_array_equal(pairs.index_b, ref_b)
+    assert count_coincidences(a, b, 1_000, 250) == pairs.count
+    # The longer stream first: searched the other way round, same definition.
+    swapped = find_coincidences(b, a, 1_001, -250)  # a - b in [-750, 251)
+    ref = np.searchsorted(a, b - 750), np.searchsorted(a, b + 251)
+    assert swapped.count == int((ref[1] - ref[0]).sum())
+    np.testing.assert_array_equal(swapped.index_a, np.repeat(np.arange(b.size), ref[1] - ref[0]))
+
+
 def test_window_accepts_exactly_w_integer_differences() -> None:
     a = np.array([1_000], dtype=np.int64)
     b = np.arange(0, 2_001, dtype=np.int64)

@@ -61,11 +61,16 @@ class OffsetFit:
 
 @dataclass(frozen=True)
 class ClockSyncResult:
-    """Everything :func:`find_clock_offset` learned, stage by stage."""
+    """Everything :func:`find_clock_offset` learned, stage by stage.
+
+    ``fft_model`` is the clock model after the last FFT stage (pfind's result,
+    good to about a tenth of ``final_bin_ps``); ``fit`` the picosecond refinement.
+    """
 
     fit: OffsetFit
     coarse: FftPeak
     stages: tuple[tuple[FftPeak, ...], ...]
+    fft_model: ClockModel
 
     @property
     def model(self) -> ClockModel:
@@ -384,7 +389,7 @@ def find_clock_offset(
         method=method,
         check_sorted=False,
     )
-    return ClockSyncResult(fit=fit, coarse=coarse, stages=tuple(stages))
+    return ClockSyncResult(fit=fit, coarse=coarse, stages=tuple(stages), fft_model=model)
 
 
 def track_clock_offset(
