@@ -328,3 +328,35 @@ async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHo
             await eos.set_bias(5.0)
         await eos.set_bias(6.0)  # reconnected by itself
         assert emu.bias_ua == [6.0] * 4
+
+
+# --- bias and enable move the physics ------------------------------------------------------
+
+
+async def test_bias_sets_efficiency_and_counts(emulator_host: EmulatorHost) -> None:
+    import math
+
+    from qhil.emulators.world import World
+    from qhil.emulators.world.config import load_world_file
+
+    world = World(load_world_file("tests/instruments/data/misc_bench.toml"), seed=5)
+    emu = EosEmulator(name="eos", world=world, detectors=["lab.snspd1", "lab.snspd2"])
+    control, counts = _serve(emulator_host, emu)
+    async with Eos.open(control, counts_resource=counts) as eos:
+        assert eos.n_detectors == 2
+        await eos.set_bias(20.0)
+        assert await eos.counts(0.05) == [0, 0]  # detectors not enabled: no bias, no clicks
+        await eos.set_enabled(True)
+        high = await eos.counts(0.05)
+        eta_high = world.truth.detector_efficiency("lab.snspd1")
+        await eos.set_bias(16.0)
+        low = await eos.counts(0.05)
+        eta_low = world.truth.detector_efficiency("lab.snspd1")
+    assert eta_low < eta_high
+    for ch in range(2):
+        # Given n = low + high, low ~ Binomial(n, p) with p from the efficiency ratio
+        # (dark counts are < 1 % here); two-sided 99.9 % normal interval.
+        n = low[ch] + high[ch]
+        p = eta_low / (eta_low + eta_high)
+        assert n > 1000
+        assert abs(low[ch] - n * p) < 3.2905 * math.sqrt(n * p * (1 - p)), (ch, low, high)
