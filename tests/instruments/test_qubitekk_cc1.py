@@ -307,3 +307,35 @@ def test_instrumentkit_cc1_drives_the_emulator(emulator_host: EmulatorHost, firm
         assert emu.window_ns == 3 and emu.delay_ns == 4 and emu.dwell_s == 2
     finally:
         cc._file._conn.close()  # (InstrumentKit's close() calls a socket-only shutdown())
+
+
+# --- window and delay move the physics -----------------------------------------------------
+
+
+async def test_coincidences_follow_pairs_window_and_delay(emulator_host: EmulatorHost) -> None:
+    import math
+
+    from qhil.emulators.world import World
+    from qhil.emulators.world.config import load_world_file
+
+    world = World(load_world_file("tests/instruments/data/misc_bench.toml"), seed=3)
+    emu = CC1Emulator(name="cc1", world=world, inputs=["lab.cc_a", "lab.cc_b"])
+    ep = emulator_host.add(emu)
+    z = 3.2905  # two-sided 99.9 %
+    t = 0.1
+    async with CC1.open(ep.resource) as cc:
+        await cc.window_ns.set(7)
+        peak = await cc.acquire(t)
+        s1, s2 = peak.singles
+        rate = world.truth.pair_rate_hz("lab.pairs")
+        # Pairs detected at both inputs: C = R eta_a eta_b T = S1 S2 / (R T), plus accidentals.
+        expected = s1 * s2 / (rate * t) + s1 * s2 * 14e-9 / t
+        sigma = math.sqrt(expected + expected**2 * (1 / s1 + 1 / s2))
+        assert abs(peak.coincidences - expected) < z * sigma, (peak, expected)
+        # Window [12, 16] ns away from the pair peak: accidentals S1 S2 (2w) / T only.
+        await cc.delay_ns.set(14)
+        await cc.window_ns.set(2)
+        off = await cc.acquire(t)
+        acc = off.singles[0] * off.singles[1] * 4e-9 / t
+        assert abs(off.coincidences - acc) < z * math.sqrt(acc) + 1, (off, acc)
+        assert off.coincidences < peak.coincidences / 20
