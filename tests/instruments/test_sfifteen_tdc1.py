@@ -1,0 +1,314 @@
+"""S-Fifteen TDC1 timestamp unit: byte-exact protocol (text and binary), faults, physics.
+
+Bytes from docs/protocols/s-fifteen-tdc1.md (S15lib ``TimestampTDC1``, older vendor
+sample code): commands end CR LF, chains with ``;``, setters silent; ``time?`` is
+printed as a signed 16-bit number; the timestamp stream is 32-bit little-endian
+words, time in 2 ns ticks in bits 31..5, dummy flag bit 4, channel pattern bits 3..0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from qhil.drivers.roles import TagBlock, TimeTagger
+from qhil.drivers.sfifteen.tdc1 import TDC1, TimestampDecoder, encode_words
+from qhil.emulators.server import EmulatorHost
+from qhil.emulators.sfifteen.tdc1 import IDENTITY, TDC1Emulator, stream_words
+from qhil.errors import (
+    ConnectionLostError,
+    InstrumentError,
+    InstrumentTimeoutError,
+    ValidationError,
+)
+from qhil.testing import ProtocolCase, expected_protocol, run_on_emulator
+
+IDN = IDENTITY.encode() + b"\r\n"
+# Dummy (idle) words at 100, 200 and 300 ms of stream time: 50e6 << 5 | 0x10, ...
+HEARTBEATS_250MS = b"\x10\x10\x5e\x5f" + b"\x10\x20\xbc\xbe"
+HEARTBEATS_350MS = HEARTBEATS_250MS + b"\x10\x30\x1a\x1e"
+
+CASES = [
+    ProtocolCase("identity", lambda d: d.identity(), [(b"*IDN?\r\n", IDN)], IDENTITY),
+    ProtocolCase("mode?", lambda d: d.mode.get(), [(b"mode?\r\n", b"0\r\n")], "singles"),
+    ProtocolCase("mode pairs", lambda d: d.mode.set("pairs"), [(b"pairs\r\n", b"")]),
+    ProtocolCase("gate?", lambda d: d.gate_ms.get(), [(b"time?\r\n", b"1000\r\n")], 1000),
+    ProtocolCase("gate? past 32767 ms", lambda d: d.gate_ms.get(),
+                 [(b"time?\r\n", b"-25536\r\n")], 40000),
+    ProtocolCase("set gate", lambda d: d.gate_ms.set(40000), [(b"time 40000\r\n", b"")]),
+    ProtocolCase("NIM levels", lambda d: d.nim_levels(), [(b"NIM\r\n", b"")]),
+    ProtocolCase("TTL levels", lambda d: d.ttl_levels(), [(b"TTL\r\n", b"")]),
+    ProtocolCase("negative threshold", lambda d: d.set_threshold_v(-0.5), [(b"NEG -0.5\r\n", b"")]),
+    ProtocolCase("positive threshold", lambda d: d.set_threshold_v(1.2), [(b"POS 1.2\r\n", b"")]),
+    ProtocolCase("threshold?", lambda d: d.threshold_v(), [(b"level?\r\n", b"-0.500 NIM\r\n")],
+                 -0.5),
+    ProtocolCase("force internal clock", lambda d: d.reference_clock.set("internal"),
+                 [(b"REFCLK 2\r\n", b"")]),
+    ProtocolCase("clock?", lambda d: d.reference_clock.get(), [(b"REFCLK?\r\n", b"0 internal\r\n")],
+                 "0 internal"),
+    ProtocolCase("external clock?", lambda d: d.external_clock.get(), [(b"ECLOCK?\r\n", b"0\r\n")],
+                 "0"),
+    ProtocolCase("abort", lambda d: d.abort(), [(b"abort\r\n", b"")]),
+    ProtocolCase("singles 1 s", lambda d: d.singles(1.0),
+                 [(b"time 1000\r\n", b""), (b"singles;counts?\r\n", b"0 0 0 0\r\n")], [0, 0, 0, 0]),
+    ProtocolCase("pairs 0.5 s", lambda d: d.pairs(0.5),
+                 [(b"time 500\r\n", b""), (b"pairs;counts?\r\n", b"0 0 0 0 0 0 0 0\r\n")],
+                 ([0, 0, 0, 0], [0, 0, 0, 0])),
+]  # fmt: skip
+
+#: Exchanges that bring the emulator into a case's starting state.
+SETUP = {"gate? past 32767 ms": [(b"time 40000\r\n", b"")]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_driver_sends_documented_bytes(case: ProtocolCase) -> None:
+    async with expected_protocol(TDC1, case.exchanges) as drv:
+        result = await case.call(drv)
+    if case.result is not None:
+        assert result == case.result
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_emulator_answers_documented_bytes(case: ProtocolCase) -> None:
+    emu = TDC1Emulator()  # no world wired in: dark inputs
+    await run_on_emulator(emu, SETUP.get(case.id, []))
+    await run_on_emulator(emu, case.exchanges)
+
+
+async def test_idle_timestamp_stream_is_dummy_words_both_ways() -> None:
+    exchanges = [
+        (b"INPKT;time 250;timestamp;counts?\r\n", HEARTBEATS_250MS),
+        (b"abort\r\n", b""),
+    ]
+    async with expected_protocol(TDC1, exchanges) as drv:
+        block = await drv.acquire(0.25)
+    assert len(block) == 0 and block.meta["duration_s"] == 0.25
+    await run_on_emulator(TDC1Emulator(), exchanges)
+
+
+async def test_timestamp_words_decode_with_coincident_bits_and_rollover() -> None:
+    events = (
+        b"\xa1\x00\x00\x00"  # tick 5 (10 ns), channel 1
+        + b"\x0c\x7d\x00\x00"  # tick 1000 (2 us), channels 3 and 4 together
+        + HEARTBEATS_250MS[:8]  # 100 ms, 200 ms
+        + b"\xe2\x00\x00\x00"  # tick 2**27 + 7 (after the 268.4 ms rollover), channel 2
+        + HEARTBEATS_350MS[8:]  # 300 ms
+    )
+    exchanges = [(b"INPKT;time 350;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    async with expected_protocol(TDC1, exchanges) as drv:
+        block = await drv.acquire(0.35)
+    assert block.timestamps_ps.tolist() == [10_000, 2_000_000, 2_000_000, (2**27 + 7) * 2000]
+    assert block.channels.tolist() == [1, 3, 4, 2]
+    assert block.timestamps_ps.dtype == np.int64
+
+
+def test_word_layout_matches_the_documented_bits() -> None:
+    assert encode_words([5, 1000, 2**27 + 7], [1, 0xC, 2]) == (
+        b"\xa1\x00\x00\x00\x0c\x7d\x00\x00\xe2\x00\x00\x00"
+    )
+    # Same-tick events on two channels become one word with two pattern bits.
+    words = stream_words(np.array([4001, 4999, 9000]), np.array([1, 4, 2]), 0, 10)
+    assert words == encode_words([2, 4], [0b1001, 0b0010])
+    dec = TimestampDecoder()
+    for i in range(0, len(HEARTBEATS_350MS), 3):  # split mid-word: chunks join
+        dec.feed(HEARTBEATS_350MS[i : i + 3])
+    ticks, flags = dec.words()
+    assert ticks.tolist() == [50_000_000, 100_000_000, 150_000_000]
+    assert flags.tolist() == [0x10] * 3
+
+
+async def test_software_input_delay_shifts_that_channel() -> None:
+    events = b"\xa1\x00\x00\x00" + b"\x04\x01\x00\x00" + HEARTBEATS_250MS  # ch1 @5, ch3 @8
+    exchanges = [(b"INPKT;time 250;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    async with expected_protocol(TDC1, exchanges) as drv:
+        await drv.set_input_delay_ps(1, 7_000)
+        block = await drv.acquire(0.25)
+    assert block.timestamps_ps.tolist() == [16_000, 17_000]
+    assert block.channels.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.singles(0.0),
+        lambda d: d.singles(70.0),
+        lambda d: d.pairs(-1),
+        lambda d: d.acquire(0.0004),
+        lambda d: d.gate_ms.set(70000),
+        lambda d: d.set_threshold_v(5.0),
+        lambda d: d.set_input_delay_ps(5, 100),
+        lambda d: d.reference_clock.set("gps"),
+    ],
+    ids=["zero gate", "gate too long", "negative", "sub-ms", "gate", "threshold", "ch5", "clock"],
+)
+async def test_out_of_range_is_refused_before_any_byte(call: Callable[[TDC1], Any]) -> None:
+    async with expected_protocol(TDC1, []) as drv:
+        with pytest.raises(ValidationError):
+            await call(drv)
+
+
+async def test_emulator_accepts_legacy_spellings_and_ignores_unknown_commands() -> None:
+    emu = TDC1Emulator()
+    await run_on_emulator(emu, [(b"*RST;INPKT;TTL;TIME400;SINGLES;MODE?", b"0\r\n"),
+                                (b"TIME?\n", b"400\r\n"), (b"BOGUS\r\n", b""),
+                                (b"LEVEL?", b"1.600 TTL\r\n")])  # fmt: skip
+
+
+def test_driver_is_a_time_tagger() -> None:
+    assert isinstance(TDC1.open("REPLAY", io=object()), TimeTagger)  # type: ignore[arg-type]
+
+
+async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHost) -> None:
+    emu = TDC1Emulator(name="tdc1")
+    ep = emulator_host.add(emu)
+    # VISA (pyvisa-py ASRL) resource: see the note on pyserial in test_sfifteen_spdc.py.
+    drv = TDC1.open(ep.resource, timeout_s=0.3)
+    try:
+        assert await drv.mode.get() == "singles"
+        emu.faults.drop_next = True
+        with pytest.raises(ConnectionLostError):
+            await drv.mode.get()
+        assert await drv.mode.get() == "singles"
+        emu.faults.stall_next = 1
+        with pytest.raises(InstrumentTimeoutError) as tmo:
+            await drv.gate_ms.get()
+        assert (tmo.value.resource, tmo.value.command, tmo.value.termination) == (
+            ep.resource,
+            "time?",
+            "\n",
+        )
+        # The TDC1 reports no errors of its own (setters are silent, unknown commands
+        # ignored); an error line in place of a query's reply is taken as one.
+        emu.faults.error_next = ("Error", "FIFO overflow")
+        with pytest.raises(InstrumentError) as err:
+            await drv.mode.get()
+        assert (err.value.code, err.value.text, err.value.command) == (
+            "Error",
+            "FIFO overflow",
+            "mode?",
+        )
+        assert await drv.singles(0.01) == [0, 0, 0, 0]
+    finally:
+        await drv.close()
+
+
+# --- tags from the world, through the driver ---
+
+WORLD_TOML = """
+[world]
+seed = 5
+[world.nodes.lab.components.source]
+type = "spdc_source"
+pump_current_ma = 40.0
+threshold_current_ma = 20.0
+slope_mw_per_ma = 1.0
+pairs_per_s_per_mw = 1000.0
+heralding_efficiency_signal = 0.5
+heralding_efficiency_idler = 0.5
+signal_path = ["lab.det_a"]
+idler_path = ["lab.det_b"]
+[world.nodes.lab.components.det_a]
+type = "detector"
+efficiency = 0.5
+dark_count_rate_hz = 100.0
+dead_time_ns = 0.0
+jitter_ps = 50.0
+tagger = "lab.tagger"
+channel = 1
+[world.nodes.lab.components.det_b]
+type = "detector"
+efficiency = 0.5
+dark_count_rate_hz = 100.0
+dead_time_ns = 0.0
+jitter_ps = 50.0
+delay_ns = {delay_ns}
+tagger = "lab.tagger"
+channel = 3
+[world.nodes.lab.components.tagger]
+type = "time_tagger"
+n_channels = 4
+"""
+PAIRS_PER_S = 1000.0 * (40.0 - 20.0)  # pairs/s/mW x slope x (I - threshold)
+SINGLES_PER_S = PAIRS_PER_S * 0.5 * 0.5 + 100.0  # heralding x efficiency + dark
+COINCIDENCES_PER_S = PAIRS_PER_S * (0.5 * 0.5) ** 2
+
+
+def make_world(tmp_path: Path, delay_ns: float) -> Any:
+    world_mod = pytest.importorskip("qhil.emulators.world.world")
+    config = pytest.importorskip("qhil.emulators.world.config")
+    path = tmp_path / "tdc1_world.toml"
+    path.write_text(WORLD_TOML.format(delay_ns=delay_ns))
+    world = world_mod.World(config.load_world_file(path), seed=5, mode="fast")
+    # First use imports the pair-state model (qutip), which can take longer than a count
+    # reply may: warm up here, before the emulator is served.
+    warm = world.tagger("lab.tagger").open_reader()
+    warm.read(1e-3)
+    warm.close()
+    return world
+
+
+def in_interval(n: int, mean: float) -> bool:
+    lo, hi = poisson.interval(0.999, mean)
+    return bool(lo <= n <= hi)
+
+
+async def test_singles_and_pairs_counts_follow_the_source(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """Counting modes against the SPDC rates (two-sided 99.9 % Poisson intervals).
+
+    Inputs 1 and 3 see the pair's two arms; 2 and 4 are dark (no detector wired).
+    Coincidences 1-3 are the pairs seen by both (accidentals ~ S1 S3 w = 0.1/s).
+    """
+    world = make_world(tmp_path, delay_ns=0.0)
+    ep = emulator_host.add(TDC1Emulator(name="tdc1", world=world, component="lab.tagger"))
+    drv = TDC1.open(ep.address)
+    try:
+        s = await drv.singles(0.5)
+        singles, coinc = await drv.pairs(0.5)
+    finally:
+        await drv.close()
+    for counts in (s, singles):
+        assert in_interval(counts[0], SINGLES_PER_S * 0.5)
+        assert in_interval(counts[2], SINGLES_PER_S * 0.5)
+        assert counts[1] == counts[3] == 0
+    assert in_interval(coinc[0], COINCIDENCES_PER_S * 0.5)
+    assert coinc[1:] == [0, 0, 0]
+
+
+async def test_timestamps_show_the_pairs_at_the_fibre_delay(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """Binary stream -> TagBlock: rates, the coincidence peak at arm B's 30 ns delay
+    (world truth), and timestamps that run through two 268 ms rollovers without a jump."""
+    world = make_world(tmp_path, delay_ns=30.0)
+    ep = emulator_host.add(TDC1Emulator(name="tdc1", world=world, component="lab.tagger"))
+    drv = TDC1.open(ep.address)
+    try:
+        block: TagBlock = await drv.acquire(0.6)
+    finally:
+        await drv.close()
+    t, ch = block.timestamps_ps, block.channels
+    assert np.all(np.diff(t) >= 0) and t[0] >= 0 and t[-1] < 600_000_000_000
+    assert t[-1] > 590_000_000_000  # events right up to the end: no rollover lost
+    assert set(np.unique(ch).tolist()) <= {1, 3}
+    assert in_interval(int(np.count_nonzero(ch == 1)), SINGLES_PER_S * 0.6)
+    assert in_interval(int(np.count_nonzero(ch == 3)), SINGLES_PER_S * 0.6)
+    truth = emulator_host.call(_expected_delta(world))
+    ta, tb = t[ch == 1], t[ch == 3]
+    near = np.searchsorted(ta, tb - truth, side="left").clip(1, ta.size - 1)
+    delta = tb - np.where(
+        np.abs(tb - truth - ta[near - 1]) < np.abs(tb - truth - ta[near]), ta[near - 1], ta[near]
+    )
+    peak = np.abs(delta - truth) <= 4000  # 2 ns ticks on both tags, 50 ps jitter
+    assert in_interval(int(peak.sum()), COINCIDENCES_PER_S * 0.6)
+    assert abs(float(np.median(delta[peak])) - truth) <= 2000
+
+
+async def _expected_delta(world: Any) -> float:
+    return float(world.truth.expected_delta_ps("lab.source", "lab.det_a", "lab.det_b", 0.1))
