@@ -236,3 +236,109 @@ def gllp_gain_qber(mu: float, length_km: float, *, alpha: float, eta_bob: float,
     q = y0 + 1 - math.exp(-eta * mu)
     e = (y0 / 2 + e_d * (1 - math.exp(-eta * mu))) / q
     return q, e
+
+
+def spdc_profile(
+    *,
+    emission: str = "cw",
+    rep_rate_hz: float | None = None,
+    modes: float = 1.0,
+    pairs_per_s: float = 2e6,
+    herald: float = 0.3,
+    eta: float = 0.5,
+    jitter_ps: tuple[float, float] = (80.0, 80.0),
+    pair_jitter_ps: float = 0.0,
+    dead_time_ns: float = 0.0,
+    dark_hz: float = 0.0,
+    visibility: float = 0.98,
+    analyzers: bool = False,
+    length_km: float | None = None,
+    bob_offset_s: float = 0.0,
+    bob_drift_ppm: float = 0.0,
+    initial_polarization: str = "identity",
+) -> dict[str, Any]:
+    """SPDC at Alice. Signal -> Alice's detector(s); idler -> Bob's (over a fibre if
+    ``length_km`` is given, else to a second detector at Alice on the same tagger)."""
+    remote = length_km is not None
+    far = "bob" if remote else "alice"
+
+    def det(tagger: str, channel: int, jitter: float) -> dict[str, Any]:
+        return {
+            "type": "detector",
+            "efficiency": eta,
+            "dark_count_rate_hz": dark_hz,
+            "dead_time_ns": dead_time_ns,
+            "jitter_ps": jitter,
+            "tagger": tagger,
+            "channel": channel,
+        }
+
+    alice: dict[str, Any] = {"tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}}
+    bob: dict[str, Any] = {"tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}}
+    near_c, far_c = alice, (bob if remote else alice)
+    far_base = 1 if remote else 5
+    if analyzers:
+        for comps, base, tag_jit, label in ((near_c, 1, jitter_ps[0], "a"), (far_c, far_base, jitter_ps[1], "b")):
+            names = [f"{label}{x}" for x in "hvda"]
+            for i, n in enumerate(names):
+                comps[n] = det("tagger", base + i, tag_jit)
+            comps[f"rx_{label}"] = {
+                "type": "polarization_analyzer",
+                "bases": [
+                    {"axis": "HV", "plus": names[0], "minus": names[1]},
+                    {"axis": "DA", "plus": names[2], "minus": names[3]},
+                ],
+            }
+        sig_term, idl_term = "alice.rx_a", f"{far}.rx_b"
+    else:
+        near_c["da"] = det("tagger", 1, jitter_ps[0])
+        far_c["db"] = det("tagger", far_base, jitter_ps[1])
+        sig_term, idl_term = "alice.da", f"{far}.db"
+    if remote:
+        bob["pc"] = {"type": "polarization_controller"}
+    src: dict[str, Any] = {
+        "type": "spdc_source",
+        "emission": emission,
+        "modes": modes,
+        "pump_current_ma": 40.0,
+        "threshold_current_ma": 20.0,
+        "slope_mw_per_ma": 1.0,
+        "pairs_per_s_per_mw": pairs_per_s / 20.0,
+        "visibility": visibility,
+        "heralding_efficiency_signal": herald,
+        "heralding_efficiency_idler": herald,
+        "pair_jitter_ps": pair_jitter_ps,
+        "signal_path": [sig_term],
+        "idler_path": (["ab", "bob.pc", idl_term] if remote else [idl_term]),
+    }
+    if rep_rate_hz is not None:
+        src["rep_rate_hz"] = rep_rate_hz
+    alice["spdc"] = src
+    table: dict[str, Any] = {"seed": 2, "nodes": {"alice": {"components": alice}}}
+    if remote:
+        table["nodes"]["bob"] = {
+            "clock_offset_s": bob_offset_s,
+            "clock_drift_ppm": bob_drift_ppm,
+            "components": bob,
+        }
+        table["links"] = {
+            "ab": {"a": "alice", "b": "bob", "length_km": length_km,
+                   "initial_polarization": initial_polarization}
+        }
+    return table
+
+
+def count_coincidences(a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float) -> int:
+    """Pairs (a_i, b_j) with b_j - a_i in [delta - width/2, delta + width/2)."""
+    lo = np.searchsorted(b, a + delta - width / 2, side="left")
+    hi = np.searchsorted(b, a + delta + width / 2, side="left")
+    return int((hi - lo).sum())
+
+
+def coincidence_deltas(a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float) -> np.ndarray:
+    """b - a - delta for the nearest b of each a, where it lies within +-width/2."""
+    target = a + delta
+    j = np.clip(np.searchsorted(b, target), 1, b.size - 1)
+    near = np.where(np.abs(b[j] - target) < np.abs(b[j - 1] - target), b[j], b[j - 1])
+    d = near - target
+    return d[np.abs(d) < width / 2]
