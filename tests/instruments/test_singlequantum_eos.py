@@ -360,3 +360,45 @@ async def test_bias_sets_efficiency_and_counts(emulator_host: EmulatorHost) -> N
         p = eta_low / (eta_low + eta_high)
         assert n > 1000
         assert abs(low[ch] - n * p) < 3.2905 * math.sqrt(n * p * (1 - p)), (ch, low, high)
+
+
+@pytest.mark.fidelity
+# Its count thread parses the empty read of a closed socket as a number and dies at close.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_qcodes_websq_driver_drives_the_emulator() -> None:
+    """QCoDeS-contrib's Single Quantum driver (written by the vendor), unmodified.
+
+    It takes the control port as an argument but connects to the count stream at
+    port 12345 of the same address, so both are served on a loopback address of
+    their own (127.0.0.0/8 is all loopback) to leave the fixed port free of clashes.
+    """
+    sq = pytest.importorskip("qcodes_contrib_drivers.drivers.SingleQuantum.SingleQuantum")
+    address = f"127.{(time.time_ns() // 1000) % 200 + 20}.{(time.time_ns() // 7) % 250 + 1}.7"
+    emu = EosEmulator(name="eos", n_detectors=4)
+    with EmulatorHost(address) as host:
+        control = host.add(emu)
+        host.add(emu.counts, port=12345)
+        websq = sq.WebSQControlqcode(
+            f"websq_{time.time_ns()}", address=address, port=int(control.address.split(":")[1])
+        )
+        try:
+            assert websq.number_of_detectors() == 4
+            websq.measurement_periode(20)
+            websq.detectors()  # its getter enables the detectors (set_cmd is None)
+            websq.bias_current([1.0, 2.0, 3.0, 4.0])
+            websq.trigger_level([5.0, 6.0, 7.0, 8.0])
+            deadline = time.monotonic() + 5
+            while emu.trigger_mv != [5.0, 6.0, 7.0, 8.0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert emu.period_ms == 20 and emu.enabled
+            assert emu.bias_ua == [1.0, 2.0, 3.0, 4.0]
+            assert emu.trigger_mv == [5.0, 6.0, 7.0, 8.0]
+            assert websq.bias_current() == [1.0, 2.0, 3.0, 4.0]  # from the broadcast
+            assert websq.measurement_periode() == 20
+            websq.npts(3)
+            data = websq.counters()
+            assert data.shape == (5, 3)  # time stamp row + one row per detector
+        finally:
+            websq.comm.talk.close()
+            websq.comm.cnts.close()
+            websq.close()
