@@ -130,6 +130,10 @@ class Emulator:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.driver.model, "transport": self.transport}
 
+    def extra_endpoints(self) -> dict[str, Any]:
+        """Further ports to serve (name -> servable), e.g. a count stream; none by default."""
+        return {}
+
     # --- the wire ---
 
     #: Bytes any of which ends a command (None: the last byte of the driver's write termination).

@@ -38,6 +38,7 @@ class EmulatedBench:
         self.host = EmulatorHost(host)
         self.emulators: dict[tuple[str, str], Any] = {}
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
+        self.extra_endpoints: dict[tuple[str, str], dict[str, Endpoint]] = {}
 
     def start(self) -> EmulatedBench:
         self.host.start()
@@ -54,15 +55,27 @@ class EmulatedBench:
             )
             self.emulators[(node, name)] = emu
             self.endpoints[(node, name)] = self.host.add(emu)
+            # Instruments with several ports (a control port and a data stream) serve each.
+            extras: dict[str, Any] = getattr(emu, "extra_endpoints", dict)()
+            self.extra_endpoints[(node, name)] = {k: self.host.add(v) for k, v in extras.items()}
         return self
 
     def addresses(self) -> dict[tuple[str, str], str]:
         return {k: ep.resource for k, ep in self.endpoints.items()}
 
-    def listing(self) -> list[dict[str, str]]:
+    def extra_addresses(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Further ports of multi-port instruments: {(node, name): {port name: resource}}."""
+        return {
+            k: {n: ep.resource for n, ep in v.items()} for k, v in self.extra_endpoints.items() if v
+        }
+
+    def listing(self) -> list[dict[str, Any]]:
         out = []
         for (node, name), ep in self.endpoints.items():
-            d = ep.as_dict()
+            d: dict[str, Any] = dict(ep.as_dict())
+            extras = self.extra_endpoints.get((node, name))
+            if extras:
+                d["extra_resources"] = {k: e.resource for k, e in extras.items()}
             d.update(
                 node=node,
                 instrument=name,

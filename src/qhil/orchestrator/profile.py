@@ -37,6 +37,11 @@ class InstrumentSpec(BaseModel):
 
     model: str = Field(description="Catalogue model, e.g. 'santec.tsl570'.")
     resource: str = Field(EMULATED, description="VISA resource, serial path/URL, or 'emulated'.")
+    extra_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Further ports of the same instrument, e.g. {counts = 'TCPIP0::h::12345::SOCKET'}; "
+        "passed to the driver as <name>_resource; 'emulated' for the emulator's own.",
+    )
     component: str | None = Field(None, description="World component the emulator is wired to.")
     emulator: dict[str, Any] = Field(default_factory=dict, description="Emulator options.")
     settings: dict[str, Any] = Field(default_factory=dict, description="Applied at configure.")
