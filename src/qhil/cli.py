@@ -28,6 +28,7 @@ def main() -> None:
     qhil emulate [PROFILE]      serve a bench's emulated instruments (VISA / serial)
     qhil catalogue              list the instrument models qhil drives and emulates
     qhil profile show [PROFILE] print a validated bench profile
+    qhil runs list / show ID    the run records
     """
 
 
@@ -111,6 +112,60 @@ def profile_show(name: str | None, overrides: tuple[str, ...]) -> None:
         _fail(exc)
         return
     click.echo(json.dumps(prof.snapshot(), indent=2))
+
+
+@main.group()
+def runs() -> None:
+    """The run records (data directory: $QHIL_DATA_DIR or ~/.local/share/qhil)."""
+
+
+def _store(data_dir: str | None) -> Any:
+    from qhil.records import RunStore
+
+    return RunStore(data_dir)
+
+
+@runs.command("list")
+@click.option("--kind", default=None, help="Only runs of this kind (glob), e.g. 'bb84'.")
+@click.option("--status", default=None, help="running, success, aborted, failed or incomplete.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--data-dir", default=None, help="Run store directory.")
+def runs_list(
+    kind: str | None, status: str | None, limit: int, as_json: bool, data_dir: str | None
+) -> None:
+    """List recorded runs, newest first."""
+    from qhil.records import format_run_table, runs_to_json_list
+
+    try:
+        records = _store(data_dir).list_runs(kind=kind, status=status, limit=limit)
+    except QhilError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(runs_to_json_list(records), allow_nan=False))
+    else:
+        click.echo(format_run_table(records))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--data-dir", default=None, help="Run store directory.")
+def runs_show(run_id: str, as_json: bool, data_dir: str | None) -> None:
+    """Everything recorded about one run (ID or a unique prefix)."""
+    from qhil.records import format_run_detail, run_to_json_dict
+
+    try:
+        record = _store(data_dir).get(run_id)
+    except (QhilError, KeyError, LookupError) as exc:
+        _fail(exc)
+        return
+    click.echo(
+        json.dumps(run_to_json_dict(record), allow_nan=False, indent=2)
+        if as_json
+        else format_run_detail(record)
+    )
 
 
 if __name__ == "__main__":

@@ -108,3 +108,29 @@ def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
     assert prof.nodes["alice"].instruments["laser"].emulator["command_set"] == "scpi"
     with pytest.raises(ConfigError, match=r"bench\.seed"):
         load_profile(None, ["bench.seed=notanumber"])
+
+
+def test_runs_list_and_show(tmp_path: Path) -> None:
+    from qhil.records import RunStore
+
+    store = RunStore(tmp_path)
+    with store.start_run(kind="bb84", seed=3, parameters={"mu": 0.5}) as run:
+        run.log_result("qber", 0.021)
+    env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [*QHIL, "runs", "list"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert run.run_id in out and "success" in out
+    shown = subprocess.run(
+        [*QHIL, "runs", "show", run.run_id[:15], "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    record = json.loads(shown)
+    assert record["run_id"] == run.run_id and record["parameters"]["mu"] == 0.5
+    missing = subprocess.run(
+        [*QHIL, "runs", "show", "nope"], capture_output=True, text=True, env=env
+    )
+    assert missing.returncode == 2 and "nope" in missing.stderr

@@ -102,6 +102,17 @@ class TimeTagger(Role, Protocol):
 
 
 @runtime_checkable
+class CoincidenceCounter(Role, Protocol):
+    """A counter of singles and coincidences between inputs (e.g. Qubitekk CC1)."""
+
+    async def counts(self, integration_s: float) -> list[int]:
+        """Singles per input over one integration window."""
+        ...
+
+    async def coincidences(self, integration_s: float) -> int: ...
+
+
+@runtime_checkable
 class Attenuator(Role, Protocol):
     """A variable optical attenuator."""
 

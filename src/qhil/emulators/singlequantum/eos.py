@@ -186,6 +186,10 @@ class EosEmulator(Emulator):
         self.counts = EosCountStream(self)
         super().__init__(**kw)
 
+    def extra_endpoints(self) -> dict[str, Any]:
+        """The count stream (port 12345 on the real controller) is a second endpoint."""
+        return {"counts": self.counts}
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d["identity"] = f"Single Quantum,Eos,{self.n} detectors,emulated"
