@@ -207,7 +207,9 @@ def single_detector_profile(
             },
             "bob": {"components": {"det": det, "tagger": tg}},
         },
-        "links": {"ab": {"a": "alice", "b": "bob", "length_km": length_km, "alpha_db_per_km": alpha}},
+        "links": {
+            "ab": {"a": "alice", "b": "bob", "length_km": length_km, "alpha_db_per_km": alpha}
+        },
     }
 
 
@@ -229,8 +231,9 @@ def pulse_window(world: World, block: Any, detector: str = "bob.h") -> tuple[int
     return k0, k1
 
 
-def gllp_gain_qber(mu: float, length_km: float, *, alpha: float, eta_bob: float, y0: float,
-                   e_d: float) -> tuple[float, float]:
+def gllp_gain_qber(
+    mu: float, length_km: float, *, alpha: float, eta_bob: float, y0: float, e_d: float
+) -> tuple[float, float]:
     """PHYSICS.md case 4: Q_mu = Y0 + 1 - exp(-eta mu); E_mu Q_mu = Y0/2 + e_d (1 - exp(-eta mu))."""
     eta = eta_bob * 10 ** (-alpha * length_km / 10)
     q = y0 + 1 - math.exp(-eta * mu)
@@ -273,12 +276,19 @@ def spdc_profile(
             "channel": channel,
         }
 
-    alice: dict[str, Any] = {"tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}}
-    bob: dict[str, Any] = {"tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}}
+    alice: dict[str, Any] = {
+        "tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}
+    }
+    bob: dict[str, Any] = {
+        "tagger": {"type": "time_tagger", "n_channels": 8, "buffer_size": 1 << 26}
+    }
     near_c, far_c = alice, (bob if remote else alice)
     far_base = 1 if remote else 5
     if analyzers:
-        for comps, base, tag_jit, label in ((near_c, 1, jitter_ps[0], "a"), (far_c, far_base, jitter_ps[1], "b")):
+        for comps, base, tag_jit, label in (
+            (near_c, 1, jitter_ps[0], "a"),
+            (far_c, far_base, jitter_ps[1], "b"),
+        ):
             names = [f"{label}{x}" for x in "hvda"]
             for i, n in enumerate(names):
                 comps[n] = det("tagger", base + i, tag_jit)
@@ -322,20 +332,28 @@ def spdc_profile(
             "components": bob,
         }
         table["links"] = {
-            "ab": {"a": "alice", "b": "bob", "length_km": length_km,
-                   "initial_polarization": initial_polarization}
+            "ab": {
+                "a": "alice",
+                "b": "bob",
+                "length_km": length_km,
+                "initial_polarization": initial_polarization,
+            }
         }
     return table
 
 
-def count_coincidences(a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float) -> int:
+def count_coincidences(
+    a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float
+) -> int:
     """Pairs (a_i, b_j) with b_j - a_i in [delta - width/2, delta + width/2)."""
     lo = np.searchsorted(b, a + delta - width / 2, side="left")
     hi = np.searchsorted(b, a + delta + width / 2, side="left")
     return int((hi - lo).sum())
 
 
-def coincidence_deltas(a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float) -> np.ndarray:
+def coincidence_deltas(
+    a: np.ndarray, b: np.ndarray, delta: float | np.ndarray, width: float
+) -> np.ndarray:
     """b - a - delta for the nearest b of each a, where it lies within +-width/2."""
     target = a + delta
     j = np.clip(np.searchsorted(b, target), 1, b.size - 1)

@@ -36,9 +36,7 @@ def gllp_rate(mu: float, length_km: float) -> float:
     return max(0.0, 0.5 * (q1 * (1 - h2(e1)) - 1.22 * q * h2(e)))
 
 
-@pytest.mark.parametrize(
-    ("length_km", "rate"), [(0.0, 2.55e-3), (50.0, 2.23e-4), (100.0, 1.72e-5)]
-)
+@pytest.mark.parametrize(("length_km", "rate"), [(0.0, 2.55e-3), (50.0, 2.23e-4), (100.0, 1.72e-5)])
 def test_reference_expressions_reproduce_published_key_rates(length_km: float, rate: float) -> None:
     # The expressions the emulator is checked against give PHYSICS.md's numbers at mu ~ 0.48.
     best = max(gllp_rate(mu, length_km) for mu in np.linspace(0.3, 0.7, 81))
@@ -72,16 +70,21 @@ def measure(world: object, duration: float, n_mu: int) -> list[tuple[int, int, i
     err = sift & (ev["bob_bit"][inside] != (sym & 1))
     pulses = pulse_count_by_intensity(world, k0, k1, n_mu)  # type: ignore[arg-type]
     return [
-        (int(pulses[i]), int((idx == i).sum()), int((sift & (idx == i)).sum()),
-         int((err & (idx == i)).sum()))
+        (
+            int(pulses[i]),
+            int((idx == i).sum()),
+            int((sift & (idx == i)).sum()),
+            int((err & (idx == i)).sum()),
+        )
         for i in range(n_mu)
     ]
 
 
 def check_gain_and_qber(mu: float, length_km: float, row: tuple[int, int, int, int]) -> None:
     n, detected, sifted, errors = row
-    q, e = gllp_gain_qber(mu, length_km, alpha=GYS["alpha"], eta_bob=GYS["eta_bob"],
-                          y0=GYS["y0"], e_d=GYS["e_d"])
+    q, e = gllp_gain_qber(
+        mu, length_km, alpha=GYS["alpha"], eta_bob=GYS["eta_bob"], y0=GYS["y0"], e_d=GYS["e_d"]
+    )
     q_hat = detected / n
     e_hat = errors / sifted
     assert abs(q_hat - q) < Z999 * math.sqrt(q * (1 - q) / n), (mu, length_km, q_hat, q)
@@ -109,7 +112,6 @@ def test_decoy_intensities_each_match_gllp() -> None:
 
 def eve_world(fraction: float) -> object:
     return make_world(bb84_profile(mu=0.5, length_km=10.0, eta=0.2, eve_fraction=fraction), seed=5)
-
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.4])

@@ -27,7 +27,9 @@ def test_formula_matches_the_published_example() -> None:
         (0.1, 50.0, 0.8, 2e5),  # dark counts comparable to the signal
     ],
 )
-def test_click_probability_per_pulse(mu: float, length_km: float, eta: float, dark_hz: float) -> None:
+def test_click_probability_per_pulse(
+    mu: float, length_km: float, eta: float, dark_hz: float
+) -> None:
     f = 80e6
     world = make_world(
         single_detector_profile(mu=mu, length_km=length_km, eta=eta, dark_hz=dark_hz, rep_rate_hz=f)

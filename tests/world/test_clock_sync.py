@@ -29,8 +29,13 @@ def expected_delta_ps(t_true_ps: np.ndarray | float, drift_ppm: float) -> np.nda
 def run(drift_ppm: float) -> tuple[np.ndarray, np.ndarray, object]:
     sigma = 40.0
     world = make_world(
-        spdc_profile(length_km=LENGTH_KM, bob_offset_s=OFFSET_S, bob_drift_ppm=drift_ppm,
-                     jitter_ps=(sigma, sigma), pairs_per_s=5e5)
+        spdc_profile(
+            length_km=LENGTH_KM,
+            bob_offset_s=OFFSET_S,
+            bob_drift_ppm=drift_ppm,
+            jitter_ps=(sigma, sigma),
+            pairs_per_s=5e5,
+        )
     )
     ra = world.tagger("alice.tagger").open_reader()
     rb = world.tagger("bob.tagger").open_reader()

@@ -54,7 +54,10 @@ def test_dark_count_intervals_are_exponential_after_dead_time() -> None:
 def test_afterpulsing_rate_and_delay() -> None:
     dark, p_ap, tau_ap_ns, tau_ns = 2e3, 0.1, 100.0, 50.0
     world = dark_world(
-        dark, dead_time_ns=tau_ns, afterpulse_probability=p_ap, afterpulse_time_constant_ns=tau_ap_ns
+        dark,
+        dead_time_ns=tau_ns,
+        afterpulse_probability=p_ap,
+        afterpulse_time_constant_ns=tau_ap_ns,
     )
     duration = 2.0
     ts = tags(world, duration)

@@ -24,8 +24,13 @@ def test_coincidence_capture_erf_law_and_accidentals() -> None:
     sig_a, sig_b, sig_pair = 60.0, 90.0, 20.0
     rate, herald, eta, duration = 2e6, 0.3, 0.5, 0.5
     world = make_world(
-        spdc_profile(pairs_per_s=rate, herald=herald, eta=eta, jitter_ps=(sig_a, sig_b),
-                     pair_jitter_ps=sig_pair)
+        spdc_profile(
+            pairs_per_s=rate,
+            herald=herald,
+            eta=eta,
+            jitter_ps=(sig_a, sig_b),
+            pair_jitter_ps=sig_pair,
+        )
     )
     assert world.truth.pair_rate_hz("alice.spdc") == pytest.approx(rate)
     block = world.tagger("alice.tagger").read(duration)
@@ -51,8 +56,16 @@ def test_coincidence_capture_erf_law_and_accidentals() -> None:
 def test_pulsed_pair_statistics_thermal_or_poisson(modes: float) -> None:
     f, mean_pairs, herald, eta = 80e6, 0.5, 0.3, 0.5
     world = make_world(
-        spdc_profile(emission="pulsed", rep_rate_hz=f, modes=modes, pairs_per_s=mean_pairs * f,
-                     herald=herald, eta=eta, jitter_ps=(20.0, 20.0), dead_time_ns=5.0)
+        spdc_profile(
+            emission="pulsed",
+            rep_rate_hz=f,
+            modes=modes,
+            pairs_per_s=mean_pairs * f,
+            herald=herald,
+            eta=eta,
+            jitter_ps=(20.0, 20.0),
+            dead_time_ns=5.0,
+        )
     )
     duration = 0.02
     block = world.tagger("alice.tagger").read(duration)
@@ -80,7 +93,9 @@ def test_polarization_correlations_give_bbm92_qber() -> None:
     counts = {}
     for i, x in enumerate("HVDA"):
         for j, y in enumerate("HVDA"):
-            counts[x + y] = count_coincidences(singles(block, 1 + i), singles(block, 5 + j), delta, 400.0)
+            counts[x + y] = count_coincidences(
+                singles(block, 1 + i), singles(block, 5 + j), delta, 400.0
+            )
     same = sum(counts[k] for k in ("HH", "HV", "VH", "VV", "DD", "DA", "AD", "AA"))
     errors = counts["HV"] + counts["VH"] + counts["DA"] + counts["AD"]
     # Phi+ with white noise: QBER (1 - V)/2 in both bases (accidentals here are ~1e-3 of it).

@@ -66,7 +66,9 @@ def test_independent_readers_see_the_same_tags() -> None:
     a = r1.read(0.003)
     b1 = r2.read(0.001)
     b2 = r2.read(0.002)
-    np.testing.assert_array_equal(a.timestamps_ps, np.concatenate([b1.timestamps_ps, b2.timestamps_ps]))
+    np.testing.assert_array_equal(
+        a.timestamps_ps, np.concatenate([b1.timestamps_ps, b2.timestamps_ps])
+    )
     r1.close()
     with pytest.raises(WorldError, match="closed"):
         r1.read(0.001)

@@ -513,7 +513,9 @@ def _format_problem(err: Any) -> str:
     got = err.get("input")
     if kind in _BOUND_WORDS:
         sym, key = _BOUND_WORDS[kind]
-        return f"must be {sym} {ctx.get(key)} (got {got!r})"
+        bound = ctx.get(key)
+        shown = f"{bound:g}" if isinstance(bound, int | float) else str(bound)
+        return f"must be {sym} {shown} (got {got!r})"
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":

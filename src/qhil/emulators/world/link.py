@@ -30,6 +30,7 @@ from .polarization import (
 from .rng import hash_normal
 
 _HISTORY = 1 << 16
+_BLOCK = 1024
 
 
 class Eavesdropper:
@@ -134,6 +135,9 @@ class Link(Component):
         j_last = self._j0 + len(self._dd) - 1
         if j_hi <= j_last:
             return
+        # Extend in whole aligned blocks: each block's prefix products then come out
+        # bit-identical however the timeline was chunked.
+        j_hi = (j_hi // _BLOCK + 1) * _BLOCK
         js = np.arange(j_last + 1, j_hi + 1, dtype=np.int64)
         sig_pol = self.cfg.polarization_drift_rad_per_sqrt_s * math.sqrt(self.step_ps * 1e-12)
         sig_del = self.cfg.delay_drift_ps_per_sqrt_s * math.sqrt(self.step_ps * 1e-12)
