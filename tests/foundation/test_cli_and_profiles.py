@@ -134,3 +134,13 @@ def test_runs_list_and_show(tmp_path: Path) -> None:
         [*QHIL, "runs", "show", "nope"], capture_output=True, text=True, env=env
     )
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).parents[2].joinpath("hw_profiles").glob("*.toml")),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_profile_is_valid(path: Path) -> None:
+    prof = load_profile(str(path))
+    assert prof.instruments(), f"{path.name} names no instruments"
