@@ -64,8 +64,12 @@ async def test_default_profile_connects_all_instruments_in_parallel() -> None:
             ids = await bench.identities()
             assert list(ids) == [f"{node}.{name}" for node, name, _ in profile.instruments()]
             for m in bench.instruments:
-                # Each identity comes from that instrument's own emulator, over its wire.
-                assert type(m.driver).model in ids[m.key], (m.key, ids[m.key])
+                assert m.driver is not None
+                assert ids[m.key] == await m.driver.identity()
+            # Each identity came over the wire from that instrument's own emulator.
+            for key in (("alice", "laser"), ("alice", "polctrl"), ("bob", "polctrl")):
+                expected = emulated.emulators[key].describe()["identity"]
+                assert ids[".".join(key)] == expected
         finally:
             await bench.close()
         assert not any(m.driver is not None and m.driver.session.is_open for m in bench.instruments)
