@@ -53,8 +53,11 @@ def test_large_streams_merge_path_equals_binary_search(base: int) -> None:
     """Streams above the merge threshold (and with ties, negative or huge stamps)."""
     rng = np.random.default_rng(abs(base) % 97)
     a = base + np.sort(rng.integers(0, 3 * 10**8, 300_000))
-    b = np.sort(np.concatenate([a[::3] + rng.integers(-900, 900, 100_000),
-                                base + rng.integers(0, 3 * 10**8, 150_000)]))  # fmt: skip
+    b = np.sort(
+        np.concatenate(
+            [a[::3] + rng.integers(-900, 900, 100_000), base + rng.integers(0, 3 * 10**8, 150_000)]
+        )
+    )
     lo, hi = window_edges(1_000, 250)
     start = np.searchsorted(b, a + lo)
     stop = np.searchsorted(b, a + hi)
@@ -113,8 +116,14 @@ def test_bad_input_is_named() -> None:
 @pytest.mark.parametrize("w_over_sigma", [0.5, 1.0, 2.0, 3.0])
 def test_capture_fraction_physics_case_3(w_over_sigma: float) -> None:
     """Gaussian relative jitter sigma, window of full width w: capture erf(w / (2 sqrt2 sigma))."""
-    s = pair_streams(11, duration_s=2.0, pair_rate=100_000.0, sigma_a_ps=60.0, sigma_b_ps=80.0,
-                     clock_offset_ps=3_000_000)  # fmt: skip
+    s = pair_streams(
+        11,
+        duration_s=2.0,
+        pair_rate=100_000.0,
+        sigma_a_ps=60.0,
+        sigma_b_ps=80.0,
+        clock_offset_ps=3_000_000,
+    )
     sigma = s.sigma_rel_ps  # 100 ps
     w = round(w_over_sigma * sigma)
     p = math.erf(w / (2 * math.sqrt(2) * sigma))
@@ -139,8 +148,9 @@ def test_accidentals_of_independent_poisson_streams() -> None:
 
 
 def test_sideband_accidentals_match_prediction_beside_a_peak() -> None:
-    s = pair_streams(5, pair_rate=50_000.0, extra_a_rate=1.5e6, extra_b_rate=1e6,
-                     clock_offset_ps=-7_000_000)  # fmt: skip
+    s = pair_streams(
+        5, pair_rate=50_000.0, extra_a_rate=1.5e6, extra_b_rate=1e6, clock_offset_ps=-7_000_000
+    )
     w = 400
     est = accidentals_from_sidebands(s.a, s.b, w, s.truth.offset_ps)
     duration = PS_PER_S

@@ -16,8 +16,14 @@ from ._synth import pair_streams, poisson_stream
 )
 def test_coarse_fft_finds_offset_within_a_few_ns(offset_ps: int) -> None:
     """2^19 bins covering +-0.5 s (1.9 us bins); the centroid lands far inside one bin."""
-    s = pair_streams(1, duration_s=1.0, pair_rate=100_000.0, extra_a_rate=1e5, extra_b_rate=1e5,
-                     clock_offset_ps=offset_ps)  # fmt: skip
+    s = pair_streams(
+        1,
+        duration_s=1.0,
+        pair_rate=100_000.0,
+        extra_a_rate=1e5,
+        extra_b_rate=1e5,
+        clock_offset_ps=offset_ps,
+    )
     bin_ps = -(-(10**12) // 2**19)
     peak = fft_offset(s.a, s.b, bin_ps, 2**19, 0, min_significance=6.0)
     assert abs(peak.offset_ps - offset_ps) < 0.01 * bin_ps  # ~19 ns; pfind quotes 2 ns after fine

@@ -53,8 +53,15 @@ def assert_chi2_consistent(z: np.ndarray) -> None:
 def test_offset_and_drift_from_half_a_second_uncertainty(
     offset_ps: int, fibre_ps: float, drift: float
 ) -> None:
-    s = pair_streams(31, pair_rate=100_000.0, extra_a_rate=2e5, extra_b_rate=2e5,
-                     clock_offset_ps=offset_ps, fibre_delay_ps=fibre_ps, drift=drift)  # fmt: skip
+    s = pair_streams(
+        31,
+        pair_rate=100_000.0,
+        extra_a_rate=2e5,
+        extra_b_rate=2e5,
+        clock_offset_ps=offset_ps,
+        fibre_delay_ps=fibre_ps,
+        drift=drift,
+    )
     r = find_clock_offset(s.a, s.b, t_ref_ps=0)
     truth = s.truth
     # pfind's anchor: the FFT stages alone land within 2 ns.
@@ -76,8 +83,14 @@ def case_7_errors(n_seeds: int, first_seed: int) -> np.ndarray:
     z = []
     for seed in range(first_seed, first_seed + n_seeds):
         offset = int(rng.integers(-490_000_000_000, 490_000_000_000))
-        s = pair_streams(seed, duration_s=0.2, pair_rate=50_000.0, extra_a_rate=1e5,
-                         extra_b_rate=1e5, clock_offset_ps=offset)  # fmt: skip
+        s = pair_streams(
+            seed,
+            duration_s=0.2,
+            pair_rate=50_000.0,
+            extra_a_rate=1e5,
+            extra_b_rate=1e5,
+            clock_offset_ps=offset,
+        )
         r = find_clock_offset(s.a, s.b, estimate_drift=False)
         sd = skipped_mean_sd(s.sigma_rel_ps, s.n_pairs)
         z.append((r.offset_ps - s.truth.offset_ps) / sd)
@@ -104,9 +117,15 @@ def test_case_7_with_drift_offset_at_data_centre_and_drift_error() -> None:
     z_off, z_drift = [], []
     for seed in range(20):
         drift = float(rng.uniform(-30e-6, 30e-6))
-        s = pair_streams(2000 + seed, duration_s=0.2, pair_rate=50_000.0, extra_a_rate=1e5,
-                         extra_b_rate=1e5, clock_offset_ps=int(rng.integers(-(4 * 10**11), 4 * 10**11)),
-                         drift=drift)  # fmt: skip
+        s = pair_streams(
+            2000 + seed,
+            duration_s=0.2,
+            pair_rate=50_000.0,
+            extra_a_rate=1e5,
+            extra_b_rate=1e5,
+            clock_offset_ps=int(rng.integers(-(4 * 10**11), 4 * 10**11)),
+            drift=drift,
+        )
         r = find_clock_offset(s.a, s.b)
         t_mid = 10**11  # pairs are uniform on [0, 0.2 s]
         est = r.model.with_reference(t_mid)
@@ -120,8 +139,9 @@ def test_case_7_with_drift_offset_at_data_centre_and_drift_error() -> None:
 
 
 def test_gaussian_fit_estimator_agrees_with_truth() -> None:
-    s = pair_streams(41, duration_s=0.5, extra_a_rate=1e5, extra_b_rate=1e5,
-                     clock_offset_ps=-98_765_432_100)  # fmt: skip
+    s = pair_streams(
+        41, duration_s=0.5, extra_a_rate=1e5, extra_b_rate=1e5, clock_offset_ps=-98_765_432_100
+    )
     r = find_clock_offset(s.a, s.b, estimate_drift=False, method="gaussian")
     assert abs(r.offset_ps - s.truth.offset_ps) < Z * r.fit.offset_stderr_ps
     assert r.fit.offset_stderr_ps == pytest.approx(s.sigma_rel_ps / math.sqrt(s.n_pairs), rel=0.2)
@@ -142,8 +162,14 @@ def test_refine_offset_from_a_rough_model() -> None:
 
 def test_tracking_follows_the_true_offset_line() -> None:
     drift = 7e-6
-    s = pair_streams(43, duration_s=1.0, pair_rate=20_000.0, extra_a_rate=1e5,
-                     clock_offset_ps=-3_333_333, drift=drift)  # fmt: skip
+    s = pair_streams(
+        43,
+        duration_s=1.0,
+        pair_rate=20_000.0,
+        extra_a_rate=1e5,
+        clock_offset_ps=-3_333_333,
+        drift=drift,
+    )
     # A slightly wrong model: 40 ps off, drifting 200 ps away over the second.
     stale = ClockModel(s.truth.offset_ps + 40.0, drift + 2e-10, 0)
     track = track_clock_offset(s.a, s.b, stale, 50_000_000_000, 600.0)

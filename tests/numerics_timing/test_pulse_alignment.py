@@ -23,8 +23,17 @@ def test_every_signal_click_gets_its_pulse(drift: float, offset_ps: float) -> No
     c = bb84_clicks(1, period_ps=period, drift=drift, offset_ps=offset_ps, qber=0.03)
     # Bob knows roughly when pulse 0 reaches him (clock offset + fibre, to ~us).
     guess = round(-(offset_ps + 3_000_000.0) / period)
-    r = align_pulse_train(c.times, c.basis, c.bit, period, c.revealed_index, c.revealed_basis,
-                          c.revealed_bit, max_pulse_offset=50_000, pulse_offset_guess=guess)  # fmt: skip
+    r = align_pulse_train(
+        c.times,
+        c.basis,
+        c.bit,
+        period,
+        c.revealed_index,
+        c.revealed_basis,
+        c.revealed_bit,
+        max_pulse_offset=50_000,
+        pulse_offset_guess=guess,
+    )
     signal = c.true_index >= 0
     np.testing.assert_array_equal(r.pulse_index[signal], c.true_index[signal])
     # 20 M pulses x 10 ns = 0.2 s: drift error x 0.2 s must stay well under the 50 ps jitter.
@@ -45,12 +54,28 @@ def test_every_signal_click_gets_its_pulse(drift: float, offset_ps: float) -> No
 
 def test_period_at_1ghz_and_double_clicks_ignored() -> None:
     period = 1_000  # 1 GHz: jitter of 50 ps is 5 % of the period
-    c = bb84_clicks(2, n_pulses=100_000_000, period_ps=period, p_click=4e-4, drift=5e-6,
-                    offset_ps=777_777.0, revealed_fraction=0.05)  # fmt: skip
+    c = bb84_clicks(
+        2,
+        n_pulses=100_000_000,
+        period_ps=period,
+        p_click=4e-4,
+        drift=5e-6,
+        offset_ps=777_777.0,
+        revealed_fraction=0.05,
+    )
     basis = c.basis.copy()
     basis[::50] = -1  # double clicks: no basis, still timed
-    r = align_pulse_train(c.times, basis, c.bit, period, c.revealed_index, c.revealed_basis,
-                          c.revealed_bit, max_pulse_offset=3_000, pulse_offset_guess=-778)  # fmt: skip
+    r = align_pulse_train(
+        c.times,
+        basis,
+        c.bit,
+        period,
+        c.revealed_index,
+        c.revealed_basis,
+        c.revealed_bit,
+        max_pulse_offset=3_000,
+        pulse_offset_guess=-778,
+    )
     signal = c.true_index >= 0
     assert np.mean(r.pulse_index[signal] == c.true_index[signal]) > 0.9999
 
@@ -58,8 +83,17 @@ def test_period_at_1ghz_and_double_clicks_ignored() -> None:
 def test_uncorrelated_bits_raise_alignment_error() -> None:
     c = bb84_clicks(3, correlated=False, offset_ps=1e6)
     with pytest.raises(AlignmentError, match=r"^pulse offset: no significant") as info:
-        align_pulse_train(c.times, c.basis, c.bit, 10_000, c.revealed_index, c.revealed_basis,
-                          c.revealed_bit, max_pulse_offset=20_000, pulse_offset_guess=-100)  # fmt: skip
+        align_pulse_train(
+            c.times,
+            c.basis,
+            c.bit,
+            10_000,
+            c.revealed_index,
+            c.revealed_basis,
+            c.revealed_bit,
+            max_pulse_offset=20_000,
+            pulse_offset_guess=-100,
+        )
     assert info.value.significance < 6.0
 
 
@@ -97,8 +131,26 @@ def test_bad_arguments() -> None:
 def test_true_offset_outside_the_search_range_is_not_invented() -> None:
     c = bb84_clicks(6, offset_ps=50_000_000.0)  # K = -5000
     with pytest.raises(AlignmentError, match=r"^pulse offset"):
-        align_pulse_train(c.times, c.basis, c.bit, 10_000, c.revealed_index, c.revealed_basis,
-                          c.revealed_bit, max_pulse_offset=2_000, pulse_offset_guess=5_000)  # fmt: skip
-    r = align_pulse_train(c.times, c.basis, c.bit, 10_000, c.revealed_index, c.revealed_basis,
-                          c.revealed_bit, max_pulse_offset=2_000, pulse_offset_guess=-4_000)  # fmt: skip
+        align_pulse_train(
+            c.times,
+            c.basis,
+            c.bit,
+            10_000,
+            c.revealed_index,
+            c.revealed_basis,
+            c.revealed_bit,
+            max_pulse_offset=2_000,
+            pulse_offset_guess=5_000,
+        )
+    r = align_pulse_train(
+        c.times,
+        c.basis,
+        c.bit,
+        10_000,
+        c.revealed_index,
+        c.revealed_basis,
+        c.revealed_bit,
+        max_pulse_offset=2_000,
+        pulse_offset_guess=-4_000,
+    )
     assert r.pulse_offset == -5_000

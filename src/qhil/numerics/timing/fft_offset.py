@@ -41,6 +41,7 @@ class FftPeak:
     peak_counts: float
     background: float
     peak_half_width_bins: int
+    offset_stderr_ps: float
 
     @property
     def period_ps(self) -> int:
@@ -91,9 +92,10 @@ def circular_cross_correlation(
     return out
 
 
-def locate_peak(corr: npt.NDArray[np.float64]) -> tuple[float, float, float, float, int]:
+def locate_peak(corr: npt.NDArray[np.float64]) -> tuple[float, float, float, float, int, float]:
     """Peak of a circular correlation: (centroid bin in (-n/2, n/2], significance,
-    background-subtracted peak counts, background level, half-width in bins)."""
+    background-subtracted peak counts, background level, half-width in bins,
+    standard error of the centroid in bins)."""
     n = corr.size
     background = float(np.median(corr))
     mad = float(np.median(np.abs(corr - background)))
@@ -103,7 +105,7 @@ def locate_peak(corr: npt.NDArray[np.float64]) -> tuple[float, float, float, flo
         sd = float(corr.std())
     m_star = int(np.argmax(corr))
     if sd <= 0:
-        return float("nan"), 0.0, 0.0, background, 0
+        return float("nan"), 0.0, 0.0, background, 0, float("inf")
     significance = (float(corr[m_star]) - background) / sd
     # Follow the peak while neighbours stand out, so a drift-smeared peak is centred right.
     excess = corr - background
@@ -122,11 +124,18 @@ def locate_peak(corr: npt.NDArray[np.float64]) -> tuple[float, float, float, flo
     weights = window[sel]
     total = float(weights.sum())
     centroid = float((rel[sel] * weights).sum() / total) if total > 0 else 0.0
+    # Each bin's noise: background scatter plus the Poisson scatter of its excess.
+    var = sd * sd + np.maximum(weights, 0.0)
+    stderr = (
+        float(np.sqrt(((rel[sel] - centroid) ** 2 * var).sum()) / total)
+        if total > 0
+        else float("inf")
+    )
     position = m_star + centroid
     if position > n / 2:
         position -= n
     half_width = max(limit - left, right - limit)
-    return position, significance, total, background, half_width
+    return position, significance, total, background, half_width, stderr
 
 
 def fft_offset(
@@ -161,7 +170,7 @@ def fft_offset(
     hist_b = folded_histogram(b_shift, bw, nb)
     hist_b -= folded_coverage(int(b_shift[0]), int(b_shift[-1]), b_shift.size, bw, nb)
     corr = circular_cross_correlation(hist_a, hist_b)
-    position, significance, total, background, half_width = locate_peak(corr)
+    position, significance, total, background, half_width, stderr = locate_peak(corr)
     if min_significance is not None and not significance >= min_significance:
         raise PeakNotFoundError(
             stage,
@@ -177,4 +186,5 @@ def fft_offset(
         peak_counts=total,
         background=background,
         peak_half_width_bins=half_width,
+        offset_stderr_ps=stderr * bw,
     )

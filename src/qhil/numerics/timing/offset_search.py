@@ -139,8 +139,12 @@ def _drift_stage(
     min_significance: float,
     estimate_drift: bool,
     stage: str,
-) -> tuple[ClockModel, tuple[FftPeak, ...]]:
-    """One refinement step: correlate halves of the data mapped by ``model``, update it."""
+) -> tuple[ClockModel, tuple[FftPeak, ...], float]:
+    """One refinement step: correlate halves of the data mapped by ``model``, update it.
+
+    Also returns the 1-sigma smear the updated model leaves within one half of the
+    data (drift error x half duration): the next stage's bins must not be finer.
+    """
     mapped = model.map_b_to_a(b)
     lo, hi = _overlap(a, mapped)
     if not estimate_drift:
@@ -153,7 +157,7 @@ def _drift_stage(
             stage=stage,
             check_sorted=False,
         )
-        return model.compose(peak.offset_ps, 0.0), (peak,)
+        return model.compose(peak.offset_ps, 0.0), (peak,), 0.0
     mid = lo + (hi - lo) // 2
     peaks = []
     for s, e, half in ((lo, mid, "early"), (mid, hi, "late")):
@@ -172,7 +176,9 @@ def _drift_stage(
     t2 = 0.5 * (mid + hi)
     eps = (peaks[1].offset_ps - peaks[0].offset_ps) / (t2 - t1)
     e0 = peaks[0].offset_ps + eps * (model.t_ref_ps - t1)
-    return model.compose(e0, eps), tuple(peaks)
+    # The slope error times half the data is the sum of the two centroid errors.
+    smear = peaks[0].offset_stderr_ps + peaks[1].offset_stderr_ps
+    return model.compose(e0, eps), tuple(peaks), smear
 
 
 def _pair_residuals(
@@ -365,20 +371,25 @@ def find_clock_offset(
     stages: list[tuple[FftPeak, ...]] = []
     bin_ps = coarse_bin
     while True:
-        model, peaks = _drift_stage(
-            a_ts,
-            b_ts,
-            model,
-            bin_ps,
-            nf,
-            min_significance,
-            estimate_drift,
-            f"offset refinement at {bin_ps} ps bins",
+        stage = f"offset refinement at {bin_ps} ps bins"
+        model, peaks, smear = _drift_stage(
+            a_ts, b_ts, model, bin_ps, nf, min_significance, estimate_drift, stage
         )
         stages.append(peaks)
         if bin_ps <= final:
             break
-        bin_ps = max(final, bin_ps // factor)
+        # Refine by `factor`, but keep a 3-sigma drift smear within ~2 bins: with
+        # few pairs the ladder takes more, smaller steps instead of losing the peak.
+        next_bin = max(final, bin_ps // factor, math.ceil(1.5 * smear))
+        if next_bin >= bin_ps:
+            raise PeakNotFoundError(
+                stage,
+                min(p.significance for p in peaks),
+                min_significance,
+                f"drift too uncertain to refine below {bin_ps} ps bins "
+                f"(smear {smear:.0f} ps); take more data",
+            )
+        bin_ps = next_bin
     fit = refine_offset(
         a_ts,
         b_ts,
