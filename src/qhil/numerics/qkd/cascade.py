@@ -49,7 +49,7 @@ from qhil.numerics.qkd.entropy import binary_entropy
 
 IntArray = NDArray[np.int64]
 
-DEFAULT_PASSES = 14
+DEFAULT_PASSES = 16  # 13 two-block passes: each halves the chance a residual survives
 _MIN_QBER = 1e-4
 
 
@@ -59,7 +59,9 @@ def default_block_sizes(
     """Block sizes per pass from the QBER estimate ("option 8" of Martinez-Mateo et al.).
 
     k1 = 2^ceil(log2(1/p) - 1/2), k2 = 2^ceil((log2(1/p) - 1/2 + 12) / 2), k3 = 4096,
-    then n/2 (two blocks per frame) for the remaining passes; each capped at n/2.
+    then n/2 (two blocks per frame) for the remaining passes (16 in all by default: at
+    high QBER many errors can survive pass 2 and only these passes catch them, each
+    with probability 1/2); each capped at n/2.
     """
     if not 0 <= qber < 0.5:
         raise ValueError(f"qber: must lie in [0, 0.5) (got {qber!r})")
