@@ -215,3 +215,46 @@ async def test_bias_threshold_and_temperature_move_the_counts(
         await drv.close()
     assert got[(50.0, 0.05, -40.0)] > got[(47.0, 0.05, -40.0)] > got[(47.0, 0.9, -40.0)]
     assert got[(50.0, 0.05, -32.0)] > got[(50.0, 0.05, -40.0)]
+
+
+# --- fidelity: the vendor's own library, unmodified, drives the emulator ---
+
+
+@pytest.mark.fidelity
+def test_s15lib_single_photon_detector_runs_the_emulator(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """S15lib's ``SinglePhotonDetector`` (pip: s15lib==0.3.0) on a world-backed module."""
+    instruments = pytest.importorskip("S15lib.instruments")
+    world_mod = pytest.importorskip("qhil.emulators.world.world")
+    config = pytest.importorskip("qhil.emulators.world.config")
+    path = tmp_path / "spd_world.toml"
+    path.write_text(WORLD_TOML)
+    world = world_mod.World(config.load_world_file(path), seed=12, mode="fast")
+    emu = SPDEmulator(name="spd", world=world, component="lab.apd")
+    ep = emulator_host.add(emu)
+    dev = instruments.SinglePhotonDetector(ep.address)
+    try:
+        assert "SPD" in dev.identity()
+        assert dev.hvolt == 50.0
+        dev.hvolt = 48.0  # "hvolt 48.0\r\n", then 0.1 s
+        assert dev.hvolt == 48.0 and world.detector("lab.apd").bias == 48.0
+        dev.threshvolt = 0.2
+        assert dev.threshvolt == 0.2
+        n = dev.counts(0.2)  # "time 200.0\r\n", "counts?;" answered after the gate
+        lo, hi = poisson.interval(0.999, expected_counts(48.0, 0.2, -40.0, 0.2))
+        assert lo <= n <= hi
+        assert dev.time == 200.0
+        dev.temperature = -35  # settemp
+        assert dev.settemperature == -35.0 and dev.temperature == -35.0
+        dev.loop = 0
+        dev.pvolt = 1.0  # manual peltier: 15 K below ambient
+        assert dev.loop == 0 and dev.temperature == 10.0
+        dev.delay = 5
+        assert dev.delay == 5.0
+        dev.hvolt = 95.0  # beyond the world's limit: refused (S15lib never reads the error)
+        assert dev.hvolt == 48.0
+        assert dev.save_settings() == "Settings saved"
+        assert "hvolt" in dev.help()
+    finally:
+        dev._com.close()

@@ -321,3 +321,38 @@ async def test_pump_current_and_crystal_temperature_set_the_pair_rate(
     assert measured[(60.0, 45.0)] > measured[(30.0, 45.0)] > 0  # pump current
     assert measured[(60.0, 45.0)] > measured[(60.0, 46.0)] > 0  # off phase matching
     assert measured[(15.0, 45.0)] == 0  # below the laser threshold
+
+
+# --- fidelity: the vendor's own library, unmodified, drives the emulator ---
+
+
+@pytest.mark.fidelity
+def test_s15lib_spdc_driver_runs_the_emulator(emulator_host: EmulatorHost) -> None:
+    """S15lib's ``SPDCDriver`` (pip: s15lib==0.3.0) through its documented sequences."""
+    instruments = pytest.importorskip("S15lib.instruments")
+    emu = SPDCSourceEmulator(name="spdc")
+    ep = emulator_host.add(emu)
+    dev = instruments.SPDCDriver(ep.address)  # the pty path, as /dev/ttyACM0 on the bench
+    try:
+        assert "SPDCSDR" in dev.identity
+        assert dev.laser_current_limit == 50.0
+        dev.laser_current_limit = 60
+        dev.heater_loop_on()  # HLOOP 1; POWER?; POWER 1
+        dev.heater_temp_setpoint = 45
+        assert dev.heater_temp_setpoint == 45.0
+        assert dev.heater_temp == pytest.approx(45.0)  # no world: no thermal lag
+        dev.heater_temp_rate = 0.5
+        assert dev.heater_temp_rate == 0.5
+        dev.laser_on(3)  # POWER |= 2; ON; LCURRENT 0, 1, 2, 3 with LLIMIT? before each
+        assert dev.laser_current == 3.0
+        assert dev.status == 1 | 4 | 256 | 512
+        assert dev.power == 3
+        assert emu.laser_emitting() and emu.lcurrent == 3.0
+        assert dev.save_settings() == "Settings saved"
+        assert any(line.startswith("LCURRENT?") for line in dev.help().splitlines())
+        dev.laser_off()  # ramp down, OFF, POWER &= 1
+        assert dev.laser_current == 0.0 and dev.power == 1 and not dev.status & 4
+        dev.heater_loop_off()  # HLOOP 0; HVOLT 0; PLOOP?; POWER &= 2
+        assert dev.power == 0 and dev.heater_loop == 0 and dev.heater_voltage == 0.0
+    finally:
+        dev.close()
