@@ -71,6 +71,27 @@ CATALOGUE: dict[str, Entry] = {
             ("Detector",),
             "Single Quantum Eos SNSPD controller (JSON control TCP 12000, count stream 12345)",
         ),
+        Entry(
+            "sfifteen.spdc",
+            "qhil.drivers.sfifteen.spdc:SPDCSource",
+            "qhil.emulators.sfifteen.spdc:SPDCSourceEmulator",
+            ("EntangledPhotonSource",),
+            "S-Fifteen SPDC source driver board (CPPS/EPPS; USB serial, ';'-terminated)",
+        ),
+        Entry(
+            "sfifteen.spd",
+            "qhil.drivers.sfifteen.spd:SPD",
+            "qhil.emulators.sfifteen.spd:SPDEmulator",
+            ("Detector",),
+            "S-Fifteen SPD avalanche-photodiode module (USB serial)",
+        ),
+        Entry(
+            "sfifteen.tdc1",
+            "qhil.drivers.sfifteen.tdc1:TDC1",
+            "qhil.emulators.sfifteen.tdc1:TDC1Emulator",
+            ("TimeTagger",),
+            "S-Fifteen TDC1 timestamp / coincidence unit (USB serial; binary timestamp stream)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }
