@@ -14,6 +14,8 @@ from qhil.orchestrator.profile import EMULATED, Profile
 
 #: (node, instrument name) -> resource string, as from ``EmulatedBench.addresses()``.
 AddressMap = Mapping[tuple[str, str], str]
+#: (node, instrument name) -> {port name: resource}, as from ``EmulatedBench.extra_addresses()``.
+ExtraAddressMap = Mapping[tuple[str, str], Mapping[str, str]]
 
 
 def needs_emulators(profile: Profile) -> bool:
@@ -59,4 +61,36 @@ def resolve_resources(
         raise ConfigError(
             source, "nodes", f"emulator addresses given for unknown instruments: {unknown}"
         )
+    return out
+
+
+def resolve_extra_resources(
+    profile: Profile, emulated: ExtraAddressMap | None = None
+) -> dict[tuple[str, str], dict[str, str]]:
+    """The further ports of multi-port instruments: {(node, name): {port: resource}}.
+
+    A port given as ``"emulated"`` in ``extra_resources`` is the emulator's; an
+    emulated instrument also brings every other port its emulator serves (they
+    belong to it, as the count stream belongs to a detector controller).
+    """
+    emulated = emulated or {}
+    source = profile.source or "<profile>"
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for node, name, spec in profile.instruments():
+        served = dict(emulated.get((node, name), {}))
+        ports: dict[str, str] = served if spec.resource == EMULATED else {}
+        for port, resource in spec.extra_resources.items():
+            if resource != EMULATED:
+                ports[port] = resource
+            elif port in served:
+                ports[port] = served[port]
+            else:
+                raise ConfigError(
+                    source,
+                    f"nodes.{node}.instruments.{name}.extra_resources.{port}",
+                    "is 'emulated' but the emulator serves no such port"
+                    + (f" (it serves: {', '.join(served)})" if served else ""),
+                )
+        if ports:
+            out[(node, name)] = ports
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,14 @@ from typing import Any, TypeVar
 from qhil.catalogue import entry
 from qhil.drivers import roles as roles_module
 from qhil.drivers.instrument import Instrument
-from qhil.orchestrator.addresses import AddressMap, needs_emulators, resolve_resources
+from qhil.errors import ConfigError
+from qhil.orchestrator.addresses import (
+    AddressMap,
+    ExtraAddressMap,
+    needs_emulators,
+    resolve_extra_resources,
+    resolve_resources,
+)
 from qhil.orchestrator.bench_errors import (
     BenchConfigureError,
     BenchConnectError,
@@ -61,6 +69,8 @@ class BenchInstrument:
     resource: str
     #: None when the driver could not even be created (e.g. a malformed resource string).
     driver: Instrument | None
+    #: Further ports of a multi-port instrument: {port name: resource}.
+    extra_resources: dict[str, str] = field(default_factory=dict)
     #: Why the driver could not be created; reported by :meth:`Bench.connect`.
     create_error: Exception | None = None
     connect_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -78,38 +88,66 @@ class BenchInstrument:
         """Its profile path, ``nodes.<node>.instruments.<name>``."""
         return f"nodes.{self.node}.instruments.{self.name}"
 
+    @property
+    def resources(self) -> list[str]:
+        """Every resource it is reached at: the main one, then its further ports."""
+        return [self.resource, *self.extra_resources.values()]
+
     def failure(self, error: BaseException) -> InstrumentFailure:
-        return InstrumentFailure(self.key, self.model, self.resource, error)
+        where = self.resource + "".join(f", {p} {r}" for p, r in self.extra_resources.items())
+        return InstrumentFailure(self.key, self.model, where, error)
 
 
 class Bench:
     """The instruments of a profile, as drivers; connected and configured on request.
 
     ``addresses`` gives the resource of each instrument whose profile resource is
-    ``"emulated"`` (from ``EmulatedBench.addresses()``); the others are reached
-    at their profile resource. A bench is used once: connect, configure, use,
+    ``"emulated"`` (from ``EmulatedBench.addresses()``), ``extra_addresses`` the
+    further ports of emulated multi-port instruments (``EmulatedBench.extra_addresses()``);
+    the others are reached at their profile resources. A bench is used once: connect, configure, use,
     close (``async with`` does the first two and the last).
     """
 
-    def __init__(self, profile: Profile, addresses: AddressMap | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        addresses: AddressMap | None = None,
+        extra_addresses: ExtraAddressMap | None = None,
+    ) -> None:
         self.profile = profile
         resources = resolve_resources(profile, addresses)
+        extras = resolve_extra_resources(profile, extra_addresses)
         self._members: dict[tuple[str, str], BenchInstrument] = {}
         for node, name, spec in profile.instruments():
-            resource = resources[(node, name)]
-            driver: Instrument | None = None
-            error: Exception | None = None
+            cls = entry(spec.model).driver_class()
+            ports = extras.get((node, name), {})
+            port_kw = self._port_arguments(cls, node, name, ports)
+            member = BenchInstrument(node, name, spec, resources[(node, name)], None, ports)
             try:
-                driver = (
-                    entry(spec.model)
-                    .driver_class()
-                    .open(resource, name=f"{node}.{name}", timeout_s=spec.timeout_s)
+                member.driver = cls.open(
+                    member.resource, name=member.key, timeout_s=spec.timeout_s, **port_kw
                 )
             except Exception as exc:  # reported with every other failure at connect
-                error = exc
-            self._members[(node, name)] = BenchInstrument(node, name, spec, resource, driver, error)
+                member.create_error = exc
+            self._members[(node, name)] = member
         self._connected = False
         self._closed = False
+
+    def _port_arguments(
+        self, cls: type[Instrument], node: str, name: str, ports: dict[str, str]
+    ) -> dict[str, str]:
+        """``{port: resource}`` -> the driver's ``<port>_resource`` keyword arguments."""
+        params = inspect.signature(cls.open).parameters
+        accepted = sorted(p.removesuffix("_resource") for p in params if p.endswith("_resource"))
+        for port in ports:
+            if f"{port}_resource" not in params:
+                raise ConfigError(
+                    self.profile.source or "<profile>",
+                    f"nodes.{node}.instruments.{name}.extra_resources.{port}",
+                    f"{cls.__name__} has no port {port!r} "
+                    f"(its further ports: {', '.join(accepted) or 'none'})",
+                )
+        return {f"{port}_resource": resource for port, resource in ports.items()}
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "connected" if self._connected else "not connected"
@@ -375,7 +413,11 @@ async def open_bench(
             await asyncio.to_thread(emulated.stop)
             raise
     try:
-        bench = Bench(prof, emulated.addresses() if emulated is not None else None)
+        bench = (
+            Bench(prof, emulated.addresses(), emulated.extra_addresses())
+            if emulated is not None
+            else Bench(prof)
+        )
         try:
             await bench.connect(connect_timeout_s)
             if configure:
