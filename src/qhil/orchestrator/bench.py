@@ -103,9 +103,10 @@ class Bench:
 
     ``addresses`` gives the resource of each instrument whose profile resource is
     ``"emulated"`` (from ``EmulatedBench.addresses()``), ``extra_addresses`` the
-    further ports of emulated multi-port instruments (``EmulatedBench.extra_addresses()``);
-    the others are reached at their profile resources. A bench is used once: connect, configure, use,
-    close (``async with`` does the first two and the last).
+    further ports of emulated multi-port instruments
+    (``EmulatedBench.extra_addresses()``); the others are reached at their
+    profile resources. A bench is used once: connect, configure, use, close
+    (``async with`` does the first two and the last).
     """
 
     def __init__(
@@ -117,11 +118,16 @@ class Bench:
         self.profile = profile
         resources = resolve_resources(profile, addresses)
         extras = resolve_extra_resources(profile, extra_addresses)
+        # Every profile problem is raised before the first driver (and its session) exists.
+        classes = {(n, i): entry(s.model).driver_class() for n, i, s in profile.instruments()}
+        port_kws = {
+            key: self._port_arguments(cls, *key, extras.get(key, {}))
+            for key, cls in classes.items()
+        }
         self._members: dict[tuple[str, str], BenchInstrument] = {}
         for node, name, spec in profile.instruments():
-            cls = entry(spec.model).driver_class()
+            cls, port_kw = classes[(node, name)], port_kws[(node, name)]
             ports = extras.get((node, name), {})
-            port_kw = self._port_arguments(cls, node, name, ports)
             member = BenchInstrument(node, name, spec, resources[(node, name)], None, ports)
             try:
                 member.driver = cls.open(
