@@ -105,8 +105,7 @@ async def test_out_of_range_is_refused_before_any_byte(call: Callable[[SPD], Any
 async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHost) -> None:
     emu = SPDEmulator(name="spd")
     ep = emulator_host.add(emu)
-    # VISA (pyvisa-py ASRL) resource: see the note on pyserial in test_sfifteen_spdc.py.
-    drv = SPD.open(ep.resource, timeout_s=0.3)
+    drv = SPD.open(ep.address, timeout_s=0.3)  # pyserial; the SPDC test goes through VISA
     try:
         assert await drv.bias() == 120.0
         emu.faults.drop_next = True
@@ -116,7 +115,7 @@ async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHo
         emu.faults.stall_next = 1
         with pytest.raises(InstrumentTimeoutError) as tmo:
             await drv.threshold_v.get()
-        assert (tmo.value.resource, tmo.value.command) == (ep.resource, "threshvolt?")
+        assert (tmo.value.resource, tmo.value.command) == (ep.address, "threshvolt?")
         assert tmo.value.termination == "\n"
         emu.faults.error_next = ("Error", "APD overcurrent")
         with pytest.raises(InstrumentError) as err:

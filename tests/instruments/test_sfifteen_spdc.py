@@ -182,10 +182,9 @@ async def test_save_survives_reset() -> None:
 async def test_dropped_line_then_reconnect(emulator_host: EmulatorHost) -> None:
     emu = SPDCSourceEmulator(name="spdc")
     ep = emulator_host.add(emu)
-    # Through the VISA (pyvisa-py ASRL) resource, after a first query: qhil's SerialIO sets
-    # pyserial's timeout (a termios call) outside its error handling, so a line dropped
-    # just then surfaces as a bare SerialException (reported to the lead), and VisaIO does
-    # the same on the first read of a session.
+    # Through the VISA (pyvisa-py ASRL) resource, after a first query: VisaIO sets the
+    # timeout (a termios call on a serial port) outside its error handling on a session's
+    # first read, so a line dropped just then would surface as a bare SerialException.
     drv = SPDCSource.open(ep.resource, timeout_s=1.0)
     try:
         assert "SPDCSDR" in await drv.identity()

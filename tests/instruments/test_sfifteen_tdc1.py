@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import poisson
 
 from qhil.drivers.roles import TagBlock, TimeTagger
-from qhil.drivers.sfifteen.tdc1 import TDC1, TimestampDecoder, encode_words
+from qhil.drivers.sfifteen.tdc1 import TDC1, TimestampDecoder, encode_words, serial_port_of
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.tdc1 import IDENTITY, TDC1Emulator, stream_words
 from qhil.errors import (
@@ -159,6 +159,13 @@ async def test_emulator_accepts_legacy_spellings_and_ignores_unknown_commands() 
                                 (b"LEVEL?", b"1.600 TTL\r\n")])  # fmt: skip
 
 
+def test_serial_visa_resources_are_read_through_pyserial() -> None:
+    assert serial_port_of("ASRL/dev/ttyACM0::INSTR") == "/dev/ttyACM0"
+    assert serial_port_of("asrl/tmp/x/tdc1::instr") == "/tmp/x/tdc1"
+    assert serial_port_of("/dev/ttyACM1") == "/dev/ttyACM1"
+    assert serial_port_of("TCPIP0::127.0.0.1::5000::SOCKET") == "TCPIP0::127.0.0.1::5000::SOCKET"
+
+
 def test_driver_is_a_time_tagger() -> None:
     assert isinstance(TDC1.open("REPLAY", io=object()), TimeTagger)  # type: ignore[arg-type]
 
@@ -166,8 +173,7 @@ def test_driver_is_a_time_tagger() -> None:
 async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHost) -> None:
     emu = TDC1Emulator(name="tdc1")
     ep = emulator_host.add(emu)
-    # VISA (pyvisa-py ASRL) resource: see the note on pyserial in test_sfifteen_spdc.py.
-    drv = TDC1.open(ep.resource, timeout_s=0.3)
+    drv = TDC1.open(ep.address, timeout_s=0.3)
     try:
         assert await drv.mode.get() == "singles"
         emu.faults.drop_next = True
@@ -178,7 +184,7 @@ async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHo
         with pytest.raises(InstrumentTimeoutError) as tmo:
             await drv.gate_ms.get()
         assert (tmo.value.resource, tmo.value.command, tmo.value.termination) == (
-            ep.resource,
+            ep.address,
             "time?",
             "\n",
         )
@@ -288,7 +294,7 @@ async def test_timestamps_show_the_pairs_at_the_fibre_delay(
     (world truth), and timestamps that run through two 268 ms rollovers without a jump."""
     world = make_world(tmp_path, delay_ns=30.0)
     ep = emulator_host.add(TDC1Emulator(name="tdc1", world=world, component="lab.tagger"))
-    drv = TDC1.open(ep.address)
+    drv = TDC1.open(ep.resource)  # the VISA address a bench profile gives; read via pyserial
     try:
         block: TagBlock = await drv.acquire(0.6)
     finally:

@@ -18,9 +18,11 @@ in software to the timestamps :meth:`TDC1.acquire` returns.
 from __future__ import annotations
 
 import math
+import re
+import sys
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -127,6 +129,23 @@ def words_to_tags(
     return t[order], c[order]
 
 
+def serial_port_of(resource: str) -> str:
+    """``ASRL/dev/ttyACM0::INSTR`` -> ``/dev/ttyACM0`` (``ASRL3::INSTR`` -> ``COM3`` on Windows).
+
+    The timestamp stream is read in chunks whose partial last read must be kept,
+    and at up to MB/s; pyvisa's serial backend reads byte by byte and drops a
+    partial read at its timeout, so the TDC1 always talks through pyserial.
+    Resources that are not serial VISA strings pass through unchanged.
+    """
+    m = re.fullmatch(r"ASRL(.+?)(?:::INSTR)?", resource.strip(), re.IGNORECASE)
+    if m is None:
+        return resource
+    port = m.group(1)
+    if port.isdigit():
+        return f"COM{port}" if sys.platform.startswith("win") else resource
+    return port
+
+
 class SignedWord(Int):
     """The TDC1 prints ``time?`` as a signed 16-bit number (40000 -> ``-25536``)."""
 
@@ -193,6 +212,12 @@ class TDC1(S15Instrument):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.input_delays_ps: dict[int, int] = {}
+
+    @classmethod
+    def open(cls, resource: str, **kw: Any) -> Self:
+        """Like :meth:`Instrument.open`, but a serial VISA resource goes through pyserial."""
+        port = resource if kw.get("io") is not None else serial_port_of(resource)
+        return super().open(port, **kw)
 
     @staticmethod
     def _chain(*commands: str) -> str:
