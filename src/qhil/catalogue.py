@@ -92,6 +92,14 @@ CATALOGUE: dict[str, Entry] = {
             ("TimeTagger",),
             "S-Fifteen TDC1 timestamp / coincidence unit (USB serial; binary timestamp stream)",
         ),
+        Entry(
+            "keysight.33500b",
+            "qhil.drivers.keysight.ks33500b:Keysight33500B",
+            "qhil.emulators.keysight.ks33500b:Keysight33500BEmulator",
+            ("PatternGenerator",),
+            "Keysight/Agilent 33500B/33600A two-channel AWG as BB84 pattern source "
+            "(SCPI, TCP socket port 5025)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }

@@ -46,7 +46,7 @@ from qhil.drivers.keysight.ks33500b import (
     MIN_POINTS,
     Keysight33500B,
 )
-from qhil.drivers.special_numbers import SCPI_INFINITY, ScpiReal
+from qhil.drivers.special_numbers import ScpiReal
 from qhil.drivers.values import Float
 from qhil.emulators.base import Raw, Route, on
 from qhil.emulators.framer import MessageFramer, open_block_end
@@ -91,7 +91,8 @@ _TOKEN = re.compile(r"\x00BLOCK(\d+)\x00")
 
 def nr3(x: float) -> str:
     """``+8.000000000000000E+07``: the 33500's number format; infinity as 9.9E+37."""
-    return f"{SCPI_INFINITY if math.isinf(x) else x:+.15E}"
+    # 9.9E+37 has no exact binary form: spell it rather than print its nearest double.
+    return "+9.900000000000000E+37" if math.isinf(x) else f"{x:+.15E}"
 
 
 def _blocks(message: bytes) -> list[tuple[int, int, int]]:
