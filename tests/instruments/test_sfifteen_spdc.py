@@ -8,6 +8,7 @@ power-on or after its documented setup, against the emulator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,29 @@ def test_s15lib_spdc_driver_runs_the_emulator(emulator_host: EmulatorHost) -> No
         assert dev.power == 0 and dev.heater_loop == 0 and dev.heater_voltage == 0.0
     finally:
         dev.close()
+
+
+async def test_heater_ramp_and_crystal_lag_follow_simulated_time(tmp_path: Path) -> None:
+    """HRATE ramps HTARGET at K/s of world time; HTEMP lags with the world's time constant."""
+    text = WORLD_TOML.replace(
+        "heater_temp_c = 25.0", "heater_temp_c = 25.0\nheater_time_constant_s = 2.0"
+    )
+    (tmp_path / "lag.toml").write_text(text)
+    world_mod = pytest.importorskip("qhil.emulators.world.world")
+    config = pytest.importorskip("qhil.emulators.world.config")
+    world = world_mod.World(config.load_world_file(tmp_path / "lag.toml"), seed=1, mode="fast")
+    emu = SPDCSourceEmulator(world=world, component="lab.source")
+    await run_on_emulator(emu, [(b"POWER 1;HLOOP 1;HRATE 0.500;HSETTEMP 35.000;", b""),
+                                (b"HTARGET?;", b"25.000\r\n")])  # fmt: skip
+    world.clock.advance(4.0)
+    await run_on_emulator(emu, [(b"HTARGET?;", b"27.000\r\n")])
+    world.clock.advance(30.0)
+    await run_on_emulator(emu, [(b"HTARGET?;", b"35.000\r\n")])
+    # The world sees the ramped setpoint as of the board's latest command (27 C until the
+    # query at 34 s moved it to 35 C): the crystal then relaxes with tau = 2 s.
+    await run_on_emulator(emu, [(b"HTEMP?;", b"27.000\r\n")])
+    world.clock.advance(2.0)
+    htemp = float((await emu.respond(b"HTEMP?;")).decode())
+    assert htemp == pytest.approx(35.0 - 8.0 * math.exp(-1.0), abs=1e-3)
+    world.clock.advance(60.0)
+    await run_on_emulator(emu, [(b"HTEMP?;", b"35.000\r\n")])

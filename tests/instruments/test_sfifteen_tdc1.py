@@ -358,3 +358,64 @@ def test_s15lib_timestamp_tdc1_runs_the_emulator(
         assert t_ns[-1] > 290_000_000  # S15lib unwrapped the 268 ms rollover
     finally:
         tdc._com.close()
+
+
+DARK_WORLD_TOML = """
+[world]
+seed = 3
+mode = "{mode}"
+[world.nodes.lab.components.dark]
+type = "detector"
+dark_count_rate_hz = {rate}
+dead_time_ns = 0.0
+tagger = "lab.tagger"
+channel = 2
+[world.nodes.lab.components.tagger]
+type = "time_tagger"
+n_channels = 4
+"""
+
+
+def dark_world(tmp_path: Path, mode: str, rate: float) -> Any:
+    world_mod = pytest.importorskip("qhil.emulators.world.world")
+    config = pytest.importorskip("qhil.emulators.world.config")
+    path = tmp_path / "dark.toml"
+    path.write_text(DARK_WORLD_TOML.format(mode=mode, rate=rate))
+    return world_mod.World(config.load_world_file(path), seed=3)
+
+
+async def test_acquisition_beyond_the_16_bit_gate_streams_until_abort(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """70 s > 65.535 s: ``time 0`` (unlimited), stopped with ``abort``; dark counts only."""
+    world = dark_world(tmp_path, "fast", 10.0)
+    emu = TDC1Emulator(name="tdc1", world=world, component="lab.tagger")
+    ep = emulator_host.add(emu)
+    drv = TDC1.open(ep.address)
+    try:
+        block = await drv.acquire(70.0)
+        assert await drv.gate_ms.get() == 0 and await drv.mode.get() == "timestamp"
+    finally:
+        await drv.close()
+    t = block.timestamps_ps
+    assert set(block.channels.tolist()) == {2}
+    assert in_interval(len(block), 10.0 * 70.0)
+    assert t[-1] < 70_000_000_000_000 and t[-1] > 65_000_000_000_000
+    assert block.meta["duration_s"] == 70.0
+
+
+async def test_realtime_world_streams_as_the_gate_passes(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """Realtime mode: the stream arrives over the gate, not at once; same content rules."""
+    world = dark_world(tmp_path, "realtime", 1000.0)
+    ep = emulator_host.add(TDC1Emulator(name="tdc1", world=world, component="lab.tagger"))
+    drv = TDC1.open(ep.address)
+    try:
+        block = await drv.acquire(0.3)
+        singles = await drv.singles(0.1)
+    finally:
+        await drv.close()
+    assert in_interval(len(block), 1000.0 * 0.3)
+    assert block.timestamps_ps[-1] > 290_000_000_000
+    assert in_interval(singles[1], 1000.0 * 0.1) and singles[0] == singles[2] == 0

@@ -10,7 +10,10 @@ Thermal model of the board (emulator choice, not documented): the crystal sits
 (and POWER bit 0), the loop drives the crystal to the (ramped) setpoint as far
 as HLIMIT allows and reports the voltage it needs; with HLOOP off the heater
 holds HVOLT. The laser peltier works alike (``PELTIER_K_PER_V``). The crystal's
-own thermal lag is the world's (``heater_time_constant_s``).
+own thermal lag is the world's (``heater_time_constant_s``). A setpoint ramp
+(HRATE > 0) reaches the world in steps: at every command the board receives, the
+world's heater setpoint becomes the ramp's value at that simulated time (the
+world has no ramp of its own).
 """
 
 from __future__ import annotations
