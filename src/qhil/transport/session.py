@@ -180,8 +180,9 @@ class Session:
             await self._run(self._io.close)
 
     async def close(self) -> None:
-        if self._open or self._lost:
-            await self._io_close()
+        # Always close the backend: an open cancelled mid-way may have finished in the
+        # worker thread after the session stopped waiting for it.
+        await self._io_close()
         self._open = self._lost = False
 
     def shutdown(self) -> None:
