@@ -19,6 +19,7 @@ from scipy.stats import poisson
 from qhil.drivers.sfifteen.spd import SPD
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.spd import IDENTITY, SPDEmulator
+from qhil.emulators.world import World, load_world_file
 from qhil.errors import (
     ConnectionLostError,
     InstrumentError,
@@ -180,11 +181,9 @@ async def test_bias_threshold_and_temperature_move_the_counts(
     afterpulsing in this world, so the count is Poisson). Lower bias or a higher
     threshold must give fewer counts, a warmer APD more dark counts.
     """
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
     path = tmp_path / "spd_world.toml"
     path.write_text(WORLD_TOML)
-    world = world_mod.World(config.load_world_file(path), seed=11, mode="fast")
+    world = World(load_world_file(path), seed=11, mode="fast")
     emu = SPDEmulator(name="spd", world=world, component="lab.apd")
     ep = emulator_host.add(emu)
     drv = SPD.open(ep.address)
@@ -225,11 +224,9 @@ def test_s15lib_single_photon_detector_runs_the_emulator(
 ) -> None:
     """S15lib's ``SinglePhotonDetector`` (pip: s15lib==0.3.0) on a world-backed module."""
     instruments = pytest.importorskip("S15lib.instruments")
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
     path = tmp_path / "spd_world.toml"
     path.write_text(WORLD_TOML)
-    world = world_mod.World(config.load_world_file(path), seed=12, mode="fast")
+    world = World(load_world_file(path), seed=12, mode="fast")
     emu = SPDEmulator(name="spd", world=world, component="lab.apd")
     ep = emulator_host.add(emu)
     dev = instruments.SinglePhotonDetector(ep.address)

@@ -20,6 +20,7 @@ from scipy.stats import poisson
 from qhil.drivers.sfifteen.spdc import SPDCSource
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.spdc import SPDCSourceEmulator
+from qhil.emulators.world import World, load_world_file
 from qhil.errors import (
     ConnectionLostError,
     InstrumentError,
@@ -267,11 +268,9 @@ type = "time_tagger"
 
 
 def make_world(tmp_path: Path) -> Any:
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
     path = tmp_path / "spdc_world.toml"
     path.write_text(WORLD_TOML)
-    return world_mod.World(config.load_world_file(path), seed=7, mode="fast")
+    return World(load_world_file(path), seed=7, mode="fast")
 
 
 async def test_pump_current_and_crystal_temperature_set_the_pair_rate(
@@ -364,9 +363,7 @@ async def test_heater_ramp_and_crystal_lag_follow_simulated_time(tmp_path: Path)
         "heater_temp_c = 25.0", "heater_temp_c = 25.0\nheater_time_constant_s = 2.0"
     )
     (tmp_path / "lag.toml").write_text(text)
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
-    world = world_mod.World(config.load_world_file(tmp_path / "lag.toml"), seed=1, mode="fast")
+    world = World(load_world_file(tmp_path / "lag.toml"), seed=1, mode="fast")
     emu = SPDCSourceEmulator(world=world, component="lab.source")
     await run_on_emulator(emu, [(b"POWER 1;HLOOP 1;HRATE 0.500;HSETTEMP 35.000;", b""),
                                 (b"HTARGET?;", b"25.000\r\n")])  # fmt: skip

@@ -20,6 +20,7 @@ from qhil.drivers.roles import TagBlock, TimeTagger
 from qhil.drivers.sfifteen.tdc1 import TDC1, TimestampDecoder, encode_words, serial_port_of
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.tdc1 import IDENTITY, TDC1Emulator, stream_words
+from qhil.emulators.world import World, load_world_file
 from qhil.errors import (
     ConnectionLostError,
     InstrumentError,
@@ -245,11 +246,9 @@ COINCIDENCES_PER_S = PAIRS_PER_S * (0.5 * 0.5) ** 2
 
 
 def make_world(tmp_path: Path, delay_ns: float) -> Any:
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
     path = tmp_path / "tdc1_world.toml"
     path.write_text(WORLD_TOML.format(delay_ns=delay_ns))
-    world = world_mod.World(config.load_world_file(path), seed=5, mode="fast")
+    world = World(load_world_file(path), seed=5, mode="fast")
     # First use imports the pair-state model (qutip), which can take longer than a count
     # reply may: warm up here, before the emulator is served.
     warm = world.tagger("lab.tagger").open_reader()
@@ -377,11 +376,9 @@ n_channels = 4
 
 
 def dark_world(tmp_path: Path, mode: str, rate: float) -> Any:
-    world_mod = pytest.importorskip("qhil.emulators.world.world")
-    config = pytest.importorskip("qhil.emulators.world.config")
     path = tmp_path / "dark.toml"
     path.write_text(DARK_WORLD_TOML.format(mode=mode, rate=rate))
-    return world_mod.World(config.load_world_file(path), seed=3)
+    return World(load_world_file(path), seed=3)
 
 
 async def test_acquisition_beyond_the_16_bit_gate_streams_until_abort(
