@@ -254,3 +254,9 @@ def test_s15lib_single_photon_detector_runs_the_emulator(
         assert "hvolt" in dev.help()
     finally:
         dev._com.close()
+
+
+def test_driver_is_a_detector() -> None:
+    from qhil.drivers.roles import Detector
+
+    assert isinstance(SPD.open("/dev/null", io=object()), Detector)  # type: ignore[arg-type]

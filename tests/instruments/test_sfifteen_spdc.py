@@ -379,3 +379,9 @@ async def test_heater_ramp_and_crystal_lag_follow_simulated_time(tmp_path: Path)
     assert htemp == pytest.approx(35.0 - 8.0 * math.exp(-1.0), abs=1e-3)
     world.clock.advance(60.0)
     await run_on_emulator(emu, [(b"HTEMP?;", b"35.000\r\n")])
+
+
+def test_driver_is_an_entangled_photon_source() -> None:
+    from qhil.drivers.roles import EntangledPhotonSource
+
+    assert isinstance(SPDCSource.open("/dev/null", io=object()), EntangledPhotonSource)  # type: ignore[arg-type]
