@@ -1,0 +1,1 @@
+"""qhil's own instruments (command sets defined in docs/protocols/)."""

@@ -1,0 +1,188 @@
+"""qhil QMC-1 quantum-memory controller (qhil's own SCPI command set, TCP port 5031, ``\\n``).
+
+Protocol: docs/protocols/qhil-qmc.md. Modes are numbered 0 .. N-1. A query with a
+bad mode gets no reply (standard SCPI), so the driver reads N at connect and
+refuses out-of-range modes before sending anything. ``RETRieve?`` may wait for a
+programmed read-out (``READout:DELay``): its timeout is the usual one plus that delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from qhil.drivers.declarations import Action, Control, Measurement
+from qhil.drivers.scpi import ScpiInstrument
+from qhil.drivers.special_numbers import ScpiReal
+from qhil.drivers.values import Bool, Int, Keyword, Str
+from qhil.errors import ProtocolError, ValidationError
+from qhil.transport.framing import Framing
+
+#: Largest mode count the command set allows (modes 0..63).
+MAX_MODES = 64
+#: Longest programmed storage time.
+MAX_READOUT_DELAY_S = 1000.0
+_MODE = {"mode": Int(0, MAX_MODES - 1)}
+_REAL = ScpiReal(fmt="{:.10g}")
+_SECONDS = ScpiReal(fmt="{:.10g}", units="s")
+
+INPUTS = ("BELL", "H", "V", "D", "A", "R", "L")
+OUTCOMES = {
+    "OK": "OK",
+    "EMPTY": "EMPTy",
+    "EXPIRED": "EXPired",
+    "LOST": "LOST",
+    "FAILED": "FAIL",
+    "NONE": "NONE",
+}
+
+
+class QMC(ScpiInstrument):
+    """qhil QMC-1 quantum-memory controller (role: QuantumMemory)."""
+
+    framing: ClassVar[Framing] = Framing("\n", "\n")
+    model: ClassVar[str] = "QMC-1"
+    timeout_s: ClassVar[float] = 2.0
+
+    mode_count = Measurement("QMEMory:MODE:COUNt?", value=Int(1, MAX_MODES), doc="Modes N.")
+    input_state = Control(
+        get="QMEMory:INPut?",
+        set="QMEMory:INPut {value}",
+        value=Keyword({s: s for s in INPUTS}),
+        doc="What STORe writes: BELL (half of |Phi+>, twin kept) or a prepared H/V/D/A/R/L.",
+    )
+    store_mode = Action(
+        "QMEMory:STORe {mode}", args=_MODE, doc="Write the input qubit into a mode, now."
+    )
+    store_herald = Measurement(
+        "QMEMory:STORe:HERald?",
+        value=Bool(),
+        doc="Whether the last write succeeded, as far as the herald tells.",
+    )
+    retrieve_mode = Measurement(
+        "QMEMory:RETRieve? {mode}",
+        args=_MODE,
+        value=Bool(),
+        doc="Read a mode out (now, or at its programmed time); True if a qubit came back.",
+    )
+    last_outcome = Measurement(
+        "QMEMory:RETRieve:OUTCome?",
+        value=Keyword(OUTCOMES),
+        doc="Outcome of the last retrieval: OK, EMPTY, EXPIRED, LOST, FAILED or NONE.",
+    )
+    last_fidelity = Measurement(
+        "QMEMory:RETRieve:FIDelity?",
+        value=_REAL,
+        doc="Fidelity of the last retrieved qubit (pair for BELL) with what was stored; NaN.",
+    )
+    last_storage_time_s = Measurement(
+        "QMEMory:RETRieve:STIMe?", value=_SECONDS, doc="Storage time of the last retrieval."
+    )
+    readout_delay_s = Control(
+        get="QMEMory:READout:DELay?",
+        set="QMEMory:READout:DELay {value}",
+        value=ScpiReal(0.0, MAX_READOUT_DELAY_S, fmt="{:.10g}", units="s"),
+        doc="Programmed storage time: read-out this long after the write; 0 = on demand.",
+    )
+    mode_state = Measurement(
+        "QMEMory:MODE:STATe? {mode}",
+        args=_MODE,
+        value=Keyword({"EMPTY": "EMPTy", "STORED": "STORed"}),
+        doc="EMPTY or STORED.",
+    )
+    mode_storage_time_s = Measurement(
+        "QMEMory:MODE:STIMe? {mode}",
+        args=_MODE,
+        value=_SECONDS,
+        doc="How long the mode has held its qubit; NaN if empty.",
+    )
+    mode_fidelity = Measurement(
+        "QMEMory:MODE:FIDelity? {mode}",
+        args=_MODE,
+        value=_REAL,
+        doc="Fidelity a retrieval now would have; NaN if empty.",
+    )
+    status = Measurement(
+        "QMEMory:STATus?", value=Str(), doc="Every mode's state, mode 0 first: STOR,EMPT,..."
+    )
+    clear_all = Action("QMEMory:CLEar", doc="Empty every mode.")
+    clear_mode = Action("QMEMory:CLEar {mode}", args=_MODE, doc="Empty one mode.")
+    efficiency_total = Measurement(
+        "QMEMory:EFFiciency?", value=_REAL, doc="Write x read efficiency at zero storage time."
+    )
+    efficiency_write = Measurement(
+        "QMEMory:EFFiciency:WRITe?", value=_REAL, doc="Write efficiency."
+    )
+    efficiency_read = Measurement(
+        "QMEMory:EFFiciency:READ?", value=_REAL, doc="Read efficiency at zero storage time."
+    )
+    efficiency_decay_s = Measurement(
+        "QMEMory:EFFiciency:DECay?", value=_SECONDS, doc="Decay time of the read efficiency."
+    )
+    t1_s = Measurement("QMEMory:COHerence:T1?", value=_SECONDS, doc="Amplitude-damping time.")
+    t2_s = Measurement("QMEMory:COHerence:T2?", value=_SECONDS, doc="Coherence time.")
+    initial_fidelity = Measurement(
+        "QMEMory:FIDelity:INITial?", value=_REAL, doc="Fidelity of a freshly written qubit."
+    )
+    readout_error = Measurement(
+        "QMEMory:READout:ERRor?", value=_REAL, doc="Bit-flip probability at read-out."
+    )
+    cutoff_s = Control(
+        get="QMEMory:CUTOff?",
+        set="QMEMory:CUTOff {value}",
+        value=ScpiReal(1e-12, 1e6, fmt="{:.10g}", units="s", infinite=True),
+        doc="Storage cutoff: a mode older than this is emptied; math.inf for none.",
+    )
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._modes: int | None = None  # known after connect
+        self._readout_delay = 0.0
+
+    async def on_connect(self) -> None:
+        self._modes = await self.mode_count.get()
+        self._readout_delay = await self.readout_delay_s.get()
+
+    def _check_mode(self, mode: int, command: str) -> None:
+        if self._modes is not None and not (
+            isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode < self._modes
+        ):
+            raise ValidationError(command, mode, f"a mode 0..{self._modes - 1}")
+
+    async def set_readout_delay_s(self, seconds: float) -> None:
+        await self.readout_delay_s.set(seconds)
+        self._readout_delay = seconds
+
+    # --- QuantumMemory role ---
+
+    async def store(self, mode: int) -> None:
+        self._check_mode(mode, "QMEMory:STORe")
+        await self.store_mode(mode=mode)
+
+    async def retrieve(self, mode: int) -> bool:
+        self._check_mode(mode, "QMEMory:RETRieve?")
+        t = self.retrieve_mode.decl.get_template
+        assert t is not None
+        command = t.render(mode=mode)
+        # A programmed read-out may be up to the read-out delay away.
+        reply = await self.session.query(command, timeout_s=self.timeout_s + self._readout_delay)
+        parsed = self.retrieve_mode.decl.reply_template.parse(reply)
+        if parsed is None:
+            raise ProtocolError(self.resource, command, reply, "1 or 0")
+        return bool(parsed["value"])
+
+    async def storage_time_s(self, mode: int) -> float:
+        self._check_mode(mode, "QMEMory:MODE:STIMe?")
+        return await self.mode_storage_time_s.get(mode=mode)
+
+    async def efficiency(self) -> float:
+        return await self.efficiency_total.get()
+
+    async def coherence_times_s(self) -> tuple[float, float]:
+        return await self.t1_s.get(), await self.t2_s.get()
+
+    async def modes(self) -> int:
+        self._modes = await self.mode_count.get()
+        return self._modes
+
+
+__all__ = ["INPUTS", "MAX_MODES", "OUTCOMES", "QMC"]

@@ -1,0 +1,1 @@
+"""Emulators of qhil's own instruments."""

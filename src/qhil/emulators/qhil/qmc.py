@@ -1,0 +1,325 @@
+"""Emulated qhil QMC-1 quantum-memory controller (protocol: docs/protocols/qhil-qmc.md).
+
+Backed by the world's qutip memory (``world.memory(component)``: the
+``quantum_memory`` component's ``QuantumMemoryConfig`` becomes its
+``MemoryParameters`` field by field), on the world's simulated clock. Without a
+world the emulator runs its own memory (``parameters``) on its own fast clock.
+
+Every operation happens at the present simulated time. A programmed read-out
+(``READout:DELay d > 0``) is due ``d`` after its write, on the exact picosecond: it is
+carried out lazily, in due order, before anything else touches the memory, and a
+``RETRieve?`` that arrives before it waits for it (``await clock.wait_until_ps``: at
+once in fast mode, moving time; on the wall clock in realtime mode).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from qhil.drivers.qhil.qmc import MAX_READOUT_DELAY_S, QMC
+from qhil.drivers.special_numbers import scpi_special
+from qhil.emulators.base import Raw, on
+from qhil.emulators.scpi import (
+    DATA_OUT_OF_RANGE,
+    ScpiEmulator,
+    ScpiError,
+    _split_units,
+)
+from qhil.emulators.world.clock import SimClock, seconds_to_ps
+from qhil.emulators.world.quantum import (
+    MemoryParameters,
+    ModeState,
+    QuantumMemory,
+    RetrievalOutcome,
+    RetrievalRecord,
+    bell_dm,
+)
+from qhil.emulators.world.quantum._qutip import Qobj
+from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
+
+MODE_OCCUPIED = (101, "Mode occupied")
+NOT_DUE = (-200, "Execution error;read-out not yet due")
+PS = 1e-12
+
+_OUTCOMES = {
+    RetrievalOutcome.OK: "OK",
+    RetrievalOutcome.EMPTY: "EMPT",
+    RetrievalOutcome.EXPIRED: "EXP",
+    RetrievalOutcome.WRITE_LOST: "LOST",
+    RetrievalOutcome.READ_FAILED: "FAIL",
+}
+#: Prepared single-photon inputs: the Pauli eigenstates H, V, D, A, R, L in that order.
+_SINGLE = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))
+
+
+def nr3(x: float | None) -> Raw:
+    """``+1.000000000E-03``; infinity 9.9E+37 and NaN (None) 9.91E+37, as SCPI spells them."""
+    v = scpi_special(math.nan if x is None else float(x))
+    return Raw(f"{v:+.9E}")
+
+
+class QMCEmulator(ScpiEmulator):
+    driver = QMC
+    identity: ClassVar[tuple[str, str, str, str]] = ("QHIL", "QMC-1", "QMC00001", "1.0")
+    default_port = 5031
+    input_terminators = b"\n"
+
+    def __init__(self, *, parameters: MemoryParameters | None = None, **kw: Any) -> None:
+        # Used only without a world: a memory of its own on a fast clock of its own.
+        self._own_params = parameters or MemoryParameters()
+        self._own_memory: QuantumMemory | None = None
+        self._own_clock = SimClock("fast")
+        super().__init__(**kw)
+        if self.world is None:
+            rng = np.random.default_rng(self.seed)
+            self._own_memory = QuantumMemory(self._own_params, rng)
+
+    # --- what the controller is attached to ---
+
+    @property
+    def memory(self) -> QuantumMemory:
+        if self.world is not None:
+            mem: QuantumMemory = self.world.memory(self.component)
+            return mem
+        assert self._own_memory is not None
+        return self._own_memory
+
+    @property
+    def clock(self) -> SimClock:
+        if self.world is not None:
+            clock: SimClock = self.world.clock
+            return clock
+        return self._own_clock
+
+    def _configured_cutoff(self) -> float:
+        if self.world is not None:
+            return float(self.world.component(self.component).cfg.cutoff_s)
+        return self._own_params.cutoff_s
+
+    def power_on_state(self) -> None:
+        super().power_on_state()
+        self.input = "BELL"
+        self.readout_delay_ps = 0
+        self.pending: dict[int, int] = {}  # mode -> due time of its programmed read-out (ps)
+        self.latched: dict[int, tuple[bool, RetrievalRecord | None]] = {}
+        self.last: RetrievalRecord | None = None
+        self.herald = True
+        if self.world is not None or self._own_memory is not None:
+            self.memory.clear()
+            if self.memory.cutoff_s != self._configured_cutoff():
+                self.memory.reconfigure(cutoff_s=self._configured_cutoff())
+
+    # --- simulated time ---
+
+    def _now(self) -> float:
+        """The present in seconds, after every read-out that fell due up to now."""
+        now_ps = self.clock.now_ps
+        for mode, due in sorted(self.pending.items(), key=lambda kv: kv[1]):
+            if due > now_ps:
+                break
+            del self.pending[mode]
+            result = self.memory.retrieve(mode, due * PS)
+            self.latched[mode] = (result.success, self.memory.last_retrieval)
+        return now_ps * PS
+
+    async def respond(self, message: bytes) -> bytes:
+        # The SCPI core's loop, with one addition: a RETRieve? of a mode whose programmed
+        # read-out lies ahead waits for it (simulated time) before it runs.
+        replies: list[str] = []
+        path = ""
+        for unit in _split_units(message):
+            text = unit.decode(self.framing.encoding, errors="replace").strip()
+            if not text:
+                continue
+            header = text.split(None, 1)[0]
+            if not text.startswith((":", "*")) and path:
+                text = f"{path}:{text}"
+            try:
+                await self._wait_for_readout(text)
+                out = self.execute(text)
+            except ScpiError as exc:
+                self.push_error(exc.code, exc.text)
+                out = None
+            if out is not None:
+                replies.append(out)
+            if not header.startswith("*"):
+                full = text.split(None, 1)[0].rstrip("?")
+                path = full.rsplit(":", 1)[0] if ":" in full.lstrip(":") else ""
+        if not replies:
+            return b""
+        return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
+
+    async def _wait_for_readout(self, command: str) -> None:
+        found = self.find_route(command)
+        if found is None or found[0].key != "retrieve_mode.get":
+            return
+        try:
+            mode = int(found[1]["mode"])
+        except ValueError:
+            return
+        due = self.pending.get(mode)
+        if due is not None and due > self.clock.now_ps:
+            await self.clock.wait_until_ps(due)
+
+    # --- modes ---
+
+    def _mode(self, mode: int) -> int:
+        if mode >= self.memory.n_modes:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        return mode
+
+    def _input_state(self) -> tuple[Qobj, int | None]:
+        if self.input == "BELL":
+            return bell_dm("phi+"), 1  # the memory gets photon 1; its twin stays behind
+        return _SINGLE[self.input], None
+
+    @on("mode_count.get")
+    def _count(self) -> int:
+        return self.memory.n_modes
+
+    @on("input_state.get")
+    def _inp_q(self) -> Raw:
+        return Raw(self.input)
+
+    @on("input_state.set")
+    def _inp(self, value: str) -> None:
+        self.input = value
+
+    @on("store_mode")
+    def _store(self, mode: int) -> None:
+        self._mode(mode)
+        t = self._now()
+        self.latched.pop(mode, None)
+        if self.memory.mode_status(mode, t).state is ModeState.STORED:
+            raise ScpiError(*MODE_OCCUPIED)
+        state, qubit = self._input_state()
+        result = self.memory.store(state, t, mode=mode, qubit=qubit)
+        self.herald = result.success
+        if result.success and self.readout_delay_ps > 0:
+            self.pending[mode] = self.clock.now_ps + self.readout_delay_ps
+
+    @on("store_herald.get")
+    def _herald(self) -> bool:
+        return self.herald
+
+    @on("retrieve_mode.get")
+    def _retrieve(self, mode: int) -> bool:
+        self._mode(mode)
+        t = self._now()
+        if mode in self.pending:  # not yet due: only reachable if nobody waited for it
+            raise ScpiError(*NOT_DUE)
+        if mode in self.latched:
+            success, self.last = self.latched.pop(mode)
+            return success
+        result = self.memory.retrieve(mode, t)
+        self.last = self.memory.last_retrieval
+        return result.success
+
+    @on("last_outcome.get")
+    def _outcome(self) -> Raw:
+        return Raw("NONE" if self.last is None else _OUTCOMES[self.last.outcome])
+
+    @on("last_fidelity.get")
+    def _last_fid(self) -> Raw:
+        return nr3(None if self.last is None else self.last.fidelity)
+
+    @on("last_storage_time_s.get")
+    def _last_stime(self) -> Raw:
+        return nr3(None if self.last is None else self.last.storage_time_s)
+
+    @on("readout_delay_s.get")
+    def _delay_q(self) -> Raw:
+        return nr3(self.readout_delay_ps * PS)
+
+    @on("readout_delay_s.set")
+    def _delay(self, value: float) -> None:
+        if not 0.0 <= value <= MAX_READOUT_DELAY_S:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        self.readout_delay_ps = seconds_to_ps(value)
+
+    @on("mode_state.get")
+    def _state(self, mode: int) -> Raw:
+        self._mode(mode)
+        status = self.memory.mode_status(mode, self._now())
+        return Raw("STOR" if status.state is ModeState.STORED else "EMPT")
+
+    @on("mode_storage_time_s.get")
+    def _stime(self, mode: int) -> Raw:
+        self._mode(mode)
+        return nr3(self.memory.storage_time(mode, self._now()))
+
+    @on("mode_fidelity.get")
+    def _fid(self, mode: int) -> Raw:
+        self._mode(mode)
+        return nr3(self.memory.fidelity(mode, self._now()))
+
+    @on("status.get")
+    def _status(self) -> Raw:
+        modes = self.memory.status(self._now())
+        return Raw(",".join("STOR" if m.state is ModeState.STORED else "EMPT" for m in modes))
+
+    @on("clear_all")
+    def _clear_all(self) -> None:
+        self._now()
+        self.memory.clear()
+        self.pending.clear()
+        self.latched.clear()
+
+    @on("clear_mode")
+    def _clear_mode(self, mode: int) -> None:
+        self._mode(mode)
+        self._now()
+        self.memory.clear(mode)
+        self.pending.pop(mode, None)
+        self.latched.pop(mode, None)
+
+    # --- readbacks of the medium ---
+
+    @on("efficiency_total.get")
+    def _eff(self) -> Raw:
+        return nr3(self.memory.write_efficiency * self.memory.read_efficiency(0.0))
+
+    @on("efficiency_write.get")
+    def _eff_w(self) -> Raw:
+        return nr3(self.memory.write_efficiency)
+
+    @on("efficiency_read.get")
+    def _eff_r(self) -> Raw:
+        return nr3(self.memory.read_efficiency(0.0))
+
+    @on("efficiency_decay_s.get")
+    def _eff_decay(self) -> Raw:
+        return nr3(self.memory.params.efficiency_decay_time_s)
+
+    @on("t1_s.get")
+    def _t1(self) -> Raw:
+        return nr3(self.memory.t1_s)
+
+    @on("t2_s.get")
+    def _t2(self) -> Raw:
+        return nr3(self.memory.t2_s)
+
+    @on("initial_fidelity.get")
+    def _f0(self) -> Raw:
+        return nr3(self.memory.params.initial_fidelity)
+
+    @on("readout_error.get")
+    def _rerr(self) -> Raw:
+        return nr3(self.memory.params.readout_error)
+
+    @on("cutoff_s.get")
+    def _cutoff_q(self) -> Raw:
+        return nr3(self.memory.cutoff_s)
+
+    @on("cutoff_s.set")
+    def _cutoff(self, value: float) -> None:
+        if not value > 0.0:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        self._now()
+        self.memory.reconfigure(cutoff_s=value)
+
+
+__all__ = ["QMCEmulator", "nr3"]
