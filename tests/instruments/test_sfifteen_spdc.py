@@ -296,7 +296,7 @@ async def test_pump_current_and_crystal_temperature_set_the_pair_rate(
             reader.close()
 
     drv = SPDCSource.open(ep.address)
-    drv.ramp_interval_s = 0
+    drv.ramp_interval_s, drv.ramp_step_ma = 0, 10.0  # coarse, quick ramps: physics only
     measured = {}
     try:
         await drv.laser_current_limit_ma.set(70)
