@@ -142,7 +142,7 @@ def pulse_count_by_intensity(world: World, k0: int, k1: int, n_mu: int) -> np.nd
     pattern = world.transmitter("alice.tx").pattern
     p = pattern.size
     per_period = np.bincount(pattern >> 2, minlength=n_mu).astype(np.int64)
-    full, rem = divmod(k1 - k0, p)
+    full = (k1 - k0) // p
     counts = per_period * full
     idx = (np.arange(k0 + full * p, k1) % p).astype(np.int64)
     counts += np.bincount(pattern[idx] >> 2, minlength=n_mu)

@@ -55,11 +55,12 @@ class NodeClock:
         if not (math.isfinite(value) and abs(value) < 1e5):
             raise ValueError(f"{self.node} clock drift must be finite and < 1e5 ppm, got {value!r}")
         self._drift = Fraction(value) / 10**6
+        self._rate = float(1 + self._drift)
 
     @property
     def rate(self) -> float:
         """Node seconds per true second."""
-        return float(1 + self._drift)
+        return self._rate
 
     def node_of_true(self, t_ps: Fraction | int) -> Fraction:
         return self._offset_ps + Fraction(t_ps) * (1 + self._drift)

@@ -448,7 +448,7 @@ class WorldConfig(_Model):
     # Grid of the slow processes (polarization and delay random walks).
     polarization_step_s: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     # Longest stretch of simulated time generated in one vectorised batch.
-    max_batch_s: Annotated[float, Field(gt=0.0, le=10.0)] = 0.05
+    max_batch_s: Annotated[float, Field(gt=0.0, le=10.0)] = 0.1
     nodes: dict[str, NodeConfig] = Field(min_length=1)
     links: dict[str, LinkConfig] = Field(default_factory=dict)
 

@@ -7,8 +7,8 @@ background) -> gate filter -> non-paralysable dead time (every registered avalan
 dark or afterpulse included, blinds the detector for ``dead_time_ns``) -> afterpulses
 (each registered avalanche triggers one with probability p, at dead time + Exp(tau)
 after it, then they pass the same dead time; up to a few generations) -> jitter
-(Gaussian sigma, clipped at 8 sigma, plus an optional exponential tail) and the cable
-delay -> output pulses to the tagger. Sub-threshold avalanches are lost without
+(Gaussian sigma plus an optional exponential tail) and the cable delay -> output
+pulses to the tagger. Sub-threshold avalanches are lost without
 dead time (the discriminator never fires).
 """
 
@@ -211,25 +211,27 @@ class Detector(Component):
     ) -> F64:
         """Register this batch's avalanches; return output pulse times (ps from ``base_ps``)."""
         rng = self.rng
-        incoming = [self._pending, *arrivals]
-        ev = np.concatenate(incoming) if len(incoming) > 1 else incoming[0]
+        parts = [a for a in (self._pending, *arrivals) if a.size]
+        ev = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0))
         later = ev >= length_ps
-        self._pending = ev[later] - length_ps
-        ev = ev[~later]
+        if later.any():
+            self._pending = ev[later] - length_ps
+            ev = ev[~later]
+        else:
+            self._pending = np.zeros(0)
         if not self.enabled:
             self._last -= length_ps
             return np.zeros(0)
         noise_rate = self.dark_count_rate_hz + background_hz
-        parts = [ev]
         if noise_rate > 0:
-            parts.append(self._noise(length_ps, noise_rate))
-        ev = np.concatenate(parts) if len(parts) > 1 else ev
+            ev = np.concatenate([ev, self._noise(length_ps, noise_rate)])
         gated = self.gate_enabled
         if gated and ev.size:
             ev = ev[self._in_gate(base_ps, ev)]
         ev = np.sort(ev, kind="stable")
         tau = self.dead_time_ps
-        reg = ev[nonparalysable_mask(ev, tau, self._last)]
+        keep = nonparalysable_mask(ev, tau, self._last)
+        reg = ev[keep]
 
         p_ap = self.afterpulse_probability
         if p_ap > 0 and reg.size:
@@ -245,13 +247,15 @@ class Detector(Component):
                 ap = np.sort(ap[ap < length_ps])
                 if ap.size == 0:
                     break
-                ev = np.concatenate([ev, ap])
-                is_ap = np.concatenate([np.zeros(ev.size - ap.size, bool), np.ones(ap.size, bool)])
-                order = np.argsort(ev, kind="stable")
-                ev, is_ap = ev[order], is_ap[order]
+                # Afterpulses are few: insert them instead of re-sorting the stream.
+                at = np.searchsorted(ev, ap, side="right")
+                ev = np.insert(ev, at, ap)
                 keep = nonparalysable_mask(ev, tau, self._last)
                 reg = ev[keep]
-                parents = ev[keep & is_ap]
+                # The new afterpulses that registered trigger the next generation.
+                inserted = np.zeros(ev.size, bool)
+                inserted[at + np.arange(at.size)] = True
+                parents = ev[keep & inserted]
             if carry:
                 self._pending = np.concatenate([self._pending, *carry])
 
@@ -259,19 +263,22 @@ class Detector(Component):
             self._last = float(reg[-1]) - length_ps
         else:
             self._last -= length_ps
-        return reg + self._jitter(reg.size) + self.delay_ps
+        return self._output(reg)
 
-    def _jitter(self, n: int) -> F64:
+    def _output(self, reg: F64) -> F64:
+        """Output pulse times: avalanche + Gaussian jitter (+ exponential tail) + cable delay."""
         c = self.cfg
-        if n == 0:
-            return np.zeros(0)
-        out = np.zeros(n)
+        if reg.size == 0:
+            return reg
         if c.jitter_ps > 0:
-            out += (
-                np.clip(self.rng.standard_normal(n), -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS)
-                * c.jitter_ps
-            )
+            out = self.rng.standard_normal(reg.size)
+            out *= c.jitter_ps
+            out += reg
+        else:
+            out = reg.copy()
         if c.jitter_tail_fraction > 0 and c.jitter_tail_ps > 0:
-            tail = self.rng.random(n) < c.jitter_tail_fraction
-            out[tail] += self.rng.exponential(c.jitter_tail_ps, int(tail.sum()))
+            tail = np.flatnonzero(self.rng.random(reg.size) < c.jitter_tail_fraction)
+            out[tail] += self.rng.exponential(c.jitter_tail_ps, tail.size)
+        if self.delay_ps:
+            out += self.delay_ps
         return out

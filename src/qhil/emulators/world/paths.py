@@ -83,24 +83,34 @@ class OpticalPath:
         t = 1.0
         for pe in self.elements[start:stop]:
             t *= pe.element.transmission
-        if terminal and stop is None and self.is_analyzer:
+        if terminal and stop is None and isinstance(self.terminal, PolarizationAnalyzer):
             t *= self.terminal.transmission
         return t
 
     def quats(self, j_lo: int, j_hi: int, start: int = 0, stop: int | None = None) -> F64:
         """Rotation of elements[start:stop] at steps j_lo..j_hi, shape (n, 4)."""
         n = j_hi - j_lo + 1
-        q = np.broadcast_to(QUAT_IDENTITY, (n, 4))
+        static = QUAT_IDENTITY
+        q: F64 | None = None  # the step-dependent part, once a link is met
         for pe in self.elements[start:stop]:
             el = pe.element
             if isinstance(el, Link):
                 lq = el.quats(j_lo, j_hi)
                 if pe.backwards:
                     lq = reversed_quat(lq)
-                q = quat_mul(lq, q)
+                q = quat_mul(lq, static if q is None else q)
+                static = QUAT_IDENTITY
             else:
-                q = quat_mul(np.broadcast_to(el.quat, (n, 4)), q)
-        return np.asarray(q)
+                eq = el.quat
+                if eq is QUAT_IDENTITY:
+                    continue
+                if q is None:
+                    static = quat_mul(eq, static)
+                else:
+                    q = quat_mul(eq, q)
+        if q is None:
+            return np.broadcast_to(static, (n, 4))
+        return q
 
     def rotations(self, j_lo: int, j_hi: int, start: int = 0, stop: int | None = None) -> F64:
         return quat_to_matrix(self.quats(j_lo, j_hi, start, stop))

@@ -67,27 +67,42 @@ class Window:
         return np.clip(j, 0, self.nj - 1)
 
 
-def _zero_truncated_poisson(
-    rng: np.random.Generator, lam: F64, p_pos: F64
-) -> npt.NDArray[np.int64]:
-    """Poisson(lam) conditioned on >= 1 (``p_pos`` = 1 - exp(-lam)), by inverse CDF."""
-    u = rng.random(lam.size) * p_pos
+def _zero_truncated_poisson(lam: F64, u: F64) -> npt.NDArray[np.int64]:
+    """Poisson(lam) conditioned on >= 1, by inverse CDF of ``u`` uniform on [0, 1 - exp(-lam))."""
+    term = np.exp(-lam)
+    term *= lam
+    rest = np.flatnonzero(u >= term)
     n = np.ones(lam.size, np.int64)
-    term = lam * np.exp(-lam)
-    cum = term.copy()
-    rest = np.flatnonzero(u >= cum)
+    if rest.size == 0:
+        return n
+    lam_r, u_r, term_r = lam.take(rest), u.take(rest), term.take(rest)
+    cum_r = term_r.copy()
     j = 1
     while rest.size and j < 200:
         j += 1
-        lam_r = lam.take(rest)
-        term_r = term.take(rest) * lam_r / j
-        cum_r = cum.take(rest) + term_r
+        term_r = term_r * lam_r / j
+        cum_r = cum_r + term_r
         n[rest] = j
-        term[rest] = term_r
-        cum[rest] = cum_r
-        still = u.take(rest) >= cum_r
-        rest = rest[still]
+        still = u_r >= cum_r
+        rest, lam_r, u_r, term_r, cum_r = (
+            rest[still],
+            lam_r[still],
+            u_r[still],
+            term_r[still],
+            cum_r[still],
+        )
     return n
+
+
+def _steps_of(w: Window, pos: I64, rel_lo: float, dt: float) -> npt.NDArray[np.intp] | None:
+    """Grid step (within the window) of each sorted pulse position, as runs (no per-pulse math)."""
+    if w.nj == 1:
+        return None
+    bounds_rel = (w.j_lo + np.arange(1, w.nj)) * w.step_ps - w.start_ps
+    bounds_pos = np.ceil((bounds_rel - rel_lo) / dt)
+    cut = np.searchsorted(pos, bounds_pos, side="left")
+    counts = np.diff(np.concatenate([[0], cut, [pos.size]]))
+    return np.repeat(np.arange(w.nj, dtype=np.intp), counts)
 
 
 def pulse_range(
@@ -191,64 +206,90 @@ class WCSSampler:
         if pos.size == 0:
             return out
 
-        # Candidate pulses: symbol, intensity, time step, code.
+        # Candidate pulses: symbol and time step (pos is sorted, so steps are runs).
         k = pos + k_lo
         pattern = tx._pattern
         p_len = pattern.size
-        sym = pattern[k & p_len - 1] if p_len & p_len - 1 == 0 else pattern[np.remainder(k, p_len)]
-        mu_k = mus[sym >> 2]
-        code = (sym & 3).astype(np.intp)
-        if sigma_i > 0:
-            z = np.clip(hash_normal(self.key, 5, k), -_NOISE_CLIP, _NOISE_CLIP)
-            mu_k = mu_k * np.maximum(0.0, 1.0 + sigma_i * z)
-        jj = w.step_index(rel_lo + pos * dt) if w.nj > 1 or eve_i is not None else None
-        if eve_i is not None:
-            assert jj is not None
-            lk = derive_key(self.key, "eve@" + link.name)
-            inter = hash_uniform(lk, 1, k) < eve.fraction
-            if inter.any():
-                ki = k[inter]
-                e_basis = (hash_uniform(lk, 2, ki) >= 0.5).astype(np.intp)
-                mu_in = mu_k[inter] * t_pre
-                got = hash_uniform(lk, 3, ki) < -np.expm1(-mu_in)
-                s_in = np.einsum("nab,nb->na", r_pre[jj[inter]], prepared[code[inter]])
-                p0 = 0.5 * (1.0 + s_in[np.arange(ki.size), e_basis])
-                e_bit = (hash_uniform(lk, 4, ki) >= p0).astype(np.intp)
-                code[inter] = 4 + 2 * e_basis + e_bit
-                mu_e = np.full(ki.size, eve.resend_mu) if eve.resend_mu is not None else mu_in
-                mu_k = mu_k.copy()
-                mu_k[inter] = np.where(got, mu_e, 0.0)
-        combo = code if jj is None else jj * n_code + code
-        u_tot_flat = u_tot.ravel()
-        lam = mu_k * u_tot_flat.take(combo)
-        p_any = -np.expm1(-lam)
-        acc = np.flatnonzero(rng.random(pos.size) * q_any < p_any)
-        if acc.size == 0:
-            return out
-        pos, combo, lam, p_any = pos.take(acc), combo.take(acc), lam.take(acc), p_any.take(acc)
+        if p_len & (p_len - 1) == 0:
+            sym = pattern.take(k & (p_len - 1))
+        else:
+            sym = pattern.take(np.remainder(k, p_len))
+        jj = _steps_of(w, pos, rel_lo, dt)
+        n_sym = 4 * mus.size
+        sym_code = np.arange(n_sym) & 3
+        fast = eve_i is None and sigma_i == 0
+        if fast:
+            # Tables over (step, symbol): the whole per-pulse physics is two lookups.
+            row = sym.astype(np.intp)
+            if jj is not None:
+                row += jj * n_sym
+            lam_tab = (mus[np.arange(n_sym) >> 2][None, :] * u_tot[:, sym_code]).ravel()
+            pany_tab = -np.expm1(-lam_tab)
+            draw = rng.random(pos.size)
+            draw *= q_any
+            acc = np.flatnonzero(draw < pany_tab.take(row))
+            if acc.size == 0:
+                return out
+            pos, row, draw = pos.take(acc), row.take(acc), draw.take(acc)
+            lam = lam_tab.take(row)
+            shape = u_tab[:, sym_code, :]  # (nj, n_sym, D)
+        else:
+            code = sym_code.take(sym)
+            mu_k = mus.take(sym >> 2)
+            if sigma_i > 0:
+                z = np.clip(hash_normal(self.key, 5, k), -_NOISE_CLIP, _NOISE_CLIP)
+                mu_k = mu_k * np.maximum(0.0, 1.0 + sigma_i * z)
+            if eve_i is not None:
+                jx = jj if jj is not None else np.zeros(pos.size, np.intp)
+                lk = derive_key(self.key, "eve@" + link.name)
+                inter = hash_uniform(lk, 1, k) < eve.fraction
+                if inter.any():
+                    ki = k[inter]
+                    e_basis = (hash_uniform(lk, 2, ki) >= 0.5).astype(np.intp)
+                    mu_in = mu_k[inter] * t_pre
+                    got = hash_uniform(lk, 3, ki) < -np.expm1(-mu_in)
+                    s_in = np.einsum("nab,nb->na", r_pre[jx[inter]], prepared[code[inter]])
+                    p0 = 0.5 * (1.0 + s_in[np.arange(ki.size), e_basis])
+                    e_bit = (hash_uniform(lk, 4, ki) >= p0).astype(np.intp)
+                    code[inter] = 4 + 2 * e_basis + e_bit
+                    mu_e = np.full(ki.size, eve.resend_mu) if eve.resend_mu is not None else mu_in
+                    mu_k[inter] = np.where(got, mu_e, 0.0)
+            row = code if jj is None else jj * n_code + code
+            lam = mu_k * u_tot.ravel().take(row)
+            draw = rng.random(pos.size)
+            draw *= q_any
+            acc = np.flatnonzero(draw < -np.expm1(-lam))
+            if acc.size == 0:
+                return out
+            pos, row, lam, draw = pos.take(acc), row.take(acc), lam.take(acc), draw.take(acc)
+            shape = u_tab
+        if jj is not None:
+            jj = jj.take(acc)
         m = pos.size
 
         # Photons detected in the pulse, given at least one: zero-truncated Poisson(lam).
-        n_ph = _zero_truncated_poisson(rng, lam, p_any)
-        # Which detector each photon goes to: categorical over u[j, code, :].
-        u_cum = np.cumsum(u_tab, axis=2).reshape(-1, n_det)
-        cum_cols = [np.ascontiguousarray(u_cum[:, d]) for d in range(n_det - 1)]
-        tot_c = u_tot_flat.take(combo)
+        # Given acceptance, ``draw`` is uniform on [0, P(any)): it is the inverse-CDF draw.
+        n_ph = _zero_truncated_poisson(lam, draw)
+        # Which detector each photon goes to: categorical over the row's detector weights.
+        cum = np.cumsum(shape, axis=-1).reshape(-1, n_det)
+        cum_cols = [np.ascontiguousarray(cum[:, d]) for d in range(n_det - 1)]
+        tot_c = np.ascontiguousarray(cum[:, -1]).take(row)
 
         def assign(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+            r = row.take(rows)
             v = rng.random(rows.size) * tot_c.take(rows)
-            c = combo.take(rows)
             det = np.zeros(rows.size, np.intp)
             for col in cum_cols:
-                det += v > col.take(c)
+                det += v > col.take(r)
             return det
 
         det_first = assign(np.arange(m))
-        arrival = rel_lo + pos * dt
+        arrival = pos * dt
+        delays = path.delays_ps(j_lo, j_hi)
         if jj is None:
-            arrival += float(path.delays_ps(j_lo, j_hi)[0])
+            arrival += rel_lo + float(delays[0])
         else:
-            arrival += path.delays_ps(j_lo, j_hi).take(combo // n_code)
+            arrival += (delays + rel_lo).take(jj)
         if tx.cfg.emission_jitter_ps > 0:
             jit = rng.standard_normal(m)
             np.clip(jit, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=jit)
@@ -256,31 +297,29 @@ class WCSSampler:
         np.maximum(arrival, 0.0, out=arrival)
 
         multi = np.flatnonzero(n_ph > 1)
-        extra_rows: list[npt.NDArray[np.intp]] = []
-        extra_dets: list[npt.NDArray[np.intp]] = []
-        if multi.size:
-            left = multi
-            counts = n_ph.take(multi) - 1
-            while left.size:
-                extra_rows.append(left)
-                extra_dets.append(assign(left))
-                counts -= 1
-                keep = counts > 0
-                left, counts = left[keep], counts[keep]
-        if extra_rows:
-            rows = np.concatenate([multi, *extra_rows])
-            dets_all = np.concatenate([det_first.take(multi), *extra_dets])
-            pairs = np.unique(rows * n_det + dets_all)
-            single = np.ones(m, bool)
-            single[multi] = False
-            for d, det in enumerate(dets):
-                first = arrival[single & (det_first == d)]
-                more = arrival.take(pairs[pairs % n_det == d] // n_det)
-                merged = np.concatenate([first, more])
-                out[det.name] = np.sort(merged, kind="stable")
-        else:
+        if multi.size == 0:
             for d, det in enumerate(dets):
                 out[det.name] = arrival[det_first == d]
+            return out
+        extra_rows: list[npt.NDArray[np.intp]] = []
+        extra_dets: list[npt.NDArray[np.intp]] = []
+        left = multi
+        counts = n_ph.take(multi) - 1
+        while left.size:
+            extra_rows.append(left)
+            extra_dets.append(assign(left))
+            counts -= 1
+            keep = counts > 0
+            left, counts = left[keep], counts[keep]
+        rows = np.concatenate([multi, *extra_rows])
+        dets_all = np.concatenate([det_first.take(multi), *extra_dets])
+        pairs = np.unique(rows * n_det + dets_all)
+        single = np.ones(m, bool)
+        single[multi] = False
+        for d, det in enumerate(dets):
+            first = arrival[single & (det_first == d)]
+            more = arrival.take(pairs[pairs % n_det == d] // n_det)
+            out[det.name] = np.sort(np.concatenate([first, more]), kind="stable")
         return out
 
     def sync_times(self, w: Window) -> list[F64]:
@@ -294,7 +333,7 @@ class WCSSampler:
             every = sync.every_n_pulses
             first = -(-k_lo // every) * every
             ks = np.arange(first, max(first, k_hi), every, dtype=np.int64)
-            rel = rel_lo + (ks - k_lo) * dt
+            rel: F64 = rel_lo + (ks - k_lo).astype(np.float64) * dt
             if link is not None and ks.size:
                 rel = rel + link.delays_ps(w.j_lo, w.j_hi)[w.step_index(rel)]
             res.append(rel + sync.delay_ns * 1e3)

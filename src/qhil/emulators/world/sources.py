@@ -44,6 +44,8 @@ class WeakCoherentTransmitter(Component):
         self._power_mw = self.cfg.power_mw
         self._wavelength_nm = self.cfg.wavelength_nm
         self._rep_rate_hz = self.cfg.rep_rate_hz
+        self._period_ps = Fraction(10**12) / Fraction(self._rep_rate_hz)
+        self._t0_ps = Fraction(self.cfg.t0_s) * 10**12
         self._mus = list(self.cfg.mus)
         if self.cfg.pattern is not None:
             self._pattern = np.asarray(self.cfg.pattern, dtype=np.uint8)
@@ -116,16 +118,17 @@ class WeakCoherentTransmitter(Component):
     @rep_rate_hz.setter
     def rep_rate_hz(self, value: float) -> None:
         self._rep_rate_hz = self._finite("rep_rate_hz", value, 1.0, 20e9)
+        self._period_ps = Fraction(10**12) / Fraction(self._rep_rate_hz)
 
     # -- physics read by the sampler -----------------------------------------------------
 
     @property
     def period_ps(self) -> Fraction:
-        return Fraction(10**12) / Fraction(self._rep_rate_hz)
+        return self._period_ps
 
     @property
     def t0_ps(self) -> Fraction:
-        return Fraction(self.cfg.t0_s) * 10**12
+        return self._t0_ps
 
     def current_mus(self) -> F64:
         """Mean photon number per intensity index at the transmitter output, now."""
