@@ -1,0 +1,229 @@
+"""TCP transport: length-prefixed frames over asyncio streams, so Alice and Bob can
+run in different processes or hosts.
+
+Each frame travels as an 8-byte big-endian length followed by the frame. A
+background task reads whole frames into a queue, which makes ``recv_frame``
+cancel-safe (a timeout never leaves half a frame in the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+
+from qhil.orchestrator.channel.errors import (
+    ChannelClosedError,
+    ChannelConnectionError,
+    ChannelTimeoutError,
+    CorruptStreamError,
+)
+
+_LEN = struct.Struct(">Q")
+DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+
+class _Failure:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class TcpTransport:
+    """One end of a TCP connection carrying channel frames."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        local: str,
+        peer: str,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._local = local
+        self._peer = peer
+        self._max = max_frame_bytes
+        self._inbox: asyncio.Queue[bytes | _Failure] = asyncio.Queue()
+        self._closed = False
+        self._final: _Failure | None = None
+        sock = writer.get_extra_info("peername")
+        self._address = f"{sock[0]}:{sock[1]}" if isinstance(sock, tuple) else str(sock)
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        local: str,
+        peer: str,
+        timeout_s: float = 10.0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> TcpTransport:
+        """Connect to ``peer`` listening at ``host:port``."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except TimeoutError:
+            raise ChannelTimeoutError(
+                f"{local}: no TCP connection to {peer} at {host}:{port} within {timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            raise ChannelConnectionError(
+                f"{local}: cannot connect to {peer} at {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        return cls(reader, writer, local=local, peer=peer, max_frame_bytes=max_frame_bytes)
+
+    @property
+    def description(self) -> str:
+        return f"TCP {self._local} <-> {self._peer} at {self._address}"
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    head = await self._reader.readexactly(_LEN.size)
+                except asyncio.IncompleteReadError as exc:
+                    why = "closed the connection" if not exc.partial else "closed mid-frame"
+                    self._inbox.put_nowait(
+                        _Failure(ChannelClosedError(f"{self._local}: {self._peer} {why}"))
+                    )
+                    return
+                (n,) = _LEN.unpack(head)
+                if n > self._max:
+                    self._inbox.put_nowait(
+                        _Failure(
+                            CorruptStreamError(
+                                f"frame length {n} exceeds the {self._max}-byte limit "
+                                f"(stream corrupted or forged)"
+                            )
+                        )
+                    )
+                    return
+                try:
+                    frame = await self._reader.readexactly(n)
+                except asyncio.IncompleteReadError:
+                    self._inbox.put_nowait(
+                        _Failure(
+                            ChannelClosedError(f"{self._local}: {self._peer} closed mid-frame")
+                        )
+                    )
+                    return
+                self._inbox.put_nowait(frame)
+        except (ConnectionError, OSError) as exc:
+            self._inbox.put_nowait(
+                _Failure(
+                    ChannelClosedError(f"{self._local}: connection to {self._peer} lost: {exc}")
+                )
+            )
+
+    async def send_frame(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosedError(
+                f"{self._local}: cannot send to {self._peer}: transport closed"
+            )
+        if len(frame) > self._max:
+            raise ChannelClosedError(
+                f"{self._local}: frame of {len(frame)} bytes exceeds the {self._max}-byte limit"
+            )
+        try:
+            self._writer.write(_LEN.pack(len(frame)))
+            self._writer.write(frame)
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise ChannelClosedError(
+                f"{self._local}: connection to {self._peer} lost while sending: {exc}"
+            ) from None
+
+    async def recv_frame(self) -> bytes:
+        if self._final is not None and self._inbox.empty():
+            raise self._final.error
+        item = await self._inbox.get()
+        if isinstance(item, _Failure):
+            self._final = item
+            raise item.error
+        return item
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+        self._inbox.put_nowait(_Failure(ChannelClosedError(f"{self._local}: transport closed")))
+
+
+class TcpListener:
+    """Listens on ``host:port`` (port 0 picks a free one) and accepts peers' connections."""
+
+    def __init__(self, local: str, max_frame_bytes: int) -> None:
+        self._local = local
+        self._max = max_frame_bytes
+        self._pending: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self._server: asyncio.Server | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        local: str,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> TcpListener:
+        self = cls(local, max_frame_bytes)
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            self._pending.put_nowait((r, w))
+
+        try:
+            self._server = await asyncio.start_server(on_connect, host, port)
+        except OSError as exc:
+            raise ChannelConnectionError(
+                f"{local}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    async def accept(self, *, peer: str, timeout_s: float = 30.0) -> TcpTransport:
+        """The next incoming connection, as a transport to ``peer``."""
+        try:
+            r, w = await asyncio.wait_for(self._pending.get(), timeout_s)
+        except TimeoutError:
+            host, port = self.address
+            raise ChannelTimeoutError(
+                f"{self._local}: no connection from {peer} on {host}:{port} within {timeout_s:g} s"
+            ) from None
+        return TcpTransport(r, w, local=self._local, peer=peer, max_frame_bytes=self._max)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        while not self._pending.empty():
+            _, w = self._pending.get_nowait()
+            w.close()
+
+    async def __aenter__(self) -> TcpListener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
