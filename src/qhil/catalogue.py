@@ -100,6 +100,13 @@ CATALOGUE: dict[str, Entry] = {
             "Keysight/Agilent 33500B/33600A two-channel AWG as BB84 pattern source "
             "(SCPI, TCP socket port 5025)",
         ),
+        Entry(
+            "qhil.qmc",
+            "qhil.drivers.qhil.qmc:QMC",
+            "qhil.emulators.qhil.qmc:QMCEmulator",
+            ("QuantumMemory",),
+            "qhil QMC-1 quantum-memory controller (qhil's own SCPI set, TCP socket port 5031)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }
