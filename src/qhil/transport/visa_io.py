@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pyvisa
@@ -101,14 +102,27 @@ class VisaIO:
     def _set_timeout(self, timeout_s: float) -> None:
         ms = max(1, int(timeout_s * 1000))
         if ms != self._timeout_ms:
-            self._res.timeout = ms
+            self._configure(lambda: setattr(self._res, "timeout", ms))
             self._timeout_ms = ms
 
     def _set_termchar(self, terminator: bytes) -> None:
         if terminator != self._termchar:
-            self._res.set_visa_attribute(constants.ResourceAttribute.termchar, terminator[-1])
-            self._res.set_visa_attribute(constants.ResourceAttribute.termchar_enabled, True)
+
+            def apply() -> None:
+                self._res.set_visa_attribute(constants.ResourceAttribute.termchar, terminator[-1])
+                self._res.set_visa_attribute(constants.ResourceAttribute.termchar_enabled, True)
+
+            self._configure(apply)
             self._termchar = terminator
+
+    def _configure(self, apply: Callable[[], None]) -> None:
+        """Change a port attribute; on a vanished device that fails like any I/O."""
+        try:
+            apply()
+        except VisaIOError as exc:
+            self._raise_for(exc)
+        except Exception as exc:  # pyvisa-py's serial backend raises pyserial's own errors
+            raise LinkDown(str(exc) or type(exc).__name__) from exc
 
     def _socket(self) -> socket.socket | None:
         """The TCP socket under a pyvisa-py SOCKET session, if that is what this is."""
