@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from helpers import binomial_interval, clicked_pulses, make_world, single_detector_profile
+from scipy import stats
 
 
 def p_click(mu: float, eta: float, alpha: float, length_km: float, p_dark: float = 0.0) -> float:
@@ -58,3 +60,29 @@ def test_attenuator_setting_changes_click_probability() -> None:
     p = 1 - math.exp(-0.5 * 10**-0.6 * 0.5 * 10 ** (-0.2))
     lo, hi = binomial_interval(n, p)
     assert lo - 1 <= clicked_pulses(world, block).size <= hi + 1
+
+
+def test_intensity_noise_averages_the_click_probability() -> None:
+    sigma, mu, eta = 0.3, 2.0, 0.5
+    table = single_detector_profile(mu=mu, length_km=0.0, eta=eta)
+    table["nodes"]["alice"]["components"]["tx"]["intensity_noise_rel"] = sigma
+    world = make_world(table)
+    block = world.tagger("bob.tagger").read(0.005)
+    n = round(0.005 * 80e6)
+    # E[1 - exp(-mu (1 + sigma z) eta)] over a standard normal z (clipped at 6 sigma).
+    z = np.linspace(-6, 6, 20001)
+    w = np.exp(-0.5 * z**2)
+    p = float(np.sum(w * -np.expm1(-mu * np.maximum(0, 1 + sigma * z) * eta)) / w.sum())
+    lo, hi = binomial_interval(n, p)
+    assert lo - 1 <= clicked_pulses(world, block).size <= hi + 1
+    # Without the fluctuation the probability would be 1 - exp(-1) = 0.632, outside.
+    assert not lo <= n * -math.expm1(-mu * eta) <= hi
+
+
+def test_link_background_counts() -> None:
+    table = single_detector_profile(mu=0.0, length_km=20.0, eta=0.25)
+    table["links"]["ab"]["background_rate_hz"] = 4e5
+    world = make_world(table)
+    ts = world.tagger("bob.tagger").read(0.05).timestamps_ps
+    lo, hi = stats.poisson.interval(0.999, 4e5 * 0.25 * 0.05)
+    assert lo <= ts.size <= hi

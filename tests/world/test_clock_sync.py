@@ -98,3 +98,26 @@ def test_sync_pulses_tick_in_each_node_clock() -> None:
     # Each sync marks pulse k = 8000 m: it leaves at k / f and crosses 10 km of fibre.
     k = np.rint((ts - OFFSET_S * 1e12) / (1 + 0.5e-6) - 10 * 4.9e6) / 12_500
     assert np.all(k % 8000 == 0)
+
+
+def test_fibre_delay_random_walk() -> None:
+    sigma = 200.0  # ps / sqrt(s)
+    table = bb84_profile()
+    table["links"]["ab"]["delay_drift_ps_per_sqrt_s"] = sigma
+    table["nodes"]["alice"]["components"]["tx"]["sync_outputs"] = [
+        {"tagger": "bob.tagger", "channel": 4, "every_n_pulses": 80_000, "link": "ab"}
+    ]
+    bob = table["nodes"]["bob"]["components"]
+    bob["tagger"]["n_channels"] = 5
+    bob["a"]["channel"] = 5
+    world = make_world(table)
+    block = world.tagger("bob.tagger").read(2.0)
+    ts = block.timestamps_ps[block.channels == 4].astype(float)
+    k = np.arange(ts.size) * 80_000 + round(ts[0] / 12_500 - 10 * 4.9e6 / 12_500)
+    emitted = k * 12_500.0
+    # Each sync carries the fibre delay of its moment, as the truth reports it (1 ms grid).
+    truth = np.array([world.truth.link_delay_s("ab", t * 1e-12) * 1e12 for t in emitted])
+    assert np.all(np.abs(ts - emitted - truth) <= 1.0)
+    # The delay walks: steps of 1 ms have standard deviation sigma * sqrt(1 ms).
+    steps = np.diff(truth)
+    assert stats.kstest(steps, "norm", args=(0.0, sigma * math.sqrt(1e-3))).pvalue > 1e-3
