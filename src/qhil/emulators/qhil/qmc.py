@@ -2,8 +2,9 @@
 
 Backed by the world's qutip memory (``world.memory(component)``: the
 ``quantum_memory`` component's ``QuantumMemoryConfig`` becomes its
-``MemoryParameters`` field by field), on the world's simulated clock. Without a
-world the emulator runs its own memory (``parameters``) on its own fast clock.
+``MemoryParameters`` field by field), on the world's simulated clock. Not wired to
+a world component, it runs a memory of its own (``parameters``), on the world's
+clock if there is a world, else on a fast clock of its own.
 
 Every operation happens at the present simulated time. A programmed read-out
 (``READout:DELay d > 0``) is due ``d`` after its write, on the exact picosecond: it is
@@ -73,15 +74,20 @@ class QMCEmulator(ScpiEmulator):
         self._own_memory: QuantumMemory | None = None
         self._own_clock = SimClock("fast")
         super().__init__(**kw)
-        if self.world is None:
+        if not self._bound:
             rng = np.random.default_rng(self.seed)
             self._own_memory = QuantumMemory(self._own_params, rng)
 
     # --- what the controller is attached to ---
 
     @property
+    def _bound(self) -> bool:
+        """Wired to a world memory (else it runs its own)."""
+        return self.world is not None and bool(self.component)
+
+    @property
     def memory(self) -> QuantumMemory:
-        if self.world is not None:
+        if self._bound:
             mem: QuantumMemory = self.world.memory(self.component)
             return mem
         assert self._own_memory is not None
@@ -95,7 +101,7 @@ class QMCEmulator(ScpiEmulator):
         return self._own_clock
 
     def _configured_cutoff(self) -> float:
-        if self.world is not None:
+        if self._bound:
             return float(self.world.component(self.component).cfg.cutoff_s)
         return self._own_params.cutoff_s
 
@@ -107,7 +113,7 @@ class QMCEmulator(ScpiEmulator):
         self.latched: dict[int, tuple[bool, RetrievalRecord | None]] = {}
         self.last: RetrievalRecord | None = None
         self.herald = True
-        if self.world is not None or self._own_memory is not None:
+        if self._bound or self._own_memory is not None:
             self.memory.clear()
             if self.memory.cutoff_s != self._configured_cutoff():
                 self.memory.reconfigure(cutoff_s=self._configured_cutoff())
