@@ -191,6 +191,7 @@ class Keysight33500B(ScpiInstrument):
     )
     arb_synchronize = Action(
         "FUNCtion:ARBitrary:SYNChronize",
+        # In the 33500 manual as cited by users; the manual itself was not seen (UNVERIFIED).
         doc="Restart the arbitrary waveforms of both channels on their first point together.",
     )
     clear_volatile = ChannelAction(

@@ -313,7 +313,7 @@ class Keysight33500BEmulator(ScpiEmulator):
             raise ScpiError(*INVALID_BLOCK)
         else:
             try:
-                values = np.array([float(v) for v in data.split(",")])
+                values = np.array(data.split(","), dtype=np.float64)
             except ValueError:
                 raise ScpiError(-104, "Data type error") from None
         if values.size < MIN_POINTS:
