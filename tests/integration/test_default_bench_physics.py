@@ -16,6 +16,7 @@ from scipy import stats
 from qhil.drivers.hp.hp8156a import HP8156A
 from qhil.drivers.ozoptics.epc400 import EPC400
 from qhil.drivers.santec.tsl570 import TSL570
+from qhil.drivers.singlequantum.eos import Eos
 from qhil.emulators.bench import EmulatedBench
 from qhil.orchestrator.profile import load_profile
 
@@ -41,6 +42,10 @@ async def test_polarization_controller_voltages_set_the_error_rate(bench: Emulat
     res = bench.addresses()
     async with HP8156A.open(res[("alice", "attenuator")]) as att:
         await att.set_output(True)  # the shutter is closed at power-on
+    counts_port = bench.extra_addresses()[("bob", "snspd")]["counts"]
+    async with Eos.open(res[("bob", "snspd")], counts_resource=counts_port) as snspd:
+        await snspd.set_bias(20.0)  # the controller powers on disabled, at zero bias
+        await snspd.set_enabled(True)
     async with EPC400.open(res[("bob", "polctrl")]) as epc:
         good = world.truth.compensating_voltages("bob.polctrl", "alice.transmitter")
         await epc.set_voltages_mv([round(v) for v in good])

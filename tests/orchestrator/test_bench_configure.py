@@ -22,7 +22,7 @@ from ._bench_support import write_profile
 async def connected(path: Path) -> AsyncIterator[tuple[Bench, EmulatedBench]]:
     profile = load_profile(str(path))
     with EmulatedBench(profile) as emulated:
-        bench = Bench(profile, emulated.addresses())
+        bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
         await bench.connect(timeout_s=10)
         try:
             yield bench, emulated

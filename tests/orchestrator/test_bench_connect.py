@@ -50,7 +50,7 @@ def _track_concurrency(bench: Bench) -> dict[str, int]:
 async def test_default_profile_connects_all_instruments_in_parallel() -> None:
     profile = load_profile("default")
     with EmulatedBench(profile) as emulated:
-        bench = Bench(profile, emulated.addresses())
+        bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
         n = len(bench.instruments)
         assert n == len(profile.instruments()) >= 3
         stats = _track_concurrency(bench)
@@ -81,7 +81,7 @@ async def test_two_unreachable_instruments_fail_in_one_message(tmp_path: Path) -
     path = write_profile(tmp_path, laser=refused, bob_pc="not-a-resource-string")
     profile = load_profile(str(path))
     with EmulatedBench(profile) as emulated:
-        bench = Bench(profile, emulated.addresses())
+        bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
         with pytest.raises(BenchConnectError) as caught:
             await bench.connect(timeout_s=10)
     err = caught.value
@@ -119,7 +119,7 @@ async def test_hanging_instrument_is_reported_and_cleaned_up(
         path = write_profile(tmp_path, laser=hanging, laser_extra=f"timeout_s = {io_timeout_s}")
         profile = load_profile(str(path))
         with EmulatedBench(profile) as emulated:
-            bench = Bench(profile, emulated.addresses())
+            bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
             with pytest.raises(BenchConnectError) as caught:
                 await bench.connect(timeout_s=connect_timeout_s)
             resources = [m.resource for m in bench.instruments]
@@ -143,7 +143,7 @@ async def test_close_after_partial_connect_leaves_no_sessions_threads_or_fds(
     profile = load_profile(str(path))
     with EmulatedBench(profile) as emulated:
         before = open_fds()
-        bench = Bench(profile, emulated.addresses())
+        bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
         with pytest.raises(BenchConnectError) as caught:
             await bench.connect(timeout_s=10)
         assert list(caught.value.errors) == ["alice.polctrl"]
@@ -161,7 +161,7 @@ async def test_cancelled_connect_tears_everything_down(tmp_path: Path) -> None:
         path = write_profile(tmp_path, laser=hanging, laser_extra="timeout_s = 0.3")
         profile = load_profile(str(path))
         with EmulatedBench(profile) as emulated:
-            bench = Bench(profile, emulated.addresses())
+            bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(bench.connect(timeout_s=30), 0.1)
             resources = [m.resource for m in bench.instruments]

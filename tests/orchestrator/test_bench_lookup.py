@@ -105,7 +105,7 @@ async def test_async_with_connects_configures_and_closes(tmp_path: Path) -> None
     path = write_profile(tmp_path, alice_pc_extra="settings = { voltages_mv = [7, 0, 0, 0] }")
     profile = load_profile(str(path))
     with EmulatedBench(profile) as emulated:
-        async with Bench(profile, emulated.addresses()) as bench:
+        async with Bench(profile, emulated.addresses(), emulated.extra_addresses()) as bench:
             assert bench.connected
             assert emulated.emulators[("alice", "polctrl")].voltages == [7, 0, 0, 0]
             pc = bench.role("alice", PolarizationController)
@@ -119,7 +119,7 @@ async def test_async_with_closes_when_configure_fails(tmp_path: Path) -> None:
     path = write_profile(tmp_path, laser_extra="settings = { colour = 'red' }")
     profile = load_profile(str(path))
     with EmulatedBench(profile) as emulated:
-        bench = Bench(profile, emulated.addresses())
+        bench = Bench(profile, emulated.addresses(), emulated.extra_addresses())
         with pytest.raises(ConfigError, match=r"laser\.settings\.colour"):
             async with bench:
                 raise AssertionError("not reached")
