@@ -130,3 +130,19 @@ def test_heater_relaxes_with_its_time_constant() -> None:
     src.heater_temp_c = t0 + 5.0
     world.advance_to(world.now_s + 10.0)
     assert src.heater_actual_c == pytest.approx(t0 + 5.0 * (1 - math.exp(-1.0)))
+
+
+def test_pulsed_source_sync_marks_the_pump_pulses() -> None:
+    table = spdc_profile(emission="pulsed", rep_rate_hz=80e6, pairs_per_s=4e6, jitter_ps=(20.0, 20.0))
+    table["nodes"]["alice"]["components"]["spdc"]["sync_outputs"] = [
+        {"tagger": "tagger", "channel": 8, "every_n_pulses": 1000, "delay_ns": 3.0}
+    ]
+    world = make_world(table)
+    block = world.tagger("alice.tagger").read(0.001)
+    sync = singles(block, 8)
+    assert sync.size == 80
+    np.testing.assert_array_equal(np.diff(sync), 12_500_000)
+    # Photons come from pump pulses: 12.5 ns grid, 3 ns before the sync grid.
+    phase = (singles(block, 1) - (sync[0] - 3000)) % 12_500
+    phase = np.where(phase > 6_250, phase - 12_500, phase)
+    assert np.abs(phase).max() < 8 * 20.0 + 2

@@ -146,7 +146,7 @@ def _positions(rng: np.random.Generator, n: int, q: float) -> I64:
 
 
 class WCSSampler:
-    """Samples one transmitter's clicks along its path, and its sync pulses."""
+    """Samples one transmitter's clicks along its path."""
 
     def __init__(
         self,
@@ -155,14 +155,12 @@ class WCSSampler:
         clock: NodeClock,
         rng: np.random.Generator,
         key: int,
-        sync_links: list[Link | None],
     ) -> None:
         self.tx = tx
         self.path = path
         self.clock = clock
         self.rng = rng
         self.key = key
-        self.sync_links = sync_links
 
     def sample(self, w: Window) -> dict[str, F64]:
         """Arrival times (ps from the window start) at each detector of the path."""
@@ -321,20 +319,3 @@ class WCSSampler:
             more = arrival.take(pairs[pairs % n_det == d] // n_det)
             out[det.name] = np.sort(np.concatenate([first, more]), kind="stable")
         return out
-
-    def sync_times(self, w: Window) -> list[F64]:
-        """Sync pulse arrival times (ps from the window start), one array per sync output."""
-        tx = self.tx
-        res: list[F64] = []
-        if not tx.cfg.sync_outputs:
-            return res
-        k_lo, k_hi, rel_lo, dt = pulse_range(self.clock, tx.t0_ps, tx.period_ps, w)
-        for sync, link in zip(tx.cfg.sync_outputs, self.sync_links, strict=True):
-            every = sync.every_n_pulses
-            first = -(-k_lo // every) * every
-            ks = np.arange(first, max(first, k_hi), every, dtype=np.int64)
-            rel: F64 = rel_lo + (ks - k_lo).astype(np.float64) * dt
-            if link is not None and ks.size:
-                rel = rel + link.delays_ps(w.j_lo, w.j_hi)[w.step_index(rel)]
-            res.append(rel + sync.delay_ns * 1e3)
-        return res

@@ -30,6 +30,7 @@ from .rng import component_generator, component_key
 from .sample_spdc import SPDCSampler
 from .sample_wcs import WCSSampler, Window
 from .sources import CWLaser, SPDCSource, WeakCoherentTransmitter
+from .sync import SyncSource
 from .tagger import TagBlock, TagPipeline, TagReader, TimeTagger
 
 C = TypeVar("C")
@@ -197,31 +198,25 @@ class World:
         self._wcs: list[WCSSampler] = []
         self._spdc: list[SPDCSampler] = []
         self._paths: dict[str, OpticalPath] = {}
-        self._syncs: list[tuple[WCSSampler, list[tuple[str, int]]]] = []
+        self._syncs: list[tuple[SyncSource, list[tuple[str, int]]]] = []
         for qname, tx in self._of(WeakCoherentTransmitter).items():
             path = self._resolve_path(f"{qname}.path", tx.node, tx.cfg.path)
             self._paths[qname] = path
-            sync_links = [self._links[s.link] if s.link else None for s in tx.cfg.sync_outputs]
             sampler = WCSSampler(
                 tx,
                 path,
                 self._nodes[tx.node].clock,
                 component_generator(self.seed, qname + "#photons"),
                 component_key(self.seed, qname),
-                sync_links,
             )
             self._wcs.append(sampler)
-            targets = []
-            for s in tx.cfg.sync_outputs:
-                tq = cfg.qualify(tx.node, s.tagger)
-                targets.append((tq, s.channel))
-                self.tagger(tq).wiring[s.channel] = qname + "#sync"
-            self._syncs.append((sampler, targets))
+            self._add_syncs(qname, tx, tx.cfg.sync_outputs)
         for qname, src in self._of(SPDCSource).items():
             sig = self._resolve_path(f"{qname}.signal_path", src.node, src.cfg.signal_path)
             idl = self._resolve_path(f"{qname}.idler_path", src.node, src.cfg.idler_path)
             self._paths[qname + ".signal"] = sig
             self._paths[qname + ".idler"] = idl
+            self._add_syncs(qname, src, src.cfg.sync_outputs)
             self._spdc.append(
                 SPDCSampler(
                     src,
@@ -252,6 +247,18 @@ class World:
                     self._of(Detector),
                 )
                 self._background.append((link, sub))
+
+    def _add_syncs(self, qname: str, source: Any, outputs: list[Any]) -> None:
+        if not outputs:
+            return
+        links = [self._links[s.link] if s.link else None for s in outputs]
+        node = qname.split(".", 1)[0]
+        targets = []
+        for s in outputs:
+            tq = self.config.qualify(node, s.tagger)
+            targets.append((tq, s.channel))
+            self.tagger(tq).wiring[s.channel] = qname + "#sync"
+        self._syncs.append((SyncSource(source, self._nodes[node].clock, outputs, links), targets))
 
     def _resolve_path(self, field: str, node: str, refs: list[str]) -> OpticalPath:
         at = node
@@ -497,10 +504,8 @@ class World:
                     )[0]
                 ),
             )
-        for sampler, _ in self._syncs:
-            for link, s in zip(sampler.sync_links, sampler.tx.cfg.sync_outputs, strict=True):
-                d = s.delay_ns * 1e3 + (link.base_delay_ps if link else 0.0)
-                longest = max(longest, d)
+        for sync, _ in self._syncs:
+            longest = max(longest, sync.longest_delay_ps())
         # Margin for the delay random walk and emission jitter.
         return int(longest * 1.01) + 1_000_000
 
@@ -535,8 +540,8 @@ class World:
                     if t.size:
                         t = t - shift if shift else t
                         arrivals[name].append(t[t >= 0] if shift else t)
-            for sampler, targets in self._syncs:
-                for target, t in zip(targets, sampler.sync_times(win), strict=True):
+            for sync, targets in self._syncs:
+                for target, t in zip(targets, sync.times(win), strict=True):
                     t = t - shift if shift else t
                     syncs.setdefault(target, []).append(t[t >= 0] if shift else t)
 
