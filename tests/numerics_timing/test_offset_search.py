@@ -197,3 +197,9 @@ def test_bad_arguments_are_named() -> None:
         find_clock_offset(a, a, refine_factor=1)
     with pytest.raises(TimingInputError, match="method"):
         refine_offset(a, a, ClockModel(0.0), 100.0, method="median")  # type: ignore[arg-type]
+
+
+def test_too_few_coincidences_for_the_picosecond_fit_is_reported() -> None:
+    s = pair_streams(60, duration_s=0.01, pair_rate=200.0)  # ~2 pairs
+    with pytest.raises(PeakNotFoundError, match=r"^picosecond offset fit: only \d coincidences"):
+        refine_offset(s.a, s.b, s.truth, 500.0)

@@ -24,15 +24,24 @@ class PeakNotFoundError(TimingError):
     ``threshold`` the significance that was required.
     """
 
-    def __init__(self, stage: str, significance: float, threshold: float, hint: str = "") -> None:
+    def __init__(
+        self,
+        stage: str,
+        significance: float,
+        threshold: float,
+        hint: str = "",
+        *,
+        problem: str | None = None,
+    ) -> None:
         self.stage = stage
         self.significance = significance
         self.threshold = threshold
         extra = f"; {hint}" if hint else ""
-        super().__init__(
-            f"{stage}: no significant correlation peak (significance {significance:.2f} "
-            f"< required {threshold:.2f}){extra}"
+        what = problem or (
+            f"no significant correlation peak (significance {significance:.2f} "
+            f"< required {threshold:.2f})"
         )
+        super().__init__(f"{stage}: {what}{extra}")
 
 
 class AlignmentError(PeakNotFoundError):

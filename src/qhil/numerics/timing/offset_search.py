@@ -121,7 +121,7 @@ def _overlap(a: Timestamps, b_mapped: Timestamps) -> tuple[int, int]:
             "clock offset search",
             0.0,
             0.0,
-            "the streams do not overlap in time under the current clock model",
+            problem="the streams do not overlap in time under the current clock model",
         )
     return lo, hi
 
@@ -222,9 +222,10 @@ def refine_offset(
     if resid.size < 3 * n_params:
         raise PeakNotFoundError(
             "picosecond offset fit",
-            float(resid.size),
-            float(3 * n_params),
-            f"only {resid.size} coincidences within +-{half:g} ps of the model",
+            0.0,
+            0.0,
+            problem=f"only {resid.size} coincidences within +-{half:g} ps of the model "
+            f"(need {3 * n_params})",
         )
     center = float(np.median(resid))
     sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(resid - center))), 0.5)
@@ -301,7 +302,7 @@ def _gaussian_fit(
         )
     except RuntimeError as exc:
         raise PeakNotFoundError(
-            "Gaussian offset fit", 0.0, 0.0, f"fit did not converge: {exc}"
+            "Gaussian offset fit", 0.0, 0.0, problem=f"the fit did not converge ({exc})"
         ) from None
     mu, sig = float(popt[1]), abs(float(popt[2]))
     n_in = int(np.count_nonzero(np.abs(resid - mu) <= clip * sig))
@@ -386,8 +387,8 @@ def find_clock_offset(
                 stage,
                 min(p.significance for p in peaks),
                 min_significance,
-                f"drift too uncertain to refine below {bin_ps} ps bins "
-                f"(smear {smear:.0f} ps); take more data",
+                problem=f"drift too uncertain to refine below {bin_ps} ps bins "
+                f"(1-sigma smear {smear:.0f} ps); take more data",
             )
         bin_ps = next_bin
     fit = refine_offset(
