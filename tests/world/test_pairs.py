@@ -133,7 +133,9 @@ def test_heater_relaxes_with_its_time_constant() -> None:
 
 
 def test_pulsed_source_sync_marks_the_pump_pulses() -> None:
-    table = spdc_profile(emission="pulsed", rep_rate_hz=80e6, pairs_per_s=4e6, jitter_ps=(20.0, 20.0))
+    table = spdc_profile(
+        emission="pulsed", rep_rate_hz=80e6, pairs_per_s=4e6, jitter_ps=(20.0, 20.0)
+    )
     table["nodes"]["alice"]["components"]["spdc"]["sync_outputs"] = [
         {"tagger": "tagger", "channel": 8, "every_n_pulses": 1000, "delay_ns": 3.0}
     ]
@@ -146,3 +148,33 @@ def test_pulsed_source_sync_marks_the_pump_pulses() -> None:
     phase = (singles(block, 1) - (sync[0] - 3000)) % 12_500
     phase = np.where(phase > 6_250, phase - 12_500, phase)
     assert np.abs(phase).max() < 8 * 20.0 + 2
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_intercept_resend_on_a_pair_arm_breaks_the_correlations(fraction: float) -> None:
+    visibility = 0.98
+    table = spdc_profile(
+        pairs_per_s=5e5,
+        visibility=visibility,
+        analyzers=True,
+        length_km=2.0,
+        jitter_ps=(50.0, 50.0),
+    )
+    table["links"]["ab"]["eavesdropper"] = {"fraction": fraction}
+    world = make_world(table)
+    a_block = world.tagger("alice.tagger").open_reader().read(0.5)
+    b_reader = world.tagger("bob.tagger").open_reader()
+    b_block = b_reader.read(0.5)
+    delta = world.truth.expected_delta_ps("alice.spdc", "alice.ah", "bob.bh", 0.0)
+    counts = {}
+    for i, x in enumerate("HVDA"):
+        for j, y in enumerate("HVDA"):
+            counts[x + y] = count_coincidences(
+                singles(a_block, 1 + i), singles(b_block, 1 + j), delta, 400.0
+            )
+    same = sum(counts[k] for k in ("HH", "HV", "VH", "VV", "DD", "DA", "AD", "AA"))
+    errors = counts["HV"] + counts["VH"] + counts["DA"] + counts["AD"]
+    # Eve's basis matches half the time (then the pair keeps visibility V), else random.
+    qber = (1 - fraction) * (1 - visibility) / 2 + fraction * (0.25 + (1 - visibility) / 4)
+    lo, hi = binomial_interval(same, qber)
+    assert lo <= errors <= hi, (errors / same, qber)

@@ -10,7 +10,8 @@ state (local Stokes vectors a, b and correlation tensor T, rotated by each arm's
 optics and fibre): the first photon's outcome from its marginal, the second's
 from the conditional state; then each analyzer's PBS leak flips an outcome, and
 the exact detector efficiency thins the photon. Multi-pair emission, accidental
-coincidences and double clicks arise by themselves.
+coincidences and double clicks arise by themselves. An active eavesdropper on an
+arm intercepts and resends single photons (see `_outcomes_with_eve`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from .clock import NodeClock
 from .detector import JITTER_CLIP_SIGMAS
+from .link import Eavesdropper, Link
 from .paths import OpticalPath
 from .polarization import F64
 from .sample_wcs import Window, _positions, pulse_range
@@ -34,6 +37,7 @@ class _Side:
     def __init__(self, path: OpticalPath, herald: float) -> None:
         self.path = path
         self.herald = herald
+        self.eve: Eavesdropper | None = None
 
     def prepare(self, w: Window) -> None:
         p = self.path
@@ -52,6 +56,17 @@ class _Side:
             for i, (b, s) in enumerate(zip(basis, sign, strict=True)):
                 det_of[b, 0 if s > 0 else 1] = i
             self.det_of = det_of
+        self.eve = None
+        eve_i = p.eve_index()
+        if eve_i is not None:
+            link = p.elements[eve_i].element
+            assert isinstance(link, Link)
+            self.eve = link.eavesdropper
+            self.pre_rot = p.rotations(w.j_lo, w.j_hi, 0, eve_i)  # (nj, 3, 3)
+            if p.is_analyzer:
+                post = p.rotations(w.j_lo, w.j_hi, eve_i)
+                axes, *_ = p.analyzer_tables()
+                self.post_axes = np.einsum("jba,nb->jna", post, axes)
 
 
 class SPDCSampler:
@@ -135,24 +150,11 @@ class SPDCSampler:
                 proj.append(s.axes_src[jj, basis[x]] @ loc)
             else:
                 proj.append(np.zeros(n))
-        first_a = a_side.path.is_analyzer
-        second_b = b_side.path.is_analyzer
-        ua, ub = rng.random(n), rng.random(n)
-        if first_a:
-            alpha = np.where(ua < 0.5 * (1.0 + proj[0]), 1, -1)
-            outcome[0] = alpha
-        if second_b:
-            lb = proj[1]
-            if first_a:
-                # Conditional state of B given A's ideal outcome alpha (only where both arrive).
-                ax_a = a_side.axes_src[jj, basis[0]]
-                ax_b = b_side.axes_src[jj, basis[1]]
-                c = np.einsum("na,ab,nb->n", ax_a, tens, ax_b)
-                cond = (lb + alpha * c) / (1.0 + alpha * proj[0])
-                pb_plus = np.where(both, 0.5 * (1.0 + cond), 0.5 * (1.0 + lb))
-            else:
-                pb_plus = 0.5 * (1.0 + lb)
-            outcome[1] = np.where(ub < pb_plus, 1, -1)
+        eves = [s.eve for s in self.sides]
+        if any(e is not None for e in eves):
+            outcome = self._outcomes_with_eve(jj, basis, (has_a, has_b), a_vec, b_vec, tens)
+        else:
+            outcome = self._outcomes(jj, basis, proj, both, tens)
 
         present = (has_a, has_b)
         for x, s in enumerate(self.sides):
@@ -183,6 +185,113 @@ class SPDCSampler:
             for d_i, d in enumerate(s.path.detectors):
                 out[d.name].append(arrival[det == d_i])
         return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+
+    def _outcomes(
+        self,
+        jj: npt.NDArray[np.intp],
+        basis: list[npt.NDArray[np.intp]],
+        proj: list[F64],
+        both: npt.NDArray[np.bool_],
+        tens: F64,
+    ) -> list[npt.NDArray[np.intp]]:
+        """Ideal outcomes (+1/-1): A from its marginal, B from the state A's outcome leaves."""
+        rng = self.rng
+        a_side, b_side = self.sides
+        n = jj.size
+        outcome = [np.zeros(n, np.intp), np.zeros(n, np.intp)]
+        ua, ub = rng.random(n), rng.random(n)
+        first_a = a_side.path.is_analyzer
+        if first_a:
+            alpha = np.where(ua < 0.5 * (1.0 + proj[0]), 1, -1)
+            outcome[0] = alpha
+        if b_side.path.is_analyzer:
+            lb = proj[1]
+            if first_a:
+                # Conditional state of B given A's ideal outcome alpha (only where both arrive).
+                ax_a = a_side.axes_src[jj, basis[0]]
+                ax_b = b_side.axes_src[jj, basis[1]]
+                c = np.einsum("na,ab,nb->n", ax_a, tens, ax_b)
+                cond = (lb + alpha * c) / (1.0 + alpha * proj[0])
+                pb_plus = np.where(both, 0.5 * (1.0 + cond), 0.5 * (1.0 + lb))
+            else:
+                pb_plus = 0.5 * (1.0 + lb)
+            outcome[1] = np.where(ub < pb_plus, 1, -1)
+        return outcome
+
+    def _outcomes_with_eve(
+        self,
+        jj: npt.NDArray[np.intp],
+        basis: list[npt.NDArray[np.intp]],
+        present: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
+        a_vec: F64,
+        b_vec: F64,
+        tens: F64,
+    ) -> list[npt.NDArray[np.intp]]:
+        """Outcomes when an intercept-resend Eve sits on one or both arms.
+
+        Eve (at her link's input) measures a photon in a random BB84 basis of that
+        frame and resends a single photon in the state she found: the partner
+        collapses to the conditional state, and the resent photon no longer carries
+        any correlation. A side Eve missed keeps its entanglement with the other.
+        """
+        rng = self.rng
+        n = jj.size
+        loc = (a_vec, b_vec)
+        corr = (tens, tens.T)  # corr[x] maps an axis of side x to the partner's vector
+        inter = []
+        eve_axis_src = []
+        eve_state = []  # Eve's resent Stokes vector at the link input (+-1 times her axis)
+        for x, s in enumerate(self.sides):
+            if s.eve is None:
+                inter.append(np.zeros(n, bool))
+                eve_axis_src.append(np.zeros((n, 3)))
+                eve_state.append(np.zeros((n, 3)))
+                continue
+            hit = present[x] & (rng.random(n) < s.eve.fraction)
+            e_basis = (rng.random(n) < 0.5).astype(np.intp)
+            axis_link = np.eye(3)[e_basis]  # Z -> S1, X -> S2 of the link-input frame
+            inter.append(hit)
+            eve_axis_src.append(np.einsum("nba,nb->na", s.pre_rot[jj], axis_link))
+            eve_state.append(axis_link)
+        # Source-frame Bloch vector of each photon while still (possibly) entangled.
+        vec = [np.broadcast_to(a_vec, (n, 3)).copy(), np.broadcast_to(b_vec, (n, 3)).copy()]
+        collapsed = [np.zeros(n, bool), np.zeros(n, bool)]
+        for x in (0, 1):
+            y = 1 - x
+            hit = inter[x]
+            if not hit.any():
+                continue
+            e = eve_axis_src[x]
+            proj = np.einsum("na,na->n", vec[x], e)
+            sign = np.where(rng.random(n) < 0.5 * (1.0 + proj), 1.0, -1.0)
+            # Partner's conditional vector, unless it was already collapsed by the other Eve.
+            free = hit & ~collapsed[y]
+            cond = (loc[y] + sign[:, None] * (e @ corr[x])) / (1.0 + sign * proj)[:, None]
+            vec[y] = np.where(free[:, None], cond, vec[y])
+            collapsed[y] |= free
+            eve_state[x] = eve_state[x] * sign[:, None]
+            collapsed[x] |= hit
+        outcome = [np.zeros(n, np.intp), np.zeros(n, np.intp)]
+        both_free = ~collapsed[0] & ~collapsed[1]
+        proj_free = [
+            s.axes_src[jj, basis[x]] @ loc[x] if s.path.is_analyzer else np.zeros(n)
+            for x, s in enumerate(self.sides)
+        ]
+        joint = self._outcomes(jj, basis, proj_free, present[0] & present[1] & both_free, tens)
+        for x, s in enumerate(self.sides):
+            if not s.path.is_analyzer:
+                continue
+            # Resent photon: Eve's state through the rest of the path; collapsed partner:
+            # its conditional vector through its whole path.
+            p_cond = 0.5 * (1.0 + np.einsum("na,na->n", vec[x], s.axes_src[jj, basis[x]]))
+            if s.eve is None:
+                p_plus = p_cond
+            else:
+                resent = np.einsum("na,na->n", eve_state[x], s.post_axes[jj, basis[x]])
+                p_plus = np.where(inter[x], 0.5 * (1.0 + resent), p_cond)
+            own = np.where(rng.random(n) < p_plus, 1, -1)
+            outcome[x] = np.where(collapsed[0] | collapsed[1], own, joint[x])
+        return outcome
 
 
 def _truncated_nbinom(rng: np.random.Generator, modes: float, mean: float, size: int) -> np.ndarray:
