@@ -1,0 +1,1 @@
+"""Experiments: async protocols over role interfaces and the classical channel."""

@@ -1,0 +1,265 @@
+"""Alice: drives the pattern generator, answers Bob, holds the reference key.
+
+:func:`run_alice` talks only to a :class:`~qhil.drivers.roles.PatternGenerator`
+and to her end of the classical channel, so it can run in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import numpy as np
+
+from qhil.drivers.roles import PatternGenerator
+from qhil.numerics.qkd import (
+    CascadeAlice,
+    CascadeSetup,
+    ParityQuery,
+    SiftAnnouncement,
+    alice_sift,
+    alice_verification,
+    new_seed,
+    privacy_amplification,
+)
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
+from qhil.orchestrator.experiments.bb84.messages import (
+    VERSION,
+    AlignmentReveal,
+    Amplification,
+    Announcement,
+    BlockAcquired,
+    BlockDiscarded,
+    BlockLive,
+    BlockTally,
+    CascadeDone,
+    CascadeStart,
+    Hello,
+    KeyStored,
+    ParityQueryMsg,
+    ParityReplyMsg,
+    SiftReplyMsg,
+    VerificationMsg,
+    VerificationOutcome,
+)
+from qhil.orchestrator.experiments.bb84.party import DataHook, PartyBase, ProgressHook, log
+from qhil.orchestrator.experiments.bb84.pattern import BlockPattern, draw_pattern
+from qhil.orchestrator.experiments.bb84.result import PartyResult
+from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
+from qhil.records import KeyStore
+
+# Cascade's block sizes need an error-rate estimate below 1/2.
+_MAX_QBER_ESTIMATE = 0.45
+
+
+class _Alice(PartyBase):
+    party = "alice"
+
+    def __init__(
+        self,
+        generator: PatternGenerator,
+        settings: BB84Settings,
+        link: PeerLink,
+        *,
+        key_store: KeyStore,
+        run_id: str | None,
+        progress: ProgressHook | None,
+        on_data: DataHook | None,
+        rng: np.random.Generator | None,
+    ) -> None:
+        super().__init__(
+            settings,
+            link,
+            key_store=key_store,
+            run_id=run_id,
+            progress=progress,
+            on_data=on_data,
+            rng=rng,
+        )
+        self.generator = generator
+
+    async def run(self) -> PartyResult:
+        s = self.settings
+        await self.link.send(Hello(VERSION, s.digest()))
+        for b in range(s.n_blocks):
+            await self.block(b)
+        stats = self.check_estimates()
+        key, _ = self.raw_key()
+        await self.reconcile(key, stats.test_qber_all)
+        await self.emit("verify", s.n_blocks)
+        vm = alice_verification(key, self.rng, s.tag_bits)
+        await self.link.send(VerificationMsg(vm.n_key_bits, vm.tag_bits, vm.seed, vm.tag))
+        out = await self.link.expect(VerificationOutcome)
+        if not out.ok:
+            raise self.abort(
+                AbortReason.VERIFICATION_FAILED,
+                f"Bob's {s.tag_bits}-bit verification tag differs from Alice's after reconciliation",
+            )
+        if not self.valid_key_errors(out.key_errors):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "VerificationOutcome: bad error counts")
+        stats = self.record_key_errors(out.key_errors)
+        length = self.key_length(stats)
+        await self.emit("amplify", s.n_blocks)
+        seed = new_seed(self.rng, key.size, length)
+        await self.link.send(Amplification(length, seed))
+        final = await asyncio.to_thread(privacy_amplification, key, seed, length)
+        await self.link.expect(KeyStored)  # Bob has his key: now keep ours
+        ref = self.store_key(final)
+        await self.emit("done", s.n_blocks, f"{length} secret bits")
+        return self.result(ref)
+
+    async def block(self, b: int) -> None:
+        s = self.settings
+        n = s.pattern_length
+        pat: BlockPattern = await asyncio.to_thread(
+            draw_pattern,
+            self.rng,
+            n,
+            s.z_basis_probability,
+            s.intensity_probabilities,
+            s.alignment_fraction,
+        )
+        await self.generator.load_pattern(pat.symbols, s.rep_rate_hz)
+        await self.generator.set_output(True)
+        await self.link.send(BlockLive(b, n, s.rep_rate_hz))
+        acq = await self.link.expect(BlockAcquired)
+        await self.generator.set_output(False)
+        if acq.block != b:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockAcquired for {acq.block}, not {b}")
+        rev = pat.revealed
+        await self.link.send(AlignmentReveal(b, rev, pat.bases[rev], pat.bits[rev]))
+        msg = await self.link.expect(Announcement, BlockDiscarded)
+        if msg.block != b:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"answer for block {msg.block}, not {b}")
+        if isinstance(msg, BlockDiscarded):
+            log.info("bb84 alice: block %d discarded by Bob: %s", b, msg.detail)
+            self.tally.discard_block(s.block_duration_s, n)
+            await self.persist("block", {"block": b, "used": 0, "tags": acq.n_tags})
+            await self.emit("block", b + 1, f"discarded: {msg.detail}")
+            return
+        pos = msg.positions
+        if pos.size != msg.bases.size:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: positions and bases differ")
+        if pos.size and rev.size:
+            at = np.searchsorted(rev, pos).clip(0, rev.size - 1)
+            if np.any(rev[at] == pos):
+                raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement names revealed pulses")
+        try:
+            reply, sifted = alice_sift(pat.record(), SiftAnnouncement(pos, msg.bases))
+        except ValueError as exc:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
+        test = sifted.basis == 1
+        pulses = pat.unrevealed_pulses(N_INTENSITIES)
+        await self.link.send(
+            SiftReplyMsg(
+                b, reply.match.astype(np.uint8), reply.intensity, sifted.bits[test], pulses
+            )
+        )
+        tally_msg = await self.link.expect(BlockTally)
+        errs = tally_msg.test_errors
+        tested = np.bincount(sifted.intensity[test], minlength=N_INTENSITIES)[:N_INTENSITIES]
+        if (
+            tally_msg.block != b
+            or errs.shape != (N_INTENSITIES,)
+            or np.any((errs < 0) | (errs > tested))
+        ):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockTally for block {b} is malformed")
+        self.tally.add_block(
+            duration_s=s.block_duration_s,
+            pulses_sent=n,
+            pulses=pulses,
+            detected_intensity=reply.intensity,
+            match=reply.match,
+            bases=msg.bases,
+            test_errors=errs,
+        )
+        key = sifted.basis == 0
+        self.add_key_part(sifted.bits[key], sifted.intensity[key])
+        row: dict[str, float | int] = {
+            "block": b,
+            "used": 1,
+            "tags": acq.n_tags,
+            "revealed": rev.size,
+        }
+        for i, name in enumerate(("signal", "decoy", "vacuum")):
+            row[f"pulses_{name}"] = int(pulses[i])
+            row[f"test_errors_{name}"] = int(errs[i])
+        await self.persist("block", row)
+        await self.emit("block", b + 1)
+
+    async def reconcile(self, key: np.ndarray, qber_estimate: float) -> None:
+        s = self.settings
+        await self.emit("reconcile", s.n_blocks, f"{key.size} bits")
+        q = min(max(qber_estimate, 0.0), _MAX_QBER_ESTIMATE)
+        seed = int(self.rng.integers(0, 2**63 - 1))
+        setup = CascadeSetup.for_qber(key.size, q, seed, s.frame_bits)
+        await self.link.send(
+            CascadeStart(
+                setup.key_bits, setup.frame_bits, np.asarray(setup.block_sizes, np.int64), seed
+            )
+        )
+        cascade = CascadeAlice(key, setup)
+        while True:
+            msg = await self.link.expect(ParityQueryMsg, CascadeDone)
+            if isinstance(msg, CascadeDone):
+                if msg.leaked_bits != cascade.leaked_bits:
+                    raise self.abort(
+                        AbortReason.PROTOCOL_ERROR,
+                        f"Bob counts {msg.leaked_bits} disclosed parities, Alice "
+                        f"{cascade.leaked_bits}",
+                    )
+                break
+            try:
+                reply = cascade.answer(ParityQuery.decode(msg.payload))
+            except (ValueError, IndexError) as exc:
+                raise self.abort(AbortReason.PROTOCOL_ERROR, f"ParityQuery: {exc}") from None
+            await self.link.send(ParityReplyMsg(reply.encode()))
+        self.leaked_bits = cascade.leaked_bits
+
+
+async def run_alice(
+    settings: BB84Settings,
+    generator: PatternGenerator,
+    channel: MessageChannel,
+    *,
+    key_store: KeyStore,
+    run_id: str | None = None,
+    progress: ProgressHook | None = None,
+    on_data: DataHook | None = None,
+    rng: np.random.Generator | None = None,
+) -> PartyResult:
+    """Alice's side of decoy-state BB84; returns her result or raises :class:`BB84Aborted`.
+
+    ``rng`` is for reproducing tests only: by default every random choice (symbols,
+    revealed subset, Cascade shuffle, verification and amplification seeds) comes
+    from a fresh CSPRNG-seeded generator.
+    """
+    link = PeerLink(channel, "alice", "bob", settings.message_timeout_s)
+    alice = _Alice(
+        generator,
+        settings,
+        link,
+        key_store=key_store,
+        run_id=run_id,
+        progress=progress,
+        on_data=on_data,
+        rng=rng,
+    )
+    try:
+        return await alice.run()
+    except BB84Aborted as exc:
+        if exc.result is None:
+            exc.result = alice.partial_result(exc.reason, exc.detail)
+        log.warning("bb84 alice: aborted (%s): %s", exc.reason.value, exc.detail)
+        await link.tell_abort(exc)
+        raise
+    except Exception as exc:
+        await link.tell_abort(
+            BB84Aborted(AbortReason.PEER_FAILED, f"alice stopped: {type(exc).__name__}: {exc}")
+        )
+        raise
+    finally:
+        with contextlib.suppress(Exception):  # leave the transmitter dark
+            await generator.set_output(False)

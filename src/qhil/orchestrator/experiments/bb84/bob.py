@@ -1,0 +1,324 @@
+"""Bob: records tags, aligns them from the data, drives Cascade, checks the tag.
+
+:func:`run_bob` talks only to a :class:`~qhil.drivers.roles.TimeTagger` and to his
+end of the classical channel, so it can run in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from qhil.drivers.roles import TimeTagger
+from qhil.numerics.qkd import (
+    CascadeBob,
+    CascadeSetup,
+    Detections,
+    ParityReply,
+    SiftReply,
+    VerificationMessage,
+    bob_sift,
+    bob_verification,
+    privacy_amplification,
+)
+from qhil.numerics.timing import AlignmentError
+from qhil.orchestrator.experiments.bb84.detection import (
+    BlockAlignment,
+    Clicks,
+    align_clicks,
+    clicks_from_tags,
+    detections_for_block,
+)
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
+from qhil.orchestrator.experiments.bb84.messages import (
+    VERSION,
+    AlignmentReveal,
+    Amplification,
+    Announcement,
+    BlockAcquired,
+    BlockDiscarded,
+    BlockLive,
+    BlockTally,
+    CascadeDone,
+    CascadeStart,
+    Hello,
+    KeyStored,
+    ParityQueryMsg,
+    ParityReplyMsg,
+    SiftReplyMsg,
+    VerificationMsg,
+    VerificationOutcome,
+)
+from qhil.orchestrator.experiments.bb84.party import DataHook, PartyBase, ProgressHook, log
+from qhil.orchestrator.experiments.bb84.result import PartyResult
+from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
+from qhil.records import KeyStore
+
+
+class _Bob(PartyBase):
+    party = "bob"
+
+    def __init__(
+        self,
+        tagger: TimeTagger,
+        settings: BB84Settings,
+        link: PeerLink,
+        *,
+        key_store: KeyStore,
+        run_id: str | None,
+        progress: ProgressHook | None,
+        on_data: DataHook | None,
+        rng: np.random.Generator | None,
+    ) -> None:
+        super().__init__(
+            settings,
+            link,
+            key_store=key_store,
+            run_id=run_id,
+            progress=progress,
+            on_data=on_data,
+            rng=rng,
+        )
+        self.tagger = tagger
+        self.detector_of_channel = settings.detector_of_channel()
+
+    async def run(self) -> PartyResult:
+        s = self.settings
+        hello = await self.link.expect(Hello)
+        if hello.version != VERSION or hello.settings_digest != s.digest():
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                "Alice's BB84 settings differ from Bob's (compare both [experiments.bb84] tables)",
+            )
+        for b in range(s.n_blocks):
+            await self.block(b)
+        self.check_estimates()
+        raw, key_intensity = self.raw_key()
+        corrected = await self.reconcile(raw)
+        await self.emit("verify", s.n_blocks)
+        vm = await self.link.expect(VerificationMsg)
+        try:
+            ok = bob_verification(
+                corrected, VerificationMessage(vm.n_key_bits, vm.tag_bits, vm.seed, vm.tag)
+            )
+        except ValueError as exc:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"VerificationMsg: {exc}") from None
+        flipped = key_intensity[corrected != raw]
+        key_errors = np.bincount(flipped, minlength=N_INTENSITIES)[:N_INTENSITIES].astype(np.int64)
+        await self.link.send(VerificationOutcome(ok, key_errors))
+        if not ok:
+            raise self.abort(
+                AbortReason.VERIFICATION_FAILED,
+                f"{vm.tag_bits}-bit verification tags differ after reconciliation",
+            )
+        stats = self.record_key_errors(key_errors)
+        length = self.key_length(stats)
+        await self.emit("amplify", s.n_blocks)
+        amp = await self.link.expect(Amplification)
+        if amp.n_out != length or amp.seed.size != corrected.size + length - 1:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"Alice amplifies to {amp.n_out} bits, Bob's bound gives {length}",
+            )
+        final = await asyncio.to_thread(privacy_amplification, corrected, amp.seed, length)
+        ref = self.store_key(final)
+        await self.link.send(KeyStored())
+        await self.emit("done", s.n_blocks, f"{length} secret bits")
+        return self.result(ref)
+
+    async def block(self, b: int) -> None:
+        s = self.settings
+        n = s.pattern_length
+        live = await self.link.expect(BlockLive)
+        if live.block != b or live.n_symbols != n or live.symbol_rate_hz != s.rep_rate_hz:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"BlockLive {live.block} ({live.n_symbols} symbols at {live.symbol_rate_hz} Hz) "
+                f"does not match block {b} ({n} at {s.rep_rate_hz} Hz)",
+            )
+        tags = await self.tagger.acquire(s.block_duration_s)
+        clicks = clicks_from_tags(tags, self.detector_of_channel)
+        await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
+        rev = await self.link.expect(AlignmentReveal)
+        if rev.block != b or not (rev.positions.size == rev.bases.size == rev.bits.size):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"AlignmentReveal for block {b} malformed")
+        revealed = rev.positions
+        if revealed.size and (
+            revealed[0] < 0 or revealed[-1] >= n or np.any(np.diff(revealed) <= 0)
+        ):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "AlignmentReveal: bad positions")
+        problem = None
+        found: tuple[BlockAlignment, Detections] | None = None
+        if tags.lost:
+            problem = f"the tagger lost {tags.lost} tags (buffer overflow)"
+        else:
+            try:
+                found = await asyncio.to_thread(self._detections, clicks, rev)
+            except AlignmentError as exc:
+                problem = f"alignment failed: {exc}"
+        if found is None:
+            detail = problem or "no alignment"
+            log.warning("bb84 bob: block %d discarded: %s", b, detail)
+            await self.link.send(BlockDiscarded(b, detail))
+            self.tally.discard_block(s.block_duration_s, n)
+            await self.persist("block", self._row(b, clicks, tags.lost, None))
+            await self.emit("block", b + 1, f"discarded: {detail}")
+            return
+        aligned, det = found
+        await self.link.send(Announcement(b, det.pulse_index, det.basis))
+        reply = await self.link.expect(SiftReplyMsg)
+        k = det.pulse_index.size
+        if (
+            reply.block != b
+            or reply.match.size != k
+            or reply.intensity.size != k
+            or reply.pulses.shape != (N_INTENSITIES,)
+            or (k and int(reply.intensity.max()) >= N_INTENSITIES)
+        ):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"SiftReply for block {b} malformed")
+        match = reply.match.astype(bool)
+        sifted = bob_sift(det, SiftReply(match, reply.intensity))
+        test = sifted.basis == 1
+        if int(test.sum()) != reply.test_bits.size:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "SiftReply: wrong number of test bits")
+        wrong = sifted.bits[test] != reply.test_bits
+        test_errors = np.bincount(sifted.intensity[test][wrong], minlength=N_INTENSITIES)
+        test_errors = test_errors[:N_INTENSITIES].astype(np.int64)
+        await self.link.send(BlockTally(b, test_errors))
+        self.tally.add_block(
+            duration_s=s.block_duration_s,
+            pulses_sent=n,
+            pulses=reply.pulses,
+            detected_intensity=reply.intensity,
+            match=match,
+            bases=det.basis,
+            test_errors=test_errors,
+        )
+        key = sifted.basis == 0
+        self.add_key_part(sifted.bits[key], sifted.intensity[key])
+        row = self._row(b, clicks, tags.lost, aligned)
+        row.update(
+            detections=k,
+            key_sifted=int(key.sum()),
+            test_sifted=int(test.sum()),
+            test_errors=int(wrong.sum()),
+        )
+        await self.persist("block", row)
+        await self.emit("block", b + 1)
+
+    def _detections(
+        self, clicks: Clicks, rev: AlignmentReveal
+    ) -> tuple[BlockAlignment, Detections]:
+        s = self.settings
+        aligned = align_clicks(
+            clicks,
+            s.pattern_length,
+            s.rep_rate_hz,
+            rev.positions,
+            rev.bases,
+            rev.bits,
+            max_drift=s.max_drift_ppm * 1e-6,
+            min_significance=s.min_alignment_significance,
+        )
+        det = detections_for_block(clicks, aligned, s.pattern_length, rev.positions, self.rng)
+        return aligned, det
+
+    @staticmethod
+    def _row(
+        b: int, clicks: Clicks, lost: int, aligned: BlockAlignment | None
+    ) -> dict[str, float | int]:
+        h, v, d, a = (int(x) for x in clicks.per_detector)
+        row: dict[str, float | int] = {
+            "block": b,
+            "used": int(aligned is not None),
+            "lost": int(lost),
+            "tags_h": h,
+            "tags_v": v,
+            "tags_d": d,
+            "tags_a": a,
+        }
+        if aligned is not None:
+            al = aligned.alignment
+            row.update(
+                first_position=aligned.first_position,
+                significance=float(al.significance),
+                agreement=float(al.agreement),
+                jitter_ps=float(al.grid.jitter_ps),
+                drift_ppm=float(al.grid.drift * 1e6),
+            )
+        return row
+
+    async def reconcile(self, raw: np.ndarray) -> np.ndarray:
+        s = self.settings
+        await self.emit("reconcile", s.n_blocks, f"{raw.size} bits")
+        start = await self.link.expect(CascadeStart)
+        if start.key_bits != raw.size:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"Alice reconciles {start.key_bits} bits, Bob holds {raw.size}",
+            )
+        try:
+            setup = CascadeSetup(
+                start.key_bits,
+                start.frame_bits,
+                tuple(int(x) for x in start.block_sizes),
+                start.shuffle_seed,
+            )
+        except ValueError as exc:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, f"CascadeStart: {exc}") from None
+        cascade = CascadeBob(raw, setup)
+        while (query := cascade.next_query()) is not None:
+            await self.link.send(ParityQueryMsg(query.encode()))
+            rep = await self.link.expect(ParityReplyMsg)
+            try:
+                cascade.receive(ParityReply.decode(rep.payload))
+            except ValueError as exc:
+                raise self.abort(AbortReason.PROTOCOL_ERROR, f"ParityReply: {exc}") from None
+        await self.link.send(CascadeDone(cascade.stats.leaked_bits))
+        self.leaked_bits = cascade.stats.leaked_bits
+        return cascade.key
+
+
+async def run_bob(
+    settings: BB84Settings,
+    tagger: TimeTagger,
+    channel: MessageChannel,
+    *,
+    key_store: KeyStore,
+    run_id: str | None = None,
+    progress: ProgressHook | None = None,
+    on_data: DataHook | None = None,
+    rng: np.random.Generator | None = None,
+) -> PartyResult:
+    """Bob's side of decoy-state BB84; returns his result or raises :class:`BB84Aborted`.
+
+    ``rng`` (squashing's random choices) is for reproducing tests only; by default
+    it is a fresh CSPRNG-seeded generator.
+    """
+    link = PeerLink(channel, "bob", "alice", settings.message_timeout_s)
+    bob = _Bob(
+        tagger,
+        settings,
+        link,
+        key_store=key_store,
+        run_id=run_id,
+        progress=progress,
+        on_data=on_data,
+        rng=rng,
+    )
+    try:
+        return await bob.run()
+    except BB84Aborted as exc:
+        if exc.result is None:
+            exc.result = bob.partial_result(exc.reason, exc.detail)
+        log.warning("bb84 bob: aborted (%s): %s", exc.reason.value, exc.detail)
+        await link.tell_abort(exc)
+        raise
+    except Exception as exc:
+        await link.tell_abort(
+            BB84Aborted(AbortReason.PEER_FAILED, f"bob stopped: {type(exc).__name__}: {exc}")
+        )
+        raise

@@ -1,0 +1,120 @@
+"""A party's end of the classical channel, speaking typed BB84 messages.
+
+The experiment uses an opened :class:`~qhil.orchestrator.channel.AuthenticatedChannel`
+(in-process or TCP) through the two coroutines of :class:`MessageChannel`.
+:class:`PeerLink` turns every way an exchange can fail into a
+:class:`BB84Aborted` with its reason: an authentication failure (the channel
+raised :class:`~qhil.orchestrator.channel.AuthenticationError`), a timeout or a
+closed channel, a malformed or out-of-order message, or an ``Abort`` the peer
+sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar, overload
+
+from qhil.orchestrator.channel import AuthenticationError, ChannelError, ChannelTimeoutError
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted, ProtocolViolation
+from qhil.orchestrator.experiments.bb84.messages import Abort, Message, from_payload, to_payload
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+N = TypeVar("N", bound=Message)
+
+
+class Received(Protocol):
+    """What the channel's ``recv`` returns (its ``Message``)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+class MessageChannel(Protocol):
+    """One party's end of an opened authenticated channel (``AuthenticatedChannel``)."""
+
+    async def send(self, kind: str, payload: Mapping[str, Any] | None = None) -> int: ...
+
+    async def recv(self, kind: str | None = None, *, timeout_s: float | None = None) -> Any: ...
+
+
+class PeerLink:
+    """Typed send/expect over a :class:`MessageChannel`, with timeouts and abort handling."""
+
+    def __init__(self, channel: MessageChannel, party: str, peer: str, timeout_s: float) -> None:
+        self._channel = channel
+        self.party = party
+        self.peer = peer
+        self.timeout_s = timeout_s
+        self._broken = False  # the channel failed: do not try to send an Abort through it
+
+    async def send(self, msg: Message) -> None:
+        kind, payload = to_payload(msg)
+        try:
+            await self._channel.send(kind, payload)
+        except AuthenticationError as exc:
+            self._broken = True
+            raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
+        except (ChannelError, ConnectionError) as exc:
+            self._broken = True
+            raise BB84Aborted(
+                AbortReason.CHANNEL_FAILED,
+                f"{self.party}: sending {type(msg).__name__} to {self.peer} failed: {exc}",
+            ) from exc
+
+    @overload
+    async def expect(self, t1: type[M], /) -> M: ...
+
+    @overload
+    async def expect(self, t1: type[M], t2: type[N], /) -> M | N: ...
+
+    async def expect(self, *types: type[Message]) -> Message:
+        """The next message, which must be one of ``types`` (or the peer's Abort)."""
+        names = " or ".join(t.__name__ for t in types)
+        try:
+            got: Received = await self._channel.recv(timeout_s=self.timeout_s)
+        except AuthenticationError as exc:
+            self._broken = True
+            raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
+        except ChannelTimeoutError as exc:
+            raise BB84Aborted(
+                AbortReason.CHANNEL_FAILED,
+                f"{self.party}: no {names} from {self.peer} within {self.timeout_s:g} s",
+            ) from exc
+        except (ChannelError, ConnectionError) as exc:
+            self._broken = True
+            raise BB84Aborted(
+                AbortReason.CHANNEL_FAILED,
+                f"{self.party}: channel failed while waiting for {names}: {exc}",
+            ) from exc
+        try:
+            msg = from_payload(got.kind, got.payload)
+        except ProtocolViolation as exc:
+            raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"{self.party}: {exc}") from exc
+        if isinstance(msg, Abort):
+            try:
+                reason = AbortReason(msg.reason)
+            except ValueError:
+                reason = AbortReason.PROTOCOL_ERROR
+            raise BB84Aborted(reason, msg.detail, from_peer=True)
+        if not isinstance(msg, types):
+            raise BB84Aborted(
+                AbortReason.PROTOCOL_ERROR,
+                f"{self.party}: expected {names} from {self.peer}, got {type(msg).__name__}",
+            )
+        return msg
+
+    async def tell_abort(self, exc: BB84Aborted) -> None:
+        """Best effort: pass our abort on, so the peer stops too (never raises)."""
+        if exc.from_peer or self._broken:
+            return
+        kind, payload = to_payload(Abort(exc.reason.value, exc.detail))
+        try:
+            await self._channel.send(kind, payload)
+        except Exception as err:  # the peer may be gone; our own abort stands regardless
+            log.debug("%s: could not tell %s about the abort: %s", self.party, self.peer, err)

@@ -1,0 +1,201 @@
+"""BB84 settings: the profile's ``[experiments.bb84]`` table, validated.
+
+Example (every field is described on :class:`BB84Settings`)::
+
+    [experiments.bb84]
+    alice_node = "alice"
+    bob_node = "bob"
+    channel_map = { H = 1, V = 2, D = 3, A = 4 }
+    rep_rate_hz = 80e6
+    mus = [0.5, 0.1, 0.0]
+    intensity_probabilities = [0.8, 0.15, 0.05]
+    z_basis_probability = 0.5
+    pattern_length = 1048576
+    blocks = 20
+    max_qber = 0.11
+
+Errors name the file and the field, e.g.
+``hw_profiles/default.toml: experiments.bb84.mus: ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qhil.errors import ConfigError
+from qhil.numerics.qkd import tag_bits_for
+
+#: Detector labels of Bob's passive receiver, and the (basis, bit) each stands for.
+#: Basis 0 = Z (H/V), 1 = X (D/A); bit 0 = H or D (the world's and the numerics' convention).
+DETECTOR_LABELS: dict[str, tuple[int, int]] = {"H": (0, 0), "V": (0, 1), "D": (1, 0), "A": (1, 1)}
+
+Label = Literal["H", "V", "D", "A"]
+
+
+class BB84Settings(BaseModel):
+    """Decoy-state BB84 parameters (units in the names; all from the profile)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alice_node: str = Field("alice", description="Node whose pattern generator drives Alice.")
+    pattern_generator: str | None = Field(
+        None,
+        description="Instrument name of Alice's PatternGenerator; None = the node's only one.",
+    )
+    bob_node: str = Field("bob", description="Node whose time tagger records Bob's detectors.")
+    tagger: str | None = Field(
+        None, description="Instrument name of Bob's TimeTagger; None = the node's only one."
+    )
+    channel_map: dict[Label, int] = Field(
+        description="Bob's tagger input of each receiver detector, {H, V, D, A} -> channel."
+    )
+    rep_rate_hz: float = Field(
+        gt=0, le=20e9, description="Pulse rate of Alice's transmitter = pattern symbol rate, Hz."
+    )
+    mus: tuple[float, float, float] = Field(
+        description=(
+            "Mean photon numbers per pulse leaving Alice (calibrated), for the pattern's "
+            "intensity indices 0 = signal, 1 = decoy, 2 = vacuum."
+        )
+    )
+    intensity_probabilities: tuple[float, float, float] = Field(
+        description="Probability of signal, decoy and vacuum per pulse (sum 1)."
+    )
+    z_basis_probability: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Alice's probability of the Z (key) basis; X is the test basis.",
+    )
+    pattern_length: int = Field(
+        1 << 20,
+        ge=1024,
+        le=1 << 26,
+        description=(
+            "Symbols per block (<= the generator's memory). Bob acquires one pattern period, "
+            "pattern_length / rep_rate_hz seconds, so no symbol is observed twice."
+        ),
+    )
+    blocks: int | None = Field(None, ge=1, description="Number of blocks (or give duration_s).")
+    duration_s: float | None = Field(
+        None, gt=0, description="Total acquisition time, s; rounded up to whole blocks."
+    )
+    alignment_fraction: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Fraction of pulses whose basis and bit Alice reveals to align Bob's clicks; "
+        "revealed pulses are excluded from the key and the statistics.",
+    )
+    max_drift_ppm: float = Field(
+        100.0,
+        gt=0,
+        lt=1e4,
+        description="Largest clock-rate difference the pulse grid search covers.",
+    )
+    min_alignment_significance: float = Field(
+        6.0, gt=0, description="Correlation peak needed to accept a block's alignment, in sigma."
+    )
+    max_qber: float = Field(
+        0.11, gt=0, lt=0.5, description="Abort when the signal QBER (either basis) exceeds this."
+    )
+    eps_sec: float = Field(1e-9, gt=0, lt=1, description="Secrecy parameter (Lim et al. 2014).")
+    eps_cor: float = Field(
+        1e-15, gt=0, lt=1, description="Correctness parameter = verification tag collision prob."
+    )
+    eps_pe: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Failure probability of each reported decoy bound (Ma et al.); "
+        "None = eps_sec / 21, the per-estimate share Lim et al. use.",
+    )
+    frame_bits: int = Field(
+        1 << 16, ge=256, description="Cascade frame size, bits (frames reconciled in one batch)."
+    )
+    message_timeout_s: float = Field(
+        120.0, gt=0, description="How long a party waits for the peer's next message, s."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> BB84Settings:
+        labels = set(self.channel_map)
+        if labels != set(DETECTOR_LABELS):
+            missing = sorted(set(DETECTOR_LABELS) - labels)
+            raise ValueError(f"channel_map needs H, V, D and A (missing {', '.join(missing)})")
+        chans = list(self.channel_map.values())
+        if len(set(chans)) != 4 or min(chans) < 0:
+            raise ValueError(f"channel_map: four distinct channels >= 0 needed (got {chans})")
+        m1, m2, m3 = self.mus
+        if not (m1 > m2 + m3 and m2 > m3 >= 0):
+            raise ValueError(
+                f"mus: need signal > decoy + vacuum and decoy > vacuum >= 0 (got {list(self.mus)})"
+            )
+        p = self.intensity_probabilities
+        if min(p) <= 0 or not math.isclose(sum(p), 1.0, abs_tol=1e-9):
+            raise ValueError(
+                f"intensity_probabilities: three values > 0 summing to 1 (got {list(p)})"
+            )
+        if (self.blocks is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of blocks and duration_s")
+        return self
+
+    # --- derived values ---
+
+    @property
+    def block_duration_s(self) -> float:
+        """Bob's acquisition per block: one period of the pattern."""
+        return self.pattern_length / self.rep_rate_hz
+
+    @property
+    def n_blocks(self) -> int:
+        if self.blocks is not None:
+            return self.blocks
+        assert self.duration_s is not None
+        return max(1, math.ceil(self.duration_s / self.block_duration_s - 1e-9))
+
+    @property
+    def tag_bits(self) -> int:
+        """Verification tag length: collision probability <= eps_cor."""
+        return tag_bits_for(self.eps_cor)
+
+    @property
+    def eps_pe_effective(self) -> float:
+        return self.eps_pe if self.eps_pe is not None else self.eps_sec / 21.0
+
+    def detector_of_channel(self) -> dict[int, tuple[int, int]]:
+        """Tagger channel -> (basis, bit)."""
+        return {ch: DETECTOR_LABELS[label] for label, ch in self.channel_map.items()}
+
+    def digest(self) -> bytes:
+        """SHA-256 of the settings; both parties compare it before the first block."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).digest()
+
+    # --- construction ---
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "<settings>") -> BB84Settings:
+        """Validate a ``[experiments.bb84]`` table; ConfigError names ``source`` and the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            parts = [str(x) for x in first["loc"] if x != "[key]"]
+            loc = ".".join(["experiments", "bb84", *parts])
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(source, loc, msg) from None
+
+    @classmethod
+    def from_profile(cls, profile: Any) -> BB84Settings:
+        """From a loaded :class:`~qhil.orchestrator.profile.Profile`'s experiments table."""
+        source = getattr(profile, "source", "") or "<profile>"
+        table = getattr(profile, "experiments", {}).get("bb84")
+        if table is None:
+            raise ConfigError(source, "experiments.bb84", "no [experiments.bb84] table")
+        return cls.from_mapping(dict(table), source)
