@@ -204,3 +204,22 @@ async def test_send_after_peer_closed_names_both() -> None:
     await b.close()
     with pytest.raises(ChannelClosedError, match=r"alice: cannot send 'x' \(#1\) to bob"):
         await a.send("x", {})
+
+
+async def test_close_after_peer_closed_still_releases_this_end() -> None:
+    a, b = await opened(hmac_pair)
+    closes = {"n": 0}
+    inner_close = a._t.close  # type: ignore[attr-defined]
+
+    async def counting_close() -> None:
+        closes["n"] += 1
+        await inner_close()
+
+    a._t.close = counting_close  # type: ignore[attr-defined]
+    await b.close()
+    with pytest.raises(ChannelClosedError):
+        await a.recv(timeout_s=1)
+    await a.close()
+    await a.close()
+    assert closes["n"] == 1
+    assert not a.is_open

@@ -89,14 +89,40 @@ async def _pump(
     writer.close()
 
 
-async def mitm_proxy(
-    target_port: int, edit: Callable[[int, bytes, bytes], tuple[bytes, bytes]]
-) -> asyncio.Server:
-    async def on_client(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        sr, sw = await asyncio.open_connection("127.0.0.1", target_port)
-        await asyncio.gather(_pump(cr, sw, edit), _pump(sr, cw, None))
+class MitmProxy:
+    """A TCP man in the middle: forwards Alice's frames to Bob through ``edit``."""
 
-    return await asyncio.start_server(on_client, "127.0.0.1", 0)
+    def __init__(self, target_port: int, edit: Callable[[int, bytes, bytes], tuple[bytes, bytes]]):
+        self._target = target_port
+        self._edit = edit
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        async def on_client(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+            sr, sw = await asyncio.open_connection("127.0.0.1", self._target)
+            self._writers += [cw, sw]
+            self._tasks += [
+                asyncio.create_task(_pump(cr, sw, self._edit)),
+                asyncio.create_task(_pump(sr, cw, None)),
+            ]
+
+        self._server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in self._writers:
+            w.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for w in self._writers:
+            with contextlib.suppress(ConnectionError, OSError):
+                await w.wait_closed()
+        await self._server.wait_closed()
 
 
 def flip_in_frame(index: int, pos: int) -> Callable[[int, bytes, bytes], tuple[bytes, bytes]]:
@@ -115,15 +141,15 @@ async def test_mitm_flipping_a_byte_on_the_wire_fails_authentication(
     auth_pair: AuthPair, pos: int
 ) -> None:
     lst = await TcpListener.start("127.0.0.1", 0, local="bob")
-    proxy = await mitm_proxy(lst.port, flip_in_frame(1, pos))  # frame 0 is the hello
-    alice, bob, _ = await tcp_pair(auth_pair, proxy.sockets[0].getsockname()[1], lst)
+    proxy = MitmProxy(lst.port, flip_in_frame(1, pos))  # frame 0 is the hello
+    alice, bob, _ = await tcp_pair(auth_pair, await proxy.start(), lst)
     await alice.send("parity", {"p": np.ones(100, dtype=np.uint8)})
     with pytest.raises(
         AuthenticationError, match="bob: message #1 from alice failed authentication"
     ):
         await bob.recv("parity")
     await alice.close()
-    proxy.close()
+    await proxy.close()
     await lst.close()
 
 
@@ -132,13 +158,13 @@ async def test_mitm_corrupting_a_length_prefix_fails_authentication() -> None:
         return (bytes([prefix[0] ^ 0x01]) + prefix[1:], frame) if i == 1 else (prefix, frame)
 
     lst = await TcpListener.start("127.0.0.1", 0, local="bob")
-    proxy = await mitm_proxy(lst.port, huge_length)
-    alice, bob, _ = await tcp_pair(hmac_pair, proxy.sockets[0].getsockname()[1], lst)
+    proxy = MitmProxy(lst.port, huge_length)
+    alice, bob, _ = await tcp_pair(hmac_pair, await proxy.start(), lst)
     await alice.send("x", {})
     with pytest.raises(AuthenticationError, match="exceeds the .*-byte limit"):
         await bob.recv()
     await alice.close()
-    proxy.close()
+    await proxy.close()
     await lst.close()
 
 

@@ -98,6 +98,7 @@ class AuthenticatedChannel:
         self._recv_seq = 0
         self._state = "new"  # new -> open -> closed | failed
         self._failure: str | None = None
+        self._transport_closed = False
         self._send_lock = asyncio.Lock()
         self._recv_lock = asyncio.Lock()
 
@@ -174,10 +175,15 @@ class AuthenticatedChannel:
         )  # fmt: skip
 
     async def close(self) -> None:
-        """Close the transport; the peer's pending ``recv`` gets ChannelClosedError."""
-        if self._state in ("closed", "failed"):
+        """Close the transport; the peer's pending ``recv`` gets ChannelClosedError.
+
+        Safe to call more than once, and after the peer closed or a failure (it then
+        releases this end's connection)."""
+        if self._state != "failed":
+            self._state = "closed"
+        if self._transport_closed:
             return
-        self._state = "closed"
+        self._transport_closed = True
         await self._t.close()
         log.info("%s: channel to %s closed", self._local, self._peer)
 
@@ -300,7 +306,9 @@ class AuthenticatedChannel:
     async def _fail_closed(self, why: str) -> None:
         self._state = "failed"
         self._failure = why
-        await self._t.close()
+        if not self._transport_closed:
+            self._transport_closed = True
+            await self._t.close()
 
     async def _fail(self, seq: int, reason: str) -> NoReturn:
         """Log, close for good and raise AuthenticationError."""
