@@ -21,6 +21,7 @@ from qhil.orchestrator.experiments.bb84 import (
     run_bob,
 )
 from qhil.orchestrator.experiments.bb84 import alice as alice_module
+from qhil.orchestrator.experiments.bb84 import bob as bob_module
 from qhil.records import KeyStore
 
 from .conftest import Runner
@@ -121,12 +122,22 @@ async def test_too_little_data_gives_no_key(run: Runner, key_store: KeyStore) ->
 
 async def test_no_clicks_means_no_data(run: Runner, key_store: KeyStore) -> None:
     world = bb84_world(eta=1e-7, seed=9)
+    rows: list[tuple[str, np.ndarray]] = []
     with pytest.raises(BB84Aborted) as err:
-        await run(world, settings(blocks=2, pattern_length=1 << 16))
+        await run(
+            world,
+            settings(blocks=2, pattern_length=1 << 16),
+            on_data=lambda name, arr: rows.append((name, arr)),
+        )
     assert err.value.reason is AbortReason.NO_DATA
     res = err.value.result
     assert res is not None and res.statistics.blocks == 2 and res.statistics.blocks_used == 0
     assert no_keys(key_store)
+    # Discarded blocks still leave rows, of the same dtype as used blocks' rows.
+    assert sorted(n for n, _ in rows) == ["alice/block"] * 2 + ["bob/block"] * 2
+    for name, arr in rows:
+        want = alice_module.BLOCK_ROW if name == "alice/block" else bob_module.BLOCK_ROW
+        assert arr.dtype == want and arr["used"][0] == 0
 
 
 async def test_mismatched_settings_abort_before_the_first_block(key_store: KeyStore) -> None:

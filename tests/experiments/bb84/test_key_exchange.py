@@ -15,6 +15,8 @@ import pytest
 from scipy import stats
 
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted, BB84Progress
+from qhil.orchestrator.experiments.bb84 import alice as alice_module
+from qhil.orchestrator.experiments.bb84 import bob as bob_module
 from qhil.records import KeyStore
 
 from .conftest import Runner
@@ -88,7 +90,9 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
 
     # --- hooks: one row per block and party, progress through every stage ---
     assert len(rows["alice/block"]) == len(rows["bob/block"]) == 4
+    assert all(a.dtype == alice_module.BLOCK_ROW for a in rows["alice/block"])
     bob_rows = np.concatenate(rows["bob/block"])
+    assert bob_rows.dtype == bob_module.BLOCK_ROW
     assert np.all(bob_rows["used"] == 1) and np.all(bob_rows["significance"] >= 6)
     assert int(bob_rows["test_errors"].sum()) == int(st.test_errors.sum())
     stages = [e.stage for e in events if e.party == "alice"]

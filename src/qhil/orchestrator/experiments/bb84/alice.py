@@ -50,6 +50,18 @@ from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
 from qhil.records import KeyStore
 
+#: Raw-data row per block (``alice/block``): pulses and test-basis errors per intensity.
+BLOCK_ROW = np.dtype(
+    [
+        ("block", np.int64),
+        ("used", np.int64),
+        ("tags", np.int64),
+        ("revealed", np.int64),
+        *[(f"pulses_{n}", np.int64) for n in ("signal", "decoy", "vacuum")],
+        *[(f"test_errors_{n}", np.int64) for n in ("signal", "decoy", "vacuum")],
+    ]
+)
+
 # Cascade's block sizes need an error-rate estimate below 1/2.
 _MAX_QBER_ESTIMATE = 0.45
 
@@ -136,7 +148,7 @@ class _Alice(PartyBase):
         if isinstance(msg, BlockDiscarded):
             log.info("bb84 alice: block %d discarded by Bob: %s", b, msg.detail)
             self.tally.discard_block(s.block_duration_s, n)
-            await self.persist("block", {"block": b, "used": 0, "tags": acq.n_tags})
+            await self.persist("block", BLOCK_ROW, {"block": b, "used": 0, "tags": acq.n_tags})
             await self.emit("block", b + 1, f"discarded: {msg.detail}")
             return
         pos = msg.positions
@@ -186,7 +198,7 @@ class _Alice(PartyBase):
         for i, name in enumerate(("signal", "decoy", "vacuum")):
             row[f"pulses_{name}"] = int(pulses[i])
             row[f"test_errors_{name}"] = int(errs[i])
-        await self.persist("block", row)
+        await self.persist("block", BLOCK_ROW, row)
         await self.emit("block", b + 1)
 
     async def reconcile(self, key: np.ndarray, qber_estimate: float) -> None:

@@ -57,6 +57,29 @@ from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
 from qhil.records import KeyStore
 
+#: Raw-data row per block (``bob/block``): tags per detector, alignment, sifting, test errors.
+BLOCK_ROW = np.dtype(
+    [
+        ("block", np.int64),
+        ("used", np.int64),
+        ("lost", np.int64),
+        ("tags_h", np.int64),
+        ("tags_v", np.int64),
+        ("tags_d", np.int64),
+        ("tags_a", np.int64),
+        ("first_position", np.int64),
+        ("significance", np.float64),
+        ("agreement", np.float64),
+        ("jitter_ps", np.float64),
+        ("drift_ppm", np.float64),
+        ("detections", np.int64),
+        ("key_sifted", np.int64),
+        ("test_sifted", np.int64),
+        ("test_errors", np.int64),
+        ("qber_test", np.float64),
+    ]
+)
+
 
 class _Bob(PartyBase):
     party = "bob"
@@ -164,7 +187,7 @@ class _Bob(PartyBase):
             log.warning("bb84 bob: block %d discarded: %s", b, detail)
             await self.link.send(BlockDiscarded(b, detail))
             self.tally.discard_block(s.block_duration_s, n)
-            await self.persist("block", self._row(b, clicks, tags.lost, None))
+            await self.persist("block", BLOCK_ROW, self._row(b, clicks, tags.lost, None))
             await self.emit("block", b + 1, f"discarded: {detail}")
             return
         aligned, det = found
@@ -205,8 +228,9 @@ class _Bob(PartyBase):
             key_sifted=int(key.sum()),
             test_sifted=int(test.sum()),
             test_errors=int(wrong.sum()),
+            qber_test=float(wrong.mean()) if wrong.size else float("nan"),
         )
-        await self.persist("block", row)
+        await self.persist("block", BLOCK_ROW, row)
         await self.emit("block", b + 1)
 
     def _detections(

@@ -97,16 +97,20 @@ class PartyBase:
         )
         await _call(self.progress, event)
 
-    async def persist(self, name: str, row: dict[str, float | int]) -> None:
-        """One structured row under ``<party>/<name>`` through the raw-data hook."""
+    async def persist(self, name: str, schema: np.dtype, row: dict[str, float | int]) -> None:
+        """One row of ``schema`` under ``<party>/<name>`` through the raw-data hook.
+
+        Fields missing from ``row`` are -1 (integers) or NaN (floats), so every row of
+        a name has the same dtype (a run record's arrays require it).
+        """
         if self.on_data is None:
             return
-        dtype = np.dtype(
-            [(k, np.float64 if isinstance(v, float) else np.int64) for k, v in row.items()]
-        )
-        arr = np.zeros(1, dtype=dtype)
-        for k, v in row.items():
-            arr[k] = v
+        unknown = set(row) - set(schema.names or ())
+        if unknown:  # pragma: no cover - a programming error
+            raise KeyError(f"{name}: fields {sorted(unknown)} are not in the row schema")
+        arr = np.zeros(1, dtype=schema)
+        for field in schema.names or ():
+            arr[field] = row.get(field, np.nan if schema[field].kind == "f" else -1)
         await _call(self.on_data, f"{self.party}/{name}", arr)
 
     # --- key material ---
