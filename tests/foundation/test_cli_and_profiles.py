@@ -144,3 +144,9 @@ def test_runs_list_and_show(tmp_path: Path) -> None:
 def test_every_shipped_profile_is_valid(path: Path) -> None:
     prof = load_profile(str(path))
     assert prof.instruments(), f"{path.name} names no instruments"
+
+
+@pytest.mark.parametrize("override", ["bench.name.x=1", "bench.name.x.y=1"])
+def test_override_into_a_value_names_the_value(override: str) -> None:
+    with pytest.raises(ConfigError, match="'bench.name': it is a value"):
+        load_profile(None, [override])

@@ -124,10 +124,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             value = raw
         node: Any = out
         keys = path.split(".")
-        for k in keys[:-1]:
-            if not isinstance(node, dict):
-                raise ConfigError(source, path, f"cannot set inside {k!r} (not a table)")
-            node = node.setdefault(k, {})
+        for i, k in enumerate(keys[:-1]):
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[: i + 1])
+                raise ConfigError(
+                    source, path, f"cannot set inside {where!r}: it is a value, not a table"
+                )
+            node = child
         node[keys[-1]] = value
     return out
 

@@ -42,5 +42,10 @@ class RawIO(Protocol):
     def read_exact(self, count: int, timeout_s: float) -> bytes: ...
 
     def discard_input(self) -> None:
-        """Drop bytes already received (used after a timeout, before the next command)."""
+        """Drop bytes already received."""
+        ...
+
+    def resync(self, quiet_s: float) -> None:
+        """After a timeout or an abandoned exchange: make sure no late reply is left to be
+        taken for the next one (drain until the line is quiet, or reconnect a socket)."""
         ...

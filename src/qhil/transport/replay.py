@@ -61,6 +61,9 @@ class ReplayIO:
     def discard_input(self) -> None:
         pass
 
+    def resync(self, quiet_s: float) -> None:
+        pass
+
     def assert_complete(self) -> None:
         """Everything expected was written and every reply was consumed."""
         if self.written != self.expected_out:

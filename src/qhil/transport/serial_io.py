@@ -82,6 +82,17 @@ class SerialIO:
             raise ReadTimeout(data)
         return bytes(data)
 
+    def resync(self, quiet_s: float) -> None:
+        """Drain until nothing has arrived for ``quiet_s``."""
+        port = self._port()
+        self._set_timeout(port, quiet_s)
+        try:
+            port.reset_input_buffer()
+            while port.read(1 << 16):
+                pass
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+
     def discard_input(self) -> None:
         if self._ser is not None and self._ser.is_open:
             with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,12 @@ from qhil.transport.rawio import LinkDown, OpenFailed, RawIO, ReadTimeout
 from qhil.transport.socket_io import NeedMore
 
 log = logging.getLogger(__name__)
+
+#: After a timeout on a serial line, the line must stay quiet for twice as long as the
+#: reply was waited for (an instrument that was too slow once may answer that late),
+#: but at least and at most these. Sockets are reconnected instead.
+RESYNC_QUIET_MIN_S = 0.05
+RESYNC_QUIET_MAX_S = 1.0
 
 T = TypeVar("T")
 
@@ -139,7 +146,13 @@ class Session:
         self._open = False
         self._lost = False
         self._dirty = False
-        self._owner: asyncio.Task[Any] | None = None
+        # Who holds the lock: a context variable, so child tasks of the holder inherit it.
+        self._held: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"qhil-held-{id(self)}", default=False
+        )
+        self._io_lock: asyncio.Lock | None = None
+        self._dirty_wait_s = 0.0
+        self._reader = Reader(self._io, self.framing, timeout_s)
 
     def __repr__(self) -> str:
         return f"Session({self.resource!r})"
@@ -227,37 +240,62 @@ class Session:
     ) -> T | None:
         """Write ``command`` (terminated) or raw ``payload``, then run ``reader``.
 
-        The whole exchange runs as one job in the worker thread, under the lock.
-        ``sensitive`` keeps the bytes out of logs and the exchange log (key
-        material sent to a pattern generator, for instance).
+        The exchange runs as one unit under the instrument's lock (in the worker
+        thread, or on the event loop for raw sockets). ``sensitive`` keeps the
+        bytes out of logs and the exchange log (key material sent to a pattern
+        generator, for instance).
         """
-        task = asyncio.current_task()
-        if task is not None and self._owner is task:  # already held by this task (re-entrant)
-            return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
-        lock = self.lock
-        await lock.acquire()
-        try:
-            return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
-        finally:
-            lock.release()
+        args = (command, reader, payload, timeout_s, sensitive)
+        if self._held.get():  # inside locked(): this task (or a child of it) holds the lock
+            return await self._exchange(*args)
+        async with self.lock:
+            token = self._held.set(True)
+            try:
+                return await self._exchange(*args)
+            finally:
+                self._held.reset(token)
 
     @contextlib.asynccontextmanager
     async def locked(self) -> AsyncIterator[None]:
-        """Hold the instrument for several transactions (re-entrant for the holding task).
+        """Hold the instrument for several transactions.
 
         A setter followed by its error query, or a multi-step acquisition, is
         made one unit this way, so no other task's query can slip in between.
+        Re-entrant, also for child tasks (``wait_for``, ``gather``) started inside;
+        those still never interleave their single exchanges (inner I/O lock).
         """
-        task = asyncio.current_task()
-        if task is not None and self._owner is task:
+        if self._held.get():
             yield
             return
         async with self.lock:
-            self._owner = task
+            token = self._held.set(True)
             try:
                 yield
             finally:
-                self._owner = None
+                self._held.reset(token)
+
+    async def _exchange(
+        self,
+        command: str | None,
+        reader: Callable[[Reader], T] | None,
+        payload: bytes | None,
+        timeout_s: float | None,
+        sensitive: bool,
+    ) -> T | None:
+        if self._io_lock is None:
+            self._io_lock = asyncio.Lock()
+        async with self._io_lock:
+            return await self._transaction_locked(command, reader, payload, timeout_s, sensitive)
+
+    async def _resync(self) -> None:
+        """Make sure no late reply of an abandoned exchange answers the next one."""
+        if self._async:  # a late reply dies with the old connection
+            await self._io_close()
+            await self._io_open()
+        else:
+            quiet = min(max(2 * self._dirty_wait_s, RESYNC_QUIET_MIN_S), RESYNC_QUIET_MAX_S)
+            await self._run(lambda: self._io.resync(quiet))
+        self._dirty = False
 
     async def _transaction_locked(
         self,
@@ -267,6 +305,7 @@ class Session:
         timeout_s: float | None,
         sensitive: bool,
     ) -> T | None:
+        shown = "<sensitive>" if sensitive else (command if command is not None else "<binary>")
         if self._lost:
             await self._reopen()
         elif not self._open:
@@ -274,31 +313,37 @@ class Session:
         out = payload if payload is not None else b""
         if command is not None:
             out = command.encode(self.framing.encoding) + self.framing.write_term_bytes + out
-        rd = Reader(self._io, self.framing, timeout_s or self.timeout_s)
-        dirty = self._dirty
-
-        def job() -> T | None:
-            if dirty:  # a late reply to a timed-out query must not answer this one
-                self._io.discard_input()
-            if out:
-                self._io.write(out)
-            return reader(rd) if reader is not None else None
-
-        shown = "<sensitive>" if sensitive else (command if command is not None else "<binary>")
+        self._reader = Reader(self._io, self.framing, timeout_s or self.timeout_s)
         try:
+            if self._dirty:
+                await self._resync()
             if self._async:
-                result, rd = await self._async_job(out, reader, rd, dirty)
+                result = await self._async_job(out, reader)
             else:
+                rd = self._reader
+
+                def job() -> T | None:
+                    if out:
+                        self._io.write(out)
+                    return reader(rd) if reader is not None else None
+
                 result = await self._run(job)
         except ReadTimeout as exc:
             self._dirty = True
+            rd = self._reader
+            self._dirty_wait_s = rd.timeout_s
             raise InstrumentTimeoutError(
                 self.resource, shown, rd.awaiting, rd.timeout_s, bytes(exc.partial)
             ) from None
-        except LinkDown as exc:
+        except (LinkDown, OpenFailed) as exc:
             self._open, self._lost = False, True
             raise ConnectionLostError(self.resource, shown, str(exc)) from None
-        self._dirty = False
+        except BaseException:
+            # Cancelled (or failed) mid-exchange: its reply may still be on the way.
+            self._dirty = True
+            self._dirty_wait_s = self._reader.timeout_s
+            raise
+        rd = self._reader
         if self.exchange_log is not None and not sensitive:
             self.exchange_log.record(out, bytes(rd.received))
         if log.isEnabledFor(logging.DEBUG):
@@ -310,28 +355,25 @@ class Session:
             )
         return result
 
-    async def _async_job(
-        self, out: bytes, reader: Callable[[Reader], T] | None, rd: Reader, dirty: bool
-    ) -> tuple[T | None, Reader]:
-        """The transaction on the event loop: run the reader on buffered bytes, await more."""
+    async def _async_job(self, out: bytes, reader: Callable[[Reader], T] | None) -> T | None:
+        """The exchange on the event loop: run the reader on buffered bytes, await more."""
         io: Any = self._io
-        if dirty:
-            io.discard_input()
         if out:
             await io.awrite(out)
         if reader is None:
-            return None, rd
-        deadline = asyncio.get_running_loop().time() + rd.timeout_s
+            return None
+        timeout = self._reader.timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
             io.pos = 0
-            rd = Reader(self._io, self.framing, rd.timeout_s)
+            self._reader = Reader(self._io, self.framing, timeout)
             try:
-                result = reader(rd)
+                result = reader(self._reader)
             except NeedMore:
                 await io.fill(deadline)
                 continue
             io.consume()
-            return result, rd
+            return result
 
     async def write(self, command: str, *, sensitive: bool = False) -> None:
         await self.transaction(command, None, sensitive=sensitive)

@@ -130,6 +130,9 @@ class AsyncSocketIO:
             if isinstance(buffered, bytearray):
                 buffered.clear()
 
+    def resync(self, quiet_s: float) -> None:
+        """Not used: the session reconnects an async socket to resynchronise."""
+
     # RawIO's blocking open/close/write are not used for an async-native backend.
     def open(self, timeout_s: float) -> None:
         raise NotImplementedError("AsyncSocketIO is opened with aopen()")

@@ -48,6 +48,7 @@ class VisaIO:
         self._res: Any = None
         self._timeout_ms: int | None = None
         self._termchar: bytes | None = None
+        self._open_timeout_s = 3.0
 
     def open(self, timeout_s: float) -> None:
         rm = resource_manager(self.visa_library)
@@ -75,6 +76,7 @@ class VisaIO:
             }[s.stopbits]
             res.end_input = constants.SerialTermination.termination_char
         self._res = res
+        self._open_timeout_s = timeout_s
         sock = self._socket()
         if sock is not None:
             # pyvisa-py connects non-blocking and reports a refused port as success.
@@ -193,6 +195,26 @@ class VisaIO:
         except OSError as exc:
             raise LinkDown(str(exc)) from exc
         raise AssertionError("unreachable")
+
+    def resync(self, quiet_s: float) -> None:
+        """A socket is reconnected (a late reply dies with the old connection); other
+        interfaces are drained until quiet."""
+        if self._res is None:
+            return
+        if self._socket() is not None:
+            self.close()
+            self.open(self._open_timeout_s)
+            return
+        self.discard_input()
+        self._set_timeout(quiet_s)
+        try:
+            while True:
+                self._res.read_bytes(1, break_on_termchar=False)
+        except VisaIOError as exc:
+            if exc.error_code != constants.StatusCode.error_timeout:
+                self._raise_for(exc)
+        except Exception as exc:
+            raise LinkDown(str(exc) or type(exc).__name__) from exc
 
     def discard_input(self) -> None:
         if self._res is None:

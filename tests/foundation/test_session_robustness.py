@@ -1,0 +1,73 @@
+"""Session robustness: late replies, cancellation, and locking with child tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qhil.drivers.santec.tsl570 import TSL570
+from qhil.emulators.ozoptics.epc400 import EPC400Emulator
+from qhil.emulators.santec.tsl570 import TSL570Emulator
+from qhil.emulators.server import EmulatorHost
+from qhil.errors import InstrumentTimeoutError
+from qhil.transport import ReplayIO, Session
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "pyvisa"])
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+async def test_a_late_reply_never_answers_the_next_query(
+    emulator_host: EmulatorHost, backend: str, how: str
+) -> None:
+    # The laser takes 0.3 s to answer; the first query gives up after 0.1 s.
+    ep = emulator_host.add(TSL570Emulator(response_time_s=0.3))
+    s = Session(ep.resource, TSL570.framing, timeout_s=0.1, socket_backend=backend)
+    async with s:
+        if how == "timeout":
+            with pytest.raises(InstrumentTimeoutError):
+                await s.query("*IDN?")
+        else:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(s.query("*IDN?"), 0.05)
+        # The identity arrives late; this query must still get its own reply.
+        assert await s.query(":SYST:COMM:COD?", timeout_s=2.0) == "0"
+        assert (await s.query("*IDN?", timeout_s=2.0)).startswith("SANTEC")
+
+
+async def test_a_late_serial_reply_is_drained(emulator_host: EmulatorHost) -> None:
+    ep = emulator_host.add(EPC400Emulator(response_time_s=0.2))
+    s = Session(ep.address, EPC400Emulator.driver.framing, timeout_s=0.1)
+    async with s:
+        with pytest.raises(InstrumentTimeoutError):
+            await s.query_until("V?", lambda line: line == "Done")
+        s.timeout_s = 1.0
+        assert await s.query_until("M?", lambda line: line == "Done") == ["Work Mode: DC", "Done"]
+
+
+async def test_child_tasks_inside_locked_neither_deadlock_nor_interleave() -> None:
+    idn = (b"*IDN?\r", b"SANTEC,TSL-570,1,2\r")
+    wav = (b":WAVelength?\r", b"+1.55000000E-006\r")
+    io = ReplayIO([idn, idn, wav, idn])
+    drv = TSL570.open("REPLAY::INSTR", io=io)
+    await drv.session.open()
+    async with drv.session.locked():
+        assert (await asyncio.wait_for(drv.idn.get(), 1.0)).startswith("SANTEC")
+        # Two children of the holder: each exchange stays whole (replay checks every byte).
+        r = await asyncio.wait_for(asyncio.gather(drv.idn.get(), drv.wavelength_nm.get()), 1.0)
+        assert r[0].startswith("SANTEC") and r[1] == pytest.approx(1550.0)
+    # Another task waits for the holder to finish.
+    holder_done = asyncio.Event()
+
+    async def holder() -> None:
+        async with drv.session.locked():
+            await asyncio.sleep(0.05)
+            holder_done.set()
+
+    async def other() -> None:
+        await asyncio.sleep(0.01)
+        await drv.idn.get()
+        assert holder_done.is_set()
+
+    await asyncio.gather(holder(), other())
+    await drv.close()
+    io.assert_complete()
