@@ -34,7 +34,8 @@ def test_emulate_json_lists_instruments_that_answer() -> None:
     )
     try:
         assert proc.stdout is not None
-        rows = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        n = len(load_profile().instruments())
+        rows = [json.loads(proc.stdout.readline()) for _ in range(n)]
         by_model = {r["model"]: r for r in rows}
         assert {"TSL-570", "EPC-400"} <= set(by_model)
         for r in rows:
