@@ -20,7 +20,8 @@ class Runner:
     """``await run(world, settings, **kw)``: both parties over an in-process HMAC channel.
 
     Returns the result (or raises BB84Aborted); ``tamper_a_to_b`` / ``tamper_b_to_a``
-    put a man-in-the-middle on the channel; other keywords (``on_data``,
+    put a man-in-the-middle on the channel; ``window_fraction`` shortens the tagger's
+    acquisitions; other keywords (``on_data``,
     ``progress``) go to ``run_bb84``. Alice's and Bob's randomness is seeded so a
     failing run can be replayed. The role doubles of the last run stay reachable.
     """
@@ -38,10 +39,12 @@ class Runner:
         tamper_a_to_b: Tamper | None = None,
         tamper_b_to_a: Tamper | None = None,
         seed: int = 1,
+        window_fraction: float = 1.0,
         **kw: Any,
     ) -> BB84Result:
         a, b = await open_channels(tamper_a_to_b=tamper_a_to_b, tamper_b_to_a=tamper_b_to_a)
-        self.generator, self.tagger = WorldPatternGenerator(world), WorldTagger(world)
+        self.generator = WorldPatternGenerator(world)
+        self.tagger = WorldTagger(world, window_fraction=window_fraction)
         try:
             return await run_bb84(
                 settings,

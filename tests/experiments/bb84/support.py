@@ -52,10 +52,17 @@ class WorldPatternGenerator:
 
 
 class WorldTagger:
-    """TimeTagger role: reads the world's tagger (test double); keeps the world blocks."""
+    """TimeTagger role: reads the world's tagger (test double); keeps the world blocks.
 
-    def __init__(self, world: World, tagger: str = "bob.tagger") -> None:
+    ``window_fraction`` < 1 records only that fraction of each requested duration (a
+    tagger whose gate is coarser than the pattern period).
+    """
+
+    def __init__(
+        self, world: World, tagger: str = "bob.tagger", window_fraction: float = 1.0
+    ) -> None:
         self.name = "bob.tagger"
+        self.window_fraction = window_fraction
         self._tagger = world.tagger(tagger)
         self._reader = self._tagger.open_reader()
         self.blocks: list[Any] = []
@@ -71,7 +78,7 @@ class WorldTagger:
 
     async def acquire(self, duration_s: float) -> TagBlock:
         self._reader.seek_now()
-        block = self._reader.read(duration_s)
+        block = self._reader.read(duration_s * self.window_fraction)
         self.blocks.append(block)
         return TagBlock(
             np.asarray(block.timestamps_ps, dtype=np.int64),

@@ -26,7 +26,7 @@ SAMPLES: list[m.Message] = [
     m.BlockAcquired(3, 12345, 0),
     m.AlignmentReveal(3, np.array([1, 5, 9], np.int64), bits(3), bits(3)),
     m.BlockDiscarded(3, "alignment failed: ..."),
-    m.Announcement(3, np.arange(0, 100, 7, dtype=np.int64), bits(15)),
+    m.Announcement(3, 17, 900, np.arange(0, 100, 7, dtype=np.int64), bits(15)),
     m.SiftReplyMsg(
         3, bits(13), RNG.integers(0, 3, 13).astype(np.uint8), bits(5), np.array([7, 8, 9])
     ),

@@ -57,6 +57,7 @@ BLOCK_ROW = np.dtype(
         ("used", np.int64),
         ("tags", np.int64),
         ("revealed", np.int64),
+        ("window_pulses", np.int64),
         *[(f"pulses_{n}", np.int64) for n in ("signal", "decoy", "vacuum")],
         *[(f"test_errors_{n}", np.int64) for n in ("signal", "decoy", "vacuum")],
     ]
@@ -154,6 +155,11 @@ class _Alice(PartyBase):
         pos = msg.positions
         if pos.size != msg.bases.size:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: positions and bases differ")
+        if msg.window_start >= n or msg.window_pulses >= n:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: window outside the pattern")
+        window = pat.in_window(msg.window_start, msg.window_pulses)
+        if pos.size and (pos.min() < 0 or pos.max() >= n or not window[pos].all()):
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: detections outside window")
         if pos.size and rev.size:
             at = np.searchsorted(rev, pos).clip(0, rev.size - 1)
             if np.any(rev[at] == pos):
@@ -163,7 +169,7 @@ class _Alice(PartyBase):
         except ValueError as exc:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
         test = sifted.basis == 1
-        pulses = pat.unrevealed_pulses(N_INTENSITIES)
+        pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
         await self.link.send(
             SiftReplyMsg(
                 b, reply.match.astype(np.uint8), reply.intensity, sifted.bits[test], pulses
@@ -181,6 +187,7 @@ class _Alice(PartyBase):
         self.tally.add_block(
             duration_s=s.block_duration_s,
             pulses_sent=n,
+            window_pulses=msg.window_pulses,
             pulses=pulses,
             detected_intensity=reply.intensity,
             match=reply.match,

@@ -191,7 +191,9 @@ class _Bob(PartyBase):
             await self.emit("block", b + 1, f"discarded: {detail}")
             return
         aligned, det = found
-        await self.link.send(Announcement(b, det.pulse_index, det.basis))
+        await self.link.send(
+            Announcement(b, aligned.window_start, aligned.window_pulses, det.pulse_index, det.basis)
+        )
         reply = await self.link.expect(SiftReplyMsg)
         k = det.pulse_index.size
         if (
@@ -214,6 +216,7 @@ class _Bob(PartyBase):
         self.tally.add_block(
             duration_s=s.block_duration_s,
             pulses_sent=n,
+            window_pulses=aligned.window_pulses,
             pulses=reply.pulses,
             detected_intensity=reply.intensity,
             match=match,

@@ -7,6 +7,14 @@ period ``L`` (the generator plays ``pattern[k % L]``) and Bob records one
 period, so what is found is each click's *pattern position* ``k mod L``; the
 offset search covers all ``L`` positions, against Alice's revealed subset laid
 out over a few periods.
+
+Counting window: the statistics use only the pulses strictly between the block's
+first and last aligned click (a run of consecutive pattern positions). Given
+where the first and last clicks fell, the pulses between them are untouched
+Bernoulli trials, so gains from that window are unbiased whatever the tagger's
+real acquisition window was (a TDC1 gates in whole ms, say); counting from the
+nominal window instead would bias the gains by the part of the period the tagger
+did not record.
 """
 
 from __future__ import annotations
@@ -59,9 +67,14 @@ def clicks_from_tags(block: TagBlock, detector_of_channel: dict[int, tuple[int, 
 
 @dataclass(frozen=True)
 class BlockAlignment:
-    """Pattern position of every click (``-1``: outside the one recorded period)."""
+    """Pattern position of every click (``-1``: beyond one pattern period from the first),
+    and the counting window: ``window_pulses`` consecutive positions from ``window_start``
+    (modulo the pattern length), strictly between the first and last click."""
 
     positions: I64
+    interior: NDArray[np.bool_]  # the click lies inside the counting window
+    window_start: int
+    window_pulses: int
     alignment: PulseAlignment
 
     @property
@@ -114,10 +127,14 @@ def align_clicks(
     except TimingInputError as exc:
         raise AlignmentError("pulse grid", 0.0, min_significance, str(exc)) from exc
     idx = res.pulse_index
+    first = int(idx.min())
     # One pattern period from the first click: later clicks would see symbols again.
-    inside = (idx - idx.min()) < n_len
+    inside = (idx - first) < n_len
+    last = int(idx[inside].max())
+    interior = inside & (idx > first) & (idx < last)
     positions = np.where(inside, np.mod(idx, n_len), -1).astype(np.int64)
-    return BlockAlignment(positions, res)
+    window = max(0, last - first - 1)
+    return BlockAlignment(positions, interior, (first + 1) % n_len, window, res)
 
 
 def detections_for_block(
@@ -127,8 +144,9 @@ def detections_for_block(
     revealed: I64,
     rng: np.random.Generator,
 ) -> Detections:
-    """Squash the clicks to one outcome per pattern position; drop revealed positions."""
-    ok = aligned.positions >= 0
+    """Squash the counting window's clicks to one outcome per pattern position; drop
+    revealed positions."""
+    ok = aligned.interior
     det = squash_clicks(
         aligned.positions[ok], clicks.basis[ok], clicks.bit[ok], rng, n_pulses=pattern_length
     )

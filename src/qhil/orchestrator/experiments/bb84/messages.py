@@ -86,9 +86,13 @@ class BlockDiscarded(Message):
 
 @dataclass(frozen=True, eq=False)
 class Announcement(Message):
-    """Bob's detected pattern positions (strictly increasing) and his basis for each."""
+    """Bob's counting window (``window_pulses`` consecutive positions from
+    ``window_start``, wrapping), the detected positions in it (strictly increasing)
+    and his basis for each."""
 
     block: int = field(metadata={"wire": "u64"})
+    window_start: int = field(metadata={"wire": "u64"})
+    window_pulses: int = field(metadata={"wire": "u64"})
     positions: I64 = field(metadata={"wire": "i64[]"})
     bases: U8 = field(metadata={"wire": "bits"})
 

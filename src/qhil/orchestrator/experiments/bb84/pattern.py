@@ -52,9 +52,15 @@ class BlockPattern:
     def record(self) -> AliceRecord:
         return AliceRecord(self.bits, self.bases, self.intensities)
 
-    def unrevealed_pulses(self, n_intensities: int) -> I64:
-        """Pulses per intensity index outside the revealed subset."""
-        keep = np.ones(self.n, dtype=bool)
+    def in_window(self, start: int, count: int) -> NDArray[np.bool_]:
+        """Mask of the ``count`` consecutive positions from ``start`` (wrapping at the end)."""
+        offset = np.arange(self.n, dtype=np.int64) - start
+        out: NDArray[np.bool_] = np.mod(offset, self.n) < count
+        return out
+
+    def unrevealed_pulses(self, n_intensities: int, start: int, count: int) -> I64:
+        """Pulses per intensity index in the window, outside the revealed subset."""
+        keep = self.in_window(start, count)
         keep[self.revealed] = False
         out: I64 = np.bincount(self.intensities[keep], minlength=n_intensities)[:n_intensities]
         return out.astype(np.int64)

@@ -45,7 +45,9 @@ class BB84Statistics:
     """Counts per intensity index (0 signal, 1 decoy, 2 vacuum) over the used blocks.
 
     ``pulses_sent``: every pulse of every block (revealed and discarded included);
-    ``pulses``: Alice's unrevealed pulses in the used blocks' acquisition windows;
+    ``window_pulses``: pulses in the used blocks' counting windows (between each
+    block's first and last click, revealed included);
+    ``pulses``: Alice's unrevealed pulses in those windows;
     ``detections``: pulses Bob detected (squashed, any basis, revealed excluded);
     ``key_sifted`` / ``test_sifted``: basis-matched detections in Z / X;
     ``test_errors``: X-basis errors (disclosed); ``key_errors``: Z-basis errors
@@ -57,6 +59,7 @@ class BB84Statistics:
     blocks_used: int
     acquisition_s: float
     pulses_sent: int
+    window_pulses: int
     pulses: I64
     detections: I64
     key_sifted: I64
@@ -106,6 +109,7 @@ class Tally:
     blocks_used: int = 0
     acquisition_s: float = 0.0
     pulses_sent: int = 0
+    window_pulses: int = 0
     pulses: I64 = field(default_factory=_zeros)
     detections: I64 = field(default_factory=_zeros)
     key_sifted: I64 = field(default_factory=_zeros)
@@ -118,6 +122,7 @@ class Tally:
         *,
         duration_s: float,
         pulses_sent: int,
+        window_pulses: int,
         pulses: I64,
         detected_intensity: NDArray[np.uint8],
         match: NDArray[np.bool_],
@@ -130,6 +135,7 @@ class Tally:
         self.blocks_used += 1
         self.acquisition_s += duration_s
         self.pulses_sent += pulses_sent
+        self.window_pulses += window_pulses
         self.pulses += np.asarray(pulses, dtype=np.int64)
         self.detections += np.bincount(detected_intensity, minlength=k)[:k]
         matched = detected_intensity[match]
@@ -150,6 +156,7 @@ class Tally:
             self.blocks_used,
             self.acquisition_s,
             self.pulses_sent,
+            self.window_pulses,
             self.pulses.copy(),
             self.detections.copy(),
             self.key_sifted.copy(),
