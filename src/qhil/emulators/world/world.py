@@ -182,7 +182,7 @@ class World:
             elif ccfg.type == "time_tagger":
                 comp = TimeTagger(qname, node, ccfg, now, clock, rng, self)
             elif ccfg.type == "quantum_memory":
-                comp = _make_memory(qname, node, ccfg, now, rng)
+                comp = _MemoryComponent(qname, node, ccfg, now, rng)
             else:  # pragma: no cover - config validation forbids it
                 raise WorldError(f"unknown component type {ccfg.type!r}")
             self._components[qname] = comp
@@ -430,8 +430,8 @@ class World:
 
     def counter(self, detectors: Iterable[str]) -> CountReader:
         """Counts of registered clicks per detector (for counter-style instruments)."""
-        reader = self.click_reader(detectors)
-        return CountReader(reader, reader._pipeline.detectors)  # type: ignore[attr-defined]
+        names = tuple(detectors)
+        return CountReader(self.click_reader(names), names)
 
     def click_reader(self, detectors: Iterable[str]) -> TagReader:
         """Raw detector output pulses (no tagger), timestamps in the first detector's node clock;
@@ -603,9 +603,3 @@ class _MemoryComponent(Component):
         # The config fields are named exactly like MemoryParameters fields.
         params = MemoryParameters(**self.cfg.model_dump(exclude={"type"}))
         self.memory = QuantumMemory(params, self._rng)
-
-
-def _make_memory(
-    name: str, node: str, cfg: Any, now: Callable[[], float], rng: np.random.Generator
-) -> _MemoryComponent:
-    return _MemoryComponent(name, node, cfg, now, rng)
