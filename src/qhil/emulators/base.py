@@ -105,18 +105,18 @@ class Emulator:
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if "driver" not in cls.__dict__ and hasattr(cls, "routes"):
-            return
         drv = getattr(cls, "driver", None)
         if drv is None:
             return
         decls = drv.declarations()
-        routes: list[Route] = []
+        # Base classes first, so the SCPI core's commands keep their place in the match
+        # order; a subclass's handler for the same key replaces the inherited one there.
+        routes: dict[str, Route] = {}
         for klass in reversed(cls.__mro__):
             for attr in vars(klass).values():
                 for key in getattr(attr, "_qhil_on", ()):
-                    routes.append(_route(cls, decls, key, attr))
-        cls.routes = routes
+                    routes[key] = _route(cls, decls, key, attr)
+        cls.routes = list(routes.values())
 
     def power_on_state(self) -> None:
         """Set every state attribute to its power-on value."""

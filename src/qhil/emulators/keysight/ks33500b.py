@@ -48,7 +48,7 @@ from qhil.drivers.keysight.ks33500b import (
 )
 from qhil.drivers.special_numbers import ScpiReal
 from qhil.drivers.values import Float
-from qhil.emulators.base import Raw, Route, on
+from qhil.emulators.base import Raw, on
 from qhil.emulators.framer import MessageFramer, open_block_end
 from qhil.emulators.scpi import (
     DATA_OUT_OF_RANGE,
@@ -496,20 +496,5 @@ class Keysight33500BEmulator(ScpiEmulator):
     def _trg(self) -> None:
         pass
 
-
-def _own_handlers_win(cls: type[ScpiEmulator]) -> None:
-    """A subclass handler replaces the SCPI core's for the same command (``SYST:ERR?``)."""
-    out: list[Route] = []
-    where: dict[str, int] = {}
-    for route in cls.routes:
-        if route.key in where:
-            out[where[route.key]] = route  # routes are collected base class first
-        else:
-            where[route.key] = len(out)
-            out.append(route)
-    cls.routes = out
-
-
-_own_handlers_win(Keysight33500BEmulator)
 
 __all__ = ["BUILTIN_ARB", "Channel", "Keysight33500BEmulator", "nr3"]

@@ -1,0 +1,87 @@
+"""The emulator framework itself: handler binding, the SCPI core, framing, faults, serving."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from qhil.drivers.declarations import Action, Control
+from qhil.drivers.scpi import ScpiInstrument
+from qhil.drivers.values import Int, Str
+from qhil.emulators.base import Raw, on
+from qhil.emulators.scpi import ScpiEmulator
+from qhil.transport.framing import Framing
+
+
+class Toy(ScpiInstrument):
+    """A small SCPI instrument for exercising the core (LF both ways)."""
+
+    framing: ClassVar[Framing] = Framing("\n", "\n")
+    level = Control(get=":LEVel?", set=":LEVel {value}", value=Int(0, 100), doc="A level.")
+    load = Action(
+        ":DATA:LOAD {name},{data}",
+        args={"name": Str(r"\w+"), "data": Str(r"[\s\S]+")},
+        doc="Load data, as ASCII or as a definite-length block.",
+    )
+
+
+class ToyEmulator(ScpiEmulator):
+    driver = Toy
+
+    def power_on_state(self) -> None:
+        super().power_on_state()
+        self.level = 0
+
+    @on("level.get")
+    def _level_q(self) -> int:
+        return self.level
+
+    @on("level.set")
+    def _level(self, value: int) -> None:
+        self.level = value
+
+
+# --- handler binding ---
+
+
+class SignedErrors(ToyEmulator):
+    """Overrides a handler of the SCPI core (the 33500's ``+0,"No error"``)."""
+
+    @on("next_error.get")
+    def _err_signed(self) -> Raw:
+        code, text = self.errors.popleft() if self.errors else (0, "No error")
+        return Raw(f'{code:+d},"{text}"')
+
+
+class LevelTimesTwo(ToyEmulator):
+    """Overrides a handler without naming a driver of its own."""
+
+    @on("level.get")
+    def _level_twice(self) -> int:
+        return 2 * self.level
+
+
+async def test_subclass_handler_overrides_the_cores_for_the_same_command() -> None:
+    emu = SignedErrors()
+    assert await emu.respond(b":SYST:ERR?") == b'+0,"No error"\n'
+    await emu.respond(b":BOGus")
+    assert await emu.respond(b":SYST:ERR?") == b'-113,"Undefined header"\n'
+    assert [r.key for r in SignedErrors.routes].count("next_error.get") == 1
+    # The base class keeps its own handler.
+    assert await ToyEmulator().respond(b":SYST:ERR?") == b'0,"No error"\n'
+
+
+async def test_subclass_without_a_driver_of_its_own_still_binds_its_handlers() -> None:
+    emu = LevelTimesTwo()
+    await emu.respond(b":LEV 21")
+    assert await emu.respond(b":LEV?") == b"42\n"
+
+
+def test_handler_for_an_undeclared_command_is_an_error_at_class_creation() -> None:
+    with pytest.raises(TypeError, match="does not declare"):
+
+        class Bad(ToyEmulator):
+            @on("no_such_command.get")
+            def _x(self) -> int:
+                return 0
