@@ -1,0 +1,148 @@
+"""Recorded jobs: an experiment on a bench from a profile, start to finish.
+
+A job loads the profile, opens the bench (serving emulated instruments where
+the profile says so), records the run (profile snapshot, instrument
+identities, software, seed, parameters, per-block raw data, results, status),
+runs the experiment and tears everything down. The experiment itself only
+sees role interfaces and the authenticated classical channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qhil.orchestrator.bench import open_bench
+from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
+from qhil.orchestrator.channel.transport import Tamper
+from qhil.orchestrator.experiments.bb84 import (
+    BB84Aborted,
+    BB84Progress,
+    BB84Result,
+    BB84Settings,
+    bench_roles,
+    run_bb84,
+)
+from qhil.orchestrator.profile import load_profile
+from qhil.records import KeyStore, RunStore, default_key_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobSummary:
+    """What a finished (or aborted) job reports; key material never appears here."""
+
+    run_id: str
+    status: str
+    reason: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.results
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "reason": self.reason,
+            "qber": r.get("qber_key_signal")
+            if r.get("qber_key_signal") is not None
+            else r.get("qber_test_signal"),
+            "qber_test_signal": r.get("qber_test_signal"),
+            "gain_signal": r.get("gain_signal"),
+            "sifted_bits": r.get("sifted_bits"),
+            "secret_bits": r.get("secret_bits", 0),
+            "secret_key_rate_bps": r.get("key_rate_bps", 0.0),
+            "secret_key_rate_per_pulse": r.get("key_rate_per_pulse", 0.0),
+            "alice_key_sha256": r.get("alice_key_sha256"),
+            "bob_key_sha256": r.get("bob_key_sha256"),
+            "results": r,
+        }
+
+
+def bb84_settings(prof: Any, duration_s: float | None) -> BB84Settings:
+    """The profile's BB84 settings; ``duration_s`` replaces its block count or duration."""
+    if duration_s is None:
+        return BB84Settings.from_profile(prof)
+    table = {**prof.experiments.get("bb84", {}), "duration_s": duration_s, "blocks": None}
+    return BB84Settings.from_mapping(table, prof.source)
+
+
+async def run_bb84_job(
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
+    mode: str | None = None,
+    progress: Callable[[BB84Progress], Any] | None = None,
+    tamper_alice_to_bob: Tamper | None = None,
+) -> JobSummary:
+    """Decoy-state BB84 on the profile's bench, both parties in this process.
+
+    Alice and Bob still only talk through an authenticated channel (HMAC-SHA256
+    with a key shared by the two parties at start-up); the final keys go to the
+    key store (0600 files) and only their SHA-256 reaches the record and the summary.
+    ``tamper_alice_to_bob`` is a man-in-the-middle hook for security tests.
+    """
+    prof = load_profile(profile, overrides or [])
+    settings = bb84_settings(prof, duration_s)
+    store = RunStore(data_dir)
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir())
+    run = store.start_run(
+        "bb84",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters=settings.model_dump(mode="json"),
+    )
+    with run:
+        async with open_bench(prof, mode=mode) as bench:
+            run.set_identities(await bench.identities())
+            generator, tagger = bench_roles(bench, settings)
+            auth = AuthKey.generate()  # pre-shared by the two parties of this process
+            alice_ch, bob_ch = in_process_channels(
+                HmacSha256Authenticator(auth),
+                HmacSha256Authenticator(auth),
+                session_id=run.run_id,
+                timeout_s=settings.message_timeout_s,
+                tamper_a_to_b=tamper_alice_to_bob,
+            )
+            await asyncio.gather(alice_ch.open(), bob_ch.open())
+            try:
+                result: BB84Result = await run_bb84(
+                    settings,
+                    generator,
+                    tagger,
+                    alice_ch,
+                    bob_ch,
+                    key_store=keys,
+                    run_id=run.run_id,
+                    progress=progress,
+                    on_data=run.append,
+                )
+            except BB84Aborted as exc:
+                reason = f"{exc.reason.value}: {exc}"
+                results = exc.result.to_results() if exc.result is not None else {}
+                if results:
+                    run.log_results(_scalars(results))
+                run.abort(reason)
+                return JobSummary(run.run_id, "aborted", reason, results)
+            finally:
+                await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
+        results = result.to_results()
+        run.log_results(_scalars(results))
+        for ref in (result.alice_key, result.bob_key):
+            if ref is not None:
+                run.add_key(ref)
+        run.finish("success")
+    return JobSummary(run.run_id, "success", None, results)
+
+
+def _scalars(results: dict[str, Any]) -> dict[str, Any]:
+    """Run-record results: numbers and short strings (None left out)."""
+    return {k: v for k, v in results.items() if v is not None}
