@@ -113,7 +113,13 @@ def wrong_state_db(e: float) -> float:
     return 10 * math.log10((1 - e) / e)
 
 
-def bb84_world(
+def bb84_world(*, seed: int = 1, **kw: Any) -> World:
+    """A World from :func:`bb84_world_table`."""
+    table = bb84_world_table(seed=seed, **kw)
+    return World(load_world_config(copy.deepcopy(table), "bb84 test world"), seed=seed)
+
+
+def bb84_world_table(
     *,
     mus: tuple[float, float, float] = (0.6, 0.2, 0.0),
     probs: tuple[float, float, float] = (0.5, 0.3, 0.2),
@@ -131,8 +137,9 @@ def bb84_world(
     bob_drift_ppm: float = 0.0,
     eve_fraction: float = 0.0,
     seed: int = 1,
-) -> World:
-    """Alice WCS -> fibre -> Bob's passive receiver (Z weight ``z_weight``) -> 4 detectors."""
+) -> dict[str, Any]:
+    """[world] table: Alice WCS -> fibre -> Bob's passive receiver (Z weight ``z_weight``)
+    -> 4 detectors on tagger channels 1-4."""
     bob: dict[str, Any] = {
         "rx": {
             "type": "polarization_analyzer",
@@ -188,7 +195,7 @@ def bb84_world(
             }
         },
     }
-    return World(load_world_config(copy.deepcopy(table), "bb84 test world"), seed=seed)
+    return table
 
 
 def settings(**overrides: Any) -> BB84Settings:

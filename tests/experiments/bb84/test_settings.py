@@ -80,7 +80,29 @@ def test_bad_values_name_file_and_field(change: dict[str, Any], field: str, text
     assert text in msg
 
 
-def test_digest_tracks_every_field() -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_qber": 0.1},
+        {"mus": [0.5, 0.2, 0.0]},
+        {"blocks": 4},
+        {"eps_sec": 1e-10},
+        {"pattern_length": 1 << 19},
+        {"z_basis_probability": 0.6},
+    ],
+)
+def test_digest_covers_the_shared_protocol_parameters(change: dict[str, Any]) -> None:
     a = BB84Settings.from_mapping(GOOD)
     assert a.digest() == BB84Settings.from_mapping(dict(GOOD)).digest()
-    assert a.digest() != BB84Settings.from_mapping({**GOOD, "max_qber": 0.1}).digest()
+    assert a.digest() != BB84Settings.from_mapping({**GOOD, **change}).digest()
+
+
+def test_digest_ignores_each_nodes_local_choices() -> None:
+    local = {
+        "tagger": "tdc",
+        "channel_map": {"H": 1, "V": 2, "D": 3, "A": 4},
+        "message_timeout_s": 5.0,
+        "max_drift_ppm": 10.0,
+    }
+    a = BB84Settings.from_mapping(GOOD)
+    assert a.digest() == BB84Settings.from_mapping({**GOOD, **local}).digest()

@@ -36,6 +36,18 @@ DETECTOR_LABELS: dict[str, tuple[int, int]] = {"H": (0, 0), "V": (0, 1), "D": (1
 
 Label = Literal["H", "V", "D", "A"]
 
+#: Fields each node may choose for itself (not part of the shared-settings digest).
+LOCAL_FIELDS = {
+    "alice_node",
+    "pattern_generator",
+    "bob_node",
+    "tagger",
+    "channel_map",
+    "max_drift_ppm",
+    "min_alignment_significance",
+    "message_timeout_s",
+}
+
 
 class BB84Settings(BaseModel):
     """Decoy-state BB84 parameters (units in the names; all from the profile)."""
@@ -173,8 +185,13 @@ class BB84Settings(BaseModel):
         return {ch: DETECTOR_LABELS[label] for label, ch in self.channel_map.items()}
 
     def digest(self) -> bytes:
-        """SHA-256 of the settings; both parties compare it before the first block."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """SHA-256 of the settings both parties must share; compared before the first block.
+
+        Local choices (which instruments, Bob's channel wiring, alignment search
+        limits, timeouts) are left out: each node may set its own.
+        """
+        shared = self.model_dump(mode="json", exclude=LOCAL_FIELDS)
+        text = json.dumps(shared, sort_keys=True)
         return hashlib.sha256(text.encode()).digest()
 
     # --- construction ---
