@@ -14,7 +14,8 @@ Templates use ``str.format`` fields typed by :mod:`qhil.drivers.values`::
 
 For SCPI instruments the header keywords follow SCPI notation (upper-case
 letters are the short form), from which the emulator's matcher accepts the
-short and long forms case-insensitively.
+short and long forms case-insensitively; ``[:NODe]`` is an optional node and a
+field may sit inside the header as a numeric suffix (``SOURce{channel}:FUNCtion``).
 """
 
 from __future__ import annotations
@@ -53,38 +54,123 @@ def scpi_keyword_regex(keyword: str) -> str:
     return out + suffix
 
 
-def _scpi_literal_regex(literal: str, in_header: bool) -> tuple[str, bool]:
-    """Regex for a literal run of an SCPI template; returns (regex, still_in_header)."""
-    out = []
-    i = 0
-    while i < len(literal):
-        c = literal[i]
-        if in_header and c == "[":  # optional node: [:SOURce]
-            j = literal.index("]", i)
-            inner, _ = _scpi_literal_regex(literal[i + 1 : j], True)
-            out.append(f"(?:{inner})?")
-            i = j + 1
-            continue
-        if in_header and (c.isalpha() or c == "*"):
-            m = re.match(r"[A-Za-z*][A-Za-z]*\d*", literal[i:])
-            assert m
-            out.append(scpi_keyword_regex(m.group(0)))
-            i += len(m.group(0))
-            continue
-        if c == " ":
-            in_header = False
-            out.append(r"\s+")
-        elif c == ",":
-            out.append(r"\s*,\s*")
+# Tokens of an SCPI header: optional-node brackets, node separators, the query mark,
+# fields ({channel}) and keywords (WAVelength, *IDN, OUTPut2).
+_HEADER_TOKEN = re.compile(r"\[|\]|:|\?|\{(\w+)\}|[A-Za-z*][A-Za-z]*\d*")
+
+
+@dataclass
+class _Segment:
+    """A run of header nodes, optional (``[:SOURce{channel}]``) or not; each node a regex."""
+
+    optional: bool
+    nodes: list[str] = field(default_factory=list)
+
+
+def _split_header(text: str) -> tuple[str, str]:
+    """``:WAV:FREQ? {which}`` -> (``:WAV:FREQ?``, ``{which}``); the header ends at a blank."""
+    i = text.find(" ")
+    return (text, "") if i < 0 else (text[:i], text[i + 1 :])
+
+
+def _header_segments(
+    template: str, header: str, field_regex: Callable[[str], str]
+) -> tuple[list[_Segment], bool]:
+    """Parse an SCPI header into segments of nodes; also whether it is a query."""
+
+    def bad(why: str) -> TypeError:
+        return TypeError(f"SCPI template {template!r}: {why}")
+
+    segments = [_Segment(False)]
+    node = ""
+    query = False
+    pos = 0
+
+    def close_node() -> None:
+        nonlocal node
+        if node:
+            segments[-1].nodes.append(node)
+            node = ""
+
+    while pos < len(header):
+        m = _HEADER_TOKEN.match(header, pos)
+        if m is None:
+            raise bad(f"unexpected {header[pos]!r} in the header")
+        tok, pos = m.group(0), m.end()
+        if query:
+            raise bad("'?' must end the header")
+        if tok == "[":
+            if segments[-1].optional:
+                raise bad("optional nodes cannot be nested")
+            close_node()
+            segments.append(_Segment(True))
+        elif tok == "]":
+            if not segments[-1].optional:
+                raise bad("']' without '['")
+            close_node()
+            segments.append(_Segment(False))
+        elif tok == ":":
+            close_node()
+        elif tok == "?":
+            close_node()
+            query = True
+        elif m.group(1) is not None:  # a field inside the header: a numeric suffix, say
+            node += field_regex(m.group(1))
         else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out), in_header
+            node += scpi_keyword_regex(tok)
+    if segments[-1].optional:
+        raise bad("'[' without ']'")
+    close_node()
+    return [s for s in segments if s.nodes], query
+
+
+def _scpi_header_regex(template: str, header: str, field_regex: Callable[[str], str]) -> str:
+    """The regex of an SCPI header, from its nodes.
+
+    Nodes are joined by ``:``; an optional node carries its own separator (before it
+    once a node precedes it, after it while none does), and the root colon is a
+    separate optional prefix: ``[:WAVelength]:FREQuency?`` accepts ``FREQ?``,
+    ``:FREQ?``, ``WAV:FREQ?`` and ``:WAVELENGTH:FREQUENCY?``.
+    """
+    segments, query = _header_segments(template, header, field_regex)
+    out = []
+    started = False  # a node precedes the current one
+    for seg in segments:
+        body = ":".join(seg.nodes)
+        if not seg.optional:
+            out.append((":" if started else "") + body)
+            started = True
+        elif started:
+            out.append(f"(?::{body})?")
+        elif seg is segments[-1]:
+            out.append(f"(?:{body})?")
+        else:
+            out.append(f"(?:{body}:)?")
+    # Common commands (*IDN?) are not part of the header tree: no root colon.
+    root = "" if header.startswith("*") else ":?"
+    return root + "".join(out) + ("\\?" if query else "")
+
+
+def _parameters_regex(text: str, field_regex: Callable[[str], str]) -> str:
+    """Regex of the parameter part: blanks and commas with any white space around them."""
+    parts = []
+    for literal, name, _, _ in _FORMATTER.parse(text):
+        for c in literal:
+            parts.append(r"\s+" if c == " " else r"\s*,\s*" if c == "," else re.escape(c))
+        if name:
+            parts.append(field_regex(name))
+    return "".join(parts)
 
 
 @dataclass(frozen=True, eq=False)
 class Template:
-    """A wire message with typed fields, rendered by drivers and matched by emulators."""
+    """A wire message with typed fields, rendered by drivers and matched by emulators.
+
+    With ``scpi`` the header is in SCPI notation: short/long keyword forms,
+    ``[optional]`` nodes and fields inside the header (``SOURce{channel}:FUNCtion``).
+    An optional node is sent when it carries a field (the driver always names the
+    channel) and left out otherwise.
+    """
 
     text: str
     fields: Mapping[str, Value[Any]] = field(default_factory=dict)
@@ -115,8 +201,10 @@ class Template:
         return self._wire_text().format(**formatted)
 
     def _wire_text(self) -> str:
-        # Optional SCPI nodes ([:SOURce]) are matched by emulators but never sent.
-        return re.sub(r"\[[^\]]*\]", "", self.text) if self.scpi else self.text
+        if not self.scpi:
+            return self.text
+        # Optional nodes with a field are sent; optional nodes without one are not.
+        return re.sub(r"\[([^\]]*)\]", lambda m: m.group(1) if "{" in m.group(1) else "", self.text)
 
     def emit(self, **values: Any) -> str:
         """Render without range checks: an emulator's reply (a reading may exceed a set range)."""
@@ -126,29 +214,31 @@ class Template:
     def compiled(self) -> re.Pattern[str]:
         return self.regex()
 
+    def _field_regex(self, name: str) -> str:
+        return f"(?P<{name}>{self.fields[name].pattern})"
+
     def regex(self) -> re.Pattern[str]:
-        parts = []
-        in_header = self.scpi
-        for literal, name, _, _ in _FORMATTER.parse(self.text):
-            if literal:
-                if self.scpi:
-                    rx, in_header = _scpi_literal_regex(literal, in_header)
-                    parts.append(rx)
-                else:
-                    parts.append(re.escape(literal))
-            if name:
-                in_header = False
-                parts.append(f"(?P<{name}>{self.fields[name].pattern})")
-        body = "".join(parts)
-        if self.scpi:  # leading colon is optional at the root
-            body = ":?" + body.lstrip(":")
-            return re.compile(rf"\s*{body}\s*", re.IGNORECASE)
-        return re.compile(body)
+        if not self.scpi:
+            parts = []
+            for literal, name, _, _ in _FORMATTER.parse(self.text):
+                parts.append(re.escape(literal))
+                if name:
+                    parts.append(self._field_regex(name))
+            return re.compile("".join(parts))
+        header, params = _split_header(self.text)
+        body = _scpi_header_regex(self.text, header, self._field_regex)
+        if params:
+            body += r"\s+" + _parameters_regex(params, self._field_regex)
+        return re.compile(rf"\s*{body}\s*", re.IGNORECASE)
 
     def match(self, line: str) -> dict[str, str] | None:
-        """The raw text of each field if ``line`` is an instance of this template."""
+        """The raw text of each field if ``line`` is an instance of this template.
+
+        A field in an optional node the line leaves out comes back as ``""`` (its
+        value type gives the default, e.g. channel 1).
+        """
         m = self.compiled.fullmatch(line)
-        return None if m is None else m.groupdict()
+        return None if m is None else m.groupdict(default="")
 
     def parse(self, line: str) -> dict[str, Any] | None:
         raw = self.match(line)

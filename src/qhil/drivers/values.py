@@ -319,3 +319,19 @@ class ChannelList(Value[list[int]]):
         if len(vals) != self.count:
             raise ValueError(f"{text!r} does not list {self.count} channels")
         return vals
+
+
+@dataclass(frozen=True)
+class NumericSuffix(Int):
+    """A numeric suffix inside an SCPI header (``OUTPut{channel}`` -> ``OUTPut2``).
+
+    SCPI lets a client leave the suffix out (``OUTP`` = ``OUTP1``), and a field in an
+    optional node (``[SOURce{channel}:]``) may be left out altogether: both parse as
+    ``default``. ``pattern`` may narrow the accepted digits (``[12]?``).
+    """
+
+    default: int = 1
+    pattern: str = r"\d*"
+
+    def parse(self, text: str) -> int:
+        return self.default if not text.strip() else int(text)

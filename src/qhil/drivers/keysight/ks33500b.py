@@ -31,10 +31,9 @@ import numpy.typing as npt
 
 from qhil.drivers.declarations import Action, Control
 from qhil.drivers.keysight import bb84_pattern
-from qhil.drivers.keysight.channel_templates import ChannelAction, ChannelControl, ChannelSuffix
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.special_numbers import ScpiReal
-from qhil.drivers.values import Bool, Float, Int, Keyword, Value, ValueTypeError
+from qhil.drivers.values import Bool, Float, Int, Keyword, NumericSuffix, Value, ValueTypeError
 from qhil.errors import QhilError, ValidationError
 from qhil.transport.framing import Framing
 
@@ -48,7 +47,8 @@ POLARIZATION_WAVEFORM = "QHILPOL"
 INTENSITY_WAVEFORM = "QHILINT"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,11}")
 
-_CH = {"channel": ChannelSuffix(1, 2, pattern="[12]?")}
+# The channel is a header suffix (SOURce2, OUTPut2); left out, it means channel 1.
+_CH = {"channel": NumericSuffix(1, 2, pattern="[12]?")}
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Keysight33500B(ScpiInstrument):
     model: ClassVar[str] = "33522B"
     timeout_s: ClassVar[float] = 5.0  # a 16 MSa upload takes a while to store
 
-    shape = ChannelControl(
+    shape = Control(
         get="[SOURce{channel}:]FUNCtion?",
         set="[SOURce{channel}:]FUNCtion {value}",
         args=_CH,
@@ -119,70 +119,70 @@ class Keysight33500B(ScpiInstrument):
         ),
         doc="Waveform function of the channel; 'ARB' plays the selected arbitrary waveform.",
     )
-    frequency_hz = ChannelControl(
+    frequency_hz = Control(
         get="[SOURce{channel}:]FREQuency?",
         set="[SOURce{channel}:]FREQuency {value}",
         args=_CH,
         value=Float(1e-6, 120e6, fmt="{:.12g}", units="Hz"),
         doc="Frequency of the standard waveforms.",
     )
-    amplitude_vpp = ChannelControl(
+    amplitude_vpp = Control(
         get="[SOURce{channel}:]VOLTage?",
         set="[SOURce{channel}:]VOLTage {value}",
         args=_CH,
         value=Float(0.01, 10.0, fmt="{:.12g}", units="Vpp"),
         doc="Peak-to-peak amplitude into the set load (DAC -32767..32767 spans it).",
     )
-    offset_v = ChannelControl(
+    offset_v = Control(
         get="[SOURce{channel}:]VOLTage:OFFSet?",
         set="[SOURce{channel}:]VOLTage:OFFSet {value}",
         args=_CH,
         value=Float(-4.995, 4.995, fmt="{:.12g}", units="V"),
         doc="DC offset.",
     )
-    output_enabled = ChannelControl(
+    output_enabled = Control(
         get="OUTPut{channel}?",
         set="OUTPut{channel} {value}",
         args=_CH,
         value=Bool(),
         doc="Output relay of the channel.",
     )
-    output_load_ohm = ChannelControl(
+    output_load_ohm = Control(
         get="OUTPut{channel}:LOAD?",
         set="OUTPut{channel}:LOAD {value}",
         args=_CH,
         value=ScpiReal(1.0, 10e3, infinite=True, fmt="{:.12g}", units="ohm"),
         doc="Expected load (display correction only); math.inf for high impedance.",
     )
-    arb_name = ChannelControl(
+    arb_name = Control(
         get="[SOURce{channel}:]FUNCtion:ARBitrary?",
         set="[SOURce{channel}:]FUNCtion:ARBitrary {value}",
         args=_CH,
         value=ArbName(),
         doc="Arbitrary waveform the channel plays (read back upper case, without quotes).",
     )
-    arb_sample_rate_hz = ChannelControl(
+    arb_sample_rate_hz = Control(
         get="[SOURce{channel}:]FUNCtion:ARBitrary:SRATe?",
         set="[SOURce{channel}:]FUNCtion:ARBitrary:SRATe {value}",
         args=_CH,
         value=Float(*SAMPLE_RATE_HZ, fmt="{:.12g}", units="Sa/s"),
         doc="Sample rate of the arbitrary waveform (one sample per pulse: the pulse rate).",
     )
-    arb_points = ChannelControl(
+    arb_points = Control(
         get="[SOURce{channel}:]FUNCtion:ARBitrary:POINts?",
         args=_CH,
         value=Int(),
         check_errors=False,
         doc="Number of points of the selected arbitrary waveform.",
     )
-    arb_filter = ChannelControl(
+    arb_filter = Control(
         get="[SOURce{channel}:]FUNCtion:ARBitrary:FILTer?",
         set="[SOURce{channel}:]FUNCtion:ARBitrary:FILTer {value}",
         args=_CH,
         value=Keyword({"NORM": "NORMal", "STEP": "STEP", "OFF": "OFF"}),
         doc="Interpolation between samples; STEP holds each sample for a whole period.",
     )
-    arb_advance = ChannelControl(
+    arb_advance = Control(
         get="[SOURce{channel}:]FUNCtion:ARBitrary:ADVance?",
         set="[SOURce{channel}:]FUNCtion:ARBitrary:ADVance {value}",
         args=_CH,
@@ -194,17 +194,17 @@ class Keysight33500B(ScpiInstrument):
         # In the 33500 manual as cited by users; the manual itself was not seen (UNVERIFIED).
         doc="Restart the arbitrary waveforms of both channels on their first point together.",
     )
-    clear_volatile = ChannelAction(
+    clear_volatile = Action(
         "[SOURce{channel}:]DATA:VOLatile:CLEar",
         args=_CH,
         doc="Delete the channel's volatile waveforms; the channel falls back to a built-in one.",
     )
-    upload_dac = ChannelAction(
+    upload_dac = Action(
         "[SOURce{channel}:]DATA:ARBitrary:DAC {name},{data}",
         args={**_CH, "name": ArbName(), "data": ArbData()},
         doc="Load a volatile waveform of int16 DAC codes (-32767..32767): ASCII or a block.",
     )
-    upload_float = ChannelAction(
+    upload_float = Action(
         "[SOURce{channel}:]DATA:ARBitrary {name},{data}",
         args={**_CH, "name": ArbName(), "data": ArbData()},
         doc="Load a volatile waveform of values -1..1: ASCII, or a block of float32.",
@@ -215,28 +215,28 @@ class Keysight33500B(ScpiInstrument):
         value=Keyword({"NORM": "NORMal", "SWAP": "SWAPped"}),
         doc="Byte order of binary blocks: NORM most significant byte first, SWAP least.",
     )
-    burst_enabled = ChannelControl(
+    burst_enabled = Control(
         get="[SOURce{channel}:]BURSt:STATe?",
         set="[SOURce{channel}:]BURSt:STATe {value}",
         args=_CH,
         value=Bool(),
         doc="Burst mode on/off (off: the waveform repeats continuously).",
     )
-    burst_mode = ChannelControl(
+    burst_mode = Control(
         get="[SOURce{channel}:]BURSt:MODE?",
         set="[SOURce{channel}:]BURSt:MODE {value}",
         args=_CH,
         value=Keyword({"TRIG": "TRIGgered", "GAT": "GATed"}),
         doc="Triggered (N cycles per trigger) or gated burst.",
     )
-    burst_cycles = ChannelControl(
+    burst_cycles = Control(
         get="[SOURce{channel}:]BURSt:NCYCles?",
         set="[SOURce{channel}:]BURSt:NCYCles {value}",
         args=_CH,
         value=ScpiReal(1, 1e8, infinite=True, fmt="{:.0f}"),
         doc="Cycles per triggered burst; math.inf for an infinite burst.",
     )
-    trigger_source = ChannelControl(
+    trigger_source = Control(
         get="TRIGger{channel}:SOURce?",
         set="TRIGger{channel}:SOURce {value}",
         args=_CH,
