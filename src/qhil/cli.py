@@ -42,8 +42,18 @@ def main() -> None:
 @click.option(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
+@click.option(
+    "--write-profile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the profile with the emulators' addresses (for processes elsewhere).",
+)
 def emulate(
-    profile: str | None, as_json: bool, overrides: tuple[str, ...], mode: str | None
+    profile: str | None,
+    as_json: bool,
+    overrides: tuple[str, ...],
+    mode: str | None,
+    write_profile: str | None,
 ) -> None:
     """Serve the emulated instruments of PROFILE (default: hw_profiles/default.toml) until interrupted.
 
@@ -60,6 +70,11 @@ def emulate(
         _fail(exc)
         return
     try:
+        if write_profile:
+            import tomli_w
+
+            with open(write_profile, "wb") as f:
+                tomli_w.dump(bench.addressed_profile(), f)
         for row in bench.listing():
             if as_json:
                 click.echo(json.dumps(row))
@@ -132,6 +147,23 @@ def run() -> None:
 @click.option(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
+@click.option(
+    "--party",
+    type=click.Choice(["alice", "bob"]),
+    default=None,
+    help="Run one party only; the other runs in another process (TCP).",
+)
+@click.option("--listen", default=None, metavar="HOST:PORT", help="Alice: where to accept Bob.")
+@click.option("--connect", default=None, metavar="HOST:PORT", help="Bob: where Alice listens.")
+@click.option(
+    "--auth-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Pre-shared authentication key (hex, mode 0600) for --party runs.",
+)
+@click.option(
+    "--session", "session_id", default="qhil-bb84", help="Session label both parties use."
+)
 def run_bb84_cmd(
     profile: str | None,
     duration_s: float | None,
@@ -140,6 +172,11 @@ def run_bb84_cmd(
     data_dir: str | None,
     key_dir: str | None,
     mode: str | None,
+    party: str | None,
+    listen: str | None,
+    connect: str | None,
+    auth_key_file: str | None,
+    session_id: str,
 ) -> None:
     """Decoy-state BB84 on PROFILE (default: the emulated bench) to a verified secret key.
 
@@ -151,12 +188,12 @@ def run_bb84_cmd(
 
     from tqdm import tqdm
 
-    from qhil.orchestrator.jobs import run_bb84_job
+    from qhil.orchestrator.jobs import run_bb84_job, run_bb84_party_job
 
     bar = tqdm(total=None, unit="block", desc="bb84", disable=as_json, leave=False)
 
     def progress(event: Any) -> None:
-        if event.party != "bob":
+        if event.party != (party or "bob"):
             return
         if event.stage == "block":
             bar.total = event.n_blocks
@@ -167,8 +204,24 @@ def run_bb84_cmd(
             bar.set_description(f"bb84 {event.stage}")
 
     try:
-        summary = asyncio.run(
-            run_bb84_job(
+        if party is not None:
+            if auth_key_file is None:
+                raise click.UsageError("--party needs --auth-key-file")
+            job = run_bb84_party_job(
+                party,
+                profile,
+                list(overrides),
+                auth_key_file=auth_key_file,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                duration_s=duration_s,
+                data_dir=data_dir,
+                key_dir=key_dir,
+                progress=progress,
+            )
+        else:
+            job = run_bb84_job(
                 profile,
                 list(overrides),
                 duration_s=duration_s,
@@ -177,7 +230,7 @@ def run_bb84_cmd(
                 mode=mode,
                 progress=progress,
             )
-        )
+        summary = asyncio.run(job)
     except QhilError as exc:
         bar.close()
         _fail(exc)

@@ -84,6 +84,25 @@ class EmulatedBench:
             out.append(d)
         return out
 
+    def addressed_profile(self) -> dict[str, Any]:
+        """The profile as data, with every emulated instrument at its emulator's address.
+
+        Saved as TOML, it is a "lab" profile for this running bench: processes that
+        load it (Alice and Bob on different hosts, say) connect to the emulators as
+        to hardware, and start no emulators of their own.
+        """
+        data = self.profile.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+        data.pop("world", None)
+        for (node, name), ep in self.endpoints.items():
+            inst = data["nodes"][node]["instruments"][name]
+            inst["resource"] = ep.resource
+            extras = self.extra_endpoints.get((node, name))
+            if extras:
+                inst["extra_resources"] = {k: e.resource for k, e in extras.items()}
+            inst.pop("component", None)
+            inst.pop("emulator", None)
+        return data
+
     def stop(self) -> None:
         self.host.stop()
 

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qhil.drivers.roles import PatternGenerator, TimeTagger
+from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
-from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
+from qhil.orchestrator.channel import (
+    AuthKey,
+    HmacSha256Authenticator,
+    accept_channel,
+    connect_channel,
+    in_process_channels,
+)
+from qhil.orchestrator.channel.tcp import TcpListener
 from qhil.orchestrator.channel.transport import Tamper
 from qhil.orchestrator.experiments.bb84 import (
     BB84Aborted,
@@ -25,7 +35,9 @@ from qhil.orchestrator.experiments.bb84 import (
     BB84Result,
     BB84Settings,
     bench_roles,
+    run_alice,
     run_bb84,
+    run_bob,
 )
 from qhil.orchestrator.profile import load_profile
 from qhil.records import KeyStore, RunStore, default_key_dir
@@ -146,3 +158,130 @@ async def run_bb84_job(
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:
     """Run-record results: numbers and short strings (None left out)."""
     return {k: v for k, v in results.items() if v is not None}
+
+
+def load_auth_key(path: str | Path) -> AuthKey:
+    """A pre-shared authentication key from a file (hex), readable by its owner only."""
+    p = Path(path)
+    try:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        text = p.read_text(encoding="ascii")
+    except OSError as exc:
+        raise ConfigError(str(p), "auth key", f"cannot read it: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            str(p), "auth key", f"is readable by others (mode {mode:o}); chmod 600 it"
+        )
+    try:
+        return AuthKey.from_hex(text)
+    except ValueError as exc:
+        raise ConfigError(str(p), "auth key", str(exc)) from None
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError("<command line>", "address", f"{text!r} is not HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+async def run_bb84_party_job(
+    party: str,
+    profile: str | None,
+    overrides: list[str] | None = None,
+    *,
+    auth_key_file: str | Path,
+    listen: str | None = None,
+    connect: str | None = None,
+    session_id: str = "qhil-bb84",
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
+    progress: Callable[[BB84Progress], Any] | None = None,
+) -> JobSummary:
+    """One party of BB84 in this process; the other runs elsewhere, reached over TCP.
+
+    Only this party's node of the profile is opened (the other node's instruments
+    belong to the other process). Alice listens, Bob connects; both hold the same
+    pre-shared authentication key. Each party records its own run ("bb84.alice" or
+    "bb84.bob") and stores its own key; the summaries carry the keys' SHA-256.
+    """
+    if party not in ("alice", "bob"):
+        raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
+    prof = load_profile(profile, overrides or [])
+    settings = bb84_settings(prof, duration_s)
+    node = settings.alice_node if party == "alice" else settings.bob_node
+    if node not in prof.nodes:
+        raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
+    own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
+    auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    store = RunStore(data_dir)
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir())
+    run = store.start_run(
+        f"bb84.{party}",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**settings.model_dump(mode="json"), "party": party},
+    )
+    with run:
+        async with open_bench(own) as bench:
+            run.set_identities(await bench.identities())
+            peer = "bob" if party == "alice" else "alice"
+            if party == "alice":
+                host, port = _host_port(listen or "127.0.0.1:0")
+                listener = await TcpListener.start(host, port, local=party)
+                channel = await accept_channel(
+                    listener,
+                    local=party,
+                    peer=peer,
+                    authenticator=auth,
+                    session_id=session_id,
+                    timeout_s=settings.message_timeout_s,
+                )
+            else:
+                host, port = _host_port(connect or "")
+                channel = await connect_channel(
+                    host,
+                    port,
+                    local=party,
+                    peer=peer,
+                    authenticator=auth,
+                    session_id=session_id,
+                    timeout_s=settings.message_timeout_s,
+                )
+            common: dict[str, Any] = {
+                "key_store": keys,
+                "run_id": run.run_id,
+                "progress": progress,
+                "on_data": run.append,
+            }
+            try:
+                if party == "alice":
+                    gen = bench.role(node, PatternGenerator, name=settings.pattern_generator)
+                    mine = await run_alice(settings, gen, channel, **common)
+                else:
+                    tagger = bench.role(node, TimeTagger, name=settings.tagger)
+                    mine = await run_bob(settings, tagger, channel, **common)
+            except BB84Aborted as exc:
+                reason = f"{exc.reason.value}: {exc}"
+                results = exc.result.to_results() if exc.result is not None else {}
+                if results:
+                    run.log_results(_scalars(results))
+                run.abort(reason)
+                return JobSummary(run.run_id, "aborted", reason, results)
+            finally:
+                await channel.close()
+                if party == "alice":
+                    await listener.close()
+        results = {
+            "secret_bits": 0 if mine.key is None else mine.key.length_bits,
+            f"{party}_key_sha256": mine.key_sha256,
+            "sifted_bits": mine.statistics.sifted_key_bits,
+            "leaked_bits": mine.leaked_bits,
+        }
+        run.log_results(_scalars(results))
+        if mine.key is not None:
+            run.add_key(mine.key)
+        run.finish("success")
+    return JobSummary(run.run_id, "success", None, results)
