@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import pytest
@@ -10,7 +11,7 @@ from qhil.drivers.declarations import Action, Control
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Int, Str
 from qhil.emulators.base import Raw, on
-from qhil.emulators.scpi import ScpiEmulator
+from qhil.emulators.scpi import ScpiEmulator, ScpiError
 from qhil.transport.framing import Framing
 
 
@@ -85,3 +86,47 @@ def test_handler_for_an_undeclared_command_is_an_error_at_class_creation() -> No
             @on("no_such_command.get")
             def _x(self) -> int:
                 return 0
+
+
+# --- async handlers ---
+
+
+class Slow(ToyEmulator):
+    """Handlers that wait (as for simulated time) before they answer."""
+
+    def power_on_state(self) -> None:
+        super().power_on_state()
+        self.gate = asyncio.Event()
+        self.seen: list[str] = []
+
+    @on("level.get")
+    async def _level_later(self) -> int:
+        await self.gate.wait()
+        self.seen.append("get")
+        return self.level
+
+    @on("level.set")
+    async def _level_later_set(self, value: int) -> None:
+        await asyncio.sleep(0)
+        if value == 13:
+            raise ScpiError(-222, "Data out of range")
+        self.seen.append(f"set {value}")
+        self.level = value
+
+
+async def test_async_handlers_are_awaited_in_order_within_a_compound_command() -> None:
+    emu = Slow()
+    task = asyncio.create_task(emu.respond(b":LEV 7;:LEV?;*OPC?"))
+    await asyncio.sleep(0.01)
+    assert not task.done()  # the query waits for its handler
+    assert emu.seen == ["set 7"]
+    emu.gate.set()
+    assert await task == b"7;1\n"
+    assert emu.seen == ["set 7", "get"]
+
+
+async def test_an_async_handler_can_queue_an_scpi_error() -> None:
+    emu = Slow()
+    emu.gate.set()
+    assert await emu.respond(b":LEV 13;:LEV?") == b"0\n"
+    assert await emu.respond(b":SYST:ERR?") == b'-222,"Data out of range"\n'

@@ -12,6 +12,7 @@ the replies of one compound command share one line separated by ``;``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections import deque
 from typing import Any, ClassVar
@@ -180,7 +181,7 @@ class ScpiEmulator(Emulator):
             if not text.startswith((":", "*")) and path:
                 text = f"{path}:{text}"
             try:
-                out = self.execute(text)
+                out = await self.execute(text)
             except ScpiError as exc:
                 self.push_error(exc.code, exc.text)
                 out = None
@@ -193,8 +194,12 @@ class ScpiEmulator(Emulator):
             return b""
         return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
 
-    def execute(self, command: str) -> str | None:
-        """Run one command; return its reply text for a query."""
+    async def execute(self, command: str) -> str | None:
+        """Run one command; return its reply text for a query.
+
+        A handler may be a coroutine function (one that waits, e.g. for simulated
+        time); it is awaited before the next command of the message runs.
+        """
         found = self.find_route(command)
         if found is None:
             raise ScpiError(*UNDEFINED_HEADER)
@@ -202,18 +207,17 @@ class ScpiEmulator(Emulator):
         args = {k: v for k, v in raw.items() if k != "value"}
         decl = route.decl
         parsed_args = {k: self._parse(decl, k, v) for k, v in args.items()}
-        if route.kind == "get":
-            result = route.handler(self, **parsed_args)
-            if isinstance(result, Raw):
-                return str(result)
-            assert isinstance(decl, Control)
-            return decl.reply_template.emit(value=result, **parsed_args)
         if route.kind == "set":
-            value = self._parse(decl, "value", raw["value"])
-            route.handler(self, value=value, **parsed_args)
+            parsed_args["value"] = self._parse(decl, "value", raw["value"])
+        result = route.handler(self, **parsed_args)
+        if inspect.isawaitable(result):
+            result = await result
+        if route.kind != "get":
             return None
-        route.handler(self, **parsed_args)
-        return None
+        if isinstance(result, Raw):
+            return str(result)
+        assert isinstance(decl, Control)
+        return decl.reply_template.emit(value=result, **parsed_args)
 
     def _parse(self, decl: Any, field: str, text: str) -> Any:
         vt = decl.value if field == "value" else decl.args[field]

@@ -23,12 +23,7 @@ import numpy as np
 from qhil.drivers.qhil.qmc import MAX_READOUT_DELAY_S, QMC
 from qhil.drivers.special_numbers import scpi_special
 from qhil.emulators.base import Raw, on
-from qhil.emulators.scpi import (
-    DATA_OUT_OF_RANGE,
-    ScpiEmulator,
-    ScpiError,
-    _split_units,
-)
+from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
 from qhil.emulators.world.clock import SimClock, seconds_to_ps
 from qhil.emulators.world.quantum import (
     MemoryParameters,
@@ -131,45 +126,6 @@ class QMCEmulator(ScpiEmulator):
             self.latched[mode] = (result.success, self.memory.last_retrieval)
         return now_ps * PS
 
-    async def respond(self, message: bytes) -> bytes:
-        # The SCPI core's loop, with one addition: a RETRieve? of a mode whose programmed
-        # read-out lies ahead waits for it (simulated time) before it runs.
-        replies: list[str] = []
-        path = ""
-        for unit in _split_units(message):
-            text = unit.decode(self.framing.encoding, errors="replace").strip()
-            if not text:
-                continue
-            header = text.split(None, 1)[0]
-            if not text.startswith((":", "*")) and path:
-                text = f"{path}:{text}"
-            try:
-                await self._wait_for_readout(text)
-                out = self.execute(text)
-            except ScpiError as exc:
-                self.push_error(exc.code, exc.text)
-                out = None
-            if out is not None:
-                replies.append(out)
-            if not header.startswith("*"):
-                full = text.split(None, 1)[0].rstrip("?")
-                path = full.rsplit(":", 1)[0] if ":" in full.lstrip(":") else ""
-        if not replies:
-            return b""
-        return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
-
-    async def _wait_for_readout(self, command: str) -> None:
-        found = self.find_route(command)
-        if found is None or found[0].key != "retrieve_mode.get":
-            return
-        try:
-            mode = int(found[1]["mode"])
-        except ValueError:
-            return
-        due = self.pending.get(mode)
-        if due is not None and due > self.clock.now_ps:
-            await self.clock.wait_until_ps(due)
-
     # --- modes ---
 
     def _mode(self, mode: int) -> int:
@@ -212,8 +168,11 @@ class QMCEmulator(ScpiEmulator):
         return self.herald
 
     @on("retrieve_mode.get")
-    def _retrieve(self, mode: int) -> bool:
+    async def _retrieve(self, mode: int) -> bool:
         self._mode(mode)
+        due = self.pending.get(mode)
+        if due is not None and due > self.clock.now_ps:
+            await self.clock.wait_until_ps(due)  # its programmed read-out lies ahead: wait
         t = self._now()
         if mode in self.pending:  # not yet due: only reachable if nobody waited for it
             raise ScpiError(*NOT_DUE)
