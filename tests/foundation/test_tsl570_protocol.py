@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qhil.drivers.santec.tsl570 import TSL570
-from qhil.emulators.santec.tsl570 import TSL570Emulator, scpi_float
+from qhil.emulators.santec.tsl570 import TSL570Emulator
 from qhil.errors import InstrumentError, ValidationError
 from qhil.testing import ProtocolCase, expected_protocol, run_on_emulator
 
@@ -108,11 +108,6 @@ async def test_legacy_command_set_formats() -> None:
     )
 
 
-def test_scpi_float_has_three_digit_exponent() -> None:
-    assert scpi_float(1.55e-6) == "+1.55000000E-006"
-    assert scpi_float(-12.5) == "-1.25000000E+001"
-
-
 async def test_out_of_range_is_refused_before_any_byte() -> None:
     async with expected_protocol(TSL570, []) as drv:
         with pytest.raises(ValidationError, match="1480"):
@@ -151,3 +146,65 @@ async def test_reset_restores_power_on_state_but_keeps_error_queue() -> None:
             (b"SYST:ERR?\r", b'-113,"Undefined header"\r'),
         ],
     )
+
+
+# --- numbers with units (review #6) ---
+
+
+async def test_scpi_power_suffixes_convert_to_the_power_unit() -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    await run_on_emulator(
+        emu,
+        [
+            (b":POW 10MW\r", b""),  # dBm unit: 10 mW is +10 dBm
+            (b":POW?\r", b"+1.00000000E+001\r"),
+            (b":POW 5DBM\r", b""),
+            (b":POW?\r", b"+5.00000000E+000\r"),
+            (b":POW 1UW\r", b""),  # -30 dBm: below the -15 dBm floor, refused
+            (b":POW?\r", b"+5.00000000E+000\r"),
+            (b":POW:UNIT 1\r", b""),
+            (b":POW 2500UW\r", b""),  # mW unit: 2.5 mW
+            (b":POW?\r", b"+2.50000000E+000\r"),
+            (b":POW 3 dBm\r", b""),  # 3 dBm = 1.995 mW
+            (b":POW?\r", b"+1.99526231E+000\r"),
+            (b":SYST:ERR?\r", b'-222,"Data out of range"\r'),
+            (b":SYST:ERR?\r", b'0,"No error"\r'),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [b":POW 1XY\r", b":POW 0.5e\r", b":WAV 1550XM\r", b":FREQ 193NM\r", b":POW:ATT 5NM\r"],
+)
+async def test_scpi_unknown_suffix_is_invalid_and_changes_nothing(command: bytes) -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    before = (emu.power_setpoint, emu.wavelength, emu.attenuation)
+    await run_on_emulator(emu, [(command, b""), (b":SYST:ERR?\r", b'-131,"Invalid suffix"\r')])
+    assert (emu.power_setpoint, emu.wavelength, emu.attenuation) == before
+
+
+async def test_scpi_length_frequency_and_db_suffixes() -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    await run_on_emulator(
+        emu,
+        [
+            (b":WAV 1.5505UM\r", b""),
+            (b":WAV?\r", b"+1.55050000E-006\r"),
+            (b":FREQ 193.41449THZ\r", b""),
+            (b":WAV?\r", b"+1.55000000E-006\r"),
+            (b":POW:ATT 7.5DB\r", b""),
+            (b":POW:ATT?\r", b"+7.50000000E+000\r"),
+            (b":SYST:ERR?\r", b'0,"No error"\r'),
+        ],
+    )
+
+
+@pytest.mark.parametrize("command", [b":POW 3MW\r", b":POW:ATT 5DB\r", b":WAV:SWE:DWEL 1S\r"])
+async def test_legacy_numbers_take_no_unit_at_all(command: bytes) -> None:
+    emu = TSL570Emulator(command_set="legacy")
+    before = (emu.power_setpoint, emu.attenuation, emu.sweep["dwell"])
+    await run_on_emulator(
+        emu, [(command, b""), (b":SYST:ERR?\r", b'-148,"Character data not allowed"\r')]
+    )
+    assert (emu.power_setpoint, emu.attenuation, emu.sweep["dwell"]) == before

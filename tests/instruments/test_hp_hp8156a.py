@@ -258,3 +258,13 @@ async def test_attenuation_sets_the_mean_photon_number_and_the_counts(
             # PHYSICS.md case 1: P_click = 1 - exp(-mu eta) per pulse, plus dark counts.
             expected = rep * t * (1 - math.exp(-mu * eta)) + dark * t
             assert abs(n - expected) < Z_999 * math.sqrt(expected), (db, n, expected)
+
+
+@pytest.mark.parametrize(
+    "command", [b":DISP:BRIG 0.5XY\n", b":INP:ATT 0.5e\n", b":INP:OFFS 1NM\n", b":INP:WAV 1.3THZ\n"]
+)
+async def test_unknown_suffix_is_invalid_and_changes_nothing(command: bytes) -> None:
+    emu = HP8156AEmulator()
+    before = (emu.brightness, emu.filter_db, emu.offset_db, emu.wavelength_nm)
+    await run_on_emulator(emu, [(command, b""), (b":SYST:ERR?\n", b'-131,"Invalid suffix"\n')])
+    assert (emu.brightness, emu.filter_db, emu.offset_db, emu.wavelength_nm) == before

@@ -169,12 +169,14 @@ class Template:
     With ``scpi`` the header is in SCPI notation: short/long keyword forms,
     ``[optional]`` nodes and fields inside the header (``SOURce{channel}:FUNCtion``).
     An optional node is sent when it carries a field (the driver always names the
-    channel) and left out otherwise.
+    channel) and left out otherwise. ``reply`` marks a template that parses replies:
+    its fields take the values' strict reply patterns (a bare number, no ``MIN``).
     """
 
     text: str
     fields: Mapping[str, Value[Any]] = field(default_factory=dict)
     scpi: bool = False
+    reply: bool = False
 
     def __post_init__(self) -> None:
         names = [f for _, f, _, _ in _FORMATTER.parse(self.text) if f]
@@ -215,7 +217,8 @@ class Template:
         return self.regex()
 
     def _field_regex(self, name: str) -> str:
-        return f"(?P<{name}>{self.fields[name].pattern})"
+        value = self.fields[name]
+        return f"(?P<{name}>{value.reply_pattern if self.reply else value.pattern})"
 
     def regex(self) -> re.Pattern[str]:
         if not self.scpi:
@@ -324,8 +327,8 @@ class Control(Declaration, Generic[T]):
             fields = self._fields(True)
             if self.reply_value is not None:
                 fields["value"] = self.reply_value
-            return Template(spec, fields)
-        return Template("{value}", {"value": spec or self.value})
+            return Template(spec, fields, reply=True)
+        return Template("{value}", {"value": spec or self.value}, reply=True)
 
     def templates(self) -> list[Template]:
         return [t for t in (self.get_template, self.set_template) if t is not None]
@@ -355,14 +358,14 @@ class BoundControl(Generic[T]):
             raise TypeError(f"{self.decl.name} is write-only")
         command = t.render(**args)
         reply = await self.instrument.ask(command)
-        parsed = self.decl.reply_template.parse(reply)
+        template = self.decl.reply_template
+        try:
+            parsed = template.parse(reply)
+        except ValueError:  # matched the form, but a value does not parse
+            parsed = None
         if parsed is None or "value" not in parsed:
-            raise ProtocolError(
-                self.instrument.resource,
-                command,
-                reply,
-                f"of the form {self.decl.reply_template.text!r}",
-            )
+            expected = f"of the form {template.text!r} ({template.fields['value'].describe()})"
+            raise ProtocolError(self.instrument.resource, command, reply, expected) from None
         return parsed["value"]
 
     async def set(self, value: T, **args: Any) -> None:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.values import Bool, Enum, Float, Keyword, Str
+from qhil.drivers.values import DB_SUFFIXES, LENGTH_SUFFIXES, Bool, Enum, Float, Keyword, Str
 from qhil.transport.framing import Framing
 
 #: Calibration wavelength range (nm) of the standard 8156A.
@@ -38,7 +38,13 @@ class HP8156A(ScpiInstrument):
         set=":INPut:ATTenuation {value}",
         # α = α_filter + offset: the admissible α moves with the offset, so the driver
         # only rules out what no offset allows; the instrument answers -222 for the rest.
-        value=Float(-OFFSET_RANGE_DB, FILTER_RANGE_DB + OFFSET_RANGE_DB, fmt="{:.3f}", units="dB"),
+        value=Float(
+            -OFFSET_RANGE_DB,
+            FILTER_RANGE_DB + OFFSET_RANGE_DB,
+            fmt="{:.3f}",
+            units="dB",
+            suffixes=DB_SUFFIXES,
+        ),
         doc="Attenuation factor α in dB (filter attenuation plus offset).",
     )
     attenuation_limit = Measurement(
@@ -50,7 +56,9 @@ class HP8156A(ScpiInstrument):
     offset = Control(
         get=":INPut:OFFSet?",
         set=":INPut:OFFSet {value}",
-        value=Float(-OFFSET_RANGE_DB, OFFSET_RANGE_DB, fmt="{:.3f}", units="dB"),
+        value=Float(
+            -OFFSET_RANGE_DB, OFFSET_RANGE_DB, fmt="{:.3f}", units="dB", suffixes=DB_SUFFIXES
+        ),
         doc="Calibration factor (offset) in dB; α_filter = α - offset.",
     )
     offset_from_display = Action(
@@ -59,7 +67,8 @@ class HP8156A(ScpiInstrument):
     wavelength_nm = Control(
         get=":INPut:WAVelength?",
         set=":INPut:WAVelength {value}",
-        value=Float(*WAVELENGTH_NM, fmt="{:.6E}", scale=1e-9, units="nm"),
+        # Metres by default; a length suffix may say otherwise (1550NM, 1.55UM).
+        value=Float(*WAVELENGTH_NM, fmt="{:.6E}", scale=1e-9, units="nm", suffixes=LENGTH_SUFFIXES),
         doc="Wavelength the attenuation is calibrated for (sent in metres).",
     )
     lambda_calibration = Control(

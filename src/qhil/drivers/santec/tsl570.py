@@ -12,13 +12,25 @@ from typing import ClassVar
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.values import Bool, Enum, Float, Int, Keyword, Str
+from qhil.drivers.values import (
+    DB_SUFFIXES,
+    FREQUENCY_SUFFIXES,
+    LENGTH_SUFFIXES,
+    Bool,
+    Enum,
+    Float,
+    Int,
+    Keyword,
+    Str,
+)
 from qhil.transport.framing import Framing
 
 #: Band of product code 480640 (C-480640-...): 1480-1640 nm.
 BAND_NM = (1480.0, 1640.0)
 BAND_THZ = (182.80028, 202.56247)
 _LIMIT = Keyword({"min": "MINimum", "max": "MAXimum"})
+# Unit suffixes: the SCPI command set takes them (the Legacy set none). Power suffixes
+# (DBM, MW, ...) are converted to :POW:UNIT by the instrument, so not declared here.
 
 
 class TSL570(ScpiInstrument):
@@ -65,7 +77,7 @@ class TSL570(ScpiInstrument):
     attenuation_db = Control(
         get=":POWer:ATTenuation?",
         set=":POWer:ATTenuation {value}",
-        value=Float(0.0, 30.0, fmt="{:.2f}", units="dB"),
+        value=Float(0.0, 30.0, fmt="{:.2f}", units="dB", suffixes=DB_SUFFIXES),
         doc="Internal attenuator setting (manual attenuation mode).",
     )
     attenuation_auto = Control(
@@ -77,7 +89,7 @@ class TSL570(ScpiInstrument):
     wavelength_nm = Control(
         get=":WAVelength?",
         set=":WAVelength {value}",
-        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm"),
+        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm", suffixes=LENGTH_SUFFIXES),
         doc="Wavelength setpoint (sent in metres in the SCPI command set).",
     )
     wavelength_limit_nm = Measurement(
@@ -99,7 +111,7 @@ class TSL570(ScpiInstrument):
     frequency_thz = Control(
         get="[:WAVelength]:FREQuency?",
         set="[:WAVelength]:FREQuency {value}",
-        value=Float(*BAND_THZ, fmt="{:.8E}", scale=1e12, units="THz"),
+        value=Float(*BAND_THZ, fmt="{:.8E}", scale=1e12, units="THz", suffixes=FREQUENCY_SUFFIXES),
         doc="Optical frequency setpoint (sent in Hz in the SCPI command set).",
     )
     fine_tuning = Control(
@@ -114,19 +126,19 @@ class TSL570(ScpiInstrument):
     sweep_start_nm = Control(
         get=":WAVelength:SWEep:STARt?",
         set=":WAVelength:SWEep:STARt {value}",
-        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm"),
+        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm", suffixes=LENGTH_SUFFIXES),
         doc="Sweep start wavelength.",
     )
     sweep_stop_nm = Control(
         get=":WAVelength:SWEep:STOP?",
         set=":WAVelength:SWEep:STOP {value}",
-        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm"),
+        value=Float(*BAND_NM, fmt="{:.8E}", scale=1e-9, units="nm", suffixes=LENGTH_SUFFIXES),
         doc="Sweep stop wavelength.",
     )
     sweep_step_nm = Control(
         get=":WAVelength:SWEep:STEP?",
         set=":WAVelength:SWEep:STEP {value}",
-        value=Float(0.0001, 160.0, fmt="{:.8E}", scale=1e-9, units="nm"),
+        value=Float(0.0001, 160.0, fmt="{:.8E}", scale=1e-9, units="nm", suffixes=LENGTH_SUFFIXES),
         doc="Step of a stepped sweep.",
     )
     sweep_mode = Control(

@@ -10,30 +10,16 @@ of every source whose path runs through it.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
-from qhil.drivers.hp.hp8156a import FILTER_RANGE_DB, HP8156A, WAVELENGTH_NM
+from qhil.drivers.hp.hp8156a import FILTER_RANGE_DB, HP8156A, OFFSET_RANGE_DB, WAVELENGTH_NM
+from qhil.drivers.values import Float, SuffixError, nr3, special_word
 from qhil.emulators.base import Raw, on
-from qhil.emulators.scpi import (
-    DATA_OUT_OF_RANGE,
-    ILLEGAL_PARAMETER,
-    ScpiEmulator,
-    ScpiError,
-)
+from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
 
-INVALID_SUFFIX = (-131, "Invalid suffix")
-_NUM_UNIT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*")
-_SPECIAL = re.compile(r"\s*(MIN|MAX|DEF)\w*\s*", re.IGNORECASE)
-_LENGTH_UNITS = {"": 1.0, "M": 1.0, "MM": 1e-3, "UM": 1e-6, "NM": 1e-9, "PM": 1e-12}
-_DB_UNITS = {"": 1.0, "DB": 1.0}
 _POWER_ON_WAVELENGTH_NM = 1310.0  # a real unit answered +1.31000000E-006 (default UNVERIFIED)
-
-
-def nr3(x: float) -> str:
-    """``+2.50000000E+000``: sign, 8 decimals, 3-digit exponent."""
-    mant, exp = f"{x:+.8E}".split("E")
-    return f"{mant}E{int(exp):+04d}"
+# Parameters whose MIN/MAX/DEF depend on the instrument's state (the offset).
+_LIMITED = ("attenuation", "offset", "wavelength_nm")
 
 
 class HP8156AEmulator(ScpiEmulator):
@@ -76,32 +62,28 @@ class HP8156AEmulator(ScpiEmulator):
     # --- numbers with units and MIN/DEF/MAX ---
 
     def _parse(self, decl: Any, field: str, text: str) -> Any:
-        name = getattr(decl, "name", "")
-        if field == "value" and name in ("attenuation", "offset"):
-            return self._number(text, _DB_UNITS, name)
-        if field == "value" and name == "wavelength_nm":
-            return self._number(text, _LENGTH_UNITS, name) / 1e-9
+        # Units (DB, NM, UM, ...) are declared on the driver's values; this adds the
+        # state-dependent limits and the instrument's error for a bad suffix.
+        word = special_word(text)
+        if field == "value" and word and decl.name in _LIMITED:
+            return self._limit(decl.name, word)
+        vt = decl.value if field == "value" else decl.args[field]
+        if isinstance(vt, Float) and not word:
+            try:
+                vt.parse(text)
+            except SuffixError as exc:
+                raise ScpiError(exc.code, exc.text) from None
+            except ValueError:
+                pass  # malformed: the core's error
         return super()._parse(decl, field, text)
-
-    def _number(self, text: str, units: dict[str, float], name: str) -> float:
-        special = _SPECIAL.fullmatch(text)
-        if special:
-            return self._limit(name, special.group(1).upper())
-        m = _NUM_UNIT.fullmatch(text)
-        if not m:
-            raise ScpiError(*ILLEGAL_PARAMETER)
-        unit = m.group(2).upper()
-        if unit not in units:
-            raise ScpiError(*INVALID_SUFFIX)
-        return float(m.group(1)) * units[unit]
 
     def _limit(self, name: str, which: str) -> float:
         if name == "attenuation":
             return self.offset_db + (FILTER_RANGE_DB if which == "MAX" else 0.0)
         if name == "offset":
-            return {"MIN": -99.999, "MAX": 99.999, "DEF": 0.0}[which]
+            return {"MIN": -OFFSET_RANGE_DB, "MAX": OFFSET_RANGE_DB, "DEF": 0.0}[which]
         lo, hi = WAVELENGTH_NM
-        return {"MIN": lo, "MAX": hi, "DEF": _POWER_ON_WAVELENGTH_NM}[which] * 1e-9
+        return {"MIN": lo, "MAX": hi, "DEF": _POWER_ON_WAVELENGTH_NM}[which]
 
     # --- handlers ---
 
@@ -132,7 +114,7 @@ class HP8156AEmulator(ScpiEmulator):
 
     @on("offset.set")
     def _offs(self, value: float) -> None:
-        if abs(value) > 99.999:
+        if abs(value) > OFFSET_RANGE_DB:
             raise ScpiError(*DATA_OUT_OF_RANGE)
         # The filter stays where it is; the displayed α moves with the offset.
         self.offset_db = round(value, 3)

@@ -9,25 +9,25 @@ integers with a leading ``+``). Accepts CR, LF or CRLF at the end of a command
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, ClassVar
 
 from qhil.drivers.santec.tsl570 import BAND_NM, BAND_THZ, TSL570
-from qhil.drivers.values import Float, ValueTypeError
+from qhil.drivers.values import (
+    POWER_SUFFIXES,
+    Float,
+    SuffixError,
+    ValueTypeError,
+    nr3,
+    special_word,
+    split_number,
+)
 from qhil.emulators.base import Raw, on
 from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ILLEGAL_PARAMETER, ScpiEmulator, ScpiError
 
-_NUM_UNIT = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*")
-_LENGTH_UNITS = {"": 1.0, "M": 1.0, "MM": 1e-3, "UM": 1e-6, "NM": 1e-9, "PM": 1e-12}
-_FREQ_UNITS = {"": 1.0, "HZ": 1.0, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9, "THZ": 1e12}
-_WAVELENGTHS = {"wavelength_nm", "sweep_start_nm", "sweep_stop_nm", "sweep_step_nm"}
+CHARACTER_DATA_NOT_ALLOWED = (-148, "Character data not allowed")
+# Legacy numbers are in the driver's Python units already (nm, THz).
+_OPTICAL = {"wavelength_nm", "sweep_start_nm", "sweep_stop_nm", "sweep_step_nm", "frequency_thz"}
 C_NM_THZ = 299792.458  # c in nm * THz
-
-
-def scpi_float(x: float) -> str:
-    """``+1.55000000E-006``: sign, 8 decimals, 3-digit exponent, as the TSL prints."""
-    mant, exp = f"{x:+.8E}".split("E")
-    return f"{mant}E{int(exp):+04d}"
 
 
 class TSL570Emulator(ScpiEmulator):
@@ -85,38 +85,51 @@ class TSL570Emulator(ScpiEmulator):
     # --- number formats of the two command sets ---
 
     def _fmt(self, value: float, legacy: str, scale: float = 1.0) -> Raw:
-        return Raw(scpi_float(value * scale) if self.scpi_mode else legacy.format(value))
+        return Raw(nr3(value * scale) if self.scpi_mode else legacy.format(value))
 
     def _int(self, value: int) -> Raw:
         return Raw(f"{value:+d}" if self.scpi_mode else f"{value:d}")
 
     def _parse(self, decl: Any, field: str, text: str) -> Any:
-        name = getattr(decl, "name", "")
-        if field == "value" and (name in _WAVELENGTHS or name == "frequency_thz"):
-            return self._parse_optical(decl, text)
-        return super()._parse(decl, field, text)
-
-    def _parse_optical(self, decl: Any, text: str) -> float:
-        vt: Float = decl.value
-        if re.fullmatch(r"\s*(MIN|MAX|DEF)\w*\s*", text, re.IGNORECASE):
-            return super()._parse(decl, "value", text)
-        m = _NUM_UNIT.fullmatch(text)
-        if not m:
-            raise ScpiError(*ILLEGAL_PARAMETER)
-        number, unit = float(m.group(1)), m.group(2).upper()
-        if not self.scpi_mode:
-            if unit:  # Legacy numbers carry no unit
-                raise ScpiError(-148, "Character data not allowed")
-            value = number
-        else:
-            units = _FREQ_UNITS if decl.name == "frequency_thz" else _LENGTH_UNITS
-            if unit not in units:
-                raise ScpiError(ILLEGAL_PARAMETER[0], "Invalid suffix")
-            value = number * units[unit] / vt.scale
+        vt = decl.value if field == "value" else decl.args[field]
+        if not isinstance(vt, Float) or special_word(text):
+            return super()._parse(decl, field, text)
         try:
+            number, suffix = split_number(text)
+        except ValueError:
+            raise ScpiError(*ILLEGAL_PARAMETER) from None
+        if suffix and not self.scpi_mode:
+            # Manual: "character strings representing a unit cannot be accepted" (Legacy).
+            raise ScpiError(*CHARACTER_DATA_NOT_ALLOWED)
+        try:
+            if decl.name == "power_setpoint":
+                value = self._power_in_unit(number, suffix)
+            elif decl.name in _OPTICAL and not self.scpi_mode:
+                value = number
+            else:
+                value = vt.parse(text)
             return vt.validate(value)
+        except SuffixError as exc:
+            raise ScpiError(exc.code, exc.text) from None
         except ValueTypeError:
             raise ScpiError(*DATA_OUT_OF_RANGE) from None
+
+    def _power_in_unit(self, number: float, suffix: str) -> float:
+        """A power setting in the current :POW:UNIT, from a number with or without a unit."""
+        if not suffix:
+            return number
+        if suffix == "DBM":
+            dbm = number
+            return dbm if not self.power_unit else 10 ** (dbm / 10)
+        factor = POWER_SUFFIXES.get(suffix)
+        if factor is None:
+            raise SuffixError(suffix, {"DBM": 1.0, **POWER_SUFFIXES})
+        mw = number * factor / 1e-3
+        if self.power_unit:
+            return mw
+        if mw <= 0:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        return 10 * math.log10(mw)
 
     # --- handlers ---
 
@@ -362,4 +375,4 @@ class TSL570Emulator(ScpiEmulator):
         return super().default_for(name, field)
 
 
-__all__ = ["BAND_THZ", "TSL570Emulator", "scpi_float"]
+__all__ = ["BAND_THZ", "TSL570Emulator"]
