@@ -7,20 +7,35 @@ Alice and Bob are seeded, so a run is reproducible.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted, BB84Progress
+from qhil.orchestrator.channel import (
+    KeyPool,
+    TcpListener,
+    WegmanCarterAuthenticator,
+    accept_channel,
+    connect_channel,
+)
+from qhil.orchestrator.experiments.bb84 import (
+    AbortReason,
+    BB84Aborted,
+    BB84Progress,
+    run_alice,
+    run_bob,
+)
 from qhil.orchestrator.experiments.bb84 import alice as alice_module
 from qhil.orchestrator.experiments.bb84 import bob as bob_module
 from qhil.records import KeyStore
 
 from .conftest import Runner
-from .support import bb84_world, settings
+from .support import WorldPatternGenerator, WorldTagger, bb84_world, settings
 
 CONF = 0.999
 L = 1 << 20
@@ -157,3 +172,54 @@ async def test_data_hook_may_be_async(run: Runner) -> None:
         await run(world, settings(blocks=1, pattern_length=1 << 16), on_data=on_data)
     assert err.value.reason is AbortReason.NO_KEY
     assert got == ["alice/block", "bob/block"] or got == ["bob/block", "alice/block"]
+
+
+async def test_parties_over_tcp_with_wegman_carter_tags(tmp_path: Path) -> None:
+    # Each party as it would run in its own process: its own role, its own end of a TCP
+    # channel, its own key store; information-theoretic (Wegman-Carter) authentication.
+    pool = bytes(range(256)) * 1024  # 16-byte pad per message: Cascade needs ~1000 each way
+    listener = await TcpListener.start("127.0.0.1", 0, local="bob")
+    bob_ch_task = asyncio.create_task(
+        accept_channel(
+            listener,
+            local="bob",
+            peer="alice",
+            authenticator=WegmanCarterAuthenticator(KeyPool(pool), local="bob", peer="alice"),
+            session_id="bb84-tcp",
+        )
+    )
+    alice_ch = await connect_channel(
+        "127.0.0.1",
+        listener.port,
+        local="alice",
+        peer="bob",
+        authenticator=WegmanCarterAuthenticator(KeyPool(pool), local="alice", peer="bob"),
+        session_id="bb84-tcp",
+    )
+    bob_ch = await bob_ch_task
+    world = bb84_world(e_d=0.01, seed=21)
+    s = settings(blocks=3, pattern_length=L)
+    alice_keys, bob_keys = KeyStore(tmp_path / "alice"), KeyStore(tmp_path / "bob")
+    try:
+        ra, rb = await asyncio.gather(
+            run_alice(
+                s,
+                WorldPatternGenerator(world),
+                alice_ch,
+                key_store=alice_keys,
+                rng=np.random.default_rng(7),
+            ),
+            run_bob(
+                s, WorldTagger(world), bob_ch, key_store=bob_keys, rng=np.random.default_rng(8)
+            ),
+        )
+    finally:
+        await alice_ch.close()
+        await bob_ch.close()
+        await listener.close()
+    assert ra.key is not None and rb.key is not None
+    assert ra.key.sha256 == rb.key.sha256 and ra.key.length_bits > 1000
+    assert alice_keys.load(ra.key.key_id) == bob_keys.load(rb.key.key_id)
+    # Both computed the same public numbers on their own.
+    assert np.array_equal(ra.statistics.key_sifted, rb.statistics.key_sifted)
+    assert ra.finite_key == rb.finite_key and ra.leaked_bits == rb.leaked_bits
