@@ -77,7 +77,12 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
     mus = truth.mean_photon_numbers("alice.tx")
     assert np.allclose(mus, s.mus)  # the settings describe this world
     slot = 1 / s.rep_rate_hz
-    y0 = 1 - math.exp(-4 * dark_hz * slot)  # any of 4 detectors dark in the pulse slot
+    darks = sum(truth.dark_count_rate_hz(f"bob.{d}") for d in "hvda")
+    assert darks == pytest.approx(4 * dark_hz)
+    y0 = 1 - math.exp(-darks * slot)  # any of the 4 detectors dark in the pulse slot
+    # Misalignment: the share of each prepared state in the orthogonal polarization.
+    e_d = (1 - world.transmitter("alice.tx").state_contrast) / 2
+    assert e_d == pytest.approx(0.02)
     st = r.statistics
     qk = st.qber_key
     assert qk is not None
