@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.linalg import toeplitz
 
+from qhil.numerics.qkd import toeplitz as toeplitz_module
 from qhil.numerics.qkd.bits import pack_bits, random_bits, unpack_bits
 from qhil.numerics.qkd.toeplitz import (
+    fft_backend,
     new_seed,
     privacy_amplification,
+    set_fft_backend,
     toeplitz_hash,
     toeplitz_hash_direct,
     toeplitz_rows_direct,
@@ -23,6 +28,21 @@ from qhil.numerics.qkd.verification import (
     verify_keys,
 )
 
+BACKENDS = ["scipy"] + (["fftw"] if toeplitz_module._pyfftw is not None else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once per available FFT library (pocketfft always, FFTW if installed)."""
+    before = fft_backend()
+    set_fft_backend(request.param)
+    # Small inputs normally bypass FFTW; force it so its path is checked too.
+    old_min = toeplitz_module._FFTW_MIN_LEN
+    toeplitz_module._FFTW_MIN_LEN = 1
+    yield request.param
+    toeplitz_module._FFTW_MIN_LEN = old_min
+    set_fft_backend(before)
+
 
 def scipy_toeplitz_product(x: np.ndarray, seed: np.ndarray, m: int) -> np.ndarray:
     # Independent construction: first column seed[n-1:], first row seed[n-1::-1].
@@ -34,7 +54,7 @@ def scipy_toeplitz_product(x: np.ndarray, seed: np.ndarray, m: int) -> np.ndarra
 @pytest.mark.parametrize(
     ("n", "m"), [(1, 1), (2, 1), (7, 3), (64, 64), (100, 37), (257, 300), (1000, 999), (4096, 17)]
 )
-def test_fft_hash_bit_exact_against_matrix(n: int, m: int) -> None:
+def test_fft_hash_bit_exact_against_matrix(n: int, m: int, backend: str) -> None:
     rng = np.random.default_rng(n * 1000 + m)
     for _ in range(5):
         x = random_bits(rng, n)
@@ -45,7 +65,7 @@ def test_fft_hash_bit_exact_against_matrix(n: int, m: int) -> None:
 
 
 @pytest.mark.parametrize("max_fft_len", [2, 5, 16, 100])
-def test_block_split_path_is_bit_exact(max_fft_len: int) -> None:
+def test_block_split_path_is_bit_exact(max_fft_len: int, backend: str) -> None:
     rng = np.random.default_rng(max_fft_len)
     for n, m in [(50, 20), (31, 77), (200, 199)]:
         x = random_bits(rng, n)
@@ -56,7 +76,7 @@ def test_block_split_path_is_bit_exact(max_fft_len: int) -> None:
         )
 
 
-def test_large_hash_exact_on_sampled_rows() -> None:
+def test_large_hash_exact_on_sampled_rows(backend: str) -> None:
     # n ~ 1e6: FFT result checked against exact integer dot products on 300 rows.
     rng = np.random.default_rng(2024)
     n, m = 1_000_000, 600_000
@@ -136,3 +156,8 @@ def test_tag_bits_for_eps() -> None:
     assert tag_bits_for(2.0**-64) == 64
     with pytest.raises(ValueError, match="eps_ver"):
         tag_bits_for(0.0)
+
+
+def test_backend_choice_is_validated() -> None:
+    with pytest.raises(ValueError, match="unknown fft backend"):
+        set_fft_backend("fftpack")

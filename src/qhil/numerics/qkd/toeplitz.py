@@ -11,13 +11,21 @@ inputs, i.e. below 1e-6 for L <= 2^26 even with a generous c = 10; we therefore
 cap each FFT at ``max_fft_len`` (2^24 by default) and split larger products into
 Toeplitz sub-blocks, each of which is again a small convolution. As a guard
 against a broken FFT backend the rounding residue is checked on every call.
+
+Speed: scipy's pocketfft is always available; when the optional ``pyfftw``
+package is installed, FFTW plans (FFTW_ESTIMATE, planned in milliseconds) on
+aligned buffers cached per FFT length are used instead, about 2-3x faster for
+large inputs. ``set_fft_backend`` picks one explicitly (tests run both).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import scipy.fft as sfft
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from qhil.numerics.qkd.bits import BitArray, as_bits, random_bits
 
@@ -41,14 +49,96 @@ def new_seed(rng: np.random.Generator, n_in: int, n_out: int) -> BitArray:
     return random_bits(rng, seed_length(n_in, n_out))
 
 
+try:  # optional accelerator
+    import pyfftw as _pyfftw
+except ImportError:  # pragma: no cover - depends on the environment
+    _pyfftw = None
+
+_FFTW_MIN_LEN = 1 << 14  # below this pocketfft is as fast and needs no plan
+_FFTW_CACHE_SIZE = 2  # plans keep ~40 bytes per FFT point alive
+_backend = "fftw" if _pyfftw is not None else "scipy"
+
+
+def fft_backend() -> str:
+    """The FFT library in use: "fftw" (pyfftw installed) or "scipy"."""
+    return _backend
+
+
+def set_fft_backend(name: str) -> None:
+    """Choose "scipy", "fftw" (needs pyfftw) or "auto"."""
+    global _backend
+    if name == "auto":
+        _backend = "fftw" if _pyfftw is not None else "scipy"
+    elif name == "fftw" and _pyfftw is None:
+        raise ValueError("fft backend 'fftw' needs the pyfftw package")
+    elif name in ("scipy", "fftw"):
+        _backend = name
+    else:
+        raise ValueError(f"unknown fft backend {name!r} (scipy, fftw, auto)")
+
+
+class _FftwConvolver:
+    """Linear convolution of two real inputs with cached FFTW plans of one length."""
+
+    def __init__(self, fft_len: int) -> None:
+        assert _pyfftw is not None
+        self.a = _pyfftw.empty_aligned(fft_len, dtype="float64")
+        self.b = _pyfftw.empty_aligned(fft_len, dtype="float64")
+        self.fa = _pyfftw.empty_aligned(fft_len // 2 + 1, dtype="complex128")
+        self.fb = _pyfftw.empty_aligned(fft_len // 2 + 1, dtype="complex128")
+        self.out = _pyfftw.empty_aligned(fft_len, dtype="float64")
+        flags = ("FFTW_ESTIMATE",)
+        self.fwd_a = _pyfftw.FFTW(self.a, self.fa, flags=flags, threads=1)
+        self.fwd_b = _pyfftw.FFTW(self.b, self.fb, flags=flags, threads=1)
+        self.inv = _pyfftw.FFTW(
+            self.fa,
+            self.out,
+            direction="FFTW_BACKWARD",
+            flags=(*flags, "FFTW_DESTROY_INPUT"),
+            threads=1,
+        )
+        self.lock = threading.Lock()
+
+    def convolve(self, x: BitArray, y: BitArray, lo: int, hi: int) -> NDArray[np.float64]:
+        with self.lock:
+            self.a[: x.size] = x
+            self.a[x.size :] = 0.0
+            self.b[: y.size] = y
+            self.b[y.size :] = 0.0
+            self.fwd_a()
+            self.fwd_b()
+            self.fa *= self.fb
+            self.inv()  # normalised inverse
+            return self.out[lo:hi].copy()
+
+
+_fftw_cache: OrderedDict[int, _FftwConvolver] = OrderedDict()
+_fftw_cache_lock = threading.Lock()
+
+
+def _fftw_convolver(fft_len: int) -> _FftwConvolver:
+    with _fftw_cache_lock:
+        conv = _fftw_cache.get(fft_len)
+        if conv is None:
+            conv = _FftwConvolver(fft_len)
+            _fftw_cache[fft_len] = conv
+            while len(_fftw_cache) > _FFTW_CACHE_SIZE:
+                _fftw_cache.popitem(last=False)
+        else:
+            _fftw_cache.move_to_end(fft_len)
+        return conv
+
+
 def _conv_slice(x: BitArray, seed: BitArray, n_out: int) -> BitArray:
     """T @ x mod 2 for one sub-block, by a single FFT convolution."""
     n = x.size
     fft_len = sfft.next_fast_len(n + n_out - 1, real=True)
-    fx = sfft.rfft(x.astype(np.float64), fft_len)
-    fs = sfft.rfft(seed.astype(np.float64), fft_len)
-    fx *= fs
-    z = sfft.irfft(fx, fft_len)[n - 1 : n - 1 + n_out]
+    if _backend == "fftw" and fft_len >= _FFTW_MIN_LEN:
+        z = _fftw_convolver(fft_len).convolve(x, seed, n - 1, n - 1 + n_out)
+    else:
+        fx = sfft.rfft(x.astype(np.float64), fft_len)
+        fx *= sfft.rfft(seed.astype(np.float64), fft_len)
+        z = sfft.irfft(fx, fft_len)[n - 1 : n - 1 + n_out]
     r = np.rint(z)
     residue = float(np.max(np.abs(z - r))) if z.size else 0.0
     if residue > _MAX_ROUNDING_RESIDUE:
