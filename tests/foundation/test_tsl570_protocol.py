@@ -6,6 +6,7 @@ import pytest
 
 from qhil.drivers.santec.tsl570 import TSL570
 from qhil.emulators.santec.tsl570 import TSL570Emulator
+from qhil.emulators.server import EmulatorHost
 from qhil.errors import InstrumentError, ValidationError
 from qhil.testing import ProtocolCase, expected_protocol, run_on_emulator
 
@@ -134,7 +135,8 @@ async def test_compound_commands_and_relative_paths() -> None:
     )
 
 
-async def test_reset_restores_power_on_state_but_keeps_error_queue() -> None:
+async def test_reset_restores_settings_and_clears_the_error_queue() -> None:
+    # The TSL's *RST clears the error queue (manual via QMI and the vendor class).
     emu = TSL570Emulator(command_set="legacy")
     await run_on_emulator(
         emu,
@@ -143,9 +145,38 @@ async def test_reset_restores_power_on_state_but_keeps_error_queue() -> None:
             (b"BOGUS\r", b""),
             (b"*RST\r", b""),
             (b":WAV?\r", b"1550.0000\r"),
-            (b"SYST:ERR?\r", b'-113,"Undefined header"\r'),
+            (b"SYST:ERR?\r", b'0,"No error"\r'),
         ],
     )
+
+
+@pytest.mark.parametrize(("start", "other"), [("scpi", b"0"), ("legacy", b"1")])
+async def test_command_set_is_a_system_setting_that_survives_reset(
+    start: str, other: bytes
+) -> None:
+    emu = TSL570Emulator(command_set=start)
+    chosen = b"0" if other == b"0" else b"+1"  # the reply is in the chosen set's format
+    await run_on_emulator(
+        emu,
+        [
+            (b":SYST:COMM:COD " + other + b"\r", b""),
+            (b"*RST\r", b""),
+            (b":SYST:COMM:COD?\r", chosen + b"\r"),
+        ],
+    )
+    emu.reset()  # a power cycle keeps it too
+    await run_on_emulator(emu, [(b":SYST:COMM:COD?\r", chosen + b"\r")])
+
+
+async def test_driver_reads_the_wavelength_right_after_a_reset(emulator_host: EmulatorHost) -> None:
+    ep = emulator_host.add(TSL570Emulator(command_set="legacy"))
+    async with TSL570.open(ep.resource) as laser:  # connect selects the SCPI set
+        await laser.set_wavelength_nm(1550.5)
+        await laser.reset()
+        assert await laser.command_set.get() == "scpi"
+        assert await laser.wavelength() == 1550.0
+        await laser.set_wavelength_nm(1560.0)
+        assert await laser.wavelength() == 1560.0
 
 
 # --- numbers with units (review #6) ---

@@ -42,14 +42,14 @@ class TSL570Emulator(ScpiEmulator):
     input_terminators = b"\r\n"  # CR, LF or CRLF all end a command
 
     def __init__(self, *, command_set: str = "legacy", **kw: Any) -> None:
-        # The command set is a persistent system setting; its factory value is not
-        # documented, so the bench profile chooses it (Legacy by default).
-        self.power_on_command_set = 1 if command_set == "scpi" else 0
+        # The command set is a persistent system setting, kept over *RST and power
+        # cycles; its factory value is not documented, so the bench profile chooses it
+        # (Legacy by default).
+        self.scpi_mode = 1 if command_set == "scpi" else 0
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
         super().power_on_state()
-        self.scpi_mode = self.power_on_command_set
         self.output = False
         self.shutter = False
         self.power_unit = 0  # dBm
@@ -132,6 +132,12 @@ class TSL570Emulator(ScpiEmulator):
         return 10 * math.log10(mw)
 
     # --- handlers ---
+
+    @on("reset")
+    def _rst(self) -> None:
+        # The TSL's *RST also clears the error queue (manual), unlike the SCPI core's.
+        super()._rst()
+        self.errors.clear()
 
     @on("command_set.get")
     def _cod_q(self) -> Raw:
