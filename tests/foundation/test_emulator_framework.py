@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
 
 from qhil.drivers.declarations import Action, Control
+from qhil.drivers.ozoptics.epc400 import EPC400
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Int, Str
-from qhil.emulators.base import Raw, on
+from qhil.emulators.base import Emulator, Raw, on
+from qhil.emulators.ozoptics.epc400 import EPC400Emulator
+from qhil.emulators.santec.tsl570 import TSL570Emulator
 from qhil.emulators.scpi import ScpiEmulator, ScpiError
+from qhil.emulators.server import EmulatorHost
+from qhil.errors import ProtocolError
 from qhil.transport.framing import Framing
 
 
@@ -130,3 +136,81 @@ async def test_an_async_handler_can_queue_an_scpi_error() -> None:
     emu.gate.set()
     assert await emu.respond(b":LEV 13;:LEV?") == b"0\n"
     assert await emu.respond(b":SYST:ERR?") == b'-222,"Data out of range"\n'
+
+
+# --- faults ---
+
+
+class _Sink:
+    """A ByteWriter that keeps what the emulator sends."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def serve_bytes(emu: Emulator, data: bytes) -> bytes:
+    """Everything ``emu`` sends on a connection that carries ``data`` and then closes."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    sink = _Sink()
+    await emu.serve(reader, sink)
+    return bytes(sink.data)
+
+
+def _line_ends(data: bytes, ends: bytes) -> list[int]:
+    return [i for i, b in enumerate(data) if b in ends]
+
+
+@pytest.mark.parametrize(
+    ("make", "command"),
+    [
+        (EPC400Emulator, b"V?\r\n"),
+        (EPC400Emulator, b"M?\r\n"),
+        (EPC400Emulator, b"V1,100\r\n"),
+        (lambda: TSL570Emulator(command_set="scpi"), b":SYST:ALER?\r"),
+        (TSL570Emulator, b":SYST:COMM:COD?\r"),
+        (ToyEmulator, b"*IDN?\n"),
+    ],
+)
+async def test_garble_corrupts_content_but_keeps_every_line_ending(
+    make: Callable[[], Emulator], command: bytes
+) -> None:
+    clean = await serve_bytes(make(), command)
+    emu = make()
+    emu.faults.garble_next = True
+    garbled = await serve_bytes(emu, command + command)
+    first, second = garbled[: len(clean)], garbled[len(clean) :]
+    assert second == clean  # the fault hits one reply only
+    assert len(first) == len(clean) and first != clean
+    ends = b"\r\n" + emu.framing.read_term_bytes
+    assert _line_ends(first, ends) == _line_ends(clean, ends)  # still frames as the same lines
+    changed = [b for a, b in zip(clean, first, strict=True) if a != b]
+    assert all(0x21 <= b <= 0x7E for b in changed)  # printable, no terminator
+
+
+async def test_a_garbled_reply_reaches_the_driver_as_bad_content_not_a_hang(
+    emulator_host: EmulatorHost,
+) -> None:
+    emu = EPC400Emulator(name="garbled-epc")
+    ep = emulator_host.add(emu)
+    drv = EPC400.open(ep.address, timeout_s=2.0)
+    await drv.connect()
+    try:
+        await drv.voltage.set(1200, channel=2)
+        emu.faults.garble_next = True
+        with pytest.raises(ProtocolError):
+            await drv.voltages_mv()
+        assert (await drv.voltages_mv())[1] == 1200  # the next exchange is in step
+    finally:
+        await drv.close()

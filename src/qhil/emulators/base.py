@@ -54,7 +54,7 @@ class Faults:
     drop_next: bool = False
     #: Receive but never answer the next N commands (no sleep: the reply just never comes).
     stall_next: int = 0
-    #: Corrupt the bytes of the next reply.
+    #: Corrupt the content of the next reply (its line endings stay: see Emulator.garble).
     garble_next: bool = False
     #: Answer the next command with this instrument error (code, text) instead.
     error_next: tuple[int | str, str] | None = None
@@ -165,15 +165,26 @@ class Emulator:
                 reply = await self.respond(msg)
             if reply and self.faults.garble_next:
                 self.faults.garble_next = False
-                reply = (
-                    bytes(b ^ 0x5A if i % 2 == 0 else b for i, b in enumerate(reply[:-1]))
-                    + reply[-1:]
-                )
+                reply = self.garble(reply)
             if reply:
                 if self.response_time_s > 0:
                     await asyncio.sleep(self.response_time_s)
                 writer.write(reply)
                 await writer.drain()
+
+    def garble(self, reply: bytes) -> bytes:
+        """The garble fault: corrupt the content of the reply's first line, keep its framing.
+
+        Every other content byte becomes a different printable byte that ends no line,
+        so the reply still frames as the same lines: the driver sees bad content (a
+        protocol error), not a reply cut short or run together with the next one.
+        """
+        protect = b"\r\n" + self.framing.read_term_bytes
+        start = next((i for i, b in enumerate(reply) if b not in protect), len(reply))
+        end = next((i for i in range(start, len(reply)) if reply[i] in protect), len(reply))
+        out = bytearray(reply)
+        out[start:end:2] = out[start:end:2].translate(_garble_table(protect))
+        return bytes(out)
 
     async def respond(self, message: bytes) -> bytes:
         """The complete reply bytes (with terminations) to one command; b"" for none."""
@@ -189,6 +200,17 @@ class Emulator:
             if raw is not None:
                 return route, raw
         return None
+
+
+def _garble_table(protect: bytes) -> bytes:
+    """A byte -> a different printable byte (``!`` to ``~``) that is not in ``protect``."""
+    table = bytearray(256)
+    for b in range(256):
+        c = 0x21 + (b + 47) % 94
+        while c == b or c in protect:
+            c = 0x21 + (c - 0x21 + 1) % 94
+        table[b] = c
+    return bytes(table)
 
 
 def _route(cls: type, decls: dict[str, Declaration], key: str, fn: Callable[..., Any]) -> Route:
