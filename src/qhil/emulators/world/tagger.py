@@ -33,6 +33,12 @@ from .polarization import F64
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 
+# Sort keys: (timestamp - base) << 9 | channel (channels 0..511), base ~1.1 s before the
+# batch so negative input delays and staged tags stay positive; 2^54 ps of range.
+_CH_BITS = 9
+_CH_MASK = (1 << _CH_BITS) - 1
+_KEY_MARGIN_PS = 1 << 40
+
 
 @dataclass(frozen=True)
 class TagBlock:
@@ -100,8 +106,12 @@ class TagPipeline:
         guard_ps: float,
     ) -> None:
         """Add one batch's pulses (times in ps from ``base_ps``) and commit what is final."""
-        ts_parts = [self._staged_ts]
-        ch_parts = [self._staged_ch]
+        # Sort (timestamp, channel) pairs as single int64 keys: offset from a base well
+        # before this batch, shifted left by the channel bits. Cheaper than an argsort.
+        key_base = math.floor(self.clock.node_of_true(base_ps)) - _KEY_MARGIN_PS
+        parts = []
+        if self._staged_ts.size:
+            parts.append(((self._staged_ts - key_base) << _CH_BITS) | self._staged_ch)
         updated: set[int] = set()
         for ch, rel in inputs:
             t = rel + self.delays_ps.get(ch, 0.0)
@@ -115,17 +125,25 @@ class TagPipeline:
                     self._last[ch] = float(t[-1]) - length_ps
                     updated.add(ch)
             if t.size:
-                ts_parts.append(self.clock.to_node_ps(base_ps, t, self.bin_ps))
-                ch_parts.append(np.full(t.size, ch, dtype=np.int32))
+                k = self.clock.to_node_ps(base_ps, t, self.bin_ps)
+                k -= key_base
+                k <<= _CH_BITS
+                k |= ch
+                parts.append(k)
         # Dead-time memory of channels silent in this batch moves with the batches.
         for ch in self._last:
             if ch not in updated:
                 self._last[ch] -= length_ps
-        ts = np.concatenate(ts_parts)
-        chs = np.concatenate(ch_parts)
-        if ts.size > 1:
-            order = np.argsort(ts, kind="stable")
-            ts, chs = ts[order], chs[order]
+        keys = (
+            np.concatenate(parts)
+            if len(parts) > 1
+            else (parts[0] if parts else np.zeros(0, np.int64))
+        )
+        keys.sort(kind="stable")
+        chs = (keys & _CH_MASK).astype(np.int32)
+        keys >>= _CH_BITS
+        keys += key_base
+        ts = keys
         if ts.size and ts[0] < self.committed_until:
             # Only a jitter beyond the guard (8 sigma, ~1e-15 per tag) gets here: keep the
             # committed stream ordered by clamping it to the commit boundary.

@@ -437,8 +437,8 @@ class World:
         """Raw detector output pulses (no tagger), timestamps in the first detector's node clock;
         channel i = ``detectors[i]``."""
         names = tuple(detectors)
-        if not names:
-            raise WorldError("click_reader needs at least one detector")
+        if not 1 <= len(names) <= 256:
+            raise WorldError(f"click_reader takes 1..256 detectors, got {len(names)}")
         dets = [self.detector(n) for n in names]
         pipe = _ClickPipeline("clicks:" + ",".join(names), self._nodes[dets[0].node].clock, names)
         self._click_pipelines.append(pipe)
