@@ -22,6 +22,7 @@ from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
     AuthKey,
+    ChannelConnectionError,
     HmacSha256Authenticator,
     accept_channel,
     connect_channel,
@@ -185,6 +186,21 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+async def _connect_when_listening(host: str, port: int, *, timeout_s: float, **kw: Any) -> Any:
+    """Connect to the peer, retrying with backoff while it is not listening yet."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return await connect_channel(host, port, timeout_s=timeout_s, **kw)
+        except ChannelConnectionError:
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 async def run_bb84_party_job(
     party: str,
     profile: str | None,
@@ -241,7 +257,7 @@ async def run_bb84_party_job(
                 )
             else:
                 host, port = _host_port(connect or "")
-                channel = await connect_channel(
+                channel = await _connect_when_listening(
                     host,
                     port,
                     local=party,
