@@ -91,8 +91,9 @@ def test_frames_are_independent_of_batching() -> None:
 
 
 def test_block_sizes_follow_qber() -> None:
-    assert default_block_sizes(0.02, 10_000) == (64, 512, 4096) + (5000,) * 13
-    assert default_block_sizes(0.05, 100_000)[:3] == (16, 256, 4096)
+    assert default_block_sizes(0.02, 10_000) == (64, 256, 4096) + (5000,) * 13
+    assert default_block_sizes(0.05, 100_000)[:3] == (16, 128, 4096)
+    assert default_block_sizes(0.01, 100_000)[:3] == (128, 512, 4096)
     assert default_block_sizes(0.02, 100)[0] == 50  # capped at half a frame
     with pytest.raises(ValueError, match="qber"):
         default_block_sizes(0.6, 1000)

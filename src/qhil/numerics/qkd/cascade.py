@@ -56,12 +56,16 @@ _MIN_QBER = 1e-4
 def default_block_sizes(
     qber: float, frame_bits: int, passes: int = DEFAULT_PASSES
 ) -> tuple[int, ...]:
-    """Block sizes per pass from the QBER estimate ("option 8" of Martinez-Mateo et al.).
+    """Block sizes per pass from the QBER estimate.
 
-    k1 = 2^ceil(log2(1/p) - 1/2), k2 = 2^ceil((log2(1/p) - 1/2 + 12) / 2), k3 = 4096,
-    then n/2 (two blocks per frame) for the remaining passes (16 in all by default: at
-    high QBER many errors can survive pass 2 and only these passes catch them, each
-    with probability 1/2); each capped at n/2.
+    k1 = 2^ceil(log2(1/p) - 1/2) as in "option 8" of Martinez-Mateo et al.;
+    k2 = max(4 k1, 128) and k3 = 4096, then n/2 (two blocks per frame) for the
+    remaining passes (16 in all by default: at high QBER errors can survive the
+    first passes and only these catch them, each with probability 1/2); each
+    size is capped at n/2. k2 was chosen by simulation (benchmarks/postprocessing.py):
+    against option 8's k2 = 2^ceil((log2(1/p) + 11.5) / 2) it leaks slightly less
+    at 1-4 % and needs 2-5x fewer round trips (e.g. QBER 4 %, n 1e4: f 1.051 vs
+    1.056, 680 vs 3460 queries per 20 frames).
     """
     if not 0 <= qber < 0.5:
         raise ValueError(f"qber: must lie in [0, 0.5) (got {qber!r})")
@@ -71,7 +75,8 @@ def default_block_sizes(
         raise ValueError(f"passes: must be >= 1 (got {passes})")
     alpha = math.log2(1.0 / max(qber, _MIN_QBER)) - 0.5
     half = (frame_bits + 1) // 2
-    sizes = [2 ** math.ceil(alpha), 2 ** math.ceil((alpha + 12.0) / 2.0), 4096]
+    k1 = 2 ** math.ceil(alpha)
+    sizes = [k1, max(4 * k1, 128), 4096]
     sizes += [half] * max(0, passes - 3)
     return tuple(max(1, min(k, half)) for k in sizes[:passes])
 
