@@ -309,6 +309,10 @@ class TDC1(S15Instrument):
             self._get(cls.counts),
         )
         end_ticks = ms * 1_000_000_000 // TICK_PS
+        # Words (events or the idle heartbeat) must reach this far before silence means "done".
+        # For gates shorter than the heartbeat period the last word can be up to half the
+        # window early; without the cap an empty first poll would end the stream at once.
+        complete_ticks = end_ticks - min(HEARTBEAT_TICKS, end_ticks // 2)
         decoder = TimestampDecoder()
 
         def stream(r: Reader) -> None:
@@ -317,7 +321,7 @@ class TDC1(S15Instrument):
                 decoder.feed(data)
                 if not limited and decoder.coverage_ticks >= end_ticks:
                     return
-                done = decoder.coverage_ticks >= end_ticks - HEARTBEAT_TICKS
+                done = decoder.coverage_ticks >= complete_ticks
                 if idle and (done or time.monotonic() >= deadline):
                     return
 
