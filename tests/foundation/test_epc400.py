@@ -6,7 +6,7 @@ import pytest
 import pyvisa
 import serial
 
-from qhil.drivers.ozoptics.epc400 import EPC400
+from qhil.drivers.ozoptics.epc400 import EPC400, ChannelOutputs
 from qhil.emulators.ozoptics.epc400 import EPC400Emulator
 from qhil.emulators.server import EmulatorHost
 from qhil.errors import (
@@ -143,3 +143,58 @@ async def test_driver_over_pty_with_faults(emulator_host: EmulatorHost) -> None:
             await epc.mode.get()
         # The pty came back at the same path (as after a replug): the next call reconnects.
         assert await epc.mode.get() == "dc"
+
+
+# --- commands the referenced clients send (review #9) ---
+
+# Two lines and no Done (the text is our choice: no source shows it).
+RESET_REPLY = b"Reset Device\r\nEPC OEM Driver V2.10\r\n"
+
+
+async def test_vf_query_reports_each_channel_and_the_dc_in_ac_switch() -> None:
+    # Reply text as in QMI's unit test; QMI parses it with CH.-([VF]) and 'enabled' in ...
+    emu = EPC400Emulator()
+    await run_on_emulator(
+        emu,
+        [
+            (b"VF?\r\n", b"Hz<->Volt at AC Mode is disabled: CH1-F,CH2-F,CH3-F,CH4-F\r\nDone\r\n"),
+            (b"ENVF1\r\n", b"Enable DC Voltage Output at AC Mode\r\nDone\r\n"),
+            (b"VF2\r\n", b"Set CH2 output to: Volt (if possible)\r\nDone\r\n"),
+            (b"VF1\r\n", b"Set CH1 output to: Volt (if possible)\r\nDone\r\n"),
+            (b"VF?\r\n", b"Hz<->Volt at AC Mode is enabled: CH1-V,CH2-V,CH3-F,CH4-F\r\nDone\r\n"),
+        ],
+    )
+
+
+async def test_driver_reads_the_channel_outputs() -> None:
+    reply = b"Hz<->Volt at AC Mode is enabled: CH1-V,CH2-V,CH3-F,CH4-F\r\nDone\r\n"
+    async with expected_protocol(EPC400, [(b"VF?\r\n", reply)]) as drv:
+        status = await drv.channel_outputs.get()
+    assert status == ChannelOutputs(dc_in_ac_mode=True, volt=(True, True, False, False))
+
+
+@pytest.mark.parametrize("command", [b"RESET", b"RST"])
+async def test_soft_reset_answers_two_lines_without_done_and_reloads_the_preset(
+    command: bytes,
+) -> None:
+    # [S4] sends RST, [S5] RESET; both read exactly two lines and no Done.
+    emu = EPC400Emulator()
+    await run_on_emulator(
+        emu,
+        [
+            (b"V1,1000\r\n", b"Set CH1 DC Voltage at: 1000mV\r\nDone\r\n"),
+            (b"SAVE\r\n", b"Write Setting to Flash memory\r\nDone\r\n"),
+            (b"V1,-2000\r\n", b"Set CH1 DC Voltage at: -2000mV\r\nDone\r\n"),
+            (b"MAC\r\n", b"Set To AC Mode\r\nDone\r\n"),
+            (command + b"\r\n", RESET_REPLY),
+            (b"V?\r\n", b"Voltage(mV): CH1 +1000  CH2 +0  CH3 +0  CH4 +0\r\nDone\r\n"),
+            (b"M?\r\n", b"Work Mode: DC\r\nDone\r\n"),
+        ],
+    )
+
+
+async def test_driver_soft_reset_reads_exactly_two_lines() -> None:
+    async with expected_protocol(EPC400, [(b"RESET\r\n", RESET_REPLY)]) as drv:
+        await drv.reset()
+    async with expected_protocol(EPC400, [(b"RST\r\n", RESET_REPLY)]) as drv:
+        await drv.restart()

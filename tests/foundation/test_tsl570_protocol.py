@@ -239,3 +239,127 @@ async def test_legacy_numbers_take_no_unit_at_all(command: bytes) -> None:
         emu, [(command, b""), (b":SYST:ERR?\r", b'-148,"Character data not allowed"\r')]
     )
     assert (emu.power_setpoint, emu.attenuation, emu.sweep["dwell"]) == before
+
+
+# --- what the open-source clients send at open (review #9) ---
+
+IDN = (b"*IDN?\r", b"SANTEC,TSL-570,21020001,0026.0026.0011\r")
+
+
+async def test_qcodes_init_sequence_is_answered() -> None:
+    # QCoDeS contrib SantecTSL.__init__ (docs/protocols/santec-tsl570.md; the frequency sweep
+    # range queries are from its newer revision 58657110): every query must get its line.
+    await run_on_emulator(
+        TSL570Emulator(command_set="legacy"),
+        [
+            (b":SYSTem:COMMunicate:CODe 1\r", b""),
+            IDN,
+            (b":WAVelength? MINimum\r", b"+1.48000000E-006\r"),
+            (b":WAVelength? MAXimum\r", b"+1.64000000E-006\r"),
+            (b":WAVelength:FREQuency? MINimum\r", b"+1.82800280E+014\r"),
+            (b":WAVelength:FREQuency? MAXimum\r", b"+2.02562470E+014\r"),
+            (b":POWer? MINimum\r", b"-1.50000000E+001\r"),
+            (b":POWer? MAXimum\r", b"+1.30000000E+001\r"),
+            (b":WAV:SWE:RANG:MIN?\r", b"+1.48200000E-006\r"),
+            (b":WAV:SWE:RANG:MAX?\r", b"+1.64000000E-006\r"),
+            (b":FREQuency:SWEep:RANGe:MINimum?\r", b"+1.82800280E+014\r"),
+            (b":FREQuency:SWEep:RANGe:MAXimum?\r", b"+2.02289110E+014\r"),
+            IDN,
+            (b":SYSTem:ERRor?\r", b'0,"No error"\r'),
+        ],
+    )
+
+
+async def test_qmi_open_sequence_is_answered_in_legacy_mode() -> None:
+    # QMI Santec_Tsl570.open(): wavelength and frequency limits (Legacy syntax), power unit.
+    await run_on_emulator(
+        TSL570Emulator(command_set="legacy"),
+        [
+            (b":WAV:MIN?\r", b"1480.0000\r"),
+            (b":WAV:MAX?\r", b"1640.0000\r"),
+            (b":WAV:FREQ:MIN?\r", b"182.80028\r"),
+            (b":WAV:FREQ:MAX?\r", b"202.56247\r"),
+            (b":POW:UNIT?\r", b"0\r"),
+            (b":POW:MIN?\r", b"-15.00\r"),
+            (b":POW:MAX?\r", b"13.00\r"),
+            (b":SYST:ERR?\r", b'0,"No error"\r'),
+        ],
+    )
+
+
+async def test_power_limits_follow_the_power_unit() -> None:
+    emu = TSL570Emulator(command_set="scpi")
+    await run_on_emulator(
+        emu,
+        [
+            (b":POW:UNIT 1\r", b""),
+            (
+                b":POW? MIN;:POW? MAX;:POW:MIN?\r",
+                b"+4.00000000E-002;+2.00000000E+001;+4.00000000E-002\r",
+            ),
+            (b":POW MIN\r", b""),
+            (b":POW?\r", b"+4.00000000E-002\r"),
+            (b":POW:UNIT 0;:POW MAX;:POW?\r", b"+1.30000000E+001\r"),
+            (b":POW DEF;:POW?\r", b"+0.00000000E+000\r"),
+            (b":SYST:ERR?\r", b'0,"No error"\r'),
+        ],
+    )
+
+
+LIMIT_CASES = [
+    ProtocolCase(
+        "power min (SCPI query parameter)",
+        lambda d: d.power_limit.get(which="min"),
+        [(b":POWer? MINimum\r", b"-1.50000000E+001\r")],
+        -15.0,
+    ),
+    ProtocolCase(
+        "frequency max (SCPI query parameter)",
+        lambda d: d.frequency_limit_thz.get(which="max"),
+        [(b":FREQuency? MAXimum\r", b"+2.02562470E+014\r")],
+        202.56247,
+    ),
+    ProtocolCase(
+        "frequency min (Legacy syntax)",
+        lambda d: d.frequency_min_thz.get(),
+        [(b":FREQuency:MINimum?\r", b"+1.82800280E+014\r")],
+        182.80028,
+    ),
+    ProtocolCase(
+        "power max (Legacy syntax)",
+        lambda d: d.power_max.get(),
+        [(b":POWer:MAXimum?\r", b"+1.30000000E+001\r")],
+        13.0,
+    ),
+    ProtocolCase(
+        "frequency sweep range max",
+        lambda d: d.sweep_range_max_thz.get(),
+        [(b":FREQuency:SWEep:RANGe:MAXimum?\r", b"+2.02289110E+014\r")],
+        202.28911,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=[c.id for c in LIMIT_CASES])
+async def test_limit_queries_both_ways(case: ProtocolCase) -> None:
+    async with expected_protocol(TSL570, case.exchanges) as drv:
+        assert await case.call(drv) == pytest.approx(case.result, rel=1e-9)
+    await run_on_emulator(TSL570Emulator(command_set="scpi"), case.exchanges)
+
+
+async def test_legacy_sweep_step_has_three_decimals() -> None:
+    await run_on_emulator(
+        TSL570Emulator(command_set="legacy"),
+        [(b":WAV:SWE:STEP?\r", b"0.100\r"), (b":WAV:SWE:STEP 0.0125;STEP?\r", b"0.013\r")],
+    )
+
+
+@pytest.mark.parametrize("spelling", ["SCPI", "Legacy", "scpi"])
+def test_command_set_option_takes_either_case(spelling: str) -> None:
+    assert TSL570Emulator(command_set=spelling).scpi_mode == (spelling.lower() == "scpi")
+
+
+@pytest.mark.parametrize("bad", ["scip", "1", "", "SCPI "])
+def test_command_set_option_refuses_anything_else(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"command_set must be 'legacy' or 'scpi'"):
+        TSL570Emulator(command_set=bad)

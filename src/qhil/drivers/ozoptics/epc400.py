@@ -10,17 +10,54 @@ parse the first line as the content; pyLabLib merely tolerates an echo.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.instrument import Instrument
-from qhil.drivers.values import Bool, ChannelList, Enum, Int, Str
+from qhil.drivers.values import Bool, ChannelList, Enum, Int, Str, Value
 from qhil.errors import InstrumentError
 from qhil.transport.framing import Framing, SerialSettings
 
 _CHANNEL = {"channel": Int(1, 4)}
 DONE = "Done"
 ERROR = "Error!"
+#: Soft reset: answered by two lines and no Done ([S4] reads two after RST, [S5] after RESET).
+RESET_COMMANDS = ("RESET", "RST")
+
+
+@dataclass(frozen=True)
+class ChannelOutputs:
+    """``VF?``: whether DC output in AC mode is enabled, and per channel V (True) or F."""
+
+    dc_in_ac_mode: bool
+    volt: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class ChannelOutputsValue(Value[ChannelOutputs]):
+    """``enabled: CH1-V,CH2-V,CH3-F,CH4-F`` (QMI's test, from a real session)."""
+
+    count: int = 4
+
+    @property
+    def pattern(self) -> str:  # type: ignore[override]
+        channels = ",".join(rf"CH{i + 1}-[VF]" for i in range(self.count))
+        return rf"(?:enabled|disabled): {channels}"
+
+    def emit(self, value: Any) -> str:
+        state = "enabled" if value.dc_in_ac_mode else "disabled"
+        flags = ",".join(f"CH{i + 1}-{'V' if v else 'F'}" for i, v in enumerate(value.volt))
+        return f"{state}: {flags}"
+
+    def parse(self, text: str) -> ChannelOutputs:
+        if not re.fullmatch(self.pattern, text.strip(), re.IGNORECASE):
+            raise ValueError(f"{text!r} is not 'enabled|disabled: CH1-V|F,...'")
+        flags = re.findall(r"CH\d-([VF])", text, re.IGNORECASE)
+        return ChannelOutputs(
+            text.strip().lower().startswith("enabled"), tuple(f.upper() == "V" for f in flags)
+        )
 
 
 class EPC400(Instrument):
@@ -78,13 +115,23 @@ class EPC400(Instrument):
         set="ENVF{value}", value=Bool(), doc="Allow per-channel DC output while in AC mode."
     )
     toggle_channel_ac_dc = Action("VF{channel}", args=_CHANNEL, doc="Toggle a channel V <-> F.")
+    channel_outputs = Measurement(
+        "VF?",
+        value=ChannelOutputsValue(),
+        reply="Hz<->Volt at AC Mode is {value}",
+        doc="DC-in-AC switch (ENVF) and, per channel, V (DC) or F (AC) output.",
+    )
     save = Action("SAVE", doc="Store the current settings as the power-up preset.")
+    reset = Action("RESET", doc="Soft reset: back to the power-up preset (SAVE).")
+    restart = Action("RST", doc="The same soft reset, as [S4] (and pyLabLib's OZ base) spell it.")
     # The labels of the SN?/VER? lines are not documented anywhere we could find
     # (one user driver shows only "label: value"); these are our choice.
     serial_number = Measurement("SN?", value=Str(), reply="Serial Number: {value}", doc="Serial.")
     firmware = Measurement("VER?", value=Str(), reply="Version: {value}", doc="Firmware.")
 
     async def _exchange(self, command: str) -> str:
+        if command in RESET_COMMANDS:
+            return "\n".join(await self.session.query_lines(command, 2))
         lines = await self.session.query_until(
             command, lambda line: line == DONE or line.endswith(ERROR)
         )

@@ -69,6 +69,22 @@ class TSL570(ScpiInstrument):
         value=Float(-15.0, 20.0, fmt="{:.8E}", units="dBm or mW"),
         doc="Output power setpoint in power_unit (-15..+13 dBm, 0.04..20 mW).",
     )
+    power_limit = Measurement(
+        ":POWer[:LEVel]? {which}",
+        args={"which": _LIMIT},
+        value=Float(units="dBm or mW"),
+        doc="Smallest or largest power setpoint in power_unit (SCPI query-parameter syntax).",
+    )
+    power_min = Measurement(
+        ":POWer:MINimum?",
+        value=Float(units="dBm or mW"),
+        doc="Smallest power setpoint in power_unit (Legacy syntax, answered in both sets).",
+    )
+    power_max = Measurement(
+        ":POWer:MAXimum?",
+        value=Float(units="dBm or mW"),
+        doc="Largest power setpoint in power_unit (Legacy syntax).",
+    )
     power = Measurement(
         ":POWer:ACTual[:LEVel]?",
         value=Float(units="dBm or mW"),
@@ -113,6 +129,22 @@ class TSL570(ScpiInstrument):
         set="[:WAVelength]:FREQuency {value}",
         value=Float(*BAND_THZ, fmt="{:.8E}", scale=1e12, units="THz", suffixes=FREQUENCY_SUFFIXES),
         doc="Optical frequency setpoint (sent in Hz in the SCPI command set).",
+    )
+    frequency_limit_thz = Measurement(
+        "[:WAVelength]:FREQuency? {which}",
+        args={"which": _LIMIT},
+        value=Float(scale=1e12, units="THz"),
+        doc="Minimum or maximum settable frequency (SCPI query-parameter syntax).",
+    )
+    frequency_min_thz = Measurement(
+        "[:WAVelength]:FREQuency:MINimum?",
+        value=Float(scale=1e12, units="THz"),
+        doc="Minimum settable frequency (Legacy syntax, answered in both sets).",
+    )
+    frequency_max_thz = Measurement(
+        "[:WAVelength]:FREQuency:MAXimum?",
+        value=Float(scale=1e12, units="THz"),
+        doc="Maximum settable frequency (Legacy syntax).",
     )
     fine_tuning = Control(
         get=":WAVelength:FINetuning?",
@@ -190,6 +222,16 @@ class TSL570(ScpiInstrument):
         ":WAVelength:SWEep:RANGe:MAXimum?",
         value=Float(scale=1e-9, units="nm"),
         doc="Longest wavelength sweepable at the current speed.",
+    )
+    sweep_range_min_thz = Measurement(
+        "[:WAVelength]:FREQuency:SWEep:RANGe:MINimum?",
+        value=Float(scale=1e12, units="THz"),
+        doc="Lowest frequency sweepable at the current speed.",
+    )
+    sweep_range_max_thz = Measurement(
+        "[:WAVelength]:FREQuency:SWEep:RANGe:MAXimum?",
+        value=Float(scale=1e12, units="THz"),
+        doc="Highest frequency sweepable at the current speed.",
     )
     alerts = Measurement(":SYSTem:ALERt?", value=Str(), doc="Alert list; 'No alerts.' when none.")
     firmware_version = Measurement(":SYSTem:VERSion?", value=Str(), doc="Firmware version.")

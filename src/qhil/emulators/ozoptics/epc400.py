@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from qhil.drivers.ozoptics.epc400 import DONE, EPC400, ERROR
+from qhil.drivers.ozoptics.epc400 import DONE, EPC400, ERROR, ChannelOutputs
 from qhil.drivers.values import ValueTypeError
 from qhil.emulators.base import Emulator, on
 
 CRLF = "\r\n"
+#: What a soft reset prints: two lines, no Done. Only the line count is known ([S4][S5]);
+#: the text is our choice (the second line is the firmware banner [S4] quotes).
+RESET_LINES = ("Reset Device", "EPC OEM Driver V2.10")
+
+
+class WithoutDone(str):
+    """A handler's reply lines sent as they are, with no ``Done`` after them."""
 
 
 class BadParameter(Exception):
@@ -66,6 +73,8 @@ class EPC400Emulator(Emulator):
             content = route.handler(self, **parsed)
         except (ValueTypeError, ValueError, BadParameter):
             return (ERROR + CRLF).encode()
+        if isinstance(content, WithoutDone):
+            return (content + CRLF).encode()
         if route.kind == "get":
             content = route.decl.reply_template.emit(value=content)  # type: ignore[attr-defined]
         return (str(content) + CRLF + DONE + CRLF).encode()
@@ -134,6 +143,15 @@ class EPC400Emulator(Emulator):
         self.channel_is_v[channel - 1] = not self.channel_is_v[channel - 1]
         unit = "Volt (if possible)" if self.channel_is_v[channel - 1] else "Hz"
         return f"Set CH{channel} output to: {unit}"
+
+    @on("channel_outputs.get")
+    def _vf_q(self) -> ChannelOutputs:
+        return ChannelOutputs(self.dc_in_ac, tuple(self.channel_is_v))
+
+    @on("reset", "restart")
+    def _reset(self) -> WithoutDone:
+        self.power_on_state()  # the power-up preset, as after switching on
+        return WithoutDone(CRLF.join(RESET_LINES))
 
     @on("save")
     def _save(self) -> str:

@@ -45,7 +45,13 @@ class TSL570Emulator(ScpiEmulator):
         # The command set is a persistent system setting, kept over *RST and power
         # cycles; its factory value is not documented, so the bench profile chooses it
         # (Legacy by default).
-        self.scpi_mode = 1 if command_set == "scpi" else 0
+        sets = {"legacy": 0, "scpi": 1}
+        chosen = sets.get(command_set.lower()) if isinstance(command_set, str) else None
+        if chosen is None:
+            raise ValueError(
+                f"command_set must be 'legacy' or 'scpi' (either case), not {command_set!r}"
+            )
+        self.scpi_mode = chosen
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
@@ -92,7 +98,12 @@ class TSL570Emulator(ScpiEmulator):
 
     def _parse(self, decl: Any, field: str, text: str) -> Any:
         vt = decl.value if field == "value" else decl.args[field]
-        if not isinstance(vt, Float) or special_word(text):
+        word = special_word(text)
+        if decl.name == "power_setpoint" and field == "value" and word:
+            lo, hi = self._power_limits()
+            # DEF: 0 dBm, in the current unit.
+            return {"MIN": lo, "MAX": hi, "DEF": 1.0 if self.power_unit else 0.0}[word]
+        if not isinstance(vt, Float) or word:
             return super()._parse(decl, field, text)
         try:
             number, suffix = split_number(text)
@@ -175,6 +186,18 @@ class TSL570Emulator(ScpiEmulator):
         self.power_unit = 1 if value == "mW" else 0
         self.power_setpoint = mw if self.power_unit else 10 * math.log10(mw)
 
+    def _power_limits(self) -> tuple[float, float]:
+        """Setpoint range in the current unit: -15..+13 dBm, 0.04..20 mW (QMI's figures)."""
+        return (0.04, 20.0) if self.power_unit else (-15.0, 13.0)
+
+    def _sweep_range_nm(self) -> tuple[float, float]:
+        # At the emulated sweep speed the first 2 nm of the band are not sweepable (choice).
+        return BAND_NM[0] + 2.0, BAND_NM[1]
+
+    def _thz(self, thz: float) -> Raw:
+        """A frequency, in 10 MHz steps as the TSL resolves it."""
+        return self._fmt(round(thz, 5), "{:.5f}", 1e12)
+
     def _setpoint_mw(self) -> float:
         return self.power_setpoint if self.power_unit else 10 ** (self.power_setpoint / 10)
 
@@ -189,11 +212,24 @@ class TSL570Emulator(ScpiEmulator):
 
     @on("power_setpoint.set")
     def _pow(self, value: float) -> None:
-        lo, hi = (0.04, 20.0) if self.power_unit else (-15.0, 13.0)
+        lo, hi = self._power_limits()
         if not lo <= value <= hi:
             raise ScpiError(*DATA_OUT_OF_RANGE)
         self.power_setpoint = value
         self._push_to_world()
+
+    @on("power_limit.get")
+    def _pow_lim(self, which: str) -> Raw:
+        lo, hi = self._power_limits()
+        return self._fmt(lo if which == "min" else hi, "{:.2f}")
+
+    @on("power_min.get")
+    def _pow_min(self) -> Raw:
+        return self._fmt(self._power_limits()[0], "{:.2f}")
+
+    @on("power_max.get")
+    def _pow_max(self) -> Raw:
+        return self._fmt(self._power_limits()[1], "{:.2f}")
 
     @on("power.get")
     def _pow_act(self) -> Raw:
@@ -239,7 +275,19 @@ class TSL570Emulator(ScpiEmulator):
 
     @on("frequency_thz.get")
     def _freq_q(self) -> Raw:
-        return self._fmt(C_NM_THZ / self.wavelength, "{:.5f}", 1e12)
+        return self._thz(C_NM_THZ / self.wavelength)
+
+    @on("frequency_limit_thz.get")
+    def _freq_lim(self, which: str) -> Raw:
+        return self._thz(BAND_THZ[0] if which == "min" else BAND_THZ[1])
+
+    @on("frequency_min_thz.get")
+    def _freq_min(self) -> Raw:
+        return self._thz(BAND_THZ[0])
+
+    @on("frequency_max_thz.get")
+    def _freq_max(self) -> Raw:
+        return self._thz(BAND_THZ[1])
 
     @on("frequency_thz.set")
     def _freq(self, value: float) -> None:
@@ -280,7 +328,7 @@ class TSL570Emulator(ScpiEmulator):
 
     @on("sweep_step_nm.get")
     def _swstep_q(self) -> Raw:
-        return self._fmt(self.sweep["step"], "{:.4f}", 1e-9)
+        return self._fmt(self.sweep["step"], "{:.3f}", 1e-9)  # Legacy: 0.100 (manual)
 
     @on("sweep_step_nm.set")
     def _swstep(self, value: float) -> None:
@@ -351,11 +399,19 @@ class TSL570Emulator(ScpiEmulator):
 
     @on("sweep_range_min_nm.get")
     def _swrange_min(self) -> Raw:
-        return self._fmt(BAND_NM[0] + 2.0, "{:.4f}", 1e-9)
+        return self._fmt(self._sweep_range_nm()[0], "{:.4f}", 1e-9)
 
     @on("sweep_range_max_nm.get")
     def _swrange_max(self) -> Raw:
-        return self._fmt(BAND_NM[1], "{:.4f}", 1e-9)
+        return self._fmt(self._sweep_range_nm()[1], "{:.4f}", 1e-9)
+
+    @on("sweep_range_min_thz.get")
+    def _swrange_fmin(self) -> Raw:
+        return self._thz(C_NM_THZ / self._sweep_range_nm()[1])
+
+    @on("sweep_range_max_thz.get")
+    def _swrange_fmax(self) -> Raw:
+        return self._thz(C_NM_THZ / self._sweep_range_nm()[0])
 
     @on("alerts.get")
     def _alerts(self) -> Raw:
@@ -373,7 +429,6 @@ class TSL570Emulator(ScpiEmulator):
         defaults = {
             "wavelength_nm": 1550.0,
             "frequency_thz": C_NM_THZ / 1550.0,
-            "power_setpoint": 0.0,
             "attenuation_db": 0.0,
         }
         if name in defaults:
