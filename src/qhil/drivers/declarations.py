@@ -54,6 +54,17 @@ def scpi_keyword_regex(keyword: str) -> str:
     return out + suffix
 
 
+class _Redacted:
+    """Stands in for a sensitive value in error messages."""
+
+    def __repr__(self) -> str:
+        return SENSITIVE
+
+
+#: How sensitive commands, values and replies are shown (as the session shows them).
+SENSITIVE = "<sensitive>"
+REDACTED = _Redacted()
+
 # Tokens of an SCPI header: optional-node brackets, node separators, the query mark,
 # fields ({channel}) and keywords (WAVelength, *IDN, OUTPut2).
 _HEADER_TOKEN = re.compile(r"\[|\]|:|\?|\{(\w+)\}|[A-Za-z*][A-Za-z]*\d*")
@@ -171,12 +182,14 @@ class Template:
     An optional node is sent when it carries a field (the driver always names the
     channel) and left out otherwise. ``reply`` marks a template that parses replies:
     its fields take the values' strict reply patterns (a bare number, no ``MIN``).
+    ``sensitive`` keeps its values out of error messages (key material).
     """
 
     text: str
     fields: Mapping[str, Value[Any]] = field(default_factory=dict)
     scpi: bool = False
     reply: bool = False
+    sensitive: bool = False
 
     def __post_init__(self) -> None:
         names = [f for _, f, _, _ in _FORMATTER.parse(self.text) if f]
@@ -197,9 +210,8 @@ class Template:
             try:
                 formatted[name] = self.fields[name].format(values[name])
             except ValueTypeError as exc:
-                raise ValidationError(
-                    self.text, exc.value, f"{name} must be {exc.allowed}"
-                ) from None
+                shown = REDACTED if self.sensitive else exc.value
+                raise ValidationError(self.text, shown, f"{name} must be {exc.allowed}") from None
         return self._wire_text().format(**formatted)
 
     def _wire_text(self) -> str:
@@ -251,11 +263,17 @@ class Template:
 
 
 class Declaration:
-    """Base of Control, Measurement and Action: a named, documented command."""
+    """Base of Control, Measurement and Action: a named, documented command.
+
+    A ``sensitive`` declaration carries key material: its exchanges are kept out of
+    logs (the exchange log records a length-only placeholder) and its values and
+    replies out of error messages.
+    """
 
     name: str = ""
     owner: type | None = None
     doc: str = ""
+    sensitive: bool = False
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -289,9 +307,11 @@ class Control(Declaration, Generic[T]):
         reply_value: Value[Any] | None = None,
         args: Mapping[str, Value[Any]] | None = None,
         check_errors: bool = True,
+        sensitive: bool = False,
     ) -> None:
         if get is None and set is None:
             raise TypeError("a Control needs get and/or set")
+        self.sensitive = sensitive
         self.get_text, self.set_text = get, set
         self.value = value
         self.reply_spec = reply
@@ -311,13 +331,17 @@ class Control(Declaration, Generic[T]):
     def get_template(self) -> Template | None:
         if self.get_text is None:
             return None
-        return Template(self.get_text, self._fields(False), _scpi_of(self.owner))
+        return Template(
+            self.get_text, self._fields(False), _scpi_of(self.owner), sensitive=self.sensitive
+        )
 
     @functools.cached_property
     def set_template(self) -> Template | None:
         if self.set_text is None:
             return None
-        return Template(self.set_text, self._fields(True), _scpi_of(self.owner))
+        return Template(
+            self.set_text, self._fields(True), _scpi_of(self.owner), sensitive=self.sensitive
+        )
 
     @functools.cached_property
     def reply_template(self) -> Template:
@@ -357,7 +381,9 @@ class BoundControl(Generic[T]):
         if t is None:
             raise TypeError(f"{self.decl.name} is write-only")
         command = t.render(**args)
-        reply = await self.instrument.ask(command)
+        sensitive = self.decl.sensitive
+        ask = self.instrument.ask_sensitive if sensitive else self.instrument.ask
+        reply = await ask(command)
         template = self.decl.reply_template
         try:
             parsed = template.parse(reply)
@@ -365,7 +391,12 @@ class BoundControl(Generic[T]):
             parsed = None
         if parsed is None or "value" not in parsed:
             expected = f"of the form {template.text!r} ({template.fields['value'].describe()})"
-            raise ProtocolError(self.instrument.resource, command, reply, expected) from None
+            raise ProtocolError(
+                self.instrument.resource,
+                t.text if sensitive else command,
+                SENSITIVE if sensitive else reply,
+                expected,
+            ) from None
         return parsed["value"]
 
     async def set(self, value: T, **args: Any) -> None:
@@ -373,7 +404,8 @@ class BoundControl(Generic[T]):
         if t is None:
             raise TypeError(f"{self.decl.name} is read-only")
         command = t.render(value=value, **args)
-        await self.instrument.command(command, check_errors=self.decl.check_errors)
+        send = self.instrument.command_sensitive if self.decl.sensitive else self.instrument.command
+        await send(command, check_errors=self.decl.check_errors)
 
 
 class Measurement(Control[T]):
@@ -387,8 +419,17 @@ class Measurement(Control[T]):
         doc: str,
         reply: Value[Any] | str | None = None,
         args: Mapping[str, Value[Any]] | None = None,
+        sensitive: bool = False,
     ) -> None:
-        super().__init__(get=get, value=value, doc=doc, reply=reply, args=args, check_errors=False)
+        super().__init__(
+            get=get,
+            value=value,
+            doc=doc,
+            reply=reply,
+            args=args,
+            check_errors=False,
+            sensitive=sensitive,
+        )
 
 
 class Action(Declaration):
@@ -401,8 +442,10 @@ class Action(Declaration):
         doc: str,
         args: Mapping[str, Value[Any]] | None = None,
         check_errors: bool = True,
+        sensitive: bool = False,
     ) -> None:
         self.text = command
+        self.sensitive = sensitive
         self.args: dict[str, Value[Any]] = dict(args or {})
         self.doc = doc
         self.__doc__ = doc
@@ -410,7 +453,7 @@ class Action(Declaration):
 
     @functools.cached_property
     def template(self) -> Template:
-        return Template(self.text, self.args, _scpi_of(self.owner))
+        return Template(self.text, self.args, _scpi_of(self.owner), sensitive=self.sensitive)
 
     def templates(self) -> list[Template]:
         return [self.template]
@@ -421,10 +464,21 @@ class Action(Declaration):
         decl = self
 
         async def call(**args: Any) -> None:
-            await obj.command(decl.template.render(**args), check_errors=decl.check_errors)
+            send = obj.command_sensitive if decl.sensitive else obj.command
+            await send(decl.template.render(**args), check_errors=decl.check_errors)
 
         call.__doc__ = self.doc
         return call
+
+
+def methods_needed(decl: Declaration) -> tuple[str, ...]:
+    """The instrument methods a declaration's exchanges go through (``ask``, ``command``;
+    ``ask_sensitive``, ``command_sensitive`` when it is sensitive)."""
+    if isinstance(decl, Control):
+        return tuple(
+            m for m, t in (("ask", decl.get_text), ("command", decl.set_text)) if t is not None
+        )
+    return ("command",)
 
 
 def declarations(cls: type) -> dict[str, Declaration]:

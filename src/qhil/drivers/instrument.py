@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from qhil.drivers.declarations import Declaration, declarations
+from qhil.drivers.declarations import SENSITIVE, Declaration, declarations, methods_needed
 from qhil.transport.exchange_log import ExchangeLog
 from qhil.transport.framing import Framing
 from qhil.transport.rawio import RawIO
-from qhil.transport.session import ReconnectPolicy, Session
+from qhil.transport.session import Reader, ReconnectPolicy, Session
 
 
 class Instrument:
@@ -27,6 +27,25 @@ class Instrument:
     #: Typical model string, for profiles and listings.
     model: ClassVar[str] = ""
     timeout_s: ClassVar[float] = 2.0
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        # A sensitive declaration goes through ask_sensitive/command_sensitive. A driver
+        # that frames its exchanges its own way (its own ask/command) but keeps the
+        # generic sensitive ones would send such bytes with the wrong framing: refuse it.
+        for name, decl in declarations(cls).items():
+            if not decl.sensitive:
+                continue
+            for method in methods_needed(decl):
+                own = getattr(cls, method) is not getattr(Instrument, method)
+                generic = getattr(cls, f"{method}_sensitive") is getattr(
+                    Instrument, f"{method}_sensitive"
+                )
+                if own and generic:
+                    raise TypeError(
+                        f"{cls.__name__}.{name} is sensitive: {cls.__name__} has its own "
+                        f"{method}() but no {method}_sensitive() to keep the bytes out of logs"
+                    )
 
     def __init__(self, session: Session, *, name: str | None = None) -> None:
         self.session = session
@@ -102,6 +121,19 @@ class Instrument:
             await self.session.write(command)
             if check_errors:
                 await self.check_errors(command)
+
+    async def ask_sensitive(self, command: str) -> str:
+        """:meth:`ask` for key material: the exchange stays out of every log."""
+        reply = await self.session.transaction(command, Reader.line, sensitive=True)
+        assert reply is not None
+        return reply
+
+    async def command_sensitive(self, command: str, *, check_errors: bool = True) -> None:
+        """:meth:`command` for key material: out of every log, and out of error messages."""
+        async with self.session.locked():
+            await self.session.write(command, sensitive=True)
+            if check_errors:
+                await self.check_errors(SENSITIVE)
 
     async def check_errors(self, command: str | None = None) -> None:
         """Raise :class:`~qhil.errors.InstrumentError` if the instrument reports one."""

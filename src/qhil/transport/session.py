@@ -344,8 +344,8 @@ class Session:
             self._dirty_wait_s = self._reader.timeout_s
             raise
         rd = self._reader
-        if self.exchange_log is not None and not sensitive:
-            self.exchange_log.record(out, bytes(rd.received))
+        if self.exchange_log is not None:  # a sensitive exchange as a length-only placeholder
+            self.exchange_log.record(out, bytes(rd.received), sensitive=sensitive)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %r -> %r",

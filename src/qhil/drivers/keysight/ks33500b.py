@@ -202,11 +202,13 @@ class Keysight33500B(ScpiInstrument):
     upload_dac = Action(
         "[SOURce{channel}:]DATA:ARBitrary:DAC {name},{data}",
         args={**_CH, "name": ArbName(), "data": ArbData()},
+        sensitive=True,  # a BB84 pattern is key material
         doc="Load a volatile waveform of int16 DAC codes (-32767..32767): ASCII or a block.",
     )
     upload_float = Action(
         "[SOURce{channel}:]DATA:ARBitrary {name},{data}",
         args={**_CH, "name": ArbName(), "data": ArbData()},
+        sensitive=True,
         doc="Load a volatile waveform of values -1..1: ASCII, or a block of float32.",
     )
     byte_order = Control(
