@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -13,11 +16,13 @@ from qhil.drivers.ozoptics.epc400 import EPC400
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Int, Str
 from qhil.emulators.base import Emulator, Raw, on
+from qhil.emulators.bench import EmulatedBench
 from qhil.emulators.ozoptics.epc400 import EPC400Emulator
 from qhil.emulators.santec.tsl570 import TSL570Emulator
 from qhil.emulators.scpi import ScpiEmulator, ScpiError
 from qhil.emulators.server import EmulatorHost
-from qhil.errors import ProtocolError
+from qhil.errors import ConfigError, ProtocolError
+from qhil.orchestrator.profile import load_profile
 from qhil.transport.framing import Framing
 
 
@@ -214,3 +219,52 @@ async def test_a_garbled_reply_reaches_the_driver_as_bad_content_not_a_hang(
         assert (await drv.voltages_mv())[1] == 1200  # the next exchange is in step
     finally:
         await drv.close()
+
+
+# --- the emulated bench ---
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "problem"),
+    [
+        ("nodes.bob.instruments.polctrl.emulator.bogus=1", "polctrl.emulator", "bogus"),
+        (
+            "nodes.alice.instruments.laser.emulator.response_time=1",
+            "laser.emulator",
+            "response_time",
+        ),
+        ('nodes.bob.instruments.polctrl.component="nope"', "polctrl.component", "nope"),
+    ],
+)
+def test_a_bench_that_fails_to_start_says_where_and_leaves_nothing_running(
+    override: str, field: str, problem: str
+) -> None:
+    profile = load_profile(None, [override])
+    bench = EmulatedBench(profile)
+    with pytest.raises(ConfigError) as info:
+        bench.start()
+    assert info.value.field.endswith(field) and info.value.field.startswith("nodes.")
+    assert problem in info.value.problem and info.value.source == profile.source
+    # Nothing is left behind: no loop thread, no pty directory, no half-built emulators.
+    assert bench.host._thread is None or not bench.host._thread.is_alive()
+    assert bench.host._dir == "" or not os.path.exists(bench.host._dir)
+    assert bench.emulators == {} and bench.endpoints == {}
+
+
+def test_qhil_emulate_reports_a_bad_emulator_option_without_a_traceback() -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qhil.cli",
+            "emulate",
+            "--set",
+            "nodes.alice.instruments.polctrl.emulator.bogus=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "nodes.alice.instruments.polctrl.emulator" in r.stderr and "bogus" in r.stderr
+    assert "Traceback" not in r.stderr

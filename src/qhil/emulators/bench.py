@@ -8,11 +8,13 @@ connect to them exactly as to hardware.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from qhil.catalogue import entry
 from qhil.emulators.server import EmulatorHost, Endpoint
-from qhil.orchestrator.profile import EMULATED, Profile
+from qhil.errors import ConfigError
+from qhil.orchestrator.profile import EMULATED, InstrumentSpec, Profile
 
 
 class EmulatedBench:
@@ -41,24 +43,55 @@ class EmulatedBench:
         self.extra_endpoints: dict[tuple[str, str], dict[str, Endpoint]] = {}
 
     def start(self) -> EmulatedBench:
+        """Serve every emulated instrument; on any failure stop what was started, then raise."""
         self.host.start()
-        for i, (node, name, spec) in enumerate(self.profile.instruments()):
-            if spec.resource != EMULATED:
-                continue
-            cls = entry(spec.model).emulator_class()
-            emu = cls(
+        try:
+            for i, (node, name, spec) in enumerate(self.profile.instruments()):
+                if spec.resource != EMULATED:
+                    continue
+                emu = self._emulator(i, node, name, spec)
+                self.emulators[(node, name)] = emu
+                self.endpoints[(node, name)] = self.host.add(emu)
+                # Instruments with several ports (a control port and a data stream) serve each.
+                extras: dict[str, Any] = getattr(emu, "extra_endpoints", dict)()
+                self.extra_endpoints[(node, name)] = {
+                    k: self.host.add(v) for k, v in extras.items()
+                }
+        except BaseException:
+            self.stop()
+            self.emulators.clear()
+            self.endpoints.clear()
+            self.extra_endpoints.clear()
+            raise
+        return self
+
+    def _emulator(self, i: int, node: str, name: str, spec: InstrumentSpec) -> Any:
+        """The instrument's emulator; a bad option or component is the profile's error."""
+        from qhil.emulators.world.errors import WorldError  # heavy package: only when emulating
+
+        cls = entry(spec.model).emulator_class()
+        where = f"nodes.{node}.instruments.{name}"
+        accepted = _keyword_options(cls) - {"name", "seed", "world", "component"}
+        unknown = sorted(set(spec.emulator) - accepted)
+        if unknown:
+            raise ConfigError(
+                self.profile.source,
+                f"{where}.emulator",
+                f"unknown option(s) {', '.join(map(repr, unknown))} for {cls.__name__} "
+                f"(it takes: {', '.join(sorted(accepted)) or 'none'})",
+            )
+        try:
+            return cls(
                 name=f"{node}.{name}",
                 seed=self.profile.bench.seed + 1000 * (i + 1),
                 world=self.world,
                 component=spec.component or "",
                 **spec.emulator,
             )
-            self.emulators[(node, name)] = emu
-            self.endpoints[(node, name)] = self.host.add(emu)
-            # Instruments with several ports (a control port and a data stream) serve each.
-            extras: dict[str, Any] = getattr(emu, "extra_endpoints", dict)()
-            self.extra_endpoints[(node, name)] = {k: self.host.add(v) for k, v in extras.items()}
-        return self
+        except WorldError as exc:
+            raise ConfigError(self.profile.source, f"{where}.component", str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(self.profile.source, f"{where}.emulator", str(exc)) from None
 
     def addresses(self) -> dict[tuple[str, str], str]:
         return {k: ep.resource for k, ep in self.endpoints.items()}
@@ -111,3 +144,21 @@ class EmulatedBench:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _keyword_options(cls: type) -> set[str]:
+    """Keyword arguments an emulator class accepts, through its ``**kw`` chain of __init__s."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        }
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break  # this __init__ passes nothing further up
+    return names
