@@ -96,3 +96,13 @@ def test_nr3_is_the_sign_eight_decimals_three_digit_exponent_form() -> None:
     assert nr3(1.55e-6) == "+1.55000000E-006"
     assert nr3(-12.5) == "-1.25000000E+001"
     assert nr3(0.0) == "+0.00000000E+000"
+
+
+def test_keysight_declarations_carry_their_unit_suffixes() -> None:
+    from qhil.drivers.keysight.ks33500b import Keysight33500B as K
+
+    assert K.frequency_hz.value.parse("80 MHZ") == 80e6
+    assert K.amplitude_vpp.value.parse("500mVpp") == pytest.approx(0.5)
+    assert K.output_load_ohm.value.parse("5KOHM") == 5e3
+    with pytest.raises(SuffixError):
+        K.offset_v.value.parse("1VPP")  # an offset is volts, not peak-to-peak

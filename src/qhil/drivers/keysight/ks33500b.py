@@ -32,8 +32,17 @@ import numpy.typing as npt
 from qhil.drivers.declarations import Action, Control
 from qhil.drivers.keysight import bb84_pattern
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.special_numbers import ScpiReal
-from qhil.drivers.values import Bool, Float, Int, Keyword, NumericSuffix, Value, ValueTypeError
+from qhil.drivers.values import (
+    FREQUENCY_SUFFIXES,
+    Bool,
+    Float,
+    Int,
+    Keyword,
+    NumericSuffix,
+    ScpiReal,
+    Value,
+    ValueTypeError,
+)
 from qhil.errors import QhilError, ValidationError
 from qhil.transport.framing import Framing
 
@@ -47,6 +56,10 @@ POLARIZATION_WAVEFORM = "QHILPOL"
 INTENSITY_WAVEFORM = "QHILINT"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,11}")
 
+# Unit suffixes each quantity takes (488.2 spellings, as the emulator takes them; UNVERIFIED).
+_VOLTS = {"V": 1.0, "MV": 1e-3}
+_VPP = {"VPP": 1.0, "MVPP": 1e-3, **_VOLTS}
+_OHMS = {"OHM": 1.0, "KOHM": 1e3}
 # The channel is a header suffix (SOURce2, OUTPut2); left out, it means channel 1.
 _CH = {"channel": NumericSuffix(1, 2, pattern="[12]?")}
 
@@ -123,21 +136,21 @@ class Keysight33500B(ScpiInstrument):
         get="[SOURce{channel}:]FREQuency?",
         set="[SOURce{channel}:]FREQuency {value}",
         args=_CH,
-        value=Float(1e-6, 120e6, fmt="{:.12g}", units="Hz"),
+        value=Float(1e-6, 120e6, fmt="{:.12g}", units="Hz", suffixes=FREQUENCY_SUFFIXES),
         doc="Frequency of the standard waveforms.",
     )
     amplitude_vpp = Control(
         get="[SOURce{channel}:]VOLTage?",
         set="[SOURce{channel}:]VOLTage {value}",
         args=_CH,
-        value=Float(0.01, 10.0, fmt="{:.12g}", units="Vpp"),
+        value=Float(0.01, 10.0, fmt="{:.12g}", units="Vpp", suffixes=_VPP),
         doc="Peak-to-peak amplitude into the set load (DAC -32767..32767 spans it).",
     )
     offset_v = Control(
         get="[SOURce{channel}:]VOLTage:OFFSet?",
         set="[SOURce{channel}:]VOLTage:OFFSet {value}",
         args=_CH,
-        value=Float(-4.995, 4.995, fmt="{:.12g}", units="V"),
+        value=Float(-4.995, 4.995, fmt="{:.12g}", units="V", suffixes=_VOLTS),
         doc="DC offset.",
     )
     output_enabled = Control(
@@ -151,7 +164,7 @@ class Keysight33500B(ScpiInstrument):
         get="OUTPut{channel}:LOAD?",
         set="OUTPut{channel}:LOAD {value}",
         args=_CH,
-        value=ScpiReal(1.0, 10e3, infinite=True, fmt="{:.12g}", units="ohm"),
+        value=ScpiReal(1.0, 10e3, infinite=True, fmt="{:.12g}", units="ohm", suffixes=_OHMS),
         doc="Expected load (display correction only); math.inf for high impedance.",
     )
     arb_name = Control(
@@ -165,7 +178,7 @@ class Keysight33500B(ScpiInstrument):
         get="[SOURce{channel}:]FUNCtion:ARBitrary:SRATe?",
         set="[SOURce{channel}:]FUNCtion:ARBitrary:SRATe {value}",
         args=_CH,
-        value=Float(*SAMPLE_RATE_HZ, fmt="{:.12g}", units="Sa/s"),
+        value=Float(*SAMPLE_RATE_HZ, fmt="{:.12g}", units="Sa/s", suffixes=FREQUENCY_SUFFIXES),
         doc="Sample rate of the arbitrary waveform (one sample per pulse: the pulse rate).",
     )
     arb_points = Control(
