@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import socket
 import subprocess
 import sys
+import threading
+import time
+import tty
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -268,3 +273,81 @@ def test_qhil_emulate_reports_a_bad_emulator_option_without_a_traceback() -> Non
     assert r.returncode == 2, r.stderr
     assert "nodes.alice.instruments.polctrl.emulator" in r.stderr and "bogus" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- serving ---
+
+
+def _read_until(fd: int, marker: bytes, count: int, deadline_s: float) -> bytes:
+    """Read from a (blocking) fd until ``marker`` occurred ``count`` times or time is up."""
+    out = bytearray()
+    end = time.monotonic() + deadline_s
+    while out.count(marker) < count and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            out += os.read(fd, 1 << 16)
+    return bytes(out)
+
+
+def test_a_serial_client_that_does_not_read_blocks_only_its_own_emulator() -> None:
+    host = EmulatorHost().start()
+    try:
+        pty_ep = host.add(EPC400Emulator(name="epc"))
+        tcp_ep = host.add(TSL570Emulator(name="tsl"))
+        fd = os.open(pty_ep.address, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+            n = 3000  # far more replies than the pty buffers
+            for _ in range(n):
+                os.write(fd, b"V?\r\n")
+            # Another emulator on the same host still answers.
+            address, port = tcp_ep.address.split(":")
+            with socket.create_connection((address, int(port)), timeout=10) as s:
+                s.sendall(b"*IDN?\r")
+                assert s.recv(100).startswith(b"SANTEC,TSL-570,")
+            # Once the client reads, every reply arrives whole and in order.
+            replies = _read_until(fd, b"Done\r\n", n, deadline_s=60)
+            assert replies.count(b"Done\r\n") == n
+            assert replies == n * b"Voltage(mV): CH1 +0  CH2 +0  CH3 +0  CH4 +0\r\nDone\r\n"
+            for _ in range(n):  # and the host can be stopped with replies still pending
+                os.write(fd, b"V?\r\n")
+        finally:
+            os.close(fd)
+    finally:
+        stopper = threading.Thread(target=host.stop)
+        stopper.start()
+        stopper.join(30)
+    assert not stopper.is_alive()
+    assert host._thread is not None and not host._thread.is_alive()
+    assert not os.path.exists(host._dir)
+
+
+class _Blocker:
+    """A servable that blocks the host's loop (a bug in some handler) for a while."""
+
+    name = "blocker"
+    transport = "tcp"
+
+    def describe(self) -> dict[str, str]:
+        return {"model": "blocker"}
+
+    async def serve(self, reader: asyncio.StreamReader, writer: object) -> None:
+        await reader.read(1)
+        time.sleep(1.5)  # deliberately blocking: the loop cannot run meanwhile
+
+
+def test_stop_does_not_raise_when_a_handler_blocks_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = EmulatorHost().start()
+    ep = host.add(_Blocker())
+    address, port = ep.address.split(":")
+    with socket.create_connection((address, int(port)), timeout=5) as s:
+        s.sendall(b"x")
+        time.sleep(0.2)  # let the loop pick the byte up and block
+        host.stop(timeout_s=0.2)
+    assert "loop thread still running" in caplog.text
+    assert not os.path.exists(host._dir)
+    assert host._thread is not None
+    host._thread.join(10)
+    assert not host._thread.is_alive()  # the loop ends by itself once unblocked

@@ -64,23 +64,73 @@ class Endpoint:
 
 
 class _PtyWriter:
+    """Writes to a pty master without blocking the loop: what the pty cannot take yet is
+    kept and written when the fd becomes writable; :meth:`drain` waits until all is out.
+
+    The master fd is non-blocking (the read pipe made it so), so a client that stops
+    reading makes writes fail with EAGAIN; only this emulator's connection then waits.
+    """
+
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._pending = bytearray()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._error: OSError | None = None
+        self._watching = False
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except BlockingIOError:
-                continue
-            view = view[n:]
+        if self._error is not None:
+            raise self._error
+        self._pending += data
+        if not self._watching:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self._pending:
+                n = os.write(self.fd, self._pending)
+                del self._pending[:n]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if self._pending and not self._watching:
+            self._loop.add_writer(self.fd, self._flush)
+            self._watching = True
+        elif not self._pending:
+            self._unwatch()
+            self._wake()
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._loop.remove_writer(self.fd)
+            self._watching = False
+
+    def _fail(self, exc: OSError) -> None:
+        self._error = exc
+        self._pending.clear()
+        self._unwatch()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     async def drain(self) -> None:
-        return None
+        if self._pending and self._error is None:
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
-        pass
+        """Forget what is unsent and stop watching the fd (before the fd is closed)."""
+        self._fail(ConnectionResetError("pty closed"))
 
 
 class _PtyPort:
@@ -92,6 +142,7 @@ class _PtyPort:
         self.master = self.slave = -1
         self.task: asyncio.Task[None] | None = None
         self.transport: asyncio.ReadTransport | None = None
+        self.writer: _PtyWriter | None = None
 
     async def start(self) -> None:
         self.master, self.slave = os.openpty()
@@ -110,7 +161,7 @@ class _PtyPort:
         self.task = asyncio.create_task(self._serve(reader))
 
     async def _serve(self, reader: asyncio.StreamReader) -> None:
-        writer = _PtyWriter(self.master)
+        writer = self.writer = _PtyWriter(self.master)
         try:
             await self.emulator.serve(reader, writer)
         except (ConnectionError, OSError) as exc:
@@ -123,6 +174,9 @@ class _PtyPort:
         await self.start()
 
     def close_fds(self) -> None:
+        if self.writer is not None:  # stop watching the fd before it is closed
+            self.writer.close()
+            self.writer = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -179,16 +233,28 @@ class EmulatorHost:
         ready.wait()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every server, connection and pty, end the loop thread, remove the pty links.
+
+        Waits up to ``timeout_s`` for the connections to close and as long again for
+        the thread; a loop that a handler keeps blocked is left to exit with the process.
+        """
         if self._loop is None:
             return
-        with contextlib.suppress(Exception):
-            self.call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop, self._loop = self._loop, None
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        # The loop stops once shutdown is through, even if that happens only after we gave up.
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(loop.stop))
+        try:
+            done.result(timeout_s)
+        except Exception as exc:
+            log.warning("emulator host: shutdown incomplete: %r", exc)
         assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = None
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():  # a handler blocks the loop: closing it would raise
+            log.warning("emulator host: loop thread still running; left to exit with the process")
+        else:
+            loop.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> EmulatorHost:
