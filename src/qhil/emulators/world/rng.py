@@ -13,6 +13,8 @@ pulse's randomness is computed only for the pulses that matter, vectorised.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,8 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / float(1 << 53)
+# Selected positions per vectorised pass: the working arrays stay in the L2 cache.
+POSITION_CHUNK = 1 << 14
 
 
 def seed_sequence(seed: int, name: str) -> np.random.SeedSequence:
@@ -77,3 +81,48 @@ def hash_normal(key: int, stream: int, index: npt.ArrayLike) -> npt.NDArray[np.f
     """Standard normal draws, one per index, a pure function of (key, stream, index)."""
     u = hash_uniform(key, stream, index) + 0.5 * _INV53
     return np.asarray(ndtri(u), dtype=np.float64)
+
+
+def bernoulli_position_chunks(
+    rng: np.random.Generator, n: int, q: float, chunk: int | None = None
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Sorted indices in [0, n), each selected independently with probability q, in
+    consecutive chunks of at most ``chunk`` (cost ~ n q, never ~ n).
+
+    Gaps are geometric, drawn as floor(Exp / -log(1 - q)) + 1 (cheaper than rng.geometric).
+    """
+    chunk = chunk or POSITION_CHUNK
+    if n <= 0 or q <= 0:
+        return
+    if q >= 1:
+        for s in range(0, n, chunk):
+            yield np.arange(s, min(n, s + chunk), dtype=np.int64)
+        return
+    scale = -1.0 / math.log1p(-q)
+    last = -1
+    while True:
+        mean = (n - 1 - last) * q
+        size = min(chunk, int(mean + 6 * math.sqrt(mean) + 16))
+        gaps = rng.standard_exponential(size)
+        gaps *= scale
+        # A gap past the end ends the stream; capping keeps tiny q from overflowing int64.
+        np.minimum(gaps, float(n), out=gaps)
+        pos = gaps.astype(np.int64)  # floor, the gaps being >= 0
+        pos += 1
+        np.cumsum(pos, out=pos)
+        pos += last
+        if pos[-1] >= n:
+            cut = int(np.searchsorted(pos, n))
+            if cut:
+                yield pos[:cut]
+            return
+        last = int(pos[-1])
+        yield pos
+
+
+def bernoulli_positions(rng: np.random.Generator, n: int, q: float) -> npt.NDArray[np.int64]:
+    """Sorted indices in [0, n), each selected independently with probability q."""
+    chunks = list(bernoulli_position_chunks(rng, n, q, chunk=1 << 62))
+    if not chunks:
+        return np.zeros(0, np.int64)
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)

@@ -27,7 +27,8 @@ from .detector import JITTER_CLIP_SIGMAS
 from .link import Eavesdropper, Link
 from .paths import OpticalPath
 from .polarization import F64
-from .sample_wcs import Window, _positions, pulse_range
+from .rng import bernoulli_positions
+from .sample_wcs import Window, pulse_range
 from .sources import SPDCSource
 
 
@@ -105,7 +106,7 @@ class SPDCSampler:
         mean = rate / src.cfg.rep_rate_hz * p_rel
         modes = src.cfg.modes
         p0 = (1.0 + mean / modes) ** (-modes)
-        pos = _positions(rng, k_hi - k_lo, 1.0 - p0)
+        pos = bernoulli_positions(rng, k_hi - k_lo, 1.0 - p0)
         if pos.size == 0:
             return np.zeros(0)
         times = rel_lo + pos * dt
@@ -118,7 +119,8 @@ class SPDCSampler:
         counts = _truncated_nbinom(rng, modes, mean, pos.size)
         return np.repeat(times, counts)
 
-    def sample(self, w: Window) -> dict[str, F64]:
+    def sample(self, w: Window) -> dict[str, list[F64]]:
+        """Arrival times (ps from the window start) at each detector, as a list of arrays."""
         rng = self.rng
         out: dict[str, list[F64]] = {d.name: [] for s in self.sides for d in s.path.detectors}
         a_side, b_side = self.sides
@@ -129,7 +131,7 @@ class SPDCSampler:
         t = self._pair_times(w, p_rel)
         n = t.size
         if n == 0:
-            return {k: np.zeros(0) for k in out}
+            return out
         u = rng.random(n) * p_rel
         both = u < pa * pb
         has_a = u < pa
@@ -184,7 +186,7 @@ class SPDCSampler:
             np.maximum(arrival, 0.0, out=arrival)
             for d_i, d in enumerate(s.path.detectors):
                 out[d.name].append(arrival[det == d_i])
-        return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+        return out
 
     def _outcomes(
         self,

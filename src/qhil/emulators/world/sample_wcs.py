@@ -3,16 +3,21 @@
 Per pulse k, the photon number is Poisson(mu_k); each photon independently reaches
 detector d with probability u_d (path transmission x analyzer routing for the
 pulse's polarization x detector efficiency). By Poisson splitting, detector d then
-clicks with probability 1 - exp(-mu_k u_d), independently of the other detectors,
-so double clicks and empty pulses arise by themselves. Per batch:
+clicks with probability p_d = 1 - exp(-mu_k u_d), independently of the other
+detectors, so double clicks and empty pulses arise by themselves. Per batch:
 
-1. bound each detector's click probability by its maximum over pulse types and
-   time steps; draw *candidate* pulses with the probability Q that at least one
-   bound fires (geometric skips: cost ~ N Q, never ~ N);
+1. bound P(any click) = 1 - exp(-mu_k sum_d u_d) by its maximum Q over pulse types
+   and time steps; draw *candidate* pulses with probability Q (geometric skips: cost
+   ~ N Q, never ~ N);
 2. for each candidate, look up its symbol, intensity (and fluctuation), Eve's
-   action and the fibre state at its time, and accept it with P(any click) / Q;
-3. for accepted pulses draw the click pattern from the independent Bernoullis
-   conditioned on "at least one" (sequentially over the few detectors).
+   action and the fibre state at its time, and draw one uniform v on [0, Q). The
+   outcome is the interval v falls in: [0, P(only d_0 clicks)), then P(only d_1), ...
+   (one click), then up to P(any) (two or more: the pattern is drawn from the
+   independent Bernoullis conditioned on >= 2, sequentially over the detectors),
+   beyond P(any) no click.
+
+Candidates are processed in chunks of a few thousand, so every working array stays
+in the CPU cache and nothing large is allocated per batch.
 
 Per-pulse randomness that several detectors or batches must agree on (intensity
 noise, Eve's choices) is counter-based: a pure function of the pulse index.
@@ -32,7 +37,7 @@ from .detector import JITTER_CLIP_SIGMAS
 from .link import Link
 from .paths import OpticalPath
 from .polarization import BB84_STOKES, F64
-from .rng import derive_key, hash_normal, hash_uniform
+from .rng import bernoulli_position_chunks, derive_key, hash_normal, hash_uniform
 from .sources import WeakCoherentTransmitter
 
 I64 = npt.NDArray[np.int64]
@@ -67,44 +72,6 @@ class Window:
         return np.clip(j, 0, self.nj - 1)
 
 
-def _zero_truncated_poisson(lam: F64, u: F64) -> npt.NDArray[np.int64]:
-    """Poisson(lam) conditioned on >= 1, by inverse CDF of ``u`` uniform on [0, 1 - exp(-lam))."""
-    term = np.exp(-lam)
-    term *= lam
-    rest = np.flatnonzero(u >= term)
-    n = np.ones(lam.size, np.int64)
-    if rest.size == 0:
-        return n
-    lam_r, u_r, term_r = lam.take(rest), u.take(rest), term.take(rest)
-    cum_r = term_r.copy()
-    j = 1
-    while rest.size and j < 200:
-        j += 1
-        term_r = term_r * lam_r / j
-        cum_r = cum_r + term_r
-        n[rest] = j
-        still = u_r >= cum_r
-        rest, lam_r, u_r, term_r, cum_r = (
-            rest[still],
-            lam_r[still],
-            u_r[still],
-            term_r[still],
-            cum_r[still],
-        )
-    return n
-
-
-def _steps_of(w: Window, pos: I64, rel_lo: float, dt: float) -> npt.NDArray[np.intp] | None:
-    """Grid step (within the window) of each sorted pulse position, as runs (no per-pulse math)."""
-    if w.nj == 1:
-        return None
-    bounds_rel = (w.j_lo + np.arange(1, w.nj)) * w.step_ps - w.start_ps
-    bounds_pos = np.ceil((bounds_rel - rel_lo) / dt)
-    cut = np.searchsorted(pos, bounds_pos, side="left")
-    counts = np.diff(np.concatenate([[0], cut, [pos.size]]))
-    return np.repeat(np.arange(w.nj, dtype=np.intp), counts)
-
-
 def pulse_range(
     clock: NodeClock, t0_ps: Fraction, period_ps: Fraction, w: Window
 ) -> tuple[int, int, float, float]:
@@ -118,31 +85,48 @@ def pulse_range(
     return k_lo, k_hi, rel_lo, float(period_ps) / clock.rate
 
 
-def _positions(rng: np.random.Generator, n: int, q: float) -> I64:
-    """Sorted indices in [0, n) each selected independently with probability q.
+def _thresholds(lam: F64) -> F64:
+    """Ends of the outcome intervals of a pulse on [0, P(any click)).
 
-    Gaps are geometric, drawn as floor(Exp / -log(1 - q)) + 1 (cheaper than rng.geometric).
+    ``lam`` (..., D): mean number of photons detector d would detect. Returns (..., D + 1):
+    cumulative probabilities that only d_0, only d_0 or only d_1, ... clicks, then P(any);
+    the last interval is two or more clicks.
     """
-    if n <= 0 or q <= 0:
-        return np.zeros(0, np.int64)
-    if q >= 1:
-        return np.arange(n, dtype=np.int64)
-    scale = -1.0 / math.log1p(-q)
-    mean = n * q
-    size = int(mean + 6 * math.sqrt(mean) + 16)
-    chunks: list[I64] = []
-    last = -1
-    while last < n:
-        gaps = rng.standard_exponential(size)
-        gaps *= scale
-        pos = np.floor(gaps, out=gaps).astype(np.int64)
-        pos += 1
-        np.cumsum(pos, out=pos)
-        pos += last
-        chunks.append(pos)
-        last = int(pos[-1])
-    allpos = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    return allpos[: np.searchsorted(allpos, n)]
+    tot = lam.sum(axis=-1, keepdims=True)
+    p_any = -np.expm1(-tot)
+    single = -np.expm1(-lam)
+    single *= np.exp(lam - tot)  # the others stay dark
+    cum = np.cumsum(single, axis=-1)
+    np.minimum(cum, p_any, out=cum)  # rounding must not make the multi-click interval negative
+    return np.concatenate([cum, p_any], axis=-1)
+
+
+def _multi_clicks(rng: np.random.Generator, lam: F64) -> npt.NDArray[np.bool_]:
+    """Click patterns (m, D) of pulses known to make two or more clicks: the independent
+    Bernoullis p_d = 1 - exp(-lam_d) conditioned on >= 2 successes, drawn detector by
+    detector from the conditional probabilities."""
+    m, n_det = lam.shape
+    p = -np.expm1(-lam)
+    # at1[:, d] / at2[:, d]: P(>= 1 / >= 2 clicks among detectors d..D-1); column D is empty.
+    at1 = np.zeros((m, n_det + 1))
+    at1[:, :n_det] = -np.expm1(-np.cumsum(lam[:, ::-1], axis=1)[:, ::-1])
+    at2 = np.zeros((m, n_det + 1))
+    for d in range(n_det - 1, -1, -1):
+        at2[:, d] = p[:, d] * at1[:, d + 1] + (1.0 - p[:, d]) * at2[:, d + 1]
+    u = rng.random((m, n_det))
+    need = np.full(m, 2, np.intp)
+    clicks = np.zeros((m, n_det), bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(n_det):
+            pd = p[:, d]
+            cond = np.where(
+                need == 2, pd * at1[:, d + 1] / at2[:, d], np.where(need == 1, pd / at1[:, d], pd)
+            )
+            # 0/0 only where rounding emptied the tail: the remaining clicks are certain.
+            cond[~np.isfinite(cond)] = 1.0
+            clicks[:, d] = u[:, d] < cond
+            need = np.maximum(need - clicks[:, d], 0)
+    return clicks
 
 
 class WCSSampler:
@@ -162,12 +146,13 @@ class WCSSampler:
         self.rng = rng
         self.key = key
 
-    def sample(self, w: Window) -> dict[str, F64]:
-        """Arrival times (ps from the window start) at each detector of the path."""
+    def sample(self, w: Window) -> dict[str, list[F64]]:
+        """Arrival times (ps from the window start) at each detector of the path, as a list of
+        arrays per detector (each sorted, unless emission jitter reorders neighbours)."""
         tx, path, rng = self.tx, self.path, self.rng
         dets = path.detectors
         n_det = len(dets)
-        out: dict[str, F64] = {d.name: np.zeros(0) for d in dets}
+        out: dict[str, list[F64]] = {d.name: [] for d in dets}
         mus = tx.current_mus()
         eta = np.array([d.efficiency for d in dets])
         if mus.max() <= 0 or eta.max() <= 0:
@@ -176,7 +161,7 @@ class WCSSampler:
         n = k_hi - k_lo
         if n <= 0:
             return out
-        j_lo, j_hi = w.j_lo, w.j_hi
+        j_lo, j_hi, nj = w.j_lo, w.j_hi, w.nj
         prepared = tx.state_contrast * BB84_STOKES  # (4, 3)
         eve_i = path.eve_index()
         r_total = path.rotations(j_lo, j_hi)  # (nj, 3, 3)
@@ -200,122 +185,121 @@ class WCSSampler:
         u_tot = u_tab.sum(axis=2)  # (nj, n_code)
         # Bound on P(any click) over every pulse of the window.
         q_any = float(-np.expm1(-(np.asarray(mu_max)[None, :] * u_tot).max()))
-        pos = _positions(rng, n, q_any)
-        if pos.size == 0:
+        if q_any <= 0:
             return out
 
-        # Candidate pulses: symbol and time step (pos is sorted, so steps are runs).
-        k = pos + k_lo
         pattern = tx._pattern
         p_len = pattern.size
-        if p_len & (p_len - 1) == 0:
-            sym = pattern.take(k & (p_len - 1))
-        else:
-            sym = pattern.take(np.remainder(k, p_len))
-        jj = _steps_of(w, pos, rel_lo, dt)
+        p_mask = p_len - 1 if p_len & (p_len - 1) == 0 else -1
         n_sym = 4 * mus.size
         sym_code = np.arange(n_sym) & 3
         fast = eve_i is None and sigma_i == 0
+        u_flat = u_tab.reshape(-1, n_det)
+        lam_tab: F64 | None = None
+        thr_cols: list[F64] = []
         if fast:
-            # Tables over (step, symbol): the whole per-pulse physics is two lookups.
-            row = sym.astype(np.intp)
-            if jj is not None:
-                row += jj * n_sym
-            lam_tab = (mus[np.arange(n_sym) >> 2][None, :] * u_tot[:, sym_code]).ravel()
-            pany_tab = -np.expm1(-lam_tab)
-            draw = rng.random(pos.size)
-            draw *= q_any
-            acc = np.flatnonzero(draw < pany_tab.take(row))
-            if acc.size == 0:
-                return out
-            pos, row, draw = pos.take(acc), row.take(acc), draw.take(acc)
-            lam = lam_tab.take(row)
-            shape = u_tab[:, sym_code, :]  # (nj, n_sym, D)
+            # Tables over (step, symbol): the per-pulse physics is a lookup.
+            lam_tab = (mus[np.arange(n_sym) >> 2][None, :, None] * u_tab[:, sym_code, :]).reshape(
+                -1, n_det
+            )
+            thr_tab = _thresholds(lam_tab)
+            thr_cols = [np.ascontiguousarray(thr_tab[:, c]) for c in range(n_det + 1)]
+            row_off = np.arange(nj, dtype=np.intp) * n_sym
         else:
-            code = sym_code.take(sym)
-            mu_k = mus.take(sym >> 2)
-            if sigma_i > 0:
-                z = np.clip(hash_normal(self.key, 5, k), -_NOISE_CLIP, _NOISE_CLIP)
-                mu_k = mu_k * np.maximum(0.0, 1.0 + sigma_i * z)
-            if eve_i is not None:
-                jx = jj if jj is not None else np.zeros(pos.size, np.intp)
-                lk = derive_key(self.key, "eve@" + link.name)
-                inter = hash_uniform(lk, 1, k) < eve.fraction
-                if inter.any():
-                    ki = k[inter]
-                    e_basis = (hash_uniform(lk, 2, ki) >= 0.5).astype(np.intp)
-                    mu_in = mu_k[inter] * t_pre
-                    got = hash_uniform(lk, 3, ki) < -np.expm1(-mu_in)
-                    s_in = np.einsum("nab,nb->na", r_pre[jx[inter]], prepared[code[inter]])
-                    p0 = 0.5 * (1.0 + s_in[np.arange(ki.size), e_basis])
-                    e_bit = (hash_uniform(lk, 4, ki) >= p0).astype(np.intp)
-                    code[inter] = 4 + 2 * e_basis + e_bit
-                    mu_e = np.full(ki.size, eve.resend_mu) if eve.resend_mu is not None else mu_in
-                    mu_k[inter] = np.where(got, mu_e, 0.0)
-            row = code if jj is None else jj * n_code + code
-            lam = mu_k * u_tot.ravel().take(row)
-            draw = rng.random(pos.size)
-            draw *= q_any
-            acc = np.flatnonzero(draw < -np.expm1(-lam))
-            if acc.size == 0:
-                return out
-            pos, row, lam, draw = pos.take(acc), row.take(acc), lam.take(acc), draw.take(acc)
-            shape = u_tab
-        if jj is not None:
-            jj = jj.take(acc)
-        m = pos.size
+            row_off = np.arange(nj, dtype=np.intp) * n_code
+        # Arrival time of pulse position pos: pos * dt + offset of its grid step.
+        arr_off = path.delays_ps(j_lo, j_hi) + rel_lo
+        # First position of each grid step (and the end): positions are sorted, so every
+        # chunk's steps are runs whose lengths come from one searchsorted.
+        bounds_pos = None
+        if nj > 1:
+            bounds_rel = (j_lo + np.arange(1, nj)) * w.step_ps - w.start_ps
+            bounds_pos = np.concatenate([[-1.0], np.ceil((bounds_rel - rel_lo) / dt), [np.inf]])
+        jitter = tx.cfg.emission_jitter_ps
+        clip = jitter > 0 or float(arr_off.min()) < 0
+        multi_lam: list[F64] = []
+        multi_t: list[F64] = []
 
-        # Photons detected in the pulse, given at least one: zero-truncated Poisson(lam).
-        # Given acceptance, ``draw`` is uniform on [0, P(any)): it is the inverse-CDF draw.
-        n_ph = _zero_truncated_poisson(lam, draw)
-        # Which detector each photon goes to: categorical over the row's detector weights.
-        cum = np.cumsum(shape, axis=-1).reshape(-1, n_det)
-        cum_cols = [np.ascontiguousarray(cum[:, d]) for d in range(n_det - 1)]
-        tot_c = np.ascontiguousarray(cum[:, -1]).take(row)
+        for pos in bernoulli_position_chunks(rng, n, q_any):
+            m = pos.size
+            k = pos + k_lo
+            if p_mask >= 0:
+                sym = pattern.take(np.bitwise_and(k, p_mask, out=k if fast else None))
+            else:
+                sym = pattern.take(np.remainder(k, p_len))
+            arrival = np.multiply(pos, dt, dtype=np.float64)
+            if bounds_pos is None:
+                counts = None
+                arrival += arr_off[0]
+                row = np.full(m, row_off[0])
+            else:
+                counts = np.diff(np.searchsorted(pos, bounds_pos))
+                arrival += np.repeat(arr_off, counts)
+                row = np.repeat(row_off, counts)
+            if lam_tab is not None:
+                row += sym
+                lam = lam_tab
+                ends = [col.take(row) for col in thr_cols]
+            else:
+                code = sym_code.take(sym)
+                mu_k = mus.take(sym >> 2)
+                if sigma_i > 0:
+                    z = np.clip(hash_normal(self.key, 5, k), -_NOISE_CLIP, _NOISE_CLIP)
+                    mu_k = mu_k * np.maximum(0.0, 1.0 + sigma_i * z)
+                if eve_i is not None:
+                    jx = (
+                        np.zeros(m, np.intp)
+                        if counts is None
+                        else np.repeat(np.arange(nj, dtype=np.intp), counts)
+                    )
+                    lk = derive_key(self.key, "eve@" + link.name)
+                    inter = hash_uniform(lk, 1, k) < eve.fraction
+                    if inter.any():
+                        ki = k[inter]
+                        e_basis = (hash_uniform(lk, 2, ki) >= 0.5).astype(np.intp)
+                        mu_in = mu_k[inter] * t_pre
+                        got = hash_uniform(lk, 3, ki) < -np.expm1(-mu_in)
+                        s_in = np.einsum("nab,nb->na", r_pre[jx[inter]], prepared[code[inter]])
+                        p0 = 0.5 * (1.0 + s_in[np.arange(ki.size), e_basis])
+                        e_bit = (hash_uniform(lk, 4, ki) >= p0).astype(np.intp)
+                        code[inter] = 4 + 2 * e_basis + e_bit
+                        mu_e = (
+                            np.full(ki.size, eve.resend_mu) if eve.resend_mu is not None else mu_in
+                        )
+                        mu_k[inter] = np.where(got, mu_e, 0.0)
+                row += code
+                lam = mu_k[:, None] * u_flat.take(row, axis=0)
+                ends = list(_thresholds(lam).T)
+            if jitter > 0:
+                jit = rng.standard_normal(m)
+                np.clip(jit, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=jit)
+                jit *= jitter
+                arrival += jit
+            if clip:
+                np.maximum(arrival, 0.0, out=arrival)
 
-        def assign(rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-            r = row.take(rows)
-            v = rng.random(rows.size) * tot_c.take(rows)
-            det = np.zeros(rows.size, np.intp)
-            for col in cum_cols:
-                det += v > col.take(r)
-            return det
-
-        det_first = assign(np.arange(m))
-        arrival = pos * dt
-        delays = path.delays_ps(j_lo, j_hi)
-        if jj is None:
-            arrival += rel_lo + float(delays[0])
-        else:
-            arrival += (delays + rel_lo).take(jj)
-        if tx.cfg.emission_jitter_ps > 0:
-            jit = rng.standard_normal(m)
-            np.clip(jit, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=jit)
-            arrival += jit * tx.cfg.emission_jitter_ps
-        np.maximum(arrival, 0.0, out=arrival)
-
-        multi = np.flatnonzero(n_ph > 1)
-        if multi.size == 0:
+            # One uniform decides the outcome: the number of interval ends at or below it.
+            v = rng.random(m)
+            v *= q_any
+            outcome = np.zeros(m, np.uint8)
+            for end in ends:
+                outcome += v >= end
             for d, det in enumerate(dets):
-                out[det.name] = arrival[det_first == d]
-            return out
-        extra_rows: list[npt.NDArray[np.intp]] = []
-        extra_dets: list[npt.NDArray[np.intp]] = []
-        left = multi
-        counts = n_ph.take(multi) - 1
-        while left.size:
-            extra_rows.append(left)
-            extra_dets.append(assign(left))
-            counts -= 1
-            keep = counts > 0
-            left, counts = left[keep], counts[keep]
-        rows = np.concatenate([multi, *extra_rows])
-        dets_all = np.concatenate([det_first.take(multi), *extra_dets])
-        pairs = np.unique(rows * n_det + dets_all)
-        single = np.ones(m, bool)
-        single[multi] = False
-        for d, det in enumerate(dets):
-            first = arrival[single & (det_first == d)]
-            more = arrival.take(pairs[pairs % n_det == d] // n_det)
-            out[det.name] = np.sort(np.concatenate([first, more]), kind="stable")
+                idx = np.flatnonzero(outcome == d)
+                if idx.size:
+                    out[det.name].append(arrival.take(idx))
+            if n_det > 1:
+                multi = np.flatnonzero(outcome == n_det)
+                if multi.size:
+                    # lam: the table (rows by step and symbol) or one row per candidate.
+                    multi_lam.append(lam[row.take(multi) if lam is lam_tab else multi])
+                    multi_t.append(arrival.take(multi))
+        if multi_t:
+            # Two or more clicks are rare: their patterns are drawn once per batch.
+            clicks = _multi_clicks(rng, np.concatenate(multi_lam))
+            t_m = np.concatenate(multi_t)
+            for d, det in enumerate(dets):
+                hit = np.flatnonzero(clicks[:, d])
+                if hit.size:
+                    out[det.name].append(t_m.take(hit))
         return out

@@ -530,16 +530,13 @@ class World:
             windows.insert(0, (Window(a - warm, warm, self.step_ps), warm))
             self._cold = False
         for win, shift in windows:
-            for sampler in self._wcs:
-                for name, t in sampler.sample(win).items():
-                    if t.size:
-                        t = t - shift if shift else t
-                        arrivals[name].append(t[t >= 0] if shift else t)
-            for sp in self._spdc:
-                for name, t in sp.sample(win).items():
-                    if t.size:
-                        t = t - shift if shift else t
-                        arrivals[name].append(t[t >= 0] if shift else t)
+            sampled = [s.sample(win) for s in self._wcs] + [s.sample(win) for s in self._spdc]
+            for per_det in sampled:
+                for name, parts in per_det.items():
+                    for t in parts:
+                        if t.size:
+                            t = t - shift if shift else t
+                            arrivals[name].append(t[t >= 0] if shift else t)
             for sync, targets in self._syncs:
                 for target, t in zip(targets, sync.times(win), strict=True):
                     t = t - shift if shift else t
