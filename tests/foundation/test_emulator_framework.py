@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import select
 import socket
@@ -25,7 +26,7 @@ from qhil.emulators.bench import EmulatedBench
 from qhil.emulators.ozoptics.epc400 import EPC400Emulator
 from qhil.emulators.santec.tsl570 import TSL570Emulator
 from qhil.emulators.scpi import ScpiEmulator, ScpiError
-from qhil.emulators.server import EmulatorHost
+from qhil.emulators.server import EmulatorHost, Endpoint
 from qhil.errors import ConfigError, ProtocolError
 from qhil.orchestrator.profile import load_profile
 from qhil.transport.framing import Framing
@@ -301,8 +302,7 @@ def test_a_serial_client_that_does_not_read_blocks_only_its_own_emulator() -> No
             for _ in range(n):
                 os.write(fd, b"V?\r\n")
             # Another emulator on the same host still answers.
-            address, port = tcp_ep.address.split(":")
-            with socket.create_connection((address, int(port)), timeout=10) as s:
+            with _connect(tcp_ep) as s:
                 s.sendall(b"*IDN?\r")
                 assert s.recv(100).startswith(b"SANTEC,TSL-570,")
             # Once the client reads, every reply arrives whole and in order.
@@ -341,8 +341,7 @@ def test_stop_does_not_raise_when_a_handler_blocks_the_loop(
 ) -> None:
     host = EmulatorHost().start()
     ep = host.add(_Blocker())
-    address, port = ep.address.split(":")
-    with socket.create_connection((address, int(port)), timeout=5) as s:
+    with _connect(ep) as s:
         s.sendall(b"x")
         time.sleep(0.2)  # let the loop pick the byte up and block
         host.stop(timeout_s=0.2)
@@ -351,3 +350,52 @@ def test_stop_does_not_raise_when_a_handler_blocks_the_loop(
     assert host._thread is not None
     host._thread.join(10)
     assert not host._thread.is_alive()  # the loop ends by itself once unblocked
+
+
+class _Waiter:
+    """A servable whose connections wait on something other than the socket."""
+
+    name = "waiter"
+    transport = "tcp"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.finished = threading.Event()
+
+    def describe(self) -> dict[str, str]:
+        return {"model": "waiter"}
+
+    async def serve(self, reader: asyncio.StreamReader, writer: object) -> None:
+        try:
+            self.started.set()
+            await asyncio.Event().wait()  # e.g. a long acquisition on the world's clock
+        finally:
+            self.finished.set()
+
+
+def _connect(ep: Endpoint) -> socket.socket:
+    address, port = ep.address.split(":")
+    return socket.create_connection((address, int(port)), timeout=5)
+
+
+def test_stop_ends_every_connection_handler(caplog: pytest.LogCaptureFixture) -> None:
+    host = EmulatorHost().start()
+    waiter = _Waiter()
+    ep = host.add(waiter)
+    slow = TSL570Emulator(name="slow", response_time_s=30.0)  # asleep before its reply
+    slow_ep = host.add(slow)
+    conns = [_connect(e) for e in (ep, slow_ep)]
+    try:
+        conns[1].sendall(b"*IDN?\r")
+        assert waiter.started.wait(5)
+        time.sleep(0.1)
+        host.stop()
+        assert waiter.finished.is_set()  # cancelled and finished, not left pending
+        gc.collect()
+        assert "Task was destroyed but it is pending" not in caplog.text
+        for c in conns:  # the server side closed each connection
+            c.settimeout(5)
+            assert c.recv(100) == b""
+    finally:
+        for c in conns:
+            c.close()

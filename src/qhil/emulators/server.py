@@ -210,7 +210,7 @@ class EmulatorHost:
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._ptys: list[_PtyPort] = []
-        self._conn_writers: set[asyncio.StreamWriter] = set()
+        self._conn_tasks: set[asyncio.Task[Any]] = set()
         self._dir = ""
 
     # --- lifecycle ---
@@ -266,13 +266,17 @@ class EmulatorHost:
     async def _shutdown(self) -> None:
         for srv in self._servers:
             srv.close()
-        for writer in list(self._conn_writers):  # closing ends each connection's serve loop
-            writer.close()
+        # A connection may be waiting on anything (a reply delay, an acquisition), not
+        # only on its socket: cancel each handler and let it finish (its finally blocks
+        # close the connection and stop what it started).
+        await _cancel_all(self._conn_tasks)
         for pty in self._ptys:
             await pty.stop()
         for srv in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 1)
+        # Whatever else the emulators left running (streams, producers) ends with the host.
+        await _cancel_all(asyncio.all_tasks() - {asyncio.current_task()})
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
         """Run a coroutine on the host's loop from another thread and wait for it."""
@@ -301,13 +305,15 @@ class EmulatorHost:
 
     async def _add_tcp(self, emulator: Servable, port: int) -> Endpoint:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self._conn_writers.add(writer)
+            task = asyncio.current_task()
+            assert task is not None
+            self._conn_tasks.add(task)
             try:
                 await emulator.serve(reader, writer)
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass
             finally:
-                self._conn_writers.discard(writer)
+                self._conn_tasks.discard(task)
                 writer.close()
 
         srv = await asyncio.start_server(handle, self.host, port)
@@ -329,6 +335,14 @@ class EmulatorHost:
         self._ptys.append(pty)
         d = emulator.describe()
         return Endpoint(emulator.name, d.get("model", ""), "serial", f"ASRL{link}::INSTR", link)
+
+
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    tasks = set(tasks)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=2)
 
 
 async def run_forever(wait: Callable[[], Awaitable[None]] | None = None) -> None:
