@@ -364,6 +364,8 @@ class Session:
             return None
         timeout = self._reader.timeout_s
         deadline = asyncio.get_running_loop().time() + timeout
+        if not io.buf:  # nothing can parse yet: wait for the reply before the first attempt
+            await io.fill(deadline)
         while True:
             io.pos = 0
             self._reader = Reader(self._io, self.framing, timeout)
