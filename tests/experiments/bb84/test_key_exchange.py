@@ -98,9 +98,12 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
     n_det = int(st.detections.sum())
     assert binomial_ok(int(st.key_sifted.sum()), n_det, 0.25)
     assert binomial_ok(int(st.test_sifted.sum()), n_det, 0.25)
-    # Counting windows span each block's period but for a few pulses at the ends, and
+    # Counting windows span each block's period but for Bob's settling time at the start
+    # (photons of the previous pattern still in the fibre) and a few pulses at the ends;
     # revealed alignment pulses are excluded: about 95 % of the pulses in them count.
-    assert st.pulses_sent - 100 * st.blocks < st.window_pulses < st.pulses_sent
+    settle = round(s.settle_s * s.rep_rate_hz)
+    lo = st.pulses_sent - st.blocks * (settle + 100)
+    assert lo < st.window_pulses < st.pulses_sent - st.blocks * (settle - 100)
     assert binomial_ok(int(st.pulses.sum()), st.window_pulses, 1 - s.alignment_fraction)
 
     # --- the decoy-state estimate brackets the true single-photon yield ---
@@ -123,7 +126,7 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
 
 async def test_alignment_is_found_with_an_unknown_clock_offset_and_drift(run: Runner) -> None:
     world = bb84_world(e_d=0.01, bob_offset_s=3.7e-3, bob_drift_ppm=0.8, seed=5)
-    s = settings(blocks=3, pattern_length=L)
+    s = settings(blocks=3, pattern_length=L, settle_s=0.0)
     rows: list[np.ndarray] = []
 
     def on_data(name: str, arr: np.ndarray) -> None:
@@ -151,7 +154,7 @@ async def test_gains_stay_unbiased_when_the_tagger_records_part_of_a_period(
     # A tagger that gates in whole ms records 13 of 13.1 ms; here it records 80 %. The
     # counting window follows the clicks, so the gains still match the physics.
     world = bb84_world(e_d=0.01, dark_hz=2000.0, seed=12)
-    s = settings(blocks=2, pattern_length=L)
+    s = settings(blocks=2, pattern_length=L, settle_s=0.0)  # 0 km: nothing in flight
     r = await run(world, s, window_fraction=0.8)
     assert r.status == "success" and r.keys_match
     st = r.statistics
@@ -228,3 +231,19 @@ async def test_parties_over_tcp_with_wegman_carter_tags(tmp_path: Path) -> None:
     # Both computed the same public numbers on their own.
     assert np.array_equal(ra.statistics.key_sifted, rb.statistics.key_sifted)
     assert ra.finite_key == rb.finite_key and ra.leaked_bits == rb.leaked_bits
+
+
+async def test_bob_drops_the_photons_of_the_previous_pattern_still_in_the_fibre(
+    run: Runner,
+) -> None:
+    # 20 km of fibre: 100 us of the previous block's pulses arrive at the start of each
+    # window. Taken for the new pattern, they put clicks on vacuum pulses (no dark counts
+    # here, so a vacuum pulse cannot click) and errors into the key.
+    world = bb84_world(length_km=20.0, e_d=0.01, dark_hz=0.0, seed=21)
+    unsettled = await run(world, settings(blocks=3, pattern_length=L, settle_s=0.0))
+    world = bb84_world(length_km=20.0, e_d=0.01, dark_hz=0.0, seed=21)
+    settled_ = await run(world, settings(blocks=3, pattern_length=L, settle_s=2e-4))
+    assert settled_.statistics.detections[2] == 0  # vacuum pulses: nothing to detect
+    # Without settling: ~0.8 % of the clicks are the previous pattern's, a fifth of them
+    # mapped onto vacuum pulses (blocks after the first).
+    assert unsettled.statistics.detections[2] > 50

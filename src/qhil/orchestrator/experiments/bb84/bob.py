@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 
-from qhil.drivers.roles import TimeTagger
+from qhil.drivers.roles import TagBlock, TimeTagger
 from qhil.numerics.qkd import (
     CascadeBob,
     CascadeSetup,
@@ -79,6 +79,20 @@ BLOCK_ROW = np.dtype(
         ("qber_test", np.float64),
     ]
 )
+
+
+def settled(tags: TagBlock, settle_s: float) -> TagBlock:
+    """The block without its first ``settle_s`` (from its first tag).
+
+    When Alice switches to a new pattern, the photons already in the fibre still
+    carry the old one; they arrive during the first fibre delay of Bob's window and
+    would be taken for the new pattern's pulses (errors, and clicks on vacuum pulses).
+    """
+    if settle_s <= 0 or len(tags) == 0:
+        return tags
+    t = tags.timestamps_ps
+    keep = t >= t.min() + round(settle_s * 1e12)
+    return TagBlock(t[keep], tags.channels[keep], tags.lost, dict(tags.meta))
 
 
 class _Bob(PartyBase):
@@ -162,7 +176,7 @@ class _Bob(PartyBase):
                 f"BlockLive {live.block} ({live.n_symbols} symbols at {live.symbol_rate_hz} Hz) "
                 f"does not match block {b} ({n} at {s.rep_rate_hz} Hz)",
             )
-        tags = await self.tagger.acquire(s.block_duration_s)
+        tags = settled(await self.tagger.acquire(s.block_duration_s), s.settle_s)
         clicks = clicks_from_tags(tags, self.detector_of_channel)
         await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
         rev = await self.link.expect(AlignmentReveal)

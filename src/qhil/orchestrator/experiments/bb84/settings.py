@@ -38,6 +38,7 @@ Label = Literal["H", "V", "D", "A"]
 
 #: Fields each node may choose for itself (not part of the shared-settings digest).
 LOCAL_FIELDS = {
+    "settle_s",
     "alice_node",
     "pattern_generator",
     "bob_node",
@@ -115,6 +116,12 @@ class BB84Settings(BaseModel):
     )
     max_qber: float = Field(
         0.11, gt=0, lt=0.5, description="Abort when the signal QBER (either basis) exceeds this."
+    )
+    settle_s: float = Field(
+        2e-4,
+        ge=0,
+        description="Bob drops his first settle_s of each block: photons still in the fibre when "
+        "Alice switched patterns carry the previous block's (5 us per km; 2e-4 s covers 40 km).",
     )
     eps_sec: float = Field(1e-9, gt=0, lt=1, description="Secrecy parameter (Lim et al. 2014).")
     eps_cor: float = Field(
