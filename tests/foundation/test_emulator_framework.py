@@ -23,12 +23,14 @@ from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Int, Str
 from qhil.emulators.base import Emulator, Raw, on
 from qhil.emulators.bench import EmulatedBench
+from qhil.emulators.framer import MessageFramer, split_units
 from qhil.emulators.ozoptics.epc400 import EPC400Emulator
 from qhil.emulators.santec.tsl570 import TSL570Emulator
 from qhil.emulators.scpi import ScpiEmulator, ScpiError
 from qhil.emulators.server import EmulatorHost, Endpoint
 from qhil.errors import ConfigError, ProtocolError
 from qhil.orchestrator.profile import load_profile
+from qhil.testing import run_on_emulator
 from qhil.transport.framing import Framing
 
 
@@ -39,7 +41,7 @@ class Toy(ScpiInstrument):
     level = Control(get=":LEVel?", set=":LEVel {value}", value=Int(0, 100), doc="A level.")
     load = Action(
         ":DATA:LOAD {name},{data}",
-        args={"name": Str(r"\w+"), "data": Str(r"[\s\S]+")},
+        args={"name": Str(r"[^,]+"), "data": Str(r"[\s\S]+")},
         doc="Load data, as ASCII or as a definite-length block.",
     )
 
@@ -399,3 +401,113 @@ def test_stop_ends_every_connection_handler(caplog: pytest.LogCaptureFixture) ->
     finally:
         for c in conns:
             c.close()
+
+
+# --- framing and binary blocks ---
+
+
+async def frame_all(data: bytes, terminators: bytes = b"\n", *, chunk: int = 0) -> list[bytes]:
+    """Every command a block-aware framer yields from ``data`` (fed ``chunk`` bytes at a time)."""
+    reader = asyncio.StreamReader()
+    step = chunk or len(data) or 1
+    for i in range(0, len(data), step):
+        reader.feed_data(data[i : i + step])
+    reader.feed_eof()
+    framer = MessageFramer(reader, terminators, blocks=True)
+    out = []
+    while (msg := await asyncio.wait_for(framer.next(), 5)) is not None:
+        out.append(msg)
+    return out
+
+
+BLOCK_STREAMS = [
+    # a block whose payload ends in whitespace and holds terminators
+    (b"DATA:ARB:DAC x,#14\x01\x02\x00 \n", [b"DATA:ARB:DAC x,#14\x01\x02\x00 "]),
+    (b"  D #16\n\r\n \t\r;*OPC?  \r\n*IDN?\n", [b"D #16\n\r\n \t\r;*OPC?", b"*IDN?"]),
+    (b"D #15\n\n\n\n\n\n", [b"D #15\n\n\n\n\n"]),
+    # '#' inside a quoted string is text, not a block header
+    (b'SYST:ERR? "#3"\n*IDN?\n', [b'SYST:ERR? "#3"', b"*IDN?"]),
+    (b"DISP:TEXT '#9 is not a block'\n", [b"DISP:TEXT '#9 is not a block'"]),
+    # an unclosed quote does not hold the connection open past a terminator
+    (b'A "unclosed\nB\n', [b'A "unclosed', b"B"]),
+    # things that only look like blocks
+    (b"A #\nB #1\nC #2x\nD #0\n", [b"A #", b"B #1", b"C #2x", b"D #0"]),
+    (b"\n\n  \r\n", []),
+]
+
+
+@pytest.mark.parametrize(("data", "commands"), BLOCK_STREAMS)
+@pytest.mark.parametrize("chunk", [0, 1, 3])
+async def test_framer_keeps_blocks_whole_and_trims_only_outside_them(
+    data: bytes, commands: list[bytes], chunk: int
+) -> None:
+    assert await frame_all(data, chunk=chunk) == commands
+
+
+def test_units_split_at_semicolons_outside_quotes_and_blocks() -> None:
+    units = split_units(b"A 1;B \"x;y\";C #13;;;;D '#2';E #19ab")
+    assert [u for u, _ in units] == [b"A 1", b'B "x;y"', b"C #13;;;", b"D '#2'", b"E #19ab"]
+    assert [[(b.start, b.data, b.end) for b in blocks] for _, blocks in units] == [
+        [], [], [(2, 5, 8)], [], []  # "#19ab" is cut short: plain text
+    ]  # fmt: skip
+
+
+class BlockToy(ToyEmulator):
+    block_fields = frozenset({"load.data"})
+
+    def power_on_state(self) -> None:
+        super().power_on_state()
+        self.loaded: dict[str, str | bytes] = {}
+
+    @on("load")
+    def _load(self, name: str, data: str | bytes) -> None:
+        self.loaded[name] = data
+
+
+ALL_BYTES = bytes(range(256))
+
+
+async def test_block_payloads_reach_the_handler_as_the_exact_bytes() -> None:
+    emu = BlockToy()
+    message = b"DATA:LOAD raw,#3256" + ALL_BYTES + b";:LEV 9;:LEV?\n"
+    assert await serve_bytes(emu, message) == b"9\n"
+    assert emu.loaded == {"raw": ALL_BYTES}
+    assert await emu.respond(b"DATA:LOAD txt, 1, 2, 3") == b""
+    assert emu.loaded["txt"] == "1, 2, 3"  # ASCII data stays text
+    assert await emu.respond(b":SYST:ERR?") == b'0,"No error"\n'
+
+
+async def test_a_block_where_no_block_is_taken_is_error_168() -> None:
+    emu = BlockToy()
+    assert await emu.respond(b"DATA:LOAD #14abcd,#11x") == b""  # a block as the name
+    assert await emu.respond(b":SYST:ERR?") == b'-168,"Block data not allowed"\n'
+    assert await emu.respond(b"DATA:LOAD x,#11x #11y") == b""  # two blocks in one field
+    assert await emu.respond(b":SYST:ERR?") == b'-168,"Block data not allowed"\n'
+    assert emu.loaded == {}
+    # A NUL sent as text is not mistaken for a block.
+    assert await emu.respond(b"DATA:LOAD x,\x000\x00") == b""
+    assert emu.loaded == {"x": "\ufffd0\ufffd"}
+
+
+class NaiveFraming(BlockToy):
+    """A framer that knows nothing of blocks (the bug run_on_emulator must now catch)."""
+
+    def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
+        return MessageFramer(reader, b"\n")
+
+
+async def test_run_on_emulator_goes_through_the_emulators_framer() -> None:
+    # A naive framer ends the command inside the block and runs the "*OPC?" in it.
+    exchanges = [(b"DATA:LOAD w,#16\n*OPC?\n", b""), (b":LEV?\n", b"0\n")]
+    await run_on_emulator(BlockToy(), exchanges)
+    with pytest.raises(AssertionError, match="answered"):
+        await run_on_emulator(NaiveFraming(), exchanges)
+
+
+async def test_run_on_emulator_applies_faults_and_sees_a_dropped_line() -> None:
+    emu = ToyEmulator()
+    emu.faults.stall_next = 1
+    await run_on_emulator(emu, [(b"*OPC?\n", b""), (b"*OPC?\n", b"1\n")])
+    emu.faults.drop_next = True
+    with pytest.raises(AssertionError, match="closed the connection"):
+        await run_on_emulator(emu, [(b"*OPC?\n", b""), (b"*OPC?\n", b"1\n")])

@@ -5,8 +5,10 @@ Gives every SCPI emulator: common commands (``*IDN? *RST *CLS *OPC? *ESR?
 a ``SYST:ERR?`` FIFO with standard codes, short/long keyword forms (from the
 driver's templates), ``;`` compound commands with relative paths and a leading
 ``:`` back to the root, MIN/MAX/DEF parameters and IEEE definite-length
-binary blocks. Setters reply nothing; each query contributes one reply, and
-the replies of one compound command share one line separated by ``;``.
+binary blocks (framed and split by :mod:`qhil.emulators.framer`; a field named in
+``block_fields`` gets a block's payload as bytes). Handlers may be coroutine
+functions. Setters reply nothing; each query contributes one reply, and the
+replies of one compound command share one line separated by ``;``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import asyncio
 import inspect
 import re
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from qhil.drivers.declarations import Control
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Float, Int, ValueTypeError
 from qhil.emulators.base import Emulator, Raw, Route, on
-from qhil.emulators.framer import MessageFramer, open_block_end
+from qhil.emulators.framer import Block, MessageFramer, split_units
 
 # Standard SCPI error codes (SCPI-99 vol. 2, chapter 21).
 NO_ERROR = (0, "No error")
@@ -30,12 +33,17 @@ SYNTAX_ERROR = (-102, "Syntax error")
 PARAMETER_NOT_ALLOWED = (-108, "Parameter not allowed")
 MISSING_PARAMETER = (-109, "Missing parameter")
 UNDEFINED_HEADER = (-113, "Undefined header")
+BLOCK_NOT_ALLOWED = (-168, "Block data not allowed")
 DATA_OUT_OF_RANGE = (-222, "Data out of range")
 ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
 QUEUE_OVERFLOW = (-350, "Queue overflow")
 
 # Standard event status register bits (IEEE 488.2 11.5.1).
 ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME, ESR_PON = 1, 4, 8, 16, 32, 128
+
+# How a definite-length block stands in a unit's text while templates are matched.
+_BLOCK_TOKEN = "\x00{}\x00"
+_BLOCK_TOKEN_RE = re.compile("\x00(\\d+)\x00")
 
 _SPECIAL = re.compile(r"(MIN(?:IMUM)?|MAX(?:IMUM)?|DEF(?:AULT)?)\s*$", re.IGNORECASE)
 
@@ -56,6 +64,9 @@ class ScpiEmulator(Emulator):
     #: (maker, model, serial, firmware) as ``*IDN?`` reports them.
     identity: ClassVar[tuple[str, str, str, str]] = ("QHIL", "SCPI-EMULATOR", "0", "0")
     error_queue_size: ClassVar[int] = 30
+    #: Fields that take an IEEE 488.2 definite-length block, as "declaration.field":
+    #: their handler gets the payload as bytes; a block anywhere else is error -168.
+    block_fields: ClassVar[frozenset[str]] = frozenset()
 
     def power_on_state(self) -> None:
         self.errors: deque[tuple[int, str]] = deque()
@@ -163,7 +174,7 @@ class ScpiEmulator(Emulator):
 
     def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
         terms = self.input_terminators or self.framing.write_term_bytes[-1:]
-        return MessageFramer(reader, terms, block_end=open_block_end)
+        return MessageFramer(reader, terms, blocks=True)
 
     def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
         # SCPI: the command is ignored, nothing is sent back, the error is queued.
@@ -173,15 +184,16 @@ class ScpiEmulator(Emulator):
     async def respond(self, message: bytes) -> bytes:
         replies: list[str] = []
         path = ""
-        for unit in _split_units(message):
-            text = unit.decode(self.framing.encoding, errors="replace").strip()
+        for unit, blocks in split_units(message):
+            text, payloads = self._unit_text(unit, blocks)
+            text = text.strip()
             if not text:
                 continue
             header = text.split(None, 1)[0]
             if not text.startswith((":", "*")) and path:
                 text = f"{path}:{text}"
             try:
-                out = await self.execute(text)
+                out = await self.execute(text, payloads)
             except ScpiError as exc:
                 self.push_error(exc.code, exc.text)
                 out = None
@@ -194,22 +206,43 @@ class ScpiEmulator(Emulator):
             return b""
         return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
 
-    async def execute(self, command: str) -> str | None:
+    def _unit_text(self, unit: bytes, blocks: list[Block]) -> tuple[str, list[bytes]]:
+        """The unit as text, each block replaced by a token; the blocks' payloads as bytes."""
+        parts: list[str] = []
+        payloads: list[bytes] = []
+        pos = 0
+        for block in blocks:
+            parts.append(self._text(unit[pos : block.start]))
+            parts.append(_BLOCK_TOKEN.format(len(payloads)))
+            payloads.append(unit[block.data : block.end])
+            pos = block.end
+        parts.append(self._text(unit[pos:]))
+        return "".join(parts), payloads
+
+    def _text(self, data: bytes) -> str:
+        # NUL marks block tokens, so a NUL sent as text becomes a character no template takes.
+        return data.decode(self.framing.encoding, errors="replace").replace("\x00", "\ufffd")
+
+    async def execute(self, command: str, blocks: Sequence[bytes] = ()) -> str | None:
         """Run one command; return its reply text for a query.
 
-        A handler may be a coroutine function (one that waits, e.g. for simulated
-        time); it is awaited before the next command of the message runs.
+        ``blocks`` are the payloads of the definite-length blocks in ``command`` (there
+        as tokens): a field listed in :attr:`block_fields` that is one whole block gets
+        its payload as bytes. A handler may be a coroutine function (one that waits,
+        e.g. for simulated time); it is awaited before the next command of the message.
         """
         found = self.find_route(command)
         if found is None:
             raise ScpiError(*UNDEFINED_HEADER)
         route, raw = found
-        args = {k: v for k, v in raw.items() if k != "value"}
         decl = route.decl
-        parsed_args = {k: self._parse(decl, k, v) for k, v in args.items()}
-        if route.kind == "set":
-            parsed_args["value"] = self._parse(decl, "value", raw["value"])
-        result = route.handler(self, **parsed_args)
+        parsed: dict[str, Any] = {}
+        for name, text in raw.items():
+            if "\x00" in text:
+                parsed[name] = self._block_field(decl, name, text, blocks)
+            elif name != "value" or route.kind == "set":
+                parsed[name] = self._parse(decl, name, text)
+        result = route.handler(self, **parsed)
         if inspect.isawaitable(result):
             result = await result
         if route.kind != "get":
@@ -217,7 +250,13 @@ class ScpiEmulator(Emulator):
         if isinstance(result, Raw):
             return str(result)
         assert isinstance(decl, Control)
-        return decl.reply_template.emit(value=result, **parsed_args)
+        return decl.reply_template.emit(value=result, **parsed)
+
+    def _block_field(self, decl: Any, field: str, text: str, blocks: Sequence[bytes]) -> bytes:
+        m = _BLOCK_TOKEN_RE.fullmatch(text.strip())
+        if m is None or f"{decl.name}.{field}" not in self.block_fields:
+            raise ScpiError(*BLOCK_NOT_ALLOWED)
+        return blocks[int(m.group(1))]
 
     def _parse(self, decl: Any, field: str, text: str) -> Any:
         vt = decl.value if field == "value" else decl.args[field]
@@ -251,31 +290,3 @@ class ScpiEmulator(Emulator):
             if raw is not None:
                 return route, raw
         return None
-
-
-def _split_units(message: bytes) -> list[bytes]:
-    """Split a program message at ``;`` outside quotes and binary blocks."""
-    units: list[bytes] = []
-    start = i = 0
-    quote: int | None = None
-    while i < len(message):
-        c = message[i]
-        if quote is not None:
-            if c == quote:
-                quote = None
-        elif c in (0x22, 0x27):
-            quote = c
-        elif c == 0x23 and i + 1 < len(message) and 0x31 <= message[i + 1] <= 0x39:
-            n = message[i + 1] - 0x30
-            try:
-                length = int(message[i + 2 : i + 2 + n])
-            except ValueError:
-                length = 0
-            i += 2 + n + length
-            continue
-        elif c == 0x3B:
-            units.append(message[start:i])
-            start = i + 1
-        i += 1
-    units.append(message[start:])
-    return units

@@ -30,7 +30,6 @@ fewer than 8 points ``-222``. ``*RST`` and ``DATA:VOL:CLE`` fall back to the bui
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,7 +48,6 @@ from qhil.drivers.keysight.ks33500b import (
 from qhil.drivers.special_numbers import ScpiReal
 from qhil.drivers.values import Float
 from qhil.emulators.base import Raw, on
-from qhil.emulators.framer import MessageFramer, open_block_end
 from qhil.emulators.scpi import (
     DATA_OUT_OF_RANGE,
     ILLEGAL_PARAMETER,
@@ -66,7 +64,6 @@ OUT_OF_MEMORY = (-225, "Out of memory")
 RATE_CONFLICT = (-221, "Settings conflict;sample rate differs from the laser pulse rate")
 LEVEL_CONFLICT = (-221, "Settings conflict;intensity level selects no transmitter intensity")
 
-_WS = b" \t\r\n"
 INVALID_SUFFIX = (-131, "Invalid suffix")
 _SPECIAL = re.compile(r"\s*(MIN|MAX|DEF)\w*\s*", re.IGNORECASE)
 _NUM_UNIT = re.compile(
@@ -86,70 +83,12 @@ _UNITS = {
     "OHM": 1.0,
     "KOHM": 1e3,
 }
-_TOKEN = re.compile(r"\x00BLOCK(\d+)\x00")
 
 
 def nr3(x: float) -> str:
     """``+8.000000000000000E+07``: the 33500's number format; infinity as 9.9E+37."""
     # 9.9E+37 has no exact binary form: spell it rather than print its nearest double.
     return "+9.900000000000000E+37" if math.isinf(x) else f"{x:+.15E}"
-
-
-def _blocks(message: bytes) -> list[tuple[int, int, int]]:
-    """(start, data start, end) of each definite-length block outside quotes."""
-    out = []
-    i, quote = 0, None
-    while i < len(message):
-        c = message[i]
-        if quote is not None:
-            quote = None if c == quote else quote
-        elif c in (0x22, 0x27):
-            quote = c
-        elif c == 0x23 and i + 1 < len(message) and 0x31 <= message[i + 1] <= 0x39:
-            n = message[i + 1] - 0x30
-            digits = message[i + 2 : i + 2 + n]
-            if len(digits) == n and digits.isdigit():
-                end = i + 2 + n + int(digits)
-                if end <= len(message):
-                    out.append((i, i + 2 + n, end))
-                    i = end
-                    continue
-        i += 1
-    return out
-
-
-class _BlockFramer(MessageFramer):
-    """The SCPI framer, but whitespace is never stripped from inside a binary block."""
-
-    async def next(self) -> bytes | None:
-        start = 0
-        while True:
-            idx = self._find(start)
-            if idx >= 0 and self.block_end is not None:
-                end = self.block_end(self.buf, idx)
-                if end is not None:  # the terminator lies inside a binary block
-                    if end > len(self.buf):
-                        if not await self._fill():
-                            return None
-                        continue
-                    start = end
-                    continue
-            if idx >= 0:
-                raw = bytes(self.buf[:idx])
-                del self.buf[: idx + 1]
-                start = 0
-                lead = len(raw) - len(raw.lstrip(_WS))
-                stop = len(raw.rstrip(_WS))
-                found = _blocks(raw)
-                if found:
-                    stop = max(stop, found[-1][2])
-                msg = raw[lead:stop]
-                if msg:
-                    return msg
-                continue
-            start = max(0, len(self.buf))
-            if not await self._fill():
-                return None
 
 
 @dataclass
@@ -195,6 +134,7 @@ class Keysight33500BEmulator(ScpiEmulator):
     default_port = 5025
     input_terminators = b"\n"
     error_queue_size = 20
+    block_fields = frozenset({"upload_dac.data", "upload_float.data"})
     #: 33522B limits (the 33600A reaches 250 MSa/s and 120 MHz).
     max_sample_rate_hz: ClassVar[float] = 160e6
     max_frequency_hz: ClassVar[float] = 30e6
@@ -208,30 +148,12 @@ class Keysight33500BEmulator(ScpiEmulator):
         self.channels = {1: Channel(), 2: Channel()}
         self.byte_order = "NORM"
         self._loads = 0
-        self._blocks_in_message: list[bytes] = []
         self._driven: tuple[int, int, float] | None = None
 
-    # --- wire: blocks pass through the SCPI core as tokens ---
-
-    def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
-        return _BlockFramer(reader, self.input_terminators or b"\n", block_end=open_block_end)
+    # --- wire ---
 
     async def respond(self, message: bytes) -> bytes:
-        # The SCPI core decodes text; each binary block is handed over as a token.
-        parts: list[bytes] = []
-        blocks: list[bytes] = []
-        pos = 0
-        for start, data, end in _blocks(message):
-            parts.append(message[pos:start])
-            parts.append(f"\x00BLOCK{len(blocks)}\x00".encode("ascii"))
-            blocks.append(message[data:end])
-            pos = end
-        parts.append(message[pos:])
-        self._blocks_in_message = blocks
-        try:
-            reply = await super().respond(b"".join(parts))
-        finally:
-            self._blocks_in_message = []
+        reply = await super().respond(message)
         self._drive_world()
         return reply
 
@@ -300,15 +222,13 @@ class Keysight33500BEmulator(ScpiEmulator):
 
     # --- waveform memory ---
 
-    def _samples(self, data: str, dac: bool) -> npt.NDArray[np.int16]:
-        m = _TOKEN.fullmatch(data.strip())
-        if m is not None:
-            raw = self._blocks_in_message[int(m.group(1))]
+    def _samples(self, data: str | bytes, dac: bool) -> npt.NDArray[np.int16]:
+        if isinstance(data, bytes):  # a definite-length block's payload
             order = ">" if self.byte_order == "NORM" else "<"
             size = 2 if dac else 4
-            if len(raw) % size:
+            if len(data) % size:
                 raise ScpiError(*INVALID_BLOCK)
-            values = np.frombuffer(raw, dtype=f"{order}{'i2' if dac else 'f4'}")
+            values = np.frombuffer(data, dtype=f"{order}{'i2' if dac else 'f4'}")
         elif data.lstrip().startswith("#"):
             raise ScpiError(*INVALID_BLOCK)
         else:
@@ -326,7 +246,7 @@ class Keysight33500BEmulator(ScpiEmulator):
             raise ScpiError(*DATA_OUT_OF_RANGE)
         return np.rint(values * bb84_pattern.DAC_MAX).astype(np.int16)
 
-    def _load(self, channel: int, name: str, data: str, dac: bool) -> None:
+    def _load(self, channel: int, name: str, data: str | bytes, dac: bool) -> None:
         if not _NAME.fullmatch(name):
             raise ScpiError(*ILLEGAL_PARAMETER)
         ch = self.channels[channel]
@@ -339,11 +259,11 @@ class Keysight33500BEmulator(ScpiEmulator):
         ch.waveforms[name.upper()] = Waveform(codes, self._loads)
 
     @on("upload_dac")
-    def _data_dac(self, channel: int, name: str, data: str) -> None:
+    def _data_dac(self, channel: int, name: str, data: str | bytes) -> None:
         self._load(channel, name, data, dac=True)
 
     @on("upload_float")
-    def _data_float(self, channel: int, name: str, data: str) -> None:
+    def _data_float(self, channel: int, name: str, data: str | bytes) -> None:
         self._load(channel, name, data, dac=False)
 
     @on("clear_volatile")
