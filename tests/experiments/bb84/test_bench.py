@@ -45,6 +45,7 @@ def profile(**world: Any) -> Profile:
                     "intensity_probabilities": [0.5, 0.3, 0.2],
                     "pattern_length": PATTERN,
                     "blocks": 4,
+                    "settle_s": 0.0,  # 0 km of fibre: nothing of the previous block in flight
                 }
             },
             "source": "test_bench.py",
