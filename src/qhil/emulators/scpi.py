@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from qhil.drivers.declarations import Control
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.values import Float, Int, ValueTypeError
+from qhil.drivers.values import Float, Int, SuffixError, ValueTypeError
 from qhil.emulators.base import Emulator, Raw, Route, on
 from qhil.emulators.framer import Block, MessageFramer, split_units
 
@@ -273,6 +273,8 @@ class ScpiEmulator(Emulator):
             return vt.validate(vt.parse(text))
         except ValueTypeError:
             raise ScpiError(*DATA_OUT_OF_RANGE) from None
+        except SuffixError as exc:  # a unit the parameter does not take: -131
+            raise ScpiError(exc.code, exc.text) from None
         except ValueError:
             raise ScpiError(*ILLEGAL_PARAMETER) from None
 

@@ -12,8 +12,7 @@ from typing import Any, ClassVar
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.special_numbers import ScpiReal
-from qhil.drivers.values import Bool, Int, Keyword, Str
+from qhil.drivers.values import Bool, Int, Keyword, ScpiReal, Str
 from qhil.errors import ProtocolError, ValidationError
 from qhil.transport.framing import Framing
 

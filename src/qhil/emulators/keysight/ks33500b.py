@@ -45,8 +45,7 @@ from qhil.drivers.keysight.ks33500b import (
     MIN_POINTS,
     Keysight33500B,
 )
-from qhil.drivers.special_numbers import ScpiReal
-from qhil.drivers.values import Float
+from qhil.drivers.values import Float, ScpiReal
 from qhil.emulators.base import Raw, on
 from qhil.emulators.scpi import (
     DATA_OUT_OF_RANGE,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from qhil.drivers.qhil.qmc import MAX_READOUT_DELAY_S, QMC
-from qhil.drivers.special_numbers import scpi_special
+from qhil.drivers.values import scpi_special
 from qhil.emulators.base import Raw, on
 from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
 from qhil.emulators.world.clock import SimClock, seconds_to_ps
