@@ -9,6 +9,10 @@ undecided event; a sparse stream needs 1-3 rounds. A saturated stream (rate * ta
 doubling over "next event at least tau later", which is exact as well: no
 registered event lies within tau before any undecided event, so the undecided ones
 only interact with each other.
+
+Late additions (afterpulses) go through `DeadTimeFilter`: adding events can only
+change the registration inside the clusters (runs of events less than ``tau``
+apart) that they join, so only those are recomputed.
 """
 
 from __future__ import annotations
@@ -18,13 +22,24 @@ import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
 BoolArr = npt.NDArray[np.bool_]
+IntArr = npt.NDArray[np.intp]
 
 _MAX_ROUNDS = 12
 _SEGMENT = 1 << 15
 
 
-def nonparalysable_mask(t: F64, tau: float, last: float = -np.inf) -> BoolArr:
-    """Mask of registered events among sorted times ``t``; ``last`` = previous registered time."""
+def _close(t: F64, tau: float) -> IntArr:
+    """Indices i >= 1 of sorted ``t`` with t[i] - t[i-1] < tau."""
+    return np.flatnonzero(np.diff(t) < tau) + 1
+
+
+def nonparalysable_mask(
+    t: F64, tau: float, last: float = -np.inf, close_all: IntArr | None = None
+) -> BoolArr:
+    """Mask of registered events among sorted times ``t``; ``last`` = previous registered time.
+
+    ``close_all``: `_close` of ``t``, if already known.
+    """
     n = t.size
     keep = np.zeros(n, dtype=bool)
     if n == 0:
@@ -39,7 +54,10 @@ def nonparalysable_mask(t: F64, tau: float, last: float = -np.inf) -> BoolArr:
     tt = t[first:]
     # Round 1 on the whole stream with cheap passes: events with a gap >= tau before
     # them lead; the rest (few, unless the detector saturates) are decided in small rounds.
-    close = np.flatnonzero(np.diff(tt) < tau) + 1
+    if close_all is None:
+        close = _close(tt, tau)
+    else:
+        close = close_all[close_all > first] - first if first else close_all
     keep[first:] = True
     if close.size == 0:
         return keep
@@ -67,6 +85,89 @@ def nonparalysable_mask(t: F64, tau: float, last: float = -np.inf) -> BoolArr:
     if u.size:
         keep[idx[_orbit(u, tau)]] = True
     return keep
+
+
+class DeadTimeFilter:
+    """Registration of one batch's sorted events ``t`` under a non-paralysable dead time
+    ``tau`` (``last``: the previous registered time), open to a few late additions."""
+
+    def __init__(self, t: F64, tau: float, last: float = -np.inf) -> None:
+        self.t, self.tau, self.last = t, tau, last
+        self._close = _close(t, tau) if tau > 0 and t.size else np.zeros(0, np.intp)
+        self.keep = nonparalysable_mask(t, tau, last, self._close)
+        self._clusters: tuple[IntArr, IntArr] | None = None
+        self.extra = np.zeros(0)  # added events, sorted
+        self.extra_keep = np.zeros(0, bool)
+
+    def _cluster_of(self, j: IntArr) -> tuple[IntArr, IntArr]:
+        """First and last index of the cluster of ``t`` (alone) holding each index ``j``."""
+        if self._clusters is None:
+            c = self._close
+            if c.size:
+                brk = np.flatnonzero(np.diff(c) != 1)
+                firsts = np.concatenate([c[:1], c[brk + 1]]) - 1
+                lasts = np.concatenate([c[brk], c[-1:]])
+            else:
+                firsts = lasts = np.zeros(0, np.intp)
+            self._clusters = (firsts, lasts)
+        firsts, lasts = self._clusters
+        k = np.searchsorted(firsts, j, side="right") - 1
+        kk = np.maximum(k, 0)
+        inside = (k >= 0) & (j <= lasts[kk]) if firsts.size else np.zeros(j.size, bool)
+        lo = np.where(inside, firsts[kk] if firsts.size else j, j)
+        hi = np.where(inside, lasts[kk] if lasts.size else j, j)
+        return lo, hi
+
+    def add(self, new: F64) -> F64:
+        """Add events (sorted); return those of them that register.
+
+        Events of ``t`` whose cluster has no added event within ``tau`` keep their
+        registration: nothing outside a cluster is within ``tau`` of it. The clusters
+        within ``tau`` of any added event, with all added events, form a stream of whole
+        clusters of the merged stream, recomputed on its own.
+        """
+        if new.size == 0:
+            return new
+        t, tau = self.t, self.tau
+        x = np.concatenate([self.extra, new])
+        order = np.argsort(x, kind="stable")
+        x = x.take(order)
+        is_new = order >= self.extra.size
+        if tau <= 0:
+            self.extra, self.extra_keep = x, np.ones(x.size, bool)
+            return x[is_new]
+        # Base events next to an added one (its neighbours in t), if closer than tau.
+        n = t.size
+        i = np.searchsorted(t, x, side="right")
+        near = np.concatenate([i - 1, i])
+        xx = np.concatenate([x, x])
+        ok = (near >= 0) & (near < n)
+        near, xx = near[ok], xx[ok]
+        near = np.unique(near[np.abs(t.take(near) - xx) < tau])
+        lo, hi = self._cluster_of(near)
+        first = np.ones(lo.size, bool)
+        first[1:] = lo[1:] != lo[:-1]
+        lo, hi = lo[first], hi[first]
+        lengths = hi - lo + 1
+        base = np.arange(int(lengths.sum())) + np.repeat(
+            lo - (np.cumsum(lengths) - lengths), lengths
+        )
+        local = np.concatenate([t.take(base), x])
+        o = np.argsort(local, kind="stable")  # ties: base events first, as if inserted after
+        reg = np.empty(local.size, bool)
+        reg[o] = nonparalysable_mask(local.take(o), tau, self.last)
+        self.keep[base] = reg[: base.size]
+        self.extra, self.extra_keep = x, reg[base.size :]
+        return x[is_new & self.extra_keep]
+
+    def registered(self) -> F64:
+        """Registered times, sorted."""
+        reg = self.t[self.keep]
+        if not self.extra_keep.any():
+            return reg
+        out = np.concatenate([reg, self.extra[self.extra_keep]])
+        out.sort(kind="stable")  # one long run and a short one
+        return out
 
 
 def _orbit(u: F64, tau: float) -> npt.NDArray[np.intp]:

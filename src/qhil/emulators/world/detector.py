@@ -24,11 +24,13 @@ from scipy.special import ndtr
 from .clock import NodeClock
 from .component import Component
 from .config import DetectorConfig
-from .deadtime import nonparalysable_mask
+from .deadtime import DeadTimeFilter
 from .polarization import F64
+from .rng import bernoulli_positions, standard_normal
 
 _AFTERPULSE_GENERATIONS = 6
 JITTER_CLIP_SIGMAS = 8.0
+_EMPTY = np.zeros(0)
 
 
 class Detector(Component):
@@ -211,53 +213,49 @@ class Detector(Component):
     ) -> F64:
         """Register this batch's avalanches; return output pulse times (ps from ``base_ps``)."""
         rng = self.rng
+        noise_rate = self.dark_count_rate_hz + background_hz if self.enabled else 0.0
         parts = [a for a in (self._pending, *arrivals) if a.size]
-        ev = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0))
-        later = ev >= length_ps
-        if later.any():
-            self._pending = ev[later] - length_ps
-            ev = ev[~later]
-        else:
-            self._pending = np.zeros(0)
+        if noise_rate > 0:
+            parts.append(self._noise(length_ps, noise_rate))
+        # The parts are sorted runs (nearly: jitter): a stable sort merges them cheaply.
+        ev = np.concatenate(parts) if len(parts) > 1 else (parts[0].copy() if parts else _EMPTY)
+        ev.sort(kind="stable")
+        cut = int(np.searchsorted(ev, length_ps, side="left"))
+        self._pending = ev[cut:] - length_ps
+        ev = ev[:cut]
         if not self.enabled:
             self._last -= length_ps
             return np.zeros(0)
-        noise_rate = self.dark_count_rate_hz + background_hz
-        if noise_rate > 0:
-            ev = np.concatenate([ev, self._noise(length_ps, noise_rate)])
         gated = self.gate_enabled
         if gated and ev.size:
             ev = ev[self._in_gate(base_ps, ev)]
-        ev = np.sort(ev, kind="stable")
         tau = self.dead_time_ps
-        keep = nonparalysable_mask(ev, tau, self._last)
-        reg = ev[keep]
+        filt = DeadTimeFilter(ev, tau, self._last)
 
         p_ap = self.afterpulse_probability
-        if p_ap > 0 and reg.size:
-            parents = reg
+        if p_ap > 0 and ev.size:
+            parents = ev[filt.keep]
             tau_ap = self.cfg.afterpulse_time_constant_ns * 1e3
             carry: list[F64] = []
             for _ in range(_AFTERPULSE_GENERATIONS):
-                hit = rng.random(parents.size) < p_ap
-                ap = parents[hit] + tau + rng.exponential(tau_ap, int(hit.sum()))
-                if gated and ap.size:
-                    ap = ap[self._in_gate(base_ps, ap)]
-                carry.append(ap[ap >= length_ps] - length_ps)
-                ap = np.sort(ap[ap < length_ps])
-                if ap.size == 0:
+                hit = bernoulli_positions(rng, parents.size, p_ap)
+                if hit.size == 0:
                     break
-                # Afterpulses are few: insert them instead of re-sorting the stream.
-                at = np.searchsorted(ev, ap, side="right")
-                ev = np.insert(ev, at, ap)
-                keep = nonparalysable_mask(ev, tau, self._last)
-                reg = ev[keep]
-                # The new afterpulses that registered trigger the next generation.
-                inserted = np.zeros(ev.size, bool)
-                inserted[at + np.arange(at.size)] = True
-                parents = ev[keep & inserted]
+                ap = parents.take(hit) + tau + rng.exponential(tau_ap, hit.size)
+                if gated:
+                    ap = ap[self._in_gate(base_ps, ap)]
+                ap.sort()
+                cut = int(np.searchsorted(ap, length_ps, side="left"))
+                if cut < ap.size:
+                    carry.append(ap[cut:] - length_ps)
+                if cut == 0:
+                    break
+                # Afterpulses are few: only the clusters they join are redone. The ones
+                # that register trigger the next generation.
+                parents = filt.add(ap[:cut])
             if carry:
                 self._pending = np.concatenate([self._pending, *carry])
+        reg = filt.registered()
 
         if reg.size:
             self._last = float(reg[-1]) - length_ps
@@ -271,7 +269,7 @@ class Detector(Component):
         if reg.size == 0:
             return reg
         if c.jitter_ps > 0:
-            out = self.rng.standard_normal(reg.size)
+            out = standard_normal(self.rng, reg.size)
             out *= c.jitter_ps
             out += reg
         else:

@@ -1,0 +1,117 @@
+"""Exactness of the vectorised kernels behind the photon sampling and detector dynamics.
+
+Each kernel is checked against a direct (slow, obviously correct) reference: the
+sequential dead-time rule, exact enumeration of click patterns, the normal law.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qhil.emulators.world.deadtime import DeadTimeFilter, nonparalysable_mask
+from qhil.emulators.world.rng import bernoulli_position_chunks, standard_normal
+from qhil.emulators.world.sample_wcs import _multi_clicks, _thresholds
+
+
+def sequential_mask(t: np.ndarray, tau: float, last: float) -> np.ndarray:
+    """The non-paralysable rule, one event at a time."""
+    keep = np.zeros(t.size, bool)
+    prev = last
+    for i, x in enumerate(t):
+        if x - prev >= tau:
+            keep[i] = True
+            prev = x
+    return keep
+
+
+@pytest.mark.parametrize("rate_per_tau", [0.05, 0.7, 3.0, 20.0])
+def test_dead_time_filter_with_late_additions_follows_the_sequential_rule(
+    rate_per_tau: float,
+) -> None:
+    rng = np.random.default_rng(11)
+    tau = 1.0
+    for _ in range(200):
+        n = int(rng.integers(0, 80))
+        span = max(n, 1) / rate_per_tau
+        t = np.sort(rng.random(n) * span)
+        last = float(rng.choice([-np.inf, -0.4, 0.2]))
+        filt = DeadTimeFilter(t, tau, last)
+        assert np.array_equal(filt.keep, sequential_mask(t, tau, last))
+        merged = t
+        for _generation in range(3):
+            new = np.sort(rng.random(int(rng.integers(0, 8))) * span)
+            got = filt.add(new)
+            # Reference: the rule on the merged stream (earlier events first among ties).
+            both = np.concatenate([merged, new])
+            order = np.argsort(both, kind="stable")
+            merged = both[order]
+            ref = sequential_mask(merged, tau, last)
+            assert np.array_equal(np.sort(got), merged[ref & (order >= both.size - new.size)])
+            assert np.array_equal(filt.registered(), merged[ref])
+            assert np.array_equal(nonparalysable_mask(merged, tau, last), ref)
+
+
+def test_standard_normal_is_normal() -> None:
+    z = standard_normal(np.random.default_rng(3), 400_001)
+    assert z.size == 400_001
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # Box-Muller pairs: the two halves must be independent of each other.
+    half = z.size // 2
+    r = stats.pearsonr(z[:half], z[half : 2 * half])
+    assert r.pvalue > 1e-3
+
+
+def test_bernoulli_positions_are_independent_selections() -> None:
+    rng = np.random.default_rng(5)
+    n, q = 3_000_000, 0.03
+    pos = np.concatenate(list(bernoulli_position_chunks(rng, n, q, chunk=4096)))
+    assert np.all(np.diff(pos) > 0) and pos[0] >= 0 and pos[-1] < n
+    lo, hi = stats.binom.interval(0.999, n, q)
+    assert lo <= pos.size <= hi
+    # Gaps are geometric(q) on 1, 2, ...
+    gaps = np.diff(pos)
+    k = np.arange(1, 200)
+    observed = np.bincount(np.minimum(gaps, 200), minlength=201)[1:]
+    expected = np.append(stats.geom.pmf(k, q), stats.geom.sf(199, q)) * gaps.size
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+def pattern_probabilities(lam: np.ndarray) -> dict[tuple[bool, ...], float]:
+    p = -np.expm1(-lam)
+    return {
+        bits: float(np.prod(np.where(bits, p, 1.0 - p)))
+        for bits in itertools.product((False, True), repeat=lam.size)
+    }
+
+
+def test_outcome_intervals_have_the_exact_pattern_probabilities() -> None:
+    lam = np.array([0.3, 0.05, 1.2, 0.0])
+    ends = _thresholds(lam[None, :])[0]
+    probs = pattern_probabilities(lam)
+    widths = np.diff(np.concatenate([[0.0], ends]))
+    for d in range(lam.size):
+        only_d = tuple(i == d for i in range(lam.size))
+        assert widths[d] == pytest.approx(probs[only_d], rel=1e-12, abs=1e-15)
+    multi = sum(v for bits, v in probs.items() if sum(bits) >= 2)
+    assert widths[-1] == pytest.approx(multi, rel=1e-12)
+    assert ends[-1] == pytest.approx(1.0 - probs[(False,) * lam.size], rel=1e-12)
+
+
+def test_multi_click_patterns_follow_the_conditional_law() -> None:
+    lam = np.array([0.4, 0.1, 0.9, 0.25])
+    n = 200_000
+    clicks = _multi_clicks(np.random.default_rng(9), np.tile(lam, (n, 1)))
+    assert clicks.sum(axis=1).min() >= 2
+    probs = {b: v for b, v in pattern_probabilities(lam).items() if sum(b) >= 2}
+    total = sum(probs.values())
+    codes = clicks @ (1 << np.arange(lam.size))
+    observed = np.bincount(codes, minlength=1 << lam.size)
+    keys = list(probs)
+    idx = [sum(int(b) << i for i, b in enumerate(bits)) for bits in keys]
+    expected = np.array([probs[b] / total * n for b in keys])
+    assert observed[idx].sum() == n
+    assert stats.chisquare(observed[idx], expected).pvalue > 1e-3
