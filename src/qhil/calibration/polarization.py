@@ -1,0 +1,593 @@
+"""Polarization compensation: the controller voltages that undo the fibre's rotation.
+
+Alice's transmitter sends reference light — a block of H, then a block of D at
+signal intensity — and Bob's tagger counts his four detectors under each. The
+error fractions ``e_Z = V / (H + V)`` (while H is sent) and ``e_X = A / (D + A)``
+(while D is sent) are what the BB84 QBER will be; the routine minimises
+``e_Z + e_X`` over the voltages of Bob's polarization controller. It talks only
+to the role interfaces (:class:`PatternGenerator`, :class:`TimeTagger`,
+:class:`PolarizationController`).
+
+Method (derivative-free, a few ms of light per evaluation). Each controller
+channel is a retarder whose retardance is linear in its voltage, so with the
+other voltages fixed the cost is a sinusoid of one voltage, and jointly a
+trigonometric polynomial of degree one in each channel's phase
+(:mod:`qhil.calibration.trig_fit`):
+
+1. *Start*: measure at the voltages found on the controller; stop if already
+   good enough.
+2. *Scan* (unless the half-wave voltage is given): sweep one channel over its
+   range at irregular voltages and fit a sinusoid of unknown rate; the rate is
+   the channel's pi / half-wave voltage, taken for every channel (nominally
+   identical squeezers). A channel whose sweep moves nothing is skipped for the next.
+3. *Joint step*: on three channels (any rotation is three retarders with
+   alternating axes away), measure the 3^3 grid of phase offsets {0, +-2 pi/3}
+   around the present voltages, fit the 27-coefficient polynomial exactly, and
+   go to its global minimum. Coordinate descent alone stalls for long near
+   configurations where two retarders' axes line up (a gimbal lock); the joint
+   step jumps to the optimum from anywhere.
+4. *Refine*: one channel at a time, two more points fix its sinusoid and the
+   voltage goes to its minimum (kept unless clearly worse); until both error
+   fractions are below the target with confidence, a full round moves nothing,
+   or the acquisition budget is spent.
+5. *Verify*: a longer acquisition at the final voltages gives the reported error
+   fractions with exact binomial intervals.
+
+Nothing here relies on the fibre, the controller's axes or offsets, or the
+receiver's frame; only on linear retardance per channel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qhil.calibration.binomial import ErrorFraction
+from qhil.calibration.errors import CalibrationError
+from qhil.calibration.reference import DETECTORS, ReferenceSource
+from qhil.calibration.trig_fit import (
+    fit_sinusoid,
+    fit_sinusoid_rate,
+    fit_trig_polynomial,
+    minimize_trig_polynomial,
+)
+from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTagger
+
+log = logging.getLogger(__name__)
+
+#: Phase offsets of the three samples per channel (equally spaced: least noise in the fit).
+_THIRDS = (0.0, 2 * math.pi / 3, -2 * math.pi / 3)
+#: Channels varied together in the joint step (three retarders reach any rotation).
+JOINT_CHANNELS = 3
+#: Fewest clicks per basis at the start for the counts to mean anything.
+MIN_CLICKS = 20
+#: Smallest sinusoid amplitude (in e_Z + e_X) accepted as a channel's response.
+MIN_AMPLITUDE = 0.02
+#: Fraction of the controller's range a scan covers (keeps clear of the limits).
+SCAN_REACH = 0.96
+
+
+class Phase(IntEnum):
+    """What a measurement was for (stored as this number in the run's step rows)."""
+
+    START = 0  # at the voltages found on the controller
+    SCAN = 1  # one channel swept over its range (learns the half-wave voltage)
+    GRID = 2  # a point of the joint step's 3^k grid
+    MOVE = 3  # at the minimum of a fitted model
+    REFINE = 4  # a point of a one-channel sinusoid
+    VERIFY = 5  # the longer, final acquisition
+
+
+@dataclass(frozen=True)
+class PolarizationMeasurement:
+    """Bob's detector counts under the H and the D reference, at one set of voltages."""
+
+    voltages_mv: tuple[int, ...]
+    under_h: tuple[int, int, int, int]  # counts of H, V, D, A while Alice sends H
+    under_d: tuple[int, int, int, int]  # ... while Alice sends D
+    integration_s: float
+
+    @property
+    def e_z(self) -> ErrorFraction:
+        h, v, _, _ = self.under_h
+        return ErrorFraction(v, h + v)
+
+    @property
+    def e_x(self) -> ErrorFraction:
+        _, _, d, a = self.under_d
+        return ErrorFraction(a, d + a)
+
+    @property
+    def cost(self) -> float:
+        """``e_Z + e_X``: what the search minimises."""
+        return self.e_z.value + self.e_x.value
+
+    @property
+    def cost_variance(self) -> float:
+        return self.e_z.variance() + self.e_x.variance()
+
+
+@dataclass(frozen=True)
+class PolarizationStep:
+    """One measurement of the search: why it was made, which channels it varied, what it saw."""
+
+    index: int
+    phase: Phase
+    channels: tuple[int, ...]  # controller channels (from 1) varied by this step
+    measurement: PolarizationMeasurement
+
+
+StepHook = Callable[[PolarizationStep], Awaitable[None] | None]
+
+
+def step_dtype(n_channels: int) -> np.dtype[Any]:
+    """Row of the run record's ``steps`` array: one per measurement."""
+    return np.dtype(
+        [
+            ("step", np.int64),
+            ("phase", np.int64),
+            *[(f"v{i}_mv", np.int64) for i in range(1, n_channels + 1)],
+            *[(f"h_ref_{d.lower()}", np.int64) for d in DETECTORS],
+            *[(f"d_ref_{d.lower()}", np.int64) for d in DETECTORS],
+            ("integration_s", np.float64),
+            ("e_z", np.float64),
+            ("e_x", np.float64),
+        ]
+    )
+
+
+def step_row(step: PolarizationStep) -> npt.NDArray[Any]:
+    m = step.measurement
+    row = np.zeros(1, dtype=step_dtype(len(m.voltages_mv)))
+    row["step"], row["phase"] = step.index, int(step.phase)
+    for i, v in enumerate(m.voltages_mv, start=1):
+        row[f"v{i}_mv"] = v
+    for d, n_h, n_d in zip(DETECTORS, m.under_h, m.under_d, strict=True):
+        row[f"h_ref_{d.lower()}"], row[f"d_ref_{d.lower()}"] = n_h, n_d
+    row["integration_s"], row["e_z"], row["e_x"] = m.integration_s, m.e_z.value, m.e_x.value
+    return row
+
+
+@dataclass(frozen=True)
+class PolarizationCalibration:
+    """What the polarization calibration found; ``after`` is the verification measurement."""
+
+    voltages_mv: tuple[int, ...]
+    start_voltages_mv: tuple[int, ...]
+    before: PolarizationMeasurement
+    after: PolarizationMeasurement
+    target_error: float
+    confidence: float
+    target_met: bool  # both upper bounds (at ``confidence``) of ``after`` below the target
+    stop_reason: str
+    half_wave_voltage_mv: float | None  # used by the search; None when it was not needed
+    half_wave_voltage_source: str  # "given", "scan" or "none"
+    acquisitions: int  # counting gates of the tagger, verification included
+    settle_gates: int  # further gates whose light was let pass uncounted after each change
+    steps: tuple[PolarizationStep, ...] = field(repr=False)
+
+    @property
+    def e_z(self) -> ErrorFraction:
+        return self.after.e_z
+
+    @property
+    def e_x(self) -> ErrorFraction:
+        return self.after.e_x
+
+    def step_rows(self) -> npt.NDArray[Any]:
+        if not self.steps:
+            return np.zeros(0, dtype=step_dtype(len(self.voltages_mv)))
+        return np.concatenate([step_row(s) for s in self.steps])
+
+    def to_results(self) -> dict[str, float | int | str | bool | None]:
+        """Scalars for a run record."""
+        out: dict[str, float | int | str | bool | None] = {
+            "target_met": self.target_met,
+            "stop_reason": self.stop_reason,
+            "target_error": self.target_error,
+            "confidence": self.confidence,
+            "acquisitions": self.acquisitions,
+            "settle_gates": self.settle_gates,
+            "evaluations": len(self.steps),
+            "half_wave_voltage_mv": self.half_wave_voltage_mv,
+            "half_wave_voltage_source": self.half_wave_voltage_source,
+        }
+        for i, (v0, v1) in enumerate(
+            zip(self.start_voltages_mv, self.voltages_mv, strict=True), start=1
+        ):
+            out[f"start_v{i}_mv"], out[f"v{i}_mv"] = v0, v1
+        for name, m in (("before", self.before), ("after", self.after)):
+            for basis, ef in (("z", m.e_z), ("x", m.e_x)):
+                lo, hi = ef.interval(self.confidence)
+                out[f"e_{basis}_{name}"] = ef.value
+                out[f"e_{basis}_{name}_std"] = ef.std
+                out[f"e_{basis}_{name}_lo"] = lo
+                out[f"e_{basis}_{name}_hi"] = hi
+                out[f"e_{basis}_{name}_clicks"] = ef.total
+        return out
+
+
+@dataclass
+class _Options:
+    target_error: float
+    confidence: float
+    integration_s: float
+    verify_integration_s: float
+    max_acquisitions: int
+    settle_s: float
+    max_voltage_mv: int
+    half_wave_voltage_mv: float | None
+    scan_points: int
+    min_half_wave_mv: float
+    max_half_wave_mv: float
+    converged_mv: int
+
+
+class _Search:
+    def __init__(
+        self,
+        source: ReferenceSource,
+        controller: PolarizationController,
+        opts: _Options,
+        on_step: StepHook | None,
+    ) -> None:
+        self.source = source
+        self.controller = controller
+        self.o = opts
+        self.on_step = on_step
+        self.n = int(controller.channels)
+        self.steps: list[PolarizationStep] = []
+        self.acquisitions = 0
+        self._written: tuple[int, ...] | None = None
+        self.rate: float | None = None  # rad per mV
+        self.rate_source = "none"
+
+    # --- measuring ---
+
+    def evaluations_left(self) -> int:
+        """Evaluations (two gates each) still allowed, keeping two gates for verification."""
+        return max(0, (self.o.max_acquisitions - 2 - self.acquisitions) // 2)
+
+    def clip(self, v: float) -> int:
+        return int(min(max(round(v), -self.o.max_voltage_mv), self.o.max_voltage_mv))
+
+    async def measure(
+        self,
+        voltages: Sequence[float],
+        phase: Phase,
+        channels: tuple[int, ...] = (),
+        integration_s: float | None = None,
+    ) -> PolarizationMeasurement:
+        v = tuple(self.clip(x) for x in voltages)
+        t = self.o.integration_s if integration_s is None else integration_s
+        if v != self._written:
+            await self.controller.set_voltages_mv(list(v))
+            self._written = v
+        counts = []
+        for state in ("H", "D"):
+            await self.source.load(state)
+            # Light still in the fibre carries the previous setting: let it pass first.
+            await self.source.settle(self.o.settle_s)
+            counts.append(await self.source.count(t))
+            self.acquisitions += 1
+        m = PolarizationMeasurement(v, counts[0], counts[1], t)
+        step = PolarizationStep(len(self.steps), phase, channels, m)
+        self.steps.append(step)
+        if self.on_step is not None:
+            r = self.on_step(step)
+            if inspect.isawaitable(r):
+                await r
+        log.debug("polarization %s %s: e_Z %.4f e_X %.4f", phase.name, v, m.e_z.value, m.e_x.value)
+        return m
+
+    def satisfied(self, m: PolarizationMeasurement) -> bool:
+        c = self.o.confidence
+        return m.e_z.upper(c) < self.o.target_error and m.e_x.upper(c) < self.o.target_error
+
+    @staticmethod
+    def not_worse(new: PolarizationMeasurement, old: PolarizationMeasurement) -> bool:
+        """Keep a move unless it is worse by more than two standard errors."""
+        return new.cost <= old.cost + 2 * math.sqrt(new.cost_variance + old.cost_variance)
+
+    # --- voltages for phases ---
+
+    def _period_mv(self) -> float:
+        assert self.rate is not None
+        return 2 * math.pi / self.rate
+
+    def offset_voltage(self, center: int, dphase: float) -> int:
+        """``center + dphase / rate``, brought into range by whole periods (else clipped)."""
+        period = self._period_mv()
+        v = center + dphase / self._rate()
+        lim = self.o.max_voltage_mv
+        while v > lim and v - period >= -lim:
+            v -= period
+        while v < -lim and v + period <= lim:
+            v += period
+        return self.clip(v)
+
+    def nearest_minimum(self, center: int, candidates: npt.NDArray[np.float64]) -> int:
+        if candidates.size == 0:
+            return center
+        return self.clip(float(candidates[np.argmin(np.abs(candidates - center))]))
+
+    def _rate(self) -> float:
+        assert self.rate is not None
+        return self.rate
+
+    # --- the steps ---
+
+    async def learn_rate(self, cur: PolarizationMeasurement) -> None:
+        if self.o.half_wave_voltage_mv is not None:
+            self.rate = math.pi / self.o.half_wave_voltage_mv
+            self.rate_source = "given"
+            return
+        k = self.o.scan_points
+        reach = SCAN_REACH * self.o.max_voltage_mv
+        # Irregular (golden-ratio) voltages: aliases of the true rate fit worse.
+        golden = (math.sqrt(5) - 1) / 2
+        u = np.sort((np.arange(k) * golden + 0.5) % 1.0)
+        scan = [self.clip(x) for x in (2 * u - 1) * reach]
+        tried = []
+        for ch in range(self.n):
+            if self.evaluations_left() < k:
+                break
+            tried.append(ch + 1)
+            volts, costs, variances = [cur.voltages_mv[ch]], [cur.cost], [cur.cost_variance]
+            for x in scan:
+                v = list(cur.voltages_mv)
+                v[ch] = x
+                m = await self.measure(v, Phase.SCAN, (ch + 1,))
+                volts.append(x)
+                costs.append(m.cost)
+                variances.append(m.cost_variance)
+            if not np.all(np.isfinite(costs)):
+                continue  # no clicks at some voltage: no fit
+            fit = fit_sinusoid_rate(volts, costs, self.o.min_half_wave_mv, self.o.max_half_wave_mv)
+            noise = math.sqrt(float(np.mean(variances)))
+            log.info(
+                "polarization scan of channel %d: half-wave %.0f mV, amplitude %.3f "
+                "(noise %.4f, residual %.4f)",
+                ch + 1,
+                fit.half_wave_voltage_mv,
+                fit.amplitude,
+                noise,
+                fit.residual_rms,
+            )
+            if fit.amplitude > max(5 * noise, 3 * fit.residual_rms, MIN_AMPLITUDE):
+                self.rate = fit.rate_rad_per_mv
+                self.rate_source = "scan"
+                return
+        raise CalibrationError(
+            f"sweeping controller channel(s) {tried} over +-{reach:.0f} mV did not change the "
+            f"error fractions by more than their noise: is the controller in the light's path "
+            f"(and in DC mode), and is the light polarized?"
+            if tried
+            else "no acquisitions left to learn the controller's half-wave voltage; raise "
+            "max_acquisitions or give half_wave_voltage_mv"
+        )
+
+    async def joint_step(self, cur: PolarizationMeasurement) -> PolarizationMeasurement:
+        chans = list(range(min(JOINT_CHANNELS, self.n)))
+        k = len(chans)
+        grid = [g for g in itertools.product(_THIRDS, repeat=k) if any(g)]
+        phases, costs = [np.zeros(k)], [cur.cost]
+        for offsets in grid:
+            v = list(cur.voltages_mv)
+            for ch, d in zip(chans, offsets, strict=True):
+                v[ch] = self.offset_voltage(cur.voltages_mv[ch], d)
+            m = await self.measure(v, Phase.GRID, tuple(c + 1 for c in chans))
+            # The phases actually set (a voltage may have been wrapped or clipped).
+            phases.append(np.array([self._rate() * (v[ch] - cur.voltages_mv[ch]) for ch in chans]))
+            costs.append(m.cost)
+        if not np.all(np.isfinite(costs)):
+            raise CalibrationError("some grid points saw no clicks in a basis; no fit possible")
+        coef = fit_trig_polynomial(np.array(phases), np.array(costs))
+        best, predicted = minimize_trig_polynomial(coef, k)
+        v = list(cur.voltages_mv)
+        period = self._period_mv()
+        lim = self.o.max_voltage_mv
+        for ch, ph in zip(chans, best, strict=True):
+            first = cur.voltages_mv[ch] + ph / self._rate()
+            cands = first + period * np.arange(-8, 9)
+            v[ch] = self.nearest_minimum(cur.voltages_mv[ch], cands[np.abs(cands) <= lim])
+        m = await self.measure(v, Phase.MOVE, tuple(c + 1 for c in chans))
+        log.info("polarization joint step: predicted %.4f, measured %.4f", predicted, m.cost)
+        return m if self.not_worse(m, cur) else cur
+
+    async def refine(self, cur: PolarizationMeasurement) -> tuple[PolarizationMeasurement, str]:
+        still = 0  # consecutive channels whose move was below converged_mv
+        ch = 0
+        while True:
+            if self.satisfied(cur):
+                return cur, "target met"
+            if still >= self.n:
+                return cur, "converged: a full round of channels moved nothing"
+            if self.evaluations_left() < 3:
+                return cur, "acquisition budget spent"
+            volts, costs = [cur.voltages_mv[ch]], [cur.cost]
+            for d in _THIRDS[1:]:
+                v = list(cur.voltages_mv)
+                v[ch] = self.offset_voltage(cur.voltages_mv[ch], d)
+                m = await self.measure(v, Phase.REFINE, (ch + 1,))
+                volts.append(v[ch])
+                costs.append(m.cost)
+            moved = 0
+            if np.all(np.isfinite(costs)):
+                fit = fit_sinusoid(volts, costs, self._rate())
+                lim = self.o.max_voltage_mv
+                target = self.nearest_minimum(cur.voltages_mv[ch], fit.minima_mv(-lim, lim))
+                moved = abs(target - cur.voltages_mv[ch])
+                if moved >= self.o.converged_mv:
+                    v = list(cur.voltages_mv)
+                    v[ch] = target
+                    m = await self.measure(v, Phase.MOVE, (ch + 1,))
+                    if self.not_worse(m, cur):
+                        cur = m
+                    else:
+                        moved = 0
+            still = still + 1 if moved < self.o.converged_mv else 0
+            ch = (ch + 1) % self.n
+
+    async def run(self) -> PolarizationCalibration:
+        start = tuple(int(x) for x in await self.controller.voltages_mv())
+        if len(start) != self.n:
+            raise CalibrationError(
+                f"controller reports {len(start)} voltages for {self.n} channels"
+            )
+        before = await self.measure(start, Phase.START)
+        if before.e_z.total < MIN_CLICKS or before.e_x.total < MIN_CLICKS:
+            raise CalibrationError(
+                f"too few clicks to calibrate: {before.e_z.total} on H+V under the H reference, "
+                f"{before.e_x.total} on D+A under the D reference in {before.integration_s:g} s "
+                f"(at least {MIN_CLICKS} each needed): is the light reaching Bob (source on, "
+                f"attenuator shutter open, detectors enabled) and is channel_map right?"
+            )
+        cur = before
+        if self.satisfied(cur):
+            reason = "target met at the start voltages"
+        else:
+            await self.learn_rate(cur)
+            if self.evaluations_left() >= 3 ** min(JOINT_CHANNELS, self.n):
+                cur = await self.joint_step(cur)
+            cur, reason = await self.refine(cur)
+        after = await self.measure(cur.voltages_mv, Phase.VERIFY, (), self.o.verify_integration_s)
+        c = self.o.confidence
+        met = after.e_z.upper(c) < self.o.target_error and after.e_x.upper(c) < self.o.target_error
+        return PolarizationCalibration(
+            voltages_mv=after.voltages_mv,
+            start_voltages_mv=start,
+            before=before,
+            after=after,
+            target_error=self.o.target_error,
+            confidence=c,
+            target_met=met,
+            stop_reason=reason,
+            half_wave_voltage_mv=None if self.rate is None else math.pi / self.rate,
+            half_wave_voltage_source=self.rate_source,
+            acquisitions=self.acquisitions,
+            settle_gates=self.source.settle_gates,
+            steps=tuple(self.steps),
+        )
+
+
+async def calibrate_polarization(
+    generator: PatternGenerator,
+    tagger: TimeTagger,
+    controller: PolarizationController,
+    *,
+    channel_map: Mapping[str, int],
+    rep_rate_hz: float,
+    pattern_length: int = 1024,
+    intensity_index: int = 0,
+    target_error: float = 0.01,
+    confidence: float = 0.95,
+    integration_s: float = 2e-3,
+    verify_integration_s: float = 20e-3,
+    max_acquisitions: int = 150,
+    settle_s: float = 1e-3,
+    max_voltage_mv: int = 5000,
+    half_wave_voltage_mv: float | None = None,
+    scan_points: int = 11,
+    min_half_wave_mv: float | None = None,
+    max_half_wave_mv: float | None = None,
+    converged_mv: int = 5,
+    rng: np.random.Generator | None = None,
+    on_step: StepHook | None = None,
+) -> PolarizationCalibration:
+    """Find the voltages of ``controller`` (Bob's) that make H arrive as H and D as D.
+
+    ``channel_map`` gives the tagger channel (from 1) of Bob's H, V, D and A
+    detectors; ``rep_rate_hz`` is the transmitter's pulse rate (the pattern's
+    symbol rate). Reference patterns are constant blocks of H or D at
+    ``intensity_index`` (0 = signal), at least ``pattern_length`` symbols long.
+    Each evaluation counts ``integration_s`` under H and again under D, each after
+    an uncounted gate of ``settle_s`` (light still in the fibre from before the
+    change; it must be a gate the tagger accepts, e.g. whole ms on a TDC1, or 0 to
+    skip). At most ``max_acquisitions`` counting gates are used, verification
+    (``verify_integration_s`` each) included. The search stops when both
+    error fractions' one-sided upper bounds at ``confidence`` are below
+    ``target_error``. ``half_wave_voltage_mv`` skips the scan that learns it
+    (searched in ``[min_half_wave_mv, max_half_wave_mv]``, default
+    ``max_voltage_mv / 8 .. 2.5 * max_voltage_mv``). ``on_step`` sees every
+    measurement as it is made (e.g. to record it). The controller is left at the
+    voltages found; on an error it is set back to where it started.
+    """
+    if not 0 < target_error < 0.5:
+        raise ValueError(f"target_error must be in (0, 0.5), got {target_error}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    for name, t in (
+        ("integration_s", integration_s),
+        ("verify_integration_s", verify_integration_s),
+    ):
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"{name} must be > 0, got {t}")
+    if not (math.isfinite(settle_s) and settle_s >= 0):
+        raise ValueError(f"settle_s must be >= 0, got {settle_s}")
+    if max_acquisitions < 4:
+        raise ValueError(
+            f"max_acquisitions must be >= 4 (start and verification), got {max_acquisitions}"
+        )
+    if max_voltage_mv <= 0:
+        raise ValueError(f"max_voltage_mv must be > 0, got {max_voltage_mv}")
+    if half_wave_voltage_mv is not None and not half_wave_voltage_mv > 0:
+        raise ValueError(f"half_wave_voltage_mv must be > 0, got {half_wave_voltage_mv}")
+    if scan_points < 5:
+        raise ValueError(f"scan_points must be >= 5, got {scan_points}")
+    lo = max_voltage_mv / 8 if min_half_wave_mv is None else min_half_wave_mv
+    hi = 2.5 * max_voltage_mv if max_half_wave_mv is None else max_half_wave_mv
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < min_half_wave_mv < max_half_wave_mv, got {lo}, {hi}")
+    if converged_mv < 1:
+        raise ValueError(f"converged_mv must be >= 1, got {converged_mv}")
+    source = ReferenceSource(
+        generator,
+        tagger,
+        channel_map,
+        rep_rate_hz,
+        pattern_length=pattern_length,
+        intensity_index=intensity_index,
+        rng=rng,
+    )
+    opts = _Options(
+        target_error=target_error,
+        confidence=confidence,
+        integration_s=integration_s,
+        verify_integration_s=verify_integration_s,
+        max_acquisitions=max_acquisitions,
+        settle_s=settle_s,
+        max_voltage_mv=int(max_voltage_mv),
+        half_wave_voltage_mv=half_wave_voltage_mv,
+        scan_points=scan_points,
+        min_half_wave_mv=lo,
+        max_half_wave_mv=hi,
+        converged_mv=converged_mv,
+    )
+    search = _Search(source, controller, opts, on_step)
+    start: list[int] | None = None
+    await generator.set_output(True)
+    try:
+        start = list(await controller.voltages_mv())
+        return await search.run()
+    except BaseException:
+        if start is not None and search._written not in (None, tuple(start)):
+            try:
+                await controller.set_voltages_mv(start)
+            except Exception as exc:  # the original error matters more
+                log.warning("polarization: could not restore the start voltages: %s", exc)
+        raise
+    finally:
+        try:
+            await generator.set_output(False)
+        except Exception as exc:
+            log.warning("polarization: could not switch the pattern generator off: %s", exc)
