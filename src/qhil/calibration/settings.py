@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qhil.errors import ConfigError
 
@@ -71,16 +71,17 @@ class PolarizationSettings(BaseModel):
     max_half_wave_mv: float | None = Field(None, gt=0, description="Upper bound of the scan fit.")
     converged_mv: int = Field(5, ge=1, description="Moves below this count as no move, mV.")
 
-    @model_validator(mode="after")
-    def _check(self) -> PolarizationSettings:
-        labels = set(self.channel_map)
+    @field_validator("channel_map")
+    @classmethod
+    def _check_channel_map(cls, cm: dict[Label, int]) -> dict[Label, int]:
+        labels = set(cm)
         if labels != {"H", "V", "D", "A"}:
             missing = sorted({"H", "V", "D", "A"} - labels)
-            raise ValueError(f"channel_map needs H, V, D and A (missing {', '.join(missing)})")
-        chans = list(self.channel_map.values())
+            raise ValueError(f"needs H, V, D and A (missing {', '.join(missing)})")
+        chans = list(cm.values())
         if len(set(chans)) != 4 or min(chans) < 1:
-            raise ValueError(f"channel_map: four distinct channels >= 1 needed (got {chans})")
-        return self
+            raise ValueError(f"four distinct channels >= 1 needed (got {chans})")
+        return cm
 
     def routine_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`~qhil.calibration.calibrate_polarization`."""
