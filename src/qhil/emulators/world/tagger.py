@@ -29,15 +29,16 @@ from .deadtime import nonparalysable_mask
 from .detector import JITTER_CLIP_SIGMAS
 from .errors import WorldError
 from .polarization import F64
+from .rng import standard_normal
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 
-# Sort keys: (timestamp - base) << 9 | channel (channels 0..511), base ~1.1 s before the
-# batch so negative input delays and staged tags stay positive; 2^54 ps of range.
-_CH_BITS = 9
-_CH_MASK = (1 << _CH_BITS) - 1
-_KEY_MARGIN_PS = 1 << 40
+# Sort keys: (timestamp - base) / bin << 16 | channel (channels 0..65535, read back as the
+# low 16-bit word), base ~69 ms before the batch so negative input delays (>= -1 ms) and
+# staged tags stay positive; 2^47 bins of range (a batch is at most 10 s).
+_CH_BITS = 16
+_KEY_MARGIN_PS = 1 << 36
 
 
 @dataclass(frozen=True)
@@ -106,27 +107,41 @@ class TagPipeline:
         guard_ps: float,
     ) -> None:
         """Add one batch's pulses (times in ps from ``base_ps``) and commit what is final."""
-        # Sort (timestamp, channel) pairs as single int64 keys: offset from a base well
-        # before this batch, shifted left by the channel bits. Cheaper than an argsort.
-        key_base = math.floor(self.clock.node_of_true(base_ps)) - _KEY_MARGIN_PS
+        # Sort (timestamp, channel) pairs as single int64 keys: bins from a base well before
+        # this batch, shifted left by the channel bits. Cheaper than an argsort.
+        clock, bin_ps = self.clock, self.bin_ps
+        node_base = clock.node_of_true(base_ps)
+        key_base = (math.floor(node_base) - _KEY_MARGIN_PS) // bin_ps * bin_ps
+        # Bin of a pulse at true time base + rel: floor((node_base - key_base + rel rate) / bin),
+        # positive, so a truncating cast floors it.
+        offset = float(node_base - key_base)
+        scale = clock.rate / bin_ps
         parts = []
         if self._staged_ts.size:
-            parts.append(((self._staged_ts - key_base) << _CH_BITS) | self._staged_ch)
+            staged = (self._staged_ts - key_base) // bin_ps
+            staged <<= _CH_BITS
+            staged |= self._staged_ch
+            parts.append(staged)
         updated: set[int] = set()
         for ch, rel in inputs:
-            t = rel + self.delays_ps.get(ch, 0.0)
+            delay = self.delays_ps.get(ch, 0.0)
+            t = rel
             if self.jitter_ps > 0 and t.size:
-                noise = self.rng.standard_normal(t.size)
-                t = t + np.clip(noise, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS) * self.jitter_ps
+                noise = standard_normal(self.rng, t.size)
+                np.clip(noise, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=noise)
+                noise *= self.jitter_ps
+                t = t + noise
             if self.dead_time_ps > 0 and t.size:
                 t = np.sort(t, kind="stable")
-                t = t[nonparalysable_mask(t, self.dead_time_ps, self._last.get(ch, -math.inf))]
+                last = self._last.get(ch, -math.inf)
+                t = t[nonparalysable_mask(t, self.dead_time_ps, last - delay)]
                 if t.size:
-                    self._last[ch] = float(t[-1]) - length_ps
+                    self._last[ch] = float(t[-1]) + delay - length_ps
                     updated.add(ch)
             if t.size:
-                k = self.clock.to_node_ps(base_ps, t, self.bin_ps)
-                k -= key_base
+                x = t * scale
+                x += (offset + delay * clock.rate) / bin_ps
+                k = x.astype(np.int64)
                 k <<= _CH_BITS
                 k |= ch
                 parts.append(k)
@@ -140,8 +155,11 @@ class TagPipeline:
             else (parts[0] if parts else np.zeros(0, np.int64))
         )
         keys.sort(kind="stable")
-        chs = (keys & _CH_MASK).astype(np.int32)
+        # The channel is the low 16-bit word of each little-endian key.
+        chs = keys.view(np.uint16)[:: 64 // _CH_BITS].astype(np.int32)
         keys >>= _CH_BITS
+        if bin_ps != 1:
+            keys *= bin_ps
         keys += key_base
         ts = keys
         if ts.size and ts[0] < self.committed_until:
