@@ -12,9 +12,10 @@ the same driver) is skipped for another; nothing is sent for a refused pattern.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from qhil.calibration.errors import CalibrationError
 from qhil.drivers.roles import PatternGenerator, TimeTagger
@@ -80,7 +81,13 @@ class ReferenceSource:
         self.refusals = 0
         self.settle_gates = 0
 
-    def _next_length(self) -> int:
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of this run's lengths and random reference content (not key material)."""
+        return self._rng
+
+    def next_length(self) -> int:
+        """A pattern length not used before in this run (from the base length on)."""
         length = self.base_length + self._offset % LENGTH_SPAN
         self._offset += 1
         return length
@@ -88,24 +95,32 @@ class ReferenceSource:
     async def load(self, state: str) -> int:
         """Upload a fresh constant pattern of ``state`` and arm it; returns its length."""
         symbol = state_symbol(state, self.intensity_index)
+        return await self.load_fresh(
+            lambda: np.full(self.next_length(), symbol, dtype=np.uint8), state
+        )
+
+    async def load_fresh(self, make: Callable[[], npt.NDArray[np.uint8]], what: str) -> int:
+        """Upload ``make()`` and arm it; a refused pattern is replaced by another ``make()``.
+
+        ``make`` must give a different pattern each call (a new length, new random
+        content). Returns the length uploaded.
+        """
         last: ValueError | None = None
         for _ in range(MAX_REFUSALS):
-            length = self._next_length()
+            pattern = make()
             try:
-                await self.generator.load_pattern(
-                    np.full(length, symbol, dtype=np.uint8), self.rep_rate_hz
-                )
+                await self.generator.load_pattern(pattern, self.rep_rate_hz)
             except ValidationError:
-                raise  # a bad value: another length would not help
+                raise  # a bad value: another pattern would not help
             except ValueError as exc:  # refused (e.g. uploaded before): nothing was sent
                 self.refusals += 1
                 last = exc
                 self._offset += int(self._rng.integers(1, LENGTH_SPAN))
                 continue
             self.uploads += 1
-            return length
+            return int(pattern.size)
         raise CalibrationError(
-            f"the pattern generator refused {MAX_REFUSALS} fresh {state} reference patterns "
+            f"the pattern generator refused {MAX_REFUSALS} fresh {what} reference patterns "
             f"in a row (last: {last})"
         ) from last
 
