@@ -48,8 +48,13 @@ class LinkModel:
     axes_rad: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.deg2rad([0.0, 45.0, 0.0, 45.0])
     )
-    rate_hz: float = 1.6e6  # clicks per second at Bob, both bases
+    rate_hz: float = 1.6e6  # clicks per second at Bob, both bases, at intensity index 0
     prep_error: float = 0.004
+    # Per intensity index: mean light relative to index 0 (0 = vacuum).
+    mus: tuple[float, ...] = (1.0, 0.2, 0.0)
+    # Per detector H, V, D, A: efficiency relative to the nominal, dark counts.
+    efficiency: npt.NDArray[np.float64] = field(default_factory=lambda: np.ones(4))
+    dark_hz: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
     delay_s: float = 0.0
     responsive: bool = True  # False: the controller does nothing (e.g. not in the path)
     light: bool = True
@@ -95,14 +100,18 @@ class LinkModel:
         """Counts of H, V, D, A over the next ``t`` seconds."""
         a, b = self.now_s, self.now_s + t
         self.now_s = b
-        mean = np.zeros(4)
+        mean = np.asarray(self.dark_hz, dtype=float) * t
         if self.light and self.arrivals:
             for i, (start, frac) in enumerate(self.arrivals):
                 stop = self.arrivals[i + 1][0] if i + 1 < len(self.arrivals) else math.inf
                 overlap = max(0.0, min(b, stop) - max(a, start))
                 if overlap > 0:
-                    p = sum(f * self.probabilities(sym) for sym, f in enumerate(frac) if f)
-                    mean += 2 * self.rate_hz * overlap * p
+                    p = sum(
+                        f * self.mus[sym >> 2] * self.probabilities(sym)
+                        for sym, f in enumerate(frac)
+                        if f
+                    )
+                    mean += 2 * self.rate_hz * overlap * p * self.efficiency
         return [int(x) for x in self.rng.poisson(mean)]
 
 
@@ -140,7 +149,7 @@ class FakeGenerator:
         self.digests.add(digest)
         self.loaded.append(arr.astype(np.uint8))
         self.events.append("load")
-        fractions = np.bincount(arr & 3, minlength=4) / arr.size
+        fractions = np.bincount(arr, minlength=32) / arr.size
         self.link.pattern_changed(fractions)
 
     async def set_output(self, enabled: bool) -> None:

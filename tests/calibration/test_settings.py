@@ -70,3 +70,26 @@ def test_errors_name_file_and_field() -> None:
         )
     with pytest.raises(ConfigError, match="experiments.calibration: must be a table"):
         PolarizationSettings.from_profile(Prof({"bb84": BB84, "calibration": 3}))
+
+
+def test_derived_from_bb84_mus() -> None:
+    from qhil.calibration import DelaySettings, DetectorEfficiencySettings
+
+    prof = load_profile("default")
+    eff = DetectorEfficiencySettings.from_profile(prof)
+    # mus = [0.5, 0.1, 0.0]: the weakest light is level 1, vacuum is level 2.
+    assert eff.intensity_index == 1 and eff.vacuum_intensity_index == 2
+    assert DelaySettings.from_profile(prof).vacuum_intensity_index == 2
+    # Without a vacuum level the delay calibration needs it spelled out.
+    bb84 = {**BB84, "mus": [0.5, 0.1, 0.05]}
+    with pytest.raises(ConfigError, match="calibration.delays.vacuum_intensity_index: missing"):
+        DelaySettings.from_profile(Prof({"bb84": bb84}))
+    own = {"vacuum_intensity_index": 5}
+    s = DelaySettings.from_profile(Prof({"bb84": bb84, "calibration": {"delays": own}}))
+    assert s.vacuum_intensity_index == 5
+    # A derived value that does not fit is blamed on the mus it came from.
+    bb84 = {**BB84, "mus": [0.5] * 8 + [0.0]}
+    with pytest.raises(
+        ConfigError, match=r"experiments.bb84.mus: gives vacuum_intensity_index = 8"
+    ):
+        DelaySettings.from_profile(Prof({"bb84": bb84}))

@@ -4,8 +4,19 @@ See ``README.md`` in this directory for each routine's method and outputs.
 """
 
 from qhil.calibration.binomial import ErrorFraction, clopper_pearson, upper_bound
+from qhil.calibration.delays import DelayCalibration, calibrate_delays
+from qhil.calibration.detector_efficiency import (
+    DetectorEfficiencyCalibration,
+    calibrate_detector_efficiency,
+    relative_efficiencies,
+)
 from qhil.calibration.errors import CalibrationError
-from qhil.calibration.jobs import CalibrationSummary, run_polarization_calibration
+from qhil.calibration.jobs import (
+    CalibrationSummary,
+    run_delay_calibration,
+    run_detector_efficiency_calibration,
+    run_polarization_calibration,
+)
 from qhil.calibration.polarization import (
     Phase,
     PolarizationCalibration,
@@ -14,19 +25,32 @@ from qhil.calibration.polarization import (
     calibrate_polarization,
     step_dtype,
 )
-from qhil.calibration.settings import PolarizationSettings
+from qhil.calibration.settings import (
+    DelaySettings,
+    DetectorEfficiencySettings,
+    PolarizationSettings,
+)
 
 __all__ = [
     "CalibrationError",
     "CalibrationSummary",
+    "DelayCalibration",
+    "DelaySettings",
+    "DetectorEfficiencyCalibration",
+    "DetectorEfficiencySettings",
     "ErrorFraction",
     "Phase",
     "PolarizationCalibration",
     "PolarizationMeasurement",
     "PolarizationSettings",
     "PolarizationStep",
+    "calibrate_delays",
+    "calibrate_detector_efficiency",
     "calibrate_polarization",
     "clopper_pearson",
+    "relative_efficiencies",
+    "run_delay_calibration",
+    "run_detector_efficiency_calibration",
     "run_polarization_calibration",
     "step_dtype",
     "upper_bound",

@@ -45,7 +45,7 @@ GATE_DTYPE = np.dtype(
     ]
 )
 
-GateHook = Callable[[npt.NDArray[np.void]], Awaitable[None] | None]
+GateHook = Callable[[npt.NDArray[np.void]], Awaitable[object] | None]
 
 
 @dataclass(frozen=True)

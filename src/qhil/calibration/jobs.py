@@ -1,32 +1,40 @@
 """Recorded calibrations: open the bench from a profile, calibrate, record the run.
 
 Each job records a run of kind ``calibration.<name>`` in the run store: the
-profile snapshot, instrument identities, software, the routine's parameters, its
-raw per-step data as it is taken (so a crash keeps what was measured) and its
-results. The routines themselves only see role interfaces.
+profile snapshot, instrument identities, software, the routine's settings as
+parameters, its raw data (as it is taken where the routine allows, so a crash keeps
+what was measured) and its results. The routines themselves only see role interfaces.
+A :class:`CalibrationError` (no light, no response) ends the run as ``failed`` with
+its message and is reported in the summary; any other error propagates after the
+run is marked failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qhil.calibration.delays import calibrate_delays
+from qhil.calibration.detector_efficiency import calibrate_detector_efficiency
 from qhil.calibration.errors import CalibrationError
 from qhil.calibration.polarization import (
-    PolarizationCalibration,
     PolarizationStep,
     calibrate_polarization,
     step_row,
 )
-from qhil.calibration.settings import PolarizationSettings
+from qhil.calibration.settings import (
+    DelaySettings,
+    DetectorEfficiencySettings,
+    PolarizationSettings,
+)
 from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTagger
-from qhil.orchestrator.bench import open_bench
+from qhil.orchestrator.bench import Bench, open_bench
 from qhil.orchestrator.profile import load_profile
-from qhil.records import RunStore
+from qhil.records import Run, RunStore
 
 
 @dataclass
@@ -49,6 +57,49 @@ class CalibrationSummary:
         }
 
 
+# body(bench, settings, run) -> results; it appends its own arrays.
+_Body = Callable[[Bench, Any, Run], Awaitable[dict[str, Any]]]
+
+
+async def _recorded(
+    name: str,
+    settings_cls: Any,
+    profile: str | Path | None,
+    overrides: Sequence[str],
+    data_dir: str | Path | None,
+    mode: str | None,
+    body: _Body,
+) -> CalibrationSummary:
+    prof = load_profile(None if profile is None else str(profile), list(overrides))
+    settings = settings_cls.from_profile(prof)
+    kind = f"calibration.{name}"
+    run = RunStore(data_dir).start_run(
+        kind,
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters=settings.model_dump(mode="json"),
+    )
+    with run:
+        async with open_bench(prof, mode=mode) as bench:
+            run.set_identities(await bench.identities())
+            try:
+                results = await body(bench, settings, run)
+            except CalibrationError as exc:
+                reason = f"CalibrationError: {exc}"
+                run.fail(reason)
+                return CalibrationSummary(run.run_id, kind, "failed", reason)
+        run.log_results({k: v for k, v in results.items() if v is not None})
+        run.finish("success")
+    return CalibrationSummary(run.run_id, kind, "success", None, results)
+
+
+def _link_roles(bench: Bench, s: Any) -> tuple[PatternGenerator, TimeTagger]:
+    gen = bench.role(s.alice_node, PatternGenerator, name=s.pattern_generator)
+    tagger = bench.role(s.bob_node, TimeTagger, name=s.tagger)
+    return gen, tagger
+
+
 async def run_polarization_calibration(
     profile: str | Path | None = None,
     overrides: Sequence[str] = (),
@@ -59,52 +110,90 @@ async def run_polarization_calibration(
 ) -> CalibrationSummary:
     """Polarization compensation of Bob's controller on the profile's bench, recorded.
 
-    The run (kind ``calibration.polarization``) holds the settings as parameters,
-    one ``steps`` row per measurement (:func:`~qhil.calibration.polarization.step_dtype`:
-    phase, voltages, the four detectors' counts under each reference, e_Z, e_X),
-    the final voltages as the array ``voltages_mv`` and the results of
-    :meth:`PolarizationCalibration.to_results`. The controller is left at the voltages
-    found. A :class:`CalibrationError` (no light, no response) ends the run as
-    ``failed`` with its message and is reported in the summary; other errors propagate
-    after the run is marked failed. ``on_step`` sees each measurement (progress).
+    The run (kind ``calibration.polarization``) holds one ``steps`` row per
+    measurement (:func:`~qhil.calibration.polarization.step_dtype`: phase, voltages,
+    the four detectors' counts under each reference, e_Z, e_X), the final voltages
+    as the one-row array ``voltages_mv`` and the results of
+    :meth:`~qhil.calibration.PolarizationCalibration.to_results`. The controller is
+    left at the voltages found. ``on_step`` sees each measurement (progress).
     """
-    prof = load_profile(None if profile is None else str(profile), list(overrides))
-    settings = PolarizationSettings.from_profile(prof)
-    store = RunStore(data_dir)
-    kind = "calibration.polarization"
-    run = store.start_run(
-        kind,
-        profile=prof,
-        profile_source=prof.source,
-        seed=prof.bench.seed,
-        parameters=settings.model_dump(mode="json"),
-    )
-    with run:
 
+    async def body(bench: Bench, s: PolarizationSettings, run: Run) -> dict[str, Any]:
         async def record(step: PolarizationStep) -> None:
             await run.aappend("steps", step_row(step))
             if on_step is not None:
                 on_step(step)
 
-        async with open_bench(prof, mode=mode) as bench:
-            run.set_identities(await bench.identities())
-            generator = bench.role(
-                settings.alice_node, PatternGenerator, name=settings.pattern_generator
-            )
-            tagger = bench.role(settings.bob_node, TimeTagger, name=settings.tagger)
-            controller = bench.role(
-                settings.bob_node, PolarizationController, name=settings.controller
-            )
-            try:
-                result: PolarizationCalibration = await calibrate_polarization(
-                    generator, tagger, controller, on_step=record, **settings.routine_kwargs()
-                )
-            except CalibrationError as exc:
-                reason = f"CalibrationError: {exc}"
-                run.fail(reason)
-                return CalibrationSummary(run.run_id, kind, "failed", reason)
-        results = result.to_results()
+        gen, tagger = _link_roles(bench, s)
+        controller = bench.role(s.bob_node, PolarizationController, name=s.controller)
+        result = await calibrate_polarization(
+            gen, tagger, controller, on_step=record, **s.routine_kwargs()
+        )
         run.append("voltages_mv", np.asarray([result.voltages_mv], dtype=np.int64))
-        run.log_results({k: v for k, v in results.items() if v is not None})
-        run.finish("success")
-    return CalibrationSummary(run.run_id, kind, "success", None, results)
+        return result.to_results()
+
+    return await _recorded(
+        "polarization", PolarizationSettings, profile, overrides, data_dir, mode, body
+    )
+
+
+async def run_detector_efficiency_calibration(
+    profile: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    *,
+    mode: str | None = None,
+) -> CalibrationSummary:
+    """Relative efficiencies of Bob's four detectors, recorded.
+
+    The run (kind ``calibration.detector_efficiency``) holds one ``gates`` row per
+    gate (:data:`~qhil.calibration.detector_efficiency.GATE_DTYPE`), the relative
+    efficiencies H, V, D, A as the one-row array ``relative`` (and ``relative_std``)
+    and the results of ``to_results()``.
+    """
+
+    async def body(bench: Bench, s: DetectorEfficiencySettings, run: Run) -> dict[str, Any]:
+        gen, tagger = _link_roles(bench, s)
+        result = await calibrate_detector_efficiency(
+            gen,
+            tagger,
+            on_gate=lambda row: run.aappend("gates", row),
+            **s.routine_kwargs(),
+        )
+        run.append("relative", result.relative[None, :])
+        run.append("relative_std", result.relative_std[None, :])
+        return result.to_results()
+
+    return await _recorded(
+        "detector_efficiency",
+        DetectorEfficiencySettings,
+        profile,
+        overrides,
+        data_dir,
+        mode,
+        body,
+    )
+
+
+async def run_delay_calibration(
+    profile: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    *,
+    mode: str | None = None,
+) -> CalibrationSummary:
+    """Relative delays of Bob's four detector channels, recorded.
+
+    The run (kind ``calibration.delays``) holds one ``channels`` row per detector
+    (:data:`~qhil.calibration.delays.CHANNEL_DTYPE`) and the results of
+    ``to_results()``; with ``apply = true`` in the settings the tagger's input delays
+    are set to line the channels up.
+    """
+
+    async def body(bench: Bench, s: DelaySettings, run: Run) -> dict[str, Any]:
+        gen, tagger = _link_roles(bench, s)
+        result = await calibrate_delays(gen, tagger, **s.routine_kwargs())
+        run.append("channels", result.rows())
+        return result.to_results()
+
+    return await _recorded("delays", DelaySettings, profile, overrides, data_dir, mode, body)
