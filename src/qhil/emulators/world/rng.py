@@ -30,7 +30,7 @@ _S11 = np.uint64(11)
 _INV53 = 1.0 / float(1 << 53)
 _TWO_PI_F32 = np.float32(2.0 * math.pi)
 # Selected positions per vectorised pass: the working arrays stay in the L2 cache.
-POSITION_CHUNK = 1 << 14
+POSITION_CHUNK = 1 << 15
 
 
 def seed_sequence(seed: int, name: str) -> np.random.SeedSequence:

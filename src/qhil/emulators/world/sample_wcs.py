@@ -43,6 +43,10 @@ from .sources import WeakCoherentTransmitter
 I64 = npt.NDArray[np.int64]
 # Intensity fluctuations are Gaussian, clipped at this many sigma (so bounds are exact).
 _NOISE_CLIP = 6.0
+# A candidate's uniform is located first by its top bits (2^_CELL_BITS cells per symbol).
+_CELL_BITS = 8
+_STRADDLE = 255
+_INV53 = 1.0 / float(1 << 53)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,23 @@ def _thresholds(lam: F64) -> F64:
     return np.concatenate([cum, p_any], axis=-1)
 
 
+def _cell_outcomes(ends: F64) -> npt.NDArray[np.uint8]:
+    """Outcome of a uniform u on [0, 1) by (symbol, cell of u) at every step of the window.
+
+    ``ends`` (steps, symbols, D + 1): interval ends on [0, 1]. Cell c is [c, c + 1) / 2^bits;
+    an end at or below the cell (at every step) always counts, one at or above its top
+    never does; a cell some end crosses (the fibre drifts between steps) is marked
+    `_STRADDLE` and decided exactly. Returns the flattened (symbols x cells) table.
+    """
+    n = 1 << _CELL_BITS
+    lo = np.arange(n) / n
+    always = ends.max(axis=0)[:, None, :] <= lo[None, :, None]
+    never = ends.min(axis=0)[:, None, :] >= (lo + 1.0 / n)[None, :, None]
+    outcome = always.sum(axis=2)
+    outcome[~(always | never).all(axis=2)] = _STRADDLE
+    return outcome.astype(np.uint8).ravel()
+
+
 def _multi_clicks(rng: np.random.Generator, lam: F64) -> npt.NDArray[np.bool_]:
     """Click patterns (m, D) of pulses known to make two or more clicks: the independent
     Bernoullis p_d = 1 - exp(-lam_d) conditioned on >= 2 successes, drawn detector by
@@ -145,6 +166,13 @@ class WCSSampler:
         self.clock = clock
         self.rng = rng
         self.key = key
+
+    @staticmethod
+    def _steps(bounds_pos: F64 | None, pos: I64) -> npt.NDArray[np.intp]:
+        """Grid step (within the window) of pulse positions."""
+        if bounds_pos is None:
+            return np.zeros(pos.size, np.intp)
+        return np.searchsorted(bounds_pos, pos, side="right") - 1
 
     def sample(self, w: Window) -> dict[str, list[F64]]:
         """Arrival times (ps from the window start) at each detector of the path, as a list of
@@ -193,20 +221,7 @@ class WCSSampler:
         p_mask = p_len - 1 if p_len & (p_len - 1) == 0 else -1
         n_sym = 4 * mus.size
         sym_code = np.arange(n_sym) & 3
-        fast = eve_i is None and sigma_i == 0
         u_flat = u_tab.reshape(-1, n_det)
-        lam_tab: F64 | None = None
-        thr_cols: list[F64] = []
-        if fast:
-            # Tables over (step, symbol): the per-pulse physics is a lookup.
-            lam_tab = (mus[np.arange(n_sym) >> 2][None, :, None] * u_tab[:, sym_code, :]).reshape(
-                -1, n_det
-            )
-            thr_tab = _thresholds(lam_tab)
-            thr_cols = [np.ascontiguousarray(thr_tab[:, c]) for c in range(n_det + 1)]
-            row_off = np.arange(nj, dtype=np.intp) * n_sym
-        else:
-            row_off = np.arange(nj, dtype=np.intp) * n_code
         # Arrival time of pulse position pos: pos * dt + offset of its grid step.
         arr_off = path.delays_ps(j_lo, j_hi) + rel_lo
         # First position of each grid step (and the end): positions are sorted, so every
@@ -215,8 +230,17 @@ class WCSSampler:
         if nj > 1:
             bounds_rel = (j_lo + np.arange(1, nj)) * w.step_ps - w.start_ps
             bounds_pos = np.concatenate([[-1.0], np.ceil((bounds_rel - rel_lo) / dt), [np.inf]])
+        lam_tab: F64 | None = None
+        if eve_i is None and sigma_i == 0:
+            # The per-pulse physics is a table over (step, symbol); the outcome of a
+            # candidate mostly a lookup by (symbol, cell of its uniform).
+            lam_tab = mus[np.arange(n_sym) >> 2][None, :, None] * u_tab[:, sym_code, :]
+            ends = _thresholds(lam_tab) / q_any  # (nj, n_sym, D + 1) on the unit interval
+            cells = _cell_outcomes(ends)
+        static_delay = bool(np.all(arr_off == arr_off[0]))
         jitter = tx.cfg.emission_jitter_ps
         clip = jitter > 0 or float(arr_off.min()) < 0
+        bitgen = rng.bit_generator
         multi_lam: list[F64] = []
         multi_t: list[F64] = []
 
@@ -224,34 +248,49 @@ class WCSSampler:
             m = pos.size
             k = pos + k_lo
             if p_mask >= 0:
-                sym = pattern.take(np.bitwise_and(k, p_mask, out=k if fast else None))
+                kp = np.bitwise_and(k, p_mask, out=k if lam_tab is not None else None)
             else:
-                sym = pattern.take(np.remainder(k, p_len))
+                kp = np.remainder(k, p_len)
+            sym = pattern.take(kp)
             arrival = np.multiply(pos, dt, dtype=np.float64)
-            if bounds_pos is None:
-                counts = None
+            counts = None if bounds_pos is None else np.diff(np.searchsorted(pos, bounds_pos))
+            if counts is None or static_delay:
                 arrival += arr_off[0]
-                row = np.full(m, row_off[0])
             else:
-                counts = np.diff(np.searchsorted(pos, bounds_pos))
                 arrival += np.repeat(arr_off, counts)
-                row = np.repeat(row_off, counts)
+            if jitter > 0:
+                jit = rng.standard_normal(m)
+                np.clip(jit, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=jit)
+                jit *= jitter
+                arrival += jit
+            if clip:
+                np.maximum(arrival, 0.0, out=arrival)
+
+            # One uniform u on [0, 1) per candidate: the outcome is the number of interval
+            # ends (in units of Q) at or below it.
             if lam_tab is not None:
-                row += sym
-                lam = lam_tab
-                ends = [col.take(row) for col in thr_cols]
+                raw = bitgen.random_raw(m)  # u = raw / 2^64; its top bits are its cell
+                cell = sym.astype(np.intp)
+                cell <<= _CELL_BITS
+                cell |= (raw >> np.uint64(64 - _CELL_BITS)).view(np.int64)
+                outcome = cells.take(cell)
+                odd = np.flatnonzero(outcome == _STRADDLE)
+                if odd.size:
+                    u = (raw.take(odd) >> np.uint64(11)) * _INV53
+                    e = ends[self._steps(bounds_pos, pos.take(odd)), sym.take(odd)]
+                    outcome[odd] = (u[:, None] >= e).sum(axis=1)
             else:
                 code = sym_code.take(sym)
                 mu_k = mus.take(sym >> 2)
                 if sigma_i > 0:
                     z = np.clip(hash_normal(self.key, 5, k), -_NOISE_CLIP, _NOISE_CLIP)
                     mu_k = mu_k * np.maximum(0.0, 1.0 + sigma_i * z)
+                jx = (
+                    np.zeros(m, np.intp)
+                    if counts is None
+                    else np.repeat(np.arange(nj, dtype=np.intp), counts)
+                )
                 if eve_i is not None:
-                    jx = (
-                        np.zeros(m, np.intp)
-                        if counts is None
-                        else np.repeat(np.arange(nj, dtype=np.intp), counts)
-                    )
                     lk = derive_key(self.key, "eve@" + link.name)
                     inter = hash_uniform(lk, 1, k) < eve.fraction
                     if inter.any():
@@ -267,23 +306,9 @@ class WCSSampler:
                             np.full(ki.size, eve.resend_mu) if eve.resend_mu is not None else mu_in
                         )
                         mu_k[inter] = np.where(got, mu_e, 0.0)
-                row += code
-                lam = mu_k[:, None] * u_flat.take(row, axis=0)
-                ends = list(_thresholds(lam).T)
-            if jitter > 0:
-                jit = rng.standard_normal(m)
-                np.clip(jit, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=jit)
-                jit *= jitter
-                arrival += jit
-            if clip:
-                np.maximum(arrival, 0.0, out=arrival)
-
-            # One uniform decides the outcome: the number of interval ends at or below it.
-            v = rng.random(m)
-            v *= q_any
-            outcome = np.zeros(m, np.uint8)
-            for end in ends:
-                outcome += v >= end
+                lam = mu_k[:, None] * u_flat.take(jx * n_code + code, axis=0)
+                u = rng.random(m)
+                outcome = (u[:, None] >= _thresholds(lam) / q_any).sum(axis=1)
             for d, det in enumerate(dets):
                 idx = np.flatnonzero(outcome == d)
                 if idx.size:
@@ -291,8 +316,11 @@ class WCSSampler:
             if n_det > 1:
                 multi = np.flatnonzero(outcome == n_det)
                 if multi.size:
-                    # lam: the table (rows by step and symbol) or one row per candidate.
-                    multi_lam.append(lam[row.take(multi) if lam is lam_tab else multi])
+                    if lam_tab is not None:
+                        jm = self._steps(bounds_pos, pos.take(multi))
+                        multi_lam.append(lam_tab[jm, sym.take(multi)])
+                    else:
+                        multi_lam.append(lam[multi])
                     multi_t.append(arrival.take(multi))
         if multi_t:
             # Two or more clicks are rare: their patterns are drawn once per batch.
