@@ -29,6 +29,7 @@ def main() -> None:
     qhil catalogue              list the instrument models qhil drives and emulates
     qhil profile show [PROFILE] print a validated bench profile
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
+    qhil calibrate polarization [PROFILE]   compensate the fibre's polarization rotation
     qhil runs list / show ID    the run records
     """
 
@@ -243,6 +244,55 @@ def run_bb84_cmd(
         for k, v in out.items():
             if k != "results":
                 click.echo(f"{k:<28} {v}")
+    if summary.status != "success":
+        sys.exit(3)
+
+
+@main.group()
+def calibrate() -> None:
+    """Calibration routines: measure the bench through its instruments, record the run."""
+
+
+@calibrate.command("polarization")
+@click.argument("profile", required=False)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--data-dir", default=None, help="Run store directory.")
+@click.option(
+    "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
+)
+def calibrate_polarization(
+    profile: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    data_dir: str | None,
+    mode: str | None,
+) -> None:
+    """Find the polarization-controller voltages that undo the fibre's rotation.
+
+    Alice sends reference states through her pattern generator; Bob's tagger counts
+    give the error fractions; the controller is left at the voltages found. Exits 0
+    on success, 3 when the calibration failed (no light, no response), 2 on bad input.
+    """
+    import asyncio
+
+    from qhil.calibration.jobs import run_polarization_calibration
+
+    try:
+        summary = asyncio.run(
+            run_polarization_calibration(profile, list(overrides), data_dir, mode=mode)
+        )
+    except QhilError as exc:
+        _fail(exc)
+        return
+    out = summary.as_dict()
+    if as_json:
+        click.echo(json.dumps(out, allow_nan=False, default=str))
+    else:
+        for k, v in out.items():
+            click.echo(f"{k:<28} {v}")
     if summary.status != "success":
         sys.exit(3)
 

@@ -151,3 +151,19 @@ def test_every_shipped_profile_is_valid(path: Path) -> None:
 def test_override_into_a_value_names_the_value(override: str) -> None:
     with pytest.raises(ConfigError, match="'bench.name': it is a value"):
         load_profile(None, [override])
+
+
+@pytest.mark.slow
+def test_calibrate_polarization_cli_compensates_a_random_fibre(tmp_path: Path) -> None:
+    env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path)}
+    cmd = [*QHIL, "calibrate", "polarization", "--json"]
+    cmd += ["--set", 'world.links.alice-bob.initial_polarization="random"']
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "success" and out["target_met"] is True
+    assert out["e_z_before"] > out["target_error"]  # a random fibre needed compensating
+    runs = subprocess.run(
+        [*QHIL, "runs", "list", "--json"], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(runs.stdout)[0]["kind"] == "calibration.polarization"

@@ -39,6 +39,10 @@ def test_two_party_processes_end_with_the_same_verified_key(tmp_path: Path) -> N
         key.chmod(0o600)
         port = _free_port()
         env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path / "data")}
+        # As on a lab bench: compensate the fibre's polarization first, then run the parties.
+        cal = [sys.executable, "-m", "qhil.cli", "calibrate", "polarization", str(lab), "--json"]
+        done = subprocess.run(cal, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
         base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(lab), "--duration", "0.3"]
         base += ["--json", "--auth-key-file", str(key)]
         bob = subprocess.Popen(

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qhil.drivers.roles import PatternGenerator, TimeTagger
+import numpy as np
+
+from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTagger
 from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
@@ -117,6 +119,8 @@ async def run_bb84_job(
         async with open_bench(prof, mode=mode) as bench:
             run.set_identities(await bench.identities())
             generator, tagger = bench_roles(bench, settings)
+            if settings.calibrate_polarization:
+                await _calibrate_polarization(prof, bench, generator, tagger, run)
             auth = AuthKey.generate()  # pre-shared by the two parties of this process
             alice_ch, bob_ch = in_process_channels(
                 HmacSha256Authenticator(auth),
@@ -154,6 +158,26 @@ async def run_bb84_job(
                 run.add_key(ref)
         run.finish("success")
     return JobSummary(run.run_id, "success", None, results)
+
+
+async def _calibrate_polarization(
+    prof: Any, bench: Any, generator: Any, tagger: Any, run: Any
+) -> None:
+    """Compensate the link's polarization first, as a lab does; recorded in the same run."""
+    from qhil.calibration.errors import CalibrationError
+    from qhil.calibration.polarization import calibrate_polarization
+    from qhil.calibration.settings import PolarizationSettings
+
+    ps = PolarizationSettings.from_profile(prof)
+    controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
+    try:
+        result = await calibrate_polarization(generator, tagger, controller, **ps.routine_kwargs())
+    except CalibrationError as exc:
+        raise ConfigError(
+            prof.source, "experiments.bb84.calibrate_polarization", f"calibration failed: {exc}"
+        ) from exc
+    run.append("polarization_voltages_mv", np.asarray([result.voltages_mv], dtype=np.int64))
+    run.log_results({f"polcal_{k}": v for k, v in result.to_results().items() if v is not None})
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +245,8 @@ async def run_bb84_party_job(
     belong to the other process). Alice listens, Bob connects; both hold the same
     pre-shared authentication key. Each party records its own run ("bb84.alice" or
     "bb84.bob") and stores its own key; the summaries carry the keys' SHA-256.
+    ``calibrate_polarization`` is not done here: it needs both parties' instruments
+    (run ``qhil calibrate polarization`` on the bench first).
     """
     if party not in ("alice", "bob"):
         raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")

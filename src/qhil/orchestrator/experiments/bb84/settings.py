@@ -39,6 +39,7 @@ Label = Literal["H", "V", "D", "A"]
 #: Fields each node may choose for itself (not part of the shared-settings digest).
 LOCAL_FIELDS = {
     "settle_s",
+    "calibrate_polarization",
     "alice_node",
     "pattern_generator",
     "bob_node",
@@ -116,6 +117,11 @@ class BB84Settings(BaseModel):
     )
     max_qber: float = Field(
         0.11, gt=0, lt=0.5, description="Abort when the signal QBER (either basis) exceeds this."
+    )
+    calibrate_polarization: bool = Field(
+        False,
+        description="Before the key exchange, compensate Bob's polarization controller "
+        "(qhil.calibration, settings in [experiments.calibration.polarization]).",
     )
     settle_s: float = Field(
         2e-4,
