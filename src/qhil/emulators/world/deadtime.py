@@ -96,7 +96,7 @@ class DeadTimeFilter:
         self._close = _close(t, tau) if tau > 0 and t.size else np.zeros(0, np.intp)
         self.keep = nonparalysable_mask(t, tau, last, self._close)
         self._clusters: tuple[IntArr, IntArr] | None = None
-        self.extra = np.zeros(0)  # added events, sorted
+        self.extra = np.zeros(0)  # added events, in the order they were added
         self.extra_keep = np.zeros(0, bool)
 
     def _cluster_of(self, j: IntArr) -> tuple[IntArr, IntArr]:
@@ -129,22 +129,19 @@ class DeadTimeFilter:
         if new.size == 0:
             return new
         t, tau = self.t, self.tau
-        x = np.concatenate([self.extra, new])
-        order = np.argsort(x, kind="stable")
-        x = x.take(order)
-        is_new = order >= self.extra.size
+        x = np.concatenate([self.extra, new])  # earlier additions first (ties: stable order)
         if tau <= 0:
             self.extra, self.extra_keep = x, np.ones(x.size, bool)
-            return x[is_new]
+            return new
         # Base events next to an added one (its neighbours in t), if closer than tau.
         n = t.size
         i = np.searchsorted(t, x, side="right")
-        near = np.concatenate([i - 1, i])
-        xx = np.concatenate([x, x])
-        ok = (near >= 0) & (near < n)
-        near, xx = near[ok], xx[ok]
-        near = np.unique(near[np.abs(t.take(near) - xx) < tau])
-        lo, hi = self._cluster_of(near)
+        left = np.maximum(i - 1, 0)
+        right = np.minimum(i, n - 1)
+        near = np.concatenate(
+            [left[(i > 0) & (x - t.take(left) < tau)], right[(i < n) & (t.take(right) - x < tau)]]
+        )
+        lo, hi = self._cluster_of(np.unique(near))
         first = np.ones(lo.size, bool)
         first[1:] = lo[1:] != lo[:-1]
         lo, hi = lo[first], hi[first]
@@ -158,16 +155,14 @@ class DeadTimeFilter:
         reg[o] = nonparalysable_mask(local.take(o), tau, self.last)
         self.keep[base] = reg[: base.size]
         self.extra, self.extra_keep = x, reg[base.size :]
-        return x[is_new & self.extra_keep]
+        return new[self.extra_keep[x.size - new.size :]]
 
     def registered(self) -> F64:
-        """Registered times, sorted."""
+        """Registered times: those of ``t`` (sorted), then the registered additions."""
         reg = self.t[self.keep]
         if not self.extra_keep.any():
             return reg
-        out = np.concatenate([reg, self.extra[self.extra_keep]])
-        out.sort(kind="stable")  # one long run and a short one
-        return out
+        return np.concatenate([reg, self.extra[self.extra_keep]])
 
 
 def _orbit(u: F64, tau: float) -> npt.NDArray[np.intp]:

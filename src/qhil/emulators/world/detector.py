@@ -234,14 +234,18 @@ class Detector(Component):
 
         p_ap = self.afterpulse_probability
         if p_ap > 0 and ev.size:
-            parents = ev[filt.keep]
+            # Each registered avalanche triggers an afterpulse with probability p: draw over
+            # all events and keep the draws of registered ones (cheaper than selecting first).
+            hit = bernoulli_positions(rng, ev.size, p_ap)
+            parents = ev.take(hit[filt.keep.take(hit)])
             tau_ap = self.cfg.afterpulse_time_constant_ns * 1e3
             carry: list[F64] = []
-            for _ in range(_AFTERPULSE_GENERATIONS):
-                hit = bernoulli_positions(rng, parents.size, p_ap)
-                if hit.size == 0:
+            for gen in range(_AFTERPULSE_GENERATIONS):
+                if gen:
+                    parents = parents.take(bernoulli_positions(rng, parents.size, p_ap))
+                if parents.size == 0:
                     break
-                ap = parents.take(hit) + tau + rng.exponential(tau_ap, hit.size)
+                ap = parents + tau + rng.exponential(tau_ap, parents.size)
                 if gated:
                     ap = ap[self._in_gate(base_ps, ap)]
                 ap.sort()
@@ -255,10 +259,10 @@ class Detector(Component):
                 parents = filt.add(ap[:cut])
             if carry:
                 self._pending = np.concatenate([self._pending, *carry])
-        reg = filt.registered()
+        reg = filt.registered()  # afterpulses (few) at the end, out of order
 
         if reg.size:
-            self._last = float(reg[-1]) - length_ps
+            self._last = float(reg.max() if filt.extra.size else reg[-1]) - length_ps
         else:
             self._last -= length_ps
         return self._output(reg)

@@ -285,8 +285,11 @@ class TagReader:
                 self._chunks[0] = (ts[cut:], ch[cut:])
                 self._unread -= cut
             break
-        ts_all = np.concatenate(ts_out) if ts_out else np.zeros(0, np.int64)
-        ch_all = np.concatenate(ch_out) if ch_out else np.zeros(0, np.int32)
+        if len(ts_out) == 1:  # the common case: one batch's commit, no copy
+            ts_all, ch_all = ts_out[0], ch_out[0]
+        else:
+            ts_all = np.concatenate(ts_out) if ts_out else np.zeros(0, np.int64)
+            ch_all = np.concatenate(ch_out) if ch_out else np.zeros(0, np.int32)
         if ts_all.size and ts_all[0] < node_start:
             first = int(np.searchsorted(ts_all, node_start, side="left"))
             ts_all, ch_all = ts_all[first:], ch_all[first:]
