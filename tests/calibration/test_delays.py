@@ -79,7 +79,12 @@ async def test_default_bench_delays_against_the_truth() -> None:
         gen = bench.role("alice", PatternGenerator, name="patterns")
         tagger = bench.role("bob", TimeTagger, name="tagger")
         r = await calibrate_delays(
-            gen, tagger, channel_map=CHANNEL_MAP, rep_rate_hz=80e6, vacuum_intensity_index=2
+            gen,
+            tagger,
+            channel_map=CHANNEL_MAP,
+            rep_rate_hz=80e6,
+            vacuum_intensity_index=2,
+            rng=np.random.default_rng(1),
         )
         truth = true_delays(world)
         assert truth == pytest.approx([0, 3300, 120000, -1700], abs=1.0)
@@ -102,12 +107,18 @@ async def test_default_bench_delays_against_the_truth() -> None:
             rep_rate_hz=80e6,
             vacuum_intensity_index=2,
             apply=True,
+            rng=np.random.default_rng(2),
         )
         assert r1.applied_input_delays_ps == {
             c: -round(float(x)) for c, x in zip((1, 2, 3, 4), r1.delays_ps, strict=True)
         }
         r2 = await calibrate_delays(
-            gen, tagger, channel_map=CHANNEL_MAP, rep_rate_hz=80e6, vacuum_intensity_index=2
+            gen,
+            tagger,
+            channel_map=CHANNEL_MAP,
+            rep_rate_hz=80e6,
+            vacuum_intensity_index=2,
+            rng=np.random.default_rng(3),
         )
         expected = r1.delays_ps - np.round(r1.delays_ps) * 1.0  # residual of the rounding
         assert np.all(np.abs(r2.delays_ps - expected) < 4 * r2.delays_std_ps + 1.0), r2.delays_ps

@@ -109,6 +109,7 @@ async def test_equal_detectors_pass_the_equality_test() -> None:
             rep_rate_hz=80e6,
             vacuum_intensity_index=2,
             integration_s=0.05,
+            rng=np.random.default_rng(seed),
         )
         ps.append(r.p_equal)
     # All eight above 1e-3 happens with probability 0.992 under equality.
@@ -128,6 +129,7 @@ async def bench_efficiencies(*overrides: str) -> tuple[np.ndarray, object]:
                 rep_rate_hz=80e6,
                 intensity_index=1,  # the decoy level: far from saturation
                 vacuum_intensity_index=2,
+                rng=np.random.default_rng(4),
             )
             eta = np.array([emu.world.truth.detector_efficiency(f"bob.det_{d}") for d in "hvda"])
     finally:

@@ -255,15 +255,18 @@ async def calibrate_delays(
     resid = grid.residuals_ps(ts)
     x = (ts - ts[0]).astype(np.float64)
     rate_correction = 0.0
-    for _ in range(2):
-        peaks = _peaks(resid, ch, channels, grid.period_ps, window_ps, coarse_bin_ps)
-        # The grid's period is known to a fraction of a ppm: a residual slope over the
-        # acquisition smears every peak. Fit it from the clicks in the peaks, remove it.
+    # The grid's period can be off by a few tenths of a ppm: over the acquisition that
+    # smears every peak (0.2 ppm x 0.1 s = 20 ns). Fit the residual slope from the clicks
+    # near their channel's peak, remove it, and narrow the window step by step.
+    widest = min(grid.period_ps / 8, 64 * window_ps)
+    for w in (widest, max(window_ps, widest / 8), 2 * window_ps, window_ps):
+        w = min(w, widest)
+        peaks = _peaks(resid, ch, channels, grid.period_ps, w, coarse_bin_ps)
         offset = np.zeros(resid.size)
         for c, p in zip(channels, peaks, strict=True):
             offset[ch == c] = p.position_ps
         d = _wrap(resid - offset, grid.period_ps)
-        inside = np.abs(d) <= window_ps
+        inside = np.abs(d) <= w
         if inside.sum() < 3:
             break
         slope = float(np.polyfit(x[inside], d[inside], 1)[0])
