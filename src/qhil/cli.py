@@ -29,7 +29,7 @@ def main() -> None:
     qhil catalogue              list the instrument models qhil drives and emulates
     qhil profile show [PROFILE] print a validated bench profile
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
-    qhil calibrate polarization [PROFILE]   compensate the fibre's polarization rotation
+    qhil calibrate polarization|detectors|delays [PROFILE]   measure and record the bench
     qhil runs list / show ID    the run records
     """
 
@@ -253,48 +253,67 @@ def calibrate() -> None:
     """Calibration routines: measure the bench through its instruments, record the run."""
 
 
-@calibrate.command("polarization")
-@click.argument("profile", required=False)
-@click.option(
-    "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
-@click.option("--data-dir", default=None, help="Run store directory.")
-@click.option(
-    "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
-)
-def calibrate_polarization(
-    profile: str | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    data_dir: str | None,
-    mode: str | None,
-) -> None:
-    """Find the polarization-controller voltages that undo the fibre's rotation.
+_CALIBRATIONS = {
+    "polarization": (
+        "run_polarization_calibration",
+        "Find the polarization-controller voltages that undo the fibre's rotation (reference "
+        "states from Alice's pattern generator, error fractions from Bob's tagger; the "
+        "controller is left at the voltages found).",
+    ),
+    "detectors": (
+        "run_detector_efficiency_calibration",
+        "Relative efficiencies of Bob's detectors (equal light on every port, background "
+        "from vacuum pulses), with errors and a test of 'all equal'.",
+    ),
+    "delays": (
+        "run_delay_calibration",
+        "Relative delays of Bob's detector channels from a sparse bright pulse train "
+        "(and his clock rate).",
+    ),
+}
 
-    Alice sends reference states through her pattern generator; Bob's tagger counts
-    give the error fractions; the controller is left at the voltages found. Exits 0
-    on success, 3 when the calibration failed (no light, no response), 2 on bad input.
-    """
-    import asyncio
 
-    from qhil.calibration.jobs import run_polarization_calibration
+def _calibration_command(name: str, job: str, help_text: str) -> None:
+    @calibrate.command(
+        name, help=help_text + " Exits 0 on success, 3 when it failed, 2 on bad input."
+    )
+    @click.argument("profile", required=False)
+    @click.option(
+        "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+    @click.option("--data-dir", default=None, help="Run store directory.")
+    @click.option(
+        "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
+    )
+    def command(
+        profile: str | None,
+        overrides: tuple[str, ...],
+        as_json: bool,
+        data_dir: str | None,
+        mode: str | None,
+    ) -> None:
+        import asyncio
+        import importlib
 
-    try:
-        summary = asyncio.run(
-            run_polarization_calibration(profile, list(overrides), data_dir, mode=mode)
-        )
-    except QhilError as exc:
-        _fail(exc)
-        return
-    out = summary.as_dict()
-    if as_json:
-        click.echo(json.dumps(out, allow_nan=False, default=str))
-    else:
-        for k, v in out.items():
-            click.echo(f"{k:<28} {v}")
-    if summary.status != "success":
-        sys.exit(3)
+        run_job = getattr(importlib.import_module("qhil.calibration.jobs"), job)
+        try:
+            summary = asyncio.run(run_job(profile, list(overrides), data_dir, mode=mode))
+        except QhilError as exc:
+            _fail(exc)
+            return
+        out = summary.as_dict()
+        if as_json:
+            click.echo(json.dumps(out, allow_nan=False, default=str))
+        else:
+            for k, v in out.items():
+                click.echo(f"{k:<28} {v}")
+        if summary.status != "success":
+            sys.exit(3)
+
+
+for _name, (_job, _help) in _CALIBRATIONS.items():
+    _calibration_command(_name, _job, _help)
 
 
 @main.group()

@@ -167,3 +167,29 @@ def test_calibrate_polarization_cli_compensates_a_random_fibre(tmp_path: Path) -
         [*QHIL, "runs", "list", "--json"], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(runs.stdout)[0]["kind"] == "calibration.polarization"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "kind"), [("detectors", "detector_efficiency"), ("delays", "delays")]
+)
+def test_calibrate_cli_records_a_run(tmp_path: Path, command: str, kind: str) -> None:
+    env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path)}
+    r = subprocess.run(
+        [*QHIL, "calibrate", command, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "success" and out["kind"] == f"calibration.{kind}"
+    shown = subprocess.run(
+        [*QHIL, "runs", "show", out["run_id"], "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["status"] == "success"
