@@ -41,16 +41,12 @@ def nonparalysable_mask(
     ``close_all``: `_close` of ``t``, if already known.
     """
     n = t.size
-    keep = np.zeros(n, dtype=bool)
-    if n == 0:
-        return keep
-    if tau <= 0:
-        keep[:] = True
-        return keep
+    if n == 0 or tau <= 0:
+        return np.ones(n, dtype=bool)
     # Events still inside the dead time of the previous batch's last click are lost.
     first = int(np.searchsorted(t, last + tau, side="left"))
     if first >= n:
-        return keep
+        return np.zeros(n, dtype=bool)
     tt = t[first:]
     # Round 1 on the whole stream with cheap passes: events with a gap >= tau before
     # them lead; the rest (few, unless the detector saturates) are decided in small rounds.
@@ -58,13 +54,17 @@ def nonparalysable_mask(
         close = _close(tt, tau)
     else:
         close = close_all[close_all > first] - first if first else close_all
-    keep[first:] = True
+    keep = np.ones(n, dtype=bool)
+    keep[:first] = False
     if close.size == 0:
         return keep
     keep[first + close] = False
     run_start = np.empty(close.size, dtype=bool)
     run_start[0] = True
     np.not_equal(np.diff(close), 1, out=run_start[1:])
+    if run_start.all():
+        # Isolated close pairs (the usual case): each follows a registered run head.
+        return keep
     heads = close[run_start][np.cumsum(run_start) - 1] - 1
     undecided = tt[close] - tt[heads] >= tau
     idx = close[undecided] + first

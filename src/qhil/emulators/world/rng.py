@@ -100,14 +100,16 @@ def bernoulli_position_chunks(
             yield np.arange(s, min(n, s + chunk), dtype=np.int64)
         return
     scale = -1.0 / math.log1p(-q)
+    cap = scale > 1e15  # an exponential draw is below ~40
     last = -1
     while True:
         mean = (n - 1 - last) * q
         size = min(chunk, int(mean + 6 * math.sqrt(mean) + 16))
         gaps = rng.standard_exponential(size)
         gaps *= scale
-        # A gap past the end ends the stream; capping keeps tiny q from overflowing int64.
-        np.minimum(gaps, float(n), out=gaps)
+        if cap:
+            # A gap past the end ends the stream; capping keeps tiny q from overflowing int64.
+            np.minimum(gaps, float(n), out=gaps)
         pos = gaps.astype(np.int64)  # floor, the gaps being >= 0
         pos += 1
         np.cumsum(pos, out=pos)
