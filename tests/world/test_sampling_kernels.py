@@ -14,7 +14,7 @@ from scipy import stats
 
 from qhil.emulators.world.deadtime import DeadTimeFilter, nonparalysable_mask
 from qhil.emulators.world.rng import bernoulli_position_chunks, standard_normal
-from qhil.emulators.world.sample_wcs import _multi_clicks, _thresholds
+from qhil.emulators.world.sample_wcs import _candidate_chunks, _multi_clicks, _thresholds
 
 
 def sequential_mask(t: np.ndarray, tau: float, last: float) -> np.ndarray:
@@ -78,6 +78,29 @@ def test_bernoulli_positions_are_independent_selections() -> None:
     observed = np.bincount(np.minimum(gaps, 200), minlength=201)[1:]
     expected = np.append(stats.geom.pmf(k, q), stats.geom.sf(199, q)) * gaps.size
     assert stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("q", [0.03, 0.6])
+def test_candidates_are_independent_selections_with_independent_cells(q: float) -> None:
+    n = 2_000_000
+    chunks = list(_candidate_chunks(np.random.default_rng(8), n, q))
+    pos = np.concatenate([c[0] for c in chunks])
+    top = np.concatenate([c[1] for c in chunks])
+    assert np.all(np.diff(pos) > 0) and pos[0] >= 0 and pos[-1] < n
+    lo, hi = stats.binom.interval(0.999, n, q)
+    assert lo <= pos.size <= hi
+    gaps = np.diff(pos)
+    k = np.arange(1, 40)
+    observed = np.bincount(np.minimum(gaps, 40), minlength=41)[1:]
+    expected = np.append(stats.geom.pmf(k, q), stats.geom.sf(39, q)) * gaps.size
+    keep = expected > 5
+    expected = expected[keep] * observed[keep].sum() / expected[keep].sum()
+    assert stats.chisquare(observed[keep], expected).pvalue > 1e-3
+    # The cell byte is uniform on 0..255 and independent of the gap it came with.
+    assert top.min() >= 0 and top.max() <= 255
+    assert stats.chisquare(np.bincount(top, minlength=256)).pvalue > 1e-3
+    table = np.array([np.bincount(top[1:][gaps == g] >> 6, minlength=4) for g in (1, 2, 3)])
+    assert stats.chi2_contingency(table).pvalue > 1e-3
 
 
 def pattern_probabilities(lam: np.ndarray) -> dict[tuple[bool, ...], float]:

@@ -26,6 +26,7 @@ noise, Eve's choices) is counter-based: a pure function of the pulse index.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -37,7 +38,7 @@ from .detector import JITTER_CLIP_SIGMAS
 from .link import Link
 from .paths import OpticalPath
 from .polarization import BB84_STOKES, F64
-from .rng import bernoulli_position_chunks, derive_key, hash_normal, hash_uniform
+from .rng import POSITION_CHUNK, derive_key, hash_normal, hash_uniform
 from .sources import WeakCoherentTransmitter
 
 I64 = npt.NDArray[np.int64]
@@ -46,7 +47,9 @@ _NOISE_CLIP = 6.0
 # A candidate's uniform is located first by its top bits (2^_CELL_BITS cells per symbol).
 _CELL_BITS = 8
 _STRADDLE = 255
-_INV53 = 1.0 / float(1 << 53)
+_GAP_BITS = 64 - _CELL_BITS
+_TOP_SHIFT = np.uint64(_GAP_BITS)
+_LOW56 = np.uint64((1 << _GAP_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,56 @@ def pulse_range(
     k_hi = math.ceil((nb - t0_ps) / period_ps)
     rel_lo = float(clock.true_of_node(t0_ps + k_lo * period_ps) - w.start_ps)
     return k_lo, k_hi, rel_lo, float(period_ps) / clock.rate
+
+
+def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tuple[I64, I64]]:
+    """Sorted candidate positions in [0, n) (each pulse independently with probability q), in
+    chunks, with 8 independent random bits per candidate.
+
+    One 64-bit word per candidate: its low 56 bits give the geometric gap before it by
+    inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low + 1) / 2^56 in (0, 1]; its
+    top byte is returned (the cell of the candidate's outcome uniform).
+    """
+    bitgen = rng.bit_generator
+    chunk = POSITION_CHUNK
+    if n <= 0 or q <= 0:
+        return
+    if q >= 1:
+        for s in range(0, n, chunk):
+            size = min(n, s + chunk) - s
+            top = (bitgen.random_raw(size) >> _TOP_SHIFT).view(np.int64)
+            yield np.arange(s, s + size, dtype=np.int64), top
+        return
+    scale = -1.0 / math.log1p(-q)
+    offset = _GAP_BITS * math.log(2.0) * scale
+    cap = scale > 1e15  # -ln(U) <= 38.9
+    last = -1
+    while True:
+        mean = (n - 1 - last) * q
+        size = min(chunk, int(mean + 6 * math.sqrt(mean) + 16))
+        raw = bitgen.random_raw(size)
+        top = (raw >> _TOP_SHIFT).view(np.int64)
+        raw &= _LOW56
+        pos = raw.view(np.int64)
+        pos += 1
+        x = pos.astype(np.float64)
+        np.log(x, out=x)
+        x *= -scale
+        x += offset  # -ln(U) scale
+        if cap:
+            # A gap past the end ends the stream; capping keeps tiny q from overflowing int64.
+            np.minimum(x, float(n), out=x)
+        pos[:] = x  # floor: the gaps are >= 0
+        pos += 1
+        np.cumsum(pos, out=pos)
+        pos += last
+        if pos[-1] >= n:
+            cut = int(np.searchsorted(pos, n))
+            if cut:
+                yield pos[:cut], top[:cut]
+            return
+        last = int(pos[-1])
+        yield pos, top
 
 
 def _thresholds(lam: F64) -> F64:
@@ -240,11 +293,10 @@ class WCSSampler:
         static_delay = bool(np.all(arr_off == arr_off[0]))
         jitter = tx.cfg.emission_jitter_ps
         clip = jitter > 0 or float(arr_off.min()) < 0
-        bitgen = rng.bit_generator
         multi_lam: list[F64] = []
         multi_t: list[F64] = []
 
-        for pos in bernoulli_position_chunks(rng, n, q_any):
+        for pos, top in _candidate_chunks(rng, n, q_any):
             m = pos.size
             k = pos + k_lo
             if p_mask >= 0:
@@ -269,14 +321,15 @@ class WCSSampler:
             # One uniform u on [0, 1) per candidate: the outcome is the number of interval
             # ends (in units of Q) at or below it.
             if lam_tab is not None:
-                raw = bitgen.random_raw(m)  # u = raw / 2^64; its top bits are its cell
+                # The candidate's random top byte is the cell of its uniform u.
                 cell = sym.astype(np.intp)
                 cell <<= _CELL_BITS
-                cell |= (raw >> np.uint64(64 - _CELL_BITS)).view(np.int64)
+                cell |= top
                 outcome = cells.take(cell)
                 odd = np.flatnonzero(outcome == _STRADDLE)
                 if odd.size:
-                    u = (raw.take(odd) >> np.uint64(11)) * _INV53
+                    u = top.take(odd) + rng.random(odd.size)
+                    u *= 1.0 / (1 << _CELL_BITS)
                     e = ends[self._steps(bounds_pos, pos.take(odd)), sym.take(odd)]
                     outcome[odd] = (u[:, None] >= e).sum(axis=1)
             else:
