@@ -118,8 +118,8 @@ class DeadTimeFilter:
         hi = np.where(inside, lasts[kk] if lasts.size else j, j)
         return lo, hi
 
-    def add(self, new: F64) -> F64:
-        """Add events (sorted); return those of them that register.
+    def add(self, new: F64) -> BoolArr:
+        """Add events (sorted); return which of them register.
 
         Events of ``t`` whose cluster has no added event within ``tau`` keep their
         registration: nothing outside a cluster is within ``tau`` of it. The clusters
@@ -127,12 +127,12 @@ class DeadTimeFilter:
         clusters of the merged stream, recomputed on its own.
         """
         if new.size == 0:
-            return new
+            return np.zeros(0, bool)
         t, tau = self.t, self.tau
         x = np.concatenate([self.extra, new])  # earlier additions first (ties: stable order)
         if tau <= 0:
             self.extra, self.extra_keep = x, np.ones(x.size, bool)
-            return new
+            return np.ones(new.size, bool)
         # Base events next to an added one (its neighbours in t), if closer than tau.
         n = t.size
         i = np.searchsorted(t, x, side="right")
@@ -155,7 +155,7 @@ class DeadTimeFilter:
         reg[o] = nonparalysable_mask(local.take(o), tau, self.last)
         self.keep[base] = reg[: base.size]
         self.extra, self.extra_keep = x, reg[base.size :]
-        return new[self.extra_keep[x.size - new.size :]]
+        return self.extra_keep[x.size - new.size :]
 
     def registered(self) -> F64:
         """Registered times: those of ``t`` (sorted), then the registered additions."""

@@ -20,7 +20,7 @@ import numpy as np
 from .clock import Mode, NodeClock, SimClock, seconds_to_ps
 from .component import Component
 from .config import WorldConfig
-from .detector import Detector
+from .detector import Detector, process_batches
 from .errors import UnknownComponentError, WorldError
 from .link import Link
 from .optics import Attenuator, PolarizationAnalyzer, PolarizationController, Waveplate
@@ -549,9 +549,7 @@ class World:
             for d, r in zip(sub.detectors, np.atleast_1d(route), strict=True):
                 background[d.name] += rate * float(r) * d.efficiency
 
-        outputs = {
-            n: det.process_batch(a, length, arrivals[n], background[n]) for n, det in dets.items()
-        }
+        outputs = process_batches(list(dets.values()), a, length, arrivals, background)
 
         for tg in self._of(TimeTagger).values():
             pipe = tg.pipeline
