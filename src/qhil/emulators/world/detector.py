@@ -236,10 +236,10 @@ class Detector(Component):
             ev = ev[self._in_gate(base_ps, ev)]
         return ev
 
-    def _registered(self, reg: F64, ordered: bool, length_ps: int) -> F64:
-        """Output pulses of the registered avalanches; ``ordered``: ``reg`` is sorted."""
+    def _registered(self, reg: F64, latest: float, length_ps: int) -> F64:
+        """Output pulses of the registered avalanches (``latest``: the last of them)."""
         if reg.size:
-            self._last = float(reg[-1] if ordered else reg.max()) - length_ps
+            self._last = latest - length_ps
         else:
             self._last -= length_ps
         return self._output(reg)
@@ -289,16 +289,16 @@ def process_batches(
             groups.setdefault(det.dead_time_ps, []).append((det, ev))
     for tau, members in groups.items():
         regs = _register(members, tau, base_ps, length_ps)
-        for (det, _), (reg, ordered) in zip(members, regs, strict=True):
-            out[det.name] = det._registered(reg, ordered, length_ps)
+        for (det, _), (reg, latest) in zip(members, regs, strict=True):
+            out[det.name] = det._registered(reg, latest, length_ps)
     return out
 
 
 def _register(
     members: list[tuple[Detector, F64]], tau: float, base_ps: int, length_ps: int
-) -> list[tuple[F64, bool]]:
+) -> list[tuple[F64, float]]:
     """Registered avalanches (and afterpulses) of detectors sharing the dead time ``tau``:
-    per detector (times, sorted?)."""
+    per detector (times, the latest of them)."""
     span = float(length_ps) + max(tau, 0.0) + 1.0  # segment i starts at i * span
     # Avalanches inside the dead time of a detector's previous click never register and
     # block nothing: they stay out of the shared stream (but keep their index for draws).
@@ -308,9 +308,9 @@ def _register(
     ]
     sizes = [ev.size - f for (_, ev), f in zip(members, firsts, strict=True)]
     starts = np.cumsum([0, *sizes]).tolist()
-    joint = np.concatenate(
-        [ev[f:] + i * span for i, ((_, ev), f) in enumerate(zip(members, firsts, strict=True))]
-    )
+    joint = np.empty(starts[-1])
+    for i, ((_, ev), f) in enumerate(zip(members, firsts, strict=True)):
+        np.add(ev[f:], i * span, out=joint[starts[i] : starts[i + 1]])
     filt = DeadTimeFilter(joint, tau)
     added: list[F64] = []  # afterpulse times as added to the filter, per (call, detector)
     owners: list[int] = []
@@ -362,7 +362,7 @@ def _register(
             at += a.size
         added += new
         owners += new_owner
-    out: list[tuple[F64, bool]] = []
+    out: list[tuple[F64, float]] = []
     extra_keep = filt.extra_keep
     extra_at = np.cumsum([0, *(a.size for a in added)]).tolist()
     for i, ((det, ev), f) in enumerate(zip(members, firsts, strict=True)):
@@ -374,9 +374,11 @@ def _register(
             for k, (a, o) in enumerate(zip(added, owners, strict=True))
             if o == i
         ]
-        if any(m.size for m in mine):
+        mine = [m for m in mine if m.size]
+        latest = float(reg[-1]) if reg.size else -math.inf
+        if mine:
             # Registered afterpulses (few) at the end, out of order: the tagger sorts.
-            out.append((np.concatenate([reg, *mine]), False))
-        else:
-            out.append((reg, True))
+            latest = max(latest, *(float(m.max()) for m in mine))
+            reg = np.concatenate([reg, *mine])
+        out.append((reg, latest))
     return out

@@ -122,8 +122,7 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
         raw &= _LOW56
         pos = raw.view(np.int64)
         pos += 1
-        x = pos.astype(np.float64)
-        np.log(x, out=x)
+        x = np.log(pos, dtype=np.float64)
         x *= -scale
         x += offset  # -ln(U) scale
         if cap:
@@ -167,11 +166,18 @@ def _cell_outcomes(ends: F64) -> npt.NDArray[np.uint8]:
     `_STRADDLE` and decided exactly. Returns the flattened (symbols x cells) table.
     """
     n = 1 << _CELL_BITS
-    lo = np.arange(n) / n
-    always = ends.max(axis=0)[:, None, :] <= lo[None, :, None]
-    never = ends.min(axis=0)[:, None, :] >= (lo + 1.0 / n)[None, :, None]
-    outcome = always.sum(axis=2)
-    outcome[~(always | never).all(axis=2)] = _STRADDLE
+    n_sym = ends.shape[1]
+    # End b counts for cells c >= ceil(max * n) and not for c < floor(min * n).
+    always = np.clip(np.ceil(ends.max(axis=0) * n), 0, n).astype(np.intp)  # (n_sym, D + 1)
+    never = np.clip(np.floor(ends.min(axis=0) * n), 0, n).astype(np.intp)
+    row = (np.arange(n_sym) * (n + 1))[:, None]
+    size = n_sym * (n + 1)
+    count = np.cumsum(np.bincount((row + always).ravel(), minlength=size).reshape(n_sym, n + 1), 1)
+    cross = np.bincount((row + never).ravel(), minlength=size) - np.bincount(
+        (row + always).ravel(), minlength=size
+    )
+    crossing = np.cumsum(cross.reshape(n_sym, n + 1), axis=1) > 0
+    outcome = np.where(crossing, _STRADDLE, count)[:, :n]
     return outcome.astype(np.uint8).ravel()
 
 
@@ -305,7 +311,10 @@ class WCSSampler:
                 kp = np.remainder(k, p_len)
             sym = pattern.take(kp)
             arrival = np.multiply(pos, dt, dtype=np.float64)
-            counts = None if bounds_pos is None else np.diff(np.searchsorted(pos, bounds_pos))
+            # Grid-step run lengths, when the delay drifts or the general path needs steps.
+            counts = None
+            if bounds_pos is not None and (lam_tab is None or not static_delay):
+                counts = np.diff(np.searchsorted(pos, bounds_pos))
             if counts is None or static_delay:
                 arrival += arr_off[0]
             else:
