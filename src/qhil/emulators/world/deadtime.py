@@ -98,6 +98,7 @@ class DeadTimeFilter:
         self._clusters: tuple[IntArr, IntArr] | None = None
         self.extra = np.zeros(0)  # added events, in the order they were added
         self.extra_keep = np.zeros(0, bool)
+        self._extra_at = np.zeros(0, np.intp)  # their insertion points in t
 
     def _cluster_of(self, j: IntArr) -> tuple[IntArr, IntArr]:
         """First and last index of the cluster of ``t`` (alone) holding each index ``j``."""
@@ -135,7 +136,8 @@ class DeadTimeFilter:
             return np.ones(new.size, bool)
         # Base events next to an added one (its neighbours in t), if closer than tau.
         n = t.size
-        i = np.searchsorted(t, x, side="right")
+        i = np.concatenate([self._extra_at, np.searchsorted(t, new, side="right")])
+        self._extra_at = i
         left = np.maximum(i - 1, 0)
         right = np.minimum(i, n - 1)
         near = np.concatenate(

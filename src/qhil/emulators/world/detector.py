@@ -31,6 +31,7 @@ from .rng import bernoulli_positions, standard_normal
 _AFTERPULSE_GENERATIONS = 6
 JITTER_CLIP_SIGMAS = 8.0
 _EMPTY = np.zeros(0)
+_SHORT_RUN = 4096
 
 
 class Detector(Component):
@@ -223,7 +224,13 @@ class Detector(Component):
         parts = [a for a in (self._pending, *arrivals) if a.size]
         if noise_rate > 0:
             parts.append(self._noise(length_ps, noise_rate))
-        # The parts are sorted runs (nearly: jitter): a stable sort merges them cheaply.
+        # The parts are sorted runs (nearly: jitter), consecutive for the main source. The
+        # short ones are sorted together first, so the stable sort has one merge to do.
+        short = [a for a in parts if a.size < _SHORT_RUN]
+        if 1 < len(short) < len(parts):
+            small = np.concatenate(short)
+            small.sort(kind="stable")
+            parts = [a for a in parts if a.size >= _SHORT_RUN] + [small]
         ev = np.concatenate(parts) if len(parts) > 1 else (parts[0].copy() if parts else _EMPTY)
         ev.sort(kind="stable")
         cut = int(np.searchsorted(ev, length_ps, side="left"))
@@ -250,8 +257,7 @@ class Detector(Component):
         if reg.size == 0:
             return reg
         if c.jitter_ps > 0:
-            out = standard_normal(self.rng, reg.size)
-            out *= c.jitter_ps
+            out = standard_normal(self.rng, reg.size, c.jitter_ps)
             out += reg
         else:
             out = reg.copy()

@@ -131,8 +131,11 @@ def bernoulli_positions(rng: np.random.Generator, n: int, q: float) -> npt.NDArr
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def standard_normal(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
-    """n independent standard normal draws by the Box-Muller transform.
+def standard_normal(
+    rng: np.random.Generator, n: int, scale: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """n independent normal draws (mean 0, standard deviation ``scale``) by the Box-Muller
+    transform.
 
     About twice as fast as ``Generator.standard_normal`` (whose ziggurat is scalar
     code): vectorised log/sqrt on float64 radii, SIMD sin/cos on float32 angles (an
@@ -142,7 +145,7 @@ def standard_normal(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]
     r = rng.random(half)
     np.subtract(1.0, r, out=r)  # (0, 1]: the log stays finite
     np.log(r, out=r)
-    r *= -2.0
+    r *= -2.0 * scale * scale
     np.sqrt(r, out=r)
     theta = rng.random(half, dtype=np.float32)
     theta *= _TWO_PI_F32

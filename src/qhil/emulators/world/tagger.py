@@ -127,9 +127,9 @@ class TagPipeline:
             delay = self.delays_ps.get(ch, 0.0)
             t = rel
             if self.jitter_ps > 0 and t.size:
-                noise = standard_normal(self.rng, t.size)
-                np.clip(noise, -JITTER_CLIP_SIGMAS, JITTER_CLIP_SIGMAS, out=noise)
-                noise *= self.jitter_ps
+                noise = standard_normal(self.rng, t.size, self.jitter_ps)
+                bound = JITTER_CLIP_SIGMAS * self.jitter_ps
+                np.clip(noise, -bound, bound, out=noise)
                 t = t + noise
             if self.dead_time_ps > 0 and t.size:
                 t = np.sort(t, kind="stable")
