@@ -116,13 +116,8 @@ class TagPipeline:
         # positive, so a truncating cast floors it.
         offset = float(node_base - key_base)
         scale = clock.rate / bin_ps
-        parts = []
-        if self._staged_ts.size:
-            staged = (self._staged_ts - key_base) // bin_ps
-            staged <<= _CH_BITS
-            staged |= self._staged_ch
-            parts.append(staged)
         updated: set[int] = set()
+        pulses: list[tuple[int, F64, float]] = []
         for ch, rel in inputs:
             delay = self.delays_ps.get(ch, 0.0)
             t = rel
@@ -139,21 +134,29 @@ class TagPipeline:
                     self._last[ch] = float(t[-1]) + delay - length_ps
                     updated.add(ch)
             if t.size:
-                x = t * scale
-                x += (offset + delay * clock.rate) / bin_ps
-                k = x.astype(np.int64)
-                k <<= _CH_BITS
-                k |= ch
-                parts.append(k)
+                pulses.append((ch, t, (offset + delay * clock.rate) / bin_ps))
         # Dead-time memory of channels silent in this batch moves with the batches.
         for ch in self._last:
             if ch not in updated:
                 self._last[ch] -= length_ps
-        keys = (
-            np.concatenate(parts)
-            if len(parts) > 1
-            else (parts[0] if parts else np.zeros(0, np.int64))
-        )
+        # Keys written in place: staged ones first, then each channel's.
+        n_staged = self._staged_ts.size
+        keys = np.empty(n_staged + sum(t.size for _, t, _ in pulses), np.int64)
+        if n_staged:
+            staged = keys[:n_staged]
+            np.floor_divide(self._staged_ts - key_base, bin_ps, out=staged)
+            staged <<= _CH_BITS
+            staged |= self._staged_ch
+        at = n_staged
+        x = np.empty(max([t.size for _, t, _ in pulses], default=0))
+        for ch, t, shift in pulses:
+            k = keys[at : at + t.size]
+            xs = np.multiply(t, scale, out=x[: t.size])
+            xs += shift
+            k[:] = xs  # floor: positive
+            k <<= _CH_BITS
+            k |= ch
+            at += t.size
         keys.sort(kind="stable")
         # The channel is the low 16-bit word of each little-endian key.
         chs = keys.view(np.uint16)[:: 64 // _CH_BITS].astype(np.int32)
