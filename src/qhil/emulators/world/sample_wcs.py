@@ -92,9 +92,9 @@ def pulse_range(
     return k_lo, k_hi, rel_lo, float(period_ps) / clock.rate
 
 
-def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tuple[I64, I64]]:
+def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tuple[I64, I64, F64]]:
     """Sorted candidate positions in [0, n) (each pulse independently with probability q), in
-    chunks, with 8 independent random bits per candidate.
+    chunks, with 8 independent random bits per candidate and a free float buffer as long.
 
     One 64-bit word per candidate: its low 56 bits give the geometric gap before it by
     inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low + 1) / 2^56 in (0, 1]; its
@@ -108,7 +108,7 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
         for s in range(0, n, chunk):
             size = min(n, s + chunk) - s
             top = (bitgen.random_raw(size) >> _TOP_SHIFT).view(np.int64)
-            yield np.arange(s, s + size, dtype=np.int64), top
+            yield np.arange(s, s + size, dtype=np.int64), top, np.empty(size)
         return
     scale = -1.0 / math.log1p(-q)
     offset = _GAP_BITS * math.log(2.0) * scale
@@ -135,10 +135,10 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
         if pos[-1] >= n:
             cut = int(np.searchsorted(pos, n))
             if cut:
-                yield pos[:cut], top[:cut]
+                yield pos[:cut], top[:cut], x[:cut]
             return
         last = int(pos[-1])
-        yield pos, top
+        yield pos, top, x
 
 
 def _thresholds(lam: F64) -> F64:
@@ -302,7 +302,7 @@ class WCSSampler:
         multi_lam: list[F64] = []
         multi_t: list[F64] = []
 
-        for pos, top in _candidate_chunks(rng, n, q_any):
+        for pos, top, buf in _candidate_chunks(rng, n, q_any):
             m = pos.size
             k = pos + k_lo
             if p_mask >= 0:
@@ -310,7 +310,7 @@ class WCSSampler:
             else:
                 kp = np.remainder(k, p_len)
             sym = pattern.take(kp)
-            arrival = np.multiply(pos, dt, dtype=np.float64)
+            arrival = np.multiply(pos, dt, out=buf)
             # Grid-step run lengths, when the delay drifts or the general path needs steps.
             counts = None
             if bounds_pos is not None and (lam_tab is None or not static_delay):
@@ -331,8 +331,7 @@ class WCSSampler:
             # ends (in units of Q) at or below it.
             if lam_tab is not None:
                 # The candidate's random top byte is the cell of its uniform u.
-                cell = sym.astype(np.intp)
-                cell <<= _CELL_BITS
+                cell = np.left_shift(sym, _CELL_BITS, out=k, dtype=np.int64)  # k is free
                 cell |= top
                 outcome = cells.take(cell)
                 odd = np.flatnonzero(outcome == _STRADDLE)
