@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from qhil.drivers.declarations import Control
 from qhil.drivers.sfifteen.common import OUT_OF_RANGE, UNKNOWN_COMMAND, format_error_line
 from qhil.drivers.values import ValueTypeError
-from qhil.emulators.base import Emulator, Raw, Route
+from qhil.emulators.base import Emulator, Raw, Route, on
 
 CRLF = "\r\n"
 _SEPARATORS = re.compile(rb"[;\r\n]")
@@ -102,6 +102,17 @@ class S15Emulator(Emulator):
             assert isinstance(route.decl, Control)
             result = route.decl.reply_template.emit(value=result)
         return self.line(str(result))
+
+    # Every S-Fifteen board answers these the same way; the subclasses' drivers declare both.
+    identity: str
+
+    @on("idn.get")
+    def _idn(self) -> str:
+        return self.identity
+
+    @on("help_text.get")
+    def _help(self) -> bytes:
+        return self.help_reply()
 
     def help_reply(self) -> bytes:
         """The HELP text: one line per command the board knows, from the driver's declarations."""

@@ -104,14 +104,6 @@ class SPDEmulator(S15Emulator):
 
     # --- handlers ---
 
-    @on("idn.get")
-    def _idn(self) -> str:
-        return self.identity
-
-    @on("help_text.get")
-    def _help(self) -> bytes:
-        return self.help_reply()
-
     @on("save_reply.get")
     def _save(self) -> str:
         names = ("hvolt", "threshvolt", "settemp", "time_ms", "loop", "constp", "consti", "delay")

@@ -150,14 +150,6 @@ class SPDCSourceEmulator(S15Emulator):
 
     # --- identity, help, reset, save ---
 
-    @on("idn.get")
-    def _idn(self) -> str:
-        return self.identity
-
-    @on("help_text.get")
-    def _help(self) -> bytes:
-        return self.help_reply()
-
     @on("reset")
     def _rst(self) -> None:
         self.power_on_state()

@@ -179,14 +179,6 @@ class TDC1Emulator(S15Emulator):
 
     # --- handlers ---
 
-    @on("idn.get")
-    def _idn(self) -> str:
-        return self.identity
-
-    @on("help_text.get")
-    def _help(self) -> bytes:
-        return self.help_reply()
-
     @on("reset")
     def _rst(self) -> None:
         self.power_on_state()
