@@ -10,6 +10,7 @@ from helpers import Z999, bb84_events, bb84_profile, binomial_interval, make_wor
 from scipy import stats
 
 from qhil.emulators.world.polarization import STOKES_D, STOKES_H, jones_to_quat, rotvec_of_quat
+from qhil.errors import ConfigError
 
 
 def waveplate_jones(theta: float, delta: float) -> np.ndarray:
@@ -40,6 +41,24 @@ def test_controller_unitary_is_the_product_of_its_squeezers() -> None:
     assert np.allclose(pc.rotation @ STOKES_D, -STOKES_D)
     with pytest.raises(ValueError, match="voltages_mv"):
         pc.set_voltage(2, 6000.0)
+
+
+def test_each_squeezer_has_its_own_half_wave_voltage() -> None:
+    profile = bb84_profile()
+    halves = [1800.0, 2000.0, 2100.0, 2200.0]
+    profile["nodes"]["bob"]["components"]["pc"]["half_wave_voltage_mv"] = halves
+    pc = make_world(profile).polarization_controller("bob.pc")
+    volts = np.array([700.0, -1300.0, 2500.0, 900.0])
+    pc.set_voltages(volts)
+    expected = np.eye(2)
+    for i, (v, half) in enumerate(zip(volts, halves, strict=True)):
+        expected = (
+            waveplate_jones(0.0 if i % 2 == 0 else math.pi / 4, math.pi * v / half) @ expected
+        )
+    assert same_up_to_phase(pc.unitary, expected)
+    profile["nodes"]["bob"]["components"]["pc"]["half_wave_voltage_mv"] = halves[:3]
+    with pytest.raises(ConfigError, match=r"bob\.components\.pc: half_wave_voltage_mv has 3"):
+        make_world(profile)
 
 
 def qber(world: object, duration: float) -> tuple[int, int]:

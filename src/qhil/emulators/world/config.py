@@ -195,7 +195,8 @@ class PolarizationControllerConfig(_Model):
 
     type: Literal["polarization_controller"]
     n_channels: int = Field(default=4, ge=1, le=8)
-    half_wave_voltage_mv: Positive = 2000.0
+    # One value for every channel, or one per channel (each squeezer has its own V_pi).
+    half_wave_voltage_mv: Positive | list[Positive] = 2000.0
     max_voltage_mv: Positive = 5000.0
     voltages_mv: list[float] | None = None
     # Squeezer axes; default alternates 0 and 45 degrees.
@@ -207,9 +208,9 @@ class PolarizationControllerConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> PolarizationControllerConfig:
-        for field in ("voltages_mv", "axes_deg", "offset_rad"):
+        for field in ("voltages_mv", "axes_deg", "offset_rad", "half_wave_voltage_mv"):
             value = getattr(self, field)
-            if value is not None and len(value) != self.n_channels:
+            if isinstance(value, list) and len(value) != self.n_channels:
                 raise ValueError(
                     f"{field} has {len(value)} entries but n_channels is {self.n_channels}"
                 )

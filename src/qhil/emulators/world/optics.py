@@ -139,7 +139,14 @@ class PolarizationController(Component):
 
     def retardances_rad(self, voltages_mv: F64 | None = None) -> F64:
         v = self._voltages if voltages_mv is None else np.asarray(voltages_mv, dtype=float)
-        return math.pi * v / self.cfg.half_wave_voltage_mv + self._offsets
+        return math.pi * v / self.half_wave_voltages_mv + self._offsets
+
+    @property
+    def half_wave_voltages_mv(self) -> F64:
+        """Each channel's half-wave voltage."""
+        return np.broadcast_to(
+            np.asarray(self.cfg.half_wave_voltage_mv, dtype=float), (self.n_channels,)
+        )
 
     def quat_for(self, voltages_mv: F64) -> F64:
         plates = waveplate_quat(self._axes, self.retardances_rad(voltages_mv))

@@ -185,7 +185,7 @@ def _conj(q: F64) -> F64:
 def _solve_voltages(pc: PolarizationController, target: F64) -> F64:
     """Voltages whose rotation equals ``target`` (3x3), by least squares from several starts."""
     vmax = pc.max_voltage_mv
-    span = min(vmax, 2.0 * pc.cfg.half_wave_voltage_mv)
+    span = min(vmax, 2.0 * float(pc.half_wave_voltages_mv.max()))
     rng = np.random.default_rng(0)
 
     def resid(v: F64) -> F64:
