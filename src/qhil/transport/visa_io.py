@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pyvisa
+import serial
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
@@ -26,6 +29,90 @@ _LINK_DOWN_CODES = {
     constants.StatusCode.error_invalid_object,
     constants.StatusCode.error_closing_failed,
 }
+
+
+#: One viRead of at most n bytes -> (the bytes it read, its VISA status), a timeout included.
+ChunkReader = Callable[[int], tuple[bytes, int]]
+
+#: Longest single read while waiting for a terminator (pyvisa's default chunk size).
+_CHUNK = 20 * 1024
+#: pyvisa warns when a read filled its count, unless told not to (as its read_bytes does).
+_FULL_READ = constants.StatusCode.success_max_count_read
+#: How far past its deadline a read may wait rather than re-set the timeout first.
+_TIMEOUT_SLACK_MS = 2
+
+
+def chunk_reader(res: Any) -> ChunkReader:
+    """A viRead for ``res`` that keeps what a timed-out read had already taken off the line.
+
+    pyvisa's ``visalib.read`` raises ``VisaIOError`` on a timeout and drops the bytes
+    that arrived (and ``read_bytes`` / ``read_raw`` drop every earlier chunk too), so
+    the read goes one level down: pyvisa-py's session objects return (bytes, status)
+    themselves; a ctypes VISA library (NI, Keysight, R&S) fills a buffer and a count
+    that we own even though pyvisa's error check raises afterwards. Any other library
+    falls back to ``visalib.read``, which may lose the bytes of the read that timed out.
+    """
+    visalib, session = res.visalib, res.session
+    sessions = getattr(visalib, "sessions", None)
+    backend = sessions.get(session) if isinstance(sessions, dict) else None
+    if backend is not None and callable(getattr(backend, "read", None)):  # pyvisa-py
+        read: ChunkReader = backend.read
+        return read
+    if hasattr(getattr(visalib, "lib", None), "viRead"):
+        return ctypes_chunk_reader(visalib, session)
+
+    def fallback(count: int) -> tuple[bytes, int]:
+        try:
+            with visalib.ignore_warning(session, _FULL_READ):
+                data, status = visalib.read(session, count)
+        except VisaIOError as exc:
+            return b"", exc.error_code
+        return bytes(data), int(status)
+
+    return fallback
+
+
+def block_reader(res: Any, chunk: ChunkReader) -> ChunkReader:
+    """The viRead for a byte block of known length (no termination to stop at).
+
+    pyvisa-py's serial session reads one byte per Python call (~0.2 MB/s measured on a
+    pty); a block is read from the pyserial port under it in one call instead (same
+    port, same timeout, also partial on a timeout). Everything else reads as ``chunk``.
+    """
+    sessions = getattr(res.visalib, "sessions", None)
+    backend = sessions.get(res.session) if isinstance(sessions, dict) else None
+    port = getattr(backend, "interface", None)
+    if not isinstance(port, serial.SerialBase):
+        return chunk
+
+    def read(count: int) -> tuple[bytes, int]:
+        data = bytes(port.read(count))
+        if len(data) < count:
+            return data, constants.StatusCode.error_timeout
+        return data, _FULL_READ
+
+    return read
+
+
+def ctypes_chunk_reader(visalib: Any, session: int) -> ChunkReader:
+    """viRead through pyvisa's ctypes wrapper (``visalib.lib``), with our own buffer and count.
+
+    VISA sets the returned count also when viRead fails with a timeout; the wrapper's
+    error check raises before returning, but the buffer and count are ours to read.
+    """
+    lib = visalib.lib
+
+    def read(count: int) -> tuple[bytes, int]:
+        buf = ctypes.create_string_buffer(count)
+        got = ctypes.c_uint32(0)
+        try:
+            with visalib.ignore_warning(session, _FULL_READ):
+                status = int(lib.viRead(session, buf, count, ctypes.byref(got)))
+        except VisaIOError as exc:
+            status = exc.error_code
+        return buf.raw[: min(got.value, count)], status
+
+    return read
 
 
 def resource_manager(visa_library: str = "@py") -> pyvisa.ResourceManager:
@@ -46,6 +133,8 @@ class VisaIO:
         self.framing = framing
         self.visa_library = visa_library
         self._res: Any = None
+        self._read_chunk: ChunkReader | None = None
+        self._read_block: ChunkReader | None = None
         self._timeout_ms: int | None = None
         self._termchar: bytes | None = None
         self._open_timeout_s = 3.0
@@ -91,19 +180,25 @@ class VisaIO:
         res.write_termination = ""
         res.read_termination = None
         self._res = res
+        self._read_chunk = chunk_reader(res)
+        self._read_block = block_reader(res, self._read_chunk)
         self._timeout_ms = None
         self._termchar = None
 
     def close(self) -> None:
         res, self._res = self._res, None
+        self._read_chunk = self._read_block = None
         if res is not None:
             # closing a dead link must not mask the original error
             with contextlib.suppress(Exception):
                 res.close()
 
-    def _set_timeout(self, timeout_s: float) -> None:
+    def _set_timeout(self, timeout_s: float, slack_ms: int = 0) -> None:
+        """Set the VISA timeout unless it is already ``timeout_s``, or (with ``slack_ms``)
+        already at most that much longer."""
         ms = max(1, int(timeout_s * 1000))
-        if ms != self._timeout_ms:
+        cur = self._timeout_ms
+        if cur is None or ms > cur or ms < cur - slack_ms:
             self._configure(lambda: setattr(self._res, "timeout", ms))
             self._timeout_ms = ms
 
@@ -147,7 +242,7 @@ class VisaIO:
         except OSError:
             return True
 
-    def _raise_for(self, exc: VisaIOError, partial: bytes = b"") -> None:
+    def _raise_for(self, exc: VisaIOError, partial: bytes = b"") -> NoReturn:
         if exc.error_code == constants.StatusCode.error_timeout:
             if self._peer_closed():
                 raise LinkDown("peer closed the connection") from exc
@@ -166,35 +261,52 @@ class VisaIO:
         except OSError as exc:
             raise LinkDown(str(exc)) from exc
 
+    def _read_some(
+        self, read: ChunkReader | None, count: int, deadline: float, so_far: bytearray
+    ) -> None:
+        """Append up to ``count`` bytes to ``so_far``, waiting at most until ``deadline``
+        (``time.monotonic``); on a timeout raise ReadTimeout with everything read so far."""
+        if self._res is None or read is None:
+            raise LinkDown("not open")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._raise_for(VisaIOError(constants.StatusCode.error_timeout), bytes(so_far))
+        # Re-setting a serial port's timeout reconfigures the port: let a read outlast
+        # the deadline by a few ms rather than do that before every read.
+        self._set_timeout(remaining, slack_ms=_TIMEOUT_SLACK_MS)
+        try:
+            data, status = read(count)
+        except VisaIOError as exc:
+            self._raise_for(exc, bytes(so_far))
+        except OSError as exc:  # pyserial's and the socket's own errors, from pyvisa-py
+            raise LinkDown(str(exc) or type(exc).__name__) from exc
+        so_far += data
+        if status < 0:
+            self._raise_for(VisaIOError(status), bytes(so_far))
+        if not data:
+            raise LinkDown("peer closed the connection")
+
     def read_until(self, terminator: bytes, timeout_s: float) -> bytes:
         if self._res is None:
             raise LinkDown("not open")
-        self._set_timeout(timeout_s)
         self._set_termchar(terminator)
-        buf = b""
+        deadline = time.monotonic() + timeout_s
+        buf = bytearray()
+        # A read ends at the termination character (the terminator's last byte), so a
+        # complete terminator can only ever sit at the end of buf.
         while not buf.endswith(terminator):
-            try:
-                chunk = self._res.read_raw()
-            except VisaIOError as exc:
-                self._raise_for(exc, buf)
-            except OSError as exc:
-                raise LinkDown(str(exc)) from exc
-            if not chunk:
-                raise LinkDown("peer closed the connection")
-            buf += chunk
-        return buf
+            self._read_some(self._read_chunk, _CHUNK, deadline, buf)
+        return bytes(buf)
 
     def read_exact(self, count: int, timeout_s: float) -> bytes:
         if self._res is None:
             raise LinkDown("not open")
-        self._set_timeout(timeout_s)
-        try:
-            return bytes(self._res.read_bytes(count, break_on_termchar=False))
-        except VisaIOError as exc:
-            self._raise_for(exc)
-        except OSError as exc:
-            raise LinkDown(str(exc)) from exc
-        raise AssertionError("unreachable")
+        deadline = time.monotonic() + timeout_s
+        buf = bytearray()
+        # A termination character inside the block ends one read early: read on.
+        while len(buf) < count:
+            self._read_some(self._read_block, count - len(buf), deadline, buf)
+        return bytes(buf)
 
     def resync(self, quiet_s: float) -> None:
         """A socket is reconnected (a late reply dies with the old connection); other
