@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qhil.emulators.world.deadtime import DeadTimeFilter, nonparalysable_mask
+from qhil.emulators.world.deadtime import DeadTimeFilter, JointDeadTime, nonparalysable_mask
 from qhil.emulators.world.rng import bernoulli_position_chunks, standard_normal
-from qhil.emulators.world.sample_wcs import _candidate_chunks, _multi_clicks, _thresholds
+from qhil.emulators.world.sample_wcs import (
+    _CELL_BITS,
+    _STRADDLE,
+    _candidate_chunks,
+    _cell_outcomes,
+    _multi_click_table,
+    _multi_clicks,
+    _thresholds,
+)
 
 
 def sequential_mask(t: np.ndarray, tau: float, last: float) -> np.ndarray:
@@ -53,6 +61,44 @@ def test_dead_time_filter_with_late_additions_follows_the_sequential_rule(
             assert np.array_equal(np.sort(got), merged[ref & (order >= both.size - new.size)])
             assert np.array_equal(np.sort(filt.registered()), merged[ref])
             assert np.array_equal(nonparalysable_mask(merged, tau, last), ref)
+
+
+@pytest.mark.parametrize("rate_per_tau", [0.05, 0.7, 3.0, 20.0])
+def test_joint_dead_time_of_several_detectors_follows_the_sequential_rule(
+    rate_per_tau: float,
+) -> None:
+    """Several detectors in one time-ordered stream, each with its own dead time and
+    history, void events, and three generations of late additions: every detector's
+    registrations equal the sequential rule on its own events."""
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        n_det = int(rng.integers(1, 5))
+        tau_of = rng.choice([1.0, 1.0, 0.5, 0.0], n_det)
+        n = int(rng.integers(0, 120))
+        length = max(n, 1) / rate_per_tau
+        t = np.sort(rng.random(n) * length)
+        det = rng.integers(-1, n_det, n)  # -1: void (e.g. outside a gate)
+        last_of = rng.choice([-np.inf, -0.4, 0.2], n_det)
+        jdt = JointDeadTime(t, det.copy(), tau_of, last_of, length + 3.0)
+        xt, xd = np.zeros(0), np.zeros(0, np.intp)
+        for generation in range(4):
+            if generation:
+                m = int(rng.integers(0, 8))
+                new_t, new_d = rng.random(m) * length, rng.integers(0, n_det, m)
+                got = jdt.add(new_t, new_d)
+                xt, xd = np.concatenate([xt, new_t]), np.concatenate([xd, new_d])
+            for d in range(n_det):
+                # Reference: detector d's events, the base stream first among ties.
+                base = np.flatnonzero(det == d)
+                both = np.concatenate([t[base], xt[xd == d]])
+                order = np.argsort(both, kind="stable")
+                ref = np.empty(both.size, bool)
+                ref[order] = sequential_mask(both[order], tau_of[d], last_of[d])
+                assert np.array_equal(jdt.keep[base], ref[: base.size])
+                assert np.array_equal(jdt.extra_keep[xd == d], ref[base.size :])
+            assert not jdt.keep[det < 0].any()
+            if generation:
+                assert np.array_equal(got, jdt.extra_keep[xt.size - got.size :])
 
 
 def test_standard_normal_is_normal() -> None:
@@ -96,11 +142,34 @@ def test_candidates_are_independent_selections_with_independent_cells(q: float) 
     keep = expected > 5
     expected = expected[keep] * observed[keep].sum() / expected[keep].sum()
     assert stats.chisquare(observed[keep], expected).pvalue > 1e-3
-    # The cell byte is uniform on 0..255 and independent of the gap it came with.
-    assert top.min() >= 0 and top.max() <= 255
-    assert stats.chisquare(np.bincount(top, minlength=256)).pvalue > 1e-3
-    table = np.array([np.bincount(top[1:][gaps == g] >> 6, minlength=4) for g in (1, 2, 3)])
+    # The cell bits are uniform on 0..2^bits - 1 and independent of the gap they came with.
+    cells = 1 << _CELL_BITS
+    assert top.min() >= 0 and top.max() <= cells - 1
+    assert stats.chisquare(np.bincount(top >> (_CELL_BITS - 8), minlength=256)).pvalue > 1e-3
+    assert stats.chisquare(np.bincount(top & 255, minlength=256)).pvalue > 1e-3
+    table = np.array(
+        [np.bincount(top[1:][gaps == g] >> (_CELL_BITS - 2), minlength=4) for g in (1, 2, 3)]
+    )
     assert stats.chi2_contingency(table).pvalue > 1e-3
+
+
+def test_cell_table_counts_the_ends_below_each_cell_and_marks_crossed_cells() -> None:
+    """Each (symbol, cell): the number of interval ends at or below the whole cell at every
+    step, or `_STRADDLE` where an end lies inside the cell at some step."""
+    rng = np.random.default_rng(21)
+    n = 1 << _CELL_BITS
+    for _ in range(20):
+        steps, n_sym, n_ends = int(rng.integers(1, 4)), int(rng.integers(1, 13)), 5
+        base = np.sort(rng.random((n_sym, n_ends)), axis=1)
+        drift = rng.choice([0.0, 1e-4, 3e-3])
+        ends = np.clip(np.sort(base + rng.normal(0, drift, (steps, n_sym, n_ends)), axis=2), 0, 1)
+        got = _cell_outcomes(ends).reshape(n_sym, n)
+        lo, hi = ends.min(axis=0) * n, ends.max(axis=0) * n  # (n_sym, n_ends), in cells
+        for s in range(n_sym):
+            for c in range(0, n, 7):  # every 7th cell: enough, and fast
+                crossed = np.any((lo[s] < c + 1) & (hi[s] > c))
+                expected = _STRADDLE if crossed else int(np.sum(hi[s] <= c))
+                assert got[s, c] == expected, (s, c)
 
 
 def pattern_probabilities(lam: np.ndarray) -> dict[tuple[bool, ...], float]:
@@ -138,3 +207,16 @@ def test_multi_click_patterns_follow_the_conditional_law() -> None:
     expected = np.array([probs[b] / total * n for b in keys])
     assert observed[idx].sum() == n
     assert stats.chisquare(observed[idx], expected).pvalue > 1e-3
+
+
+def test_multi_click_table_is_the_exact_conditional_law() -> None:
+    """The tabulated pattern distribution equals exact enumeration, per row."""
+    lam = np.array([[0.4, 0.1, 0.9, 0.25], [1e-3, 2e-3, 0.5, 0.0], [0.05, 0.05, 0.05, 0.05]])
+    cdf, bits = _multi_click_table(lam)
+    assert bits.shape == (11, 4) and bits.sum(axis=1).min() >= 2
+    for row, lam_row in zip(cdf, lam, strict=True):
+        probs = {b: v for b, v in pattern_probabilities(lam_row).items() if sum(b) >= 2}
+        total = sum(probs.values())
+        pmf = np.diff(row, prepend=0.0)
+        for pattern, p in zip(bits, pmf, strict=True):
+            assert p == pytest.approx(probs[tuple(bool(x) for x in pattern)] / total, rel=1e-9)

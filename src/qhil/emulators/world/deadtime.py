@@ -202,3 +202,278 @@ def _segment_orbit(seg: F64, tau: float, first: int) -> npt.NDArray[np.intp]:
         nxt_members = table[members]
         members = np.union1d(members, nxt_members[nxt_members < m])
     return members
+
+
+def _segmented_mask(seg: F64, det: IntArr, tau_of: F64) -> BoolArr:
+    """`nonparalysable_mask` of sorted ``seg`` whose detectors lie in disjoint segments
+    (time + detector x span): one call per distinct dead time."""
+    taus = tau_of.take(det)
+    first = float(taus[0]) if taus.size else 0.0
+    if taus.size == 0 or bool(np.all(taus == first)):
+        return nonparalysable_mask(seg, first)
+    out = np.empty(seg.size, dtype=bool)
+    for tau in np.unique(taus):
+        m = taus == tau
+        out[m] = nonparalysable_mask(seg[m], float(tau))
+    return out
+
+
+class JointDeadTime:
+    """Non-paralysable dead time of several detectors whose events form ONE time-ordered
+    stream, open to a few late additions (afterpulses).
+
+    ``t``: sorted times (within [0, span - 2 max(tau) - 1)); ``det``: each event's detector
+    (0..n-1; -1 marks a void event, which neither registers nor blocks); ``tau_of`` and
+    ``last_of``: each detector's dead time and previous registered time. Events inside the
+    dead time of ``last_of`` are made void (``det`` is modified in place).
+
+    An event registers unless a registered event of its detector lies less than tau before
+    it. Events with no same-detector event within tau before them are registered at once;
+    the rest (a few percent, unless detectors saturate) are found by looking back lag by lag
+    at a shrinking set of candidates, then resolved cluster by cluster, each detector's
+    clusters in their own segment (time + detector x span) of one sorted array.
+    """
+
+    def __init__(self, t: F64, det: IntArr, tau_of: F64, last_of: F64, span: float) -> None:
+        self.t, self.det, self.span = t, det, span
+        n_det = tau_of.size
+        # Index -1 (void) reads the extra last entry: no dead time, no history.
+        self.tau_of = np.append(tau_of, 0.0)
+        self.tau_max = float(tau_of.max()) if n_det else 0.0
+        ends = np.append(last_of + tau_of, -np.inf)
+        self._ends = ends
+        n = t.size
+        horizon = float(ends.max())
+        if n and horizon > t[0]:
+            p = int(np.searchsorted(t, horizon, side="left"))
+            head = det[:p]
+            head[t[:p] < ends.take(head)] = -1
+        self.keep = det >= 0
+        self.extra_t = np.zeros(0)
+        self.extra_d = np.zeros(0, np.intp)
+        self.extra_keep = np.zeros(0, bool)
+        self._lo = self._hi = np.zeros(0, np.intp)
+        self._added_seg = np.zeros(0)  # live additions, time + detector x span, sorted
+        self._touched = np.zeros(0, np.intp)  # base events resolved with additions
+        # Cluster members (events with a same-detector event within tau, either way),
+        # ordered by (detector, time), and where each cluster starts and ends.
+        self._members = np.zeros(0, np.intp)
+        self._by_index = np.zeros(0, np.intp)
+        self._rank = np.zeros(0, np.intp)
+        self._first = self._last = np.zeros(0, np.intp)
+        self._cluster = np.zeros(0, np.intp)
+        self._sorted_index = np.zeros(0, np.intp)
+        if n < 2 or self.tau_max <= 0:
+            return
+        fi, fj = self._close_pairs()
+        if fi.size == 0:
+            return
+        # fi and fj are a few sorted runs each: a stable sort merges them cheaply.
+        by_index = np.concatenate([fi, fj])
+        by_index.sort(kind="stable")
+        dup = np.zeros(by_index.size, dtype=bool)
+        np.equal(by_index[1:], by_index[:-1], out=dup[1:])
+        by_index = by_index[~dup]
+        d_m = det.take(by_index)
+        # 16-bit keys sort by radix, in linear time.
+        order = np.argsort(d_m.astype(np.int16), kind="stable")
+        members, d_m = by_index.take(order), d_m.take(order)
+        seg = t.take(members) + d_m * span
+        reg = _segmented_mask(seg, d_m, self.tau_of)
+        self.keep[members[~reg]] = False
+        # Cluster boundaries: a new detector, or a gap of at least tau.
+        start = np.ones(members.size, dtype=bool)
+        start[1:] = (d_m[1:] != d_m[:-1]) | (np.diff(seg) >= self.tau_of.take(d_m[1:]))
+        first = np.flatnonzero(start)
+        self._first = first
+        self._last = np.append(first[1:], members.size) - 1
+        self._members = members
+        self._cluster = np.cumsum(start) - 1
+        # Members by event index, and where each sits in `members`.
+        self._sorted_index = by_index
+        self._by_index = np.empty(members.size, np.intp)
+        self._by_index[order] = np.arange(members.size)
+
+    def _close_pairs(self) -> tuple[IntArr, IntArr]:
+        """(i, j): event j is the latest event of i's detector before i, less than tau before."""
+        t, det, tau_max = self.t, self.det, self.tau_max
+        uniform = bool(np.all(self.tau_of[:-1] == tau_max))
+        # Lag 1 over the whole stream (cheap full passes): the previous event is close and
+        # of the same detector, or close and of another one (then look further back).
+        gap = np.diff(t)
+        near = gap < tau_max
+        same = det[1:] == det[:-1]
+        same &= det[1:] >= 0
+        close = same & (near if uniform else gap < self.tau_of.take(det[1:]))
+        first_i = np.flatnonzero(close) + 1
+        near &= ~same
+        cur = np.flatnonzero(near) + 1
+        cur = cur[det.take(cur) >= 0]
+        if cur.size:
+            cur = cur[cur >= 2]
+            cur = cur[t.take(cur) - t.take(cur - 2) < tau_max]
+        found_i: list[IntArr] = [first_i]
+        found_j: list[IntArr] = [first_i - 1]
+        lag = 2
+        while cur.size:
+            j = cur - lag
+            d_cur = det.take(cur)
+            same = d_cur == det.take(j)
+            if same.any():
+                ci, cj = cur[same], j[same]
+                gap = t.take(ci) - t.take(cj)
+                close = gap < (tau_max if uniform else self.tau_of.take(d_cur[same]))
+                found_i.append(ci[close])
+                found_j.append(cj[close])
+                cur = cur[~same]
+            lag += 1
+            cur = cur[cur >= lag]
+            if cur.size:
+                cur = cur[t.take(cur) - t.take(cur - lag) < tau_max]
+        return np.concatenate(found_i), np.concatenate(found_j)
+
+    def _clusters_of(self, idx: IntArr) -> IntArr:
+        """Event indices of the whole clusters holding events ``idx`` (an event in no
+        cluster stands alone)."""
+        if self._members.size == 0 or idx.size == 0:
+            return idx
+        pos = np.minimum(np.searchsorted(self._sorted_index, idx), self._sorted_index.size - 1)
+        inside = self._sorted_index.take(pos) == idx
+        cl = np.unique(self._cluster.take(self._by_index.take(pos[inside])))
+        lo, hi = self._first.take(cl), self._last.take(cl) + 1
+        lengths = hi - lo
+        ranks = np.arange(int(lengths.sum())) + np.repeat(
+            lo - (np.cumsum(lengths) - lengths), lengths
+        )
+        return np.union1d(idx[~inside], self._members.take(ranks))
+
+    def add(self, new_t: F64, new_d: IntArr, after: IntArr | None = None) -> BoolArr:
+        """Add events (any order; detectors >= 0); return which of them register.
+
+        ``after``: for each new event, an index of ``t`` at or before which no event is
+        later than it minus its dead time (an afterpulse's parent): its neighbours are then
+        found by stepping forward from there instead of a binary search.
+
+        A new event with no event of its detector within tau (either way) registers and
+        changes nothing. The others are resolved with the clusters they join; when they
+        touch what an earlier addition touched, every addition so far is re-resolved with
+        all the clusters near any of them (earlier events first among ties).
+        """
+        if new_t.size == 0:
+            return np.zeros(0, bool)
+        t = self.t
+        tau_new = self.tau_of.take(new_d)
+        # Base events within tau of each new event: indices [lo, hi) of t.
+        if after is None:
+            lo = np.searchsorted(t, new_t - tau_new, side="right")
+        else:
+            lo = _step_to(t, after, new_t - tau_new, right=True)
+        hi = _step_to(t, lo, new_t + tau_new, right=False)
+        n_old = self.extra_t.size
+        all_t = np.concatenate([self.extra_t, new_t])
+        all_d = np.concatenate([self.extra_d, new_d])
+        self._lo = np.concatenate([self._lo, lo])
+        self._hi = np.concatenate([self._hi, hi])
+        self.extra_t, self.extra_d = all_t, all_d
+        keep_new = self._add_isolated(new_t, new_d, tau_new, lo, hi)
+        if keep_new is None:
+            keep_new = self._resolve_all()[n_old:]
+        else:
+            self.extra_keep = np.concatenate([self.extra_keep, keep_new])
+        return keep_new
+
+    def _near_base(self, lo: IntArr, hi: IntArr, d: IntArr) -> tuple[IntArr, IntArr]:
+        """(owner, index): base events of the same detector in [lo, hi) of each event."""
+        lengths = np.maximum(hi - lo, 0)
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(0, np.intp), np.zeros(0, np.intp)
+        idx = np.arange(total) + np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        owner = np.repeat(np.arange(lo.size), lengths)
+        match = np.flatnonzero(self.det.take(idx) == d.take(owner))
+        return owner.take(match), idx.take(match)
+
+    def _add_isolated(
+        self, new_t: F64, new_d: IntArr, tau_new: F64, lo: IntArr, hi: IntArr
+    ) -> BoolArr | None:
+        """Registration of new events resolved with only what they touch, or None when
+        they touch an earlier addition or what one touched (then all is re-resolved)."""
+        span = self.span
+        alive = new_t >= self._ends.take(new_d)
+        seg_new = new_t + new_d * span
+        # Earlier additions of the same detector within tau: re-resolve everything.
+        if self._added_seg.size:
+            p = np.searchsorted(self._added_seg, seg_new)
+            left = self._added_seg.take(np.maximum(p - 1, 0))
+            right = self._added_seg.take(np.minimum(p, self._added_seg.size - 1))
+            if np.any(
+                alive & ((np.abs(seg_new - left) < tau_new) | (np.abs(right - seg_new) < tau_new))
+            ):
+                return None
+        owner, near = self._near_base(lo, hi, new_d)
+        touches = np.zeros(new_t.size, dtype=bool)
+        touches[owner] = True
+        # New events of the same detector within tau of each other.
+        live = np.flatnonzero(alive)
+        order = live.take(np.argsort(seg_new.take(live), kind="stable"))
+        close = np.diff(seg_new.take(order)) < tau_new.take(order[1:])
+        touches[order[1:][close]] = True
+        touches[order[:-1][close]] = True
+        touches &= alive
+        keep = alive.copy()
+        involved = np.flatnonzero(touches)
+        if involved.size:
+            near = np.unique(near[touches.take(owner)])
+            base = self._clusters_of(near)
+            if self._touched.size and np.any(np.isin(base, self._touched)):
+                return None
+            x_t, x_d = new_t.take(involved), new_d.take(involved)
+            reg = self._solve(base, x_t, x_d)
+            keep[involved] = reg[base.size :]
+            self._touched = np.union1d(self._touched, base)
+        added = np.sort(seg_new[alive])
+        self._added_seg = np.sort(np.concatenate([self._added_seg, added]), kind="stable")
+        return keep
+
+    def _solve(self, base: IntArr, x_t: F64, x_d: IntArr) -> BoolArr:
+        """Resolve base events ``base`` (whole clusters) with added events on their own;
+        updates ``keep`` of the base events, returns the registration of base then added."""
+        t, det, span = self.t, self.det, self.span
+        seg = np.concatenate([t.take(base) + det.take(base) * span, x_t + x_d * span])
+        d_all = np.concatenate([det.take(base), x_d])
+        order = np.argsort(seg, kind="stable")
+        reg = np.empty(seg.size, dtype=bool)
+        reg[order] = _segmented_mask(seg.take(order), d_all.take(order), self.tau_of)
+        self.keep[base] = reg[: base.size]
+        return reg
+
+    def _resolve_all(self) -> BoolArr:
+        """Re-resolve every addition so far with all the clusters near any of them."""
+        all_t, all_d = self.extra_t, self.extra_d
+        # Additions inside the dead time left by the previous batch are void.
+        alive = np.flatnonzero(all_t >= self._ends.take(all_d))
+        x_t, x_d = all_t.take(alive), all_d.take(alive)
+        _, near = self._near_base(self._lo.take(alive), self._hi.take(alive), x_d)
+        base = self._clusters_of(np.unique(near))
+        reg = self._solve(base, x_t, x_d)
+        self.extra_keep = np.zeros(all_t.size, dtype=bool)
+        self.extra_keep[alive] = reg[base.size :]
+        self._touched = base
+        self._added_seg = np.sort(x_t + x_d * self.span)
+        return self.extra_keep
+
+
+def _step_to(t: F64, start: IntArr, target: F64, right: bool) -> IntArr:
+    """First index i >= ``start`` of sorted ``t`` with t[i] > target (``right``) or
+    t[i] >= target, every index before ``start`` failing it: a forward scan, for targets a
+    few events after their start."""
+    pos = start.copy()
+    n = t.size
+    act = np.flatnonzero(pos < n)
+    while act.size:
+        tv = t.take(pos.take(act))
+        more = tv <= target.take(act) if right else tv < target.take(act)
+        act = act[more]
+        pos[act] += 1
+        act = act[pos.take(act) < n]
+    return pos

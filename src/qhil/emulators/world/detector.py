@@ -1,5 +1,7 @@
 """Threshold single-photon detectors: bias curves, gating, dark counts, dead time,
-afterpulsing and timing jitter, applied per acquisition batch in vectorised passes.
+afterpulsing and timing jitter. A `Detector` holds one detector's settings and curves;
+`bank.DetectorBank` applies the physics to all detectors' avalanches at once, batch by
+batch, in vectorised passes over one time-ordered stream.
 
 Order of the physics inside one batch (times are float64 ps from the batch start):
 photon arrivals (already thinned by the efficiency) and noise avalanches (dark +
@@ -15,7 +17,7 @@ dead time (the discriminator never fires).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -24,9 +26,7 @@ from scipy.special import ndtr
 from .clock import NodeClock
 from .component import Component
 from .config import DetectorConfig
-from .deadtime import DeadTimeFilter
 from .polarization import F64
-from .rng import bernoulli_positions, standard_normal
 
 _AFTERPULSE_GENERATIONS = 6
 JITTER_CLIP_SIGMAS = 8.0
@@ -65,12 +65,6 @@ class Detector(Component):
         self._gate_frequency_hz = c.gate_frequency_hz
         self._gate_width_ns = c.gate_width_ns
         self._gate_delay_ns = c.gate_delay_ns
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        """Forget in-flight photons and the dead-time history (cold start)."""
-        self._pending = np.zeros(0)
-        self._last = -math.inf
 
     # -- settings ------------------------------------------------------------------------
 
@@ -208,183 +202,3 @@ class Detector(Component):
     def _noise(self, length_ps: int, rate_hz: float) -> F64:
         n = self.rng.poisson(rate_hz * length_ps * 1e-12)
         return np.sort(self.rng.uniform(0.0, length_ps, n))
-
-    def process_batch(
-        self, base_ps: int, length_ps: int, arrivals: list[F64], background_hz: float
-    ) -> F64:
-        """Register this batch's avalanches; return output pulse times (ps from ``base_ps``)."""
-        return process_batches([self], base_ps, length_ps, {self.name: arrivals}, {})[self.name]
-
-    def _arrived(
-        self, base_ps: int, length_ps: int, arrivals: list[F64], background_hz: float
-    ) -> F64 | None:
-        """This batch's avalanches (sorted, gated), the later ones kept pending; None if
-        the detector is off."""
-        noise_rate = self.dark_count_rate_hz + background_hz if self.enabled else 0.0
-        parts = [a for a in (self._pending, *arrivals) if a.size]
-        if noise_rate > 0:
-            parts.append(self._noise(length_ps, noise_rate))
-        # The parts are sorted runs (nearly: jitter), consecutive for the main source. The
-        # short ones are sorted together first, so the stable sort has one merge to do.
-        short = [a for a in parts if a.size < _SHORT_RUN]
-        if 1 < len(short) < len(parts):
-            small = np.concatenate(short)
-            small.sort(kind="stable")
-            parts = [a for a in parts if a.size >= _SHORT_RUN] + [small]
-        ev = np.concatenate(parts) if len(parts) > 1 else (parts[0].copy() if parts else _EMPTY)
-        ev.sort(kind="stable")
-        cut = int(np.searchsorted(ev, length_ps, side="left"))
-        self._pending = ev[cut:] - length_ps
-        ev = ev[:cut]
-        if not self.enabled:
-            self._last -= length_ps
-            return None
-        if self.gate_enabled and ev.size:
-            ev = ev[self._in_gate(base_ps, ev)]
-        return ev
-
-    def _registered(self, reg: F64, latest: float, length_ps: int) -> F64:
-        """Output pulses of the registered avalanches (``latest``: the last of them)."""
-        if reg.size:
-            self._last = latest - length_ps
-        else:
-            self._last -= length_ps
-        return self._output(reg)
-
-    def _output(self, reg: F64) -> F64:
-        """Output pulse times: avalanche + Gaussian jitter (+ exponential tail) + cable delay."""
-        c = self.cfg
-        if reg.size == 0:
-            return reg
-        if c.jitter_ps > 0:
-            out = standard_normal(self.rng, reg.size, c.jitter_ps)
-            out += reg
-        else:
-            out = reg.copy()
-        if c.jitter_tail_fraction > 0 and c.jitter_tail_ps > 0:
-            tail = np.flatnonzero(self.rng.random(reg.size) < c.jitter_tail_fraction)
-            out[tail] += self.rng.exponential(c.jitter_tail_ps, tail.size)
-        if self.delay_ps:
-            out += self.delay_ps
-        return out
-
-
-def process_batches(
-    dets: Sequence[Detector],
-    base_ps: int,
-    length_ps: int,
-    arrivals: Mapping[str, list[F64]],
-    background_hz: Mapping[str, float],
-) -> dict[str, F64]:
-    """`Detector.process_batch` for several detectors at once.
-
-    Detectors with the same dead time share one dead-time stream (each in its own
-    segment, far enough apart not to interact), so the registration and the afterpulse
-    generations cost a few large vectorised calls instead of a few per detector. Every
-    detector still draws from its own generator, in the same order as on its own.
-    """
-    out: dict[str, F64] = {}
-    groups: dict[float, list[tuple[Detector, F64]]] = {}
-    for det in dets:
-        ev = det._arrived(
-            base_ps, length_ps, arrivals.get(det.name, []), background_hz.get(det.name, 0.0)
-        )
-        if ev is None:
-            out[det.name] = np.zeros(0)
-        else:
-            groups.setdefault(det.dead_time_ps, []).append((det, ev))
-    for tau, members in groups.items():
-        regs = _register(members, tau, base_ps, length_ps)
-        for (det, _), (reg, latest) in zip(members, regs, strict=True):
-            out[det.name] = det._registered(reg, latest, length_ps)
-    return out
-
-
-def _register(
-    members: list[tuple[Detector, F64]], tau: float, base_ps: int, length_ps: int
-) -> list[tuple[F64, float]]:
-    """Registered avalanches (and afterpulses) of detectors sharing the dead time ``tau``:
-    per detector (times, the latest of them)."""
-    span = float(length_ps) + max(tau, 0.0) + 1.0  # segment i starts at i * span
-    # Avalanches inside the dead time of a detector's previous click never register and
-    # block nothing: they stay out of the shared stream (but keep their index for draws).
-    firsts = [
-        int(np.searchsorted(ev, det._last + tau, side="left")) if tau > 0 else 0
-        for det, ev in members
-    ]
-    sizes = [ev.size - f for (_, ev), f in zip(members, firsts, strict=True)]
-    starts = np.cumsum([0, *sizes]).tolist()
-    joint = np.empty(starts[-1])
-    for i, ((_, ev), f) in enumerate(zip(members, firsts, strict=True)):
-        np.add(ev[f:], i * span, out=joint[starts[i] : starts[i + 1]])
-    filt = DeadTimeFilter(joint, tau)
-    added: list[F64] = []  # afterpulse times as added to the filter, per (call, detector)
-    owners: list[int] = []
-    carry: list[list[F64]] = [[] for _ in members]
-    parents: list[F64 | None] = [None] * len(members)
-    for i, (det, ev) in enumerate(members):
-        if det.afterpulse_probability > 0 and ev.size:
-            # Each registered avalanche triggers an afterpulse with probability p: draw over
-            # all events and keep the draws of registered ones (cheaper than selecting first).
-            hit = bernoulli_positions(det.rng, ev.size, det.afterpulse_probability)
-            hit = hit[hit >= firsts[i]]
-            parents[i] = ev.take(hit[filt.keep.take(hit - firsts[i] + starts[i])])
-    for gen in range(_AFTERPULSE_GENERATIONS):
-        new: list[F64] = []
-        new_owner: list[int] = []
-        for i, (det, _) in enumerate(members):
-            par = parents[i]
-            if par is None:
-                continue
-            rng = det.rng
-            if gen:
-                par = par.take(bernoulli_positions(rng, par.size, det.afterpulse_probability))
-            if par.size == 0:
-                parents[i] = None
-                continue
-            tau_ap = det.cfg.afterpulse_time_constant_ns * 1e3
-            ap = par + tau + rng.exponential(tau_ap, par.size)
-            if det.gate_enabled:
-                ap = ap[det._in_gate(base_ps, ap)]
-            ap.sort()
-            cut = int(np.searchsorted(ap, length_ps, side="left"))
-            if cut < ap.size:
-                carry[i].append(ap[cut:] - length_ps)
-            if cut == 0:
-                parents[i] = None
-                continue
-            new.append(ap[:cut])
-            new_owner.append(i)
-        if not new:
-            break
-        # Afterpulses are few: only the clusters they join are redone. The ones that
-        # register trigger the next generation.
-        reg_new = filt.add(
-            np.concatenate([a + i * span for a, i in zip(new, new_owner, strict=True)])
-        )
-        at = 0
-        for a, i in zip(new, new_owner, strict=True):
-            parents[i] = a[reg_new[at : at + a.size]]
-            at += a.size
-        added += new
-        owners += new_owner
-    out: list[tuple[F64, float]] = []
-    extra_keep = filt.extra_keep
-    extra_at = np.cumsum([0, *(a.size for a in added)]).tolist()
-    for i, ((det, ev), f) in enumerate(zip(members, firsts, strict=True)):
-        if carry[i]:
-            det._pending = np.concatenate([det._pending, *carry[i]])
-        reg = ev[f:][filt.keep[starts[i] : starts[i + 1]]]
-        mine = [
-            a[extra_keep[extra_at[k] : extra_at[k + 1]]]
-            for k, (a, o) in enumerate(zip(added, owners, strict=True))
-            if o == i
-        ]
-        mine = [m for m in mine if m.size]
-        latest = float(reg[-1]) if reg.size else -math.inf
-        if mine:
-            # Registered afterpulses (few) at the end, out of order: the tagger sorts.
-            latest = max(latest, *(float(m.max()) for m in mine))
-            reg = np.concatenate([reg, *mine])
-        out.append((reg, latest))
-    return out

@@ -28,7 +28,10 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV53 = 1.0 / float(1 << 53)
-_TWO_PI_F32 = np.float32(2.0 * math.pi)
+_S40 = np.uint64(40)
+_LOW24 = np.uint64((1 << 24) - 1)
+_INV24_F32 = np.float32(2.0**-24)
+_ANGLE_STEP_F32 = np.float32(2.0 * math.pi / 2**24)
 # Selected positions per vectorised pass: the working arrays stay in the L2 cache.
 POSITION_CHUNK = 1 << 15
 
@@ -133,23 +136,29 @@ def bernoulli_positions(rng: np.random.Generator, n: int, q: float) -> npt.NDArr
 
 def standard_normal(
     rng: np.random.Generator, n: int, scale: float = 1.0
-) -> npt.NDArray[np.float64]:
-    """n independent normal draws (mean 0, standard deviation ``scale``) by the Box-Muller
-    transform.
+) -> npt.NDArray[np.float32]:
+    """n independent normal draws (mean 0, standard deviation ``scale``), float32, by the
+    Box-Muller transform.
 
-    About twice as fast as ``Generator.standard_normal`` (whose ziggurat is scalar
-    code): vectorised log/sqrt on float64 radii, SIMD sin/cos on float32 angles (an
-    angle grid of 2 pi / 2^24 moves a draw by at most 4e-7 of its size).
+    Three to four times as fast as ``Generator.standard_normal`` (whose ziggurat is scalar
+    code): one 64-bit word per pair gives two 24-bit uniforms, radius and angle, and
+    log/sqrt/sin/cos run as SIMD float32. The radius grid truncates the law at 5.77
+    sigma (a tail of 8e-9); the angle grid, 2 pi / 2^24, moves a draw by at most 4e-7
+    of its size. Add to float64 times with ``np.add(times, draws)``: float32 holds a
+    jitter, not a timestamp.
     """
     half = (n + 1) // 2
-    r = rng.random(half)
-    np.subtract(1.0, r, out=r)  # (0, 1]: the log stays finite
+    raw = rng.bit_generator.random_raw(half)
+    r = (raw >> _S40).astype(np.float32)
+    r += np.float32(1.0)  # (0, 1] in steps of 2^-24: the log stays finite
+    r *= _INV24_F32
     np.log(r, out=r)
-    r *= -2.0 * scale * scale
+    r *= np.float32(-2.0 * scale * scale)
     np.sqrt(r, out=r)
-    theta = rng.random(half, dtype=np.float32)
-    theta *= _TWO_PI_F32
-    out = np.empty(2 * half)
+    raw &= _LOW24
+    theta = raw.astype(np.float32)
+    theta *= _ANGLE_STEP_F32
+    out = np.empty(2 * half, np.float32)
     np.multiply(r, np.cos(theta), out=out[:half])
     np.multiply(r, np.sin(theta), out=out[half:])
     return out[:n]

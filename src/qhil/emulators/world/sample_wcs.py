@@ -33,6 +33,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
+from .bank import Arrivals
 from .clock import NodeClock
 from .detector import JITTER_CLIP_SIGMAS
 from .link import Link
@@ -44,12 +45,13 @@ from .sources import WeakCoherentTransmitter
 I64 = npt.NDArray[np.int64]
 # Intensity fluctuations are Gaussian, clipped at this many sigma (so bounds are exact).
 _NOISE_CLIP = 6.0
-# A candidate's uniform is located first by its top bits (2^_CELL_BITS cells per symbol).
+# A candidate's uniform is located first by its top bits (2^_CELL_BITS cells per symbol);
+# with 12 bits, about 0.1 % of candidates fall in a cell an interval end crosses.
 _CELL_BITS = 8
 _STRADDLE = 255
 _GAP_BITS = 64 - _CELL_BITS
 _TOP_SHIFT = np.uint64(_GAP_BITS)
-_LOW56 = np.uint64((1 << _GAP_BITS) - 1)
+_LOW_BITS = np.uint64((1 << _GAP_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,12 @@ def pulse_range(
 
 def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tuple[I64, I64, F64]]:
     """Sorted candidate positions in [0, n) (each pulse independently with probability q), in
-    chunks, with 8 independent random bits per candidate and a free float buffer as long.
+    chunks, with `_CELL_BITS` independent random bits per candidate and a free float buffer
+    as long.
 
-    One 64-bit word per candidate: its low 56 bits give the geometric gap before it by
-    inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low + 1) / 2^56 in (0, 1]; its
-    top byte is returned (the cell of the candidate's outcome uniform).
+    One 64-bit word per candidate: its low 52 bits give the geometric gap before it by
+    inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low + 1) / 2^52 in (0, 1]; its
+    top 12 bits are returned (the cell of the candidate's outcome uniform).
     """
     bitgen = rng.bit_generator
     chunk = POSITION_CHUNK
@@ -112,14 +115,14 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
         return
     scale = -1.0 / math.log1p(-q)
     offset = _GAP_BITS * math.log(2.0) * scale
-    cap = scale > 1e15  # -ln(U) <= 38.9
+    cap = scale > 1e15  # -ln(U) <= 36.1
     last = -1
     while True:
         mean = (n - 1 - last) * q
         size = min(chunk, int(mean + 6 * math.sqrt(mean) + 16))
         raw = bitgen.random_raw(size)
         top = (raw >> _TOP_SHIFT).view(np.int64)
-        raw &= _LOW56
+        raw &= _LOW_BITS
         pos = raw.view(np.int64)
         pos += 1
         x = np.log(pos, dtype=np.float64)
@@ -160,25 +163,31 @@ def _thresholds(lam: F64) -> F64:
 def _cell_outcomes(ends: F64) -> npt.NDArray[np.uint8]:
     """Outcome of a uniform u on [0, 1) by (symbol, cell of u) at every step of the window.
 
-    ``ends`` (steps, symbols, D + 1): interval ends on [0, 1]. Cell c is [c, c + 1) / 2^bits;
-    an end at or below the cell (at every step) always counts, one at or above its top
-    never does; a cell some end crosses (the fibre drifts between steps) is marked
-    `_STRADDLE` and decided exactly. Returns the flattened (symbols x cells) table.
+    ``ends`` (steps, symbols, D + 1): interval ends on [0, 1], ascending along the last
+    axis. Cell c is [c, c + 1) / 2^bits; an end at or below the cell (at every step)
+    always counts, one at or above its top never does; a cell some end crosses (the fibre
+    drifts between steps) is marked `_STRADDLE` and decided exactly. Returns the
+    flattened (symbols x cells) table.
     """
     n = 1 << _CELL_BITS
-    n_sym = ends.shape[1]
+    n_sym, n_ends = ends.shape[1], ends.shape[2]
     # End b counts for cells c >= ceil(max * n) and not for c < floor(min * n).
     always = np.clip(np.ceil(ends.max(axis=0) * n), 0, n).astype(np.intp)  # (n_sym, D + 1)
     never = np.clip(np.floor(ends.min(axis=0) * n), 0, n).astype(np.intp)
-    row = (np.arange(n_sym) * (n + 1))[:, None]
-    size = n_sym * (n + 1)
-    count = np.cumsum(np.bincount((row + always).ravel(), minlength=size).reshape(n_sym, n + 1), 1)
-    cross = np.bincount((row + never).ravel(), minlength=size) - np.bincount(
-        (row + always).ravel(), minlength=size
-    )
-    crossing = np.cumsum(cross.reshape(n_sym, n + 1), axis=1) > 0
-    outcome = np.where(crossing, _STRADDLE, count)[:, :n]
-    return outcome.astype(np.uint8).ravel()
+    # Outcome b on the cells from where end b - 1 always counts to where end b does.
+    edges = np.zeros((n_sym, n_ends + 2), np.intp)
+    np.maximum.accumulate(always, axis=1, out=edges[:, 1:-1])
+    edges[:, -1] = n
+    runs = np.diff(edges, axis=1).ravel()
+    out = np.repeat(np.tile(np.arange(n_ends + 1, dtype=np.uint8), n_sym), runs)
+    # Cells [never, always) of an end are crossed by it.
+    row = (np.arange(n_sym) * n)[:, None]
+    lo = (never + row).ravel()
+    width = np.maximum(always - never, 0).ravel()
+    if width.any():
+        crossed = np.arange(int(width.sum())) + np.repeat(lo - (np.cumsum(width) - width), width)
+        out[crossed] = _STRADDLE
+    return out
 
 
 def _multi_clicks(rng: np.random.Generator, lam: F64) -> npt.NDArray[np.bool_]:
@@ -209,6 +218,29 @@ def _multi_clicks(rng: np.random.Generator, lam: F64) -> npt.NDArray[np.bool_]:
     return clicks
 
 
+def _multi_click_table(lam: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Click patterns of pulses known to make two or more clicks, as a table.
+
+    ``lam`` (..., D): mean detected photons per detector. Returns the cumulative
+    distribution (..., P) of the P patterns with at least two clicks (the independent
+    Bernoullis p_d = 1 - exp(-lam_d) conditioned on >= 2 successes) and the patterns (P, D).
+    """
+    n_det = lam.shape[-1]
+    codes = np.arange(1 << n_det)
+    bits = ((codes[:, None] >> np.arange(n_det)) & 1).astype(bool)
+    bits = bits[bits.sum(axis=1) >= 2]
+    p = -np.expm1(-lam)[..., None, :]  # (..., 1, D)
+    prob = np.where(bits, p, 1.0 - p).prod(axis=-1)  # (..., P)
+    cdf = np.cumsum(prob, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cdf /= cdf[..., -1:]
+    return cdf, bits
+
+
+# Multi-click patterns are tabulated per (step, symbol) up to this many detectors.
+_TABLE_MAX_DETECTORS = 8
+
+
 class WCSSampler:
     """Samples one transmitter's clicks along its path."""
 
@@ -219,12 +251,15 @@ class WCSSampler:
         clock: NodeClock,
         rng: np.random.Generator,
         key: int,
+        det_index: npt.NDArray[np.intp],
     ) -> None:
         self.tx = tx
         self.path = path
         self.clock = clock
         self.rng = rng
         self.key = key
+        # Bank index of each of the path's detectors.
+        self.det_index = det_index
 
     @staticmethod
     def _steps(bounds_pos: F64 | None, pos: I64) -> npt.NDArray[np.intp]:
@@ -233,13 +268,13 @@ class WCSSampler:
             return np.zeros(pos.size, np.intp)
         return np.searchsorted(bounds_pos, pos, side="right") - 1
 
-    def sample(self, w: Window) -> dict[str, list[F64]]:
-        """Arrival times (ps from the window start) at each detector of the path, as a list of
-        arrays per detector (each sorted, unless emission jitter reorders neighbours)."""
+    def sample(self, w: Window) -> list[Arrivals]:
+        """Arrivals at the path's detectors (times in ps from the window start): the pulses
+        with one click in time order, then those with several."""
         tx, path, rng = self.tx, self.path, self.rng
         dets = path.detectors
         n_det = len(dets)
-        out: dict[str, list[F64]] = {d.name: [] for d in dets}
+        out: list[Arrivals] = []
         mus = tx.current_mus()
         eta = np.array([d.efficiency for d in dets])
         if mus.max() <= 0 or eta.max() <= 0:
@@ -299,8 +334,19 @@ class WCSSampler:
         static_delay = bool(np.all(arr_off == arr_off[0]))
         jitter = tx.cfg.emission_jitter_ps
         clip = jitter > 0 or float(arr_off.min()) < 0
+        # Arrivals stay in pulse order unless jitter or a delay step back reorders them.
+        ordered = jitter == 0 and bool(np.all(np.diff(arr_off) > -dt))
+        lut = self.det_index
+        # One-click arrivals written in place (no per-chunk arrays to join): room for the
+        # expected number of candidates plus 6 sigma, grown in the unlikely case it fills.
+        cap = int(n * q_any + 6.0 * math.sqrt(n * q_any) + 16)
+        single_t = np.empty(cap)
+        single_d = np.empty(cap, np.intp)
         multi_lam: list[F64] = []
+        multi_row: list[npt.NDArray[np.intp]] = []  # (step, symbol) rows of lam_tab
         multi_t: list[F64] = []
+        multi_at: list[npt.NDArray[np.intp]] = []
+        n_single = 0
 
         for pos, top, buf in _candidate_chunks(rng, n, q_any):
             m = pos.size
@@ -330,7 +376,7 @@ class WCSSampler:
             # One uniform u on [0, 1) per candidate: the outcome is the number of interval
             # ends (in units of Q) at or below it.
             if lam_tab is not None:
-                # The candidate's random top byte is the cell of its uniform u.
+                # The candidate's random top bits are the cell of its uniform u.
                 cell = np.left_shift(sym, _CELL_BITS, out=k, dtype=np.int64)  # k is free
                 cell |= top
                 outcome = cells.take(cell)
@@ -370,25 +416,44 @@ class WCSSampler:
                 lam = mu_k[:, None] * u_flat.take(jx * n_code + code, axis=0)
                 u = rng.random(m)
                 outcome = (u[:, None] >= _thresholds(lam) / q_any).sum(axis=1)
-            for d, det in enumerate(dets):
-                idx = np.flatnonzero(outcome == d)
-                if idx.size:
-                    out[det.name].append(arrival.take(idx))
+            one = np.flatnonzero(outcome < n_det)
+            end = n_single + one.size
+            if end > single_t.size:
+                single_t = np.concatenate([single_t[:n_single], np.empty(end + cap)])
+                single_d = np.concatenate([single_d[:n_single], np.empty(end + cap, np.intp)])
+            np.take(arrival, one, out=single_t[n_single:end])
+            # (take with uint8 indices is ~10x slower than with intp ones)
+            np.take(lut, outcome.take(one).astype(np.intp), out=single_d[n_single:end])
             if n_det > 1:
                 multi = np.flatnonzero(outcome == n_det)
                 if multi.size:
+                    # Where they fit among the one-click pulses (a hint for the merge).
+                    multi_at.append(np.searchsorted(one, multi) + n_single)
                     if lam_tab is not None:
                         jm = self._steps(bounds_pos, pos.take(multi))
-                        multi_lam.append(lam_tab[jm, sym.take(multi)])
+                        multi_row.append(jm * n_sym + sym.take(multi))
                     else:
                         multi_lam.append(lam[multi])
                     multi_t.append(arrival.take(multi))
+            n_single += one.size
+        singles = Arrivals(single_t[:n_single], single_d[:n_single], ordered)
+        out.append(singles)
         if multi_t:
             # Two or more clicks are rare: their patterns are drawn once per batch.
-            clicks = _multi_clicks(rng, np.concatenate(multi_lam))
+            if lam_tab is not None and n_det <= _TABLE_MAX_DETECTORS:
+                # One uniform per pulse against its (step, symbol) pattern distribution.
+                multi_cdf, bits = _multi_click_table(lam_tab.reshape(-1, n_det))
+                row = np.concatenate(multi_row)
+                u = rng.random(row.size)
+                cdf = multi_cdf.take(row, axis=0)
+                clicks = bits.take((u[:, None] >= cdf[:, :-1]).sum(axis=1), axis=0)
+            elif lam_tab is not None:
+                lam_rows = lam_tab.reshape(-1, n_det).take(np.concatenate(multi_row), axis=0)
+                clicks = _multi_clicks(rng, lam_rows)
+            else:
+                clicks = _multi_clicks(rng, np.concatenate(multi_lam))
             t_m = np.concatenate(multi_t)
-            for d, det in enumerate(dets):
-                hit = np.flatnonzero(clicks[:, d])
-                if hit.size:
-                    out[det.name].append(t_m.take(hit))
+            pulse, d = np.nonzero(clicks)
+            at = (singles.t, np.concatenate(multi_at).take(pulse)) if ordered else None
+            out.append(Arrivals(t_m.take(pulse), lut.take(d), hint=at))
         return out

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from .clock import PS_PER_S, NodeClock, SimClock, seconds_to_ps
 from .component import Component
 from .config import TimeTaggerConfig
-from .deadtime import nonparalysable_mask
+from .deadtime import JointDeadTime
 from .detector import JITTER_CLIP_SIGMAS
 from .errors import WorldError
 from .polarization import F64
@@ -33,6 +33,7 @@ from .rng import standard_normal
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
+IntArr = npt.NDArray[np.intp]
 
 # Sort keys: (timestamp - base) / bin << 16 | channel (channels 0..65535, read back as the
 # low 16-bit word), base ~69 ms before the batch so negative input delays (>= -1 ms) and
@@ -103,12 +104,14 @@ class TagPipeline:
         self,
         base_ps: int,
         length_ps: int,
-        inputs: list[tuple[int, F64]],
+        pulses: list[tuple[F64, IntArr]],
         guard_ps: float,
     ) -> None:
-        """Add one batch's pulses (times in ps from ``base_ps``) and commit what is final."""
+        """Add one batch's pulses (times in ps from ``base_ps``, and their channels; each
+        part nearly sorted) and commit what is final."""
         # Sort (timestamp, channel) pairs as single int64 keys: bins from a base well before
-        # this batch, shifted left by the channel bits. Cheaper than an argsort.
+        # this batch, shifted left by the channel bits. Cheaper than an argsort; nearly
+        # sorted parts make it a single pass.
         clock, bin_ps = self.clock, self.bin_ps
         node_base = clock.node_of_true(base_ps)
         key_base = (math.floor(node_base) - _KEY_MARGIN_PS) // bin_ps * bin_ps
@@ -116,43 +119,35 @@ class TagPipeline:
         # positive, so a truncating cast floors it.
         offset = float(node_base - key_base)
         scale = clock.rate / bin_ps
-        updated: set[int] = set()
-        pulses: list[tuple[int, F64, float]] = []
-        for ch, rel in inputs:
-            delay = self.delays_ps.get(ch, 0.0)
-            t = rel
-            if self.jitter_ps > 0 and t.size:
+        parts = [(t, ch) for t, ch in pulses if t.size]
+        if self.jitter_ps > 0:
+            bound = JITTER_CLIP_SIGMAS * self.jitter_ps
+            for i, (t, ch) in enumerate(parts):
                 noise = standard_normal(self.rng, t.size, self.jitter_ps)
-                bound = JITTER_CLIP_SIGMAS * self.jitter_ps
                 np.clip(noise, -bound, bound, out=noise)
-                t = t + noise
-            if self.dead_time_ps > 0 and t.size:
-                t = np.sort(t, kind="stable")
-                last = self._last.get(ch, -math.inf)
-                t = t[nonparalysable_mask(t, self.dead_time_ps, last - delay)]
-                if t.size:
-                    self._last[ch] = float(t[-1]) + delay - length_ps
-                    updated.add(ch)
-            if t.size:
-                pulses.append((ch, t, (offset + delay * clock.rate) / bin_ps))
-        # Dead-time memory of channels silent in this batch moves with the batches.
-        for ch in self._last:
-            if ch not in updated:
-                self._last[ch] -= length_ps
-        # Keys written in place: staged ones first, then each channel's.
+                parts[i] = (np.add(t, noise), ch)
+        delays = self._delay_table(max((int(ch.max()) for _, ch in parts), default=0))
+        if self.dead_time_ps > 0:
+            parts = self._dead_time(parts, delays, length_ps)
+        else:
+            for c in self._last:
+                self._last[c] -= length_ps
+        # Keys written in place: staged ones first, then each part's.
         n_staged = self._staged_ts.size
-        keys = np.empty(n_staged + sum(t.size for _, t, _ in pulses), np.int64)
+        keys = np.empty(n_staged + sum(t.size for t, _ in parts), np.int64)
         if n_staged:
             staged = keys[:n_staged]
             np.floor_divide(self._staged_ts - key_base, bin_ps, out=staged)
             staged <<= _CH_BITS
             staged |= self._staged_ch
         at = n_staged
-        x = np.empty(max([t.size for _, t, _ in pulses], default=0))
-        for ch, t, shift in pulses:
+        x = np.empty(max([t.size for t, _ in parts], default=0))
+        shift_of = (offset + delays * clock.rate) / bin_ps
+        uniform = bool(np.all(shift_of == shift_of[0]))
+        for t, ch in parts:
             k = keys[at : at + t.size]
             xs = np.multiply(t, scale, out=x[: t.size])
-            xs += shift
+            xs += shift_of[0] if uniform else shift_of.take(ch)
             k[:] = xs  # floor: positive
             k <<= _CH_BITS
             k |= ch
@@ -177,6 +172,41 @@ class TagPipeline:
             for r in self.readers:
                 r._feed(ts[:cut], chs[:cut])
         self.committed_until = max(self.committed_until, limit)
+
+    def _delay_table(self, max_ch: int) -> F64:
+        """Input delay of each channel number 0..max_ch."""
+        table = np.zeros(max(max_ch, *self.delays_ps.keys(), 0) + 1)
+        for ch, delay in self.delays_ps.items():
+            table[ch] = delay
+        return table
+
+    def _dead_time(
+        self, parts: list[tuple[F64, IntArr]], delays: F64, length_ps: int
+    ) -> list[tuple[F64, IntArr]]:
+        """Each channel's non-paralysable dead time (on its input, before the delay)."""
+        t = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+        ch = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.intp)
+        order = np.argsort(t, kind="stable")
+        t, ch = t.take(order), ch.take(order)
+        n_ch = delays.size
+        tau_of = np.full(n_ch, self.dead_time_ps)
+        last_of = np.full(n_ch, -math.inf)
+        for c, last in self._last.items():
+            if c < n_ch:
+                last_of[c] = last - delays[c]
+        jdt = JointDeadTime(t, ch.copy(), tau_of, last_of, float(length_ps) + 2 * tau_of[0] + 1)
+        t, ch = t[jdt.keep], ch[jdt.keep]
+        latest = np.full(n_ch, -math.inf)
+        np.maximum.at(latest, ch, t)
+        for c in range(n_ch):
+            if math.isfinite(latest[c]):
+                self._last[c] = float(latest[c]) + float(delays[c]) - length_ps
+            elif c in self._last:
+                self._last[c] -= length_ps
+        for c in list(self._last):
+            if c >= n_ch:
+                self._last[c] -= length_ps
+        return [(t, ch)]
 
 
 class TagReader:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
+from .allocator import keep_freed_memory
+from .bank import Arrivals, DetectorBank
 from .clock import Mode, NodeClock, SimClock, seconds_to_ps
 from .component import Component
 from .config import WorldConfig
-from .detector import Detector, process_batches
+from .detector import Detector
 from .errors import UnknownComponentError, WorldError
 from .link import Link
 from .optics import Attenuator, PolarizationAnalyzer, PolarizationController, Waveplate
@@ -121,6 +124,7 @@ class World:
         time_fn: Callable[[], float] | None = None,
         sleep_fn: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        keep_freed_memory()
         self.config = config
         self.seed = config.seed if seed is None else int(seed)
         kwargs: dict[str, Any] = {}
@@ -195,6 +199,23 @@ class World:
                 det.channel = det.cfg.channel
                 self.tagger(det.tagger).wiring[int(det.cfg.channel or 0)] = qname
 
+        # Detectors wired to one tagger form a bank (one time-ordered stream); an unwired
+        # detector is a bank of its own. Global detector numbers run bank by bank.
+        groups: dict[str, list[Detector]] = {}
+        for det in self._detectors.values():
+            group = det.tagger if det.tagger is not None else "unwired:" + det.name
+            groups.setdefault(group, []).append(det)
+        self._banks = [DetectorBank(group, members) for group, members in groups.items()]
+        self._bank_of_tagger = {b.key: i for i, b in enumerate(self._banks)}
+        sizes = [len(b.detectors) for b in self._banks]
+        self._bank_offset = np.cumsum([0, *sizes])[:-1].astype(np.intp)
+        self._bank_of_global = np.repeat(np.arange(len(sizes)), sizes).astype(np.intp)
+        self._global = {
+            d.name: int(off) + i
+            for b, off in zip(self._banks, self._bank_offset, strict=True)
+            for i, d in enumerate(b.detectors)
+        }
+
         # Paths and samplers.
         self._wcs: list[WCSSampler] = []
         self._spdc: list[SPDCSampler] = []
@@ -209,6 +230,7 @@ class World:
                 self._nodes[tx.node].clock,
                 component_generator(self.seed, qname + "#photons"),
                 component_key(self.seed, qname),
+                np.array([self._global[d.name] for d in path.detectors], np.intp),
             )
             self._wcs.append(sampler)
             self._add_syncs(qname, tx, tx.cfg.sync_outputs)
@@ -311,6 +333,9 @@ class World:
             elif isinstance(comp, _MemoryComponent):
                 comp.reset_memory(rng)
             comp.reset()
+        for bank in self._banks:
+            bank.rng = component_generator(self.seed, "bank:" + bank.key)
+            bank.reset_state()
         for s in self._wcs:
             s.rng = component_generator(self.seed, s.tx.name + "#photons")
         for sp in self._spdc:
@@ -475,8 +500,8 @@ class World:
         self._generated_until = t_ps
         self._cold = True
         self._sync_pending = {}
-        for det in self._of(Detector).values():
-            det.reset_state()
+        for bank in self._banks:
+            bank.reset_state()
         for tg in self._of(TimeTagger).values():
             tg.pipeline.reset_state()
         for p in self._click_pipelines:
@@ -526,11 +551,34 @@ class World:
         self._sync_pending[target] = merged[later] - length
         return np.sort(merged[~later])
 
+    @functools.cached_property
+    def _sampler_banks(self) -> list[int | None]:
+        """The bank of each transmitter's detectors (None: they span several)."""
+        out: list[int | None] = []
+        for s in self._wcs:
+            banks = set(self._bank_of_global.take(s.det_index).tolist())
+            out.append(banks.pop() if len(banks) == 1 else None)
+        return out
+
+    def _route(self, part: Arrivals, bank: int | None, per_bank: list[list[Arrivals]]) -> None:
+        """File a part (global detector numbers) with its bank (local numbers)."""
+        if bank is not None:
+            off = int(self._bank_offset[bank])
+            if off:
+                np.subtract(part.det, off, out=part.det)
+            per_bank[bank].append(part)
+            return
+        which = self._bank_of_global.take(part.det)
+        for b in np.unique(which).tolist():
+            sel = np.flatnonzero(which == b)
+            det = part.det.take(sel) - self._bank_offset[b]
+            per_bank[b].append(Arrivals(part.t.take(sel), det, part.ordered))
+
     def _run_batch(self, a: int, b: int) -> None:
         length = b - a
         w = Window(a, length, self.step_ps)
-        dets = self._detectors
-        arrivals: dict[str, list[F64]] = {n: [] for n in dets}
+        banks = self._banks
+        per_bank: list[list[Arrivals]] = [[] for _ in banks]
         syncs: dict[tuple[str, int], list[F64]] = {}
 
         windows: list[tuple[Window, int]] = [(w, 0)]
@@ -539,26 +587,33 @@ class World:
             windows.insert(0, (Window(a - warm, warm, self.step_ps), warm))
             self._cold = False
         for win, shift in windows:
-            sampled = [s.sample(win) for s in self._wcs] + [s.sample(win) for s in self._spdc]
-            for per_det in sampled:
-                for name, parts in per_det.items():
-                    for t in parts:
-                        if t.size:
-                            t = t - shift if shift else t
-                            arrivals[name].append(t[t >= 0] if shift else t)
+            for s, bank in zip(self._wcs, self._sampler_banks, strict=True):
+                for part in s.sample(win):
+                    self._route(part.after(shift) if shift else part, bank, per_bank)
+            for sp in self._spdc:
+                for name, arrays in sp.sample(win).items():
+                    g = self._global[name]
+                    for t in arrays:
+                        part = Arrivals(t, np.full(t.size, g, np.intp))
+                        self._route(part.after(shift) if shift else part, None, per_bank)
             for sync, targets in self._syncs:
                 for target, t in zip(targets, sync.times(win), strict=True):
                     t = t - shift if shift else t
                     syncs.setdefault(target, []).append(t[t >= 0] if shift else t)
 
-        background = {n: 0.0 for n in dets}
+        background = [np.zeros(len(bank.detectors)) for bank in banks]
         for link, sub in self._background:
             rate = link.cfg.background_rate_hz * sub.transmission()
             route = sub.route(np.zeros(3))
             for d, r in zip(sub.detectors, np.atleast_1d(route), strict=True):
-                background[d.name] += rate * float(r) * d.efficiency
+                g = self._global[d.name]
+                bi = int(self._bank_of_global[g])
+                background[bi][g - self._bank_offset[bi]] += rate * float(r) * d.efficiency
 
-        outputs = process_batches(list(dets.values()), a, length, arrivals, background)
+        outputs = [
+            bank.process(a, length, parts, bg)
+            for bank, parts, bg in zip(banks, per_bank, background, strict=True)
+        ]
 
         for tg in self._taggers:
             pipe = tg.pipeline
@@ -566,24 +621,43 @@ class World:
                 for ch in tg.wiring:
                     self._sync_pending.pop((tg.name, ch), None)
                 continue
-            inputs: list[tuple[int, F64]] = []
+            pulses = []
+            wired = self._bank_of_tagger.get(tg.name)
+            if wired is not None:
+                out_t, out_d = outputs[wired]
+                pulses.append((out_t, self._channels[wired].take(out_d)))
             for ch, src in tg.wiring.items():
-                if src in outputs:
-                    inputs.append((ch, outputs[src]))
-                else:
-                    inputs.append(
-                        (ch, self._sync_now((tg.name, ch), syncs.get((tg.name, ch), []), length))
-                    )
-            pipe.ingest(a, length, inputs, self._guard_ps(pipe))
+                if src not in self._detectors:
+                    t = self._sync_now((tg.name, ch), syncs.get((tg.name, ch), []), length)
+                    pulses.append((t, np.full(t.size, ch, np.intp)))
+            pipe.ingest(a, length, pulses, self._guard_ps(pipe))
         for cp in self._click_pipelines:
             if cp.readers:
-                cp.ingest(
-                    a,
-                    length,
-                    [(i, outputs[n]) for i, n in enumerate(cp.detectors)],
-                    self._guard_ps(cp),
-                )
+                cp.ingest(a, length, self._click_pulses(cp, outputs), self._guard_ps(cp))
         self._generated_until = b
+
+    @functools.cached_property
+    def _channels(self) -> list[npt.NDArray[np.intp]]:
+        """Each bank's tagger channel per detector."""
+        return [np.array([d.channel or 0 for d in bank.detectors], np.intp) for bank in self._banks]
+
+    def _click_pulses(
+        self, cp: _ClickPipeline, outputs: list[tuple[F64, npt.NDArray[np.intp]]]
+    ) -> list[tuple[F64, npt.NDArray[np.intp]]]:
+        """The click pipeline's detectors' pulses, channel i for its i-th detector."""
+        pulses = []
+        for bi, bank in enumerate(self._banks):
+            table = np.full(len(bank.detectors) + 1, -1, np.intp)
+            for i, name in enumerate(cp.detectors):
+                if name in bank.index:
+                    table[bank.index[name]] = i
+            if np.all(table < 0):
+                continue
+            out_t, out_d = outputs[bi]
+            ch = table.take(out_d)
+            mine = np.flatnonzero(ch >= 0)
+            pulses.append((out_t.take(mine), ch.take(mine)))
+        return pulses
 
 
 class _MemoryComponent(Component):

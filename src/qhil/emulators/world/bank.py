@@ -1,0 +1,262 @@
+"""All the detectors of a world as one bank: their avalanches in ONE time-ordered stream.
+
+Each batch's photon arrivals (from every source, already labelled with their detector),
+dark counts, background and the afterpulses carried over from the previous batch are
+merged into a single sorted stream of (time, detector). Gating, the dead time left by
+the previous batch, the non-paralysable dead time (`deadtime.JointDeadTime`),
+afterpulsing, jitter and cable delays then act on that stream as a whole, each
+detector's parameters read through lookup tables, never by splitting the stream per
+detector. The registered output pulses leave nearly in time order (jitter and the
+afterpulses appended at the end are all that is out of place), so a tagger's sort has
+next to nothing to do. `detector.py` holds each detector's settings and curves.
+
+Randomness: dark counts come from each detector's own generator; jitter and afterpulses,
+drawn for the whole stream at once, from the bank's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .deadtime import JointDeadTime
+from .detector import Detector
+from .polarization import F64
+from .rng import bernoulli_positions, standard_normal
+
+IntArr = npt.NDArray[np.intp]
+_AFTERPULSE_GENERATIONS = 6
+# The last registered click of each detector is looked for in this many final events first.
+_LAST_WINDOW = 4096
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """Avalanche candidates of one batch: times (ps from the batch start) and the bank
+    index of each one's detector; ``ordered``: the times are non-decreasing."""
+
+    t: F64
+    det: IntArr
+    ordered: bool = False
+    # For a part sampled alongside an ordered one (a transmitter's multi-click pulses):
+    # that part's times, and how many of them come before each of these events.
+    hint: tuple[F64, IntArr] | None = None
+
+    @staticmethod
+    def empty() -> Arrivals:
+        return Arrivals(np.zeros(0), np.zeros(0, np.intp), True)
+
+    def after(self, shift: float) -> Arrivals:
+        """The part at or after ``shift``, moved back by it (warm-up windows)."""
+        t = self.t - shift
+        keep = np.flatnonzero(t >= 0)
+        return Arrivals(t.take(keep), self.det.take(keep), self.ordered)
+
+
+def merge(parts: list[Arrivals]) -> tuple[F64, IntArr]:
+    """One time-ordered stream (times, detectors) from several parts.
+
+    The common case, one long ordered part (a transmitter's photons) and a few short ones
+    (noise, multi-click pulses with their places in the long one, carried events), costs
+    a scatter, not a sort.
+    """
+    parts = [p for p in parts if p.t.size]
+    if not parts:
+        return np.zeros(0), np.zeros(0, np.intp)
+    big = max(parts, key=lambda p: p.t.size)
+    rest = [p for p in parts if p is not big]
+    if not rest and big.ordered:
+        return big.t, big.det
+    n_rest = sum(p.t.size for p in rest)
+    if not big.ordered or n_rest > big.t.size:
+        t = np.concatenate([p.t for p in parts])
+        d = np.concatenate([p.det for p in parts])
+        order = np.argsort(t, kind="stable")
+        return t.take(order), d.take(order)
+    # Where each short part's events go among the long part's: its hint, or a search.
+    places = [p.hint[1] if p.hint is not None and p.hint[0] is big.t else None for p in rest]
+    et = np.concatenate([p.t for p in rest])
+    ed = np.concatenate([p.det for p in rest])
+    order = np.argsort(et, kind="stable")  # a few sorted runs: cheap
+    known = np.concatenate(
+        [
+            np.full(p.t.size, -1, np.intp) if h is None else h
+            for p, h in zip(rest, places, strict=True)
+        ]
+    ).take(order)
+    et, ed = et.take(order), ed.take(order)
+    unknown = np.flatnonzero(known < 0)
+    known[unknown] = np.searchsorted(big.t, et.take(unknown), side="right")
+    # Equal times: a hinted event may sit before a searched one; keep the places monotone.
+    np.maximum.accumulate(known, out=known)
+    n = big.t.size + et.size
+    at = known + np.arange(et.size)
+    inserted = np.zeros(n, dtype=bool)
+    inserted[at] = True
+    t = np.empty(n)
+    d = np.empty(n, np.intp)
+    t[at] = et
+    d[at] = ed
+    # Boolean-mask assignment: much cheaper than scattering by an index array.
+    free = ~inserted
+    t[free] = big.t
+    d[free] = big.det
+    return t, d
+
+
+class DetectorBank:
+    """Detectors processed together batch by batch (those wired to one tagger)."""
+
+    def __init__(self, key: str, detectors: list[Detector]) -> None:
+        self.key = key
+        self.detectors = detectors
+        self.index = {d.name: i for i, d in enumerate(detectors)}
+        self.rng = np.random.default_rng(0)  # the world seeds it at reset
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Forget in-flight photons and the dead-time history (cold start)."""
+        self._pending = Arrivals.empty()
+        self._last = np.full(len(self.detectors), -math.inf)
+
+    def _table(self, values: list[float], void: float = 0.0) -> F64:
+        # Index -1 (a void event) reads the extra last entry.
+        return np.array([*values, void], dtype=float)
+
+    def process(
+        self, base_ps: int, length_ps: int, parts: list[Arrivals], background_hz: F64
+    ) -> tuple[F64, IntArr]:
+        """Register this batch's avalanches; return the output pulses (ps from ``base_ps``,
+        nearly sorted) and their detectors."""
+        dets = self.detectors
+        n_det = len(dets)
+        enabled = np.array([d.enabled for d in dets] + [False])
+        noise: list[Arrivals] = []
+        for i, det in enumerate(dets):
+            rate = det.dark_count_rate_hz + float(background_hz[i]) if det.enabled else 0.0
+            if rate > 0:
+                tn = det._noise(length_ps, rate)
+                noise.append(Arrivals(tn, np.full(tn.size, i, np.intp), True))
+        t, d = merge([self._pending, *parts, *noise])
+        cut = int(np.searchsorted(t, length_ps, side="left"))
+        carried = [Arrivals(t[cut:] - length_ps, d[cut:], True)]
+        t, d = t[:cut], d[:cut]
+        # Void: photons at switched-off detectors, and outside a gate (no avalanche).
+        if not enabled[:-1].all():
+            d[~enabled.take(d)] = -1
+        for i, det in enumerate(dets):
+            if det.enabled and det.gate_enabled:
+                at = np.flatnonzero(d == i)
+                d[at[~det._in_gate(base_ps, t.take(at))]] = -1
+
+        tau_of = np.array([det.dead_time_ps for det in dets], dtype=float)
+        span = float(length_ps) + 2.0 * float(tau_of.max(initial=0.0)) + 1.0
+        jdt = JointDeadTime(t, d, tau_of, self._last, span)
+        self._afterpulses(jdt, base_ps, length_ps, carried)
+
+        keep = jdt.keep
+        reg_t, reg_d = t[keep], d[keep]
+        xt = jdt.extra_t[jdt.extra_keep]
+        xd = jdt.extra_d[jdt.extra_keep]
+        latest = np.full(n_det + 1, -math.inf)
+        tail = slice(max(0, reg_t.size - _LAST_WINDOW), None)
+        np.maximum.at(latest, reg_d[tail], reg_t[tail])
+        missing = np.isinf(latest[:-1])
+        if missing.any() and reg_t.size > _LAST_WINDOW:
+            # Detectors with no click among the final events: those that clicked at all.
+            missing &= np.bincount(reg_d, minlength=n_det) > 0
+            for k in np.flatnonzero(missing):
+                latest[k] = reg_t[np.flatnonzero(reg_d == k)[-1]]
+        np.maximum.at(latest, xd, xt)
+        self._last = np.maximum(self._last, latest[:-1]) - length_ps
+        self._pending = Arrivals(*merge(carried), True)
+        return self._output(reg_t, reg_d, xt, xd)
+
+    def _afterpulses(
+        self, jdt: JointDeadTime, base_ps: int, length_ps: int, carried: list[Arrivals]
+    ) -> None:
+        """Each registered avalanche triggers an afterpulse with probability p, dead time +
+        Exp(tau_ap) later; those register (or not) like any avalanche and trigger the next
+        generation. Afterpulses beyond the batch go to ``carried``."""
+        dets, rng = self.detectors, self.rng
+        p_of = self._table([det.afterpulse_probability for det in dets])
+        p_max = float(p_of.max())
+        t, d = jdt.t, jdt.det
+        if p_max <= 0 or t.size == 0:
+            return
+        tau_of = self._table([det.dead_time_ps for det in dets])
+        tau_ap_of = self._table([det.cfg.afterpulse_time_constant_ns * 1e3 for det in dets])
+        uniform = bool(np.all(p_of[:-1] == p_max))
+        gated = [i for i, det in enumerate(dets) if det.gate_enabled]
+        # First generation: draws over every event, kept for the registered ones.
+        hit = bernoulli_positions(rng, t.size, p_max)
+        par: IntArr | None = hit[jdt.keep.take(hit)]  # parents' indices in the stream
+        assert par is not None
+        par_t, par_d = t.take(par), d.take(par)
+        for gen in range(_AFTERPULSE_GENERATIONS):
+            if gen:
+                pick = bernoulli_positions(rng, par_t.size, p_max)
+                par_t, par_d = par_t.take(pick), par_d.take(pick)
+            if not uniform and par_t.size:
+                thin = np.flatnonzero(rng.random(par_t.size) * p_max < p_of.take(par_d))
+                par_t, par_d = par_t.take(thin), par_d.take(thin)
+                par = None if par is None else par.take(thin)
+            if par_t.size == 0:
+                return
+            ap = (
+                par_t
+                + tau_of.take(par_d)
+                + rng.standard_exponential(par_t.size) * (tau_ap_of.take(par_d))
+            )
+            # Sorted look-ups are cheaper; afterpulses inside a gate and the batch go on.
+            order = np.argsort(ap)
+            live = np.ones(ap.size, dtype=bool)
+            for i in gated:
+                at = np.flatnonzero(par_d == i)
+                live[at[~dets[i]._in_gate(base_ps, ap.take(at))]] = False
+            beyond = ap >= length_ps
+            if beyond.any():
+                carried.append(Arrivals(ap[beyond & live] - length_ps, par_d[beyond & live]))
+                live &= ~beyond
+            order = order[live.take(order)]
+            if order.size == 0:
+                return
+            ap, ap_d = ap.take(order), par_d.take(order)
+            reg = jdt.add(ap, ap_d, None if par is None else par.take(order))
+            par_t, par_d, par = ap[reg], ap_d[reg], None
+
+    def _output(self, reg_t: F64, reg_d: IntArr, xt: F64, xd: IntArr) -> tuple[F64, IntArr]:
+        """Output pulses: avalanche + Gaussian jitter (+ exponential tail) + cable delay;
+        the registered afterpulses (few) at the end."""
+        dets, rng = self.detectors, self.rng
+        n = reg_t.size + xt.size
+        d = np.concatenate([reg_d, xd]) if xt.size else reg_d
+        sigma_of = self._table([det.cfg.jitter_ps for det in dets])
+        out = np.empty(n)
+        if float(sigma_of.max()) > 0:
+            z: npt.NDArray[np.floating[Any]]
+            if np.all(sigma_of[:-1] == sigma_of[0]):
+                z = standard_normal(rng, n, float(sigma_of[0]))
+            else:
+                z = standard_normal(rng, n) * sigma_of.take(d)
+            np.add(reg_t, z[: reg_t.size], out=out[: reg_t.size])
+            np.add(xt, z[reg_t.size :], out=out[reg_t.size :])
+        else:
+            out[: reg_t.size] = reg_t
+            out[reg_t.size :] = xt
+        frac_of = self._table([det.cfg.jitter_tail_fraction for det in dets])
+        tail_of = self._table([det.cfg.jitter_tail_ps for det in dets])
+        if float((frac_of * tail_of).max()) > 0:
+            tail = np.flatnonzero(rng.random(n) < frac_of.take(d))
+            out[tail] += rng.standard_exponential(tail.size) * tail_of.take(d.take(tail))
+        delay_of = self._table([det.delay_ps for det in dets])
+        if np.all(delay_of[:-1] == delay_of[0]):
+            if delay_of[0]:
+                out += delay_of[0]
+        else:
+            out += delay_of.take(d)
+        return out, d
