@@ -132,10 +132,11 @@ def words_to_tags(
 def serial_port_of(resource: str) -> str:
     """``ASRL/dev/ttyACM0::INSTR`` -> ``/dev/ttyACM0`` (``ASRL3::INSTR`` -> ``COM3`` on Windows).
 
-    The timestamp stream is read in chunks whose partial last read must be kept,
-    and at up to MB/s; pyvisa's serial backend reads byte by byte and drops a
-    partial read at its timeout, so the TDC1 always talks through pyserial.
-    Resources that are not serial VISA strings pass through unchanged.
+    The timestamp stream is read in chunks whose partial last read must be kept, at up
+    to MB/s. The TDC1 has always talked through pyserial for that; qhil's pyvisa path
+    now keeps partial reads too (`transport.visa_io`) and reads pyvisa-py serial blocks
+    through its pyserial port, so this is a choice, kept for the byte-exact tests that
+    pin it. Resources that are not serial VISA strings pass through unchanged.
     """
     m = re.fullmatch(r"ASRL(.+?)(?:::INSTR)?", resource.strip(), re.IGNORECASE)
     if m is None:
