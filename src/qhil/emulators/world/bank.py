@@ -116,6 +116,8 @@ class DetectorBank:
         self.detectors = detectors
         self.index = {d.name: i for i, d in enumerate(detectors)}
         self.rng = np.random.default_rng(0)  # the world seeds it at reset
+        self._key: tuple[object, ...] = ()
+        self._cached: dict[str, F64] = {}
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -127,6 +129,39 @@ class DetectorBank:
         # Index -1 (a void event) reads the extra last entry.
         return np.array([*values, void], dtype=float)
 
+    def _tables(self) -> dict[str, F64]:
+        """Per-detector parameters as lookup tables, rebuilt only when a setting changed
+        (the curves behind them cost more than the comparison)."""
+        key = tuple(
+            (
+                id(d.cfg),
+                d.enabled,
+                d.bias,
+                d.threshold_v,
+                d.temperature_c,
+                d.gate_enabled,
+                d.gate_frequency_hz,
+                d.gate_width_ns,
+                d.gate_delay_ns,
+            )
+            for d in self.detectors
+        )
+        if key != self._key:
+            dets = self.detectors
+            self._key = key
+            self._cached = {
+                "enabled": self._table([float(d.enabled) for d in dets]),
+                "dark_hz": self._table([d.dark_count_rate_hz for d in dets]),
+                "tau": self._table([d.dead_time_ps for d in dets]),
+                "p_ap": self._table([d.afterpulse_probability for d in dets]),
+                "tau_ap": self._table([d.cfg.afterpulse_time_constant_ns * 1e3 for d in dets]),
+                "sigma": self._table([d.cfg.jitter_ps for d in dets]),
+                "tail_frac": self._table([d.cfg.jitter_tail_fraction for d in dets]),
+                "tail_ps": self._table([d.cfg.jitter_tail_ps for d in dets]),
+                "delay": self._table([d.delay_ps for d in dets]),
+            }
+        return self._cached
+
     def process(
         self, base_ps: int, length_ps: int, parts: list[Arrivals], background_hz: F64
     ) -> tuple[F64, IntArr]:
@@ -134,10 +169,12 @@ class DetectorBank:
         nearly sorted) and their detectors."""
         dets = self.detectors
         n_det = len(dets)
-        enabled = np.array([d.enabled for d in dets] + [False])
+        tab = self._tables()
+        enabled = tab["enabled"] > 0
         noise: list[Arrivals] = []
+        rates = np.where(enabled[:-1], tab["dark_hz"][:-1] + background_hz, 0.0)
         for i, det in enumerate(dets):
-            rate = det.dark_count_rate_hz + float(background_hz[i]) if det.enabled else 0.0
+            rate = float(rates[i])
             if rate > 0:
                 tn = det._noise(length_ps, rate)
                 noise.append(Arrivals(tn, np.full(tn.size, i, np.intp), True))
@@ -153,7 +190,7 @@ class DetectorBank:
                 at = np.flatnonzero(d == i)
                 d[at[~det._in_gate(base_ps, t.take(at))]] = -1
 
-        tau_of = np.array([det.dead_time_ps for det in dets], dtype=float)
+        tau_of = tab["tau"][:-1]
         span = float(length_ps) + 2.0 * float(tau_of.max(initial=0.0)) + 1.0
         jdt = JointDeadTime(t, d, tau_of, self._last, span)
         self._afterpulses(jdt, base_ps, length_ps, carried)
@@ -183,13 +220,14 @@ class DetectorBank:
         Exp(tau_ap) later; those register (or not) like any avalanche and trigger the next
         generation. Afterpulses beyond the batch go to ``carried``."""
         dets, rng = self.detectors, self.rng
-        p_of = self._table([det.afterpulse_probability for det in dets])
+        tab = self._tables()
+        p_of = tab["p_ap"]
         p_max = float(p_of.max())
         t, d = jdt.t, jdt.det
         if p_max <= 0 or t.size == 0:
             return
-        tau_of = self._table([det.dead_time_ps for det in dets])
-        tau_ap_of = self._table([det.cfg.afterpulse_time_constant_ns * 1e3 for det in dets])
+        tau_of = tab["tau"]
+        tau_ap_of = tab["tau_ap"]
         uniform = bool(np.all(p_of[:-1] == p_max))
         gated = [i for i, det in enumerate(dets) if det.gate_enabled]
         # First generation: draws over every event, kept for the registered ones.
@@ -212,8 +250,9 @@ class DetectorBank:
                 + tau_of.take(par_d)
                 + rng.standard_exponential(par_t.size) * (tau_ap_of.take(par_d))
             )
-            # Sorted look-ups are cheaper; afterpulses inside a gate and the batch go on.
-            order = np.argsort(ap)
+            # Sorted look-ups are cheaper (and the parents are sorted, so nearly sorted
+            # already); afterpulses inside a gate and the batch go on.
+            order = np.argsort(ap, kind="stable")
             live = np.ones(ap.size, dtype=bool)
             for i in gated:
                 at = np.flatnonzero(par_d == i)
@@ -232,10 +271,11 @@ class DetectorBank:
     def _output(self, reg_t: F64, reg_d: IntArr, xt: F64, xd: IntArr) -> tuple[F64, IntArr]:
         """Output pulses: avalanche + Gaussian jitter (+ exponential tail) + cable delay;
         the registered afterpulses (few) at the end."""
-        dets, rng = self.detectors, self.rng
+        rng = self.rng
         n = reg_t.size + xt.size
         d = np.concatenate([reg_d, xd]) if xt.size else reg_d
-        sigma_of = self._table([det.cfg.jitter_ps for det in dets])
+        tab = self._tables()
+        sigma_of = tab["sigma"]
         out = np.empty(n)
         if float(sigma_of.max()) > 0:
             z: npt.NDArray[np.floating[Any]]
@@ -248,12 +288,12 @@ class DetectorBank:
         else:
             out[: reg_t.size] = reg_t
             out[reg_t.size :] = xt
-        frac_of = self._table([det.cfg.jitter_tail_fraction for det in dets])
-        tail_of = self._table([det.cfg.jitter_tail_ps for det in dets])
+        frac_of = tab["tail_frac"]
+        tail_of = tab["tail_ps"]
         if float((frac_of * tail_of).max()) > 0:
             tail = np.flatnonzero(rng.random(n) < frac_of.take(d))
             out[tail] += rng.standard_exponential(tail.size) * tail_of.take(d.take(tail))
-        delay_of = self._table([det.delay_ps for det in dets])
+        delay_of = tab["delay"]
         if np.all(delay_of[:-1] == delay_of[0]):
             if delay_of[0]:
                 out += delay_of[0]

@@ -254,7 +254,7 @@ class JointDeadTime:
         self.extra_keep = np.zeros(0, bool)
         self._lo = self._hi = np.zeros(0, np.intp)
         self._added_seg = np.zeros(0)  # live additions, time + detector x span, sorted
-        self._touched = np.zeros(0, np.intp)  # base events resolved with additions
+        self._touched = np.zeros(0, bool)  # base events resolved with additions (a mask)
         # Cluster members (events with a same-detector event within tau, either way),
         # ordered by (detector, time), and where each cluster starts and ends.
         self._members = np.zeros(0, np.intp)
@@ -413,9 +413,13 @@ class JointDeadTime:
         owner, near = self._near_base(lo, hi, new_d)
         touches = np.zeros(new_t.size, dtype=bool)
         touches[owner] = True
-        # New events of the same detector within tau of each other.
+        # New events of the same detector within tau of each other (by radix on the
+        # detector: the new events come sorted by time).
         live = np.flatnonzero(alive)
-        order = live.take(np.argsort(seg_new.take(live), kind="stable"))
+        by_det = np.argsort(new_d.take(live).astype(np.int16), kind="stable")
+        order = live.take(by_det)
+        if np.any(np.diff(seg_new.take(order)) < 0):  # not sorted by time after all
+            order = live.take(np.argsort(seg_new.take(live), kind="stable"))
         close = np.diff(seg_new.take(order)) < tau_new.take(order[1:])
         touches[order[1:][close]] = True
         touches[order[:-1][close]] = True
@@ -425,15 +429,22 @@ class JointDeadTime:
         if involved.size:
             near = np.unique(near[touches.take(owner)])
             base = self._clusters_of(near)
-            if self._touched.size and np.any(np.isin(base, self._touched)):
+            if self._touched.size and self._touched.take(base).any():
                 return None
             x_t, x_d = new_t.take(involved), new_d.take(involved)
             reg = self._solve(base, x_t, x_d)
             keep[involved] = reg[base.size :]
-            self._touched = np.union1d(self._touched, base)
-        added = np.sort(seg_new[alive])
+            self._mark_touched(base)
+        added = seg_new.take(order)  # sorted
         self._added_seg = np.sort(np.concatenate([self._added_seg, added]), kind="stable")
         return keep
+
+    def _mark_touched(self, base: IntArr) -> None:
+        """Remember base events resolved together with additions."""
+        if base.size:
+            if self._touched.size == 0:
+                self._touched = np.zeros(self.t.size, bool)
+            self._touched[base] = True
 
     def _solve(self, base: IntArr, x_t: F64, x_d: IntArr) -> BoolArr:
         """Resolve base events ``base`` (whole clusters) with added events on their own;
@@ -458,7 +469,8 @@ class JointDeadTime:
         reg = self._solve(base, x_t, x_d)
         self.extra_keep = np.zeros(all_t.size, dtype=bool)
         self.extra_keep[alive] = reg[base.size :]
-        self._touched = base
+        self._touched = np.zeros(0, bool)
+        self._mark_touched(base)
         self._added_seg = np.sort(x_t + x_d * self.span)
         return self.extra_keep
 

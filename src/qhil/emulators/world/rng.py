@@ -2,7 +2,10 @@
 
 Component streams are derived from the world seed and the component's *name*
 (a hash of it goes into the SeedSequence spawn key), so adding or removing a
-component never changes another component's stream.
+component never changes another component's stream. One exception: the jitter and
+afterpulses of the detectors wired to one tagger are drawn for all of them at once,
+from their bank's stream, so a detector added to that tagger changes its neighbours'
+draws (not their statistics).
 
 Some per-pulse quantities must be the same whichever detector asks about the pulse
 (Eve's choices, a pulse's intensity fluctuation) and whatever batch the pulse falls

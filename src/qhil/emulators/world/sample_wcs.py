@@ -25,6 +25,7 @@ noise, Eve's choices) is counter-based: a pure function of the pulse index.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,8 +48,12 @@ I64 = npt.NDArray[np.int64]
 _NOISE_CLIP = 6.0
 # A candidate's uniform is located first by its top bits (2^_CELL_BITS cells per symbol);
 # with 12 bits, about 0.1 % of candidates fall in a cell an interval end crosses.
-_CELL_BITS = 8
+_CELL_BITS = 12
 _STRADDLE = 255
+# Outcome codes of a candidate in the sampler: a detector's bank number (one click), or:
+_NONE = 65533
+_MULTI = 65534
+_UNDECIDED = 65535  # its cell is straddled: decide exactly
 _GAP_BITS = 64 - _CELL_BITS
 _TOP_SHIFT = np.uint64(_GAP_BITS)
 _LOW_BITS = np.uint64((1 << _GAP_BITS) - 1)
@@ -100,8 +105,9 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
     as long.
 
     One 64-bit word per candidate: its low 52 bits give the geometric gap before it by
-    inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low + 1) / 2^52 in (0, 1]; its
-    top 12 bits are returned (the cell of the candidate's outcome uniform).
+    inversion, floor(-ln(U) / -ln(1 - q)) + 1 with U = (low | 1) / 2^52 in (0, 1) (odd
+    numerators: a grid of 2^-51); its top 12 bits are returned (the cell of the
+    candidate's outcome uniform).
     """
     bitgen = rng.bit_generator
     chunk = POSITION_CHUNK
@@ -114,7 +120,8 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
             yield np.arange(s, s + size, dtype=np.int64), top, np.empty(size)
         return
     scale = -1.0 / math.log1p(-q)
-    offset = _GAP_BITS * math.log(2.0) * scale
+    # -ln(U) = GAP_BITS ln 2 - ln(low), in units of 1/scale; + 1: the gap's own + 1.
+    offset = _GAP_BITS * math.log(2.0) * scale + 1.0
     cap = scale > 1e15  # -ln(U) <= 36.1
     last = -1
     while True:
@@ -124,17 +131,16 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
         top = (raw >> _TOP_SHIFT).view(np.int64)
         raw &= _LOW_BITS
         pos = raw.view(np.int64)
-        pos += 1
+        pos |= 1  # U = low / 2^52 on odd numerators: in (0, 1), the log stays finite
         x = np.log(pos, dtype=np.float64)
         x *= -scale
-        x += offset  # -ln(U) scale
+        x += offset
         if cap:
             # A gap past the end ends the stream; capping keeps tiny q from overflowing int64.
             np.minimum(x, float(n), out=x)
-        pos[:] = x  # floor: the gaps are >= 0
-        pos += 1
+        pos[:] = x  # floor: the gaps are >= 1
+        pos[0] += last
         np.cumsum(pos, out=pos)
-        pos += last
         if pos[-1] >= n:
             cut = int(np.searchsorted(pos, n))
             if cut:
@@ -160,14 +166,17 @@ def _thresholds(lam: F64) -> F64:
     return np.concatenate([cum, p_any], axis=-1)
 
 
-def _cell_outcomes(ends: F64) -> npt.NDArray[np.uint8]:
+def _cell_outcomes(
+    ends: F64, codes: npt.NDArray[np.uint16] | None = None, straddle: int = _STRADDLE
+) -> npt.NDArray[np.uint8] | npt.NDArray[np.uint16]:
     """Outcome of a uniform u on [0, 1) by (symbol, cell of u) at every step of the window.
 
     ``ends`` (steps, symbols, D + 1): interval ends on [0, 1], ascending along the last
     axis. Cell c is [c, c + 1) / 2^bits; an end at or below the cell (at every step)
     always counts, one at or above its top never does; a cell some end crosses (the fibre
-    drifts between steps) is marked `_STRADDLE` and decided exactly. Returns the
-    flattened (symbols x cells) table.
+    drifts between steps) is marked ``straddle`` and decided exactly. Returns the
+    flattened (symbols x cells) table of interval numbers (0..D + 1, uint8), or of
+    ``codes[interval]`` if given.
     """
     n = 1 << _CELL_BITS
     n_sym, n_ends = ends.shape[1], ends.shape[2]
@@ -179,14 +188,15 @@ def _cell_outcomes(ends: F64) -> npt.NDArray[np.uint8]:
     np.maximum.accumulate(always, axis=1, out=edges[:, 1:-1])
     edges[:, -1] = n
     runs = np.diff(edges, axis=1).ravel()
-    out = np.repeat(np.tile(np.arange(n_ends + 1, dtype=np.uint8), n_sym), runs)
+    values = np.arange(n_ends + 1, dtype=np.uint8) if codes is None else codes
+    out = np.repeat(np.tile(values, n_sym), runs)
     # Cells [never, always) of an end are crossed by it.
     row = (np.arange(n_sym) * n)[:, None]
     lo = (never + row).ravel()
     width = np.maximum(always - never, 0).ravel()
     if width.any():
         crossed = np.arange(int(width.sum())) + np.repeat(lo - (np.cumsum(width) - width), width)
-        out[crossed] = _STRADDLE
+        out[crossed] = straddle
     return out
 
 
@@ -218,22 +228,37 @@ def _multi_clicks(rng: np.random.Generator, lam: F64) -> npt.NDArray[np.bool_]:
     return clicks
 
 
-def _multi_click_table(lam: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
-    """Click patterns of pulses known to make two or more clicks, as a table.
-
-    ``lam`` (..., D): mean detected photons per detector. Returns the cumulative
-    distribution (..., P) of the P patterns with at least two clicks (the independent
-    Bernoullis p_d = 1 - exp(-lam_d) conditioned on >= 2 successes) and the patterns (P, D).
-    """
-    n_det = lam.shape[-1]
+@functools.cache
+def _patterns(n_det: int) -> tuple[npt.NDArray[np.bool_], F64, F64]:
+    """The click patterns with at least two clicks (P, D), and as 0/1 matrices (D, P) of
+    clicks and of silences."""
     codes = np.arange(1 << n_det)
     bits = ((codes[:, None] >> np.arange(n_det)) & 1).astype(bool)
     bits = bits[bits.sum(axis=1) >= 2]
-    p = -np.expm1(-lam)[..., None, :]  # (..., 1, D)
-    prob = np.where(bits, p, 1.0 - p).prod(axis=-1)  # (..., P)
+    return (
+        bits,
+        np.ascontiguousarray(bits.T, dtype=float),
+        np.ascontiguousarray(~bits.T, dtype=float),
+    )
+
+
+def _multi_click_table(lam: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """Click patterns of pulses known to make two or more clicks, as a table.
+
+    ``lam`` (rows, D): mean detected photons per detector. Returns the cumulative
+    distribution (rows, P) of the P patterns with at least two clicks (the independent
+    Bernoullis p_d = 1 - exp(-lam_d) conditioned on >= 2 successes) and the patterns (P, D).
+    """
+    bits, clicks, silent = _patterns(lam.shape[-1])
+    # log P(pattern) = sum over detectors of log p_d (clicks) or -lam_d (silences).
+    log_p = -np.expm1(-lam)
+    np.maximum(log_p, 1e-300, out=log_p)  # p_d = 0: a vanishing, not a missing, probability
+    np.log(log_p, out=log_p)
+    prob = log_p @ clicks
+    prob -= lam @ silent
+    np.exp(prob, out=prob)
     cdf = np.cumsum(prob, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cdf /= cdf[..., -1:]
+    cdf /= np.maximum(cdf[:, -1:], 1e-300)
     return cdf, bits
 
 
@@ -260,6 +285,8 @@ class WCSSampler:
         self.key = key
         # Bank index of each of the path's detectors.
         self.det_index = det_index
+        if det_index.size and int(det_index.max()) >= _NONE:
+            raise ValueError(f"too many detectors in one bank ({int(det_index.max()) + 1})")
 
     @staticmethod
     def _steps(bounds_pos: F64 | None, pos: I64) -> npt.NDArray[np.intp]:
@@ -311,6 +338,9 @@ class WCSSampler:
             return out
 
         pattern = tx._pattern
+        lut = self.det_index
+        # Outcome code of each interval: one click at detector d, several, none.
+        code_of = np.array([*lut.tolist(), _MULTI, _NONE], np.uint16)
         p_len = pattern.size
         p_mask = p_len - 1 if p_len & (p_len - 1) == 0 else -1
         n_sym = 4 * mus.size
@@ -330,13 +360,12 @@ class WCSSampler:
             # candidate mostly a lookup by (symbol, cell of its uniform).
             lam_tab = mus[np.arange(n_sym) >> 2][None, :, None] * u_tab[:, sym_code, :]
             ends = _thresholds(lam_tab) / q_any  # (nj, n_sym, D + 1) on the unit interval
-            cells = _cell_outcomes(ends)
+            cells = _cell_outcomes(ends, code_of, _UNDECIDED)
         static_delay = bool(np.all(arr_off == arr_off[0]))
         jitter = tx.cfg.emission_jitter_ps
         clip = jitter > 0 or float(arr_off.min()) < 0
         # Arrivals stay in pulse order unless jitter or a delay step back reorders them.
         ordered = jitter == 0 and bool(np.all(np.diff(arr_off) > -dt))
-        lut = self.det_index
         # One-click arrivals written in place (no per-chunk arrays to join): room for the
         # expected number of candidates plus 6 sigma, grown in the unlikely case it fills.
         cap = int(n * q_any + 6.0 * math.sqrt(n * q_any) + 16)
@@ -346,6 +375,10 @@ class WCSSampler:
         multi_row: list[npt.NDArray[np.intp]] = []  # (step, symbol) rows of lam_tab
         multi_t: list[F64] = []
         multi_at: list[npt.NDArray[np.intp]] = []
+        # Decided straddled candidates with one click: out of line, with their places.
+        late_t: list[F64] = []
+        late_d: list[npt.NDArray[np.intp]] = []
+        late_at: list[npt.NDArray[np.intp]] = []
         n_single = 0
 
         for pos, top, buf in _candidate_chunks(rng, n, q_any):
@@ -355,7 +388,6 @@ class WCSSampler:
                 kp = np.bitwise_and(k, p_mask, out=k if lam_tab is not None else None)
             else:
                 kp = np.remainder(k, p_len)
-            sym = pattern.take(kp)
             arrival = np.multiply(pos, dt, out=buf)
             # Grid-step run lengths, when the delay drifts or the general path needs steps.
             counts = None
@@ -377,16 +409,12 @@ class WCSSampler:
             # ends (in units of Q) at or below it.
             if lam_tab is not None:
                 # The candidate's random top bits are the cell of its uniform u.
+                sym = pattern.take(kp)
                 cell = np.left_shift(sym, _CELL_BITS, out=k, dtype=np.int64)  # k is free
                 cell |= top
                 outcome = cells.take(cell)
-                odd = np.flatnonzero(outcome == _STRADDLE)
-                if odd.size:
-                    u = top.take(odd) + rng.random(odd.size)
-                    u *= 1.0 / (1 << _CELL_BITS)
-                    e = ends[self._steps(bounds_pos, pos.take(odd)), sym.take(odd)]
-                    outcome[odd] = (u[:, None] >= e).sum(axis=1)
             else:
+                sym = pattern.take(kp)
                 code = sym_code.take(sym)
                 mu_k = mus.take(sym >> 2)
                 if sigma_i > 0:
@@ -415,23 +443,42 @@ class WCSSampler:
                         mu_k[inter] = np.where(got, mu_e, 0.0)
                 lam = mu_k[:, None] * u_flat.take(jx * n_code + code, axis=0)
                 u = rng.random(m)
-                outcome = (u[:, None] >= _thresholds(lam) / q_any).sum(axis=1)
-            one = np.flatnonzero(outcome < n_det)
+                outcome = code_of.take((u[:, None] >= _thresholds(lam) / q_any).sum(axis=1))
+            one = np.flatnonzero(outcome < _NONE)
             end = n_single + one.size
             if end > single_t.size:
                 single_t = np.concatenate([single_t[:n_single], np.empty(end + cap)])
                 single_d = np.concatenate([single_d[:n_single], np.empty(end + cap, np.intp)])
-            np.take(arrival, one, out=single_t[n_single:end])
-            # (take with uint8 indices is ~10x slower than with intp ones)
-            np.take(lut, outcome.take(one).astype(np.intp), out=single_d[n_single:end])
-            if n_det > 1:
-                multi = np.flatnonzero(outcome == n_det)
+            # (with ``out``, mode "raise" would buffer; the indices are in range)
+            np.take(arrival, one, out=single_t[n_single:end], mode="clip")
+            single_d[n_single:end] = outcome.take(one)
+            rest = np.flatnonzero(outcome > _NONE)  # several clicks, or undecided
+            if rest.size:
+                kind = outcome.take(rest)
+                multi = rest[kind == _MULTI]
+                odd = rest[kind == _UNDECIDED]
+                if odd.size:
+                    assert lam_tab is not None and ends is not None
+                    # Decide exactly: the uniform's cell plus fresh low bits, against the
+                    # interval ends at the candidate's own step.
+                    c_odd = cell.take(odd)
+                    u = (c_odd & ((1 << _CELL_BITS) - 1)) + rng.random(odd.size)
+                    u *= 1.0 / (1 << _CELL_BITS)
+                    e = ends[self._steps(bounds_pos, pos.take(odd)), c_odd >> _CELL_BITS]
+                    decided = code_of.take((u[:, None] >= e).sum(axis=1))
+                    now_one = decided < _NONE
+                    if now_one.any():
+                        late = odd[now_one]
+                        late_t.append(arrival.take(late))
+                        late_d.append(decided[now_one].astype(np.intp))
+                        late_at.append(np.searchsorted(one, late) + n_single)
+                    multi = np.sort(np.concatenate([multi, odd[decided == _MULTI]]))
                 if multi.size:
                     # Where they fit among the one-click pulses (a hint for the merge).
                     multi_at.append(np.searchsorted(one, multi) + n_single)
                     if lam_tab is not None:
                         jm = self._steps(bounds_pos, pos.take(multi))
-                        multi_row.append(jm * n_sym + sym.take(multi))
+                        multi_row.append(jm * n_sym + (cell.take(multi) >> _CELL_BITS))
                     else:
                         multi_lam.append(lam[multi])
                     multi_t.append(arrival.take(multi))
@@ -452,8 +499,11 @@ class WCSSampler:
                 clicks = _multi_clicks(rng, lam_rows)
             else:
                 clicks = _multi_clicks(rng, np.concatenate(multi_lam))
-            t_m = np.concatenate(multi_t)
             pulse, d = np.nonzero(clicks)
-            at = (singles.t, np.concatenate(multi_at).take(pulse)) if ordered else None
-            out.append(Arrivals(t_m.take(pulse), lut.take(d), hint=at))
+            late_t.append(np.concatenate(multi_t).take(pulse))
+            late_d.append(lut.take(d))
+            late_at.append(np.concatenate(multi_at).take(pulse))
+        if late_t:
+            at = (singles.t, np.concatenate(late_at)) if ordered else None
+            out.append(Arrivals(np.concatenate(late_t), np.concatenate(late_d), hint=at))
         return out
