@@ -55,7 +55,8 @@ class NodeClock:
         if not (math.isfinite(value) and abs(value) < 1e5):
             raise ValueError(f"{self.node} clock drift must be finite and < 1e5 ppm, got {value!r}")
         self._drift = Fraction(value) / 10**6
-        self._rate = float(1 + self._drift)
+        self._scale = 1 + self._drift  # exact: node picoseconds per true picosecond
+        self._rate = float(self._scale)
 
     @property
     def rate(self) -> float:
@@ -63,10 +64,10 @@ class NodeClock:
         return self._rate
 
     def node_of_true(self, t_ps: Fraction | int) -> Fraction:
-        return self._offset_ps + Fraction(t_ps) * (1 + self._drift)
+        return self._offset_ps + self._scale * t_ps
 
     def true_of_node(self, tau_ps: Fraction | int) -> Fraction:
-        return (Fraction(tau_ps) - self._offset_ps) / (1 + self._drift)
+        return (tau_ps - self._offset_ps) / self._scale
 
     def to_node_ps(
         self, base_ps: int, rel_ps: npt.NDArray[np.float64], bin_ps: int = 1
