@@ -41,6 +41,19 @@ async def test_job_records_a_calibration_run(tmp_path: Path) -> None:
     assert rec.arrays["voltages_mv"].tolist() == [final]
     assert final == [res[f"v{i}_mv"] for i in range(1, 5)]
     assert steps["e_z"][-1] == res["e_z_after"]
+    # Each channel's half-wave voltage: an array row and per-channel results (the default
+    # bench's squeezers have 2000 mV each); the one value older runs hold is their mean.
+    half_waves = rec.arrays["half_wave_voltages_mv"]
+    assert half_waves.shape == (1, 4)
+    assert list(half_waves[0]) == [rec.results[f"half_wave_v{i}_mv"] for i in range(1, 5)]
+    assert np.allclose(half_waves[0], 2000.0, rtol=0.02)
+    mean = rec.results["half_wave_voltage_mv"]
+    assert isinstance(mean, float) and np.isclose(mean, np.mean(half_waves[0]), rtol=1e-12)
+    sources = [rec.results[f"half_wave_v{i}_source"] for i in range(1, 5)]
+    assert sources.count("scan") == 1 and set(sources) <= {"scan", "line"}
+    for i in range(1, 5):
+        std = rec.results[f"half_wave_v{i}_std_mv"]
+        assert isinstance(std, float) and 0 < std < 40
     assert np.all(steps["integration_s"][:-1] == 2e-3) and steps["integration_s"][-1] == 0.02
     assert summary.as_dict()["run_id"] == summary.run_id
 

@@ -23,6 +23,8 @@ from .doubles import residual_angle
 
 CHANNEL_MAP = {"H": 1, "V": 2, "D": 3, "A": 4}
 RANDOM = 'world.links.alice-bob.initial_polarization="random"'
+#: Each EPC-400 squeezer with its own half-wave voltage (the profile's default is 2000 mV).
+UNEQUAL = "world.nodes.bob.components.polctrl.half_wave_voltage_mv=[1800.0, 2000.0, 2100.0, 2200.0]"
 
 
 @asynccontextmanager
@@ -38,8 +40,8 @@ async def emulated_default(seed: int, *more: str) -> AsyncIterator[tuple[Bench, 
         await asyncio.to_thread(emu.stop)
 
 
-async def calibrate_default(seed: int) -> None:
-    async with emulated_default(seed) as (bench, world):
+async def calibrate_default(seed: int, *more: str) -> None:
+    async with emulated_default(seed, *more) as (bench, world):
         gen = bench.role("alice", PatternGenerator, name="patterns")
         tagger = bench.role("bob", TimeTagger, name="tagger")
         ctrl = bench.role("bob", PolarizationController)
@@ -58,8 +60,10 @@ async def calibrate_default(seed: int) -> None:
         # The controller holds what the routine reports.
         assert await ctrl.voltages_mv() == list(r.voltages_mv)
         assert list(world.polarization_controller("bob.polctrl").voltages_mv) == list(r.voltages_mv)
-        # The learned half-wave voltage is the controller's (2000 mV in the profile).
-        assert r.half_wave_voltage_mv == pytest.approx(2000.0, rel=0.02)
+        # The learned half-wave voltages are the controller's, channel by channel.
+        truth = world.polarization_controller("bob.polctrl").half_wave_voltages_mv
+        assert r.half_wave_voltages_mv is not None
+        assert np.asarray(r.half_wave_voltages_mv) == pytest.approx(truth, rel=0.02)
         assert r.acquisitions <= 150
         # What the truth predicts for e_Z at the end (rotation + the transmitter's 25 dB
         # extinction + the PBS's 30 dB) lies within the measured 99.9 % interval
@@ -74,3 +78,8 @@ async def calibrate_default(seed: int) -> None:
 @pytest.mark.parametrize("seed", [101, 202, 303, 404])
 async def test_default_bench_random_rotation(seed: int) -> None:
     await calibrate_default(seed)
+
+
+@pytest.mark.parametrize("seed", [505, 606])
+async def test_default_bench_channels_with_their_own_half_wave_voltages(seed: int) -> None:
+    await calibrate_default(seed, UNEQUAL)

@@ -93,3 +93,27 @@ def test_derived_from_bb84_mus() -> None:
         ConfigError, match=r"experiments.bb84.mus: gives vacuum_intensity_index = 8"
     ):
         DelaySettings.from_profile(Prof({"bb84": bb84}))
+
+
+def test_half_wave_voltage_per_channel_or_one_for_all() -> None:
+    def settings(value: object) -> PolarizationSettings:
+        own = {"half_wave_voltage_mv": value}
+        return PolarizationSettings.from_profile(
+            Prof({"bb84": BB84, "calibration": {"polarization": own}})
+        )
+
+    assert settings([1800, 2000, 2100, 2200]).routine_kwargs()["half_wave_voltage_mv"] == [
+        1800.0,
+        2000.0,
+        2100.0,
+        2200.0,
+    ]
+    assert settings(1900).half_wave_voltage_mv == 1900.0
+    assert settings(None).routine_kwargs()["half_wave_spread"] == 1.4
+    for bad in ([1800, -2000, 2100, 2200], 0, "x", []):
+        with pytest.raises(
+            ConfigError,
+            match=r"^bench.toml: experiments.calibration.polarization.half_wave_voltage_mv: "
+            r"must be a voltage > 0",
+        ):
+            settings(bad)

@@ -10,9 +10,11 @@ import pytest
 
 from qhil.calibration.trig_fit import (
     evaluate_trig_polynomial,
+    fit_common_rate,
     fit_sinusoid,
     fit_sinusoid_rate,
     fit_trig_polynomial,
+    fit_trig_polynomial_rates,
     minimize_trig_polynomial,
     trig_basis,
     wrap_phase,
@@ -118,3 +120,54 @@ def test_rate_fit_checks_its_inputs() -> None:
         fit_sinusoid_rate([1.0, 2.0], [0.0, 1.0], 100.0, 1000.0)
     with pytest.raises(ValueError, match="0 < min < max"):
         fit_sinusoid_rate(np.arange(6.0), np.zeros(6), 1000.0, 100.0)
+
+
+def test_common_rate_of_several_series_one_of_them_flat() -> None:
+    # Four series at five voltages (the line's design: start, +-2/3 V_pi, two far points);
+    # one does not move at all, the others share the rate. Noise-free: exact.
+    half_wave = 2300.0
+    rate = math.pi / half_wave
+    v = np.array([300.0, 300 + 1333.0, 300 - 1333.0, -4800.0, 4800.0])
+    phases = np.array([0.4, -2.0, 1.1])
+    amps = np.array([0.45, 0.2, 0.3])
+    y = np.column_stack(
+        [0.5 + a * np.cos(rate * v - p) for a, p in zip(amps, phases, strict=True)]
+        + [np.full(v.size, 0.25)]
+    )
+    fit = fit_common_rate(v, y, 2000.0 / 1.4, 2000.0 * 1.4)
+    assert fit.half_wave_voltage_mv == pytest.approx(half_wave, rel=1e-6)
+    assert fit.amplitudes == pytest.approx([*amps, 0.0], abs=1e-6)
+    assert fit.residual_rms == pytest.approx(0.0, abs=1e-9)
+
+
+def test_common_rate_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        fit_common_rate(np.arange(5.0), np.zeros(5), 100.0, 1000.0)
+    with pytest.raises(ValueError, match=">= 4 distinct"):
+        fit_common_rate([0.0, 0.0, 1.0, 2.0], np.zeros((4, 2)), 100.0, 1000.0)
+    with pytest.raises(ValueError, match="0 < min < max"):
+        fit_common_rate(np.arange(6.0), np.zeros((6, 1)), 1000.0, 100.0)
+
+
+def test_polynomial_rates_are_recovered_from_the_grid_and_its_lines() -> None:
+    # Two axes with rates 8 % and -6 % off the starting guess: the 3x3 grid laid at the guess
+    # plus two far points on each axis's line through the centre fix both rates (noise-free).
+    rng = np.random.default_rng(3)
+    guess = math.pi / 2000.0
+    true = np.array([guess * 1.08, guess * 0.94])
+    coef = rng.normal(size=(9, 2))
+    g = 2 * math.pi / 3 / guess
+    dv = [[a, b] for a in (0.0, g, -g) for b in (0.0, g, -g)]
+    dv += [[x, 0.0] for x in (3900.0, -4700.0)] + [[0.0, x] for x in (-3900.0, 4500.0)]
+    dv_arr = np.array(dv)
+    values = trig_basis(dv_arr * true[None, :]) @ coef
+    bounds = [(guess / 1.2, guess * 1.2)] * 2
+    fit = fit_trig_polynomial_rates(dv_arr, values, np.array([guess, guess]), bounds)
+    assert fit.rates_rad_per_mv == pytest.approx(true, rel=1e-5)
+    assert fit.coef == pytest.approx(coef, abs=1e-4)
+    # Rates held fixed (zero-width bounds): plain least squares at those rates.
+    fixed = fit_trig_polynomial_rates(dv_arr, values, true, [(r, r) for r in true])
+    assert fixed.rates_rad_per_mv == pytest.approx(true, rel=1e-12)
+    assert fixed.residual_rms == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="within bounds"):
+        fit_trig_polynomial_rates(dv_arr, values, true, [(guess, guess)] * 2)

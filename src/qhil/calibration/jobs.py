@@ -113,8 +113,11 @@ async def run_polarization_calibration(
     The run (kind ``calibration.polarization``) holds one ``steps`` row per
     measurement (:func:`~qhil.calibration.polarization.step_dtype`: phase, voltages,
     the four detectors' counts under each reference, e_Z, e_X), the final voltages
-    as the one-row array ``voltages_mv`` and the results of
-    :meth:`~qhil.calibration.PolarizationCalibration.to_results`. The controller is
+    as the one-row array ``voltages_mv``, each channel's half-wave voltage as the
+    one-row array ``half_wave_voltages_mv`` (when the search needed them) and the
+    results of :meth:`~qhil.calibration.PolarizationCalibration.to_results`
+    (``half_wave_v{i}_mv``, ``_source``, ``_std_mv`` per channel; ``half_wave_voltage_mv``
+    is their mean, as older runs hold one value). The controller is
     left at the voltages found. ``on_step`` sees each measurement (progress).
     """
 
@@ -130,6 +133,10 @@ async def run_polarization_calibration(
             gen, tagger, controller, on_step=record, **s.routine_kwargs()
         )
         run.append("voltages_mv", np.asarray([result.voltages_mv], dtype=np.int64))
+        if result.half_wave_voltages_mv is not None:
+            run.append(
+                "half_wave_voltages_mv", np.asarray([result.half_wave_voltages_mv], dtype=float)
+            )
         return result.to_results()
 
     return await _recorded(

@@ -142,13 +142,36 @@ class PolarizationSettings(_CalibrationSettings):
         1e-3, ge=0, description="Uncounted gate after each change (light in flight), s."
     )
     max_voltage_mv: int = Field(5000, gt=0, description="Controller range, +- mV.")
-    half_wave_voltage_mv: float | None = Field(
-        None, gt=0, description="Known half-wave voltage, mV; None = learn it by a scan."
+    half_wave_voltage_mv: float | list[float] | None = Field(
+        None,
+        description="Known half-wave voltage, mV: one for every channel or one per channel; "
+        "None = learn each channel's (a scan, then a few points on each other channel's line).",
     )
     scan_points: int = Field(11, ge=5, le=64, description="Voltages of the learning scan.")
     min_half_wave_mv: float | None = Field(None, gt=0, description="Lower bound of the scan fit.")
     max_half_wave_mv: float | None = Field(None, gt=0, description="Upper bound of the scan fit.")
+    half_wave_spread: float = Field(
+        1.4,
+        gt=1,
+        le=4,
+        description="Each channel's half-wave voltage is searched within this factor of the "
+        "scanned channel's (squared when nothing there fits).",
+    )
     converged_mv: int = Field(5, ge=1, description="Moves below this count as no move, mV.")
+
+    @field_validator("half_wave_voltage_mv", mode="before")
+    @classmethod
+    def _check_half_wave(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if value is not None and (
+            not values
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
+            or not all(x > 0 for x in values)
+        ):
+            raise ValueError(
+                f"must be a voltage > 0 (mV) or a list of them, one per channel; got {value!r}"
+            )
+        return value
 
 
 class DetectorEfficiencySettings(_CalibrationSettings):

@@ -12,6 +12,7 @@ axis determines it exactly; its minimum over the torus is then found numerically
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -106,16 +107,22 @@ class SinusoidFit:
 
 
 def _sinusoid_rss(v: F64, y: F64, rates: F64) -> tuple[F64, F64]:
-    """Residual sum of squares and coefficients (a, b, c) of ``a + b cos + c sin`` per rate."""
+    """Residual sum of squares and coefficients of ``a + b cos + c sin`` per rate.
+
+    ``y`` is ``(n,)`` (coefficients ``(r, 3)``) or ``(n, m)`` series sharing the rate
+    (coefficients ``(r, 3, m)``, the sum of squares over all series).
+    """
+    yy = y[:, None] if y.ndim == 1 else y
     ph = rates[:, None] * v[None, :]
     basis = np.stack([np.ones_like(ph), np.cos(ph), np.sin(ph)], axis=-1)  # (r, n, 3)
     gram = np.einsum("rni,rnj->rij", basis, basis)
-    rhs = np.einsum("rni,n->ri", basis, y)
+    rhs = np.einsum("rni,nm->rim", basis, yy)
     # A scan shorter than a period leaves (cos, sin) nearly collinear: regularise lightly.
     gram = gram + 1e-12 * np.eye(3)[None] * np.trace(gram, axis1=1, axis2=2)[:, None, None]
-    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-    resid = y[None, :] - np.einsum("rni,ri->rn", basis, coef)
-    return np.einsum("rn,rn->r", resid, resid), coef
+    coef = np.linalg.solve(gram, rhs)  # (r, 3, m)
+    resid = yy[None] - np.einsum("rni,rim->rnm", basis, coef)
+    rss = np.einsum("rnm,rnm->r", resid, resid)
+    return rss, (coef[..., 0] if y.ndim == 1 else coef)
 
 
 def fit_sinusoid(v_mv: npt.ArrayLike, values: npt.ArrayLike, rate_rad_per_mv: float) -> SinusoidFit:
@@ -176,6 +183,158 @@ def _as_fit(rate: float, coef: F64, rss: float, n: int) -> SinusoidFit:
         phase=math.atan2(c, b),
         residual_rms=math.sqrt(rss / n),
     )
+
+
+@dataclass(frozen=True)
+class CommonRateFit:
+    """Sinusoids ``a_j + b_j cos(rate V) + c_j sin(rate V)`` of one rate, one per series."""
+
+    rate_rad_per_mv: float
+    coef: F64  # (3, m): a, b, c of each series
+    rss: float  # residual sum of squares over all points of all series
+    n_values: int
+    curvature: float = math.nan  # d^2 rss / d rate^2 at the rate
+    # The best rate of another dip of the residual (an alias the points may not rule out).
+    alternative: CommonRateFit | None = None
+
+    def rate_std(self, noise_variance: float) -> float:
+        """Standard error of the rate for values of this noise variance (profile curvature)."""
+        if not self.curvature > 0:
+            return math.inf
+        return math.sqrt(2 * noise_variance / self.curvature)
+
+    @property
+    def half_wave_voltage_mv(self) -> float:
+        return math.pi / self.rate_rad_per_mv
+
+    @property
+    def amplitudes(self) -> F64:
+        return cast(F64, np.hypot(self.coef[1], self.coef[2]))
+
+    @property
+    def residual_rms(self) -> float:
+        return math.sqrt(self.rss / self.n_values)
+
+    def __call__(self, v_mv: npt.ArrayLike) -> F64:
+        """Values of every series at ``v_mv``: shape ``(n, m)``."""
+        ph = self.rate_rad_per_mv * np.atleast_1d(np.asarray(v_mv, dtype=np.float64))
+        basis = np.stack([np.ones_like(ph), np.cos(ph), np.sin(ph)], axis=-1)
+        return basis @ self.coef
+
+
+def fit_common_rate(
+    v_mv: npt.ArrayLike,
+    values: npt.ArrayLike,
+    min_half_wave_mv: float,
+    max_half_wave_mv: float,
+    n_grid: int = 400,
+    separation: float = 0.03,
+) -> CommonRateFit:
+    """Sinusoids sharing one unknown rate, fitted to several series measured at the same voltages.
+
+    ``values`` is ``(n, m)``: m quantities (e.g. the four error fractions) at n voltages.
+    The rate leaving the least residual over all series is found on a geometric grid of
+    half-wave voltages in ``[min_half_wave_mv, max_half_wave_mv]`` and refined. Several
+    series constrain the rate where one of them happens to move little. The deepest other
+    local minimum of the residual more than ``separation`` (relative) away is returned as
+    ``alternative``: few points can leave an alias almost as good, which one more point
+    where the two disagree most decides.
+    """
+    v = np.asarray(v_mv, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim != 2 or v.ndim != 1 or y.shape[0] != v.size:
+        raise ValueError(f"need values of shape (n, m) for n voltages, got {y.shape} for {v.size}")
+    if v.size < 4 or np.unique(v).size < 4:
+        raise ValueError(f"need >= 4 distinct voltages for a rate, got {np.unique(v).size}")
+    if not 0 < min_half_wave_mv < max_half_wave_mv:
+        raise ValueError(
+            f"half-wave voltage bounds must satisfy 0 < min < max, got "
+            f"{min_half_wave_mv}, {max_half_wave_mv}"
+        )
+    rates = math.pi / np.geomspace(max_half_wave_mv, min_half_wave_mv, n_grid)
+    rss, _ = _sinusoid_rss(v, y, rates)
+
+    def polish(i: int) -> CommonRateFit:
+        rate = float(rates[i])
+        lo, hi = rates[max(i - 1, 0)], rates[min(i + 1, rates.size - 1)]
+        if hi > lo:
+            res = minimize_scalar(
+                lambda r: float(_sinusoid_rss(v, y, np.array([r]))[0][0]),
+                bounds=(lo, hi),
+                method="bounded",
+                options={"xatol": 1e-8 * rate},  # rates are ~1e-3 rad/mV: a relative tolerance
+            )
+            if float(res.fun) < rss[i]:
+                rate = float(res.x)
+        rss1, coef = _sinusoid_rss(v, y, np.array([rate]))
+        return CommonRateFit(rate, coef[0], float(rss1[0]), y.size)
+
+    best = int(np.argmin(rss))
+    padded = np.concatenate([[np.inf], rss, [np.inf]])
+    dips = np.flatnonzero((rss <= padded[:-2]) & (rss <= padded[2:]))
+    dips = dips[np.abs(np.log(rates[dips] / rates[best])) > separation]
+    alternative = polish(int(dips[np.argmin(rss[dips])])) if dips.size else None
+    fit = polish(best)
+    r = fit.rate_rad_per_mv
+    h = 1e-3 * r
+    near = _sinusoid_rss(v, y, np.array([r - h, r + h]))[0]
+    curvature = float((near[0] - 2 * fit.rss + near[1]) / h**2)
+    return CommonRateFit(r, fit.coef, fit.rss, fit.n_values, curvature, alternative)
+
+
+@dataclass(frozen=True)
+class TrigPolynomialFit:
+    """Degree-one trigonometric polynomials in ``rates * dv``, one per series, with fitted rates."""
+
+    rates_rad_per_mv: F64  # (k,)
+    coef: F64  # (3**k, m)
+    residual_rms: float
+
+
+def fit_trig_polynomial_rates(
+    dv_mv: npt.ArrayLike,
+    values: npt.ArrayLike,
+    rates0: npt.ArrayLike,
+    bounds: Sequence[tuple[float, float]],
+) -> TrigPolynomialFit:
+    """Least-squares polynomials of unknown per-axis rates (variable projection).
+
+    ``dv_mv`` is ``(n, k)`` voltage offsets, ``values`` ``(n, m)`` series measured there.
+    For given rates the coefficients are linear (least squares); the rates minimise the
+    remaining sum of squares from ``rates0`` within ``bounds`` (rad per mV, per axis).
+    Only points beyond three distinct voltages on a line along an axis tell its rate.
+    """
+    dv = np.atleast_2d(np.asarray(dv_mv, dtype=np.float64))
+    y = np.asarray(values, dtype=np.float64)
+    y = y[:, None] if y.ndim == 1 else y
+    r0 = np.asarray(rates0, dtype=np.float64)
+    n, k = dv.shape
+    if y.shape[0] != n or r0.shape != (k,) or len(bounds) != k:
+        raise ValueError(f"shapes disagree: dv {dv.shape}, values {y.shape}, rates0 {r0.shape}")
+    if n < 3**k:
+        raise ValueError(f"{3**k} coefficients per series need as many points, got {n}")
+    if not all(0 < lo <= r <= hi for (lo, hi), r in zip(bounds, r0, strict=True)):
+        raise ValueError(f"rates0 {r0} must lie within bounds {list(bounds)}")
+
+    def solve(rates: F64) -> tuple[F64, float]:
+        basis = trig_basis(dv * rates[None, :])
+        coef = np.asarray(np.linalg.lstsq(basis, y, rcond=None)[0], dtype=np.float64)
+        resid = y - basis @ coef
+        return coef, float(np.sum(resid * resid))
+
+    # Relative units: every axis moves on the same scale for the optimiser.
+    def objective(u: F64) -> float:
+        return solve(r0 * np.exp(u))[1]
+
+    ubounds = [(math.log(lo / r), math.log(hi / r)) for (lo, hi), r in zip(bounds, r0, strict=True)]
+    u = np.zeros(k)
+    if any(hi > lo for lo, hi in ubounds):
+        res = minimize(objective, u, method="L-BFGS-B", bounds=ubounds)
+        if float(res.fun) < objective(u):
+            u = np.asarray(res.x, dtype=np.float64)
+    rates = r0 * np.exp(u)
+    coef, rss = solve(rates)
+    return TrigPolynomialFit(rates, coef, math.sqrt(rss / y.size))
 
 
 def wrap_phase(x: npt.ArrayLike) -> F64:
