@@ -183,16 +183,19 @@ class DetectorBank:
         carried = [Arrivals(t[cut:] - length_ps, d[cut:], True)]
         t, d = t[:cut], d[:cut]
         # Void: photons at switched-off detectors, and outside a gate (no avalanche).
+        voids = False
         if not enabled[:-1].all():
             d[~enabled.take(d)] = -1
+            voids = True
         for i, det in enumerate(dets):
             if det.enabled and det.gate_enabled:
                 at = np.flatnonzero(d == i)
                 d[at[~det._in_gate(base_ps, t.take(at))]] = -1
+                voids = True
 
         tau_of = tab["tau"][:-1]
         span = float(length_ps) + 2.0 * float(tau_of.max(initial=0.0)) + 1.0
-        jdt = JointDeadTime(t, d, tau_of, self._last, span)
+        jdt = JointDeadTime(t, d, tau_of, self._last, span, voids)
         self._afterpulses(jdt, base_ps, length_ps, carried)
 
         keep = jdt.keep

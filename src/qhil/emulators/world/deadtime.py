@@ -234,7 +234,10 @@ class JointDeadTime:
     clusters in their own segment (time + detector x span) of one sorted array.
     """
 
-    def __init__(self, t: F64, det: IntArr, tau_of: F64, last_of: F64, span: float) -> None:
+    def __init__(
+        self, t: F64, det: IntArr, tau_of: F64, last_of: F64, span: float, voids: bool = True
+    ) -> None:
+        """``voids``: whether ``det`` may already hold -1 (False saves a few passes)."""
         self.t, self.det, self.span = t, det, span
         n_det = tau_of.size
         # Index -1 (void) reads the extra last entry: no dead time, no history.
@@ -247,8 +250,12 @@ class JointDeadTime:
         if n and horizon > t[0]:
             p = int(np.searchsorted(t, horizon, side="left"))
             head = det[:p]
-            head[t[:p] < ends.take(head)] = -1
-        self.keep = det >= 0
+            lost = t[:p] < ends.take(head)
+            if lost.any():
+                head[lost] = -1
+                voids = True
+        self._voids = voids
+        self.keep = det >= 0 if voids else np.ones(n, dtype=bool)
         self.extra_t = np.zeros(0)
         self.extra_d = np.zeros(0, np.intp)
         self.extra_keep = np.zeros(0, bool)
@@ -303,12 +310,14 @@ class JointDeadTime:
         gap = np.diff(t)
         near = gap < tau_max
         same = det[1:] == det[:-1]
-        same &= det[1:] >= 0
+        if self._voids:
+            same &= det[1:] >= 0
         close = same & (near if uniform else gap < self.tau_of.take(det[1:]))
         first_i = np.flatnonzero(close) + 1
         near &= ~same
         cur = np.flatnonzero(near) + 1
-        cur = cur[det.take(cur) >= 0]
+        if self._voids:
+            cur = cur[det.take(cur) >= 0]
         if cur.size:
             cur = cur[cur >= 2]
             cur = cur[t.take(cur) - t.take(cur - 2) < tau_max]
