@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -100,9 +101,12 @@ def run_qhil(length_km: float, seconds: float, chunk: float = 0.1) -> dict[str, 
     t0 = time.perf_counter()
     c0 = time.process_time()
     done = 0.0
+    best = math.inf  # the fastest acquisition: the code's speed with the least interference
     while done < seconds - 1e-12:
         step = min(chunk, seconds - done)
+        b0 = time.process_time()
         n_tags += len(tagger.read(step))
+        best = min(best, (time.process_time() - b0) / step)
         done += step
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
@@ -113,6 +117,7 @@ def run_qhil(length_km: float, seconds: float, chunk: float = 0.1) -> dict[str, 
         "tags": n_tags,
         "rtf": seconds / wall,
         "rtf_cpu": seconds / cpu,
+        "rtf_cpu_best_acquisition": 1.0 / best,
         "tags_per_wall_s": n_tags / wall,
     }
 
@@ -229,6 +234,7 @@ def main() -> None:
         results["qhil"][f"{length:g} km"] = {
             "rtf_median": statistics.median(r["rtf"] for r in runs),
             "rtf_cpu_median": statistics.median(r["rtf_cpu"] for r in runs),
+            "rtf_cpu_best_acquisition": max(r["rtf_cpu_best_acquisition"] for r in runs),
             "tags_per_wall_s_median": statistics.median(r["tags_per_wall_s"] for r in runs),
             "tags_per_emulated_s": statistics.median(r["tags"] for r in runs) / args.seconds,
             "runs": runs,
@@ -250,12 +256,13 @@ def main() -> None:
         f"dead time {DETECTOR['dead_time_ns']} ns, afterpulsing, jitter, drift, background"
     )
     print(
-        f"{'length':>8} {'real-time factor':>17} {'(CPU time)':>11} {'tags/wall s':>13} "
-        f"{'tags/emulated s':>16}"
+        f"{'length':>8} {'real-time factor':>17} {'(CPU time)':>11} {'(best 0.1 s)':>13} "
+        f"{'tags/wall s':>13} {'tags/emulated s':>16}"
     )
     for key, r in results["qhil"].items():
         print(
             f"{key:>8} {r['rtf_median']:>17.2f} {r['rtf_cpu_median']:>11.2f} "
+            f"{r['rtf_cpu_best_acquisition']:>13.2f} "
             f"{r['tags_per_wall_s_median']:>13.3g} {r['tags_per_emulated_s']:>16.3g}"
         )
     for key, r in results.get("sequence", {}).items():
