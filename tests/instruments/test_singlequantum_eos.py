@@ -399,6 +399,10 @@ def test_qcodes_websq_driver_drives_the_emulator() -> None:
             data = websq.counters()
             assert data.shape == (5, 3)  # time stamp row + one row per detector
         finally:
-            websq.comm.talk.close()
-            websq.comm.cnts.close()
+            threads = (websq.comm.talk, websq.comm.cnts)
+            for thread in threads:
+                thread.close()
             websq.close()
+            # Let its threads die here, where their warning is expected, not in a later test.
+            for thread in threads:
+                thread.join(timeout=5)
