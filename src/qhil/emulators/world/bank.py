@@ -196,7 +196,7 @@ class DetectorBank:
         tau_of = tab["tau"][:-1]
         span = float(length_ps) + 2.0 * float(tau_of.max(initial=0.0)) + 1.0
         jdt = JointDeadTime(t, d, tau_of, self._last, span, voids)
-        self._afterpulses(jdt, base_ps, length_ps, carried)
+        self._afterpulses(jdt, base_ps, length_ps, carried, tab)
 
         keep = jdt.keep
         reg_t, reg_d = t[keep], d[keep]
@@ -214,16 +214,20 @@ class DetectorBank:
         np.maximum.at(latest, xd, xt)
         self._last = np.maximum(self._last, latest[:-1]) - length_ps
         self._pending = Arrivals(*merge(carried), True)
-        return self._output(reg_t, reg_d, xt, xd)
+        return self._output(reg_t, reg_d, xt, xd, tab)
 
     def _afterpulses(
-        self, jdt: JointDeadTime, base_ps: int, length_ps: int, carried: list[Arrivals]
+        self,
+        jdt: JointDeadTime,
+        base_ps: int,
+        length_ps: int,
+        carried: list[Arrivals],
+        tab: dict[str, F64],
     ) -> None:
         """Each registered avalanche triggers an afterpulse with probability p, dead time +
         Exp(tau_ap) later; those register (or not) like any avalanche and trigger the next
         generation. Afterpulses beyond the batch go to ``carried``."""
         dets, rng = self.detectors, self.rng
-        tab = self._tables()
         p_of = tab["p_ap"]
         p_max = float(p_of.max())
         t, d = jdt.t, jdt.det
@@ -271,13 +275,14 @@ class DetectorBank:
             reg = jdt.add(ap, ap_d, None if par is None else par.take(order))
             par_t, par_d, par = ap[reg], ap_d[reg], None
 
-    def _output(self, reg_t: F64, reg_d: IntArr, xt: F64, xd: IntArr) -> tuple[F64, IntArr]:
+    def _output(
+        self, reg_t: F64, reg_d: IntArr, xt: F64, xd: IntArr, tab: dict[str, F64]
+    ) -> tuple[F64, IntArr]:
         """Output pulses: avalanche + Gaussian jitter (+ exponential tail) + cable delay;
         the registered afterpulses (few) at the end."""
         rng = self.rng
         n = reg_t.size + xt.size
         d = np.concatenate([reg_d, xd]) if xt.size else reg_d
-        tab = self._tables()
         sigma_of = tab["sigma"]
         out = np.empty(n)
         if float(sigma_of.max()) > 0:

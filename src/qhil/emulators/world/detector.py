@@ -52,6 +52,8 @@ class Detector(Component):
         super().__init__(name, node, cfg, now_s)
         self.clock = clock
         self.rng = rng
+        self._efficiency_key: tuple[object, ...] = ()
+        self._efficiency = 0.0
         self.tagger: str | None = None
         self.channel: int | None = None
 
@@ -149,6 +151,14 @@ class Detector(Component):
     @property
     def efficiency(self) -> float:
         """Probability that a photon reaching the detector gives a counted click."""
+        # Read for every batch by every path and background source: kept per setting.
+        key = (self.enabled, self._bias, self._threshold_v, id(self.cfg))
+        if key != self._efficiency_key:
+            self._efficiency_key = key
+            self._efficiency = self._compute_efficiency()
+        return self._efficiency
+
+    def _compute_efficiency(self) -> float:
         if not self.enabled:
             return 0.0
         g_nom = self._gain(self.cfg.nominal_bias)
