@@ -126,7 +126,14 @@ class TagPipeline:
                 noise = standard_normal(self.rng, t.size, self.jitter_ps)
                 np.clip(noise, -bound, bound, out=noise)
                 parts[i] = (np.add(t, noise), ch)
-        delays = self._delay_table(max((int(ch.max()) for _, ch in parts), default=0))
+        # One delay for every channel (the usual case) needs no per-pulse table look-up.
+        same = not any(self.delays_ps.values())  # every input delay is zero
+        top = (
+            0
+            if same and not self.dead_time_ps
+            else max((int(c.max()) for _, c in parts), default=0)
+        )
+        delays = self._delay_table(top)
         if self.dead_time_ps > 0:
             parts = self._dead_time(parts, delays, length_ps)
         else:
@@ -143,7 +150,7 @@ class TagPipeline:
         at = n_staged
         x = np.empty(max([t.size for t, _ in parts], default=0))
         shift_of = (offset + delays * clock.rate) / bin_ps
-        uniform = bool(np.all(shift_of == shift_of[0]))
+        uniform = same or bool(np.all(shift_of == shift_of[0]))
         for t, ch in parts:
             k = keys[at : at + t.size]
             xs = np.multiply(t, scale, out=x[: t.size])
