@@ -625,7 +625,14 @@ class World:
             wired = self._bank_of_tagger.get(tg.name)
             if wired is not None:
                 out_t, out_d = outputs[wired]
-                pulses.append((out_t, self._channels[wired].take(out_d)))
+                table = self._channels[wired]
+                first = int(table[0]) if table.size else 0
+                chans: npt.NDArray[np.intp]
+                if np.array_equal(table, first + np.arange(table.size)):
+                    chans = np.add(out_d, first)  # channels in detector order: no look-up
+                else:
+                    chans = table.take(out_d)
+                pulses.append((out_t, chans))
             for ch, src in tg.wiring.items():
                 if src not in self._detectors:
                     t = self._sync_now((tg.name, ch), syncs.get((tg.name, ch), []), length)
