@@ -244,3 +244,16 @@ def test_detectors_on_one_tagger_keep_their_own_jitter_and_delay() -> None:
         scale = math.sqrt(sigma**2 + 1 / 12)  # plus the 1 ps bin floor
         result = stats.kstest(resid + 0.5, "norm", args=(0.0, scale))
         assert result.pvalue > 1e-3, (channel, result)
+
+
+def test_a_detector_switched_back_on_sees_the_photons_already_in_the_fibre() -> None:
+    """Photons emitted while a detector was off are still in the fibre when it comes back
+    on (122 us at 25 km): it counts them at once, at the steady rate (Poisson, 99.9 %)."""
+    world = make_world(single_detector_profile(mu=0.5, length_km=25.0, eta=0.5, jitter_ps=0.0))
+    tagger, det = world.tagger("bob.tagger"), world.detector("bob.det")  # type: ignore[attr-defined]
+    steady = len(tagger.read(0.001)) / 0.001
+    det.enabled = False
+    assert len(tagger.read(0.0005)) == 0
+    det.enabled = True
+    window = 60e-6  # all emitted while the detector was off
+    assert poisson_ok(len(tagger.read(window)), steady * window)

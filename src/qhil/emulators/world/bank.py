@@ -45,6 +45,8 @@ class Arrivals:
     # For a part sampled alongside an ordered one (a transmitter's multi-click pulses):
     # that part's times, and how many of them come before each of these events.
     hint: tuple[F64, IntArr] | None = None
+    # Which transmitter's photons these are (-1: none's: afterpulses and the like).
+    source: int = -1
 
     @staticmethod
     def empty() -> Arrivals:
@@ -54,7 +56,35 @@ class Arrivals:
         """The part at or after ``shift``, moved back by it (warm-up windows)."""
         t = self.t - shift
         keep = np.flatnonzero(t >= 0)
-        return Arrivals(t.take(keep), self.det.take(keep), self.ordered)
+        return Arrivals(t.take(keep), self.det.take(keep), self.ordered, source=self.source)
+
+
+def _cut(parts: list[Arrivals], length: float) -> tuple[list[Arrivals], list[Arrivals]]:
+    """Each part split into its events before ``length`` and those after (moved back by
+    it, for the next batch), hints kept pointing at the parts they refer to."""
+    within: list[Arrivals] = []
+    beyond: list[Arrivals] = []
+    moved: dict[int, F64] = {}  # id of a part's times -> its kept head
+    for p in parts:
+        if p.t.size == 0:
+            continue
+        if p.ordered:
+            c = int(np.searchsorted(p.t, length, side="left"))
+            head_t, head_d = p.t[:c], p.det[:c]
+            tail_t, tail_d = p.t[c:], p.det[c:]
+        else:
+            early = p.t < length
+            head_t, head_d = p.t[early], p.det[early]
+            tail_t, tail_d = p.t[~early], p.det[~early]
+        moved[id(p.t)] = head_t
+        hint = None
+        if p.hint is not None and id(p.hint[0]) in moved:
+            hint = (moved[id(p.hint[0])], p.hint[1] if p.ordered else p.hint[1][early])
+        if head_t.size:
+            within.append(Arrivals(head_t, head_d, p.ordered, hint, p.source))
+        if tail_t.size:
+            beyond.append(Arrivals(tail_t - length, tail_d, p.ordered, None, p.source))
+    return within, beyond
 
 
 def merge(parts: list[Arrivals]) -> tuple[F64, IntArr]:
@@ -122,8 +152,13 @@ class DetectorBank:
 
     def reset_state(self) -> None:
         """Forget in-flight photons and the dead-time history (cold start)."""
-        self._pending = Arrivals.empty()
+        self._pending: list[Arrivals] = []
         self._last = np.full(len(self.detectors), -math.inf)
+
+    def replace_in_flight(self, source: int, parts: list[Arrivals]) -> None:
+        """Swap the photons of transmitter ``source`` still to arrive (times from the next
+        batch's start) for ``parts``: a setting on their way changed."""
+        self._pending = [p for p in self._pending if p.source != source] + parts
 
     def _table(self, values: list[float], void: float = 0.0) -> F64:
         # Index -1 (a void event) reads the extra last entry.
@@ -178,10 +213,8 @@ class DetectorBank:
             if rate > 0:
                 tn = det._noise(length_ps, rate)
                 noise.append(Arrivals(tn, np.full(tn.size, i, np.intp), True))
-        t, d = merge([self._pending, *parts, *noise])
-        cut = int(np.searchsorted(t, length_ps, side="left"))
-        carried = [Arrivals(t[cut:] - length_ps, d[cut:], True)]
-        t, d = t[:cut], d[:cut]
+        within, carried = _cut([*self._pending, *parts], length_ps)
+        t, d = merge([*within, *noise])
         # Void: photons at switched-off detectors, and outside a gate (no avalanche).
         voids = False
         if not enabled[:-1].all():
@@ -213,7 +246,7 @@ class DetectorBank:
                 latest[k] = reg_t[np.flatnonzero(reg_d == k)[-1]]
         np.maximum.at(latest, xd, xt)
         self._last = np.maximum(self._last, latest[:-1]) - length_ps
-        self._pending = Arrivals(*merge(carried), True)
+        self._pending = [p for p in carried if p.t.size]
         return self._output(reg_t, reg_d, xt, xd, tab)
 
     def _afterpulses(

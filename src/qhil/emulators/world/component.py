@@ -19,6 +19,13 @@ class Component:
         self.node = node
         self.cfg = cfg
         self._now_s = now_s
+        # Called after a setting that acts on photons changes (the world re-draws the
+        # photons still in flight towards this component).
+        self._changed: Callable[[Component], None] | None = None
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed(self)
 
     def reset(self) -> None:
         """Restore the power-on settings from the profile."""

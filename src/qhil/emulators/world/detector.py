@@ -59,7 +59,7 @@ class Detector(Component):
 
     def reset(self) -> None:
         c = self.cfg
-        self.enabled = c.enabled
+        self._enabled = c.enabled
         self._bias = c.nominal_bias if c.bias is None else c.bias
         self._threshold_v = c.threshold_v
         self._temperature_c = c.temperature_c
@@ -71,12 +71,24 @@ class Detector(Component):
     # -- settings ------------------------------------------------------------------------
 
     @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        changed = bool(value) != self._enabled
+        self._enabled = bool(value)
+        if changed:
+            self._notify()
+
+    @property
     def bias(self) -> float:
         return self._bias
 
     @bias.setter
     def bias(self, value: float) -> None:
         self._bias = self._finite("bias", value, 0.0, self.cfg.max_bias)
+        self._notify()
 
     bias_v = bias
     bias_ua = bias
@@ -88,6 +100,7 @@ class Detector(Component):
     @threshold_v.setter
     def threshold_v(self, value: float) -> None:
         self._threshold_v = self._finite("threshold_v", value, 0.0, 100.0)
+        self._notify()
 
     @property
     def temperature_c(self) -> float:

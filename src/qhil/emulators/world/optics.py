@@ -47,6 +47,7 @@ class Attenuator(Component):
         self._attenuation_db = self._finite(
             "attenuation_db", value, 0.0, self.cfg.max_attenuation_db
         )
+        self._notify()
 
     @property
     def max_attenuation_db(self) -> float:
@@ -128,6 +129,7 @@ class PolarizationController(Component):
             self._finite(f"voltages_mv[{i + 1}]", v, -self.max_voltage_mv, self.max_voltage_mv)
         self._voltages = values.copy()
         self._quat = self._compute_quat()
+        self._notify()
 
     def set_voltage(self, channel: int, mv: float) -> None:
         """Set one channel (numbered from 1, as on the instrument)."""
@@ -136,6 +138,7 @@ class PolarizationController(Component):
         v = self._finite(f"voltages_mv[{channel}]", mv, -self.max_voltage_mv, self.max_voltage_mv)
         self._voltages[channel - 1] = v
         self._quat = self._compute_quat()
+        self._notify()
 
     def retardances_rad(self, voltages_mv: F64 | None = None) -> F64:
         v = self._voltages if voltages_mv is None else np.asarray(voltages_mv, dtype=float)
@@ -195,6 +198,7 @@ class Waveplate(Component):
     @angle_deg.setter
     def angle_deg(self, value: float) -> None:
         self._angle_deg = self._finite("angle_deg", value)
+        self._notify()
 
     @property
     def quat(self) -> F64:

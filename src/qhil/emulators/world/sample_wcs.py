@@ -285,6 +285,7 @@ class WCSSampler:
         self.key = key
         # Bank index of each of the path's detectors.
         self.det_index = det_index
+        self.source = -1  # the world's number for this transmitter (tags its arrivals)
         if det_index.size and int(det_index.max()) >= _NONE:
             raise ValueError(f"too many detectors in one bank ({int(det_index.max()) + 1})")
 
@@ -483,7 +484,7 @@ class WCSSampler:
                         multi_lam.append(lam[multi])
                     multi_t.append(arrival.take(multi))
             n_single += one.size
-        singles = Arrivals(single_t[:n_single], single_d[:n_single], ordered)
+        singles = Arrivals(single_t[:n_single], single_d[:n_single], ordered, None, self.source)
         out.append(singles)
         if multi_t:
             # Two or more clicks are rare: their patterns are drawn once per batch.
@@ -505,5 +506,9 @@ class WCSSampler:
             late_at.append(np.concatenate(multi_at).take(pulse))
         if late_t:
             at = (singles.t, np.concatenate(late_at)) if ordered else None
-            out.append(Arrivals(np.concatenate(late_t), np.concatenate(late_d), hint=at))
+            out.append(
+                Arrivals(
+                    np.concatenate(late_t), np.concatenate(late_d), hint=at, source=self.source
+                )
+            )
         return out

@@ -250,6 +250,20 @@ class World:
                 )
             )
 
+        # Settings on a transmitter's path after its first link act on photons already in
+        # flight when they change: those photons are drawn again (`_redraw_in_flight`).
+        self._in_flight_of: dict[str, list[int]] = {}
+        for si, sampler in enumerate(self._wcs):
+            sampler.source = si
+            links = [
+                i for i, pe in enumerate(sampler.path.elements) if isinstance(pe.element, Link)
+            ]
+            after = sampler.path.elements[links[0] + 1 :] if links else []
+            reached = [pe.element for pe in after if not isinstance(pe.element, Link)]
+            for comp in [*reached, *sampler.path.detectors]:
+                self._in_flight_of.setdefault(comp.name, []).append(si)
+                comp._changed = self._setting_changed
+
         # Background photons: every distinct (link, route after it) feeds its detectors.
         self._background: list[tuple[Link, OpticalPath]] = []
         seen: set[tuple[Any, ...]] = set()
@@ -551,6 +565,28 @@ class World:
         self._sync_pending[target] = merged[later] - length
         return np.sort(merged[~later])
 
+    def _setting_changed(self, comp: Component) -> None:
+        """A setting on the way of some transmitters' photons changed: draw again those
+        already generated but not yet arrived (they meet the new setting)."""
+        if self._cold or not self._readers:
+            return  # nothing in flight: a cold start draws it afresh
+        for si in self._in_flight_of.get(comp.name, []):
+            self._redraw_in_flight(si)
+
+    def _redraw_in_flight(self, si: int) -> None:
+        """Replace transmitter ``si``'s photons arriving after what has been generated."""
+        sampler = self._wcs[si]
+        start = self._generated_until
+        j = start // self.step_ps
+        # Pulses emitted up to one path delay (+ margin for its drift and emission jitter)
+        # before the generated horizon are the ones still on their way.
+        span = int(float(sampler.path.delays_ps(j, j)[0]) * 1.01) + 1_000_000
+        per_bank: list[list[Arrivals]] = [[] for _ in self._banks]
+        for part in sampler.sample(Window(start - span, span, self.step_ps)):
+            self._route(part.after(span), self._sampler_banks[si], per_bank)
+        for bank, parts in zip(self._banks, per_bank, strict=True):
+            bank.replace_in_flight(si, parts)
+
     @functools.cached_property
     def _sampler_banks(self) -> list[int | None]:
         """The bank of each transmitter's detectors (None: they span several)."""
@@ -572,7 +608,7 @@ class World:
         for b in np.unique(which).tolist():
             sel = np.flatnonzero(which == b)
             det = part.det.take(sel) - self._bank_offset[b]
-            per_bank[b].append(Arrivals(part.t.take(sel), det, part.ordered))
+            per_bank[b].append(Arrivals(part.t.take(sel), det, part.ordered, source=part.source))
 
     def _run_batch(self, a: int, b: int) -> None:
         length = b - a
