@@ -319,13 +319,22 @@ class VisaIO:
             return
         self.discard_input()
         self._set_timeout(quiet_s)
+        read = self._read_block
+        if read is None:
+            raise LinkDown("not open")
+        # Blocks, not bytes: pyvisa-py's serial session reads one byte per Python call
+        # (~0.2 MB/s), slower than an instrument can stream.
         try:
             while True:
-                self._res.read_bytes(1, break_on_termchar=False)
+                data, status = read(_CHUNK)
+                if status < 0 and status != constants.StatusCode.error_timeout:
+                    self._raise_for(VisaIOError(status))
+                if not data:
+                    return  # a whole quiet period: nothing late is left
         except VisaIOError as exc:
             if exc.error_code != constants.StatusCode.error_timeout:
                 self._raise_for(exc)
-        except Exception as exc:
+        except OSError as exc:
             raise LinkDown(str(exc) or type(exc).__name__) from exc
 
     def discard_input(self) -> None:
