@@ -363,22 +363,7 @@ async def connect_channel(
     t: FrameTransport = await TcpTransport.connect(
         host, port, local=local, peer=peer, timeout_s=timeout_s
     )
-    if tamper is not None:
-        t = TamperingTransport(t, tamper)
-    ch = AuthenticatedChannel(
-        t,
-        local=local,
-        peer=peer,
-        authenticator=authenticator,
-        session_id=session_id,
-        timeout_s=timeout_s,
-    )
-    try:
-        await ch.open()
-    except BaseException:
-        await t.close()
-        raise
-    return ch
+    return await _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper)
 
 
 async def accept_channel(
@@ -393,6 +378,19 @@ async def accept_channel(
 ) -> AuthenticatedChannel:
     """Accept ``peer``'s TCP connection on ``listener`` and open the channel."""
     t: FrameTransport = await listener.accept(peer=peer, timeout_s=timeout_s)
+    return await _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper)
+
+
+async def _open_over(
+    t: FrameTransport,
+    local: str,
+    peer: str,
+    authenticator: Authenticator,
+    session_id: str,
+    timeout_s: float,
+    tamper: Tamper | None,
+) -> AuthenticatedChannel:
+    """Open the channel over a fresh TCP transport; close the transport if that fails."""
     if tamper is not None:
         t = TamperingTransport(t, tamper)
     ch = AuthenticatedChannel(
