@@ -48,10 +48,6 @@ class Arrivals:
     # Which transmitter's photons these are (-1: none's: afterpulses and the like).
     source: int = -1
 
-    @staticmethod
-    def empty() -> Arrivals:
-        return Arrivals(np.zeros(0), np.zeros(0, np.intp), True)
-
     def after(self, shift: float) -> Arrivals:
         """The part at or after ``shift``, moved back by it (warm-up windows)."""
         t = self.t - shift

@@ -28,10 +28,7 @@ from .component import Component
 from .config import DetectorConfig
 from .polarization import F64
 
-_AFTERPULSE_GENERATIONS = 6
 JITTER_CLIP_SIGMAS = 8.0
-_EMPTY = np.zeros(0)
-_SHORT_RUN = 4096
 
 
 class Detector(Component):
