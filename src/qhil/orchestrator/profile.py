@@ -9,6 +9,12 @@ writing the instruments' real addresses there instead; nothing else changes.
 Every problem is reported as :class:`qhil.errors.ConfigError` naming the file
 and the field path, e.g. ``hw_profiles/lab.toml: nodes.bob.instruments.tdc.model:
 unknown instrument model 'tdc9'``.
+
+A profile is named by a path, or by a name looked up first in ``./hw_profiles``
+(the user's own benches) and then among the profiles shipped inside the package
+(``qhil/hw_profiles``, found through :mod:`importlib.resources`, so they are there
+in a wheel install too; in the repository that folder is a symlink to the
+top-level ``hw_profiles/``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import copy
 import hashlib
 import json
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,7 @@ from qhil.catalogue import CATALOGUE
 from qhil.errors import ConfigError
 
 EMULATED = "emulated"
-PROFILES_DIR = Path(__file__).resolve().parents[3] / "hw_profiles"
+PROFILES_FOLDER = "hw_profiles"  # ./hw_profiles for the user's, qhil/hw_profiles for the shipped
 DEFAULT_PROFILE = "default"
 
 
@@ -94,18 +101,51 @@ class Profile(BaseModel):
         return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
 
 
+def packaged_profiles_dir() -> Path:
+    """The folder of the profiles shipped inside the qhil package."""
+    folder = resources.files("qhil").joinpath(PROFILES_FOLDER)
+    # pip unpacks a wheel, so the package's files are on disk; a zipped qhil is not supported.
+    if not isinstance(folder, Path):
+        raise ConfigError(str(folder), "profile", "qhil's shipped profiles are not files on disk")
+    return folder
+
+
+def user_profiles_dir() -> Path:
+    """The user's own profiles: ``./hw_profiles`` of the working directory."""
+    return Path.cwd() / PROFILES_FOLDER
+
+
+def available_profiles() -> dict[str, Path]:
+    """Every profile name that resolves, to its file: the user's ``./hw_profiles`` first."""
+    found: dict[str, Path] = {}
+    for base in (user_profiles_dir(), packaged_profiles_dir()):
+        if base.is_dir():
+            for path in sorted(base.glob("*.toml")):
+                found.setdefault(path.stem, path)
+    return found
+
+
 def resolve_profile_path(name_or_path: str | None) -> Path:
-    """A profile by path, or by name in ``hw_profiles/`` (``default`` when None)."""
+    """A profile by path, or by name in ``./hw_profiles`` then in qhil's shipped profiles.
+
+    ``default`` when None. The shipped ones resolve to their real file (in the repository:
+    the top-level ``hw_profiles/``), so the source named in errors is the file to edit.
+    """
     name = name_or_path or DEFAULT_PROFILE
     p = Path(name)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         return p
-    for base in (Path.cwd() / "hw_profiles", PROFILES_DIR):
+    user, shipped = user_profiles_dir(), packaged_profiles_dir()
+    for base in (user, shipped):
         cand = base / f"{name}.toml"
-        if cand.exists():
-            return cand
+        if cand.is_file():
+            return cand.resolve()
+    names = ", ".join(sorted(available_profiles())) or "none"
     raise ConfigError(
-        name, "profile", f"no such profile (looked in ./hw_profiles and {PROFILES_DIR})"
+        name,
+        "profile",
+        f"no such profile (looked for {name}.toml in {user} and in qhil's shipped profiles "
+        f"{shipped}; available: {names}; or give a path to a .toml file)",
     )
 
 
