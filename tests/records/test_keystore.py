@@ -210,3 +210,75 @@ def test_error_messages_do_not_echo_bits(tmp_path: Path) -> None:
         keys.save(bits)
     assert "".join(map(str, bits[:32])) not in str(caught.value)
     assert str(bits[:16].tolist())[1:-1] not in str(caught.value)
+
+
+# --- pending keys: saved, confirmed with the peer, then committed or discarded ---
+
+
+def test_a_pending_key_is_not_usable_until_committed(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    bits = random_bits(777, 11)
+    ref = keys.save_pending(bits, run_id="r1", label="bob")
+    pending = keys.pending_path_of(ref.key_id)
+    assert mode_of(pending) == 0o600
+    # the normal read/list API never hands it out
+    assert keys.list_keys() == []
+    assert not keys.is_committed(ref.key_id)
+    with pytest.raises(KeyNotFoundError):
+        keys.load(ref.key_id)
+    with pytest.raises(KeyNotFoundError):
+        keys.info(ref.key_id)
+    assert [r.key_id for r in keys.pending_keys()] == [ref.key_id]
+    committed = keys.commit(ref.key_id)
+    assert committed == ref and keys.is_committed(ref.key_id)
+    assert [r.key_id for r in keys.list_keys()] == [ref.key_id]
+    np.testing.assert_array_equal(keys.load(ref.key_id).bits, bits)
+    assert keys.pending_keys() == [] and not pending.exists()
+    assert mode_of(keys.path_of(ref.key_id)) == 0o600
+    assert keys.commit(ref.key_id) == ref  # idempotent
+
+
+def test_a_discarded_pending_key_leaves_nothing(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    ref = keys.save_pending(random_bits(64, 12))
+    keys.discard(ref.key_id)
+    assert list(keys.directory.iterdir()) == []
+    with pytest.raises(KeyNotFoundError):
+        keys.commit(ref.key_id)
+    with pytest.raises(KeyNotFoundError):
+        keys.discard(ref.key_id)
+    committed = keys.save(random_bits(64, 13))
+    with pytest.raises(KeyNotFoundError):  # discard never removes a usable key
+        keys.discard(committed.key_id)
+    assert keys.is_committed(committed.key_id)
+
+
+def test_a_crash_inside_commit_leaves_one_usable_key(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    ref = keys.save_pending(random_bits(100, 14))
+    # the process died between the link and the unlink of the pending name
+    os.link(keys.pending_path_of(ref.key_id), keys.path_of(ref.key_id))
+    assert keys.pending_keys() == []
+    assert [r.key_id for r in keys.list_keys()] == [ref.key_id]
+    keys.commit(ref.key_id)  # completes it
+    assert sorted(p.name for p in keys.directory.iterdir()) == [f"{ref.key_id}.qkey"]
+
+
+def test_a_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(KeyStoreError, match=rf"key directory {blocker}/keys cannot be created"):
+        KeyStore(blocker / "keys")
+    with pytest.raises(KeyStoreError, match=rf"key directory {blocker} exists and is not a dir"):
+        KeyStore(blocker)
+
+
+def test_check_writable_and_a_failed_write_name_the_directory(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    keys.check_writable()
+    assert list(keys.directory.iterdir()) == []  # the probe is gone
+    keys.directory.rmdir()  # removed mid-run
+    with pytest.raises(KeyStoreError, match=rf"key directory {keys.directory} is not writable"):
+        keys.check_writable()
+    with pytest.raises(KeyStoreError, match=rf"cannot write key file {keys.directory}/key-"):
+        keys.save_pending(random_bits(10, 15))

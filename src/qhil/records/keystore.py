@@ -14,11 +14,13 @@ of a very short key can be brute-forced; final keys are long.)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
+import secrets
 import stat
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 SUFFIX = ".qkey"
+PENDING_SUFFIX = ".qkey.pending"
 FORMAT = "qhil-key/1 packbits-msb-first"
 _MAX_HEADER = 4096
 
@@ -120,7 +123,88 @@ class KeyStore:
         run_id: str | None = None,
         label: str | None = None,
     ) -> KeyRef:
-        """Store a key given as a 1-D array of 0/1 values; returns its public reference."""
+        """Store a usable key given as a 1-D array of 0/1 values; returns its public reference."""
+        return self._save(bits, run_id=run_id, label=label, pending=False)
+
+    def save_pending(
+        self,
+        bits: NDArray[np.integer] | NDArray[np.bool_],
+        *,
+        run_id: str | None = None,
+        label: str | None = None,
+    ) -> KeyRef:
+        """Store a key that is not usable yet (not loaded or listed) until :meth:`commit`."""
+        return self._save(bits, run_id=run_id, label=label, pending=True)
+
+    def commit(self, key_id: str) -> KeyRef:
+        """Make a pending key usable; returns its reference. Idempotent once committed.
+
+        A hard link gives the key its usable name (never replacing a file), then the
+        pending name goes: a crash in between leaves a usable key whose pending twin
+        :meth:`pending_keys` ignores and the next commit or discard removes.
+        """
+        pending = self.pending_path_of(key_id)
+        final = self.path_of(key_id)
+        try:
+            # FileExistsError: committed before (a crash between link and unlink, a second call)
+            with contextlib.suppress(FileExistsError):
+                os.link(pending, final)
+            pending.unlink(missing_ok=True)
+            self._fsync_dir()
+        except FileNotFoundError:
+            if not final.exists():
+                raise KeyNotFoundError(key_id, str(self.directory)) from None
+        except OSError as exc:
+            raise KeyStoreError(
+                f"cannot commit key {key_id} in {self.directory}: {exc.strerror or exc}"
+            ) from None
+        ref = self.info(key_id)
+        log.info("committed key %s", key_id)
+        return ref
+
+    def discard(self, key_id: str) -> None:
+        """Remove a pending key (never a committed one: that is :meth:`delete`)."""
+        try:
+            self.pending_path_of(key_id).unlink()
+        except FileNotFoundError:
+            raise KeyNotFoundError(key_id, str(self.directory)) from None
+        log.info("discarded pending key %s", key_id)
+
+    def is_committed(self, key_id: str) -> bool:
+        """Whether ``key_id`` is a usable key here (a pending one is not)."""
+        return self.path_of(key_id).exists()
+
+    def pending_keys(self) -> list[KeyRef]:
+        """References of the keys still pending (never confirmed), oldest first."""
+        refs = []
+        for path in self.directory.glob(f"*{PENDING_SUFFIX}"):
+            key_id = path.name.removesuffix(PENDING_SUFFIX)
+            if KEY_ID_RE.match(key_id) and not self.path_of(key_id).exists():
+                header = self._read_private(path, key_id, header_only=True)
+                refs.append(_parse(header, path)[0])
+        return sorted(refs, key=lambda ref: (ref.created_at, ref.key_id))
+
+    def check_writable(self) -> None:
+        """Raise :class:`KeyStoreError` naming the directory unless a key file can be created
+        there now (a probe, removed at once): for checking before a run, not after it."""
+        probe = self.directory / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+            os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            raise KeyStoreError(
+                f"key directory {self.directory} is not writable: {exc.strerror}"
+            ) from None
+
+    def _save(
+        self,
+        bits: NDArray[np.integer] | NDArray[np.bool_],
+        *,
+        run_id: str | None,
+        label: str | None,
+        pending: bool,
+    ) -> KeyRef:
         clean = _validated_bits(bits)
         packed = np.packbits(clean).tobytes()
         for _ in range(8):  # a fresh random id; retry on the (unlikely) clash
@@ -135,11 +219,24 @@ class KeyStore:
             )
             header = {"format": FORMAT, **ref.model_dump(mode="json")}
             content = json.dumps(header, separators=(",", ":")).encode() + b"\n" + packed
+            path = self.pending_path_of(ref.key_id) if pending else self.path_of(ref.key_id)
+            if pending and self.path_of(ref.key_id).exists():
+                continue
             try:
-                self._write_new(self.path_of(ref.key_id), content)
+                self._write_new(path, content)
             except FileExistsError:
                 continue
-            log.info("stored key %s: %d bits, sha256 %s", ref.key_id, ref.length_bits, ref.sha256)
+            except OSError as exc:
+                raise KeyStoreError(
+                    f"cannot write key file {path}: {exc.strerror or exc}"
+                ) from None
+            log.info(
+                "stored %skey %s: %d bits, sha256 %s",
+                "pending " if pending else "",
+                ref.key_id,
+                ref.length_bits,
+                ref.sha256,
+            )
             return ref
         raise KeyStoreError(f"could not find a free key id in {self.directory}")
 
@@ -193,9 +290,19 @@ class KeyStore:
             )
         return self.directory / f"{key_id}{SUFFIX}"
 
+    def pending_path_of(self, key_id: str) -> Path:
+        return self.path_of(key_id).with_name(f"{key_id}{PENDING_SUFFIX}")
+
     def _ensure_private_dir(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        mode = stat.S_IMODE(self.directory.stat().st_mode)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise KeyStoreError(f"key directory {self.directory} exists and is not a directory")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            mode = stat.S_IMODE(self.directory.stat().st_mode)
+        except OSError as exc:
+            raise KeyStoreError(
+                f"key directory {self.directory} cannot be created: {exc.strerror or exc}"
+            ) from None
         if mode != DIR_MODE:
             # mkdir's mode is cut by the umask, and an existing directory may be open
             try:
@@ -218,17 +325,20 @@ class KeyStore:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         fd = os.open(tmp, flags, FILE_MODE)
         try:
-            os.fchmod(fd, FILE_MODE)  # the umask may have removed bits from the open() mode
-            with os.fdopen(fd, "wb", closefd=False) as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask may have removed bits from the open() mode
+                with os.fdopen(fd, "wb", closefd=False) as handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.link(tmp, path)  # unlike rename, never replaces an existing key
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)  # also after a failed write (disk full): no partial key
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
         dir_fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(dir_fd)
