@@ -117,3 +117,49 @@ def test_bad_counts_named() -> None:
     c = expected_counts(10.0, 1e9)
     with pytest.raises(ValueError, match="vacuum intensity must be 0"):
         vacuum_weak_decoy_bounds(c, vacuum=1)
+
+
+def test_finite_size_bounds_pinned_by_hand_where_they_dominate() -> None:
+    """Ma et al. (2005) vacuum + weak decoy bounds at 1e7 pulses per intensity, eps = 1e-10,
+    where each count's Chernoff end moves the bounds far more than the tolerance (Y1^L
+    23 % below, e1^U 4x above the asymptotic values). Every number below was worked out
+    by hand from the module docstring's formulas, L = ln(1/eps) = 23.02585093:
+
+      count  lower                                upper
+      20000  x + L/2 - sqrt(L^2/4 + 2xL) = 19051.73869   x + L + sqrt(L^2 + 2xL) = 20983.00722
+       4300  3866.367033                          4768.618162
+        400  275.3026902                          560.6880119
+        150  77.60641361                          259.2693729
+
+    Y0 (upper) = 560.688 / 1e7, Y0 (lower, in e1) = 275.303 / 1e7, Q_nu (lower) = 3866.367 /
+    1e7, Q_mu (upper) = 20983.007 / 1e7, E_nu Q_nu (upper) = 259.269 / (2150 / 4300) / 1e7:
+      Y1^L = mu / (mu nu - nu^2) [Q_nu e^nu - Q_mu e^mu nu^2 / mu^2 - (mu^2 - nu^2) / mu^2 Y0]
+           = 0.00293866337   (asymptotic: 0.0038115724)
+      e1^U = (E_nu Q_nu e^nu - Y0 / 2) / (Y1^L nu) = 0.14817029   (asymptotic: 0.0345136)
+    """
+    for count, lower, upper in [
+        (20000, 19051.73869, 20983.00722),
+        (4300, 3866.367033, 4768.618162),
+        (400, 275.3026902, 560.6880119),
+        (150, 77.60641361, 259.2693729),
+    ]:
+        lo, hi = chernoff_interval(count, 1e-10)
+        assert lo == pytest.approx(lower, rel=1e-9) and hi == pytest.approx(upper, rel=1e-9)
+    mu, nu, n = 0.5, 0.1, 10**7
+    c = DecoyCounts(
+        (mu, nu, 0.0),
+        np.array([n, n, n]),
+        np.array([20000, 4300, 400]),
+        np.array([10000, 2150, 200]),
+        np.array([300, 150, 100]),
+    )
+    b = vacuum_weak_decoy_bounds(c, eps=1e-10)
+    assert b.y0 == pytest.approx(560.6880119 / n, rel=1e-8)
+    assert b.y1_lower == pytest.approx(0.00293866337, rel=1e-8)
+    assert b.e1_upper == pytest.approx(0.148170287, rel=1e-8)
+    assert b.q1_lower == pytest.approx(0.00293866337 * mu * math.exp(-mu), rel=1e-8)
+    asym = vacuum_weak_decoy_bounds(c)
+    assert asym.y1_lower == pytest.approx(0.00381157241, rel=1e-8)
+    assert asym.e1_upper == pytest.approx(0.0345136, rel=1e-5)
+    # The finite-size rate is far below the asymptotic one at these counts.
+    assert decoy_key_rate(b) < 0.5 * decoy_key_rate(asym)

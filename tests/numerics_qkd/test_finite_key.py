@@ -133,3 +133,43 @@ def test_bad_input_named() -> None:
         FiniteKeyInput(MU, (0.5, 0.2, 0.2), inp.n_key, inp.n_test, inp.m_test, 0.0)
     with pytest.raises(ValueError, match=r"FiniteKeyInput\.m_test"):
         FiniteKeyInput(MU, P_MU, inp.n_key, inp.n_test, inp.n_test * 2, 0.0)
+
+
+# Observed counts where every finite-size term is large (a few 1e6 key bits): the vacuum
+# bound s0 is positive (it is 0 at the model counts above, which would hide it), the
+# Hoeffding terms cost ~1.4 % of the decoy counts and gamma adds ~0.09 to the phase error.
+PINNED = FiniteKeyInput(
+    (0.5, 0.1, 0.0002),
+    (0.5, 0.3, 0.2),
+    np.array([4.0e6, 5.0e5, 6.0e4]),
+    np.array([1.0e5, 1.25e4, 1.5e3]),
+    np.array([2500.0, 500.0, 300.0]),
+    7.0e5,
+)
+
+
+def test_finite_size_terms_pinned_where_they_dominate() -> None:
+    """Every intermediate of Lim et al. at PINNED, frozen from `reference_length` (an
+    independent transcription; the code and it agree to the floor of the length). A
+    less conservative bound moves one of them by far more than the tolerance."""
+    res = secret_key_length(PINNED)
+    ref = reference_length(PINNED)
+    assert res.length == math.floor(ref) == 487_870
+    assert res.s0_key == pytest.approx(201_437.1627, rel=1e-9)
+    assert res.s1_key == pytest.approx(2_150_740.298, rel=1e-9)
+    assert res.s1_test == pytest.approx(33_967.81388, rel=1e-9)
+    assert res.v1_test == pytest.approx(3_693.795040, rel=1e-9)
+    assert res.phase_error == pytest.approx(0.1241709773, rel=1e-9)
+    # 6 log2(21 / 1e-9) + log2(2 / 1e-15), by hand: 6 x 34.2899 + 50.8289.
+    assert res.correction_bits == pytest.approx(256.5669431, rel=1e-9)
+    # Without the statistical fluctuations the same counts would give 1.63e6 bits.
+    assert reference_length(PINNED, fluctuations=False) > 3 * res.length
+
+
+def test_leakage_is_subtracted_at_the_pinned_point() -> None:
+    """The reconciliation leakage costs exactly its bits (a key that ignores it is too long)."""
+    base = secret_key_length(PINNED).length
+    free = FiniteKeyInput(
+        PINNED.mu, PINNED.p_mu, PINNED.n_key, PINNED.n_test, PINNED.m_test, 0.0
+    )
+    assert secret_key_length(free).length - base == 700_000
