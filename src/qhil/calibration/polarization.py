@@ -53,7 +53,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -160,6 +160,33 @@ class PolarizationStep:
 
 
 StepHook = Callable[[PolarizationStep], Awaitable[None] | None]
+
+
+class ReferenceLight(Protocol):
+    """Where the search gets its reference light from and how Bob counts it.
+
+    :class:`~qhil.calibration.reference.ReferenceSource` drives the pattern generator
+    and reads the tagger in one process; across two nodes ``load`` is a request to
+    Alice over the classical channel while ``settle`` and ``count`` stay on Bob's tagger
+    (:mod:`qhil.calibration.remote_reference`). The search is the same either way.
+    """
+
+    @property
+    def settle_gates(self) -> int:
+        """Uncounted gates let pass so far."""
+        ...
+
+    async def load(self, state: str) -> int:
+        """Make ``state`` (H, V, D or A) the light Alice sends; returns the pattern length."""
+        ...
+
+    async def settle(self, settle_s: float) -> None:
+        """Let ``settle_s`` of light pass uncounted (a gate of Bob's tagger)."""
+        ...
+
+    async def count(self, integration_s: float) -> tuple[int, int, int, int]:
+        """Bob's H, V, D and A counts over one gate."""
+        ...
 
 
 def step_dtype(n_channels: int) -> np.dtype[Any]:
@@ -277,8 +304,10 @@ class PolarizationCalibration:
         return out
 
 
-@dataclass
-class _Options:
+@dataclass(frozen=True)
+class SearchOptions:
+    """The search's checked options (:func:`polarization_options`)."""
+
     target_error: float
     confidence: float
     integration_s: float
@@ -297,9 +326,9 @@ class _Options:
 class _Search:
     def __init__(
         self,
-        source: ReferenceSource,
+        source: ReferenceLight,
         controller: PolarizationController,
-        opts: _Options,
+        opts: SearchOptions,
         on_step: StepHook | None,
     ) -> None:
         self.source = source
@@ -725,6 +754,73 @@ async def calibrate_polarization(
     rep_rate_hz: float,
     pattern_length: int = 1024,
     intensity_index: int = 0,
+    rng: np.random.Generator | None = None,
+    on_step: StepHook | None = None,
+    **options: Any,
+) -> PolarizationCalibration:
+    """Find the voltages of ``controller`` (Bob's) that make H arrive as H and D as D.
+
+    Alice's ``generator`` and Bob's ``tagger`` and ``controller`` in one process.
+    ``channel_map`` gives the tagger channel (from 1) of Bob's H, V, D and A
+    detectors; ``rep_rate_hz`` is the transmitter's pulse rate (the pattern's
+    symbol rate). Reference patterns are constant blocks of H or D at
+    ``intensity_index`` (0 = signal), at least ``pattern_length`` symbols long.
+    The search and its ``options`` are :func:`compensate_polarization`'s. The
+    generator's output is on during the search and off after it.
+    """
+    source = ReferenceSource(
+        generator,
+        tagger,
+        channel_map,
+        rep_rate_hz,
+        pattern_length=pattern_length,
+        intensity_index=intensity_index,
+        rng=rng,
+    )
+    opts = polarization_options(int(controller.channels), **options)
+    await generator.set_output(True)
+    try:
+        return await compensate_polarization(source, controller, opts, on_step=on_step)
+    finally:
+        try:
+            await generator.set_output(False)
+        except Exception as exc:
+            log.warning("polarization: could not switch the pattern generator off: %s", exc)
+
+
+async def compensate_polarization(
+    light: ReferenceLight,
+    controller: PolarizationController,
+    options: SearchOptions,
+    *,
+    on_step: StepHook | None = None,
+) -> PolarizationCalibration:
+    """The search itself, given where the reference light comes from (``light``).
+
+    One routine for both setups: ``light`` is a local
+    :class:`~qhil.calibration.reference.ReferenceSource` (one process) or a remote
+    reference (Alice's generator reached over the classical channel, see
+    :mod:`qhil.calibration.remote_reference`). ``options`` come from
+    :func:`polarization_options`. The controller is left at the voltages found; on an
+    error it is set back to where it started.
+    """
+    search = _Search(light, controller, options, on_step)
+    start: list[int] | None = None
+    try:
+        start = list(await controller.voltages_mv())
+        return await search.run()
+    except BaseException:
+        if start is not None and search._written not in (None, tuple(start)):
+            try:
+                await controller.set_voltages_mv(start)
+            except Exception as exc:  # the original error matters more
+                log.warning("polarization: could not restore the start voltages: %s", exc)
+        raise
+
+
+def polarization_options(
+    n_channels: int,
+    *,
     target_error: float = 0.01,
     confidence: float = 0.95,
     integration_s: float = 2e-3,
@@ -738,15 +834,9 @@ async def calibrate_polarization(
     max_half_wave_mv: float | None = None,
     half_wave_spread: float = 1.4,
     converged_mv: int = 5,
-    rng: np.random.Generator | None = None,
-    on_step: StepHook | None = None,
-) -> PolarizationCalibration:
-    """Find the voltages of ``controller`` (Bob's) that make H arrive as H and D as D.
+) -> SearchOptions:
+    """The search's options for a controller of ``n_channels``, checked.
 
-    ``channel_map`` gives the tagger channel (from 1) of Bob's H, V, D and A
-    detectors; ``rep_rate_hz`` is the transmitter's pulse rate (the pattern's
-    symbol rate). Reference patterns are constant blocks of H or D at
-    ``intensity_index`` (0 = signal), at least ``pattern_length`` symbols long.
     Each evaluation counts ``integration_s`` under H and again under D, each after
     an uncounted gate of ``settle_s`` (light still in the fibre from before the
     change; it must be a gate the tagger accepts, e.g. whole ms on a TDC1, or 0 to
@@ -757,9 +847,7 @@ async def calibrate_polarization(
     learned by a scan (searched in ``[min_half_wave_mv, max_half_wave_mv]``, default
     ``max_voltage_mv / 8 .. 2.5 * max_voltage_mv``), every other channel's on its line
     within a factor ``half_wave_spread`` of that. ``half_wave_voltage_mv`` (one value for
-    every channel, or one per channel) skips the learning. ``on_step`` sees every
-    measurement as it is made (e.g. to record it). The controller is left at the
-    voltages found; on an error it is set back to where it started.
+    every channel, or one per channel) skips the learning.
     """
     if not 0 < target_error < 0.5:
         raise ValueError(f"target_error must be in (0, 0.5), got {target_error}")
@@ -779,7 +867,6 @@ async def calibrate_polarization(
         )
     if max_voltage_mv <= 0:
         raise ValueError(f"max_voltage_mv must be > 0, got {max_voltage_mv}")
-    n_channels = int(controller.channels)
     given = _half_wave_voltages(half_wave_voltage_mv, n_channels)
     if not (math.isfinite(half_wave_spread) and half_wave_spread > 1):
         raise ValueError(f"half_wave_spread must be > 1, got {half_wave_spread}")
@@ -791,16 +878,7 @@ async def calibrate_polarization(
         raise ValueError(f"need 0 < min_half_wave_mv < max_half_wave_mv, got {lo}, {hi}")
     if converged_mv < 1:
         raise ValueError(f"converged_mv must be >= 1, got {converged_mv}")
-    source = ReferenceSource(
-        generator,
-        tagger,
-        channel_map,
-        rep_rate_hz,
-        pattern_length=pattern_length,
-        intensity_index=intensity_index,
-        rng=rng,
-    )
-    opts = _Options(
+    return SearchOptions(
         target_error=target_error,
         confidence=confidence,
         integration_s=integration_s,
@@ -815,24 +893,6 @@ async def calibrate_polarization(
         half_wave_spread=half_wave_spread,
         converged_mv=converged_mv,
     )
-    search = _Search(source, controller, opts, on_step)
-    start: list[int] | None = None
-    await generator.set_output(True)
-    try:
-        start = list(await controller.voltages_mv())
-        return await search.run()
-    except BaseException:
-        if start is not None and search._written not in (None, tuple(start)):
-            try:
-                await controller.set_voltages_mv(start)
-            except Exception as exc:  # the original error matters more
-                log.warning("polarization: could not restore the start voltages: %s", exc)
-        raise
-    finally:
-        try:
-            await generator.set_output(False)
-        except Exception as exc:
-            log.warning("polarization: could not switch the pattern generator off: %s", exc)
 
 
 def _half_wave_voltages(
