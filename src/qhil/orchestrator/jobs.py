@@ -23,13 +23,16 @@ from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTag
 from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
+    AuthenticationError,
     AuthKey,
     ChannelConnectionError,
+    ChannelTimeoutError,
     HmacSha256Authenticator,
     accept_channel,
     connect_channel,
     in_process_channels,
 )
+from qhil.orchestrator.channel.keys import MIN_KEY_BYTES
 from qhil.orchestrator.channel.tcp import TcpListener
 from qhil.orchestrator.channel.transport import Tamper
 from qhil.orchestrator.experiments.bb84 import (
@@ -37,6 +40,7 @@ from qhil.orchestrator.experiments.bb84 import (
     BB84Progress,
     BB84Result,
     BB84Settings,
+    PartyResult,
     bench_roles,
     run_alice,
     run_bb84,
@@ -107,7 +111,7 @@ async def run_bb84_job(
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
     store = RunStore(data_dir)
-    keys = KeyStore(key_dir if key_dir is not None else default_key_dir())
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
     run = store.start_run(
         "bb84",
         profile=prof,
@@ -129,7 +133,13 @@ async def run_bb84_job(
                 timeout_s=settings.message_timeout_s,
                 tamper_a_to_b=tamper_alice_to_bob,
             )
-            await asyncio.gather(alice_ch.open(), bob_ch.open())
+            try:
+                await asyncio.gather(alice_ch.open(), bob_ch.open())
+            except AuthenticationError as exc:
+                await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
+                reason = f"authentication: {exc}"
+                run.abort(reason)
+                return JobSummary(run.run_id, "aborted", reason, {})
             try:
                 result: BB84Result = await run_bb84(
                     settings,
@@ -173,11 +183,93 @@ async def _calibrate_polarization(
     try:
         result = await calibrate_polarization(generator, tagger, controller, **ps.routine_kwargs())
     except CalibrationError as exc:
-        raise ConfigError(
-            prof.source, "experiments.bb84.calibrate_polarization", f"calibration failed: {exc}"
-        ) from exc
+        raise _calibration_failed(prof, exc) from exc
+    _record_polarization(run, result)
+
+
+def _calibration_failed(prof: Any, exc: Exception) -> ConfigError:
+    return ConfigError(
+        prof.source, "experiments.bb84.calibrate_polarization", f"calibration failed: {exc}"
+    )
+
+
+def _record_polarization(run: Any, result: Any) -> None:
+    """Bob's compensation in his run: the voltages found, its results as ``polcal_*``."""
     run.append("polarization_voltages_mv", np.asarray([result.voltages_mv], dtype=np.int64))
     run.log_results({f"polcal_{k}": v for k, v in result.to_results().items() if v is not None})
+
+
+async def _party_polarization(
+    prof: Any, settings: BB84Settings, party: str, bench: Any, channel: Any, run: Any
+) -> None:
+    """Two-party polarization compensation before the key exchange, over the channel.
+
+    Alice makes the reference states Bob asks for live on her generator; Bob counts them
+    on his tagger and sets his controller (the same search as in one process). Each
+    records it in its own run. A channel failure aborts as in the protocol (exit 3); a
+    failed calibration (no light, the peer failed) is a failed run, as in one process.
+    """
+    from qhil.calibration.errors import CalibrationError
+    from qhil.calibration.remote_reference import (
+        compensate_with_remote_reference,
+        serve_remote_reference,
+    )
+    from qhil.calibration.settings import PolarizationSettings
+    from qhil.orchestrator.channel import ChannelError
+    from qhil.orchestrator.experiments.bb84.errors import AbortReason
+
+    ps = PolarizationSettings.from_profile(prof) if settings.calibrate_polarization else None
+    timeout_s = settings.message_timeout_s
+    try:
+        if party == "alice":
+            gen = bench.role(settings.alice_node, PatternGenerator, name=settings.pattern_generator)
+            report = await serve_remote_reference(channel, gen, ps, timeout_s=timeout_s)
+            if report is not None:
+                run.log_results({f"polcal_{k}": v for k, v in report.to_results().items()})
+            return
+        tagger = bench.role(settings.bob_node, TimeTagger, name=settings.tagger)
+        controller = None
+        if ps is not None:
+            controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
+        result = await compensate_with_remote_reference(
+            channel, tagger, controller, ps, timeout_s=timeout_s
+        )
+        if result is not None:
+            _record_polarization(run, result)
+    except CalibrationError as exc:
+        raise _calibration_failed(prof, exc) from exc
+    except AuthenticationError as exc:
+        raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
+    except (ChannelError, ConnectionError) as exc:
+        detail = f"{party}: channel failed during the polarization compensation: {exc}"
+        raise BB84Aborted(AbortReason.CHANNEL_FAILED, detail) from exc
+
+
+def _tell(on_waiting: Callable[[str], Any] | None, text: str) -> None:
+    log.info("%s", text)
+    if on_waiting is not None:
+        on_waiting(text)
+
+
+def _party_results(party: str, mine: PartyResult, settings: BB84Settings) -> dict[str, Any]:
+    """One party's results, from the public tally both parties share: QBERs, gains,
+    decoy bounds and the key rate are computed as for a run of both parties; only the
+    party's own key's SHA-256 is reported (it does not hold the other's)."""
+    # BB84Result counts a run's secret bits from Alice's key: give this party's key there.
+    both = BB84Result(
+        status="success",
+        statistics=mine.statistics,
+        probabilities=settings.intensity_probabilities,
+        eps_sec=settings.eps_sec,
+        eps_cor=settings.eps_cor,
+        decoy_bounds=mine.decoy_bounds,
+        leaked_bits=mine.leaked_bits,
+        finite_key=mine.finite_key,
+        alice_key=mine.key,
+    ).to_results()
+    both.pop("alice_key_sha256")
+    both.pop("bob_key_sha256")
+    return {**both, f"{party}_key_sha256": mine.key_sha256}
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:
@@ -198,9 +290,19 @@ def load_auth_key(path: str | Path) -> AuthKey:
             str(p), "auth key", f"is readable by others (mode {mode:o}); chmod 600 it"
         )
     try:
-        return AuthKey.from_hex(text)
-    except ValueError as exc:
-        raise ConfigError(str(p), "auth key", str(exc)) from None
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigError(
+            str(p), "auth key", "not a hexadecimal string (hex digits 0-9a-f, two per byte)"
+        ) from None
+    if len(raw) < MIN_KEY_BYTES:
+        raise ConfigError(
+            str(p),
+            "auth key",
+            f"too short: {len(raw)} bytes ({2 * len(raw)} hex digits); a key needs at least "
+            f"{MIN_KEY_BYTES} bytes ({2 * MIN_KEY_BYTES} hex digits), 32 recommended",
+        )
+    return AuthKey(raw)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -210,19 +312,40 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-async def _connect_when_listening(host: str, port: int, *, timeout_s: float, **kw: Any) -> Any:
-    """Connect to the peer, retrying with backoff while it is not listening yet."""
+async def _connect_when_listening(
+    host: str, port: int, *, timeout_s: float, peer_timeout_s: float, **kw: Any
+) -> Any:
+    """Connect to the peer, retrying with backoff while it is not listening yet.
+
+    Gives up after ``peer_timeout_s`` in all (a silent host included), naming the
+    address; ``timeout_s`` is the channel's wait for each message once open.
+    """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = loop.time() + peer_timeout_s
     delay = 0.05
+    last = "no answer"
     while True:
+        remaining = deadline - loop.time()
         try:
-            return await connect_channel(host, port, timeout_s=timeout_s, **kw)
-        except ChannelConnectionError:
-            if loop.time() + delay > deadline:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(
+                connect_channel(host, port, timeout_s=timeout_s, **kw), remaining
+            )
+        except ChannelConnectionError as exc:
+            last = str(exc)
+            if loop.time() + delay <= deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+        except ChannelTimeoutError:
+            raise  # connected, but the handshake timed out: that error says so
+        except TimeoutError:
+            pass
+        raise ChannelConnectionError(
+            f"{last}; gave up after {peer_timeout_s:g} s (--peer-timeout): is the other "
+            f"party running and listening at {host}:{port}?"
+        ) from None
 
 
 async def run_bb84_party_job(
@@ -238,6 +361,8 @@ async def run_bb84_party_job(
     data_dir: str | Path | None = None,
     key_dir: str | Path | None = None,
     progress: Callable[[BB84Progress], Any] | None = None,
+    peer_timeout_s: float = 60.0,
+    on_waiting: Callable[[str], Any] | None = None,
 ) -> JobSummary:
     """One party of BB84 in this process; the other runs elsewhere, reached over TCP.
 
@@ -245,8 +370,13 @@ async def run_bb84_party_job(
     belong to the other process). Alice listens, Bob connects; both hold the same
     pre-shared authentication key. Each party records its own run ("bb84.alice" or
     "bb84.bob") and stores its own key; the summaries carry the keys' SHA-256.
-    ``calibrate_polarization`` is not done here: it needs both parties' instruments
-    (run ``qhil calibrate polarization`` on the bench first).
+    With ``experiments.bb84.calibrate_polarization`` (both parties must agree) Bob's
+    polarization controller is compensated first with Alice's reference light, over
+    the channel (:mod:`qhil.calibration.remote_reference`).
+
+    Alice waits up to ``peer_timeout_s`` for Bob to connect, Bob as long for Alice to
+    listen; ``on_waiting(text)`` is told at once what is awaited where. A handshake that
+    fails authentication (a wrong pre-shared key) records the run ``aborted``.
     """
     if party not in ("alice", "bob"):
         raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
@@ -258,7 +388,7 @@ async def run_bb84_party_job(
     own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
     auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
     store = RunStore(data_dir)
-    keys = KeyStore(key_dir if key_dir is not None else default_key_dir())
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
     run = store.start_run(
         f"bb84.{party}",
         profile=prof,
@@ -270,28 +400,60 @@ async def run_bb84_party_job(
         async with open_bench(own) as bench:
             run.set_identities(await bench.identities())
             peer = "bob" if party == "alice" else "alice"
-            if party == "alice":
-                host, port = _host_port(listen or "127.0.0.1:0")
-                listener = await TcpListener.start(host, port, local=party)
-                channel = await accept_channel(
-                    listener,
-                    local=party,
-                    peer=peer,
-                    authenticator=auth,
-                    session_id=session_id,
-                    timeout_s=settings.message_timeout_s,
-                )
-            else:
-                host, port = _host_port(connect or "")
-                channel = await _connect_when_listening(
-                    host,
-                    port,
-                    local=party,
-                    peer=peer,
-                    authenticator=auth,
-                    session_id=session_id,
-                    timeout_s=settings.message_timeout_s,
-                )
+            try:
+                if party == "alice":
+                    host, port = _host_port(listen or "127.0.0.1:0")
+                    listener = await TcpListener.start(host, port, local=party)
+                    where = "{}:{}".format(*listener.address)
+                    _tell(
+                        on_waiting,
+                        f"alice: listening on {where}, waiting up to "
+                        f"{peer_timeout_s:g} s for bob to connect",
+                    )
+                    try:
+                        channel = await asyncio.wait_for(
+                            accept_channel(
+                                listener,
+                                local=party,
+                                peer=peer,
+                                authenticator=auth,
+                                session_id=session_id,
+                                timeout_s=settings.message_timeout_s,
+                            ),
+                            peer_timeout_s,
+                        )
+                    except TimeoutError:
+                        await listener.close()
+                        raise ChannelTimeoutError(
+                            f"alice: bob did not connect to {where} (or did not finish the "
+                            f"handshake) within {peer_timeout_s:g} s (--peer-timeout)"
+                        ) from None
+                    except BaseException:
+                        await listener.close()
+                        raise
+                else:
+                    host, port = _host_port(connect or "")
+                    _tell(
+                        on_waiting,
+                        f"bob: connecting to alice at {host}:{port}, waiting up "
+                        f"to {peer_timeout_s:g} s for her to listen",
+                    )
+                    channel = await _connect_when_listening(
+                        host,
+                        port,
+                        local=party,
+                        peer=peer,
+                        authenticator=auth,
+                        session_id=session_id,
+                        timeout_s=settings.message_timeout_s,
+                        peer_timeout_s=peer_timeout_s,
+                    )
+            except AuthenticationError as exc:
+                # A wrong pre-shared key (or a forged hello): the protocol aborts, as mid-run.
+                reason = f"authentication: {exc}"
+                run.abort(reason)
+                return JobSummary(run.run_id, "aborted", reason, {})
+            _tell(on_waiting, f"{party}: connected to {peer}; authenticated")
             common: dict[str, Any] = {
                 "key_store": keys,
                 "run_id": run.run_id,
@@ -299,6 +461,7 @@ async def run_bb84_party_job(
                 "on_data": run.append,
             }
             try:
+                await _party_polarization(prof, settings, party, bench, channel, run)
                 if party == "alice":
                     gen = bench.role(node, PatternGenerator, name=settings.pattern_generator)
                     mine = await run_alice(settings, gen, channel, **common)
@@ -316,12 +479,7 @@ async def run_bb84_party_job(
                 await channel.close()
                 if party == "alice":
                     await listener.close()
-        results = {
-            "secret_bits": 0 if mine.key is None else mine.key.length_bits,
-            f"{party}_key_sha256": mine.key_sha256,
-            "sifted_bits": mine.statistics.sifted_key_bits,
-            "leaked_bits": mine.leaked_bits,
-        }
+        results = _party_results(party, mine, settings)
         run.log_results(_scalars(results))
         if mine.key is not None:
             run.add_key(mine.key)
