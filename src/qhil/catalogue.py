@@ -107,6 +107,14 @@ CATALOGUE: dict[str, Entry] = {
             ("QuantumMemory",),
             "qhil QMC-1 quantum-memory controller (qhil's own SCPI set, TCP socket port 5031)",
         ),
+        Entry(
+            "thorlabs.pm100d",
+            "qhil.drivers.thorlabs.pm100d:PM100D",
+            "qhil.emulators.thorlabs.pm100d:PM100DEmulator",
+            ("PowerMeter",),
+            "Thorlabs PM100D/PM100USB optical power meter (SCPI over USBTMC; emulated on a "
+            "TCP socket)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }

@@ -124,6 +124,27 @@ class Attenuator(Role, Protocol):
 
 
 @runtime_checkable
+class PowerMeter(Role, Protocol):
+    """An optical power meter (a calibrated photodiode sensor), readings in W."""
+
+    async def set_wavelength_nm(self, nm: float) -> None:
+        """Wavelength the sensor's responsivity is corrected for."""
+        ...
+
+    async def set_averaging(self, samples: int) -> None:
+        """Samples averaged into one reading."""
+        ...
+
+    async def zero_dark(self) -> None:
+        """Take the present reading as the zero (dark zeroing)."""
+        ...
+
+    async def power_w(self) -> float:
+        """One reading of the average optical power, W (zero subtracted)."""
+        ...
+
+
+@runtime_checkable
 class PolarizationController(Role, Protocol):
     """A multi-stage polarization controller driven by voltages."""
 

@@ -168,6 +168,35 @@ class CWLaserConfig(_Model):
         return self
 
 
+class PowerMeterConfig(_Model):
+    """An optical power meter (photodiode sensor) on a monitor tap of a transmitter.
+
+    The tap (e.g. a 1 % coupler) sits before the transmitter's last fixed attenuator,
+    where the light is bright enough to measure: the sensor receives the transmitter's
+    output power times ``tap_gain_db``. Physics: the average power of the pattern
+    the modulators play, times the sensor's true calibration error, plus its dark
+    offset (removed by zeroing) and noise. See world/power_meter.py.
+    """
+
+    type: Literal["power_meter"]
+    # The weak_coherent_transmitter whose light the tap samples (on this node).
+    source: str
+    # Power at the sensor relative to the transmitter's output, dB (tap ratio, fixed attenuator).
+    tap_gain_db: float = Field(default=30.0, ge=-60.0, le=90.0)
+    # Stated accuracy of the sensor's responsivity calibration (relative, the maker's bound).
+    accuracy_rel: Annotated[float, Field(ge=0.0, le=0.5)] = 0.05
+    # The sensor's true calibration error (relative); None = drawn uniformly within
+    # +-accuracy_rel from the world's seed (a given sensor, unknown to its user).
+    calibration_error_rel: Annotated[float, Field(ge=-0.5, le=0.5)] | None = None
+    # Noise of one sample (rms, W) and its dark offset (W, removed by zeroing).
+    noise_w: NonNeg = 2e-12
+    dark_offset_w: float = Field(default=1e-11, ge=-1e-6, le=1e-6)
+    # Wavelength range of the sensor's calibration (an InGaAs photodiode).
+    min_wavelength_nm: Positive = 800.0
+    max_wavelength_nm: Positive = 1700.0
+    max_power_w: Positive = 0.02
+
+
 # -- optics ----------------------------------------------------------------------------------
 
 
@@ -367,7 +396,8 @@ ComponentConfig = Annotated[
     | PolarizationAnalyzerConfig
     | DetectorConfig
     | TimeTaggerConfig
-    | QuantumMemoryConfig,
+    | QuantumMemoryConfig
+    | PowerMeterConfig,
     Field(discriminator="type"),
 ]
 
@@ -382,6 +412,7 @@ COMPONENT_TYPES = (
     "detector",
     "time_tagger",
     "quantum_memory",
+    "power_meter",
 )
 PATH_ELEMENT_TYPES = ("attenuator", "polarization_controller", "waveplate")
 PATH_TERMINAL_TYPES = ("polarization_analyzer", "detector")
@@ -651,6 +682,14 @@ def check_references(cfg: WorldConfig, source: str) -> None:
                             )
             if comp.type == "weak_coherent_transmitter":
                 _check_path(cfg, source, node, comp.path, f"{here}.path")
+            if comp.type == "power_meter":
+                tx = comps.get(cfg.qualify(node, comp.source))
+                if tx is None or tx.type != "weak_coherent_transmitter":
+                    raise ConfigError(
+                        source,
+                        f"{here}.source",
+                        f"names {comp.source!r}, which is not a weak_coherent_transmitter",
+                    )
             if comp.type == "spdc_source":
                 _check_path(cfg, source, node, comp.signal_path, f"{here}.signal_path")
                 _check_path(cfg, source, node, comp.idler_path, f"{here}.idler_path")

@@ -30,6 +30,7 @@ from .link import Link
 from .optics import Attenuator, PolarizationAnalyzer, PolarizationController, Waveplate
 from .paths import OpticalPath, PathElement
 from .polarization import F64
+from .power_meter import PowerMeter
 from .rng import component_generator, component_key
 from .sample_spdc import SPDCSampler
 from .sample_wcs import WCSSampler, Window
@@ -188,6 +189,8 @@ class World:
                 comp = TimeTagger(qname, node, ccfg, now, clock, rng, self)
             elif ccfg.type == "quantum_memory":
                 comp = _MemoryComponent(qname, node, ccfg, now, rng)
+            elif ccfg.type == "power_meter":
+                comp = PowerMeter(qname, node, ccfg, now, rng, self)
             else:  # pragma: no cover - config validation forbids it
                 raise WorldError(f"unknown component type {ccfg.type!r}")
             self._components[qname] = comp
