@@ -81,7 +81,15 @@ async def test_emulator_answers_documented_bytes(case: ProtocolCase) -> None:
 
 
 async def test_connect_selects_the_scpi_command_set() -> None:
-    exchanges = [(b":SYSTem:COMMunicate:CODe 1\r", b""), (b":SYSTem:ERRor?\r", b'0,"No error"\r')]
+    no_error = (b":SYSTem:ERRor?\r", b'0,"No error"\r')
+    # A clean start first (read what another client left, *CLS), then the command set.
+    exchanges = [
+        no_error,
+        (b"*CLS\r", b""),
+        no_error,
+        (b":SYSTem:COMMunicate:CODe 1\r", b""),
+        no_error,
+    ]
     async with expected_protocol(TSL570, exchanges, connect=True):
         pass
 

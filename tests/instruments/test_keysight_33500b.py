@@ -202,7 +202,7 @@ def test_encoding_round_trips_and_matches_the_documented_levels() -> None:
 
 
 async def test_connect_sets_big_endian_blocks() -> None:
-    exchanges = [(b"FORMat:BORDer NORMal\n", b""), NO_ERROR]
+    exchanges = [NO_ERROR, (b"*CLS\n", b""), NO_ERROR, (b"FORMat:BORDer NORMal\n", b""), NO_ERROR]
     async with expected_protocol(Keysight33500B, exchanges, connect=True):
         pass
 

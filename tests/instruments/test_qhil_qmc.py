@@ -165,6 +165,9 @@ async def test_documented_example_session() -> None:
 
 async def test_connect_reads_modes_and_delay_then_guards_modes() -> None:
     exchanges = [
+        NO_ERROR,
+        (b"*CLS\n", b""),
+        NO_ERROR,
         (b"QMEMory:MODE:COUNt?\n", b"4\n"),
         (b"QMEMory:READout:DELay?\n", b"+0.000000000E+00\n"),
     ]

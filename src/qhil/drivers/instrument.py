@@ -93,7 +93,12 @@ class Instrument:
     async def connect(self) -> None:
         """Open the session and bring the instrument into the state the driver expects."""
         await self.session.open()
+        await self.start_clean()
         await self.on_connect()
+
+    async def start_clean(self) -> None:
+        """Hook run first on a new connection: clear and report what another client left
+        (an SCPI error queue; stale bytes on a serial line are drained by the session)."""
 
     async def on_connect(self) -> None:
         """Hook run after opening (e.g. select the SCPI command set)."""

@@ -45,7 +45,9 @@ class RawIO(Protocol):
         """Drop bytes already received."""
         ...
 
-    def resync(self, quiet_s: float) -> None:
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
         """After a timeout or an abandoned exchange: make sure no late reply is left to be
-        taken for the next one (drain until the line is quiet, or reconnect a socket)."""
+        taken for the next one (drain until the line is quiet, or reconnect a socket).
+        Returns how many bytes it dropped, where it can tell; raises ReadTimeout if the
+        line is still not quiet after ``max_s`` (None: no bound)."""
         ...

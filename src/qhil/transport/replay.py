@@ -157,8 +157,8 @@ class ReplayIO:
     def discard_input(self) -> None:
         pass
 
-    def resync(self, quiet_s: float) -> None:
-        pass
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
+        return 0
 
     def assert_complete(self) -> None:
         """Everything expected was written and every reply was consumed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import serial
 
@@ -12,6 +13,9 @@ from qhil.transport.rawio import LinkDown, OpenFailed, ReadTimeout
 
 class SerialIO:
     """Blocking I/O through a pyserial port."""
+
+    #: A serial line keeps what another client left unread: the session drains it at open.
+    serial_line = True
 
     def __init__(self, port: str, framing: Framing) -> None:
         self.port = port
@@ -82,16 +86,20 @@ class SerialIO:
             raise ReadTimeout(data)
         return bytes(data)
 
-    def resync(self, quiet_s: float) -> None:
-        """Drain until nothing has arrived for ``quiet_s``."""
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
+        """Drain until nothing has arrived for ``quiet_s``; return the bytes dropped."""
         port = self._port()
         self._set_timeout(port, quiet_s)
+        dropped = 0
+        deadline = None if max_s is None else time.monotonic() + max_s
         try:
-            port.reset_input_buffer()
-            while port.read(1 << 16):
-                pass
+            while data := port.read(1 << 16):
+                dropped += len(data)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ReadTimeout(data[-64:])
         except (serial.SerialException, OSError) as exc:
             raise LinkDown(str(exc)) from exc
+        return dropped
 
     def discard_input(self) -> None:
         if self._ser is not None and self._ser.is_open:

@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 #: but at least and at most these. Sockets are reconnected instead.
 RESYNC_QUIET_MIN_S = 0.05
 RESYNC_QUIET_MAX_S = 1.0
+#: At open a serial line is drained until quiet this long: another client's unread reply,
+#: or the tail of one still on its way, must not be taken for the answer to our first command.
+OPEN_DRAIN_QUIET_S = 0.1
+#: ... but not for longer than this: a line that never goes quiet (an instrument another
+#: client left streaming) fails the connect with a message that says so.
+OPEN_DRAIN_MAX_S = 2.0
 
 T = TypeVar("T")
 
@@ -179,6 +185,31 @@ class Session:
         except OpenFailed as exc:
             raise InstrumentConnectionError(self.resource, f"cannot open: {exc}") from exc
         self._open, self._lost, self._dirty = True, False, False
+        await self._drain_stale()
+
+    async def _drain_stale(self) -> None:
+        """Drop what a serial line holds from before we opened it (logged if anything)."""
+        if not getattr(self._io, "serial_line", False):
+            return
+        try:
+            dropped = await self._run(lambda: self._io.resync(OPEN_DRAIN_QUIET_S, OPEN_DRAIN_MAX_S))
+        except (LinkDown, ReadTimeout) as exc:
+            await self._io_close()
+            self._open = False
+            why = (
+                f"the line was still not quiet after draining it for {OPEN_DRAIN_MAX_S:g} s "
+                f"(another client may have left the instrument streaming; last bytes "
+                f"{exc.partial!r})"
+                if isinstance(exc, ReadTimeout)
+                else f"lost while draining what an earlier client left: {exc}"
+            )
+            raise InstrumentConnectionError(self.resource, why) from exc
+        if dropped:
+            log.warning(
+                "%s: dropped %d byte(s) left unread on the line by an earlier client",
+                self.resource,
+                dropped,
+            )
 
     async def _io_open(self) -> None:
         if self._async:

@@ -130,8 +130,9 @@ class AsyncSocketIO:
             if isinstance(buffered, bytearray):
                 buffered.clear()
 
-    def resync(self, quiet_s: float) -> None:
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
         """Not used: the session reconnects an async socket to resynchronise."""
+        return 0
 
     # RawIO's blocking open/close/write are not used for an async-native backend.
     def open(self, timeout_s: float) -> None:

@@ -139,6 +139,12 @@ class VisaIO:
         self._termchar: bytes | None = None
         self._open_timeout_s = 3.0
 
+    @property
+    def serial_line(self) -> bool:
+        """A serial line keeps what another client left unread (a socket or GPIB link
+        does not, and reading an idle GPIB instrument would make it report -420)."""
+        return isinstance(self._res, pyvisa.resources.SerialInstrument)
+
     def open(self, timeout_s: float) -> None:
         rm = resource_manager(self.visa_library)
         try:
@@ -308,20 +314,23 @@ class VisaIO:
             self._read_some(self._read_block, count - len(buf), deadline, buf)
         return bytes(buf)
 
-    def resync(self, quiet_s: float) -> None:
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
         """A socket is reconnected (a late reply dies with the old connection); other
-        interfaces are drained until quiet."""
+        interfaces are drained until quiet. Returns the bytes drained (those already
+        in the VISA library's own buffer are dropped uncounted)."""
         if self._res is None:
-            return
+            return 0
         if self._socket() is not None:
             self.close()
             self.open(self._open_timeout_s)
-            return
+            return 0
         self.discard_input()
         self._set_timeout(quiet_s)
         read = self._read_block
         if read is None:
             raise LinkDown("not open")
+        dropped = 0
+        deadline = None if max_s is None else time.monotonic() + max_s
         # Blocks, not bytes: pyvisa-py's serial session reads one byte per Python call
         # (~0.2 MB/s), slower than an instrument can stream.
         try:
@@ -330,12 +339,16 @@ class VisaIO:
                 if status < 0 and status != constants.StatusCode.error_timeout:
                     self._raise_for(VisaIOError(status))
                 if not data:
-                    return  # a whole quiet period: nothing late is left
+                    return dropped  # a whole quiet period: nothing late is left
+                dropped += len(data)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ReadTimeout(data[-64:])
         except VisaIOError as exc:
             if exc.error_code != constants.StatusCode.error_timeout:
                 self._raise_for(exc)
         except OSError as exc:
             raise LinkDown(str(exc) or type(exc).__name__) from exc
+        return dropped
 
     def discard_input(self) -> None:
         if self._res is None:
