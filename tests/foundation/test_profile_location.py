@@ -24,7 +24,6 @@ from qhil.orchestrator.profile import (
 
 REPO = Path(__file__).parents[2]
 TOP_LEVEL = sorted(REPO.joinpath("hw_profiles").glob("*.toml"))
-USER_SIDE_TESTS = REPO / "examples" / "user_ci" / "test_installed_plugin.py"
 
 
 def test_importlib_resources_finds_every_profile_of_hw_profiles() -> None:
@@ -86,21 +85,3 @@ def test_an_unknown_profile_says_where_it_was_looked_for(
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and str(packaged_profiles_dir()) in proc.stderr
-
-
-@pytest.mark.slow
-def test_user_side_plugin_tests_pass_outside_the_repository_in_strict_mode(
-    tmp_path: Path,
-) -> None:
-    # A user's CI: no qhil ini (pytest-asyncio's default strict mode), run from elsewhere.
-    shutil.copy(USER_SIDE_TESTS, tmp_path / USER_SIDE_TESTS.name)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", USER_SIDE_TESTS.name],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=110,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "3 passed" in proc.stdout
