@@ -169,7 +169,5 @@ def test_finite_size_terms_pinned_where_they_dominate() -> None:
 def test_leakage_is_subtracted_at_the_pinned_point() -> None:
     """The reconciliation leakage costs exactly its bits (a key that ignores it is too long)."""
     base = secret_key_length(PINNED).length
-    free = FiniteKeyInput(
-        PINNED.mu, PINNED.p_mu, PINNED.n_key, PINNED.n_test, PINNED.m_test, 0.0
-    )
+    free = FiniteKeyInput(PINNED.mu, PINNED.p_mu, PINNED.n_key, PINNED.n_test, PINNED.m_test, 0.0)
     assert secret_key_length(free).length - base == 700_000
