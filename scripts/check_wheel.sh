@@ -14,6 +14,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/qhil-check-wheel.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 step() { echo "check_wheel: [${SECONDS}s] $*"; }
 
+if ! .venv/bin/python -c "import build" 2>/dev/null; then
+  echo "check_wheel: .venv has no 'build' package: run scripts/setup.sh (the dev extra has it)" >&2
+  exit 1
+fi
 step "building the sdist, then the wheel from it"
 .venv/bin/python -m build --outdir "$WORK/dist" . >"$WORK/build.log" 2>&1 || {
   tail -n 40 "$WORK/build.log"
