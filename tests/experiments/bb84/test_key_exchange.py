@@ -60,9 +60,11 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
 
     r = await run(world, s, on_data=on_data, progress=events.append)
 
-    # --- the key: equal at both nodes, of the finite-key length, stored ---
-    assert r.status == "success" and r.reason is None
-    assert r.finite_key is not None and r.secret_bits == r.finite_key.length > 1000
+    # --- the key: equal at both nodes, of the finite-key length less the two
+    # confirmation pads, stored and committed ---
+    assert r.status == "success" and r.reason is None and r.committed
+    assert r.finite_key is not None and r.secret_bits == r.finite_key.length - 2 * s.tag_bits
+    assert r.secret_bits > 1000 and key_store.pending_keys() == []
     assert r.keys_match
     assert r.alice_key is not None and r.bob_key is not None
     ka, kb = key_store.load(r.alice_key.key_id), key_store.load(r.bob_key.key_id)
@@ -121,7 +123,7 @@ async def test_equal_keys_and_signal_gain_and_qber_match_gllp(
     assert np.all(bob_rows["used"] == 1) and np.all(bob_rows["significance"] >= 6)
     assert int(bob_rows["test_errors"].sum()) == int(st.test_errors.sum())
     stages = [e.stage for e in events if e.party == "alice"]
-    assert stages == ["block"] * 4 + ["reconcile", "verify", "amplify", "done"]
+    assert stages == ["block"] * 4 + ["reconcile", "verify", "amplify", "confirm", "done"]
 
 
 async def test_alignment_is_found_with_an_unknown_clock_offset_and_drift(run: Runner) -> None:

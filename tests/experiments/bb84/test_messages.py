@@ -38,7 +38,9 @@ SAMPLES: list[m.Message] = [
     m.VerificationMsg(1000, 64, b"seed", b"tag"),
     m.VerificationOutcome(True, np.array([3, 1, 0], np.int64)),
     m.Amplification(10, bits(1009)),
-    m.KeyStored(),
+    m.KeyConfirm(bits(1040), bits(32)),
+    m.KeyCommitted(),
+    m.Finished(),
     m.Abort("qber_too_high", "25 %"),
 ]
 

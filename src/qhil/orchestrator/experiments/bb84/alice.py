@@ -35,15 +35,25 @@ from qhil.orchestrator.experiments.bb84.messages import (
     BlockTally,
     CascadeDone,
     CascadeStart,
+    Finished,
     Hello,
-    KeyStored,
+    KeyCommitted,
+    KeyConfirm,
     ParityQueryMsg,
     ParityReplyMsg,
     SiftReplyMsg,
     VerificationMsg,
     VerificationOutcome,
 )
-from qhil.orchestrator.experiments.bb84.party import DataHook, PartyBase, ProgressHook, log
+from qhil.orchestrator.experiments.bb84.party import (
+    ACK_WAIT_TIMEOUTS,
+    DataHook,
+    FinalKey,
+    PartyBase,
+    ProgressHook,
+    log,
+    run_party,
+)
 from qhil.orchestrator.experiments.bb84.pattern import BlockPattern, draw_pattern
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
@@ -116,12 +126,52 @@ class _Alice(PartyBase):
         length = self.key_length(stats)
         await self.emit("amplify", s.n_blocks)
         seed = new_seed(self.rng, key.size, length)
+        amplified = await asyncio.to_thread(privacy_amplification, key, seed, length)
+        final = FinalKey(amplified, s.tag_bits)
+        self.store_pending(final.stored)  # before Bob computes his: a failed write stops both
         await self.link.send(Amplification(length, seed))
-        final = await asyncio.to_thread(privacy_amplification, key, seed, length)
-        await self.link.expect(KeyStored)  # Bob has his key: now keep ours
-        ref = self.store_key(final)
-        await self.emit("done", s.n_blocks, f"{length} secret bits")
-        return self.result(ref)
+        await self.confirm(final)
+        await self.emit("done", s.n_blocks, f"{final.stored.size} secret bits")
+        return self.result()
+
+    async def confirm(self, final: FinalKey) -> None:
+        """Key confirmation, then commit (the rules are in the README, "Key confirmation").
+
+        Bob's tag must match ours before we send ours; Bob commits on ours and says
+        so (KeyCommitted), and we commit on that. If his acknowledgement does not come
+        (timeout) or comes altered (authentication failure), Bob had matched our tag and
+        committed: we commit too ("presumed"). His Abort, or his end of the channel
+        closing (his check of our tag failed or the channel failed at his end first),
+        means he did not commit: we discard ours.
+        """
+        s = self.settings
+        await self.emit("confirm", s.n_blocks)
+        theirs = await self.link.expect(KeyConfirm)
+        ok = final.matches(theirs, final.pad_bob)
+        if ok is None:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "KeyConfirm: seed or tag of wrong length")
+        if not ok:
+            raise self.abort(
+                AbortReason.CONFIRMATION_FAILED,
+                f"Bob's {s.tag_bits}-bit confirmation tag of the final key differs from Alice's",
+            )
+        await self.link.send(final.confirm(self.rng, final.pad_alice))
+        try:
+            await self.link.expect(KeyCommitted, timeout_s=ACK_WAIT_TIMEOUTS * s.message_timeout_s)
+            mode = "acknowledged"
+        except BB84Aborted as exc:
+            if self.link.failure not in ("timeout", "authentication"):
+                raise
+            log.warning(
+                "bb84 alice: Bob's commit acknowledgement was lost (%s); both tags matched, "
+                "so Bob committed: committing too",
+                exc.detail,
+            )
+            mode = "presumed"
+        self.commit(mode)
+        if not self.link.broken:
+            with contextlib.suppress(BB84Aborted):  # Bob has committed: he only stops waiting
+                await self.link.send(Finished())
 
     async def block(self, b: int) -> None:
         s = self.settings
@@ -267,18 +317,7 @@ async def run_alice(
         rng=rng,
     )
     try:
-        return await alice.run()
-    except BB84Aborted as exc:
-        if exc.result is None:
-            exc.result = alice.partial_result(exc.reason, exc.detail)
-        log.warning("bb84 alice: aborted (%s): %s", exc.reason.value, exc.detail)
-        await link.tell_abort(exc)
-        raise
-    except Exception as exc:
-        await link.tell_abort(
-            BB84Aborted(AbortReason.PEER_FAILED, f"alice stopped: {type(exc).__name__}: {exc}")
-        )
-        raise
+        return await run_party(alice, alice.run())
     finally:
         with contextlib.suppress(Exception):  # leave the transmitter dark
             await generator.set_output(False)

@@ -43,15 +43,25 @@ from qhil.orchestrator.experiments.bb84.messages import (
     BlockTally,
     CascadeDone,
     CascadeStart,
+    Finished,
     Hello,
-    KeyStored,
+    KeyCommitted,
+    KeyConfirm,
     ParityQueryMsg,
     ParityReplyMsg,
     SiftReplyMsg,
     VerificationMsg,
     VerificationOutcome,
 )
-from qhil.orchestrator.experiments.bb84.party import DataHook, PartyBase, ProgressHook, log
+from qhil.orchestrator.experiments.bb84.party import (
+    LINGER_TIMEOUTS,
+    DataHook,
+    FinalKey,
+    PartyBase,
+    ProgressHook,
+    log,
+    run_party,
+)
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
@@ -160,11 +170,40 @@ class _Bob(PartyBase):
                 AbortReason.PROTOCOL_ERROR,
                 f"Alice amplifies to {amp.n_out} bits, Bob's bound gives {length}",
             )
-        final = await asyncio.to_thread(privacy_amplification, corrected, amp.seed, length)
-        ref = self.store_key(final)
-        await self.link.send(KeyStored())
-        await self.emit("done", s.n_blocks, f"{length} secret bits")
-        return self.result(ref)
+        amplified = await asyncio.to_thread(privacy_amplification, corrected, amp.seed, length)
+        final = FinalKey(amplified, s.tag_bits)
+        self.store_pending(final.stored)
+        await self.confirm(final)
+        await self.emit("done", s.n_blocks, f"{final.stored.size} secret bits")
+        return self.result()
+
+    async def confirm(self, final: FinalKey) -> None:
+        """Key confirmation, then commit (rules in the README, "Key confirmation").
+
+        We send our tag first; Alice sends hers only if ours matched. We commit once
+        hers matches ours, then tell her (KeyCommitted). Anything else (her Abort, a
+        timeout, an altered message, the channel closing) leaves our key unconfirmed:
+        it is discarded. After committing we wait for her Finished, so that she never
+        sees our end close while she waits for our acknowledgement.
+        """
+        s = self.settings
+        await self.emit("confirm", s.n_blocks)
+        await self.link.send(final.confirm(self.rng, final.pad_bob))
+        theirs = await self.link.expect(KeyConfirm)
+        ok = final.matches(theirs, final.pad_alice)
+        if ok is None:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "KeyConfirm: seed or tag of wrong length")
+        if not ok:
+            raise self.abort(
+                AbortReason.CONFIRMATION_FAILED,
+                f"Alice's {s.tag_bits}-bit confirmation tag of the final key differs from Bob's",
+            )
+        self.commit("acknowledged")
+        try:
+            await self.link.send(KeyCommitted())
+            await self.link.expect(Finished, timeout_s=LINGER_TIMEOUTS * s.message_timeout_s)
+        except BB84Aborted as exc:  # committed: Alice commits without our ack too
+            log.warning("bb84 bob: key committed; closing exchange incomplete: %s", exc.detail)
 
     async def block(self, b: int) -> None:
         s = self.settings
@@ -350,16 +389,4 @@ async def run_bob(
         on_data=on_data,
         rng=rng,
     )
-    try:
-        return await bob.run()
-    except BB84Aborted as exc:
-        if exc.result is None:
-            exc.result = bob.partial_result(exc.reason, exc.detail)
-        log.warning("bb84 bob: aborted (%s): %s", exc.reason.value, exc.detail)
-        await link.tell_abort(exc)
-        raise
-    except Exception as exc:
-        await link.tell_abort(
-            BB84Aborted(AbortReason.PEER_FAILED, f"bob stopped: {type(exc).__name__}: {exc}")
-        )
-        raise
+    return await run_party(bob, bob.run())

@@ -31,6 +31,11 @@ class AbortReason(StrEnum):
     CHANNEL_FAILED = "channel_failed"
     #: The peer stopped on an error of its own (an instrument fault, say).
     PEER_FAILED = "peer_failed"
+    #: The final keys' confirmation tags differ (after privacy amplification).
+    CONFIRMATION_FAILED = "confirmation_failed"
+    #: A party could not write (or commit) its key in its key store; the message names
+    #: the path. The peer discards its pending key too.
+    KEY_STORE_FAILED = "key_store_failed"
 
 
 class BB84Aborted(QhilError):

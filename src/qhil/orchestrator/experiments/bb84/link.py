@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from qhil.orchestrator.channel import AuthenticationError, ChannelError, ChannelTimeoutError
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted, ProtocolViolation
@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
+
+#: How the last failed exchange failed, for the commit rules (see ``alice.py``):
+#: nothing came in time, a frame failed authentication (it was altered: the peer did
+#: send something), the channel closed (the peer's end failed or it stopped), an
+#: authentic message that does not fit, or the peer's own Abort.
+Failure = Literal["timeout", "authentication", "closed", "protocol", "peer_abort"]
 
 
 class Received(Protocol):
@@ -52,6 +58,12 @@ class PeerLink:
         self.peer = peer
         self.timeout_s = timeout_s
         self._broken = False  # the channel failed: do not try to send an Abort through it
+        self.failure: Failure | None = None
+
+    @property
+    def broken(self) -> bool:
+        """The channel failed (nothing more can be sent through it)."""
+        return self._broken
 
     async def send(self, msg: Message) -> None:
         kind, payload = to_payload(msg)
@@ -68,26 +80,37 @@ class PeerLink:
             ) from exc
 
     @overload
-    async def expect(self, t1: type[M], /) -> M: ...
+    async def expect(self, t1: type[M], /, *, timeout_s: float | None = None) -> M: ...
 
     @overload
-    async def expect(self, t1: type[M], t2: type[N], /) -> M | N: ...
+    async def expect(
+        self, t1: type[M], t2: type[N], /, *, timeout_s: float | None = None
+    ) -> M | N: ...
 
-    async def expect(self, *types: type[Message]) -> Message:
-        """The next message, which must be one of ``types`` (or the peer's Abort)."""
+    async def expect(self, *types: type[Message], timeout_s: float | None = None) -> Message:
+        """The next message, which must be one of ``types`` (or the peer's Abort).
+
+        Waits ``timeout_s`` (default: the link's). On failure raises :class:`BB84Aborted`
+        and sets :attr:`failure` to how it failed.
+        """
         names = " or ".join(t.__name__ for t in types)
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        self.failure = None
         try:
-            got: Received = await self._channel.recv(timeout_s=self.timeout_s)
+            got: Received = await self._channel.recv(timeout_s=wait)
         except AuthenticationError as exc:
             self._broken = True
+            self.failure = "authentication"
             raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
         except ChannelTimeoutError as exc:
+            self.failure = "timeout"
             raise BB84Aborted(
                 AbortReason.CHANNEL_FAILED,
-                f"{self.party}: no {names} from {self.peer} within {self.timeout_s:g} s",
+                f"{self.party}: no {names} from {self.peer} within {wait:g} s",
             ) from exc
         except (ChannelError, ConnectionError) as exc:
             self._broken = True
+            self.failure = "closed"
             raise BB84Aborted(
                 AbortReason.CHANNEL_FAILED,
                 f"{self.party}: channel failed while waiting for {names}: {exc}",
@@ -95,14 +118,17 @@ class PeerLink:
         try:
             msg = from_payload(got.kind, got.payload)
         except ProtocolViolation as exc:
+            self.failure = "protocol"
             raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"{self.party}: {exc}") from exc
         if isinstance(msg, Abort):
+            self.failure = "peer_abort"
             try:
                 reason = AbortReason(msg.reason)
             except ValueError:
                 reason = AbortReason.PROTOCOL_ERROR
             raise BB84Aborted(reason, msg.detail, from_peer=True)
         if not isinstance(msg, types):
+            self.failure = "protocol"
             raise BB84Aborted(
                 AbortReason.PROTOCOL_ERROR,
                 f"{self.party}: expected {names} from {self.peer}, got {type(msg).__name__}",

@@ -21,8 +21,11 @@ Message flow (A = Alice, B = Bob), per block then once per run::
     B->A ParityQueryMsg / A->B ParityReplyMsg ...   until B sends CascadeDone
     A->B VerificationMsg  Toeplitz seed + tag
     B->A VerificationOutcome  match, key-basis errors per intensity
-    A->B Amplification    final length + Toeplitz seed
-    B->A KeyStored
+    A->B Amplification    final length + Toeplitz seed    (both store the key PENDING)
+    B->A KeyConfirm       Bob's confirmation tag of his final key
+    A->B KeyConfirm       Alice's tag (sent only if Bob's matched hers)
+    B->A KeyCommitted     Bob matched Alice's tag and committed his key
+    A->B Finished         Alice committed (or, Bob's ack lost, presumed it): Bob may close
     either way: Abort (reason, detail)
 """
 
@@ -37,7 +40,7 @@ from numpy.typing import NDArray
 
 from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 
-VERSION = 1
+VERSION = 2  # 2: key confirmation and commit after amplification
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
@@ -164,8 +167,22 @@ class Amplification(Message):
 
 
 @dataclass(frozen=True, eq=False)
-class KeyStored(Message):
-    """Bob stored his final key (Alice stores hers only after this)."""
+class KeyConfirm(Message):
+    """A key-confirmation tag: Toeplitz hash (fresh ``seed`` of the sender's) of the
+    sender's stored key, one-time padded with final-key bits that are then dropped."""
+
+    seed: U8 = field(metadata={"wire": "bits"})
+    tag: U8 = field(metadata={"wire": "bits"})
+
+
+@dataclass(frozen=True, eq=False)
+class KeyCommitted(Message):
+    """Bob confirmed Alice's tag and committed his key (Alice commits on it)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Finished(Message):
+    """Alice has committed: the last message, after which Bob stops waiting and closes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,7 +207,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     VerificationMsg,
     VerificationOutcome,
     Amplification,
-    KeyStored,
+    KeyConfirm,
+    KeyCommitted,
+    Finished,
     Abort,
 )
 

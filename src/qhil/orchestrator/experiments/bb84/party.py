@@ -6,17 +6,19 @@ comes from public messages both have seen.
 
 from __future__ import annotations
 
+import hmac
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult
+from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult, new_seed, toeplitz_hash
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import PeerLink
+from qhil.orchestrator.experiments.bb84.messages import KeyConfirm
 from qhil.orchestrator.experiments.bb84.pattern import secure_generator
 from qhil.orchestrator.experiments.bb84.result import (
     BB84Progress,
@@ -33,7 +35,7 @@ from qhil.orchestrator.experiments.bb84.statistics import (
     decoy_bounds,
     finite_key,
 )
-from qhil.records import KeyRef, KeyStore
+from qhil.records import KeyRef, KeyStore, KeyStoreError
 
 log = logging.getLogger("qhil.orchestrator.experiments.bb84")
 
@@ -44,6 +46,53 @@ DataHook = Callable[[str, np.ndarray], Any]
 
 U8 = NDArray[np.uint8]
 I64 = NDArray[np.int64]
+
+#: Confirmation pads per run: Bob's tag and Alice's tag each use their own final-key bits.
+CONFIRMATION_PADS = 2
+#: Alice waits this many ``message_timeout_s`` for Bob's KeyCommitted: longer than Bob
+#: waits for her KeyConfirm (one timeout, started earlier), so an Abort Bob sends on his
+#: timeout reaches her before she presumes his commit.
+ACK_WAIT_TIMEOUTS = 2.0
+#: Bob, committed, waits this many timeouts for Alice's Finished before closing: longer
+#: than Alice's wait above, so she never sees his channel close while she waits.
+LINGER_TIMEOUTS = 3.0
+
+
+class FinalKey:
+    """The amplified key split into the key that is stored and the two confirmation pads.
+
+    ``bits[: l - 2t]`` is stored; ``pad_bob`` and ``pad_alice`` (``t`` bits each, the
+    last ``2t``) one-time-pad the parties' confirmation tags and are then dropped. The
+    whole ``l`` bits are ``eps_sec``-secret, so a tag padded with bits that are never
+    used again says nothing about the stored key: the confirmation leaks nothing beyond
+    what the finite-key length accounts for (it only shortens the stored key by ``2t``).
+    """
+
+    def __init__(self, amplified: U8, tag_bits: int) -> None:
+        t = tag_bits
+        n = amplified.size - CONFIRMATION_PADS * t
+        if n < 1:
+            raise ValueError(f"{amplified.size} amplified bits leave nothing after 2 x {t} pads")
+        self.tag_bits = t
+        self.stored = amplified[:n]
+        self.pad_bob = amplified[n : n + t]
+        self.pad_alice = amplified[n + t :]
+
+    def tag(self, seed: U8, pad: U8) -> U8:
+        """Toeplitz hash of the stored key under ``seed``, XOR ``pad``."""
+        return toeplitz_hash(self.stored, seed, self.tag_bits) ^ pad
+
+    def confirm(self, rng: np.random.Generator, pad: U8) -> KeyConfirm:
+        """Our confirmation message: a fresh seed and our padded tag."""
+        seed = new_seed(rng, self.stored.size, self.tag_bits)
+        return KeyConfirm(seed, self.tag(seed, pad))
+
+    def matches(self, msg: KeyConfirm, pad: U8) -> bool | None:
+        """Whether the peer's tag equals ours for its seed (None: malformed message)."""
+        if msg.seed.size != self.stored.size + self.tag_bits - 1 or msg.tag.size != self.tag_bits:
+            return None
+        mine = np.packbits(self.tag(msg.seed, pad)).tobytes()
+        return hmac.compare_digest(mine, np.packbits(msg.tag).tobytes())
 
 
 async def _call(hook: Callable[..., Any] | None, *args: Any) -> None:
@@ -83,6 +132,9 @@ class PartyBase:
         self.bounds: DecoyBounds | None = None
         self.leaked_bits: int | None = None
         self.finite: FiniteKeyResult | None = None
+        self.pending: KeyRef | None = None  # stored, not yet committed
+        self.committed: KeyRef | None = None
+        self.commit_mode: str | None = None  # "acknowledged" or "presumed"
 
     # --- hooks ---
 
@@ -200,6 +252,13 @@ class PartyBase:
                 f"{self.leaked_bits} bits leaked in reconciliation, "
                 f"{f.correction_bits:.0f} bits of epsilon terms",
             )
+        pads = CONFIRMATION_PADS * s.tag_bits
+        if self.finite.length <= pads:
+            raise self.abort(
+                AbortReason.NO_KEY,
+                f"finite-key length {self.finite.length} leaves no key after the "
+                f"{pads} bits the key confirmation uses",
+            )
         return self.finite.length
 
     def valid_key_errors(self, errors: I64) -> bool:
@@ -210,10 +269,15 @@ class PartyBase:
             and bool(np.all(e <= self.tally.key_sifted))
         )
 
-    def store_key(self, bits: U8) -> KeyRef:
-        ref = self.key_store.save(bits, run_id=self.run_id, label=self.party)
+    def store_pending(self, bits: U8) -> KeyRef:
+        """Save our final key as PENDING (not usable); a failed write aborts, naming the path."""
+        try:
+            ref = self.key_store.save_pending(bits, run_id=self.run_id, label=self.party)
+        except (KeyStoreError, OSError) as exc:
+            raise self.abort(AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc}") from None
+        self.pending = ref
         log.info(
-            "bb84 %s: stored key %s, %d bits, sha256 %s",
+            "bb84 %s: key %s pending confirmation, %d bits, sha256 %s",
             self.party,
             ref.key_id,
             ref.length_bits,
@@ -221,7 +285,64 @@ class PartyBase:
         )
         return ref
 
-    def result(self, key: KeyRef) -> PartyResult:
+    def commit(self, mode: str) -> KeyRef:
+        """Make the pending key usable; a failure aborts naming the path (the key stays
+        pending, never usable)."""
+        assert self.pending is not None
+        try:
+            ref = self.key_store.commit(self.pending.key_id)
+        except (KeyStoreError, OSError) as exc:
+            raise self.abort(AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc}") from None
+        self.committed, self.pending, self.commit_mode = ref, None, mode
+        log.info("bb84 %s: committed key %s (%s)", self.party, ref.key_id, mode)
+        return ref
+
+    def discard_pending(self) -> None:
+        """Drop a key that was never confirmed (no-op without one; never raises)."""
+        ref, self.pending = self.pending, None
+        if ref is None:
+            return
+        try:
+            self.key_store.discard(ref.key_id)
+            log.info("bb84 %s: discarded unconfirmed key %s", self.party, ref.key_id)
+        except (KeyStoreError, OSError) as exc:  # gone with its directory: nothing usable
+            log.warning(
+                "bb84 %s: could not discard pending key %s: %s", self.party, ref.key_id, exc
+            )
+
+    def result(self) -> PartyResult:
+        assert self.committed is not None and self.commit_mode is not None
         return PartyResult(
-            self.party, self.tally.snapshot(), self.bounds, self.leaked_bits, self.finite, key
+            self.party,
+            self.tally.snapshot(),
+            self.bounds,
+            self.leaked_bits,
+            self.finite,
+            self.committed,
+            committed=True,
+            commit=self.commit_mode,
         )
+
+
+async def run_party(party: PartyBase, body: Coroutine[Any, Any, PartyResult]) -> PartyResult:
+    """Run a party's protocol ``body``; on any way out but success, discard the key it
+    has pending (never usable unless confirmed) and tell the peer why we stopped."""
+    try:
+        return await body
+    except BB84Aborted as exc:
+        party.discard_pending()
+        if exc.result is None:
+            exc.result = party.partial_result(exc.reason, exc.detail)
+        log.warning("bb84 %s: aborted (%s): %s", party.party, exc.reason.value, exc.detail)
+        await party.link.tell_abort(exc)
+        raise
+    except Exception as exc:
+        party.discard_pending()
+        await party.link.tell_abort(
+            BB84Aborted(
+                AbortReason.PEER_FAILED, f"{party.party} stopped: {type(exc).__name__}: {exc}"
+            )
+        )
+        raise
+    finally:
+        party.discard_pending()  # cancelled (or a crash): a key never confirmed is never usable

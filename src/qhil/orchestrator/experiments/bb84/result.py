@@ -24,7 +24,7 @@ Status = Literal["success", "aborted"]
 @dataclass(frozen=True)
 class BB84Progress:
     """A progress event: ``stage`` is ``"block"`` (``block`` of ``n_blocks`` done),
-    ``"reconcile"``, ``"verify"``, ``"amplify"`` or ``"done"``."""
+    ``"reconcile"``, ``"verify"``, ``"amplify"``, ``"confirm"`` or ``"done"``."""
 
     party: Party
     stage: str
@@ -36,7 +36,12 @@ class BB84Progress:
 
 @dataclass(frozen=True)
 class PartyResult:
-    """One party's view: public statistics (equal at both nodes) and its own key reference."""
+    """One party's view: public statistics (equal at both nodes) and its own key reference.
+
+    ``committed``: the key is usable in this party's key store (it was confirmed);
+    ``commit``: ``"acknowledged"`` (the peer's commit message arrived) or ``"presumed"``
+    (Alice only: Bob's acknowledgement was lost after both tags matched, see the README).
+    """
 
     party: Party
     statistics: BB84Statistics
@@ -44,6 +49,8 @@ class PartyResult:
     leaked_bits: int | None = None
     finite_key: FiniteKeyResult | None = None
     key: KeyRef | None = None
+    committed: bool = False
+    commit: str | None = None
 
     @property
     def key_sha256(self) -> str | None:
@@ -66,6 +73,8 @@ class BB84Result:
     finite_key: FiniteKeyResult | None = None
     alice_key: KeyRef | None = None
     bob_key: KeyRef | None = None
+    #: Both keys were confirmed and committed (usable); False whenever aborted.
+    committed: bool = False
 
     @property
     def secret_bits(self) -> int:
@@ -112,6 +121,7 @@ class BB84Result:
             "leaked_bits": self.leaked_bits,
             "eps_sec": self.eps_sec,
             "eps_cor": self.eps_cor,
+            "key_committed": self.committed,
             "alice_key_sha256": None if self.alice_key is None else self.alice_key.sha256,
             "bob_key_sha256": None if self.bob_key is None else self.bob_key.sha256,
         }
@@ -156,4 +166,5 @@ def combine(
         finite_key=alice.finite_key,
         alice_key=alice.key,
         bob_key=bob.key,
+        committed=alice.committed and bob.committed,
     )
