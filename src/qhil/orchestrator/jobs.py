@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,8 +48,9 @@ from qhil.orchestrator.experiments.bb84 import (
     run_bb84,
     run_bob,
 )
+from qhil.orchestrator.experiments.bb84.detection import DiscardDiagnosis
 from qhil.orchestrator.profile import load_profile
-from qhil.records import KeyStore, RunStore, default_key_dir
+from qhil.records import KeyStore, RecordError, RunStore, default_data_dir, default_key_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,28 @@ class JobSummary:
             "secret_key_rate_per_pulse": r.get("key_rate_per_pulse", 0.0),
             "alice_key_sha256": r.get("alice_key_sha256"),
             "bob_key_sha256": r.get("bob_key_sha256"),
+            "key_committed": bool(r.get("key_committed", False)),
             "results": r,
         }
+
+
+def output_stores(
+    data_dir: str | Path | None, key_dir: str | Path | None
+) -> tuple[RunStore, KeyStore]:
+    """The run store and the key store, each checked writable now, before the first photon:
+    an unwritable location is a one-line error naming it (exit 2), not a key lost at the end."""
+    where = Path(data_dir) if data_dir is not None else default_data_dir()
+    try:
+        store = RunStore(data_dir)
+        probe = store.data_dir / f".probe-{os.getpid()}"
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except (OSError, sqlite3.Error) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise RecordError(f"data directory {where} is not writable: {why}") from None
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
+    keys.check_writable()
+    return store, keys
 
 
 def bb84_settings(prof: Any, duration_s: float | None) -> BB84Settings:
@@ -110,8 +133,7 @@ async def run_bb84_job(
     """
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
-    store = RunStore(data_dir)
-    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
+    store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
     run = store.start_run(
         "bb84",
         profile=prof,
@@ -123,6 +145,13 @@ async def run_bb84_job(
         async with open_bench(prof, mode=mode) as bench:
             run.set_identities(await bench.identities())
             generator, tagger = bench_roles(bench, settings)
+            if settings.verify_mus:  # measured levels must agree with the configured mus
+                from qhil.calibration.jobs import verify_mean_photon_numbers
+
+                reason = await verify_mean_photon_numbers(prof, bench, settings.mus, run)
+                if reason is not None:
+                    run.abort(reason)
+                    return JobSummary(run.run_id, "aborted", reason, {})
             if settings.calibrate_polarization:
                 await _calibrate_polarization(prof, bench, generator, tagger, run)
             auth = AuthKey.generate()  # pre-shared by the two parties of this process
@@ -140,6 +169,7 @@ async def run_bb84_job(
                 reason = f"authentication: {exc}"
                 run.abort(reason)
                 return JobSummary(run.run_id, "aborted", reason, {})
+            diagnosis = DiscardDiagnosis(progress)  # names the likely cause of a no_data abort
             try:
                 result: BB84Result = await run_bb84(
                     settings,
@@ -149,11 +179,11 @@ async def run_bb84_job(
                     bob_ch,
                     key_store=keys,
                     run_id=run.run_id,
-                    progress=progress,
+                    progress=diagnosis,
                     on_data=run.append,
                 )
             except BB84Aborted as exc:
-                reason = f"{exc.reason.value}: {exc}"
+                reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
                 if results:
                     run.log_results(_scalars(results))
@@ -266,10 +296,11 @@ def _party_results(party: str, mine: PartyResult, settings: BB84Settings) -> dic
         leaked_bits=mine.leaked_bits,
         finite_key=mine.finite_key,
         alice_key=mine.key,
+        committed=mine.committed,
     ).to_results()
     both.pop("alice_key_sha256")
     both.pop("bob_key_sha256")
-    return {**both, f"{party}_key_sha256": mine.key_sha256}
+    return {**both, f"{party}_key_sha256": mine.key_sha256, "key_commit": mine.commit}
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, Any]:
@@ -387,8 +418,7 @@ async def run_bb84_party_job(
         raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
     own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
     auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
-    store = RunStore(data_dir)
-    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
+    store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
     run = store.start_run(
         f"bb84.{party}",
         profile=prof,
@@ -399,6 +429,13 @@ async def run_bb84_party_job(
     with run:
         async with open_bench(own) as bench:
             run.set_identities(await bench.identities())
+            if party == "alice" and settings.verify_mus:  # her levels, before she listens
+                from qhil.calibration.jobs import verify_mean_photon_numbers
+
+                reason = await verify_mean_photon_numbers(prof, bench, settings.mus, run)
+                if reason is not None:
+                    run.abort(reason)
+                    return JobSummary(run.run_id, "aborted", reason, {})
             peer = "bob" if party == "alice" else "alice"
             try:
                 if party == "alice":
@@ -454,10 +491,11 @@ async def run_bb84_party_job(
                 run.abort(reason)
                 return JobSummary(run.run_id, "aborted", reason, {})
             _tell(on_waiting, f"{party}: connected to {peer}; authenticated")
+            diagnosis = DiscardDiagnosis(progress)  # names the likely cause of a no_data abort
             common: dict[str, Any] = {
                 "key_store": keys,
                 "run_id": run.run_id,
-                "progress": progress,
+                "progress": diagnosis,
                 "on_data": run.append,
             }
             try:
@@ -469,7 +507,7 @@ async def run_bb84_party_job(
                     tagger = bench.role(node, TimeTagger, name=settings.tagger)
                     mine = await run_bob(settings, tagger, channel, **common)
             except BB84Aborted as exc:
-                reason = f"{exc.reason.value}: {exc}"
+                reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
                 if results:
                     run.log_results(_scalars(results))

@@ -113,6 +113,50 @@ class PulseAlignment:
         return ClockModel(self.pulse0_time_ps - alice_t0_ps, self.grid.drift, int(alice_t0_ps))
 
 
+class OffsetNotFoundError(AlignmentError):
+    """The pulse grid was found (the clicks are on Alice's pulses) but no offset correlates.
+
+    What the search saw, for a diagnosis: ``compared`` basis-matched revealed clicks at
+    the best offset, whose bits agree in a fraction ``agreement`` (about 0.5 at a wrong
+    offset, or at the right one when the polarization is scrambled);
+    ``anti_significance`` the depth of the lowest ``C(K)`` in the same units as the peak's
+    significance (a deep minimum: bits systematically inverted).
+    """
+
+    def __init__(
+        self,
+        significance: float,
+        threshold: float,
+        hint: str,
+        *,
+        compared: int,
+        agreement: float,
+        anti_significance: float,
+    ) -> None:
+        super().__init__("pulse offset", significance, threshold, hint)
+        self.compared = compared
+        self.agreement = agreement
+        self.anti_significance = anti_significance
+
+
+def _agreement_at(
+    k: int,
+    n_v: IntArray,
+    bb: IntArray,
+    bt: IntArray,
+    a_idx: IntArray,
+    a_basis: IntArray,
+    a_bit: IntArray,
+) -> tuple[float, int]:
+    """Fraction of basis-matched revealed clicks whose bits agree at offset ``k``, and their count."""
+    k_v = n_v + k
+    pos = np.searchsorted(a_idx, k_v).clip(0, max(a_idx.size - 1, 0))
+    hit = (a_idx[pos] == k_v) & (a_basis[pos] == bb)
+    n_cmp = int(hit.sum())
+    agree = float(np.mean(a_bit[pos][hit] == bt[hit])) if n_cmp else float("nan")
+    return agree, n_cmp
+
+
 def _phasors(x: FloatArray, period: float) -> npt.NDArray[np.complex128]:
     return np.exp(1j * _TWO_PI * (np.mod(x, period) / period))
 
@@ -303,6 +347,7 @@ def align_pulse_train(
     start = int(n_v[0])
     stop = int(n_v[-1]) + 1
     peak = 0
+    med = sd = 0.0
     for seg in range(start, stop, block):
         # Bob's clicks with pulse numbers in [seg, seg + block) ...
         i0, i1 = np.searchsorted(n_v, (seg, seg + block))
@@ -326,20 +371,18 @@ def align_pulse_train(
         significance = (float(corr[peak]) - med) / sd if sd > 0 else 0.0
         if significance >= stop_significance:
             break
+    k_best = k_lo + peak
+    # Agreement at K: look each usable click's pulse up among Alice's revealed pulses.
+    agree, n_cmp = _agreement_at(k_best, n_v, bb, bt, a_idx, a_basis, a_bit)
     if not significance >= min_significance:
-        raise AlignmentError(
-            "pulse offset",
+        raise OffsetNotFoundError(
             significance,
             min_significance,
             f"searched K in {k_lo}..{k_lo + n_lags - 1} with {n_v.size} usable clicks and "
-            f"{a_idx.size} revealed pulses",
+            f"{a_idx.size} revealed pulses; at the best K {n_cmp} revealed clicks agree "
+            f"{100 * agree:.1f} %",
+            compared=n_cmp,
+            agreement=agree,
+            anti_significance=(med - float(corr.min())) / sd if sd > 0 else 0.0,
         )
-    k_best = k_lo + peak
-    pulse_index = n + k_best
-    # Agreement at K: look each usable click's pulse up among Alice's revealed pulses.
-    k_v = n_v + k_best
-    pos = np.searchsorted(a_idx, k_v).clip(0, max(a_idx.size - 1, 0))
-    hit = (a_idx[pos] == k_v) & (a_basis[pos] == bb)
-    n_cmp = int(hit.sum())
-    agree = float(np.mean(a_bit[pos][hit] == bt[hit])) if n_cmp else float("nan")
-    return PulseAlignment(pulse_index, grid, k_best, significance, agree, n_cmp)
+    return PulseAlignment(n + k_best, grid, k_best, significance, agree, n_cmp)

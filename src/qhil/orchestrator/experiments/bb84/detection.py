@@ -15,11 +15,24 @@ Bernoulli trials, so gains from that window are unbiased whatever the tagger's
 real acquisition window was (a TDC1 gates in whole ms, say); counting from the
 nominal window instead would bias the gains by the part of the period the tagger
 did not record.
+
+Diagnosis: a block that cannot be aligned raises :class:`BlockAlignmentError`, whose
+message ends with its likely cause (one of :data:`CAUSES`): no light (too few clicks
+to align even a perfect link), clicks not on the pulse grid (dark counts only, or a
+wrong rate), a clock drift beyond ``max_drift_ppm``, or the polarization not
+compensated (enough clicks, on the pulse grid, but the revealed bits agree about half
+the time at every offset, a QBER near 50 %, or are inverted at one, a QBER near 100 %). Bob's ``BlockDiscarded`` detail carries it to Alice, and
+:class:`DiscardDiagnosis` (a progress hook) turns the blocks' causes into the one
+line the abort message ends with when no block could be aligned.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,10 +40,93 @@ from numpy.typing import NDArray
 from qhil.drivers.roles import TagBlock
 from qhil.numerics.qkd import Detections, squash_clicks
 from qhil.numerics.timing import AlignmentError, TimingInputError
-from qhil.numerics.timing.pulse_alignment import PulseAlignment, align_pulse_train
+from qhil.numerics.timing.errors import PeakNotFoundError
+from qhil.numerics.timing.pulse_alignment import (
+    OffsetNotFoundError,
+    PulseAlignment,
+    align_pulse_train,
+    estimate_pulse_grid,
+)
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84.result import BB84Progress
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
+
+#: Likely causes of a block that cannot be aligned (the phrases travel in the
+#: ``BlockDiscarded`` detail to Alice, so both parties can name the cause).
+NO_LIGHT = "no light: is the source/shutter/detector on?"
+OFF_GRID = (
+    "clicks not on the pulse grid: only dark counts or background "
+    "(is the source/shutter on?), or a wrong rep_rate_hz"
+)
+DRIFT = "clock drift beyond max_drift_ppm"
+POLARIZATION = "polarization not compensated?"
+#: Bob's own detail for a block whose tagger lost tags (bob.py) starts with this.
+LOST_TAGS = "the tagger lost"
+CAUSES = (POLARIZATION, NO_LIGHT, OFF_GRID, DRIFT, LOST_TAGS)
+#: Fewest clicks a pulse grid is fitted to.
+MIN_GRID_CLICKS = 16
+#: Widest drift tried when the grid is not found within max_drift (to name a drift).
+WIDE_DRIFT = 5e-3
+
+
+class BlockAlignmentError(AlignmentError):
+    """A block could not be aligned; ``cause`` is its likely cause (one of :data:`CAUSES`)."""
+
+    def __init__(self, exc: PeakNotFoundError | None, cause: str, evidence: str) -> None:
+        self.cause = cause
+        if exc is None:
+            super().__init__("pulse grid", 0.0, 0.0, problem=evidence)
+        else:
+            what = str(exc).removeprefix(f"{exc.stage}: ")
+            super().__init__(exc.stage, exc.significance, exc.threshold, problem=what)
+        self.args = (f"{self.args[0]}; likely cause: {cause}" + (f" ({evidence})" if exc else ""),)
+
+
+def _diagnose_offset(exc: OffsetNotFoundError) -> BlockAlignmentError:
+    """The grid was found, no offset correlates: too little light or scrambled polarization."""
+    # At the right offset the peak stands about sqrt(n) (1 - 2 QBER) over the others: with
+    # sqrt(n) >= 2 x the threshold any QBER below 25 % would have been found.
+    if math.sqrt(exc.compared) < 2 * exc.threshold:
+        return BlockAlignmentError(
+            exc, NO_LIGHT, f"{exc.compared} revealed clicks to compare: too little light"
+        )
+    if exc.anti_significance >= exc.threshold:
+        # A rotated link can invert one basis's bits (or a swapped channel_map both).
+        return BlockAlignmentError(
+            exc,
+            POLARIZATION,
+            f"the correlation dips {exc.anti_significance:.1f} sigma at one offset: bits "
+            f"inverted there, a QBER near 100 % (or channel_map swapped)",
+        )
+    return BlockAlignmentError(
+        exc,
+        POLARIZATION,
+        f"{exc.compared} revealed clicks agree {100 * exc.agreement:.1f} % at the best offset, "
+        f"enough to find any QBER below 25 %: a QBER near 50 %",
+    )
+
+
+def _diagnose_grid(
+    exc: PeakNotFoundError, rel: I64, period_ps: float, max_drift: float
+) -> BlockAlignmentError:
+    """No pulse grid within ``max_drift``: is there one at a larger drift?"""
+    wide = max(WIDE_DRIFT, 10 * max_drift)
+    if wide < 1e-2:
+        try:
+            grid = estimate_pulse_grid(rel, period_ps, max_drift=wide)
+        except (AlignmentError, TimingInputError):
+            pass
+        else:
+            if abs(grid.drift) > max_drift:
+                return BlockAlignmentError(
+                    exc,
+                    DRIFT,
+                    f"the clicks show a pulse grid at {grid.drift * 1e6:+.1f} ppm, "
+                    f"max_drift_ppm is {max_drift * 1e6:g}",
+                )
+    return BlockAlignmentError(exc, OFF_GRID, f"{rel.size} clicks show no pulse grid")
 
 
 @dataclass(frozen=True)
@@ -100,8 +196,10 @@ def align_clicks(
     offset is found (too few clicks or revealed pulses, or the wrong rate).
     """
     n_len = int(pattern_length)
-    if clicks.n < 16:
-        raise AlignmentError("pulse grid", 0.0, min_significance, f"only {clicks.n} clicks")
+    if clicks.n < MIN_GRID_CLICKS:
+        raise BlockAlignmentError(
+            None, NO_LIGHT, f"only {clicks.n} clicks (at least {MIN_GRID_CLICKS} needed)"
+        )
     # Timestamps relative to the first click: grid numbers then start near 0, so the
     # offset is searched over one pattern period whatever Bob's clock reads.
     rel = clicks.timestamps_ps - clicks.timestamps_ps[0]
@@ -126,6 +224,10 @@ def align_clicks(
         )
     except TimingInputError as exc:
         raise AlignmentError("pulse grid", 0.0, min_significance, str(exc)) from exc
+    except OffsetNotFoundError as exc:
+        raise _diagnose_offset(exc) from exc
+    except AlignmentError as exc:  # the pulse grid
+        raise _diagnose_grid(exc, rel, 1e12 / rep_rate_hz, max_drift) from exc
     idx = res.pulse_index
     first = int(idx.min())
     # One pattern period from the first click: later clicks would see symbols again.
@@ -157,3 +259,46 @@ def detections_for_block(
             det.pulse_index[keep], det.basis[keep], det.bit[keep], det.multi_click[keep]
         )
     return det
+
+
+def cause_of(detail: str) -> str | None:
+    """The likely cause named in a discarded block's detail, if any."""
+    return next((c for c in CAUSES if c in detail), None)
+
+
+class DiscardDiagnosis:
+    """A progress hook that keeps why blocks were discarded, to explain a ``no_data`` abort.
+
+    Wraps ``progress`` (called as before). Both parties see every discard (Bob's reason
+    reaches Alice in ``BlockDiscarded``), so each can say the same likely cause.
+    """
+
+    def __init__(self, progress: Callable[[BB84Progress], Any] | None = None) -> None:
+        self._progress = progress
+        self._details: dict[int, str] = {}  # block -> detail (both parties of one process)
+
+    def __call__(self, event: BB84Progress) -> Any:
+        if event.stage == "block" and event.detail.startswith("discarded"):
+            self._details[event.block] = event.detail
+        return None if self._progress is None else self._progress(event)
+
+    def likely_cause(self) -> tuple[str, int, int] | None:
+        """The most frequent cause, the blocks that gave it, and the blocks discarded."""
+        causes = Counter(c for c in map(cause_of, self._details.values()) if c is not None)
+        if not causes:
+            return None
+        cause, n = causes.most_common(1)[0]
+        return cause, n, len(self._details)
+
+    def explain(self, exc: BB84Aborted) -> str:
+        """The abort's message, ending with the likely cause when no block could be aligned
+        (and what the last block with that cause showed)."""
+        found = self.likely_cause() if exc.reason is AbortReason.NO_DATA else None
+        if found is None:
+            return str(exc)
+        cause, n, total = found
+        last = [d for d in self._details.values() if cause_of(d) == cause][-1]
+        shown = last.partition(f"likely cause: {cause}")[2].strip()
+        return f"{exc}; likely cause ({n} of {total} discarded blocks): {cause}" + (
+            f" {shown}" if shown else ""
+        )
