@@ -29,7 +29,7 @@ def main() -> None:
     qhil catalogue              list the instrument models qhil drives and emulates
     qhil profile show [PROFILE] print a validated bench profile
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
-    qhil calibrate polarization|detectors|delays [PROFILE]   measure and record the bench
+    qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil runs list / show ID    the run records
     """
 
@@ -269,6 +269,11 @@ _CALIBRATIONS = {
         "run_delay_calibration",
         "Relative delays of Bob's detector channels from a sparse bright pulse train "
         "(and his clock rate).",
+    ),
+    "mean-photon-number": (
+        "run_mean_photon_number_calibration",
+        "Mean photon number of each of Alice's intensity levels as it leaves her station, "
+        "from her power meter on the transmitter's monitor tap, with errors.",
     ),
 }
 

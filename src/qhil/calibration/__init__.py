@@ -15,7 +15,13 @@ from qhil.calibration.jobs import (
     CalibrationSummary,
     run_delay_calibration,
     run_detector_efficiency_calibration,
+    run_mean_photon_number_calibration,
     run_polarization_calibration,
+)
+from qhil.calibration.mean_photon_number import (
+    MeanPhotonNumberCalibration,
+    calibrate_mean_photon_numbers,
+    mean_photon_numbers,
 )
 from qhil.calibration.polarization import (
     Phase,
@@ -28,6 +34,7 @@ from qhil.calibration.polarization import (
 from qhil.calibration.settings import (
     DelaySettings,
     DetectorEfficiencySettings,
+    MeanPhotonNumberSettings,
     PolarizationSettings,
 )
 
@@ -39,6 +46,8 @@ __all__ = [
     "DetectorEfficiencyCalibration",
     "DetectorEfficiencySettings",
     "ErrorFraction",
+    "MeanPhotonNumberCalibration",
+    "MeanPhotonNumberSettings",
     "Phase",
     "PolarizationCalibration",
     "PolarizationMeasurement",
@@ -46,11 +55,14 @@ __all__ = [
     "PolarizationStep",
     "calibrate_delays",
     "calibrate_detector_efficiency",
+    "calibrate_mean_photon_numbers",
     "calibrate_polarization",
     "clopper_pearson",
+    "mean_photon_numbers",
     "relative_efficiencies",
     "run_delay_calibration",
     "run_detector_efficiency_calibration",
+    "run_mean_photon_number_calibration",
     "run_polarization_calibration",
     "step_dtype",
     "upper_bound",

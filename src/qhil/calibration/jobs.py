@@ -21,6 +21,10 @@ import numpy as np
 from qhil.calibration.delays import calibrate_delays
 from qhil.calibration.detector_efficiency import calibrate_detector_efficiency
 from qhil.calibration.errors import CalibrationError
+from qhil.calibration.mean_photon_number import (
+    MeanPhotonNumberCalibration,
+    calibrate_mean_photon_numbers,
+)
 from qhil.calibration.polarization import (
     PolarizationStep,
     calibrate_polarization,
@@ -29,9 +33,17 @@ from qhil.calibration.polarization import (
 from qhil.calibration.settings import (
     DelaySettings,
     DetectorEfficiencySettings,
+    MeanPhotonNumberSettings,
     PolarizationSettings,
 )
-from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTagger
+from qhil.drivers.roles import (
+    Attenuator,
+    PatternGenerator,
+    PolarizationController,
+    PowerMeter,
+    TimeTagger,
+)
+from qhil.errors import ConfigError
 from qhil.orchestrator.bench import Bench, open_bench
 from qhil.orchestrator.profile import load_profile
 from qhil.records import Run, RunStore
@@ -204,3 +216,79 @@ async def run_delay_calibration(
         return result.to_results()
 
     return await _recorded("delays", DelaySettings, profile, overrides, data_dir, mode, body)
+
+
+async def measure_mean_photon_numbers(
+    bench: Bench, s: MeanPhotonNumberSettings, run: Run, *, prefix: str = ""
+) -> MeanPhotonNumberCalibration:
+    """Alice's levels measured on her PowerMeter, recorded in ``run`` (arrays and results
+    named with ``prefix``): one ``readings`` row per meter reading, ``mus`` and ``mus_std``."""
+    gen = bench.role(s.alice_node, PatternGenerator, name=s.pattern_generator)
+    meter = bench.role(s.alice_node, PowerMeter, name=s.power_meter)
+    att = bench.role(s.alice_node, Attenuator, name=s.attenuator) if s.read_attenuator else None
+    result = await calibrate_mean_photon_numbers(
+        gen,
+        meter,
+        att,
+        on_reading=lambda rows: run.aappend(f"{prefix}readings", rows),
+        **s.routine_kwargs(),
+    )
+    run.append(f"{prefix}mus", result.mus[None, :])
+    run.append(f"{prefix}mus_std", result.mus_std[None, :])
+    return result
+
+
+async def run_mean_photon_number_calibration(
+    profile: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    *,
+    mode: str | None = None,
+) -> CalibrationSummary:
+    """Mean photon number of each of Alice's intensity levels at her output, recorded.
+
+    The run (kind ``calibration.mean_photon_number``) holds one ``readings`` row per
+    meter reading (:data:`~qhil.calibration.mean_photon_number.READING_DTYPE`), the
+    one-row arrays ``mus`` and ``mus_std`` and the results of ``to_results()``
+    (``mu_{i}``, ``_std``, ``_lo``, ``_hi`` per level).
+    """
+
+    async def body(bench: Bench, s: MeanPhotonNumberSettings, run: Run) -> dict[str, Any]:
+        return (await measure_mean_photon_numbers(bench, s, run)).to_results()
+
+    return await _recorded(
+        "mean_photon_number", MeanPhotonNumberSettings, profile, overrides, data_dir, mode, body
+    )
+
+
+async def verify_mean_photon_numbers(
+    prof: Any, bench: Bench, configured: Sequence[float], run: Run
+) -> str | None:
+    """Measure Alice's levels before a key exchange and compare the configured ``mus``.
+
+    Records the measurement in ``run`` (``mucal_readings``, ``mucal_mus``,
+    ``mucal_mus_std``, results ``mucal_*``). Returns None when every configured mu
+    lies in its measured interval, else the reason to abort. A bench that cannot
+    measure (no PowerMeter, a failed measurement) is a ConfigError naming the field.
+    """
+    s = MeanPhotonNumberSettings.from_profile(prof)
+    field = "experiments.bb84.verify_mus"
+    try:
+        result = await measure_mean_photon_numbers(bench, s, run, prefix="mucal_")
+    except LookupError as exc:
+        raise ConfigError(
+            prof.source,
+            field,
+            f"cannot measure the mean photon numbers: {exc} (add a PowerMeter on Alice's "
+            "monitor tap, or set verify_mus = false to trust mus unchecked)",
+        ) from None
+    except CalibrationError as exc:
+        raise ConfigError(prof.source, field, f"measuring the mean photon numbers: {exc}") from exc
+    run.log_results({f"mucal_{k}": v for k, v in result.to_results().items()})
+    bad = result.disagreements(configured)
+    if not bad:
+        return None
+    return (
+        "mean photon numbers: the configured experiments.bb84.mus disagree with Alice's "
+        "measured levels: " + "; ".join(bad)
+    )

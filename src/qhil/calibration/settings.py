@@ -232,3 +232,65 @@ class DelaySettings(_CalibrationSettings):
     def _from_mus(cls, mus: list[float]) -> dict[str, Any]:
         vac = _vacuum_index(mus)
         return {} if vac is None else {"vacuum_intensity_index": vac}
+
+
+class MeanPhotonNumberSettings(_CalibrationSettings):
+    """Parameters of :func:`~qhil.calibration.calibrate_mean_photon_numbers`.
+
+    The tap's gain and the output loss are the lab's own calibrations of the optics
+    between the meter and Alice's output (with their standard deviations); they
+    have no defaults, as no bench shares another's.
+    """
+
+    NAME: ClassVar[str] = "mean_photon_number"
+
+    power_meter: str | None = Field(
+        None, description="Instrument name of Alice's PowerMeter; None = her only one."
+    )
+    read_attenuator: bool = Field(
+        True,
+        description="Read Alice's variable attenuator (between the tap and her output) and "
+        "add its attenuation to output_loss_db.",
+    )
+    attenuator: str | None = Field(
+        None, description="Instrument name of that Attenuator; None = her only one."
+    )
+    levels: int = Field(3, ge=1, le=8, description="Intensity levels (default: BB84's mus).")
+    wavelength_nm: float = Field(1550.0, gt=0, description="Light's wavelength (meter's).")
+    tap_gain_db: float = Field(
+        ge=-60, le=90, description="Power at the meter over power at the transmitter's output, dB."
+    )
+    tap_gain_std_db: float = Field(0.05, ge=0, le=3, description="Its calibration's std, dB.")
+    output_loss_db: float = Field(
+        ge=0,
+        le=60,
+        description="Loss from the transmitter's output to Alice's output, besides the "
+        "variable attenuator (insertion losses), dB.",
+    )
+    output_loss_std_db: float = Field(0.05, ge=0, le=3, description="Its calibration's std, dB.")
+    meter_accuracy_rel: float = Field(
+        0.05, ge=0, le=0.5, description="The sensor's stated accuracy (relative, +-)."
+    )
+    meter_offset_w: float = Field(
+        2e-11, ge=0, description="Uncertainty of the meter's dark offset (no zeroing), W."
+    )
+    zero_on_level: int | None = Field(
+        None,
+        ge=0,
+        le=7,
+        description="Dark-zero the meter while this (vacuum) level plays; only if it is dark.",
+    )
+    readings: int = Field(10, ge=2, le=10000, description="Readings per level (one more dropped).")
+    average_count: int = Field(1000, ge=1, description="Meter samples per reading.")
+    pattern_length: int = Field(4096, ge=8, le=1 << 24, description="Symbols per level pattern.")
+    confidence: float = Field(
+        0.999, gt=0.5, lt=1, description="Two-sided confidence of the measured intervals."
+    )
+
+    def routine_kwargs(self) -> dict[str, Any]:
+        skip = {"channel_map", "read_attenuator", "attenuator", "power_meter"}
+        return {k: v for k, v in super().routine_kwargs().items() if k not in skip}
+
+    @classmethod
+    def _from_mus(cls, mus: list[float]) -> dict[str, Any]:
+        return {"levels": len(mus)}

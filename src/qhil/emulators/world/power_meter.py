@@ -17,16 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy import constants
 
 from .component import Component
 from .config import PowerMeterConfig
 
-PLANCK_J_S = 6.62607015e-34
-LIGHT_SPEED_M_S = 299792458.0
-
 
 def photon_energy_j(wavelength_nm: float) -> float:
-    return PLANCK_J_S * LIGHT_SPEED_M_S / (wavelength_nm * 1e-9)
+    return float(constants.h * constants.c / (wavelength_nm * 1e-9))
 
 
 class PowerMeter(Component):

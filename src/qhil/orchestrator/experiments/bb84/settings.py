@@ -55,6 +55,7 @@ MAX_VACUUM_MU = 1e-3
 LOCAL_FIELDS = {
     "settle_s",
     "calibrate_polarization",
+    "verify_mus",
     "alice_node",
     "pattern_generator",
     "bob_node",
@@ -137,6 +138,12 @@ class BB84Settings(BaseModel):
         False,
         description="Before the key exchange, compensate Bob's polarization controller "
         "(qhil.calibration, settings in [experiments.calibration.polarization]).",
+    )
+    verify_mus: bool = Field(
+        True,
+        description="Before the key exchange, measure the mean photon numbers leaving Alice "
+        "(Alice's PowerMeter; [experiments.calibration.mean_photon_number]) and abort unless "
+        "each configured mu lies in its measured interval. False trusts mus unchecked.",
     )
     settle_s: float = Field(
         2e-4,
