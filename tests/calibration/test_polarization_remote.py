@@ -1,0 +1,183 @@
+"""Polarization compensation split over two nodes (qhil.calibration.remote_reference).
+
+Alice's generator and Bob's tagger and controller are the role doubles of
+tests/calibration/doubles.py, each on its own side of an authenticated in-process
+channel, and only reached from its own side. The split search must be the in-process
+search: on the same link model, seed and pattern lengths it makes the same
+measurements and ends at the same voltages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qhil.calibration import CalibrationError, PolarizationSettings, calibrate_polarization
+from qhil.calibration.polarization import PolarizationCalibration
+from qhil.calibration.remote_reference import (
+    RemoteReferenceReport,
+    compensate_with_remote_reference,
+    serve_remote_reference,
+)
+from qhil.orchestrator.channel import (
+    AuthenticationError,
+    AuthKey,
+    ChannelError,
+    HmacSha256Authenticator,
+    Tamper,
+    in_process_channels,
+)
+
+from .doubles import CHANNEL_MAP, Doubles, LinkModel, doubles
+from .test_polarization_doubles import random_link
+
+KEY = AuthKey(bytes.fromhex("5eed" * 16))
+SETTINGS = PolarizationSettings.model_validate({"channel_map": CHANNEL_MAP, "rep_rate_hz": 80e6})
+
+
+async def _channels(tamper_b_to_a: Tamper | None = None) -> tuple[Any, Any]:
+    a, b = in_process_channels(
+        HmacSha256Authenticator(KEY),
+        HmacSha256Authenticator(KEY),
+        tamper_b_to_a=tamper_b_to_a,
+        timeout_s=10.0,
+    )
+    await asyncio.gather(a.open(), b.open())
+    return a, b
+
+
+async def split(
+    d: Doubles,
+    alice_settings: PolarizationSettings | None = SETTINGS,
+    bob_settings: PolarizationSettings | None = SETTINGS,
+    *,
+    tamper_b_to_a: Tamper | None = None,
+) -> tuple[
+    RemoteReferenceReport | BaseException | None, PolarizationCalibration | BaseException | None
+]:
+    """Alice serves with her generator only, Bob compensates with his tagger and controller."""
+    a, b = await _channels(tamper_b_to_a)
+    try:
+        alice, bob = await asyncio.gather(
+            serve_remote_reference(
+                a, d.generator, alice_settings, timeout_s=10.0, rng=np.random.default_rng(0)
+            ),
+            compensate_with_remote_reference(
+                b, d.tagger, d.controller, bob_settings, timeout_s=10.0
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    return alice, bob
+
+
+async def in_process(link: LinkModel) -> PolarizationCalibration:
+    d = doubles(link)
+    return await calibrate_polarization(
+        d.generator,
+        d.tagger,
+        d.controller,
+        rng=np.random.default_rng(0),
+        **SETTINGS.routine_kwargs(),
+    )
+
+
+def _steps(r: PolarizationCalibration) -> Sequence[tuple[Any, ...]]:
+    return [(s.phase, s.measurement.voltages_mv, s.measurement.under_h) for s in r.steps]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_split_search_is_the_in_process_search(seed: int) -> None:
+    one = await in_process(random_link(seed))
+    d = doubles(random_link(seed))
+    alice, bob = await split(d)
+    assert isinstance(bob, PolarizationCalibration), bob
+    assert isinstance(alice, RemoteReferenceReport), alice
+    # Same measurements in the same order, so the same voltages and error fractions.
+    assert bob.voltages_mv == one.voltages_mv
+    assert _steps(bob) == _steps(one)
+    assert (bob.e_z.value, bob.e_x.value) == (one.e_z.value, one.e_x.value)
+    assert bob.target_met and d.link.voltages == list(bob.voltages_mv)
+    # Alice made each reference live and saw each count (her record); her output is off.
+    assert alice.references == len(d.generator.loaded) == 2 * len(bob.steps)
+    assert alice.measured.shape == (bob.acquisitions, 6)
+    assert alice.results["v1_mv"] == bob.voltages_mv[0]
+    assert alice.results["target_met"] is True
+    assert d.generator.output_calls == [True, False]
+
+
+async def test_no_light_stops_both_and_restores_the_voltages() -> None:
+    link = random_link(5, light=False)
+    link.voltages = [100, -200, 300, -400]
+    d = doubles(link)
+    alice, bob = await split(d)
+    assert isinstance(bob, CalibrationError) and "too few clicks" in str(bob)
+    assert isinstance(alice, CalibrationError) and "too few clicks" in str(alice)
+    assert "Bob's polarization compensation failed" in str(alice)
+    assert d.generator.output_calls == [True, False]
+    assert link.voltages == [100, -200, 300, -400]
+
+
+async def test_both_off_exchange_only_the_plan_and_leave_the_channel_usable() -> None:
+    d = doubles(random_link(6))
+    a, b = await _channels()
+    try:
+        alice, bob = await asyncio.gather(
+            serve_remote_reference(a, d.generator, None, timeout_s=10.0),
+            compensate_with_remote_reference(b, d.tagger, None, None, timeout_s=10.0),
+        )
+        assert alice is None and bob is None
+        assert d.generator.loaded == [] and d.controller.writes == []
+        await a.send("next", {"x": 1})
+        assert (await b.recv("next")).payload == {"x": 1}
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_parties_that_disagree_about_compensating_both_stop() -> None:
+    d = doubles(random_link(7))
+    alice, bob = await split(d, alice_settings=None)
+    for exc in (alice, bob):
+        assert isinstance(exc, CalibrationError), exc
+        assert "calibrate_polarization differs" in str(exc)
+    assert d.generator.loaded == [] and d.controller.writes == []
+
+
+async def test_reference_settings_must_agree() -> None:
+    d = doubles(random_link(8))
+    other = SETTINGS.model_copy(update={"intensity_index": 1})
+    alice, bob = await split(d, alice_settings=other)
+    assert isinstance(alice, CalibrationError) and "intensity_index 0 (Alice: 1)" in str(alice)
+    assert isinstance(bob, CalibrationError) and "intensity_index" in str(bob)
+
+
+def _flip_nth(n: int) -> Tamper:
+    """Flip a byte of Bob's ``n``-th frame to Alice (0 = his handshake)."""
+    seen = [0]
+
+    def tamper(frame: bytes) -> list[bytes]:
+        seen[0] += 1
+        if seen[0] - 1 == n:
+            b = bytearray(frame)
+            b[-1] ^= 0x01
+            return [bytes(b)]
+        return [frame]
+
+    return tamper
+
+
+async def test_a_tampered_request_stops_both_and_switches_alices_light_off() -> None:
+    link = random_link(9)
+    start = list(link.voltages)
+    d = doubles(link)
+    # Bob's frames: handshake, Plan, Request(H), Measured, Request(D): tamper the 2nd Request.
+    alice, bob = await split(d, tamper_b_to_a=_flip_nth(4))
+    assert isinstance(alice, AuthenticationError), alice
+    assert isinstance(bob, ChannelError | CalibrationError), bob
+    assert d.generator.output_calls == [True, False]
+    assert link.voltages == start
