@@ -154,7 +154,7 @@ async def calibrate_mean_photon_numbers(
     meter_accuracy_rel: float,
     meter_offset_w: float,
     readings: int = 10,
-    average_count: int = 1000,
+    average_count: int = 100,
     pattern_length: int = 4096,
     zero_on_level: int | None = None,
     confidence: float = 0.999,
