@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from qhil.drivers.declarations import Action, Control, Declaration, Template
 from qhil.drivers.instrument import Instrument
-from qhil.emulators.framer import MessageFramer
+from qhil.emulators.framer import DEFAULT_INPUT_BUFFER, MessageFramer, Overrun
 from qhil.transport.framing import Framing
 
 if TYPE_CHECKING:
@@ -139,9 +139,18 @@ class Emulator:
     #: Bytes any of which ends a command (None: the last byte of the driver's write termination).
     input_terminators: ClassVar[bytes | None] = None
 
+    #: The instrument's input buffer: the longest command (text) it takes; a longer one
+    #: overruns it (see :meth:`input_overrun`). Set from the manual where it says.
+    input_buffer_bytes: ClassVar[int] = DEFAULT_INPUT_BUFFER
+
     def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
         terms = self.input_terminators or self.framing.write_term_bytes[-1:]
-        return MessageFramer(reader, terms)
+        return MessageFramer(reader, terms, max_line=self.input_buffer_bytes)
+
+    def input_overrun(self, overrun: Overrun) -> bytes:
+        """What the instrument answers when a command overruns its input buffer (the
+        command is dropped through its terminator); by default its usual error reply."""
+        return self.error_reply(b"", "Error", "Input buffer overrun")
 
     async def serve(self, reader: asyncio.StreamReader, writer: ByteWriter) -> None:
         """Answer commands on one connection until it closes or a drop is injected."""
@@ -150,6 +159,9 @@ class Emulator:
             msg = await framer.next()
             if msg is None:
                 return
+            if isinstance(msg, Overrun):
+                await self._send(writer, self.input_overrun(msg))
+                continue
             if self.faults.drop_next:
                 self.faults.drop_next = False
                 writer.close()
@@ -166,11 +178,14 @@ class Emulator:
             if reply and self.faults.garble_next:
                 self.faults.garble_next = False
                 reply = self.garble(reply)
-            if reply:
-                if self.response_time_s > 0:
-                    await asyncio.sleep(self.response_time_s)
-                writer.write(reply)
-                await writer.drain()
+            await self._send(writer, reply)
+
+    async def _send(self, writer: ByteWriter, reply: bytes) -> None:
+        if reply:
+            if self.response_time_s > 0:
+                await asyncio.sleep(self.response_time_s)
+            writer.write(reply)
+            await writer.drain()
 
     def garble(self, reply: bytes) -> bytes:
         """The garble fault: corrupt the content of the reply's first line, keep its framing.

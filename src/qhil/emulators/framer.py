@@ -160,36 +160,106 @@ def trim(message: bytes, blocks: list[Block]) -> bytes:
     return message[lead:stop] if lead < stop else b""
 
 
+#: Input buffer of an instrument whose manual states none: no public manual of the
+#: emulated instruments gives its size, and every command qhil or the third-party
+#: drivers send is far shorter (the longest text commands are < 200 bytes), so this
+#: conservative bound accepts them all and keeps an emulator's memory bounded.
+DEFAULT_INPUT_BUFFER = 4096
+
+_READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Overrun:
+    """In place of a message, from :meth:`MessageFramer.next`: the message outgrew the
+    instrument's input buffer (``what`` = "line"), or a block header declared more than
+    the instrument takes (``what`` = "block"). It is discarded through its terminator."""
+
+    what: str
+    size: int
+
+
 class MessageFramer:
     """Yields one command at a time: up to a terminator, surrounding whitespace trimmed.
 
     With ``blocks`` on (SCPI instruments) a terminator inside a definite-length block is
     payload, and whitespace at the end of a block's payload is kept.
+
+    Bounded as the instrument's input buffer is: a message whose text (block payloads not
+    counted) grows past ``max_line`` bytes without a terminator, or a block whose header
+    declares more than ``max_block`` bytes, yields one :class:`Overrun`; its bytes are
+    dropped as they come, up to the next terminator, and framing resumes after it.
     """
 
     def __init__(
-        self, reader: asyncio.StreamReader, terminators: bytes, *, blocks: bool = False
+        self,
+        reader: asyncio.StreamReader,
+        terminators: bytes,
+        *,
+        blocks: bool = False,
+        max_line: int = DEFAULT_INPUT_BUFFER,
+        max_block: int = 0,
     ) -> None:
         self.reader = reader
         self.terminators = terminators
         self.buf = bytearray()
         self.scanner = ProgramScanner(hard=terminators, blocks=blocks)
+        self.max_line = max_line
+        self.max_block = max_block
+        self._discarding = False
+        self._any_terminator = re.compile(b"[" + re.escape(terminators) + b"]").search
 
-    async def next(self) -> bytes | None:
+    async def next(self) -> bytes | Overrun | None:
         while True:
+            if self._discarding:
+                m = self._any_terminator(self.buf)
+                if m is None:
+                    self.buf.clear()
+                    if not await self._fill():
+                        return None
+                    continue
+                del self.buf[: m.end()]
+                self._discarding = False
             idx = self.scanner.find(self.buf, final=False)
             if idx is None:
+                overrun = self._overrun()
+                if overrun is not None:
+                    # What is buffered up to here belongs to the message that overflowed
+                    # (no terminator outside its blocks); a block that promises too much
+                    # cannot be trusted, so from it on bytes are dropped to any terminator.
+                    del self.buf[: self.scanner.pos if overrun.what == "block" else len(self.buf)]
+                    self.scanner.reset()
+                    self._discarding = True
+                    return overrun
                 if not await self._fill():
                     return None
                 continue
+            text = idx - sum(b.end - b.data for b in self.scanner.found)
             msg = trim(bytes(self.buf[:idx]), self.scanner.found)
             del self.buf[: idx + 1]
             self.scanner.reset()
+            if text > self.max_line:  # it came whole, in one read, but did not fit either
+                return Overrun("line", text)
             if msg:
                 return msg
 
+    def _overrun(self) -> Overrun | None:
+        """The overrun the bytes so far make, if any (the message is still incomplete)."""
+        allowed = self.max_line + sum(b.end - b.data for b in self.scanner.found)
+        pos = self.scanner.pos
+        if self.scanner.blocks and self.scanner.quote is None and pos < len(self.buf):
+            pending = _block_at(self.buf, pos) if self.buf[pos] == _HASH else None
+            if pending is not None:  # a block still arriving: its declared size is the bound
+                declared = pending.end - pending.data
+                if declared > self.max_block:
+                    return Overrun("block", declared)
+                allowed += declared
+        if len(self.buf) > allowed:
+            return Overrun("line", len(self.buf))
+        return None
+
     async def _fill(self) -> bool:
-        chunk = await self.reader.read(1 << 16)
+        chunk = await self.reader.read(_READ_CHUNK)
         if not chunk:
             return False
         self.buf += chunk

@@ -24,7 +24,7 @@ from qhil.drivers.declarations import Control
 from qhil.drivers.scpi import ScpiInstrument
 from qhil.drivers.values import Float, Int, SuffixError, ValueTypeError
 from qhil.emulators.base import Emulator, Raw, Route, on
-from qhil.emulators.framer import Block, MessageFramer, split_units
+from qhil.emulators.framer import Block, MessageFramer, Overrun, split_units
 
 # Standard SCPI error codes (SCPI-99 vol. 2, chapter 21).
 NO_ERROR = (0, "No error")
@@ -37,6 +37,8 @@ BLOCK_NOT_ALLOWED = (-168, "Block data not allowed")
 DATA_OUT_OF_RANGE = (-222, "Data out of range")
 ILLEGAL_PARAMETER = (-224, "Illegal parameter value")
 QUEUE_OVERFLOW = (-350, "Queue overflow")
+INPUT_BUFFER_OVERRUN = (-363, "Input buffer overrun")
+TOO_MUCH_DATA = (-223, "Too much data")
 
 # Standard event status register bits (IEEE 488.2 11.5.1).
 ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME, ESR_PON = 1, 4, 8, 16, 32, 128
@@ -172,9 +174,27 @@ class ScpiEmulator(Emulator):
 
     # --- parsing and dispatch ---
 
+    #: Largest definite-length block payload the instrument takes (None: as much as its
+    #: input buffer); a header declaring more is error -223 at once, not a wait for the
+    #: bytes it promises.
+    max_block_bytes: ClassVar[int | None] = None
+
     def framer(self, reader: asyncio.StreamReader) -> MessageFramer:
         terms = self.input_terminators or self.framing.write_term_bytes[-1:]
-        return MessageFramer(reader, terms, blocks=True)
+        return MessageFramer(
+            reader,
+            terms,
+            blocks=True,
+            max_line=self.input_buffer_bytes,
+            max_block=(
+                self.input_buffer_bytes if self.max_block_bytes is None else self.max_block_bytes
+            ),
+        )
+
+    def input_overrun(self, overrun: Overrun) -> bytes:
+        # SCPI-99 21.8.10: -363 when the input buffer overflows; -223 a block too large.
+        self.push_error(*(TOO_MUCH_DATA if overrun.what == "block" else INPUT_BUFFER_OVERRUN))
+        return b""
 
     def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
         # SCPI: the command is ignored, nothing is sent back, the error is queued.

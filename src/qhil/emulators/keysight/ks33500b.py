@@ -134,6 +134,11 @@ class Keysight33500BEmulator(ScpiEmulator):
     input_terminators = b"\n"
     error_queue_size = 20
     block_fields = frozenset({"upload_dac.data", "upload_float.data"})
+    #: The largest upload: MAX_POINTS float32 samples in a block; as an ASCII list, up to
+    #: 8 characters a point ("-32767, "). Bounds of the emulator's memory, not the manual's
+    #: (the instrument parses uploads as they stream in).
+    max_block_bytes = 4 * MAX_POINTS
+    input_buffer_bytes = 8 * MAX_POINTS + 4096
     #: 33522B limits (the 33600A reaches 250 MSa/s and 120 MHz).
     max_sample_rate_hz: ClassVar[float] = 160e6
     max_frequency_hz: ClassVar[float] = 30e6

@@ -34,6 +34,7 @@ from qhil.drivers.qubitekk.cc1 import (
 )
 from qhil.drivers.values import ValueTypeError
 from qhil.emulators.base import Emulator, Raw, on
+from qhil.emulators.framer import Overrun
 from qhil.numerics.timing.coincidences import count_coincidences
 
 _REGISTERS = {1: 0, 2: 1, "coincidences": 2}
@@ -97,6 +98,10 @@ class CC1Emulator(Emulator):
 
     def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
         return self._frame(message.decode("ascii", "replace").strip(), [str(code)])
+
+    def input_overrun(self, overrun: Overrun) -> bytes:
+        # Our choice (no source says): the cut-off line is refused as an unknown command.
+        return self._frame("", [UNKNOWN_COMMAND], echo=False)
 
     def _frame(self, command: str, lines: list[str], *, echo: bool | None = None) -> bytes:
         if self.ack if echo is None else echo:

@@ -19,6 +19,7 @@ from qhil.drivers.declarations import Control
 from qhil.drivers.sfifteen.common import OUT_OF_RANGE, UNKNOWN_COMMAND, format_error_line
 from qhil.drivers.values import ValueTypeError
 from qhil.emulators.base import Emulator, Raw, Route, on
+from qhil.emulators.framer import Overrun
 
 CRLF = "\r\n"
 _SEPARATORS = re.compile(rb"[;\r\n]")
@@ -62,6 +63,10 @@ class S15Emulator(Emulator):
 
     def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
         return self.line(format_error_line(text))
+
+    def input_overrun(self, overrun: Overrun) -> bytes:
+        # Our choice (the firmware is not public): answered as an unknown command would be.
+        return self.line(self.unknown_reply) if self.unknown_reply is not None else b""
 
     async def respond(self, message: bytes) -> bytes:
         """Replies to every command in ``message`` (a chain like ``singles;counts?``)."""

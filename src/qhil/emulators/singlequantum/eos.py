@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import datetime as _dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ from qhil.drivers.singlequantum.eos import (
 )
 from qhil.drivers.values import ValueTypeError
 from qhil.emulators.base import Emulator, on
+from qhil.emulators.framer import DEFAULT_INPUT_BUFFER, Overrun
 from qhil.emulators.server import ByteWriter
 
 #: A stream client more than this far behind gets no more records until it catches up.
@@ -41,47 +43,96 @@ DEFAULT_EPOCH_MS = 1_700_000_000_000
 _SERIES_MV_PER_UA = 0.00033
 
 
-class JsonObjectFramer:
-    """Splits a stream of back-to-back JSON objects (no delimiter) into objects."""
+_WHITESPACE = b" \t\r\n\x17"
+_IN_STRING = re.compile(rb'["\\]')
+_IN_OBJECT = re.compile(rb'[{}"]')
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+
+class JsonObjectFramer:
+    """Splits a stream of back-to-back JSON objects (no delimiter) into objects.
+
+    The scan resumes where it stopped (a long object costs one pass), and an object that
+    grows past ``max_bytes`` unfinished yields one :class:`Overrun`: its bytes are then
+    dropped as they come, still scanned so that framing resumes after the object ends.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, max_bytes: int = DEFAULT_INPUT_BUFFER) -> None:
         self.reader = reader
         self.buf = bytearray()
+        self.max_bytes = max_bytes
+        self._pos = 0
+        self._depth = 0
+        self._in_str = False
+        self._esc = False
+        self._discarding = False
 
     def _end_of_first(self) -> int | None:
-        depth, in_str, esc = 0, False, False
-        for i, c in enumerate(self.buf):
-            if in_str:
-                if esc:
-                    esc = False
-                elif c == 0x5C:  # backslash
-                    esc = True
-                elif c == 0x22:
-                    in_str = False
-            elif c == 0x22:
-                in_str = True
-            elif c == 0x7B:
-                depth += 1
-            elif c == 0x7D:
-                depth -= 1
-                if depth <= 0:
-                    return i + 1
-            elif depth == 0 and c not in b" \t\r\n\x17":
+        """End of the first message in ``buf`` (scan resumed at ``_pos``), or None."""
+        buf, i, n = self.buf, self._pos, len(self.buf)
+        while i < n:
+            if self._esc:  # the character after a backslash, in a string
+                self._esc = False
+                i += 1
+            elif self._in_str:
+                m = _IN_STRING.search(buf, i)
+                if m is None:
+                    i = n
+                elif buf[m.start()] == 0x5C:  # backslash
+                    self._esc, i = True, m.start() + 1
+                else:
+                    self._in_str, i = False, m.start() + 1
+            elif self._depth > 0:
+                m = _IN_OBJECT.search(buf, i)
+                if m is None:
+                    i = n
+                    break
+                c, i = buf[m.start()], m.start() + 1
+                if c == 0x22:
+                    self._in_str = True
+                elif c == 0x7B:
+                    self._depth += 1
+                else:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        return self._found(i)
+            elif buf[i] in _WHITESPACE:
+                i += 1
+            elif buf[i] == 0x7B:
+                self._depth, i = 1, i + 1
+            elif buf[i] == 0x7D:  # a stray closing brace at depth 0: a message of its own
+                return self._found(i + 1)
+            else:
                 # Not JSON: hand over everything up to the next object as one message.
-                j = self.buf.find(b"{", i)
-                return j if j > 0 else len(self.buf)
+                j = buf.find(b"{", i)
+                return self._found(j if j > 0 else n)
+        self._pos = n
         return None
 
-    async def next(self) -> bytes | None:
+    def _found(self, end: int) -> int:
+        self._pos, self._depth, self._in_str, self._esc = 0, 0, False, False
+        return end
+
+    async def next(self) -> bytes | Overrun | None:
         while True:
-            while self.buf[:1] in (b" ", b"\t", b"\r", b"\n", b"\x17"):
-                del self.buf[:1]
-            if self.buf:
-                end = self._end_of_first()
-                if end is not None:
-                    msg = bytes(self.buf[:end])
-                    del self.buf[:end]
+            end = self._end_of_first()
+            if end is not None:
+                msg = bytes(self.buf[:end]).strip(_WHITESPACE)
+                del self.buf[:end]
+                if self._discarding:  # the rest of an overrun object
+                    self._discarding = False
+                    continue
+                if end > self.max_bytes:  # it came whole, in one read, but did not fit either
+                    return Overrun("line", end)
+                if msg:
                     return msg
+                continue
+            if self._discarding or len(self.buf) > self.max_bytes:
+                size = len(self.buf)
+                self.buf.clear()
+                self._pos = 0
+                if not self._discarding:
+                    self._discarding = True
+                    return Overrun("line", size)
             chunk = await self.reader.read(1 << 16)
             if not chunk:
                 return None
@@ -291,7 +342,7 @@ class EosEmulator(Emulator):
     # --- control channel ---
 
     def framer(self, reader: asyncio.StreamReader) -> JsonObjectFramer:  # type: ignore[override]
-        return JsonObjectFramer(reader)
+        return JsonObjectFramer(reader, self.input_buffer_bytes)
 
     async def serve(self, reader: asyncio.StreamReader, writer: ByteWriter) -> None:
         self._control_writers.add(writer)
