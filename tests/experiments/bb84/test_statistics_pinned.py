@@ -81,16 +81,30 @@ def test_tally_sorts_each_detection_by_intensity_and_basis() -> None:
         bases=np.array([1, 0, 0], np.uint8),
         test_errors=np.array([0, 0, 1], I64),
     )
+    # A block whose detections are all at the signal intensity (bincount gives 1 entry).
+    t.add_block(
+        duration_s=0.0,
+        pulses_sent=0,
+        window_pulses=0,
+        pulses=np.zeros(3, I64),
+        detected_intensity=np.array([0, 0], np.uint8),
+        match=np.array([1, 0], bool),
+        bases=np.array([0, 0], np.uint8),
+        test_errors=np.zeros(3, I64),
+    )
     s = t.snapshot()
-    assert (s.blocks, s.blocks_used, s.pulses_sent, s.window_pulses) == (3, 2, 240, 170)
+    assert (s.blocks, s.blocks_used, s.pulses_sent, s.window_pulses) == (4, 3, 240, 170)
     assert s.acquisition_s == pytest.approx(0.25)
     np.testing.assert_array_equal(s.pulses, [90, 55, 25])
-    np.testing.assert_array_equal(s.detections, [6, 2, 2])
-    # Matched Z: (0,Z) (2,Z) | (0,Z) (0,Z); matched X: (0,X) (0,X) (1,X) | (2,X).
-    np.testing.assert_array_equal(s.key_sifted, [3, 0, 1])
+    np.testing.assert_array_equal(s.detections, [8, 2, 2])
+    # Matched Z: (0,Z) (2,Z) | (0,Z) (0,Z) | (0,Z); matched X: (0,X) (0,X) (1,X) | (2,X).
+    np.testing.assert_array_equal(s.key_sifted, [4, 0, 1])
     np.testing.assert_array_equal(s.test_sifted, [2, 1, 1])
     np.testing.assert_array_equal(s.test_errors, [1, 0, 1])
-    assert s.sifted_key_bits == 4 and s.key_errors is None and s.qber_key is None
+    assert s.sifted_key_bits == 5 and s.key_errors is None and s.qber_key is None
+    # Integer counts (they are persisted and sent as integers).
+    for counts in (s.pulses, s.detections, s.key_sifted, s.test_sifted, s.test_errors):
+        assert counts.dtype == np.int64
     # The snapshot is a copy: later blocks do not change it.
     t.pulses += 1
     np.testing.assert_array_equal(s.pulses, [90, 55, 25])
@@ -154,6 +168,8 @@ def test_decoy_bounds_from_all_detections_and_the_test_basis_errors() -> None:
     assert b.y1_lower == pytest.approx(0.00293866337, rel=1e-8)
     assert b.e1_upper == pytest.approx(0.148170287, rel=1e-8)
     assert decoy_bounds(stats_of(), 1e-10) is None  # third intensity not vacuum
+    no_decoy_pulses = stats_of(mus=(0.5, 0.1, 0.0), pulses=(10**7, 0, 10**7))
+    assert decoy_bounds(no_decoy_pulses, 1e-10) is None
     no_decoy_tests = stats_of(mus=(0.5, 0.1, 0.0), test_sifted=(10, 0, 5), test_errors=(0, 0, 0))
     assert decoy_bounds(no_decoy_tests, 1e-10) is None
 
