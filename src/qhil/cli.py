@@ -1,11 +1,21 @@
-"""The ``qhil`` command."""
+"""The ``qhil`` command.
+
+Exit codes (the same for every command): 0 success; 2 bad input or a run that could not
+start (options, profiles, files, an unreachable instrument or peer); 3 a protocol or
+calibration that ran and aborted (QBER, verification, authentication); 130 / 143 when
+interrupted by SIGINT / SIGTERM (the run is recorded as aborted). Every error is one line
+on stderr, ``qhil: error: ...``, never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -13,13 +23,141 @@ import click
 from qhil import __version__
 from qhil.errors import QhilError
 
+#: Longest acquisition ``qhil run bb84`` starts without ``--yes`` (an 11-day run by a typo
+#: in ``--duration`` would otherwise start silently).
+MAX_UNCONFIRMED_ACQUISITION_S = 3600.0
+#: Default of ``--peer-timeout``: how long a party waits for the other to show up.
+DEFAULT_PEER_TIMEOUT_S = 60.0
+
+EXIT_BAD_INPUT = 2
+EXIT_ABORTED = 3
+EXIT_SIGINT = 128 + signal.SIGINT
+
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"qhil: error: {exc}", err=True)
-    sys.exit(2)
+    """One line on stderr; exit 3 for a failed authentication (a protocol abort), else 2."""
+    from qhil.orchestrator.channel.errors import AuthenticationError
+
+    text = " ".join(str(exc).split())  # one line, whatever the message holds
+    click.echo(f"qhil: error: {text}", err=True)
+    sys.exit(EXIT_ABORTED if isinstance(exc, AuthenticationError) else EXIT_BAD_INPUT)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Signalled(Exception):
+    """SIGINT or SIGTERM arrived while a job ran (the job was cancelled and cleaned up)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _run_job(job: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(job)``; SIGINT and SIGTERM cancel the job, then raise :class:`_Signalled`.
+
+    Cancellation unwinds the job: its run is recorded ``aborted`` with the reason
+    "terminated by signal (SIGTERM)" (or SIGINT), emulators stop and their temporary
+    directories go, the data recorded so far is kept.
+    """
+    import asyncio
+
+    received: list[int] = []
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if not received:
+                task.cancel(f"terminated by signal ({signal.Signals(signum).name})")
+            received.append(signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await job
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if received:
+            raise _Signalled(received[0]) from None
+        raise
+
+
+def _interrupted(exc: _Signalled) -> None:
+    click.echo(f"qhil: terminated by {exc}; the run is recorded as aborted", err=True)
+    sys.exit(128 + exc.signum)
+
+
+class _OneLineErrors(click.Group):
+    """click's usage errors as one line (``qhil: error: ...``), exit 2, like qhil's own."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"qhil: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"qhil: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("qhil: interrupted", err=True)
+            sys.exit(EXIT_SIGINT)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class _Seconds(click.ParamType):
+    """A time in seconds: a finite number > 0."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(x) or x <= 0:
+            self.fail(f"must be a finite number of seconds > 0 (got {value!r})", param, ctx)
+        return x
+
+
+class _HostPort(click.ParamType):
+    """HOST:PORT with a port in range and a host that resolves (checked before any run)."""
+
+    name = "host:port"
+
+    def __init__(self, *, allow_port_zero: bool) -> None:
+        self.allow_port_zero = allow_port_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        host, sep, port_text = text.rpartition(":")
+        host = host.strip("[]")  # [::1]:7000
+        if not sep or not host or not port_text.isdigit():
+            self.fail(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7000)", param, ctx)
+        port = int(port_text)
+        low = 0 if self.allow_port_zero else 1
+        if not low <= port <= 65535:
+            self.fail(f"port {port} of {text!r} is not in {low}..65535", param, ctx)
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+            self.fail(f"host {host!r} of {text!r} does not resolve ({reason})", param, ctx)
+        return f"{host}:{port}"
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="qhil")
 def main() -> None:
     """qhil: drivers, faithful emulators and an orchestrator for quantum-network lab benches.
@@ -31,6 +169,10 @@ def main() -> None:
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil runs list / show ID    the run records
+
+    \b
+    Exit codes: 0 success, 2 bad input or could not start, 3 aborted (QBER, verification,
+    authentication), 130/143 interrupted (SIGINT/SIGTERM).
     """
 
 
@@ -62,10 +204,19 @@ def emulate(
     host:port); point any VISA or serial client at it — pyvisa-shell, another lab framework.
     """
     from qhil.emulators.bench import EmulatedBench
-    from qhil.orchestrator.profile import load_profile
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.profile import EMULATED, load_profile
 
     try:
         prof = load_profile(profile, list(overrides))
+        if not any(spec.resource == EMULATED for _, _, spec in prof.instruments()):
+            # A lab profile: nothing to serve (waiting for Ctrl-C in silence helps nobody).
+            raise ConfigError(
+                prof.source,
+                "nodes",
+                "no emulated instruments (every resource is a lab address); nothing to serve. "
+                'Give an emulated profile, or set an instrument\'s resource = "emulated"',
+            )
         bench = EmulatedBench(prof, mode=mode).start()
     except QhilError as exc:
         _fail(exc)
@@ -138,13 +289,30 @@ def run() -> None:
 
 @run.command("bb84")
 @click.argument("profile", required=False)
-@click.option("--duration", "duration_s", type=float, default=None, help="Acquisition time, s.")
+@click.option(
+    "--duration",
+    "duration_s",
+    type=_Seconds(),
+    default=None,
+    help="Acquisition time, s (replaces the profile's blocks / duration_s).",
+)
+@click.option(
+    "--yes",
+    "confirm_long",
+    is_flag=True,
+    help=f"Start even if the acquisition exceeds {MAX_UNCONFIRMED_ACQUISITION_S:g} s "
+    "(longer runs are refused without it).",
+)
 @click.option(
     "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
 @click.option("--data-dir", default=None, help="Run store directory.")
-@click.option("--key-dir", default=None, help="Key store directory (files are 0600).")
+@click.option(
+    "--key-dir",
+    default=None,
+    help="Key store directory (files 0600); default: keys/ in the data directory.",
+)
 @click.option(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
@@ -154,8 +322,29 @@ def run() -> None:
     default=None,
     help="Run one party only; the other runs in another process (TCP).",
 )
-@click.option("--listen", default=None, metavar="HOST:PORT", help="Alice: where to accept Bob.")
-@click.option("--connect", default=None, metavar="HOST:PORT", help="Bob: where Alice listens.")
+@click.option(
+    "--listen",
+    type=_HostPort(allow_port_zero=True),
+    default=None,
+    metavar="HOST:PORT",
+    help="Alice: where to accept Bob.",
+)
+@click.option(
+    "--connect",
+    type=_HostPort(allow_port_zero=False),
+    default=None,
+    metavar="HOST:PORT",
+    help="Bob: where Alice listens.",
+)
+@click.option(
+    "--peer-timeout",
+    "peer_timeout_s",
+    type=_Seconds(),
+    default=DEFAULT_PEER_TIMEOUT_S,
+    show_default=True,
+    help="--party runs: give up when the other party has not connected (Alice) or "
+    "cannot be reached (Bob) within this time, s.",
+)
 @click.option(
     "--auth-key-file",
     type=click.Path(exists=True, dir_okay=False),
@@ -168,6 +357,7 @@ def run() -> None:
 def run_bb84_cmd(
     profile: str | None,
     duration_s: float | None,
+    confirm_long: bool,
     overrides: tuple[str, ...],
     as_json: bool,
     data_dir: str | None,
@@ -176,26 +366,48 @@ def run_bb84_cmd(
     party: str | None,
     listen: str | None,
     connect: str | None,
+    peer_timeout_s: float,
     auth_key_file: str | None,
     session_id: str,
 ) -> None:
     """Decoy-state BB84 on PROFILE (default: the emulated bench) to a verified secret key.
 
     Exits 0 with a key, 3 when the protocol aborted (QBER, verification, authentication),
-    2 on bad input. Keys go to the key store, never to the output; the summary gives
-    their SHA-256.
+    2 on bad input or when the run cannot start (130/143 on SIGINT/SIGTERM: run recorded
+    aborted). Keys go to the key store (--key-dir; default: keys/ in the data directory),
+    never to the output; the summary gives their SHA-256. Acquisitions longer than
+    1 h are refused unless --yes is given.
     """
-    import asyncio
-
     from tqdm import tqdm
 
     from qhil.orchestrator.jobs import run_bb84_job, run_bb84_party_job
 
-    bar = tqdm(total=None, unit="block", desc="bb84", disable=as_json, leave=False)
+    if party is None:
+        for name, given in (("--listen", listen), ("--connect", connect)):
+            if given is not None:
+                raise click.UsageError(f"{name} is for --party runs only")
+    elif auth_key_file is None:
+        raise click.UsageError("--party needs --auth-key-file")
+    elif party == "alice" and connect is not None:
+        raise click.UsageError("alice listens (--listen); --connect is bob's")
+    elif party == "bob" and listen is not None:
+        raise click.UsageError("bob connects (--connect); --listen is alice's")
+    elif party == "bob" and connect is None:
+        raise click.UsageError("--party bob needs --connect HOST:PORT (where alice listens)")
+    try:
+        _check_acquisition(profile, list(overrides), duration_s, confirm_long)
+    except QhilError as exc:
+        _fail(exc)
+        return
+
+    bars: list[Any] = []  # the bar appears with the first progress event, not before errors
 
     def progress(event: Any) -> None:
         if event.party != (party or "bob"):
             return
+        if not bars:
+            bars.append(tqdm(total=None, unit="block", desc="bb84", disable=as_json, leave=False))
+        bar = bars[0]
         if event.stage == "block":
             bar.total = event.n_blocks
             bar.n = event.block
@@ -204,10 +416,16 @@ def run_bb84_cmd(
         else:
             bar.set_description(f"bb84 {event.stage}")
 
+    def waiting(text: str) -> None:
+        tqdm.write(f"qhil: {text}", file=sys.stderr)
+
+    def close_bar() -> None:
+        for bar in bars:
+            bar.close()
+
     try:
         if party is not None:
-            if auth_key_file is None:
-                raise click.UsageError("--party needs --auth-key-file")
+            assert auth_key_file is not None
             job = run_bb84_party_job(
                 party,
                 profile,
@@ -220,6 +438,8 @@ def run_bb84_cmd(
                 data_dir=data_dir,
                 key_dir=key_dir,
                 progress=progress,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=waiting,
             )
         else:
             job = run_bb84_job(
@@ -231,12 +451,16 @@ def run_bb84_cmd(
                 mode=mode,
                 progress=progress,
             )
-        summary = asyncio.run(job)
+        summary = _run_job(job)
     except QhilError as exc:
-        bar.close()
+        close_bar()
         _fail(exc)
         return
-    bar.close()
+    except _Signalled as exc:
+        close_bar()
+        _interrupted(exc)
+        return
+    close_bar()
     out = summary.as_dict()
     if as_json:
         click.echo(json.dumps({k: v for k, v in out.items() if k != "results"}, allow_nan=False))
@@ -245,7 +469,37 @@ def run_bb84_cmd(
             if k != "results":
                 click.echo(f"{k:<28} {v}")
     if summary.status != "success":
-        sys.exit(3)
+        sys.exit(EXIT_ABORTED)
+
+
+def _check_acquisition(
+    profile: str | None, overrides: list[str], duration_s: float | None, confirmed: bool
+) -> None:
+    """Refuse an acquisition above the bound unless confirmed, saying what it would be."""
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.jobs import bb84_settings
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile(profile, overrides)
+    settings = bb84_settings(prof, duration_s)
+    total_s = settings.n_blocks * settings.block_duration_s
+    if total_s <= MAX_UNCONFIRMED_ACQUISITION_S or confirmed:
+        return
+    field = "--duration" if duration_s is not None else "experiments.bb84.blocks/duration_s"
+    raise ConfigError(
+        "<command line>" if duration_s is not None else prof.source,
+        field,
+        f"an acquisition of {_human_duration(total_s)} ({settings.n_blocks} blocks of "
+        f"{settings.block_duration_s * 1e3:.3g} ms); runs longer than "
+        f"{MAX_UNCONFIRMED_ACQUISITION_S:g} s start only with --yes",
+    )
+
+
+def _human_duration(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 @main.group()
@@ -298,14 +552,16 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         data_dir: str | None,
         mode: str | None,
     ) -> None:
-        import asyncio
         import importlib
 
         run_job = getattr(importlib.import_module("qhil.calibration.jobs"), job)
         try:
-            summary = asyncio.run(run_job(profile, list(overrides), data_dir, mode=mode))
+            summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode))
         except QhilError as exc:
             _fail(exc)
+            return
+        except _Signalled as exc:
+            _interrupted(exc)
             return
         out = summary.as_dict()
         if as_json:
@@ -314,7 +570,7 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
             for k, v in out.items():
                 click.echo(f"{k:<28} {v}")
         if summary.status != "success":
-            sys.exit(3)
+            sys.exit(EXIT_ABORTED)
 
 
 for _name, (_job, _help) in _CALIBRATIONS.items():
@@ -335,7 +591,7 @@ def _store(data_dir: str | None) -> Any:
 @runs.command("list")
 @click.option("--kind", default=None, help="Only runs of this kind (glob), e.g. 'bb84'.")
 @click.option("--status", default=None, help="running, success, aborted, failed or incomplete.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--data-dir", default=None, help="Run store directory.")
 def runs_list(

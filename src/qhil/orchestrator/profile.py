@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -76,7 +77,7 @@ class BenchSpec(BaseModel):
 
     name: str
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of the world and the emulators.")
 
 
 class Profile(BaseModel):
@@ -188,9 +189,16 @@ def load_profile(name_or_path: str | None = None, overrides: list[str] | None = 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(source, "profile", "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "profile", "is a directory, not a profile file") from None
+    except OSError as exc:
+        raise ConfigError(source, "profile", f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "profile", f"not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "profile", f"not valid TOML: {exc}") from None
     data = apply_overrides(data, overrides or [], source)
+    _check_finite(data, source, ())
     try:
         profile = Profile.model_validate({**data, "source": source})
     except ValidationError as exc:
@@ -205,4 +213,70 @@ def load_profile(name_or_path: str | None = None, overrides: list[str] | None = 
             raise ConfigError(
                 source, f"nodes.{node}.instruments.{name}.component", "no [world] to wire it to"
             )
+    _check_experiments(profile)
     return profile
+
+
+def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
+    """No NaN or infinity anywhere: TOML allows them, no field of a bench means them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(source, _loc(loc), f"must be a finite number (got {value})")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, source, (*loc, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, source, (*loc, i))
+
+
+#: Tables of ``[experiments]`` and what reads them.
+EXPERIMENTS = ("bb84", "calibration")
+
+
+def _check_experiments(profile: Profile) -> None:
+    """Validate ``[experiments]`` as the jobs will (same errors, before any instrument opens).
+
+    ``bb84`` as ``qhil run bb84`` reads it; each ``calibration.<name>`` table as its
+    ``qhil calibrate`` reads it, and the polarization one also when BB84 compensates first.
+    """
+    source = profile.source
+    for name in profile.experiments:
+        if name not in EXPERIMENTS:
+            raise ConfigError(
+                source,
+                f"experiments.{name}",
+                f"unknown experiment; known: {', '.join(EXPERIMENTS)}",
+            )
+    if "bb84" in profile.experiments:
+        from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+
+        bb84 = BB84Settings.from_profile(profile)
+    from qhil.calibration.settings import (
+        DelaySettings,
+        DetectorEfficiencySettings,
+        MeanPhotonNumberSettings,
+        PolarizationSettings,
+    )
+
+    classes: dict[str, Any] = {
+        c.NAME: c
+        for c in (
+            PolarizationSettings,
+            DetectorEfficiencySettings,
+            DelaySettings,
+            MeanPhotonNumberSettings,
+        )
+    }
+    tables = profile.experiments.get("calibration", {})
+    for name in tables:
+        if name not in classes:
+            raise ConfigError(
+                source,
+                f"experiments.calibration.{name}",
+                f"unknown calibration; known: {', '.join(sorted(classes))}",
+            )
+    wanted = set(tables)
+    if "bb84" in profile.experiments and bb84.calibrate_polarization:
+        wanted.add("polarization")
+    for name in sorted(wanted):
+        classes[name].from_profile(profile)

@@ -18,6 +18,11 @@ def default_data_dir() -> Path:
     return base / "qhil"
 
 
-def default_key_dir() -> Path:
-    """The key store's default directory: ``keys/`` inside the data directory."""
-    return default_data_dir() / "keys"
+def default_key_dir(data_dir: str | Path | None = None) -> Path:
+    """The key store's default directory: ``keys/`` inside the data directory.
+
+    ``data_dir`` is the run store's directory when the caller chose one (``--data-dir``):
+    keys go next to the records they belong to, not to the home directory.
+    """
+    base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    return base / "keys"

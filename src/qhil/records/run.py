@@ -330,6 +330,7 @@ def check_identities(identities: Mapping[str, Any]) -> dict[str, str]:
 
 def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
+        # task.cancel(msg) says why (e.g. "terminated by signal (SIGTERM)")
+        return str(exc.args[0]) if exc.args and exc.args[0] else "cancelled"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
