@@ -24,7 +24,7 @@ case "$group" in
     paths=(src/qhil/numerics/qkd)
     # cascade.py and toeplitz.py are pinned by their exactness tests (see the report).
     tests=(tests/numerics_qkd/test_finite_key.py tests/numerics_qkd/test_decoy.py
-      tests/numerics_qkd/test_finite_size_pinned.py tests/numerics_qkd/test_sifting.py
+      tests/numerics_qkd/test_sifting.py
       tests/numerics_qkd/test_gllp.py tests/numerics_qkd/test_cascade.py
       tests/numerics_qkd/test_toeplitz.py tests/numerics_qkd/test_pipeline.py)
     ;;

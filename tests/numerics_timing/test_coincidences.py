@@ -164,6 +164,13 @@ def test_sideband_accidentals_match_prediction_beside_a_peak() -> None:
     assert n_peak > 10 * est.mean
 
 
+def test_property_tests_are_derandomised() -> None:
+    """tests/conftest.py's profile reaches the @settings of the tests (same examples on
+    every run)."""
+    used = test_pairs_equal_brute_force._hypothesis_internal_use_settings  # type: ignore[attr-defined]
+    assert used.derandomize and used.database is None and used.max_examples == 300
+
+
 def test_histogram_equals_numpy_histogram_of_all_pairs() -> None:
     rng = np.random.default_rng(9)
     a = np.sort(rng.integers(0, 2_000_000, 3_000))
