@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,15 @@ from qhil.orchestrator.channel import (
 from qhil.orchestrator.experiments.bb84 import BB84Settings
 
 CHANNEL_MAP = {"H": 1, "V": 2, "D": 3, "A": 4}
+
+
+def frame_kind(frame: bytes) -> str:
+    """The message kind in a channel frame's (cleartext, authenticated) JSON header,
+    e.g. ``bb84.KeyConfirm`` or the channel's own hello: for picking a message to fault."""
+    (header_len,) = struct.unpack_from(">I", frame, 12)  # after magic and seq
+    return str(json.loads(frame[24 : 24 + header_len])["kind"])
+
+
 TEST_KEY = AuthKey(bytes.fromhex("b884" * 16))
 
 

@@ -12,8 +12,6 @@ drop, delay or flip one chosen message. One end-to-end run shows the original de
 from __future__ import annotations
 
 import asyncio
-import json
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +31,10 @@ from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.records import KeyStore, KeyStoreError
 
 from .conftest import Runner
-from .support import TEST_KEY, bb84_world, settings
+from .support import TEST_KEY, bb84_world, frame_kind, settings
 
 Action = Literal["drop", "delay", "flip"]
 T = 0.25  # message_timeout_s of these runs; a delayed message arrives after 5 T
-
-
-def frame_kind(frame: bytes) -> str:
-    """The message kind in a channel frame's (cleartext, authenticated) JSON header."""
-    (header_len,) = struct.unpack_from(">I", frame, 12)
-    return str(json.loads(frame[24 : 24 + header_len])["kind"])
 
 
 @dataclass

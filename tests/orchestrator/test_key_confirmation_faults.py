@@ -1,0 +1,332 @@
+"""Fault injection on the key confirmation, in two processes over TCP (issue 14 item 1).
+
+``qhil run bb84 --party alice`` and ``--party bob`` run as two OS processes on the
+emulated bench (served by this test process, its live addresses in a written profile,
+as ``qhil emulate --write-profile`` does). Bob reaches Alice through a man-in-the-middle
+TCP proxy that, for one chosen message of the protocol, drops it, delays it past the
+receiver's timeout (holding back what follows it, as TCP does) or flips a bit in it.
+Whatever the message, the two key stores end with the same usable key in both or with
+no usable key in either, and nothing pending; a party exits 0 exactly when it holds one.
+
+A baseline run through the proxy lists the protocol's messages; the matrix faults the
+first of each (direction, kind), which includes every final message (Amplification,
+both KeyConfirm, KeyCommitted, Finished). The whole matrix is slow; two representative
+cases (Bob's lost acknowledgement, Alice's altered confirmation) run in the fast suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import tomli_w
+
+# tests/ is on sys.path (rootdir of the test packages): one frame parser for both tests
+from experiments.bb84.support import frame_kind
+from qhil.emulators.bench import EmulatedBench
+from qhil.orchestrator.profile import load_profile
+from qhil.records import KeyStore
+
+Action = Literal["drop", "delay", "flip"]
+Direction = Literal["a_to_b", "b_to_a"]
+
+TIMEOUT_S = 3.0  # message_timeout_s of every run
+DELAY_S = 4 * TIMEOUT_S  # past the longest wait (Bob's 3 x timeout for Finished)
+# Cheap runs: no polarization search or mu check per run (the bench is compensated
+# once, below), the shortest acquisition that still gives a key.
+SETTINGS = [
+    f"experiments.bb84.message_timeout_s={TIMEOUT_S}",
+    "experiments.bb84.calibrate_polarization=false",
+    "experiments.bb84.verify_mus=false",
+]
+DURATION_S = "0.3"  # 0.15 s gives no key; 0.2 s ~2 kbit, sometimes none
+LEN = struct.Struct(">Q")
+
+
+@dataclass
+class Fault:
+    direction: Direction
+    kind: str
+    action: Action
+    hits: int = 0
+
+
+@dataclass
+class Proxy:
+    """Forwards Bob's connection to Alice; applies ``fault`` to the first matching frame
+    and records every frame's (direction, kind)."""
+
+    target_port: int
+    fault: Fault | None = None
+    log: list[tuple[Direction, str]] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> int:
+        async def on_bob(br: asyncio.StreamReader, bw: asyncio.StreamWriter) -> None:
+            for _ in range(600):  # Alice may not listen yet (she starts at the same time)
+                try:
+                    ar, aw = await asyncio.open_connection("127.0.0.1", self.target_port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            else:
+                bw.close()
+                return
+            self._tasks += [
+                asyncio.create_task(self._pump(br, aw, "b_to_a")),
+                asyncio.create_task(self._pump(ar, bw, "a_to_b")),
+            ]
+
+        self._server = await asyncio.start_server(on_bob, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, way: Direction
+    ) -> None:
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        held_until = 0.0
+
+        async def forward() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while (item := await queue.get()) is not None:
+                    at, data = item
+                    if at > loop.time():
+                        await asyncio.sleep(at - loop.time())
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        out = asyncio.create_task(forward())
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
+            while True:
+                prefix = await reader.readexactly(LEN.size)
+                frame = await reader.readexactly(LEN.unpack(prefix)[0])
+                kind = frame_kind(frame)
+                self.log.append((way, kind))
+                f = self.fault
+                if f is not None and f.hits == 0 and (f.direction, f.kind) == (way, kind):
+                    f.hits = 1
+                    if f.action == "drop":
+                        continue
+                    if f.action == "flip":
+                        b = bytearray(frame)
+                        b[len(b) // 2] ^= 0x10
+                        frame = bytes(b)
+                    else:  # this frame and all after it, in order, DELAY_S later
+                        held_until = loop.time() + DELAY_S
+                queue.put_nowait((held_until, prefix + frame))
+        queue.put_nowait(None)  # the sender closed: close the other side after the rest
+        await out
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass
+class Bench:
+    profile: Path
+    auth_key: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """One emulated bench for every case: its live profile, compensated once."""
+    with emulated_bench(tmp_path_factory.mktemp("faults")) as b:
+        yield b
+
+
+@contextlib.contextmanager
+def emulated_bench(tmp: Path) -> Iterator[Bench]:
+    with EmulatedBench(load_profile()) as emulated:
+        lab = tmp / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(emulated.addressed_profile()).encode())
+        key = tmp / "auth.hex"
+        key.write_text(secrets.token_hex(32))
+        key.chmod(0o600)
+        env = {**os.environ, "QHIL_DATA_DIR": str(tmp / "data")}
+        cal = [sys.executable, "-m", "qhil.cli", "calibrate", "polarization", str(lab), "--json"]
+        done = subprocess.run(cal, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield Bench(lab, key, env)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Party:
+    code: int
+    summary: dict[str, object] | None
+    keys: KeyStore
+    stderr: str
+
+
+@dataclass
+class Case:
+    alice: Party
+    bob: Party
+    log: list[tuple[Direction, str]]
+    seconds: float
+
+    def state(self) -> Literal["both", "neither"]:
+        """Both usable keys equal, or none; nothing pending; exit 0 iff a key is held."""
+        ka, kb = self.alice.keys, self.bob.keys
+        assert ka.pending_keys() == [] and kb.pending_keys() == [], "a key was left pending"
+        la, lb = ka.list_keys(), kb.list_keys()
+        for p, held in ((self.alice, la), (self.bob, lb)):
+            assert (p.code == 0) == bool(held), (p.code, len(held), p.stderr[-2000:])
+            if p.summary is not None:
+                assert p.summary["key_committed"] is bool(held), p.summary
+        if not la and not lb:
+            return "neither"
+        assert len(la) == len(lb) == 1, f"usable keys: alice {len(la)}, bob {len(lb)}"
+        assert ka.load(la[0].key_id) == kb.load(lb[0].key_id)
+        return "both"
+
+
+async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
+    port = _free_port()
+    proxy = Proxy(port, fault)
+    via = await proxy.start()
+    base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(bench.profile), "--json"]
+    base += ["--duration", DURATION_S, "--auth-key-file", str(bench.auth_key)]
+    for s in SETTINGS:
+        base += ["--set", s]
+    started = time.monotonic()
+    procs = {
+        "alice": await asyncio.create_subprocess_exec(
+            *base,
+            *("--party", "alice", "--listen", f"127.0.0.1:{port}"),
+            *("--key-dir", str(tmp / "ka")),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=bench.env,
+        ),
+        "bob": await asyncio.create_subprocess_exec(
+            *base,
+            *("--party", "bob", "--connect", f"127.0.0.1:{via}"),
+            *("--key-dir", str(tmp / "kb")),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=bench.env,
+        ),
+    }
+    try:
+        outs = await asyncio.wait_for(
+            asyncio.gather(*(p.communicate() for p in procs.values())), timeout=600
+        )
+    finally:
+        for p in procs.values():
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        await proxy.close()
+    parties = []
+    for (name, p), (out, err) in zip(procs.items(), outs, strict=True):
+        lines = out.decode().strip().splitlines()
+        summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+        assert p.returncode is not None
+        parties.append(
+            Party(
+                p.returncode,
+                summary,
+                KeyStore(tmp / ("ka" if name == "alice" else "kb")),
+                err.decode(),
+            )
+        )
+    return Case(parties[0], parties[1], proxy.log, time.monotonic() - started)
+
+
+def _baseline_messages(case: Case) -> list[tuple[Direction, str]]:
+    seen: list[tuple[Direction, str]] = []
+    for m in case.log:
+        if m not in seen:
+            seen.append(m)
+    return seen
+
+
+FINAL = [
+    ("a_to_b", "bb84.Amplification"),
+    ("b_to_a", "bb84.KeyConfirm"),
+    ("a_to_b", "bb84.KeyConfirm"),
+    ("b_to_a", "bb84.KeyCommitted"),
+    ("a_to_b", "bb84.Finished"),
+]
+
+
+async def test_without_a_fault_both_parties_commit_the_same_key(
+    bench: Bench, tmp_path: Path
+) -> None:
+    case = await run_case(bench, tmp_path, None)
+    assert case.state() == "both", (case.alice.stderr[-2000:], case.bob.stderr[-2000:])
+    assert case.log[-len(FINAL) :] == FINAL  # the protocol ends with the confirmation
+    print(f"baseline: {len(case.log)} messages in {case.seconds:.1f} s")
+
+
+@pytest.mark.parametrize(
+    ("direction", "kind", "action", "expected"),
+    [
+        ("b_to_a", "bb84.KeyCommitted", "drop", "both"),  # the reported case, now committed
+        ("a_to_b", "bb84.KeyConfirm", "flip", "neither"),
+    ],
+)
+async def test_representative_faults(
+    bench: Bench,
+    tmp_path: Path,
+    direction: Direction,
+    kind: str,
+    action: Action,
+    expected: str,
+) -> None:
+    fault = Fault(direction, kind, action)
+    case = await run_case(bench, tmp_path, fault)
+    assert fault.hits == 1, (case.log[-8:], case.alice.stderr[-1500:], case.bob.stderr[-1500:])
+    assert case.state() == expected
+
+
+@pytest.mark.slow
+async def test_every_message_dropped_delayed_or_flipped_leaves_both_or_neither(
+    bench: Bench, tmp_path: Path
+) -> None:
+    baseline = await run_case(bench, tmp_path / "baseline", None)
+    assert baseline.state() == "both"
+    messages = _baseline_messages(baseline)
+    assert all(m in messages for m in FINAL)
+    outcomes: dict[str, str] = {}
+    for i, (direction, kind) in enumerate(messages):
+        for action in ("drop", "delay", "flip"):
+            fault = Fault(direction, kind, action)  # type: ignore[arg-type]
+            case = await run_case(bench, tmp_path / f"{i}-{action}", fault)
+            name = f"{action} {direction} {kind}"
+            print(f"{name}: {case.seconds:.0f} s", flush=True)
+            assert fault.hits == 1, (name, case.alice.stderr[-1500:], case.bob.stderr[-1500:])
+            try:
+                outcomes[name] = case.state()
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from None
+    # Before Bob commits on Alice's tag neither keeps the key; after, both do.
+    for direction, kind in FINAL:
+        for action in ("drop", "delay", "flip"):
+            late = kind in ("bb84.KeyCommitted", "bb84.Finished")
+            assert outcomes[f"{action} {direction} {kind}"] == ("both" if late else "neither")
