@@ -330,11 +330,15 @@ class _Blocker:
     name = "blocker"
     transport = "tcp"
 
+    def __init__(self) -> None:
+        self.blocking = threading.Event()
+
     def describe(self) -> dict[str, str]:
         return {"model": "blocker"}
 
     async def serve(self, reader: asyncio.StreamReader, writer: object) -> None:
         await reader.read(1)
+        self.blocking.set()
         time.sleep(1.5)  # deliberately blocking: the loop cannot run meanwhile
 
 
@@ -342,10 +346,11 @@ def test_stop_does_not_raise_when_a_handler_blocks_the_loop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     host = EmulatorHost().start()
-    ep = host.add(_Blocker())
+    blocker = _Blocker()
+    ep = host.add(blocker)
     with _connect(ep) as s:
         s.sendall(b"x")
-        time.sleep(0.2)  # let the loop pick the byte up and block
+        assert blocker.blocking.wait(5)  # the loop picked the byte up and is blocked
         host.stop(timeout_s=0.2)
     assert "loop thread still running" in caplog.text
     assert not os.path.exists(host._dir)

@@ -56,15 +56,17 @@ async def test_child_tasks_inside_locked_neither_deadlock_nor_interleave() -> No
         r = await asyncio.wait_for(asyncio.gather(drv.idn.get(), drv.wavelength_nm.get()), 1.0)
         assert r[0].startswith("SANTEC") and r[1] == pytest.approx(1550.0)
     # Another task waits for the holder to finish.
+    holder_in = asyncio.Event()
     holder_done = asyncio.Event()
 
     async def holder() -> None:
         async with drv.session.locked():
+            holder_in.set()
             await asyncio.sleep(0.05)
             holder_done.set()
 
     async def other() -> None:
-        await asyncio.sleep(0.01)
+        await holder_in.wait()  # not a sleep: the holder surely holds the lock now
         await drv.idn.get()
         assert holder_done.is_set()
 

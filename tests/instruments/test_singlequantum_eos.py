@@ -303,7 +303,11 @@ async def test_label_updates_reach_every_control_client(emulator_host: EmulatorH
         socket.create_connection((host, int(port)), timeout=2) as a,
         socket.create_connection((host, int(port)), timeout=2) as b,
     ):
-        time.sleep(0.05)
+        # Both clients registered (not a fixed sleep: the emulator's thread may be slow).
+        deadline = time.monotonic() + 5
+        while len(emu._control_writers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(emu._control_writers) == 2
         a.sendall(b'{"command": "DetectorEnable", "label": "DetectorEnable", "value": true}')
         expected = b'{"label": "DetectorEnable", "value": true}' + E
         assert a.recv(1000) == expected
