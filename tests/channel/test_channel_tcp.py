@@ -168,6 +168,34 @@ async def test_mitm_corrupting_a_length_prefix_fails_authentication() -> None:
     await lst.close()
 
 
+def _grow_prefix(by: int) -> Callable[[int, bytes, bytes], tuple[bytes, bytes]]:
+    def edit(i: int, prefix: bytes, frame: bytes) -> tuple[bytes, bytes]:
+        if i != 1:
+            return prefix, frame
+        return struct.pack(">Q", struct.unpack(">Q", prefix)[0] + by), frame
+
+    return edit
+
+
+@pytest.mark.parametrize("by", [1, 40, 1 << 16, 1 << 27])  # all within the frame limit
+async def test_a_tampered_length_prefix_fails_authentication_at_once(
+    auth_pair: AuthPair, by: int
+) -> None:
+    """The prefix promises bytes the peer never sends: reported as tampering, not awaited
+    until the receive timeout (30 s here, 120 s in a run)."""
+    lst = await TcpListener.start("127.0.0.1", 0, local="bob")
+    proxy = MitmProxy(lst.port, _grow_prefix(by))
+    alice, bob, _ = await tcp_pair(auth_pair, await proxy.start(), lst)
+    await alice.send("x", {"p": np.ones(10, dtype=np.uint8)})
+    with pytest.raises(
+        AuthenticationError, match=r"message #1 from alice .*length prefix .*corrupted or forged"
+    ):
+        await bob.recv(timeout_s=30)
+    await alice.close()
+    await proxy.close()
+    await lst.close()
+
+
 async def test_refused_connection_names_peer_and_address() -> None:
     lst = await TcpListener.start("127.0.0.1", 0, local="bob")
     port = lst.port

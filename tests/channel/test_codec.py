@@ -154,6 +154,11 @@ def _header(payload: object, buffers: list[int]) -> bytes:
             "dtype object is not allowed",
         ),
         (_header({"$d": {"x": {"$evil": 1}}}, []), b"", "unknown tagged value"),
+        (  # an empty array numpy cannot shape: an error, not a ValueError from numpy
+            _header({"$d": {"x": {"$a": 0, "dtype": "<i8", "shape": [0, 10**23]}}}, [0]),
+            b"",
+            "numpy cannot make an array of shape",
+        ),
         (_header([1, 2], []), b"", "payload: must decode to a dict"),
     ],
 )

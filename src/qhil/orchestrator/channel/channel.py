@@ -361,7 +361,7 @@ async def connect_channel(
 ) -> AuthenticatedChannel:
     """Connect to ``peer`` at ``host:port`` over TCP and open the channel."""
     t: FrameTransport = await TcpTransport.connect(
-        host, port, local=local, peer=peer, timeout_s=timeout_s
+        host, port, local=local, peer=peer, timeout_s=timeout_s, tag_size=authenticator.tag_size
     )
     return await _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper)
 
@@ -377,7 +377,9 @@ async def accept_channel(
     tamper: Tamper | None = None,
 ) -> AuthenticatedChannel:
     """Accept ``peer``'s TCP connection on ``listener`` and open the channel."""
-    t: FrameTransport = await listener.accept(peer=peer, timeout_s=timeout_s)
+    t: FrameTransport = await listener.accept(
+        peer=peer, timeout_s=timeout_s, tag_size=authenticator.tag_size
+    )
     return await _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper)
 
 

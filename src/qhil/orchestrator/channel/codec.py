@@ -141,10 +141,18 @@ class _Decoder:
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
             ):
                 raise MessageFormatError(f"{path}: bad array shape {shape!r}")
+            # The count is checked against the bytes before anything is built (frombuffer
+            # views, never allocates); a shape numpy cannot make (an empty array with a
+            # dimension beyond its index range, too many dimensions) is a format error.
             count = math.prod(shape)
             if count * dt.itemsize != n:
                 raise MessageFormatError(f"{path}: {n} bytes do not hold {shape} of {dt}")
-            return np.frombuffer(self.body, dtype=dt, count=count, offset=off).reshape(shape)
+            try:
+                return np.frombuffer(self.body, dtype=dt, count=count, offset=off).reshape(shape)
+            except ValueError:
+                raise MessageFormatError(
+                    f"{path}: numpy cannot make an array of shape {shape}"
+                ) from None
         if "$s" in v and set(v) == {"$s", "dtype"}:
             off, n = self._buf(v["$s"], path)
             dt = self._dtype(v["dtype"], path)

@@ -41,6 +41,31 @@ def build(seq: int, header: bytes, buffers: list[bytes | memoryview]) -> tuple[b
     return out, body_len
 
 
+#: Longest tag any authenticator makes (HMAC-SHA512 would be 64 bytes).
+MAX_TAG_SIZE = 64
+
+
+def check_head(head: bytes, frame_len: int, tag_size: int | None) -> str | None:
+    """Whether the first FIXED_SIZE bytes of a frame agree with the length its transport
+    announced (``tag_size`` None: any tag up to MAX_TAG_SIZE); a string says why not.
+
+    Lets a transport reject a tampered length prefix at once, instead of waiting for
+    bytes the prefix promises and the peer never sends.
+    """
+    if frame_len < FIXED_SIZE:
+        return f"frame of {frame_len} bytes is shorter than the minimum {FIXED_SIZE}"
+    magic, _, header_len, body_len = _FIXED.unpack_from(head)
+    if magic != MAGIC:
+        return "bad magic (not a qhil channel frame)"
+    tag = frame_len - FIXED_SIZE - header_len - body_len
+    if (tag != tag_size) if tag_size is not None else not 0 <= tag <= MAX_TAG_SIZE:
+        return (
+            f"announced length {frame_len} does not match the frame's own "
+            f"(header {header_len} + body {body_len} + tag {tag_size or '<= 64'})"
+        )
+    return None
+
+
 def parse(frame: bytes, tag_size: int) -> ParsedFrame | str:
     """Split a frame; a string says why it is malformed (treated as forged)."""
     if len(frame) < FIXED_SIZE + tag_size:

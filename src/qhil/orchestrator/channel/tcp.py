@@ -4,6 +4,12 @@ run in different processes or hosts.
 Each frame travels as an 8-byte big-endian length followed by the frame. A
 background task reads whole frames into a queue, which makes ``recv_frame``
 cancel-safe (a timeout never leaves half a frame in the stream).
+
+The length prefix is not authenticated (the tag is inside the frame), so it is
+checked before any byte it promises is awaited: against the maximum, and against
+the lengths in the frame's own fixed head (:func:`frames.check_head`). A tampered
+prefix is then reported at once as a corrupt stream (an authentication failure),
+not after a timeout spent waiting for bytes the peer never sends.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import struct
 
+from qhil.orchestrator.channel import frames
 from qhil.orchestrator.channel.errors import (
     ChannelClosedError,
     ChannelConnectionError,
@@ -20,6 +27,10 @@ from qhil.orchestrator.channel.errors import (
 )
 
 _LEN = struct.Struct(">Q")
+#: The largest legitimate frame, with room to spare: BB84's largest message is the sift
+#: reply of a block (per detected pulse an i64 position, a u8 intensity and two bits),
+#: which for a block of 16 Mi pulses (the 33500B's pattern memory) all detected is
+#: ~148 MiB; the frame adds a JSON header and the tag. Anything longer is forged.
 DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 
@@ -39,8 +50,10 @@ class TcpTransport:
         local: str,
         peer: str,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        tag_size: int | None = None,
     ) -> None:
         self._reader = reader
+        self._tag_size = tag_size
         self._writer = writer
         self._local = local
         self._peer = peer
@@ -62,8 +75,10 @@ class TcpTransport:
         peer: str,
         timeout_s: float = 10.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        tag_size: int | None = None,
     ) -> TcpTransport:
-        """Connect to ``peer`` listening at ``host:port``."""
+        """Connect to ``peer`` listening at ``host:port``; ``tag_size`` (the authenticator's)
+        lets the transport check each length prefix exactly."""
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         except TimeoutError:
@@ -74,7 +89,14 @@ class TcpTransport:
             raise ChannelConnectionError(
                 f"{local}: cannot connect to {peer} at {host}:{port}: {exc.strerror or exc}"
             ) from None
-        return cls(reader, writer, local=local, peer=peer, max_frame_bytes=max_frame_bytes)
+        return cls(
+            reader,
+            writer,
+            local=local,
+            peer=peer,
+            max_frame_bytes=max_frame_bytes,
+            tag_size=tag_size,
+        )
 
     @property
     def description(self) -> str:
@@ -92,18 +114,26 @@ class TcpTransport:
                     )
                     return
                 (n,) = _LEN.unpack(head)
-                if n > self._max:
-                    self._inbox.put_nowait(
-                        _Failure(
-                            CorruptStreamError(
-                                f"frame length {n} exceeds the {self._max}-byte limit "
-                                f"(stream corrupted or forged)"
+                why = (
+                    f"frame length {n} exceeds the {self._max}-byte limit"
+                    if n > self._max
+                    else f"frame of {n} bytes is shorter than the minimum {frames.FIXED_SIZE}"
+                    if n < frames.FIXED_SIZE
+                    else None
+                )
+                try:
+                    fixed = b"" if why else await self._reader.readexactly(frames.FIXED_SIZE)
+                    why = why or frames.check_head(fixed, n, self._tag_size)
+                    if why:
+                        self._inbox.put_nowait(
+                            _Failure(
+                                CorruptStreamError(
+                                    f"{why} (length prefix from {self._peer} corrupted or forged)"
+                                )
                             )
                         )
-                    )
-                    return
-                try:
-                    frame = await self._reader.readexactly(n)
+                        return
+                    frame = fixed + await self._reader.readexactly(n - frames.FIXED_SIZE)
                 except asyncio.IncompleteReadError:
                     self._inbox.put_nowait(
                         _Failure(
@@ -202,7 +232,9 @@ class TcpListener:
     def port(self) -> int:
         return self.address[1]
 
-    async def accept(self, *, peer: str, timeout_s: float = 30.0) -> TcpTransport:
+    async def accept(
+        self, *, peer: str, timeout_s: float = 30.0, tag_size: int | None = None
+    ) -> TcpTransport:
         """The next incoming connection, as a transport to ``peer``."""
         try:
             r, w = await asyncio.wait_for(self._pending.get(), timeout_s)
@@ -211,7 +243,9 @@ class TcpListener:
             raise ChannelTimeoutError(
                 f"{self._local}: no connection from {peer} on {host}:{port} within {timeout_s:g} s"
             ) from None
-        return TcpTransport(r, w, local=self._local, peer=peer, max_frame_bytes=self._max)
+        return TcpTransport(
+            r, w, local=self._local, peer=peer, max_frame_bytes=self._max, tag_size=tag_size
+        )
 
     async def close(self) -> None:
         if self._server is not None:
