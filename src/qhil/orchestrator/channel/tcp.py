@@ -108,13 +108,13 @@ class TcpTransport:
                 try:
                     head = await self._reader.readexactly(_LEN.size)
                 except asyncio.IncompleteReadError as exc:
-                    why = "closed the connection" if not exc.partial else "closed mid-frame"
+                    how = "closed the connection" if not exc.partial else "closed mid-frame"
                     self._inbox.put_nowait(
-                        _Failure(ChannelClosedError(f"{self._local}: {self._peer} {why}"))
+                        _Failure(ChannelClosedError(f"{self._local}: {self._peer} {how}"))
                     )
                     return
                 (n,) = _LEN.unpack(head)
-                why = (
+                why: str | None = (
                     f"frame length {n} exceeds the {self._max}-byte limit"
                     if n > self._max
                     else f"frame of {n} bytes is shorter than the minimum {frames.FIXED_SIZE}"
