@@ -292,7 +292,12 @@ class PartyBase:
         try:
             ref = self.key_store.commit(self.pending.key_id)
         except (KeyStoreError, OSError) as exc:
-            raise self.abort(AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc}") from None
+            # Left pending, not discarded: the peer may have committed (Alice's case), and
+            # this copy is what resolves it by id once the directory is fixed.
+            kept, self.pending = self.pending.key_id, None
+            raise self.abort(
+                AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc} (key {kept} left pending)"
+            ) from None
         self.committed, self.pending, self.commit_mode = ref, None, mode
         log.info("bb84 %s: committed key %s (%s)", self.party, ref.key_id, mode)
         return ref
