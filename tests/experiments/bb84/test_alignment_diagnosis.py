@@ -32,14 +32,17 @@ from .support import bb84_world, bb84_world_table, settings
 L = 1 << 17
 
 
-def turned_world(angle_deg: float, *, waves: float = 0.5, seed: int = 3) -> World:
-    """The test world with a wave plate in Bob's path: an uncompensated fibre (a
-    half-wave plate at 22.5 degrees turns H into D and D into H: both bases' QBER is 50 %)."""
+def turned_world(*angles_deg: float, waves: float = 0.5, seed: int = 3) -> World:
+    """The test world with wave plates in Bob's path: an uncompensated fibre. A half-wave
+    plate at 22.5 degrees turns H into D and D into H (both bases' QBER 50 %); two at 0
+    and 45 degrees turn the linear polarization by 90 degrees (H -> V, D -> A: 100 %)."""
     table: dict[str, Any] = bb84_world_table(seed=seed)
     bob = table["nodes"]["bob"]["components"]
-    bob["fibre_rotation"] = {"type": "waveplate", "angle_deg": angle_deg, "retardance_waves": waves}
+    names = [f"plate{i}" for i in range(len(angles_deg))]
+    for name, angle in zip(names, angles_deg, strict=True):
+        bob[name] = {"type": "waveplate", "angle_deg": angle, "retardance_waves": waves}
     tx = table["nodes"]["alice"]["components"]["tx"]
-    tx["path"] = ["ab", "bob.fibre_rotation", "bob.rx"]
+    tx["path"] = ["ab", *(f"bob.{n}" for n in names), "bob.rx"]
     return World(load_world_config(copy.deepcopy(table), "turned test world"), seed=seed)
 
 
@@ -55,11 +58,18 @@ def _causes_named(message: str) -> list[str]:
     return [c for c in CAUSES if c in message]
 
 
-async def test_uncompensated_fibre_is_named_as_the_likely_cause(run: Runner) -> None:
-    message = await _abort_message(run, turned_world(22.5))
+@pytest.mark.parametrize(
+    ("angles_deg", "evidence"),
+    [((22.5,), "a QBER near 50 %"), ((0.0, 45.0), "a QBER near 100 %")],
+)
+async def test_uncompensated_fibre_is_named_as_the_likely_cause(
+    run: Runner, angles_deg: tuple[float, ...], evidence: str
+) -> None:
+    message = await _abort_message(run, turned_world(*angles_deg))
     assert "could be aligned" in message
     assert _causes_named(message) == [POLARIZATION]
-    assert "(2 of 2 discarded blocks)" in message and "a QBER near 50 %" in message
+    assert "(2 of 2 discarded blocks)" in message and evidence in message
+    assert "calibrate_polarization = true" in message
 
 
 async def test_without_the_turn_the_same_world_aligns(run: Runner) -> None:

@@ -62,6 +62,7 @@ OFF_GRID = (
 )
 DRIFT = "clock drift beyond max_drift_ppm"
 POLARIZATION = "polarization not compensated?"
+_COMPENSATE = "experiments.bb84.calibrate_polarization = true compensates it"
 #: Bob's own detail for a block whose tagger lost tags (bob.py) starts with this.
 LOST_TAGS = "the tagger lost"
 CAUSES = (POLARIZATION, NO_LIGHT, OFF_GRID, DRIFT, LOST_TAGS)
@@ -98,13 +99,13 @@ def _diagnose_offset(exc: OffsetNotFoundError) -> BlockAlignmentError:
             exc,
             POLARIZATION,
             f"the correlation dips {exc.anti_significance:.1f} sigma at one offset: bits "
-            f"inverted there, a QBER near 100 % (or channel_map swapped)",
+            f"inverted there, a QBER near 100 %, or channel_map swapped; {_COMPENSATE}",
         )
     return BlockAlignmentError(
         exc,
         POLARIZATION,
         f"{exc.compared} revealed clicks agree {100 * exc.agreement:.1f} % at the best offset, "
-        f"enough to find any QBER below 25 %: a QBER near 50 %",
+        f"enough to find any QBER below 25 %: a QBER near 50 %; {_COMPENSATE}",
     )
 
 
