@@ -66,11 +66,9 @@ def _gllp_prediction(length_km: float) -> tuple[float, float]:
     link = w["links"]["alice-bob"]
     bob = w["nodes"]["bob"]["components"]
     eta_det = sum(bob[d]["efficiency"] for d in ("det_h", "det_v", "det_d", "det_a")) / 4
-    loss_db = (
-        link["alpha_db_per_km"] * length_km
-        + link["insertion_loss_db"]
-        + w["nodes"]["alice"]["components"]["attenuator"]["insertion_loss_db"]
-    )
+    # mu is what leaves Alice's station (after her attenuator's insertion loss): the
+    # loss from there on is the link's.
+    loss_db = link["alpha_db_per_km"] * length_km + link["insertion_loss_db"]
     eta = eta_det * 10 ** (-loss_db / 10)
     mu = 0.5
     q = 1 - math.exp(-eta * mu)

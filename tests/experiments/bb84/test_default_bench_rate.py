@@ -72,7 +72,9 @@ def _prediction(
     rot = [t.path_rotation("alice.transmitter", ts) for ts in times]
     e_d += float(np.mean([(1 - np.einsum("i,ij,j", v, r, v)) / 2 for r in rot for v in states]))
     e_d *= e_d_scale
-    mus = np.array(s.mus)
+    # eta counts from the transmitter's output, so the levels there (s.mus leave Alice,
+    # after her attenuator's insertion loss).
+    mus = world.transmitter("alice.transmitter").current_mus()  # type: ignore[attr-defined]
     q = y0 + 1 - np.exp(-eta * mus)
     # Non-paralysable dead time: each detector sees a quarter of all clicks.
     tau = cfg["nodes"]["bob"]["components"]["det_h"]["dead_time_ns"] * 1e-9

@@ -148,7 +148,9 @@ class TDC1Emulator(S15Emulator):
     async def _stream_chunks(self, duration_s: float | None) -> Any:
         """Yield the stream's bytes chunk by chunk (forever when ``duration_s`` is None)."""
         tagger = self._tagger()
-        reader = tagger.open_reader() if tagger is not None else None
+        # join: a stream started while another tagger streams covers the same interval
+        # (fast mode; see the world README, "Time and acquisition").
+        reader = tagger.open_reader(join=True) if tagger is not None else None
         total = None if duration_s is None else round(duration_s * 1e12) // TICK_PS
         chunk = round(STREAM_CHUNK_S * 1e12) // TICK_PS
         done = 0  # ticks of stream time sent

@@ -7,15 +7,36 @@ measurement period). Serve both: ``host.add(emu)`` and ``host.add(emu.counts)``.
 
 Physics: bias currents (uA), trigger levels (mV) and the enable switch are written
 to the world's detectors (``detectors`` option, one world detector per channel);
-every count-stream line is one period of ``world.counter(...)``. The stream is a
-push protocol whose clients take one ``recv`` for one record, so records leave at
-the pace of the measurement period on the wall clock in both modes; in fast mode
-each record advances the world by one period at once (no other waiting).
+every count-stream line is one measurement period of those detectors' clicks.
+
+Time of the count stream. Record k covers the world's period
+``[t0 + k P, t0 + (k + 1) P)`` (``t0``: the world's present when the stream started,
+``P``: the measurement period), time-stamped with its end; its counts are a function
+of emulated time only. The stream is a push protocol and its clients take one
+``recv`` for one record (the vendor's ``qcodes_contrib_drivers`` client parses only
+the first line of each), so records are written one at a time, at most one per
+``_PACE_S`` of wall time; the wall clock decides only when a record is delivered,
+never what it contains. Who moves the world's time:
+
+* realtime mode: the wall clock; a record is written when its period has passed.
+* fast mode, detectors wired to a time tagger (the default bench): the stream is a
+  follower. A record is produced once the world has generated its whole period
+  because some instrument's acquisition (a tagger's, a counter's) advanced the world;
+  its clicks are the ones the world generated for that acquisition (a passive reader:
+  nothing is drawn twice, nothing is drawn ahead, time never moves for the stream).
+  A client waiting for records while nothing acquires waits (the qhil driver's
+  ``records`` times out, naming the count port).
+* fast mode, detectors wired to no tagger: the stream is the bench's only
+  acquisition, so it drives the world: every ``P`` of wall time it advances the world
+  by one period and writes that period's record. How many periods pass between two
+  commands then depends on the wall clock (a push stream's reading is invisible to
+  the instrument), but each record is still the world's period ``k``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import datetime as _dt
 import json
@@ -37,6 +58,10 @@ from qhil.emulators.server import ByteWriter
 
 #: A stream client more than this far behind gets no more records until it catches up.
 _MAX_BACKLOG_BYTES = 1 << 20
+#: Shortest wall-clock gap between two records (one record per client ``recv``).
+_PACE_S = 0.01
+#: Records a follower keeps for delivery; beyond it the oldest are dropped.
+_MAX_PENDING_RECORDS = 10_000
 #: Time stamps are ms since the Unix epoch: power-on is at this instant (reproducible).
 DEFAULT_EPOCH_MS = 1_700_000_000_000
 #: Series resistance seen below the switching current (mV per uA), from a real IV sweep.
@@ -234,6 +259,7 @@ class EosEmulator(Emulator):
         self._producer: asyncio.Task[None] | None = None
         self._stream_reader: Any = None
         self._cursor_s = 0.0
+        self._pending: collections.deque[str] = collections.deque(maxlen=_MAX_PENDING_RECORDS)
         self.counts = EosCountStream(self)
         super().__init__(**kw)
 
@@ -306,21 +332,64 @@ class EosEmulator(Emulator):
         if not self.stream_writers and self._producer is not None:
             self._producer.cancel()
             self._producer = None
+            self._close_stream_reader()
+
+    def _close_stream_reader(self) -> None:
+        if self._stream_reader is not None:
+            self._stream_reader.close()
+            self._stream_reader = None
+        self._pending.clear()
+
+    def follows_world(self) -> bool:
+        """Fast mode with the detectors wired to a tagger: records follow the world's time."""
+        if self.world is None or not self.detectors or self.world.clock.mode != "fast":
+            return False
+        return any(d.tagger is not None for d in self._world_detectors())
 
     async def _produce(self) -> None:
         while self.stream_writers:
-            line = (await self.next_record()).encode("ascii")
-            for w in list(self.stream_writers):
-                transport = getattr(w, "transport", None)
-                if transport is not None and transport.get_write_buffer_size() > _MAX_BACKLOG_BYTES:
-                    continue
-                try:
-                    w.write(line)
-                except (ConnectionError, OSError, RuntimeError):
-                    self.stream_writers.discard(w)
+            if self.follows_world():
+                line = await self._next_followed_record()
+            else:
+                line = await self.next_record()
+            self._write_record(line.encode("ascii"))
+            await asyncio.sleep(_PACE_S if self.follows_world() else 0)
+
+    def _write_record(self, line: bytes) -> None:
+        for w in list(self.stream_writers):
+            transport = getattr(w, "transport", None)
+            if transport is not None and transport.get_write_buffer_size() > _MAX_BACKLOG_BYTES:
+                continue
+            try:
+                w.write(line)
+            except (ConnectionError, OSError, RuntimeError):
+                self.stream_writers.discard(w)
+
+    def _record(self, end_s: float, counts: list[int]) -> str:
+        return ",".join([str(self.epoch_ms + round(end_s * 1000.0)), *map(str, counts)]) + "\n"
+
+    def followed_records(self) -> list[str]:
+        """Records of every period the world has generated since the last call (fast
+        mode, follower; see the module doc). Opens the stream's reader on first use."""
+        assert self.world is not None
+        if self._stream_reader is None:
+            self._stream_reader = self.world.counter(self.detectors, passive=True)
+        out = []
+        while (block := self._stream_reader.read_ready(self.period_ms / 1000.0)) is not None:
+            out.append(self._record(self._stream_reader.cursor_s, [int(c) for c in block.counts]))
+        return out
+
+    async def _next_followed_record(self) -> str:
+        # Polled: the wall clock decides when a record leaves, not what it holds.
+        while not self._pending:
+            self._pending.extend(self.followed_records())
+            if not self._pending:
+                await asyncio.sleep(_PACE_S)
+        return self._pending.popleft()
 
     async def next_record(self) -> str:
-        """Integrate one measurement period and format its stream line."""
+        """Integrate one measurement period and format its stream line (the stream drives
+        the world: realtime mode, or fast mode with no tagger on its detectors)."""
         seconds = self.period_ms / 1000.0
         if self.world is None or not self.detectors:
             await asyncio.sleep(seconds)
@@ -336,8 +405,7 @@ class EosEmulator(Emulator):
                 await asyncio.sleep(seconds)
             counts = await self._period_counts(self._stream_reader, seconds)
             now_s = self._cursor_s
-        t_ms = self.epoch_ms + round(now_s * 1000.0)
-        return ",".join([str(t_ms), *map(str, counts)]) + "\n"
+        return self._record(now_s, counts)
 
     # --- control channel ---
 

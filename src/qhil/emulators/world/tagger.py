@@ -71,7 +71,7 @@ class _Timeline(Protocol):
 
     def _start_ps(self) -> int: ...
 
-    def _register(self, reader: TagReader) -> None: ...
+    def _register(self, reader: TagReader) -> int: ...
 
     def _unregister(self, reader: TagReader) -> None: ...
 
@@ -89,6 +89,8 @@ class TagPipeline:
         self.delays_ps: dict[int, float] = {}
         self.capacity = 1 << 24
         self.readers: list[TagReader] = []
+        #: Keep committed tags for acquisitions that join a running one (`World` sets it).
+        self.retain = False
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -96,6 +98,24 @@ class TagPipeline:
         self._staged_ch = np.zeros(0, np.int32)
         self._last: dict[int, float] = {}
         self.committed_until = -(1 << 62)
+        self.ingested_until: int | None = None
+        self.clear_history()
+
+    def clear_history(self) -> None:
+        """Forget retained tags; what is committed from now on is retained (if ``retain``)."""
+        self.history: deque[tuple[I64, I32]] = deque()
+        self._history_size = 0
+        self.history_complete_from = self.committed_until
+
+    def _retain_tags(self, ts: I64, ch: I32) -> None:
+        """Keep committed tags, at most ``capacity`` of them (the tagger's buffer): beyond it
+        the oldest go and the history then starts after them."""
+        self.history.append((ts, ch))
+        self._history_size += ts.size
+        while self._history_size > self.capacity and self.history:
+            old, _ = self.history.popleft()
+            self._history_size -= old.size
+            self.history_complete_from = int(old[-1]) + 1
 
     def min_delay_ps(self) -> float:
         return min([0.0, *self.delays_ps.values()])
@@ -119,6 +139,11 @@ class TagPipeline:
         # positive, so a truncating cast floors it.
         offset = float(node_base - key_base)
         scale = clock.rate / bin_ps
+        if self.ingested_until is not None and self.ingested_until != base_ps:
+            # Batches went by without this pipeline (no reader): its dead-time carry and
+            # staged tags belong to another time.
+            self.reset_state()
+        self.ingested_until = base_ps + length_ps
         parts = [(t, ch) for t, ch in pulses if t.size]
         if self.jitter_ps > 0:
             bound = JITTER_CLIP_SIGMAS * self.jitter_ps
@@ -178,6 +203,8 @@ class TagPipeline:
         if cut:
             for r in self.readers:
                 r._feed(ts[:cut], chs[:cut])
+            if self.retain:
+                self._retain_tags(ts[:cut], chs[:cut])
         self.committed_until = max(self.committed_until, limit)
 
     def _delay_table(self, max_ch: int) -> F64:
@@ -217,19 +244,37 @@ class TagPipeline:
 
 
 class TagReader:
-    """An independent cursor on a tag stream (a tagger's, or a set of detectors')."""
+    """An independent cursor on a tag stream (a tagger's, or a set of detectors').
 
-    def __init__(self, timeline: _Timeline, pipeline: TagPipeline, capacity: int) -> None:
+    ``passive``: a follower that reads only what other readers' acquisitions generated
+    (`read_ready`); it never moves time nor generates, and does not keep the world warm.
+    ``join``: a streaming acquisition; in fast mode one opened while streaming
+    acquisitions on other taggers run starts where the earliest of them started (the
+    package README, "Time and acquisition").
+    """
+
+    def __init__(
+        self,
+        timeline: _Timeline,
+        pipeline: TagPipeline,
+        capacity: int,
+        *,
+        passive: bool = False,
+        join: bool = False,
+    ) -> None:
         self._timeline = timeline
         self._pipeline = pipeline
         self.capacity = capacity
+        self.passive = passive
+        self.join = join
         self._chunks: deque[tuple[I64, I32]] = deque()
         self._unread = 0
         self._lost = 0
         self.closed = False
-        self.cursor_ps = timeline._start_ps()
+        self.cursor_ps = timeline._register(self)
+        #: Where this reader's acquisition started (true ps; moved by `seek_now`).
+        self.start_ps = self.cursor_ps
         pipeline.readers.append(self)
-        timeline._register(self)
 
     # -- feeding (by the pipeline) ---------------------------------------------------------
 
@@ -274,6 +319,15 @@ class TagReader:
         await self._timeline.clock.wait_until_ps(stop)
         return self._take(stop)
 
+    def read_ready(self, duration_s: float) -> TagBlock | None:
+        """The next ``duration_s`` after the cursor if the world has already generated all of
+        it (for the readers of other acquisitions), else None. Never moves time."""
+        self._check()
+        stop = self.cursor_ps + self._duration_ps(duration_s)
+        if self._pipeline.committed_until < math.floor(self._pipeline.clock.node_of_true(stop)):
+            return None
+        return self._take(stop)
+
     def read_available(self) -> TagBlock:
         """Everything from the cursor up to the present."""
         self._check()
@@ -285,6 +339,7 @@ class TagReader:
         self._clear()
         self._lost = 0
         self.cursor_ps = max(self.cursor_ps, self._timeline._start_ps())
+        self.start_ps = self.cursor_ps
 
     def close(self) -> None:
         if self.closed:
@@ -420,9 +475,9 @@ class TimeTagger(Component):
 
     # -- acquisition ---------------------------------------------------------------------
 
-    def open_reader(self) -> TagReader:
-        """A new reader whose cursor starts at the present."""
-        return TagReader(self._timeline, self.pipeline, self._buffer_size)
+    def open_reader(self, *, join: bool = False) -> TagReader:
+        """A new reader whose cursor starts at the present (``join``: see `TagReader`)."""
+        return TagReader(self._timeline, self.pipeline, self._buffer_size, join=join)
 
     @property
     def default_reader(self) -> TagReader:

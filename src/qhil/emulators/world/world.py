@@ -94,6 +94,11 @@ class CountReader:
     def read_available(self) -> CountBlock:
         return self._counts(self._reader.read_available())
 
+    def read_ready(self, duration_s: float) -> CountBlock | None:
+        """The next window if other acquisitions have generated it (`TagReader.read_ready`)."""
+        block = self._reader.read_ready(duration_s)
+        return None if block is None else self._counts(block)
+
     def seek_now(self) -> None:
         self._reader.seek_now()
 
@@ -361,7 +366,7 @@ class World:
         for r in list(self._readers):
             r._clear()
             r._lost = 0
-            r.cursor_ps = 0
+            r.cursor_ps = r.start_ps = 0
         for p in self._click_pipelines:
             p.reset_state()
         self._generated_until = 0
@@ -479,39 +484,79 @@ class World:
 
     # -- readers -------------------------------------------------------------------------
 
-    def counter(self, detectors: Iterable[str]) -> CountReader:
+    def counter(self, detectors: Iterable[str], *, passive: bool = False) -> CountReader:
         """Counts of registered clicks per detector (for counter-style instruments)."""
         names = tuple(detectors)
-        return CountReader(self.click_reader(names), names)
+        return CountReader(self.click_reader(names, passive=passive), names)
 
-    def click_reader(self, detectors: Iterable[str]) -> TagReader:
+    def click_reader(self, detectors: Iterable[str], *, passive: bool = False) -> TagReader:
         """Raw detector output pulses (no tagger), timestamps in the first detector's node clock;
-        channel i = ``detectors[i]``."""
+        channel i = ``detectors[i]``. ``passive``: a follower (`TagReader`) that reports what
+        other acquisitions generated, with `read_ready`."""
         names = tuple(detectors)
         if not 1 <= len(names) <= 256:
             raise WorldError(f"click_reader takes 1..256 detectors, got {len(names)}")
         dets = [self.detector(n) for n in names]
         pipe = _ClickPipeline("clicks:" + ",".join(names), self._nodes[dets[0].node].clock, names)
         self._click_pipelines.append(pipe)
-        return TagReader(self, pipe, 1 << 26)
+        return TagReader(self, pipe, 1 << 26, passive=passive)
 
     def close_readers(self) -> None:
         for r in list(self._readers):
             r.close()
 
+    @property
+    def _warm(self) -> bool:
+        """Whether generation runs on: some reader that drives acquisitions is open
+        (passive followers do not keep the world warm)."""
+        return any(not r.passive for r in self._readers)
+
     def _start_ps(self) -> int:
         now = self.clock.now_ps
-        if not self._readers:
+        if not self._warm:
             self._go_cold(now)
             return now
         return max(now, self._generated_until)
 
-    def _register(self, reader: TagReader) -> None:
+    def _register(self, reader: TagReader) -> int:
+        """Admit a new reader; return where its cursor starts."""
+        start = self._start_ps()
+        if reader.join:
+            joined = self._join_start(reader)
+            if joined is not None:
+                start = joined
+            if not self._joining():
+                for tg in self._taggers:  # keep every tagger's tags from here on
+                    tg.pipeline.retain = True
+                    tg.pipeline.clear_history()
         self._readers.add(reader)
+        return start
+
+    def _joining(self) -> list[TagReader]:
+        return [r for r in self._readers if r.join]
+
+    def _join_start(self, reader: TagReader) -> int | None:
+        """Fast mode: a streaming acquisition opened while others run on other taggers starts
+        where the earliest of them started, fed the tags its tagger kept since (None: it
+        starts at the present, e.g. its tagger's buffer overflowed meanwhile)."""
+        pipe = reader._pipeline
+        others = [r for r in self._joining() if r._pipeline is not pipe]
+        if self.mode != "fast" or not others or not pipe.retain:
+            return None
+        start = min(r.start_ps for r in others)
+        if pipe.history_complete_from > math.floor(pipe.clock.node_of_true(start)):
+            return None
+        for ts, ch in pipe.history:
+            reader._feed(ts, ch)
+        return start
 
     def _unregister(self, reader: TagReader) -> None:
         self._readers.discard(reader)
         self._click_pipelines = [p for p in self._click_pipelines if p.readers]
+        if reader.join and not self._joining():
+            for tg in self._taggers:
+                tg.pipeline.retain = False
+                tg.pipeline.clear_history()
 
     def _go_cold(self, t_ps: int) -> None:
         self._generated_until = t_ps
@@ -523,6 +568,9 @@ class World:
             tg.pipeline.reset_state()
         for p in self._click_pipelines:
             p.reset_state()
+        for r in self._readers:  # followers resume where the new run starts
+            r._clear()
+            r.cursor_ps = max(r.cursor_ps, t_ps)
 
     def _guard_ps(self, pipe: TagPipeline) -> float:
         if isinstance(pipe, _ClickPipeline):
@@ -571,7 +619,7 @@ class World:
     def _setting_changed(self, comp: Component) -> None:
         """A setting on the way of some transmitters' photons changed: draw again those
         already generated but not yet arrived (they meet the new setting)."""
-        if self._cold or not self._readers:
+        if self._cold or not self._warm:
             return  # nothing in flight: a cold start draws it afresh
         for si in self._in_flight_of.get(comp.name, []):
             self._redraw_in_flight(si)
@@ -656,7 +704,7 @@ class World:
 
         for tg in self._taggers:
             pipe = tg.pipeline
-            if not pipe.readers:
+            if not pipe.readers and not pipe.retain:
                 for ch in tg.wiring:
                     self._sync_pending.pop((tg.name, ch), None)
                 continue
