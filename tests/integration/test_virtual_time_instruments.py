@@ -160,11 +160,17 @@ def test_streams_started_together_cover_the_same_interval() -> None:
     assert got[0] - bob[0].t_start_ps < 1e9 and want[0] - ref_bob[0].t_start_ps < 1e9
 
 
-def test_join_is_fast_mode_only_and_ends_with_the_streams() -> None:
+def test_a_join_needs_a_running_stream() -> None:
+    """Once the streams have ended, a new one starts at the present (no old tags)."""
     world = _pairs_world()
     a = world.tagger("alice.tagger").open_reader(join=True)
     a.read(0.05)
     a.close()
     b = world.tagger("bob.tagger").open_reader(join=True)  # nothing streams: the present
     assert b.start_ps >= 50 * 10**9
-    assert not any(tg.pipeline.history for tg in (world.tagger("alice.tagger"),))
+    b.read(0.05)
+    c = world.tagger("alice.tagger").open_reader(join=True)  # b streams: c joins it
+    assert c.start_ps == b.start_ps
+    first = c.read(0.05)
+    assert first.t_start_ps == round(world.node("alice").clock.node_of_true(b.start_ps))
+    assert len(first) > 100
