@@ -230,7 +230,13 @@ def _record_polarization(run: Any, result: Any) -> None:
 
 
 async def _party_polarization(
-    prof: Any, settings: BB84Settings, party: str, bench: Any, channel: Any, run: Any
+    prof: Any,
+    settings: BB84Settings,
+    party: str,
+    bench: Any,
+    channel: Any,
+    run: Any,
+    on_waiting: Callable[[str], Any] | None = None,
 ) -> None:
     """Two-party polarization compensation before the key exchange, over the channel.
 
@@ -250,6 +256,10 @@ async def _party_polarization(
 
     ps = PolarizationSettings.from_profile(prof) if settings.calibrate_polarization else None
     timeout_s = settings.message_timeout_s
+    if ps is not None:
+        _tell(
+            on_waiting, f"{party}: compensating the fibre's polarization (Alice's reference light)"
+        )
     try:
         if party == "alice":
             gen = bench.role(settings.alice_node, PatternGenerator, name=settings.pattern_generator)
@@ -266,6 +276,11 @@ async def _party_polarization(
         )
         if result is not None:
             _record_polarization(run, result)
+            _tell(
+                on_waiting,
+                f"bob: polarization compensated: e_Z {100 * result.e_z.value:.2f} %, "
+                f"e_X {100 * result.e_x.value:.2f} % ({len(result.steps)} evaluations)",
+            )
     except CalibrationError as exc:
         raise _calibration_failed(prof, exc) from exc
     except AuthenticationError as exc:
@@ -499,7 +514,7 @@ async def run_bb84_party_job(
                 "on_data": run.append,
             }
             try:
-                await _party_polarization(prof, settings, party, bench, channel, run)
+                await _party_polarization(prof, settings, party, bench, channel, run, on_waiting)
                 if party == "alice":
                     gen = bench.role(node, PatternGenerator, name=settings.pattern_generator)
                     mine = await run_alice(settings, gen, channel, **common)
