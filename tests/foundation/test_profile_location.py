@@ -85,3 +85,17 @@ def test_an_unknown_profile_says_where_it_was_looked_for(
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and str(packaged_profiles_dir()) in proc.stderr
+
+
+def test_a_missing_toml_path_named_like_a_profile_points_to_the_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the README's hw_profiles/lab_example.toml, typed elsewhere
+    with pytest.raises(ConfigError) as info:
+        load_profile("hw_profiles/lab_example.toml")
+    msg = str(info.value)
+    assert msg.startswith("hw_profiles/lab_example.toml: profile: file not found in ")
+    assert str((packaged_profiles_dir() / "lab_example.toml").resolve()) in msg
+    assert "give its name, lab_example, without .toml" in msg
+    with pytest.raises(ConfigError, match=r"^elsewhere/mine\.toml: profile: file not found$"):
+        load_profile("elsewhere/mine.toml")

@@ -122,7 +122,7 @@ def available_profiles() -> dict[str, Path]:
     for base in (user_profiles_dir(), packaged_profiles_dir()):
         if base.is_dir():
             for path in sorted(base.glob("*.toml")):
-                found.setdefault(path.stem, path)
+                found.setdefault(path.stem, path.resolve())
     return found
 
 
@@ -135,6 +135,14 @@ def resolve_profile_path(name_or_path: str | None) -> Path:
     name = name_or_path or DEFAULT_PROFILE
     p = Path(name)
     if p.suffix == ".toml" or p.is_file():
+        known = None if p.exists() else available_profiles().get(p.stem)
+        if known is not None:  # e.g. hw_profiles/lab_example.toml, typed outside the repository
+            raise ConfigError(
+                name,
+                "profile",
+                f"file not found in {Path.cwd()}; the profile {p.stem!r} is {known}: "
+                f"give its name, {p.stem}, without .toml",
+            )
         return p
     user, shipped = user_profiles_dir(), packaged_profiles_dir()
     for base in (user, shipped):
