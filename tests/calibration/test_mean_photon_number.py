@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 from click.testing import CliRunner
 from scipy import stats
 
@@ -169,3 +170,32 @@ def test_cli_refuses_issue_14s_mus(tmp_path: Path) -> None:
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and "experiments.bb84.mus: signal must be in (0, 1]" in lines[0]
     assert "default.toml" in lines[0]
+
+
+@pytest.mark.slow
+async def test_party_alice_measures_before_she_listens(tmp_path: Path) -> None:
+    # Two-process mode: Alice holds the meter; a wrong mus ends her run before any photon
+    # of the key exchange (and before Bob could connect).
+    from qhil.emulators.bench import EmulatedBench
+    from qhil.orchestrator.jobs import run_bb84_party_job
+
+    key = tmp_path / "auth.hex"
+    key.write_text("ab" * 32)
+    key.chmod(0o600)
+    with EmulatedBench(DEFAULT) as emulated:
+        lab = tmp_path / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(emulated.addressed_profile()).encode())
+        summary = await run_bb84_party_job(
+            "alice",
+            str(lab),
+            ["experiments.bb84.mus=[0.5,0.13,0.0]"],
+            auth_key_file=key,
+            listen="127.0.0.1:0",
+            data_dir=tmp_path,
+            peer_timeout_s=5.0,
+        )
+    assert summary.status == "aborted"
+    assert summary.reason is not None and "decoy mu 0.13 configured" in summary.reason
+    rec = RunStore(tmp_path).get(summary.run_id)
+    assert rec.kind == "bb84.alice" and rec.status.value == "aborted"
+    assert rec.arrays["mucal_mus"][0][1] == pytest.approx(0.1, rel=0.12)
