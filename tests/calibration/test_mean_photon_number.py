@@ -172,7 +172,6 @@ def test_cli_refuses_issue_14s_mus(tmp_path: Path) -> None:
     assert "default.toml" in lines[0]
 
 
-@pytest.mark.slow
 async def test_party_alice_measures_before_she_listens(tmp_path: Path) -> None:
     # Two-process mode: Alice holds the meter; a wrong mus ends her run before any photon
     # of the key exchange (and before Bob could connect).
