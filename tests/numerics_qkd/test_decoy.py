@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from qhil.numerics.qkd.decoy import (
+    DecoyBounds,
     DecoyCounts,
     chernoff_interval,
     decoy_key_rate,
@@ -163,3 +164,21 @@ def test_finite_size_bounds_pinned_by_hand_where_they_dominate() -> None:
     assert asym.e1_upper == pytest.approx(0.0345136, rel=1e-5)
     # The finite-size rate is far below the asymptotic one at these counts.
     assert decoy_key_rate(b) < 0.5 * decoy_key_rate(asym)
+
+
+def test_decoy_key_rate_by_hand() -> None:
+    """q [Q1 (1 - h(e1)) - f Q h(E)], with a signal QBER above 1/2 counted as 1/2 (h = 1)."""
+    b = DecoyBounds(
+        y0=1e-5, y1_lower=0.04, e1_upper=0.11, q1_lower=0.01, q_signal=0.02, e_signal=0.7
+    )
+    h11 = -0.11 * math.log2(0.11) - 0.89 * math.log2(0.89)  # 0.49991596
+    assert decoy_key_rate(b, f_ec=1.2, q_sift=0.5) == pytest.approx(
+        0.5 * (0.01 * (1 - h11) - 1.2 * 0.02 * 1.0), rel=1e-12
+    )
+    low = DecoyBounds(
+        y0=1e-5, y1_lower=0.04, e1_upper=0.11, q1_lower=0.01, q_signal=0.02, e_signal=0.02
+    )
+    h02 = -0.02 * math.log2(0.02) - 0.98 * math.log2(0.98)
+    assert decoy_key_rate(low) == pytest.approx(
+        0.5 * (0.01 * (1 - h11) - 1.16 * 0.02 * h02), rel=1e-12
+    )

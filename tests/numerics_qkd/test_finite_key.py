@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qhil.numerics.qkd.entropy import binary_entropy
-from qhil.numerics.qkd.finite_key import FiniteKeyInput, secret_key_length
+from qhil.numerics.qkd.finite_key import FiniteKeyInput, gamma, secret_key_length
 
 MU = (0.5, 0.1, 0.0002)
 P_MU = (0.7, 0.2, 0.1)
@@ -171,3 +171,28 @@ def test_leakage_is_subtracted_at_the_pinned_point() -> None:
     base = secret_key_length(PINNED).length
     free = FiniteKeyInput(PINNED.mu, PINNED.p_mu, PINNED.n_key, PINNED.n_test, PINNED.m_test, 0.0)
     assert secret_key_length(free).length - base == 700_000
+
+
+def test_gamma_by_hand_and_at_its_edges() -> None:
+    """gamma(a, b, c, d) of Lim et al. by hand at an interior point; its b -> 0 limit is 0;
+    outside its domain (b >= 1, no single-photon counts) it is infinite (no key)."""
+    # (c + d) / (c d (1 - b) b) 21^2 / a^2 = 1.1e5 / (1e9 x 0.09) x 441 / 1e-18 = 5.39e17,
+    # log2 = 58.90306; sqrt(1.1e5 x 0.09 / (1e9 ln 2) x 58.90306) = 0.0290051.
+    assert gamma(1e-9, 0.1, 1e4, 1e5) == pytest.approx(0.02900506252, rel=1e-9)
+    assert gamma(1e-9, 0.1, 1.0, 10.0) == pytest.approx(3.21104003, rel=1e-8)
+    assert gamma(1e-9, 0.1, 10.0, 1.0) == pytest.approx(3.21104003, rel=1e-8)
+    assert gamma(1e-9, 0.0, 1e4, 1e5) == 0.0
+    assert 0 < gamma(1e-9, 1e-12, 1e4, 1e5) < 1e-4
+    for b, c, d in [(1.0, 1e4, 1e5), (1.5, 1e4, 1e5), (0.1, 0.0, 1e5), (0.1, 1e4, 0.0)]:
+        assert gamma(1e-9, b, c, d) == math.inf
+
+
+def test_no_test_errors_give_no_phase_error() -> None:
+    """With no test-basis error at all, v1 = 0 and phi = 0 (Lim et al.'s bounds: the
+    Hoeffding term of a zero total is 0): l = floor(s0 + s1 - leak - corrections) =
+    floor(201437.1627 + 2150740.2982 - 700000 - 256.5669) = 1 651 920."""
+    clean = FiniteKeyInput(
+        PINNED.mu, PINNED.p_mu, PINNED.n_key, PINNED.n_test, np.zeros(3), PINNED.leak_ec
+    )
+    res = secret_key_length(clean)
+    assert (res.v1_test, res.phase_error, res.length) == (0.0, 0.0, 1_651_920)

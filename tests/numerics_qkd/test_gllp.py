@@ -78,3 +78,47 @@ def test_bad_parameters_named() -> None:
         GllpParameters(eta_bob=0.0)
     with pytest.raises(ValueError, match="distance_km"):
         key_rate(0.5, -1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "edge"),
+    [
+        ("alpha_db_per_km", -1e-9, 0.0),
+        ("e_detector", -1e-9, 0.0),
+        ("e_detector", 0.5 + 1e-9, 0.5),
+        ("y0", -1e-9, 0.0),
+        ("y0", 1.0, 1.0 - 1e-9),
+        ("eta_bob", 0.0, 1e-9),
+        ("eta_bob", 1.0 + 1e-9, 1.0),
+        ("f_ec", 1.0 - 1e-9, 1.0),
+        ("q_sift", 0.0, 1e-9),
+        ("q_sift", 1.0 + 1e-9, 1.0),
+    ],
+)
+def test_each_parameter_range_is_checked_at_its_edge(name: str, bad: float, edge: float) -> None:
+    with pytest.raises(ValueError, match=rf"GllpParameters\.{name}: out of range \(got {bad!r}\)"):
+        GllpParameters(**{name: bad})
+    assert getattr(GllpParameters(**{name: edge}), name) == edge
+
+
+def test_cutoff_pinned_and_its_edge_cases() -> None:
+    # README: the optimised rate reaches 0 at 142.2 km (brentq to 1e-3 km).
+    assert max_distance() == pytest.approx(142.2087, abs=2e-3)
+    # No key even at 0 km (20 % misalignment): the cut-off is 0.
+    assert max_distance(GllpParameters(e_detector=0.2)) == 0.0
+    with pytest.raises(ValueError, match="upper_km=100"):
+        max_distance(upper_km=100.0)
+    with pytest.raises(ValueError, match=r"mu must be > 0 \(got 0.0\)"):
+        key_rate(0.0, 10.0)
+
+
+def test_optimal_mu_pinned() -> None:
+    # Values of the README: mu* = 0.486 / 0.479 / 0.475 at 0 / 50 / 100 km.
+    for distance, mu_ref, rate_ref in [
+        (0.0, 0.48636, 2.554908e-3),
+        (50.0, 0.47930, 2.225955e-4),
+        (100.0, 0.47522, 1.718587e-5),
+    ]:
+        mu, rate = optimal_mu(distance)
+        assert mu == pytest.approx(mu_ref, abs=2e-4)
+        assert rate == pytest.approx(rate_ref, rel=1e-6)

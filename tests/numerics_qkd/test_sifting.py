@@ -73,6 +73,11 @@ def test_sift_keeps_matching_bases_and_aligns_bits() -> None:
     assert lo <= alice.pulse_index.size <= hi
     assert reply.match.size == detected.size
     assert np.all(alice.select(1) == (alice.basis == 1))
+    for basis in (0, 1):
+        for k in (0, 1, 2):
+            expected = (alice.basis == basis) & (alice.intensity == k)
+            assert expected.any() and not expected.all()
+            np.testing.assert_array_equal(alice.select(basis, k), expected)
 
 
 def test_two_party_messages_round_trip() -> None:
