@@ -225,3 +225,60 @@ async def test_split_search_on_the_emulated_bench_matches_the_in_process_one() -
     assert two.voltages_mv == one.voltages_mv
     assert _steps(two) == _steps(one)
     assert two_angle == one_angle
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("polcal.Request", {"step": -1, "state": "H"}),
+        ("polcal.Request", {"step": 1, "state": "X"}),
+        ("polcal.Request", {"step": 1, "state": "H", "extra": 0}),
+        ("polcal.Live", {"step": 1, "state": "H"}),
+        ("polcal.Measured", {"step": 1, "state": "H", "counts": [1, 2, 3], "integration_s": 1e-3}),
+        ("polcal.Measured", {"step": 1, "state": "H", "counts": [1, 2, 3, -4], "integration_s": 1}),
+        (
+            "polcal.Plan",
+            {
+                "version": 1,
+                "enabled": 1,
+                "pattern_length": 8,
+                "intensity_index": 0,
+                "rep_rate_hz": 1.0,
+            },
+        ),
+        ("polcal.Done", {"results": {"a": [1]}}),
+        ("bb84.Hello", {}),
+    ],
+)
+def test_malformed_messages_are_refused_by_name(kind: str, payload: dict[str, Any]) -> None:
+    from qhil.calibration.remote_reference import from_payload
+
+    with pytest.raises(CalibrationError, match="polarization compensation"):
+        from_payload(kind, payload)
+
+
+async def test_alice_stops_a_bob_who_never_ends() -> None:
+    d = doubles(random_link(10))
+    small = SETTINGS.model_copy(update={"max_acquisitions": 4})
+    a, b = await _channels()
+
+    async def endless_bob() -> None:
+        from qhil.calibration.remote_reference import Live, Plan, Request, _expect, _send
+
+        await _send(b, Plan(1, True, small.pattern_length, small.intensity_index, 80e6))
+        await b.recv()  # Ready
+        for step in range(1, 100):
+            await _send(b, Request(step, "H"))
+            if not isinstance(await _expect(b, 10.0, Live), Live):
+                return
+
+    try:
+        alice, _ = await asyncio.gather(
+            serve_remote_reference(a, d.generator, small, timeout_s=10.0),
+            endless_bob(),
+            return_exceptions=True,
+        )
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    assert isinstance(alice, CalibrationError) and "more than 8 reference blocks" in str(alice)
+    assert len(d.generator.loaded) == 8 and d.generator.output_calls == [True, False]

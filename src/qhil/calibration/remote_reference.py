@@ -53,6 +53,9 @@ KIND_PREFIX = "polcal."
 REFERENCE_FIELDS = ("channel_map", "rep_rate_hz", "pattern_length", "intensity_index")
 
 Scalar = bool | int | float | str
+#: Alice serves at most this many reference blocks per counting gate Bob may use (one
+#: each, in fact): a peer that never ends cannot keep her transmitter busy forever.
+MAX_REQUESTS_PER_GATE = 2
 
 
 class Channel(Protocol):
@@ -390,6 +393,12 @@ async def serve_remote_reference(
         while True:
             msg = await _expect(channel, timeout_s, Request, Measured, Done)
             if isinstance(msg, Request):
+                if source.uploads >= MAX_REQUESTS_PER_GATE * settings.max_acquisitions:
+                    raise CalibrationError(
+                        f"polarization compensation: Bob asked for more than "
+                        f"{source.uploads} reference blocks (max_acquisitions is "
+                        f"{settings.max_acquisitions})"
+                    )
                 length = await source.load(msg.state)
                 await _send(channel, Live(msg.step, msg.state, length))
             elif isinstance(msg, Measured):
