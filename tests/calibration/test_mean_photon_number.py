@@ -31,6 +31,7 @@ from qhil.emulators.server import EmulatorHost
 from qhil.emulators.thorlabs.pm100d import PM100DEmulator
 from qhil.emulators.world import World
 from qhil.emulators.world.config import load_world_file
+from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.jobs import run_bb84_job
 from qhil.orchestrator.profile import load_profile
@@ -198,3 +199,12 @@ async def test_party_alice_measures_before_she_listens(tmp_path: Path) -> None:
     rec = RunStore(tmp_path).get(summary.run_id)
     assert rec.kind == "bb84.alice" and rec.status.value == "aborted"
     assert rec.arrays["mucal_mus"][0][1] == pytest.approx(0.1, rel=0.12)
+
+
+async def test_level_count_must_match_bb84s(tmp_path: Path) -> None:
+    prof = load_profile("default", ["experiments.calibration.mean_photon_number.levels=2"])
+    async with open_bench(prof) as bench:
+        with RunStore(tmp_path).start_run("check") as run:
+            with pytest.raises(ConfigError, match=r"mean_photon_number\.levels: measures 2"):
+                await verify_mean_photon_numbers(prof, bench, (0.5, 0.1, 0.0), run)
+            run.finish("success")

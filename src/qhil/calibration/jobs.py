@@ -273,6 +273,12 @@ async def verify_mean_photon_numbers(
     """
     s = MeanPhotonNumberSettings.from_profile(prof)
     field = "experiments.bb84.verify_mus"
+    if s.levels != len(configured):
+        raise ConfigError(
+            prof.source,
+            f"{s.table()}.levels",
+            f"measures {s.levels} levels but experiments.bb84.mus has {len(configured)}",
+        )
     try:
         result = await measure_mean_photon_numbers(bench, s, run, prefix="mucal_")
     except LookupError as exc:
