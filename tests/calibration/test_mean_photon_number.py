@@ -4,6 +4,7 @@ and BB84 refusing a key when the configured mus disagree with the measured ones.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -208,3 +209,13 @@ async def test_level_count_must_match_bb84s(tmp_path: Path) -> None:
             with pytest.raises(ConfigError, match=r"mean_photon_number\.levels: measures 2"):
                 await verify_mean_photon_numbers(prof, bench, (0.5, 0.1, 0.0), run)
             run.finish("success")
+
+
+def test_cli_calibrate_mean_photon_number(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        main, ["calibrate", "mean-photon-number", "--json", "--data-dir", str(tmp_path)]
+    )
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output.strip().splitlines()[-1])
+    assert summary["kind"] == "calibration.mean_photon_number"
+    assert summary["mu_0_lo"] <= 0.5 <= summary["mu_0_hi"]
