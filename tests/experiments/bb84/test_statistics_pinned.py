@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from qhil.emulators.world import World, load_world_config
 from qhil.numerics.qkd import FiniteKeyInput, secret_key_length
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.party import PartyBase
@@ -25,8 +26,10 @@ from qhil.orchestrator.experiments.bb84.statistics import (
     decoy_counts,
     finite_key,
 )
+from qhil.records import KeyStore
 
-from .support import settings
+from .conftest import Runner
+from .support import bb84_world_table, settings
 
 I64 = np.int64
 
@@ -242,3 +245,26 @@ def test_test_basis_qber_of_the_signal_aborts_above_the_threshold(
         p.check_estimates()
     assert err.value.reason is AbortReason.QBER_TOO_HIGH
     assert "test-basis QBER of the signal intensity 5.01 %" in err.value.detail
+
+
+async def test_run_aborts_on_key_basis_errors_the_test_basis_does_not_see(
+    run: Runner, key_store: KeyStore
+) -> None:
+    """Bob's Z analyzer turned by 12 degrees: the key basis errs ~6 % (2 % source error +
+    sin^2 12 deg), the test basis only ~2 %. With max_qber 5 % the test-basis check passes,
+    reconciliation corrects the key, and the key-basis check must abort; no key is stored."""
+    table = bb84_world_table(e_d=0.02, seed=9)
+    rx = table["nodes"]["bob"]["components"]["rx"]
+    rx["bases"][0] = {"angle_deg": 12.0, "weight": 0.5, "plus": "h", "minus": "v"}
+    world = World(load_world_config(table, "key-basis misalignment"), seed=9)
+    with pytest.raises(BB84Aborted) as err:
+        await run(world, settings(blocks=1, pattern_length=1 << 20, max_qber=0.05))
+    exc = err.value
+    assert exc.reason is AbortReason.QBER_TOO_HIGH, exc
+    assert "key-basis QBER of the signal intensity" in exc.detail
+    st = exc.result.statistics if exc.result is not None else None
+    assert st is not None and st.key_errors is not None
+    e_key = float(st.key_errors[0] / st.key_sifted[0])
+    e_test = float(st.test_errors[0] / st.test_sifted[0])
+    assert e_test < 0.05 < e_key
+    assert key_store.list_keys() == []
