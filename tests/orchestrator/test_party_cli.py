@@ -98,35 +98,16 @@ def test_a_wrong_pre_shared_key_exits_3_at_both_parties(lab: Path, tmp_path: Pat
     env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path / "data")}
     base = [*QHIL, "run", "bb84", str(lab), "--json", "--peer-timeout", "120"]
     alice_key, bob_key = _key(tmp_path / "a.hex"), _key(tmp_path / "b.hex")  # not the same
-    alice = subprocess.Popen(
-        [
-            *base,
-            "--party",
-            "alice",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--auth-key-file",
-            str(alice_key),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    bob = subprocess.Popen(
-        [
-            *base,
-            "--party",
-            "bob",
-            "--connect",
-            f"127.0.0.1:{port}",
-            "--auth-key-file",
-            str(bob_key),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    where = {"alice": ("--listen", alice_key), "bob": ("--connect", bob_key)}
+    alice, bob = (
+        subprocess.Popen(
+            [*base, "--party", party, option, f"127.0.0.1:{port}", "--auth-key-file", str(key)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for party, (option, key) in where.items()
     )
     outs = [p.communicate(timeout=600) for p in (alice, bob)]
     for p, (out, err) in zip((alice, bob), outs, strict=True):
