@@ -585,7 +585,7 @@ def runs() -> None:
 def _store(data_dir: str | None) -> Any:
     from qhil.records import RunStore
 
-    return RunStore(data_dir)
+    return RunStore(data_dir, readonly=True)  # reading creates and writes nothing
 
 
 @runs.command("list")

@@ -21,6 +21,7 @@ from qhil.records import (
     RunStateError,
     RunStatus,
     RunStore,
+    StoreAccessError,
 )
 
 
@@ -255,7 +256,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_store_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
-    with pytest.raises(NotADirectoryError, match="not a directory"):
+    with pytest.raises(StoreAccessError, match=r"run store .*/f: exists and is not a directory"):
         RunStore(tmp_path / "f")
 
 

@@ -17,6 +17,7 @@ from qhil.records.errors import (
     RecordValueError,
     RunNotFoundError,
     RunStateError,
+    StoreAccessError,
     StoreVersionError,
 )
 from qhil.records.formatting import (
@@ -55,6 +56,7 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "SecretKey",
+    "StoreAccessError",
     "StoreVersionError",
     "default_data_dir",
     "default_key_dir",

@@ -46,6 +46,11 @@ class StoreVersionError(RecordError):
     """The run database was written by a newer qhil with an unknown schema."""
 
 
+class StoreAccessError(RecordError):
+    """The run store cannot be opened, read or written (missing, corrupt, read-only,
+    not permitted); the message names the path."""
+
+
 class ArrayDataError(RecordError):
     """A run's array file is missing or does not hold what the index says."""
 

@@ -24,7 +24,12 @@ from pydantic import BaseModel
 from qhil.records.arrays import dtype_from_text
 from qhil.records.clock import from_iso, new_run_id, to_iso, utc_now
 from qhil.records.database import Database
-from qhil.records.errors import AmbiguousRunIdError, RecordValueError, RunNotFoundError
+from qhil.records.errors import (
+    AmbiguousRunIdError,
+    RecordValueError,
+    RunNotFoundError,
+    StoreAccessError,
+)
 from qhil.records.jsonable import dumps, to_jsonable
 from qhil.records.keystore import KeyRef
 from qhil.records.liveness import OwnerLock, lock_is_held, pid_alive, this_host
@@ -44,6 +49,9 @@ _SQL_BATCH = 500  # ids per IN (...) query, well under SQLite's variable limit
 class RunStore:
     """Run records in one data directory (default: :func:`~qhil.records.default_data_dir`).
 
+    ``readonly`` opens an existing store for reading only: nothing is created or
+    written, so it works on a read-only directory or file system (``qhil runs``).
+
     ``heartbeat_interval_s`` is how often runs started here stamp their
     heartbeat; ``stale_after_s`` is how old a heartbeat of a run owned by
     another host may be before this store calls that run incomplete (it also
@@ -56,6 +64,7 @@ class RunStore:
         *,
         heartbeat_interval_s: float = 5.0,
         stale_after_s: float = 60.0,
+        readonly: bool = False,
     ) -> None:
         if heartbeat_interval_s <= 0:
             raise ValueError(f"heartbeat_interval_s must be positive, got {heartbeat_interval_s}")
@@ -65,16 +74,34 @@ class RunStore:
                 f"heartbeat_interval_s ({heartbeat_interval_s})"
             )
         self.data_dir = Path(path).expanduser() if path is not None else default_data_dir()
-        if self.data_dir.exists() and not self.data_dir.is_dir():
-            raise NotADirectoryError(f"run store {self.data_dir}: exists and is not a directory")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / DB_NAME
+        self.readonly = readonly
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise StoreAccessError(f"run store {self.data_dir}: exists and is not a directory")
+        if readonly:  # only look: a reader creates nothing (the store may be read-only)
+            if not self.data_dir.exists():
+                raise StoreAccessError(f"run store {self.data_dir}: no such directory")
+            if not self.db_path.exists():
+                raise StoreAccessError(
+                    f"run store {self.data_dir}: no run index {DB_NAME} (no run recorded there)"
+                )
+        else:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreAccessError(
+                    f"run store {self.data_dir}: cannot create it: {exc.strerror or exc}"
+                ) from None
         self.heartbeat_interval_s = heartbeat_interval_s
         self.stale_after_s = stale_after_s
-        self.database = Database(self.db_path)
+        self.database = Database(self.db_path, readonly=readonly)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.data_dir)!r})"
+
+    def close(self) -> None:
+        """Close this thread's connection to the index (it reopens on next use)."""
+        self.database.close()
 
     # -- writing ---------------------------------------------------------------------
 
