@@ -6,24 +6,25 @@ from __future__ import annotations
 
 import pytest
 
-from qhil.numerics.timing.pulse_alignment import OffsetNotFoundError, align_pulse_train
+from qhil.numerics.timing.pulse_alignment import (
+    OffsetNotFoundError,
+    PulseAlignment,
+    align_pulse_train,
+)
 
 from ._synth import Bb84Clicks, bb84_clicks
 
 
+def _align(c: Bb84Clicks) -> PulseAlignment:
+    revealed = (c.revealed_index, c.revealed_basis, c.revealed_bit)
+    return align_pulse_train(
+        c.times, c.basis, c.bit, 10_000, *revealed, max_pulse_offset=20_000, pulse_offset_guess=-100
+    )
+
+
 def _fail(c: Bb84Clicks) -> OffsetNotFoundError:
     with pytest.raises(OffsetNotFoundError) as info:
-        align_pulse_train(
-            c.times,
-            c.basis,
-            c.bit,
-            10_000,
-            c.revealed_index,
-            c.revealed_basis,
-            c.revealed_bit,
-            max_pulse_offset=20_000,
-            pulse_offset_guess=-100,
-        )
+        _align(c)
     return info.value
 
 
@@ -52,15 +53,5 @@ def test_inverted_bits_dip_instead_of_peaking() -> None:
 def test_correct_bits_still_align() -> None:
     # Control: the same clicks with a 2 % QBER align (the errors above come from the bits).
     c = bb84_clicks(5, qber=0.02, offset_ps=1e6)
-    r = align_pulse_train(
-        c.times,
-        c.basis,
-        c.bit,
-        10_000,
-        c.revealed_index,
-        c.revealed_basis,
-        c.revealed_bit,
-        max_pulse_offset=20_000,
-        pulse_offset_guess=-100,
-    )
+    r = _align(c)
     assert r.significance >= 6.0 and r.agreement > 0.9

@@ -50,6 +50,7 @@ def test_readme_two_process_recipe_gives_both_parties_the_same_key(tmp_path: Pat
         stderr=emu_log,
         text=True,
     )
+    parties: list[subprocess.Popen[str]] = []
     try:
         # The profile is written before the instruments are listed: wait for the first line.
         assert emulator.stdout is not None
@@ -58,25 +59,28 @@ def test_readme_two_process_recipe_gives_both_parties_the_same_key(tmp_path: Pat
         port = _free_port()
         party = [*QHIL, "run", "bb84", "lab.toml", "--duration", "0.3", "--json"]
         party += ["--auth-key-file", "psk.hex"]
-        alice = subprocess.Popen(
-            [*party, "--party", "alice", "--listen", f"127.0.0.1:{port}"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        bob = subprocess.Popen(
-            [*party, "--party", "bob", "--connect", f"127.0.0.1:{port}"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        parties += [
+            subprocess.Popen(
+                [*party, "--party", *role],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for role in (
+                ("alice", "--listen", f"127.0.0.1:{port}"),
+                ("bob", "--connect", f"127.0.0.1:{port}"),
+            )
+        ]
+        alice, bob = parties
         a_out, a_err = alice.communicate(timeout=600)
         b_out, b_err = bob.communicate(timeout=600)
     finally:
+        for p in parties:  # only if a wait above failed
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
         emulator.send_signal(signal.SIGINT)
         try:
             emulator.communicate(timeout=60)
