@@ -188,7 +188,11 @@ class Session:
         await self._drain_stale()
 
     async def _drain_stale(self) -> None:
-        """Drop what a serial line holds from before we opened it (logged if anything)."""
+        """Drop what a serial line holds from before we opened it (logged if anything).
+
+        No bare terminator is sent first to end a command another client left half-sent:
+        an instrument may answer an empty command, later than the drain waits.
+        """
         if not getattr(self._io, "serial_line", False):
             return
         try:
