@@ -171,8 +171,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        node: Any = out
         keys = path.split(".")
+        if not all(k.strip() for k in keys):
+            raise ConfigError(
+                source, path, "an empty name in the path; write dotted names such as bench.seed"
+            )
+        node: Any = out
         for i, k in enumerate(keys[:-1]):
             child = node.setdefault(k, {})
             if not isinstance(child, dict):
