@@ -196,3 +196,69 @@ def test_no_test_errors_give_no_phase_error() -> None:
     )
     res = secret_key_length(clean)
     assert (res.v1_test, res.phase_error, res.length) == (0.0, 0.0, 1_651_920)
+
+
+def with_counts(**kw: object) -> FiniteKeyInput:
+    fields = {
+        "mu": PINNED.mu,
+        "p_mu": PINNED.p_mu,
+        "n_key": PINNED.n_key,
+        "n_test": PINNED.n_test,
+        "m_test": PINNED.m_test,
+        "leak_ec": PINNED.leak_ec,
+    }
+    fields.update(kw)
+    return FiniteKeyInput(**fields)  # type: ignore[arg-type]
+
+
+def test_phase_error_bound_is_capped_at_one_half() -> None:
+    """A quarter of PINNED's test counts, half its error rate: v1/s1 = 0.431, gamma = 0.088,
+    so phi is capped at 1/2 (h = 1: the single photons give nothing) and with no leakage
+    l = floor(s0 - corrections) = floor(201437.1627 - 256.5669) = 201 180."""
+    res = secret_key_length(
+        with_counts(n_test=PINNED.n_test * 0.25, m_test=PINNED.m_test * 0.125, leak_ec=0.0)
+    )
+    assert 0.43 < res.v1_test / res.s1_test < 0.5 and res.s1_key > 2e6
+    assert (res.phase_error, res.length) == (0.5, 201_180)
+    many_errors = secret_key_length(
+        with_counts(n_test=PINNED.n_test * 0.25, m_test=PINNED.m_test * 0.25, leak_ec=0.0)
+    )
+    assert many_errors.v1_test / many_errors.s1_test == pytest.approx(0.626, abs=1e-3)
+    assert (many_errors.phase_error, many_errors.length) == (0.5, 201_180)
+
+
+def test_no_single_photon_bound_in_one_basis_gives_no_key() -> None:
+    """Key basis too small for a single-photon bound, test basis fine: no key, phi = 1/2,
+    and the other estimates still reported."""
+    res = secret_key_length(with_counts(n_key=np.array([1000.0, 100.0, 10.0]), leak_ec=0.0))
+    assert (res.length, res.s0_key, res.s1_key, res.phase_error) == (0, 0.0, 0.0, 0.5)
+    assert res.s1_test == pytest.approx(33_967.81388, rel=1e-9)
+    assert res.v1_test == pytest.approx(3_693.795040, rel=1e-9)
+    assert res.correction_bits == pytest.approx(256.5669431, rel=1e-9)
+    # A positive bound that the leakage eats: length 0, never 1.
+    assert secret_key_length(with_counts(leak_ec=1e7)).length == 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"mu": (0.3, 0.2, 0.1)}, "mu"),  # mu1 = mu2 + mu3
+        ({"mu": (0.5, 0.1, 0.1)}, "mu"),  # mu2 = mu3
+        ({"p_mu": (0.8, 0.2, 0.0)}, "p_mu"),
+        ({"p_mu": (0.5, 0.3, 0.21)}, "p_mu"),
+        ({"n_key": np.array([1.0, -1.0, 1.0])}, "n_key"),
+        ({"n_test": np.array([1.0, 1.0])}, "n_test"),
+        ({"leak_ec": -1.0}, "leak_ec"),
+        ({"eps_sec": 0.0}, "eps_sec"),
+        ({"eps_sec": 1.0}, "eps_sec"),
+        ({"eps_cor": 1.0}, "eps_cor"),
+    ],
+)
+def test_each_bad_input_is_named(kw: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^FiniteKeyInput\.{field}: "):
+        with_counts(**kw)
+
+
+def test_edge_inputs_accepted() -> None:
+    with_counts(mu=(0.31, 0.2, 0.1), p_mu=(0.4, 0.4, 0.2), m_test=PINNED.n_test)
+    with_counts(mu=(0.5, 0.1, 0.0), eps_sec=1e-300, leak_ec=0.0)
