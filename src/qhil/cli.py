@@ -208,6 +208,8 @@ def emulate(
     from qhil.orchestrator.profile import EMULATED, load_profile
 
     try:
+        if write_profile:
+            _check_writable(write_profile, "--write-profile")
         prof = load_profile(profile, list(overrides))
         if not any(spec.resource == EMULATED for _, _, spec in prof.instruments()):
             # A lab profile: nothing to serve (waiting for Ctrl-C in silence helps nobody).
@@ -225,8 +227,11 @@ def emulate(
         if write_profile:
             import tomli_w
 
-            with open(write_profile, "wb") as f:
-                tomli_w.dump(bench.addressed_profile(), f)
+            try:
+                with open(write_profile, "wb") as f:
+                    tomli_w.dump(bench.addressed_profile(), f)
+            except OSError as exc:
+                _fail(ConfigError("<command line>", "--write-profile", _os_problem(exc)))
         for row in bench.listing():
             if as_json:
                 click.echo(json.dumps(row))
@@ -241,6 +246,24 @@ def emulate(
         stop.wait()
     finally:
         bench.stop()
+
+
+def _os_problem(exc: OSError) -> str:
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+
+
+def _check_writable(path: str, option: str) -> None:
+    """A file the command will write later: its folder exists and is writable, now."""
+    import os
+    from pathlib import Path
+
+    from qhil.errors import ConfigError
+
+    folder = Path(path).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise ConfigError("<command line>", option, f"{path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError("<command line>", option, f"{path}: directory {folder} is not writable")
 
 
 @main.command()

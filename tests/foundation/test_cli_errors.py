@@ -219,3 +219,19 @@ def test_errors_through_a_real_process_are_one_line(tmp_path: Path) -> None:
             env={**os.environ, "QHIL_DATA_DIR": str(tmp_path / "data")},
         )
         assert_one_line_error(r.returncode, r.stderr, name)
+
+
+def test_emulate_refuses_a_profile_it_could_not_write_before_serving(tmp_path: Path) -> None:
+    """It served the bench, then failed writing with a FileNotFoundError traceback."""
+    target = tmp_path / "no" / "such" / "lab.toml"
+    code, err = invoke(["emulate", "--write-profile", str(target)], tmp_path)
+    assert_one_line_error(code, err, "--write-profile", str(target), "no such directory")
+
+
+def test_a_binary_auth_key_file_is_not_a_traceback(tmp_path: Path, no_bench: None) -> None:
+    key = tmp_path / "psk.hex"
+    key.write_bytes(b"\xff\xfe" * 32)
+    key.chmod(0o600)
+    args = ["run", "bb84", "--party", "bob", "--connect", "127.0.0.1:7000"]
+    code, err = invoke([*args, "--auth-key-file", str(key)], tmp_path)
+    assert_one_line_error(code, err, str(key), "not a hexadecimal string")

@@ -123,6 +123,7 @@ async def run_bb84_job(
     mode: str | None = None,
     progress: Callable[[BB84Progress], Any] | None = None,
     tamper_alice_to_bob: Tamper | None = None,
+    insecure_test_seed: int | None = None,
 ) -> JobSummary:
     """Decoy-state BB84 on the profile's bench, both parties in this process.
 
@@ -130,7 +131,13 @@ async def run_bb84_job(
     with a key shared by the two parties at start-up); the final keys go to the
     key store (0600 files) and only their SHA-256 reaches the record and the summary.
     ``tamper_alice_to_bob`` is a man-in-the-middle hook for security tests.
+
+    ``insecure_test_seed`` is for reproducibility tests ONLY: it seeds every random
+    choice of the parties (Alice's symbols, the revealed subsets, the protocol's seeds)
+    and of the polarization search instead of the OS CSPRNG, so the key is predictable
+    from the seed. Neither the CLI nor a profile can set it; using it logs a warning.
     """
+    rngs = _insecure_test_rngs(insecure_test_seed)
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
     store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
@@ -153,7 +160,7 @@ async def run_bb84_job(
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
             if settings.calibrate_polarization:
-                await _calibrate_polarization(prof, bench, generator, tagger, run)
+                await _calibrate_polarization(prof, bench, generator, tagger, run, rngs["search"])
             auth = AuthKey.generate()  # pre-shared by the two parties of this process
             alice_ch, bob_ch = in_process_channels(
                 HmacSha256Authenticator(auth),
@@ -181,6 +188,8 @@ async def run_bb84_job(
                     run_id=run.run_id,
                     progress=diagnosis,
                     on_data=run.append,
+                    alice_rng=rngs["alice"],
+                    bob_rng=rngs["bob"],
                 )
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
@@ -201,7 +210,12 @@ async def run_bb84_job(
 
 
 async def _calibrate_polarization(
-    prof: Any, bench: Any, generator: Any, tagger: Any, run: Any
+    prof: Any,
+    bench: Any,
+    generator: Any,
+    tagger: Any,
+    run: Any,
+    rng: np.random.Generator | None = None,
 ) -> None:
     """Compensate the link's polarization first, as a lab does; recorded in the same run."""
     from qhil.calibration.errors import CalibrationError
@@ -211,10 +225,26 @@ async def _calibrate_polarization(
     ps = PolarizationSettings.from_profile(prof)
     controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
     try:
-        result = await calibrate_polarization(generator, tagger, controller, **ps.routine_kwargs())
+        result = await calibrate_polarization(
+            generator, tagger, controller, rng=rng, **ps.routine_kwargs()
+        )
     except CalibrationError as exc:
         raise _calibration_failed(prof, exc) from exc
     _record_polarization(run, result)
+
+
+def _insecure_test_rngs(seed: int | None) -> dict[str, np.random.Generator | None]:
+    """Generators for `run_bb84_job`'s ``insecure_test_seed`` (None: the parties' own
+    CSPRNG-seeded ones)."""
+    if seed is None:
+        return {"alice": None, "bob": None, "search": None}
+    log.warning("bb84: insecure_test_seed is set: the key is predictable (tests only)")
+    alice, bob, search = np.random.SeedSequence(seed).spawn(3)
+    return {
+        "alice": np.random.default_rng(alice),
+        "bob": np.random.default_rng(bob),
+        "search": np.random.default_rng(search),
+    }
 
 
 def _calibration_failed(prof: Any, exc: Exception) -> ConfigError:
@@ -328,7 +358,7 @@ def load_auth_key(path: str | Path) -> AuthKey:
     p = Path(path)
     try:
         mode = stat.S_IMODE(p.stat().st_mode)
-        text = p.read_text(encoding="ascii")
+        content = p.read_bytes()
     except OSError as exc:
         raise ConfigError(str(p), "auth key", f"cannot read it: {exc.strerror}") from None
     if mode & 0o077:
@@ -336,8 +366,8 @@ def load_auth_key(path: str | Path) -> AuthKey:
             str(p), "auth key", f"is readable by others (mode {mode:o}); chmod 600 it"
         )
     try:
-        raw = bytes.fromhex(text.strip())
-    except ValueError:
+        raw = bytes.fromhex(content.decode("ascii").strip())
+    except ValueError:  # UnicodeDecodeError (non-ASCII bytes) is one too
         raise ConfigError(
             str(p), "auth key", "not a hexadecimal string (hex digits 0-9a-f, two per byte)"
         ) from None
