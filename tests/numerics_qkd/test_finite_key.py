@@ -235,6 +235,14 @@ def test_no_single_photon_bound_in_one_basis_gives_no_key() -> None:
     assert res.s1_test == pytest.approx(33_967.81388, rel=1e-9)
     assert res.v1_test == pytest.approx(3_693.795040, rel=1e-9)
     assert res.correction_bits == pytest.approx(256.5669431, rel=1e-9)
+    # Test basis too small instead: no phase-error estimate, so no key at all (not even the
+    # 201 180 bits that s0 alone would give).
+    res = secret_key_length(
+        with_counts(
+            n_test=np.array([1000.0, 100.0, 10.0]), m_test=np.array([10.0, 2.0, 1.0]), leak_ec=0.0
+        )
+    )
+    assert (res.length, res.s1_test, res.phase_error) == (0, 0.0, 0.5) and res.s0_key > 2e5
     # A positive bound that the leakage eats: length 0, never 1.
     assert secret_key_length(with_counts(leak_ec=1e7)).length == 0
 
