@@ -113,7 +113,8 @@ def test_a_wrong_pre_shared_key_exits_3_at_both_parties(lab: Path, tmp_path: Pat
     for p, (out, err) in zip((alice, bob), outs, strict=True):
         assert p.returncode == 3, out + err
         summary = json.loads(out.strip().splitlines()[-1])
-        assert summary["status"] == "aborted" and "authentication" in summary["reason"]
+        assert summary["status"] == "aborted"
+        assert summary["reason"].startswith("authentication_failed: ")
         assert "Traceback" not in err
     records = RunStore(tmp_path / "data").list_runs()
     assert sorted(r.kind for r in records) == ["bb84.alice", "bb84.bob"]
@@ -275,3 +276,29 @@ def test_a_bench_started_after_kill_9_removes_the_dead_ones_directory(
         (now,) = _emulator_dirs(tmp)
         assert now != left
     assert _emulator_dirs(tmp) == []
+
+
+def test_a_handshake_failing_authentication_aborts_the_in_process_run(tmp_path: Path) -> None:
+    """A forged hello is an authentication failure like any other message: the run is
+    recorded aborted (exit 3 from the CLI), not a failed run with an escaping error."""
+    import asyncio
+
+    from qhil.orchestrator.jobs import run_bb84_job
+
+    def flip_hello(frame: bytes) -> list[bytes]:
+        return [frame[:-1] + bytes([frame[-1] ^ 0x01])]
+
+    summary = asyncio.run(
+        run_bb84_job(
+            None,
+            ["experiments.bb84.calibrate_polarization=false", "experiments.bb84.verify_mus=false"],
+            duration_s=0.05,
+            data_dir=tmp_path / "data",
+            key_dir=tmp_path / "keys",
+            tamper_alice_to_bob=flip_hello,
+        )
+    )
+    assert summary.status == "aborted" and summary.reason is not None
+    assert summary.reason.startswith("authentication_failed: ")
+    record = RunStore(tmp_path / "data").get(summary.run_id)
+    assert record.status.value == "aborted" and record.reason == summary.reason

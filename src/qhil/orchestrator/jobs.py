@@ -173,7 +173,7 @@ async def run_bb84_job(
                 await asyncio.gather(alice_ch.open(), bob_ch.open())
             except AuthenticationError as exc:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
-                reason = f"authentication: {exc}"
+                reason = f"authentication_failed: {exc}"
                 run.abort(reason)
                 return JobSummary(run.run_id, "aborted", reason, {})
             diagnosis = DiscardDiagnosis(progress)  # names the likely cause of a no_data abort
@@ -532,7 +532,7 @@ async def run_bb84_party_job(
                     )
             except AuthenticationError as exc:
                 # A wrong pre-shared key (or a forged hello): the protocol aborts, as mid-run.
-                reason = f"authentication: {exc}"
+                reason = f"authentication_failed: {exc}"
                 run.abort(reason)
                 return JobSummary(run.run_id, "aborted", reason, {})
             _tell(on_waiting, f"{party}: connected to {peer}; authenticated")
