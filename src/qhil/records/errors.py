@@ -46,9 +46,10 @@ class StoreVersionError(RecordError):
     """The run database was written by a newer qhil with an unknown schema."""
 
 
-class StoreAccessError(RecordError):
+class StoreAccessError(RecordError, OSError):
     """The run store cannot be opened, read or written (missing, corrupt, read-only,
-    not permitted); the message names the path."""
+    not permitted); the message names the path. An OSError too, as what it replaces
+    (``NotADirectoryError``, permission errors) was, so callers that catch those still do."""
 
 
 class ArrayDataError(RecordError):
