@@ -182,3 +182,60 @@ def test_decoy_key_rate_by_hand() -> None:
     assert decoy_key_rate(low) == pytest.approx(
         0.5 * (0.01 * (1 - h11) - 1.16 * 0.02 * h02), rel=1e-12
     )
+
+
+def test_chernoff_interval_edges() -> None:
+    """Zero counts: [0, 2L]; a small count's lower end is 0, not rounded up to a count of 1
+    (which would make every bound built on it less conservative)."""
+    lg = math.log(1e10)
+    assert chernoff_interval(0, 1e-10) == (0.0, pytest.approx(2 * lg))
+    lo, hi = chernoff_interval(20, 1e-10)
+    assert lo == 0.0 and hi == pytest.approx(81.12078298, rel=1e-9)
+    # Positive just above x = L: 24 + L/2 - sqrt(L^2/4 + 48 L) = 0.33071.
+    assert chernoff_interval(24, 1e-10)[0] == pytest.approx(0.330710, abs=1e-6)
+    for count, eps, match in [(-1, 0.1, "count must be >= 0"), (5, 0.0, "eps"), (5, 1.0, "eps")]:
+        with pytest.raises(ValueError, match=match):
+            chernoff_interval(count, eps)
+
+
+def test_bounds_refuse_what_they_cannot_use() -> None:
+    good = expected_counts(10.0, 1e9)
+    for mus, match in [((0.48, 0.48, 0.0), "decoy < signal"), ((0.48, 0.0, 0.0), "0 < decoy")]:
+        c = DecoyCounts(mus, good.pulses, good.detections, good.compared, good.errors)
+        with pytest.raises(ValueError, match=match):
+            vacuum_weak_decoy_bounds(c)
+    no_pulses = DecoyCounts(
+        MU, np.array([10**9, 0, 10**9]), np.array([10, 0, 1]), good.compared * 0, good.errors * 0
+    )
+    with pytest.raises(ValueError, match=r"^DecoyCounts\.pulses: signal, decoy and vacuum"):
+        vacuum_weak_decoy_bounds(no_pulses)
+    uncompared = DecoyCounts(
+        MU, good.pulses, good.detections, np.array([5, 0, 5]), np.zeros(3, int)
+    )
+    with pytest.raises(ValueError, match=r"^DecoyCounts\.compared: no compared bits at the decoy"):
+        vacuum_weak_decoy_bounds(uncompared)
+
+
+def test_no_single_photon_yield_gives_the_worst_error_rate() -> None:
+    """A decoy gain too low for any single-photon yield: Y1^L = 0 and e1^U = 1/2."""
+    n = np.array([10**7] * 3)
+    c = DecoyCounts(
+        MU, n, np.array([20000, 100, 400]), np.array([10000, 50, 200]), np.array([300, 5, 100])
+    )
+    b = vacuum_weak_decoy_bounds(c, eps=1e-10)
+    assert (b.y1_lower, b.e1_upper, b.q1_lower) == (0.0, 0.5, 0.0)
+
+
+def test_from_data_with_an_intensity_never_seen() -> None:
+    c = DecoyCounts.from_data(MU, [0, 1, 0], [0], [0], [False])
+    np.testing.assert_array_equal(c.pulses, [2, 1, 0])
+    np.testing.assert_array_equal(c.detections, [1, 0, 0])
+    np.testing.assert_array_equal(c.compared, [1, 0, 0])
+    for args, match in [
+        (([0, 3], [0], [0], [False]), r"^pulse_intensity: indices must lie in 0\.\.2$"),
+        (([0, 1], [-1], [0], [False]), r"^detected_intensity: indices must lie in 0\.\.2$"),
+        (([0, 1], [0], [3], [False]), r"^compared_intensity: indices must lie in 0\.\.2$"),
+        (([0, 1], [0], [0, 1], [False]), r"^compared_intensity and compared_error differ"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            DecoyCounts.from_data(MU, *args)

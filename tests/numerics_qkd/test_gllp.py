@@ -71,6 +71,9 @@ def test_binary_entropy_values_and_errors() -> None:
     assert binary_entropy(0.11) == pytest.approx(0.4999, abs=1e-4)
     with pytest.raises(ValueError, match="probability"):
         binary_entropy(1.2)
+    assert binary_entropy(1.0) == 0.0
+    with pytest.raises(ValueError, match="probability"):
+        binary_entropy(float("nan"))
 
 
 def test_bad_parameters_named() -> None:

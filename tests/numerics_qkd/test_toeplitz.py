@@ -156,6 +156,38 @@ def test_tag_bits_for_eps() -> None:
     assert tag_bits_for(2.0**-64) == 64
     with pytest.raises(ValueError, match="eps_ver"):
         tag_bits_for(0.0)
+    with pytest.raises(ValueError, match="eps_ver"):
+        tag_bits_for(1.0)
+    assert tag_bits_for(0.5) == 1
+
+
+def test_verification_tag_lengths_and_bad_input() -> None:
+    """The default tag is 64 bits (eps_cor = 2^-64); a requested length is honoured, also
+    by verify_keys (a 1-bit tag misses half the errors: over 200 tries, 78-122 misses
+    at 99.9 %)."""
+    rng = np.random.default_rng(6)
+    key = random_bits(rng, 1_000)
+    assert alice_verification(key, rng).tag_bits == 64
+    assert alice_verification(key, rng, 1).collision_probability == 0.5
+    bad = key.copy()
+    bad[0] ^= 1
+    missed = 0
+    for _ in range(200):
+        try:
+            verify_keys(key, bad, rng, tag_bits=1)
+            missed += 1
+        except VerificationError:
+            pass
+    assert 78 <= missed <= 122
+    with pytest.raises(ValueError, match="^alice_key: cannot verify an empty key$"):
+        alice_verification(np.zeros(0, np.uint8), rng)
+    assert alice_verification(key[:1], rng).n_key_bits == 1
+    with pytest.raises(ValueError, match=r"^tag_bits must be >= 1 \(got 0\)$"):
+        alice_verification(key, rng, 0)
+    with pytest.raises(ValueError, match="^alice_key: "):
+        alice_verification(np.array([0, 2]), rng)
+    with pytest.raises(ValueError, match="^bob_key: "):
+        bob_verification(np.array([0, 2]), alice_verification(np.array([0, 1]), rng))
 
 
 def test_backend_choice_is_validated() -> None:
