@@ -19,7 +19,7 @@ import pytest
 from qhil.drivers.sfifteen.tdc1 import TDC1
 from qhil.drivers.singlequantum.eos import Eos, parse_count_line
 from qhil.emulators.bench import EmulatedBench
-from qhil.emulators.singlequantum.eos import DEFAULT_EPOCH_MS
+from qhil.emulators.singlequantum.eos import DEFAULT_EPOCH_MS, EosEmulator
 from qhil.emulators.world import World
 from qhil.emulators.world.config import load_world_config
 from qhil.orchestrator.profile import load_profile
@@ -174,3 +174,32 @@ def test_a_join_needs_a_running_stream() -> None:
     first = c.read(0.05)
     assert first.t_start_ps == round(world.node("alice").clock.node_of_true(b.start_ps))
     assert len(first) > 100
+
+
+async def test_eos_records_do_not_depend_on_when_they_are_taken() -> None:
+    """The follower's records are the world's periods: taking them after every
+    acquisition or once at the end gives the same lines, and taking them moves nothing."""
+    runs = []
+    for poll_each in (True, False):
+        prof = load_profile()
+        world = World(load_world_config(prof.world, prof.source), seed=3, mode="fast")
+        emu = EosEmulator(name="eos", world=world, detectors=BOB_DETS)
+        await emu.respond(
+            b'{"command": "DetectorEnable", "label": "DetectorEnable", "value": true}'
+        )
+        await emu.respond(
+            b'{"command": "SetAllBiasCurrents", "label": "BiasCurrent", "value": [20, 20, 20, 20]}'
+        )
+        assert emu.follows_world()
+        lines = emu.followed_records()
+        reader = world.tagger("bob.tagger").open_reader()
+        for _ in range(5):
+            reader.read(0.1)
+            if poll_each:
+                lines += emu.followed_records()
+        lines += emu.followed_records()
+        assert world.clock.now_s == pytest.approx(0.5, abs=1e-12)
+        runs.append(lines)
+    assert runs[0] == runs[1]
+    stamps = [parse_count_line(line).timestamp_ms - DEFAULT_EPOCH_MS for line in runs[0]]
+    assert stamps[:4] == [100, 200, 300, 400] and len(stamps) in (4, 5)
