@@ -203,3 +203,21 @@ async def test_eos_records_do_not_depend_on_when_they_are_taken() -> None:
     assert runs[0] == runs[1]
     stamps = [parse_count_line(line).timestamp_ms - DEFAULT_EPOCH_MS for line in runs[0]]
     assert stamps[:4] == [100, 200, 300, 400] and len(stamps) in (4, 5)
+
+
+@pytest.mark.parametrize("mode", ["fast", "realtime"])
+def test_only_taggers_without_a_stream_keep_tags_and_only_in_fast_mode(mode: str) -> None:
+    prof = load_profile()
+    wall = [0.0]
+    world = World(
+        load_world_config(prof.world, prof.source), seed=1, mode=mode, time_fn=lambda: wall[0]
+    )
+    alice, bob = world.tagger("alice.tagger").pipeline, world.tagger("bob.tagger").pipeline
+    a = world.tagger("alice.tagger").open_reader(join=True)
+    assert (alice.retain, bob.retain) == (False, mode == "fast")
+    b = world.tagger("bob.tagger").open_reader(join=True)
+    assert not alice.retain and not bob.retain  # both stream: nobody can join either
+    a.close()
+    assert alice.retain == (mode == "fast") and not bob.retain
+    b.close()
+    assert not alice.retain and not bob.retain and not alice.history

@@ -14,6 +14,12 @@ Choices where the unit's behaviour is not documented (UNVERIFIED):
   when one falls within ``coincidence_window_ps`` (full width) of the other.
 * Unknown commands and refused values are ignored silently (what S15lib's 10 ms
   reads tolerate); the input thresholds do not change what the world delivers.
+
+Emulated time (not a property of the unit): in fast mode a timestamp stream started
+while another tagger's stream is running covers the same interval of emulated time as
+that stream, from its start (two clients started together see the same events; the
+world README, "Acquisitions started together"). A ``counts?`` window in singles or
+pairs mode is one acquisition taken when the command is handled.
 """
 
 from __future__ import annotations

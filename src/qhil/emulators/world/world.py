@@ -525,15 +525,22 @@ class World:
             joined = self._join_start(reader)
             if joined is not None:
                 start = joined
-            if not self._joining():
-                for tg in self._taggers:  # keep every tagger's tags from here on
-                    tg.pipeline.retain = True
-                    tg.pipeline.clear_history()
         self._readers.add(reader)
+        self._update_retention()
         return start
 
     def _joining(self) -> list[TagReader]:
         return [r for r in self._readers if r.join]
+
+    def _update_retention(self) -> None:
+        """Fast mode, while streams run: every tagger without a stream of its own keeps its
+        tags from now on, for a stream that may join (the streaming ones need not)."""
+        streaming = {id(r._pipeline) for r in self._joining()}
+        for tg in self._taggers:
+            want = self.mode == "fast" and bool(streaming) and id(tg.pipeline) not in streaming
+            if want != tg.pipeline.retain:
+                tg.pipeline.retain = want
+                tg.pipeline.clear_history()
 
     def _join_start(self, reader: TagReader) -> int | None:
         """Fast mode: a streaming acquisition opened while others run on other taggers starts
@@ -553,10 +560,8 @@ class World:
     def _unregister(self, reader: TagReader) -> None:
         self._readers.discard(reader)
         self._click_pipelines = [p for p in self._click_pipelines if p.readers]
-        if reader.join and not self._joining():
-            for tg in self._taggers:
-                tg.pipeline.retain = False
-                tg.pipeline.clear_history()
+        if reader.join:
+            self._update_retention()
 
     def _go_cold(self, t_ps: int) -> None:
         self._generated_until = t_ps
