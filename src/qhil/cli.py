@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import click
@@ -96,11 +96,18 @@ def _interrupted(exc: _Signalled) -> None:
 class _OneLineErrors(click.Group):
     """click's usage errors as one line (``qhil: error: ...``), exit 2, like qhil's own."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             click.echo(f"qhil: error: {exc.format_message()}{hint}", err=True)
@@ -205,12 +212,12 @@ def emulate(
     """
     from qhil.emulators.bench import EmulatedBench
     from qhil.errors import ConfigError
-    from qhil.orchestrator.profile import EMULATED, load_profile
+    from qhil.orchestrator.profile import EMULATED
 
     try:
         if write_profile:
             _check_writable(write_profile, "--write-profile")
-        prof = load_profile(profile, list(overrides))
+        prof = _load_checked(profile, list(overrides))
         if not any(spec.resource == EMULATED for _, _, spec in prof.instruments()):
             # A lab profile: nothing to serve (waiting for Ctrl-C in silence helps nobody).
             raise ConfigError(
@@ -295,14 +302,21 @@ def profile() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE")
 def profile_show(name: str | None, overrides: tuple[str, ...]) -> None:
     """Validate and print a profile (with overrides applied)."""
-    from qhil.orchestrator.profile import load_profile
-
     try:
-        prof = load_profile(name, list(overrides))
+        prof = _load_checked(name, list(overrides))
     except QhilError as exc:
         _fail(exc)
         return
     click.echo(json.dumps(prof.snapshot(), indent=2))
+
+
+def _load_checked(profile: str | None, overrides: list[str]) -> Any:
+    """The profile, validated, its instruments' settings checked against their drivers too."""
+    from qhil.orchestrator.profile import check_instrument_settings, load_profile
+
+    prof = load_profile(profile, overrides)
+    check_instrument_settings(prof)
+    return prof
 
 
 @main.group()
@@ -498,12 +512,12 @@ def run_bb84_cmd(
 def _check_acquisition(
     profile: str | None, overrides: list[str], duration_s: float | None, confirmed: bool
 ) -> None:
-    """Refuse an acquisition above the bound unless confirmed, saying what it would be."""
+    """Check the profile as ``profile show`` does; refuse an acquisition above the bound
+    unless confirmed, saying what it would be."""
     from qhil.errors import ConfigError
     from qhil.orchestrator.jobs import bb84_settings
-    from qhil.orchestrator.profile import load_profile
 
-    prof = load_profile(profile, overrides)
+    prof = _load_checked(profile, overrides)
     settings = bb84_settings(prof, duration_s)
     total_s = settings.n_blocks * settings.block_duration_s
     if total_s <= MAX_UNCONFIRMED_ACQUISITION_S or confirmed:
@@ -579,6 +593,7 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
 
         run_job = getattr(importlib.import_module("qhil.calibration.jobs"), job)
         try:
+            _load_checked(profile, list(overrides))
             summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode))
         except QhilError as exc:
             _fail(exc)

@@ -180,6 +180,14 @@ def test_a_short_auth_key_is_reported_as_short(tmp_path: Path, no_bench: None) -
         ("world.links.alice-bob.length_km=inf", "world.links.alice-bob.length_km"),
         ("nodes.alice.instruments.laser.timeout_s=inf", "nodes.alice.instruments.laser.timeout_s"),
         ("bench.seed=-1", "bench.seed"),
+        (
+            "nodes.alice.instruments.laser.settings.wavelength_nm=5000",
+            "nodes.alice.instruments.laser.settings.wavelength_nm",
+        ),
+        (
+            "nodes.bob.instruments.snspd.settings.colour=1",
+            "nodes.bob.instruments.snspd.settings.colour",
+        ),
     ],
 )
 def test_profile_show_validates_what_run_validates(

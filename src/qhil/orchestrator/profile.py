@@ -229,6 +229,22 @@ def load_profile(name_or_path: str | None = None, overrides: list[str] | None = 
     return profile
 
 
+def check_instrument_settings(profile: Profile) -> None:
+    """Each instrument's ``settings`` against its driver's class, as configuring the bench
+    will check them against the driver (the commands run it before anything opens)."""
+    from qhil.catalogue import entry
+    from qhil.orchestrator.settings import check_settings
+
+    for node, name, spec in profile.instruments():
+        if spec.settings:
+            check_settings(
+                entry(spec.model).driver_class(),
+                spec.settings,
+                source=profile.source,
+                prefix=f"nodes.{node}.instruments.{name}",
+            )
+
+
 def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
     """No NaN or infinity anywhere: TOML allows them, no field of a bench means them."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -30,15 +30,16 @@ class PlannedSetting:
     apply: Callable[[], Awaitable[None]]
 
 
-def settable_names(driver: Instrument) -> list[str]:
-    """Every setting name the driver accepts in a profile."""
+def settable_names(driver: Instrument | type[Instrument]) -> list[str]:
+    """Every setting name the driver (instance or class) accepts in a profile."""
+    cls = driver if isinstance(driver, type) else type(driver)
     names = {
         name
-        for name, decl in type(driver).declarations().items()
+        for name, decl in cls.declarations().items()
         if isinstance(decl, Control) and decl.set_template is not None
     }
-    for attr in dir(type(driver)):
-        if attr.startswith("set_") and inspect.iscoroutinefunction(getattr(type(driver), attr)):
+    for attr in dir(cls):
+        if attr.startswith("set_") and inspect.iscoroutinefunction(getattr(cls, attr)):
             names.add(attr.removeprefix("set_"))
     return sorted(names)
 
@@ -56,26 +57,53 @@ def plan_settings(
     ]
 
 
-def _plan_one(driver: Instrument, key: str, value: Any, source: str, field: str) -> PlannedSetting:
-    decl = type(driver).declarations().get(key)
+def check_settings(
+    driver_class: type[Instrument], settings: Mapping[str, Any], *, source: str, prefix: str
+) -> None:
+    """What :func:`plan_settings` checks, from the driver's class alone (no instrument):
+    every name is a setting, every Control value is in range. ``qhil profile show`` runs
+    it, so a profile is refused there as ``qhil run`` would refuse it. (A role method's
+    own checks run only when it is called.)"""
+    for key, value in settings.items():
+        _resolve(driver_class, key, value, source, f"{prefix}.settings.{key}")
+
+
+def _resolve(
+    cls: type[Instrument], key: str, value: Any, source: str, field: str
+) -> tuple[Control[Any], Any, dict[str, Any]] | None:
+    """A Control setting: (declaration, value, arguments), validated; a role method: None."""
+    decl = cls.declarations().get(key)
     if isinstance(decl, Control):
-        return _plan_control(driver, decl, key, value, source, field)
-    method = getattr(driver, f"set_{key}", None)
+        return _check_control(cls, decl, key, value, source, field)
+    method = getattr(cls, f"set_{key}", None)
     if method is not None and inspect.iscoroutinefunction(method):
-        return PlannedSetting(key, field, _role_call(method, value, source, field))
-    known = ", ".join(settable_names(driver)) or "none"
+        return None
+    known = ", ".join(settable_names(cls)) or "none"
     what = "an action, not a setting" if decl is not None else "unknown setting"
-    raise ConfigError(
-        source, field, f"{what} {key!r} for {type(driver).__name__}; settable: {known}"
-    )
+    raise ConfigError(source, field, f"{what} {key!r} for {cls.__name__}; settable: {known}")
 
 
-def _plan_control(
-    driver: Instrument, decl: Control[Any], key: str, value: Any, source: str, field: str
-) -> PlannedSetting:
+def _plan_one(driver: Instrument, key: str, value: Any, source: str, field: str) -> PlannedSetting:
+    control = _resolve(type(driver), key, value, source, field)
+    if control is None:
+        return PlannedSetting(
+            key, field, _role_call(getattr(driver, f"set_{key}"), value, source, field)
+        )
+    _, checked, args = control
+    bound = getattr(driver, key)
+
+    async def apply() -> None:
+        await bound.set(checked, **args)
+
+    return PlannedSetting(key, field, apply)
+
+
+def _check_control(
+    cls: type[Instrument], decl: Control[Any], key: str, value: Any, source: str, field: str
+) -> tuple[Control[Any], Any, dict[str, Any]]:
     template = decl.set_template
     if template is None or isinstance(decl, Measurement):
-        raise ConfigError(source, field, f"{key!r} of {type(driver).__name__} is read-only")
+        raise ConfigError(source, field, f"{key!r} of {cls.__name__} is read-only")
     args: dict[str, Any] = {}
     if decl.args:
         # A Control with arguments (a channel, say) takes a table: { channel = 2, value = 100 }.
@@ -93,12 +121,7 @@ def _plan_control(
         template.render(value=value, **args)  # validate now; nothing is sent yet
     except DriverValidationError as exc:
         raise ConfigError(source, field, f"{exc.value!r} is not allowed ({exc.allowed})") from None
-    bound = getattr(driver, key)
-
-    async def apply() -> None:
-        await bound.set(value, **args)
-
-    return PlannedSetting(key, field, apply)
+    return decl, value, args
 
 
 def _role_call(
