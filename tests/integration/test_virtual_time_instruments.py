@@ -221,3 +221,26 @@ def test_only_taggers_without_a_stream_keep_tags_and_only_in_fast_mode(mode: str
     assert alice.retain == (mode == "fast") and not bob.retain
     b.close()
     assert not alice.retain and not bob.retain and not alice.history
+
+
+async def test_eos_stream_follows_the_wall_clock_in_realtime_mode() -> None:
+    """Realtime mode: each record waits for its period on the (here simulated) wall clock."""
+    prof = load_profile()
+    wall = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        wall[0] += seconds
+
+    world = World(
+        load_world_config(prof.world, prof.source),
+        seed=1,
+        mode="realtime",
+        time_fn=lambda: wall[0],
+        sleep_fn=sleep,
+    )
+    emu = EosEmulator(name="eos", world=world, detectors=BOB_DETS)
+    assert not emu.follows_world()
+    lines = [await emu.next_record() for _ in range(3)]
+    stamps = [parse_count_line(line).timestamp_ms - DEFAULT_EPOCH_MS for line in lines]
+    assert stamps == [100, 200, 300]
+    assert wall[0] == pytest.approx(0.3) and world.clock.now_s == pytest.approx(0.3)
