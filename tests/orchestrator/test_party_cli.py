@@ -185,8 +185,9 @@ def _emulator_dirs(tmp: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_sigterm_records_the_run_aborted_and_removes_its_temporary_directory(
-    tmp_path: Path,
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_records_the_run_aborted_and_removes_its_temporary_directory(
+    tmp_path: Path, signum: signal.Signals
 ) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -209,16 +210,16 @@ def test_sigterm_records_the_run_aborted_and_removes_its_temporary_directory(
             time.sleep(0.5)
         assert proc.poll() is None, "the run ended before it could be terminated"
         assert _emulator_dirs(tmp), "the bench's emulators made no temporary directory"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "Traceback" not in err and "terminated by SIGTERM" in err
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and f"terminated by {signum.name}" in err
     (record,) = RunStore(data).list_runs()
     assert record.status.value == "aborted"
-    assert record.reason == "terminated by signal (SIGTERM)"
+    assert record.reason == f"terminated by signal ({signum.name})"
     assert record.data_path is not None and record.array_index  # data so far kept
     assert _emulator_dirs(tmp) == []
 
