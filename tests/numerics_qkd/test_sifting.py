@@ -101,3 +101,43 @@ def test_bad_input_is_named() -> None:
         squash_clicks([1], [2], [0], rng)
     with pytest.raises(ValueError, match="differ in length"):
         AliceRecord.from_arrays([0, 1], [0], [0, 0])
+
+
+def test_one_click_and_no_click_edge_cases() -> None:
+    rng = np.random.default_rng(8)
+    one = squash_clicks(np.array([5]), [1], [0], rng)
+    assert (one.pulse_index.tolist(), one.basis.tolist(), one.bit.tolist()) == ([5], [1], [0])
+    assert one.multi_click.tolist() == [False]
+    none = squash_clicks(np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint8), rng)
+    for arr, dtype in [
+        (none.pulse_index, np.int64),
+        (none.basis, np.uint8),
+        (none.bit, np.uint8),
+        (none.multi_click, np.bool_),
+    ]:
+        assert arr.shape == (0,) and arr.dtype == dtype
+    for args, match in [
+        ((np.array([1.5]), [0], [0]), r"^clicks\.pulse_index: expected a 1-D integer array$"),
+        ((np.array([[1]]), [0], [0]), r"^clicks\.pulse_index: expected a 1-D integer array$"),
+        ((np.array([-1]), [0], [0]), r"^clicks\.pulse_index: negative pulse index$"),
+        ((np.array([1, 2]), [0], [0, 1]), r"^clicks: pulse_index, basis, bit differ in length"),
+        ((np.array([1]), [0], [2]), r"^clicks\.bit"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            squash_clicks(*args, rng)
+
+
+def test_announcement_outside_the_record_is_refused() -> None:
+    record = AliceRecord.from_arrays([0, 1, 1, 0], [0, 0, 1, 1], [0, 1, 2, 0])
+    det = squash_clicks(np.array([4]), [0], [0], np.random.default_rng(1))
+    with pytest.raises(ValueError, match=r"^SiftAnnouncement\.pulse_index: must lie in \[0, 4\)"):
+        alice_sift(record, bob_announce(det))
+    for bad, match in [
+        (([0, 1], [0, 1], [0, 256]), r"^AliceRecord\.intensities: indices must lie in 0\.\.255$"),
+        (([0, 1], [0, 1], [0.0, 1.0]), r"^AliceRecord\.intensities: expected a 1-D integer"),
+        (([0, 2], [0, 1], [0, 1]), r"^AliceRecord\.bits"),
+        (([0, 1], [0, 2], [0, 1]), r"^AliceRecord\.bases"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            AliceRecord.from_arrays(*bad)
+    assert AliceRecord.from_arrays([0], [1], [255]).intensities.tolist() == [255]
