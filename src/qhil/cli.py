@@ -28,6 +28,7 @@ from qhil.errors import QhilError
 MAX_UNCONFIRMED_ACQUISITION_S = 3600.0
 #: Default of ``--peer-timeout``: how long a party waits for the other to show up.
 DEFAULT_PEER_TIMEOUT_S = 60.0
+MAX_PEER_TIMEOUT_S = 86400.0
 
 EXIT_BAD_INPUT = 2
 EXIT_ABORTED = 3
@@ -122,9 +123,12 @@ class _OneLineErrors(click.Group):
 
 
 class _Seconds(click.ParamType):
-    """A time in seconds: a finite number > 0."""
+    """A time in seconds: a finite number > 0 (and <= ``max_s`` when given)."""
 
     name = "seconds"
+
+    def __init__(self, max_s: float | None = None) -> None:
+        self.max_s = max_s
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -135,7 +139,29 @@ class _Seconds(click.ParamType):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
         if not math.isfinite(x) or x <= 0:
             self.fail(f"must be a finite number of seconds > 0 (got {value!r})", param, ctx)
+        if self.max_s is not None and x > self.max_s:
+            self.fail(f"at most {self.max_s:g} s (got {value!r})", param, ctx)
         return x
+
+
+class _Directory(click.ParamType):
+    """A directory option: not empty (that would silently mean the working directory),
+    not an existing file."""
+
+    name = "directory"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import os
+
+        text = str(value)
+        if not text.strip():
+            self.fail("an empty path (give a directory)", param, ctx)
+        if os.path.exists(text) and not os.path.isdir(text):
+            self.fail(f"{text!r} exists and is not a directory", param, ctx)
+        return text
+
+
+_DIRECTORY = _Directory()
 
 
 class _HostPort(click.ParamType):
@@ -344,9 +370,10 @@ def run() -> None:
     "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
-@click.option("--data-dir", default=None, help="Run store directory.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 @click.option(
     "--key-dir",
+    type=_DIRECTORY,
     default=None,
     help="Key store directory (files 0600); default: keys/ in the data directory.",
 )
@@ -376,7 +403,7 @@ def run() -> None:
 @click.option(
     "--peer-timeout",
     "peer_timeout_s",
-    type=_Seconds(),
+    type=_Seconds(max_s=MAX_PEER_TIMEOUT_S),
     default=DEFAULT_PEER_TIMEOUT_S,
     show_default=True,
     help="--party runs: give up when the other party has not connected (Alice) or "
@@ -578,7 +605,7 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override a profile value."
     )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
-    @click.option("--data-dir", default=None, help="Run store directory.")
+    @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
     @click.option(
         "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
     )
@@ -629,9 +656,11 @@ def _store(data_dir: str | None) -> Any:
 @runs.command("list")
 @click.option("--kind", default=None, help="Only runs of this kind (glob), e.g. 'bb84'.")
 @click.option("--status", default=None, help="running, success, aborted, failed or incomplete.")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=0, max=1_000_000_000), default=50, show_default=True
+)
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--data-dir", default=None, help="Run store directory.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 def runs_list(
     kind: str | None, status: str | None, limit: int, as_json: bool, data_dir: str | None
 ) -> None:
@@ -652,7 +681,7 @@ def runs_list(
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--data-dir", default=None, help="Run store directory.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 def runs_show(run_id: str, as_json: bool, data_dir: str | None) -> None:
     """Everything recorded about one run (ID or a unique prefix)."""
     from qhil.records import format_run_detail, run_to_json_dict

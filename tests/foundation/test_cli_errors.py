@@ -73,6 +73,12 @@ def key_file(tmp_path: Path, hex_text: str) -> Path:
         (["runs", "list", "--limit", "-1"], ["--limit", "-1"]),
         (["runs", "list", "--limit", "many"], ["--limit"]),
         (["run", "bb84", "--peer-timeout", "inf"], ["--peer-timeout"]),
+        (["run", "bb84", "--peer-timeout", "1e300"], ["--peer-timeout", "at most"]),
+        (["runs", "list", "--limit", "99999999999999999999"], ["--limit"]),
+        (["runs", "list", "--data-dir", ""], ["--data-dir", "empty"]),
+        (["run", "bb84", "--data-dir", " "], ["--data-dir", "empty"]),
+        (["run", "bb84", "--key-dir", "/dev/null"], ["--key-dir", "not a directory"]),
+        (["calibrate", "delays", "--data-dir", ""], ["--data-dir", "empty"]),
         (["profile", "show", "--set", "bench.seed"], ["bench.seed", "path=value"]),
     ],
 )
