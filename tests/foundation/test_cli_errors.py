@@ -249,3 +249,9 @@ def test_a_binary_auth_key_file_is_not_a_traceback(tmp_path: Path, no_bench: Non
     args = ["run", "bb84", "--party", "bob", "--connect", "127.0.0.1:7000"]
     code, err = invoke([*args, "--auth-key-file", str(key)], tmp_path)
     assert_one_line_error(code, err, str(key), "not a hexadecimal string")
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["runs"]])
+def test_a_bare_group_shows_its_help_not_an_error(tmp_path: Path, args: list[str]) -> None:
+    code, err = invoke(args, tmp_path)
+    assert code == 2 and err.startswith("Usage: qhil") and "qhil: error" not in err
