@@ -254,4 +254,4 @@ def test_a_binary_auth_key_file_is_not_a_traceback(tmp_path: Path, no_bench: Non
 @pytest.mark.parametrize("args", [[], ["run"], ["runs"]])
 def test_a_bare_group_shows_its_help_not_an_error(tmp_path: Path, args: list[str]) -> None:
     code, err = invoke(args, tmp_path)
-    assert code == 2 and err.startswith("Usage: qhil") and "qhil: error" not in err
+    assert code == 2 and err.startswith("Usage: ") and "qhil: error" not in err
