@@ -124,11 +124,12 @@ def test_dead_time_carries_across_batches_of_a_saturated_detector() -> None:
 
 
 def test_quiet_detector_keeps_its_dead_time_across_batches_of_a_busy_bank() -> None:
-    """One tagger, two detectors: a 20 MHz one (2 ns dead time) fills each 0.1 ms batch's
-    final events, so the quiet one's last click (20 kHz, 300 us dead time) is far before
+    """One tagger, two detectors: a 60 MHz one (2 ns dead time, ~5300 clicks per 0.1 ms
+    batch, more than the bank's look-back window of 4096 events) fills each batch's final
+    events, so the quiet one's last click (20 kHz, 300 us dead time) is far before
     them, or in an earlier batch; its dead time must still reach into the next batches."""
     table = single_detector_profile(
-        mu=0.0, dark_hz=20e6, jitter_ps=0.0, detector={"dead_time_ns": 2.0}
+        mu=0.0, dark_hz=60e6, jitter_ps=0.0, detector={"dead_time_ns": 2.0}
     )
     bob = table["nodes"]["bob"]["components"]
     bob["det2"] = dict(bob["det"], channel=2, dark_count_rate_hz=20e3, dead_time_ns=300_000.0)
