@@ -244,3 +244,21 @@ async def test_eos_stream_follows_the_wall_clock_in_realtime_mode() -> None:
     stamps = [parse_count_line(line).timestamp_ms - DEFAULT_EPOCH_MS for line in lines]
     assert stamps == [100, 200, 300]
     assert wall[0] == pytest.approx(0.3) and world.clock.now_s == pytest.approx(0.3)
+
+
+async def test_eos_bias_search_and_iv_scan_close_their_readers() -> None:
+    """Commanded measurements take their emulated time and then let go of the world: a
+    reader left open would keep it warm and buffer every later click (world._readers is
+    the world's own record of open readers)."""
+    prof = load_profile()
+    world = World(load_world_config(prof.world, prof.source), seed=2, mode="fast")
+    emu = EosEmulator(name="eos", world=world, detectors=BOB_DETS)
+    reply = await emu.respond(b'{"command": "AutoCaliBiasCurrents", "value": true}')
+    assert b"BiasCurrentAutoIV" in reply
+    assert world.clock.now_s == pytest.approx(14 * 0.1)  # 14 bisection steps of 0.1 s
+    assert not world._readers
+    await emu.respond(b'{"label": "IVScanEnd", "value": 2}')
+    reply = await emu.respond(b'{"command": "IVScanEnable", "value": true}')
+    assert b"IVScanEnable" in reply and len(emu.ic_history) == 5
+    assert world.clock.now_s == pytest.approx(1.4 + 5 * 0.1)  # 5 steps of one period
+    assert not world._readers

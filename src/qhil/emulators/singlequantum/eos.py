@@ -613,7 +613,8 @@ class EosEmulator(Emulator):
         reader = self.world.counter(self.detectors)
         reader.seek_now()
         lo = [0.0] * self.n
-        hi = [BIAS_UA[1]] * self.n
+        # Up to the controller's limit, or the detector's own where it is lower.
+        hi = [min(BIAS_UA[1], d.cfg.max_bias) for d in self._world_detectors()]
         was_enabled, self.enabled = self.enabled, True
         seconds = 0.1
         try:
@@ -629,6 +630,7 @@ class EosEmulator(Emulator):
                         lo[i] = self.bias_ua[i]
         finally:
             self.enabled = was_enabled
+            reader.close()  # an open reader would keep the world warm and buffer its tags
         return [round(v, 2) for v in lo]
 
     async def _iv_scan(self, start: bool) -> bytes:
@@ -645,22 +647,26 @@ class EosEmulator(Emulator):
         if reader is not None:
             reader.seek_now()
         n_steps = round((b - a) / step) + 1
-        for k in range(n_steps):
-            current = round(a + k * step, 6)
-            self.bias_ua = [current] * self.n
-            self._push_to_world()
+        try:
+            for k in range(n_steps):
+                current = round(a + k * step, 6)
+                self.bias_ua = [current] * self.n
+                self._push_to_world()
+                if reader is not None:
+                    block = await reader.read_async(self.period_ms / 1000.0)
+                    counts = [int(c) for c in block.counts]
+                else:
+                    counts = [0] * self.n
+                volts = self._bias_voltages_mv()
+                self.iv_history.append(
+                    {"biasCurrent": current, **{f"v{i + 1}": v for i, v in enumerate(volts)}}
+                )
+                self.ic_history.append(
+                    {"biasCurrent": current, **{f"y{i + 1}": c for i, c in enumerate(counts)}}
+                )
+        finally:
             if reader is not None:
-                block = await reader.read_async(self.period_ms / 1000.0)
-                counts = [int(c) for c in block.counts]
-            else:
-                counts = [0] * self.n
-            volts = self._bias_voltages_mv()
-            self.iv_history.append(
-                {"biasCurrent": current, **{f"v{i + 1}": v for i, v in enumerate(volts)}}
-            )
-            self.ic_history.append(
-                {"biasCurrent": current, **{f"y{i + 1}": c for i, c in enumerate(counts)}}
-            )
+                reader.close()
         self.bias_ua = saved
         self._push_to_world()
         self.iv_scan["enable"] = False
