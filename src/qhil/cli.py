@@ -543,22 +543,30 @@ def _check_acquisition(
     profile: str | None, overrides: list[str], duration_s: float | None, confirmed: bool
 ) -> None:
     """Check the profile as ``profile show`` does; refuse an acquisition above the bound
-    unless confirmed, saying what it would be."""
+    unless confirmed, saying what it would be (and above a year even then)."""
     from qhil.errors import ConfigError
     from qhil.orchestrator.jobs import bb84_settings
+    from qhil.orchestrator.profile import MAX_ACQUISITION_S, acquisition_s
 
     prof = _load_checked(profile, overrides)
     settings = bb84_settings(prof, duration_s)
-    total_s = settings.n_blocks * settings.block_duration_s
-    if total_s <= MAX_UNCONFIRMED_ACQUISITION_S or confirmed:
+    total_s = acquisition_s(settings)
+    if total_s <= MAX_UNCONFIRMED_ACQUISITION_S:
+        return
+    if total_s <= MAX_ACQUISITION_S and confirmed:
         return
     field = "--duration" if duration_s is not None else "experiments.bb84.blocks/duration_s"
+    blocks = total_s / settings.block_duration_s  # a float: a huge count must not overflow
+    need = (
+        f"runs longer than {MAX_UNCONFIRMED_ACQUISITION_S:g} s start only with --yes"
+        if total_s <= MAX_ACQUISITION_S
+        else f"qhil starts none longer than {_human_duration(MAX_ACQUISITION_S)}"
+    )
     raise ConfigError(
         "<command line>" if duration_s is not None else prof.source,
         field,
-        f"an acquisition of {_human_duration(total_s)} ({settings.n_blocks} blocks of "
-        f"{settings.block_duration_s * 1e3:.3g} ms); runs longer than "
-        f"{MAX_UNCONFIRMED_ACQUISITION_S:g} s start only with --yes",
+        f"an acquisition of {_human_duration(total_s)} ({blocks:.4g} blocks of "
+        f"{settings.block_duration_s * 1e3:.3g} ms); {need}",
     )
 
 

@@ -141,6 +141,9 @@ def test_a_very_long_acquisition_needs_yes(tmp_path: Path, no_bench: None) -> No
     # The same bound holds for a profile's own duration or block count.
     code, err = invoke(["run", "bb84", "--set", "experiments.bb84.duration_s=1e7"], tmp_path)
     assert_one_line_error(code, err, "experiments.bb84", "--yes", str(DEFAULT))
+    # Above a year not even with --yes (1e308 s overflowed the block count: a traceback).
+    code, err = invoke(["run", "bb84", "--duration", "1e308", "--yes"], tmp_path)
+    assert_one_line_error(code, err, "--duration", "qhil starts none longer than 365 days")
     # With --yes it goes on to open the bench (here: the trap, so an AssertionError).
     result = CliRunner().invoke(
         main,
@@ -186,6 +189,7 @@ def test_a_short_auth_key_is_reported_as_short(tmp_path: Path, no_bench: None) -
         ("world.links.alice-bob.length_km=inf", "world.links.alice-bob.length_km"),
         ("nodes.alice.instruments.laser.timeout_s=inf", "nodes.alice.instruments.laser.timeout_s"),
         ("bench.seed=-1", "bench.seed"),
+        ("experiments.bb84.duration_s=1e308", "experiments.bb84.duration_s"),
         (
             "nodes.alice.instruments.laser.settings.wavelength_nm=5000",
             "nodes.alice.instruments.laser.settings.wavelength_nm",

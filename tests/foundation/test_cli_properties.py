@@ -241,3 +241,37 @@ def test_refusals_through_a_real_process(tmp_path: Path, override: str, field: s
         )
         assert r.returncode == 2, r.stdout + r.stderr
         assert re.fullmatch(rf"qhil: error: {re.escape(str(DEFAULT))}: {field}: .+\n", r.stderr)
+
+
+_numbers_as_typed = st.one_of(
+    _floats.map(repr), _ints.map(str), _raw_text, st.sampled_from(["1e6", "3600", "3601", "1_0"])
+)
+
+
+@SETTINGS
+@given(option=st.sampled_from(["--duration", "--peer-timeout"]), value=_numbers_as_typed)
+@example(option="--duration", value="1e308")  # found by this test: an OverflowError traceback
+def test_every_time_option_is_accepted_or_refused_in_one_line(
+    option: str, value: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data_dir = tmp_path_factory.mktemp("data")
+    code, err = _invoke(["run", "bb84", option, value], data_dir, may_reach_bench=True)
+    event("accepted" if code == -1 else "refused")
+    if code != -1:
+        assert code == 2 and len(err.splitlines()) == 1, (code, err)
+        assert err.startswith("qhil: error: ") and option in err, err
+
+
+@SETTINGS
+@given(value=_numbers_as_typed)
+def test_every_runs_list_limit_is_accepted_or_refused_in_one_line(
+    value: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from qhil.records import RunStore
+
+    data_dir = tmp_path_factory.mktemp("data")
+    RunStore(data_dir)  # an empty store
+    code, err = _invoke(["runs", "list", "--limit", value], data_dir)
+    event("accepted" if code == 0 else "refused")
+    if code != 0:
+        assert code == 2 and len(err.splitlines()) == 1 and "--limit" in err, (code, err)

@@ -259,6 +259,16 @@ def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
 
 #: Tables of ``[experiments]`` and what reads them.
 EXPERIMENTS = ("bb84", "calibration")
+#: Longest BB84 acquisition a profile may ask for (a year; longer is a typo, and its
+#: block count would not even fit an integer).
+MAX_ACQUISITION_S = 365 * 86400.0
+
+
+def acquisition_s(settings: Any) -> float:
+    """A BB84 settings' total acquisition time, s (as a float: no block-count overflow)."""
+    if settings.blocks is not None:
+        return float(settings.blocks) * settings.block_duration_s
+    return float(settings.duration_s)
 
 
 def _check_experiments(profile: Profile) -> None:
@@ -279,6 +289,14 @@ def _check_experiments(profile: Profile) -> None:
         from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 
         bb84 = BB84Settings.from_profile(profile)
+        if acquisition_s(bb84) > MAX_ACQUISITION_S:
+            which = "blocks" if bb84.blocks is not None else "duration_s"
+            raise ConfigError(
+                source,
+                f"experiments.bb84.{which}",
+                f"an acquisition of {acquisition_s(bb84):.4g} s; at most "
+                f"{MAX_ACQUISITION_S:g} s (a year)",
+            )
     from qhil.calibration.settings import (
         DelaySettings,
         DetectorEfficiencySettings,
