@@ -165,3 +165,35 @@ def test_afterpulses_respect_every_registered_clicks_dead_time_across_batches() 
     assert np.diff(ts).min() >= tau_ns * 1e3 - 1
     without = rate / (1 + rate * tau_ns * 1e-9) * duration
     assert ts.size > without + Z999 * math.sqrt(without)
+
+
+def test_afterpulses_of_detectors_with_their_own_probability_jitter_and_delay() -> None:
+    """Two dark-count detectors on one tagger with afterpulse probabilities 0.3 and 0.1,
+    50 ps jitter and a common 5 ns cable delay: each channel's count is dark / (1 - p)
+    (dead time 10 ns, negligible at 20 kHz; 99.9 %), and every output pulse, afterpulses
+    included, carries the delay and a finite jitter."""
+    dark, duration = 2e4, 2.0
+    table = single_detector_profile(
+        mu=0.0,
+        dark_hz=dark,
+        jitter_ps=50.0,
+        detector={
+            "dead_time_ns": 10.0,
+            "afterpulse_probability": 0.3,
+            "afterpulse_time_constant_ns": 20.0,
+            "delay_ns": 5.0,
+        },
+    )
+    bob = table["nodes"]["bob"]["components"]
+    bob["det2"] = dict(bob["det"], channel=2, afterpulse_probability=0.1)
+    block = make_world(table).tagger("bob.tagger").read(duration)  # type: ignore[attr-defined]
+    for channel, p in ((1, 0.3), (2, 0.1)):
+        ts = block.timestamps_ps[block.channels == channel]
+        mean = dark * duration / (1 - p)
+        sigma = math.sqrt(dark * duration * (1 + p)) / (1 - p)
+        assert abs(ts.size - mean) < Z999 * sigma, (channel, ts.size, mean)
+        # Afterpulses follow their parent by dead time + Exp(20 ns), jitter included.
+        gaps = np.diff(ts)
+        assert gaps.min() >= 10_000 - 8 * 50 * 2
+    assert block.timestamps_ps.min() >= 5_000 - 8 * 50
+    assert block.timestamps_ps.max() <= duration * 1e12 + 5_000 + 8 * 50
