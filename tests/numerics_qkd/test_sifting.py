@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from qhil.numerics.qkd.bits import random_bits
 from qhil.numerics.qkd.sifting import (
     AliceRecord,
+    SiftAnnouncement,
     SiftReply,
     alice_sift,
     bob_announce,
@@ -141,3 +143,29 @@ def test_announcement_outside_the_record_is_refused() -> None:
         with pytest.raises(ValueError, match=match):
             AliceRecord.from_arrays(*bad)
     assert AliceRecord.from_arrays([0], [1], [255]).intensities.tolist() == [255]
+
+
+def test_announcement_must_be_strictly_increasing() -> None:
+    """A repeated or reordered pulse in Bob's announcement is refused (it would count one
+    detection twice in the sifted key and the statistics)."""
+    record = AliceRecord.from_arrays([0, 1, 1, 0], [0, 0, 1, 1], [0, 1, 2, 0])
+    for idx in ([2, 2], [3, 1], [0, 1, 1]):
+        ann = SiftAnnouncement(np.array(idx, np.int64), np.zeros(len(idx), np.uint8))
+        with pytest.raises(ValueError, match=r"^SiftAnnouncement\.pulse_index: must be strictly"):
+            alice_sift(record, ann)
+    ok = SiftAnnouncement(np.array([3], np.int64), np.zeros(1, np.uint8))
+    assert alice_sift(record, ok)[0].match.tolist() == [False]
+
+
+def test_random_bits_are_uniform_bytes() -> None:
+    """Alice's pattern bits and every Toeplitz seed come from random_bits: its bytes are
+    uniform on 0..255 (chi-square, and the all-zero byte two-sided, 99.9 %)."""
+    rng = np.random.default_rng(44)
+    assert random_bits(rng, 0).shape == (0,)
+    assert random_bits(rng, 13).shape == (13,)
+    n_bytes = 1 << 20
+    b = np.packbits(random_bits(rng, 8 * n_bytes))
+    counts = np.bincount(b, minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    lo, hi = stats.binom.interval(0.999, n_bytes, 1 / 256)
+    assert lo <= counts[0] <= hi and lo <= counts[255] <= hi
