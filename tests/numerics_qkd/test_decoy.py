@@ -239,3 +239,17 @@ def test_from_data_with_an_intensity_never_seen() -> None:
     ]:
         with pytest.raises(ValueError, match=match):
             DecoyCounts.from_data(MU, *args)
+
+
+def test_every_bad_count_is_named() -> None:
+    z, one = np.zeros(3, int), np.ones(3, int)
+    for args, match in [
+        ((MU, one, one, z, z[:2]), r"^DecoyCounts\.errors: expected 3 entries \(got \(2,\)\)$"),
+        ((MU, one, np.array([1, -1, 0]), z, z), r"^DecoyCounts\.detections: counts must be >= 0$"),
+        ((MU, one, one, one, one * 2), r"^DecoyCounts\.errors: more errors than compared bits$"),
+        ((MU, one, one * 2, z, z), r"^DecoyCounts\.detections: more detections than pulses$"),
+        (((0.5, -0.1, 0.0), one, one, z, z), r"^DecoyCounts\.mu: intensities must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            DecoyCounts(*args)
+    DecoyCounts(MU, one, one, one, one)  # equal counts are fine
