@@ -84,6 +84,7 @@ def test_two_party_processes_end_with_the_same_verified_key(tmp_path: Path) -> N
     assert a["status"] == b["status"] == "success"
     assert a["secret_bits"] == b["secret_bits"] > 0
     assert a["alice_key_sha256"] == b["bob_key_sha256"] is not None
+    assert a["key_committed"] is b["key_committed"] is True  # confirmed and usable at both
 
 
 def test_a_party_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
