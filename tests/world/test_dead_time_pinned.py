@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import Z999, make_world, single_detector_profile
+from helpers import Z999, bb84_profile, make_world, single_detector_profile
 from test_sampling_kernels import sequential_mask
 
+from qhil.emulators.world.bank import Arrivals, _cut
 from qhil.emulators.world.deadtime import _SEGMENT, JointDeadTime, nonparalysable_mask
 
 
@@ -197,3 +198,35 @@ def test_afterpulses_of_detectors_with_their_own_probability_jitter_and_delay() 
         assert gaps.min() >= 10_000 - 8 * 50 * 2
     assert block.timestamps_ps.min() >= 5_000 - 8 * 50
     assert block.timestamps_ps.max() <= duration * 1e12 + 5_000 + 8 * 50
+
+
+def test_two_events_of_one_detector_within_its_dead_time() -> None:
+    """The smallest stream that needs the dead time: the second click is lost."""
+    jdt = JointDeadTime(
+        np.array([0.0, 0.5]), np.array([0, 0]), np.array([1.0]), np.array([-np.inf]), 10.0
+    )
+    assert jdt.keep.tolist() == [True, False]
+
+
+def test_a_batch_cut_keeps_single_event_parts() -> None:
+    """A part with one event (e.g. the one afterpulse carried into the next batch) is kept,
+    on the side of the cut it belongs to (an event at the cut goes to the next batch)."""
+    parts = [
+        Arrivals(np.array([5.0]), np.array([1], np.intp)),
+        Arrivals(np.array([10.0]), np.array([0], np.intp), source=2),
+    ]
+    within, beyond = _cut(parts, 10.0)
+    assert [(p.t.tolist(), p.det.tolist()) for p in within] == [([5.0], [1])]
+    assert [(p.t.tolist(), p.det.tolist(), p.source) for p in beyond] == [([0.0], [0], 2)]
+
+
+def test_a_switched_off_detector_is_silent_whichever_its_place_in_the_bank() -> None:
+    """The last of four detectors on one tagger switched off while photons for it are still
+    in the 25 km fibre (122 us): no click on its channel, not even from those (the others
+    go on)."""
+    world = make_world(bb84_profile(mu=0.5, length_km=25.0, eta=0.5, dark_hz=1e4))
+    tagger = world.tagger("bob.tagger")  # type: ignore[attr-defined]
+    assert np.bincount(tagger.read(0.0005).channels, minlength=5)[4] > 100
+    world.detector("bob.a").enabled = False  # type: ignore[attr-defined]
+    per_channel = np.bincount(tagger.read(0.0001).channels, minlength=5)
+    assert per_channel[4] == 0 and per_channel[1:4].min() > 100
