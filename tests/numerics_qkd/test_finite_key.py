@@ -250,7 +250,7 @@ def test_no_single_photon_bound_in_one_basis_gives_no_key() -> None:
 @pytest.mark.parametrize(
     ("kw", "field"),
     [
-        ({"mu": (0.5, 0.25, 0.25)}, "mu"),  # mu1 = mu2 + mu3 (exactly, in binary)
+        ({"mu": (0.75, 0.5, 0.25)}, "mu"),  # mu1 = mu2 + mu3 (exactly, in binary)
         ({"mu": (0.5, 0.1, 0.1)}, "mu"),  # mu2 = mu3
         ({"p_mu": (0.8, 0.2, 0.0)}, "p_mu"),
         ({"p_mu": (0.5, 0.3, 0.21)}, "p_mu"),
