@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from qhil.numerics.qkd.bits import random_bits
+from qhil.numerics.qkd.bits import as_bits, random_bits, unpack_bits
 from qhil.numerics.qkd.sifting import (
     AliceRecord,
     SiftAnnouncement,
@@ -169,3 +169,15 @@ def test_random_bits_are_uniform_bytes() -> None:
     assert stats.chisquare(counts).pvalue > 1e-3
     lo, hi = stats.binom.interval(0.999, n_bytes, 1 / 256)
     assert lo <= counts[0] <= hi and lo <= counts[255] <= hi
+
+
+def test_unpack_bits_refuses_counts_the_bytes_cannot_hold() -> None:
+    """A bit count beyond the bytes (numpy would pad with zeros) or negative is refused;
+    0 bits and exactly 8 per byte are fine."""
+    assert unpack_bits(b"\xff", 0).shape == (0,)
+    assert unpack_bits(b"\xff\x00", 16).tolist() == [1] * 8 + [0] * 8
+    for n in (9, -1):
+        with pytest.raises(ValueError, match=rf"^unpack_bits: {n} bits do not fit in 1 bytes$"):
+            unpack_bits(b"\xff", n)
+    with pytest.raises(ValueError, match=r"^key: expected a 1-D bit array \(got shape \(1, 1\)\)$"):
+        as_bits([[1]], "key")
