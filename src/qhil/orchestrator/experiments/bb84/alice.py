@@ -38,7 +38,6 @@ from qhil.orchestrator.experiments.bb84.messages import (
     Finished,
     Hello,
     KeyCommitted,
-    KeyConfirm,
     ParityQueryMsg,
     ParityReplyMsg,
     SiftReplyMsg,
@@ -146,15 +145,7 @@ class _Alice(PartyBase):
         """
         s = self.settings
         await self.emit("confirm", s.n_blocks)
-        theirs = await self.link.expect(KeyConfirm)
-        ok = final.matches(theirs, final.pad_bob)
-        if ok is None:
-            raise self.abort(AbortReason.PROTOCOL_ERROR, "KeyConfirm: seed or tag of wrong length")
-        if not ok:
-            raise self.abort(
-                AbortReason.CONFIRMATION_FAILED,
-                f"Bob's {s.tag_bits}-bit confirmation tag of the final key differs from Alice's",
-            )
+        await self.check_confirmation(final, final.pad_bob)
         await self.link.send(final.confirm(self.rng, final.pad_alice))
         try:
             await self.link.expect(KeyCommitted, timeout_s=ACK_WAIT_TIMEOUTS * s.message_timeout_s)

@@ -46,7 +46,6 @@ from qhil.orchestrator.experiments.bb84.messages import (
     Finished,
     Hello,
     KeyCommitted,
-    KeyConfirm,
     ParityQueryMsg,
     ParityReplyMsg,
     SiftReplyMsg,
@@ -189,15 +188,7 @@ class _Bob(PartyBase):
         s = self.settings
         await self.emit("confirm", s.n_blocks)
         await self.link.send(final.confirm(self.rng, final.pad_bob))
-        theirs = await self.link.expect(KeyConfirm)
-        ok = final.matches(theirs, final.pad_alice)
-        if ok is None:
-            raise self.abort(AbortReason.PROTOCOL_ERROR, "KeyConfirm: seed or tag of wrong length")
-        if not ok:
-            raise self.abort(
-                AbortReason.CONFIRMATION_FAILED,
-                f"Alice's {s.tag_bits}-bit confirmation tag of the final key differs from Bob's",
-            )
+        await self.check_confirmation(final, final.pad_alice)
         self.commit("acknowledged")
         try:
             await self.link.send(KeyCommitted())

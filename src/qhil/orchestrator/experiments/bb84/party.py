@@ -269,6 +269,20 @@ class PartyBase:
             and bool(np.all(e <= self.tally.key_sifted))
         )
 
+    async def check_confirmation(self, final: FinalKey, pad: U8) -> None:
+        """The peer's KeyConfirm must equal our tag under its seed with its ``pad``."""
+        theirs = await self.link.expect(KeyConfirm)
+        ok = final.matches(theirs, pad)
+        if ok is None:
+            raise self.abort(AbortReason.PROTOCOL_ERROR, "KeyConfirm: seed or tag of wrong length")
+        if not ok:
+            peer, me = self.link.peer.capitalize(), self.party.capitalize()
+            raise self.abort(
+                AbortReason.CONFIRMATION_FAILED,
+                f"{peer}'s {final.tag_bits}-bit confirmation tag of the final key differs "
+                f"from {me}'s",
+            )
+
     def store_pending(self, bits: U8) -> KeyRef:
         """Save our final key as PENDING (not usable); a failed write aborts, naming the path."""
         try:
