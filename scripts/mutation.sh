@@ -22,7 +22,6 @@ shift
 case "$group" in
   qkd)
     paths=(src/qhil/numerics/qkd)
-    # cascade.py and toeplitz.py are pinned by their exactness tests (see the report).
     tests=(tests/numerics_qkd/test_finite_key.py tests/numerics_qkd/test_decoy.py
       tests/numerics_qkd/test_sifting.py
       tests/numerics_qkd/test_gllp.py tests/numerics_qkd/test_cascade.py
