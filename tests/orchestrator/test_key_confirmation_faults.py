@@ -40,7 +40,7 @@ import tomli_w
 from experiments.bb84.support import frame_kind
 from qhil.emulators.bench import EmulatedBench
 from qhil.orchestrator.profile import load_profile
-from qhil.records import KeyStore
+from qhil.records import KeyStore, RunStore
 
 Action = Literal["drop", "delay", "flip"]
 Direction = Literal["a_to_b", "b_to_a"]
@@ -182,6 +182,7 @@ class Party:
     summary: dict[str, object] | None
     keys: KeyStore
     stderr: str
+    record: dict[str, object] | None = None  # the run record's results
 
 
 @dataclass
@@ -198,8 +199,11 @@ class Case:
         la, lb = ka.list_keys(), kb.list_keys()
         for p, held in ((self.alice, la), (self.bob, lb)):
             assert (p.code == 0) == bool(held), (p.code, len(held), p.stderr[-2000:])
-            if p.summary is not None:
+            if p.summary is not None:  # summary and run record say whether it was committed
                 assert p.summary["key_committed"] is bool(held), p.summary
+                assert p.record is not None
+                if p.record or held:  # a run stopped before the protocol records no results
+                    assert bool(p.record["key_committed"]) is bool(held), p.record
         if not la and not lb:
             return "neither"
         assert len(la) == len(lb) == 1, f"usable keys: alice {len(la)}, bob {len(lb)}"
@@ -249,12 +253,17 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
         lines = out.decode().strip().splitlines()
         summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
         assert p.returncode is not None
+        record = None
+        if summary is not None:
+            store = RunStore(bench.env["QHIL_DATA_DIR"], readonly=True)
+            record = dict(store.get(str(summary["run_id"])).results)
         parties.append(
             Party(
                 p.returncode,
                 summary,
                 KeyStore(tmp / ("ka" if name == "alice" else "kb")),
                 err.decode(),
+                record,
             )
         )
     return Case(parties[0], parties[1], proxy.log, time.monotonic() - started)
