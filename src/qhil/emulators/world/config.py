@@ -26,10 +26,16 @@ LINK_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 NonNeg = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+#: A time constant where +inf means "never" (no decay, no cutoff); NaN is still refused.
+PositiveOrNever = Annotated[float, Field(gt=0.0, allow_inf_nan=True)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, frozen=False)
+    # Every float is finite unless its field says otherwise: inf or NaN in a physical
+    # parameter (length_km = inf) would poison the model far from the field that caused it.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=False, frozen=False, allow_inf_nan=False
+    )
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -370,12 +376,12 @@ class QuantumMemoryConfig(_Model):
     n_modes: int = Field(default=1, ge=1)
     write_efficiency: Probability = 1.0
     read_efficiency: Probability = 1.0
-    efficiency_decay_time_s: Positive = math.inf
+    efficiency_decay_time_s: PositiveOrNever = math.inf
     efficiency_decay_shape: Positive = 1.0
-    t1_s: Positive = math.inf
-    t2_s: Positive = math.inf
+    t1_s: PositiveOrNever = math.inf
+    t2_s: PositiveOrNever = math.inf
     initial_fidelity: Annotated[float, Field(ge=0.5, le=1.0)] = 1.0
-    cutoff_s: Positive = math.inf
+    cutoff_s: PositiveOrNever = math.inf
     readout_error: Probability = 0.0
     heralded_write: bool = True
 
@@ -548,6 +554,8 @@ def _format_problem(err: Any) -> str:
         bound = ctx.get(key)
         shown = f"{bound:g}" if isinstance(bound, int | float) else str(bound)
         return f"must be {sym} {shown} (got {got!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {got!r})"
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":

@@ -70,7 +70,8 @@ LOCAL_FIELDS = {
 class BB84Settings(BaseModel):
     """Decoy-state BB84 parameters (units in the names; all from the profile)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every float finite: duration_s = inf overflowed n_blocks, NaN passes every bound.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     alice_node: str = Field("alice", description="Node whose pattern generator drives Alice.")
     pattern_generator: str | None = Field(
@@ -176,6 +177,11 @@ class BB84Settings(BaseModel):
             raise ValueError(
                 f"exactly three values needed: signal, decoy, vacuum (got {len(value)})"
             )
+        # Before the per-item float check, so the message shows all three values.
+        if isinstance(value, list | tuple) and any(
+            isinstance(m, float) and not math.isfinite(m) for m in value
+        ):
+            raise ValueError(f"finite mean photon numbers needed (got {list(value)})")
         return value
 
     @field_validator("mus")
@@ -183,8 +189,6 @@ class BB84Settings(BaseModel):
     def _check_mus(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         signal, decoy, vacuum = value
         got = f"(got {list(value)})"
-        if not all(math.isfinite(m) for m in value):
-            raise ValueError(f"finite mean photon numbers needed {got}")
         if not 0 < signal <= MAX_SIGNAL_MU:
             raise ValueError(
                 f"signal must be in (0, {MAX_SIGNAL_MU:g}] photons per pulse: a weak coherent "
@@ -260,9 +264,13 @@ class BB84Settings(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            parts = [str(x) for x in first["loc"] if x != "[key]"]
-            loc = ".".join(["experiments", "bb84", *parts])
+            loc = "experiments.bb84"
+            for part in first["loc"]:
+                if part != "[key]":
+                    loc += f"[{part}]" if isinstance(part, int) else f".{part}"
             msg = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] == "finite_number":
+                msg = f"must be a finite number (got {first['input']!r})"
             raise ConfigError(source, loc, msg) from None
 
     @classmethod
