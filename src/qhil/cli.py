@@ -202,6 +202,7 @@ def main() -> None:
     qhil emulate [PROFILE]      serve a bench's emulated instruments (VISA / serial)
     qhil catalogue              list the instrument models qhil drives and emulates
     qhil profile show [PROFILE] print a validated bench profile
+    qhil profile list           the profiles a name finds (yours, then qhil's)
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil runs list / show ID    the run records
@@ -337,6 +338,61 @@ def profile_show(name: str | None, overrides: tuple[str, ...]) -> None:
         _fail(exc)
         return
     click.echo(json.dumps(prof.snapshot(), indent=2))
+
+
+@profile.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+def profile_list(as_json: bool) -> None:
+    """The profiles a name finds: ./hw_profiles first, then those shipped with qhil."""
+    try:
+        entries = _profile_entries()
+    except QhilError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        click.echo("no profiles found")
+    for e in entries:
+        about = e["description"] if e["error"] is None else f"(unreadable: {e['error']})"
+        click.echo(f"{e['name']:<16} {e['source']:<8} {e['bench'] or '-':<22} {about}")
+        click.echo(f"{'':<16} {e['path']}")
+
+
+def _profile_entries() -> list[dict[str, Any]]:
+    """Name, origin (user / shipped), file, and the [bench] name and description of each."""
+    import tomllib
+
+    from qhil.orchestrator.profile import available_profiles, packaged_profiles_dir
+
+    shipped = packaged_profiles_dir()
+    entries = []
+    for name, path in available_profiles().items():
+        # The shipped copy may sit in the working directory too (the repository's own
+        # hw_profiles/ is what the package links to): same file, so it counts as shipped.
+        own = shipped / f"{name}.toml"
+        source = "shipped" if own.is_file() and own.resolve() == path else "user"
+        bench: dict[str, Any] = {}
+        error = None
+        try:
+            with path.open("rb") as fh:
+                table = tomllib.load(fh).get("bench", {})
+            bench = table if isinstance(table, dict) else {}
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            # One broken file of the user's must not hide the others; `profile show` says more.
+            error = " ".join(str(exc).split())
+        entries.append(
+            {
+                "name": name,
+                "source": source,
+                "path": str(path),
+                "bench": bench.get("name"),
+                "description": bench.get("description", ""),
+                "error": error,
+            }
+        )
+    return entries
 
 
 def _load_checked(profile: str | None, overrides: list[str]) -> Any:
