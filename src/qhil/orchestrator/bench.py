@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from qhil.catalogue import entry
 from qhil.drivers import roles as roles_module
 from qhil.drivers.instrument import Instrument
+from qhil.drivers.scpi import ScpiInstrument
 from qhil.errors import ConfigError
 from qhil.orchestrator.addresses import (
     AddressMap,
@@ -287,7 +288,11 @@ class Bench:
         await self._on_all([(m, _apply_in_order(plan)) for m, plan in plans], BenchConfigureError)
 
     async def identities(self) -> dict[str, str]:
-        """``{"node.name": identity string}`` of every instrument, for run records."""
+        """``{"node.name": identity string}`` of every instrument, for run records.
+
+        An instrument that had errors queued when qhil connected (another client's, cleared
+        at connect) has them appended to its identity, so the run record shows them.
+        """
         self._require_connected()
         members = self.instruments
         ids = await self._on_all(
@@ -374,7 +379,16 @@ async def _apply_in_order(plan: Sequence[PlannedSetting]) -> None:
 
 
 async def _identity(driver: Instrument) -> str:
-    return await driver.identity()
+    return await driver.identity() + stale_errors_note(driver)
+
+
+def stale_errors_note(driver: Instrument) -> str:
+    """`` [at connect: ...]`` listing an SCPI instrument's stale errors (code, text); or ""."""
+    stale = driver.stale_errors if isinstance(driver, ScpiInstrument) else ()
+    if not stale:
+        return ""
+    listed = "; ".join(f"{code},{text!r}" for code, text in stale)
+    return f" [at connect: {len(stale)} error(s) left by another client, cleared: {listed}]"
 
 
 def _plays(model: str, role: type) -> bool:
