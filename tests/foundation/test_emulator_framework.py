@@ -13,7 +13,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -380,6 +380,21 @@ class _Waiter:
             self.finished.set()
 
 
+class _SlowLaser(TSL570Emulator):
+    """A TSL570 emulator that says when it has its reply ready (then sleeps before sending)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.replying = threading.Event()
+
+    async def respond(self, message: bytes) -> bytes:
+        reply = await super().respond(message)
+        # No await between here and the response-time sleep: once this is set, the
+        # handler is in (or enters without yielding) that sleep.
+        self.replying.set()
+        return reply
+
+
 def _connect(ep: Endpoint) -> socket.socket:
     address, port = ep.address.split(":")
     return socket.create_connection((address, int(port)), timeout=5)
@@ -389,13 +404,13 @@ def test_stop_ends_every_connection_handler(caplog: pytest.LogCaptureFixture) ->
     host = EmulatorHost().start()
     waiter = _Waiter()
     ep = host.add(waiter)
-    slow = TSL570Emulator(name="slow", response_time_s=30.0)  # asleep before its reply
+    slow = _SlowLaser(name="slow", response_time_s=30.0)  # asleep before its reply
     slow_ep = host.add(slow)
     conns = [_connect(e) for e in (ep, slow_ep)]
     try:
         conns[1].sendall(b"*IDN?\r")
         assert waiter.started.wait(5)
-        time.sleep(0.1)
+        assert slow.replying.wait(5)  # *IDN? received and answered: now asleep before sending
         host.stop()
         assert waiter.finished.is_set()  # cancelled and finished, not left pending
         gc.collect()

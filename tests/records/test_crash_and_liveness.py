@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,27 +86,33 @@ def test_sigkilled_run_reads_incomplete_with_data_intact(store: RunStore) -> Non
     assert store.list_runs(status="running") == []
 
 
+def _blocks_committed(store: RunStore, run_id: str) -> int:
+    info = store.get(run_id).array_index.get("raw/tags")
+    return 0 if info is None else info.shape[0] // BLOCK
+
+
 @pytest.mark.slow
 def test_kill_at_random_moments_of_appending_leaves_a_clean_prefix(store: RunStore) -> None:
     # The kill lands anywhere in resize / write / flush / index update: whatever the
-    # index committed must read back exactly, never a torn or zero-filled tail.
+    # index committed must read back exactly, never a torn or zero-filled tail. The worker
+    # appends without pause, so killing as soon as a chosen number of blocks is committed
+    # hits it mid-append; the number varies per round (fixed seed), not a wall-clock sleep.
     rng = np.random.default_rng(20261126)
     committed = []
-    for _ in range(8):
+    for at_least in rng.integers(1, 40, size=8):
         with worker("stream", str(store.data_dir)) as proc:
             run_id = first_line(proc)
             wait_until(
-                lambda run_id=run_id: "raw/tags" in store.get(run_id).array_index,
-                "the first block",
+                lambda run_id=run_id, n=at_least: _blocks_committed(store, run_id) >= n,
+                f"{at_least} blocks",
             )
-            time.sleep(rng.uniform(0.0, 0.3))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         record = store.get(run_id)
         assert record.status is RunStatus.INCOMPLETE
         tags = record.arrays["raw/tags"]
         assert tags.size == record.array_index["raw/tags"].shape[0] > 0
-        assert tags.size % BLOCK == 0
+        assert tags.size % BLOCK == 0 and tags.size >= at_least * BLOCK
         np.testing.assert_array_equal(tags, np.arange(tags.size))
         committed.append(tags.size)
     assert len(committed) == 8
@@ -128,7 +135,12 @@ def test_heartbeat_advances_while_running_and_stops_after(store: RunStore) -> No
     run.finish()
     last = store.get(run.run_id).owner.heartbeat_at
     assert last == store.get(run.run_id).stopped_at
-    time.sleep(0.2)  # four beat intervals: none may land after the finish
+    # No beat can land after the finish: the beating thread is stopped and joined by
+    # finish() itself (so this holds at once, whatever the scheduling), and a beat that
+    # was already under way when finish() ran cannot move a finished run's stamp.
+    beaters = [t for t in threading.enumerate() if t.name == f"qhil-run-{run.run_id}"]
+    assert beaters == []
+    run._beat()  # a late beat, as the thread would have made it
     assert store.get(run.run_id).owner.heartbeat_at == last
 
 

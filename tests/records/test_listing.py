@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -136,7 +136,9 @@ def test_json_exports_are_strict_json(store: RunStore, populated: dict[str, str]
     back = json.loads(text)
     assert back["results"] == {"qber": "NaN", "rate": "Infinity", "n": 3}
     assert back["run_id"] == run.run_id and back["status"] == "success"
-    assert isinstance(back["duration_s"], float) and back["duration_s"] >= 0
+    # The duration is exactly stop minus start as the export itself records them.
+    started, stopped = (datetime.fromisoformat(back[k]) for k in ("started_at", "stopped_at"))
+    assert back["duration_s"] == (stopped - started).total_seconds()
     # the database keeps the real float
     assert np.isnan(store.get(run.run_id).results["qber"])  # type: ignore[arg-type]
     listed = runs_to_json_list(store.list_runs())
