@@ -304,7 +304,7 @@ def _check_writable(path: str, option: str) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model, per line.")
 def catalogue(as_json: bool) -> None:
     """List the instrument models in the catalogue."""
     from qhil.catalogue import CATALOGUE
@@ -724,9 +724,13 @@ def _store(data_dir: str | None) -> Any:
 @click.option("--kind", default=None, help="Only runs of this kind (glob), e.g. 'bb84'.")
 @click.option("--status", default=None, help="running, success, aborted, failed or incomplete.")
 @click.option(
-    "--limit", type=click.IntRange(min=0, max=1_000_000_000), default=50, show_default=True
+    "--limit",
+    type=click.IntRange(min=0, max=1_000_000_000),
+    default=50,
+    show_default=True,
+    help="Show at most this many runs (the newest).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 def runs_list(
     kind: str | None, status: str | None, limit: int, as_json: bool, data_dir: str | None
@@ -747,7 +751,7 @@ def runs_list(
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 def runs_show(run_id: str, as_json: bool, data_dir: str | None) -> None:
     """Everything recorded about one run (ID or a unique prefix)."""
