@@ -11,9 +11,24 @@ no usable key in either, and nothing pending; a party exits 0 exactly when it ho
 The matrix faults the first message of each (direction, kind) of a run, ``MESSAGES``
 (the baseline run checks that they are all of them), which includes every final message
 (Amplification, both KeyConfirm, KeyCommitted, Finished), and checks the outcome the
-commit rules give. The whole matrix (69 runs, ~27 min on 2 busy cores) is slow; two
-representative cases (Bob's lost acknowledgement, Alice's altered confirmation; ~45 s
-with the bench) run in the default suite.
+commit rules give. All of it is slow (one run is ~10 s: ~3 s process start-up and bench
+connection, ~6 s acquisition at ~50-60 wall-s per emulated s, <1 s Cascade to Finished).
+
+By default the matrix keeps every message kind with the fault that matters most for it,
+and all three faults on the final messages, ``CASES`` (~33 runs): the commit rules differ
+only there (who commits on what, a late or altered confirmation); before Amplification
+every fault of any kind must end in an abort with no key, and a drop exercises the
+receiver's own wait at that point of the protocol, which a delay exercises the same way
+(the message is held past that wait) and a flip only through the channel's one
+authentication check (kept for the handshake, whose hello carries the authentication).
+``QHIL_FAULT_MATRIX=full`` runs every message x {drop, delay, flip} (67 runs).
+
+The runs are made cheap by settings a lab could set too, which leave the commit logic
+unchanged: it depends on no key length, only on the tags and the messages' fate.
+``eps_sec = 1e-3`` and ``eps_cor = 1e-6`` (20-bit confirmation tags, so an altered tag
+still passes with probability 1e-6) let a 0.1 s acquisition give a key of ~6 kbit
+(0.05 s gives none); the message timeout is 3 s, several times the longest legitimate
+wait between two messages of a run (~0.7 s measured on a loaded 2-core host).
 """
 
 from __future__ import annotations
@@ -53,8 +68,11 @@ SETTINGS = [
     f"experiments.bb84.message_timeout_s={TIMEOUT_S}",
     "experiments.bb84.calibrate_polarization=false",
     "experiments.bb84.verify_mus=false",
+    # Relaxed for this test only: with the defaults 0.3 s is the shortest reliable key.
+    "experiments.bb84.eps_sec=1e-3",
+    "experiments.bb84.eps_cor=1e-6",
 ]
-DURATION_S = "0.3"  # 0.15 s gives no key; 0.2 s ~2 kbit, sometimes none
+DURATION_S = "0.1"  # ~6 kbit secret at these eps; 0.05 s gives none
 LEN = struct.Struct(">Q")
 
 
@@ -74,6 +92,7 @@ class Proxy:
     target_port: int
     fault: Fault | None = None
     log: list[tuple[Direction, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # monotonic arrival of each logged frame
     _server: asyncio.Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -120,6 +139,7 @@ class Proxy:
                 frame = await reader.readexactly(LEN.unpack(prefix)[0])
                 kind = frame_kind(frame)
                 self.log.append((way, kind))
+                self.times.append(time.monotonic())
                 f = self.fault
                 if f is not None and f.hits == 0 and (f.direction, f.kind) == (way, kind):
                     f.hits = 1
@@ -305,7 +325,7 @@ MESSAGES: list[tuple[Direction, str]] = [
 AFTER_BOBS_COMMIT = {"bb84.KeyCommitted", "bb84.Finished"}
 
 
-@pytest.mark.slow  # the matrix's baseline; the representative cases below cover it fast
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_without_a_fault_both_parties_commit_the_same_key(
     bench: Bench, tmp_path: Path
@@ -326,24 +346,24 @@ async def fault_case(
     return case.state()
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    ("direction", "kind", "action", "expected"),
-    [
-        ("b_to_a", "bb84.KeyCommitted", "drop", "both"),  # the reported case, now committed
-        ("a_to_b", "bb84.KeyConfirm", "flip", "neither"),
-    ],
-)
-async def test_representative_faults(
-    bench: Bench, tmp_path: Path, direction: Direction, kind: str, action: Action, expected: str
-) -> None:
-    assert await fault_case(bench, tmp_path, direction, kind, action) == expected
+ACTIONS: tuple[Action, ...] = ("drop", "delay", "flip")
+FULL_MATRIX = os.environ.get("QHIL_FAULT_MATRIX") == "full"
+
+
+def actions_for(message: tuple[Direction, str]) -> tuple[Action, ...]:
+    """All three on the final messages; before them, the handshake's hello (it carries
+    the authentication) flipped and every other message dropped (module docstring)."""
+    if FULL_MATRIX or message in FINAL:
+        return ACTIONS
+    return ("flip",) if message[1] == "qhil.channel.hello" else ("drop",)
+
+
+CASES = [(d, k, a) for d, k in MESSAGES for a in actions_for((d, k))]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("action", ["drop", "delay", "flip"])
-@pytest.mark.parametrize(("direction", "kind"), MESSAGES, ids=lambda m: str(m))
+@pytest.mark.parametrize(("direction", "kind", "action"), CASES)
 async def test_every_message_dropped_delayed_or_flipped_leaves_both_or_neither(
     bench: Bench, tmp_path: Path, direction: Direction, kind: str, action: Action
 ) -> None:
