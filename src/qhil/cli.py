@@ -303,6 +303,13 @@ def _check_writable(path: str, option: str) -> None:
         raise ConfigError("<command line>", option, f"{path}: directory {folder} is not writable")
 
 
+def _echo_fields(fields: dict[str, Any]) -> None:
+    """A summary as 'name value' lines; a value not measured (None) shows as '-', as in
+    `runs list`, not as Python's 'None'."""
+    for k, v in fields.items():
+        click.echo(f"{k:<28} {'-' if v is None else v}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model, per line.")
 def catalogue(as_json: bool) -> None:
@@ -588,9 +595,7 @@ def run_bb84_cmd(
     if as_json:
         click.echo(json.dumps({k: v for k, v in out.items() if k != "results"}, allow_nan=False))
     else:
-        for k, v in out.items():
-            if k != "results":
-                click.echo(f"{k:<28} {v}")
+        _echo_fields({k: v for k, v in out.items() if k != "results"})
     if summary.status != "success":
         sys.exit(EXIT_ABORTED)
 
@@ -699,8 +704,7 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         if as_json:
             click.echo(json.dumps(out, allow_nan=False, default=str))
         else:
-            for k, v in out.items():
-                click.echo(f"{k:<28} {v}")
+            _echo_fields(out)
         if summary.status != "success":
             sys.exit(EXIT_ABORTED)
 
