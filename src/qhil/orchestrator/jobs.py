@@ -160,7 +160,14 @@ async def run_bb84_job(
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
             if settings.calibrate_polarization:
-                await _calibrate_polarization(prof, bench, generator, tagger, run, rngs["search"])
+                try:
+                    await _calibrate_polarization(
+                        prof, bench, generator, tagger, run, rngs["search"]
+                    )
+                except BB84Aborted as exc:  # the bench, not the profile: exit 3, recorded
+                    reason = f"{exc.reason.value}: {exc.detail}"
+                    run.abort(reason)
+                    return JobSummary(run.run_id, "aborted", reason, {})
             auth = AuthKey.generate()  # pre-shared by the two parties of this process
             alice_ch, bob_ch = in_process_channels(
                 HmacSha256Authenticator(auth),
@@ -229,7 +236,7 @@ async def _calibrate_polarization(
             generator, tagger, controller, rng=rng, **ps.routine_kwargs()
         )
     except CalibrationError as exc:
-        raise _calibration_failed(prof, exc) from exc
+        raise _calibration_failed(exc) from exc
     _record_polarization(run, result)
 
 
@@ -247,9 +254,15 @@ def _insecure_test_rngs(seed: int | None) -> dict[str, np.random.Generator | Non
     }
 
 
-def _calibration_failed(prof: Any, exc: Exception) -> ConfigError:
-    return ConfigError(
-        prof.source, "experiments.bb84.calibrate_polarization", f"calibration failed: {exc}"
+def _calibration_failed(exc: Exception) -> BB84Aborted:
+    """A compensation that failed on the bench (no light, too lossy a link) aborts the run
+    (exit 3), as a failed ``qhil calibrate`` does; the profile was fine."""
+    from qhil.orchestrator.experiments.bb84.errors import AbortReason
+
+    return BB84Aborted(
+        AbortReason.CALIBRATION_FAILED,
+        f"polarization compensation failed: {exc} "
+        "(experiments.bb84.calibrate_polarization = false skips it)",
     )
 
 
@@ -272,8 +285,8 @@ async def _party_polarization(
 
     Alice makes the reference states Bob asks for live on her generator; Bob counts them
     on his tagger and sets his controller (the same search as in one process). Each
-    records it in its own run. A channel failure aborts as in the protocol (exit 3); a
-    failed calibration (no light, the peer failed) is a failed run, as in one process.
+    records it in its own run. A channel failure aborts as in the protocol (exit 3), and so
+    does a failed compensation (no light, the peer failed), as in one process.
     """
     from qhil.calibration.errors import CalibrationError
     from qhil.calibration.remote_reference import (
@@ -312,7 +325,7 @@ async def _party_polarization(
                 f"e_X {100 * result.e_x.value:.2f} % ({len(result.steps)} evaluations)",
             )
     except CalibrationError as exc:
-        raise _calibration_failed(prof, exc) from exc
+        raise _calibration_failed(exc) from exc
     except AuthenticationError as exc:
         raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
     except (ChannelError, ConnectionError) as exc:

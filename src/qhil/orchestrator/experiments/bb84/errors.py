@@ -36,6 +36,9 @@ class AbortReason(StrEnum):
     #: A party could not write (or commit) its key in its key store; the message names
     #: the path. The peer discards its pending key too.
     KEY_STORE_FAILED = "key_store_failed"
+    #: The polarization compensation before the key exchange did not reach its target
+    #: (no light at Bob, a link too lossy, the peer's reference failed).
+    CALIBRATION_FAILED = "calibration_failed"
 
 
 class BB84Aborted(QhilError):
