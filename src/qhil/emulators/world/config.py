@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from qhil.errors import ConfigError
 
@@ -451,6 +451,10 @@ class EavesdropperConfig(_Model):
     resend_mu: NonNeg | None = None
 
 
+#: Longest link per kind: half the Earth's circumference of fibre; beyond the Moon in free space.
+MAX_LINK_KM: dict[str, float] = {"fibre": 20_000.0, "free_space": 400_000.0}
+
+
 class LinkConfig(_Model):
     a: str
     b: str
@@ -472,6 +476,17 @@ class LinkConfig(_Model):
         if self.a == self.b:
             raise ValueError(f"a link joins two different nodes (a = b = {self.a!r})")
         return self
+
+    @field_validator("length_km")
+    @classmethod
+    def _not_astronomical(cls, value: float, info: ValidationInfo) -> float:
+        # The world keeps the photons in flight: a link of astronomical length (1e8 km is
+        # ~8 min of fibre delay) would hold the emulator up generating them.
+        kind = info.data.get("kind", "fibre")
+        longest = MAX_LINK_KM[kind]
+        if value > longest:
+            raise ValueError(f"at most {longest:g} km for a {kind} link (got {value:g})")
+        return value
 
     @property
     def delay_us_per_km(self) -> float:
