@@ -401,6 +401,12 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _failed_handshakes(exc: ChannelTimeoutError) -> str:
+    """The part of ``accept_channel``'s timeout that names failed handshakes, if any."""
+    _, sep, tried = str(exc).partition("; ")
+    return sep + tried
+
+
 async def _connect_when_listening(
     host: str, port: int, *, timeout_s: float, peer_timeout_s: float, **kw: Any
 ) -> Any:
@@ -506,22 +512,23 @@ async def run_bb84_party_job(
                         f"{peer_timeout_s:g} s for bob to connect",
                     )
                     try:
-                        channel = await asyncio.wait_for(
-                            accept_channel(
-                                listener,
-                                local=party,
-                                peer=peer,
-                                authenticator=auth,
-                                session_id=session_id,
-                                timeout_s=settings.message_timeout_s,
-                            ),
-                            peer_timeout_s,
+                        # A stray connection's failed handshake is logged and closed; she
+                        # listens on until bob's hello authenticates or the peer timeout.
+                        channel = await accept_channel(
+                            listener,
+                            local=party,
+                            peer=peer,
+                            authenticator=auth,
+                            session_id=session_id,
+                            timeout_s=settings.message_timeout_s,
+                            accept_timeout_s=peer_timeout_s,
                         )
-                    except TimeoutError:
+                    except ChannelTimeoutError as exc:
                         await listener.close()
                         raise ChannelTimeoutError(
                             f"alice: bob did not connect to {where} (or did not finish the "
                             f"handshake) within {peer_timeout_s:g} s (--peer-timeout)"
+                            + _failed_handshakes(exc)
                         ) from None
                     except BaseException:
                         await listener.close()

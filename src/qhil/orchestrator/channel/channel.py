@@ -33,6 +33,7 @@ from qhil.orchestrator.channel.errors import (
     ChannelError,
     ChannelTimeoutError,
     CorruptStreamError,
+    KeyPoolExhaustedError,
     MessageFormatError,
     UnexpectedMessageError,
 )
@@ -49,6 +50,17 @@ log = logging.getLogger("qhil.orchestrator.channel")
 HELLO_KIND = "qhil.channel.hello"
 PROTOCOL_VERSION = 1
 _NONCE_BYTES = 16
+
+
+@dataclass
+class SharedHello:
+    """The accepting party's one hello (nonce and tagged frame), sent to every connection
+    it tries: a fresh one per stray connection would spend a Wegman-Carter pad each, and
+    the real peer would then expect a pad already used. Reusing the nonce is safe: only
+    one connection binds the session, and the peer's fresh nonce makes it unique."""
+
+    nonce: bytes | None = None
+    frame: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -137,24 +149,36 @@ class AuthenticatedChannel:
     __str__ = __repr__
 
     # ----------------------------------------------------------- lifecycle
-    async def open(self, timeout_s: float | None = None) -> None:
+    async def open(
+        self, timeout_s: float | None = None, *, hello: SharedHello | None = None
+    ) -> None:
         """Exchange hello messages (fresh nonces) and bind the session.
 
-        Any failure (timeout, peer gone, bad hello) closes the channel for good.
+        ``hello``: one hello for every connection an accepting party tries (see
+        :class:`SharedHello`). Any failure (timeout, peer gone, bad hello) closes the
+        channel for good.
         """
         if self._state != "new":
             raise ChannelError(f"{self._local}: channel to {self._peer} is already {self._state}")
         self._state = "opening"
-        nonce = secrets.token_bytes(_NONCE_BYTES)
+        if hello is not None and hello.nonce is None:
+            hello.nonce = secrets.token_bytes(_NONCE_BYTES)
+        nonce = (
+            hello.nonce if hello is not None and hello.nonce else secrets.token_bytes(_NONCE_BYTES)
+        )
         self._context = b"hello:" + self._session.encode()
-        hello = {
+        payload = {
             "party": self._local,
             "nonce": nonce,
             "version": PROTOCOL_VERSION,
             "auth": self._auth.name,
         }
         try:
-            await self._send(HELLO_KIND, hello)
+            if hello is not None and hello.frame is not None:
+                await self._t.send_frame(hello.frame)  # the same tagged frame again
+                self._send_seq = 1
+            else:
+                await self._send(HELLO_KIND, payload, keep=hello)
             msg = await self._recv(HELLO_KIND, timeout_s)
             peer_nonce = msg.payload.get("nonce")
             if not isinstance(peer_nonce, bytes) or len(peer_nonce) != _NONCE_BYTES:
@@ -224,7 +248,9 @@ class AuthenticatedChannel:
             f"{self._local}: cannot {action}{what}: open() the channel to {self._peer} first"
         )
 
-    async def _send(self, kind: str, payload: Mapping[str, Any]) -> int:
+    async def _send(
+        self, kind: str, payload: Mapping[str, Any], *, keep: SharedHello | None = None
+    ) -> int:
         header, buffers = codec.encode(kind, payload)
         async with self._send_lock:
             seq = self._send_seq
@@ -236,6 +262,8 @@ class AuthenticatedChannel:
                 )
             data = frames.mac_input(self._context, self._local, self._peer, seq, framed)
             framed += self._auth.tag((self._local, self._peer), data)
+            if keep is not None:  # tagged once: its key material is spent now
+                keep.frame = bytes(framed)
             try:
                 await self._t.send_frame(bytes(framed))
             except ChannelClosedError as exc:
@@ -289,7 +317,7 @@ class AuthenticatedChannel:
                     )
                 else:
                     reason = "tag mismatch (tampered, reflected, other session, or wrong key)"
-                await self._fail(seq, reason)
+                await self._fail(seq, reason, tag_mismatch=True)
             self._recv_seq = seq + 1
         try:
             got_kind, payload = codec.decode(parsed.header, parsed.body)
@@ -310,7 +338,7 @@ class AuthenticatedChannel:
             self._transport_closed = True
             await self._t.close()
 
-    async def _fail(self, seq: int, reason: str) -> NoReturn:
+    async def _fail(self, seq: int, reason: str, *, tag_mismatch: bool = False) -> NoReturn:
         """Log, close for good and raise AuthenticationError."""
         log.warning(
             "%s: authentication failure on message #%d from %s: %s",
@@ -320,7 +348,7 @@ class AuthenticatedChannel:
             reason,
         )
         await self._fail_closed(f"authentication failure on message #{seq}: {reason}")
-        raise AuthenticationError(self._local, self._peer, seq, reason)
+        raise AuthenticationError(self._local, self._peer, seq, reason, tag_mismatch=tag_mismatch)
 
 
 def in_process_channels(
@@ -375,12 +403,105 @@ async def accept_channel(
     session_id: str,
     timeout_s: float = 30.0,
     tamper: Tamper | None = None,
+    accept_timeout_s: float | None = None,
+    handshake_timeout_s: float = 10.0,
 ) -> AuthenticatedChannel:
-    """Accept ``peer``'s TCP connection on ``listener`` and open the channel."""
-    t: FrameTransport = await listener.accept(
-        peer=peer, timeout_s=timeout_s, tag_size=authenticator.tag_size
+    """Accept ``peer``'s TCP connection on ``listener`` and open the channel.
+
+    Anyone who can reach the port can connect, so a connection whose handshake fails
+    (garbage, a hello failing authentication, another session, closed early, or silent
+    for ``handshake_timeout_s``) is logged as a warning naming its address and the
+    reason, closed, and listening goes on. Handshakes run concurrently: a silent
+    connection cannot hold the port. The first peer whose hello authenticates binds the
+    session; the listener then stops accepting. Gives up after ``accept_timeout_s``
+    (default ``timeout_s``): with ``AuthenticationError`` if some hello failed
+    authentication (e.g. a wrong pre-shared key), else ``ChannelTimeoutError``.
+    ``timeout_s`` stays the open channel's wait for each message.
+    """
+    loop = asyncio.get_running_loop()
+    wait_s = timeout_s if accept_timeout_s is None else accept_timeout_s
+    deadline = loop.time() + wait_s
+    per_handshake = min(handshake_timeout_s, timeout_s)
+    accepting: asyncio.Task[TcpTransport] | None = None
+    handshakes: set[asyncio.Task[AuthenticatedChannel]] = set()
+    failures: list[tuple[str, Exception]] = []
+    hello = SharedHello()
+
+    async def handshake(t: TcpTransport) -> AuthenticatedChannel:
+        try:
+            return await asyncio.wait_for(
+                _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper, hello),
+                per_handshake,
+            )
+        except KeyPoolExhaustedError:
+            raise  # our own key material ran out: no other connection can succeed
+        except (ChannelError, TimeoutError) as exc:
+            await t.close()
+            why = f"silent for {per_handshake:g} s" if type(exc) is TimeoutError else str(exc)
+            log.warning(
+                "%s: handshake with %s at %s failed, connection closed, still listening: %s",
+                local, peer, t.address, why,
+            )  # fmt: skip
+            failures.append((t.address, exc))
+            raise
+
+    try:
+        while (remaining := deadline - loop.time()) > 0:
+            if accepting is None:
+                accepting = asyncio.create_task(
+                    listener.accept(peer=peer, timeout_s=remaining, tag_size=authenticator.tag_size)
+                )
+            done, _ = await asyncio.wait(
+                {accepting, *handshakes}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is accepting:
+                    if accepting.exception() is None:
+                        handshakes.add(asyncio.create_task(handshake(accepting.result())))
+                    accepting = None  # else its own timeout: the deadline check ends the loop
+                    continue
+                won = next(h for h in handshakes if h is task)
+                handshakes.discard(won)
+                exc = won.exception()
+                if exc is None:
+                    listener.stop_accepting()
+                    return won.result()
+                if isinstance(exc, KeyPoolExhaustedError) or not isinstance(
+                    exc, (ChannelError, TimeoutError)
+                ):
+                    raise exc
+    finally:
+        await _drop_handshakes(accepting, handshakes)
+    host, port = listener.address
+    tried = ""
+    if failures:
+        where, last = failures[-1]
+        tried = (
+            f"; {len(failures)} connection(s) failed the handshake, the last from {where}: {last}"
+        )
+    if any(isinstance(exc, AuthenticationError) and exc.tag_mismatch for _, exc in failures):
+        raise AuthenticationError(
+            local,
+            peer,
+            0,
+            f"no connection authenticated as {peer} on {host}:{port} within {wait_s:g} s{tried}",
+        )
+    raise ChannelTimeoutError(
+        f"{local}: no connection from {peer} on {host}:{port} within {wait_s:g} s{tried}"
     )
-    return await _open_over(t, local, peer, authenticator, session_id, timeout_s, tamper)
+
+
+async def _drop_handshakes(
+    accepting: asyncio.Task[TcpTransport] | None,
+    handshakes: set[asyncio.Task[AuthenticatedChannel]],
+) -> None:
+    """Cancel what ``accept_channel`` left running and close what it will not use."""
+    tasks: list[asyncio.Task[Any]] = [*handshakes, *([accepting] if accepting else [])]
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, (AuthenticatedChannel, TcpTransport)):  # finished alongside
+            await result.close()
 
 
 async def _open_over(
@@ -391,6 +512,7 @@ async def _open_over(
     session_id: str,
     timeout_s: float,
     tamper: Tamper | None,
+    hello: SharedHello | None = None,
 ) -> AuthenticatedChannel:
     """Open the channel over a fresh TCP transport; close the transport if that fails."""
     if tamper is not None:
@@ -404,7 +526,7 @@ async def _open_over(
         timeout_s=timeout_s,
     )
     try:
-        await ch.open()
+        await ch.open(hello=hello)
     except BaseException:
         await t.close()
         raise

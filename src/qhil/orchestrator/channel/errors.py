@@ -18,14 +18,19 @@ class AuthenticationError(ChannelError):
     reflected, from another session, or a malformed/forged frame.
 
     ``local`` received it, ``peer`` supposedly sent it, ``seq`` is the sequence
-    number that was expected, ``reason`` says what failed.
+    number that was expected, ``reason`` says what failed. ``tag_mismatch``: a
+    well-formed frame whose tag did not verify (a wrong key or a forgery), as opposed
+    to a stream that is not frames at all.
     """
 
-    def __init__(self, local: str, peer: str, seq: int, reason: str) -> None:
+    def __init__(
+        self, local: str, peer: str, seq: int, reason: str, *, tag_mismatch: bool = False
+    ) -> None:
         self.local = local
         self.peer = peer
         self.seq = seq
         self.reason = reason
+        self.tag_mismatch = tag_mismatch
         super().__init__(
             f"{local}: message #{seq} from {peer} failed authentication: {reason}; "
             f"the channel is closed"

@@ -102,6 +102,11 @@ class TcpTransport:
     def description(self) -> str:
         return f"TCP {self._local} <-> {self._peer} at {self._address}"
 
+    @property
+    def address(self) -> str:
+        """The remote end as ``host:port`` (named in warnings about a failed handshake)."""
+        return self._address
+
     async def _read_loop(self) -> None:
         try:
             while True:
@@ -199,6 +204,7 @@ class TcpListener:
             asyncio.Queue()
         )
         self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] = ("", 0)
 
     @classmethod
     async def start(
@@ -220,13 +226,14 @@ class TcpListener:
             raise ChannelConnectionError(
                 f"{local}: cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
+        sockname = self._server.sockets[0].getsockname()
+        self._address = str(sockname[0]), int(sockname[1])
         return self
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._server is not None
-        sockname = self._server.sockets[0].getsockname()
-        return str(sockname[0]), int(sockname[1])
+        """Where it listens (or listened: still known after it stopped accepting)."""
+        return self._address
 
     @property
     def port(self) -> int:
@@ -246,6 +253,14 @@ class TcpListener:
         return TcpTransport(
             r, w, local=self._local, peer=peer, max_frame_bytes=self._max, tag_size=tag_size
         )
+
+    def stop_accepting(self) -> None:
+        """Stop listening and close connections not yet accepted (the session is bound)."""
+        if self._server is not None:
+            self._server.close()  # no wait_closed(): it would wait for the bound connection
+        while not self._pending.empty():
+            _, w = self._pending.get_nowait()
+            w.close()
 
     async def close(self) -> None:
         if self._server is not None:
