@@ -124,3 +124,26 @@ def test_key_pool_take_consumes_from_the_front() -> None:
     assert p.take(5) is None
     assert p.take(4) == b"cdef"
     assert (p.remaining, p.consumed) == (0, 6)
+
+
+def test_wegman_carter_a_forged_tag_spends_no_pad() -> None:
+    """A stray or forged frame must not use up the pad of the genuine message after it
+    (a stray connection to a listening party made the real peer's hello fail)."""
+    pool = bytes(range(1, 97))  # 2 pads per direction
+    a, b = wc_pair(pool)
+    genuine = a.tag(AB, b"hello")
+    assert not b.verify(AB, b"hello", bytes(16))  # forged
+    assert not b.verify(AB, b"other", genuine)  # a tag moved onto another message
+    assert b.pads_left(AB) == 2
+    assert b.verify(AB, b"hello", genuine)
+    assert b.pads_left(AB) == 1
+    assert b.verify(AB, b"m", a.tag(AB, b"m"))  # the next pad is in step on both sides
+
+
+def test_key_pool_peek_consumes_nothing() -> None:
+    p = KeyPool(b"abc")
+    assert p.peek(2) == b"ab"
+    assert p.peek(4) is None
+    assert (p.remaining, p.consumed) == (3, 0)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        p.peek(-1)

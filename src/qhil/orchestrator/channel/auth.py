@@ -143,10 +143,11 @@ class WegmanCarterAuthenticator:
         """Messages that can still be authenticated in ``direction``."""
         return self._pads[direction].remaining // _PAD
 
-    def _compute(self, direction: Direction, data: bytes) -> bytes:
+    def _compute(self, direction: Direction, data: bytes, *, consume: bool = True) -> bytes:
         if direction not in self._pads:
             raise ValueError(f"WegmanCarterAuthenticator: unknown direction {direction}")
-        pad = self._pads[direction].take(_PAD)
+        pool = self._pads[direction]
+        pad = pool.take(_PAD) if consume else pool.peek(_PAD)
         if pad is None:
             raise KeyPoolExhaustedError(
                 f"{self._local}: Wegman-Carter pads for {direction[0]} -> {direction[1]} are used "
@@ -159,7 +160,14 @@ class WegmanCarterAuthenticator:
         return self._compute(direction, data)
 
     def verify(self, direction: Direction, data: bytes, tag: bytes) -> bool:
-        return hmac.compare_digest(self._compute(direction, data), tag)
+        # A pad is spent only by the authentic message it was shared for: a forged or stray
+        # frame (e.g. a connection to a listening party before its peer's) would otherwise
+        # use it up and make the peer's genuine message fail. Each failed try rules out one
+        # tag value for that pad: a forgery still succeeds with probability <= tries * L/2^127.
+        ok = hmac.compare_digest(self._compute(direction, data, consume=False), tag)
+        if ok:
+            self._pads[direction].take(_PAD)
+        return ok
 
     def __repr__(self) -> str:
         left = ", ".join(

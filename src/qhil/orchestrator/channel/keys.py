@@ -100,6 +100,12 @@ class KeyPool:
         self.__consumed += n
         return out
 
+    def peek(self, n: int) -> bytes | None:
+        """The next ``n`` bytes without consuming them, or ``None`` if fewer remain."""
+        if n < 0:
+            raise ValueError(f"KeyPool.peek: n must be >= 0 (got {n})")
+        return bytes(self.__buffer[:n]) if n <= len(self.__buffer) else None
+
     def extend(self, material: bytes) -> None:
         """Append fresh material (both parties must append the same bytes)."""
         if not isinstance(material, bytes | bytearray):
