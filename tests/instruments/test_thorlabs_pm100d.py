@@ -224,6 +224,22 @@ async def test_noise_averages_down_and_calibration_error_stays_in_the_stated_acc
     assert np.mean(hundred) == pytest.approx(want, abs=5 * 1e-11 / np.sqrt(200))
 
 
+async def test_sensor_without_1550_starts_on_the_heads_wavelength(
+    emulator_host: EmulatorHost,
+) -> None:
+    # A silicon sensor (400-1100 nm): the head falls back to its minimum at reset; the
+    # emulator reports and sets the head's wavelength (one value, not a copy of its own).
+    world = meter_world(min_wavelength_nm=400.0, max_wavelength_nm=1100.0)
+    head = world.component("alice.pm")
+    ep = emulator_host.add(PM100DEmulator(name="pm", world=world, component="alice.pm"))
+    async with PM100D.open(ep.resource) as pm:
+        assert await pm.wavelength_nm.get() == pytest.approx(400.0)
+        await pm.set_wavelength_nm(850.0)
+        assert head.wavelength_nm == 850.0
+        head.set_wavelength_nm(633.0)
+        assert await pm.wavelength_nm.get() == pytest.approx(633.0)
+
+
 def test_source_must_be_a_transmitter() -> None:
     with pytest.raises(ConfigError, match=r"components\.pm\.source: names 'det'"):
         meter_world(source="det")

@@ -49,11 +49,17 @@ class PM100DEmulator(ScpiEmulator):
         self._dark_zero_w = 0.0
         self._dark_rng = random.Random(self.seed)
         self._last_w = 0.0
-        self.wavelength_nm = 1550.0
+        # Without a world the emulator holds the wavelength; with one, the head does (its
+        # reset picks 1550 nm, or its minimum when the sensor's range excludes 1550).
+        self._wavelength_nm = 1550.0
         head = self._head()
         if head is not None:
             head.reset()
-            head.set_wavelength_nm(self.wavelength_nm)
+
+    @property
+    def wavelength_nm(self) -> float:
+        head = self._head()
+        return self._wavelength_nm if head is None else float(head.wavelength_nm)
 
     def _head(self) -> Any:
         if self.world is None or not self.component:
@@ -94,9 +100,10 @@ class PM100DEmulator(ScpiEmulator):
         lo, hi = self._range_nm()
         if not lo <= value <= hi:
             raise ScpiError(*DATA_OUT_OF_RANGE)
-        self.wavelength_nm = value
         head = self._head()
-        if head is not None:
+        if head is None:
+            self._wavelength_nm = value
+        else:
             head.set_wavelength_nm(value)
 
     @on("wavelength_limit_nm.get")
