@@ -219,3 +219,23 @@ def test_cli_calibrate_mean_photon_number(tmp_path: Path) -> None:
     summary = json.loads(out.output.strip().splitlines()[-1])
     assert summary["kind"] == "calibration.mean_photon_number"
     assert summary["mu_0_lo"] <= 0.5 <= summary["mu_0_hi"]
+
+
+async def test_a_measurement_that_fails_on_the_bench_aborts_not_a_profile_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The meter or generator failing is the bench's fault: the BB84 check returns an abort
+    reason (exit 3), as a failed polarization compensation does; it was a ConfigError (2)."""
+    import qhil.calibration.jobs as cal_jobs
+    from qhil.calibration.errors import CalibrationError
+    from qhil.orchestrator.profile import load_profile
+
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise CalibrationError("the meter read nan W")
+
+    monkeypatch.setattr(cal_jobs, "measure_mean_photon_numbers", failing)
+    prof = load_profile("default")
+    reason = await verify_mean_photon_numbers(prof, None, [0.5, 0.1, 0.0], None)  # type: ignore[arg-type]
+    assert reason == (
+        "calibration_failed: measuring the mean photon numbers failed: the meter read nan W"
+    )

@@ -268,8 +268,8 @@ async def verify_mean_photon_numbers(
 
     Records the measurement in ``run`` (``mucal_readings``, ``mucal_mus``,
     ``mucal_mus_std``, results ``mucal_*``). Returns None when every configured mu
-    lies in its measured interval, else the reason to abort. A bench that cannot
-    measure (no PowerMeter, a failed measurement) is a ConfigError naming the field.
+    lies in its measured interval, else the reason to abort (a measurement that failed on
+    the bench included: exit 3). A bench without a PowerMeter is a ConfigError naming the field.
     """
     s = MeanPhotonNumberSettings.from_profile(prof)
     field = "experiments.bb84.verify_mus"
@@ -288,8 +288,8 @@ async def verify_mean_photon_numbers(
             f"cannot measure the mean photon numbers: {exc} (add a PowerMeter on Alice's "
             "monitor tap, or set verify_mus = false to trust mus unchecked)",
         ) from None
-    except CalibrationError as exc:
-        raise ConfigError(prof.source, field, f"measuring the mean photon numbers: {exc}") from exc
+    except CalibrationError as exc:  # the bench failed, not the profile: abort (exit 3)
+        return f"calibration_failed: measuring the mean photon numbers failed: {exc}"
     run.log_results({f"mucal_{k}": v for k, v in result.to_results().items()})
     bad = result.disagreements(configured)
     if not bad:
