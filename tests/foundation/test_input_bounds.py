@@ -137,3 +137,14 @@ async def test_a_block_header_promising_too_much_is_refused_at_once(
         ],
         timeout_s=10,
     )
+
+
+async def test_eos_leading_separators_do_not_count_against_the_object() -> None:
+    from qhil.emulators.singlequantum.eos import JsonObjectFramer
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(b" " * 20 + b'{"b":1}')
+    reader.feed_eof()
+    framer = JsonObjectFramer(reader, max_bytes=10)
+    assert await framer.next() == b'{"b":1}'
+

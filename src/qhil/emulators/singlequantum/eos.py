@@ -146,8 +146,10 @@ class JsonObjectFramer:
                 if self._discarding:  # the rest of an overrun object
                     self._discarding = False
                     continue
-                if end > self.max_bytes:  # it came whole, in one read, but did not fit either
-                    return Overrun("line", end)
+                # It came whole, in one read, but did not fit either (separators before
+                # it are not part of it).
+                if len(msg) > self.max_bytes:
+                    return Overrun("line", len(msg))
                 if msg:
                     return msg
                 continue
