@@ -427,7 +427,7 @@ async def _connect_when_listening(
             return await asyncio.wait_for(
                 connect_channel(host, port, timeout_s=timeout_s, **kw), remaining
             )
-        except ChannelConnectionError as exc:
+        except ChannelConnectionError as exc:  # refused, unreachable, or no TCP in time
             last = str(exc)
             if loop.time() + delay <= deadline:
                 await asyncio.sleep(delay)

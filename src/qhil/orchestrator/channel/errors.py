@@ -54,6 +54,11 @@ class ChannelConnectionError(ChannelError):
     """A TCP connection to the peer could not be made."""
 
 
+class ChannelConnectTimeoutError(ChannelConnectionError, ChannelTimeoutError):
+    """No TCP connection within the timeout (a silent or firewalled host): a connection
+    that could not be made, so a caller waiting for its peer to appear tries again."""
+
+
 class UnexpectedMessageError(ChannelError):
     """An authentic message of another kind than the protocol step expected."""
 

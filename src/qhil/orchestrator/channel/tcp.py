@@ -22,6 +22,7 @@ from qhil.orchestrator.channel import frames
 from qhil.orchestrator.channel.errors import (
     ChannelClosedError,
     ChannelConnectionError,
+    ChannelConnectTimeoutError,
     ChannelTimeoutError,
     CorruptStreamError,
 )
@@ -82,7 +83,7 @@ class TcpTransport:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         except TimeoutError:
-            raise ChannelTimeoutError(
+            raise ChannelConnectTimeoutError(
                 f"{local}: no TCP connection to {peer} at {host}:{port} within {timeout_s:g} s"
             ) from None
         except OSError as exc:
