@@ -157,6 +157,19 @@ async def test_reference_settings_must_agree() -> None:
     assert isinstance(bob, CalibrationError) and "intensity_index" in str(bob)
 
 
+async def test_differing_max_acquisitions_are_refused_up_front() -> None:
+    # Alice caps Bob's reference requests with her max_acquisitions: both must agree on
+    # it before the search, not find out when she stops him mid-search.
+    d = doubles(random_link(8))
+    other = SETTINGS.model_copy(update={"max_acquisitions": 40})
+    alice, bob = await split(d, alice_settings=other)
+    mine = SETTINGS.max_acquisitions
+    assert isinstance(alice, CalibrationError), alice
+    assert f"max_acquisitions {mine} (Alice: 40)" in str(alice)
+    assert isinstance(bob, CalibrationError) and "max_acquisitions" in str(bob)
+    assert d.generator.loaded == [] and d.controller.writes == []
+
+
 def _flip_nth(n: int) -> Tamper:
     """Flip a byte of Bob's ``n``-th frame to Alice (0 = his handshake)."""
     seen = [0]
@@ -244,6 +257,7 @@ async def test_split_search_on_the_emulated_bench_matches_the_in_process_one() -
                 "pattern_length": 8,
                 "intensity_index": 0,
                 "rep_rate_hz": 1.0,
+                "max_acquisitions": 150,
             },
         ),
         ("polcal.Done", {"results": {"a": [1]}}),
@@ -265,7 +279,12 @@ async def test_alice_stops_a_bob_who_never_ends() -> None:
     async def endless_bob() -> None:
         from qhil.calibration.remote_reference import Live, Plan, Request, _expect, _send
 
-        await _send(b, Plan(1, True, small.pattern_length, small.intensity_index, 80e6))
+        await _send(
+            b,
+            Plan(
+                1, True, small.pattern_length, small.intensity_index, 80e6, small.max_acquisitions
+            ),
+        )
         await b.recv()  # Ready
         for step in range(1, 100):
             await _send(b, Request(step, "H"))

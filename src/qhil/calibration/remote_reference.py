@@ -12,7 +12,8 @@ state on her generator and says when it is live.
 Messages (kind ``polcal.<Name>``; every one authenticated by the channel)::
 
     B->A Plan       version; compensate or not; the reference's pattern length,
-                    intensity index and rate (Alice checks they are hers)
+                    intensity index and rate, and the search's max_acquisitions
+                    (Alice checks they are hers; she caps Bob's requests with it)
     A->B Ready      her generator's output is on (or Failed)
     B->A Request    step, reference state (H, V, D, A)
     A->B Live       step, state, pattern length uploaded (or Failed)
@@ -81,6 +82,7 @@ class Plan(PolcalMessage):
     pattern_length: int = field(metadata={"wire": int})
     intensity_index: int = field(metadata={"wire": int})
     rep_rate_hz: float = field(metadata={"wire": float})
+    max_acquisitions: int = field(metadata={"wire": int})
 
 
 @dataclass(frozen=True)
@@ -274,9 +276,14 @@ class RemoteReference:
 
 def _plan(settings: PolarizationSettings | None) -> Plan:
     if settings is None:
-        return Plan(VERSION, False, 0, 0, 0.0)
+        return Plan(VERSION, False, 0, 0, 0.0, 0)
     return Plan(
-        VERSION, True, settings.pattern_length, settings.intensity_index, settings.rep_rate_hz
+        VERSION,
+        True,
+        settings.pattern_length,
+        settings.intensity_index,
+        settings.rep_rate_hz,
+        settings.max_acquisitions,
     )
 
 
@@ -340,7 +347,13 @@ def _differences(plan: Plan, settings: PolarizationSettings) -> list[str]:
     mine = _plan(settings)
     return [
         f"{name} {getattr(plan, name)!r} (Alice: {getattr(mine, name)!r})"
-        for name in ("version", "pattern_length", "intensity_index", "rep_rate_hz")
+        for name in (
+            "version",
+            "pattern_length",
+            "intensity_index",
+            "rep_rate_hz",
+            "max_acquisitions",
+        )
         if getattr(plan, name) != getattr(mine, name)
     ]
 
@@ -363,13 +376,14 @@ async def serve_remote_reference(
     if isinstance(plan, Failed):
         raise PeerFailed(f"Bob stopped before the polarization compensation: {plan.detail}")
     problem = None
+    differences = [] if settings is None else _differences(plan, settings)
     if plan.enabled != (settings is not None):
         problem = (
             f"experiments.bb84.calibrate_polarization differs: Bob {plan.enabled}, "
             f"Alice {settings is not None}"
         )
-    elif settings is not None and _differences(plan, settings):
-        problem = "reference settings differ: " + ", ".join(_differences(plan, settings))
+    elif differences:
+        problem = "reference settings differ: " + ", ".join(differences)
     if problem is not None:
         exc = CalibrationError(f"polarization compensation: {problem}")
         await _tell_failed(channel, exc)
