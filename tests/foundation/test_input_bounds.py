@@ -148,3 +148,13 @@ async def test_eos_leading_separators_do_not_count_against_the_object() -> None:
     framer = JsonObjectFramer(reader, max_bytes=10)
     assert await framer.next() == b'{"b":1}'
 
+
+async def test_a_whole_buffered_block_over_max_block_is_refused() -> None:
+    from qhil.emulators.framer import MessageFramer
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"X #210" + b"0123456789" + b"\nY\n")
+    reader.feed_eof()
+    framer = MessageFramer(reader, b"\n", blocks=True, max_line=100, max_block=5)
+    assert await framer.next() == Overrun("block", 10)
+    assert await framer.next() == b"Y"

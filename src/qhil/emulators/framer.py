@@ -198,7 +198,7 @@ class MessageFramer:
         *,
         blocks: bool = False,
         max_line: int = DEFAULT_INPUT_BUFFER,
-        max_block: int = 0,
+        max_block: int = DEFAULT_INPUT_BUFFER,
     ) -> None:
         self.reader = reader
         self.terminators = terminators
@@ -235,11 +235,15 @@ class MessageFramer:
                     return None
                 continue
             text = idx - sum(b.end - b.data for b in self.scanner.found)
-            msg = trim(bytes(self.buf[:idx]), self.scanner.found)
+            blocks = self.scanner.found
+            msg = trim(bytes(self.buf[:idx]), blocks)
             del self.buf[: idx + 1]
             self.scanner.reset()
             if text > self.max_line:  # it came whole, in one read, but did not fit either
                 return Overrun("line", text)
+            big = next((b for b in blocks if b.end - b.data > self.max_block), None)
+            if big is not None:  # as refused when it arrives in pieces (see _overrun)
+                return Overrun("block", big.end - big.data)
             if msg:
                 return msg
 
