@@ -27,7 +27,8 @@ import tomli_w
 from click.testing import CliRunner
 
 from qhil.cli import main
-from qhil.emulators.bench import OWNER_FILE, EmulatedBench, remove_stale_emulator_dirs
+from qhil.emulators.bench import EmulatedBench
+from qhil.emulators.tempdirs import OWNER_FILE, remove_stale_emulator_dirs
 from qhil.orchestrator.profile import load_profile
 from qhil.records import RunStore
 
@@ -305,3 +306,13 @@ def test_a_handshake_failing_authentication_aborts_the_in_process_run(tmp_path: 
     assert summary.reason.startswith("authentication_failed: ")
     record = RunStore(tmp_path / "data").get(summary.run_id)
     assert record.status.value == "aborted" and record.reason == summary.reason
+
+
+def test_a_plain_emulator_host_marks_its_directory_with_its_pid() -> None:
+    """Every host (the emulator_host fixture's too, not only a bench's) writes its owner's
+    pid, so a kill -9 leaves a directory the next start recognises as stale."""
+    from qhil.emulators.server import EmulatorHost
+
+    with EmulatorHost() as host:
+        directory = Path(host._dir)
+        assert (directory / OWNER_FILE).read_text().strip() == str(os.getpid())

@@ -8,13 +8,8 @@ connect to them exactly as to hardware.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from qhil.catalogue import entry
@@ -23,10 +18,6 @@ from qhil.errors import ConfigError
 from qhil.orchestrator.profile import EMULATED, InstrumentSpec, Profile
 
 log = logging.getLogger(__name__)
-
-#: Prefix of the emulator host's temporary directory (pty links), and its owner's pid file.
-EMULATOR_DIR_PREFIX = "qhil-emu-"
-OWNER_FILE = "owner.pid"
 
 
 class EmulatedBench:
@@ -55,14 +46,8 @@ class EmulatedBench:
         self.extra_endpoints: dict[tuple[str, str], dict[str, Endpoint]] = {}
 
     def start(self) -> EmulatedBench:
-        """Serve every emulated instrument; on any failure stop what was started, then raise.
-
-        First removes the temporary directories that benches of dead processes left
-        behind (kill -9 skips their cleanup), then marks this one with our pid.
-        """
-        remove_stale_emulator_dirs()
+        """Serve every emulated instrument; on any failure stop what was started, then raise."""
         self.host.start()
-        _mark_owner(Path(self.host._dir))  # the host makes the directory; we say whose it is
         try:
             for i, (node, name, spec) in enumerate(self.profile.instruments()):
                 if spec.resource != EMULATED:
@@ -180,56 +165,3 @@ def _keyword_options(cls: type) -> set[str]:
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break  # this __init__ passes nothing further up
     return names
-
-
-def _mark_owner(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        (directory / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def _is_stale(directory: Path) -> bool:
-    """Its owning process is gone (pid file), or, without one, every pty link it holds
-    points at a terminal that no longer exists (its server died with it)."""
-    try:
-        pid = int((directory / OWNER_FILE).read_text(encoding="ascii").strip())
-    except FileNotFoundError:
-        entries = list(directory.iterdir())
-        return bool(entries) and all(e.is_symlink() and not e.exists() for e in entries)
-    except (OSError, ValueError):
-        return False
-    return pid != os.getpid() and not _alive(pid)
-
-
-def remove_stale_emulator_dirs(tmp: str | Path | None = None) -> list[Path]:
-    """Remove ``qhil-emu-*`` directories in the temp dir whose owner is gone; returns them."""
-    base = Path(tmp) if tmp is not None else Path(tempfile.gettempdir())
-    removed: list[Path] = []
-    try:
-        candidates = sorted(base.glob(f"{EMULATOR_DIR_PREFIX}*"))
-    except OSError:
-        return removed
-    for d in candidates:
-        try:
-            if (
-                d.is_dir()
-                and not d.is_symlink()
-                and d.stat().st_uid == os.getuid()
-                and _is_stale(d)
-            ):
-                shutil.rmtree(d)
-                removed.append(d)
-        except OSError:
-            continue  # another process removed it first
-    if removed:
-        log.info("removed %d stale emulator directories: %s", len(removed), removed)
-    return removed

@@ -14,12 +14,13 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import tty
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from qhil.emulators.tempdirs import make_emulator_dir
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class EmulatorHost:
     def start(self) -> EmulatorHost:
         if self._loop is not None:
             return self
-        self._dir = tempfile.mkdtemp(prefix="qhil-emu-")
+        self._dir = make_emulator_dir()  # marked ours; dead processes' ones removed
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
 
