@@ -73,3 +73,77 @@ async def test_child_tasks_inside_locked_neither_deadlock_nor_interleave() -> No
     await asyncio.gather(holder(), other())
     await drv.close()
     io.assert_complete()
+
+
+class _StaleAfterReconnectLine:
+    """A serial line whose first write finds it gone; reopened, it holds an earlier
+    client's unread reply (``stale``) before anything of ours."""
+
+    serial_line = True
+
+    def __init__(self, stale_drains: int = 0) -> None:
+        self.buf = b""
+        self.opens = 0
+        self.writes = 0
+        self.stale_drains = stale_drains  # reopens whose drain never goes quiet
+
+    def open(self, timeout_s: float) -> None:
+        self.opens += 1
+        if self.opens > 1:
+            self.buf = b"STALE\n"
+
+    def close(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        from qhil.transport.rawio import LinkDown
+
+        self.writes += 1
+        if self.writes == 1:
+            raise LinkDown("gone")
+        self.buf += b"fresh\n"
+
+    def read_until(self, terminator: bytes, timeout_s: float) -> bytes:
+        from qhil.transport.rawio import ReadTimeout
+
+        i = self.buf.find(terminator)
+        if i < 0:
+            raise ReadTimeout(self.buf)
+        out, self.buf = self.buf[: i + len(terminator)], self.buf[i + len(terminator) :]
+        return out
+
+    def read_exact(self, count: int, timeout_s: float) -> bytes:
+        out, self.buf = self.buf[:count], self.buf[count:]
+        return out
+
+    def discard_input(self) -> None:
+        self.buf = b""
+
+    def resync(self, quiet_s: float, max_s: float | None = None) -> int:
+        from qhil.transport.rawio import ReadTimeout
+
+        if self.stale_drains > 0:
+            self.stale_drains -= 1
+            raise ReadTimeout(self.buf)
+        n, self.buf = len(self.buf), b""
+        return n
+
+
+@pytest.mark.parametrize("failed_drains", [0, 1])
+async def test_a_reconnect_drains_what_the_line_held_before_it(failed_drains: int) -> None:
+    from qhil.errors import ConnectionLostError
+    from qhil.transport.session import ReconnectPolicy
+
+    line = _StaleAfterReconnectLine()
+    s = Session(
+        "ASRL/dev/fake::INSTR",
+        io=line,  # type: ignore[arg-type]
+        timeout_s=0.1,
+        reconnect=ReconnectPolicy(attempts=3, initial_delay_s=0.0),
+    )
+    async with s:
+        with pytest.raises(ConnectionLostError):
+            await s.query("Q?")
+        line.stale_drains = failed_drains  # a drain that never goes quiet fails that attempt
+        assert await s.query("Q?") == "fresh"
+    assert line.opens == 2 + failed_drains

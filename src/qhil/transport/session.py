@@ -255,6 +255,11 @@ class Session:
             except OpenFailed as exc:
                 last = str(exc)
                 continue
+            try:  # what the line held from before the reconnect is not a reply of ours
+                await self._drain_stale()
+            except InstrumentConnectionError as exc:
+                last = str(exc)
+                continue
             log.info("%s: reconnected", self.resource)
             self._open, self._lost, self._dirty = True, False, False
             return
