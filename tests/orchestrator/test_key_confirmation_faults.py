@@ -99,14 +99,10 @@ class Proxy:
 
     async def start(self) -> int:
         async def on_bob(br: asyncio.StreamReader, bw: asyncio.StreamWriter) -> None:
-            for _ in range(600):  # Alice may not listen yet (she starts at the same time)
-                try:
-                    ar, aw = await asyncio.open_connection("127.0.0.1", self.target_port)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
-            else:
-                bw.close()
+            try:  # Alice listens before Bob starts (run_case)
+                ar, aw = await asyncio.open_connection("127.0.0.1", self.target_port)
+            except OSError:
+                bw.close()  # as her refused port would
                 return
             self._tasks += [
                 asyncio.create_task(self._pump(br, aw, "b_to_a")),
@@ -249,19 +245,25 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
             stderr=asyncio.subprocess.PIPE,
             env=bench.env,
         ),
-        "bob": await asyncio.create_subprocess_exec(
+    }
+    try:
+        # Bob starts once Alice listens. The proxy accepts Bob at once, which Alice's
+        # own port would not before she listens (Bob would be refused and retry), so a
+        # Bob started with her would wait for her hello while her bench still connects
+        # and time out on a loaded host (a CI run saw it).
+        alice_err = await asyncio.wait_for(_until_listening(procs["alice"]), timeout=120)
+        procs["bob"] = await asyncio.create_subprocess_exec(
             *base,
             *("--party", "bob", "--connect", f"127.0.0.1:{via}"),
             *("--key-dir", str(tmp / "kb")),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=bench.env,
-        ),
-    }
-    try:
+        )
         outs = await asyncio.wait_for(
             asyncio.gather(*(p.communicate() for p in procs.values())), timeout=600
         )
+        outs[0] = (outs[0][0], alice_err + outs[0][1])
     finally:
         for p in procs.values():
             if p.returncode is None:
@@ -287,6 +289,17 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
             )
         )
     return Case(parties[0], parties[1], proxy.log, time.monotonic() - started)
+
+
+async def _until_listening(alice: asyncio.subprocess.Process) -> bytes:
+    """Alice's stderr up to and including her 'listening on' line (or her exit)."""
+    assert alice.stderr is not None
+    seen = b""
+    while line := await alice.stderr.readline():
+        seen += line
+        if b"alice: listening on" in line:
+            break
+    return seen
 
 
 FINAL = [
