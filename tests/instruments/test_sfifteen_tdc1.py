@@ -113,7 +113,7 @@ def test_word_layout_matches_the_documented_bits() -> None:
         b"\xa1\x00\x00\x00\x0c\x7d\x00\x00\xe2\x00\x00\x00"
     )
     # Same-tick events on two channels become one word with two pattern bits.
-    words = stream_words(np.array([4001, 4999, 9000]), np.array([1, 4, 2]), 0, 10)
+    words = stream_words(np.array([4001, 4999, 9000]), np.array([1, 4, 2]), 0, 20_000)
     assert words == encode_words([2, 4], [0b1001, 0b0010])
     dec = TimestampDecoder()
     for i in range(0, len(HEARTBEATS_350MS), 3):  # split mid-word: chunks join
@@ -363,6 +363,9 @@ DARK_WORLD_TOML = """
 [world]
 seed = 3
 mode = "{mode}"
+[world.nodes.lab]
+clock_offset_s = {offset_s}
+clock_drift_ppm = {drift_ppm}
 [world.nodes.lab.components.dark]
 type = "detector"
 dark_count_rate_hz = {rate}
@@ -375,9 +378,12 @@ n_channels = 4
 """
 
 
-def dark_world(tmp_path: Path, mode: str, rate: float) -> Any:
+def dark_world(
+    tmp_path: Path, mode: str, rate: float, drift_ppm: float = 0.0, offset_s: float = 0.0
+) -> Any:
     path = tmp_path / "dark.toml"
-    path.write_text(DARK_WORLD_TOML.format(mode=mode, rate=rate))
+    text = DARK_WORLD_TOML.format(mode=mode, rate=rate, drift_ppm=drift_ppm, offset_s=offset_s)
+    path.write_text(text)
     return World(load_world_file(path), seed=3)
 
 
@@ -416,3 +422,33 @@ async def test_realtime_world_streams_as_the_gate_passes(
     assert in_interval(len(block), 1000.0 * 0.3)
     assert block.timestamps_ps[-1] > 290_000_000_000
     assert in_interval(singles[1], 1000.0 * 0.1) and singles[0] == singles[2] == 0
+
+
+# --- the stream's timebase: monotonic in the unit's own (drifting) clock ---
+
+
+def unwrapped_words(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(ticks, low five bits) of each word; a drop of more than half the 2**27 period is
+    a rollover, a smaller one stays a step back (the driver's decoder would hide it)."""
+    words = np.frombuffer(data, "<u4")
+    raw = (words >> 5).astype(np.int64)
+    wraps = np.cumsum(np.r_[0, np.diff(raw) < -(1 << 26)])
+    return raw + (wraps << 27), words & 0x1F
+
+
+@pytest.mark.parametrize("drift_ppm", [500.0, -500.0, 0.5])
+async def test_stream_is_monotonic_in_the_units_own_clock(tmp_path: Path, drift_ppm: float) -> None:
+    """On a drifting node clock, over many 50 ms chunks, every word (events and idle dummy
+    words) has an unwrapped tick >= the previous word's: the device's stream is ordered in
+    its own clock (a dummy word behind an event reads as a 268 ms rollover to S15lib's
+    ``read_timestamps_bin``). Before the fix dummy words sat at chunk ticks of stream time
+    while events were in node-clock time: up to drift x elapsed behind."""
+    # 200 kHz: at +0.5 ppm ~18 events are expected in the lag windows before the 60 dummy
+    # words of the old placement (P(none) ~ 1e-8), so the test fails on it.
+    world = dark_world(tmp_path, "fast", 200_000.0, drift_ppm, offset_s=1.25e-3)
+    emu = TDC1Emulator(name="tdc1", world=world, component="lab.tagger")
+    data = b"".join([c async for c in emu._stream_chunks(6.0)])
+    ticks, flags = unwrapped_words(data)
+    assert np.count_nonzero(flags & 0x10) == 59  # a dummy word every 100 ms after the start
+    assert np.all(np.diff(ticks) >= 0)
+    assert ticks[-1] < 6.0e12 / 2000

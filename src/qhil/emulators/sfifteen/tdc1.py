@@ -25,6 +25,7 @@ pairs mode is one acquisition taken when the command is handled.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -64,22 +65,38 @@ def coincidences(t_a: I64, t_b: I64, window_ps: float) -> int:
     return int(np.count_nonzero(hi > lo))
 
 
-def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_tick: int, t1_tick: int) -> bytes:
-    """Words for one chunk [t0_tick, t1_tick) of stream time: events plus dummy heartbeats.
+def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_ps: int, t1_ps: int) -> bytes:
+    """Words for one chunk of the stream: events plus dummy heartbeats, in time order.
 
-    ``rel_ps`` are event times in ps from the stream start (sorted), ``channels`` 1..4.
+    The chunk covers [t0_ps, t1_ps) of the unit's own clock, counted from the stream start
+    (the counter reset); ``rel_ps`` are its event times on the same scale (sorted),
+    ``channels`` 1..4. A heartbeat is due at each multiple of ``HEARTBEAT_TICKS`` whose
+    tick starts inside the chunk, so consecutive chunks never put a word behind another.
     """
     ticks = rel_ps // TICK_PS
     pats = (1 << (channels.astype(np.int64) - 1)).astype(np.uint32)
     if ticks.size:
         starts = np.flatnonzero(np.r_[True, np.diff(ticks) != 0])
         ticks, pats = ticks[starts], np.bitwise_or.reduceat(pats, starts)
-    first_hb = max(1, -(-t0_tick // HEARTBEAT_TICKS)) * HEARTBEAT_TICKS
-    hb = np.arange(first_hb, t1_tick, HEARTBEAT_TICKS, dtype=np.int64)
+    first = max(1, -(-t0_ps // (HEARTBEAT_TICKS * TICK_PS))) * HEARTBEAT_TICKS
+    hb = np.arange(first, -(-t1_ps // TICK_PS), HEARTBEAT_TICKS, dtype=np.int64)
     all_ticks = np.concatenate([hb, ticks])
     all_flags = np.concatenate([np.full(hb.size, DUMMY_WORD_FLAGS, np.uint32), pats])
     order = np.argsort(all_ticks, kind="stable")
     return encode_words(all_ticks[order], all_flags[order])
+
+
+@dataclass(frozen=True)
+class StreamOrigin:
+    """Where a timestamp stream's counter was reset: true time and the unit's clock reading.
+
+    Stream time of an event = (node clock at the event) - ``node_ps``; ``true_ps`` is the
+    world's true time of the reset (see `qhil.emulators.sfifteen.timebase`).
+    """
+
+    node: str
+    true_ps: int
+    node_ps: int
 
 
 class TDC1Emulator(S15Emulator):
@@ -94,6 +111,8 @@ class TDC1Emulator(S15Emulator):
         self.coincidence_window_ps = coincidence_window_ps
         self._writer: ByteWriter | None = None
         self._stream_task: asyncio.Task[None] | None = None
+        #: The latest timestamp stream's counter reset (None before the first stream).
+        self.stream_origin: StreamOrigin | None = None
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
@@ -152,28 +171,41 @@ class TDC1Emulator(S15Emulator):
         return singles + pairs
 
     async def _stream_chunks(self, duration_s: float | None) -> Any:
-        """Yield the stream's bytes chunk by chunk (forever when ``duration_s`` is None)."""
+        """Yield the stream's bytes chunk by chunk (forever when ``duration_s`` is None).
+
+        The counter is reset at the start (`stream_origin`); chunks are windows of
+        ``STREAM_CHUNK_S`` of true time, each covering its interval of the node clock, so
+        events and idle words are placed on the one scale, the unit's own clock.
+        """
         tagger = self._tagger()
         # join: a stream started while another tagger streams covers the same interval
         # (fast mode; see the world README, "Time and acquisition").
         reader = tagger.open_reader(join=True) if tagger is not None else None
-        total = None if duration_s is None else round(duration_s * 1e12) // TICK_PS
-        chunk = round(STREAM_CHUNK_S * 1e12) // TICK_PS
-        done = 0  # ticks of stream time sent
-        origin: int | None = None  # node-clock ps of the stream start
+        end_ps = None if duration_s is None else round(duration_s * 1e12) // TICK_PS * TICK_PS
+        chunk_ps = round(STREAM_CHUNK_S * 1e12)
+        done = 0  # ps of the unit's clock covered so far
+        origin: int | None = None  # node-clock ps of the counter reset
         try:
-            while total is None or done < total:
-                step = chunk if total is None else min(chunk, total - done)
-                if reader is not None:
-                    block = await reader.read_async(step * TICK_PS / 1e12)
+            while end_ps is None or done < end_ps:
+                step = chunk_ps if end_ps is None else min(chunk_ps, end_ps - done)
+                if reader is None:
+                    rel, ch = np.zeros(0, np.int64), np.zeros(0, np.int32)
+                    stop = done + step
+                else:
+                    block = await reader.read_async(step / 1e12)
                     if origin is None:
                         origin = int(block.t_start_ps)
+                        self.stream_origin = StreamOrigin(tagger.node, int(reader.start_ps), origin)
+                    stop = int(block.t_stop_ps) - origin
+                    if end_ps is not None:
+                        stop = min(stop, end_ps)
                     keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
                     rel, ch = block.timestamps_ps[keep] - origin, block.channels[keep]
-                else:
-                    rel, ch = np.zeros(0, np.int64), np.zeros(0, np.int32)
-                yield stream_words(rel, ch, done, done + step)
-                done += step
+                    if end_ps is not None and rel.size and rel[-1] >= stop:
+                        cut = int(np.searchsorted(rel, stop, side="left"))
+                        rel, ch = rel[:cut], ch[:cut]
+                yield stream_words(rel, ch, done, stop)
+                done = max(done, stop)
         finally:
             if reader is not None:
                 reader.close()
