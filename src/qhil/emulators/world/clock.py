@@ -1,9 +1,12 @@
 """Time: the world's one simulated timeline and each node's own clock.
 
 True (simulated) time is counted in integer picoseconds from power-on. A node's
-clock reads ``offset + (1 + drift_ppm * 1e-6) * t``: two nodes' timestamps
-disagree exactly as in a two-site experiment. Scalar conversions are exact
-(fractions), array conversions are float64 offsets from an exact integer base.
+clock reads ``offset + (1 + drift) * t + Phi(t)``: two nodes' timestamps disagree
+exactly as in a two-site experiment. ``Phi`` is the clock's wander, the integral of
+a random walk of frequency (`Wander`); without wander it is 0 and the clock is
+linear. Scalar conversions are exact (fractions; the wander's phase, a float, is
+taken exactly as that float), array conversions are float64 offsets from an exact
+integer base.
 """
 
 from __future__ import annotations
@@ -19,22 +22,106 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import WorldTimeError
+from .rng import hash_normal
 
 PS_PER_S = 10**12
 Mode = Literal["fast", "realtime"]
+F64 = npt.NDArray[np.float64]
+
+#: Grid of the frequency random walk: knots every 10 ms (frequency linear between them,
+#: phase quadratic). Random-walk FM matters at averaging times well above this.
+WANDER_STEP_PS = 10**10
+#: Knots generated at once (a block: 10.24 s of clock).
+WANDER_BLOCK = 1024
+#: Largest wander accepted (ppb per sqrt(s)): far beyond an uncompensated crystal (~10).
+MAX_WANDER_PPB_PER_SQRT_S = 1000.0
 
 
 def seconds_to_ps(t_s: float) -> int:
     return round(Fraction(t_s) * PS_PER_S)
 
 
-class NodeClock:
-    """A node's clock: ``node = offset + (1 + drift) * true``, in picoseconds."""
+class Wander:
+    """A standard Wiener process B(t) (B(0) = 0, Var B(t) = t / 1 s) and its integral,
+    on knots every `WANDER_STEP_PS`, as a pure function of ``key``.
 
-    def __init__(self, node: str, offset_s: float, drift_ppm: float) -> None:
+    Knot i's increment is a counter-based normal draw of (key, i), so the trajectory
+    never depends on which times were asked for, in what order or chunks. Knots are
+    generated in blocks, in order from power-on, and kept (16 bytes per 10 ms).
+    Between knots B is linear and its integral quadratic. Before power-on (t < 0)
+    both are 0.
+    """
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self._b = np.zeros(1)  # B at knot i (sqrt(s))
+        self._ib = np.zeros(1)  # integral of B from 0 to knot i (ps sqrt(s))
+        self._n = 1  # knots generated
+
+    def _extend(self, n_knots: int) -> None:
+        """Generate whole blocks until knots 0..n_knots-1 exist."""
+        if n_knots <= self._n:
+            return
+        n_new = -(-(n_knots - self._n) // WANDER_BLOCK) * WANDER_BLOCK
+        total = self._n + n_new
+        cap = self._b.size
+        if total > cap:
+            size = max(total, 2 * cap)
+            self._b = np.concatenate([self._b[: self._n], np.zeros(size - self._n)])
+            self._ib = np.concatenate([self._ib[: self._n], np.zeros(size - self._n)])
+        sd = math.sqrt(WANDER_STEP_PS / PS_PER_S)
+        for lo in range(self._n, total, WANDER_BLOCK):
+            # Increment i - 1 -> i is draw i - 1; block by block, always in the same order,
+            # so the floating-point sums do not depend on how far a query reached.
+            z = hash_normal(self.key, 0, np.arange(lo - 1, lo - 1 + WANDER_BLOCK)) * sd
+            b = self._b[lo - 1] + np.cumsum(z)
+            prev = np.concatenate([self._b[lo - 1 : lo], b[:-1]])
+            seg = (prev + b) * (0.5 * WANDER_STEP_PS)  # trapezoid: exact for linear B
+            self._b[lo : lo + WANDER_BLOCK] = b
+            self._ib[lo : lo + WANDER_BLOCK] = self._ib[lo - 1] + np.cumsum(seg)
+        self._n = total
+
+    def _locate(self, t_ps: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], F64]:
+        t = np.maximum(np.asarray(t_ps, dtype=np.float64), 0.0)
+        i = np.floor(t / WANDER_STEP_PS).astype(np.int64)
+        self._extend(int(i.max(initial=0)) + 2)
+        return i, t - i.astype(np.float64) * WANDER_STEP_PS
+
+    def value(self, t_ps: npt.ArrayLike) -> F64:
+        """B(t), sqrt(s)."""
+        i, u = self._locate(t_ps)
+        b0 = self._b[i]
+        return np.asarray(b0 + (self._b[i + 1] - b0) * (u / WANDER_STEP_PS))
+
+    def integral_ps(self, t_ps: npt.ArrayLike) -> F64:
+        """Integral of B from 0 to t, ps sqrt(s)."""
+        i, u = self._locate(t_ps)
+        b0 = self._b[i]
+        slope = (self._b[i + 1] - b0) * (0.5 / WANDER_STEP_PS)
+        return np.asarray(self._ib[i] + u * (b0 + slope * u))
+
+
+class NodeClock:
+    """A node's clock: ``node = offset + (1 + drift) * true + Phi(true)``, in picoseconds.
+
+    ``Phi`` is the integral of the wander W(t) = ``wander_ppb_per_sqrt_s`` * 1e-9 * B(t),
+    B a standard Wiener process drawn from ``key`` (the node's own stream), so the clock's
+    fractional frequency is ``drift + W(t)`` (random-walk FM from power-on).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        offset_s: float,
+        drift_ppm: float,
+        wander_ppb_per_sqrt_s: float = 0.0,
+        key: int = 0,
+    ) -> None:
         self.node = node
         self.offset_s = offset_s
         self.drift_ppm = drift_ppm
+        self._walk = Wander(key)
+        self.wander_ppb_per_sqrt_s = wander_ppb_per_sqrt_s
 
     @property
     def offset_s(self) -> float:
@@ -59,15 +146,110 @@ class NodeClock:
         self._rate = float(self._scale)
 
     @property
+    def wander_ppb_per_sqrt_s(self) -> float:
+        return self._wander_ppb
+
+    @wander_ppb_per_sqrt_s.setter
+    def wander_ppb_per_sqrt_s(self, value: float) -> None:
+        if not (math.isfinite(value) and 0.0 <= value <= MAX_WANDER_PPB_PER_SQRT_S):
+            raise ValueError(
+                f"{self.node} clock wander must be in [0, {MAX_WANDER_PPB_PER_SQRT_S:g}] "
+                f"ppb/sqrt(s), got {value!r}"
+            )
+        # The same walk B(t) whatever its size: changing it rescales one trajectory.
+        self._wander_ppb = float(value)
+        self._sigma = self._wander_ppb * 1e-9
+
+    @property
+    def wanders(self) -> bool:
+        return self._sigma != 0.0
+
+    @property
     def rate(self) -> float:
-        """Node seconds per true second."""
+        """Nominal node seconds per true second, ``1 + drift``: the wander left out. Over a
+        stretch of time use `mean_rate`, at an instant `rate_at`."""
         return self._rate
 
+    # -- the wander ----------------------------------------------------------------------
+
+    def wander(self, t_ps: npt.ArrayLike) -> F64:
+        """W(t): the fractional frequency's departure from ``drift`` at true times ``t_ps``."""
+        return self._walk.value(t_ps) * self._sigma if self.wanders else np.zeros(np.shape(t_ps))
+
+    def phase_ps(self, t_ps: npt.ArrayLike) -> F64:
+        """Phi(t) = integral of W from power-on to true times ``t_ps`` (ps of node time)."""
+        if not self.wanders:
+            return np.zeros(np.shape(t_ps))
+        return self._walk.integral_ps(t_ps) * self._sigma
+
+    def _phase(self, t_ps: Fraction | int) -> Fraction:
+        return Fraction(float(self.phase_ps(float(t_ps)))) if self.wanders else Fraction(0)
+
+    def rate_at(self, t_ps: Fraction | int) -> float:
+        """Node seconds per true second at the instant ``t_ps``: ``1 + drift + W(t)``."""
+        if not self.wanders:
+            return self._rate
+        return float(self._scale + Fraction(float(self.wander(float(t_ps)))))
+
+    def mean_rate(self, start_ps: Fraction | int, stop_ps: Fraction | int) -> float:
+        """Node seconds per true second between two true times (without wander: `rate`)."""
+        if not self.wanders or stop_ps == start_ps:
+            return self._rate
+        return float(
+            (self.node_of_true(stop_ps) - self.node_of_true(start_ps)) / (stop_ps - start_ps)
+        )
+
+    # -- conversions ---------------------------------------------------------------------
+
     def node_of_true(self, t_ps: Fraction | int) -> Fraction:
-        return self._offset_ps + self._scale * t_ps
+        if not self.wanders:
+            return self._offset_ps + self._scale * t_ps
+        return self._offset_ps + self._scale * t_ps + self._phase(t_ps)
 
     def true_of_node(self, tau_ps: Fraction | int) -> Fraction:
-        return (tau_ps - self._offset_ps) / self._scale
+        t = (tau_ps - self._offset_ps) / self._scale
+        if not self.wanders:
+            return t
+        # Fixed point of t = (tau - offset - Phi(t)) / scale: the error shrinks by |W| (< 1e-3)
+        # per pass, so a few passes reach the float resolution of Phi.
+        first = t
+        for _ in range(8):
+            nxt = first - self._phase(t) / self._scale
+            if abs(nxt - t) < Fraction(1, 10**6):
+                return nxt
+            t = nxt
+        return t
+
+    def node_of_true_f(self, t_ps: F64) -> F64:
+        """`node_of_true` of many true times, in float64 ps (~0.1 ps at an hour)."""
+        out = float(self._offset_ps) + t_ps * self._rate
+        if self.wanders:
+            out = out + self.phase_ps(t_ps)
+        return np.asarray(out)
+
+    def true_of_node_f(self, tau_ps: F64) -> F64:
+        """`true_of_node` of many node times, in float64 ps."""
+        first = (tau_ps - float(self._offset_ps)) / self._rate
+        t = first
+        if self.wanders:  # the fixed point of `true_of_node`, vectorised
+            for _ in range(4):
+                t = first - self.phase_ps(t) / self._rate
+        return np.asarray(t)
+
+    def node_delta_ps(self, base_ps: int, rel_ps: F64) -> F64:
+        """Node time elapsed from true time ``base_ps`` to ``base_ps + rel_ps`` (float ps)."""
+        out = rel_ps * self._rate
+        if self.wanders:
+            out += self.wander_delta_ps(base_ps, rel_ps)
+        return np.asarray(out)
+
+    def wander_delta_ps(self, base_ps: int, rel_ps: F64) -> F64:
+        """Phi(base + rel) - Phi(base): the wander's part of `node_delta_ps` (0 without)."""
+        if not self.wanders:
+            return np.zeros(np.shape(rel_ps))
+        base = float(base_ps)
+        d = self._walk.integral_ps(np.add(rel_ps, base)) - self._walk.integral_ps(base)
+        return np.asarray(d * self._sigma)
 
     def to_node_ps(
         self, base_ps: int, rel_ps: npt.NDArray[np.float64], bin_ps: int = 1
@@ -78,8 +260,11 @@ class NodeClock:
         ib = math.floor(node_base)
         q0, r0 = divmod(ib, bin_ps)
         frac = float(node_base - ib) + r0
-        bins = np.floor((frac + rel_ps * self.rate) / bin_ps).astype(np.int64)
-        return (bins + q0) * bin_ps
+        if self.wanders:
+            bins = np.floor((frac + self.node_delta_ps(base_ps, rel_ps)) / bin_ps)
+        else:
+            bins = np.floor((frac + rel_ps * self.rate) / bin_ps)
+        return (bins.astype(np.int64) + q0) * bin_ps
 
 
 class SimClock:

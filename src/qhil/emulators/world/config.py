@@ -430,6 +430,17 @@ PATH_TERMINAL_TYPES = ("polarization_analyzer", "detector")
 class NodeConfig(_Model):
     clock_offset_s: float = Field(default=0.0, ge=-1e6, le=1e6)
     clock_drift_ppm: float = Field(default=0.0, ge=-1000.0, le=1000.0)
+    clock_wander_ppb_per_sqrt_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description=(
+            "Random walk of the clock's frequency from power-on: the fractional frequency is "
+            "drift + W(t), std(W(t + tau) - W(t)) = this * 1e-9 * sqrt(tau / 1 s); Allan "
+            "deviation sqrt(tau / 3) times that. ~1e-3 for an OCXO, ~1 for a TCXO, ~10 for "
+            "a bare crystal; 0 = none."
+        ),
+    )
     components: dict[str, ComponentConfig] = Field(default_factory=dict)
 
     @field_validator("components")

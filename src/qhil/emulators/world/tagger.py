@@ -180,6 +180,9 @@ class TagPipeline:
             k = keys[at : at + t.size]
             xs = np.multiply(t, scale, out=x[: t.size])
             xs += shift_of[0] if uniform else shift_of.take(ch)
+            if clock.wanders:  # the wander's phase at the moment of tagging (input delay on)
+                at_tag = t if same else t + delays.take(ch)
+                xs += clock.wander_delta_ps(base_ps, at_tag) / bin_ps
             k[:] = xs  # floor: positive
             k <<= _CH_BITS
             k |= ch

@@ -8,6 +8,7 @@ through the instruments with what this module says is true.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,11 +36,43 @@ class GroundTruth:
 
     # -- clocks and links ------------------------------------------------------------------
 
-    def clock_offset_s(self, node: str) -> float:
-        return self._w.node(node).clock.offset_s
+    # A node's clock reads ``offset + (1 + drift) * t + Phi(t)`` at true time t (s since
+    # power-on), Phi the integral of its wander W; its fractional frequency is drift + W(t).
+    # These take the true time explicitly (default 0, power-on), not "now".
+
+    def clock_reading_ps(self, node: str, t_s: float) -> Fraction:
+        """What ``node``'s clock reads at true time ``t_s`` (exact ps)."""
+        return self._w.node(node).clock.node_of_true(seconds_to_ps(t_s))
+
+    def clock_offset_ps(self, node: str, t_s: float = 0.0) -> float:
+        """``node``'s clock reading minus true time at ``t_s`` (ps): offset, drift and wander."""
+        t_ps = seconds_to_ps(t_s)
+        return float(self._w.node(node).clock.node_of_true(t_ps) - t_ps)
+
+    def clock_offset_s(self, node: str, t_s: float = 0.0) -> float:
+        """`clock_offset_ps` in seconds; at power-on (``t_s = 0``) the configured offset."""
+        t_ps = seconds_to_ps(t_s)
+        return float((self._w.node(node).clock.node_of_true(t_ps) - t_ps) / PS_PER_S)
+
+    def clock_true_time_s(self, node: str, reading_ps: int | Fraction) -> float:
+        """The true time (s) at which ``node``'s clock reads ``reading_ps``."""
+        return float(self._w.node(node).clock.true_of_node(reading_ps) / PS_PER_S)
+
+    def clock_frequency_ppb(self, node: str, t_s: float = 0.0) -> float:
+        """``node``'s fractional frequency offset from true time at ``t_s``, drift + W(t), ppb."""
+        clock = self._w.node(node).clock
+        return clock.drift_ppm * 1e3 + self.clock_wander_ppb(node, t_s)
+
+    def clock_wander_ppb(self, node: str, t_s: float) -> float:
+        """W(t): the random-walk part of ``node``'s fractional frequency at ``t_s``, ppb."""
+        return float(self._w.node(node).clock.wander(float(seconds_to_ps(t_s)))) * 1e9
 
     def clock_drift_ppm(self, node: str) -> float:
+        """The configured constant frequency offset (without the wander)."""
         return self._w.node(node).clock.drift_ppm
+
+    def clock_wander_ppb_per_sqrt_s(self, node: str) -> float:
+        return self._w.node(node).clock.wander_ppb_per_sqrt_s
 
     def link_delay_s(self, link: str, t_s: float | None = None) -> float:
         return self._w.link(link).delay_at_ps(self._t_ps(t_s)) / PS_PER_S
@@ -145,11 +178,11 @@ class GroundTruth:
             det = w.detector(src)
             ts = block.timestamps_ps[sel].astype(np.float64)
             # Tagger clock -> true time -> minus cable and path delays -> transmitter clock.
-            true = (ts - float(tg_clock._offset_ps)) / tg_clock.rate - self._tag_offset_ps(det)
+            true = tg_clock.true_of_node_f(ts) - self._tag_offset_ps(det)
             j = np.clip(true // w.step_ps, 0, None).astype(np.int64)
             j_lo, j_hi = int(j.min()), int(j.max())
             emitted = true - path.delays_ps(j_lo, j_hi)[j - j_lo]
-            tx_time = float(tx_clock._offset_ps) + emitted * tx_clock.rate
+            tx_time = tx_clock.node_of_true_f(emitted)
             out[sel] = np.rint((tx_time - t0) / period).astype(np.int64)
         return out
 
@@ -164,10 +197,11 @@ class GroundTruth:
         path = self._path_to(source, detector)
         j = t_ps // w.step_ps
         arrival = t_ps + float(path.delays_ps(j, j)[0]) + self._tag_offset_ps(det)
-        return (
-            float(w.tagger(det.tagger).clock.node_of_true(0))
-            + arrival * w.tagger(det.tagger).clock.rate
-        )
+        clock = w.tagger(det.tagger).clock
+        stamp = float(clock.node_of_true(0)) + arrival * clock.rate
+        if clock.wanders:
+            stamp += float(clock.phase_ps(arrival))
+        return stamp
 
     def expected_delta_ps(self, source: str, det_a: str, det_b: str, emitted_s: float) -> float:
         """Timestamp difference B - A of the two photons of a pair emitted at ``emitted_s``."""

@@ -155,7 +155,16 @@ class World:
         cfg = self.config
         now = self._now_s
         self._nodes = {
-            n: Node(n, NodeClock(n, c.clock_offset_s, c.clock_drift_ppm))
+            n: Node(
+                n,
+                NodeClock(
+                    n,
+                    c.clock_offset_s,
+                    c.clock_drift_ppm,
+                    c.clock_wander_ppb_per_sqrt_s,
+                    component_key(self.seed, "clock:" + n),
+                ),
+            )
             for n, c in cfg.nodes.items()
         }
         self._links: dict[str, Link] = {}
@@ -341,6 +350,7 @@ class World:
             clk = self._nodes[node].clock
             clk.offset_s = ncfg.clock_offset_s
             clk.drift_ppm = ncfg.clock_drift_ppm
+            clk.wander_ppb_per_sqrt_s = ncfg.clock_wander_ppb_per_sqrt_s
         for lname, link in self._links.items():
             link._rng = component_generator(self.seed, "link:" + lname)
             link.reset()
