@@ -12,10 +12,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult, decoy_key_rate
+from qhil.numerics.qkd import (
+    DecoyBounds,
+    FiniteKeyResult,
+    decoy_key_rate,
+    vacuum_weak_decoy_bounds,
+)
 from qhil.orchestrator.experiments.bb84.errors import AbortReason
-from qhil.orchestrator.experiments.bb84.statistics import BB84Statistics
+from qhil.orchestrator.experiments.bb84.statistics import BB84Statistics, decoy_counts
 from qhil.records import KeyRef
+
+#: Error-correction inefficiency assumed by the asymptotic rate (a typical Cascade f).
+ASYMPTOTIC_F_EC = 1.16
 
 Party = Literal["alice", "bob"]
 Status = Literal["success", "aborted"]
@@ -100,10 +108,22 @@ class BB84Result:
 
     @property
     def asymptotic_rate_per_pulse(self) -> float | None:
-        """GLLP rate from the measured decoy bounds (the decoy-state prediction to compare)."""
-        if self.decoy_bounds is None:
+        """The asymptotic decoy-state rate per pulse at this run's yields and error rates.
+
+        GLLP ``Q1 (1 - h(e1)) - f Q_mu h(E_mu)`` (f = :data:`ASYMPTOTIC_F_EC`) with the
+        vacuum + weak decoy estimates of Y1 and e1 taken from the observed gains and QBERs
+        as if they were their expectations (infinitely many pulses: no finite-size terms),
+        and basis sifting q -> 1 (in the limit a biased basis choice keeps almost every
+        detection, Lo, Chau, Ardehali 2005). What this channel would give an infinitely
+        long run; compare with ``numerics.qkd.key_rate``'s model (whose ``q_sift`` is 1/2
+        in PHYSICS.md's GYS reference), not with the finite ``key_rate_per_pulse``.
+        None when the estimates cannot be formed (no vacuum level, no decoy test bits).
+        """
+        s = self.statistics
+        if s.mus[2] != 0 or s.test_sifted[1] == 0 or np.any(s.pulses == 0):
             return None
-        return float(decoy_key_rate(self.decoy_bounds))
+        bounds = vacuum_weak_decoy_bounds(decoy_counts(s))
+        return float(decoy_key_rate(bounds, f_ec=ASYMPTOTIC_F_EC, q_sift=1.0))
 
     def to_results(self) -> dict[str, Any]:
         """Flat scalars for a run record (``run.log_results(**result.to_results())``)."""
@@ -135,7 +155,7 @@ class BB84Result:
             out["y1_lower"] = float(self.decoy_bounds.y1_lower)
             out["e1_upper"] = float(self.decoy_bounds.e1_upper)
             out["q1_lower"] = float(self.decoy_bounds.q1_lower)
-            out["asymptotic_rate_per_pulse"] = self.asymptotic_rate_per_pulse
+        out["asymptotic_rate_per_pulse"] = self.asymptotic_rate_per_pulse
         if self.finite_key is not None:
             out["phase_error_bound"] = float(self.finite_key.phase_error)
             out["s1_key_lower"] = float(self.finite_key.s1_key)
