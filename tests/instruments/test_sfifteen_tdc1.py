@@ -8,6 +8,7 @@ words, time in 2 ns ticks in bits 31..5, dummy flag bit 4, channel pattern bits 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,13 @@ import pytest
 from scipy.stats import poisson
 
 from qhil.drivers.roles import TagBlock, TimeTagger
-from qhil.drivers.sfifteen.tdc1 import TDC1, TimestampDecoder, encode_words, serial_port_of
+from qhil.drivers.sfifteen.tdc1 import (
+    TDC1,
+    TimestampDecoder,
+    TimestampStreamStalled,
+    encode_words,
+    serial_port_of,
+)
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.tdc1 import IDENTITY, TDC1Emulator, stream_words
 from qhil.emulators.world import World, load_world_file
@@ -452,3 +459,103 @@ async def test_stream_is_monotonic_in_the_units_own_clock(tmp_path: Path, drift_
     assert np.count_nonzero(flags & 0x10) == 59  # a dummy word every 100 ms after the start
     assert np.all(np.diff(ticks) >= 0)
     assert ticks[-1] < 6.0e12 / 2000
+
+
+# --- one continuous stream in blocks (TimeTagger.stream) ---
+
+#: 400 ms dummy word: 200e6 << 5 | 0x10.
+HEARTBEAT_400MS = b"\x10\x00\x78\x7d"
+
+
+async def test_stream_sends_documented_bytes_and_cuts_one_timebase_into_blocks() -> None:
+    """``time 0`` (unlimited) and one ``counts?``: one counter reset, then blocks of 100 ms
+    of stream time cut from the words as they come (the 268 ms rollover unwrapped across
+    blocks), and ``abort`` once the duration is covered."""
+    events = (
+        b"\xa1\x00\x00\x00"  # tick 5 (10 ns), channel 1
+        + b"\x0c\x7d\x00\x00"  # tick 1000 (2 us), channels 3 and 4 together
+        + HEARTBEATS_250MS[:8]  # 100 ms, 200 ms
+        + b"\xe2\x00\x00\x00"  # tick 2**27 + 7 (268.4 ms), channel 2
+        + HEARTBEATS_350MS[8:]  # 300 ms
+        + HEARTBEAT_400MS
+    )
+    exchanges = [(b"INPKT;time 0;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    async with expected_protocol(TDC1, exchanges) as drv:
+        blocks = [b async for b in drv.stream(0.35, 0.1)]
+    assert [(b.meta["t_start_ps"], b.meta["t_stop_ps"]) for b in blocks] == [
+        (0.0, 1e11),
+        (1e11, 2e11),
+        (2e11, 3e11),
+        (3e11, 3.5e11),
+    ]
+    assert [b.timestamps_ps.tolist() for b in blocks] == [
+        [10_000, 2_000_000, 2_000_000],
+        [],
+        [(2**27 + 7) * 2000],
+        [],
+    ]
+    assert blocks[0].channels.tolist() == [1, 3, 4] and blocks[2].channels.tolist() == [2]
+    assert [b.meta["chunk"] for b in blocks] == [0, 1, 2, 3]
+    assert all(b.lost == 0 and b.meta["resolution_ps"] == 2000 for b in blocks)
+
+
+async def test_stream_that_falls_silent_raises_a_stall_naming_what_it_waited_for() -> None:
+    exchanges = [
+        (b"INPKT;time 0;timestamp;counts?\r\n", HEARTBEATS_250MS),
+        (b"abort\r\n", b""),
+    ]
+    async with expected_protocol(TDC1, exchanges) as drv:
+        got = []
+        with pytest.raises(TimestampStreamStalled) as err:
+            async for block in drv.stream(1.0, 0.15, stall_timeout_s=0.2):
+                got.append(block)
+    assert len(got) == 1  # [0, 150 ms) is complete (the 200 ms word), [150, 300 ms) never
+    msg = str(err.value)
+    assert "REPLAY::INSTR" in msg and "counts?" in msg and "0.300000 s" in msg
+    assert "0.200000 s" in msg  # the last word seen
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.stream(1.0, 0.0),
+        lambda d: d.stream(1.0, float("nan")),
+        lambda d: d.stream(0.0, 0.1),
+        lambda d: d.stream(1.0, 0.1, stall_timeout_s=0),
+    ],
+)
+async def test_stream_refuses_bad_arguments_before_any_byte(call: Callable[[TDC1], Any]) -> None:
+    async with expected_protocol(TDC1, []) as drv:
+        with pytest.raises(ValidationError):
+            async for _ in call(drv):
+                pass
+
+
+async def test_stream_on_a_drifting_clock_keeps_one_timebase_until_closed(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """An endless stream (duration None) read block by block on a +500 ppm clock: the
+    blocks tile the stream time, every tag is inside its block, times never go back,
+    the count follows the dark rate (two-sided 99.9 %), and closing the iterator aborts
+    the stream so the unit answers queries again."""
+    world = dark_world(tmp_path, "fast", 5000.0, drift_ppm=500.0, offset_s=0.3)
+    ep = emulator_host.add(TDC1Emulator(name="tdc1", world=world, component="lab.tagger"))
+    drv = TDC1.open(ep.address)
+    blocks: list[TagBlock] = []
+    try:
+        async with contextlib.aclosing(drv.stream(None, 0.05)) as stream:
+            async for block in stream:
+                blocks.append(block)
+                if len(blocks) == 40:
+                    break
+        assert await drv.singles(0.01) is not None
+    finally:
+        await drv.close()
+    edges = [(b.meta["t_start_ps"], b.meta["t_stop_ps"]) for b in blocks]
+    assert edges == [(k * 5e10, (k + 1) * 5e10) for k in range(40)]
+    for b, (lo, hi) in zip(blocks, edges, strict=True):
+        assert b.timestamps_ps.size == 0 or (lo <= b.timestamps_ps[0] and b.timestamps_ps[-1] < hi)
+    t = np.concatenate([b.timestamps_ps for b in blocks])
+    assert np.all(np.diff(t) >= 0)
+    # 2 s of the unit's clock = 2 s / (1 + 500 ppm) of true time at 5 kHz.
+    assert in_interval(t.size, 5000.0 * 2.0 / (1 + 500e-6))

@@ -8,6 +8,7 @@ Units are in the method names or docstrings: nm, mW, dB, mV, V, s, ps, Hz.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -95,6 +96,13 @@ class TimeTagger(Role, Protocol):
     """A time tagger / timestamp unit."""
 
     async def acquire(self, duration_s: float) -> TagBlock: ...
+
+    def stream(self, duration_s: float | None, chunk_s: float) -> AsyncIterator[TagBlock]:
+        """One continuous acquisition (one timebase: ps from its start) in blocks of
+        ``chunk_s``; ``duration_s`` None runs until the consumer closes the iterator.
+        ``meta["t_start_ps"]``/``meta["t_stop_ps"]``: the block's edges on that timebase;
+        ``lost``: tags the instrument reports it dropped in the block."""
+        ...
 
     async def set_input_delay_ps(self, channel: int, delay_ps: int) -> None: ...
 

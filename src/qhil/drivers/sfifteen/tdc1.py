@@ -12,7 +12,11 @@ four singles, then coincidences 1-3, 1-4, 2-3, 2-4) and timestamp, where
 or ``abort``.
 
 The board has no input-delay setting: :meth:`TDC1.set_input_delay_ps` is applied
-in software to the timestamps :meth:`TDC1.acquire` returns.
+in software to the timestamps :meth:`TDC1.acquire` and :meth:`TDC1.stream` return.
+
+Timebase: the 2 ns counter is reset when ``counts?`` starts timestamp mode, so each
+acquisition (or stream) counts from its own start; :meth:`TDC1.stream` keeps one
+stream (one reset) running and cuts it into blocks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -31,7 +35,7 @@ from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.roles import TagBlock
 from qhil.drivers.sfifteen.common import S15Instrument
 from qhil.drivers.values import Enum, Float, Int, Numbers, Str
-from qhil.errors import ProtocolError, ValidationError
+from qhil.errors import ProtocolError, TransportError, ValidationError
 from qhil.transport.framing import Framing
 from qhil.transport.rawio import ReadTimeout
 from qhil.transport.session import Reader
@@ -60,7 +64,28 @@ COUNT_REPLY_MARGIN_S = 0.5
 STREAM_POLL_S = 0.05
 #: Wall-clock allowance beyond the acquisition for a stream to end by itself.
 STREAM_GRACE_S = 0.5
+#: Wall-clock silence after which a continuous stream counts as stalled (the unit sends a
+#: word at least every HEARTBEAT_S of its own time, so seconds of silence mean trouble).
+STREAM_STALL_S = 5.0
 _CHUNK = 1 << 16
+
+
+class TimestampStreamStalled(TransportError):
+    """A running timestamp stream stopped delivering words before the stream time awaited."""
+
+    def __init__(
+        self, resource: str, command: str, timeout_s: float, awaited_s: float, reached_s: float
+    ) -> None:
+        self.command = command
+        self.timeout_s = timeout_s
+        self.awaited_s = awaited_s
+        self.reached_s = reached_s
+        super().__init__(
+            resource,
+            f"timestamp stream stalled: no data for {timeout_s:g} s after sending {command!r}, "
+            f"waiting for words up to stream time {awaited_s:.6f} s (last word at "
+            f"{reached_s:.6f} s); check the USB link, then restart the stream",
+        )
 
 
 def encode_words(ticks: npt.ArrayLike, patterns: npt.ArrayLike) -> bytes:
@@ -112,6 +137,13 @@ class TimestampDecoder:
         if not self._ticks:
             return np.zeros(0, np.int64), np.zeros(0, np.uint8)
         return np.concatenate(self._ticks), np.concatenate(self._flags)
+
+    def take(self, until_ticks: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """Remove and return the words before ``until_ticks`` (the stream is time-ordered)."""
+        ticks, flags = self.words()
+        cut = int(np.searchsorted(ticks, until_ticks, side="left"))
+        self._ticks, self._flags = ([ticks[cut:]], [flags[cut:]]) if cut < ticks.size else ([], [])
+        return ticks[:cut], flags[:cut]
 
 
 def words_to_tags(
@@ -292,6 +324,20 @@ class TDC1(S15Instrument):
             raise ValidationError("input delay", channel, f"a channel in 1..{N_CHANNELS}")
         self.input_delays_ps[channel] = int(delay_ps)
 
+    def _tags(
+        self, ticks: npt.NDArray[np.int64], flags: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int16]]:
+        """Tags of decoded words, with the software input delays applied (time-ordered)."""
+        t_ps, channels = words_to_tags(ticks, flags)
+        if any(self.input_delays_ps.values()):
+            t_ps = (
+                t_ps
+                + np.array([0] + [self.input_delays_ps.get(c, 0) for c in (1, 2, 3, 4)])[channels]
+            )
+            order = np.argsort(t_ps, kind="stable")
+            t_ps, channels = t_ps[order], channels[order]
+        return t_ps.astype(np.int64), channels
+
     async def acquire(self, duration_s: float) -> TagBlock:
         """Stream timestamps for ``duration_s`` (whole ms) and return them in ps from the start.
 
@@ -337,20 +383,117 @@ class TDC1(S15Instrument):
             await self.session.transaction(cls.abort.template.render(), drain)
         ticks, flags = decoder.words()
         keep = ticks < end_ticks
-        t_ps, channels = words_to_tags(ticks[keep], flags[keep])
-        if any(self.input_delays_ps.values()):
-            t_ps = (
-                t_ps
-                + np.array([0] + [self.input_delays_ps.get(c, 0) for c in (1, 2, 3, 4)])[channels]
-            )
-            order = np.argsort(t_ps, kind="stable")
-            t_ps, channels = t_ps[order], channels[order]
+        t_ps, channels = self._tags(ticks[keep], flags[keep])
         return TagBlock(
             t_ps.astype(np.int64),
             channels,
             lost=0,  # the TDC1 does not report lost events
             meta={"duration_s": ms / 1000, "resolution_ps": float(TICK_PS)},
         )
+
+    async def stream(
+        self,
+        duration_s: float | None,
+        chunk_s: float,
+        *,
+        stall_timeout_s: float = STREAM_STALL_S,
+    ) -> AsyncIterator[TagBlock]:
+        """One continuous timestamp stream, cut into blocks of ``chunk_s`` of stream time.
+
+        The unit's counter is reset once, when ``counts?`` starts the stream: every block
+        is on that one timebase (ps from the reset), block ``k`` holding the tags whose
+        words fall in [k chunk_s, (k+1) chunk_s) (the last one shorter if ``duration_s``
+        is not a multiple; software input delays are added after the cut). ``duration_s`` None streams until the consumer
+        stops; close the iterator (``contextlib.aclosing``, or let the ``async for`` end)
+        so ``abort`` is sent. The instrument is held (locked) for the whole stream.
+
+        ``meta``: ``t_start_ps``/``t_stop_ps`` (the block's edges, stream time),
+        ``chunk`` (index), ``resolution_ps``, and ``host_start_s``: this host's clock
+        (``time.time()``) when ``counts?`` was sent, the reference S-Fifteen's own stack
+        adds to relate streams to absolute time (``readevents -A``). ``lost`` is always 0:
+        the TDC1 reports no dropped events. No data for ``stall_timeout_s`` (wall clock)
+        raises :class:`TimestampStreamStalled`.
+        """
+        cls = type(self)
+        chunk_ticks = round(chunk_s * 1e12) // TICK_PS if math.isfinite(chunk_s) else 0
+        if chunk_ticks < 1 or chunk_s > 3600:
+            raise ValidationError("chunk_s", chunk_s, "a stream time of 2 ns to 3600 s per block")
+        if not (math.isfinite(stall_timeout_s) and stall_timeout_s > 0):
+            raise ValidationError("stall_timeout_s", stall_timeout_s, "a positive number of s")
+        end_ticks = None
+        if duration_s is not None:
+            end_ticks = self._gate(duration_s, allow_long=True) * 1_000_000_000 // TICK_PS
+        start = self._chain(
+            cls.input_packet.template.render(),
+            self._set(cls.gate_ms, 0),
+            self._set(cls.mode, "timestamp"),
+            self._get(cls.counts),
+        )
+        decoder = TimestampDecoder()
+
+        async with self.session.locked():
+            host_start_s = time.time()
+            command: str | None = start
+            k = 0
+            try:
+                while end_ticks is None or k * chunk_ticks < end_ticks:
+                    lo = k * chunk_ticks
+                    hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
+                    ok = await self.session.transaction(
+                        command, _reader_to(decoder, hi, stall_timeout_s)
+                    )
+                    if not ok:
+                        raise TimestampStreamStalled(
+                            self.resource,
+                            start,
+                            stall_timeout_s,
+                            hi * TICK_PS / 1e12,
+                            decoder.coverage_ticks * TICK_PS / 1e12,
+                        )
+                    command = None
+                    t_ps, channels = self._tags(*decoder.take(hi))
+                    yield TagBlock(
+                        t_ps,
+                        channels,
+                        lost=0,  # the TDC1 does not report lost events
+                        meta={
+                            "t_start_ps": float(lo * TICK_PS),
+                            "t_stop_ps": float(hi * TICK_PS),
+                            "chunk": float(k),
+                            "resolution_ps": float(TICK_PS),
+                            "host_start_s": host_start_s,
+                        },
+                    )
+                    k += 1
+            finally:
+                if command is None:  # the stream was started: stop it, drop what is in flight
+                    await self.session.transaction(cls.abort.template.render(), _drain)
+
+
+def _reader_to(decoder: TimestampDecoder, edge: int, stall_s: float) -> Any:
+    """A transaction reader: feed the stream until a word at or past ``edge`` arrived
+    (every earlier word is then in: the stream is time-ordered); False if it stalls."""
+
+    def read(r: Reader) -> bool:
+        last = time.monotonic()
+        for data, idle in _polls(r):
+            if data:
+                decoder.feed(data)
+                last = time.monotonic()
+            if decoder.coverage_ticks >= edge:
+                return True
+            if idle and time.monotonic() - last >= stall_s:
+                return False
+        return False  # pragma: no cover (_polls never ends)
+
+    return read
+
+
+def _drain(r: Reader) -> None:
+    """Read and drop bytes until the line falls quiet."""
+    for _, idle in _polls(r):
+        if idle:
+            return
 
 
 def _polls(r: Reader) -> Iterator[tuple[bytes, bool]]:
