@@ -206,6 +206,7 @@ def main() -> None:
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil runs list / show ID    the run records
+    qhil runs plot ID           draw a run's plots (PNG) from its record
 
     \b
     Exit codes: 0 success, 2 bad input or could not start, 3 aborted (QBER, verification,
@@ -308,6 +309,40 @@ def _echo_fields(fields: dict[str, Any]) -> None:
     `runs list`, not as Python's 'None'."""
     for k, v in fields.items():
         click.echo(f"{k:<28} {'-' if v is None else v}")
+
+
+#: ``--no-plots`` of every command that records a run.
+_NO_PLOTS = click.option(
+    "--no-plots",
+    is_flag=True,
+    help="Do not draw the run's plots (PNG, next to its record) at the end; "
+    "'qhil runs plot ID' draws them later.",
+)
+
+
+def _plots_after_run(run_id: str, data_dir: str | None, skip: bool) -> list[str] | None:
+    """Draw a finished run's plots next to its record; their paths (None: not drawn).
+
+    Never fails the run: a plot that cannot be drawn is a one-line warning on stderr.
+    """
+    if skip:
+        return None
+    try:
+        from qhil.plots import NothingToPlotError, write_plots
+        from qhil.records import RunStore
+
+        record = RunStore(data_dir, readonly=True).get(run_id)
+        return [str(p) for p in write_plots(record).written]
+    except NothingToPlotError:  # e.g. a run that stopped before its first array
+        return []
+    except Exception as exc:  # plotting must never turn a recorded run into a failure
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(
+            f"qhil: warning: run {run_id}: plots not written ({type(exc).__name__}: {text}); "
+            f"'qhil runs plot {run_id}' retries",
+            err=True,
+        )
+        return None
 
 
 @main.command()
@@ -484,6 +519,7 @@ def run() -> None:
 @click.option(
     "--session", "session_id", default="qhil-bb84", help="Session label both parties use."
 )
+@_NO_PLOTS
 def run_bb84_cmd(
     profile: str | None,
     duration_s: float | None,
@@ -499,6 +535,7 @@ def run_bb84_cmd(
     peer_timeout_s: float,
     auth_key_file: str | None,
     session_id: str,
+    no_plots: bool,
 ) -> None:
     """Decoy-state BB84 on PROFILE (default: the emulated bench) to a verified secret key.
 
@@ -591,11 +628,14 @@ def run_bb84_cmd(
         _interrupted(exc)
         return
     close_bar()
-    out = summary.as_dict()
+    out = {k: v for k, v in summary.as_dict().items() if k != "results"}
+    plots = _plots_after_run(summary.run_id, data_dir, no_plots)
+    if plots is not None:
+        out["plots"] = plots
     if as_json:
-        click.echo(json.dumps({k: v for k, v in out.items() if k != "results"}, allow_nan=False))
+        click.echo(json.dumps(out, allow_nan=False))
     else:
-        _echo_fields({k: v for k, v in out.items() if k != "results"})
+        _echo_fields({**out, "plots": ", ".join(plots) or "none"} if plots is not None else out)
     if summary.status != "success":
         sys.exit(EXIT_ABORTED)
 
@@ -681,12 +721,14 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
     @click.option(
         "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
     )
+    @_NO_PLOTS
     def command(
         profile: str | None,
         overrides: tuple[str, ...],
         as_json: bool,
         data_dir: str | None,
         mode: str | None,
+        no_plots: bool,
     ) -> None:
         import importlib
 
@@ -701,10 +743,13 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
             _interrupted(exc)
             return
         out = summary.as_dict()
+        plots = _plots_after_run(summary.run_id, data_dir, no_plots)
+        if plots is not None:
+            out["plots"] = plots
         if as_json:
             click.echo(json.dumps(out, allow_nan=False, default=str))
         else:
-            _echo_fields(out)
+            _echo_fields({**out, "plots": ", ".join(plots) or "none"} if plots is not None else out)
         if summary.status != "success":
             sys.exit(EXIT_ABORTED)
 
@@ -759,6 +804,7 @@ def runs_list(
 @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 def runs_show(run_id: str, as_json: bool, data_dir: str | None) -> None:
     """Everything recorded about one run (ID or a unique prefix)."""
+    from qhil.plots import plot_paths, plots_dir, specs_for
     from qhil.records import format_run_detail, run_to_json_dict
 
     try:
@@ -766,11 +812,60 @@ def runs_show(run_id: str, as_json: bool, data_dir: str | None) -> None:
     except (QhilError, KeyError, LookupError) as exc:
         _fail(exc)
         return
-    click.echo(
-        json.dumps(run_to_json_dict(record), allow_nan=False, indent=2)
-        if as_json
-        else format_run_detail(record)
-    )
+    drawn = plot_paths(record)
+    if as_json:
+        out = run_to_json_dict(record)
+        out["plots"] = [str(p) for p in drawn]
+        click.echo(json.dumps(out, allow_nan=False, indent=2))
+        return
+    click.echo(format_run_detail(record))
+    click.echo("")
+    if drawn:
+        click.echo(f"plots: {plots_dir(record)}")
+        for p in drawn:
+            click.echo(f"  {p.name}")
+    else:
+        names = [s.name for s in specs_for(record.kind) if s.drawable(record)]
+        hint = f" ('qhil runs plot {record.run_id}' draws: {', '.join(names)})" if names else ""
+        click.echo(f"plots: none{hint}")
+
+
+@runs.command("plot")
+@click.argument("run_id")
+@click.option(
+    "--out",
+    "out_dir",
+    type=_DIRECTORY,
+    default=None,
+    help="Write the PNGs to this directory (default: <data dir>/data/<YYYY-MM>/<RUN_ID>.plots/).",
+)
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def runs_plot(run_id: str, out_dir: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Draw a run's plots (PNG) from its record alone, and print their paths.
+
+    Every run kind has its plots (BB84 per block, each calibration's scan and fit,
+    clock sync's residual offset and TDEV); a copy of the data directory is enough.
+    """
+    from qhil.plots import write_plots
+
+    try:
+        report = write_plots(_store(data_dir).get(run_id), out_dir)
+    except (QhilError, KeyError, LookupError) as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out = {
+            "run_id": report.run_id,
+            "plots": [str(p) for p in report.written],
+            "skipped": dict(report.skipped),
+        }
+        click.echo(json.dumps(out))
+        return
+    for path in report.written:
+        click.echo(str(path))
+    for name, why in report.skipped:
+        click.echo(f"qhil: {name}: not drawn ({why})", err=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""BB84 runs (``bb84``, and the parties' ``bb84.alice`` / ``bb84.bob``): per block.
+
+Bob's ``bob/block`` rows give the test-basis QBER, the sifted bits, his detectors' rates
+and the alignment; Alice's ``alice/block`` rows the unrevealed pulses and test errors per
+intensity; ``mucal_*`` her measured mean photon numbers before the exchange.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qhil.plots.core import (
+    DETECTORS,
+    Arrays,
+    binomial_band,
+    empty,
+    note,
+    parameter_number,
+    plot,
+    result_number,
+)
+from qhil.plots.mean_photon_number import draw_levels
+from qhil.records import RunRecord
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+INTENSITIES = ("signal", "decoy", "vacuum")
+
+
+def block_duration_s(record: RunRecord) -> float | None:
+    """One pattern period (BB84Settings.block_duration_s), from the run's parameters."""
+    length = parameter_number(record, "pattern_length")
+    rate = parameter_number(record, "rep_rate_hz")
+    return length / rate if length and rate else None
+
+
+@plot(
+    "blocks",
+    kinds=("bb84", "bb84.bob"),
+    needs=("bob/block",),
+    about="per block: test-basis QBER with its binomial band, sifted bits, detector rates, "
+    "alignment",
+    size_in=(12.0, 9.0),
+)
+def draw_blocks(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
+    rows = arrays["bob/block"]
+    b = rows["block"]
+    used = rows["used"] == 1
+    axes = fig.subplots(2, 2, sharex=True)
+    _qber(record, rows, used, axes[0, 0])
+
+    ax = axes[0, 1]
+    ax.plot(b, rows["detections"].clip(min=0), ".-", label="detections in window")
+    ax.plot(b, rows["key_sifted"].clip(min=0), ".-", label="sifted, key basis")
+    ax.plot(b, rows["test_sifted"].clip(min=0), ".-", label="sifted, test basis")
+    _mark_discarded(ax, b, used)
+    ax.set_ylabel("bits per block")
+    ax.legend(fontsize=8, loc="lower left")
+    totals = [
+        f"{name} {value:.6g}"
+        for name in ("sifted_bits", "secret_bits", "key_rate_bps")
+        if (value := result_number(record, name)) is not None
+    ]
+    if totals:
+        note(ax, "\n".join(totals))
+
+    ax = axes[1, 0]
+    period = block_duration_s(record)
+    scale, unit = (1.0 / period, "tags / s") if period else (1.0, "tags per block")
+    for d in DETECTORS:
+        ax.plot(b, rows[f"tags_{d.lower()}"] * scale, ".-", label=d)
+    ax.set_ylabel(f"detector rate ({unit})")
+    ax.set_xlabel("block")
+    ax.legend(fontsize=8, ncol=4, loc="lower left")
+
+    ax = axes[1, 1]
+    ax.plot(b[used], rows["drift_ppm"][used], ".-", color="C0")
+    ax.set_ylabel("clock drift found (ppm)", color="C0")
+    ax.set_xlabel("block")
+    twin = ax.twinx()
+    twin.plot(b, rows["significance"], "x", color="C3", markersize=4)
+    twin.set_ylabel("alignment significance (sigma)", color="C3")
+    threshold = parameter_number(record, "min_alignment_significance")
+    if threshold is not None:
+        twin.axhline(threshold, color="C3", linestyle=":", linewidth=1)
+
+
+def _qber(record: RunRecord, rows: Any, used: Any, ax: Any) -> None:
+    """Each block's QBER with its 68 % interval, and the 95 % band a block of its size
+    would show if every block had the run's pooled error rate."""
+    b = rows["block"][used]
+    k = rows["test_errors"][used].astype(float)
+    n = rows["test_sifted"][used].astype(float)
+    if not (n > 0).any():
+        empty(ax, "no block was used (all discarded)")
+        return
+    q = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+    lo, hi = binomial_band(k, n)
+    ax.errorbar(
+        b,
+        q * 100,
+        yerr=(np.clip(q - lo, 0, None) * 100, np.clip(hi - q, 0, None) * 100),
+        fmt="o",
+        markersize=3,
+        label="block (68 %)",
+    )
+    pooled = k.sum() / n.sum()
+    band_lo, band_hi = binomial_band(pooled * n, n, 0.95)
+    ax.fill_between(
+        b,
+        band_lo * 100,
+        band_hi * 100,
+        step="mid",
+        alpha=0.2,
+        color="C0",
+        label=f"pooled {100 * pooled:.2f} % (95 % band)",
+    )
+    ax.axhline(pooled * 100, color="C0", linewidth=0.8)
+    limit = parameter_number(record, "max_qber")
+    top = 1.5 * float(np.nanmax(np.concatenate((hi, band_hi)))) * 100
+    if limit is not None and limit * 100 <= top:
+        ax.axhline(limit * 100, color="C3", linestyle="--", linewidth=1, label="abort above")
+    elif limit is not None:  # far above the data: say it rather than squash the blocks
+        note(ax, f"abort above {100 * limit:.3g} %")
+    ax.set_ylim(0, top)
+    ax.set_ylabel("QBER, test basis (%)")
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _mark_discarded(ax: Any, blocks: Any, used: Any) -> None:
+    if (~used).any():
+        ax.plot(blocks[~used], np.zeros(int((~used).sum())), "x", color="C3", label="discarded")
+
+
+@plot(
+    "intensities",
+    kinds=("bb84", "bb84.alice"),
+    needs=("alice/block",),
+    about="per block: Alice's unrevealed pulses and test-basis errors per intensity",
+    size_in=(10.0, 7.0),
+)
+def draw_intensities(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
+    rows = arrays["alice/block"]
+    b = rows["block"]
+    used = rows["used"] == 1
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name in INTENSITIES:
+        top.plot(b[used], rows[f"pulses_{name}"][used], ".-", label=name)
+        bottom.plot(b[used], rows[f"test_errors_{name}"][used], ".-", label=name)
+    _mark_discarded(top, b, used)
+    top.set_ylabel("unrevealed pulses in window")
+    if used.any():
+        top.set_yscale("log")
+    top.legend(fontsize=8)
+    bottom.set_ylabel("test-basis errors")
+    bottom.set_xlabel("block")
+    gains = [
+        f"gain {name} {value:.3g}"
+        for name in INTENSITIES
+        if (value := result_number(record, f"gain_{name}")) is not None
+    ]
+    if gains:
+        note(top, "\n".join(gains))
+
+
+plot(
+    "mean_photon_numbers",
+    kinds=("bb84", "bb84.alice"),
+    needs=("mucal_readings",),
+    optional=("mucal_mus", "mucal_mus_std"),
+    about="Alice's mean photon numbers measured before the exchange, against the configured mus",
+)(partial(draw_levels, prefix="mucal_", configured="mus"))

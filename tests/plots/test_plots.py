@@ -1,0 +1,169 @@
+"""Every run kind's plots, drawn from a record written through the records API alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qhil.numerics.timing.stability import tdev
+from qhil.plots import NothingToPlotError, PlotError, plot_paths, plots_dir, specs_for, write_plots
+from qhil.plots.clock_sync import Track, draw_tdev
+from qhil.plots.core import new_figure
+from qhil.records import RunStore
+
+from .synthetic import (
+    TAU0_S,
+    clock_sync_truth,
+    record_bb84,
+    record_calibrations,
+    record_clock_sync,
+)
+
+
+def check_png(path: Path, pixels: tuple[int, int]) -> None:
+    """The file decodes as a PNG of ``pixels`` (width, height) and is not blank."""
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = imread(path)
+    assert (img.shape[1], img.shape[0]) == pixels
+    assert float(img[..., :3].std()) > 0.01  # something was drawn
+
+
+def moved(data: Path, tmp_path: Path) -> RunStore:
+    """The data directory copied elsewhere and the original removed: only the record is left."""
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(data, copy)
+    shutil.rmtree(data)
+    return RunStore(copy, readonly=True)
+
+
+@pytest.mark.slow  # eleven figures: ~4 s, ~15 s on a loaded 2-core host
+def test_every_kind_draws_its_plots_from_a_copied_record(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ids = record_calibrations(data)
+    ids["clock_sync"] = record_clock_sync(data)
+    ids["bb84"] = record_bb84(data)
+    store = moved(data, tmp_path)
+    for kind, run_id in ids.items():
+        record = store.get(run_id)
+        report = write_plots(record)
+        specs = specs_for(kind)
+        assert [p.name for p in report.written] == [f"{s.name}.png" for s in specs], kind
+        assert report.folder == plots_dir(record)
+        assert report.folder.parent == record.data_path.parent  # next to the record
+        for spec, path in zip(specs, report.written, strict=True):
+            check_png(path, spec.pixels)
+        assert plot_paths(record) == sorted(report.written)
+    assert [s.name for s in specs_for("clock_sync")] == ["residual", "tdev"]
+    assert [s.name for s in specs_for("bb84")] == ["blocks", "intensities", "mean_photon_numbers"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "names"),
+    [("bb84.alice", ["intensities", "mean_photon_numbers"]), ("bb84.bob", ["blocks"])],
+)
+def test_party_runs_draw_their_own_arrays(tmp_path: Path, kind: str, names: list[str]) -> None:
+    store = RunStore(tmp_path)
+    rid = record_bb84(tmp_path, kind=kind)
+    report = write_plots(store.get(rid), tmp_path / "out")
+    assert [p.stem for p in report.written] == names
+    assert all(p.parent == tmp_path / "out" for p in report.written)
+
+
+def test_bb84_with_every_block_discarded_still_draws(tmp_path: Path) -> None:
+    rid = record_bb84(tmp_path, used=False)
+    report = write_plots(RunStore(tmp_path).get(rid))
+    assert [p.stem for p in report.written] == ["blocks", "intensities", "mean_photon_numbers"]
+
+
+def test_tdev_of_the_error_against_truth_leaves_out_intervals_out_of_lock(tmp_path: Path) -> None:
+    cols = clock_sync_truth()
+    record = RunStore(tmp_path).get(record_clock_sync(tmp_path, cols))
+    arrays = dict(record.arrays.items())
+    fig = new_figure((8.0, 6.0))
+    draw_tdev(record, arrays, fig)
+    curve = fig.axes[0].containers[0].lines[0]  # the first errorbar: tracked - truth
+    err = cols["track/offset_tracked_ps"] - cols["track/truth_offset_ps"]
+    err[~cols["track/locked"]] = np.nan
+    want = tdev(err * 1e-12, TAU0_S)
+    some = want.n_terms > 0  # at m = 64 every term touches the gap
+    assert not some.all()
+    np.testing.assert_allclose(curve.get_xdata(), want.tau_s[some])
+    np.testing.assert_allclose(curve.get_ydata(), want.dev[some] * 1e12, rtol=1e-9)
+
+
+def test_track_puts_missing_intervals_on_the_grid_as_gaps(tmp_path: Path) -> None:
+    cols = clock_sync_truth()
+    keep = np.ones(cols["track/t_s"].size, dtype=bool)
+    keep[50:60] = False  # ten intervals never recorded
+    cols = {k: v[keep] for k, v in cols.items()}
+    record = RunStore(tmp_path).get(record_clock_sync(tmp_path, cols))
+    tr = Track.of(record, dict(record.arrays.items()))
+    assert tr.tau0_s == TAU0_S
+    grid = tr.on_grid(tr.truth_error)
+    assert grid.size == 240
+    assert np.isnan(grid[50:60]).all() and np.isnan(grid[100:110]).all()
+    assert np.isfinite(grid[:50]).all() and np.isfinite(grid[110:]).all()
+    lost, regained = tr.transitions()
+    np.testing.assert_allclose(lost, [100.5 * TAU0_S])
+    np.testing.assert_allclose(regained, [110.5 * TAU0_S])
+
+
+def test_clock_sync_without_truth_or_frequency_draws_what_it_has(tmp_path: Path) -> None:
+    cols = {
+        k: v
+        for k, v in clock_sync_truth().items()
+        if k not in ("track/truth_offset_ps", "track/frequency_ppb", "track/locked")
+    }
+    record = RunStore(tmp_path).get(record_clock_sync(tmp_path, cols))
+    report = write_plots(record)
+    assert [p.stem for p in report.written] == ["residual", "tdev"]
+
+
+def test_a_kind_without_plots_is_a_clear_error(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.start_run("test.unknown") as run:
+        run.append("x", np.arange(3))
+    with pytest.raises(
+        PlotError, match=r"run kind 'test\.unknown' has no plots \(kinds with plots: bb84"
+    ):
+        write_plots(store.get(run.run_id))
+
+
+def test_a_run_without_arrays_says_nothing_to_plot(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.start_run("calibration.delays") as run:
+        run.abort("stopped before measuring")
+    with pytest.raises(NothingToPlotError, match=r"nothing to plot: .*\(channels\); arrays: none"):
+        write_plots(store.get(run.run_id))
+
+
+def test_a_missing_array_file_is_a_plot_error(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    rid = record_calibrations(tmp_path)["calibration.delays"]
+    record = store.get(rid)
+    assert record.data_path is not None
+    record.data_path.unlink()
+    with pytest.raises(PlotError, match="cannot read its arrays: .*missing"):
+        write_plots(record)
+
+
+def test_unknown_plot_name_is_refused(tmp_path: Path) -> None:
+    rid = record_clock_sync(tmp_path)
+    with pytest.raises(PlotError, match=r"no plot named nope \(its plots: residual, tdev\)"):
+        write_plots(RunStore(tmp_path).get(rid), names=["nope"])
+    only = write_plots(RunStore(tmp_path).get(rid), names=["tdev"])
+    assert [p.stem for p in only.written] == ["tdev"]
+
+
+def test_importing_qhil_plots_does_not_import_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, qhil.plots, qhil.cli; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
