@@ -139,6 +139,11 @@ class Bench:
             self._members[(node, name)] = member
         self._connected = False
         self._closed = False
+        #: On an emulated bench, the ``EmulatedBench`` serving it (its ``world`` and
+        #: ``emulators``): the emulator truth, for run records and tests only, e.g. a
+        #: clock-sync run's error against the true offset. None on a lab bench. Experiments
+        #: never read it (that would be asking whether the bench is emulated).
+        self.emulator_truth: Any = None
 
     def _port_arguments(
         self, cls: type[Instrument], node: str, name: str, ports: dict[str, str]
@@ -438,6 +443,7 @@ async def open_bench(
             if emulated is not None
             else Bench(prof)
         )
+        bench.emulator_truth = emulated
         try:
             await bench.connect(connect_timeout_s)
             if configure:

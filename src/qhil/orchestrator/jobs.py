@@ -91,6 +91,14 @@ def output_stores(
 ) -> tuple[RunStore, KeyStore]:
     """The run store and the key store, each checked writable now, before the first photon:
     an unwritable location is a one-line error naming it (exit 2), not a key lost at the end."""
+    store = writable_run_store(data_dir)
+    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
+    keys.check_writable()
+    return store, keys
+
+
+def writable_run_store(data_dir: str | Path | None) -> RunStore:
+    """The run store, checked writable now (an unwritable one: a one-line error naming it)."""
     where = Path(data_dir) if data_dir is not None else default_data_dir()
     try:
         store = RunStore(data_dir)
@@ -100,9 +108,7 @@ def output_stores(
     except (OSError, sqlite3.Error) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise RecordError(f"data directory {where} is not writable: {why}") from None
-    keys = KeyStore(key_dir if key_dir is not None else default_key_dir(data_dir))
-    keys.check_writable()
-    return store, keys
+    return store
 
 
 def bb84_settings(prof: Any, duration_s: float | None) -> BB84Settings:

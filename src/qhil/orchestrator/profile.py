@@ -258,7 +258,7 @@ def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
 
 
 #: Tables of ``[experiments]`` and what reads them.
-EXPERIMENTS = ("bb84", "calibration")
+EXPERIMENTS = ("bb84", "calibration", "clock_sync")
 #: Longest BB84 acquisition a profile may ask for (a year; longer is a typo, and its
 #: block count would not even fit an integer).
 MAX_ACQUISITION_S = 365 * 86400.0
@@ -297,6 +297,10 @@ def _check_experiments(profile: Profile) -> None:
                 f"an acquisition of {acquisition_s(bb84):.4g} s; at most "
                 f"{MAX_ACQUISITION_S:g} s (a year)",
             )
+    if "clock_sync" in profile.experiments:
+        from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
+
+        ClockSyncSettings.from_profile(profile)
     from qhil.calibration.settings import (
         DelaySettings,
         DetectorEfficiencySettings,

@@ -1,0 +1,202 @@
+"""The recorded clock-sync job: profile, bench, run record, both nodes, teardown.
+
+Both nodes run in this process and talk only through an authenticated in-process
+channel, as BB84's one-process job does. The experiment stays blind to the bench's
+nature; on an emulated bench this job (which started the emulators) adds the
+emulator truth to the record afterwards (``track/truth_offset_ps``, ``truth_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qhil.drivers.roles import EntangledPhotonSource, TimeTagger
+from qhil.orchestrator.bench import open_bench
+from qhil.orchestrator.channel import (
+    AuthenticationError,
+    AuthKey,
+    HmacSha256Authenticator,
+    in_process_channels,
+)
+from qhil.orchestrator.experiments.clock_sync.corrections import save_correction
+from qhil.orchestrator.experiments.clock_sync.errors import ClockSyncAborted
+from qhil.orchestrator.experiments.clock_sync.runner import (
+    ClockSyncResult,
+    SyncProgress,
+    run_clock_sync,
+)
+from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
+from qhil.orchestrator.experiments.clock_sync.truth import truth_function
+from qhil.orchestrator.jobs import JobSummary, writable_run_store
+from qhil.orchestrator.profile import load_profile
+
+PS_PER_S = 1e12
+#: Array prefix of each tracked direction in the run record.
+PREFIX = {"one-way": "track", "a_to_b": "track", "b_to_a": "track_b_to_a"}
+#: The summary's fields (``qhil run clock-sync --json``), in order.
+SUMMARY_FIELDS = (
+    "method",
+    "offset_s",
+    "offset_stderr_s",
+    "frequency_offset_ppb",
+    "frequency_offset_stderr_ppb",
+    "coincidences",
+    "lock_losses",
+    "reacquisitions",
+    "t_ref_s",
+    "path_delay_s",
+    "path_delay_stderr_s",
+    "truth_offset_s",
+    "offset_error_s",
+    "truth_frequency_offset_ppb",
+    "correction_file",
+)
+
+
+class ClockSyncSummary(JobSummary):
+    """What a finished (or aborted) clock-sync job reports."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "reason": self.reason}
+        for k in SUMMARY_FIELDS:
+            out[k] = self.results.get(k)
+        out["truth"] = "emulator" if self.results.get("truth_offset_s") is not None else None
+        return out
+
+
+def _component(prof: Any, node: str, name: str) -> str | None:
+    comp = prof.nodes[node].instruments[name].component
+    return None if comp is None else str(comp)
+
+
+async def run_clock_sync_job(
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    mode: str | None = None,
+    progress: Callable[[SyncProgress], Any] | None = None,
+) -> ClockSyncSummary:
+    """Clock synchronisation on the profile's bench, both nodes in this process."""
+    prof = load_profile(profile, overrides or [])
+    settings = ClockSyncSettings.from_profile(prof, duration_s=duration_s)
+    store = writable_run_store(data_dir)  # before any instrument is opened
+    run = store.start_run(
+        "clock_sync",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**settings.model_dump(mode="json"), "method_used": settings.method_used},
+    )
+    with run:
+        async with open_bench(prof, mode=mode) as bench:
+            run.set_identities(await bench.identities())
+            a_tagger = bench.role(settings.alice_node, TimeTagger, name=settings.alice_tagger)
+            b_tagger = bench.role(settings.bob_node, TimeTagger, name=settings.bob_tagger)
+            sources = {
+                node: bench.role(node, EntangledPhotonSource, name=cfg.instrument)
+                for node, cfg in settings.sources.items()
+            }
+            auth = AuthKey.generate()  # pre-shared by the two nodes of this process
+            alice_ch, bob_ch = in_process_channels(
+                HmacSha256Authenticator(auth),
+                HmacSha256Authenticator(auth),
+                session_id=run.run_id,
+                timeout_s=settings.message_timeout_s,
+            )
+            times: dict[str, list[float]] = {}
+
+            def on_point(direction: str, row: dict[str, Any]) -> None:
+                prefix = PREFIX[direction]
+                for name, value in row.items():
+                    dtype = bool if name == "locked" else (np.int64 if name == "counts" else float)
+                    run.append(f"{prefix}/{name}", np.asarray([value], dtype=dtype))
+                times.setdefault(prefix, []).append(row["t_s"])
+
+            try:
+                await asyncio.gather(alice_ch.open(), bob_ch.open())
+                result = await run_clock_sync(
+                    settings,
+                    a_tagger,
+                    b_tagger,
+                    alice_ch,
+                    bob_ch,
+                    sources,
+                    progress=progress,
+                    on_point=on_point,
+                )
+            except AuthenticationError as exc:
+                reason = f"authentication_failed: {exc}"
+                run.abort(reason)
+                return ClockSyncSummary(run.run_id, "aborted", reason, {})
+            except ClockSyncAborted as exc:
+                reason = str(exc)
+                run.abort(reason)
+                return ClockSyncSummary(run.run_id, "aborted", reason, {})
+            finally:
+                await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
+            results = result.to_results()
+            truth = None
+            if bench.emulator_truth is not None:
+                names = (_instrument_name(a_tagger), _instrument_name(b_tagger))
+                src_node, src = next(iter(sources.items()))
+                components = {
+                    "alice": _component(prof, settings.alice_node, names[0]),
+                    "bob": _component(prof, settings.bob_node, names[1]),
+                    "source": _component(prof, src_node, _instrument_name(src)),
+                }
+                truth = truth_function(bench.emulator_truth, settings, components, names)
+            if truth is not None:
+                results.update(_truth_results(truth, result, times, run))
+        path = save_correction(
+            store.data_dir,
+            prof.bench.name,
+            bench_taggers(prof, settings, a_tagger, b_tagger),
+            result,
+            run_id=run.run_id,
+        )
+        results["correction_file"] = str(path)
+        run.log_results({k: v for k, v in results.items() if v is not None})
+        run.finish("success")
+    return ClockSyncSummary(run.run_id, "success", None, results)
+
+
+def _instrument_name(driver: Any) -> str:
+    """A bench driver's instrument name (its name is ``node.instrument``)."""
+    return str(driver.name).split(".", 1)[-1]
+
+
+def bench_taggers(prof: Any, settings: ClockSyncSettings, a: Any, b: Any) -> tuple[str, str]:
+    """The two taggers as ``node.instrument``: part of a stored correction's key."""
+    return (
+        f"{settings.alice_node}.{_instrument_name(a)}",
+        f"{settings.bob_node}.{_instrument_name(b)}",
+    )
+
+
+def _truth_results(
+    truth: Callable[[Any], Any],
+    result: ClockSyncResult,
+    times: dict[str, list[float]],
+    run: Any,
+) -> dict[str, Any]:
+    """Emulator truth at the result's epoch and along the track (recorded as such)."""
+    for prefix, t_s in times.items():
+        if prefix == "track":
+            t = np.asarray(t_s) * PS_PER_S
+            run.append(f"{prefix}/truth_offset_ps", np.asarray(truth(t), dtype=float))
+    t_ref = result.model.t_ref_ps
+    at = truth([t_ref, t_ref + PS_PER_S])
+    true_offset = float(at[0])
+    return {
+        "truth_offset_s": true_offset / PS_PER_S,
+        "offset_error_s": (result.model.offset_ps - true_offset) / PS_PER_S,
+        "truth_frequency_offset_ppb": float(at[1] - at[0]) / PS_PER_S * 1e9,
+        "truth_source": "emulator",
+    }

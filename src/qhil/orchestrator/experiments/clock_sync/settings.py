@@ -1,0 +1,172 @@
+"""Clock-sync settings: the profile's ``[experiments.clock_sync]`` table, validated.
+
+Every field has a default, so a bench without the table runs with them (one pair
+source at alice, every input of both taggers). Example::
+
+    [experiments.clock_sync]
+    duration_s = 20.0
+    tracking_interval_s = 1.0
+    [experiments.clock_sync.sources.alice]   # the node whose SPDC board it is
+    pump_current_ma = 40.0
+    crystal_temperature_c = 35.0
+    alice_channels = [1]            # inputs of alice's tagger that see this source's photons
+    bob_channels = [1, 2, 3, 4]
+
+Errors name the file and the field, e.g.
+``hw_profiles/default.toml: experiments.clock_sync.tracking_interval_s: ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qhil.errors import ConfigError
+
+TABLE = "experiments.clock_sync"
+
+
+class PairSourceSettings(BaseModel):
+    """One photon-pair source: which board, how to run it, where its photons are tagged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    instrument: str | None = Field(
+        None,
+        description="Instrument name of the board (EntangledPhotonSource); None = the only one.",
+    )
+    pump_current_ma: float = Field(
+        40.0, ge=0, le=1000, description="Pump current while running, mA."
+    )
+    crystal_temperature_c: float | None = Field(
+        None, ge=-50, le=200, description="Crystal phase-matching setpoint, C; None = as it is."
+    )
+    alice_channels: tuple[int, ...] | None = Field(
+        None, description="Inputs of alice's tagger seeing this source's photons; None = all."
+    )
+    bob_channels: tuple[int, ...] | None = Field(
+        None, description="Inputs of bob's tagger seeing this source's photons; None = all."
+    )
+
+
+class ClockSyncSettings(BaseModel):
+    """Clock synchronisation of bob's tagger to alice's (units in the names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    alice_node: str = Field("alice", description="The reference node (clock A).")
+    bob_node: str = Field("bob", description="The node whose clock is mapped onto A's (B).")
+    alice_tagger: str | None = Field(None, description="Alice's TimeTagger; None = the only one.")
+    bob_tagger: str | None = Field(None, description="Bob's TimeTagger; None = the only one.")
+    sources: dict[str, PairSourceSettings] = Field(
+        default_factory=lambda: {"alice": PairSourceSettings()},
+        min_length=1,
+        max_length=2,
+        description="Pair sources by the node of their board (switched on for the run, off "
+        "after); one at alice_node and one at bob_node enable the two-way method.",
+    )
+    method: Literal["auto", "one-way", "two-way"] = Field(
+        "auto", description="auto: two-way when there is a source at each node, else one-way."
+    )
+    duration_s: float = Field(10.0, gt=0, le=86400, description="Data taken in all, s.")
+    acquisition_s: float = Field(
+        1.0, gt=0, le=60, description="Data for the initial (and every re-) acquisition, s."
+    )
+    tracking_interval_s: float = Field(
+        1.0, gt=0, le=600, description="One tracking update per interval of A's clock, s."
+    )
+    uncertainty_s: float = Field(
+        0.5, gt=0, le=1.0, description="The offset is searched in +-uncertainty_s, no prior."
+    )
+    max_frequency_offset_ppm: float = Field(
+        100.0, ge=0, le=1000, description="The frequency offset is searched in +- this, ppm."
+    )
+    min_significance: float = Field(
+        6.0, gt=0, description="Acquisition: a correlation peak below this (sigma) is no peak."
+    )
+    lock_significance: float = Field(
+        5.0, gt=0, description="Tracking: an interval's peak below this (sigma) is a miss."
+    )
+    wander_ppb_per_sqrt_s: float = Field(
+        1.0,
+        ge=0,
+        le=1e4,
+        description="Expected relative frequency wander of the two clocks, ppb/sqrt(s) "
+        "(sets the tracking loop's bandwidth).",
+    )
+    max_misses: int = Field(
+        2, ge=1, le=100, description="Consecutive missed intervals that mean the lock is lost."
+    )
+    max_offset_stderr_ps: float | None = Field(
+        None,
+        gt=0,
+        description="Requested precision per interval, ps; rates too low for it abort the run.",
+    )
+    message_timeout_s: float = Field(60.0, gt=0, le=3600, description="Channel message wait, s.")
+    settle_s: float = Field(0.0, ge=0, le=60, description="Wait after the pump is switched on, s.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ClockSyncSettings:
+        if self.alice_node == self.bob_node:
+            raise ValueError("alice_node and bob_node must differ")
+        for node, s in self.sources.items():
+            for side in ("alice_channels", "bob_channels"):
+                chans = getattr(s, side)
+                if chans is not None and (not chans or any(c < 1 for c in chans)):
+                    raise ValueError(f"sources.{node}.{side}: tagger inputs are numbered from 1")
+        ends = {self.alice_node, self.bob_node}
+        if self.method == "two-way" and set(self.sources) != ends:
+            raise ValueError(
+                f"method: two-way needs a pair source at {self.alice_node} and one at "
+                f"{self.bob_node} (sources has {', '.join(self.sources)})"
+            )
+        if len(self.sources) == 2 and set(self.sources) != ends:
+            raise ValueError(
+                f"sources: two sources are the two-way method's, one at {self.alice_node} "
+                f"and one at {self.bob_node} (got {', '.join(self.sources)})"
+            )
+        if self.method == "one-way" and len(self.sources) != 1:
+            raise ValueError("method: one-way uses one pair source (sources has two)")
+        if self.acquisition_s > self.duration_s:
+            raise ValueError(
+                f"acquisition_s ({self.acquisition_s:g}) exceeds duration_s ({self.duration_s:g})"
+            )
+        return self
+
+    @property
+    def two_way(self) -> bool:
+        return self.method == "two-way" or (
+            self.method == "auto" and set(self.sources) == {self.alice_node, self.bob_node}
+        )
+
+    @property
+    def method_used(self) -> str:
+        return "two-way" if self.two_way else "one-way"
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "<settings>") -> ClockSyncSettings:
+        """Validate a ``[experiments.clock_sync]`` table; ConfigError names the file and field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = TABLE
+            for part in first["loc"]:
+                if part != "[key]":
+                    loc += f"[{part}]" if isinstance(part, int) else f".{part}"
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] == "finite_number":
+                msg = f"must be a finite number (got {first['input']!r})"
+            raise ConfigError(source, loc, msg) from None
+
+    @classmethod
+    def from_profile(cls, profile: Any, *, duration_s: float | None = None) -> ClockSyncSettings:
+        """From a loaded profile (defaults when it has no table); ``duration_s`` replaces its own."""
+        source = getattr(profile, "source", "") or "<profile>"
+        table = dict(getattr(profile, "experiments", {}).get("clock_sync", {}) or {})
+        if duration_s is not None:
+            table["duration_s"] = duration_s
+            if "acquisition_s" not in table and duration_s < 1.0:
+                table["acquisition_s"] = duration_s
+        return cls.from_mapping(table, source)
