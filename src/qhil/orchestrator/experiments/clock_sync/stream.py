@@ -3,9 +3,7 @@
 :func:`tag_chunks` hands out consecutive chunks of one tagger's stream: timestamps in
 the tagger's own stream timebase (one counter reset at the start; continuous across
 chunks), so that an offset tracked from chunk to chunk means something. Only the
-:class:`~qhil.drivers.roles.TimeTagger` role is used: its continuous ``stream`` call
-where the role offers it, else one ``acquire`` of the whole run handed out in
-interval-sized slices (the same timebase, but the data arrive at the end).
+:class:`~qhil.drivers.roles.TimeTagger` role is used (its continuous ``stream``).
 """
 
 from __future__ import annotations
@@ -55,22 +53,22 @@ def _checked(block: TagBlock, node: str, tagger: TimeTagger) -> TagBlock:
 async def tag_chunks(
     tagger: TimeTagger, node: str, total_s: float, chunk_s: float
 ) -> AsyncIterator[Chunk]:
-    """Consecutive chunks of ``chunk_s`` of stream time, ``total_s`` in all."""
-    streaming: Any = getattr(tagger, "stream", None)
-    if callable(streaming):
+    """Consecutive chunks of ``chunk_s`` of stream time, ``total_s`` in all (the role's
+    ``stream``: one acquisition, one timebase); the stream stops when this is closed."""
+    blocks = tagger.stream(total_s, chunk_s)
+    try:
         index = 0
-        async for block in streaming(total_s, chunk_s):
+        async for block in blocks:
             _checked(block, node, tagger)
             start = int(block.meta.get("t_start_ps", 0))
             stop = int(block.meta.get("t_stop_ps", start + round(chunk_s * PS_PER_S)))
             yield Chunk(index, start, stop, block.timestamps_ps, block.channels)
             index += 1
-        return
-    block = _checked(await tagger.acquire(total_s), node, tagger)
-    t = block.timestamps_ps
-    total_ps = round(total_s * PS_PER_S)
-    step = round(chunk_s * PS_PER_S)
-    for index, start in enumerate(range(0, total_ps, step)):
-        stop = min(total_ps, start + step)
-        lo, hi = np.searchsorted(t, [start, stop])
-        yield Chunk(index, start, stop, t[lo:hi], block.channels[lo:hi])
+    finally:
+        await _close(blocks)
+
+
+async def _close(blocks: Any) -> None:
+    aclose = getattr(blocks, "aclose", None)
+    if aclose is not None:
+        await aclose()
