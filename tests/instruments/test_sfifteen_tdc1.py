@@ -27,6 +27,7 @@ from qhil.drivers.sfifteen.tdc1 import (
 )
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.sfifteen.tdc1 import IDENTITY, TDC1Emulator, stream_words
+from qhil.emulators.sfifteen.timebase import clock_offset_ps, stream_offset_ps, stream_origin
 from qhil.emulators.world import World, load_world_file
 from qhil.errors import (
     ConnectionLostError,
@@ -213,40 +214,45 @@ async def test_faults_reach_the_driver_as_typed_errors(emulator_host: EmulatorHo
 
 # --- tags from the world, through the driver ---
 
-WORLD_TOML = """
-[world]
-seed = 5
-[world.nodes.lab.components.source]
+
+def pair_world_toml(
+    a: str, b: str, *, channel_b: int, delay_ns: float, pairs_per_s_per_mw: float = 1000.0
+) -> str:
+    """An SPDC source on ``a``'s node (``node.component``), one photon of each pair to
+    detector ``a``, the other to detector ``b``; each detector on its node's tagger."""
+    source_node = a.split(".")[0]
+    text = f"""
+[world.nodes.{source_node}.components.source]
 type = "spdc_source"
 pump_current_ma = 40.0
 threshold_current_ma = 20.0
 slope_mw_per_ma = 1.0
-pairs_per_s_per_mw = 1000.0
+pairs_per_s_per_mw = {pairs_per_s_per_mw}
 heralding_efficiency_signal = 0.5
 heralding_efficiency_idler = 0.5
-signal_path = ["lab.det_a"]
-idler_path = ["lab.det_b"]
-[world.nodes.lab.components.det_a]
+signal_path = ["{a}"]
+idler_path = [{'"ab", ' if b.split(".")[0] != source_node else ""}"{b}"]
+"""
+    for det, channel, delay in ((a, 1, 0.0), (b, channel_b, delay_ns)):
+        node, name = det.split(".")
+        text += f"""[world.nodes.{node}.components.{name}]
 type = "detector"
 efficiency = 0.5
 dark_count_rate_hz = 100.0
 dead_time_ns = 0.0
 jitter_ps = 50.0
-tagger = "lab.tagger"
-channel = 1
-[world.nodes.lab.components.det_b]
-type = "detector"
-efficiency = 0.5
-dark_count_rate_hz = 100.0
-dead_time_ns = 0.0
-jitter_ps = 50.0
-delay_ns = {delay_ns}
-tagger = "lab.tagger"
-channel = 3
-[world.nodes.lab.components.tagger]
+delay_ns = {delay}
+tagger = "{node}.tagger"
+channel = {channel}
+"""
+    for node in sorted({a.split(".")[0], b.split(".")[0]}):
+        text += f"""[world.nodes.{node}.components.tagger]
 type = "time_tagger"
 n_channels = 4
 """
+    return text
+
+
 PAIRS_PER_S = 1000.0 * (40.0 - 20.0)  # pairs/s/mW x slope x (I - threshold)
 SINGLES_PER_S = PAIRS_PER_S * 0.5 * 0.5 + 100.0  # heralding x efficiency + dark
 COINCIDENCES_PER_S = PAIRS_PER_S * (0.5 * 0.5) ** 2
@@ -254,7 +260,10 @@ COINCIDENCES_PER_S = PAIRS_PER_S * (0.5 * 0.5) ** 2
 
 def make_world(tmp_path: Path, delay_ns: float) -> Any:
     path = tmp_path / "tdc1_world.toml"
-    path.write_text(WORLD_TOML.format(delay_ns=delay_ns))
+    path.write_text(
+        "[world]\nseed = 5\n"
+        + pair_world_toml("lab.det_a", "lab.det_b", channel_b=3, delay_ns=delay_ns)
+    )
     world = World(load_world_file(path), seed=5, mode="fast")
     # First use imports the pair-state model (qutip), which can take longer than a count
     # reply may: warm up here, before the emulator is served.
@@ -559,3 +568,94 @@ async def test_stream_on_a_drifting_clock_keeps_one_timebase_until_closed(
     assert np.all(np.diff(t) >= 0)
     # 2 s of the unit's clock = 2 s / (1 + 500 ppm) of true time at 5 kHz.
     assert in_interval(t.size, 5000.0 * 2.0 / (1 + 500e-6))
+
+
+# --- the offset between two units' streams, and the emulator's truth of it ---
+
+TWO_NODE_TOML = """
+[world]
+seed = 7
+[world.nodes.alice]
+clock_offset_s = 0.0
+clock_drift_ppm = 0.0
+[world.nodes.bob]
+clock_offset_s = {offset_s}
+clock_drift_ppm = {drift_ppm}
+[world.links.ab]
+a = "alice"
+b = "bob"
+length_km = 0.002
+alpha_db_per_km = 0.0
+"""
+
+
+def pair_differences(ta: np.ndarray, tb: np.ndarray, window_ps: float) -> np.ndarray:
+    """Bob minus nearest alice, for bob tags with an alice tag within +-window (the
+    expected difference already removed from ``tb``)."""
+    near = np.searchsorted(ta, tb, side="left").clip(1, ta.size - 1)
+    pick = np.where(np.abs(tb - ta[near - 1]) < np.abs(tb - ta[near]), near - 1, near)
+    d = tb - ta[pick]
+    return d[np.abs(d) <= window_ps]
+
+
+async def test_two_streams_show_the_stream_offset_the_truth_gives(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """Two TDC1s started together (fast mode: the second joins the first's interval) on
+    clocks 1.25 ms and +50 ppm apart: the pairs' stream-time differences follow
+    `stream_offset_ps` (+ the 30 ns detector delay) early and late in the run, not the
+    nodes' clock offset (the counters reset at the start, as the real unit's do); the
+    clock offset is the stream offset plus the clocks' readings at the resets.
+    Per 0.3 s window ~1500 pairs, per-pair spread ~0.8 ns (two 2 ns ticks): the mean is known
+    to ~20 ps; 200 ps is a 10-sigma bound, and 50 ppm over the run moves it by 50 us:
+    without the truth's drift or with the clock offset instead, no pair is in the window."""
+    path = tmp_path / "two.toml"
+    path.write_text(
+        TWO_NODE_TOML.format(offset_s=1.25e-3, drift_ppm=50.0)
+        + pair_world_toml(
+            "alice.det", "bob.det", channel_b=1, delay_ns=30.0, pairs_per_s_per_mw=4000.0
+        )
+    )
+    world = World(load_world_file(path), seed=7, mode="fast")
+    emu_a = TDC1Emulator(name="a", world=world, component="alice.tagger")
+    emu_b = TDC1Emulator(name="b", world=world, component="bob.tagger")
+    drv_a = TDC1.open(emulator_host.add(emu_a).address)
+    drv_b = TDC1.open(emulator_host.add(emu_b).address)
+    blocks_a: list[TagBlock] = []
+    blocks_b: list[TagBlock] = []
+    try:
+        async with (
+            contextlib.aclosing(drv_a.stream(1.0, 0.1)) as sa,
+            contextlib.aclosing(drv_b.stream(1.0, 0.1)) as sb,
+        ):
+            blocks_a.append(await anext(sa))
+            blocks_b.append(await anext(sb))
+            blocks_a += [b async for b in sa]
+            blocks_b += [b async for b in sb]
+    finally:
+        await drv_a.close()
+        await drv_b.close()
+    ta = np.concatenate([b.timestamps_ps for b in blocks_a])
+    tb = np.concatenate([b.timestamps_ps for b in blocks_b])
+    oa, ob = stream_origin(emu_a), stream_origin(emu_b)
+    assert (oa.node, ob.node) == ("alice", "bob") and oa.true_ps == ob.true_ps  # joined
+    truth = world.truth
+    delay_ps = 30_000.0 + 1e12 * (
+        truth.path_delay_s("alice.source", "bob.det")
+        - truth.path_delay_s("alice.source", "alice.det")
+    )
+    # The truth on a 10 ms grid of alice's stream time (the clocks are linear here), looked
+    # up by bob's stream time of the same instants (grid + offset).
+    grid = np.linspace(0.0, 1e12, 101)
+    offsets = stream_offset_ps(world, oa, ob, grid)
+    for lo, hi in ((0.0, 0.3e12), (0.7e12, 1e12)):
+        sel = tb[(tb >= lo) & (tb < hi)].astype(np.float64)
+        expected = np.interp(sel, grid + offsets, offsets) + delay_ps
+        d = pair_differences(ta, sel - expected, 10_000.0)
+        assert d.size > 1000
+        assert abs(float(np.mean(d))) < 200.0
+    # Started together, the streams show no offset at the start but the drift since it.
+    s0, s1 = stream_offset_ps(world, oa, ob, [0.0, 1e12])
+    assert abs(s0) < 2.0 and s1 == pytest.approx(50e-6 * 1e12, rel=1e-6)
+    c0 = float(clock_offset_ps(world, emu_a, emu_b, [0.0])[0])
+    assert c0 == pytest.approx(1.25e9 + 50e-6 * oa.true_ps, abs=2.0)
