@@ -4,16 +4,25 @@ Bound to a world ``time_tagger`` component, whose channels 1..4 are the TDC1's
 inputs: singles and pairs counts, and the binary timestamp stream, are made from
 the tags the world delivers for the gate, converted to the TDC1's 2 ns clock.
 
+The stream's timebase (docs/protocols/s-fifteen-tdc1.md, "Stream timebase"): the time
+counter is reset to 0 when ``counts?`` starts timestamp mode (the vendor's recorded
+output starts every acquisition near 0) and counts on the node's clock (the unit's
+oscillator or its 10 MHz reference: offset, drift, wander); `stream_origin` records the
+reset, `qhil.emulators.sfifteen.timebase` gives the truth in the client's terms. Words
+leave in time order on that one clock, events and idle words alike.
+
 Choices where the unit's behaviour is not documented (UNVERIFIED):
 
-* The stream's time counter starts at 0 when ``counts?`` starts it, and a dummy
-  word (bit 4 set, pattern 0) is sent every ``HEARTBEAT_S`` of stream time so a
+* The reset happens when the command is handled; the vendor's recording leaves up to
+  ~1 ms between zero and the first recorded event, not modelled.
+* A dummy word (bit 4 set, pattern 0) is sent every ``HEARTBEAT_S`` of stream time, so a
   quiet input never leaves a gap long enough to hide a 27-bit rollover.
   Events in the same 2 ns tick share one word (several pattern bits).
 * Pairs mode counts an event on channel 1 or 2 as coincident with channel 3 or 4
   when one falls within ``coincidence_window_ps`` (full width) of the other.
 * Unknown commands and refused values are ignored silently (what S15lib's 10 ms
   reads tolerate); the input thresholds do not change what the world delivers.
+* The unit reports no lost events; the world reader's overflow count is not shown.
 
 Emulated time (not a property of the unit): in fast mode a timestamp stream started
 while another tagger's stream is running covers the same interval of emulated time as
