@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pytest
 from scipy import stats
 
+from qhil.emulators.world import World, load_world_config
 from qhil.numerics.timing import (
     ClockModel,
     ClockTracker,
@@ -40,6 +41,8 @@ from qhil.numerics.timing import (
     track_arrays,
     two_way_offset,
 )
+
+from .test_world_clock_sync import JITTER_PS, world_profile
 
 PS = 10**12
 CONFIDENCE = 0.999
@@ -487,3 +490,99 @@ def test_two_way_offset_scatters_as_stated_over_seeds() -> None:
     zz = np.array(z)
     lo, hi = chi2_bounds(zz.size)
     assert lo <= float(np.sum(zz**2)) <= hi, zz
+
+
+# --- on the emulated world ---------------------------------------------------------------
+
+WORLD_WANDER = (0.5, 1.0)  # ppb/sqrt(s), alice and bob (the entanglement profile's)
+
+
+def wandering_world(seed: int) -> World:
+    """Case 7's bench (SPDC at Alice, 5 km to Bob) at 1e5 pairs/s (~1800 coincidences/s),
+    Bob 0.31 s ahead and 2.5 ppm slow, both clocks wandering."""
+    prof = world_profile(0.3123456789, -2.5, 5.0)
+    prof["nodes"]["alice"]["components"]["spdc"]["pump_current_ma"] = 21.0  # 1 mW
+    for node, w in zip(("alice", "bob"), WORLD_WANDER, strict=True):
+        prof["nodes"][node]["clock_wander_ppb_per_sqrt_s"] = w
+    return World(load_world_config(prof, source="tracking"), seed=seed)
+
+
+def world_truth(world: World, t_a_ps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """B minus A of the pairs Alice's tagger stamps at ``t_a_ps`` (emulator truth, wander
+    included): the emission instant from Alice's clock and path, then the two stamps."""
+    tr = world.truth
+    src, det_a, det_b = "alice.spdc", "alice.det_s", "bob.det_i"
+    path_s = tr.path_delay_s(src, det_a)
+    return np.array(
+        [
+            tr.expected_delta_ps(src, det_a, det_b, tr.clock_true_time_s("alice", int(t)) - path_s)
+            for t in np.asarray(t_a_ps)
+        ]
+    )
+
+
+def track_world(
+    world: World, duration_s: float, *, step_at_s: float | None = None, step_ps: float = 0.0
+) -> ClockTracker:
+    """Acquire on 1 s, then stream 0.5 s reads of both taggers through the tracker; an
+    optional step of Bob's clock offset at ``step_at_s`` (the forced loss of lock)."""
+    ra = world.tagger("alice.tagger").open_reader()
+    rb = world.tagger("bob.tagger").open_reader()
+    a, b = ra.read(1.0).timestamps_ps, rb.read(1.0).timestamps_ps
+    cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=math.hypot(*WORLD_WANDER))
+    tr = ClockTracker.from_acquisition(acquire_clock_offset(a, b), cfg, data_span_ps=PS)
+    tr.feed(a, b)
+    for k in range(round((duration_s - 1.0) / 0.5)):
+        if step_at_s is not None and math.isclose(1.0 + 0.5 * k, step_at_s):
+            world.node("bob").clock.offset_s += step_ps / PS
+        tr.feed(ra.read(0.5).timestamps_ps, rb.read(0.5).timestamps_ps)
+    tr.flush()
+    return tr
+
+
+def check_world_track(world: World, tr: ClockTracker, points: list[TrackPoint]) -> None:
+    """Measured offsets scatter as expected (chi-square, two-sided); the tracked offset's
+    rms error is within 1.2 sigma_rel / sqrt(N) and its z-scores in a loose band."""
+    arr = track_arrays(points)
+    truth = world_truth(world, arr["t_ps"])
+    sigma_rel = math.sqrt(2) * JITTER_PS
+    expected = np.sqrt((CLIP_INFLATION * sigma_rel) ** 2 / arr["counts"] + tr.wander_error_ps**2)
+    z = (arr["measured_offset_ps"] - truth) / expected
+    lo, hi = chi2_bounds(z.size)
+    assert lo <= float(np.sum(z**2)) <= hi, float(np.sqrt(np.mean(z**2)))
+    tracked = arr["offset_ps"] - truth
+    assert float(np.sqrt(np.mean(tracked**2 * arr["counts"]))) / sigma_rel <= 1.2
+    zt = tracked / arr["offset_stderr_ps"]
+    assert float(np.max(np.abs(zt))) < 5.0 and 0.7 < float(np.sqrt(np.mean(zt**2))) < 1.3
+
+
+def test_tracking_on_the_emulated_world() -> None:
+    world = wandering_world(3)
+    tr = track_world(world, 6.0)
+    assert tr.events == [] and all(p.locked and p.used for p in tr.points)
+    check_world_track(world, tr, tr.points[:-1])
+
+
+@pytest.mark.slow
+def test_lock_holds_for_60_s_on_the_emulated_world() -> None:
+    world = wandering_world(5)
+    tr = track_world(world, 62.0)
+    assert tr.points[-1].t_ps - tr.points[0].t_ps >= 60 * PS
+    assert tr.events == [] and all(p.locked and p.used for p in tr.points)
+    check_world_track(world, tr, tr.points[:-1])
+
+
+@pytest.mark.slow
+def test_a_step_of_bobs_clock_on_the_emulated_world_is_reacquired() -> None:
+    """Bob's clock jumps 5 ns at 6 s (outside the +-2 ns window): lost, re-acquired by the
+    bounded search, then tracked to the truth again."""
+    world = wandering_world(7)
+    tr = track_world(world, 12.0, step_at_s=6.0, step_ps=5_000.0)
+    assert [e.kind for e in tr.events] == ["lost", "reacquired"]
+    lost, back = tr.events
+    # Bob's 0.5 s reads end at bob-clock instants: the step shows within one read.
+    assert 6.0 < lost.t_ps / PS - world.truth.clock_offset_s("alice") < 7.0
+    assert back.how.startswith("bounded search")
+    after = [p for p in tr.points[:-1] if p.t_ps > back.t_ps + PS // 2]
+    assert after and all(p.locked and p.used for p in after)
+    check_world_track(world, tr, after)
