@@ -200,7 +200,7 @@ def _summary(record: RunRecord) -> str:
 def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     tr = Track.of(record, arrays)
     ax = fig.subplots()
-    drawn = False
+    longest = 0.0  # the reference line spans the averaging times drawn
     series = (
         ("tracked - emulator truth", tr.truth_error, "C2", "o"),
         ("measured - tracked (loop)", tr.loop, "C0", "s"),
@@ -225,13 +225,13 @@ def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
             capsize=3,
             label=label,
         )
-        drawn = True
-    if not drawn:
+        longest = max(longest, float(s.tau_s[ok].max()))
+    if not longest:
         empty(ax, "too few locked intervals with a residual for a TDEV (need 3)")
         return
     if tr.stderr is not None and np.isfinite(tr.stderr).any():
         sigma = float(np.nanmedian(tr.stderr))
-        tau = np.geomspace(tr.tau0_s, max(tr.tau0_s, tr.tau0_s * tr.t_s.size / 3), 20)
+        tau = np.geomspace(tr.tau0_s, longest, 20)
         ax.plot(
             tau,
             sigma / np.sqrt(tau / tr.tau0_s),
