@@ -212,7 +212,9 @@ def _row(p: TrackPoint) -> dict[str, Any]:
         "stderr_ps": p.measured_stderr_ps,
         "counts": p.counts,
         "significance": p.significance,
-        "locked": p.locked,
+        # In lock for this interval: the loop was locked and took its measurement (a missed
+        # interval, or one lost and re-acquired later, is False: a gap in the residual).
+        "locked": bool(p.locked and p.used),
         "frequency_ppb": p.model.drift * 1e9,
     }
 
