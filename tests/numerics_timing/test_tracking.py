@@ -36,6 +36,8 @@ from qhil.numerics.timing import (
     check_precision,
     find_clock_offset,
     fit_line,
+    interval_wander_error_ps,
+    max_interval_s,
     one_way_clock_offset,
     required_coincidences,
     track_arrays,
@@ -208,6 +210,19 @@ def test_rate_too_low_says_how_many_coincidences_are_needed() -> None:
     assert "2500" in msg and "saw 200" in msg and "12.5 s interval" in msg
     with pytest.raises(TimingInputError, match="precision_ps"):
         required_coincidences(50.0, 0.0)
+
+
+def test_interval_choice_against_wander() -> None:
+    # 1.1 ppb/sqrt(s): a 1 s interval averages ~61 ps of wander into its offset, 0.1 s ~2 ps.
+    assert interval_wander_error_ps(1.1, 1.0) == pytest.approx(1.1e3 / math.sqrt(320))
+    assert interval_wander_error_ps(1.1, 0.1) == pytest.approx(1.1e3 * 0.1**1.5 / math.sqrt(320))
+    i = max_interval_s(57.0, 200.0, 1.1)
+    n = 200.0 * i
+    total = math.hypot(CLIP_INFLATION * 57.0 / math.sqrt(n), interval_wander_error_ps(1.1, i))
+    assert total == pytest.approx(1.2 * 57.0 / math.sqrt(n), rel=1e-3)
+    assert max_interval_s(57.0, 200.0, 0.0) == math.inf
+    with pytest.raises(TimingInputError, match="ratio"):
+        max_interval_s(57.0, 200.0, 1.1, ratio=1.0)
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ from qhil.numerics.timing.errors import (
 from qhil.numerics.timing.offset_search import (
     ClockSyncResult,
     OffsetFit,
+    _skipped_mean_inflation,
     find_clock_offset,
     refine_offset,
 )
@@ -69,6 +70,8 @@ FloatArray = npt.NDArray[np.float64]
 PS_PER_S = 10**12
 # Frequency is carried in ps per second of A's clock inside the filter (1 ppb = 1e3 ps/s).
 _Y_SCALE = 1e12
+# Error of the 3-sigma clipped mean relative to sigma/sqrt(N) (refine_offset's default).
+_CLIP_INFLATION = _skipped_mean_inflation(3.0)
 
 
 # --- errors that say what to do ------------------------------------------------------
@@ -128,6 +131,40 @@ def check_precision(
             seen=int(coincidences),
             interval_s=interval,
         )
+
+
+def interval_wander_error_ps(wander_ppb_per_sqrt_s: float, interval_s: float) -> float:
+    """Error the clocks' relative wander adds to one interval's offset quoted at its
+    centre: the pairs measure the offset averaged over the interval, which misses the
+    centre value of an integrated random walk by ``sqrt(q I^3 / 320)``, ``q = wander^2``
+    (ps: ``wander * 1e3 * I**1.5 / 17.9``)."""
+    q = (float(wander_ppb_per_sqrt_s) * 1e-9 * _Y_SCALE) ** 2
+    return math.sqrt(q * float(interval_s) ** 3 / 320.0)
+
+
+def max_interval_s(
+    sigma_rel_ps: float,
+    coincidence_rate_hz: float,
+    wander_ppb_per_sqrt_s: float,
+    *,
+    ratio: float = 1.2,
+) -> float:
+    """Longest tracking interval whose offset error stays within ``ratio`` x
+    ``sigma_rel / sqrt(N)`` (N = rate x interval) despite the wander inside it:
+    ``(1.027 sigma)^2 / N + q I^3 / 320 <= (ratio sigma)^2 / N`` gives
+    ``I = (320 (ratio^2 - 1.027^2) sigma^2 / (rate q))^(1/4)`` (inf without wander)."""
+    sigma = positive_float(sigma_rel_ps, "sigma_rel_ps")
+    rate = positive_float(coincidence_rate_hz, "coincidence_rate_hz")
+    r = positive_float(ratio, "ratio")
+    excess = r * r - _CLIP_INFLATION**2
+    if excess <= 0:
+        raise TimingInputError(
+            f"ratio: must exceed the clipped mean's {_CLIP_INFLATION:.3f} (got {r!r})"
+        )
+    q = (float(wander_ppb_per_sqrt_s) * 1e-9 * _Y_SCALE) ** 2
+    if q == 0:
+        return math.inf
+    return float((320.0 * excess * sigma * sigma / (rate * q)) ** 0.25)
 
 
 # --- streaming tracker ---------------------------------------------------------------
@@ -352,10 +389,10 @@ class ClockTracker:
 
     @property
     def wander_error_ps(self) -> float:
-        """Error that the wander within one interval adds to its measured offset (quoted
-        at the interval's centre): ``sqrt(q I^3 / 320)`` = ``wander * I^1.5 / 17.9``."""
-        interval_s = self.config.interval_ps / PS_PER_S
-        return math.sqrt(self._q * interval_s**3 / 320.0)
+        """:func:`interval_wander_error_ps` of this tracker's wander and interval."""
+        return interval_wander_error_ps(
+            self.config.wander_ppb_per_sqrt_s, self.config.interval_ps / PS_PER_S
+        )
 
     @property
     def time_constant_s(self) -> float:
