@@ -149,6 +149,7 @@ class SPDCSource(Component):
 
     kind = "spdc_source"
     cfg: SPDCSourceConfig
+    _correlations: tuple[F64, F64, F64]
 
     def reset(self) -> None:
         self.enabled = self.cfg.enabled
@@ -156,6 +157,11 @@ class SPDCSource(Component):
         self._set_temp = self.cfg.heater_temp_c
         self._temp_at_set = self.cfg.heater_temp_c
         self._t_set = 0.0
+        # The pair state is fixed by the profile: computed here, at power-on, because it
+        # needs qutip, whose first import takes seconds; done lazily at the first pair it
+        # stalled an emulator's event loop mid-acquisition (a TDC1 stream came back empty).
+        if not hasattr(self, "_correlations"):
+            self._correlations = self._pair_correlations()
 
     @property
     def pump_current_ma(self) -> float:
@@ -226,6 +232,9 @@ class SPDCSource(Component):
     def correlations(self) -> tuple[F64, F64, F64]:
         """(a, b, T) of the pair's polarization state in Stokes coordinates:
         rho = (1 + a.sigma x 1 + 1 x b.sigma + sum T_ij sigma_i x sigma_j) / 4."""
+        return self._correlations
+
+    def _pair_correlations(self) -> tuple[F64, F64, F64]:
         from .quantum.states import spdc_pair_state
 
         rho = spdc_pair_state(self.cfg.visibility, self.cfg.bell_state, self.cfg.noise).full()
