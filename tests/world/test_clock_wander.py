@@ -89,7 +89,7 @@ def test_frequency_increments_are_wiener(tau_s: float) -> None:
     assert lo < chi2 < hi, (chi2, lo, hi)
 
 
-def test_allan_deviation_of_random_walk_fm() -> None:
+def test_allan_and_hadamard_deviation_of_random_walk_fm() -> None:
     """The README's sigma_y(tau) = wander sqrt(tau / 3): the overlapping Allan variance of the
     phase at tau = 1 s over 20 000 s, within its 99.9 % interval (equivalent degrees of
     freedom ~ N / 2 for random-walk FM at this N / m, taken as N / 4 to stay conservative)."""
@@ -103,6 +103,13 @@ def test_allan_deviation_of_random_walk_fm() -> None:
     dof = x.size / 4
     lo, hi = stats.chi2.ppf([(1 - CONF) / 2, (1 + CONF) / 2], dof) / dof
     assert lo < avar / expected < hi, avar / expected
+    # Hadamard: third differences of the phase, sigma_H^2 = (wander 1e-9)^2 tau / 6 (fewer
+    # equivalent degrees of freedom: N / 6 taken).
+    d3 = x[3:] - 3 * x[2:-1] + 3 * x[1:-2] - x[:-3]
+    hvar = float(np.mean(d3**2)) / (6 * tau**2)
+    dof = x.size / 6
+    lo, hi = stats.chi2.ppf([(1 - CONF) / 2, (1 + CONF) / 2], dof) / dof
+    assert lo < hvar / (expected / 2) < hi, hvar / (expected / 2)
 
 
 def test_phase_is_the_integral_of_the_frequency() -> None:
@@ -136,7 +143,10 @@ def test_phase_is_the_integral_of_the_frequency() -> None:
 
 
 def test_true_of_node_inverts_node_of_true() -> None:
-    clock = _wandering(200.0, seed=14).node("bob").clock
+    world = _wandering(200.0, seed=14)
+    clock = world.node("bob").clock
+    reading = world.truth.clock_reading_ps("bob", 12.5)
+    assert world.truth.clock_true_time_s("bob", reading) == pytest.approx(12.5, abs=1e-15)
     for tp in (0, 123_456_789, 3 * PS + 17, 47 * PS + 5):
         back = clock.true_of_node(clock.node_of_true(tp))
         assert abs(float(back - tp)) < 1e-3
