@@ -90,7 +90,7 @@ def wandering_clock(
     w = np.concatenate([[0.0], np.cumsum(dw)])
     # Frequency linear between knots -> phase by the trapezoid rule (exact).
     phase = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * grid_s * PS)])
-    knots = np.arange(n) * grid_s * PS
+    knots = np.arange(n, dtype=np.float64) * grid_s * PS
     return WanderingClock(theta_ps, drift, knots, phase, step_at_s * PS, step_ps)
 
 
