@@ -242,6 +242,7 @@ def test_the_profile_describes_the_entanglement_bench() -> None:
     for node in ("alice", "bob"):
         clock = cfg.nodes[node]
         assert abs(clock.clock_offset_s) <= 0.5 and abs(clock.clock_drift_ppm) <= 100
+        assert 0 < clock.clock_wander_ppb_per_sqrt_s <= 10  # a free-running crystal's
         wiring = {
             comps[f"{node}.det_{x.lower()}"].channel: x for x in LABELS
         }  # TDC1 inputs 1..4 = H V D A
