@@ -51,14 +51,19 @@ def test_every_kind_draws_its_plots_from_a_copied_record(tmp_path: Path) -> None
     for kind, run_id in ids.items():
         record = store.get(run_id)
         report = write_plots(record)
-        specs = specs_for(kind)
+        specs = [s for s in specs_for(kind) if s.drawable(record)]
         assert [p.name for p in report.written] == [f"{s.name}.png" for s in specs], kind
         assert report.folder == plots_dir(record)
         assert report.folder.parent == record.data_path.parent  # next to the record
         for spec, path in zip(specs, report.written, strict=True):
             check_png(path, spec.pixels)
         assert plot_paths(record) == sorted(report.written)
-    assert [s.name for s in specs_for("clock_sync")] == ["residual", "tdev"]
+    assert [s.name for s in specs_for("clock_sync")] == [
+        "residual",
+        "tdev",
+        "residual_b_to_a",
+        "tdev_b_to_a",
+    ]
     assert [s.name for s in specs_for("bb84")] == ["blocks", "intensities", "mean_photon_numbers"]
 
 
@@ -113,6 +118,25 @@ def test_track_puts_missing_intervals_on_the_grid_as_gaps(tmp_path: Path) -> Non
     np.testing.assert_allclose(regained, [110.5 * TAU0_S])
 
 
+def test_two_way_clock_sync_draws_both_directions(tmp_path: Path) -> None:
+    cols = clock_sync_truth()
+    back = clock_sync_truth(seed=6)
+    both = {**cols, **{k.replace("track/", "track_b_to_a/"): v for k, v in back.items()}}
+    del both["track_b_to_a/truth_offset_ps"]  # the job records truth for track/ only
+    record = RunStore(tmp_path).get(record_clock_sync(tmp_path, both))
+    report = write_plots(record)
+    names = ["residual", "tdev", "residual_b_to_a", "tdev_b_to_a"]
+    assert [p.stem for p in report.written] == names
+    arrays = dict(record.arrays.items())
+    fig = new_figure((8.0, 6.0))
+    draw_tdev(record, arrays, fig, prefix="track_b_to_a")
+    (curve,) = [c.lines[0] for c in fig.axes[0].containers]  # no truth that way: loop only
+    loop = back["track/offset_measured_ps"] - back["track/offset_tracked_ps"]
+    want = tdev(loop * 1e-12, TAU0_S)  # NaN where measured is NaN (out of lock)
+    some = want.n_terms > 0
+    np.testing.assert_allclose(curve.get_ydata(), want.dev[some] * 1e12, rtol=1e-9)
+
+
 def test_clock_sync_without_truth_or_frequency_draws_what_it_has(tmp_path: Path) -> None:
     cols = {
         k: v
@@ -122,6 +146,15 @@ def test_clock_sync_without_truth_or_frequency_draws_what_it_has(tmp_path: Path)
     record = RunStore(tmp_path).get(record_clock_sync(tmp_path, cols))
     report = write_plots(record)
     assert [p.stem for p in report.written] == ["residual", "tdev"]
+
+
+def test_a_plot_with_only_some_of_its_arrays_is_reported_skipped(tmp_path: Path) -> None:
+    cols = clock_sync_truth()
+    cols["track_b_to_a/t_s"] = cols["track/t_s"]  # the other direction's offsets are missing
+    report = write_plots(RunStore(tmp_path).get(record_clock_sync(tmp_path, cols)))
+    assert [p.stem for p in report.written] == ["residual", "tdev"]
+    why = "missing or empty track_b_to_a/offset_tracked_ps"
+    assert report.skipped == [("residual_b_to_a", why), ("tdev_b_to_a", why)]
 
 
 def test_a_kind_without_plots_is_a_clear_error(tmp_path: Path) -> None:
@@ -154,7 +187,10 @@ def test_a_missing_array_file_is_a_plot_error(tmp_path: Path) -> None:
 
 def test_unknown_plot_name_is_refused(tmp_path: Path) -> None:
     rid = record_clock_sync(tmp_path)
-    with pytest.raises(PlotError, match=r"no plot named nope \(its plots: residual, tdev\)"):
+    with pytest.raises(
+        PlotError,
+        match=r"no plot named nope \(its plots: residual, tdev, residual_b_to_a, tdev_b_to_a\)",
+    ):
         write_plots(RunStore(tmp_path).get(rid), names=["nope"])
     only = write_plots(RunStore(tmp_path).get(rid), names=["tdev"])
     assert [p.stem for p in only.written] == ["tdev"]

@@ -12,6 +12,7 @@ TDEV is computed from the residual sampled every ``tracking_interval_s`` (NIST S
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,16 +27,27 @@ if TYPE_CHECKING:
 
 F64 = npt.NDArray[np.float64]
 
-T = "track/t_s"
-TRACKED = "track/offset_tracked_ps"
-MEASURED = "track/offset_measured_ps"
-STDERR = "track/stderr_ps"
-COUNTS = "track/counts"
-SIGNIFICANCE = "track/significance"
-LOCKED = "track/locked"
-FREQUENCY = "track/frequency_ppb"
-TRUTH = "track/truth_offset_ps"
+# Columns of a direction's arrays, ``<prefix>/<column>``: ``track/`` (one-way, or the
+# a_to_b direction of a two-way run) and ``track_b_to_a/`` (two-way).
+DIRECTIONS = (("track", "", "A to B"), ("track_b_to_a", "_b_to_a", "B to A"))
+T = "t_s"
+TRACKED = "offset_tracked_ps"
+MEASURED = "offset_measured_ps"
+STDERR = "stderr_ps"
+COUNTS = "counts"
+SIGNIFICANCE = "significance"
+LOCKED = "locked"
+FREQUENCY = "frequency_ppb"
+TRUTH = "truth_offset_ps"
 _OPTIONAL = (MEASURED, STDERR, COUNTS, SIGNIFICANCE, LOCKED, FREQUENCY, TRUTH)
+
+
+def columns(arrays: Arrays, prefix: str) -> dict[str, npt.NDArray[Any]]:
+    """One direction's arrays by column name, trimmed to the rows all of them have
+    (a live run may lag by a row; the truth is added at the end of a run)."""
+    mine = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+    n = min(a.shape[0] for a in mine.values())
+    return {k: np.asarray(v[:n]) for k, v in mine.items()}
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,9 @@ class Track:
     tau0_s: float
 
     @classmethod
-    def of(cls, record: RunRecord, arrays: Arrays) -> Track:
-        n = min(a.shape[0] for a in arrays.values())  # a live run may lag by a row
-        col = {k: np.asarray(v[:n]) for k, v in arrays.items()}
+    def of(cls, record: RunRecord, arrays: Arrays, prefix: str = "track") -> Track:
+        col = columns(arrays, prefix)
+        n = col[T].size
         t = col[T].astype(float)
         tracked = col[TRACKED].astype(float)
         locked = col[LOCKED].astype(bool) if LOCKED in col else np.ones(n, dtype=bool)
@@ -85,18 +97,10 @@ class Track:
         return lost, regained
 
 
-@plot(
-    "residual",
-    kinds=("clock_sync", "clock_sync.*"),
-    needs=(T, TRACKED),
-    optional=_OPTIONAL,
-    about="residual clock offset over time with loss of lock / re-acquisition marked; "
-    "tracked frequency; coincidences and peak significance per interval",
-    size_in=(11.0, 9.0),
-)
-def draw_residual(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
-    tr = Track.of(record, arrays)
-    n = tr.t_s.size
+def draw_residual(record: RunRecord, arrays: Arrays, fig: Figure, *, prefix: str = "track") -> None:
+    """Residual offset over time with lock marks; frequency; coincidences, significance."""
+    tr = Track.of(record, arrays, prefix)
+    col = columns(arrays, prefix)
     top, mid, bottom = fig.subplots(3, 1, sharex=True, height_ratios=(3, 2, 2))
     if tr.truth_error is not None:
         top.plot(
@@ -119,27 +123,29 @@ def draw_residual(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         empty(top, "no measured or true offset recorded: no residual to show")
     top.axhline(0.0, color="grey", linewidth=0.6)
     top.set_ylabel("residual offset (ps)")
+    if any(k.startswith("track_b_to_a/") for k in record.array_index):  # two-way: which one
+        top.set_title(f"direction {dict((p, d) for p, _, d in DIRECTIONS)[prefix]}")
     _lock_marks((top, mid, bottom), tr)
     top.legend(fontsize=8, loc="upper left")
     summary = _summary(record)
     if summary:
         note(top, summary)
 
-    freq = arrays.get(FREQUENCY)
+    freq = col.get(FREQUENCY)
     if freq is not None:
-        mid.plot(tr.t_s, np.asarray(freq[:n], dtype=float), "-", color="C1")
+        mid.plot(tr.t_s, freq.astype(float), "-", color="C1")
         mid.set_ylabel("tracked frequency\noffset B vs A (ppb)")
     else:
         empty(mid, "no tracked frequency recorded")
 
-    counts = arrays.get(COUNTS)
+    counts = col.get(COUNTS)
     if counts is not None:
-        bottom.step(tr.t_s, counts[:n], where="mid", color="C0")
+        bottom.step(tr.t_s, counts, where="mid", color="C0")
         bottom.set_ylabel("coincidences\nper interval", color="C0")
-    sig = arrays.get(SIGNIFICANCE)
+    sig = col.get(SIGNIFICANCE)
     if sig is not None:
         twin = bottom.twinx()
-        twin.plot(tr.t_s, np.asarray(sig[:n], dtype=float), ".", color="C3", markersize=3)
+        twin.plot(tr.t_s, sig.astype(float), ".", color="C3", markersize=3)
         twin.set_ylabel("peak significance\n(sigma)", color="C3")
     bottom.set_xlabel("time on A's timebase (s)")
 
@@ -189,16 +195,9 @@ def _summary(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
-@plot(
-    "tdev",
-    kinds=("clock_sync", "clock_sync.*"),
-    needs=(T, TRACKED),
-    optional=_OPTIONAL,
-    about="time deviation (TDEV) of the residual offset against averaging time",
-    size_in=(8.0, 6.0),
-)
-def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
-    tr = Track.of(record, arrays)
+def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure, *, prefix: str = "track") -> None:
+    """TDEV of the residuals against averaging time, with the white-PM reference."""
+    tr = Track.of(record, arrays, prefix)
     ax = fig.subplots()
     longest = 0.0  # the reference line spans the averaging times drawn
     series = (
@@ -245,3 +244,24 @@ def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     ax.set_ylabel("TDEV (ps), 1 sigma")
     ax.grid(True, which="both", linewidth=0.3)
     ax.legend(fontsize=8)
+
+
+for _prefix, _suffix, _direction in DIRECTIONS:
+    _which = f" ({_direction}, two-way runs)" if _suffix else ""
+    plot(
+        f"residual{_suffix}",
+        kinds=("clock_sync", "clock_sync.*"),
+        needs=(f"{_prefix}/{T}", f"{_prefix}/{TRACKED}"),
+        optional=tuple(f"{_prefix}/{c}" for c in _OPTIONAL),
+        about="residual clock offset over time with loss of lock / re-acquisition marked; "
+        f"tracked frequency; coincidences and peak significance per interval{_which}",
+        size_in=(11.0, 9.0),
+    )(partial(draw_residual, prefix=_prefix))
+    plot(
+        f"tdev{_suffix}",
+        kinds=("clock_sync", "clock_sync.*"),
+        needs=(f"{_prefix}/{T}", f"{_prefix}/{TRACKED}"),
+        optional=tuple(f"{_prefix}/{c}" for c in _OPTIONAL),
+        about=f"time deviation (TDEV) of the residual offset against averaging time{_which}",
+        size_in=(8.0, 6.0),
+    )(partial(draw_tdev, prefix=_prefix))

@@ -74,12 +74,16 @@ class PlotSpec:
         return any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.kinds)
 
     def drawable(self, record: RunRecord) -> bool:
-        index = record.array_index
-        return all(n in index and index[n].shape and index[n].shape[0] > 0 for n in self.needs)
+        return all(_has_rows(record, n) for n in self.needs)
 
     @property
     def pixels(self) -> tuple[int, int]:
         return round(self.size_in[0] * DPI), round(self.size_in[1] * DPI)
+
+
+def _has_rows(record: RunRecord, name: str) -> bool:
+    info = record.array_index.get(name)
+    return info is not None and bool(info.shape) and info.shape[0] > 0
 
 
 _REGISTRY: list[PlotSpec] = []
@@ -189,10 +193,12 @@ def write_plots(
     assert folder is not None  # a drawable plot means the run has an array file
     _make_folder(folder)
     report = PlotReport(record.run_id, folder)
+    # A plot none of whose arrays the run has does not apply (e.g. the second direction of
+    # a two-way clock sync on a one-way run); one with some of them is reported.
     report.skipped = [
-        (s.name, "missing " + ", ".join(n for n in s.needs if n not in record.array_index))
+        (s.name, "missing or empty " + ", ".join(n for n in s.needs if not _has_rows(record, n)))
         for s in specs
-        if s not in drawable
+        if s not in drawable and any(n in record.array_index for n in s.needs)
     ]
     try:
         with record.arrays as arrays:
