@@ -7,8 +7,10 @@ end of the classical channel, so it can run in its own process.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
+from scipy import stats as sps
 
 from qhil.drivers.roles import TagBlock, TimeTagger
 from qhil.numerics.qkd import (
@@ -27,6 +29,7 @@ from qhil.orchestrator.experiments.bb84.detection import (
     BlockAlignment,
     Clicks,
     align_clicks,
+    clicks_from,
     clicks_from_tags,
     detections_for_block,
 )
@@ -86,8 +89,81 @@ BLOCK_ROW = np.dtype(
         ("test_sifted", np.int64),
         ("test_errors", np.int64),
         ("qber_test", np.float64),
+        ("settle_ps", np.int64),  # clicks this long after the block's first were dropped
+        ("settle_dropped", np.int64),  # how many (the previous pattern's light, README)
     ]
 )
+
+#: Evidence (natural-log likelihood ratio) that a block's first clicks are the previous
+#: pattern's before Bob drops them: when every click is this pattern's, the evidence reaches
+#: it anywhere with probability <= 1e-2 (Ville's inequality; the ratio is a supermartingale
+#: while this pattern's error rate is at most its upper bound). A false cut costs a few
+#: revealed clicks' worth of a block; a missed one leaves the previous pattern's clicks in.
+PREVIOUS_PATTERN_LLR = math.log(1e2)
+#: Revealed clicks dropped past the change point: the previous pattern's last revealed
+#: clicks agree by chance (each with probability 1/2), so a run of them passes for this
+#: pattern's; one longer than 10 with probability 2^-10.
+SETTLE_MARGIN_REVEALED = 10
+#: Confidence of the upper bound on this pattern's error rate (from the blocks' second halves).
+ERROR_RATE_CONFIDENCE = 0.99
+
+
+class PreviousPattern:
+    """Where the previous pattern's light ends in Bob's blocks: the settling time, measured.
+
+    When Alice switches patterns, the photons already in the fibre (one link delay of them)
+    still carry the previous pattern; Bob's clicks on them are taken for the new pattern's
+    positions (clicks on vacuum pulses, errors at 1/2). Alice's revealed symbols tell them
+    apart: Bob's revealed clicks agree with them at this pattern's error rate, the previous
+    pattern's at 1/2. Each block's revealed, basis-matched clicks of its first half, in time
+    from the block's first click, are pooled over the blocks so far; the change point of
+    their agreement (maximum likelihood, accepted at :data:`PREVIOUS_PATTERN_LLR`) plus
+    :data:`SETTLE_MARGIN_REVEALED` revealed clicks is the settling time. Pooling makes a
+    link delay of a few revealed clicks per block visible after a few blocks; a block
+    without such light (the fibre dark, or filled with this pattern) adds no evidence.
+    """
+
+    def __init__(self) -> None:
+        self._t: list[np.ndarray] = []
+        self._agree: list[np.ndarray] = []
+        self._late = 0
+        self._late_errors = 0
+        self.settle_ps = 0
+
+    def add(self, clicks: Clicks, positions: np.ndarray, rev: AlignmentReveal) -> int:
+        """Add a block (its clicks' pattern positions, -1 for none); return the settling time."""
+        rp = rev.positions
+        if rp.size == 0 or clicks.n == 0:
+            return self.settle_ps
+        at = np.searchsorted(rp, positions).clip(0, rp.size - 1)
+        j = np.flatnonzero(
+            (positions >= 0) & (rp[at] == positions) & (rev.bases[at] == clicks.basis)
+        )
+        agree = rev.bits[at[j]] == clicks.bit[j]
+        half = j.size // 2
+        self._t.append(clicks.timestamps_ps[j[:half]] - clicks.timestamps_ps[0])
+        self._agree.append(agree[:half])
+        self._late += agree.size - half
+        self._late_errors += int(np.count_nonzero(~agree[half:]))
+        self.settle_ps = self._change_point()
+        return self.settle_ps
+
+    def _change_point(self) -> int:
+        t = np.concatenate(self._t)
+        if t.size == 0 or self._late == 0:
+            return 0
+        order = np.argsort(t, kind="stable")
+        t, agree = t[order], np.concatenate(self._agree)[order]
+        k, n = self._late_errors, self._late
+        e = float(sps.beta.ppf(ERROR_RATE_CONFIDENCE, k + 1, n - k)) if k < n else 0.5
+        e = min(e, 0.45)
+        # Evidence per revealed click that it is the previous pattern's (agreement 1/2).
+        llr = np.where(agree, math.log(0.5 / (1.0 - e)), math.log(0.5 / e))
+        prefix = np.concatenate([[0.0], np.cumsum(llr)])
+        m = int(np.argmax(prefix))
+        if prefix[m] < PREVIOUS_PATTERN_LLR:
+            return 0
+        return int(t[min(m + SETTLE_MARGIN_REVEALED, t.size - 1)])
 
 
 def settled(tags: TagBlock, settle_s: float) -> TagBlock:
@@ -130,6 +206,7 @@ class _Bob(PartyBase):
         )
         self.tagger = tagger
         self.detector_of_channel = settings.detector_of_channel()
+        self.previous = PreviousPattern()
 
     async def run(self) -> PartyResult:
         s = self.settings
@@ -206,7 +283,9 @@ class _Bob(PartyBase):
                 f"BlockLive {live.block} ({live.n_symbols} symbols at {live.symbol_rate_hz} Hz) "
                 f"does not match block {b} ({n} at {s.rep_rate_hz} Hz)",
             )
-        tags = settled(await self.tagger.acquire(s.block_duration_s), s.settle_s)
+        tags = await self.tagger.acquire(s.block_duration_s)
+        if s.settle_s is not None:  # the user's fixed settling time instead of the measured one
+            tags = settled(tags, s.settle_s)
         clicks = clicks_from_tags(tags, self.detector_of_channel)
         await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
         rev = await self.link.expect(AlignmentReveal)
@@ -218,7 +297,7 @@ class _Bob(PartyBase):
         ):
             raise self.abort(AbortReason.PROTOCOL_ERROR, "AlignmentReveal: bad positions")
         problem = None
-        found: tuple[BlockAlignment, Detections] | None = None
+        found: tuple[BlockAlignment, Detections, int] | None = None
         if tags.lost:
             problem = f"the tagger lost {tags.lost} tags (buffer overflow)"
         else:
@@ -234,7 +313,7 @@ class _Bob(PartyBase):
             await self.persist("block", BLOCK_ROW, self._row(b, clicks, tags.lost, None))
             await self.emit("block", b + 1, f"discarded: {detail}")
             return
-        aligned, det = found
+        aligned, det, dropped = found
         await self.link.send(
             Announcement(b, aligned.window_start, aligned.window_pulses, det.pulse_index, det.basis)
         )
@@ -271,6 +350,8 @@ class _Bob(PartyBase):
         self.add_key_part(sifted.bits[key], sifted.intensity[key])
         row = self._row(b, clicks, tags.lost, aligned)
         row.update(
+            settle_ps=self.previous.settle_ps,
+            settle_dropped=dropped,
             detections=k,
             key_sifted=int(key.sum()),
             test_sifted=int(test.sum()),
@@ -282,7 +363,9 @@ class _Bob(PartyBase):
 
     def _detections(
         self, clicks: Clicks, rev: AlignmentReveal
-    ) -> tuple[BlockAlignment, Detections]:
+    ) -> tuple[BlockAlignment, Detections, int]:
+        """The block's alignment and squashed detections, and how many clicks were dropped
+        as the previous pattern's light."""
         s = self.settings
         aligned = align_clicks(
             clicks,
@@ -294,8 +377,14 @@ class _Bob(PartyBase):
             max_drift=s.max_drift_ppm * 1e-6,
             min_significance=s.min_alignment_significance,
         )
+        dropped = 0
+        if s.settle_s is None:
+            settle_ps = self.previous.add(clicks, aligned.positions, rev)
+            kept = int(np.count_nonzero(aligned.positions >= 0))
+            aligned = clicks_from(clicks, aligned, settle_ps, s.pattern_length)
+            dropped = kept - int(np.count_nonzero(aligned.positions >= 0))
         det = detections_for_block(clicks, aligned, s.pattern_length, rev.positions, self.rng)
-        return aligned, det
+        return aligned, det, dropped
 
     @staticmethod
     def _row(

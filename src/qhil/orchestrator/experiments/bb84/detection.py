@@ -230,14 +230,39 @@ def align_clicks(
     except AlignmentError as exc:  # the pulse grid
         raise _diagnose_grid(exc, rel, 1e12 / rep_rate_hz, max_drift) from exc
     idx = res.pulse_index
-    first = int(idx.min())
     # One pattern period from the first click: later clicks would see symbols again.
-    inside = (idx - first) < n_len
+    return _block_alignment(res, (idx - int(idx.min())) < n_len, n_len)
+
+
+def _block_alignment(res: PulseAlignment, inside: NDArray[np.bool_], n_len: int) -> BlockAlignment:
+    """The clicks ``inside`` with their pattern positions (the others -1), and the counting
+    window strictly between the first and last of them."""
+    idx = res.pulse_index
+    first = int(idx[inside].min())
     last = int(idx[inside].max())
     interior = inside & (idx > first) & (idx < last)
     positions = np.where(inside, np.mod(idx, n_len), -1).astype(np.int64)
     window = max(0, last - first - 1)
     return BlockAlignment(positions, interior, (first + 1) % n_len, window, res)
+
+
+def clicks_from(
+    clicks: Clicks, aligned: BlockAlignment, start_ps: int, pattern_length: int
+) -> BlockAlignment:
+    """The alignment without the clicks earlier than ``start_ps`` after the block's first
+    click (another pattern's light, Bob's README "Settling"); the counting window shrinks to
+    the clicks kept. Raises AlignmentError when none is left."""
+    if start_ps <= 0:
+        return aligned
+    keep = (aligned.positions >= 0) & (clicks.timestamps_ps - clicks.timestamps_ps[0] >= start_ps)
+    if not keep.any():
+        raise AlignmentError(
+            "settling",
+            0.0,
+            0.0,
+            problem=f"no click later than {start_ps * 1e-6:.1f} us into the block",
+        )
+    return _block_alignment(aligned.alignment, keep, int(pattern_length))
 
 
 def detections_for_block(

@@ -146,11 +146,14 @@ class BB84Settings(BaseModel):
         "(Alice's PowerMeter; [experiments.calibration.mean_photon_number]) and abort unless "
         "each configured mu lies in its measured interval. False trusts mus unchecked.",
     )
-    settle_s: float = Field(
-        2e-4,
+    settle_s: float | None = Field(
+        None,
         ge=0,
-        description="Bob drops his first settle_s of each block: photons still in the fibre when "
-        "Alice switched patterns carry the previous block's (5 us per km; 2e-4 s covers 40 km).",
+        description="Photons still in the fibre when Alice switches patterns carry the previous "
+        "block's (one link delay of them, ~4.9 us per km). None (default): Bob measures how long "
+        "they last from Alice's revealed symbols and drops them (bob.PreviousPattern, README "
+        "'Settling'). A number, s: Bob drops his first settle_s of every block instead (less "
+        "than half a block).",
     )
     eps_sec: float = Field(1e-9, gt=0, lt=1, description="Secrecy parameter (Lim et al. 2014).")
     eps_cor: float = Field(
@@ -216,6 +219,12 @@ class BB84Settings(BaseModel):
             )
         if (self.blocks is None) == (self.duration_s is None):
             raise ValueError("give exactly one of blocks and duration_s")
+        if self.settle_s is not None and self.settle_s >= self.block_duration_s / 2:
+            raise ValueError(
+                f"settle_s: {self.settle_s:g} s would drop half a block or more (a block is "
+                f"pattern_length / rep_rate_hz = {self.block_duration_s:g} s); leave it out "
+                "to have Bob measure it"
+            )
         return self
 
     # --- derived values ---
