@@ -21,7 +21,12 @@ from helpers import bb84_profile, make_world
 from scipy import stats
 
 from qhil.emulators.world import World, load_world_config
-from qhil.emulators.world.clock import WANDER_STEP_PS, NodeClock
+from qhil.emulators.world.clock import (
+    WANDER_BLOCK,
+    WANDER_CACHE_BLOCKS,
+    WANDER_STEP_PS,
+    NodeClock,
+)
 from qhil.errors import ConfigError
 
 PS = 10**12
@@ -183,6 +188,32 @@ def test_walk_is_a_pure_function_of_seed_and_node() -> None:
     # The size of the wander scales one trajectory (it is seeded, not drawn per size).
     c = _wandering(10.0, seed=21).node("bob").clock
     assert np.allclose(c.wander(t), 2 * whole[0], rtol=1e-12, atol=0)
+
+
+def test_memory_stays_bounded_and_forgotten_blocks_come_back_identical() -> None:
+    """A long run keeps only the last `WANDER_CACHE_BLOCKS` blocks whole; an early time asked
+    again afterwards (a block generated anew from its kept start) reads the same."""
+    clock = _wandering(5.0, seed=23).node("bob").clock
+    early = np.array([0.5, 1.0, 7.3]) * PS
+    first = clock.wander(early), clock.phase_ps(early)
+    block_ps = WANDER_BLOCK * WANDER_STEP_PS
+    for j in range(WANDER_CACHE_BLOCKS + 30):  # one long run, read 1 s at a time
+        for k in range(0, block_ps, 5 * PS):
+            clock.phase_ps(j * block_ps + k + np.linspace(0.0, PS, 50))
+    assert len(clock._walk._blocks) <= WANDER_CACHE_BLOCKS
+    assert 0 not in clock._walk._blocks
+    # Reading the present again generates nothing: a query touches only its own blocks.
+    made = []
+    generate = clock._walk._generate
+    clock._walk._generate = lambda j: made.append(j) or generate(j)  # type: ignore[method-assign]
+    clock.phase_ps((WANDER_CACHE_BLOCKS + 29.5) * WANDER_BLOCK * WANDER_STEP_PS + np.arange(9.0))
+    assert made == []
+    del clock._walk._generate
+    assert np.array_equal(clock.wander(early), first[0])
+    assert np.array_equal(clock.phase_ps(early), first[1])
+    late = (WANDER_CACHE_BLOCKS + 29.5) * block_ps
+    fresh = _wandering(5.0, seed=23).node("bob").clock
+    assert fresh.phase_ps(late) == clock.phase_ps(late)
 
 
 def test_two_nodes_wander_independently() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import Literal
@@ -33,6 +34,8 @@ F64 = npt.NDArray[np.float64]
 WANDER_STEP_PS = 10**10
 #: Knots generated at once (a block: 10.24 s of clock).
 WANDER_BLOCK = 1024
+#: Whole blocks kept (~17 min of clock, 1 MB per node).
+WANDER_CACHE_BLOCKS = 100
 #: Largest wander accepted (ppb per sqrt(s)): far beyond an uncompensated crystal (~10).
 MAX_WANDER_PPB_PER_SQRT_S = 1000.0
 
@@ -46,59 +49,86 @@ class Wander:
     on knots every `WANDER_STEP_PS`, as a pure function of ``key``.
 
     Knot i's increment is a counter-based normal draw of (key, i), so the trajectory
-    never depends on which times were asked for, in what order or chunks. Knots are
-    generated in blocks, in order from power-on, and kept (16 bytes per 10 ms).
-    Between knots B is linear and its integral quadratic. Before power-on (t < 0)
-    both are 0.
+    never depends on which times were asked for, in what order or chunks. Knots come in
+    blocks of `WANDER_BLOCK`; block j starts from block j - 1's end values, which are
+    kept for every block reached (16 bytes per block), so a block is generated again
+    identically whenever needed. Only the last `WANDER_CACHE_BLOCKS` blocks used are kept
+    whole: memory stays bounded however long the run. Between knots B is linear and its
+    integral quadratic. Before power-on (t < 0) both are 0.
     """
 
     def __init__(self, key: int) -> None:
         self.key = key
-        self._b = np.zeros(1)  # B at knot i (sqrt(s))
-        self._ib = np.zeros(1)  # integral of B from 0 to knot i (ps sqrt(s))
-        self._n = 1  # knots generated
+        # B and its integral (ps sqrt(s)) at the first knot of each block reached.
+        self._start = np.zeros((1, 2))
+        self._n_starts = 1
+        self._blocks: OrderedDict[int, tuple[F64, F64]] = OrderedDict()
 
-    def _extend(self, n_knots: int) -> None:
-        """Generate whole blocks until knots 0..n_knots-1 exist."""
-        if n_knots <= self._n:
-            return
-        n_new = -(-(n_knots - self._n) // WANDER_BLOCK) * WANDER_BLOCK
-        total = self._n + n_new
-        cap = self._b.size
-        if total > cap:
-            size = max(total, 2 * cap)
-            self._b = np.concatenate([self._b[: self._n], np.zeros(size - self._n)])
-            self._ib = np.concatenate([self._ib[: self._n], np.zeros(size - self._n)])
-        sd = math.sqrt(WANDER_STEP_PS / PS_PER_S)
-        for lo in range(self._n, total, WANDER_BLOCK):
-            # Increment i - 1 -> i is draw i - 1; block by block, always in the same order,
-            # so the floating-point sums do not depend on how far a query reached.
-            z = hash_normal(self.key, 0, np.arange(lo - 1, lo - 1 + WANDER_BLOCK)) * sd
-            b = self._b[lo - 1] + np.cumsum(z)
-            prev = np.concatenate([self._b[lo - 1 : lo], b[:-1]])
-            seg = (prev + b) * (0.5 * WANDER_STEP_PS)  # trapezoid: exact for linear B
-            self._b[lo : lo + WANDER_BLOCK] = b
-            self._ib[lo : lo + WANDER_BLOCK] = self._ib[lo - 1] + np.cumsum(seg)
-        self._n = total
+    def _generate(self, j: int) -> tuple[F64, F64]:
+        """Block j's B and integral at knots j B .. (j + 1) B (both ends included)."""
+        b0, ib0 = self._start[j]
+        z = hash_normal(self.key, 0, np.arange(j * WANDER_BLOCK, (j + 1) * WANDER_BLOCK))
+        z *= math.sqrt(WANDER_STEP_PS / PS_PER_S)
+        b = np.empty(WANDER_BLOCK + 1)
+        b[0] = b0
+        np.cumsum(z, out=b[1:])
+        b[1:] += b0
+        ib = np.empty(WANDER_BLOCK + 1)
+        ib[0] = ib0
+        np.cumsum((b[:-1] + b[1:]) * (0.5 * WANDER_STEP_PS), out=ib[1:])  # exact: B linear
+        ib[1:] += ib0
+        return b, ib
 
-    def _locate(self, t_ps: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], F64]:
+    def _block(self, j: int) -> tuple[F64, F64]:
+        while self._n_starts <= j:  # blocks never reached yet: in order, for their starts
+            self._cached(self._n_starts - 1)
+        return self._cached(j)
+
+    def _cached(self, j: int) -> tuple[F64, F64]:
+        got = self._blocks.get(j)
+        if got is not None:
+            self._blocks.move_to_end(j)
+            return got
+        got = self._generate(j)
+        if j + 1 == self._n_starts:  # the first time block j is made: where j + 1 starts
+            if self._n_starts == self._start.shape[0]:
+                self._start = np.concatenate([self._start, np.zeros_like(self._start)])
+            self._start[self._n_starts] = got[0][-1], got[1][-1]
+            self._n_starts += 1
+        self._blocks[j] = got
+        while len(self._blocks) > WANDER_CACHE_BLOCKS:
+            self._blocks.popitem(last=False)
+        return got
+
+    def _knots(self, t_ps: npt.ArrayLike) -> tuple[F64, F64, F64, F64]:
+        """(B at the knot before t, B at the knot after, the integral at the knot before,
+        time since the knot before) for true times ``t_ps``."""
         t = np.maximum(np.asarray(t_ps, dtype=np.float64), 0.0)
-        i = np.floor(t / WANDER_STEP_PS).astype(np.int64)
-        self._extend(int(i.max(initial=0)) + 2)
-        return i, t - i.astype(np.float64) * WANDER_STEP_PS
+        i = np.floor(t * (1.0 / WANDER_STEP_PS)).astype(np.int64)
+        u = t - i * float(WANDER_STEP_PS)
+        if i.size == 0:
+            return u, u, u, u
+        j_lo = int(i.min()) // WANDER_BLOCK
+        j_hi = int(i.max()) // WANDER_BLOCK
+        if j_lo == j_hi:
+            b, ib = self._block(j_lo)
+        else:  # a query across blocks: their knots side by side
+            parts = [self._block(j) for j in range(j_lo, j_hi + 1)]
+            b = np.concatenate([p[0][:-1] for p in parts] + [parts[-1][0][-1:]])
+            ib = np.concatenate([p[1][:-1] for p in parts] + [parts[-1][1][-1:]])
+        k = i - j_lo * WANDER_BLOCK
+        return b[k], b[k + 1], ib[k], u
 
     def value(self, t_ps: npt.ArrayLike) -> F64:
         """B(t), sqrt(s)."""
-        i, u = self._locate(t_ps)
-        b0 = self._b[i]
-        return np.asarray(b0 + (self._b[i + 1] - b0) * (u / WANDER_STEP_PS))
+        b0, b1, _, u = self._knots(t_ps)
+        return np.asarray(b0 + (b1 - b0) * (u * (1.0 / WANDER_STEP_PS)))
 
     def integral_ps(self, t_ps: npt.ArrayLike) -> F64:
         """Integral of B from 0 to t, ps sqrt(s)."""
-        i, u = self._locate(t_ps)
-        b0 = self._b[i]
-        slope = (self._b[i + 1] - b0) * (0.5 / WANDER_STEP_PS)
-        return np.asarray(self._ib[i] + u * (b0 + slope * u))
+        b0, b1, ib0, u = self._knots(t_ps)
+        slope = (b1 - b0) * (0.5 / WANDER_STEP_PS)
+        return np.asarray(ib0 + u * (b0 + slope * u))
 
 
 class NodeClock:
