@@ -31,6 +31,7 @@ def test_every_recorded_kind_redraws_from_the_record_alone(tmp_path: Path) -> No
     assert [Path(p).stem for p in drawn_at_the_end] == [
         "blocks",
         "intensities",
+        "gain",
         "mean_photon_numbers",
     ]
     for name in CALIBRATIONS:

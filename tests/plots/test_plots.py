@@ -64,7 +64,12 @@ def test_every_kind_draws_its_plots_from_a_copied_record(tmp_path: Path) -> None
         "residual_b_to_a",
         "tdev_b_to_a",
     ]
-    assert [s.name for s in specs_for("bb84")] == ["blocks", "intensities", "mean_photon_numbers"]
+    assert [s.name for s in specs_for("bb84")] == [
+        "blocks",
+        "intensities",
+        "gain",
+        "mean_photon_numbers",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -82,7 +87,27 @@ def test_party_runs_draw_their_own_arrays(tmp_path: Path, kind: str, names: list
 def test_bb84_with_every_block_discarded_still_draws(tmp_path: Path) -> None:
     rid = record_bb84(tmp_path, used=False)
     report = write_plots(RunStore(tmp_path).get(rid))
-    assert [p.stem for p in report.written] == ["blocks", "intensities", "mean_photon_numbers"]
+    assert [p.stem for p in report.written] == [
+        "blocks",
+        "intensities",
+        "gain",
+        "mean_photon_numbers",
+    ]
+
+
+def test_gain_pairs_alice_and_bob_rows_by_block(tmp_path: Path) -> None:
+    from qhil.plots.bb84 import draw_gain
+
+    record = RunStore(tmp_path).get(record_bb84(tmp_path))
+    arrays = dict(record.arrays.items())
+    alice, bob = arrays["alice/block"], arrays["bob/block"]
+    arrays["alice/block"] = alice[::-1][1:]  # another order, and Alice's block 11 missing
+    fig = new_figure((10.0, 7.0))
+    draw_gain(record, arrays, fig)
+    (points,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "block"]
+    pulses = alice["pulses_signal"] + alice["pulses_decoy"] + alice["pulses_vacuum"]
+    np.testing.assert_array_equal(points.get_xdata(), np.arange(11))
+    np.testing.assert_allclose(points.get_ydata(), (bob["detections"] / pulses)[:11])
 
 
 def test_tdev_of_the_error_against_truth_leaves_out_intervals_out_of_lock(tmp_path: Path) -> None:

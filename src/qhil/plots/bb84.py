@@ -167,6 +167,49 @@ def draw_intensities(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         note(top, "\n".join(gains))
 
 
+@plot(
+    "gain",
+    kinds=("bb84",),
+    needs=("alice/block", "bob/block"),
+    about="per block: overall gain (detections per unrevealed pulse) with the pooled 95 % "
+    "band, and secret bits per block at the run's secret fraction",
+    size_in=(10.0, 7.0),
+)
+def draw_gain(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
+    alice, bob = arrays["alice/block"], arrays["bob/block"]
+    # The same blocks on both sides (a run stopped mid-block may have one more row).
+    common, ia, ib = np.intersect1d(alice["block"], bob["block"], return_indices=True)
+    used = (alice["used"][ia] == 1) & (bob["used"][ib] == 1)
+    pulses = np.sum([alice[f"pulses_{n}"][ia] for n in INTENSITIES], axis=0, dtype=float)[used]
+    clicks = bob["detections"][ib].astype(float)[used]
+    b = common[used]
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    if not (pulses > 0).any():
+        empty(top, "no block was used (all discarded)")
+        empty(bottom, "")
+        return
+    ok = pulses > 0
+    gain = np.where(ok, clicks / np.where(ok, pulses, 1), np.nan)
+    pooled = clicks.sum() / pulses.sum()
+    lo, hi = binomial_band(pooled * pulses, pulses, 0.95)
+    top.fill_between(
+        b, lo, hi, step="mid", alpha=0.2, color="C0", label=f"pooled {pooled:.4g} (95 % band)"
+    )
+    top.plot(b, gain, "o", markersize=3, color="C0", label="block")
+    top.set_ylabel("gain (detections per pulse)")
+    top.legend(fontsize=8)
+    sifted = bob["key_sifted"][ib][used].astype(float)
+    total_sifted = result_number(record, "sifted_bits")
+    secret = result_number(record, "secret_bits")
+    bottom.plot(b, sifted, ".-", label="sifted key bits")
+    if secret is not None and total_sifted:
+        fraction = secret / total_sifted
+        bottom.plot(b, sifted * fraction, ".-", label=f"x the run's secret fraction {fraction:.3f}")
+    bottom.set_ylabel("bits per block")
+    bottom.set_xlabel("block")
+    bottom.legend(fontsize=8)
+
+
 plot(
     "mean_photon_numbers",
     kinds=("bb84", "bb84.alice"),
