@@ -22,11 +22,11 @@ import scipy.fft
 
 from qhil.numerics.timing import (
     ClockModel,
-    ClockSyncResult,
     FftPeak,
+    OffsetFit,
     PeakNotFoundError,
     fft_offset,
-    find_clock_offset,
+    find_coincidences,
     refine_offset,
 )
 from qhil.numerics.timing.fft_offset import (
@@ -46,7 +46,7 @@ COARSE_BINS = 1 << 19
 class Acquisition:
     """The acquired clock model (B = A + offset + drift (t_a - t_ref)) and how it was found."""
 
-    result: ClockSyncResult
+    fit: OffsetFit
     model: ClockModel
     offset_stderr_ps: float
     drift_stderr: float
@@ -151,35 +151,101 @@ def acquire(
     peak = fft_offset(
         a, ClockModel(0.0, drift0, t_ref).map_b_to_a(b), coarse_bin, COARSE_BINS, check_sorted=False
     )
-    scan_model = ClockModel(0.0, drift0, t_ref)
-    mapped = scan_model.map_b_to_a(b)
-    try:
-        r = find_clock_offset(
-            a,
-            mapped,
-            uncertainty_ps=u_ps,
-            offset_guess_ps=peak.offset_ps,
-            coarse_bins=COARSE_BINS,
-            min_significance=min_significance,
-            t_ref_ps=t_ref,
-        )
-    except PeakNotFoundError as exc:
-        raise ClockSyncAborted(
-            SyncAbortReason.NO_PEAK,
-            no_peak_detail(f"acquisition ({exc.stage})", exc.significance, exc.threshold, ra, rb),
-        ) from None
-    k = 1.0 + drift0
-    model = scan_model.compose(r.model.offset_ps, r.model.drift)
+    scan_model = ClockModel(0.0, drift0, t_ref).compose(peak.offset_ps, 0.0)
+    # Left after the scan: one bin of offset and half a frequency step over the data.
+    half = 2.0 * coarse_bin + 0.5 * step * data_ps
+    fit = refine_locally(a, b, scan_model, half, min_significance, (ra, rb))
     return Acquisition(
-        result=r,
-        model=model,
-        offset_stderr_ps=r.fit.offset_stderr_ps * k,
-        drift_stderr=r.fit.drift_stderr * k,
+        fit=fit,
+        model=fit.model,
+        offset_stderr_ps=fit.offset_stderr_ps,
+        drift_stderr=fit.drift_stderr,
         scan_peak=peak,
         candidates=int(drifts.size),
         rate_a_hz=ra,
         rate_b_hz=rb,
     )
+
+
+#: Each refinement step narrows the window around the fitted line by this factor.
+_NARROW = 4.0
+#: The steps stop at this half window (a few detector jitters), then the ps fit takes over.
+_FINAL_HALF_PS = 2_000.0
+
+
+_BINS = 64
+
+
+def _centroid(d: npt.NDArray[np.float64], width: float) -> float:
+    """Background-subtracted centroid of the peak of the differences ``d`` in +-``width``."""
+    hist, edges = np.histogram(d, bins=_BINS, range=(-width, width))
+    level = float(np.median(hist))
+    k = int(hist.argmax())
+    sel = slice(max(k - 2, 0), min(k + 3, _BINS))
+    w = np.maximum(hist[sel] - level, 0.0)
+    x = 0.5 * (edges[:-1] + edges[1:])[sel]
+    return float((x * w).sum() / w.sum()) if w.sum() > 0 else float(x[k - sel.start])
+
+
+def refine_locally(
+    a: I64,
+    b: I64,
+    model: ClockModel,
+    half_ps: float,
+    min_significance: float,
+    rates: tuple[float, float],
+) -> OffsetFit:
+    """Offset and frequency to picoseconds from the pairs within ``+-half_ps`` of ``model``.
+
+    Unlike the folded FFT ladder of ``find_clock_offset``, only time differences near this
+    one peak are looked at, so a second peak elsewhere (the two-way method's other
+    direction, 100 us away) cannot be taken for it. Each step takes the peak's
+    background-subtracted centroid in the early and the late half of the data (a line:
+    offset and frequency), then narrows the window around it; the last is
+    ``refine_offset``'s clipped fit.
+    """
+    width = float(half_ps)
+    first = True
+    while True:
+        mapped = model.map_b_to_a(b)
+        pairs = find_coincidences(a, mapped, 2 * math.ceil(width) + 2, 0, check_sorted=False)
+        t = (a[pairs.index_a] - model.t_ref_ps).astype(np.float64)
+        d = (mapped[pairs.index_b] - a[pairs.index_a]).astype(np.float64)
+        keep = np.abs(d) <= width
+        t, d = t[keep], d[keep]
+        # The peak against the flat background of this window (Poisson, two-sided bins).
+        hist, _ = np.histogram(d, bins=_BINS, range=(-width, width))
+        level = float(np.median(hist))
+        sig = (float(hist.max()) - level) / math.sqrt(max(level, 1.0))
+        # Judged in the first, widest window: narrower ones are filled by the peak itself.
+        if t.size < 10 or (first and sig < min_significance):
+            raise ClockSyncAborted(
+                SyncAbortReason.NO_PEAK,
+                no_peak_detail(
+                    f"acquisition (refinement within +-{width / 1e3:.4g} ns)",
+                    sig,
+                    min_significance,
+                    *rates,
+                ),
+            )
+        if width <= _FINAL_HALF_PS:
+            break
+        mid = float(np.median(t))
+        early, late = t < mid, t >= mid
+        t1, t2 = float(np.mean(t[early])), float(np.mean(t[late]))
+        c1, c2 = _centroid(d[early], width), _centroid(d[late], width)
+        eps = (c2 - c1) / (t2 - t1) if t2 > t1 else 0.0
+        e0 = c1 - eps * t1
+        model = model.compose(e0, eps)
+        width = max(_FINAL_HALF_PS, width / _NARROW)
+        first = False
+    try:
+        return refine_offset(a, b, model, width, fit_drift=True, check_sorted=False)
+    except PeakNotFoundError as exc:
+        raise ClockSyncAborted(
+            SyncAbortReason.NO_PEAK,
+            no_peak_detail(f"acquisition ({exc.stage})", exc.significance, exc.threshold, *rates),
+        ) from None
 
 
 #: The two-way method's second peak: searched within +-this of the first (200 km of fibre).
@@ -225,18 +291,10 @@ def second_peak(
             + "; both pair sources (one at each node) must be on",
         )
     guess = first.model.compose(position * _SECOND_BIN_PS, 0.0)
-    try:
-        fit = refine_offset(a, b, guess, 4.0 * _SECOND_BIN_PS, fit_drift=True, check_sorted=False)
-    except PeakNotFoundError as exc:
-        raise ClockSyncAborted(
-            SyncAbortReason.NO_PEAK,
-            no_peak_detail(
-                f"two-way ({exc.stage})", sig, min_significance, first.rate_a_hz, first.rate_b_hz
-            ),
-        ) from None
-    r = ClockSyncResult(fit=fit, coarse=first.result.coarse, stages=(), fft_model=guess)
+    rates = (first.rate_a_hz, first.rate_b_hz)
+    fit = refine_locally(a, b, guess, 8.0 * _SECOND_BIN_PS, min_significance, rates)
     return Acquisition(
-        result=r,
+        fit=fit,
         model=fit.model,
         offset_stderr_ps=fit.offset_stderr_ps,
         drift_stderr=fit.drift_stderr,

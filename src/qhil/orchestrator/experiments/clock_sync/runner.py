@@ -191,7 +191,7 @@ def _channels(settings: ClockSyncSettings) -> tuple[tuple[int, ...] | None, tupl
 
 
 def _tracker_config(settings: ClockSyncSettings, acq: Acquisition) -> TrackerConfig:
-    sigma = acq.result.fit.sigma_rel_ps
+    sigma = acq.fit.sigma_rel_ps
     return TrackerConfig(
         interval_ps=round(settings.tracking_interval_s * PS_PER_S),
         # A few sigma_rel plus the model's own uncertainty over one interval.
@@ -252,9 +252,7 @@ class _AliceLoop:
             names = ["one-way"]
         if s.max_offset_stderr_ps is not None:
             for q in found:
-                per_interval = (
-                    q.result.fit.n_coincidences * s.tracking_interval_s / (span / PS_PER_S)
-                )
+                per_interval = q.fit.n_coincidences * s.tracking_interval_s / (span / PS_PER_S)
                 _check_rates(q, s.max_offset_stderr_ps, per_interval, s.tracking_interval_s)
         start = self.a_chunks[0].start_ps
         for name, q in zip(names, found, strict=True):
@@ -318,12 +316,12 @@ def _check_rates(
     from qhil.numerics.timing.tracking import check_precision
 
     try:
-        check_precision(q.result.fit.sigma_rel_ps, precision_ps, int(per_interval), interval_s)
+        check_precision(q.fit.sigma_rel_ps, precision_ps, int(per_interval), interval_s)
     except RateTooLowError as exc:
         raise ClockSyncAborted(
             SyncAbortReason.RATES_TOO_LOW,
             f"{exc} (max_offset_stderr_ps = {precision_ps:g}; coincidence rate "
-            f"{per_interval / interval_s:.4g}/s, sigma_rel {q.result.fit.sigma_rel_ps:.1f} ps): "
+            f"{per_interval / interval_s:.4g}/s, sigma_rel {q.fit.sigma_rel_ps:.1f} ps): "
             "raise the pump current, lengthen tracking_interval_s or relax the precision",
         ) from None
 
@@ -339,7 +337,7 @@ def _result(
     lost = sum(d.lost for d in directions)
     reacq = sum(d.reacquired for d in directions)
     coinc = sum(d.tracker.coincidences for d in directions)
-    sigma = float(np.mean([d.acquisition.result.fit.sigma_rel_ps for d in directions]))
+    sigma = float(np.mean([d.acquisition.fit.sigma_rel_ps for d in directions]))
     sig = min(d.acquisition.significance for d in directions)
     if len(directions) == 1:
         d = directions[0]
