@@ -601,3 +601,115 @@ def test_a_step_of_bobs_clock_on_the_emulated_world_is_reacquired() -> None:
     after = [p for p in tr.points[:-1] if p.t_ps > back.t_ps + PS // 2]
     assert after and all(p.locked and p.used for p in after)
     check_world_track(world, tr, after)
+
+
+def two_way_world(seed: int) -> World:
+    """A pair source at each end of one 11 km fibre (Lee et al. 2019): Alice's sends its
+    idler to Bob's channel 1, Bob's its idler back to Alice's channel 2; identical
+    detectors, so only the fibre differs between the directions."""
+
+    def det(channel: int) -> dict[str, object]:
+        return {
+            "type": "detector",
+            "efficiency": 0.5,
+            "dark_count_rate_hz": 500.0,
+            "dead_time_ns": 50.0,
+            "jitter_ps": JITTER_PS,
+            "tagger": "tagger",
+            "channel": channel,
+        }
+
+    def spdc(signal: str, idler: str) -> dict[str, object]:
+        return {
+            "type": "spdc_source",
+            "pump_current_ma": 21.0,
+            "pairs_per_s_per_mw": 1e5,
+            "signal_path": [signal],
+            "idler_path": ["ab", idler],
+        }
+
+    tagger = {"type": "time_tagger", "n_channels": 2}
+    prof = {
+        "nodes": {
+            "alice": {
+                "clock_offset_s": 1e-3,
+                "clock_drift_ppm": -0.7,
+                "clock_wander_ppb_per_sqrt_s": WORLD_WANDER[0],
+                "components": {
+                    "spdc": spdc("alice.det_s", "bob.det_i"),
+                    "det_s": det(1),
+                    "det_i": det(2),
+                    "tagger": tagger,
+                },
+            },
+            "bob": {
+                "clock_offset_s": 0.3123456789,
+                "clock_drift_ppm": -2.5,
+                "clock_wander_ppb_per_sqrt_s": WORLD_WANDER[1],
+                "components": {
+                    "spdc": spdc("bob.det_s", "alice.det_i"),
+                    "det_s": det(2),
+                    "det_i": det(1),
+                    "tagger": dict(tagger),
+                },
+            },
+        },
+        "links": {"ab": {"a": "alice", "b": "bob", "length_km": 11.0, "alpha_db_per_km": 0.2}},
+    }
+    return World(load_world_config(prof, source="two-way"), seed=seed)
+
+
+def two_way_on_world(seed: int) -> tuple[World, dict[str, ClockTracker]]:
+    """Track each direction on its own channels (1 s acquisition, 5 s in 0.5 s reads,
+    0.05 s intervals)."""
+    world = two_way_world(seed)
+    ra = world.tagger("alice.tagger").open_reader()
+    rb = world.tagger("bob.tagger").open_reader()
+    channels = {"a_to_b": 1, "b_to_a": 2}
+    cfg = TrackerConfig(interval_ps=PS // 20, wander_ppb_per_sqrt_s=math.hypot(*WORLD_WANDER))
+    trackers: dict[str, ClockTracker] = {}
+    for k in range(11):
+        ba, bb = ra.read(1.0 if k == 0 else 0.5), rb.read(1.0 if k == 0 else 0.5)
+        for name, ch in channels.items():
+            a, b = ba.timestamps_ps[ba.channels == ch], bb.timestamps_ps[bb.channels == ch]
+            if k == 0:
+                r = acquire_clock_offset(a, b)
+                trackers[name] = ClockTracker.from_acquisition(
+                    r, cfg, start_ps=int(a[0]), data_span_ps=PS
+                )
+            trackers[name].feed(a, b)
+    return world, trackers
+
+
+def check_two_way_on_world(seed: int) -> tuple[float, float]:
+    """(theta error, delay error) of the tracked two-way result in units of its stderr."""
+    world, trackers = two_way_on_world(seed)
+    assert all(t.events == [] for t in trackers.values())
+    m = {
+        n: OneWayMeasurement.from_model(t.model, t.offset_stderr_ps, t.drift_stderr)
+        for n, t in trackers.items()
+    }
+    w = two_way_offset(m["a_to_b"], m["b_to_a"])
+    tr = world.truth
+    t_true = tr.clock_true_time_s("alice", w.t_ref_ps)
+    theta = float(tr.clock_reading_ps("bob", t_true) - w.t_ref_ps)  # B's clock minus A's
+    delay = tr.link_delay_s("ab") * PS * (1 + tr.clock_frequency_ppb("bob", t_true) * 1e-9)
+    # One way alone is off by the whole fibre delay.
+    assert abs(m["a_to_b"].offset_ps - theta - delay) < Z * m["a_to_b"].stderr_ps * 3
+    return (w.clock_offset_ps - theta) / w.clock_offset_stderr_ps, (
+        w.delay_ps - delay
+    ) / w.delay_stderr_ps
+
+
+def test_two_way_on_the_emulated_world_cancels_the_fibre() -> None:
+    z_theta, z_delay = check_two_way_on_world(1)
+    assert abs(z_theta) < Z and abs(z_delay) < Z
+
+
+@pytest.mark.slow
+def test_two_way_on_the_emulated_world_over_seeds() -> None:
+    """10 worlds: the two-way offset and delay scatter as stated (chi-square, two-sided)."""
+    z = np.array([check_two_way_on_world(10 + seed) for seed in range(10)])
+    lo, hi = chi2_bounds(z.shape[0])
+    for col in z.T:
+        assert lo <= float(np.sum(col**2)) <= hi, col
