@@ -110,6 +110,32 @@ def test_gain_pairs_alice_and_bob_rows_by_block(tmp_path: Path) -> None:
     np.testing.assert_allclose(points.get_ydata(), (bob["detections"] / pulses)[:11])
 
 
+def test_polarization_scan_fit_refits_the_recorded_scan(tmp_path: Path) -> None:
+    from qhil.calibration.polarization import step_dtype
+    from qhil.plots.polarization import draw_scan_fit
+
+    steps = np.zeros(14, dtype=step_dtype(2))
+    steps["step"] = np.arange(14)
+    steps["phase"] = [0, *[1] * 11, 5, 5]  # start, the scan of v1, verification
+    v = np.linspace(-4000, 4000, 11)
+    steps["v1_mv"][1:12] = v
+    steps["v2_mv"] = 700
+    steps["e_z"][1:12] = 0.5 + 0.2 * np.cos(np.pi / 2000 * v - 0.3)
+    steps["e_x"][1:12] = 0.4 - 0.1 * np.cos(np.pi / 2000 * v + 1.0)
+    store = RunStore(tmp_path)
+    with store.start_run("calibration.polarization") as run:
+        run.append("steps", steps)
+        run.log_results({"half_wave_v1_mv": 2000.0})
+    record = store.get(run.run_id)
+    fig = new_figure((10.0, 7.0))
+    draw_scan_fit(record, dict(record.arrays.items()), fig)
+    residuals = [ln.get_ydata() for ln in fig.axes[1].lines if len(ln.get_xdata()) == 11]
+    assert len(residuals) == 2
+    np.testing.assert_allclose(np.concatenate(residuals), 0.0, atol=1e-9)
+    fits = [ln for ln in fig.axes[0].lines if str(ln.get_label()).endswith(" fit")]
+    assert [str(ln.get_label()) for ln in fits] == ["e_Z fit", "e_X fit"]
+
+
 def test_tdev_of_the_error_against_truth_leaves_out_intervals_out_of_lock(tmp_path: Path) -> None:
     cols = clock_sync_truth()
     record = RunStore(tmp_path).get(record_clock_sync(tmp_path, cols))
