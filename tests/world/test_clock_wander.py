@@ -159,6 +159,21 @@ def test_true_of_node_inverts_node_of_true() -> None:
     assert np.max(np.abs(clock.true_of_node_f(clock.node_of_true_f(t)) - t)) < 0.05
 
 
+def test_grid_correction_puts_pulses_on_their_node_times() -> None:
+    """Pulses every 12.5 ns of a wandering clock, placed at the nominal rate from an exact
+    first one and corrected, each read its own node time (to 1e-3 ps)."""
+    clock = _wandering(300.0, seed=15).node("bob").clock
+    base = 37 * PS + 11
+    anchor = 1234.5
+    rel = anchor + np.arange(0, 8_000_000, 997) * (12_500.0 / clock.rate)
+    corr = clock.grid_correction_ps(base, anchor, rel)
+    want = (rel - anchor) * clock.rate  # node time since the anchor pulse
+    got = clock.node_delta_ps(base, rel + corr) - clock.node_delta_ps(base, np.array(anchor))
+    assert np.max(np.abs(corr)) > 1e3  # the wander matters over the 0.1 s...
+    assert np.max(np.abs(got - want)) < 1e-3  # ...and the correction takes it out
+    assert not np.any(NodeClock("a", 0.0, 1.0).grid_correction_ps(base, anchor, rel))
+
+
 # -- determinism and independence ------------------------------------------------------------
 
 
@@ -244,6 +259,58 @@ def test_tags_follow_the_wandering_clock_in_any_chunks() -> None:
     # The wander is visible: far more than a bin from the clock without it.
     linear = _expected_sync(_sync_world(None), one.size)
     assert np.max(np.abs(one - linear)) > 1000
+
+
+# Pulse grids (sample_wcs.pulse_range and its users: transmitters, pulsed pumps, syncs) and
+# detector gates step through a batch at the nominal rate; the fix is a few lines in
+# sample_wcs.py, sample_spdc.py, sync.py and detector.py (not engineer W's files), handed to
+# the lead as a patch. Until it is applied these two tests fail; then remove the markers.
+NEEDS_GRID_PATCH = pytest.mark.xfail(
+    strict=True, reason="pulse grids and gates ignore the wander within a batch (patch pending)"
+)
+
+
+@NEEDS_GRID_PATCH
+def test_pulses_of_a_wandering_transmitter_leave_at_its_clock_times() -> None:
+    """Alice's clock wanders, Bob's does not: Bob's tags of her syncs are his readings of the
+    true times at which her clock reads t0 + k P (plus the input delay)."""
+    table = bb84_profile(mu=0.0, bob_offset_s=2.5e-3, bob_drift_ppm=-3.0)
+    table["nodes"]["alice"]["clock_wander_ppb_per_sqrt_s"] = 500.0
+    table["nodes"]["alice"]["components"]["tx"]["sync_outputs"] = [
+        {"tagger": "bob.tagger", "channel": 5, "every_n_pulses": SYNC_EVERY}
+    ]
+    tagger = table["nodes"]["bob"]["components"]["tagger"]
+    tagger["n_channels"] = 5
+    tagger["input_delays_ps"] = {5: INPUT_DELAY_PS}
+    world = make_world(table, seed=6)
+    world.advance_to(30.0)  # W has grown: the nominal rate is then far off within a batch
+    got = _read_sync(world, 0.1, 0.3)
+    alice, bob = world.node("alice").clock, world.node("bob").clock
+    period = Fraction(PS) / Fraction(80e6) * SYNC_EVERY
+    k0 = math.ceil(alice.node_of_true(30 * PS) / period)
+    true = [alice.true_of_node((k0 + i) * period) for i in range(got.size)]
+    want = np.array([math.floor(bob.node_of_true(t + Fraction(INPUT_DELAY_PS))) for t in true])
+    assert got.size == 300
+    assert np.max(np.abs(got - want)) <= 1
+
+
+@NEEDS_GRID_PATCH
+def test_gates_open_on_the_wandering_clock() -> None:
+    """A gated detector's gates are periods of its own (wandering) clock: every dark count,
+    tagged on that clock without delay or jitter, lies inside a gate."""
+    table = bb84_profile(mu=0.0, dark_hz=2e6, jitter_ps=0.0)
+    table["nodes"]["bob"]["clock_wander_ppb_per_sqrt_s"] = 500.0
+    for d in "hvda":
+        table["nodes"]["bob"]["components"][d].update(
+            gate_enabled=True, gate_frequency_hz=1e6, gate_width_ns=1.0, gate_delay_ns=100.0
+        )
+    world = make_world(table, seed=8)
+    world.advance_to(30.0)
+    reader = world.tagger("bob.tagger").open_reader()
+    ts = np.concatenate([reader.read(0.1).timestamps_ps for _ in range(3)])
+    phase = np.mod(ts - 100_000, 1_000_000)
+    assert ts.size > 1000
+    assert np.all(phase <= 1_000), np.max(phase)
 
 
 def test_no_wander_is_the_linear_clock_exactly() -> None:

@@ -281,6 +281,22 @@ class NodeClock:
         d = self._walk.integral_ps(np.add(rel_ps, base)) - self._walk.integral_ps(base)
         return np.asarray(d * self._sigma)
 
+    def grid_correction_ps(self, base_ps: int, anchor_ps: float, rel_ps: F64) -> F64:
+        """What to add to true times ``rel_ps`` (ps after ``base_ps``) of points of a grid
+        evenly spaced on this clock (pulses), placed at the nominal `rate` from the grid
+        point at ``anchor_ps`` (placed exactly), for each to fall at its node time: the
+        wander's phase gained since the anchor, in true ps (0 without wander)."""
+        if not self.wanders:
+            return np.zeros(np.shape(rel_ps))
+        base = float(base_ps)
+        ref = self._walk.integral_ps(base + anchor_ps)
+        gain = self._sigma / self._rate
+        # t = rel - (Phi(t) - Phi(anchor)) / rate: each pass gains a factor |W| (< 1e-3).
+        corr = np.zeros(np.shape(rel_ps))
+        for _ in range(3):
+            corr = (ref - self._walk.integral_ps(np.add(rel_ps, base) + corr)) * gain
+        return np.asarray(corr)
+
     def to_node_ps(
         self, base_ps: int, rel_ps: npt.NDArray[np.float64], bin_ps: int = 1
     ) -> npt.NDArray[np.int64]:
