@@ -142,7 +142,7 @@ def acquire(
     step = coarse_bin / data_ps  # one bin of smear across the data
     max_drift = max_frequency_offset_ppm * 1e-6
     n_side = math.ceil(max_drift / step) if max_drift > 0 else 0
-    drifts = np.arange(-n_side, n_side + 1) * step
+    drifts = (np.arange(-n_side, n_side + 1) * step).astype(np.float64)
     drift0, sig = _scan(a, b, drifts, coarse_bin, t_ref)
     if sig < min_significance:
         raise ClockSyncAborted(

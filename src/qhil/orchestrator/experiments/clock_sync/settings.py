@@ -60,7 +60,7 @@ class ClockSyncSettings(BaseModel):
     alice_tagger: str | None = Field(None, description="Alice's TimeTagger; None = the only one.")
     bob_tagger: str | None = Field(None, description="Bob's TimeTagger; None = the only one.")
     sources: dict[str, PairSourceSettings] = Field(
-        default_factory=lambda: {"alice": PairSourceSettings()},
+        default_factory=lambda: {"alice": PairSourceSettings.model_validate({})},
         min_length=1,
         max_length=2,
         description="Pair sources by the node of their board (switched on for the run, off "

@@ -8,7 +8,7 @@ chunks), so that an offset tracked from chunk to chunk means something. Only the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ def _checked(block: TagBlock, node: str, tagger: TimeTagger) -> TagBlock:
 
 async def tag_chunks(
     tagger: TimeTagger, node: str, total_s: float, chunk_s: float
-) -> AsyncIterator[Chunk]:
+) -> AsyncGenerator[Chunk, None]:
     """Consecutive chunks of ``chunk_s`` of stream time, ``total_s`` in all (the role's
     ``stream``: one acquisition, one timebase); the stream stops when this is closed."""
     blocks = tagger.stream(total_s, chunk_s)
