@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -54,19 +56,23 @@ def test_identical_keys_leak_only_block_parities() -> None:
 
 
 def test_leakage_equals_bits_alice_sent() -> None:
+    # Six frames at 4 %: frames progress independently, so some queries mix passes.
     rng = np.random.default_rng(2)
-    alice_key, bob_key, _ = noisy_pair(rng, 20_000, 0.03)
-    setup = CascadeSetup.for_qber(20_000, 0.03, shuffle_seed=5, frame_bits=10_000)
+    alice_key, bob_key, _ = noisy_pair(rng, 60_000, 0.04)
+    setup = CascadeSetup.for_qber(60_000, 0.04, shuffle_seed=5, frame_bits=10_000)
     alice = CascadeAlice(alice_key, setup)
     bob = CascadeBob(bob_key, setup)
-    sent = 0
+    sent = mixed = 0
     while (q := bob.next_query()) is not None:
         # Round-trip every message through its wire encoding.
         q2 = ParityQuery.decode(q.encode())
+        np.testing.assert_array_equal(q2.passes, q.passes)
+        mixed += np.unique(q2.passes).size > 1
         reply = ParityReply.decode(alice.answer(q2).encode())
         sent += reply.count
         bob.receive(reply)
     assert bob.done
+    assert mixed > 0
     np.testing.assert_array_equal(bob.key, alice_key)
     assert sent == alice.leaked_bits == bob.stats.leaked_bits
     assert alice.messages == bob.stats.queries
@@ -107,7 +113,9 @@ def test_bad_inputs_are_named() -> None:
         CascadeAlice(np.zeros(99, np.uint8), setup)
     alice = CascadeAlice(np.zeros(100, np.uint8), setup)
     with pytest.raises(ValueError, match="ranges"):
-        alice.answer(ParityQuery(0, np.array([5]), np.array([5])))
+        alice.answer(ParityQuery(np.array([0]), np.array([5]), np.array([5])))
+    with pytest.raises(ValueError, match=r"ParityQuery\.passes: outside 0\.\.15"):
+        alice.answer(ParityQuery(np.array([16]), np.array([0]), np.array([5])))
     with pytest.raises(ValueError, match=r"CascadeSetup\.block_sizes"):
         CascadeSetup(100, 100, (), 0)
 
@@ -155,3 +163,49 @@ def test_frame_error_rate_below_1e_3_slow(qber: float, batches: int) -> None:
         wrong = np.any(res.corrected_key.reshape(per_batch, n) != a.reshape(per_batch, n), axis=1)
         failures += int(wrong.sum())
     assert failures <= stats.poisson.ppf(0.999, batches * per_batch / 1000)
+
+
+# Outcomes of the implementation at commit 4350310 (one pass per query, global
+# pass choice), which the faster engine must reproduce bit for bit: key bits, frame
+# bits, QBER, seed -> leaked bits, corrected bits, parities inferred instead of
+# asked, first 16 hex digits of the SHA-256 of the corrected (packed) key.
+PREVIOUS_IMPLEMENTATION = [
+    (30000, 10000, 0.02, 1, 4327, 581, 249, "b68a29d663d17b02"),
+    (25003, 10000, 0.05, 2, 7459, 1232, 315, "9374a23e245a9e7c"),
+    (200000, 10000, 0.01, 3, 16796, 1962, 965, "86c2cd5bb1531ad4"),
+    (200000, 10000, 0.02, 4, 29034, 3890, 1629, "d04bfe32a042b3cd"),
+    (200000, 10000, 0.03, 5, 40922, 6016, 1542, "412d49b439f119ba"),
+    (200000, 10000, 0.04, 6, 50344, 7894, 3111, "8b3e644815fd8231"),
+    (300000, 100000, 0.03, 7, 60059, 8874, 1707, "3e48c1e99532a1dc"),
+    (300, 64, 0.05, 8, 138, 10, 75, "2df955e5d655bc4e"),
+    (7, 7, 0.05, 9, 17, 0, 15, "36a9e7f1c95b82ff"),
+    (196625, 65536, 0.025, 10, 34632, 4926, 703, "8a1df27f7c5b6c36"),
+    (40000, 10000, 0.1, 11, 19689, 3933, 1472, "08dca281f97c34e1"),
+    (20000, 10000, 0.0, 12, 226, 0, 30, "dae9cc75cbb7fd00"),
+]
+
+
+@pytest.mark.parametrize(
+    ("n", "frame", "qber", "seed", "leaked", "corrected", "inferred", "digest"),
+    PREVIOUS_IMPLEMENTATION,
+)
+def test_same_leakage_and_key_as_previous_implementation(
+    n: int,
+    frame: int,
+    qber: float,
+    seed: int,
+    leaked: int,
+    corrected: int,
+    inferred: int,
+    digest: str,
+) -> None:
+    rng = np.random.default_rng(seed)
+    alice, bob, _ = noisy_pair(rng, n, qber)
+    res = reconcile(alice, bob, max(qber, 0.01), shuffle_seed=seed * 7, frame_bits=frame)
+    got = hashlib.sha256(np.packbits(res.corrected_key).tobytes()).hexdigest()[:16]
+    assert (res.leaked_bits, res.stats.corrected_bits, res.stats.inferred_parities, got) == (
+        leaked,
+        corrected,
+        inferred,
+        digest,
+    )

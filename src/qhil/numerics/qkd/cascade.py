@@ -124,28 +124,35 @@ class CascadeSetup:
 
 @dataclass(frozen=True)
 class ParityQuery:
-    """Bob -> Alice: give me your parities of positions [starts[i], ends[i]) of pass ``pass_index``.
+    """Bob -> Alice: your parities of positions [starts[i], ends[i]) of pass ``passes[i]``.
 
-    Positions index the pass's shuffled order of the whole key (frames laid end to end).
+    Positions index a pass's shuffled order of the whole key (frames laid end to end).
+    One query may mix passes: frames progress independently, each bisecting the odd
+    blocks of its own pass with the smallest blocks.
     """
 
-    pass_index: int
+    passes: IntArray
     starts: IntArray
     ends: IntArray
 
     def encode(self) -> bytes:
         """Compact bytes for the classical channel."""
         n = int(self.starts.size)
-        head = struct.pack("<II", self.pass_index, n)
-        return head + self.starts.astype("<i8").tobytes() + self.ends.astype("<i8").tobytes()
+        return (
+            struct.pack("<I", n)
+            + self.passes.astype("<u2").tobytes()
+            + self.starts.astype("<i8").tobytes()
+            + self.ends.astype("<i8").tobytes()
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> ParityQuery:
-        p, n = struct.unpack_from("<II", data)
-        if len(data) != 8 + 16 * n:
+        (n,) = struct.unpack_from("<I", data)
+        if len(data) != 4 + 18 * n:
             raise ValueError(f"ParityQuery: {len(data)} bytes do not hold {n} ranges")
-        arr = np.frombuffer(data, dtype="<i8", offset=8).astype(np.int64)
-        return cls(p, arr[:n], arr[n:])
+        passes = np.frombuffer(data, dtype="<u2", count=n, offset=4).astype(np.int64)
+        arr = np.frombuffer(data, dtype="<i8", offset=4 + 2 * n).astype(np.int64)
+        return cls(passes, arr[:n], arr[n:])
 
 
 @dataclass(frozen=True)
@@ -174,9 +181,13 @@ class _Layout:
 
     Positions of a pass index its shuffled order of the whole key. Blocks are
     contiguous position ranges inside one frame, listed in increasing start
-    order; ``block_frame`` names each block's frame and ``inferred`` marks the
-    one block per frame whose parity follows from the others once the frame
-    parity is known.
+    order and tiling the positions; ``block_frame`` names each block's frame and
+    ``inferred`` marks the one block per frame whose parity follows from the
+    others once the frame parity is known.
+
+    The order (position -> key index) and its inverse are built only when needed:
+    a halving pass's block parities come straight from its split mask, and most
+    halving passes are never bisected.
     """
 
     def __init__(self, setup: CascadeSetup) -> None:
@@ -187,15 +198,19 @@ class _Layout:
         self.frame_lens = np.minimum(fb, n_total - self.frame_starts)
         self.n_frames = int(self.frame_starts.size)
         self._rng = np.random.default_rng(setup.shuffle_seed)
-        self.orders: list[NDArray[np.int32]] = []  # pass -> position -> key index
         self.block_starts: list[IntArray] = []  # pass -> block -> first position
         self.block_ends: list[IntArray] = []
         self.block_frame: list[IntArray] = []
         self.inferred: list[NDArray[np.bool_]] = []
-        # How to map key indices to positions: an inverse permutation (shuffled
-        # passes) or the split mask and its running count (halving passes).
+        self._orders: list[NDArray[np.int32] | None] = []  # pass -> position -> key index
         self._inverse: list[NDArray[np.int32] | None] = []
-        self._split: list[tuple[NDArray[np.bool_], NDArray[np.int32]] | None] = []
+        # Halving passes: the split mask (True: first half), its running count and,
+        # per frame, the block index of its A half and of its B half (-1: empty half).
+        self._split: list[tuple[NDArray[np.bool_], NDArray[np.int32], IntArray] | None] = []
+
+    @property
+    def n_passes(self) -> int:
+        return len(self.block_starts)
 
     def build_pass(self, p: int) -> None:
         """Create pass p (passes are built in order, so the seed stream is reproducible).
@@ -204,27 +219,67 @@ class _Layout:
         of each frame into two halves (bisection works in any fixed order), which
         costs a random bit per key bit instead of a full permutation.
         """
-        assert p == len(self.orders)
+        assert p == self.n_passes
         k = self.setup.block_sizes[p]
         if 2 * k >= int(self.frame_lens.max()):
             self._build_halving_pass()
         else:
             self._build_shuffled_pass(k)
 
+    def is_halving(self, p: int) -> bool:
+        return self._split[p] is not None
+
+    def order(self, p: int) -> NDArray[np.int32]:
+        """Key index of every position of pass p."""
+        order = self._orders[p]
+        if order is None:
+            split = self._split[p]
+            assert split is not None
+            in_a = split[0]
+            order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)]).astype(np.int32)
+            self._orders[p] = order
+        return order
+
     def positions(self, p: int, key_index: IntArray) -> IntArray:
         """Positions in pass p of the given key bits."""
-        inv = self._inverse[p]
-        if inv is not None:
-            return inv[key_index].astype(np.int64)
         split = self._split[p]
-        assert split is not None
-        in_a, count = split
+        if split is None:
+            inv = self._inverse[p]
+            if inv is None:
+                order = self.order(p)
+                inv = np.empty_like(order)
+                inv[order] = np.arange(order.size, dtype=np.int32)
+                self._inverse[p] = inv
+            return inv[key_index].astype(np.int64)
+        in_a, count, _ = split
         ca = count[key_index].astype(np.int64)  # A bits up to and including this one
         n_a = int(count[-1])
         return np.where(in_a[key_index], ca - 1, n_a + key_index - ca)
 
-    def block_of(self, p: int, positions: IntArray) -> IntArray:
-        return np.searchsorted(self.block_starts[p], positions, side="right") - 1
+    def blocks_of_keys(self, p: int, key_index: IntArray) -> IntArray:
+        """Block of pass p holding each of the given key bits."""
+        split = self._split[p]
+        if split is None:
+            pos = self.positions(p, key_index)
+            return np.searchsorted(self.block_starts[p], pos, side="right") - 1
+        in_a, _, half_block = split
+        frame = key_index // self.setup.frame_bits
+        return half_block[np.where(in_a[key_index], 0, 1), frame]
+
+    def block_parities(self, p: int, key: BitArray) -> BitArray:
+        """Parity of every block of pass p for the given key (in key order)."""
+        split = self._split[p]
+        if split is None:
+            return np.bitwise_xor.reduceat(key[self.order(p)], self.block_starts[p])
+        in_a, _, half_block = split
+        par_a = np.bitwise_xor.reduceat(key & in_a.view(np.uint8), self.frame_starts)
+        par_b = par_a ^ np.bitwise_xor.reduceat(key, self.frame_starts)
+        out = np.empty(self.block_starts[p].size, dtype=np.uint8)
+        for half, par in ((0, par_a), (1, par_b)):
+            idx = half_block[half]
+            ok = idx >= 0
+            out[idx[ok]] = par[ok]
+        return out
 
     def _build_shuffled_pass(self, k: int) -> None:
         fb = self.setup.frame_bits
@@ -240,8 +295,6 @@ class _Layout:
             tail = int(self.frame_lens[-1])
             parts.append(self._rng.permutation(tail).astype(np.int32) + self.frame_starts[-1])
         order = np.concatenate(parts).astype(np.int32, copy=False)
-        inv = np.empty_like(order)
-        inv[order] = np.arange(order.size, dtype=np.int32)
         counts = -(-self.frame_lens // k)  # blocks per frame
         frame_of_block = np.repeat(np.arange(self.n_frames, dtype=np.int64), counts)
         first_block = np.cumsum(counts) - counts
@@ -250,8 +303,9 @@ class _Layout:
         frame_end = (self.frame_starts + self.frame_lens)[frame_of_block]
         inferred = np.zeros(starts.size, dtype=bool)
         inferred[np.cumsum(counts) - 1] = True
-        self._add(order, starts, np.minimum(starts + k, frame_end), frame_of_block, inferred)
-        self._inverse.append(inv)
+        self._add(starts, np.minimum(starts + k, frame_end), frame_of_block, inferred)
+        self._orders.append(order)
+        self._inverse.append(None)
         self._split.append(None)
 
     def _build_halving_pass(self) -> None:
@@ -261,7 +315,6 @@ class _Layout:
         raw = np.frombuffer(self._rng.bytes((n_total + 7) // 8), dtype=np.uint8)
         in_a = np.unpackbits(raw, count=n_total).view(bool)
         count = np.cumsum(in_a, dtype=np.int32)
-        order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)]).astype(np.int32)
         frame_ends = self.frame_starts + self.frame_lens
         a_end = count[frame_ends - 1].astype(np.int64)
         a_start = np.r_[0, a_end[:-1]]
@@ -276,19 +329,16 @@ class _Layout:
         # A frame whose split left one half empty has a single block: infer nothing there.
         single = np.bincount(frames[keep], minlength=self.n_frames) == 1
         inferred &= ~single[frames]
-        self._add(order, starts[keep], ends[keep], frames[keep], inferred[keep])
+        half_block = np.full(2 * self.n_frames, -1, dtype=np.int64)
+        half_block[keep] = np.arange(int(keep.sum()))
+        self._add(starts[keep], ends[keep], frames[keep], inferred[keep])
+        self._orders.append(None)
         self._inverse.append(None)
-        self._split.append((in_a, count))
+        self._split.append((in_a, count, half_block.reshape(2, self.n_frames)))
 
     def _add(
-        self,
-        order: NDArray[np.int32],
-        starts: IntArray,
-        ends: IntArray,
-        frames: IntArray,
-        inferred: NDArray[np.bool_],
+        self, starts: IntArray, ends: IntArray, frames: IntArray, inferred: NDArray[np.bool_]
     ) -> None:
-        self.orders.append(order)
         self.block_starts.append(starts.astype(np.int64))
         self.block_ends.append(ends.astype(np.int64))
         self.block_frame.append(frames)
@@ -316,30 +366,58 @@ class CascadeAlice:
             raise ValueError(f"alice_key: has {self.key.size} bits, setup says {setup.key_bits}")
         self.setup = setup
         self._layout = _Layout(setup)
-        self._prefix: list[BitArray] = []
+        self._blk: list[BitArray] = []  # pass -> her parity of every block
+        self._prefix: list[BitArray | None] = []  # pass -> prefix XOR in pass order, when needed
         self.leaked_bits = 0
         self.messages = 0
 
     def answer(self, query: ParityQuery) -> ParityReply:
-        p = query.pass_index
-        if not 0 <= p < len(self.setup.block_sizes):
-            raise ValueError(
-                f"ParityQuery.pass_index: {p} outside 0..{len(self.setup.block_sizes) - 1}"
-            )
-        while len(self._prefix) <= p:
-            q = len(self._prefix)
-            self._layout.build_pass(q)
-            self._prefix.append(_prefix_xor(self.key[self._layout.orders[q]]))
         s = np.asarray(query.starts, dtype=np.int64)
         e = np.asarray(query.ends, dtype=np.int64)
+        passes = np.asarray(query.passes, dtype=np.int64)
         n = self.setup.key_bits
-        if s.shape != e.shape or (s.size and (s.min() < 0 or e.max() > n or np.any(s >= e))):
+        if s.shape != e.shape or s.shape != passes.shape:
+            raise ValueError("ParityQuery: passes, starts and ends differ in length")
+        if s.size and (s.min() < 0 or e.max() > n or np.any(s >= e)):
             raise ValueError("ParityQuery: ranges must satisfy 0 <= start < end <= key_bits")
-        pre = self._prefix[p]
-        par = pre[e] ^ pre[s]
+        n_passes = len(self.setup.block_sizes)
+        if passes.size and (passes.min() < 0 or passes.max() >= n_passes):
+            raise ValueError(f"ParityQuery.passes: outside 0..{n_passes - 1}")
+        lay = self._layout
+        top = int(passes.max()) if passes.size else -1
+        while lay.n_passes <= top:
+            q = lay.n_passes
+            lay.build_pass(q)
+            if lay.is_halving(q):  # block parities from the split; a prefix only if bisected
+                self._blk.append(lay.block_parities(q, self.key))
+                self._prefix.append(None)
+            else:
+                pre = _prefix_xor(self.key[lay.order(q)])
+                self._blk.append(pre[lay.block_ends[q]] ^ pre[lay.block_starts[q]])
+                self._prefix.append(pre)
+        if passes.size and passes.min() == passes.max():  # the usual case: one pass
+            par = self._parities(int(passes[0]), s, e)
+        else:
+            par = np.empty(s.size, dtype=np.uint8)
+            for p in np.unique(passes).tolist():  # a few passes per query
+                sel = passes == p
+                par[sel] = self._parities(p, s[sel], e[sel])
         self.leaked_bits += int(par.size)
         self.messages += 1
         return ParityReply(int(par.size), np.packbits(par).tobytes())
+
+    def _parities(self, p: int, s: IntArray, e: IntArray) -> BitArray:
+        """Her parities of ranges [s, e) of pass p."""
+        lay = self._layout
+        pre = self._prefix[p]
+        if pre is None:
+            blk = lay.block_starts[p].searchsorted(s, side="right") - 1
+            if np.array_equal(lay.block_starts[p][blk], s) and np.array_equal(
+                lay.block_ends[p][blk], e
+            ):  # whole blocks (a pass's first query): no prefix needed
+                return self._blk[p][blk]
+            pre = self._prefix[p] = _prefix_xor(self.key[lay.order(p)])
+        return pre[e] ^ pre[s]
 
 
 @dataclass
@@ -369,19 +447,20 @@ class CascadeBob:
         self.setup = setup
         self.stats = CascadeStats()
         self._lay = _Layout(setup)
-        n = setup.key_bits
-        self._keymul = np.int64(n + 1)
-        self._yperm: list[BitArray] = []  # pass -> Bob's key in shuffled order
+        self._keymul = np.int64(setup.key_bits + 1)
+        sizes = setup.block_sizes
+        # rank of each pass when ordered by (block size, index): smaller blocks first.
+        self._rank = np.argsort(np.argsort([s * len(sizes) + r for r, s in enumerate(sizes)]))
         self._alice_blk: list[BitArray] = []
         self._bob_blk: list[BitArray] = []
-        self._known_keys: list[IntArray] = []  # sorted range keys start*(n+1)+end
-        self._known_vals: list[BitArray] = []
-        self._pending: list[tuple[int, IntArray, BitArray]] = []
-        self._bisected: list[bool] = []
+        # Every parity of Alice known so far, keyed (pass, start, end) -> one int64, sorted.
+        self._known_keys = np.zeros(0, dtype=np.int64)
+        self._known_vals = np.zeros(0, dtype=np.uint8)
+        self._pending: list[tuple[IntArray, BitArray]] = []
         self._frame_parity: BitArray | None = None
+        self._bisected = [False] * len(sizes)  # until then no sub-block parity is known
         self._gen = self._protocol()
         self._query: ParityQuery | None = next(self._gen, None)
-        self._done = self._query is None
 
     # -- public stepping API -------------------------------------------------
     def next_query(self) -> ParityQuery | None:
@@ -408,140 +487,152 @@ class CascadeBob:
         return self._query is None
 
     # -- protocol -------------------------------------------------------------
-    def _ask(self, p: int, s: IntArray, e: IntArray) -> Generator[ParityQuery, BitArray, BitArray]:
+    def _ask(
+        self, passes: IntArray, s: IntArray, e: IntArray
+    ) -> Generator[ParityQuery, BitArray, BitArray]:
         if s.size == 0:
             return np.zeros(0, dtype=np.uint8)
-        bits = yield ParityQuery(p, s.astype(np.int64), e.astype(np.int64))
+        bits = yield ParityQuery(passes, s.astype(np.int64), e.astype(np.int64))
         return bits
+
+    def _range_keys(self, passes: IntArray, s: IntArray, e: IntArray) -> IntArray:
+        return (passes * self._keymul + s) * self._keymul + e
 
     def _start_pass(self, p: int) -> Generator[ParityQuery, BitArray, None]:
         lay = self._lay
         lay.build_pass(p)
-        yperm = self.key[lay.orders[p]]
-        self._yperm.append(yperm)
         bs, be = lay.block_starts[p], lay.block_ends[p]
-        pre = _prefix_xor(yperm)
-        self._bob_blk.append(pre[be] ^ pre[bs])
+        self._bob_blk.append(lay.block_parities(p, self.key))
         alice = np.zeros(bs.size, dtype=np.uint8)
         frames = lay.block_frame[p]
         if self._frame_parity is None:
-            alice[:] = yield from self._ask(p, bs, be)
+            alice[:] = yield from self._ask(np.full(bs.size, p, np.int64), bs, be)
             # Alice's parity of each frame: XOR of the first pass's block parities.
             self._frame_parity = _parity_by_frame(alice, frames, lay.n_frames)
         else:
             inferred = lay.inferred[p]
             ask = ~inferred
-            alice[ask] = yield from self._ask(p, bs[ask], be[ask])
+            n_ask = int(ask.sum())
+            alice[ask] = yield from self._ask(np.full(n_ask, p, np.int64), bs[ask], be[ask])
             others = _parity_by_frame(alice, frames, lay.n_frames)  # inferred still 0
             alice[inferred] = (self._frame_parity ^ others)[frames[inferred]]
             self.stats.inferred_parities += int(inferred.sum())
-        self._alice_blk.append(alice)
-        self._known_keys.append(np.zeros(0, dtype=np.int64))
-        self._bisected.append(False)
-        self._known_vals.append(np.zeros(0, dtype=np.uint8))
-        self._remember(p, bs * self._keymul + be, alice)
-
-    def _remember(self, p: int, keys: IntArray, vals: BitArray) -> None:
-        self._pending.append((p, keys, vals))
+        self._alice_blk.append(alice)  # (never looked up: bisection asks for sub-blocks only)
 
     def _flush_known(self) -> None:
-        # Merge this round's newly known parities into each pass's sorted store
-        # (duplicate keys are harmless: Alice's parity of a range never changes).
-        by_pass: dict[int, list[tuple[IntArray, BitArray]]] = {}
-        for p, k, v in self._pending:
-            by_pass.setdefault(p, []).append((k, v))
+        # Merge newly known parities into the sorted store (duplicate keys are
+        # harmless: Alice's parity of a range never changes).
+        if not self._pending:
+            return
+        keys = np.concatenate([k for k, _ in self._pending])
+        vals = np.concatenate([v for _, v in self._pending])
         self._pending.clear()
-        for p, items in by_pass.items():
-            keys = np.concatenate([k for k, _ in items])
-            vals = np.concatenate([v for _, v in items])
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], vals[order]
-            at = np.searchsorted(self._known_keys[p], keys)
-            self._known_keys[p] = np.insert(self._known_keys[p], at, keys)
-            self._known_vals[p] = np.insert(self._known_vals[p], at, vals)
+        order = np.argsort(keys, kind="stable")
+        at = np.searchsorted(self._known_keys, keys[order])
+        self._known_keys = np.insert(self._known_keys, at, keys[order])
+        self._known_vals = np.insert(self._known_vals, at, vals[order])
 
-    def _lookup(self, p: int, keys: IntArray) -> tuple[BitArray, NDArray[np.bool_]]:
-        kk = self._known_keys[p]
+    def _lookup(self, keys: IntArray) -> tuple[BitArray, NDArray[np.bool_]]:
+        kk = self._known_keys
         if kk.size == 0:
             return np.zeros(keys.size, np.uint8), np.zeros(keys.size, bool)
         i = np.minimum(np.searchsorted(kk, keys), kk.size - 1)
         hit = kk[i] == keys
-        return np.where(hit, self._known_vals[p][i], 0).astype(np.uint8), hit
+        return np.where(hit, self._known_vals[i], 0).astype(np.uint8), hit
 
-    def _bisect(self, p: int, blocks: IntArray) -> Generator[ParityQuery, BitArray, IntArray]:
-        """Bisect the given odd blocks of pass p in parallel; return the key indices found."""
+    def _odd_blocks(self, p: int) -> list[tuple[int, IntArray]]:
+        """Per frame, the odd blocks of its started pass with the smallest blocks."""
         lay = self._lay
-        s = lay.block_starts[p][blocks]
-        e = lay.block_ends[p][blocks]
-        par = self._alice_blk[p][blocks].copy()
+        best = np.full(lay.n_frames, len(self.setup.block_sizes), dtype=np.int64)
+        odd = []
+        for r in range(p + 1):
+            blocks = np.flatnonzero(self._alice_blk[r] != self._bob_blk[r])
+            if blocks.size:
+                frames = lay.block_frame[r][blocks]
+                best[frames] = np.minimum(best[frames], self._rank[r])
+                odd.append((r, blocks, frames))
+        chosen = [(r, b[best[f] == self._rank[r]]) for r, b, f in odd]
+        return [(r, b) for r, b in chosen if b.size]
+
+    def _bisect(
+        self, groups: list[tuple[int, IntArray]]
+    ) -> Generator[ParityQuery, BitArray, IntArray]:
+        """Bisect the given odd blocks (of several passes) in parallel; return the bits found."""
+        lay = self._lay
+        pas = np.concatenate([np.full(b.size, r, np.int64) for r, b in groups])
+        s = np.concatenate([lay.block_starts[r][b] for r, b in groups])
+        e = np.concatenate([lay.block_ends[r][b] for r, b in groups])
+        par = np.concatenate([self._alice_blk[r][b] for r, b in groups])
         # Bob's prefix parities over just these blocks, laid end to end: the parity
         # of [a, b) inside block i is pre[b + base_i] ^ pre[a + base_i] (low bit).
         lens = e - s
         offs = np.cumsum(lens) - lens
         base = offs - s
         idx = np.repeat(s - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+        cut = np.cumsum([0] + [b.size for _, b in groups])
+        cut = np.cumsum(lens)[cut - 1] * (cut > 0)  # bits before each group
+        keyidx = np.concatenate(
+            [lay.order(r)[idx[cut[g] : cut[g + 1]]] for g, (r, _) in enumerate(groups)]
+        )
         pre = np.zeros(idx.size + 1, dtype=np.uint8)
-        np.cumsum(self._yperm[p][idx], dtype=np.uint8, out=pre[1:])
-        found: list[IntArray] = []
-        km = self._keymul
+        np.cumsum(self.key[keyidx], dtype=np.uint8, out=pre[1:])
+        found_pos: list[IntArray] = []
+        found_pass: list[IntArray] = []
+        lookup = any(self._bisected[r] for r, _ in groups)
+        for r, _ in groups:
+            self._bisected[r] = True
         while s.size:
             single = (e - s) == 1
             if single.any():
-                found.append(s[single])
+                found_pos.append(s[single])
+                found_pass.append(pas[single])
                 keep = ~single
-                s, e, par, base = s[keep], e[keep], par[keep], base[keep]
+                s, e, par, base, pas = s[keep], e[keep], par[keep], base[keep], pas[keep]
                 if not s.size:
                     break
             m = (s + e) // 2
-            lkey, rkey = s * km + m, m * km + e
-            if self._bisected[p]:
-                lval, lhit = self._lookup(p, lkey)
-                rval, rhit = self._lookup(p, rkey)
-                left = np.where(lhit, lval, par ^ rval).astype(np.uint8)
+            cat = np.concatenate
+            keys = self._range_keys(cat([pas, pas]), cat([s, m]), cat([m, e]))  # left, right
+            if lookup:
+                val, hit = self._lookup(keys)
+                lhit, rhit = hit[: s.size], hit[s.size :]
+                left = np.where(lhit, val[: s.size], par ^ val[s.size :]).astype(np.uint8)
                 need = ~(lhit | rhit)
-            else:  # only whole-block parities are known: no sub-block can hit
-                left = np.zeros(s.size, dtype=np.uint8)
-                need = np.ones(s.size, dtype=bool)
-            self.stats.inferred_parities += int((~need).sum())
-            if need.any():
-                left[need] = yield from self._ask(p, s[need], m[need])
-            self._remember(p, np.concatenate([lkey, rkey]), np.concatenate([left, par ^ left]))
+                self.stats.inferred_parities += int(s.size - need.sum())
+                if need.any():
+                    left[need] = yield from self._ask(pas[need], s[need], m[need])
+            else:
+                left = yield from self._ask(pas, s, m)
+            self._pending.append((keys, cat([left, par ^ left])))
             bob_left = (pre[m + base] ^ pre[s + base]) & 1
             go_left = left != bob_left
             par = np.where(go_left, left, par ^ left).astype(np.uint8)
             e = np.where(go_left, m, e)
             s = np.where(go_left, s, m)
         self._flush_known()
-        self._bisected[p] = True
-        positions = np.concatenate(found) if found else np.zeros(0, np.int64)
-        return lay.orders[p][positions].astype(np.int64)
+        positions = np.concatenate(found_pos)
+        passes = np.concatenate(found_pass)
+        bits = np.empty(positions.size, dtype=np.int64)
+        for r, _ in groups:
+            sel = passes == r
+            bits[sel] = lay.order(r)[positions[sel]]
+        return bits
 
     def _flip(self, bits: IntArray) -> None:
         self.key[bits] ^= 1
-        lay = self._lay
-        for r in range(len(self._yperm)):
-            posr = lay.positions(r, bits)
-            self._yperm[r][posr] ^= 1
-            blk = lay.block_of(r, posr)
-            np.bitwise_xor.at(self._bob_blk[r], blk, np.uint8(1))
+        for r in range(self._lay.n_passes):
+            np.bitwise_xor.at(self._bob_blk[r], self._lay.blocks_of_keys(r, bits), np.uint8(1))
         self.stats.corrected_bits += int(bits.size)
 
     def _protocol(self) -> Generator[ParityQuery, BitArray, None]:
-        sizes = self.setup.block_sizes
-        for p in range(len(sizes)):
+        # Frames are independent: each bisects, round after round, the odd blocks of
+        # its own started pass with the smallest blocks (the cascade effect), all
+        # frames in the same messages; the next pass starts when every frame is even.
+        for p in range(len(self.setup.block_sizes)):
             before = self.stats.leaked_bits
             yield from self._start_pass(p)
-            while True:
-                odd_passes = [
-                    (sizes[r], r)
-                    for r in range(p + 1)
-                    if np.any(self._alice_blk[r] != self._bob_blk[r])
-                ]
-                if not odd_passes:
-                    break
-                _, r = min(odd_passes)
-                blocks = np.flatnonzero(self._alice_blk[r] != self._bob_blk[r])
-                found = yield from self._bisect(r, blocks)
+            while groups := self._odd_blocks(p):
+                found = yield from self._bisect(groups)
                 self._flip(found)
                 self.stats.rounds += 1
             self.stats.passes = p + 1

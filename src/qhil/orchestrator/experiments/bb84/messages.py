@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 
 from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 
-VERSION = 2  # 2: key confirmation and commit after amplification
+VERSION = 3  # 2: key confirmation and commit after amplification; 3: Cascade queries mix passes
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
