@@ -1,0 +1,138 @@
+"""Clock-sync parts without a bench: settings, the timestamps' wire format, stored corrections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from qhil.errors import ConfigError
+from qhil.numerics.timing import ClockModel
+from qhil.orchestrator.experiments.clock_sync import (
+    ClockSyncAborted,
+    ClockSyncSettings,
+    SyncAbortReason,
+    correction_path,
+    load_correction,
+    save_correction,
+)
+from qhil.orchestrator.experiments.clock_sync.wire import pack_timestamps, unpack_timestamps
+from qhil.orchestrator.profile import load_profile
+
+
+def test_defaults_are_one_way_from_alices_source() -> None:
+    s = ClockSyncSettings.from_mapping({})
+    assert list(s.sources) == ["alice"] and s.method_used == "one-way"
+    assert s.uncertainty_s == 0.5 and s.max_frequency_offset_ppm == 100.0
+
+
+def test_a_source_at_each_end_is_two_way() -> None:
+    s = ClockSyncSettings.from_mapping({"sources": {"alice": {}, "bob": {}}})
+    assert s.two_way and s.method_used == "two-way"
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "words"),
+    [
+        (
+            {"tracking_interval_s": 0},
+            "experiments.clock_sync.tracking_interval_s",
+            "greater than 0",
+        ),
+        (
+            {"sources": {"alice": {"pump_current": 3}}},
+            "experiments.clock_sync.sources.alice.pump_current",
+            "Extra",
+        ),
+        (
+            {"method": "two-way"},
+            "experiments.clock_sync",
+            "two-way needs a pair source at alice and one at bob",
+        ),
+        (
+            {"sources": {"alice": {}, "source": {}}},
+            "experiments.clock_sync",
+            "two sources are the two-way",
+        ),
+        (
+            {"duration_s": 1, "acquisition_s": 2},
+            "experiments.clock_sync",
+            "acquisition_s (2) exceeds duration_s (1)",
+        ),
+        (
+            {"sources": {"alice": {"bob_channels": [0]}}},
+            "experiments.clock_sync",
+            "sources.alice.bob_channels",
+        ),
+        ({"duration_s": float("nan")}, "experiments.clock_sync.duration_s", "finite"),
+    ],
+)
+def test_bad_settings_name_the_file_and_field(table: dict, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ClockSyncSettings.from_mapping(table, "bench.toml")
+    assert info.value.source == "bench.toml"
+    assert info.value.field == field
+    assert words in str(info.value)
+
+
+def test_profile_show_checks_the_table() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_profile("default", ["experiments.clock_sync.max_misses=0"])
+    assert info.value.field == "experiments.clock_sync.max_misses"
+    prof = load_profile("default", ["experiments.clock_sync.duration_s=3"])
+    assert ClockSyncSettings.from_profile(prof).duration_s == 3.0
+    assert ClockSyncSettings.from_profile(prof, duration_s=0.5).acquisition_s == 0.5
+
+
+def test_timestamps_round_trip_compactly() -> None:
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.integers(-(10**12), 10**12, 100_000)).astype(np.int64)
+    payload = pack_timestamps(t)
+    assert np.array_equal(unpack_timestamps(payload), t)
+    assert len(payload["diffs"]) < 6 * t.size  # < 8 bytes a tag
+    assert unpack_timestamps(pack_timestamps(np.zeros(0, np.int64))).size == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"first": 0, "n": 3, "diffs": b"garbage"}, {"first": 0, "n": 5}, None],
+)
+def test_malformed_timestamps_from_the_peer(payload: object) -> None:
+    if payload is None:
+        payload = pack_timestamps(np.array([5, 3, 9], dtype=np.int64))  # not sorted
+    with pytest.raises(ClockSyncAborted) as info:
+        unpack_timestamps(payload)  # type: ignore[arg-type]
+    assert info.value.reason is SyncAbortReason.PEER_FAILED
+
+
+def test_a_stored_correction_is_found_by_bench_and_taggers(tmp_path: Path) -> None:
+    result = SimpleNamespace(
+        model=ClockModel(49_123_456.7, 5.0e-7, 3 * 10**12),
+        offset_stderr_ps=12.5,
+        drift_stderr=2e-10,
+        method="two-way",
+        delay_ps=53_900_000.0,
+    )
+    path = save_correction(
+        tmp_path, "my bench", ("alice.tagger", "bob.tagger"), result, run_id="r1"
+    )
+    assert path == correction_path(tmp_path, "my bench", ("alice.tagger", "bob.tagger"))
+    assert path.name == "alice.tagger__bob.tagger.json" and path.parent.name == "my_bench"
+    c = load_correction(tmp_path, "my bench", ("alice.tagger", "bob.tagger"))
+    assert c is not None
+    assert c.model == result.model and c.delay_ps == 53_900_000.0 and c.run_id == "r1"
+    assert c.valid_for_s == pytest.approx(1000.0 / (2e-10 * 1e12))  # 1 ns from the drift error
+    assert not c.expired()
+    assert load_correction(tmp_path, "my bench", ("alice.tagger", "bob.other")) is None
+
+
+def test_a_broken_correction_file_names_itself(tmp_path: Path) -> None:
+    path = correction_path(tmp_path, "b", ("a.t", "b.t"))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"bench": "b"}))
+    with pytest.raises(ConfigError) as info:
+        load_correction(tmp_path, "b", ("a.t", "b.t"))
+    assert str(path) in str(info.value)
