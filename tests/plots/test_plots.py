@@ -208,6 +208,30 @@ def test_a_plot_with_only_some_of_its_arrays_is_reported_skipped(tmp_path: Path)
     assert report.skipped == [("residual_b_to_a", why), ("tdev_b_to_a", why)]
 
 
+def test_warnings_of_a_panel_do_not_escape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI prints one line per problem: matplotlib's and numpy's warnings stay inside."""
+    import warnings
+
+    import qhil.plots.core as core
+
+    def draw(record: object, arrays: object, fig: object) -> None:
+        ax = fig.subplots()  # type: ignore[attr-defined]
+        ax.plot([0, 1], [0, 0])
+        ax.set_yscale("log")  # UserWarning: no positive values
+        np.nanmedian(np.full(3, np.nan))  # RuntimeWarning: all-NaN slice
+
+    core.registry()
+    monkeypatch.setattr(core, "_REGISTRY", list(core._REGISTRY))
+    core.add_plot(core.PlotSpec("warns", ("test.warns",), ("x",), "test", draw))
+    store = RunStore(tmp_path)
+    with store.start_run("test.warns") as run:
+        run.append("x", np.arange(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = write_plots(store.get(run.run_id))
+    assert [p.stem for p in report.written] == ["warns"]
+
+
 def test_a_kind_without_plots_is_a_clear_error(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     with store.start_run("test.unknown") as run:

@@ -15,6 +15,7 @@ import fnmatch
 import importlib
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,12 @@ def write_plots(
         if s not in drawable and any(n in record.array_index for n in s.needs)
     ]
     try:
-        with record.arrays as arrays:
+        with record.arrays as arrays, warnings.catch_warnings():
+            # matplotlib's and numpy's warnings about a panel's data (nothing positive for
+            # a log axis, an all-NaN median) would break the CLI's one-line output; the
+            # panels say in words when they have nothing to show.
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
             for spec in drawable:
                 data = {n: arrays[n] for n in (*spec.needs, *spec.optional) if n in arrays}
                 fig = new_figure(spec.size_in)
@@ -241,9 +247,15 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PlotError(f"plot folder {folder}: cannot create it: {exc.strerror or exc}") from None
+        raise PlotError(
+            f"plot folder {folder}: cannot create it: {exc.strerror or exc} "
+            "(write the plots elsewhere: qhil runs plot --out DIR)"
+        ) from None
     if not os.access(folder, os.W_OK):
-        raise PlotError(f"plot folder {folder}: not writable")
+        raise PlotError(
+            f"plot folder {folder}: not writable (write the plots elsewhere: "
+            "qhil runs plot --out DIR)"
+        )
 
 
 # --- helpers shared by the plot modules ---------------------------------------------------
