@@ -46,10 +46,11 @@ class Stability:
     """One deviation against averaging time.
 
     ``dev`` is ADEV / MDEV (dimensionless, fractional frequency) or TDEV (seconds);
-    ``n_terms`` is how many (overlapping) terms each value averages; ``err`` is the
-    simple 1-sigma confidence interval of SP 1065 sec. 5.3, ``dev / sqrt(n)`` with ``n``
-    the number of non-overlapping terms (``n_terms / m``, at least 1): wide where few
-    independent samples remain.
+    ``n_terms`` is how many (overlapping) terms each value averages; ``err`` is a simple
+    1-sigma error bar in the spirit of SP 1065 sec. 5.3 (``dev / sqrt(N)``), with ``N`` the
+    number of non-overlapping terms (``n_terms / m``, at least 1) so that it widens where
+    few independent samples remain. For exact confidence intervals use the equivalent
+    degrees of freedom (SP 1065 sec. 5.3.2), not computed here.
     """
 
     kind: Estimator
