@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import click
@@ -319,6 +319,29 @@ _NO_PLOTS = click.option(
     help="Do not draw the run's plots (PNG, next to its record) at the end; "
     "'qhil runs plot ID' draws them later.",
 )
+
+
+def _print_summary(
+    out: dict[str, Any],
+    data_dir: str | None,
+    no_plots: bool,
+    as_json: bool,
+    json_default: Callable[[Any], Any] | None = None,
+) -> None:
+    """Draw a finished run's plots (unless ``--no-plots``), then print its summary with
+    them: JSON with ``plots`` as a list of paths, text as one 'plots' line."""
+    plots = _plots_after_run(str(out["run_id"]), data_dir, no_plots)
+    if as_json:
+        full = out if plots is None else {**out, "plots": plots}
+        click.echo(json.dumps(full, allow_nan=False, default=json_default))
+    elif plots is None:
+        _echo_fields(out)
+    else:
+        import os
+
+        names = ", ".join(os.path.basename(p) for p in plots)
+        where = f"{os.path.dirname(plots[0])}{os.sep} ({names})" if plots else "none"
+        _echo_fields({**out, "plots": where})
 
 
 def _plots_after_run(run_id: str, data_dir: str | None, skip: bool) -> list[str] | None:
@@ -630,13 +653,7 @@ def run_bb84_cmd(
         return
     close_bar()
     out = {k: v for k, v in summary.as_dict().items() if k != "results"}
-    plots = _plots_after_run(summary.run_id, data_dir, no_plots)
-    if plots is not None:
-        out["plots"] = plots
-    if as_json:
-        click.echo(json.dumps(out, allow_nan=False))
-    else:
-        _echo_fields({**out, "plots": ", ".join(plots) or "none"} if plots is not None else out)
+    _print_summary(out, data_dir, no_plots, as_json)
     if summary.status != "success":
         sys.exit(EXIT_ABORTED)
 
@@ -732,14 +749,7 @@ def run_clock_sync_cmd(
         _interrupted(exc)
         return
     close_bar()
-    out = summary.as_dict()
-    plots = _plots_after_run(summary.run_id, data_dir, no_plots)
-    if plots is not None:
-        out["plots"] = plots
-    if as_json:
-        click.echo(json.dumps(out, allow_nan=False))
-    else:
-        _echo_fields({**out, "plots": ", ".join(plots) or "none"} if plots is not None else out)
+    _print_summary(summary.as_dict(), data_dir, no_plots, as_json)
     if summary.status != "success":
         sys.exit(EXIT_ABORTED)
 
@@ -846,14 +856,7 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         except _Signalled as exc:
             _interrupted(exc)
             return
-        out = summary.as_dict()
-        plots = _plots_after_run(summary.run_id, data_dir, no_plots)
-        if plots is not None:
-            out["plots"] = plots
-        if as_json:
-            click.echo(json.dumps(out, allow_nan=False, default=str))
-        else:
-            _echo_fields({**out, "plots": ", ".join(plots) or "none"} if plots is not None else out)
+        _print_summary(summary.as_dict(), data_dir, no_plots, as_json, json_default=str)
         if summary.status != "success":
             sys.exit(EXIT_ABORTED)
 

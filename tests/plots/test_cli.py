@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from qhil.cli import _plots_after_run, main
+from qhil.cli import _plots_after_run, _print_summary, main
 from qhil.records import RunStore
 
 from .synthetic import record_clock_sync
@@ -94,6 +94,21 @@ def test_runs_plot_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     afile = tmp_path / "f.png"
     afile.write_text("")
     one_line_error(invoke(["runs", "plot", rid, "--out", str(afile)], data), "--out")
+
+
+def test_summary_gives_the_plots_folder_and_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rid = record_clock_sync(tmp_path)
+    _print_summary({"run_id": rid, "status": "success"}, str(tmp_path), False, False)
+    lines = capsys.readouterr().out.splitlines()
+    folder = RunStore(tmp_path).get(rid).data_path.parent / f"{rid}.plots"  # type: ignore[union-attr]
+    assert lines[-1].split() == ["plots", f"{folder}/", "(residual.png,", "tdev.png)"]
+    _print_summary({"run_id": rid, "status": "success"}, str(tmp_path), False, True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["plots"] == [str(folder / "residual.png"), str(folder / "tdev.png")]
+    _print_summary({"run_id": rid, "status": "success"}, str(tmp_path), True, True)
+    assert "plots" not in json.loads(capsys.readouterr().out)
 
 
 def test_plots_after_run_never_raises(
