@@ -58,6 +58,8 @@ def test_every_kind_draws_its_plots_from_a_copied_record(tmp_path: Path) -> None
         for spec, path in zip(specs, report.written, strict=True):
             check_png(path, spec.pixels)
         assert plot_paths(record) == sorted(report.written)
+        (report.folder / ".blocks-x1y2.png").write_bytes(b"half")  # a write that crashed
+        assert plot_paths(record) == sorted(report.written)
     assert [s.name for s in specs_for("clock_sync")] == [
         "residual",
         "tdev",

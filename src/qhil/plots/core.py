@@ -157,7 +157,8 @@ def plot_paths(record: RunRecord) -> list[Path]:
     folder = plots_dir(record)
     if folder is None or not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.png") if p.is_file())
+    # not the hidden temporary files of a write in progress (or of one that crashed)
+    return sorted(p for p in folder.glob("*.png") if p.is_file() and not p.name.startswith("."))
 
 
 def write_plots(
