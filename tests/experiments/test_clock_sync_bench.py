@@ -8,6 +8,7 @@ made here on the world's own tag streams.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -238,3 +239,53 @@ def test_lock_holds_60_s_of_wandering_clocks_at_the_stated_precision(tmp_path: P
     # wander_ppb_per_sqrt_s = 1: ~56 ps over 1 s), never below the first.
     sigma_rel = record.results["sigma_rel_ps"]
     assert np.all(col["stderr_ps"] >= sigma_rel / np.sqrt(col["counts"]))
+
+
+@pytest.mark.slow
+async def test_a_step_of_bobs_clock_on_the_bench_is_lost_and_reacquired() -> None:
+    """Where the bench is started (here), bob's clock is stepped by 300 ns mid-run: the
+    experiment, blind to it, loses the lock, re-acquires, and its rows show the gap."""
+    from qhil.drivers.roles import EntangledPhotonSource, TimeTagger
+    from qhil.orchestrator.bench import open_bench
+    from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
+    from qhil.orchestrator.experiments.clock_sync import ClockSyncSettings, run_clock_sync
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile("default", [arg for arg in DEFAULT_PAIRS if arg != "--set"])
+    settings = ClockSyncSettings.from_profile(prof, duration_s=10.0)
+    rows: list[dict[str, Any]] = []
+    stepped: list[float] = []
+    async with open_bench(prof) as bench:
+        clock = bench.emulator_truth.world.node("bob").clock
+
+        def progress(p: Any) -> None:
+            if p.t_s >= 4.0 and not stepped:
+                clock.offset_s += 300e-9
+                stepped.append(p.t_s)
+
+        key = AuthKey.generate()
+        ca, cb = in_process_channels(
+            HmacSha256Authenticator(key), HmacSha256Authenticator(key), session_id="step"
+        )
+        await asyncio.gather(ca.open(), cb.open())
+        try:
+            result = await run_clock_sync(
+                settings,
+                bench.role("alice", TimeTagger),
+                bench.role("bob", TimeTagger),
+                ca,
+                cb,
+                {"alice": bench.role("alice", EntangledPhotonSource)},
+                progress=progress,
+                on_point=lambda _d, row: rows.append(row),
+            )
+        finally:
+            await ca.close()
+            await cb.close()
+    assert stepped
+    assert result.lock_losses >= 1 and result.reacquisitions >= 1
+    locked = np.array([row["locked"] for row in rows])
+    assert locked[:4].all() and not locked.all() and locked[-1]
+    measured = np.array([row["offset_measured_ps"] for row in rows])
+    # After the re-acquisition the offset has moved by the step (in B's time, +-2 ns).
+    assert abs((measured[-1] - measured[0]) - (result.model.drift * 9e12 + 300_000)) < 2_000
