@@ -280,3 +280,22 @@ def test_importing_qhil_plots_does_not_import_matplotlib() -> None:
     code = "import sys, qhil.plots, qhil.cli; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_bands_cover_what_they_say() -> None:
+    """The pooled band holds >= 95 % of blocks drawn at the pooled rate (discreteness only
+    adds), and the Jeffreys 68 % interval covers the true rate ~68 % of the time; 20000
+    seeded draws, two-sided within 4 standard errors."""
+    from qhil.plots.core import binomial_band, expected_range
+
+    rng = np.random.default_rng(31)
+    n, p, draws = 20_000, 0.01, 20_000
+    k = rng.binomial(n, p, size=draws)
+    lo, hi = expected_range(p, np.full(draws, n))
+    inside = float(np.mean((k / n >= lo) & (k / n <= hi)))
+    se = np.sqrt(0.95 * 0.05 / draws)
+    assert 0.95 - 4 * se < inside < 0.97, inside
+    jlo, jhi = binomial_band(k, np.full(draws, n))
+    covered = float(np.mean((jlo <= p) & (p <= jhi)))
+    assert abs(covered - 0.6827) < 4 * np.sqrt(0.68 * 0.32 / draws) + 0.01, covered
+    assert np.isnan(expected_range(p, [0])[0]).all() and np.isnan(binomial_band([0], [0])[1]).all()

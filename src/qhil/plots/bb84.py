@@ -17,6 +17,7 @@ from qhil.plots.core import (
     Arrays,
     binomial_band,
     empty,
+    expected_range,
     note,
     parameter_number,
     plot,
@@ -109,7 +110,7 @@ def _qber(record: RunRecord, rows: Any, used: Any, ax: Any) -> None:
         label="block (68 %)",
     )
     pooled = k.sum() / n.sum()
-    band_lo, band_hi = binomial_band(pooled * n, n, 0.95)
+    band_lo, band_hi = expected_range(pooled, n)
     ax.fill_between(
         b,
         band_lo * 100,
@@ -191,7 +192,7 @@ def draw_gain(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     ok = pulses > 0
     gain = np.where(ok, clicks / np.where(ok, pulses, 1), np.nan)
     pooled = clicks.sum() / pulses.sum()
-    lo, hi = binomial_band(pooled * pulses, pulses, 0.95)
+    lo, hi = expected_range(pooled, pulses)
     top.fill_between(
         b, lo, hi, step="mid", alpha=0.2, color="C0", label=f"pooled {pooled:.4g} (95 % band)"
     )

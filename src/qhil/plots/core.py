@@ -284,6 +284,22 @@ def binomial_band(
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
+def expected_range(
+    p: float, n: npt.ArrayLike, confidence: float = 0.95
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The central ``confidence`` range of the fraction k/n when k ~ Binomial(n, p): where
+    a block of n trials falls if every block shares the rate p (NaN where n = 0)."""
+    from scipy.stats import binom
+
+    n_arr = np.asarray(n, dtype=float)
+    tail = (1.0 - confidence) / 2.0
+    safe = np.where(n_arr > 0, n_arr, 1.0)
+    lo = binom.ppf(tail, safe, p) / safe
+    hi = binom.ppf(1.0 - tail, safe, p) / safe
+    bad = n_arr <= 0
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
 def result_number(record: RunRecord, name: str) -> float | None:
     value = record.results.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
