@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Generator, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,6 +177,24 @@ class ParityReply:
         return cls(count, data[4:])
 
 
+class _PackedCount:
+    """Running count of the ones of a packed bit string (numpy's big-endian bit order)."""
+
+    def __init__(self, packed: BitArray) -> None:
+        self._packed = packed
+        self._before = np.zeros(packed.size + 1, dtype=np.int64)  # ones before each byte
+        np.cumsum(np.bitwise_count(packed), out=self._before[1:])
+        self.total = int(self._before[-1])
+
+    def ones_before(self, x: IntArray) -> IntArray:
+        """Number of ones among the first x bits."""
+        byte, rem = x >> 3, x & 7
+        partial = np.zeros(x.shape, dtype=np.int64)
+        has = rem > 0  # bits of byte `byte` that come before x: its top `rem` bits
+        partial[has] = np.bitwise_count(self._packed[byte[has]] >> (8 - rem[has]))
+        return self._before[byte] + partial
+
+
 class _Layout:
     """Frames, shuffles and blocks of every pass; identical on both sides.
 
@@ -203,10 +222,14 @@ class _Layout:
         self.block_frame: list[IntArray] = []
         self.inferred: list[NDArray[np.bool_]] = []
         self._orders: list[NDArray[np.int32] | None] = []  # pass -> position -> key index
-        self._inverse: list[NDArray[np.int32] | None] = []
+        # Shuffled passes: one permutation shared by all full frames and one for a
+        # shorter last frame (each frame's is uniform and independent of its errors,
+        # which is all Cascade needs), and their inverses once needed.
+        self._perms: list[tuple[NDArray[np.int32], NDArray[np.int32]] | None] = []
+        self._inverse: list[tuple[IntArray, IntArray] | None] = []
         # Halving passes: the split mask (True: first half), its running count and,
         # per frame, the block index of its A half and of its B half (-1: empty half).
-        self._split: list[tuple[NDArray[np.bool_], NDArray[np.int32], IntArray] | None] = []
+        self._split: list[tuple[NDArray[np.bool_], _PackedCount, IntArray] | None] = []
 
     @property
     def n_passes(self) -> int:
@@ -233,27 +256,49 @@ class _Layout:
         """Key index of every position of pass p."""
         order = self._orders[p]
         if order is None:
-            split = self._split[p]
-            assert split is not None
-            in_a = split[0]
-            order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)]).astype(np.int32)
+            split, perms = self._split[p], self._perms[p]
+            if perms is not None:
+                perm, tail = perms
+                n_full = self.n_frames - (tail.size > 0)
+                full = (self.frame_starts[:n_full, None].astype(np.int32) + perm).ravel()
+                order = np.concatenate([full, tail + np.int32(n_full * self.setup.frame_bits)])
+            else:
+                assert split is not None
+                in_a = split[0]
+                order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)])
+            order = order.astype(np.int32, copy=False)
             self._orders[p] = order
         return order
 
     def positions(self, p: int, key_index: IntArray) -> IntArray:
         """Positions in pass p of the given key bits."""
-        split = self._split[p]
-        if split is None:
-            inv = self._inverse[p]
-            if inv is None:
-                order = self.order(p)
-                inv = np.empty_like(order)
-                inv[order] = np.arange(order.size, dtype=np.int32)
-                self._inverse[p] = inv
-            return inv[key_index].astype(np.int64)
+        split, perms = self._split[p], self._perms[p]
+        if perms is not None:
+            inverse = self._inverse[p]
+            if inverse is None:
+                inverse = (
+                    np.argsort(perms[0]).astype(np.int64),
+                    np.argsort(perms[1]).astype(np.int64),
+                )
+                self._inverse[p] = inverse
+            inv, inv_tail = inverse
+            fb = self.setup.frame_bits
+            frame = key_index // fb
+            local = key_index - frame * fb
+            if inv_tail.size:  # the last frame is shorter and has its own permutation
+                in_tail = frame == self.n_frames - 1
+                local = np.where(
+                    in_tail,
+                    inv_tail[np.minimum(local, inv_tail.size - 1)],
+                    inv[np.minimum(local, max(inv.size - 1, 0))] if inv.size else 0,
+                )
+            else:
+                local = inv[local]
+            return frame * fb + local
+        assert split is not None
         in_a, count, _ = split
-        ca = count[key_index].astype(np.int64)  # A bits up to and including this one
-        n_a = int(count[-1])
+        ca = count.ones_before(key_index + 1)  # A bits up to and including this one
+        n_a = count.total
         return np.where(in_a[key_index], ca - 1, n_a + key_index - ca)
 
     def blocks_of_keys(self, p: int, key_index: IntArray) -> IntArray:
@@ -285,16 +330,11 @@ class _Layout:
         fb = self.setup.frame_bits
         full = int(self.frame_lens[-1]) == fb
         n_full = self.n_frames if full else self.n_frames - 1
-        parts = []
+        perm = tail = np.zeros(0, dtype=np.int32)
         if n_full:
-            base = np.broadcast_to(np.arange(fb, dtype=np.int32), (n_full, fb))
-            perm = self._rng.permuted(base, axis=1)
-            perm += self.frame_starts[:n_full, None].astype(np.int32)
-            parts.append(perm.ravel())
+            perm = self._rng.permutation(fb).astype(np.int32)
         if not full:
-            tail = int(self.frame_lens[-1])
-            parts.append(self._rng.permutation(tail).astype(np.int32) + self.frame_starts[-1])
-        order = np.concatenate(parts).astype(np.int32, copy=False)
+            tail = self._rng.permutation(int(self.frame_lens[-1])).astype(np.int32)
         counts = -(-self.frame_lens // k)  # blocks per frame
         frame_of_block = np.repeat(np.arange(self.n_frames, dtype=np.int64), counts)
         first_block = np.cumsum(counts) - counts
@@ -304,7 +344,8 @@ class _Layout:
         inferred = np.zeros(starts.size, dtype=bool)
         inferred[np.cumsum(counts) - 1] = True
         self._add(starts, np.minimum(starts + k, frame_end), frame_of_block, inferred)
-        self._orders.append(order)
+        self._orders.append(None)
+        self._perms.append((perm, tail))
         self._inverse.append(None)
         self._split.append(None)
 
@@ -314,9 +355,9 @@ class _Layout:
         n_total = self.setup.key_bits
         raw = np.frombuffer(self._rng.bytes((n_total + 7) // 8), dtype=np.uint8)
         in_a = np.unpackbits(raw, count=n_total).view(bool)
-        count = np.cumsum(in_a, dtype=np.int32)
+        count = _PackedCount(raw)
         frame_ends = self.frame_starts + self.frame_lens
-        a_end = count[frame_ends - 1].astype(np.int64)
+        a_end = count.ones_before(frame_ends)
         a_start = np.r_[0, a_end[:-1]]
         n_a = int(a_end[-1]) if a_end.size else 0
         b_start = n_a + self.frame_starts - a_start
@@ -333,6 +374,7 @@ class _Layout:
         half_block[keep] = np.arange(int(keep.sum()))
         self._add(starts[keep], ends[keep], frames[keep], inferred[keep])
         self._orders.append(None)
+        self._perms.append(None)
         self._inverse.append(None)
         self._split.append((in_a, count, half_block.reshape(2, self.n_frames)))
 
@@ -456,7 +498,7 @@ class CascadeBob:
         # Every parity of Alice known so far, keyed (pass, start, end) -> one int64, sorted.
         self._known_keys = np.zeros(0, dtype=np.int64)
         self._known_vals = np.zeros(0, dtype=np.uint8)
-        self._pending: list[tuple[IntArray, BitArray]] = []
+        self._pending: list[tuple[NDArray[Any], ...]] = []  # (pass, start, mid, end, left, par)
         self._frame_parity: BitArray | None = None
         self._bisected = [False] * len(sizes)  # until then no sub-block parity is known
         self._gen = self._protocol()
@@ -524,9 +566,12 @@ class CascadeBob:
         # harmless: Alice's parity of a range never changes).
         if not self._pending:
             return
-        keys = np.concatenate([k for k, _ in self._pending])
-        vals = np.concatenate([v for _, v in self._pending])
+        pas, s, m, e, left, par = (np.concatenate(a) for a in zip(*self._pending, strict=True))
         self._pending.clear()
+        keys = self._range_keys(
+            np.concatenate([pas, pas]), np.concatenate([s, m]), np.concatenate([m, e])
+        )
+        vals = np.concatenate([left, par ^ left]).astype(np.uint8)
         order = np.argsort(keys, kind="stable")
         at = np.searchsorted(self._known_keys, keys[order])
         self._known_keys = np.insert(self._known_keys, at, keys[order])
@@ -574,26 +619,26 @@ class CascadeBob:
         keyidx = np.concatenate(
             [lay.order(r)[idx[cut[g] : cut[g + 1]]] for g, (r, _) in enumerate(groups)]
         )
-        pre = np.zeros(idx.size + 1, dtype=np.uint8)
-        np.cumsum(self.key[keyidx], dtype=np.uint8, out=pre[1:])
+        pre = _prefix_xor(self.key[keyidx])
+        ps = pre[s + base]  # Bob's prefix parity at each range start
         found_pos: list[IntArray] = []
         found_pass: list[IntArray] = []
         lookup = any(self._bisected[r] for r, _ in groups)
         for r, _ in groups:
             self._bisected[r] = True
-        while s.size:
+        cat = np.concatenate
+        while True:
             single = (e - s) == 1
             if single.any():
                 found_pos.append(s[single])
                 found_pass.append(pas[single])
                 keep = ~single
-                s, e, par, base, pas = s[keep], e[keep], par[keep], base[keep], pas[keep]
+                s, e, par, base, pas, ps = (a[keep] for a in (s, e, par, base, pas, ps))
                 if not s.size:
                     break
-            m = (s + e) // 2
-            cat = np.concatenate
-            keys = self._range_keys(cat([pas, pas]), cat([s, m]), cat([m, e]))  # left, right
+            m = (s + e) >> 1
             if lookup:
+                keys = self._range_keys(cat([pas, pas]), cat([s, m]), cat([m, e]))  # left, right
                 val, hit = self._lookup(keys)
                 lhit, rhit = hit[: s.size], hit[s.size :]
                 left = np.where(lhit, val[: s.size], par ^ val[s.size :]).astype(np.uint8)
@@ -603,12 +648,13 @@ class CascadeBob:
                     left[need] = yield from self._ask(pas[need], s[need], m[need])
             else:
                 left = yield from self._ask(pas, s, m)
-            self._pending.append((keys, cat([left, par ^ left])))
-            bob_left = (pre[m + base] ^ pre[s + base]) & 1
-            go_left = left != bob_left
-            par = np.where(go_left, left, par ^ left).astype(np.uint8)
+            self._pending.append((pas, s, m, e, left, par))
+            pm = pre[m + base]
+            go_left = left != (pm ^ ps)
+            par = np.where(go_left, left, par ^ left)
             e = np.where(go_left, m, e)
             s = np.where(go_left, s, m)
+            ps = np.where(go_left, ps, pm)
         self._flush_known()
         positions = np.concatenate(found_pos)
         passes = np.concatenate(found_pass)
