@@ -158,3 +158,33 @@ def test_calibrate_draws_its_plots_unless_no_plots(tmp_path: Path) -> None:
     record = RunStore(data).get(doc["run_id"])
     assert record.data_path is not None
     assert not (record.data_path.parent / f"{record.run_id}.plots").exists()
+
+
+def test_a_failing_plot_leaves_the_command_successful(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `qhil calibrate delays` itself (its job replaced by one that records a run):
+    plotting raises, the command still exits 0 with its summary, and warns in one line."""
+    import qhil.calibration.jobs as jobs
+    import qhil.plots
+    from qhil.calibration.jobs import CalibrationSummary
+
+    data = tmp_path / "data"
+    rid = record_clock_sync(data)
+
+    async def fake_job(*args: Any, **kwargs: Any) -> CalibrationSummary:
+        return CalibrationSummary(rid, "calibration.delays", "success")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("no room for the figure")
+
+    monkeypatch.setattr(jobs, "run_delay_calibration", fake_job)
+    monkeypatch.setattr(qhil.plots, "write_plots", broken)
+    r = invoke(["calibrate", "delays", "--json", "--data-dir", str(data)], tmp_path)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["run_id"] == rid and doc["status"] == "success" and "plots" not in doc
+    assert r.stderr.strip().splitlines() == [
+        f"qhil: warning: run {rid}: plots not written (MemoryError: no room for the figure); "
+        f"'qhil runs plot {rid}' retries"
+    ]
