@@ -8,6 +8,7 @@ words, time in 2 ns ticks in bits 31..5, dummy flag bit 4, channel pattern bits 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from qhil.drivers.roles import TagBlock, TimeTagger
 from qhil.drivers.sfifteen.tdc1 import (
     TDC1,
     TimestampDecoder,
+    TimestampStreamBusy,
     TimestampStreamStalled,
     encode_words,
     serial_port_of,
@@ -659,3 +661,45 @@ async def test_two_streams_show_the_stream_offset_the_truth_gives(
     assert abs(s0) < 2.0 and s1 == pytest.approx(50e-6 * 1e12, rel=1e-6)
     c0 = float(clock_offset_ps(world, emu_a, emu_b, [0.0])[0])
     assert c0 == pytest.approx(1.25e9 + 50e-6 * oa.true_ps, abs=2.0)
+
+
+async def test_stream_stepped_from_other_tasks_and_cancelled_still_stops_cleanly(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """A consumer that steps the stream through ``wait_for`` (each step in a child task)
+    and closes it from its own task, then one whose task is cancelled mid-stream: each
+    time ``abort`` goes out, the unit answers again, and while a stream runs the driver
+    refuses another acquisition with a clear error. (Holding the session lock across the
+    blocks failed here: its context token was reset in another task's context.)"""
+    world = dark_world(tmp_path, "fast", 5000.0)
+    emu = TDC1Emulator(name="tdc1", world=world, component="lab.tagger")
+    drv = TDC1.open(emulator_host.add(emu).address)
+    try:
+        stream = drv.stream(None, 0.05)
+        first = await asyncio.wait_for(anext(stream), 30)
+        second = await asyncio.wait_for(anext(stream), 30)
+        assert second.meta["t_start_ps"] == first.meta["t_stop_ps"]
+        with pytest.raises(TimestampStreamBusy, match="timestamp stream is running"):
+            await drv.singles(0.01)
+        await stream.aclose()
+        assert len(await drv.singles(0.01)) == 4
+
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in drv.stream(None, 0.05):
+                started.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(await drv.singles(0.01)) == 4
+        assert not emulator_host.call(_streaming(emu))
+    finally:
+        await drv.close()
+
+
+async def _streaming(emu: TDC1Emulator) -> bool:
+    return emu.streaming

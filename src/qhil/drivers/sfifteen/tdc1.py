@@ -21,6 +21,7 @@ stream (one reset) running and cuts it into blocks.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import sys
@@ -85,6 +86,17 @@ class TimestampStreamStalled(TransportError):
             f"timestamp stream stalled: no data for {timeout_s:g} s after sending {command!r}, "
             f"waiting for words up to stream time {awaited_s:.6f} s (last word at "
             f"{reached_s:.6f} s); check the USB link, then restart the stream",
+        )
+
+
+class TimestampStreamBusy(TransportError):
+    """An acquisition was asked for while this driver's timestamp stream is running."""
+
+    def __init__(self, resource: str, wanted: str) -> None:
+        super().__init__(
+            resource,
+            f"cannot start {wanted}: a timestamp stream is running on this unit; close it "
+            "first (end the async for, or aclose() the stream)",
         )
 
 
@@ -245,6 +257,7 @@ class TDC1(S15Instrument):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.input_delays_ps: dict[int, int] = {}
+        self._streaming = False
 
     @classmethod
     def open(cls, resource: str, **kw: Any) -> Self:
@@ -294,8 +307,13 @@ class TDC1(S15Instrument):
         else:
             await self.positive_threshold_v.set(volts)
 
+    def _not_streaming(self, wanted: str) -> None:
+        if self._streaming:
+            raise TimestampStreamBusy(self.resource, wanted)
+
     async def _count(self, mode: str, integration_s: float, expect: int) -> list[int]:
         cls = type(self)
+        self._not_streaming(f"a {mode} count")
         ms = self._gate(integration_s)
         query = self._chain(self._set(cls.mode, mode), self._get(cls.counts))
         async with self.session.locked():
@@ -347,6 +365,7 @@ class TDC1(S15Instrument):
         that), or, failing that, a grace period after the window on the wall clock.
         """
         cls = type(self)
+        self._not_streaming("an acquisition")
         ms = self._gate(duration_s, allow_long=True)
         limited = ms <= MAX_GATE_MS
         start = self._chain(
@@ -405,7 +424,8 @@ class TDC1(S15Instrument):
         words fall in [k chunk_s, (k+1) chunk_s) (the last one shorter if ``duration_s``
         is not a multiple; software input delays are added after the cut). ``duration_s`` None streams until the consumer
         stops; close the iterator (``contextlib.aclosing``, or let the ``async for`` end)
-        so ``abort`` is sent. The instrument is held (locked) for the whole stream.
+        so ``abort`` is sent. While the stream runs this driver refuses other acquisitions
+        (:class:`TimestampStreamBusy`); a cancelled consumer still gets the stream stopped.
 
         ``meta``: ``t_start_ps``/``t_stop_ps`` (the block's edges, stream time),
         ``chunk`` (index), ``resolution_ps``, and ``host_start_s``: this host's clock
@@ -431,43 +451,50 @@ class TDC1(S15Instrument):
         )
         decoder = TimestampDecoder()
 
-        async with self.session.locked():
-            host_start_s = time.time()
-            command: str | None = start
-            k = 0
+        self._not_streaming("a timestamp stream")
+        # The stream holds the unit between blocks by this flag, not by the session lock: a
+        # consumer may step the iterator from several tasks (wait_for, gather) and close it
+        # from another. Each block is one transaction, shielded so a cancelled consumer
+        # never leaves half a read behind (the abort below then goes out cleanly).
+        self._streaming = True
+        host_start_s = time.time()
+        command: str | None = start
+        k = 0
+        try:
+            while end_ticks is None or k * chunk_ticks < end_ticks:
+                lo = k * chunk_ticks
+                hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
+                read = self.session.transaction(command, _reader_to(decoder, hi, stall_timeout_s))
+                command = None  # sent (or about to be): from here on the stream must be stopped
+                if not await asyncio.shield(read):
+                    raise TimestampStreamStalled(
+                        self.resource,
+                        start,
+                        stall_timeout_s,
+                        hi * TICK_PS / 1e12,
+                        decoder.coverage_ticks * TICK_PS / 1e12,
+                    )
+                t_ps, channels = self._tags(*decoder.take(hi))
+                yield TagBlock(
+                    t_ps,
+                    channels,
+                    lost=0,  # the TDC1 does not report lost events
+                    meta={
+                        "t_start_ps": float(lo * TICK_PS),
+                        "t_stop_ps": float(hi * TICK_PS),
+                        "chunk": float(k),
+                        "resolution_ps": float(TICK_PS),
+                        "host_start_s": host_start_s,
+                    },
+                )
+                k += 1
+        finally:
             try:
-                while end_ticks is None or k * chunk_ticks < end_ticks:
-                    lo = k * chunk_ticks
-                    hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
-                    ok = await self.session.transaction(
-                        command, _reader_to(decoder, hi, stall_timeout_s)
-                    )
-                    if not ok:
-                        raise TimestampStreamStalled(
-                            self.resource,
-                            start,
-                            stall_timeout_s,
-                            hi * TICK_PS / 1e12,
-                            decoder.coverage_ticks * TICK_PS / 1e12,
-                        )
-                    command = None
-                    t_ps, channels = self._tags(*decoder.take(hi))
-                    yield TagBlock(
-                        t_ps,
-                        channels,
-                        lost=0,  # the TDC1 does not report lost events
-                        meta={
-                            "t_start_ps": float(lo * TICK_PS),
-                            "t_stop_ps": float(hi * TICK_PS),
-                            "chunk": float(k),
-                            "resolution_ps": float(TICK_PS),
-                            "host_start_s": host_start_s,
-                        },
-                    )
-                    k += 1
-            finally:
                 if command is None:  # the stream was started: stop it, drop what is in flight
-                    await self.session.transaction(cls.abort.template.render(), _drain)
+                    abort = cls.abort.template.render()
+                    await asyncio.shield(self.session.transaction(abort, _drain))
+            finally:
+                self._streaming = False
 
 
 def _reader_to(decoder: TimestampDecoder, edge: int, stall_s: float) -> Any:
