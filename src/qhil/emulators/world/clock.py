@@ -196,8 +196,8 @@ class NodeClock:
 
     @property
     def rate(self) -> float:
-        """Nominal node seconds per true second, ``1 + drift``: the wander left out. Over a
-        stretch of time use `mean_rate`, at an instant `rate_at`."""
+        """Nominal node seconds per true second, ``1 + drift``: the wander left out (at an
+        instant: `rate_at`; over a stretch: `node_delta_ps`)."""
         return self._rate
 
     # -- the wander ----------------------------------------------------------------------
@@ -221,14 +221,6 @@ class NodeClock:
             return self._rate
         return float(self._scale + Fraction(float(self.wander(float(t_ps)))))
 
-    def mean_rate(self, start_ps: Fraction | int, stop_ps: Fraction | int) -> float:
-        """Node seconds per true second between two true times (without wander: `rate`)."""
-        if not self.wanders or stop_ps == start_ps:
-            return self._rate
-        return float(
-            (self.node_of_true(stop_ps) - self.node_of_true(start_ps)) / (stop_ps - start_ps)
-        )
-
     # -- conversions ---------------------------------------------------------------------
 
     def node_of_true(self, t_ps: Fraction | int) -> Fraction:
@@ -240,7 +232,7 @@ class NodeClock:
         t = (tau_ps - self._offset_ps) / self._scale
         if not self.wanders:
             return t
-        # Fixed point of t = (tau - offset - Phi(t)) / scale: the error shrinks by |W| (< 1e-3)
+        # Fixed point of t = (tau - offset - Phi(t)) / scale: the error shrinks by |W| (<< 1)
         # per pass, so a few passes reach the float resolution of Phi.
         first = t
         for _ in range(8):
@@ -291,7 +283,7 @@ class NodeClock:
         base = float(base_ps)
         ref = self._walk.integral_ps(base + anchor_ps)
         gain = self._sigma / self._rate
-        # t = rel - (Phi(t) - Phi(anchor)) / rate: each pass gains a factor |W| (< 1e-3).
+        # t = rel - (Phi(t) - Phi(anchor)) / rate: each pass gains a factor |W| (<< 1).
         corr = np.zeros(np.shape(rel_ps))
         for _ in range(3):
             corr = (ref - self._walk.integral_ps(np.add(rel_ps, base) + corr)) * gain
