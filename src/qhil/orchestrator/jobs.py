@@ -449,6 +449,72 @@ async def _connect_when_listening(
         ) from None
 
 
+async def open_party_channel(
+    party: str,
+    auth: Any,
+    *,
+    listen: str | None,
+    connect: str | None,
+    session_id: str,
+    timeout_s: float,
+    peer_timeout_s: float,
+    on_waiting: Callable[[str], Any] | None = None,
+) -> tuple[Any, TcpListener | None]:
+    """The authenticated channel to the other party: alice listens (``listen``), bob
+    connects (``connect``); each waits up to ``peer_timeout_s`` for the other and tells
+    ``on_waiting`` at once what it awaits where. Returns (channel, alice's listener or
+    None); the caller closes both. A failed authentication raises ``AuthenticationError``.
+    """
+    peer = "bob" if party == "alice" else "alice"
+    if party == "alice":
+        host, port = _host_port(listen or "127.0.0.1:0")
+        listener = await TcpListener.start(host, port, local=party)
+        where = "{}:{}".format(*listener.address)
+        _tell(
+            on_waiting,
+            f"alice: listening on {where}, waiting up to {peer_timeout_s:g} s for bob to connect",
+        )
+        try:
+            # A stray connection's failed handshake is logged and closed; she listens on
+            # until bob's hello authenticates or the peer timeout.
+            channel = await accept_channel(
+                listener,
+                local=party,
+                peer=peer,
+                authenticator=auth,
+                session_id=session_id,
+                timeout_s=timeout_s,
+                accept_timeout_s=peer_timeout_s,
+            )
+        except ChannelTimeoutError as exc:
+            await listener.close()
+            raise ChannelTimeoutError(
+                f"alice: bob did not connect to {where} (or did not finish the "
+                f"handshake) within {peer_timeout_s:g} s (--peer-timeout)" + _failed_handshakes(exc)
+            ) from None
+        except BaseException:
+            await listener.close()
+            raise
+        return channel, listener
+    host, port = _host_port(connect or "")
+    _tell(
+        on_waiting,
+        f"bob: connecting to alice at {host}:{port}, waiting up "
+        f"to {peer_timeout_s:g} s for her to listen",
+    )
+    channel = await _connect_when_listening(
+        host,
+        port,
+        local=party,
+        peer=peer,
+        authenticator=auth,
+        session_id=session_id,
+        timeout_s=timeout_s,
+        peer_timeout_s=peer_timeout_s,
+    )
+    return channel, None
+
+
 async def run_bb84_party_job(
     party: str,
     profile: str | None,
@@ -508,54 +574,16 @@ async def run_bb84_party_job(
                     return JobSummary(run.run_id, "aborted", reason, {})
             peer = "bob" if party == "alice" else "alice"
             try:
-                if party == "alice":
-                    host, port = _host_port(listen or "127.0.0.1:0")
-                    listener = await TcpListener.start(host, port, local=party)
-                    where = "{}:{}".format(*listener.address)
-                    _tell(
-                        on_waiting,
-                        f"alice: listening on {where}, waiting up to "
-                        f"{peer_timeout_s:g} s for bob to connect",
-                    )
-                    try:
-                        # A stray connection's failed handshake is logged and closed; she
-                        # listens on until bob's hello authenticates or the peer timeout.
-                        channel = await accept_channel(
-                            listener,
-                            local=party,
-                            peer=peer,
-                            authenticator=auth,
-                            session_id=session_id,
-                            timeout_s=settings.message_timeout_s,
-                            accept_timeout_s=peer_timeout_s,
-                        )
-                    except ChannelTimeoutError as exc:
-                        await listener.close()
-                        raise ChannelTimeoutError(
-                            f"alice: bob did not connect to {where} (or did not finish the "
-                            f"handshake) within {peer_timeout_s:g} s (--peer-timeout)"
-                            + _failed_handshakes(exc)
-                        ) from None
-                    except BaseException:
-                        await listener.close()
-                        raise
-                else:
-                    host, port = _host_port(connect or "")
-                    _tell(
-                        on_waiting,
-                        f"bob: connecting to alice at {host}:{port}, waiting up "
-                        f"to {peer_timeout_s:g} s for her to listen",
-                    )
-                    channel = await _connect_when_listening(
-                        host,
-                        port,
-                        local=party,
-                        peer=peer,
-                        authenticator=auth,
-                        session_id=session_id,
-                        timeout_s=settings.message_timeout_s,
-                        peer_timeout_s=peer_timeout_s,
-                    )
+                channel, listener = await open_party_channel(
+                    party,
+                    auth,
+                    listen=listen,
+                    connect=connect,
+                    session_id=session_id,
+                    timeout_s=settings.message_timeout_s,
+                    peer_timeout_s=peer_timeout_s,
+                    on_waiting=on_waiting,
+                )
             except AuthenticationError as exc:
                 # A wrong pre-shared key (or a forged hello): the protocol aborts, as mid-run.
                 reason = f"authentication_failed: {exc}"
@@ -586,7 +614,7 @@ async def run_bb84_party_job(
                 return JobSummary(run.run_id, "aborted", reason, results)
             finally:
                 await channel.close()
-                if party == "alice":
+                if listener is not None:
                     await listener.close()
         results = _party_results(party, mine, settings)
         run.log_results(_scalars(results))
