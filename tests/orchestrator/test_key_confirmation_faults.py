@@ -232,7 +232,7 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
     proxy = Proxy(port, fault)
     via = await proxy.start()
     base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(bench.profile), "--json"]
-    base += ["--duration", DURATION_S, "--auth-key-file", str(bench.auth_key)]
+    base += ["--duration", DURATION_S, "--auth-key-file", str(bench.auth_key), "--no-plots"]
     for s in SETTINGS:
         base += ["--set", s]
     started = time.monotonic()
