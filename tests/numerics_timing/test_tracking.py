@@ -305,19 +305,28 @@ def test_tracked_offset_error_matches_its_stated_uncertainty_over_seeds() -> Non
 
 
 def _frequency_run(seed: int, n_intervals: int) -> tuple[list[TrackPoint], float, float]:
-    """No wander: the filter is the recursive least-squares line (diffuse start drawn from
+    """No wander: the filter is the recursive least-squares line (a wide start drawn from
     its own prior). Returns the points, the true drift and the per-interval stderr."""
     rng = np.random.default_rng(seed)
     duration = n_intervals * 0.1 + 0.2
     clock = wandering_clock(seed, duration, drift=-31.6e-6)
     s = pair_streams(clock, 1000 + seed, duration, pair_rate=5_000.0, singles_rate=5_000.0)
-    sd_off, sd_drift = 300.0, 1e-8
-    truth = ClockModel(float(s.truth(0)), clock.drift * (1 + 0.0), 0)
+    # A start as after an acquisition, its errors drawn from what it states (100 ps,
+    # 100 ps/s: far wider than the intervals' ~2.5 ps, so the least-squares line rules).
+    sd_off, sd_drift = 100.0, 1e-10
+    truth = ClockModel(float(s.truth(0)), clock.drift, 0)
     start = ClockModel(
         truth.offset_ps + rng.normal(0, sd_off), truth.drift + rng.normal(0, sd_drift), 0
     )
     cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=0.0)
-    tr = ClockTracker(start, cfg, offset_stderr_ps=sd_off, drift_stderr=sd_drift, start_ps=0)
+    tr = ClockTracker(
+        start,
+        cfg,
+        offset_stderr_ps=sd_off,
+        drift_stderr=sd_drift,
+        start_ps=0,
+        sigma_rel_ps=s.sigma_rel_ps,
+    )
     points = feed_in_chunks(tr, s, 1.0)[:n_intervals]
     sigma_m = float(np.median([p.measured_stderr_ps for p in points]))
     # Bob's rate relative to Alice's, seen through the fibre: d(truth)/dt.
@@ -372,6 +381,27 @@ def test_lock_holds_for_60_s_of_wandering_clocks() -> None:
     # Successive tracked errors are correlated (the filter's memory): a loose band only.
     assert float(np.max(np.abs(z))) < 5.0
     assert 0.7 < float(np.sqrt(np.mean(z**2))) < 1.3
+
+
+def test_few_pairs_per_interval_do_not_fool_the_loop() -> None:
+    """200 pairs/s in 0.1 s intervals (N ~ 20, Lee et al.'s rate): an interval's own MAD
+    of a handful of pairs can come out far too small; with the width pooled over
+    intervals the tracked errors stay as stated (before: one interval of 6 pairs with a
+    2.3 ps "stderr" pulled the loop 49 ps off, z = 21)."""
+    w = math.hypot(0.5, 1.0)
+    clock = wandering_clock(2, 64.0, drift=-31.6e-6, wander_ppb_per_sqrt_s=w)
+    s = pair_streams(clock, 1002, 64.0, pair_rate=200.0)
+    start = ClockModel(float(s.truth(0)) + 3.0, float(s.truth(PS) - s.truth(0)) / PS, 0)
+    cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=w)
+    tr = ClockTracker(start, cfg, offset_stderr_ps=5.0, drift_stderr=1e-10, start_ps=0)
+    points = feed_in_chunks(tr, s, 0.5)[:-1]
+    assert tr.events == []
+    arr = track_arrays(points)
+    assert float(np.median(arr["counts"])) == pytest.approx(20, abs=2)
+    z = (arr["offset_ps"] - s.truth(arr["t_ps"])) / arr["offset_stderr_ps"]
+    assert float(np.max(np.abs(z))) < 5.0
+    assert 0.8 < float(np.sqrt(np.mean(z**2))) < 1.2
+    assert tr.sigma_rel_ps == pytest.approx(s.sigma_rel_ps, rel=0.1)
 
 
 def test_a_short_dropout_does_not_lose_the_lock() -> None:

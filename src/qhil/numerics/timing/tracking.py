@@ -3,9 +3,12 @@
 **Streaming tracker** (:class:`ClockTracker`, what qcrypto's costream and
 S-Fifteen's freqcd do): both timestamp streams are fed chunk after chunk; in each
 interval of A's clock the pairs within ``+-half_window_ps`` of the current model's
-prediction give a measured offset (clipped mean, :func:`refine_offset`, error
-``~1.03 sigma_rel / sqrt(N)``) and a peak significance. A Kalman filter on
-(offset, frequency) carries the model between intervals.
+prediction give a measured offset (mean clipped at ``clip_sigma`` widths, error
+``1.027 sigma_rel / sqrt(N)``) and a peak significance. The width is the wider of
+this interval's robust (MAD) one and the one pooled over recent intervals: a few
+pairs cannot measure their own width (with 6 pairs a MAD can come out 10x too small
+and the filter would trust them). A Kalman filter on (offset, frequency) carries the
+model between intervals.
 
 Loop filter: state ``x`` (offset B minus A, ps) and ``y = dx/dt_a`` (the
 ClockModel's drift), transition ``x += y dt``; process noise is a random walk of
@@ -60,10 +63,9 @@ from qhil.numerics.timing.errors import (
 )
 from qhil.numerics.timing.offset_search import (
     ClockSyncResult,
-    OffsetFit,
+    _pair_residuals,
     _skipped_mean_inflation,
     find_clock_offset,
-    refine_offset,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -72,6 +74,12 @@ PS_PER_S = 10**12
 _Y_SCALE = 1e12
 # Error of the 3-sigma clipped mean relative to sigma/sqrt(N) (refine_offset's default).
 _CLIP_INFLATION = _skipped_mean_inflation(3.0)
+_MAD_TO_SIGMA = 1.4826
+# Pooled width: each interval's weight decays by this per interval (memory ~10 intervals:
+# enough pairs for a steady width, short enough to forget a start smeared by a model
+# whose frequency was still off); a starting width (acquisition) counts as this many pairs.
+_SIGMA_MEMORY = 0.9
+_SIGMA_PRIOR_PAIRS = 200.0
 
 
 # --- errors that say what to do ------------------------------------------------------
@@ -207,6 +215,8 @@ class TrackPoint:
     """One tracking interval ``[t_ps - interval/2, t_ps + interval/2)`` of A's clock.
 
     ``measured_*`` come from this interval's pairs alone (NaN: fewer than 3 pairs);
+    ``measured_stderr_ps`` is the clipped mean's error with the width pooled over recent
+    intervals, plus the wander inside the interval (:func:`interval_wander_error_ps`);
     ``counts`` are the pairs inside the clip window, ``background`` the accidentals
     expected there from the two streams' rates, ``significance`` =
     ``(counts - background) / sqrt(max(background, 1))``. ``model`` and its
@@ -302,8 +312,11 @@ class ClockTracker:
     """Keeps B's clock model locked to A's from streamed coincidences (see module doc).
 
     ``model`` is the starting point (e.g. from :func:`find_clock_offset`) with its
-    1-sigma errors at ``model.t_ref_ps``; intervals of ``config.interval_ps``
-    start at ``start_ps`` (default: the first A event fed).
+    1-sigma errors at ``model.t_ref_ps``, widened by the wander over ``data_span_ps``
+    (the span of data it came from); intervals of ``config.interval_ps`` start at
+    ``start_ps`` (default: the first A event fed). ``sigma_rel_ps`` (the pairs'
+    relative jitter, e.g. the acquisition's ``fit.sigma_rel_ps``) seeds the pooled
+    width; without it the first intervals measure their own.
     """
 
     def __init__(
@@ -315,6 +328,7 @@ class ClockTracker:
         drift_stderr: float,
         start_ps: int | None = None,
         data_span_ps: int = 0,
+        sigma_rel_ps: float | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
         for value, name in ((offset_stderr_ps, "offset_stderr_ps"), (drift_stderr, "drift_stderr")):
@@ -339,6 +353,11 @@ class ClockTracker:
         self._loss_start: int | None = None
         self._last_attempt = -(1 << 62)
         self._last_r: float = math.nan
+        # Pooled relative jitter: sum of n sigma^2 and of n, decaying per interval.
+        self._sig_ss, self._sig_n = 0.0, 0.0
+        if sigma_rel_ps is not None:
+            sig = positive_float(sigma_rel_ps, "sigma_rel_ps")
+            self._sig_ss, self._sig_n = _SIGMA_PRIOR_PAIRS * sig * sig, _SIGMA_PRIOR_PAIRS
         self.last_error: str = ""
         self.points: list[TrackPoint] = []
         self.events: list[LockEvent] = []
@@ -353,7 +372,8 @@ class ClockTracker:
         data_span_ps: int = 0,
     ) -> ClockTracker:
         """Start from :func:`find_clock_offset`'s result and its stated errors, widened by
-        the wander over ``data_span_ps`` (the span of data the acquisition used)."""
+        the wander over ``data_span_ps`` (the span of data the acquisition used), and
+        from its relative jitter."""
         return cls(
             result.model,
             config,
@@ -361,6 +381,7 @@ class ClockTracker:
             drift_stderr=result.fit.drift_stderr,
             start_ps=start_ps,
             data_span_ps=data_span_ps,
+            sigma_rel_ps=result.fit.sigma_rel_ps,
         )
 
     # -- state ------------------------------------------------------------------------
@@ -369,6 +390,11 @@ class ClockTracker:
     def model(self) -> ClockModel:
         """The loop's current model, quoted at the last interval's centre."""
         return ClockModel(self._x, self._y / _Y_SCALE, self._t)
+
+    @property
+    def sigma_rel_ps(self) -> float:
+        """The pooled relative jitter of the pairs (NaN before any interval)."""
+        return math.sqrt(self._sig_ss / self._sig_n) if self._sig_n > 0 else math.nan
 
     @property
     def offset_stderr_ps(self) -> float:
@@ -485,40 +511,68 @@ class ClockTracker:
         self._x += self._y * (t - self._t) / PS_PER_S
         self._t = t
 
-    def _measure(
-        self, s: int, e: int, model: ClockModel, hw: float
-    ) -> tuple[OffsetFit | None, float, float]:
-        """(fit of this interval's pairs within ``+-hw`` of ``model`` or None, expected
-        accidentals, significance)."""
+    def _measure(self, s: int, e: int, model: ClockModel, hw: float) -> _Measurement | None:
+        """This interval's pairs within ``+-hw`` of ``model`` (quoted at its centre):
+        clipped mean at ``clip_sigma`` pooled widths, or None with fewer than 3 pairs."""
         a = self._a.between(s, e)
         b = self._b.between(float(model.b_from_a(s - hw - 2)), float(model.b_from_a(e + hw + 2)))
         if a.size == 0 or b.size == 0:
-            return None, 0.0, 0.0
-        try:
-            fit = refine_offset(
-                a, b, model, hw, clip_sigma=self.config.clip_sigma, check_sorted=False
-            )
-        except PeakNotFoundError:
-            return None, 0.0, 0.0
+            return None
+        _, resid = _pair_residuals(a, b, model, hw)
+        if resid.size < 3:
+            return None
+        center = float(np.median(resid))
+        # The wider of the pooled width and this interval's own robust one: a handful of
+        # pairs can look far too narrow, and a model whose frequency is still off smears
+        # the pairs wider than the pool knows (clipping them would bias the mean).
+        own = _MAD_TO_SIGMA * float(np.median(np.abs(resid - center)))
+        pooled = self.sigma_rel_ps
+        sigma = max(own, pooled if pooled > 0 else 0.0, 0.5)
+        clip = self.config.clip_sigma * sigma
+        keep = np.abs(resid - center) <= clip
+        for _ in range(20):
+            if not keep.any():
+                return None
+            center = float(resid[keep].mean())
+            new_keep = np.abs(resid - center) <= clip
+            if np.array_equal(new_keep, keep):
+                break
+            keep = new_keep
+        n = int(keep.sum())
+        # This interval's width, for the pool: MAD about the centre within two clip widths
+        # (wide enough not to truncate it, narrow enough to leave the background out).
+        near = resid[np.abs(resid - center) <= 2.0 * clip]
+        own = _MAD_TO_SIGMA * float(np.median(np.abs(near - np.median(near))))
+        k = 1.0 + model.drift
         # Accidentals in the clip window from the two rates (B over its mapped span).
-        width = min(2.0 * self.config.clip_sigma * fit.sigma_rel_ps, 2.0 * hw)
-        background = a.size * b.size * width / (e - s + 2.0 * hw)
-        significance = (fit.n_coincidences - background) / math.sqrt(max(background, 1.0))
-        return fit, background, significance
+        background = a.size * b.size * min(2.0 * clip, 2.0 * hw) / (e - s + 2.0 * hw)
+        return _Measurement(
+            offset_ps=model.offset_ps + k * center,
+            stderr_ps=_CLIP_INFLATION * sigma * k / math.sqrt(n),
+            counts=n,
+            own_sigma_ps=own,
+            background=background,
+            significance=(n - background) / math.sqrt(max(background, 1.0)),
+        )
+
+    def _pool_sigma(self, m: _Measurement) -> None:
+        self._sig_ss = _SIGMA_MEMORY * self._sig_ss + m.counts * m.own_sigma_ps**2
+        self._sig_n = _SIGMA_MEMORY * self._sig_n + m.counts
 
     def _interval(self, s: int, e: int) -> TrackPoint:
         c = s + (e - s) // 2
         hw = self._window(c)
         self._predict(c)
-        fit, background, significance = self._measure(s, e, self.model, hw)
-        z = fit.model.offset_ps if fit is not None else math.nan
+        m = self._measure(s, e, self.model, hw)
+        significance = m.significance if m is not None else 0.0
+        z = m.offset_ps if m is not None else math.nan
         # The pairs average the offset over the interval; with wander that average
         # misses the value at the centre by var q I^3 / 320 (integrated random walk).
-        r = fit.offset_stderr_ps**2 + self.wander_error_ps**2 if fit is not None else math.nan
+        r = m.stderr_ps**2 + self.wander_error_ps**2 if m is not None else math.nan
         used = False
         if self._locked:
             why = ""
-            if fit is None or significance < self.config.min_significance:
+            if m is None or significance < self.config.min_significance:
                 why = (
                     f"correlation peak significance {significance:.1f} < "
                     f"{self.config.min_significance:g}"
@@ -544,6 +598,8 @@ class ClockTracker:
             else:
                 self._bad = 0
                 self._update(z, r)
+                if m is not None:
+                    self._pool_sigma(m)
                 used = True
         if (
             not self._locked
@@ -555,9 +611,9 @@ class ClockTracker:
         return TrackPoint(
             t_ps=c,
             measured_offset_ps=z,
-            measured_stderr_ps=math.sqrt(r) if fit is not None else math.nan,
-            counts=fit.n_coincidences if fit is not None else 0,
-            background=background,
+            measured_stderr_ps=math.sqrt(r) if m is not None else math.nan,
+            counts=m.counts if m is not None else 0,
+            background=m.background if m is not None else 0.0,
             significance=significance,
             model=self.model,
             offset_stderr_ps=self.offset_stderr_ps,
@@ -626,6 +682,16 @@ class ClockTracker:
             )
             return
         self.last_error = "; ".join(errors)
+
+
+@dataclass(frozen=True)
+class _Measurement:
+    offset_ps: float
+    stderr_ps: float
+    counts: int
+    own_sigma_ps: float
+    background: float
+    significance: float
 
 
 def _wander_cov(q: float, dt_s: float) -> FloatArray:
