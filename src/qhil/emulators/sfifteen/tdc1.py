@@ -184,7 +184,9 @@ class TDC1Emulator(S15Emulator):
 
         The counter is reset at the start (`stream_origin`); chunks are windows of
         ``STREAM_CHUNK_S`` of true time, each covering its interval of the node clock, so
-        events and idle words are placed on the one scale, the unit's own clock.
+        events and idle words are placed on the one scale, the unit's own clock. The gate
+        is timed in true time (UNVERIFIED: the unit's own clock; they differ by the drift,
+        <= 100 ppm), its words cut at ``duration_s`` of the unit's clock.
         """
         tagger = self._tagger()
         # join: a stream started while another tagger streams covers the same interval
@@ -192,28 +194,29 @@ class TDC1Emulator(S15Emulator):
         reader = tagger.open_reader(join=True) if tagger is not None else None
         end_ps = None if duration_s is None else round(duration_s * 1e12) // TICK_PS * TICK_PS
         chunk_ps = round(STREAM_CHUNK_S * 1e12)
+        read_ps = 0  # true time read so far
         done = 0  # ps of the unit's clock covered so far
         origin: int | None = None  # node-clock ps of the counter reset
         try:
-            while end_ps is None or done < end_ps:
-                step = chunk_ps if end_ps is None else min(chunk_ps, end_ps - done)
+            while end_ps is None or read_ps < end_ps:
+                step = chunk_ps if end_ps is None else min(chunk_ps, end_ps - read_ps)
+                read_ps += step
                 if reader is None:
                     rel, ch = np.zeros(0, np.int64), np.zeros(0, np.int32)
-                    stop = done + step
+                    stop = read_ps
                 else:
                     block = await reader.read_async(step / 1e12)
                     if origin is None:
                         origin = int(block.t_start_ps)
                         self.stream_origin = StreamOrigin(tagger.node, int(reader.start_ps), origin)
                     stop = int(block.t_stop_ps) - origin
-                    if end_ps is not None:
-                        stop = min(stop, end_ps)
                     keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
                     rel, ch = block.timestamps_ps[keep] - origin, block.channels[keep]
-                    if end_ps is not None and rel.size and rel[-1] >= stop:
-                        cut = int(np.searchsorted(rel, stop, side="left"))
-                        rel, ch = rel[:cut], ch[:cut]
-                yield stream_words(rel, ch, done, stop)
+                if end_ps is not None and stop > end_ps:
+                    stop = end_ps
+                    cut = int(np.searchsorted(rel, stop, side="left"))
+                    rel, ch = rel[:cut], ch[:cut]
+                yield stream_words(rel, ch, done, max(done, stop))
                 done = max(done, stop)
         finally:
             if reader is not None:
