@@ -216,7 +216,7 @@ class Detector(Component):
         period = Fraction(10**12) / Fraction(self._gate_frequency_hz)
         node0 = self.clock.node_of_true(base_ps) - Fraction(self._gate_delay_ns) * 1000
         phase0 = float(node0 % period)
-        phase = np.mod(phase0 + rel * self.clock.rate, float(period))
+        phase = np.mod(phase0 + self.clock.node_delta_ps(base_ps, rel), float(period))
         return phase < self._gate_width_ns * 1e3
 
     def _noise(self, length_ps: int, rate_hz: float) -> F64:

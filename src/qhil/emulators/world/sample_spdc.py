@@ -110,6 +110,8 @@ class SPDCSampler:
         if pos.size == 0:
             return np.zeros(0)
         times = rel_lo + pos * dt
+        if self.clock.wanders:
+            times += self.clock.grid_correction_ps(w.start_ps, rel_lo, times)
         if src.cfg.emission_jitter_ps > 0:
             times = (
                 times

@@ -390,6 +390,8 @@ class WCSSampler:
             else:
                 kp = np.remainder(k, p_len)
             arrival = np.multiply(pos, dt, out=buf)
+            if self.clock.wanders:  # the pulses' true times on a wandering clock
+                arrival += self.clock.grid_correction_ps(w.start_ps, rel_lo, arrival + rel_lo)
             # Grid-step run lengths, when the delay drifts or the general path needs steps.
             counts = None
             if bounds_pos is not None and (lam_tab is None or not static_delay):

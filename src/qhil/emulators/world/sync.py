@@ -50,6 +50,8 @@ class SyncSource:
             first = -(-k_lo // every) * every
             ks = np.arange(first, max(first, k_hi), every, dtype=np.int64)
             rel: F64 = rel_lo + (ks - k_lo).astype(np.float64) * dt
+            if self.clock.wanders:
+                rel = rel + self.clock.grid_correction_ps(w.start_ps, rel_lo, rel)
             if link is not None and ks.size:
                 rel = rel + link.delays_ps(w.j_lo, w.j_hi)[w.step_index(rel)]
             res.append(rel + sync.delay_ns * 1e3)
