@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Generator, Sequence
-from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -480,6 +479,14 @@ class CascadeBob:
 
     Use ``query = bob.next_query()``; while it is not None, send it to Alice and
     pass her answer to ``bob.receive(reply)``. ``bob.key`` is the corrected key.
+
+    Frames are independent, so each runs its own Cascade and one message carries
+    the next step of every frame: the block parities of the pass it starts, or one
+    bisection level of the blocks it is bisecting (levels whose parities are
+    already known are descended without asking). A frame's round ends when its
+    bisections have found their bits; they are flipped, and the frame picks its
+    next step: the odd blocks of its started pass with the smallest blocks, else
+    its next pass, else it is done.
     """
 
     def __init__(self, key: ArrayLike, setup: CascadeSetup) -> None:
@@ -487,20 +494,37 @@ class CascadeBob:
         if self.key.size != setup.key_bits:
             raise ValueError(f"bob_key: has {self.key.size} bits, setup says {setup.key_bits}")
         self.setup = setup
-        self.stats = CascadeStats()
+        self.stats = CascadeStats(per_pass_leak=[0] * len(setup.block_sizes))
+        self._pass_leak = np.zeros(len(setup.block_sizes), dtype=np.int64)
         self._lay = _Layout(setup)
         self._keymul = np.int64(setup.key_bits + 1)
         sizes = setup.block_sizes
+        self._n_passes = len(sizes)
         # rank of each pass when ordered by (block size, index): smaller blocks first.
         self._rank = np.argsort(np.argsort([s * len(sizes) + r for r, s in enumerate(sizes)]))
         self._alice_blk: list[BitArray] = []
         self._bob_blk: list[BitArray] = []
-        # Every parity of Alice known so far, keyed (pass, start, end) -> one int64, sorted.
-        self._known_keys = np.zeros(0, dtype=np.int64)
-        self._known_vals = np.zeros(0, dtype=np.uint8)
-        self._pending: list[tuple[NDArray[Any], ...]] = []  # (pass, start, mid, end, left, par)
-        self._frame_parity: BitArray | None = None
-        self._bisected = [False] * len(sizes)  # until then no sub-block parity is known
+        # Alice's parities of sub-blocks learnt while bisecting, per pass: the nodes of
+        # each block's bisection tree in heap order (root 1, children 2h and 2h + 1) at
+        # 4 * block start + h (h < 4 * block length); 0 unknown, else parity + 1.
+        self._nodes: list[NDArray[np.uint8] | None] = [None] * len(sizes)
+        n_frames = self._lay.n_frames
+        self._frame_parity = np.zeros(n_frames, dtype=np.uint8)
+        self._started = np.zeros(n_frames, dtype=np.int64)  # passes started per frame
+        self._busy = np.zeros(n_frames, dtype=bool)  # bisecting, or waiting for a pass start
+        self._done = np.zeros(n_frames, dtype=bool)
+        # Bisections under way: pass, range [s, e) and Alice's parity of it, frame.
+        self._iv_pas = np.zeros(0, dtype=np.int64)
+        self._iv_s = np.zeros(0, dtype=np.int64)
+        self._iv_e = np.zeros(0, dtype=np.int64)
+        self._iv_par = np.zeros(0, dtype=np.uint8)
+        self._iv_frame = np.zeros(0, dtype=np.int64)
+        self._iv_base = np.zeros(0, dtype=np.int64)  # 4 * block start
+        self._iv_h = np.zeros(0, dtype=np.int64)  # heap index of [s, e) in its block's tree
+        self._iv_known = np.zeros(0, dtype=bool)  # its block was bisected before: look up
+        self._blk_bisected: list[NDArray[np.bool_]] = []
+        self._idle_changed = True  # some frame became idle since the last choice
+        self._found: list[tuple[IntArray, IntArray]] = []  # (key indices, frames)
         self._gen = self._protocol()
         self._query: ParityQuery | None = next(self._gen, None)
 
@@ -529,160 +553,217 @@ class CascadeBob:
         return self._query is None
 
     # -- protocol -------------------------------------------------------------
-    def _ask(
-        self, passes: IntArray, s: IntArray, e: IntArray
-    ) -> Generator[ParityQuery, BitArray, BitArray]:
-        if s.size == 0:
-            return np.zeros(0, dtype=np.uint8)
-        bits = yield ParityQuery(passes, s.astype(np.int64), e.astype(np.int64))
-        return bits
+    def _protocol(self) -> Generator[ParityQuery, BitArray, None]:
+        while True:
+            while self._finish_rounds() | self._choose_steps() | self._descend_known():
+                pass  # frames whose round ended without a message choose again
+            starts = self._pass_start_ranges()
+            n_start = sum(s.size for _, _, s, _ in starts)
+            passes = np.concatenate(
+                [np.full(s.size, p, np.int64) for p, _, s, _ in starts] + [self._iv_pas]
+            )
+            if passes.size == 0:  # nothing to ask: done, or only inferred blocks to start
+                if not starts:
+                    return
+                self._apply_pass_starts(starts, np.zeros(0, dtype=np.uint8))
+                continue
+            s = np.concatenate([bs for _, _, bs, _ in starts] + [self._iv_s])
+            e = np.concatenate([be for _, _, _, be in starts] + [(self._iv_s + self._iv_e) >> 1])
+            bits = yield ParityQuery(passes, s, e)
+            self._pass_leak += np.bincount(passes, minlength=self._n_passes)
+            self.stats.per_pass_leak = self._pass_leak.tolist()
+            self._apply_pass_starts(starts, bits[:n_start])
+            if self._iv_s.size:
+                self._step(np.ones(self._iv_s.size, dtype=bool), bits[n_start:])
 
-    def _range_keys(self, passes: IntArray, s: IntArray, e: IntArray) -> IntArray:
-        return (passes * self._keymul + s) * self._keymul + e
-
-    def _start_pass(self, p: int) -> Generator[ParityQuery, BitArray, None]:
+    def _choose_steps(self) -> bool:
+        """Give every idle frame its next step; True if some frame started bisecting."""
+        if not self._idle_changed:
+            return False
+        self._idle_changed = False
+        idle = ~(self._busy | self._done)
+        if not idle.any():
+            return False
         lay = self._lay
-        lay.build_pass(p)
-        bs, be = lay.block_starts[p], lay.block_ends[p]
-        self._bob_blk.append(lay.block_parities(p, self.key))
-        alice = np.zeros(bs.size, dtype=np.uint8)
-        frames = lay.block_frame[p]
-        if self._frame_parity is None:
-            alice[:] = yield from self._ask(np.full(bs.size, p, np.int64), bs, be)
-            # Alice's parity of each frame: XOR of the first pass's block parities.
-            self._frame_parity = _parity_by_frame(alice, frames, lay.n_frames)
-        else:
-            inferred = lay.inferred[p]
-            ask = ~inferred
-            n_ask = int(ask.sum())
-            alice[ask] = yield from self._ask(np.full(n_ask, p, np.int64), bs[ask], be[ask])
-            others = _parity_by_frame(alice, frames, lay.n_frames)  # inferred still 0
-            alice[inferred] = (self._frame_parity ^ others)[frames[inferred]]
-            self.stats.inferred_parities += int(inferred.sum())
-        self._alice_blk.append(alice)  # (never looked up: bisection asks for sub-blocks only)
-
-    def _flush_known(self) -> None:
-        # Merge newly known parities into the sorted store (duplicate keys are
-        # harmless: Alice's parity of a range never changes).
-        if not self._pending:
-            return
-        pas, s, m, e, left, par = (np.concatenate(a) for a in zip(*self._pending, strict=True))
-        self._pending.clear()
-        keys = self._range_keys(
-            np.concatenate([pas, pas]), np.concatenate([s, m]), np.concatenate([m, e])
-        )
-        vals = np.concatenate([left, par ^ left]).astype(np.uint8)
-        order = np.argsort(keys, kind="stable")
-        at = np.searchsorted(self._known_keys, keys[order])
-        self._known_keys = np.insert(self._known_keys, at, keys[order])
-        self._known_vals = np.insert(self._known_vals, at, vals[order])
-
-    def _lookup(self, keys: IntArray) -> tuple[BitArray, NDArray[np.bool_]]:
-        kk = self._known_keys
-        if kk.size == 0:
-            return np.zeros(keys.size, np.uint8), np.zeros(keys.size, bool)
-        i = np.minimum(np.searchsorted(kk, keys), kk.size - 1)
-        hit = kk[i] == keys
-        return np.where(hit, self._known_vals[i], 0).astype(np.uint8), hit
-
-    def _odd_blocks(self, p: int) -> list[tuple[int, IntArray]]:
-        """Per frame, the odd blocks of its started pass with the smallest blocks."""
-        lay = self._lay
-        best = np.full(lay.n_frames, len(self.setup.block_sizes), dtype=np.int64)
+        best = np.full(lay.n_frames, self._n_passes, dtype=np.int64)
         odd = []
-        for r in range(p + 1):
+        for r in range(lay.n_passes):
             blocks = np.flatnonzero(self._alice_blk[r] != self._bob_blk[r])
             if blocks.size:
                 frames = lay.block_frame[r][blocks]
+                ok = idle[frames] & (self._started[frames] > r)
+                blocks, frames = blocks[ok], frames[ok]
                 best[frames] = np.minimum(best[frames], self._rank[r])
                 odd.append((r, blocks, frames))
-        chosen = [(r, b[best[f] == self._rank[r]]) for r, b, f in odd]
-        return [(r, b) for r, b in chosen if b.size]
+        new = [(r, b[best[f] == self._rank[r]]) for r, b, f in odd]
+        new = [(r, b) for r, b in new if b.size]
+        if new:
+            pas = np.concatenate([np.full(b.size, r, np.int64) for r, b in new])
+            frames = np.concatenate([lay.block_frame[r][b] for r, b in new])
+            self._iv_pas = np.concatenate([self._iv_pas, pas])
+            self._iv_s = np.concatenate([self._iv_s] + [lay.block_starts[r][b] for r, b in new])
+            self._iv_e = np.concatenate([self._iv_e] + [lay.block_ends[r][b] for r, b in new])
+            self._iv_par = np.concatenate([self._iv_par] + [self._alice_blk[r][b] for r, b in new])
+            self._iv_frame = np.concatenate([self._iv_frame, frames])
+            self._iv_known = np.concatenate(
+                [self._iv_known] + [self._blk_bisected[r][b] for r, b in new]
+            )
+            self._iv_base = np.concatenate(
+                [self._iv_base] + [4 * lay.block_starts[r][b] for r, b in new]
+            )
+            self._iv_h = np.concatenate([self._iv_h, np.ones(pas.size, dtype=np.int64)])
+            self._busy[frames] = True
+            for r, b in new:
+                self._blk_bisected[r][b] = True
+                if self._nodes[r] is None:  # zero pages: only bisected blocks' are touched
+                    self._nodes[r] = np.zeros(4 * self.setup.key_bits, dtype=np.uint8)
+        even = idle & ~self._busy
+        self._done |= even & (self._started >= self._n_passes)
+        self._busy |= even & (self._started < self._n_passes)  # they start their next pass
+        return bool(new)
 
-    def _bisect(
-        self, groups: list[tuple[int, IntArray]]
-    ) -> Generator[ParityQuery, BitArray, IntArray]:
-        """Bisect the given odd blocks (of several passes) in parallel; return the bits found."""
+    def _pass_start_ranges(self) -> list[tuple[int, NDArray[np.bool_], IntArray, IntArray]]:
+        """Blocks whose parities the frames starting a pass ask for, per pass."""
+        starting = self._busy.copy()
+        if self._iv_frame.size:
+            starting[self._iv_frame] = False
+        out = []
         lay = self._lay
-        pas = np.concatenate([np.full(b.size, r, np.int64) for r, b in groups])
-        s = np.concatenate([lay.block_starts[r][b] for r, b in groups])
-        e = np.concatenate([lay.block_ends[r][b] for r, b in groups])
-        par = np.concatenate([self._alice_blk[r][b] for r, b in groups])
-        # Bob's prefix parities over just these blocks, laid end to end: the parity
-        # of [a, b) inside block i is pre[b + base_i] ^ pre[a + base_i] (low bit).
-        lens = e - s
-        offs = np.cumsum(lens) - lens
-        base = offs - s
-        idx = np.repeat(s - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
-        cut = np.cumsum([0] + [b.size for _, b in groups])
-        cut = np.cumsum(lens)[cut - 1] * (cut > 0)  # bits before each group
-        keyidx = np.concatenate(
-            [lay.order(r)[idx[cut[g] : cut[g + 1]]] for g, (r, _) in enumerate(groups)]
-        )
-        pre = _prefix_xor(self.key[keyidx])
-        ps = pre[s + base]  # Bob's prefix parity at each range start
-        found_pos: list[IntArray] = []
-        found_pass: list[IntArray] = []
-        lookup = any(self._bisected[r] for r, _ in groups)
-        for r, _ in groups:
-            self._bisected[r] = True
-        cat = np.concatenate
-        while True:
-            single = (e - s) == 1
-            if single.any():
-                found_pos.append(s[single])
-                found_pass.append(pas[single])
-                keep = ~single
-                s, e, par, base, pas, ps = (a[keep] for a in (s, e, par, base, pas, ps))
-                if not s.size:
-                    break
-            m = (s + e) >> 1
-            if lookup:
-                keys = self._range_keys(cat([pas, pas]), cat([s, m]), cat([m, e]))  # left, right
-                val, hit = self._lookup(keys)
-                lhit, rhit = hit[: s.size], hit[s.size :]
-                left = np.where(lhit, val[: s.size], par ^ val[s.size :]).astype(np.uint8)
-                need = ~(lhit | rhit)
-                self.stats.inferred_parities += int(s.size - need.sum())
-                if need.any():
-                    left[need] = yield from self._ask(pas[need], s[need], m[need])
+        for p in np.unique(self._started[starting]).tolist():
+            while lay.n_passes <= p:
+                q = lay.n_passes
+                lay.build_pass(q)
+                self._bob_blk.append(lay.block_parities(q, self.key))
+                self._alice_blk.append(np.zeros(lay.block_starts[q].size, dtype=np.uint8))
+                self._blk_bisected.append(np.zeros(lay.block_starts[q].size, dtype=bool))
+                self.stats.passes = q + 1
+            frames = starting & (self._started == p)
+            sel = frames[lay.block_frame[p]]
+            if p > 0:
+                sel &= ~lay.inferred[p]  # follows from the frame parity
+            blocks = np.flatnonzero(sel)
+            out.append((p, frames, lay.block_starts[p][blocks], lay.block_ends[p][blocks]))
+        return out
+
+    def _apply_pass_starts(
+        self, starts: list[tuple[int, NDArray[np.bool_], IntArray, IntArray]], bits: BitArray
+    ) -> None:
+        lay = self._lay
+        at = 0
+        for p, started, s, _ in starts:
+            blocks = lay.block_starts[p].searchsorted(s)
+            got = bits[at : at + s.size]
+            at += s.size
+            self._alice_blk[p][blocks] = got
+            frames = lay.block_frame[p][blocks]
+            fpar = _parity_by_frame(got, frames, lay.n_frames)
+            if p == 0:  # Alice's parity of each frame: XOR of the first pass's blocks
+                self._frame_parity[started] = fpar[started]
             else:
-                left = yield from self._ask(pas, s, m)
-            self._pending.append((pas, s, m, e, left, par))
-            pm = pre[m + base]
-            go_left = left != (pm ^ ps)
-            par = np.where(go_left, left, par ^ left)
-            e = np.where(go_left, m, e)
-            s = np.where(go_left, s, m)
-            ps = np.where(go_left, ps, pm)
-        self._flush_known()
-        positions = np.concatenate(found_pos)
-        passes = np.concatenate(found_pass)
-        bits = np.empty(positions.size, dtype=np.int64)
-        for r, _ in groups:
-            sel = passes == r
-            bits[sel] = lay.order(r)[positions[sel]]
-        return bits
+                inf = np.flatnonzero(lay.inferred[p] & started[lay.block_frame[p]])
+                f_inf = lay.block_frame[p][inf]
+                self._alice_blk[p][inf] = self._frame_parity[f_inf] ^ fpar[f_inf]
+                self.stats.inferred_parities += int(inf.size)
+            self._started[started] = p + 1
+            self._busy[started] = False
+            self._idle_changed = True
+
+    def _bob_parity(self, pas: IntArray, s: IntArray, e: IntArray) -> BitArray:
+        """Bob's current parities of ranges [s, e) of the given passes."""
+        out = np.empty(s.size, dtype=np.uint8)
+        lens = e - s
+        for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
+            sel = pas == r
+            ls, ll = s[sel], lens[sel]
+            offs = np.cumsum(ll) - ll
+            idx = np.repeat(ls - offs, ll) + np.arange(int(ll.sum()), dtype=np.int64)
+            bits = self.key[self._lay.order(r)[idx]]
+            out[sel] = np.bitwise_xor.reduceat(bits, offs)
+        return out
+
+    def _node_values(self, pas: IntArray, nodes: IntArray) -> NDArray[np.uint8]:
+        out = np.empty(nodes.size, dtype=np.uint8)
+        for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
+            sel = pas == r
+            store = self._nodes[r]
+            assert store is not None
+            out[sel] = store[nodes[sel]]
+        return out
+
+    def _step(self, sel: NDArray[np.bool_], left: BitArray) -> None:
+        """Descend one level in the selected bisections, given Alice's left parities."""
+        pas, s, e, par = self._iv_pas[sel], self._iv_s[sel], self._iv_e[sel], self._iv_par[sel]
+        h, child = self._iv_h[sel], self._iv_base[sel] + 2 * self._iv_h[sel]
+        m = (s + e) >> 1
+        for r in np.flatnonzero(np.bincount(pas)).tolist():  # remember both halves
+            one = pas == r
+            store = self._nodes[r]
+            assert store is not None
+            store[child[one]] = left[one] + 1
+            store[child[one] + 1] = (par[one] ^ left[one]) + 1
+        go_left = left != self._bob_parity(pas, s, m)
+        self._iv_par[sel] = np.where(go_left, left, par ^ left)
+        self._iv_e[sel] = np.where(go_left, m, e)
+        self._iv_s[sel] = np.where(go_left, s, m)
+        self._iv_h[sel] = 2 * h + ~go_left
+        single = (self._iv_e - self._iv_s) == 1
+        if single.any():
+            pos, pas1 = self._iv_s[single], self._iv_pas[single]
+            bits = np.empty(pos.size, dtype=np.int64)
+            for r in np.flatnonzero(np.bincount(pas1)).tolist():
+                one = pas1 == r
+                bits[one] = self._lay.order(r)[pos[one]]
+            self._found.append((bits, self._iv_frame[single]))
+            keep = ~single
+            for name in ("pas", "s", "e", "par", "frame", "known", "base", "h"):
+                setattr(self, f"_iv_{name}", getattr(self, f"_iv_{name}")[keep])
+
+    def _descend_known(self) -> bool:
+        """Descend every level whose left parity follows from known ones; True if any.
+
+        Only blocks bisected in an earlier round can have known sub-block parities.
+        """
+        moved = False
+        while self._iv_known.any():
+            cand = np.flatnonzero(self._iv_known)
+            pas = self._iv_pas[cand]
+            child = self._iv_base[cand] + 2 * self._iv_h[cand]
+            lv = self._node_values(pas, child)
+            rv = self._node_values(pas, child + 1)
+            known = (lv | rv) > 0
+            if not known.any():
+                break
+            left = np.where(lv > 0, lv - 1, self._iv_par[cand] ^ (rv - 1))[known]
+            self.stats.inferred_parities += int(known.sum())
+            sel = np.zeros(self._iv_s.size, dtype=bool)
+            sel[cand[known]] = True
+            self._step(sel, left.astype(np.uint8))
+            moved = True
+        return moved
+
+    def _finish_rounds(self) -> bool:
+        """Flip the bits found by frames whose bisections are all over; True if any."""
+        if not self._found:
+            return False
+        bits = np.concatenate([b for b, _ in self._found])
+        frames = np.concatenate([f for _, f in self._found])
+        active = np.zeros(self._lay.n_frames, dtype=bool)
+        active[self._iv_frame] = True
+        over = ~active[frames]
+        if not over.any():
+            return False
+        self._found = [(bits[~over], frames[~over])] if not over.all() else []
+        self._flip(bits[over])
+        self._busy[frames[over]] = False
+        self._idle_changed = True
+        self.stats.rounds += int(np.unique(frames[over]).size)
+        return True
 
     def _flip(self, bits: IntArray) -> None:
         self.key[bits] ^= 1
         for r in range(self._lay.n_passes):
             np.bitwise_xor.at(self._bob_blk[r], self._lay.blocks_of_keys(r, bits), np.uint8(1))
         self.stats.corrected_bits += int(bits.size)
-
-    def _protocol(self) -> Generator[ParityQuery, BitArray, None]:
-        # Frames are independent: each bisects, round after round, the odd blocks of
-        # its own started pass with the smallest blocks (the cascade effect), all
-        # frames in the same messages; the next pass starts when every frame is even.
-        for p in range(len(self.setup.block_sizes)):
-            before = self.stats.leaked_bits
-            yield from self._start_pass(p)
-            while groups := self._odd_blocks(p):
-                found = yield from self._bisect(groups)
-                self._flip(found)
-                self.stats.rounds += 1
-            self.stats.passes = p + 1
-            self.stats.per_pass_leak.append(self.stats.leaked_bits - before)
 
 
 @dataclass(frozen=True)
