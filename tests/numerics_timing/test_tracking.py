@@ -223,6 +223,10 @@ def test_interval_choice_against_wander() -> None:
     assert max_interval_s(57.0, 200.0, 0.0) == math.inf
     with pytest.raises(TimingInputError, match="ratio"):
         max_interval_s(57.0, 200.0, 1.1, ratio=1.0)
+    with pytest.raises(TimingInputError, match="wander_ppb_per_sqrt_s"):
+        interval_wander_error_ps(-1.0, 0.1)
+    with pytest.raises(TimingInputError, match="OneWayMeasurement.stderr_ps"):
+        OneWayMeasurement(0.0, -1.0, 0)
 
 
 @pytest.mark.parametrize(

@@ -141,13 +141,21 @@ def check_precision(
         )
 
 
+def _wander_q(wander_ppb_per_sqrt_s: float) -> float:
+    """Process noise ``q`` ((ps/s)^2 per s) of a relative wander in ppb/sqrt(s)."""
+    w = wander_ppb_per_sqrt_s
+    if isinstance(w, bool) or not isinstance(w, int | float) or not (math.isfinite(w) and w >= 0):
+        raise TimingInputError(f"wander_ppb_per_sqrt_s: must be a finite number >= 0 (got {w!r})")
+    return (float(w) * 1e-9 * _Y_SCALE) ** 2
+
+
 def interval_wander_error_ps(wander_ppb_per_sqrt_s: float, interval_s: float) -> float:
     """Error the clocks' relative wander adds to one interval's offset quoted at its
     centre: the pairs measure the offset averaged over the interval, which misses the
     centre value of an integrated random walk by ``sqrt(q I^3 / 320)``, ``q = wander^2``
     (ps: ``wander * 1e3 * I**1.5 / 17.9``)."""
-    q = (float(wander_ppb_per_sqrt_s) * 1e-9 * _Y_SCALE) ** 2
-    return math.sqrt(q * float(interval_s) ** 3 / 320.0)
+    q = _wander_q(wander_ppb_per_sqrt_s)
+    return math.sqrt(q * positive_float(interval_s, "interval_s") ** 3 / 320.0)
 
 
 def max_interval_s(
@@ -169,7 +177,7 @@ def max_interval_s(
         raise TimingInputError(
             f"ratio: must exceed the clipped mean's {_CLIP_INFLATION:.3f} (got {r!r})"
         )
-    q = (float(wander_ppb_per_sqrt_s) * 1e-9 * _Y_SCALE) ** 2
+    q = _wander_q(wander_ppb_per_sqrt_s)
     if q == 0:
         return math.inf
     return float((320.0 * excess * sigma * sigma / (rate * q)) ** 0.25)
@@ -203,11 +211,7 @@ class TrackerConfig:
         positive_float(self.full_search_ps, "full_search_ps")
         positive_int(self.reacquire_span_ps, "reacquire_span_ps")
         positive_float(self.clip_sigma, "clip_sigma")
-        w = self.wander_ppb_per_sqrt_s
-        if not (isinstance(w, int | float) and math.isfinite(w) and w >= 0):
-            raise TimingInputError(
-                f"wander_ppb_per_sqrt_s: must be a finite number >= 0 (got {w!r})"
-            )
+        _wander_q(self.wander_ppb_per_sqrt_s)
 
 
 @dataclass(frozen=True)
@@ -337,7 +341,7 @@ class ClockTracker:
         self._t = int(model.t_ref_ps)
         self._x = float(model.offset_ps)
         self._y = float(model.drift) * _Y_SCALE
-        self._q = (self.config.wander_ppb_per_sqrt_s * 1e-9 * _Y_SCALE) ** 2
+        self._q = _wander_q(self.config.wander_ppb_per_sqrt_s)
         # A line fitted to data that wandered over ``data_span_ps`` is off by about the
         # wander accumulated over that span, whatever the fit's own errors say.
         self._p = np.diag([offset_stderr_ps**2, (drift_stderr * _Y_SCALE) ** 2]) + _wander_cov(
@@ -717,6 +721,17 @@ class OneWayMeasurement:
     t_ref_ps: int
     drift: float = 0.0
     drift_stderr: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("offset_ps", "drift"):
+            if not math.isfinite(getattr(self, name)):
+                raise TimingInputError(f"OneWayMeasurement.{name}: must be finite")
+        for name in ("stderr_ps", "drift_stderr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise TimingInputError(
+                    f"OneWayMeasurement.{name}: must be a finite number >= 0 (got {value!r})"
+                )
 
     def at(self, t_ref_ps: int) -> OneWayMeasurement:
         dt = float(int(t_ref_ps) - self.t_ref_ps)
