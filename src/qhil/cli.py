@@ -475,6 +475,79 @@ def run() -> None:
     """Run an experiment on a bench (recorded in the run store)."""
 
 
+def _party_options(session_default: str) -> Callable[[Any], Any]:
+    """--party, --listen, --connect, --peer-timeout, --auth-key-file, --session: one party of
+    a two-party run per process, over TCP."""
+    options = [
+        click.option(
+            "--party",
+            type=click.Choice(["alice", "bob"]),
+            default=None,
+            help="Run one party only; the other runs in another process (TCP).",
+        ),
+        click.option(
+            "--listen",
+            type=_HostPort(allow_port_zero=True),
+            default=None,
+            metavar="HOST:PORT",
+            help="Alice: where to accept Bob.",
+        ),
+        click.option(
+            "--connect",
+            type=_HostPort(allow_port_zero=False),
+            default=None,
+            metavar="HOST:PORT",
+            help="Bob: where Alice listens.",
+        ),
+        click.option(
+            "--peer-timeout",
+            "peer_timeout_s",
+            type=_Seconds(max_s=MAX_PEER_TIMEOUT_S),
+            default=DEFAULT_PEER_TIMEOUT_S,
+            show_default=True,
+            help="--party runs: give up when the other party has not connected (Alice) or "
+            "cannot be reached (Bob) within this time, s.",
+        ),
+        click.option(
+            "--auth-key-file",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Pre-shared authentication key (hex, mode 0600) for --party runs.",
+        ),
+        click.option(
+            "--session",
+            "session_id",
+            default=session_default,
+            help="Session label both parties use.",
+        ),
+    ]
+
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+def _check_party_options(
+    party: str | None, listen: str | None, connect: str | None, auth_key_file: str | None
+) -> None:
+    """The --party options that belong together (a usage error, exit 2, otherwise)."""
+    if party is None:
+        for name, given in (("--listen", listen), ("--connect", connect)):
+            if given is not None:
+                raise click.UsageError(f"{name} is for --party runs only")
+    elif auth_key_file is None:
+        raise click.UsageError("--party needs --auth-key-file")
+    elif party == "alice" and connect is not None:
+        raise click.UsageError("alice listens (--listen); --connect is bob's")
+    elif party == "bob" and listen is not None:
+        raise click.UsageError("bob connects (--connect); --listen is alice's")
+    elif party == "bob" and connect is None:
+        raise click.UsageError("--party bob needs --connect HOST:PORT (where alice listens)")
+
+
 @run.command("bb84")
 @click.argument("profile", required=False)
 @click.option(
@@ -505,44 +578,7 @@ def run() -> None:
 @click.option(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
-@click.option(
-    "--party",
-    type=click.Choice(["alice", "bob"]),
-    default=None,
-    help="Run one party only; the other runs in another process (TCP).",
-)
-@click.option(
-    "--listen",
-    type=_HostPort(allow_port_zero=True),
-    default=None,
-    metavar="HOST:PORT",
-    help="Alice: where to accept Bob.",
-)
-@click.option(
-    "--connect",
-    type=_HostPort(allow_port_zero=False),
-    default=None,
-    metavar="HOST:PORT",
-    help="Bob: where Alice listens.",
-)
-@click.option(
-    "--peer-timeout",
-    "peer_timeout_s",
-    type=_Seconds(max_s=MAX_PEER_TIMEOUT_S),
-    default=DEFAULT_PEER_TIMEOUT_S,
-    show_default=True,
-    help="--party runs: give up when the other party has not connected (Alice) or "
-    "cannot be reached (Bob) within this time, s.",
-)
-@click.option(
-    "--auth-key-file",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Pre-shared authentication key (hex, mode 0600) for --party runs.",
-)
-@click.option(
-    "--session", "session_id", default="qhil-bb84", help="Session label both parties use."
-)
+@_party_options("qhil-bb84")
 @_NO_PLOTS
 def run_bb84_cmd(
     profile: str | None,
@@ -573,18 +609,7 @@ def run_bb84_cmd(
 
     from qhil.orchestrator.jobs import run_bb84_job, run_bb84_party_job
 
-    if party is None:
-        for name, given in (("--listen", listen), ("--connect", connect)):
-            if given is not None:
-                raise click.UsageError(f"{name} is for --party runs only")
-    elif auth_key_file is None:
-        raise click.UsageError("--party needs --auth-key-file")
-    elif party == "alice" and connect is not None:
-        raise click.UsageError("alice listens (--listen); --connect is bob's")
-    elif party == "bob" and listen is not None:
-        raise click.UsageError("bob connects (--connect); --listen is alice's")
-    elif party == "bob" and connect is None:
-        raise click.UsageError("--party bob needs --connect HOST:PORT (where alice listens)")
+    _check_party_options(party, listen, connect, auth_key_file)
     try:
         _check_acquisition(profile, list(overrides), duration_s, confirm_long)
     except QhilError as exc:
@@ -675,6 +700,7 @@ def run_bb84_cmd(
 @click.option(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
+@_party_options("qhil-clock-sync")
 @_NO_PLOTS
 def run_clock_sync_cmd(
     profile: str | None,
@@ -683,6 +709,12 @@ def run_clock_sync_cmd(
     as_json: bool,
     data_dir: str | None,
     mode: str | None,
+    party: str | None,
+    listen: str | None,
+    connect: str | None,
+    peer_timeout_s: float,
+    auth_key_file: str | None,
+    session_id: str,
     no_plots: bool,
 ) -> None:
     """Synchronise bob's tagger clock to alice's from photon-pair timestamps on PROFILE.
@@ -691,14 +723,20 @@ def run_clock_sync_cmd(
     tracking with automatic re-acquisition; the one-way method with one pair source, the
     two-way one (path delay cancelled) with a source at each node. The result maps bob's
     stream timestamps onto alice's and is stored for the next experiment on the bench.
+    With --party each node runs in its own process (alice listens and computes, bob
+    connects and streams his timestamps), as for bb84.
     Exits 0 with a result, 3 when no correlation was found or the rates cannot reach the
     precision (the message says what was seen), 2 on bad input (130/143 on signals).
     """
     from tqdm import tqdm
 
-    from qhil.orchestrator.experiments.clock_sync.job import run_clock_sync_job
+    from qhil.orchestrator.experiments.clock_sync.job import (
+        run_clock_sync_job,
+        run_clock_sync_party_job,
+    )
     from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
 
+    _check_party_options(party, listen, connect, auth_key_file)
     try:
         ClockSyncSettings.from_profile(
             _load_checked(profile, list(overrides)), duration_s=duration_s
@@ -729,9 +767,28 @@ def run_clock_sync_cmd(
         for bar in bars:
             bar.close()
 
+    def waiting(text: str) -> None:
+        tqdm.write(f"qhil: {text}", file=sys.stderr)
+
     try:
-        summary = _run_job(
-            run_clock_sync_job(
+        if party is not None:
+            assert auth_key_file is not None
+            job = run_clock_sync_party_job(
+                party,
+                profile,
+                list(overrides),
+                auth_key_file=auth_key_file,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                duration_s=duration_s,
+                data_dir=data_dir,
+                progress=progress,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=waiting,
+            )
+        else:
+            job = run_clock_sync_job(
                 profile,
                 list(overrides),
                 duration_s=duration_s,
@@ -739,7 +796,7 @@ def run_clock_sync_cmd(
                 mode=mode,
                 progress=progress,
             )
-        )
+        summary = _run_job(job)
     except QhilError as exc:
         close_bar()
         _fail(exc)

@@ -32,6 +32,13 @@ def test_defaults_are_one_way_from_alices_source() -> None:
 def test_a_source_at_each_end_is_two_way() -> None:
     s = ClockSyncSettings.from_mapping({"sources": {"alice": {}, "bob": {}}})
     assert s.two_way and s.method_used == "two-way"
+    both = {"alice": {}, "bob": {}, "source": {}}
+    assert list(ClockSyncSettings.from_mapping({"sources": both}).active_sources) == [
+        "alice",
+        "bob",
+    ]
+    one = ClockSyncSettings.from_mapping({"sources": both, "method": "one-way"})
+    assert one.method_used == "one-way" and list(one.active_sources) == ["source"]
 
 
 @pytest.mark.parametrize(
@@ -53,9 +60,9 @@ def test_a_source_at_each_end_is_two_way() -> None:
             "two-way needs a pair source at alice and one at bob",
         ),
         (
-            {"sources": {"alice": {}, "source": {}}},
+            {"sources": {"alice": {}, "bob": {}}, "method": "one-way"},
             "experiments.clock_sync",
-            "two sources are the two-way",
+            "one-way uses one pair source",
         ),
         (
             {"duration_s": 1, "acquisition_s": 2},

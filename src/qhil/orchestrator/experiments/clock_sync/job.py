@@ -9,6 +9,7 @@ emulator truth to the record afterwards (``track/truth_offset_ps``, ``truth_*``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from qhil.drivers.roles import EntangledPhotonSource, TimeTagger
+from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
     AuthenticationError,
@@ -28,7 +30,10 @@ from qhil.orchestrator.experiments.clock_sync.errors import ClockSyncAborted
 from qhil.orchestrator.experiments.clock_sync.runner import (
     ClockSyncResult,
     SyncProgress,
+    run_alice_sync,
+    run_bob_sync,
     run_clock_sync,
+    switch_sources,
 )
 from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
 from qhil.orchestrator.experiments.clock_sync.truth import truth_function
@@ -101,7 +106,7 @@ async def run_clock_sync_job(
             b_tagger = bench.role(settings.bob_node, TimeTagger, name=settings.bob_tagger)
             sources = {
                 node: bench.role(node, EntangledPhotonSource, name=cfg.instrument)
-                for node, cfg in settings.sources.items()
+                for node, cfg in settings.active_sources.items()
             }
             auth = AuthKey.generate()  # pre-shared by the two nodes of this process
             alice_ch, bob_ch = in_process_channels(
@@ -110,14 +115,7 @@ async def run_clock_sync_job(
                 session_id=run.run_id,
                 timeout_s=settings.message_timeout_s,
             )
-            times: dict[str, list[float]] = {}
-
-            def on_point(direction: str, row: dict[str, Any]) -> None:
-                prefix = PREFIX[direction]
-                for name, value in row.items():
-                    dtype = bool if name == "locked" else (np.int64 if name == "counts" else float)
-                    run.append(f"{prefix}/{name}", np.asarray([value], dtype=dtype))
-                times.setdefault(prefix, []).append(row["t_s"])
+            on_point = _Recorder(run)
 
             try:
                 await asyncio.gather(alice_ch.open(), bob_ch.open())
@@ -153,7 +151,7 @@ async def run_clock_sync_job(
                 }
                 truth = truth_function(bench.emulator_truth, settings, components, names)
             if truth is not None:
-                results.update(_truth_results(truth, result, times, run))
+                results.update(_truth_results(truth, result, on_point.times, run))
         path = save_correction(
             store.data_dir,
             prof.bench.name,
@@ -165,6 +163,21 @@ async def run_clock_sync_job(
         run.log_results({k: v for k, v in results.items() if v is not None})
         run.finish("success")
     return ClockSyncSummary(run.run_id, "success", None, results)
+
+
+class _Recorder:
+    """``on_point``: each tracking row appended to the run's arrays as it comes."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.times: dict[str, list[float]] = {}
+
+    def __call__(self, direction: str, row: dict[str, Any]) -> None:
+        prefix = PREFIX[direction]
+        for name, value in row.items():
+            dtype = bool if name == "locked" else (np.int64 if name == "counts" else float)
+            self.run.append(f"{prefix}/{name}", np.asarray([value], dtype=dtype))
+        self.times.setdefault(prefix, []).append(row["t_s"])
 
 
 def _instrument_name(driver: Any) -> str:
@@ -200,3 +213,125 @@ def _truth_results(
         "truth_frequency_offset_ppb": float(at[1] - at[0]) / PS_PER_S * 1e9,
         "truth_source": "emulator",
     }
+
+
+async def run_clock_sync_party_job(
+    party: str,
+    profile: str | None,
+    overrides: list[str] | None = None,
+    *,
+    auth_key_file: str | Path,
+    listen: str | None = None,
+    connect: str | None = None,
+    session_id: str = "qhil-clock-sync",
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    progress: Callable[[SyncProgress], Any] | None = None,
+    peer_timeout_s: float = 60.0,
+    on_waiting: Callable[[str], Any] | None = None,
+) -> ClockSyncSummary:
+    """One node of the clock sync in this process; the other runs elsewhere, over TCP.
+
+    Only this party's node is opened; it switches the pair sources of its own node (a
+    source elsewhere cannot be switched by either party: a profile error). Alice listens
+    and computes, bob connects and streams; each records its own run
+    (``clock_sync.alice`` with the track arrays, ``clock_sync.bob`` with the result alice
+    sends) and stores the correction in its own data directory.
+    """
+    from qhil.orchestrator.jobs import load_auth_key, open_party_channel
+
+    if party not in ("alice", "bob"):
+        raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
+    prof = load_profile(profile, overrides or [])
+    settings = ClockSyncSettings.from_profile(prof, duration_s=duration_s)
+    node = settings.alice_node if party == "alice" else settings.bob_node
+    if node not in prof.nodes:
+        raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
+    for where in settings.active_sources:
+        if where not in (settings.alice_node, settings.bob_node):
+            raise ConfigError(
+                prof.source,
+                f"experiments.clock_sync.sources.{where}",
+                "in a --party run each party switches the pair sources of its own node; "
+                f"{where!r} is neither party's (run it in one process, or switch it by hand "
+                "and leave it out of sources)",
+            )
+    own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
+    auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    store = writable_run_store(data_dir)  # before any instrument is opened
+    run = store.start_run(
+        f"clock_sync.{party}",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={
+            **settings.model_dump(mode="json"),
+            "method_used": settings.method_used,
+            "party": party,
+        },
+    )
+    with run:
+        async with open_bench(own) as bench:
+            run.set_identities(await bench.identities())
+            tagger_name = settings.alice_tagger if party == "alice" else settings.bob_tagger
+            tagger = bench.role(node, TimeTagger, name=tagger_name)
+            mine = {
+                where: bench.role(where, EntangledPhotonSource, name=cfg.instrument)
+                for where, cfg in settings.active_sources.items()
+                if where == node
+            }
+            try:
+                channel, listener = await open_party_channel(
+                    party,
+                    auth,
+                    listen=listen,
+                    connect=connect,
+                    session_id=session_id,
+                    timeout_s=settings.message_timeout_s,
+                    peer_timeout_s=peer_timeout_s,
+                    on_waiting=on_waiting,
+                )
+            except AuthenticationError as exc:
+                reason = f"authentication_failed: {exc}"
+                run.abort(reason)
+                return ClockSyncSummary(run.run_id, "aborted", reason, {})
+            try:
+                await switch_sources(settings, mine, True)
+                if party == "alice":
+                    result = await run_alice_sync(
+                        settings, tagger, channel, progress=progress, on_point=_Recorder(run)
+                    )
+                else:
+                    result = await run_bob_sync(settings, tagger, channel, progress=progress)
+            except ClockSyncAborted as exc:
+                run.abort(str(exc))
+                return ClockSyncSummary(run.run_id, "aborted", str(exc), {})
+            finally:
+                with contextlib.suppress(Exception):
+                    await switch_sources(settings, mine, False)
+                await channel.close()
+                if listener is not None:
+                    await listener.close()
+            taggers = bench_taggers(prof, settings, tagger, tagger)
+        results = result.to_results()
+        path = save_correction(
+            store.data_dir,
+            prof.bench.name,
+            _both_taggers(settings, party, taggers),
+            result,
+            run_id=run.run_id,
+        )
+        results["correction_file"] = str(path)
+        run.log_results({k: v for k, v in results.items() if v is not None})
+        run.finish("success")
+    return ClockSyncSummary(run.run_id, "success", None, results)
+
+
+def _both_taggers(
+    settings: ClockSyncSettings, party: str, mine: tuple[str, str]
+) -> tuple[str, str]:
+    """The correction's key in a party run: its own tagger's name, the other's by its node
+    (``node.<tagger setting or 'tagger'>``: the other process's instrument is not open here)."""
+    other_a = f"{settings.alice_node}.{settings.alice_tagger or 'tagger'}"
+    other_b = f"{settings.bob_node}.{settings.bob_tagger or 'tagger'}"
+    return (mine[0], other_b) if party == "alice" else (other_a, mine[1])

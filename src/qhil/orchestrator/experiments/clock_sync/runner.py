@@ -185,7 +185,7 @@ def _channels(settings: ClockSyncSettings) -> tuple[tuple[int, ...] | None, tupl
     """Alice's and bob's inputs that see any source's photons (None: all inputs)."""
     sides: list[tuple[int, ...] | None] = []
     for side in ("alice_channels", "bob_channels"):
-        chans = [getattr(s, side) for s in settings.sources.values()]
+        chans = [getattr(s, side) for s in settings.active_sources.values()]
         sides.append(None if any(c is None for c in chans) else tuple(sorted(set().union(*chans))))
     return sides[0], sides[1]
 
@@ -517,7 +517,7 @@ async def switch_sources(
 ) -> None:
     """Pumps on (crystal setpoint first, when given) or off, through the source role."""
     for node, src in sources.items():
-        cfg = settings.sources[node]
+        cfg = settings.active_sources[node]
         if on:
             if cfg.crystal_temperature_c is not None:
                 await src.set_crystal_temperature_c(cfg.crystal_temperature_c)

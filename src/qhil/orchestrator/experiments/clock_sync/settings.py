@@ -62,12 +62,13 @@ class ClockSyncSettings(BaseModel):
     sources: dict[str, PairSourceSettings] = Field(
         default_factory=lambda: {"alice": PairSourceSettings.model_validate({})},
         min_length=1,
-        max_length=2,
-        description="Pair sources by the node of their board (switched on for the run, off "
-        "after); one at alice_node and one at bob_node enable the two-way method.",
+        max_length=3,
+        description="Pair sources by the node of their board; the method's are switched on "
+        "for the run and off after. Two-way: the sources at alice_node and bob_node; "
+        "one-way: the only source, or the one at neither end (a central pair source).",
     )
     method: Literal["auto", "one-way", "two-way"] = Field(
-        "auto", description="auto: two-way when there is a source at each node, else one-way."
+        "auto", description="auto: two-way when there is a source at each end, else one-way."
     )
     duration_s: float = Field(10.0, gt=0, le=86400, description="Data taken in all, s.")
     acquisition_s: float = Field(
@@ -116,18 +117,19 @@ class ClockSyncSettings(BaseModel):
                 if chans is not None and (not chans or any(c < 1 for c in chans)):
                     raise ValueError(f"sources.{node}.{side}: tagger inputs are numbered from 1")
         ends = {self.alice_node, self.bob_node}
-        if self.method == "two-way" and set(self.sources) != ends:
+        if self.method == "two-way" and not ends <= set(self.sources):
             raise ValueError(
                 f"method: two-way needs a pair source at {self.alice_node} and one at "
                 f"{self.bob_node} (sources has {', '.join(self.sources)})"
             )
-        if len(self.sources) == 2 and set(self.sources) != ends:
-            raise ValueError(
-                f"sources: two sources are the two-way method's, one at {self.alice_node} "
-                f"and one at {self.bob_node} (got {', '.join(self.sources)})"
-            )
-        if self.method == "one-way" and len(self.sources) != 1:
-            raise ValueError("method: one-way uses one pair source (sources has two)")
+        if not self.two_way and len(self.sources) > 1:
+            middle = [n for n in self.sources if n not in ends]
+            if len(middle) != 1:
+                raise ValueError(
+                    f"sources: one-way uses one pair source, and {', '.join(self.sources)} "
+                    "leave it open which (give one, a source at neither end, or both ends "
+                    "for two-way)"
+                )
         if self.acquisition_s > self.duration_s:
             raise ValueError(
                 f"acquisition_s ({self.acquisition_s:g}) exceeds duration_s ({self.duration_s:g})"
@@ -136,9 +138,19 @@ class ClockSyncSettings(BaseModel):
 
     @property
     def two_way(self) -> bool:
-        return self.method == "two-way" or (
-            self.method == "auto" and set(self.sources) == {self.alice_node, self.bob_node}
-        )
+        both = {self.alice_node, self.bob_node} <= set(self.sources)
+        return self.method == "two-way" or (self.method == "auto" and both)
+
+    @property
+    def active_sources(self) -> dict[str, PairSourceSettings]:
+        """The sources the method uses (the others stay off): both ends' for two-way; for
+        one-way the only one, or the one at neither end."""
+        ends = (self.alice_node, self.bob_node)
+        if self.two_way:
+            return {n: self.sources[n] for n in ends}
+        if len(self.sources) == 1:
+            return dict(self.sources)
+        return {n: s for n, s in self.sources.items() if n not in ends}
 
     @property
     def method_used(self) -> str:
