@@ -502,12 +502,23 @@ class CascadeBob:
         self._n_passes = len(sizes)
         # rank of each pass when ordered by (block size, index): smaller blocks first.
         self._rank = np.argsort(np.argsort([s * len(sizes) + r for r, s in enumerate(sizes)]))
-        self._alice_blk: list[BitArray] = []
-        self._bob_blk: list[BitArray] = []
-        # Alice's parities of sub-blocks learnt while bisecting, per pass: the nodes of
-        # each block's bisection tree in heap order (root 1, children 2h and 2h + 1) at
-        # 4 * block start + h (h < 4 * block length); 0 unknown, else parity + 1.
-        self._nodes: list[NDArray[np.uint8] | None] = [None] * len(sizes)
+        # Every block of every built pass, passes laid end to end (pass r's blocks
+        # from _g_off[r]): Alice's and Bob's parities, frame, pass, rank, range,
+        # whether it was ever bisected.
+        self._g_off = [0]
+        self._g_alice = np.zeros(0, dtype=np.uint8)
+        self._g_bob = np.zeros(0, dtype=np.uint8)
+        self._g_frame = np.zeros(0, dtype=np.int64)
+        self._g_pass = np.zeros(0, dtype=np.int64)
+        self._g_rank = np.zeros(0, dtype=np.int64)
+        self._g_s = np.zeros(0, dtype=np.int64)
+        self._g_e = np.zeros(0, dtype=np.int64)
+        self._g_bisected = np.zeros(0, dtype=bool)
+        # Alice's parities of sub-blocks learnt while bisecting: the nodes of each
+        # block's bisection tree in heap order (root 1, children 2h and 2h + 1) at
+        # 4 * (pass * key_bits + block start) + h (h < 4 * block length); 0 unknown,
+        # else parity + 1. Zero pages: memory is only spent where blocks were bisected.
+        self._nodes = np.zeros(4 * len(sizes) * setup.key_bits, dtype=np.uint8)
         n_frames = self._lay.n_frames
         self._frame_parity = np.zeros(n_frames, dtype=np.uint8)
         self._started = np.zeros(n_frames, dtype=np.int64)  # passes started per frame
@@ -521,8 +532,13 @@ class CascadeBob:
         self._iv_frame = np.zeros(0, dtype=np.int64)
         self._iv_base = np.zeros(0, dtype=np.int64)  # 4 * block start
         self._iv_h = np.zeros(0, dtype=np.int64)  # heap index of [s, e) in its block's tree
+        # Bob's prefix parities over the blocks under bisection, laid end to end (his
+        # key does not change in a frame during its round): the parity of [a, b) of
+        # bisection i is pool[a + pbase_i] ^ pool[b + pbase_i].
+        self._iv_pbase = np.zeros(0, dtype=np.int64)
+        self._pool = np.zeros(1 << 16, dtype=np.uint8)
+        self._pool_used = 0
         self._iv_known = np.zeros(0, dtype=bool)  # its block was bisected before: look up
-        self._blk_bisected: list[NDArray[np.bool_]] = []
         self._idle_changed = True  # some frame became idle since the last choice
         self._found: list[tuple[IntArray, IntArray]] = []  # (key indices, frames)
         self._gen = self._protocol()
@@ -584,43 +600,36 @@ class CascadeBob:
         idle = ~(self._busy | self._done)
         if not idle.any():
             return False
-        lay = self._lay
-        best = np.full(lay.n_frames, self._n_passes, dtype=np.int64)
-        odd = []
-        for r in range(lay.n_passes):
-            blocks = np.flatnonzero(self._alice_blk[r] != self._bob_blk[r])
-            if blocks.size:
-                frames = lay.block_frame[r][blocks]
-                ok = idle[frames] & (self._started[frames] > r)
-                blocks, frames = blocks[ok], frames[ok]
-                best[frames] = np.minimum(best[frames], self._rank[r])
-                odd.append((r, blocks, frames))
-        new = [(r, b[best[f] == self._rank[r]]) for r, b, f in odd]
-        new = [(r, b) for r, b in new if b.size]
-        if new:
-            pas = np.concatenate([np.full(b.size, r, np.int64) for r, b in new])
-            frames = np.concatenate([lay.block_frame[r][b] for r, b in new])
-            self._iv_pas = np.concatenate([self._iv_pas, pas])
-            self._iv_s = np.concatenate([self._iv_s] + [lay.block_starts[r][b] for r, b in new])
-            self._iv_e = np.concatenate([self._iv_e] + [lay.block_ends[r][b] for r, b in new])
-            self._iv_par = np.concatenate([self._iv_par] + [self._alice_blk[r][b] for r, b in new])
-            self._iv_frame = np.concatenate([self._iv_frame, frames])
-            self._iv_known = np.concatenate(
-                [self._iv_known] + [self._blk_bisected[r][b] for r, b in new]
-            )
-            self._iv_base = np.concatenate(
-                [self._iv_base] + [4 * lay.block_starts[r][b] for r, b in new]
-            )
-            self._iv_h = np.concatenate([self._iv_h, np.ones(pas.size, dtype=np.int64)])
+        odd = np.flatnonzero(
+            (self._g_alice != self._g_bob)
+            & idle[self._g_frame]
+            & (self._started[self._g_frame] > self._g_pass)
+        )
+        if odd.size:
+            frames, rank = self._g_frame[odd], self._g_rank[odd]
+            best = np.full(self._lay.n_frames, self._n_passes, dtype=np.int64)
+            np.minimum.at(best, frames, rank)
+            new = odd[rank == best[frames]]  # global block ids
+            frames = self._g_frame[new]
+            pas, s = self._g_pass[new], self._g_s[new]
+            cat = np.concatenate
+            if self._iv_s.size == 0:
+                self._pool_used = 0  # no bisection refers to the pool any more
+            self._iv_pas = cat([self._iv_pas, pas])
+            self._iv_s = cat([self._iv_s, s])
+            self._iv_e = cat([self._iv_e, self._g_e[new]])
+            self._iv_par = cat([self._iv_par, self._g_alice[new]])
+            self._iv_frame = cat([self._iv_frame, frames])
+            self._iv_known = cat([self._iv_known, self._g_bisected[new]])
+            self._iv_base = cat([self._iv_base, 4 * (pas * self.setup.key_bits + s)])
+            self._iv_h = cat([self._iv_h, np.ones(new.size, dtype=np.int64)])
+            self._iv_pbase = cat([self._iv_pbase, self._pool_prefixes(pas, s, self._g_e[new])])
             self._busy[frames] = True
-            for r, b in new:
-                self._blk_bisected[r][b] = True
-                if self._nodes[r] is None:  # zero pages: only bisected blocks' are touched
-                    self._nodes[r] = np.zeros(4 * self.setup.key_bits, dtype=np.uint8)
+            self._g_bisected[new] = True
         even = idle & ~self._busy
         self._done |= even & (self._started >= self._n_passes)
         self._busy |= even & (self._started < self._n_passes)  # they start their next pass
-        return bool(new)
+        return bool(odd.size)
 
     def _pass_start_ranges(self) -> list[tuple[int, NDArray[np.bool_], IntArray, IntArray]]:
         """Blocks whose parities the frames starting a pass ask for, per pass."""
@@ -633,9 +642,7 @@ class CascadeBob:
             while lay.n_passes <= p:
                 q = lay.n_passes
                 lay.build_pass(q)
-                self._bob_blk.append(lay.block_parities(q, self.key))
-                self._alice_blk.append(np.zeros(lay.block_starts[q].size, dtype=np.uint8))
-                self._blk_bisected.append(np.zeros(lay.block_starts[q].size, dtype=bool))
+                self._add_pass_blocks(q)
                 self.stats.passes = q + 1
             frames = starting & (self._started == p)
             sel = frames[lay.block_frame[p]]
@@ -644,6 +651,20 @@ class CascadeBob:
             blocks = np.flatnonzero(sel)
             out.append((p, frames, lay.block_starts[p][blocks], lay.block_ends[p][blocks]))
         return out
+
+    def _add_pass_blocks(self, q: int) -> None:
+        lay = self._lay
+        nb = lay.block_starts[q].size
+        cat = np.concatenate
+        self._g_off.append(self._g_off[-1] + nb)
+        self._g_alice = cat([self._g_alice, np.zeros(nb, dtype=np.uint8)])
+        self._g_bob = cat([self._g_bob, lay.block_parities(q, self.key)])
+        self._g_frame = cat([self._g_frame, lay.block_frame[q]])
+        self._g_pass = cat([self._g_pass, np.full(nb, q, dtype=np.int64)])
+        self._g_rank = cat([self._g_rank, np.full(nb, self._rank[q], dtype=np.int64)])
+        self._g_s = cat([self._g_s, lay.block_starts[q]])
+        self._g_e = cat([self._g_e, lay.block_ends[q]])
+        self._g_bisected = cat([self._g_bisected, np.zeros(nb, dtype=bool)])
 
     def _apply_pass_starts(
         self, starts: list[tuple[int, NDArray[np.bool_], IntArray, IntArray]], bits: BitArray
@@ -654,7 +675,8 @@ class CascadeBob:
             blocks = lay.block_starts[p].searchsorted(s)
             got = bits[at : at + s.size]
             at += s.size
-            self._alice_blk[p][blocks] = got
+            off = self._g_off[p]
+            self._g_alice[off + blocks] = got
             frames = lay.block_frame[p][blocks]
             fpar = _parity_by_frame(got, frames, lay.n_frames)
             if p == 0:  # Alice's parity of each frame: XOR of the first pass's blocks
@@ -662,46 +684,41 @@ class CascadeBob:
             else:
                 inf = np.flatnonzero(lay.inferred[p] & started[lay.block_frame[p]])
                 f_inf = lay.block_frame[p][inf]
-                self._alice_blk[p][inf] = self._frame_parity[f_inf] ^ fpar[f_inf]
+                self._g_alice[off + inf] = self._frame_parity[f_inf] ^ fpar[f_inf]
                 self.stats.inferred_parities += int(inf.size)
             self._started[started] = p + 1
             self._busy[started] = False
             self._idle_changed = True
 
-    def _bob_parity(self, pas: IntArray, s: IntArray, e: IntArray) -> BitArray:
-        """Bob's current parities of ranges [s, e) of the given passes."""
-        out = np.empty(s.size, dtype=np.uint8)
+    def _pool_prefixes(self, pas: IntArray, s: IntArray, e: IntArray) -> IntArray:
+        """Append Bob's prefix parities over the new blocks to the pool; their pbase."""
         lens = e - s
+        offs = np.cumsum(lens) - lens
+        idx = np.repeat(s - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+        keyidx = np.empty(idx.size, dtype=np.int64)
+        owner = np.repeat(pas, lens)
         for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
-            sel = pas == r
-            ls, ll = s[sel], lens[sel]
-            offs = np.cumsum(ll) - ll
-            idx = np.repeat(ls - offs, ll) + np.arange(int(ll.sum()), dtype=np.int64)
-            bits = self.key[self._lay.order(r)[idx]]
-            out[sel] = np.bitwise_xor.reduceat(bits, offs)
-        return out
-
-    def _node_values(self, pas: IntArray, nodes: IntArray) -> NDArray[np.uint8]:
-        out = np.empty(nodes.size, dtype=np.uint8)
-        for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
-            sel = pas == r
-            store = self._nodes[r]
-            assert store is not None
-            out[sel] = store[nodes[sel]]
-        return out
+            sel = owner == r
+            keyidx[sel] = self._lay.order(r)[idx[sel]]
+        pre = _prefix_xor(self.key[keyidx])
+        at, need = self._pool_used, self._pool_used + pre.size
+        if need > self._pool.size:
+            grown = np.empty(max(need, 2 * self._pool.size), dtype=np.uint8)
+            grown[:at] = self._pool[:at]
+            self._pool = grown
+        self._pool[at:need] = pre
+        self._pool_used = need
+        return at + offs - s
 
     def _step(self, sel: NDArray[np.bool_], left: BitArray) -> None:
         """Descend one level in the selected bisections, given Alice's left parities."""
-        pas, s, e, par = self._iv_pas[sel], self._iv_s[sel], self._iv_e[sel], self._iv_par[sel]
+        s, e, par = self._iv_s[sel], self._iv_e[sel], self._iv_par[sel]
         h, child = self._iv_h[sel], self._iv_base[sel] + 2 * self._iv_h[sel]
         m = (s + e) >> 1
-        for r in np.flatnonzero(np.bincount(pas)).tolist():  # remember both halves
-            one = pas == r
-            store = self._nodes[r]
-            assert store is not None
-            store[child[one]] = left[one] + 1
-            store[child[one] + 1] = (par[one] ^ left[one]) + 1
-        go_left = left != self._bob_parity(pas, s, m)
+        self._nodes[child] = left + 1  # remember both halves
+        self._nodes[child + 1] = (par ^ left) + 1
+        pb = self._iv_pbase[sel]
+        go_left = left != (self._pool[m + pb] ^ self._pool[s + pb])
         self._iv_par[sel] = np.where(go_left, left, par ^ left)
         self._iv_e[sel] = np.where(go_left, m, e)
         self._iv_s[sel] = np.where(go_left, s, m)
@@ -715,7 +732,7 @@ class CascadeBob:
                 bits[one] = self._lay.order(r)[pos[one]]
             self._found.append((bits, self._iv_frame[single]))
             keep = ~single
-            for name in ("pas", "s", "e", "par", "frame", "known", "base", "h"):
+            for name in ("pas", "s", "e", "par", "frame", "known", "base", "h", "pbase"):
                 setattr(self, f"_iv_{name}", getattr(self, f"_iv_{name}")[keep])
 
     def _descend_known(self) -> bool:
@@ -726,10 +743,8 @@ class CascadeBob:
         moved = False
         while self._iv_known.any():
             cand = np.flatnonzero(self._iv_known)
-            pas = self._iv_pas[cand]
             child = self._iv_base[cand] + 2 * self._iv_h[cand]
-            lv = self._node_values(pas, child)
-            rv = self._node_values(pas, child + 1)
+            lv, rv = self._nodes[child], self._nodes[child + 1]
             known = (lv | rv) > 0
             if not known.any():
                 break
@@ -762,7 +777,8 @@ class CascadeBob:
     def _flip(self, bits: IntArray) -> None:
         self.key[bits] ^= 1
         for r in range(self._lay.n_passes):
-            np.bitwise_xor.at(self._bob_blk[r], self._lay.blocks_of_keys(r, bits), np.uint8(1))
+            blocks = self._g_off[r] + self._lay.blocks_of_keys(r, bits)
+            np.bitwise_xor.at(self._g_bob, blocks, np.uint8(1))
         self.stats.corrected_bits += int(bits.size)
 
 
