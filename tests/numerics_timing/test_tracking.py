@@ -408,6 +408,22 @@ def test_few_pairs_per_interval_do_not_fool_the_loop() -> None:
     assert tr.sigma_rel_ps == pytest.approx(s.sigma_rel_ps, rel=0.1)
 
 
+def test_the_start_allows_for_the_wander_during_the_acquisition() -> None:
+    """By default the acquisition's errors are widened by 1 s of wander: its line ignores
+    the wander, and a loop that believed it (0.3 ps) was 12 sigma off in its first
+    0.1 s intervals at 1.1 ppb/sqrt(s)."""
+    w = math.hypot(0.5, 1.0)
+    clock = wandering_clock(0, 12.0, drift=-31.6e-6, wander_ppb_per_sqrt_s=w)
+    s = pair_streams(clock, 1000, 12.0, pair_rate=5_000.0)
+    r = acquire_clock_offset(s.a[s.a < PS], s.b[s.b < s.clock.read(PS)])
+    cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=w)
+    tr = ClockTracker.from_acquisition(r, cfg, start_ps=0)
+    arr = track_arrays(feed_in_chunks(tr, s, 0.5)[:-1])
+    assert tr.events == []
+    z = (arr["offset_ps"] - s.truth(arr["t_ps"])) / arr["offset_stderr_ps"]
+    assert float(np.max(np.abs(z))) < 5.0
+
+
 def test_a_short_dropout_does_not_lose_the_lock() -> None:
     """Two empty intervals (< lost_after = 3): skipped, the lock holds."""
     clock = wandering_clock(13, 6.0, wander_ppb_per_sqrt_s=0.5)

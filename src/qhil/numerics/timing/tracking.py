@@ -317,7 +317,8 @@ class ClockTracker:
 
     ``model`` is the starting point (e.g. from :func:`find_clock_offset`) with its
     1-sigma errors at ``model.t_ref_ps``, widened by the wander over ``data_span_ps``
-    (the span of data it came from); intervals of ``config.interval_ps`` start at
+    (the span of data it came from; default 1 s, a typical acquisition: a line fitted
+    to wandering clocks is off by more than its own errors say); intervals of ``config.interval_ps`` start at
     ``start_ps`` (default: the first A event fed). ``sigma_rel_ps`` (the pairs'
     relative jitter, e.g. the acquisition's ``fit.sigma_rel_ps``) seeds the pooled
     width; without it the first intervals measure their own.
@@ -331,7 +332,7 @@ class ClockTracker:
         offset_stderr_ps: float,
         drift_stderr: float,
         start_ps: int | None = None,
-        data_span_ps: int = 0,
+        data_span_ps: int = PS_PER_S,
         sigma_rel_ps: float | None = None,
     ) -> None:
         self.config = config or TrackerConfig()
@@ -373,7 +374,7 @@ class ClockTracker:
         config: TrackerConfig | None = None,
         *,
         start_ps: int | None = None,
-        data_span_ps: int = 0,
+        data_span_ps: int = PS_PER_S,
     ) -> ClockTracker:
         """Start from :func:`find_clock_offset`'s result and its stated errors, widened by
         the wander over ``data_span_ps`` (the span of data the acquisition used), and
