@@ -368,6 +368,31 @@ def test_frequency_error_matches_its_stated_uncertainty_over_seeds() -> None:
         assert lo <= float(np.sum(zz**2)) <= hi, (k, zz)
 
 
+def test_loop_is_a_second_order_pll_with_the_stated_time_constant() -> None:
+    """Slow wander (0.001 ppb/sqrt(s)) so that the 0.1 s intervals are short against the
+    loop: its steady state is the Kalman-Bucy filter of a random walk of frequency,
+    offset variance sqrt(2) q^(1/4) r^(3/4), frequency variance sqrt(2) q^(3/4) r^(1/4),
+    time constant (r / q)^(1/4), r = stderr^2 x interval."""
+    w = 0.001
+    clock = wandering_clock(3, 30.0, wander_ppb_per_sqrt_s=w)
+    s = pair_streams(clock, 4, 30.0, pair_rate=5_000.0)
+    cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=w)
+    start = ClockModel(float(s.truth(0)), clock.drift, 0)
+    tr = ClockTracker(start, cfg, offset_stderr_ps=10.0, drift_stderr=1e-10, start_ps=0)
+    assert math.isnan(tr.time_constant_s)
+    points = feed_in_chunks(tr, s, 0.5)[:-1]
+    r = float(np.median([p.measured_stderr_ps for p in points[-50:]])) ** 2 * 0.1
+    q = (w * 1e3) ** 2  # (ps/s)^2 per s
+    assert tr.time_constant_s == pytest.approx((r / q) ** 0.25, rel=0.05)
+    last = points[-1]
+    assert last.offset_stderr_ps**2 == pytest.approx(math.sqrt(2) * q**0.25 * r**0.75, rel=0.1)
+    assert (last.drift_stderr * PS) ** 2 == pytest.approx(math.sqrt(2) * q**0.75 * r**0.25, rel=0.1)
+    no_wander = ClockTracker(
+        start, TrackerConfig(wander_ppb_per_sqrt_s=0.0), offset_stderr_ps=1.0, drift_stderr=0.0
+    )
+    assert no_wander.time_constant_s == math.inf
+
+
 def test_lock_holds_for_60_s_of_wandering_clocks() -> None:
     """Relative wander 1.1 ppb/sqrt(s) (0.5 and 1 ppb/sqrt(s) clocks, as the entanglement
     profile's), 31.6 ppm apart, 5000 pairs/s in 0.1 s intervals: no loss of lock."""
