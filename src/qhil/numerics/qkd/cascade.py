@@ -522,7 +522,7 @@ class CascadeBob:
         n_frames = self._lay.n_frames
         self._frame_parity = np.zeros(n_frames, dtype=np.uint8)
         self._started = np.zeros(n_frames, dtype=np.int64)  # passes started per frame
-        self._busy = np.zeros(n_frames, dtype=bool)  # bisecting, or waiting for a pass start
+        self._busy = np.zeros(n_frames, dtype=bool)  # bisecting
         self._done = np.zeros(n_frames, dtype=bool)
         # Bisections under way: pass, range [s, e) and Alice's parity of it, frame.
         self._iv_pas = np.zeros(0, dtype=np.int64)
@@ -570,27 +570,42 @@ class CascadeBob:
 
     # -- protocol -------------------------------------------------------------
     def _protocol(self) -> Generator[ParityQuery, BitArray, None]:
+        # Every frame asks for the block parities of every pass sooner or later, so
+        # they are all asked at once; a frame then "starts" a pass without a message.
+        lay = self._lay
+        for q in range(self._n_passes):
+            lay.build_pass(q)
+            self._add_pass_blocks(q)
+        n0 = lay.block_starts[0].size
+        # pass 0: every block (they give the frame parities); later passes: all but
+        # the one block per frame that the frame parity gives
+        ask = ~np.concatenate([np.zeros(n0, dtype=bool), *lay.inferred[1:]])
+        asked = np.flatnonzero(ask)
+        bits = yield ParityQuery(self._g_pass[asked], self._g_s[asked], self._g_e[asked])
+        self._pass_leak += np.bincount(self._g_pass[asked], minlength=self._n_passes)
+        self._g_alice[asked] = bits
+        self._frame_parity = _parity_by_frame(self._g_alice[:n0], lay.block_frame[0], lay.n_frames)
+        inferred = np.flatnonzero(~ask)
+        others = _parity_by_frame(
+            self._g_alice[asked[n0:]],
+            self._g_frame[asked[n0:]] + self._g_pass[asked[n0:]] * lay.n_frames,
+            self._n_passes * lay.n_frames,
+        )
+        fp = self._g_frame[inferred] + self._g_pass[inferred] * lay.n_frames
+        self._g_alice[inferred] = self._frame_parity[self._g_frame[inferred]] ^ others[fp]
+        self.stats.inferred_parities += int(inferred.size)
+        self.stats.passes = self._n_passes
+        self._started[:] = 1
         while True:
             while self._finish_rounds() | self._choose_steps() | self._descend_known():
                 pass  # frames whose round ended without a message choose again
-            starts = self._pass_start_ranges()
-            n_start = sum(s.size for _, _, s, _ in starts)
-            passes = np.concatenate(
-                [np.full(s.size, p, np.int64) for p, _, s, _ in starts] + [self._iv_pas]
-            )
-            if passes.size == 0:  # nothing to ask: done, or only inferred blocks to start
-                if not starts:
-                    return
-                self._apply_pass_starts(starts, np.zeros(0, dtype=np.uint8))
-                continue
-            s = np.concatenate([bs for _, _, bs, _ in starts] + [self._iv_s])
-            e = np.concatenate([be for _, _, _, be in starts] + [(self._iv_s + self._iv_e) >> 1])
-            bits = yield ParityQuery(passes, s, e)
-            self._pass_leak += np.bincount(passes, minlength=self._n_passes)
-            self.stats.per_pass_leak = self._pass_leak.tolist()
-            self._apply_pass_starts(starts, bits[:n_start])
-            if self._iv_s.size:
-                self._step(np.ones(self._iv_s.size, dtype=bool), bits[n_start:])
+            if self._iv_s.size == 0:  # every frame is done
+                self.stats.per_pass_leak = self._pass_leak.tolist()
+                return
+            m = (self._iv_s + self._iv_e) >> 1
+            bits = yield ParityQuery(self._iv_pas, self._iv_s, m)
+            self._pass_leak += np.bincount(self._iv_pas, minlength=self._n_passes)
+            self._step(np.ones(self._iv_s.size, dtype=bool), bits)
 
     def _choose_steps(self) -> bool:
         """Give every idle frame its next step; True if some frame started bisecting."""
@@ -600,16 +615,22 @@ class CascadeBob:
         idle = ~(self._busy | self._done)
         if not idle.any():
             return False
-        odd = np.flatnonzero(
-            (self._g_alice != self._g_bob)
-            & idle[self._g_frame]
-            & (self._started[self._g_frame] > self._g_pass)
-        )
+        # Per frame: the odd blocks of its started pass with the smallest blocks; if
+        # its started passes are even, it starts passes until one has odd blocks.
+        odd = np.flatnonzero((self._g_alice != self._g_bob) & idle[self._g_frame])
+        frames, pas = self._g_frame[odd], self._g_pass[odd]
+        in_started = pas < self._started[frames]
+        has_started = np.zeros(self._lay.n_frames, dtype=bool)
+        has_started[frames[in_started]] = True
+        key = np.where(in_started, self._g_rank[odd], self._n_passes + pas)
+        valid = in_started | ~has_started[frames]
+        best = np.full(self._lay.n_frames, 2 * self._n_passes, dtype=np.int64)
+        np.minimum.at(best, frames[valid], key[valid])
+        later = idle & (best >= self._n_passes) & (best < 2 * self._n_passes)
+        self._started[later] = best[later] - self._n_passes + 1
+        self._done |= idle & (best == 2 * self._n_passes)
         if odd.size:
-            frames, rank = self._g_frame[odd], self._g_rank[odd]
-            best = np.full(self._lay.n_frames, self._n_passes, dtype=np.int64)
-            np.minimum.at(best, frames, rank)
-            new = odd[rank == best[frames]]  # global block ids
+            new = odd[valid & (key == best[frames])]  # global block ids
             frames = self._g_frame[new]
             pas, s = self._g_pass[new], self._g_s[new]
             cat = np.concatenate
@@ -626,31 +647,7 @@ class CascadeBob:
             self._iv_pbase = cat([self._iv_pbase, self._pool_prefixes(pas, s, self._g_e[new])])
             self._busy[frames] = True
             self._g_bisected[new] = True
-        even = idle & ~self._busy
-        self._done |= even & (self._started >= self._n_passes)
-        self._busy |= even & (self._started < self._n_passes)  # they start their next pass
         return bool(odd.size)
-
-    def _pass_start_ranges(self) -> list[tuple[int, NDArray[np.bool_], IntArray, IntArray]]:
-        """Blocks whose parities the frames starting a pass ask for, per pass."""
-        starting = self._busy.copy()
-        if self._iv_frame.size:
-            starting[self._iv_frame] = False
-        out = []
-        lay = self._lay
-        for p in np.unique(self._started[starting]).tolist():
-            while lay.n_passes <= p:
-                q = lay.n_passes
-                lay.build_pass(q)
-                self._add_pass_blocks(q)
-                self.stats.passes = q + 1
-            frames = starting & (self._started == p)
-            sel = frames[lay.block_frame[p]]
-            if p > 0:
-                sel &= ~lay.inferred[p]  # follows from the frame parity
-            blocks = np.flatnonzero(sel)
-            out.append((p, frames, lay.block_starts[p][blocks], lay.block_ends[p][blocks]))
-        return out
 
     def _add_pass_blocks(self, q: int) -> None:
         lay = self._lay
@@ -665,30 +662,6 @@ class CascadeBob:
         self._g_s = cat([self._g_s, lay.block_starts[q]])
         self._g_e = cat([self._g_e, lay.block_ends[q]])
         self._g_bisected = cat([self._g_bisected, np.zeros(nb, dtype=bool)])
-
-    def _apply_pass_starts(
-        self, starts: list[tuple[int, NDArray[np.bool_], IntArray, IntArray]], bits: BitArray
-    ) -> None:
-        lay = self._lay
-        at = 0
-        for p, started, s, _ in starts:
-            blocks = lay.block_starts[p].searchsorted(s)
-            got = bits[at : at + s.size]
-            at += s.size
-            off = self._g_off[p]
-            self._g_alice[off + blocks] = got
-            frames = lay.block_frame[p][blocks]
-            fpar = _parity_by_frame(got, frames, lay.n_frames)
-            if p == 0:  # Alice's parity of each frame: XOR of the first pass's blocks
-                self._frame_parity[started] = fpar[started]
-            else:
-                inf = np.flatnonzero(lay.inferred[p] & started[lay.block_frame[p]])
-                f_inf = lay.block_frame[p][inf]
-                self._g_alice[off + inf] = self._frame_parity[f_inf] ^ fpar[f_inf]
-                self.stats.inferred_parities += int(inf.size)
-            self._started[started] = p + 1
-            self._busy[started] = False
-            self._idle_changed = True
 
     def _pool_prefixes(self, pas: IntArray, s: IntArray, e: IntArray) -> IntArray:
         """Append Bob's prefix parities over the new blocks to the pool; their pbase."""
