@@ -495,6 +495,22 @@ def test_a_step_in_offset_is_detected_and_reacquired(step_ps: float, how: str) -
     assert float(np.max(np.abs(z))) < 5.0
 
 
+def test_a_wrong_start_at_time_zero_is_reacquired() -> None:
+    """A start model 1 us off (outside the window) with intervals from t = 0: the lock is
+    lost at once and re-acquired after one span (a loss that began at 0 ps was taken
+    for "no loss" and never re-acquired)."""
+    clock = wandering_clock(19, 4.0)
+    s = pair_streams(clock, 20, 4.0, pair_rate=5_000.0)
+    start = ClockModel(float(s.truth(0)) + 1_000_000.0, clock.drift, 0)
+    cfg = TrackerConfig(interval_ps=PS // 10, wander_ppb_per_sqrt_s=0.1)
+    tr = ClockTracker(start, cfg, offset_stderr_ps=10.0, drift_stderr=1e-10, start_ps=0)
+    points = feed_in_chunks(tr, s, 0.5)
+    assert [(e.kind, e.t_ps / PS) for e in tr.events] == [("lost", 0.3), ("reacquired", 1.0)]
+    assert tr.events[1].how.startswith("bounded search")
+    last = points[-2]
+    assert abs(last.model.offset_ps - float(s.truth(last.t_ps))) < 5 * last.offset_stderr_ps
+
+
 def test_an_outage_is_reacquired_when_the_pairs_return() -> None:
     clock = wandering_clock(17, 14.0, wander_ppb_per_sqrt_s=0.5)
     s = pair_streams(clock, 18, 14.0, pair_rate=5_000.0, gap_s=(5.0, 8.0))

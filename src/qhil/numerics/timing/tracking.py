@@ -607,8 +607,8 @@ class ClockTracker:
                     self._pool_sigma(m)
                 used = True
         if (
-            not self._locked
-            and e - (self._loss_start or s) >= self.config.reacquire_span_ps
+            self._loss_start is not None
+            and e - self._loss_start >= self.config.reacquire_span_ps
             and e - self._last_attempt >= self.config.reacquire_span_ps // 4
         ):
             self._last_attempt = e
