@@ -85,3 +85,42 @@ def test_a_source_neither_party_owns_is_refused(tmp_path: Path) -> None:
             )
         )
     assert info.value.field == "experiments.clock_sync.sources.source"
+
+
+@pytest.mark.slow
+def test_a_wrong_pre_shared_key_aborts_both_as_authentication_failed(tmp_path: Path) -> None:
+    port = _free_port()
+    with EmulatedBench(load_profile("entanglement")) as bench:
+        lab = tmp_path / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(bench.addressed_profile()).encode())
+
+        async def both() -> list:
+            common = {"duration_s": 2.0, "peer_timeout_s": 5.0}
+            return list(
+                await asyncio.gather(
+                    run_clock_sync_party_job(
+                        "alice",
+                        str(lab),
+                        TWO_WAY,
+                        listen=f"127.0.0.1:{port}",
+                        auth_key_file=_key(tmp_path / "a.hex"),
+                        data_dir=tmp_path / "alice",
+                        **common,  # type: ignore[arg-type]
+                    ),
+                    run_clock_sync_party_job(
+                        "bob",
+                        str(lab),
+                        TWO_WAY,
+                        connect=f"127.0.0.1:{port}",
+                        auth_key_file=_key(tmp_path / "b.hex"),
+                        data_dir=tmp_path / "bob",
+                        **common,  # type: ignore[arg-type]
+                    ),
+                )
+            )
+
+        alice, bob = (s.as_dict() for s in asyncio.run(both()))
+    for s, who in ((alice, "alice"), (bob, "bob")):
+        assert s["status"] == "aborted", s
+        assert s["reason"].startswith("authentication_failed"), s["reason"]
+        assert RunStore(tmp_path / who).get(s["run_id"]).status == "aborted"

@@ -129,14 +129,8 @@ async def run_clock_sync_job(
                     progress=progress,
                     on_point=on_point,
                 )
-            except AuthenticationError as exc:
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return ClockSyncSummary(run.run_id, "aborted", reason, {})
-            except ClockSyncAborted as exc:
-                reason = str(exc)
-                run.abort(reason)
-                return ClockSyncSummary(run.run_id, "aborted", reason, {})
+            except (AuthenticationError, ClockSyncAborted) as exc:
+                return _aborted(run, exc)
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
             results = result.to_results()
@@ -163,6 +157,14 @@ async def run_clock_sync_job(
         run.log_results({k: v for k, v in results.items() if v is not None})
         run.finish("success")
     return ClockSyncSummary(run.run_id, "success", None, results)
+
+
+def _aborted(run: Any, exc: Exception) -> ClockSyncSummary:
+    """The run recorded ``aborted`` with the reason (exit 3): a typed abort says its own
+    reason; a failed authentication (a wrong pre-shared key) is ``authentication_failed``."""
+    reason = f"authentication_failed: {exc}" if isinstance(exc, AuthenticationError) else str(exc)
+    run.abort(reason)
+    return ClockSyncSummary(run.run_id, "aborted", reason, {})
 
 
 class _Recorder:
@@ -292,9 +294,7 @@ async def run_clock_sync_party_job(
                     on_waiting=on_waiting,
                 )
             except AuthenticationError as exc:
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return ClockSyncSummary(run.run_id, "aborted", reason, {})
+                return _aborted(run, exc)
             try:
                 await switch_sources(settings, mine, True)
                 if party == "alice":
@@ -304,8 +304,7 @@ async def run_clock_sync_party_job(
                 else:
                     result = await run_bob_sync(settings, tagger, channel, progress=progress)
             except ClockSyncAborted as exc:
-                run.abort(str(exc))
-                return ClockSyncSummary(run.run_id, "aborted", str(exc), {})
+                return _aborted(run, exc)
             finally:
                 with contextlib.suppress(Exception):
                     await switch_sources(settings, mine, False)
