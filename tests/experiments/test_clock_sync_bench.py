@@ -289,3 +289,57 @@ async def test_a_step_of_bobs_clock_on_the_bench_is_lost_and_reacquired() -> Non
     measured = np.array([row["offset_measured_ps"] for row in rows])
     # After the re-acquisition the offset has moved by the step (in B's time, +-2 ns).
     assert abs((measured[-1] - measured[0]) - (result.model.drift * 9e12 + 300_000)) < 2_000
+
+
+def test_party_options_that_do_not_belong_together_are_usage_errors(tmp_path: Path) -> None:
+    r = run_cli(tmp_path, "--listen", "127.0.0.1:7000")
+    assert r.exit_code == 2 and "--listen is for --party runs only" in r.output
+    r = run_cli(tmp_path, "--party", "bob", "--connect", "127.0.0.1:7000")
+    assert r.exit_code == 2 and "--party needs --auth-key-file" in r.output
+
+
+@pytest.mark.slow
+def test_sigterm_records_the_run_aborted_with_its_data_so_far(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    QHIL = [sys.executable, "-m", "qhil.cli", "run", "clock-sync"]
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [
+            *QHIL,
+            "entanglement",
+            "--duration",
+            "600",
+            "--json",
+            "--no-plots",
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        # Wait (by state, not by time) until tracking rows are recorded: then terminate it.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = RunStore(data).list_runs() if (data / "runs.sqlite").exists() else []
+            if runs and "track/t_s" in runs[0].array_index:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be terminated"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated by SIGTERM" in err
+    (record,) = RunStore(data).list_runs()
+    assert record.status.value == "aborted"
+    assert record.reason == "terminated by signal (SIGTERM)"
+    assert record.array_index["track/t_s"].shape[0] >= 1  # the rows so far are kept
