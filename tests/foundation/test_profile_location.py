@@ -76,7 +76,7 @@ def test_an_unknown_profile_says_where_it_was_looked_for(
     msg = str(info.value)
     assert msg.startswith("nope: profile: no such profile")
     assert str(tmp_path / "hw_profiles") in msg and str(packaged_profiles_dir()) in msg
-    assert "available: default, lab_" in msg
+    assert "available: default, entanglement, lab_" in msg
     proc = subprocess.run(
         [sys.executable, "-m", "qhil.cli", "profile", "show", "nope"],
         capture_output=True,
