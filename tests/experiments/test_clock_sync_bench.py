@@ -343,3 +343,34 @@ def test_sigterm_records_the_run_aborted_with_its_data_so_far(tmp_path: Path) ->
     assert record.status.value == "aborted"
     assert record.reason == "terminated by signal (SIGTERM)"
     assert record.array_index["track/t_s"].shape[0] >= 1  # the rows so far are kept
+
+
+@pytest.mark.slow
+def test_tracking_precision_is_sigma_rel_over_root_n_without_wander(tmp_path: Path) -> None:
+    """Default bench (clocks without wander), the loop told so: each interval's offset error
+    against the truth scatters as sigma_rel / sqrt(N) within 1.2x (the clipped mean's 1.03),
+    checked two-sided by chi-square at 99.9 % over 20 intervals."""
+    r = run_cli(
+        tmp_path,
+        "--duration",
+        "10",
+        *DEFAULT_PAIRS,
+        "--set",
+        "experiments.clock_sync.wander_ppb_per_sqrt_s=0",
+        "--set",
+        "experiments.clock_sync.tracking_interval_s=0.5",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    record = RunStore(tmp_path).get(out["run_id"])
+    with record.arrays as arrays:
+        col = {
+            n: np.asarray(arrays[f"track/{n}"])
+            for n in ("offset_measured_ps", "stderr_ps", "counts", "truth_offset_ps")
+        }
+    ideal = record.results["sigma_rel_ps"] / np.sqrt(col["counts"])
+    assert col["counts"].size == 20
+    assert np.all(col["stderr_ps"] < 1.2 * ideal) and np.all(col["stderr_ps"] > ideal / 1.2)
+    z = (col["offset_measured_ps"] - col["truth_offset_ps"]) / ideal
+    lo, hi = stats.chi2.ppf([0.0005, 0.9995], z.size) / z.size
+    assert lo < float(np.mean(z * z)) < hi * 1.2**2
