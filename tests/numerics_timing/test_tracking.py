@@ -252,6 +252,9 @@ def test_chunks_must_follow_each_other() -> None:
         tr.feed(np.array([30], dtype=np.int64), np.array([5], dtype=np.int64))
     with pytest.raises(TimingInputError, match="a: expected integer"):
         tr.feed(np.array([40.0]), np.array([], dtype=np.int64))
+    tr.flush()
+    with pytest.raises(TimingInputError, match="feed: the tracker was flushed"):
+        tr.feed(np.array([50], dtype=np.int64), np.array([55], dtype=np.int64))
 
 
 # --- tracking ------------------------------------------------------------------------

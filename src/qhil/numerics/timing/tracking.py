@@ -357,6 +357,7 @@ class ClockTracker:
         self._locked = True
         self._loss_start: int | None = None
         self._last_attempt = -(1 << 62)
+        self._flushed = False
         self._last_r: float = math.nan
         # Pooled relative jitter: sum of n sigma^2 and of n, decaying per interval.
         self._sig_ss, self._sig_n = 0.0, 0.0
@@ -442,12 +443,19 @@ class ClockTracker:
         An interval is complete once A has an event past its end and B one past the
         model's image of its end plus the window.
         """
+        if self._flushed:
+            raise TimingInputError(
+                "feed: the tracker was flushed (its last, partial interval is done); "
+                "start a new ClockTracker from its model for more data"
+            )
         self._a.append(a_chunk)
         self._b.append(b_chunk)
         return self._process(final=False)
 
     def flush(self) -> list[TrackPoint]:
-        """End of data: process the intervals that hold any A events, complete or not."""
+        """End of data: process the intervals that hold any A events, complete or not.
+        No more chunks can be fed after it."""
+        self._flushed = True
         return self._process(final=True)
 
     def _bounds(self, k: int) -> tuple[int, int]:
