@@ -702,16 +702,11 @@ def two_way_world(seed: int) -> World:
     idler to Bob's channel 1, Bob's its idler back to Alice's channel 2; identical
     detectors, so only the fibre differs between the directions."""
 
+    # Case 7's detector (test_world_clock_sync), on the channel given.
+    template = world_profile(0.0, 0.0, 1.0)["nodes"]["alice"]["components"]["det_s"]
+
     def det(channel: int) -> dict[str, object]:
-        return {
-            "type": "detector",
-            "efficiency": 0.5,
-            "dark_count_rate_hz": 500.0,
-            "dead_time_ns": 50.0,
-            "jitter_ps": JITTER_PS,
-            "tagger": "tagger",
-            "channel": channel,
-        }
+        return {**template, "channel": channel}
 
     def spdc(signal: str, idler: str) -> dict[str, object]:
         return {
