@@ -251,6 +251,12 @@ class _Layout:
     def is_halving(self, p: int) -> bool:
         return self._split[p] is not None
 
+    def halving_split(self, p: int) -> tuple[NDArray[np.bool_], IntArray]:
+        """A halving pass's split mask and, per half (A, B) and frame, its block (-1: none)."""
+        split = self._split[p]
+        assert split is not None
+        return split[0], split[2]
+
     def order(self, p: int) -> NDArray[np.int32]:
         """Key index of every position of pass p."""
         order = self._orders[p]
@@ -540,6 +546,9 @@ class CascadeBob:
         self._pool_used = 0
         self._iv_known = np.zeros(0, dtype=bool)  # its block was bisected before: look up
         self._idle_changed = True  # some frame became idle since the last choice
+        self._shuffled: list[int] = []
+        self._h_in_a = np.zeros((0, 0), dtype=bool)
+        self._h_blocks = np.zeros((0, 2, 0), dtype=np.int64)
         self._found: list[tuple[IntArray, IntArray]] = []  # (key indices, frames)
         self._gen = self._protocol()
         self._query: ParityQuery | None = next(self._gen, None)
@@ -596,6 +605,16 @@ class CascadeBob:
         self.stats.inferred_parities += int(inferred.size)
         self.stats.passes = self._n_passes
         self._started[:] = 1
+        # For corrections: the halving passes' split masks stacked, and the global block
+        # id of each (pass, half, frame).
+        self._shuffled = [q for q in range(self._n_passes) if not lay.is_halving(q)]
+        halving = [q for q in range(self._n_passes) if lay.is_halving(q)]
+        if halving:
+            splits = [lay.halving_split(q) for q in halving]
+            self._h_in_a = np.stack([a for a, _ in splits])
+            self._h_blocks = np.stack(
+                [hb + self._g_off[q] for q, (_, hb) in zip(halving, splits, strict=True)]
+            )
         while True:
             while self._finish_rounds() | self._choose_steps() | self._descend_known():
                 pass  # frames whose round ended without a message choose again
@@ -749,9 +768,14 @@ class CascadeBob:
 
     def _flip(self, bits: IntArray) -> None:
         self.key[bits] ^= 1
-        for r in range(self._lay.n_passes):
+        for r in self._shuffled:
             blocks = self._g_off[r] + self._lay.blocks_of_keys(r, bits)
             np.bitwise_xor.at(self._g_bob, blocks, np.uint8(1))
+        if self._h_blocks.size:  # every halving pass at once
+            half = (~self._h_in_a[:, bits]).astype(np.intp)  # 0: A half, 1: B half
+            rows = np.arange(self._h_blocks.shape[0])[:, None]
+            blocks = self._h_blocks[rows, half, (bits // self.setup.frame_bits)[None, :]]
+            np.bitwise_xor.at(self._g_bob, blocks.ravel(), np.uint8(1))
         self.stats.corrected_bits += int(bits.size)
 
 
