@@ -414,7 +414,11 @@ class CascadeAlice:
         self.setup = setup
         self._layout = _Layout(setup)
         self._blk: list[BitArray] = []  # pass -> her parity of every block
-        self._prefix: list[BitArray | None] = []  # pass -> prefix XOR in pass order, when needed
+        # Prefix XOR of her key in each pass's order, pass p at p * (key_bits + 1), built
+        # when the pass is first bisected (zero pages until then).
+        self._stride = setup.key_bits + 1
+        self._prefix = np.zeros(len(setup.block_sizes) * self._stride, dtype=np.uint8)
+        self._has_prefix = np.zeros(len(setup.block_sizes), dtype=bool)
         self.leaked_bits = 0
         self.messages = 0
 
@@ -422,49 +426,49 @@ class CascadeAlice:
         s = np.asarray(query.starts, dtype=np.int64)
         e = np.asarray(query.ends, dtype=np.int64)
         passes = np.asarray(query.passes, dtype=np.int64)
-        n = self.setup.key_bits
         if s.shape != e.shape or s.shape != passes.shape:
             raise ValueError("ParityQuery: passes, starts and ends differ in length")
-        if s.size and (s.min() < 0 or e.max() > n or np.any(s >= e)):
+        if s.size and (s.min() < 0 or e.max() > self.setup.key_bits or np.any(s >= e)):
             raise ValueError("ParityQuery: ranges must satisfy 0 <= start < end <= key_bits")
         n_passes = len(self.setup.block_sizes)
-        if passes.size and (passes.min() < 0 or passes.max() >= n_passes):
+        top = int(passes.max()) if passes.size else -1
+        if passes.size and (passes.min() < 0 or top >= n_passes):
             raise ValueError(f"ParityQuery.passes: outside 0..{n_passes - 1}")
         lay = self._layout
-        top = int(passes.max()) if passes.size else -1
         while lay.n_passes <= top:
             q = lay.n_passes
             lay.build_pass(q)
             if lay.is_halving(q):  # block parities from the split; a prefix only if bisected
                 self._blk.append(lay.block_parities(q, self.key))
-                self._prefix.append(None)
             else:
-                pre = _prefix_xor(self.key[lay.order(q)])
+                pre = self._build_prefix(q)
                 self._blk.append(pre[lay.block_ends[q]] ^ pre[lay.block_starts[q]])
-                self._prefix.append(pre)
-        if passes.size and passes.min() == passes.max():  # the usual case: one pass
-            par = self._parities(int(passes[0]), s, e)
-        else:
-            par = np.empty(s.size, dtype=np.uint8)
-            for p in np.unique(passes).tolist():  # a few passes per query
+        par = np.empty(s.size, dtype=np.uint8)
+        rest = np.ones(s.size, dtype=bool)
+        missing = ~self._has_prefix[passes]
+        if missing.any():
+            for p in np.unique(passes[missing]).tolist():  # the first query of a pass
                 sel = passes == p
-                par[sel] = self._parities(p, s[sel], e[sel])
+                ps, pe = s[sel], e[sel]
+                blk = lay.block_starts[p].searchsorted(ps, side="right") - 1
+                if np.array_equal(lay.block_starts[p][blk], ps) and np.array_equal(
+                    lay.block_ends[p][blk], pe
+                ):  # whole blocks: no prefix needed
+                    par[sel] = self._blk[p][blk]
+                    rest &= ~sel
+                else:
+                    self._build_prefix(p)
+        at = passes[rest] * self._stride
+        par[rest] = self._prefix[at + e[rest]] ^ self._prefix[at + s[rest]]
         self.leaked_bits += int(par.size)
         self.messages += 1
         return ParityReply(int(par.size), np.packbits(par).tobytes())
 
-    def _parities(self, p: int, s: IntArray, e: IntArray) -> BitArray:
-        """Her parities of ranges [s, e) of pass p."""
-        lay = self._layout
-        pre = self._prefix[p]
-        if pre is None:
-            blk = lay.block_starts[p].searchsorted(s, side="right") - 1
-            if np.array_equal(lay.block_starts[p][blk], s) and np.array_equal(
-                lay.block_ends[p][blk], e
-            ):  # whole blocks (a pass's first query): no prefix needed
-                return self._blk[p][blk]
-            pre = self._prefix[p] = _prefix_xor(self.key[lay.order(p)])
-        return pre[e] ^ pre[s]
+    def _build_prefix(self, p: int) -> BitArray:
+        pre = self._prefix[p * self._stride : (p + 1) * self._stride]
+        pre[1:] = np.bitwise_xor.accumulate(self.key[self._layout.order(p)])
+        self._has_prefix[p] = True
+        return pre
 
 
 @dataclass
