@@ -109,7 +109,7 @@ class SPDCSampler:
         pos = bernoulli_positions(rng, k_hi - k_lo, 1.0 - p0)
         if pos.size == 0:
             return np.zeros(0)
-        times = rel_lo + pos * dt
+        times = (rel_lo + pos * dt).astype(np.float64, copy=False)
         if self.clock.wanders:
             times += self.clock.grid_correction_ps(w.start_ps, rel_lo, times)
         if src.cfg.emission_jitter_ps > 0:
