@@ -16,6 +16,9 @@ from scipy import stats
 
 from qhil.errors import ConfigError
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted, BB84Settings
+from qhil.orchestrator.experiments.bb84.bob import SETTLE_MARGIN_REVEALED, PreviousPattern
+from qhil.orchestrator.experiments.bb84.detection import Clicks
+from qhil.orchestrator.experiments.bb84.messages import AlignmentReveal
 from qhil.orchestrator.experiments.bb84.statistics import BB84Statistics
 
 from .conftest import Runner
@@ -96,3 +99,30 @@ def test_a_fixed_settle_s_must_leave_most_of_a_block(settle_s: float) -> None:
     with pytest.raises(ConfigError, match=r"experiments\.bb84.*settle_s.*half a block"):
         settings(settle_s=settle_s)
     assert settings(settle_s=6.5e-3).settle_s == 6.5e-3
+
+
+def _block(
+    rng: np.random.Generator, n: int, old: int, e: float = 0.01
+) -> tuple[Clicks, np.ndarray, AlignmentReveal]:
+    """``n`` clicks 1 us apart, every one at a revealed position with Bob's basis; the first
+    ``old`` carry another pattern (agree at 1/2), the rest this one's at error rate ``e``."""
+    basis = rng.integers(0, 2, n).astype(np.uint8)
+    bit = rng.integers(0, 2, n).astype(np.uint8)
+    flip = np.where(np.arange(n) < old, rng.random(n) < 0.5, rng.random(n) < e)
+    clicks = Clicks(np.arange(n, dtype=np.int64) * 1_000_000, basis, bit, np.zeros(4, np.int64))
+    positions = np.arange(n, dtype=np.int64)
+    rev = AlignmentReveal(0, positions, basis.copy(), (bit ^ flip).astype(np.uint8))
+    return clicks, positions, rev
+
+
+def test_the_change_point_lies_just_past_the_previous_pattern() -> None:
+    rng = np.random.default_rng(7)
+    prev = PreviousPattern()
+    # 40 of the previous pattern's revealed clicks: the cut falls after the 40th, by at most
+    # the margin of 10 and a few (the trailing run of chance agreements).
+    settle_us = prev.add(*_block(rng, 2000, old=40)) / 1e6
+    assert 40 <= settle_us <= 40 + SETTLE_MARGIN_REVEALED + 8, settle_us
+    # Pooled with a second block of the same kind: still there.
+    assert 40 <= prev.add(*_block(rng, 2000, old=40)) / 1e6 <= 40 + SETTLE_MARGIN_REVEALED + 8
+    # None of it: nothing to drop.
+    assert PreviousPattern().add(*_block(rng, 2000, old=0)) == 0
