@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
 from qhil.errors import ConfigError
 from qhil.numerics.timing import ClockModel
+from qhil.numerics.timing.tracking import interval_wander_error_ps, max_interval_s
 from qhil.orchestrator.experiments.clock_sync import (
     ClockSyncAborted,
     ClockSyncSettings,
@@ -18,6 +21,13 @@ from qhil.orchestrator.experiments.clock_sync import (
     correction_path,
     load_correction,
     save_correction,
+)
+from qhil.orchestrator.experiments.clock_sync.runner import tracking_interval
+from qhil.orchestrator.experiments.clock_sync.settings import (
+    AUTO_MAX_INTERVAL_S,
+    AUTO_MIN_INTERVAL_S,
+    AUTO_MIN_PAIRS,
+    AUTO_RATIO,
 )
 from qhil.orchestrator.experiments.clock_sync.wire import pack_timestamps, unpack_timestamps
 from qhil.orchestrator.profile import load_profile
@@ -143,3 +153,42 @@ def test_a_broken_correction_file_names_itself(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_correction(tmp_path, "b", ("a.t", "b.t"))
     assert str(path) in str(info.value)
+
+
+def test_the_tracking_interval_is_auto_unless_given() -> None:
+    auto = ClockSyncSettings.from_mapping({})
+    assert auto.tracking_interval_s == "auto" and auto.chunk_s == 1.0
+    short = ClockSyncSettings.from_mapping({"duration_s": 0.4, "acquisition_s": 0.4})
+    assert short.chunk_s == 0.4  # the acquisition's data is read as one chunk
+    given = ClockSyncSettings.from_mapping({"tracking_interval_s": 0.25})
+    assert given.tracking_interval_s == 0.25 and given.chunk_s == 0.25
+    for bad in ("fast", True, float("nan"), 601):
+        with pytest.raises(ConfigError, match=r"tracking_interval_s: must be \"auto\""):
+            ClockSyncSettings.from_mapping({"tracking_interval_s": bad}, "p.toml")
+
+
+def _found(pairs: float, sigma_ps: float) -> Any:
+    return SimpleNamespace(fit=SimpleNamespace(n_coincidences=pairs, sigma_rel_ps=sigma_ps))
+
+
+def test_auto_picks_the_longest_interval_the_wander_allows() -> None:
+    """auto = A's max_interval_s at 1.1x from the acquisition's rate and sigma_rel and the
+    loop's wander (the slowest direction, the widest sigma), in whole ms, clamped; a given
+    interval is used as it is."""
+    s = ClockSyncSettings.from_mapping({"wander_ppb_per_sqrt_s": 1.2})
+    want = max_interval_s(860.0, 4000.0, 1.2, ratio=AUTO_RATIO)
+    got = tracking_interval(s, [_found(4000, 860.0)], 1.0)
+    assert 0.2 < got <= want < got + 1e-3  # ~0.28 s: the entanglement bench
+    two_way = tracking_interval(s, [_found(4000, 860.0), _found(1600, 900.0)], 1.0)
+    assert two_way == math.floor(max_interval_s(900.0, 1600.0, 1.2, ratio=1.1) * 1e3) / 1e3
+    # a 1 s interval there: the wander inside it alone is ~4x sigma_rel/sqrt(N)
+    assert interval_wander_error_ps(1.2, 1.0) > 4 * 860.0 / math.sqrt(4000)
+    still = ClockSyncSettings.from_mapping({"wander_ppb_per_sqrt_s": 0})
+    assert tracking_interval(still, [_found(4000, 860.0)], 1.0) == AUTO_MAX_INTERVAL_S
+    assert tracking_interval(s, [_found(20, 860.0)], 1.0) == AUTO_MAX_INTERVAL_S  # 25 pairs: 1.25 s
+    assert tracking_interval(s, [_found(0, 860.0)], 1.0) == AUTO_MAX_INTERVAL_S
+    fast = ClockSyncSettings.from_mapping({"wander_ppb_per_sqrt_s": 1e4})
+    assert tracking_interval(fast, [_found(1e6, 20.0)], 1.0) == AUTO_MIN_INTERVAL_S
+    assert tracking_interval(fast, [_found(1000, 860.0)], 1.0) == AUTO_MIN_PAIRS / 1000
+    given = ClockSyncSettings.from_mapping({"tracking_interval_s": 1.0})
+    assert tracking_interval(given, [_found(4000, 860.0)], 1.0) == 1.0

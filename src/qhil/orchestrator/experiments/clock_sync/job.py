@@ -54,6 +54,7 @@ SUMMARY_FIELDS = (
     "lock_losses",
     "reacquisitions",
     "t_ref_s",
+    "tracking_interval_s",
     "path_delay_s",
     "path_delay_stderr_s",
     "truth_offset_s",

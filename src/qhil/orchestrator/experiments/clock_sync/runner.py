@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from qhil.numerics.timing.tracking import (
     OneWayMeasurement,
     TrackerConfig,
     TrackPoint,
+    max_interval_s,
     two_way_offset,
 )
 from qhil.orchestrator.channel import AuthenticationError, ChannelError
@@ -43,7 +45,13 @@ from qhil.orchestrator.experiments.clock_sync.acquisition import (
     second_peak,
 )
 from qhil.orchestrator.experiments.clock_sync.errors import ClockSyncAborted, SyncAbortReason
-from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
+from qhil.orchestrator.experiments.clock_sync.settings import (
+    AUTO_MAX_INTERVAL_S,
+    AUTO_MIN_INTERVAL_S,
+    AUTO_MIN_PAIRS,
+    AUTO_RATIO,
+    ClockSyncSettings,
+)
 from qhil.orchestrator.experiments.clock_sync.stream import Chunk, tag_chunks
 from qhil.orchestrator.experiments.clock_sync.wire import pack_timestamps, unpack_timestamps
 
@@ -107,6 +115,8 @@ class ClockSyncResult:
     delay_ps: float | None = None
     delay_stderr_ps: float | None = None
     valid_until_s: float = 0.0
+    #: The interval the loop ran with, s (the setting, or the one ``auto`` chose).
+    tracking_interval_s: float = 0.0
 
     def to_results(self) -> dict[str, Any]:
         return {
@@ -128,6 +138,7 @@ class ClockSyncResult:
             if self.delay_stderr_ps is None
             else self.delay_stderr_ps / PS_PER_S,
             "duration_s": self.duration_s,
+            "tracking_interval_s": self.tracking_interval_s,
         }
 
     def to_message(self) -> dict[str, Any]:
@@ -146,6 +157,7 @@ class ClockSyncResult:
             "acquisition_significance": self.acquisition_significance,
             "delay_ps": self.delay_ps,
             "delay_stderr_ps": self.delay_stderr_ps,
+            "tracking_interval_s": self.tracking_interval_s,
         }
 
     @classmethod
@@ -166,6 +178,7 @@ class ClockSyncResult:
                 delay_stderr_ps=None
                 if p["delay_stderr_ps"] is None
                 else float(p["delay_stderr_ps"]),
+                tracking_interval_s=float(p["tracking_interval_s"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ClockSyncAborted(
@@ -190,10 +203,34 @@ def _channels(settings: ClockSyncSettings) -> tuple[tuple[int, ...] | None, tupl
     return sides[0], sides[1]
 
 
-def _tracker_config(settings: ClockSyncSettings, acq: Acquisition) -> TrackerConfig:
+def tracking_interval(
+    settings: ClockSyncSettings, found: list[Acquisition], span_s: float
+) -> float:
+    """The tracking interval, s: the setting, or for ``auto`` the longest one whose offset
+    error the wander inside it keeps within ``AUTO_RATIO`` x sigma_rel/sqrt(N)
+    (``max_interval_s``; the slowest direction's rate and widest sigma_rel of the
+    acquisition, the loop's ``wander_ppb_per_sqrt_s``), clamped, and long enough for
+    ``AUTO_MIN_PAIRS`` pairs (a peak to find)."""
+    if settings.tracking_interval_s != "auto":
+        return float(settings.tracking_interval_s)
+    rate = min(q.fit.n_coincidences for q in found) / max(span_s, 1e-12)
+    if not rate > 0:
+        return AUTO_MAX_INTERVAL_S
+    sigma = max(q.fit.sigma_rel_ps for q in found)
+    longest = max_interval_s(sigma, rate, settings.wander_ppb_per_sqrt_s, ratio=AUTO_RATIO)
+    shortest = max(AUTO_MIN_INTERVAL_S, AUTO_MIN_PAIRS / rate)
+    # whole milliseconds, rounded down (a readable interval; shorter only helps precision)
+    # (inf without wander: the upper bound)
+    chosen = max(math.floor(min(longest, AUTO_MAX_INTERVAL_S) * 1e3) / 1e3, shortest)
+    return float(min(chosen, AUTO_MAX_INTERVAL_S))
+
+
+def _tracker_config(
+    settings: ClockSyncSettings, acq: Acquisition, interval_s: float
+) -> TrackerConfig:
     sigma = acq.fit.sigma_rel_ps
     return TrackerConfig(
-        interval_ps=round(settings.tracking_interval_s * PS_PER_S),
+        interval_ps=round(interval_s * PS_PER_S),
         # A few sigma_rel plus the model's own uncertainty over one interval.
         half_window_ps=max(6.0 * sigma, 1_000.0),
         wander_ppb_per_sqrt_s=settings.wander_ppb_per_sqrt_s,
@@ -229,6 +266,7 @@ class _AliceLoop:
         self.b_chunks: list[tuple[I64, I64]] = []  # (timestamps, channels)
         self.directions: list[Direction] = []
         self.acquired = False
+        self.interval_s = 0.0  # the tracking interval, known after the acquisition
 
     def _acquire(self) -> None:
         s = self.settings
@@ -250,18 +288,23 @@ class _AliceLoop:
             names = ["b_to_a", "a_to_b"]  # the partner's fibre: earlier, then later peak
         else:
             names = ["one-way"]
+        interval = self.interval_s = tracking_interval(s, found, span / PS_PER_S)
         if s.max_offset_stderr_ps is not None:
             for q in found:
-                per_interval = q.fit.n_coincidences * s.tracking_interval_s / (span / PS_PER_S)
-                _check_rates(q, s.max_offset_stderr_ps, per_interval, s.tracking_interval_s)
+                per_interval = q.fit.n_coincidences * interval / (span / PS_PER_S)
+                _check_rates(q, s.max_offset_stderr_ps, per_interval, interval)
         start = self.a_chunks[0].start_ps
         for name, q in zip(names, found, strict=True):
             tracker = ClockTracker(
                 q.model,
-                _tracker_config(s, q),
+                _tracker_config(s, q, interval),
                 offset_stderr_ps=q.offset_stderr_ps,
                 drift_stderr=q.drift_stderr,
                 start_ps=start,
+                # the acquisition's line ignores the wander over its data; its pairs' width
+                # seeds the loop's pooled width (A's notes)
+                data_span_ps=round(span),
+                sigma_rel_ps=q.fit.sigma_rel_ps,
             )
             self.directions.append(Direction(name, q, tracker))
         self.acquired = True
@@ -299,7 +342,7 @@ class _AliceLoop:
             for p in d.tracker.flush():
                 d.rows.append(_row(p))
         await self._emit()
-        return _result(self.settings, self.directions, duration_s)
+        return _result(self.settings, self.directions, duration_s, self.interval_s)
 
     @property
     def locked(self) -> bool:
@@ -332,7 +375,10 @@ def _measurement(d: Direction) -> OneWayMeasurement:
 
 
 def _result(
-    settings: ClockSyncSettings, directions: list[Direction], duration_s: float
+    settings: ClockSyncSettings,
+    directions: list[Direction],
+    duration_s: float,
+    interval_s: float,
 ) -> ClockSyncResult:
     lost = sum(d.lost for d in directions)
     reacq = sum(d.reacquired for d in directions)
@@ -353,6 +399,7 @@ def _result(
             duration_s,
             sigma,
             sig,
+            tracking_interval_s=interval_s,
         )
     by = {d.name: _measurement(d) for d in directions}
     w: ClockOffsetResult = two_way_offset(by["a_to_b"], by["b_to_a"])
@@ -369,6 +416,7 @@ def _result(
         sig,
         w.delay_ps,
         w.delay_stderr_ps,
+        tracking_interval_s=interval_s,
     )
 
 
@@ -394,9 +442,7 @@ async def run_bob_sync(
     _, bob_channels = _channels(settings)
     try:
         await _expect(channel, "start", timeout)
-        chunks = tag_chunks(
-            tagger, settings.bob_node, settings.duration_s, settings.tracking_interval_s
-        )
+        chunks = tag_chunks(tagger, settings.bob_node, settings.duration_s, settings.chunk_s)
         try:
             async for c in chunks:
                 await channel.send("tags", _wire_chunk(c, bob_channels))
@@ -469,9 +515,7 @@ async def run_alice_sync(
     loop = _AliceLoop(settings, on_point)
     try:
         await channel.send("start", {"duration_s": settings.duration_s})
-        chunks = tag_chunks(
-            tagger, settings.alice_node, settings.duration_s, settings.tracking_interval_s
-        )
+        chunks = tag_chunks(tagger, settings.alice_node, settings.duration_s, settings.chunk_s)
         try:
             async for c in chunks:
                 msg = await _expect(channel, "tags", timeout)

@@ -5,7 +5,7 @@ source at alice, every input of both taggers). Example::
 
     [experiments.clock_sync]
     duration_s = 20.0
-    tracking_interval_s = 1.0
+    tracking_interval_s = "auto"    # or seconds
     [experiments.clock_sync.sources.alice]   # the node whose SPDC board it is
     pump_current_ma = 40.0
     crystal_temperature_c = 35.0
@@ -18,13 +18,31 @@ Errors name the file and the field, e.g.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qhil.errors import ConfigError
 
 TABLE = "experiments.clock_sync"
+#: ``tracking_interval_s = "auto"``: the interval keeps the per-interval offset error within
+#: this x sigma_rel/sqrt(N) (below the acceptance's 1.2, so that a measured rms over a few
+#: dozen intervals stays under it), within these bounds, and with at least this many pairs.
+AUTO_RATIO = 1.1
+AUTO_MIN_INTERVAL_S = 0.01
+AUTO_MAX_INTERVAL_S = 1.0
+AUTO_MIN_PAIRS = 25.0
+#: Stream chunk length with an automatic interval (chosen only after the acquisition, at
+#: alice; both nodes read their taggers in chunks of the same length from the start).
+AUTO_CHUNK_S = 1.0
 
 
 class PairSourceSettings(BaseModel):
@@ -74,8 +92,12 @@ class ClockSyncSettings(BaseModel):
     acquisition_s: float = Field(
         1.0, gt=0, le=60, description="Data for the initial (and every re-) acquisition, s."
     )
-    tracking_interval_s: float = Field(
-        1.0, gt=0, le=600, description="One tracking update per interval of A's clock, s."
+    tracking_interval_s: float | Literal["auto"] = Field(
+        "auto",
+        description="One tracking update per interval of A's clock, s; auto: the longest "
+        "interval whose offset error the clocks' wander inside it keeps within "
+        f"{AUTO_RATIO:g}x sigma_rel/sqrt(N) (from the acquisition's rate and sigma_rel and "
+        f"wander_ppb_per_sqrt_s), clamped to [{AUTO_MIN_INTERVAL_S:g}, {AUTO_MAX_INTERVAL_S:g}] s.",
     )
     uncertainty_s: float = Field(
         0.5, gt=0, le=1.0, description="The offset is searched in +-uncertainty_s, no prior."
@@ -106,6 +128,19 @@ class ClockSyncSettings(BaseModel):
     )
     message_timeout_s: float = Field(60.0, gt=0, le=3600, description="Channel message wait, s.")
     settle_s: float = Field(0.0, ge=0, le=60, description="Wait after the pump is switched on, s.")
+
+    @field_validator("tracking_interval_s", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f'must be "auto" or a number of seconds (got {v!r})')
+        if not (math.isfinite(v) and 0 < v <= 600):
+            raise ValueError(
+                f'must be "auto" or a number of seconds greater than 0, at most 600 (got {v!r})'
+            )
+        return float(v)
 
     @model_validator(mode="after")
     def _check(self) -> ClockSyncSettings:
@@ -151,6 +186,14 @@ class ClockSyncSettings(BaseModel):
         if len(self.sources) == 1:
             return dict(self.sources)
         return {n: s for n, s in self.sources.items() if n not in ends}
+
+    @property
+    def chunk_s(self) -> float:
+        """Stream time each node reads (and bob sends) at a time: the tracking interval when
+        it is given, else ``AUTO_CHUNK_S`` (or all the acquisition's data, if shorter)."""
+        if self.tracking_interval_s != "auto":
+            return float(self.tracking_interval_s)
+        return min(AUTO_CHUNK_S, self.acquisition_s)
 
     @property
     def method_used(self) -> str:
