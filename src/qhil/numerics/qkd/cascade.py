@@ -734,7 +734,8 @@ class CascadeBob:
     def _descend_known(self) -> bool:
         """Descend every level whose left parity follows from known ones; True if any.
 
-        Only blocks bisected in an earlier round can have known sub-block parities.
+        Only blocks bisected in an earlier round can have known sub-block parities,
+        and only along the paths bisected then.
         """
         moved = False
         while self._iv_known.any():
@@ -742,6 +743,8 @@ class CascadeBob:
             child = self._iv_base[cand] + 2 * self._iv_h[cand]
             lv, rv = self._nodes[child], self._nodes[child + 1]
             known = (lv | rv) > 0
+            # a node whose halves are unknown was never bisected: nor were those below it
+            self._iv_known[cand[~known]] = False
             if not known.any():
                 break
             left = np.where(lv > 0, lv - 1, self._iv_par[cand] ^ (rv - 1))[known]
