@@ -176,14 +176,21 @@ class ParityReply:
         return cls(count, data[4:])
 
 
+def _concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:
+    """The integers of [starts[i], ends[i]) for every i, laid end to end."""
+    lens = ends - starts
+    offs = np.cumsum(lens) - lens
+    return np.repeat(starts - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
+
+
 class _PackedCount:
     """Running count of the ones of a packed bit string (numpy's big-endian bit order)."""
 
-    def __init__(self, packed: BitArray) -> None:
+    def __init__(self, packed: BitArray, n_bits: int) -> None:
         self._packed = packed
         self._before = np.zeros(packed.size + 1, dtype=np.int64)  # ones before each byte
         np.cumsum(np.bitwise_count(packed), out=self._before[1:])
-        self.total = int(self._before[-1])
+        self.total = int(self.ones_before(np.array([n_bits]))[0])  # not the padding bits
 
     def ones_before(self, x: IntArray) -> IntArray:
         """Number of ones among the first x bits."""
@@ -221,6 +228,7 @@ class _Layout:
         self.block_frame: list[IntArray] = []
         self.inferred: list[NDArray[np.bool_]] = []
         self._orders: list[NDArray[np.int32] | None] = []  # pass -> position -> key index
+        self._filled: list[NDArray[np.bool_] | None] = []  # halving pass -> frames filled
         # Shuffled passes: one permutation shared by all full frames and one for a
         # shorter last frame (each frame's is uniform and independent of its errors,
         # which is all Cascade needs), and their inverses once needed.
@@ -257,54 +265,82 @@ class _Layout:
         assert split is not None
         return split[0], split[2]
 
-    def order(self, p: int) -> NDArray[np.int32]:
-        """Key index of every position of pass p."""
+    def keys_at(self, p: int, positions: IntArray) -> IntArray:
+        """Key index of the given positions of pass p.
+
+        A halving pass's order is filled frame by frame, for the frames asked about
+        (a pass is bisected in a few frames only).
+        """
+        split = self._split[p]
+        if split is None:
+            return self.order(p)[positions].astype(np.int64)
         order = self._orders[p]
         if order is None:
-            split, perms = self._split[p], self._perms[p]
-            if perms is not None:
-                perm, tail = perms
-                n_full = self.n_frames - (tail.size > 0)
-                full = (self.frame_starts[:n_full, None].astype(np.int32) + perm).ravel()
-                order = np.concatenate([full, tail + np.int32(n_full * self.setup.frame_bits)])
-            else:
-                assert split is not None
-                in_a = split[0]
-                order = np.concatenate([np.flatnonzero(in_a), np.flatnonzero(~in_a)])
+            order = self._orders[p] = np.empty(self.setup.key_bits, dtype=np.int32)
+            self._filled[p] = np.zeros(self.n_frames, dtype=bool)
+        filled = self._filled[p]
+        assert filled is not None
+        frames = self.block_frame[p][self.block_of(p, positions)]
+        todo = frames[~filled[frames]]
+        if todo.size:
+            self._fill_halving_order(p, np.unique(todo), order)
+            filled[todo] = True
+        return order[positions].astype(np.int64)
+
+    def block_of(self, p: int, positions: IntArray) -> IntArray:
+        return np.searchsorted(self.block_starts[p], positions, side="right") - 1
+
+    def _fill_halving_order(self, p: int, frames: IntArray, order: NDArray[np.int32]) -> None:
+        split = self._split[p]
+        assert split is not None
+        in_a, count, _ = split
+        fs, fl = self.frame_starts[frames], self.frame_lens[frames]
+        keys = _concat_ranges(fs, fs + fl)
+        a = in_a[keys]
+        a_start, a_end = count.ones_before(fs), count.ones_before(fs + fl)
+        n_a = count.total
+        order[_concat_ranges(a_start, a_end)] = keys[a]
+        order[_concat_ranges(n_a + fs - a_start, n_a + fs + fl - a_end)] = keys[~a]
+
+    def order(self, p: int) -> NDArray[np.int32]:
+        """Key index of every position of pass p (a shuffled pass)."""
+        order = self._orders[p]
+        if order is None:
+            perms = self._perms[p]
+            assert perms is not None
+            perm, tail = perms
+            n_full = self.n_frames - (tail.size > 0)
+            full = (self.frame_starts[:n_full, None].astype(np.int32) + perm).ravel()
+            order = np.concatenate([full, tail + np.int32(n_full * self.setup.frame_bits)])
             order = order.astype(np.int32, copy=False)
             self._orders[p] = order
         return order
 
     def positions(self, p: int, key_index: IntArray) -> IntArray:
-        """Positions in pass p of the given key bits."""
-        split, perms = self._split[p], self._perms[p]
-        if perms is not None:
-            inverse = self._inverse[p]
-            if inverse is None:
-                inverse = (
-                    np.argsort(perms[0]).astype(np.int64),
-                    np.argsort(perms[1]).astype(np.int64),
-                )
-                self._inverse[p] = inverse
-            inv, inv_tail = inverse
-            fb = self.setup.frame_bits
-            frame = key_index // fb
-            local = key_index - frame * fb
-            if inv_tail.size:  # the last frame is shorter and has its own permutation
-                in_tail = frame == self.n_frames - 1
-                local = np.where(
-                    in_tail,
-                    inv_tail[np.minimum(local, inv_tail.size - 1)],
-                    inv[np.minimum(local, max(inv.size - 1, 0))] if inv.size else 0,
-                )
-            else:
-                local = inv[local]
-            return frame * fb + local
-        assert split is not None
-        in_a, count, _ = split
-        ca = count.ones_before(key_index + 1)  # A bits up to and including this one
-        n_a = count.total
-        return np.where(in_a[key_index], ca - 1, n_a + key_index - ca)
+        """Positions in pass p (a shuffled pass) of the given key bits."""
+        perms = self._perms[p]
+        assert perms is not None
+        inverse = self._inverse[p]
+        if inverse is None:
+            inverse = (
+                np.argsort(perms[0]).astype(np.int64),
+                np.argsort(perms[1]).astype(np.int64),
+            )
+            self._inverse[p] = inverse
+        inv, inv_tail = inverse
+        fb = self.setup.frame_bits
+        frame = key_index // fb
+        local = key_index - frame * fb
+        if inv_tail.size:  # the last frame is shorter and has its own permutation
+            in_tail = frame == self.n_frames - 1
+            local = np.where(
+                in_tail,
+                inv_tail[np.minimum(local, inv_tail.size - 1)],
+                inv[np.minimum(local, max(inv.size - 1, 0))] if inv.size else 0,
+            )
+        else:
+            local = inv[local]
+        return frame * fb + local
 
     def blocks_of_keys(self, p: int, key_index: IntArray) -> IntArray:
         """Block of pass p holding each of the given key bits."""
@@ -350,6 +386,7 @@ class _Layout:
         inferred[np.cumsum(counts) - 1] = True
         self._add(starts, np.minimum(starts + k, frame_end), frame_of_block, inferred)
         self._orders.append(None)
+        self._filled.append(None)
         self._perms.append((perm, tail))
         self._inverse.append(None)
         self._split.append(None)
@@ -360,7 +397,7 @@ class _Layout:
         n_total = self.setup.key_bits
         raw = np.frombuffer(self._rng.bytes((n_total + 7) // 8), dtype=np.uint8)
         in_a = np.unpackbits(raw, count=n_total).view(bool)
-        count = _PackedCount(raw)
+        count = _PackedCount(raw, n_total)
         frame_ends = self.frame_starts + self.frame_lens
         a_end = count.ones_before(frame_ends)
         a_start = np.r_[0, a_end[:-1]]
@@ -379,6 +416,7 @@ class _Layout:
         half_block[keep] = np.arange(int(keep.sum()))
         self._add(starts[keep], ends[keep], frames[keep], inferred[keep])
         self._orders.append(None)
+        self._filled.append(None)
         self._perms.append(None)
         self._inverse.append(None)
         self._split.append((in_a, count, half_block.reshape(2, self.n_frames)))
@@ -414,11 +452,11 @@ class CascadeAlice:
         self.setup = setup
         self._layout = _Layout(setup)
         self._blk: list[BitArray] = []  # pass -> her parity of every block
-        # Prefix XOR of her key in each pass's order, pass p at p * (key_bits + 1), built
-        # when the pass is first bisected (zero pages until then).
+        # Prefix XOR of her key in each shuffled pass's order, pass p at p * (key_bits + 1)
+        # (zero pages for the halving passes, answered from the split and bit by bit).
         self._stride = setup.key_bits + 1
         self._prefix = np.zeros(len(setup.block_sizes) * self._stride, dtype=np.uint8)
-        self._has_prefix = np.zeros(len(setup.block_sizes), dtype=bool)
+        self._halving = np.zeros(len(setup.block_sizes), dtype=bool)
         self.leaked_bits = 0
         self.messages = 0
 
@@ -438,26 +476,27 @@ class CascadeAlice:
         while lay.n_passes <= top:
             q = lay.n_passes
             lay.build_pass(q)
-            if lay.is_halving(q):  # block parities from the split; a prefix only if bisected
+            if lay.is_halving(q):  # block parities from the split
                 self._blk.append(lay.block_parities(q, self.key))
+                self._halving[q] = True
             else:
                 pre = self._build_prefix(q)
                 self._blk.append(pre[lay.block_ends[q]] ^ pre[lay.block_starts[q]])
         par = np.empty(s.size, dtype=np.uint8)
-        rest = np.ones(s.size, dtype=bool)
-        missing = ~self._has_prefix[passes]
-        if missing.any():
-            for p in np.unique(passes[missing]).tolist():  # the first query of a pass
-                sel = passes == p
-                ps, pe = s[sel], e[sel]
-                blk = lay.block_starts[p].searchsorted(ps, side="right") - 1
-                if np.array_equal(lay.block_starts[p][blk], ps) and np.array_equal(
-                    lay.block_ends[p][blk], pe
-                ):  # whole blocks: no prefix needed
-                    par[sel] = self._blk[p][blk]
-                    rest &= ~sel
-                else:
-                    self._build_prefix(p)
+        halving = self._halving[passes]
+        if halving.any():  # whole blocks from the split; parts of blocks bit by bit
+            hal = np.flatnonzero(halving)
+            for p in np.flatnonzero(np.bincount(passes[hal])).tolist():  # a few passes
+                sel = hal[passes[hal] == p]
+                blk = lay.block_of(p, s[sel])
+                whole = (lay.block_starts[p][blk] == s[sel]) & (lay.block_ends[p][blk] == e[sel])
+                par[sel[whole]] = self._blk[p][blk[whole]]
+                part = sel[~whole]
+                if part.size:
+                    bits = self.key[lay.keys_at(p, _concat_ranges(s[part], e[part]))]
+                    lens = e[part] - s[part]
+                    par[part] = np.bitwise_xor.reduceat(bits, np.cumsum(lens) - lens)
+        rest = ~halving
         at = passes[rest] * self._stride
         par[rest] = self._prefix[at + e[rest]] ^ self._prefix[at + s[rest]]
         self.leaked_bits += int(par.size)
@@ -467,7 +506,6 @@ class CascadeAlice:
     def _build_prefix(self, p: int) -> BitArray:
         pre = self._prefix[p * self._stride : (p + 1) * self._stride]
         pre[1:] = np.bitwise_xor.accumulate(self.key[self._layout.order(p)])
-        self._has_prefix[p] = True
         return pre
 
 
@@ -695,7 +733,7 @@ class CascadeBob:
         owner = np.repeat(pas, lens)
         for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
             sel = owner == r
-            keyidx[sel] = self._lay.order(r)[idx[sel]]
+            keyidx[sel] = self._lay.keys_at(r, idx[sel])
         pre = _prefix_xor(self.key[keyidx])
         at, need = self._pool_used, self._pool_used + pre.size
         if need > self._pool.size:
@@ -725,7 +763,7 @@ class CascadeBob:
             bits = np.empty(pos.size, dtype=np.int64)
             for r in np.flatnonzero(np.bincount(pas1)).tolist():
                 one = pas1 == r
-                bits[one] = self._lay.order(r)[pos[one]]
+                bits[one] = self._lay.keys_at(r, pos[one])
             self._found.append((bits, self._iv_frame[single]))
             keep = ~single
             for name in ("pas", "s", "e", "par", "frame", "known", "base", "h", "pbase"):
