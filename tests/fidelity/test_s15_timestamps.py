@@ -13,8 +13,9 @@ start: docs/protocols/s-fifteen-tdc1.md, "Stream timebase").
 
 The only thing added around the vendor's code: the two clients' ``counts?`` are sent
 together (a barrier before S15lib's own stream reader), as two operators starting
-together would; S15lib answers its ``mode?``/``time?`` queries within 10 ms, which a
-busy emulator host serving the other unit's stream cannot promise.
+together would; without it, in fast mode, one 2 s stream can be over (in a fraction of
+a second of wall time) before the other client has sent its queries, and the two would
+not cover the same emulated interval.
 """
 
 from __future__ import annotations
