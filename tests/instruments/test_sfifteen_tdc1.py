@@ -38,6 +38,8 @@ from qhil.errors import (
     ValidationError,
 )
 from qhil.testing import ProtocolCase, expected_protocol, run_on_emulator
+from qhil.transport.rawio import LinkDown
+from qhil.transport.replay import ReplayIO
 
 IDN = IDENTITY.encode() + b"\r\n"
 # Dummy (idle) words at 100, 200 and 300 ms of stream time: 50e6 << 5 | 0x10, ...
@@ -703,3 +705,29 @@ async def test_stream_stepped_from_other_tasks_and_cancelled_still_stops_cleanly
 
 async def _streaming(emu: TDC1Emulator) -> bool:
     return emu.streaming
+
+
+class _AbortLost(ReplayIO):
+    """The scripted peer, unplugged when the driver sends ``abort``."""
+
+    def write(self, data: bytes) -> None:
+        if data == b"abort\r\n":
+            raise LinkDown("USB device unplugged")
+        super().write(data)
+
+
+async def test_a_stall_is_not_hidden_by_an_abort_that_fails_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stream stalls, then the abort finds the link down: the stall (what ended the
+    stream) reaches the caller, the failed abort is logged."""
+    io = _AbortLost([(b"INPKT;time 0;timestamp;counts?\r\n", HEARTBEATS_250MS)])
+    drv = TDC1.open("REPLAY::INSTR", io=io)
+    await drv.session.open()
+    try:
+        with pytest.raises(TimestampStreamStalled):
+            async for _ in drv.stream(1.0, 0.15, stall_timeout_s=0.2):
+                pass
+    finally:
+        await drv.close()
+    assert "abort after a failed stream also failed" in caplog.text

@@ -22,6 +22,7 @@ stream (one reset) running and cuts it into blocks.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import sys
@@ -40,6 +41,8 @@ from qhil.errors import ProtocolError, TransportError, ValidationError
 from qhil.transport.framing import Framing
 from qhil.transport.rawio import ReadTimeout
 from qhil.transport.session import Reader
+
+log = logging.getLogger(__name__)
 
 # --- the binary timestamp word (docs/protocols/s-fifteen-tdc1.md) ---
 
@@ -422,9 +425,9 @@ class TDC1(S15Instrument):
         The unit's counter is reset once, when ``counts?`` starts the stream: every block
         is on that one timebase (ps from the reset), block ``k`` holding the tags whose
         words fall in [k chunk_s, (k+1) chunk_s) (the last one shorter if ``duration_s``
-        is not a multiple; software input delays are added after the cut). ``duration_s`` None streams until the consumer
-        stops; close the iterator (``contextlib.aclosing``, or let the ``async for`` end)
-        so ``abort`` is sent. While the stream runs this driver refuses other acquisitions
+        is not a multiple; software input delays are added after the cut).
+        ``duration_s`` None streams until the consumer stops; close the iterator
+        (``contextlib.aclosing``, or let the ``async for`` end) so ``abort`` is sent. While the stream runs this driver refuses other acquisitions
         (:class:`TimestampStreamBusy`); a cancelled consumer still gets the stream stopped.
 
         ``meta``: ``t_start_ps``/``t_stop_ps`` (the block's edges, stream time),
@@ -489,10 +492,16 @@ class TDC1(S15Instrument):
                 )
                 k += 1
         finally:
+            failing = sys.exc_info()[1]  # what ends the stream (None: its duration)
             try:
                 if command is None:  # the stream was started: stop it, drop what is in flight
                     abort = cls.abort.template.render()
                     await asyncio.shield(self.session.transaction(abort, _drain))
+            except TransportError as exc:
+                if failing is None or isinstance(failing, GeneratorExit):
+                    raise
+                # Do not hide the error that ended the stream behind the failed abort.
+                log.warning("%s: abort after a failed stream also failed: %s", self.resource, exc)
             finally:
                 self._streaming = False
 
