@@ -6,6 +6,8 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from qhil.numerics.qkd.bits import random_bits
@@ -15,6 +17,7 @@ from qhil.numerics.qkd.cascade import (
     CascadeSetup,
     ParityQuery,
     ParityReply,
+    _Layout,
     default_block_sizes,
     reconcile,
 )
@@ -80,7 +83,7 @@ def test_leakage_equals_bits_alice_sent() -> None:
 
 def test_ragged_last_frame_and_tiny_keys() -> None:
     rng = np.random.default_rng(3)
-    for n, frame in [(25_003, 10_000), (7, 7), (1, 1), (300, 64)]:
+    for n, frame in [(25_003, 10_000), (7, 7), (1, 1), (300, 64), (50, 1), (31, 3)]:
         a, b, _ = noisy_pair(rng, n, 0.05)
         res = reconcile(a, b, 0.05, shuffle_seed=n, frame_bits=frame)
         np.testing.assert_array_equal(res.corrected_key, a)
@@ -215,3 +218,31 @@ def test_pinned_leakage_and_key(
         inferred,
         digest,
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    frame=st.integers(1, 1200),
+    qber=st.floats(0.0, 0.2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bob_flips_only_errors_and_stops_only_when_every_block_is_even(
+    n: int, frame: int, qber: float, seed: int
+) -> None:
+    # Whatever the key, frames and error rate: every bit Bob flips was an error, both
+    # sides count the same leakage, and if errors remain (a legitimate Cascade failure,
+    # caught by verification) no block of any pass shows it: Bob never stops early.
+    rng = np.random.default_rng(seed)
+    alice, bob, errors = noisy_pair(rng, n, qber)
+    res = reconcile(alice, bob, max(qber, 0.01), shuffle_seed=seed, frame_bits=frame)
+    flipped = res.corrected_key ^ bob
+    assert not np.any(flipped & (1 - errors))
+    assert res.stats.corrected_bits == int(flipped.sum())
+    if not np.array_equal(res.corrected_key, alice):
+        lay = _Layout(res.setup)
+        for p in range(len(res.setup.block_sizes)):
+            lay.build_pass(p)
+            np.testing.assert_array_equal(
+                lay.block_parities(p, alice), lay.block_parities(p, res.corrected_key)
+            )

@@ -708,6 +708,7 @@ class CascadeBob:
             self._iv_pbase = cat([self._iv_pbase, self._pool_prefixes(pas, s, self._g_e[new])])
             self._busy[frames] = True
             self._g_bisected[new] = True
+            self._take_singles()  # one-bit blocks (tiny frames) need no bisection
         return bool(odd.size)
 
     def _add_pass_blocks(self, q: int) -> None:
@@ -757,6 +758,10 @@ class CascadeBob:
         self._iv_e[sel] = np.where(go_left, m, e)
         self._iv_s[sel] = np.where(go_left, s, m)
         self._iv_h[sel] = 2 * h + ~go_left
+        self._take_singles()
+
+    def _take_singles(self) -> None:
+        """Bisections down to one bit have found it: record it (flipped at round end)."""
         single = (self._iv_e - self._iv_s) == 1
         if single.any():
             pos, pas1 = self._iv_s[single], self._iv_pas[single]
