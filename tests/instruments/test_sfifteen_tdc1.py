@@ -23,6 +23,7 @@ from qhil.drivers.sfifteen.tdc1 import (
     TDC1,
     TimestampDecoder,
     TimestampStreamBusy,
+    TimestampStreamCorrupt,
     TimestampStreamStalled,
     encode_words,
     serial_port_of,
@@ -731,3 +732,19 @@ async def test_a_stall_is_not_hidden_by_an_abort_that_fails_too(
     finally:
         await drv.close()
     assert "abort after a failed stream also failed" in caplog.text
+
+
+async def test_a_gap_no_healthy_stream_leaves_is_reported_as_corrupt() -> None:
+    """Words lost (a host that fell behind) or misaligned leave a step longer than half the
+    27-bit period, which a stream with a dummy word every 100 ms never has: the block
+    before it is delivered, then a clear error, and the stream is aborted."""
+    events = HEARTBEATS_250MS[:4] + HEARTBEATS_350MS[8:]  # 100 ms, then 300 ms: 200 ms gap
+    exchanges = [(b"INPKT;time 0;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    got = []
+    async with expected_protocol(TDC1, exchanges) as drv:
+        with pytest.raises(TimestampStreamCorrupt) as err:
+            async for block in drv.stream(0.35, 0.1):
+                got.append(block)
+    assert [b.meta["t_stop_ps"] for b in got] == [1e11]
+    assert "gap of 200.0 ms after stream time 0.100000 s" in str(err.value)
+    assert "REPLAY::INSTR" in str(err.value) and "counts?" in str(err.value)

@@ -59,6 +59,9 @@ N_CHANNELS = 4
 #: decoding; the emulator emits a dummy word every HEARTBEAT_S of stream time).
 HEARTBEAT_S = 0.1
 HEARTBEAT_TICKS = round(HEARTBEAT_S * 1e12) // TICK_PS
+#: A step between words longer than this (134 ms, half the wrap) never happens in a healthy
+#: stream; S15lib's high-count reader likewise treats big jumps as corrupt data.
+GAP_LIMIT_TICKS = WRAP_TICKS // 2
 
 #: Longest gate in the counting modes (16-bit register), ms.
 MAX_GATE_MS = 65535
@@ -103,6 +106,22 @@ class TimestampStreamBusy(TransportError):
         )
 
 
+class TimestampStreamCorrupt(TransportError):
+    """The stream broke its own rules: a gap no healthy stream leaves (lost or misaligned words)."""
+
+    def __init__(self, resource: str, command: str, after_s: float, gap_s: float) -> None:
+        self.command = command
+        self.after_s = after_s
+        self.gap_s = gap_s
+        super().__init__(
+            resource,
+            f"timestamp stream corrupt after sending {command!r}: a gap of {gap_s * 1e3:.1f} ms "
+            f"after stream time {after_s:.6f} s, longer than the unit ever leaves (a dummy word "
+            f"every {HEARTBEAT_S * 1e3:g} ms): words lost (host too slow, buffer overflow?) or "
+            "misaligned; restart the stream",
+        )
+
+
 def encode_words(ticks: npt.ArrayLike, patterns: npt.ArrayLike) -> bytes:
     """Timestamp words: time (ticks of 2 ns, taken modulo 2**27) << 5 | flags/pattern."""
     t = np.asarray(ticks, dtype=np.int64) % WRAP_TICKS
@@ -125,6 +144,9 @@ class TimestampDecoder:
         self._ticks: list[npt.NDArray[np.int64]] = []
         self._flags: list[npt.NDArray[np.uint8]] = []
         self.n_words = 0
+        #: (stream ticks before it, length in ticks) of the first gap longer than
+        #: GAP_LIMIT_TICKS, or None: a healthy stream has a word every HEARTBEAT_S.
+        self.first_gap: tuple[int, int] | None = None
 
     def feed(self, data: bytes) -> None:
         buf = self._rest + data
@@ -136,6 +158,10 @@ class TimestampDecoder:
         raw = (words >> TIME_SHIFT).astype(np.int64)
         steps = np.diff(raw, prepend=self._last_raw) % WRAP_TICKS
         ticks = self._last_ticks + np.cumsum(steps)
+        big = np.flatnonzero(steps > GAP_LIMIT_TICKS)
+        if big.size and self.first_gap is None:
+            i = int(big[0])
+            self.first_gap = (int(ticks[i] - steps[i]), int(steps[i]))
         self._last_raw = int(raw[-1])
         self._last_ticks = int(ticks[-1])
         self._ticks.append(ticks)
@@ -435,7 +461,8 @@ class TDC1(S15Instrument):
         (``time.time()``) when ``counts?`` was sent, the reference S-Fifteen's own stack
         adds to relate streams to absolute time (``readevents -A``). ``lost`` is always 0:
         the TDC1 reports no dropped events. No data for ``stall_timeout_s`` (wall clock)
-        raises :class:`TimestampStreamStalled`.
+        raises :class:`TimestampStreamStalled`; a gap between words that the unit never
+        leaves (lost or misaligned words) raises :class:`TimestampStreamCorrupt`.
         """
         cls = type(self)
         chunk_ticks = round(chunk_s * 1e12) // TICK_PS if math.isfinite(chunk_s) else 0
@@ -476,6 +503,11 @@ class TDC1(S15Instrument):
                         stall_timeout_s,
                         hi * TICK_PS / 1e12,
                         decoder.coverage_ticks * TICK_PS / 1e12,
+                    )
+                if decoder.first_gap is not None and decoder.first_gap[0] < hi:
+                    at, gap = decoder.first_gap  # blocks before the gap are whole: sent
+                    raise TimestampStreamCorrupt(
+                        self.resource, start, at * TICK_PS / 1e12, gap * TICK_PS / 1e12
                     )
                 t_ps, channels = self._tags(*decoder.take(hi))
                 yield TagBlock(
