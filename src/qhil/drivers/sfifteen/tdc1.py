@@ -77,22 +77,39 @@ STREAM_STALL_S = 5.0
 _CHUNK = 1 << 16
 
 
-class TimestampStreamStalled(TransportError):
+class TimestampStreamError(TransportError):
+    """A running timestamp stream failed; ``command`` started it."""
+
+    def __init__(self, resource: str, command: str, what: str, advice: str) -> None:
+        self.command = command
+        super().__init__(resource, f"timestamp stream {what} (started by {command!r}); {advice}")
+
+
+class TimestampStreamStalled(TimestampStreamError):
     """A running timestamp stream stopped delivering words before the stream time awaited."""
 
     def __init__(
         self, resource: str, command: str, timeout_s: float, awaited_s: float, reached_s: float
     ) -> None:
-        self.command = command
-        self.timeout_s = timeout_s
-        self.awaited_s = awaited_s
-        self.reached_s = reached_s
-        super().__init__(
-            resource,
-            f"timestamp stream stalled: no data for {timeout_s:g} s after sending {command!r}, "
-            f"waiting for words up to stream time {awaited_s:.6f} s (last word at "
-            f"{reached_s:.6f} s); check the USB link, then restart the stream",
+        self.timeout_s, self.awaited_s, self.reached_s = timeout_s, awaited_s, reached_s
+        what = (
+            f"stalled: no data for {timeout_s:g} s, waiting for words up to stream time "
+            f"{awaited_s:.6f} s (last word at {reached_s:.6f} s)"
         )
+        super().__init__(resource, command, what, "check the USB link, then restart the stream")
+
+
+class TimestampStreamCorrupt(TimestampStreamError):
+    """The stream broke its own rules: a gap no healthy stream leaves (lost or misaligned words)."""
+
+    def __init__(self, resource: str, command: str, after_s: float, gap_s: float) -> None:
+        self.after_s, self.gap_s = after_s, gap_s
+        what = (
+            f"corrupt: a gap of {gap_s * 1e3:.1f} ms after stream time {after_s:.6f} s, longer "
+            f"than the unit ever leaves (a dummy word every {HEARTBEAT_S * 1e3:g} ms)"
+        )
+        advice = "words lost (host too slow, buffer overflow?) or misaligned; restart the stream"
+        super().__init__(resource, command, what, advice)
 
 
 class TimestampStreamBusy(TransportError):
@@ -103,22 +120,6 @@ class TimestampStreamBusy(TransportError):
             resource,
             f"cannot start {wanted}: a timestamp stream is running on this unit; close it "
             "first (end the async for, or aclose() the stream)",
-        )
-
-
-class TimestampStreamCorrupt(TransportError):
-    """The stream broke its own rules: a gap no healthy stream leaves (lost or misaligned words)."""
-
-    def __init__(self, resource: str, command: str, after_s: float, gap_s: float) -> None:
-        self.command = command
-        self.after_s = after_s
-        self.gap_s = gap_s
-        super().__init__(
-            resource,
-            f"timestamp stream corrupt after sending {command!r}: a gap of {gap_s * 1e3:.1f} ms "
-            f"after stream time {after_s:.6f} s, longer than the unit ever leaves (a dummy word "
-            f"every {HEARTBEAT_S * 1e3:g} ms): words lost (host too slow, buffer overflow?) or "
-            "misaligned; restart the stream",
         )
 
 
