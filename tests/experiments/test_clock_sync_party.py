@@ -69,7 +69,8 @@ def test_two_way_between_two_party_jobs(tmp_path: Path) -> None:
     assert rec.kind == "clock_sync.alice"
     with rec.arrays as arrays:
         assert np.asarray(arrays["track/locked"]).all()
-        assert np.asarray(arrays["track_b_to_a/locked"]).size == 3
+        rows = np.asarray(arrays["track_b_to_a/locked"]).size  # one per interval (auto)
+        assert abs(rows - 3.0 / alice["tracking_interval_s"]) <= 1
     assert RunStore(tmp_path / "bob").get(bob["run_id"]).kind == "clock_sync.bob"
 
 
