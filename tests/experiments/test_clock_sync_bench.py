@@ -121,6 +121,18 @@ def test_default_bench_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_bare_run_on_the_default_bench_works(tmp_path: Path) -> None:
+    """default.toml's [experiments.clock_sync] closes BB84's shutter (its light shares bob's
+    detectors: 1e7 clicks/s drown the pairs, no_peak) and puts the crystal on phase
+    matching, so `qhil run clock-sync` needs no --set; the result agrees with the truth."""
+    r = run_cli(tmp_path, "--duration", "3")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["status"] == "success" and out["truth"] == "emulator"
+    assert abs(out["offset_error_s"]) < Z * out["offset_stderr_s"]
+
+
+@pytest.mark.slow
 def test_no_pairs_gives_the_no_peak_error_with_rates(tmp_path: Path) -> None:
     r = run_cli(
         tmp_path,

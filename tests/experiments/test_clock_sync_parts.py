@@ -192,3 +192,11 @@ def test_auto_picks_the_longest_interval_the_wander_allows() -> None:
     assert tracking_interval(fast, [_found(1000, 860.0)], 1.0) == AUTO_MIN_PAIRS / 1000
     given = ClockSyncSettings.from_mapping({"tracking_interval_s": 1.0})
     assert tracking_interval(given, [_found(4000, 860.0)], 1.0) == 1.0
+
+
+def test_shutters_are_node_dot_instrument() -> None:
+    s = ClockSyncSettings.from_mapping({"shutters": ["alice.attenuator", "bob.voa"]})
+    assert s.shutters_at() == [("alice", "attenuator"), ("bob", "voa")]
+    assert s.shutters_at("bob") == [("bob", "voa")]
+    with pytest.raises(ConfigError, match=r"shutters\[0\]: 'attenuator' is not node.instrument"):
+        ClockSyncSettings.from_mapping({"shutters": ["attenuator"]}, "p.toml")

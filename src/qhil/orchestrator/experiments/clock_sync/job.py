@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from qhil.drivers.roles import EntangledPhotonSource, TimeTagger
+from qhil.drivers.roles import Attenuator, EntangledPhotonSource, TimeTagger
 from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
@@ -30,6 +30,7 @@ from qhil.orchestrator.experiments.clock_sync.errors import ClockSyncAborted
 from qhil.orchestrator.experiments.clock_sync.runner import (
     ClockSyncResult,
     SyncProgress,
+    close_shutters,
     run_alice_sync,
     run_bob_sync,
     run_clock_sync,
@@ -117,8 +118,10 @@ async def run_clock_sync_job(
                 timeout_s=settings.message_timeout_s,
             )
             on_point = _Recorder(run)
+            shutters = _shutters(bench, prof, settings)
 
             try:
+                await close_shutters(shutters)
                 await asyncio.gather(alice_ch.open(), bob_ch.open())
                 result = await run_clock_sync(
                     settings,
@@ -181,6 +184,22 @@ class _Recorder:
             dtype = bool if name == "locked" else (np.int64 if name == "counts" else float)
             self.run.append(f"{prefix}/{name}", np.asarray([value], dtype=dtype))
         self.times.setdefault(prefix, []).append(row["t_s"])
+
+
+def _shutters(
+    bench: Any, prof: Any, settings: ClockSyncSettings, node: str | None = None
+) -> dict[str, Attenuator]:
+    """The attenuators named in ``shutters`` (at ``node`` only, when given); a name that
+    is no attenuator of its node is a profile error naming the field."""
+    from qhil.orchestrator.bench_errors import BenchLookupError
+
+    out: dict[str, Attenuator] = {}
+    for where, name in settings.shutters_at(node):
+        try:
+            out[f"{where}.{name}"] = bench.role(where, Attenuator, name=name)
+        except BenchLookupError as exc:
+            raise ConfigError(prof.source, "experiments.clock_sync.shutters", str(exc)) from None
+    return out
 
 
 def _instrument_name(driver: Any) -> str:
@@ -250,6 +269,14 @@ async def run_clock_sync_party_job(
     node = settings.alice_node if party == "alice" else settings.bob_node
     if node not in prof.nodes:
         raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
+    for where, name in settings.shutters_at():
+        if where not in (settings.alice_node, settings.bob_node):
+            raise ConfigError(
+                prof.source,
+                "experiments.clock_sync.shutters",
+                f"{where}.{name}: in a --party run each party closes the shutters of its "
+                "own node; close it by hand and leave it out of shutters",
+            )
     for where in settings.active_sources:
         if where not in (settings.alice_node, settings.bob_node):
             raise ConfigError(
@@ -297,6 +324,7 @@ async def run_clock_sync_party_job(
             except AuthenticationError as exc:
                 return _aborted(run, exc)
             try:
+                await close_shutters(_shutters(bench, prof, settings, node))
                 await switch_sources(settings, mine, True)
                 if party == "alice":
                     result = await run_alice_sync(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qhil.drivers.roles import EntangledPhotonSource, TimeTagger
+from qhil.drivers.roles import Attenuator, EntangledPhotonSource, TimeTagger
 from qhil.numerics.timing import ClockModel
 from qhil.numerics.timing.errors import RateTooLowError
 from qhil.numerics.timing.tracking import (
@@ -577,6 +577,13 @@ async def switch_sources(
                 )
         else:
             await src.set_output(False)
+
+
+async def close_shutters(shutters: Mapping[str, Attenuator]) -> None:
+    """Close each attenuator's shutter (light that would reach the taggers' detectors
+    besides the pairs); left closed after the run: re-opening light is the user's call."""
+    for att in shutters.values():
+        await att.set_output(False)
 
 
 async def run_clock_sync(

@@ -85,6 +85,11 @@ class ClockSyncSettings(BaseModel):
         "for the run and off after. Two-way: the sources at alice_node and bob_node; "
         "one-way: the only source, or the one at neither end (a central pair source).",
     )
+    shutters: tuple[str, ...] = Field(
+        (),
+        description="Attenuators (node.instrument) whose shutter is closed for the run and "
+        "left closed: other light on the taggers' detectors (e.g. a BB84 transmitter).",
+    )
     method: Literal["auto", "one-way", "two-way"] = Field(
         "auto", description="auto: two-way when there is a source at each end, else one-way."
     )
@@ -151,6 +156,10 @@ class ClockSyncSettings(BaseModel):
                 chans = getattr(s, side)
                 if chans is not None and (not chans or any(c < 1 for c in chans)):
                     raise ValueError(f"sources.{node}.{side}: tagger inputs are numbered from 1")
+        for i, where in enumerate(self.shutters):
+            node, _, name = where.partition(".")
+            if not node or not name:
+                raise ValueError(f"shutters[{i}]: {where!r} is not node.instrument")
         ends = {self.alice_node, self.bob_node}
         if self.method == "two-way" and not ends <= set(self.sources):
             raise ValueError(
@@ -194,6 +203,11 @@ class ClockSyncSettings(BaseModel):
         if self.tracking_interval_s != "auto":
             return float(self.tracking_interval_s)
         return min(AUTO_CHUNK_S, self.acquisition_s)
+
+    def shutters_at(self, node: str | None = None) -> list[tuple[str, str]]:
+        """``(node, instrument)`` of each shutter (at ``node`` only, when given)."""
+        pairs = [tuple(w.split(".", 1)) for w in self.shutters]
+        return [(n, i) for n, i in pairs if node is None or n == node]
 
     @property
     def method_used(self) -> str:
