@@ -1,6 +1,6 @@
 """QKD post-processing benchmark: Cascade reconciliation and Toeplitz privacy amplification.
 
-Run: python benchmarks/postprocessing.py [--json] [--quick]
+Run: python benchmarks/postprocessing.py [--json] [--quick] [--fer-calls N]
 
 Reconciliation: random keys with i.i.d. errors at QBER 1-5 %, frames of 1e4 and
 1e5 bits, several frames reconciled per call (batched, as the BB84 experiment does
@@ -115,6 +115,19 @@ def bench_reconciliation(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_frame_errors(calls: int) -> list[dict[str, Any]]:
+    """Frame errors over many more frames: `calls` calls of 100 frames of 1e4 bits per QBER."""
+    rows = []
+    for qber in (0.01, 0.02, 0.03, 0.04):
+        rng = np.random.default_rng(int(qber * 1e4) + 7)
+        wrong = sum(
+            int(reconcile_once(rng, 10_000, 100, qber, seed=i)["frame_errors"])
+            for i in range(calls)
+        )
+        rows.append({"qber": qber, "frames": 100 * calls, "frame_errors": wrong})
+    return rows
+
+
 def bench_privacy_amplification(quick: bool) -> list[dict[str, Any]]:
     """Both FFT libraries side by side when pyfftw is installed (scipy's always)."""
     rows = []
@@ -147,11 +160,13 @@ def bench_privacy_amplification(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def summary(rec: list[dict[str, Any]], pa: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summary(
+    rec: list[dict[str, Any]], pa: list[dict[str, Any]], fer: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Each target with its anchor, the measured value and whether it is met."""
     band = [r for r in rec if r["qber"] <= 0.04]
-    frames = sum(r["frames"] for r in rec)
-    errors = sum(r["frame_errors"] for r in rec)
+    frames = sum(r["frames"] for r in rec + fer)
+    errors = sum(r["frame_errors"] for r in rec + fer)
     fer_upper = float(stats.beta.ppf(0.95, errors + 1, frames - errors))  # one-sided 95 %
     best_pa = max((r for r in pa if r["n_in"] == 10_000_000), key=lambda r: r["mbps_median"])
     measured = {
@@ -189,12 +204,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--fer-calls",
+        type=int,
+        default=0,
+        help="also reconcile N x 100 frames of 1e4 bits per QBER 1-4 %% for the frame error rate "
+        "(100: 40,000 frames, a few minutes)",
+    )
     args = parser.parse_args()
     rec = bench_reconciliation(args.quick)
+    fer = bench_frame_errors(args.fer_calls) if args.fer_calls > 0 else []
     pa = bench_privacy_amplification(args.quick)
-    summ = summary(rec, pa)
+    summ = summary(rec, pa, fer)
     if args.json:
-        print(json.dumps({"targets": summ, "reconciliation": rec, "privacy_amplification": pa}))
+        print(
+            json.dumps(
+                {
+                    "targets": summ,
+                    "reconciliation": rec,
+                    "frame_errors": fer,
+                    "privacy_amplification": pa,
+                }
+            )
+        )
         return
     print("Targets (issue 12) and anchors")
     print("| what | anchor | target | measured | met |")
@@ -218,6 +250,13 @@ def main() -> None:
             f"{r['f_median']:.3f} | {r['f_mean']:.3f} | {r['frame_errors']} | "
             f"{r['mbps_median']:.2f} | {r['mbps_best']:.2f} | {r['round_trips_median']:.0f} |"
         )
+    if fer:
+        print()
+        print("Frame errors over more frames (1e4-bit frames, 100 per call)")
+        print("| QBER | frames | frame errors |")
+        print("|---|---|---|")
+        for r in fer:
+            print(f"| {r['qber']:.0%} | {r['frames']:,} | {r['frame_errors']} |")
     print()
     print("Toeplitz privacy amplification (n -> n/2, FFT, exact)")
     print("| FFT library | input bits | output bits | seconds (median) | Mbit/s (input, 1 core) |")
