@@ -483,7 +483,11 @@ class ClockTracker:
                 or last_b < float(self._predicted(e).b_from_a(e + self._window(e) + 2))
             ):
                 break
-            new.append(self._interval(s, e))
+            # The last, partial interval (end of data) is quoted at the centre of the data
+            # it holds, not at its nominal centre beyond them: there the wander since the
+            # pairs is not in its error (0.23 s out at 200 pairs/s: 2.3 sigma off the truth).
+            covered = last_a + 1 if final and last_a < e - 1 else e
+            new.append(self._interval(s, e, covered))
             self._next += 1
             self._trim()
         self.points.extend(new)
@@ -572,8 +576,8 @@ class ClockTracker:
         self._sig_ss = _SIGMA_MEMORY * self._sig_ss + m.counts * m.own_sigma_ps**2
         self._sig_n = _SIGMA_MEMORY * self._sig_n + m.counts
 
-    def _interval(self, s: int, e: int) -> TrackPoint:
-        c = s + (e - s) // 2
+    def _interval(self, s: int, e: int, covered: int | None = None) -> TrackPoint:
+        c = s + ((e if covered is None else covered) - s) // 2
         hw = self._window(c)
         self._predict(c)
         m = self._measure(s, e, self.model, hw)
