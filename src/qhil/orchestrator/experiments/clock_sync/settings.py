@@ -43,6 +43,9 @@ AUTO_MIN_PAIRS = 25.0
 #: Stream chunk length with an automatic interval (chosen only after the acquisition, at
 #: alice; both nodes read their taggers in chunks of the same length from the start).
 AUTO_CHUNK_S = 1.0
+#: The shortest tracking interval a run may be given, s: below it a run spends its time in
+#: per-interval overhead (1e-6 s effectively hangs) for intervals of a pair or none.
+MIN_INTERVAL_S = 1e-3
 
 
 class PairSourceSettings(BaseModel):
@@ -141,9 +144,9 @@ class ClockSyncSettings(BaseModel):
             return v
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f'must be "auto" or a number of seconds (got {v!r})')
-        if not (math.isfinite(v) and 0 < v <= 600):
+        if not (math.isfinite(v) and MIN_INTERVAL_S <= v <= 600):
             raise ValueError(
-                f'must be "auto" or a number of seconds greater than 0, at most 600 (got {v!r})'
+                f'must be "auto" or a number of seconds from {MIN_INTERVAL_S:g} to 600 (got {v!r})'
             )
         return float(v)
 
@@ -174,11 +177,38 @@ class ClockSyncSettings(BaseModel):
                     "leave it open which (give one, a source at neither end, or both ends "
                     "for two-way)"
                 )
-        if self.acquisition_s > self.duration_s:
+        if self.lock_significance > self.min_significance:
+            # The acquisition accepts a peak at min_significance over acquisition_s of data;
+            # an interval (as long or shorter, usually) holds that peak at about the same
+            # significance or less: a stricter lock misses, and loses, what was just found.
             raise ValueError(
-                f"acquisition_s ({self.acquisition_s:g}) exceeds duration_s ({self.duration_s:g})"
+                f"lock_significance ({self.lock_significance:g}) exceeds min_significance "
+                f"({self.min_significance:g}): the loop would refuse to track the peak the "
+                "acquisition accepted; lower lock_significance or raise min_significance"
+            )
+        # The result is the loop's model at its last interval: with no whole interval after
+        # the acquisition it would be the acquisition's own fit, quoted past its data, with
+        # an error that ignores the wander (4-12 sigma off at 0.1-0.3 s).
+        one = self.longest_interval_s
+        if self.duration_s < self.acquisition_s + one - 1e-9:
+            what = (
+                f"tracking_interval_s ({one:g})"
+                if self.tracking_interval_s != "auto"
+                else f'one "auto" tracking interval (at most {one:g} s)'
+            )
+            raise ValueError(
+                f"duration_s ({self.duration_s:g}) is shorter than acquisition_s "
+                f"({self.acquisition_s:g}) plus {what}: no interval would be tracked; "
+                f"give at least {self.acquisition_s + one:g} s"
             )
         return self
+
+    @property
+    def longest_interval_s(self) -> float:
+        """The tracking interval, or the longest ``auto`` may choose."""
+        if self.tracking_interval_s == "auto":
+            return AUTO_MAX_INTERVAL_S
+        return float(self.tracking_interval_s)
 
     @property
     def two_way(self) -> bool:
@@ -236,6 +266,4 @@ class ClockSyncSettings(BaseModel):
         table = dict(getattr(profile, "experiments", {}).get("clock_sync", {}) or {})
         if duration_s is not None:
             table["duration_s"] = duration_s
-            if "acquisition_s" not in table and duration_s < 1.0:
-                table["acquisition_s"] = duration_s
         return cls.from_mapping(table, source)
