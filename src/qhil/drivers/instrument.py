@@ -27,6 +27,10 @@ class Instrument:
     #: Typical model string, for profiles and listings.
     model: ClassVar[str] = ""
     timeout_s: ClassVar[float] = 2.0
+    #: The instrument's own command that stops what a client may have left it doing (a
+    #: stream a killed client never stopped). Sent at connect only if the serial line does
+    #: not fall quiet when drained (see :meth:`Session._drain_stale`); None: never sent.
+    quiesce_command: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -79,6 +83,7 @@ class Instrument:
             exchange_log=exchange_log,
             visa_library=visa_library,
             socket_backend=socket_backend,
+            quiesce=cls.quiesce_command,
         )
         return cls(session, name=name)
 

@@ -36,7 +36,8 @@ RESYNC_QUIET_MAX_S = 1.0
 #: or the tail of one still on its way, must not be taken for the answer to our first command.
 OPEN_DRAIN_QUIET_S = 0.1
 #: ... but not for longer than this: a line that never goes quiet (an instrument another
-#: client left streaming) fails the connect with a message that says so.
+#: client left streaming) gets the driver's stop command (``quiesce``), is drained as long
+#: again, and only then fails the connect with a message that says so.
 OPEN_DRAIN_MAX_S = 2.0
 
 T = TypeVar("T")
@@ -136,8 +137,12 @@ class Session:
         visa_library: str = "@py",
         socket_backend: str = "asyncio",
         exchange_log: ExchangeLog | None = None,
+        quiesce: str | None = None,
     ) -> None:
         self.resource = resource
+        #: The instrument's own command that stops what another client left it doing
+        #: (a stream): sent at open only if the serial line does not fall quiet.
+        self.quiesce = quiesce
         self.framing = framing or Framing()
         self.timeout_s = timeout_s
         self.open_timeout_s = open_timeout_s
@@ -191,21 +196,52 @@ class Session:
         """Drop what a serial line holds from before we opened it (logged if anything).
 
         No bare terminator is sent first to end a command another client left half-sent:
-        an instrument may answer an empty command, later than the drain waits.
+        an instrument may answer an empty command, later than the drain waits. A line that
+        does not fall quiet is an instrument left streaming (a client killed mid-stream
+        never stopped it; a real one streams until told to stop): it is sent its own stop
+        command (``quiesce``), as a careful lab script would, and drained again.
         """
         if not getattr(self._io, "serial_line", False):
             return
+        quiesce = self.quiesce
+        tried = ""
         try:
-            dropped = await self._run(lambda: self._io.resync(OPEN_DRAIN_QUIET_S, OPEN_DRAIN_MAX_S))
+            try:
+                dropped = await self._run(self._drain_until_quiet)
+            except ReadTimeout as exc:
+                if quiesce is None:
+                    raise
+                log.warning(
+                    "%s: the line was not quiet after draining it for %g s (another client "
+                    "left the instrument streaming? last bytes %r): sending its stop command %r",
+                    self.resource,
+                    OPEN_DRAIN_MAX_S,
+                    bytes(exc.partial[-16:]),
+                    quiesce,
+                )
+                tried = f" (after sending its stop command {quiesce!r})"
+                stop = quiesce.encode(self.framing.encoding) + self.framing.write_term_bytes
+
+                def stop_and_drain() -> int:
+                    self._io.write(stop)
+                    return self._drain_until_quiet()
+
+                dropped = await self._run(stop_and_drain)
         except (LinkDown, ReadTimeout) as exc:
             await self._io_close()
             self._open = False
+            drained = f"draining it for {OPEN_DRAIN_MAX_S:g} s" + (
+                f", sending the instrument's stop command {quiesce!r} and draining "
+                f"{OPEN_DRAIN_MAX_S:g} s more"
+                if tried
+                else ""
+            )
             why = (
-                f"the line was still not quiet after draining it for {OPEN_DRAIN_MAX_S:g} s "
-                f"(another client may have left the instrument streaming; last bytes "
-                f"{exc.partial!r})"
+                f"the line was still not quiet after {drained} (another client may be using "
+                f"the instrument or have left it streaming; last bytes {exc.partial[-16:]!r}): "
+                "stop that client, or power-cycle the instrument"
                 if isinstance(exc, ReadTimeout)
-                else f"lost while draining what an earlier client left: {exc}"
+                else f"lost while draining what an earlier client left{tried}: {exc}"
             )
             raise InstrumentConnectionError(self.resource, why) from exc
         if dropped:
@@ -214,6 +250,10 @@ class Session:
                 self.resource,
                 dropped,
             )
+
+    def _drain_until_quiet(self) -> int:
+        """In the worker: drain until quiet (bounded); the bytes dropped."""
+        return self._io.resync(OPEN_DRAIN_QUIET_S, OPEN_DRAIN_MAX_S)
 
     async def _io_open(self) -> None:
         if self._async:

@@ -278,6 +278,9 @@ class TDC1(S15Instrument):
     external_clock = Measurement("ECLOCK?", value=Str(), doc="External clock present.")
     input_packet = Action("INPKT", doc="Sent before timestamp runs (meaning UNVERIFIED).")
     abort = Action("abort", doc="Stop a running timestamp stream.")
+    #: A unit left streaming (its client killed mid-stream) streams until told ``abort``:
+    #: a connect that finds the line busy sends it (Session._drain_stale).
+    quiesce_command: ClassVar[str | None] = abort.template.render()
     counts = Measurement(
         "counts?",
         value=Numbers(sep=" ", integer=True),
