@@ -37,7 +37,7 @@ from qhil.orchestrator.experiments.clock_sync.runner import (
     switch_sources,
 )
 from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
-from qhil.orchestrator.experiments.clock_sync.truth import truth_function
+from qhil.orchestrator.experiments.clock_sync.truth import ClockSyncTruth, truth_function
 from qhil.orchestrator.jobs import JobSummary, writable_run_store
 from qhil.orchestrator.profile import load_profile
 
@@ -58,6 +58,7 @@ SUMMARY_FIELDS = (
     "tracking_interval_s",
     "path_delay_s",
     "path_delay_stderr_s",
+    "truth_path_delay_s",
     "truth_offset_s",
     "offset_error_s",
     "truth_frequency_offset_ppb",
@@ -141,11 +142,13 @@ async def run_clock_sync_job(
             truth = None
             if bench.emulator_truth is not None:
                 names = (_instrument_name(a_tagger), _instrument_name(b_tagger))
-                src_node, src = next(iter(sources.items()))
                 components = {
                     "alice": _component(prof, settings.alice_node, names[0]),
                     "bob": _component(prof, settings.bob_node, names[1]),
-                    "source": _component(prof, src_node, _instrument_name(src)),
+                    **{
+                        f"source.{node}": _component(prof, node, _instrument_name(src))
+                        for node, src in sources.items()
+                    },
                 }
                 truth = truth_function(bench.emulator_truth, settings, components, names)
             if truth is not None:
@@ -216,25 +219,30 @@ def bench_taggers(prof: Any, settings: ClockSyncSettings, a: Any, b: Any) -> tup
 
 
 def _truth_results(
-    truth: Callable[[Any], Any],
+    truth: ClockSyncTruth,
     result: ClockSyncResult,
     times: dict[str, list[float]],
     run: Any,
 ) -> dict[str, Any]:
-    """Emulator truth at the result's epoch and along the track (recorded as such)."""
-    for prefix, t_s in times.items():
-        if prefix == "track":
-            t = np.asarray(t_s) * PS_PER_S
-            run.append(f"{prefix}/truth_offset_ps", np.asarray(truth(t), dtype=float))
+    """Emulator truth at the result's epoch and along each direction's track, each in the
+    terms of what that direction measures (recorded as such)."""
+    for direction, at_t in truth.directions.items():
+        prefix = PREFIX[direction]
+        if prefix in times:
+            t = np.asarray(times[prefix]) * PS_PER_S
+            run.append(f"{prefix}/truth_offset_ps", np.asarray(at_t(t), dtype=float))
     t_ref = result.model.t_ref_ps
-    at = truth([t_ref, t_ref + PS_PER_S])
+    at = truth.offset([t_ref, t_ref + PS_PER_S])
     true_offset = float(at[0])
-    return {
+    out = {
         "truth_offset_s": true_offset / PS_PER_S,
         "offset_error_s": (result.model.offset_ps - true_offset) / PS_PER_S,
         "truth_frequency_offset_ppb": float(at[1] - at[0]) / PS_PER_S * 1e9,
         "truth_source": "emulator",
     }
+    if truth.path_delay_ps is not None:
+        out["truth_path_delay_s"] = truth.path_delay_ps / PS_PER_S
+    return out
 
 
 async def run_clock_sync_party_job(
