@@ -18,6 +18,11 @@ class SyncAbortReason(StrEnum):
     NO_PEAK = "no_peak"
     #: The coincidence rate cannot reach the requested precision per tracking interval.
     RATES_TOO_LOW = "rates_too_low"
+    #: Tracking never used an interval, or the run ended with the lock lost: no result
+    #: the loop stands behind (the stored correction is kept).
+    NOT_LOCKED = "not_locked"
+    #: The final stated offset error is above the requested ``max_offset_stderr_ps``.
+    PRECISION_NOT_REACHED = "precision_not_reached"
     #: A tagger reported lost events (its buffer overflowed): the stream has gaps.
     BUFFER_OVERFLOW = "buffer_overflow"
     #: A pair source did not switch on (its board reports the pump off).

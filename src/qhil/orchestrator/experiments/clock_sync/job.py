@@ -54,6 +54,7 @@ SUMMARY_FIELDS = (
     "coincidences",
     "lock_losses",
     "reacquisitions",
+    "locked_at_end",
     "t_ref_s",
     "tracking_interval_s",
     "path_delay_s",

@@ -35,6 +35,7 @@ from qhil.numerics.timing.tracking import (
     OneWayMeasurement,
     TrackerConfig,
     TrackPoint,
+    interval_wander_error_ps,
     max_interval_s,
     two_way_offset,
 )
@@ -83,6 +84,13 @@ class Direction:
     acquisition: Acquisition
     tracker: ClockTracker
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Intervals the loop took in lock (``locked`` rows).
+    used: int = 0
+
+    def add(self, p: TrackPoint) -> None:
+        row = _row(p)
+        self.used += bool(row["locked"])
+        self.rows.append(row)
 
     @property
     def lost(self) -> int:
@@ -117,6 +125,9 @@ class ClockSyncResult:
     valid_until_s: float = 0.0
     #: The interval the loop ran with, s (the setting, or the one ``auto`` chose).
     tracking_interval_s: float = 0.0
+    #: Every direction's loop in lock at the end (a run ending unlocked is aborted, so a
+    #: result says True; recorded so that the record shows it).
+    locked_at_end: bool = True
 
     def to_results(self) -> dict[str, Any]:
         return {
@@ -139,6 +150,7 @@ class ClockSyncResult:
             else self.delay_stderr_ps / PS_PER_S,
             "duration_s": self.duration_s,
             "tracking_interval_s": self.tracking_interval_s,
+            "locked_at_end": self.locked_at_end,
         }
 
     def to_message(self) -> dict[str, Any]:
@@ -158,6 +170,7 @@ class ClockSyncResult:
             "delay_ps": self.delay_ps,
             "delay_stderr_ps": self.delay_stderr_ps,
             "tracking_interval_s": self.tracking_interval_s,
+            "locked_at_end": self.locked_at_end,
         }
 
     @classmethod
@@ -179,6 +192,7 @@ class ClockSyncResult:
                 if p["delay_stderr_ps"] is None
                 else float(p["delay_stderr_ps"]),
                 tracking_interval_s=float(p["tracking_interval_s"]),
+                locked_at_end=bool(p["locked_at_end"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ClockSyncAborted(
@@ -292,7 +306,7 @@ class _AliceLoop:
         if s.max_offset_stderr_ps is not None:
             for q in found:
                 per_interval = q.fit.n_coincidences * interval / (span / PS_PER_S)
-                _check_rates(q, s.max_offset_stderr_ps, per_interval, interval)
+                _check_rates(q, s, per_interval, interval)
         start = self.a_chunks[0].start_ps
         for name, q in zip(names, found, strict=True):
             tracker = ClockTracker(
@@ -316,7 +330,7 @@ class _AliceLoop:
     def _feed(self, a: I64, b: I64) -> None:
         for d in self.directions:
             for p in d.tracker.feed(a, b):
-                d.rows.append(_row(p))
+                d.add(p)
 
     async def _emit(self) -> None:
         for d in self.directions:
@@ -340,9 +354,12 @@ class _AliceLoop:
             self._acquire()
         for d in self.directions:
             for p in d.tracker.flush():
-                d.rows.append(_row(p))
+                d.add(p)
         await self._emit()
-        return _result(self.settings, self.directions, duration_s, self.interval_s)
+        _check_locked(self.directions, self.interval_s)
+        result = _result(self.settings, self.directions, duration_s, self.interval_s)
+        _check_final_precision(self.settings, result)
+        return result
 
     @property
     def locked(self) -> bool:
@@ -354,19 +371,69 @@ class _AliceLoop:
 
 
 def _check_rates(
-    q: Acquisition, precision_ps: float, per_interval: float, interval_s: float
+    q: Acquisition, settings: ClockSyncSettings, per_interval: float, interval_s: float
 ) -> None:
+    """Up front: can an interval reach ``max_offset_stderr_ps``? sigma_rel/sqrt(N) alone
+    (``rates_too_low``), then with the wander inside the interval added in quadrature
+    (``precision_not_reached``): the final stated error includes it too."""
     from qhil.numerics.timing.tracking import check_precision
 
+    precision_ps = settings.max_offset_stderr_ps
+    assert precision_ps is not None
+    sigma = q.fit.sigma_rel_ps
     try:
-        check_precision(q.fit.sigma_rel_ps, precision_ps, int(per_interval), interval_s)
+        check_precision(sigma, precision_ps, int(per_interval), interval_s)
     except RateTooLowError as exc:
         raise ClockSyncAborted(
             SyncAbortReason.RATES_TOO_LOW,
             f"{exc} (max_offset_stderr_ps = {precision_ps:g}; coincidence rate "
-            f"{per_interval / interval_s:.4g}/s, sigma_rel {q.fit.sigma_rel_ps:.1f} ps): "
+            f"{per_interval / interval_s:.4g}/s, sigma_rel {sigma:.1f} ps): "
             "raise the pump current, lengthen tracking_interval_s or relax the precision",
         ) from None
+    statistical = sigma / math.sqrt(max(per_interval, 1.0))
+    wander = interval_wander_error_ps(settings.wander_ppb_per_sqrt_s, interval_s)
+    if math.hypot(statistical, wander) > precision_ps:
+        raise ClockSyncAborted(
+            SyncAbortReason.PRECISION_NOT_REACHED,
+            f"an interval of {interval_s:g} s gives {math.hypot(statistical, wander):.1f} ps "
+            f"(sigma_rel/sqrt(N) {statistical:.1f} ps, the clocks' wander inside it "
+            f"{wander:.1f} ps at {settings.wander_ppb_per_sqrt_s:g} ppb/sqrt(s)) > "
+            f"max_offset_stderr_ps = {precision_ps:g}: shorten tracking_interval_s and raise "
+            "the pump current, or relax the precision",
+        )
+
+
+def _check_locked(directions: list[Direction], interval_s: float) -> None:
+    """Abort ``not_locked`` when a direction's loop took no interval in lock, or ended out
+    of lock: its model would be the acquisition's (or a lost loop's) guess, not a track."""
+    for d in directions:
+        if d.used and d.tracker.locked:
+            continue
+        what = (
+            f"tracked no interval of {interval_s:g} s in lock"
+            if not d.used
+            else f"ended with the lock lost ({d.lost} losses, {d.reacquired} re-acquisitions)"
+        )
+        raise ClockSyncAborted(
+            SyncAbortReason.NOT_LOCKED,
+            f"{d.name}: the loop {what} (acquired at {d.acquisition.significance:.1f} sigma; "
+            "intervals need lock_significance): check the pair rate and the path, lower "
+            "lock_significance, lengthen tracking_interval_s or the run; the stored "
+            "correction is kept",
+        )
+
+
+def _check_final_precision(settings: ClockSyncSettings, result: ClockSyncResult) -> None:
+    """The final stated offset error (wander included) against ``max_offset_stderr_ps``."""
+    want = settings.max_offset_stderr_ps
+    if want is not None and result.offset_stderr_ps > want:
+        raise ClockSyncAborted(
+            SyncAbortReason.PRECISION_NOT_REACHED,
+            f"final offset error {result.offset_stderr_ps:.1f} ps > max_offset_stderr_ps "
+            f"= {want:g} ps (interval {result.tracking_interval_s:g} s, sigma_rel "
+            f"{result.sigma_rel_ps:.1f} ps, {result.coincidences} coincidences): raise the "
+            "pump current, shorten tracking_interval_s (the wander inside it) or relax it",
+        )
 
 
 def _measurement(d: Direction) -> OneWayMeasurement:
@@ -400,6 +467,7 @@ def _result(
             sigma,
             sig,
             tracking_interval_s=interval_s,
+            locked_at_end=t.locked,
         )
     by = {d.name: _measurement(d) for d in directions}
     w: ClockOffsetResult = two_way_offset(by["a_to_b"], by["b_to_a"])
@@ -417,6 +485,7 @@ def _result(
         w.delay_ps,
         w.delay_stderr_ps,
         tracking_interval_s=interval_s,
+        locked_at_end=all(d.tracker.locked for d in directions),
     )
 
 
