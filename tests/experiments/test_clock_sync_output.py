@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from qhil.cli import main
 from qhil.orchestrator.experiments.clock_sync.job import run_clock_sync_job
 from qhil.plots.clock_sync import draw_residual
 from qhil.plots.core import new_figure
@@ -52,3 +54,25 @@ def test_two_way_truth_per_direction_and_path_delay(tmp_path: Path) -> None:
     assert abs(out["path_delay_s"] - out["truth_path_delay_s"]) < 1e-9
     assert abs(out["truth_path_delay_s"] - 53.9e-6) < 0.1e-6
     assert abs(out["offset_error_s"]) < 1e-9
+    # what the offset means, in the output and the record
+    assert "stream" in out["offset_terms"] and "path delay cancelled" in out["offset_terms"]
+    assert record.results["offset_terms"] == out["offset_terms"]
+
+
+@pytest.mark.slow  # a 2 s one-way run on the emulated entanglement bench: ~10-20 s
+def test_the_summary_and_the_record_say_what_a_one_way_offset_means(tmp_path: Path) -> None:
+    """Issue 9: the output says the offset is between the taggers' stream timebases (not
+    the hosts' clocks) and, one-way, includes the path-delay difference."""
+    args = ["run", "clock-sync", "entanglement", "--duration", "2", "--no-plots"]
+    r = CliRunner().invoke(
+        main,
+        [*args, "--data-dir", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    fields = dict(line.split(None, 1) for line in r.output.splitlines() if " " in line.strip())
+    terms = fields["offset_terms"]
+    assert "stream" in terms and "hosts' absolute clock offset is not included" in terms
+    assert "path-delay difference" in terms
+    (record,) = RunStore(tmp_path, readonly=True).list_runs()
+    assert record.results["offset_terms"] == terms

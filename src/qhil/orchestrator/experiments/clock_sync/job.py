@@ -48,6 +48,7 @@ PREFIX = {"one-way": "track", "a_to_b": "track", "b_to_a": "track_b_to_a"}
 SUMMARY_FIELDS = (
     "method",
     "offset_s",
+    "offset_terms",
     "offset_stderr_s",
     "frequency_offset_ppb",
     "frequency_offset_stderr_ppb",
@@ -65,6 +66,22 @@ SUMMARY_FIELDS = (
     "truth_frequency_offset_ppb",
     "correction_file",
 )
+
+
+#: What the offset is (issue 9: the result and the world's truth in the same measurable
+#: terms, said in the output). Each TDC1 resets its counter when its stream starts, so the
+#: streams' timebases are what two taggers can compare; the hosts' clocks are not in it.
+STREAM_TERMS = (
+    "B's tagger stream time minus A's (each TDC1 counter reset at its stream start); "
+    "the hosts' absolute clock offset is not included"
+)
+
+
+def offset_terms(method: str) -> str:
+    """What the ``offset_s`` of a run by ``method`` measures, in words for the output."""
+    if method == "two-way":
+        return f"{STREAM_TERMS}; the path delay cancelled (symmetric fibre assumed)"
+    return f"{STREAM_TERMS}; plus the pair's path-delay difference (source to B minus to A)"
 
 
 class ClockSyncSummary(JobSummary):
@@ -139,7 +156,7 @@ async def run_clock_sync_job(
                 return _aborted(run, exc)
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
-            results = result.to_results()
+            results = {**result.to_results(), "offset_terms": offset_terms(result.method)}
             truth = None
             if bench.emulator_truth is not None:
                 names = (_instrument_name(a_tagger), _instrument_name(b_tagger))
@@ -350,7 +367,7 @@ async def run_clock_sync_party_job(
                 if listener is not None:
                     await listener.close()
             taggers = bench_taggers(prof, settings, tagger, tagger)
-        results = result.to_results()
+        results = {**result.to_results(), "offset_terms": offset_terms(result.method)}
         path = save_correction(
             store.data_dir,
             prof.bench.name,
