@@ -264,3 +264,31 @@ def test_the_last_partial_interval_is_quoted_inside_its_data() -> None:
     assert 0.9e12 <= last.t_ps <= 1.0e12 and last.counts > 300
     assert abs(last.measured_offset_ps - 1_000_000) < Z_PARTS * last.measured_stderr_ps
     assert tr.model.t_ref_ps == last.t_ps  # the result's epoch: inside the data
+
+
+def test_a_worse_result_never_replaces_a_valid_better_correction(tmp_path: Path) -> None:
+    """Before, each run replaced the stored correction, a worse one too; now the better
+    valid one stays and the newer one is kept beside it (``latest``)."""
+
+    def result(err_ps: float, offset_ps: float) -> Any:
+        return SimpleNamespace(
+            model=ClockModel(offset_ps, 1e-7, 0),
+            offset_stderr_ps=err_ps,
+            drift_stderr=1e-11,
+            method="one-way",
+            delay_ps=None,
+        )
+
+    taggers = ("alice.tagger", "bob.tagger")
+    main = correction_path(tmp_path, "b", taggers)
+    assert save_correction(tmp_path, "b", taggers, result(20.0, 1.0), run_id="good") == main
+    side = save_correction(tmp_path, "b", taggers, result(900.0, 2.0), run_id="worse")
+    assert side != main and side.name == "alice.tagger__bob.tagger.latest.json"
+    kept = load_correction(tmp_path, "b", taggers)
+    latest = load_correction(tmp_path, "b", taggers, latest=True)
+    assert kept is not None and kept.run_id == "good"
+    assert latest is not None and latest.run_id == "worse"
+    # a better one replaces it
+    assert save_correction(tmp_path, "b", taggers, result(10.0, 3.0), run_id="better") == main
+    best = load_correction(tmp_path, "b", taggers)
+    assert best is not None and best.run_id == "better"

@@ -1,8 +1,13 @@
 """Stored clock corrections: where the next experiment on the same bench finds the result.
 
-One JSON file per (bench, alice's tagger, bob's tagger), replaced by each successful run::
+One JSON file per (bench, alice's tagger, bob's tagger), written by each successful run::
 
     <data dir>/clock_sync/<bench name>/<alice node.tagger>__<bob node.tagger>.json
+
+**Never replaced by a worse one**: a new result replaces the stored one unless that one is
+still valid (not expired) and states a smaller offset error; then the stored one stays
+and the new one is written next to it as ``<...>.latest.json`` (``load_correction(...,
+latest=True)``), so both are kept and the file a later experiment reads is the better.
 
 It holds the :class:`ClockModel` mapping bob's stream timestamps onto alice's
 (``model.a_from_b``, ``model.map_b_to_a``), its 1-sigma errors, the method, the path
@@ -68,10 +73,15 @@ def correction_path(data_dir: str | Path, bench: str, taggers: tuple[str, str]) 
     )
 
 
+def _latest(path: Path) -> Path:
+    return path.with_name(path.stem + ".latest.json")
+
+
 def save_correction(
     data_dir: str | Path, bench: str, taggers: tuple[str, str], result: Any, *, run_id: str
 ) -> Path:
-    """Store a run's result (a ``runner.ClockSyncResult``); returns the file written."""
+    """Store a run's result (a ``runner.ClockSyncResult``); returns the file written: the
+    correction's own, or ``.latest.json`` when the stored one is valid and better."""
     drift_err = float(result.drift_stderr)
     valid = (
         MAX_VALIDITY_S
@@ -93,6 +103,16 @@ def save_correction(
         "valid_for_s": valid,
     }
     path = correction_path(data_dir, bench, taggers)
+    try:
+        stored = load_correction(data_dir, bench, taggers)
+    except ConfigError:
+        stored = None  # unreadable: the new result replaces it
+    if (
+        stored is not None
+        and not stored.expired()
+        and stored.offset_stderr_ps < float(result.offset_stderr_ps)
+    ):
+        path = _latest(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -101,13 +121,16 @@ def save_correction(
 
 
 def load_correction(
-    data_dir: str | Path, bench: str, taggers: tuple[str, str]
+    data_dir: str | Path, bench: str, taggers: tuple[str, str], *, latest: bool = False
 ) -> ClockCorrection | None:
-    """The stored correction of ``bench``'s taggers, or None when there is none.
+    """The stored correction of ``bench``'s taggers, or None when there is none
+    (``latest``: the newest result kept beside a better one, if any).
 
     A file that cannot be read as one raises :class:`ConfigError` naming it and the field.
     """
     path = correction_path(data_dir, bench, taggers)
+    if latest:
+        path = _latest(path)
     if not path.is_file():
         return None
     try:
