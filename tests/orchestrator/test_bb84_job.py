@@ -58,7 +58,8 @@ def test_run_bb84_cli_gives_equal_verified_keys(tmp_path: Path) -> None:
 
 
 def _gllp_prediction(length_km: float) -> tuple[float, float]:
-    """Signal gain Q and QBER E expected for the default profile's optics (PHYSICS.md case 4)."""
+    """Signal gain Q (dead time included) and transmission eta expected for the default
+    profile's optics (PHYSICS.md case 4)."""
     from qhil.orchestrator.profile import load_profile
 
     w = load_profile().world
@@ -72,7 +73,19 @@ def _gllp_prediction(length_km: float) -> tuple[float, float]:
     eta = eta_det * 10 ** (-loss_db / 10)
     mu = 0.5
     q = 1 - math.exp(-eta * mu)
-    return q, eta
+    # Dead time on the pulse grid (PHYSICS.md case 2 for a pulsed source): a click blanks
+    # the next n = ceil(tau R) - 1 pulses of its detector, so a detector clicking with
+    # probability p per pulse is live for 1 / (1 + n p) of them. Each detector gets about
+    # a quarter of the clicks of every intensity class.
+    bb84 = load_profile().experiments["bb84"]
+    tx = w["nodes"]["alice"]["components"]["transmitter"]
+    q_avg = sum(
+        pk * (1 - math.exp(-eta * m))
+        for pk, m in zip(bb84["intensity_probabilities"], bb84["mus"], strict=True)
+    )
+    tau_s = max(bob[d]["dead_time_ns"] for d in ("det_h", "det_v", "det_d", "det_a")) * 1e-9
+    n_blank = math.ceil(tau_s * tx["rep_rate_hz"]) - 1
+    return q / (1 + n_blank * q_avg / 4), eta
 
 
 async def test_bb84_gain_and_qber_match_the_decoy_prediction(tmp_path: Path) -> None:
