@@ -476,8 +476,10 @@ async def accept_channel(
     tried = ""
     if failures:
         where, last = failures[-1]
+        # its reason alone: the whole message would repeat "local: ... the channel is closed"
+        why = last.reason if isinstance(last, AuthenticationError) else str(last)
         tried = (
-            f"; {len(failures)} connection(s) failed the handshake, the last from {where}: {last}"
+            f"; {len(failures)} connection(s) failed the handshake, the last from {where}: {why}"
         )
     if any(isinstance(exc, AuthenticationError) and exc.tag_mismatch for _, exc in failures):
         raise AuthenticationError(

@@ -115,9 +115,7 @@ class TcpTransport:
                     head = await self._reader.readexactly(_LEN.size)
                 except asyncio.IncompleteReadError as exc:
                     how = "closed the connection" if not exc.partial else "closed mid-frame"
-                    self._inbox.put_nowait(
-                        _Failure(ChannelClosedError(f"{self._local}: {self._peer} {how}"))
-                    )
+                    self._inbox.put_nowait(_Failure(ChannelClosedError(f"{self._peer} {how}")))
                     return
                 (n,) = _LEN.unpack(head)
                 why: str | None = (
@@ -142,27 +140,21 @@ class TcpTransport:
                     frame = fixed + await self._reader.readexactly(n - frames.FIXED_SIZE)
                 except asyncio.IncompleteReadError:
                     self._inbox.put_nowait(
-                        _Failure(
-                            ChannelClosedError(f"{self._local}: {self._peer} closed mid-frame")
-                        )
+                        _Failure(ChannelClosedError(f"{self._peer} closed mid-frame"))
                     )
                     return
                 self._inbox.put_nowait(frame)
         except (ConnectionError, OSError) as exc:
             self._inbox.put_nowait(
-                _Failure(
-                    ChannelClosedError(f"{self._local}: connection to {self._peer} lost: {exc}")
-                )
+                _Failure(ChannelClosedError(f"connection to {self._peer} lost: {exc}"))
             )
 
     async def send_frame(self, frame: bytes) -> None:
         if self._closed:
-            raise ChannelClosedError(
-                f"{self._local}: cannot send to {self._peer}: transport closed"
-            )
+            raise ChannelClosedError("transport closed")
         if len(frame) > self._max:
             raise ChannelClosedError(
-                f"{self._local}: frame of {len(frame)} bytes exceeds the {self._max}-byte limit"
+                f"frame of {len(frame)} bytes exceeds the {self._max}-byte limit"
             )
         try:
             self._writer.write(_LEN.pack(len(frame)))
@@ -170,7 +162,7 @@ class TcpTransport:
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             raise ChannelClosedError(
-                f"{self._local}: connection to {self._peer} lost while sending: {exc}"
+                f"connection to {self._peer} lost while sending: {exc}"
             ) from None
 
     async def recv_frame(self) -> bytes:
@@ -192,7 +184,7 @@ class TcpTransport:
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
-        self._inbox.put_nowait(_Failure(ChannelClosedError(f"{self._local}: transport closed")))
+        self._inbox.put_nowait(_Failure(ChannelClosedError("transport closed")))
 
 
 class TcpListener:

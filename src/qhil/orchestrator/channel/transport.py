@@ -5,7 +5,9 @@ fault injection).
 A transport moves opaque frames (bytes) in order. ``recv_frame`` is cancel-safe
 (a timeout around it never loses or splits a frame) and raises
 ``ChannelClosedError`` once the peer has closed and every frame before the close
-has been delivered.
+has been delivered. A transport's errors say what happened to the pipe, not whose end
+it is: they reach the user through the channel, which names the local party and what it
+was doing (naming it here too printed "alice: cannot send 'x' (#1) to bob: alice: ...").
 """
 
 from __future__ import annotations
@@ -68,23 +70,21 @@ class InProcessTransport:
 
     async def send_frame(self, frame: bytes) -> None:
         if self._closed:
-            raise ChannelClosedError(f"{self._name}: cannot send: this end of the pipe is closed")
+            raise ChannelClosedError("this end of the pipe is closed")
         other = self._other
         if other is None or other._closed:
-            raise ChannelClosedError(
-                f"{self._name}: cannot send: {self._peer_name} closed the pipe"
-            )
+            raise ChannelClosedError(f"{self._peer_name} closed the pipe")
         other._inbox.put_nowait(bytes(frame))
 
     async def recv_frame(self) -> bytes:
         if self._peer_closed and self._inbox.empty():
-            raise ChannelClosedError(f"{self._name}: {self._peer_name} closed the pipe")
+            raise ChannelClosedError(f"{self._peer_name} closed the pipe")
         item = await self._inbox.get()
         if item is _CLOSED:
             if self._closed:
-                raise ChannelClosedError(f"{self._name}: this end of the pipe was closed")
+                raise ChannelClosedError("this end of the pipe was closed")
             self._peer_closed = True
-            raise ChannelClosedError(f"{self._name}: {self._peer_name} closed the pipe")
+            raise ChannelClosedError(f"{self._peer_name} closed the pipe")
         assert isinstance(item, bytes)
         return item
 
