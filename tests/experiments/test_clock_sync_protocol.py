@@ -301,3 +301,49 @@ def test_a_final_stated_error_above_the_requested_one_aborts() -> None:
         _check_final_precision(settings(max_offset_stderr_ps=20.0), r)
     assert info.value.reason is SyncAbortReason.PRECISION_NOT_REACHED
     assert "final offset error 57.9 ps > max_offset_stderr_ps = 20 ps" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("alice", "bob", "words"),
+    [
+        (
+            {"duration_s": 4.0},
+            {"duration_s": 2.0},
+            "duration_s alice 4.0, bob 2.0",  # before: peer_failed "got 'done'"
+        ),
+        (
+            {"duration_s": 4.0, "tracking_interval_s": 1.0},
+            {"duration_s": 4.0, "tracking_interval_s": 0.5},
+            "tracking_interval_s alice 1.0, bob 0.5",  # before: both "success", lock lost
+        ),
+        (
+            {"sources": {"alice": {"bob_channels": [1, 2]}}},
+            {"sources": {"alice": {"bob_channels": [3]}}},
+            "sources alice",
+        ),
+    ],
+)
+async def test_party_settings_that_differ_abort_both_naming_them(
+    alice: dict[str, Any], bob: dict[str, Any], words: str
+) -> None:
+    from qhil.orchestrator.experiments.clock_sync.runner import run_alice_sync, run_bob_sync
+
+    a, b = draw(10, 4.0, offset_s=0.0, drift=0.0)
+    key = AuthKey.generate()
+    ca, cb = in_process_channels(
+        HmacSha256Authenticator(key), HmacSha256Authenticator(key), session_id="t"
+    )
+    await asyncio.gather(ca.open(), cb.open())
+    try:
+        out = await asyncio.gather(
+            run_alice_sync(settings(**{"duration_s": 4.0, **alice}), FakeTagger("a", a), ca),
+            run_bob_sync(settings(**{"duration_s": 4.0, **bob}), FakeTagger("b", b), cb),
+            return_exceptions=True,
+        )
+    finally:
+        await asyncio.gather(ca.close(), cb.close())
+    for exc in out:
+        assert isinstance(exc, ClockSyncAborted), exc
+        assert exc.reason is SyncAbortReason.SETTINGS_MISMATCH
+        assert words in str(exc)
+    assert out[0].from_peer and not out[1].from_peer  # type: ignore[union-attr]

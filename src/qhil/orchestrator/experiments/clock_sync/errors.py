@@ -23,6 +23,8 @@ class SyncAbortReason(StrEnum):
     NOT_LOCKED = "not_locked"
     #: The final stated offset error is above the requested ``max_offset_stderr_ps``.
     PRECISION_NOT_REACHED = "precision_not_reached"
+    #: The two parties' settings differ (a ``--party`` run: each reads its own profile).
+    SETTINGS_MISMATCH = "settings_mismatch"
     #: A tagger reported lost events (its buffer overflowed): the stream has gaps.
     BUFFER_OVERFLOW = "buffer_overflow"
     #: A pair source did not switch on (its board reports the pump off).

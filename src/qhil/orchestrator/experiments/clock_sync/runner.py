@@ -510,7 +510,15 @@ async def run_bob_sync(
     timeout = settings.message_timeout_s
     _, bob_channels = _channels(settings)
     try:
-        await _expect(channel, "start", timeout)
+        start = await _expect(channel, "start", timeout)
+        differ = settings.differences(dict(start.get("settings") or {}))
+        if differ:
+            raise ClockSyncAborted(
+                SyncAbortReason.SETTINGS_MISMATCH,
+                "the parties' experiments.clock_sync settings differ: "
+                + "; ".join(differ)
+                + " (give both the same profile table and --duration)",
+            )
         chunks = tag_chunks(tagger, settings.bob_node, settings.duration_s, settings.chunk_s)
         try:
             async for c in chunks:
@@ -583,7 +591,7 @@ async def run_alice_sync(
     alice_channels, _ = _channels(settings)
     loop = _AliceLoop(settings, on_point)
     try:
-        await channel.send("start", {"duration_s": settings.duration_s})
+        await channel.send("start", {"settings": settings.agreed()})
         chunks = tag_chunks(tagger, settings.alice_node, settings.duration_s, settings.chunk_s)
         try:
             async for c in chunks:

@@ -48,6 +48,18 @@ AUTO_CHUNK_S = 1.0
 MIN_INTERVAL_S = 1e-3
 
 
+#: Settings a ``--party`` run's two processes must share (plus the method and the sources).
+AGREED = (
+    "alice_node",
+    "bob_node",
+    "duration_s",
+    "acquisition_s",
+    "tracking_interval_s",
+    "uncertainty_s",
+    "max_frequency_offset_ppm",
+)
+
+
 class PairSourceSettings(BaseModel):
     """One photon-pair source: which board, how to run it, where its photons are tagged."""
 
@@ -242,6 +254,25 @@ class ClockSyncSettings(BaseModel):
     @property
     def method_used(self) -> str:
         return "two-way" if self.two_way else "one-way"
+
+    def agreed(self) -> dict[str, Any]:
+        """What both parties of a ``--party`` run must agree on (each reads its own
+        profile): alice sends it at the start, bob compares (``differences``)."""
+        d = self.model_dump(mode="json")
+        return {
+            **{k: d[k] for k in AGREED},
+            "method": self.method_used,
+            "sources": {n: d["sources"][n] for n in self.active_sources},
+        }
+
+    def differences(self, alices: dict[str, Any]) -> list[str]:
+        """``field alice X, bob Y`` for each agreed setting that differs from ``alices``."""
+        mine = self.agreed()
+        return [
+            f"{k} alice {alices.get(k)!r}, bob {mine[k]!r}"
+            for k in mine
+            if alices.get(k) != mine[k]
+        ]
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "<settings>") -> ClockSyncSettings:
