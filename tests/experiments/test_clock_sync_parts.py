@@ -292,3 +292,51 @@ def test_a_worse_result_never_replaces_a_valid_better_correction(tmp_path: Path)
     assert save_correction(tmp_path, "b", taggers, result(10.0, 3.0), run_id="better") == main
     best = load_correction(tmp_path, "b", taggers)
     assert best is not None and best.run_id == "better"
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "words"),
+    [
+        (
+            # before: "LCURRENT {value}: ..." from the board's driver, at run time
+            "sources.alice.pump_current_ma=1000",
+            "sources.alice.pump_current_ma",
+            "1000 mA is outside alice.pairs (sfifteen.spdc)'s range 0..97 mA",
+        ),
+        (
+            "sources.alice.alice_channels=[9]",
+            "sources.alice.alice_channels",
+            "input 9: alice's tagger alice.tagger (sfifteen.tdc1) has inputs 1-4",
+        ),
+        ("alice_node='carol'", "alice_node", "no node 'carol' in the profile (nodes: alice, bob)"),
+        ("sources.nowhere.pump_current_ma=3", "sources.nowhere", "no node 'nowhere'"),
+        (
+            "sources.alice.instrument='nope'",
+            "sources.alice.instrument",
+            "no instrument 'nope' at node 'alice'",
+        ),
+        ("bob_tagger='pairs'", "bob_tagger", "no instrument 'pairs' at node 'bob'"),
+    ],
+)
+def test_the_bench_is_checked_at_load_naming_the_field(
+    override: str, field: str, words: str
+) -> None:
+    """As `qhil profile show --set` loads it: before, these passed the load and failed
+    (or ran on nothing) only once the bench was open."""
+    with pytest.raises(ConfigError) as info:
+        load_profile("default", [f"experiments.clock_sync.{override}"])
+    assert info.value.field == f"experiments.clock_sync.{field}"
+    assert info.value.source.endswith("default.toml")
+    assert words in str(info.value)
+
+
+async def test_a_pump_current_out_of_the_drivers_range_names_the_command_not_a_template() -> None:
+    from qhil.drivers.sfifteen.spdc import SPDCSource
+    from qhil.errors import ValidationError
+
+    board = SPDCSource(SimpleNamespace(resource="emulated"), name="alice.pairs")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as info:
+        await board.set_pump_current_ma(1000.0)
+    text = str(info.value)
+    assert "{value}" not in text
+    assert text.startswith("alice.pairs: LCURRENT (pump current, mA): 1000.0 is not allowed")

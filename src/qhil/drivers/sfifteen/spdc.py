@@ -18,10 +18,13 @@ from typing import ClassVar
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.sfifteen.common import S15Instrument
 from qhil.drivers.values import Bool, Float, Int, Str
+from qhil.errors import ValidationError
 
 #: POWER bits (power-converter enable lines).
 POWER_HEATER = 0b01  # heater and peltier supplies
 POWER_LASER = 0b10  # laser supply
+#: Laser current the firmware accepts, mA (S15lib).
+LASER_CURRENT_RANGE_MA = (0.0, 97.0)
 #: STATUS bits.
 STATUS_HLOOP = 1
 STATUS_PLOOP = 2
@@ -71,9 +74,12 @@ class SPDCSource(S15Instrument):
     laser_current_ma = Control(
         get="LCURRENT?",
         set="LCURRENT {value}",
-        value=_f(0, 97, "mA"),
+        value=_f(*LASER_CURRENT_RANGE_MA, "mA"),
         doc="Laser (pump) current, 0..LLIMIT mA; the board refuses more than LLIMIT.",
     )
+    #: The pump current the driver accepts, mA (the board's LLIMIT may be lower, live):
+    #: what a profile can be checked against before the board is opened.
+    pump_current_range_ma: ClassVar[tuple[float, float]] = LASER_CURRENT_RANGE_MA
     laser_current_limit_ma = Control(
         get="LLIMIT?", set="LLIMIT {value}", value=_f(0, 97, "mA"), doc="Laser current limit."
     )
@@ -161,7 +167,13 @@ class SPDCSource(S15Instrument):
         """Move the laser current to ``target_ma`` in steps of at most ``ramp_step_ma``."""
         template = type(self).laser_current_ma.set_template
         assert template is not None
-        template.render(value=target_ma)  # a bad target is refused before any byte
+        try:
+            template.render(value=target_ma)  # a bad target is refused before any byte
+        except ValidationError as exc:
+            # the template's text ("LCURRENT {value}") would show an unfilled placeholder
+            raise ValidationError(
+                f"{self.name}: LCURRENT (pump current, mA)", target_ma, exc.allowed
+            ) from None
         async with self.session.locked():
             now = await self.laser_current_ma.get()
             step = self.ramp_step_ma if target_ma >= now else -self.ramp_step_ma

@@ -297,4 +297,73 @@ class ClockSyncSettings(BaseModel):
         table = dict(getattr(profile, "experiments", {}).get("clock_sync", {}) or {})
         if duration_s is not None:
             table["duration_s"] = duration_s
-        return cls.from_mapping(table, source)
+        settings = cls.from_mapping(table, source)
+        if getattr(profile, "nodes", None) is not None:
+            settings._check_bench(profile, source)
+        return settings
+
+    def _check_bench(self, profile: Any, source: str) -> None:
+        """What the profile's bench lets us know before any instrument opens: the nodes
+        and instruments named exist, the channels are inputs the taggers have, the pump
+        current is in the source driver's declared range (the board's own live limit,
+        e.g. an S-Fifteen's LLIMIT, stays the instrument's error)."""
+
+        def fail(field: str, msg: str) -> ConfigError:
+            return ConfigError(source, f"{TABLE}.{field}", msg)
+
+        nodes = profile.nodes
+        named = [("alice_node", self.alice_node), ("bob_node", self.bob_node)]
+        named += [(f"sources.{n}", n) for n in self.sources]
+        named += [(f"shutters[{i}]", n) for i, (n, _) in enumerate(self.shutters_at())]
+        for field, node in named:
+            if node not in nodes:
+                raise fail(field, f"no node {node!r} in the profile (nodes: {', '.join(nodes)})")
+        taggers: dict[str, tuple[str, Any]] = {}
+        for side, field, node, want in (
+            ("alice", "alice_tagger", self.alice_node, self.alice_tagger),
+            ("bob", "bob_tagger", self.bob_node, self.bob_tagger),
+        ):
+            tagger = _instrument(profile, node, "TimeTagger", want)
+            if isinstance(tagger, str):
+                raise fail(field, tagger)
+            taggers[side] = tagger
+        for node, src in self.sources.items():
+            found = _instrument(profile, node, "EntangledPhotonSource", src.instrument)
+            if isinstance(found, str):
+                raise fail(f"sources.{node}.instrument", found)
+            lo, hi = getattr(found[1], "pump_current_range_ma", (0.0, math.inf))
+            if not lo <= src.pump_current_ma <= hi:
+                raise fail(
+                    f"sources.{node}.pump_current_ma",
+                    f"{src.pump_current_ma:g} mA is outside {found[0]}'s range {lo:g}..{hi:g} mA",
+                )
+            for side in ("alice", "bob"):
+                name, driver = taggers[side]
+                inputs = getattr(driver, "channels", None)
+                chans = getattr(src, f"{side}_channels") or ()
+                bad = [c for c in chans if isinstance(inputs, int) and c > inputs]
+                if bad:
+                    raise fail(
+                        f"sources.{node}.{side}_channels",
+                        f"input {bad[0]}: {side}'s tagger {name} has inputs 1-{inputs}",
+                    )
+
+
+def _instrument(profile: Any, node: str, role: str, name: str | None) -> tuple[str, Any] | str:
+    """``(node.name (model), driver class)`` of the instrument of ``node`` playing ``role``
+    (named ``name``, when given), or why there is not exactly one."""
+    from qhil.catalogue import CATALOGUE
+
+    specs = profile.nodes[node].instruments
+    if name is not None and name not in specs:
+        return f"no instrument {name!r} at node {node!r} (it has: {', '.join(specs) or 'none'})"
+    found = [
+        (i, spec.model)
+        for i, spec in specs.items()
+        if role in CATALOGUE[spec.model].roles and (name is None or i == name)
+    ]
+    if len(found) != 1:
+        what = "no instrument" if not found else "several instruments (name one)"
+        return f"node {node!r} has {what} playing {role}"
+    i, model = found[0]
+    return f"{node}.{i} ({model})", CATALOGUE[model].driver_class()
