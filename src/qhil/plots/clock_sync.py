@@ -2,11 +2,15 @@
 marked) and its time deviation (TDEV) against averaging time.
 
 From the ``track/*`` arrays, one row per tracking interval (the experiment's README):
-the *loop residual* is ``offset_measured_ps - offset_tracked_ps`` (what each interval's
-coincidences say against what the loop holds); on an emulated bench, whose record carries
-``track/truth_offset_ps``, the *error against truth* is ``offset_tracked_ps - truth``.
-TDEV is computed from the residual sampled every ``tracking_interval_s`` (NIST SP 1065,
-:mod:`qhil.numerics.timing.stability`); intervals out of lock are gaps, not zeros.
+the *measured offsets minus a straight line* (offset and frequency) weighted-fitted over
+the run's locked intervals, with their 1-sigma errors: the per-interval scatter and the
+clocks' wander against a constant frequency. (``measured - tracked`` is not drawn: the
+loop follows each measurement, so it showed a few ps against +-60 ps error bars.) On an
+emulated bench, whose record carries ``<prefix>/truth_offset_ps`` (what that direction
+measures), the *error against truth* is ``offset_tracked_ps - truth``. TDEV is computed
+from each sampled every ``tracking_interval_s`` (NIST SP 1065,
+:mod:`qhil.numerics.timing.stability`; the line changes nothing there, TDEV ignores
+offset and frequency); intervals out of lock are gaps, not zeros.
 """
 
 from __future__ import annotations
@@ -50,13 +54,27 @@ def columns(arrays: Arrays, prefix: str) -> dict[str, npt.NDArray[Any]]:
     return {k: np.asarray(v[:n]) for k, v in mine.items()}
 
 
+def detrend(t_s: F64, offset_ps: F64, stderr_ps: F64 | None, locked: npt.NDArray[np.bool_]) -> F64:
+    """``offset_ps`` minus the straight line weighted-fitted (1/stderr^2) over the locked,
+    finite rows; NaN everywhere when fewer than three such rows (no line to speak of)."""
+    use = locked & np.isfinite(offset_ps)
+    if stderr_ps is not None:
+        use &= np.isfinite(stderr_ps) & (stderr_ps > 0)
+    if int(use.sum()) < 3:
+        return np.full(offset_ps.shape, np.nan)
+    t0 = float(t_s[use].mean())  # centred: the ps offsets are ~1e12, keep the fit exact
+    w = None if stderr_ps is None else 1.0 / stderr_ps[use]
+    slope, icept = np.polyfit(t_s[use] - t0, offset_ps[use] - offset_ps[use][0], 1, w=w)
+    return np.asarray(offset_ps - offset_ps[use][0] - (icept + slope * (t_s - t0)), dtype=float)
+
+
 @dataclass(frozen=True)
 class Track:
     """The tracking series of a run, trimmed to the rows every array has."""
 
     t_s: F64
     locked: npt.NDArray[np.bool_]
-    loop: F64 | None  # measured - tracked, ps
+    detrended: F64 | None  # measured - the line fitted over the run, ps
     truth_error: F64 | None  # tracked - truth, ps
     stderr: F64 | None
     tau0_s: float
@@ -68,14 +86,16 @@ class Track:
         t = col[T].astype(float)
         tracked = col[TRACKED].astype(float)
         locked = col[LOCKED].astype(bool) if LOCKED in col else np.ones(n, dtype=bool)
-        loop = col[MEASURED] - tracked if MEASURED in col else None
         truth = tracked - col[TRUTH] if TRUTH in col else None
         tau0 = parameter_number(record, "tracking_interval_s")
         if not tau0 or tau0 <= 0:
             steps = np.diff(t)
             tau0 = float(np.median(steps)) if steps.size else 1.0
         stderr = col[STDERR].astype(float) if STDERR in col else None
-        return cls(t, locked, loop, truth, stderr, tau0)
+        detrended = (
+            detrend(t, col[MEASURED].astype(float), stderr, locked) if MEASURED in col else None
+        )
+        return cls(t, locked, detrended, truth, stderr, tau0)
 
     def on_grid(self, values: F64) -> F64:
         """The residual on the regular grid of tracking intervals: missing intervals and
@@ -106,20 +126,19 @@ def draw_residual(record: RunRecord, arrays: Arrays, fig: Figure, *, prefix: str
         top.plot(
             tr.t_s, tr.truth_error, "-", color="C2", linewidth=1.2, label="tracked - emulator truth"
         )
-    if tr.loop is not None:
-        yerr = tr.stderr if tr.stderr is not None else None
+    if tr.detrended is not None and np.isfinite(tr.detrended).any():
         top.errorbar(
             tr.t_s,
-            tr.loop,
-            yerr=yerr,
+            tr.detrended,
+            yerr=tr.stderr,
             fmt=".",
             markersize=3,
             color="C0",
             elinewidth=0.5,
             alpha=0.7,
-            label="measured - tracked (1 sigma)",
+            label="measured - line fitted over the run (1 sigma)",
         )
-    if tr.truth_error is None and tr.loop is None:
+    elif tr.truth_error is None:
         empty(top, "no measured or true offset recorded: no residual to show")
     top.axhline(0.0, color="grey", linewidth=0.6)
     top.set_ylabel("residual offset (ps)")
@@ -202,7 +221,7 @@ def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure, *, prefix: str = "
     longest = 0.0  # the reference line spans the averaging times drawn
     series = (
         ("tracked - emulator truth", tr.truth_error, "C2", "o"),
-        ("measured - tracked (loop)", tr.loop, "C0", "s"),
+        ("measured offset (line removed)", tr.detrended, "C0", "s"),
     )
     for label, values, color, marker in series:
         if values is None:
@@ -229,12 +248,18 @@ def draw_tdev(record: RunRecord, arrays: Arrays, fig: Figure, *, prefix: str = "
         empty(ax, "too few locked intervals with a residual for a TDEV (need 3)")
         return
     if tr.stderr is not None and np.isfinite(tr.stderr).any():
+        # What the measured offsets' TDEV is if the stated per-interval errors are all
+        # there is; a single tau is a mark, not an invisible line of one point.
         sigma = float(np.nanmedian(tr.stderr))
-        tau = np.geomspace(tr.tau0_s, longest, 20)
+        one = longest <= tr.tau0_s * (1 + 1e-9)
+        tau = np.array([tr.tau0_s]) if one else np.geomspace(tr.tau0_s, longest, 20)
         ax.plot(
             tau,
             sigma / np.sqrt(tau / tr.tau0_s),
             ":",
+            marker="_" if one else None,
+            markersize=18,
+            markeredgewidth=1.5,
             color="grey",
             label=f"white PM of the per-interval error ({sigma:.3g} ps) / sqrt(m)",
         )
