@@ -171,6 +171,11 @@ def acquire(
 _NARROW = 4.0
 #: The steps stop at this half window (a few detector jitters), then the ps fit takes over.
 _FINAL_HALF_PS = 2_000.0
+#: The ps fit's own window, wider: a TDC1's 2 ns ticks make the pairs' differences a
+#: triangle +-2 ns wide, which a +-2 ns window around a start a few hundred ps off cuts
+#: on one side, biasing the fit toward that start (300 ps off: 4 sigma, 800 ps: 13 sigma
+#: at 1.4e4 pairs); in +-6 ns the fit's own 3-sigma clip, re-centred, decides.
+_FIT_HALF_PS = 6_000.0
 
 
 _BINS = 64
@@ -240,7 +245,9 @@ def refine_locally(
         width = max(_FINAL_HALF_PS, width / _NARROW)
         first = False
     try:
-        return refine_offset(a, b, model, width, fit_drift=True, check_sorted=False)
+        return refine_offset(
+            a, b, model, max(width, _FIT_HALF_PS), fit_drift=True, check_sorted=False
+        )
     except PeakNotFoundError as exc:
         raise ClockSyncAborted(
             SyncAbortReason.NO_PEAK,
