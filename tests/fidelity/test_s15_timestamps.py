@@ -9,7 +9,9 @@ vendor's client) over its pty, the two started together; both S15lib parsers
 file format (S15lib's ``write_a1``/``read_a1``) must give the same events, and fpfind's
 own CLI must recover the offset and frequency between the two streams that the
 emulator's truth gives (`qhil.emulators.sfifteen.timebase`, the counters reset at the
-start: docs/protocols/s-fifteen-tdc1.md, "Stream timebase").
+start: docs/protocols/s-fifteen-tdc1.md, "Stream timebase"). ``qhil run clock-sync --json``
+on the same bench (profile and seed) must give fpfind's offset and frequency too
+(issue 9's acceptance: the vendor's tools, clock-sync and the truth agree).
 
 The only thing added around the vendor's code: the two clients' ``counts?`` are sent
 together (a barrier before S15lib's own stream reader), as two operators starting
@@ -21,15 +23,20 @@ not cover the same emulated interval.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from scipy import stats
 
+from qhil.cli import main
 from qhil.drivers.singlequantum.eos import Eos
 from qhil.emulators.bench import EmulatedBench
 from qhil.emulators.sfifteen.timebase import clock_offset_ps, stream_offset_ps, stream_origin
@@ -43,6 +50,24 @@ ACQ_S = 2.0
 #: 2**20 bins its last (1 ns) stage saw ~1 ms of data, a pair or two at ~650 pairs/s, and
 #: took a spurious peak 49 us off in some realtime runs; its default 2**26 takes ~40 s.
 FPFIND_ARGS = ["-q", "22", "-s", "19", "-V", "0"]
+#: clock-sync's stated 1-sigma errors, two-sided 99.9 %.
+Z = float(stats.norm.ppf(0.9995))
+
+
+def _clock_sync(mode: str, data_dir: Path) -> dict[str, Any]:
+    """``qhil run clock-sync --json`` on the default bench (its profile's own
+    ``[experiments.clock_sync]``: alice's pairs, BB84's light shuttered), 2 s of data:
+    1 s of acquisition, then ~0.27 s tracking intervals; ~9 s of wall time in fast mode."""
+    args = ["run", "clock-sync", "default", "--duration", "2", "--mode", mode, "--json"]
+    args += ["--no-plots", "--data-dir", str(data_dir)]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output[-3000:]
+    out: dict[str, Any] = json.loads(r.output.strip().splitlines()[-1])
+    assert out["status"] == "success" and out["method"] == "one-way", out
+    # Both tools' offsets are the same quantity: B's stream time minus A's plus the
+    # pair's path-delay difference (one-way), the hosts' clocks not included.
+    assert "plus the pair's path-delay difference" in out["offset_terms"]
+    return out
 
 
 def _record(tdc: Any, barrier: threading.Barrier, out: dict[str, Any], name: str) -> None:
@@ -59,7 +84,18 @@ def _record(tdc: Any, barrier: threading.Barrier, out: dict[str, Any], name: str
     out[name] = tdc.get_timestamps(ACQ_S, legacy=False)  # read_timestamps_bin2
 
 
-async def _run(mode: str, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Fpfind:
+    """fpfind's answer and this run's truth."""
+
+    dt_ps: float  # bob minus alice at t_ref_ps (alice's stream time), incl. the delay
+    df: float  # fractional frequency offset, bob's against alice's
+    t_ref_ps: float
+    truth_ps: float  # the world's dt_ps (stream offset plus the pair's delay difference)
+    truth_df: float
+
+
+async def _run(mode: str, tmp_path: Path) -> Fpfind:
     instruments = pytest.importorskip("S15lib.instruments")
     a1 = pytest.importorskip("S15lib.g2lib.parse_timestamps")
     fpfind = Path(sys.executable).parent / "fpfind"
@@ -160,11 +196,47 @@ async def _run(mode: str, tmp_path: Path) -> None:
     assert df == pytest.approx((s1 - s0) / 1e12, abs=3e-9)
     assert (s1 - s0) / 1e12 == pytest.approx(0.5e-6, rel=1e-6)
 
+    return Fpfind(dt_ns * 1e3, df, t_ref, s_ref + delay, (s1 - s0) / 1e12)
 
-async def test_fpfind_and_s15lib_recover_the_stream_offset_fast(tmp_path: Path) -> None:
-    await _run("fast", tmp_path)
+
+def _agrees_with_clock_sync(mode: str, fp: Fpfind, data_dir: Path) -> None:
+    """qhil run clock-sync on the same bench gives fpfind's offset and frequency.
+
+    A run of its own (a tagger streams for one client at a time). Its model ``t_b = t_a +
+    offset + drift (t_a - t_ref)`` is quoted at fpfind's reference instant with its own
+    frequency; its truth likewise (this bench's clocks do not wander: linear). In fast
+    mode each run's two counters reset at one emulated instant, so both runs measure the
+    same function of alice's stream time. In realtime each run's counters reset some
+    ~0.1 ms apart (the two ``counts?`` on the wall clock), differently in each run and
+    invisible to any client: the offsets compare after taking out the difference of the
+    two runs' truths (the resets' skew), the frequencies as they are.
+    """
+    cs = _clock_sync(mode, data_dir)
+    dt = fp.t_ref_ps - cs["t_ref_s"] * 1e12
+    cs_ps = cs["offset_s"] * 1e12 + cs["frequency_offset_ppb"] * 1e-9 * dt
+    skew = cs["truth_offset_s"] * 1e12 + cs["truth_frequency_offset_ppb"] * 1e-9 * dt
+    skew -= fp.truth_ps
+    assert cs["truth_frequency_offset_ppb"] == pytest.approx(fp.truth_df * 1e9, abs=1e-3)
+    if mode == "fast":  # the same truth, to rounding
+        assert abs(skew) < 10.0
+    # Within fpfind's resolution (as above: 2 ns fast, 5 ns realtime) and clock-sync's
+    # stated error (its frequency error over the < 2 s between the two reference instants
+    # adds < 1 ps).
+    tol_ps = (2000.0 if mode == "fast" else 5000.0) + Z * cs["offset_stderr_s"] * 1e12
+    assert cs_ps - skew == pytest.approx(fp.dt_ps, abs=tol_ps)
+    assert cs["frequency_offset_ppb"] == pytest.approx(
+        fp.df * 1e9, abs=3.0 + Z * cs["frequency_offset_stderr_ppb"]
+    )
+
+
+def test_fpfind_and_s15lib_recover_the_stream_offset_fast(tmp_path: Path) -> None:
+    # Not a coroutine test: the clock-sync CLI runs its own event loop (and its signal
+    # handlers) in the main thread.
+    fp = asyncio.run(_run("fast", tmp_path))
+    _agrees_with_clock_sync("fast", fp, tmp_path / "runs")
 
 
 @pytest.mark.slow
-async def test_fpfind_and_s15lib_recover_the_stream_offset_realtime(tmp_path: Path) -> None:
-    await _run("realtime", tmp_path)
+def test_fpfind_and_s15lib_recover_the_stream_offset_realtime(tmp_path: Path) -> None:
+    fp = asyncio.run(_run("realtime", tmp_path))
+    _agrees_with_clock_sync("realtime", fp, tmp_path / "runs")
