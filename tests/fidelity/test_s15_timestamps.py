@@ -206,8 +206,9 @@ def _agrees_with_clock_sync(mode: str, fp: Fpfind, data_dir: Path) -> None:
     offset + drift (t_a - t_ref)`` is quoted at fpfind's reference instant with its own
     frequency; its truth likewise (this bench's clocks do not wander: linear). In fast
     mode each run's two counters reset at one emulated instant, so both runs measure the
-    same function of alice's stream time. In realtime each run's counters reset some
-    ~0.1 ms apart (the two ``counts?`` on the wall clock), differently in each run and
+    same function of alice's stream time. In realtime each run's counters reset apart by
+    the wall-clock latency between its two ``counts?`` (seen: 0.17 ms for S15lib's
+    clients, 4.05 ms for clock-sync's on a loaded host), differently in each run and
     invisible to any client: the offsets compare after taking out the difference of the
     two runs' truths (the resets' skew), the frequencies as they are.
     """
