@@ -9,6 +9,7 @@ emulated benches are in test_clock_sync_bench.py.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -347,3 +348,30 @@ async def test_party_settings_that_differ_abort_both_naming_them(
         assert exc.reason is SyncAbortReason.SETTINGS_MISMATCH
         assert words in str(exc)
     assert out[0].from_peer and not out[1].from_peer  # type: ignore[union-attr]
+
+
+async def test_a_precision_no_interval_reaches_is_rates_too_low_with_the_best() -> None:
+    """Entanglement-bench-like: sigma_rel ~0.85 ns, ~4e3 pairs/s, 1.2 ppb/sqrt(s). 20 ps
+    needs 1.8e3 pairs (0.45 s), where the wander alone is ~20 ps: no interval reaches
+    it (before: "lengthen tracking_interval_s", which cannot help)."""
+    a, b = draw(11, 3.0, offset_s=0.01, drift=1e-6, sigma_ps=600.0, pairs_hz=4000.0)
+    s = settings(duration_s=3.0, max_offset_stderr_ps=20.0, wander_ppb_per_sqrt_s=1.2)
+    with pytest.raises(ClockSyncAborted) as info:
+        await sync(s, FakeTagger("alice.tagger", a), FakeTagger("bob.tagger", b), FakeSource())
+    assert info.value.reason is SyncAbortReason.RATES_TOO_LOW
+    m = re.search(r"no tracking interval reaches .* the best is ([0-9.]+) ps at", str(info.value))
+    assert m is not None and 20.0 < float(m[1]) < 40.0, str(info.value)
+
+
+def test_the_best_interval_balances_statistics_and_wander() -> None:
+    from qhil.numerics.timing.tracking import interval_wander_error_ps
+    from qhil.orchestrator.experiments.clock_sync.runner import best_interval
+
+    sigma, rate, w = 866.0, 4179.0, 1.2
+    c = interval_wander_error_ps(w, 1.0)  # ps at 1 s; grows as I^1.5
+    exact = (sigma**2 / (3 * rate * c**2)) ** 0.25  # d/dI [s^2/(r I) + c^2 I^3] = 0
+    i, err = best_interval(sigma, rate, w)
+    assert i == pytest.approx(exact, rel=0.02)
+    assert err == pytest.approx(
+        math.hypot(sigma / math.sqrt(rate * exact), c * exact**1.5), rel=1e-3
+    )

@@ -381,6 +381,17 @@ def _check_rates(
     precision_ps = settings.max_offset_stderr_ps
     assert precision_ps is not None
     sigma = q.fit.sigma_rel_ps
+    rate = per_interval / interval_s
+    best_s, best_ps = best_interval(sigma, rate, settings.wander_ppb_per_sqrt_s)
+    if best_ps > precision_ps:
+        # No interval does it: a longer one gathers pairs but lets the wander in.
+        raise ClockSyncAborted(
+            SyncAbortReason.RATES_TOO_LOW,
+            f"no tracking interval reaches max_offset_stderr_ps = {precision_ps:g} at "
+            f"{rate:.4g} pairs/s (sigma_rel {sigma:.1f} ps, clocks' wander "
+            f"{settings.wander_ppb_per_sqrt_s:g} ppb/sqrt(s)): the best is {best_ps:.1f} ps "
+            f"at {best_s:.3g} s; raise the pump current or relax the precision",
+        )
     try:
         check_precision(sigma, precision_ps, int(per_interval), interval_s)
     except RateTooLowError as exc:
@@ -401,6 +412,18 @@ def _check_rates(
             f"max_offset_stderr_ps = {precision_ps:g}: shorten tracking_interval_s and raise "
             "the pump current, or relax the precision",
         )
+
+
+def best_interval(
+    sigma_rel_ps: float, rate_hz: float, wander_ppb_per_sqrt_s: float
+) -> tuple[float, float]:
+    """``(interval s, error ps)`` of the interval in [1 ms, 600 s] whose offset error,
+    sigma_rel/sqrt(rate I) and the wander inside it in quadrature, is smallest."""
+    grid = np.logspace(-3.0, math.log10(600.0), 600)
+    wander = interval_wander_error_ps(wander_ppb_per_sqrt_s, 1.0) * grid**1.5
+    err = np.hypot(sigma_rel_ps / np.sqrt(max(rate_hz, 1e-12) * grid), wander)
+    k = int(np.argmin(err))
+    return float(grid[k]), float(err[k])
 
 
 def _check_locked(directions: list[Direction], interval_s: float) -> None:
