@@ -40,8 +40,10 @@ def test_render_validates_before_formatting() -> None:
     assert t.render(channel=3, value=2500) == "V3,2500"
     with pytest.raises(ValidationError, match="channel must be an integer in \\[1, 4\\]"):
         t.render(channel=5, value=0)
-    with pytest.raises(ValidationError, match="value"):
+    with pytest.raises(ValidationError, match="value") as info:
         t.render(channel=1, value=6000)
+    # The command as a manual writes it, not a raw format string (a review saw "{value}").
+    assert str(info.value).startswith("V<channel>,<value>: 6000 is not allowed")
     assert t.parse("V3,-250") == {"channel": 3, "value": -250}
     assert t.match("V3,2500X") is None
 

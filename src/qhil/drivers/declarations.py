@@ -206,13 +206,19 @@ class Template:
         formatted = {}
         for name in self.field_names:
             if name not in values:
-                raise ValidationError(self.text, None, f"missing argument {name!r}")
+                raise ValidationError(self.form, None, f"missing argument {name!r}")
             try:
                 formatted[name] = self.fields[name].format(values[name])
             except ValueTypeError as exc:
                 shown = REDACTED if self.sensitive else exc.value
-                raise ValidationError(self.text, shown, f"{name} must be {exc.allowed}") from None
+                raise ValidationError(self.form, shown, f"{name} must be {exc.allowed}") from None
         return self._wire_text().format(**formatted)
+
+    @property
+    def form(self) -> str:
+        """The command as a manual writes it, for messages: ``LCURRENT <value>`` (a raw
+        ``{value}`` reads as a bug in the message)."""
+        return re.sub(r"\{(\w+)[^}]*\}", r"<\1>", self.text)
 
     def _wire_text(self) -> str:
         if not self.scpi:
