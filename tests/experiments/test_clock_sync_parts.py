@@ -369,3 +369,23 @@ def test_the_acquisitions_final_fit_is_unbiased_on_2_ns_ticks(start_off_ps: floa
         fit = refine_locally(a, b, ClockModel(off + start_off_ps, drift, 0), 2000.0, 6.0, (1, 1))
         truth = off + drift * fit.model.t_ref_ps
         assert abs(fit.model.offset_ps - truth) < Z_PARTS * fit.offset_stderr_ps, seed
+
+
+def test_no_peak_advice_names_other_light_when_one_side_is_flooded() -> None:
+    """The default bench with BB84's light on: alice 289/s, bob 1.08e7/s (a review)."""
+    from qhil.orchestrator.experiments.clock_sync.acquisition import no_peak_detail
+
+    text = no_peak_detail("acquisition", 3.1, 6.0, 289.0, 1.08e7)
+    assert "other light on bob's detectors" in text and "shutters" in text
+    assert "other light" not in no_peak_detail("acquisition", 3.1, 6.0, 3e4, 2.5e4)
+
+
+async def test_a_channel_failure_is_reported_with_its_party_once() -> None:
+    """Channel errors already name the party: the abort does not prefix it again."""
+    from qhil.orchestrator.channel import ChannelError
+    from qhil.orchestrator.experiments.clock_sync.runner import _aborted
+
+    failure = await _aborted(None, "alice", ChannelError("alice: cannot send 'tags' (#3) to bob"))
+    assert str(failure).count("alice:") == 1, str(failure)
+    bare = await _aborted(None, "bob", ConnectionResetError("reset by peer"))
+    assert "bob: reset by peer" in str(bare)

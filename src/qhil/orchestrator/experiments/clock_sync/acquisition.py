@@ -69,12 +69,25 @@ def _rates(a: I64, b: I64, duration_ps: float) -> tuple[float, float]:
     return a.size / span, b.size / span
 
 
+#: One side counting this many times the other's rate (and > 1e5/s) is other light on
+#: its detectors, not pairs: the default bench's BB84 transmitter gives bob ~1e7/s.
+FLOODED_RATIO = 100.0
+
+
 def no_peak_detail(what: str, significance: float, threshold: float, ra: float, rb: float) -> str:
     """The no-peak message: what was seen, and what to check."""
+    flooded = ""
+    (hi, side), (lo, other) = sorted([(ra, "alice"), (rb, "bob")], reverse=True)
+    if hi > 1e5 and hi > FLOODED_RATIO * max(lo, 1.0):
+        flooded = (
+            f" {side} counts {hi / max(lo, 1.0):.3g}x {other}'s rate: other light on {side}'s "
+            "detectors (a transmitter sharing them? close its attenuator: "
+            "experiments.clock_sync.shutters)."
+        )
     return (
         f"{what}: no correlation peak (significance {significance:.1f} sigma < "
-        f"{threshold:g}); rates seen alice {ra:.4g}/s, bob {rb:.4g}/s. Check that the pair "
-        "source is on (pump current, crystal temperature), that nothing blocks the path, "
+        f"{threshold:g}); rates seen alice {ra:.4g}/s, bob {rb:.4g}/s.{flooded} Check that the "
+        "pair source is on (pump current, crystal temperature), that nothing blocks the path, "
         "the taggers' input channels, and that the offset and frequency lie in the search "
         "range (uncertainty_s, max_frequency_offset_ppm)"
     )

@@ -574,7 +574,9 @@ async def _aborted(channel: Any, party: str, exc: BaseException) -> BaseExceptio
     is told to the peer (unless the peer's abort is what it is); anything else as is."""
     if isinstance(exc, AuthenticationError):
         return ClockSyncAborted(SyncAbortReason.AUTHENTICATION_FAILED, str(exc))
-    if isinstance(exc, ChannelError | ConnectionError):
+    if isinstance(exc, ChannelError):  # its text already names the party
+        return ClockSyncAborted(SyncAbortReason.CHANNEL_FAILED, str(exc))
+    if isinstance(exc, ConnectionError):
         return ClockSyncAborted(SyncAbortReason.CHANNEL_FAILED, f"{party}: {exc}")
     if isinstance(exc, ClockSyncAborted) and not exc.from_peer:
         with contextlib.suppress(ChannelError, ConnectionError):
