@@ -27,8 +27,8 @@ authentication check (kept for the handshake, whose hello carries the authentica
 The runs are made cheap by settings a lab could set too, which leave the commit logic
 unchanged: it depends on no key length, only on the tags and the messages' fate.
 ``eps_sec = 1e-3`` and ``eps_cor = 1e-6`` (20-bit confirmation tags, so an altered tag
-still passes with probability 1e-6) let a 0.1 s acquisition give a key of ~6 kbit
-(0.05 s gives none). The message timeout is 2 s: the longest legitimate wait for the
+still passes with probability 1e-6) let a 0.05 s acquisition give a key of ~10 kbit
+(with the default bench's 80-88 % SNSPDs). The message timeout is 2 s: the longest legitimate wait for the
 peer's next message in a run measured 0.28 s (0.7 s with the host loaded by three other
 test runs), so a loaded CI host has a factor 3-7 before a spurious timeout.
 """
@@ -74,7 +74,7 @@ SETTINGS = [
     "experiments.bb84.eps_sec=1e-3",
     "experiments.bb84.eps_cor=1e-6",
 ]
-DURATION_S = "0.1"  # ~6 kbit secret at these eps; 0.05 s gives none
+DURATION_S = "0.05"  # ~10 kbit secret at these eps (80-88 % SNSPDs)
 LEN = struct.Struct(">Q")
 
 
@@ -233,6 +233,9 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
     via = await proxy.start()
     base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(bench.profile), "--json"]
     base += ["--duration", DURATION_S, "--auth-key-file", str(bench.auth_key), "--no-plots"]
+    # Bob starts once Alice listens, so he connects within seconds; a forged hello leaves
+    # Alice listening for the real Bob until this timeout (the default, 60 s, is idle CI time).
+    base += ["--peer-timeout", "15"]
     for s in SETTINGS:
         base += ["--set", s]
     started = time.monotonic()

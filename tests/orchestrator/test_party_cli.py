@@ -99,7 +99,7 @@ def test_a_wrong_pre_shared_key_exits_3_at_both_parties(lab: Path, tmp_path: Pat
     env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path / "data")}
     # Alice cannot tell a wrong-key Bob from an attacker's hello: she keeps listening for
     # the real one until --peer-timeout, then exits 3. Long enough for Bob to find her.
-    base = [*QHIL, "run", "bb84", str(lab), "--json", "--peer-timeout", "30"]
+    base = [*QHIL, "run", "bb84", str(lab), "--json", "--peer-timeout", "15"]
     alice_key, bob_key = _key(tmp_path / "a.hex"), _key(tmp_path / "b.hex")  # not the same
     where = {"alice": ("--listen", alice_key), "bob": ("--connect", bob_key)}
     alice, bob = (
