@@ -193,3 +193,24 @@ class QuantumMemory(Role, Protocol):
         ...
 
     async def modes(self) -> int: ...
+
+
+@runtime_checkable
+class RotationMount(Role, Protocol):
+    """A motorized rotation mount (e.g. a waveplate on a Thorlabs Elliptec ELL14).
+
+    Angles are the mount's own, in degrees from its home position: where a plate's axis
+    then points is a calibration (the mount's zero), not the driver's business.
+    """
+
+    async def home(self) -> None:
+        """Find the home position (angle 0); returns when the mount has stopped there."""
+        ...
+
+    async def move_to_deg(self, angle_deg: float) -> None:
+        """Move to an absolute angle (any real number, taken modulo 360); returns when done."""
+        ...
+
+    async def position_deg(self) -> float:
+        """The present angle in [0, 360)."""
+        ...

@@ -257,8 +257,15 @@ class PolarizationControllerConfig(_Model):
 
 
 class WaveplateConfig(_Model):
+    """A waveplate, possibly on a rotation mount (which sets ``angle_deg``, its own reading).
+
+    The fast axis lies at ``angle_deg + zero_offset_deg`` from H: ``zero_offset_deg`` is how
+    the plate sits in its mount, unknown to an experiment (what a zero calibration finds).
+    """
+
     type: Literal["waveplate"]
     angle_deg: float = 0.0
+    zero_offset_deg: float = 0.0
     retardance_waves: Positive = 0.5
     insertion_loss_db: NonNeg = 0.0
     delay_ns: NonNeg = 0.0

@@ -201,10 +201,13 @@ class Waveplate(Component):
         self._notify()
 
     @property
+    def axis_deg(self) -> float:
+        """The fast axis from H: the mount's angle plus how the plate sits in it."""
+        return self._angle_deg + self.cfg.zero_offset_deg
+
+    @property
     def quat(self) -> F64:
-        return waveplate_quat(
-            math.radians(self._angle_deg), 2 * math.pi * self.cfg.retardance_waves
-        )
+        return waveplate_quat(math.radians(self.axis_deg), 2 * math.pi * self.cfg.retardance_waves)
 
     @property
     def transmission(self) -> float:
