@@ -39,6 +39,9 @@ class AbortReason(StrEnum):
     #: The polarization compensation before the key exchange did not reach its target
     #: (no light at Bob, a link too lossy, the peer's reference failed).
     CALIBRATION_FAILED = "calibration_failed"
+    #: A party of a continuous run was told to stop (SIGINT/SIGTERM) while this key was
+    #: in progress: the key is discarded at both nodes, as a failed confirmation is.
+    STOPPED = "stopped"
 
 
 class BB84Aborted(QhilError):
