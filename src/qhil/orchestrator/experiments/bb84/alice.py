@@ -57,6 +57,11 @@ from qhil.orchestrator.experiments.bb84.pattern import BlockPattern, draw_patter
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
+from qhil.orchestrator.experiments.bb84.tracking import (
+    ALICE_RECOMPENSATION_ROW,
+    AliceTracking,
+    recompensate_alice,
+)
 from qhil.records import KeyStore
 
 #: Raw-data row per block (``alice/block``): pulses and test-basis errors per intensity.
@@ -90,6 +95,8 @@ class _Alice(PartyBase):
         progress: ProgressHook | None,
         on_data: DataHook | None,
         rng: np.random.Generator | None,
+        channel: MessageChannel | None = None,
+        tracking: AliceTracking | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -101,6 +108,8 @@ class _Alice(PartyBase):
             rng=rng,
         )
         self.generator = generator
+        self.channel = channel  # Bob's re-compensations run over it (tracking.py)
+        self.tracking = tracking
 
     async def run(self) -> PartyResult:
         s = self.settings
@@ -109,7 +118,13 @@ class _Alice(PartyBase):
             await self.block(b)
         stats = self.check_estimates()
         key, _ = self.raw_key()
-        await self.reconcile(key, stats.test_qber_all)
+        return await self.post_process(key, stats.test_qber_all)
+
+    async def post_process(self, key: np.ndarray, qber_estimate: float) -> PartyResult:
+        """From the sifted key to a committed key: Cascade, verification, the key length
+        (``key_length``), amplification, confirmation. BBM92 reuses it (its own hooks)."""
+        s = self.settings
+        await self.reconcile(key, qber_estimate)
         await self.emit("verify", s.n_blocks)
         vm = alice_verification(key, self.rng, s.tag_bits)
         await self.link.send(VerificationMsg(vm.n_key_bits, vm.tag_bits, vm.seed, vm.tag))
@@ -223,6 +238,8 @@ class _Alice(PartyBase):
             tally_msg.block != b
             or errs.shape != (N_INTENSITIES,)
             or np.any((errs < 0) | (errs > tested))
+            or tally_msg.recompensate not in (0, 1)
+            or (tally_msg.recompensate and self.channel is None)
         ):
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockTally for block {b} is malformed")
         self.tally.add_block(
@@ -247,6 +264,12 @@ class _Alice(PartyBase):
             row[f"pulses_{name}"] = int(pulses[i])
             row[f"test_errors_{name}"] = int(errs[i])
         await self.persist("block", BLOCK_ROW, row)
+        if tally_msg.recompensate and self.channel is not None:  # Bob saw the QBER rise
+            await self.emit("block", b + 1, "serving a polarization re-compensation")
+            event = await recompensate_alice(
+                self.tracking, b, self.channel, self.generator, s.message_timeout_s
+            )
+            await self.persist("recompensation", ALICE_RECOMPENSATION_ROW, event)
         await self.emit("block", b + 1)
 
     async def reconcile(self, key: np.ndarray, qber_estimate: float) -> None:
@@ -289,8 +312,12 @@ async def run_alice(
     progress: ProgressHook | None = None,
     on_data: DataHook | None = None,
     rng: np.random.Generator | None = None,
+    tracking: AliceTracking | None = None,
 ) -> PartyResult:
     """Alice's side of decoy-state BB84; returns her result or raises :class:`BB84Aborted`.
+
+    ``tracking``: the reference light's settings for Bob's re-compensations
+    (``tracking.py``); without them she refuses his requests and the run goes on.
 
     ``rng`` is for reproducing tests only: by default every random choice (symbols,
     revealed subset, Cascade shuffle, verification and amplification seeds) comes
@@ -306,6 +333,8 @@ async def run_alice(
         progress=progress,
         on_data=on_data,
         rng=rng,
+        channel=channel,
+        tracking=tracking,
     )
     try:
         return await run_party(alice, alice.run())

@@ -67,6 +67,14 @@ from qhil.orchestrator.experiments.bb84.party import (
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
+from qhil.orchestrator.experiments.bb84.tracking import (
+    RECOMPENSATION_ROW,
+    TRACKING_ROW,
+    BobTracking,
+    QberWatch,
+    recompensate_bob,
+    revealed_errors,
+)
 from qhil.records import KeyStore
 
 #: Raw-data row per block (``bob/block``): tags per detector, alignment, sifting, test errors.
@@ -194,6 +202,8 @@ class _Bob(PartyBase):
         progress: ProgressHook | None,
         on_data: DataHook | None,
         rng: np.random.Generator | None,
+        channel: MessageChannel | None = None,
+        tracking: BobTracking | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -207,6 +217,15 @@ class _Bob(PartyBase):
         self.tagger = tagger
         self.detector_of_channel = settings.detector_of_channel()
         self.previous = PreviousPattern()
+        # Drift tracking (tracking.py): the revealed QBER's test, and what re-compensates.
+        self.channel = channel
+        self.tracking = tracking if settings.track_polarization and channel is not None else None
+        self.watch: QberWatch | None = None
+        if self.tracking is not None:
+            ps = self.tracking.polarization
+            self.watch = QberWatch(settings.tracking_significance, ps.confidence)
+            if self.tracking.start is not None:
+                self.watch.expect_from(self.tracking.start)
 
     async def run(self) -> PartyResult:
         s = self.settings
@@ -220,6 +239,12 @@ class _Bob(PartyBase):
             await self.block(b)
         self.check_estimates()
         raw, key_intensity = self.raw_key()
+        return await self.post_process(raw, key_intensity)
+
+    async def post_process(self, raw: np.ndarray, key_intensity: np.ndarray) -> PartyResult:
+        """From the sifted key to a committed key: Cascade, verification, the key length
+        (``key_length``), amplification, confirmation. BBM92 reuses it (its own hooks)."""
+        s = self.settings
         corrected = await self.reconcile(raw)
         await self.emit("verify", s.n_blocks)
         vm = await self.link.expect(VerificationMsg)
@@ -335,7 +360,12 @@ class _Bob(PartyBase):
         wrong = sifted.bits[test] != reply.test_bits
         test_errors = np.bincount(sifted.intensity[test][wrong], minlength=N_INTENSITIES)
         test_errors = test_errors[:N_INTENSITIES].astype(np.int64)
-        await self.link.send(BlockTally(b, test_errors))
+        verdict = None
+        if self.watch is not None:
+            verdict = self.watch.check(b, *revealed_errors(clicks, aligned.positions, rev))
+            await self.persist("tracking", TRACKING_ROW, verdict.row())
+        recompensate = verdict is not None and verdict.triggered
+        await self.link.send(BlockTally(b, test_errors, int(recompensate)))
         self.tally.add_block(
             duration_s=s.block_duration_s,
             pulses_sent=n,
@@ -359,6 +389,12 @@ class _Bob(PartyBase):
             qber_test=float(wrong.mean()) if wrong.size else float("nan"),
         )
         await self.persist("block", BLOCK_ROW, row)
+        if recompensate and verdict is not None and self.tracking and self.watch and self.channel:
+            await self.emit("block", b + 1, f"re-compensating: {verdict.describe()}")
+            event = await recompensate_bob(
+                self.tracking, self.watch, verdict, self.channel, self.tagger, s.message_timeout_s
+            )
+            await self.persist("recompensation", RECOMPENSATION_ROW, event)
         await self.emit("block", b + 1)
 
     def _detections(
@@ -452,11 +488,13 @@ async def run_bob(
     progress: ProgressHook | None = None,
     on_data: DataHook | None = None,
     rng: np.random.Generator | None = None,
+    tracking: BobTracking | None = None,
 ) -> PartyResult:
     """Bob's side of decoy-state BB84; returns his result or raises :class:`BB84Aborted`.
 
     ``rng`` (squashing's random choices) is for reproducing tests only; by default
-    it is a fresh CSPRNG-seeded generator.
+    it is a fresh CSPRNG-seeded generator. ``tracking`` (his controller and the
+    compensation's settings): watch the drift and re-compensate (``tracking.py``).
     """
     link = PeerLink(channel, "bob", "alice", settings.message_timeout_s)
     bob = _Bob(
@@ -468,5 +506,7 @@ async def run_bob(
         progress=progress,
         on_data=on_data,
         rng=rng,
+        channel=channel,
+        tracking=tracking,
     )
     return await run_party(bob, bob.run())

@@ -126,7 +126,7 @@ class PartyBase:
         self.progress = progress
         self.on_data = on_data
         self.rng = rng if rng is not None else secure_generator()
-        self.tally = Tally(settings.mus)
+        self.tally = self.new_tally()
         self._key_parts: list[U8] = []
         self._key_intensity_parts: list[U8] = []
         self.bounds: DecoyBounds | None = None
@@ -135,6 +135,10 @@ class PartyBase:
         self.pending: KeyRef | None = None  # stored, not yet committed
         self.committed: KeyRef | None = None
         self.commit_mode: str | None = None  # "acknowledged" or "presumed"
+
+    def new_tally(self) -> Tally:
+        """The public tally this protocol accumulates (BBM92's parties keep their own)."""
+        return Tally(self.settings.mus)
 
     # --- hooks ---
 
