@@ -1,0 +1,527 @@
+"""Continuous key generation: BB84 key after key over one open bench and channel (issue 13).
+
+Each party runs :func:`run_continuous_party` with its end of the authenticated channel;
+in one process both run side by side (:func:`run_continuous`). Per key, Alice (the
+leader) says ``next`` and Bob answers ``go``, then one whole BB84 run (``run_alice`` /
+``run_bob``, blocks to key confirmation) makes the key, committed at both nodes or at
+neither by the protocol's own confirmation. Between keys:
+
+* **Bounded storage.** Before each key a party asks its :class:`StorageGate` whether its
+  store has room for one more key; while it has not, generation pauses (a ``wait``
+  heartbeat every half message timeout keeps the peer waiting): keys are never dropped
+  for lack of room.
+* **Per-key aborts.** A key whose QBER, verification, confirmation or length fails (or
+  that had no data) is dropped and the run goes on, both parties counting it (both see
+  the same reason); ``max_consecutive_drops`` of them in a row end the run. Any other
+  abort (authentication above all: an attack or a misconfiguration) ends the run.
+* **Stop.** :class:`StopRequest` (set by SIGINT/SIGTERM) ends the run at once: a key
+  that has not reached key confirmation at this party is cancelled (discarded, as a
+  failed confirmation is) and the peer told ``Abort(stopped)``; one that has is let
+  finish (a few messages), so both nodes keep the same set of committed keys.
+* **Restart.** At the start the parties exchange the (SHA-256, length) of the keys of
+  their label (:func:`reconcile_stores`): a key left pending by a crash is committed
+  when the peer committed it, else discarded; the newest committed key that the peer
+  holds in neither form (Bob killed between his commit and his acknowledgement, so
+  Alice discarded) is deleted. Both nodes then hold the same keys.
+
+Control messages (kind ``bb84.continuous.*``) carry no key material; the inventory
+carries the keys' SHA-256, which the run records publish anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from qhil.orchestrator.channel import AuthenticationError, ChannelError, ChannelTimeoutError
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84.link import MessageChannel
+from qhil.orchestrator.experiments.bb84.messages import Abort, from_payload, kind_of, to_payload
+from qhil.orchestrator.experiments.bb84.party import ProgressHook, log
+from qhil.orchestrator.experiments.bb84.result import BB84Progress, PartyResult
+from qhil.records import KeyRef, KeyStore, KeyStoreError
+
+KIND = "bb84.continuous."
+NEXT, GO, WAIT, INVENTORY = (KIND + k for k in ("next", "go", "wait", "inventory"))
+_ABORT = kind_of(Abort)
+
+#: Reasons that cost one key, not the run: both parties see them on the same public data.
+DROP_REASONS = frozenset(
+    {
+        AbortReason.QBER_TOO_HIGH,
+        AbortReason.VERIFICATION_FAILED,
+        AbortReason.CONFIRMATION_FAILED,
+        AbortReason.NO_KEY,
+        AbortReason.NO_DATA,
+    }
+)
+#: Keys dropped in a row that end the run (the bench, not chance, is failing).
+MAX_CONSECUTIVE_DROPS = 5
+#: How often a paused party looks at its store again, s.
+POLL_S = 0.2
+
+#: One key: ``run_key(progress)`` runs ``run_alice`` or ``run_bob`` with that hook.
+KeyRunner = Callable[[ProgressHook], Awaitable[PartyResult]]
+
+
+class StopRequest:
+    """Set once (by a signal handler, say) to end a continuous run cleanly."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.why: str | None = None
+
+    def request(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, less if the stop comes; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+        return self.is_set()
+
+
+class StorageGate(Protocol):
+    """Whether a node's store may take one more key of about ``next_key_bits`` bits
+    (0: size unknown yet, before the first key)."""
+
+    def room(self, next_key_bits: int) -> bool: ...
+
+
+class Unbounded:
+    """No bound on the stored keys."""
+
+    def room(self, next_key_bits: int) -> bool:
+        return True
+
+
+@dataclass
+class KmeCapacity:
+    """The node's KME's bound (``qhil.kms``): keys of ``key_size`` bits not yet handed
+    out, over the committed keys labelled ``label``, must stay within ``max_key_count``.
+
+    Room for the next key means room for as many KME keys as the largest key so far
+    makes (a run's keys vary by a few per cent), so the count stays within the bound;
+    before the first key, room means the store is not full.
+    """
+
+    key_dir: str
+    label: str
+    key_size: int
+    max_key_count: int
+
+    def room(self, next_key_bits: int) -> bool:
+        from qhil.kms.capacity import key_capacity
+
+        cap = key_capacity(self.key_dir, self.label, self.key_size, self.max_key_count)
+        if next_key_bits <= 0:
+            return not cap.full
+        return cap.stored_key_count + math.ceil(next_key_bits / self.key_size) <= (
+            self.max_key_count
+        )
+
+
+@dataclass(frozen=True)
+class ContinuousProgress:
+    """After each key (committed or dropped) and on pausing/resuming."""
+
+    party: str
+    event: str  # "key", "dropped", "paused", "resumed"
+    keys: int
+    bits: int
+    dropped: int
+    detail: str = ""
+
+
+@dataclass
+class KeyOutcome:
+    """One attempted key: committed (``ref``) or dropped (``reason``)."""
+
+    index: int
+    ref: KeyRef | None
+    reason: AbortReason | None = None
+    detail: str = ""
+    result: PartyResult | None = None
+    aborted: BB84Aborted | None = None
+
+
+@dataclass
+class ContinuousResult:
+    """What one party's continuous run did; key material never appears here."""
+
+    party: str
+    outcomes: list[KeyOutcome] = field(default_factory=list)
+    stopped: str | None = None  # why it stopped cleanly ("SIGTERM", "stopped by bob")
+    aborted: BB84Aborted | None = None  # why it ended otherwise
+    paused_s: float = 0.0
+    resolved: dict[str, int] = field(default_factory=dict)  # restart: committed/discarded/...
+
+    @property
+    def keys(self) -> list[KeyRef]:
+        return [o.ref for o in self.outcomes if o.ref is not None]
+
+    @property
+    def secret_bits(self) -> int:
+        return sum(r.length_bits for r in self.keys)
+
+    @property
+    def dropped(self) -> Counter[str]:
+        return Counter(o.reason.value for o in self.outcomes if o.reason is not None)
+
+    @property
+    def acquisition_s(self) -> float:
+        return sum(o.result.statistics.acquisition_s for o in self.outcomes if o.result is not None)
+
+
+async def _call(hook: Callable[..., Any] | None, *args: Any) -> None:
+    if hook is None:
+        return
+    out = hook(*args)
+    if inspect.isawaitable(out):
+        await out
+
+
+class _Control:
+    """The control messages between keys, over the same channel as the keys."""
+
+    def __init__(self, channel: MessageChannel, party: str, timeout_s: float, stop: StopRequest):
+        self.channel = channel
+        self.party = party
+        self.peer = "bob" if party == "alice" else "alice"
+        self.timeout_s = timeout_s
+        self.stop = stop
+        self.told = False
+
+    async def send(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        try:
+            await self.channel.send(kind, payload or {})
+        except AuthenticationError as exc:
+            raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
+        except (ChannelError, ConnectionError) as exc:
+            raise BB84Aborted(
+                AbortReason.CHANNEL_FAILED, f"{self.party}: cannot send {kind!r}: {exc}"
+            ) from exc
+
+    async def tell(self, reason: AbortReason, detail: str) -> None:
+        """Best effort, once: the peer stops too (its key in progress is discarded)."""
+        if self.told or reason is AbortReason.AUTHENTICATION_FAILED:
+            return  # after a failed authentication the channel is not to be trusted
+        self.told = True
+        kind, payload = to_payload(Abort(reason.value, detail))
+        with contextlib.suppress(Exception):
+            await self.channel.send(kind, payload)
+
+    async def tell_stopped(self, why: str) -> None:
+        await self.tell(AbortReason.STOPPED, f"{self.party} stopped ({why})")
+
+    async def expect(self, kind: str, key: int | None = None) -> dict[str, Any] | None:
+        """The peer's next control message of ``kind`` (for key ``key``), skipping ``wait``
+        heartbeats and what is left of a dropped key (its messages, both parties' Aborts);
+        None when our stop came first. A peer's Abort of another reason ends the run."""
+        while True:
+            recv = asyncio.ensure_future(self.channel.recv(timeout_s=self.timeout_s))
+            stopping = asyncio.ensure_future(self.stop.wait())
+            try:
+                await asyncio.wait({recv, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not recv.done():
+                    recv.cancel()
+                    with contextlib.suppress(BaseException):
+                        await recv
+            if not recv.done() or recv.cancelled():
+                return None
+            try:
+                got = recv.result()
+            except AuthenticationError as exc:
+                raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
+            except ChannelTimeoutError as exc:
+                raise BB84Aborted(
+                    AbortReason.CHANNEL_FAILED,
+                    f"{self.party}: no {kind!r} (nor a wait) from {self.peer} within "
+                    f"{self.timeout_s:g} s",
+                ) from exc
+            except (ChannelError, ConnectionError) as exc:
+                raise BB84Aborted(
+                    AbortReason.CHANNEL_FAILED,
+                    f"{self.party}: channel failed while waiting for {kind!r}: {exc}",
+                ) from exc
+            if got.kind == kind and (key is None or got.payload.get("key") == key):
+                return dict(got.payload)
+            if got.kind == WAIT:
+                continue
+            if got.kind == _ABORT:
+                msg = from_payload(got.kind, got.payload)
+                assert isinstance(msg, Abort)
+                try:
+                    reason = AbortReason(msg.reason)
+                except ValueError:
+                    reason = AbortReason.PROTOCOL_ERROR
+                if reason in DROP_REASONS:
+                    continue  # the peer's own abort of the key both just dropped
+                raise BB84Aborted(reason, msg.detail, from_peer=True)
+            if got.kind.startswith(KIND):
+                raise BB84Aborted(
+                    AbortReason.PROTOCOL_ERROR,
+                    f"{self.party}: expected {kind!r} for key {key}, got {got.kind!r} "
+                    f"{got.payload.get('key')!r}",
+                )
+            # a message of the dropped key that the peer sent before it saw the abort
+
+
+def _inventory(store: KeyStore, label: str) -> dict[str, Any]:
+    def pack(refs: list[KeyRef]) -> dict[str, Any]:
+        mine = [r for r in refs if r.label == label]
+        sha = b"".join(bytes.fromhex(r.sha256) for r in mine)
+        return {"sha256": sha, "bits": np.asarray([r.length_bits for r in mine], np.int64)}
+
+    return {"committed": pack(store.list_keys()), "pending": pack(store.pending_keys())}
+
+
+def _keys_of(part: Any) -> set[tuple[str, int]]:
+    sha, bits = part["sha256"], np.asarray(part["bits"])
+    if not isinstance(sha, bytes) or len(sha) != 32 * bits.size:
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "inventory: malformed key list")
+    return {(sha[32 * i : 32 * i + 32].hex(), int(b)) for i, b in enumerate(bits)}
+
+
+def resolve_store(
+    store: KeyStore,
+    label: str,
+    peer_committed: set[tuple[str, int]],
+    peer_pending: set[tuple[str, int]],
+) -> dict[str, int]:
+    """Make this node's keys of ``label`` agree with the peer's inventory (see module doc)."""
+    done = Counter[str]()
+    for ref in store.pending_keys():
+        if ref.label != label:
+            continue
+        if (ref.sha256, ref.length_bits) in peer_committed:
+            store.commit(ref.key_id)
+            done["committed"] += 1
+        else:
+            store.discard(ref.key_id)
+            done["discarded"] += 1
+    mine = [r for r in store.list_keys() if r.label == label]
+    if mine:
+        # Only the newest key can be a crash's orphan: every earlier key was confirmed
+        # before the next began. The peer's copy of an older key may be gone because its
+        # KME handed it all out; that key is kept.
+        newest = mine[-1]
+        if (newest.sha256, newest.length_bits) not in peer_committed | peer_pending:
+            store.delete(newest.key_id)
+            log.warning(
+                "bb84 %s: key %s was committed here but not by the peer (a crash during "
+                "its confirmation): deleted",
+                label,
+                newest.key_id,
+            )
+            done["deleted"] += 1
+    return dict(done)
+
+
+async def reconcile_stores(control: _Control, store: KeyStore, label: str) -> dict[str, int]:
+    """Exchange inventories (Alice first) and resolve this node's keys against the peer's."""
+    mine = _inventory(store, label)
+    if control.party == "alice":
+        await control.send(INVENTORY, mine)
+        theirs = await control.expect(INVENTORY)
+    else:
+        theirs = await control.expect(INVENTORY)
+        await control.send(INVENTORY, mine)
+    if theirs is None:
+        return {}
+    try:
+        committed, pending = _keys_of(theirs["committed"]), _keys_of(theirs["pending"])
+    except (KeyError, TypeError) as exc:
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"inventory: {exc}") from None
+    try:
+        return await asyncio.to_thread(resolve_store, store, label, committed, pending)
+    except (KeyStoreError, OSError) as exc:
+        raise BB84Aborted(AbortReason.KEY_STORE_FAILED, f"{label}: {exc}") from None
+
+
+async def _wait_for_room(
+    control: _Control, gate: StorageGate, next_bits: int, key: int, on_pause: Callable[[bool], Any]
+) -> tuple[bool, float]:
+    """Until ``gate`` has room (True) or the stop (False); sends ``wait`` heartbeats so the
+    peer keeps waiting. Returns (room, seconds paused)."""
+    loop = asyncio.get_running_loop()
+    if await asyncio.to_thread(gate.room, next_bits):
+        return True, 0.0
+    start = last = loop.time()
+    await _call(on_pause, True)
+    await control.send(WAIT, {"key": key})
+    heartbeat = control.timeout_s / 2
+    try:
+        while not await asyncio.to_thread(gate.room, next_bits):
+            if await control.stop.sleep(POLL_S):
+                return False, loop.time() - start
+            if loop.time() - last >= heartbeat:
+                await control.send(WAIT, {"key": key})
+                last = loop.time()
+    finally:
+        await _call(on_pause, False)
+    return True, loop.time() - start
+
+
+async def _one_key(
+    run_key: KeyRunner, party: str, control: _Control, progress: ProgressHook | None
+) -> PartyResult | None:
+    """One key; None when the stop came before this party reached key confirmation
+    (the key is then cancelled, discarded, and the peer told)."""
+    confirming = False
+
+    def hook(event: BB84Progress) -> Any:
+        nonlocal confirming
+        if event.party == party and event.stage == "confirm":
+            confirming = True  # from here the peer may commit: let the key finish
+        return progress(event) if progress is not None else None
+
+    task = asyncio.ensure_future(run_key(hook))
+    stopping = asyncio.ensure_future(control.stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and not confirming:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            if task.cancelled():
+                await control.tell_stopped(control.stop.why or "stopped")
+                return None
+        return await task
+    finally:
+        stopping.cancel()
+        if not task.done():  # we are cancelled ourselves (a second signal)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def run_continuous_party(
+    party: str,
+    run_key: KeyRunner,
+    channel: MessageChannel,
+    *,
+    key_store: KeyStore,
+    stop: StopRequest,
+    timeout_s: float,
+    gate: StorageGate | None = None,
+    progress: ProgressHook | None = None,
+    on_progress: Callable[[ContinuousProgress], Any] | None = None,
+    on_key: Callable[[KeyOutcome], Any] | None = None,
+    max_consecutive_drops: int = MAX_CONSECUTIVE_DROPS,
+    reconcile: bool = True,
+) -> ContinuousResult:
+    """One party's continuous run: keys until ``stop``, a run-ending abort, or
+    ``max_consecutive_drops`` dropped keys in a row. Never raises :class:`BB84Aborted`:
+    the result's ``aborted`` holds it; other errors (an instrument fault) propagate.
+    ``on_key`` gets each key's outcome (committed or dropped) before the next key."""
+    gate = gate if gate is not None else Unbounded()
+    control = _Control(channel, party, timeout_s, stop)
+    out = ContinuousResult(party)
+    largest = 0
+    in_a_row = 0
+    in_key = False
+
+    async def tell(event: str, detail: str = "") -> None:
+        n = ContinuousProgress(
+            party, event, len(out.keys), out.secret_bits, sum(out.dropped.values()), detail
+        )
+        await _call(on_progress, n)
+
+    async def paused(on: bool) -> None:
+        await tell("paused" if on else "resumed", "key store full" if on else "")
+
+    try:
+        if reconcile:
+            out.resolved = await reconcile_stores(control, key_store, party)
+        k = 0
+        while not stop.is_set():
+            if party == "alice":
+                room, waited = await _wait_for_room(control, gate, largest, k, paused)
+                out.paused_s += waited
+                if not room:
+                    break
+                await control.send(NEXT, {"key": k})
+                if await control.expect(GO, k) is None:
+                    break
+            else:
+                if await control.expect(NEXT, k) is None:
+                    break
+                room, waited = await _wait_for_room(control, gate, largest, k, paused)
+                out.paused_s += waited
+                if not room:
+                    break
+                await control.send(GO, {"key": k})
+            try:
+                in_key = True
+                result = await _one_key(run_key, party, control, progress)
+            except BB84Aborted as exc:
+                if exc.reason not in DROP_REASONS:
+                    raise
+                in_key = False
+                outcome = KeyOutcome(k, None, exc.reason, exc.detail, aborted=exc)
+                out.outcomes.append(outcome)
+                in_a_row += 1
+                await _call(on_key, outcome)
+                await tell("dropped", f"{exc.reason.value}: {exc.detail}")
+                if in_a_row >= max_consecutive_drops:
+                    out.aborted = BB84Aborted(
+                        exc.reason,
+                        f"{in_a_row} keys in a row dropped; the last: {exc.detail}",
+                        result=exc.result,
+                    )
+                    break
+                k += 1
+                continue
+            in_key = False
+            if result is None:
+                break
+            assert result.key is not None
+            outcome = KeyOutcome(k, result.key, result=result)
+            out.outcomes.append(outcome)
+            largest = max(largest, result.key.length_bits)
+            in_a_row = 0
+            await _call(on_key, outcome)
+            await tell("key", f"key {k}: {result.key.length_bits} bits")
+            k += 1
+    except BB84Aborted as exc:
+        if exc.reason is AbortReason.STOPPED and exc.from_peer:
+            out.stopped = f"stopped by {control.peer}"
+        else:
+            out.aborted = exc
+            if not in_key and not exc.from_peer:  # a key's own abort was told by its party
+                await control.tell(exc.reason, exc.detail)
+        return out
+    if out.aborted is None and stop.is_set():
+        out.stopped = stop.why or "stopped"
+        if stop.why is not None:
+            await control.tell_stopped(stop.why)
+    return out
+
+
+def digest_of(refs: list[KeyRef]) -> str:
+    """A SHA-256 over the keys' (SHA-256, length) in order: equal at both nodes when they
+    committed the same keys (for comparing two parties' summaries)."""
+    h = hashlib.sha256()
+    for r in refs:
+        h.update(bytes.fromhex(r.sha256) + r.length_bits.to_bytes(8, "big"))
+    return h.hexdigest()

@@ -1,0 +1,449 @@
+"""``qhil run bb84 --continuous``: the recorded jobs around :mod:`.continuous`.
+
+The bench, the checks before the first photon (mean photon numbers, polarization) and
+the channel are opened once; then keys follow one another until SIGINT/SIGTERM
+(:func:`run_signalled`: the first signal asks for a clean stop, a second cancels), a
+run-ending abort, or too many dropped keys in a row. Every committed key is added to
+the run record (id, length, SHA-256) when it is made, so a kill -9 leaves the record
+(``incomplete``) listing every key made so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qhil.drivers.roles import PatternGenerator, TimeTagger
+from qhil.orchestrator.experiments.bb84.continuous import (
+    MAX_CONSECUTIVE_DROPS,
+    ContinuousProgress,
+    ContinuousResult,
+    KeyOutcome,
+    KmeCapacity,
+    StopRequest,
+    StorageGate,
+    Unbounded,
+    digest_of,
+    run_continuous_party,
+)
+from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84.party import ProgressHook
+from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+
+#: Per key and party, ``<party>/keys``: what the record keeps of each attempted key.
+KEY_ROW = np.dtype(
+    [
+        ("key", np.int64),
+        ("committed", np.int8),
+        ("secret_bits", np.int64),
+        ("acquisition_s", np.float64),
+        ("qber_test_signal", np.float64),
+    ]
+)
+
+#: ``gates(label)``: the storage bound of the node whose keys carry ``label``.
+GateFactory = Callable[[str], StorageGate]
+
+
+def kme_gates(
+    key_dir: str | Path, *, max_key_count: int | None, key_size: int | None, kms_config: str | None
+) -> GateFactory:
+    """Each node's KME bound: from ``kms_config``'s ``[limits]`` unless given; with
+    neither, the KME's defaults (``qhil.kms.config``)."""
+    from qhil.kms.config import DEFAULT_KEY_SIZE, DEFAULT_MAX_KEY_COUNT, load_config
+
+    size, count = DEFAULT_KEY_SIZE, DEFAULT_MAX_KEY_COUNT
+    if kms_config is not None:
+        limits = load_config(kms_config).limits
+        size, count = limits.key_size, limits.max_key_count
+    size = key_size if key_size is not None else size
+    count = max_key_count if max_key_count is not None else count
+    return lambda label: KmeCapacity(str(key_dir), label, size, count)
+
+
+def _key_row(o: KeyOutcome) -> np.ndarray:
+    row = np.zeros(1, KEY_ROW)
+    row["key"] = o.index
+    row["committed"] = o.ref is not None
+    row["secret_bits"] = o.ref.length_bits if o.ref is not None else 0
+    stats = o.result.statistics if o.result is not None else None
+    if stats is None and o.aborted is not None and o.aborted.result is not None:
+        stats = o.aborted.result.statistics
+    row["acquisition_s"] = stats.acquisition_s if stats is not None else np.nan
+    row["qber_test_signal"] = stats.qber_test[0] if stats is not None else np.nan
+    return row
+
+
+def _recorder(run: Any, party: str) -> Callable[[KeyOutcome], None]:
+    """Each outcome into the record at once: a committed key's reference, one row."""
+
+    def on_key(o: KeyOutcome) -> None:
+        if o.ref is not None:
+            run.add_key(o.ref)
+        run.append(f"{party}/keys", _key_row(o))
+
+    return on_key
+
+
+def results_of(res: ContinuousResult) -> dict[str, Any]:
+    """One party's run results (scalars; never key bits)."""
+    keys = res.keys
+    acq = res.acquisition_s
+    out: dict[str, Any] = {
+        "keys_committed": len(keys),
+        "keys_dropped": sum(res.dropped.values()),
+        "secret_bits": res.secret_bits,
+        "acquisition_s": acq,
+        "key_rate_bps": res.secret_bits / acq if acq > 0 else 0.0,
+        "paused_s": res.paused_s,
+        "keys_sha256": digest_of(keys),
+    }
+    out.update({f"dropped_{reason}": n for reason, n in res.dropped.items()})
+    out.update({f"restart_{what}": n for what, n in res.resolved.items()})
+    return out
+
+
+def summary_of(run_id: str, results: list[ContinuousResult]) -> dict[str, Any]:
+    """The job's summary (``--json``): status, why it ended, the keys (ids, lengths)."""
+    first = results[0]
+    aborted = next((r.aborted for r in results if r.aborted is not None), None)
+    keys: list[dict[str, Any]] = []
+    for i, ref in enumerate(first.keys):
+        entry: dict[str, Any] = {"length_bits": ref.length_bits, "sha256": ref.sha256}
+        for r in results:
+            entry[f"{r.party}_key_id"] = r.keys[i].key_id if i < len(r.keys) else None
+        keys.append(entry)
+    out = {
+        "run_id": run_id,
+        "status": "aborted" if aborted is not None else "success",
+        "reason": f"{aborted.reason.value}: {aborted.detail}" if aborted is not None else None,
+        "stopped": first.stopped,
+        **results_of(first),
+        "dropped": dict(first.dropped),
+        "keys": keys,
+    }
+    return out
+
+
+def _finish(run: Any, summary: dict[str, Any], results: dict[str, Any]) -> None:
+    run.log_results({k: v for k, v in results.items() if v is not None})
+    if summary["status"] == "success":
+        run.finish("success", summary["stopped"])
+    else:
+        run.abort(summary["reason"])
+
+
+async def run_bb84_continuous_job(
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    stop: StopRequest,
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
+    mode: str | None = None,
+    gates: GateFactory | None = None,
+    progress: ProgressHook | None = None,
+    on_progress: Callable[[ContinuousProgress], Any] | None = None,
+    max_consecutive_drops: int = MAX_CONSECUTIVE_DROPS,
+) -> dict[str, Any]:
+    """Both parties in this process, key after key on one open bench (see module doc).
+
+    Each key is a BB84 run of the profile's ``duration_s`` (or ``blocks``); the
+    returned summary is :func:`summary_of`'s.
+    """
+    from qhil.orchestrator.bench import open_bench
+    from qhil.orchestrator.channel import (
+        AuthenticationError,
+        AuthKey,
+        HmacSha256Authenticator,
+        in_process_channels,
+    )
+    from qhil.orchestrator.experiments.bb84 import bench_roles, run_alice, run_bob
+    from qhil.orchestrator.jobs import bb84_settings, output_stores
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile(profile, overrides or [])
+    settings = bb84_settings(prof, duration_s)
+    store, keys = output_stores(data_dir, key_dir)
+    gate_of = gates if gates is not None else (lambda _label: Unbounded())
+    run = store.start_run(
+        "bb84.continuous",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**settings.model_dump(mode="json"), "continuous": True},
+    )
+    with run:
+        async with open_bench(prof, mode=mode) as bench:
+            run.set_identities(await bench.identities())
+            generator, tagger = bench_roles(bench, settings)
+            reason = await _before_keys(prof, settings, bench, generator, tagger, run)
+            if reason is not None:
+                run.abort(reason)
+                return _not_started(run.run_id, reason)
+            auth = AuthKey.generate()
+            alice_ch, bob_ch = in_process_channels(
+                HmacSha256Authenticator(auth),
+                HmacSha256Authenticator(auth),
+                session_id=run.run_id,
+                timeout_s=settings.message_timeout_s,
+            )
+            try:
+                await asyncio.gather(alice_ch.open(), bob_ch.open())
+            except AuthenticationError as exc:
+                reason = f"authentication_failed: {exc}"
+                run.abort(reason)
+                return _not_started(run.run_id, reason)
+
+            def common(hook: ProgressHook) -> dict[str, Any]:
+                return {
+                    "key_store": keys,
+                    "run_id": run.run_id,
+                    "progress": hook,
+                    "on_data": run.append,
+                }
+
+            def party(name: str, runner: Any) -> Coroutine[Any, Any, ContinuousResult]:
+                return run_continuous_party(
+                    name,
+                    runner,
+                    alice_ch if name == "alice" else bob_ch,
+                    key_store=keys,
+                    stop=stop,
+                    timeout_s=settings.message_timeout_s,
+                    gate=gate_of(name),
+                    progress=progress,
+                    on_progress=on_progress,
+                    on_key=_recorder(run, name),
+                    max_consecutive_drops=max_consecutive_drops,
+                )
+
+            try:
+                a, b = await asyncio.gather(
+                    party("alice", lambda h: run_alice(settings, generator, alice_ch, **common(h))),
+                    party("bob", lambda h: run_bob(settings, tagger, bob_ch, **common(h))),
+                )
+            finally:
+                await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
+        summary = summary_of(run.run_id, [a, b])
+        _finish(run, summary, results_of(a))
+    return summary
+
+
+def _not_started(run_id: str, reason: str) -> dict[str, Any]:
+    return {"run_id": run_id, "status": "aborted", "reason": reason, "stopped": None, "keys": []}
+
+
+async def _before_keys(
+    prof: Any, settings: BB84Settings, bench: Any, generator: Any, tagger: Any, run: Any
+) -> str | None:
+    """The checks a single BB84 run makes before its first block, once for all keys:
+    the mean photon numbers, then the polarization. The abort reason, or None."""
+    from qhil.orchestrator.jobs import _calibrate_polarization
+
+    if settings.verify_mus:
+        from qhil.calibration.jobs import verify_mean_photon_numbers
+
+        reason = await verify_mean_photon_numbers(prof, bench, settings.mus, run)
+        if reason is not None:
+            return str(reason)
+    if settings.calibrate_polarization:
+        try:
+            await _calibrate_polarization(prof, bench, generator, tagger, run)
+        except BB84Aborted as exc:
+            return f"{exc.reason.value}: {exc.detail}"
+    return None
+
+
+async def run_bb84_continuous_party_job(
+    party: str,
+    profile: str | None,
+    overrides: list[str] | None = None,
+    *,
+    stop: StopRequest,
+    auth_key_file: str | Path,
+    listen: str | None = None,
+    connect: str | None = None,
+    session_id: str = "qhil-bb84",
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
+    gates: GateFactory | None = None,
+    progress: ProgressHook | None = None,
+    on_progress: Callable[[ContinuousProgress], Any] | None = None,
+    peer_timeout_s: float = 60.0,
+    on_waiting: Callable[[str], Any] | None = None,
+    max_consecutive_drops: int = MAX_CONSECUTIVE_DROPS,
+) -> dict[str, Any]:
+    """One party of a continuous run; the other runs elsewhere (``--party``), over TCP.
+
+    As ``run_bb84_party_job``: only this party's node is opened, Alice listens and Bob
+    connects with the same pre-shared key, each records its own run
+    (``bb84.continuous.alice`` / ``.bob``) and keeps its own keys.
+    """
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.bench import open_bench
+    from qhil.orchestrator.channel import AuthenticationError, HmacSha256Authenticator
+    from qhil.orchestrator.experiments.bb84 import run_alice, run_bob
+    from qhil.orchestrator.jobs import (
+        _party_polarization,
+        _tell,
+        bb84_settings,
+        load_auth_key,
+        open_party_channel,
+        output_stores,
+    )
+    from qhil.orchestrator.profile import load_profile
+
+    if party not in ("alice", "bob"):
+        raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
+    prof = load_profile(profile, overrides or [])
+    settings = bb84_settings(prof, duration_s)
+    node = settings.alice_node if party == "alice" else settings.bob_node
+    if node not in prof.nodes:
+        raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
+    own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
+    auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    store, keys = output_stores(data_dir, key_dir)
+    gate = gates(party) if gates is not None else Unbounded()
+    run = store.start_run(
+        f"bb84.continuous.{party}",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**settings.model_dump(mode="json"), "party": party, "continuous": True},
+    )
+    with run:
+        async with open_bench(own) as bench:
+            run.set_identities(await bench.identities())
+            if party == "alice" and settings.verify_mus:
+                from qhil.calibration.jobs import verify_mean_photon_numbers
+
+                reason = await verify_mean_photon_numbers(prof, bench, settings.mus, run)
+                if reason is not None:
+                    run.abort(reason)
+                    return _not_started(run.run_id, str(reason))
+            try:
+                channel, listener = await open_party_channel(
+                    party,
+                    auth,
+                    listen=listen,
+                    connect=connect,
+                    session_id=session_id,
+                    timeout_s=settings.message_timeout_s,
+                    peer_timeout_s=peer_timeout_s,
+                    on_waiting=on_waiting,
+                )
+            except AuthenticationError as exc:
+                reason = f"authentication_failed: {exc}"
+                run.abort(reason)
+                return _not_started(run.run_id, reason)
+            _tell(on_waiting, f"{party}: connected; continuous key generation until stopped")
+            try:
+                try:
+                    await _party_polarization(
+                        prof, settings, party, bench, channel, run, on_waiting
+                    )
+                except BB84Aborted as exc:
+                    reason = f"{exc.reason.value}: {exc.detail}"
+                    run.abort(reason)
+                    return _not_started(run.run_id, reason)
+                instrument: Any = (
+                    bench.role(node, PatternGenerator, name=settings.pattern_generator)
+                    if party == "alice"
+                    else bench.role(node, TimeTagger, name=settings.tagger)
+                )
+                run_one = run_alice if party == "alice" else run_bob
+
+                def one_key(hook: ProgressHook) -> Any:
+                    return run_one(
+                        settings,
+                        instrument,
+                        channel,
+                        key_store=keys,
+                        run_id=run.run_id,
+                        progress=hook,
+                        on_data=run.append,
+                    )
+
+                mine = await run_continuous_party(
+                    party,
+                    one_key,
+                    channel,
+                    key_store=keys,
+                    stop=stop,
+                    timeout_s=settings.message_timeout_s,
+                    gate=gate,
+                    progress=progress,
+                    on_progress=on_progress,
+                    on_key=_recorder(run, party),
+                    max_consecutive_drops=max_consecutive_drops,
+                )
+            finally:
+                await channel.close()
+                if listener is not None:
+                    await listener.close()
+        summary = summary_of(run.run_id, [mine])
+        _finish(run, summary, results_of(mine))
+    return summary
+
+
+def run_signalled(job: Callable[[StopRequest], Coroutine[Any, Any, Any]]) -> tuple[Any, int | None]:
+    """``asyncio.run(job(stop))``: the first SIGINT/SIGTERM asks the job to stop cleanly
+    (``stop``), a second cancels it (then the run is recorded aborted, as for any job).
+    Returns (the job's result, the first signal's number or None)."""
+    received: list[int] = []
+
+    async def main() -> Any:
+        stop = StopRequest()
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            name = signal.Signals(signum).name
+            if received:
+                task.cancel(f"terminated by signal ({name})")
+            else:
+                stop.request(name)
+            received.append(signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await job(stop)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        result = asyncio.run(main())
+    except asyncio.CancelledError:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
+    return result, (received[0] if received else None)
+
+
+class Interrupted(Exception):
+    """A second SIGINT/SIGTERM cancelled the job (its run is recorded aborted)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+__all__ = [
+    "AbortReason",
+    "kme_gates",
+    "run_bb84_continuous_job",
+    "run_bb84_continuous_party_job",
+    "run_signalled",
+    "summary_of",
+]
