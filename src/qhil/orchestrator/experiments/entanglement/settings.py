@@ -1,0 +1,158 @@
+"""``[experiments.visibility]`` and ``[experiments.chsh]``, validated (errors name file and field).
+
+Both share the acquisition's fields (:class:`AcquisitionSettings`): the nodes and their
+instruments (each named, or the node's only one playing the role), the taggers' inputs
+for H, V, D, A, the pump current, the coincidence window and the clock-model search.
+
+Angles: a half-wave plate whose fast axis is at ``t`` from the analyser's H turns the
+measured polarization angle to ``2 t``. Mount angles are the mounts' own; a plate's axis
+is at ``mount angle - <node>_mount_zero_deg`` (the zero from ``qhil calibrate``'s mount
+zero run, 0 until calibrated; with phi+ only the two zeros' difference matters).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qhil.errors import ConfigError
+
+Inputs = tuple[int, int, int, int]
+
+
+class AcquisitionSettings(BaseModel):
+    """What one two-node acquisition needs (shared by the entanglement experiments)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    TABLE: ClassVar[str] = "experiments.entanglement"
+
+    alice_node: str = "alice"
+    bob_node: str = "bob"
+    source_node: str = "source"
+    source: str | None = None  # the source node's EntangledPhotonSource (None: its only one)
+    alice_tagger: str | None = None
+    bob_tagger: str | None = None
+    alice_mount: str | None = None  # RotationMount in front of the analyser (None: the only one)
+    bob_mount: str | None = None
+    alice_channels: Inputs = (1, 2, 3, 4)  # tagger inputs of H, V, D, A
+    bob_channels: Inputs = (1, 2, 3, 4)
+    alice_mount_zero_deg: float = 0.0
+    bob_mount_zero_deg: float = 0.0
+    pump_current_ma: float = Field(40.0, ge=0.0)
+    crystal_temperature_c: float | None = None
+    n_sigma: float = Field(3.0, gt=0.0, le=20.0)  # window: +-n_sigma of the fitted peak
+    window_ps: int | None = Field(None, gt=0)  # or a fixed full width
+    uncertainty_s: float = Field(0.5, gt=0.0, le=10.0)
+    max_frequency_offset_ppm: float = Field(100.0, ge=0.0, le=1000.0)
+    min_significance: float = Field(6.0, gt=0.0)
+
+    @field_validator("alice_channels", "bob_channels")
+    @classmethod
+    def _distinct(cls, v: Inputs) -> Inputs:
+        if len(set(v)) != 4 or min(v) < 1:
+            raise ValueError(f"four distinct tagger inputs >= 1 for H, V, D, A (got {list(v)})")
+        return v
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "<settings>") -> Any:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = cls.TABLE
+            for part in first["loc"]:
+                loc += f"[{part}]" if isinstance(part, int) else f".{part}"
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] == "finite_number":
+                msg = f"must be a finite number (got {first['input']!r})"
+            raise ConfigError(source, loc, msg) from None
+
+    @classmethod
+    def from_profile(cls, profile: Any, **replace: Any) -> Any:
+        """From a loaded profile's table (defaults without one); ``replace``: non-None
+        values replace the table's (command-line options)."""
+        source = getattr(profile, "source", "") or "<profile>"
+        name = cls.TABLE.split(".", 1)[1]
+        table = dict(getattr(profile, "experiments", {}).get(name, {}) or {})
+        table.update({k: v for k, v in replace.items() if v is not None})
+        settings = cls.from_mapping(table, source)
+        if getattr(profile, "nodes", None) is not None:
+            settings.check_bench(profile, source)
+        return settings
+
+    def instruments(self) -> list[tuple[str, str, str, str | None, bool]]:
+        """(field, node, role, name, required) of every instrument the experiment uses."""
+        return [
+            ("source", self.source_node, "EntangledPhotonSource", self.source, True),
+            ("alice_tagger", self.alice_node, "TimeTagger", self.alice_tagger, True),
+            ("bob_tagger", self.bob_node, "TimeTagger", self.bob_tagger, True),
+            ("alice_mount", self.alice_node, "RotationMount", self.alice_mount, True),
+            ("bob_mount", self.bob_node, "RotationMount", self.bob_mount, True),
+        ]
+
+    def check_bench(self, profile: Any, source: str) -> None:
+        """The nodes and instruments named exist on the profile's bench, one per role."""
+        from qhil.orchestrator.experiments.clock_sync.settings import _instrument
+
+        for field, node, role, name, required in self.instruments():
+            if node not in profile.nodes:
+                which = field.split("_")[0] + "_node" if field != "source" else "source_node"
+                raise ConfigError(
+                    source,
+                    f"{self.TABLE}.{which}",
+                    f"no node {node!r} in the profile (nodes: {', '.join(profile.nodes)})",
+                )
+            found = _instrument(profile, node, role, name)
+            if isinstance(found, str) and required:
+                raise ConfigError(source, f"{self.TABLE}.{field}", found)
+
+
+class VisibilitySettings(AcquisitionSettings):
+    """``[experiments.visibility]``: fringes against one node's plate, the other fixed."""
+
+    TABLE: ClassVar[str] = "experiments.visibility"
+
+    scanned_node: Literal["alice", "bob"] = "alice"  # whose plate turns ("alice"/"bob" role)
+    fixed_angle_deg: float = 0.0  # the other plate's axis (from its zero)
+    # The scanned plate's axes (from its zero): a fringe goes as cos(4 theta), one period
+    # per 90 deg; 8 points over it.
+    angles_deg: list[float] = Field(
+        default_factory=lambda: [0.0, 11.25, 22.5, 33.75, 45.0, 56.25, 67.5, 78.75],
+        min_length=4,
+    )
+    integration_s: float = Field(0.5, gt=0.0, le=3600.0)  # per angle
+
+    @field_validator("angles_deg")
+    @classmethod
+    def _spans(cls, v: list[float]) -> list[float]:
+        if len({round((4.0 * a) % 360.0, 6) for a in v}) < 3:
+            raise ValueError("need at least three different values of 4 x angle (mod 360)")
+        if any(not math.isfinite(a) for a in v):
+            raise ValueError("angles must be finite")
+        return v
+
+
+class ChshSettings(AcquisitionSettings):
+    """``[experiments.chsh]``: the four setting pairs (polarization angles, deg)."""
+
+    TABLE: ClassVar[str] = "experiments.chsh"
+
+    alice_angles_deg: tuple[float, float] = (0.0, 45.0)
+    bob_angles_deg: tuple[float, float] = (22.5, 67.5)
+    # S = E(a, b) - E(a, b') + E(a', b) + E(a', b'): right for phi+ at the defaults.
+    signs: tuple[int, int, int, int] = (1, -1, 1, 1)
+    integration_s: float = Field(1.0, gt=0.0, le=3600.0)  # per setting pair
+
+    @field_validator("signs")
+    @classmethod
+    def _signs(cls, v: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if any(s not in (1, -1) for s in v):
+            raise ValueError(f"four of +1/-1 (got {list(v)})")
+        return v
+
+    def setting_pairs(self) -> list[tuple[float, float]]:
+        """(a, b), (a, b'), (a', b), (a', b'): polarization angles."""
+        (a, a2), (b, b2) = self.alice_angles_deg, self.bob_angles_deg
+        return [(a, b), (a, b2), (a2, b), (a2, b2)]
