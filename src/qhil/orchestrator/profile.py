@@ -258,7 +258,7 @@ def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
 
 
 #: Tables of ``[experiments]`` and what reads them.
-EXPERIMENTS = ("bb84", "calibration", "clock_sync")
+EXPERIMENTS = ("bb84", "calibration", "clock_sync", "visibility", "chsh")
 #: Longest BB84 acquisition a profile may ask for (a year; longer is a typo, and its
 #: block count would not even fit an integer).
 MAX_ACQUISITION_S = 365 * 86400.0
@@ -301,6 +301,15 @@ def _check_experiments(profile: Profile) -> None:
         from qhil.orchestrator.experiments.clock_sync.settings import ClockSyncSettings
 
         ClockSyncSettings.from_profile(profile)
+    if "visibility" in profile.experiments or "chsh" in profile.experiments:
+        from qhil.orchestrator.experiments.entanglement.settings import (
+            ChshSettings,
+            VisibilitySettings,
+        )
+
+        for cls in (VisibilitySettings, ChshSettings):
+            if cls.TABLE.split(".", 1)[1] in profile.experiments:
+                cls.from_profile(profile)
     from qhil.calibration.settings import (
         DelaySettings,
         DetectorEfficiencySettings,
