@@ -115,6 +115,14 @@ CATALOGUE: dict[str, Entry] = {
             "Thorlabs PM100D/PM100USB optical power meter (SCPI over USBTMC; emulated on a "
             "TCP socket)",
         ),
+        Entry(
+            "thorlabs.ell14",
+            "qhil.drivers.thorlabs.ell14:ELL14",
+            "qhil.emulators.thorlabs.ell14:ELL14Emulator",
+            ("RotationMount",),
+            "Thorlabs Elliptec ELL14 rotation mount (serial 9600 8N1, Elliptec ASCII protocol; "
+            "addresses 0-F on one bus)",
+        ),
         # Catalogue entries for further instruments go here, one per model.
     ]
 }
