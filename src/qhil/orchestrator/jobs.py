@@ -156,7 +156,8 @@ async def run_bb84_job(
     )
     with run:
         async with open_bench(prof, mode=mode) as bench:
-            run.set_identities(await bench.identities())
+            identities = await bench.identities()
+            run.set_identities(identities)
             generator, tagger = bench_roles(bench, settings)
             if settings.verify_mus:  # measured levels must agree with the configured mus
                 from qhil.calibration.jobs import verify_mean_photon_numbers
@@ -168,7 +169,13 @@ async def run_bb84_job(
             if settings.calibrate_polarization:
                 try:
                     await _calibrate_polarization(
-                        prof, bench, generator, tagger, run, rngs["search"]
+                        prof,
+                        bench,
+                        generator,
+                        tagger,
+                        run,
+                        rngs["search"],
+                        reuse=(store, identities, settings.polarization_max_age_s),
                     )
                 except BB84Aborted as exc:  # the bench, not the profile: exit 3, recorded
                     reason = f"{exc.reason.value}: {exc.detail}"
@@ -229,14 +236,26 @@ async def _calibrate_polarization(
     tagger: Any,
     run: Any,
     rng: np.random.Generator | None = None,
+    reuse: tuple[RunStore, dict[str, str], float] | None = None,
 ) -> None:
-    """Compensate the link's polarization first, as a lab does; recorded in the same run."""
+    """Compensate the link's polarization first, as a lab does; recorded in the same run.
+
+    ``reuse`` (run store, the bench's identities, max age in s): first try the latest
+    stored calibration of these instruments, checked on the bench (qhil.calibration.store).
+    """
     from qhil.calibration.errors import CalibrationError
     from qhil.calibration.polarization import calibrate_polarization
     from qhil.calibration.settings import PolarizationSettings
+    from qhil.calibration.store.reuse import reuse_stored_polarization
 
     ps = PolarizationSettings.from_profile(prof)
     controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
+    if (
+        reuse is not None
+        and reuse[2] > 0
+        and await reuse_stored_polarization(*reuse, generator, tagger, controller, ps, run, rng)
+    ):
+        return  # the stored compensation still holds: no compensation step
     try:
         result = await calibrate_polarization(
             generator, tagger, controller, rng=rng, **ps.routine_kwargs()
@@ -244,6 +263,7 @@ async def _calibrate_polarization(
     except CalibrationError as exc:
         raise _calibration_failed(exc) from exc
     _record_polarization(run, result)
+    run.log_results({"calibration_polarization_run": run.run_id})
 
 
 def _insecure_test_rngs(seed: int | None) -> dict[str, np.random.Generator | None]:

@@ -55,6 +55,7 @@ MAX_VACUUM_MU = 1e-3
 LOCAL_FIELDS = {
     "settle_s",
     "calibrate_polarization",
+    "polarization_max_age_s",
     "verify_mus",
     "alice_node",
     "pattern_generator",
@@ -139,6 +140,13 @@ class BB84Settings(BaseModel):
         False,
         description="Before the key exchange, compensate Bob's polarization controller "
         "(qhil.calibration, settings in [experiments.calibration.polarization]).",
+    )
+    polarization_max_age_s: float = Field(
+        86400.0,
+        ge=0,
+        description="With calibrate_polarization: reuse the latest polarization calibration of "
+        "the same instruments (qhil.calibration.store) when it is at most this old and one "
+        "check at its voltages still meets its target; else compensate. 0 = every run.",
     )
     verify_mus: bool = Field(
         True,

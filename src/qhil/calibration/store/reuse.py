@@ -1,0 +1,164 @@
+"""Reusing a stored polarization calibration before a key exchange, checked by the data.
+
+The stored voltages are only a candidate: the fibre of a lab may have moved since, and an
+emulated bench restarts its world at every run (its fibre's state is a function of the
+seed, the link's settings and the emulated time, none of which the instruments' identities
+show). So before they are trusted, Bob's controller is set to them and one evaluation of
+the calibration's own verification (an H then a D reference, ``verify_integration_s``
+each) must meet the calibration's own target: both error fractions' one-sided upper bounds
+at ``confidence`` below ``target_error``. Otherwise the data contradict the stored
+compensation and the fibre is compensated again, starting from those voltages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qhil.calibration.polarization import MIN_CLICKS, PolarizationMeasurement
+from qhil.calibration.reference import ReferenceSource
+from qhil.calibration.settings import PolarizationSettings
+from qhil.calibration.store.model import Calibration
+from qhil.calibration.store.store import CalibrationStore
+from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTagger
+from qhil.records import Run, RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PolarizationCheck:
+    """The stored voltages measured on the bench now."""
+
+    calibration: Calibration
+    measurement: PolarizationMeasurement
+    holds: bool
+    reason: str  # why it does not hold ("" when it does)
+
+    def to_results(self) -> dict[str, float | int | str | bool]:
+        """Scalars for the run (``polcal_check_*`` there)."""
+        out: dict[str, float | int | str | bool] = {"holds": self.holds, "reason": self.reason}
+        for basis, ef in (("z", self.measurement.e_z), ("x", self.measurement.e_x)):
+            out[f"e_{basis}"], out[f"e_{basis}_std"] = ef.value, ef.std
+            out[f"e_{basis}_clicks"] = ef.total
+        return out
+
+
+def stored_voltages(cal: Calibration, channels: int) -> list[int] | None:
+    """The controller voltages of a polarization calibration (None: not for this controller)."""
+    names = [f"v{i}_mv" for i in range(1, channels + 1)]
+    if any(n not in cal.quantities for n in names) or f"v{channels + 1}_mv" in cal.quantities:
+        return None
+    return [round(cal.value(n)) for n in names]
+
+
+def judge(m: PolarizationMeasurement, ps: PolarizationSettings) -> str:
+    """Why the measurement does not meet the calibration's target ("" when it does)."""
+    if m.e_z.total < MIN_CLICKS or m.e_x.total < MIN_CLICKS:
+        return f"too few clicks ({m.e_z.total} under H, {m.e_x.total} under D)"
+    bad = [
+        f"e_{b} {100 * ef.value:.2f} % (upper bound {100 * ef.upper(ps.confidence):.2f} %)"
+        for b, ef in (("Z", m.e_z), ("X", m.e_x))
+        if ef.upper(ps.confidence) >= ps.target_error
+    ]
+    if not bad:
+        return ""
+    return (
+        f"contradicted by the data: {', '.join(bad)} at the stored voltages, "
+        f"target {100 * ps.target_error:g} %"
+    )
+
+
+async def measure_at(
+    generator: PatternGenerator,
+    tagger: TimeTagger,
+    controller: PolarizationController,
+    voltages_mv: list[int],
+    ps: PolarizationSettings,
+    rng: Any = None,
+) -> PolarizationMeasurement:
+    """One verification evaluation at ``voltages_mv`` (the controller is left there)."""
+    source = ReferenceSource(
+        generator,
+        tagger,
+        {str(k): v for k, v in ps.channel_map.items()},
+        ps.rep_rate_hz,
+        pattern_length=ps.pattern_length,
+        intensity_index=ps.intensity_index,
+        rng=rng,
+    )
+    await controller.set_voltages_mv(voltages_mv)
+    await generator.set_output(True)
+    try:
+        counts = []
+        for state in ("H", "D"):
+            await source.load(state)
+            await source.settle(ps.settle_s)  # light from before the change passes first
+            counts.append(await source.count(ps.verify_integration_s))
+    finally:
+        await generator.set_output(False)
+    return PolarizationMeasurement(
+        tuple(voltages_mv), counts[0], counts[1], ps.verify_integration_s
+    )
+
+
+async def reuse_stored_polarization(
+    runs: RunStore,
+    identities: dict[str, str],
+    max_age_s: float,
+    generator: PatternGenerator,
+    tagger: TimeTagger,
+    controller: PolarizationController,
+    ps: PolarizationSettings,
+    run: Run,
+    rng: Any = None,
+) -> bool:
+    """Before a key exchange: True when the stored compensation holds (the controller is then
+    at its voltages), recorded in ``run``: ``polcal_reuse`` (what happened), the check as
+    ``polcal_check_*``, ``calibration_polarization_run`` (the run that measured it) and the
+    voltages as ``polarization_voltages_mv``. False: compensate now (the reason is recorded).
+    """
+    found = CalibrationStore(runs).find("polarization", identities=identities, max_age_s=max_age_s)
+    check: PolarizationCheck | None = None
+    why = found.reason
+    voltages = (
+        None
+        if found.calibration is None
+        else stored_voltages(found.calibration, int(controller.channels))
+    )
+    if found.calibration is not None and voltages is None:
+        why = f"run {found.calibration.run_id} set a controller of other channels"
+    if found.calibration is not None and voltages is not None:
+        m = await measure_at(generator, tagger, controller, voltages, ps, rng)
+        bad = judge(m, ps)
+        check = PolarizationCheck(found.calibration, m, not bad, bad)
+        run.log_results({f"polcal_check_{k}": v for k, v in check.to_results().items()})
+        if not check.holds:
+            why = f"run {check.calibration.run_id}: {check.reason}"
+    if check is None or not check.holds:
+        log.info("polarization: compensating (%s)", why)
+        run.log_results({"polcal_reuse": f"not reused: {why}"})
+        return False
+    log.info(
+        "polarization: %s, checked: e_Z %.4f, e_X %.4f",
+        why,
+        check.measurement.e_z.value,
+        check.measurement.e_x.value,
+    )
+    run.log_results({"polcal_reuse": why, "calibration_polarization_run": check.calibration.run_id})
+    run.append(
+        "polarization_voltages_mv", np.asarray([check.measurement.voltages_mv], dtype=np.int64)
+    )
+    return True
+
+
+__all__ = [
+    "PolarizationCheck",
+    "judge",
+    "measure_at",
+    "reuse_stored_polarization",
+    "stored_voltages",
+]

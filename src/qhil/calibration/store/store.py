@@ -1,0 +1,102 @@
+"""The calibration store: the latest valid calibration of a kind, and its history.
+
+A view over the run store (one data directory): no calibration is kept twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qhil.calibration.store.model import (
+    Calibration,
+    CalibrationKind,
+    from_run,
+    kind_for,
+    unusable,
+)
+from qhil.records import RunRecord, RunStore
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The calibration an experiment may use (or None) and why (not)."""
+
+    calibration: Calibration | None
+    reason: str  # "reused ..." or why none is usable: missing, stale, other instruments
+
+
+def different_instruments(stored: dict[str, str], current: dict[str, str]) -> list[str]:
+    """Instruments of the calibration's bench whose identity differs now (or that are gone).
+
+    Every instrument the calibration's run recorded counts: a conservative reading of
+    "the same instruments" (a replaced power meter also invalidates a polarization
+    calibration; the cost is one recalibration, never a wrong reuse).
+    """
+    return sorted(k for k, ident in stored.items() if current.get(k) != ident)
+
+
+class CalibrationStore:
+    """Calibrations recorded in one run store (``data_dir`` or a :class:`RunStore`)."""
+
+    def __init__(self, store: RunStore | str | Path | None = None) -> None:
+        self.runs = store if isinstance(store, RunStore) else RunStore(store)
+
+    def _records(self, kind: CalibrationKind, newest_first: bool) -> list[RunRecord]:
+        records: list[RunRecord] = []
+        for run_kind in kind.sources:
+            records += self.runs.list_runs(kind=run_kind, newest_first=newest_first)
+        return sorted(records, key=lambda r: r.started_at, reverse=newest_first)
+
+    def history(self, kind: str, *, include_unusable: bool = False) -> list[Calibration]:
+        """Every calibration of ``kind``, oldest first (only usable ones unless asked)."""
+        k = kind_for(kind)
+        out: list[Calibration] = []
+        for record in self._records(k, newest_first=False):
+            cal = from_run(k, record)
+            if cal is not None and (include_unusable or unusable(k, record, cal) is None):
+                out.append(cal)
+        return out
+
+    def find(
+        self,
+        kind: str,
+        *,
+        identities: dict[str, str],
+        max_age_s: float,
+        now: datetime | None = None,
+    ) -> Lookup:
+        """The newest usable calibration of ``kind`` for the bench with ``identities`` that is
+        at most ``max_age_s`` old, with the reason; else None and why the newest is not usable.
+        """
+        k = kind_for(kind)
+        now = now or datetime.now(UTC)
+        why: str | None = None
+        for record in self._records(k, newest_first=True):
+            cal = from_run(k, record)
+            if cal is None:
+                continue
+            bad = unusable(k, record, cal)
+            if bad is None:
+                others = different_instruments(cal.identities, identities)
+                age = cal.age_s(now)
+                if others:
+                    bad = f"run {cal.run_id} was made with other instruments ({', '.join(others)})"
+                elif age > max_age_s:
+                    bad = f"run {cal.run_id} is stale ({age:.0f} s old, max_age_s {max_age_s:g})"
+                else:
+                    return Lookup(cal, f"reused run {cal.run_id} ({age:.0f} s old)")
+            why = why or bad  # the newest one's reason is the one to report
+        return Lookup(None, why or f"no {k.name} calibration recorded")
+
+    def latest(
+        self,
+        kind: str,
+        *,
+        identities: dict[str, str],
+        max_age_s: float,
+        now: datetime | None = None,
+    ) -> Calibration | None:
+        """The newest usable calibration (see :meth:`find`), or None."""
+        return self.find(kind, identities=identities, max_age_s=max_age_s, now=now).calibration

@@ -1,0 +1,118 @@
+"""The calibration store: typed calibrations read from recorded runs, the latest valid one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qhil.calibration.store import (
+    CalibrationStore,
+    Quantity,
+    kind_for,
+    pair_quantities,
+)
+from qhil.records import RunStore
+
+BENCH = {"alice.awg": "KEYSIGHT,33622B,MY0001,1.0", "bob.polctrl": "EPC-400,SN42,2.1"}
+
+
+def _record(
+    store: RunStore,
+    kind: str,
+    results: dict[str, Any],
+    identities: dict[str, str] | None = None,
+    status: str = "success",
+) -> str:
+    run = store.start_run(kind, profile={"bench": {"name": "t"}}, seed=1)
+    run.set_identities(identities if identities is not None else BENCH)
+    run.log_results(results)
+    run.finish(status, None if status == "success" else "test")
+    return run.run_id
+
+
+POLCAL = {
+    "target_met": True,
+    "v1_mv": 100,
+    "v2_mv": -200,
+    "v3_mv": 0,
+    "v4_mv": 5,
+    "e_z_after": 0.004,
+    "e_z_after_std": 0.001,
+    "stop_reason": "target met",
+}
+
+
+def test_errors_are_paired_by_name_and_not_quantities_themselves() -> None:
+    q = pair_quantities(
+        {
+            "relative_h": 1.02,
+            "relative_h_std": 0.01,
+            "delay_v_ps": 12.0,
+            "delay_v_std_ps": 3.0,
+            "offset_ps": 5.0,
+            "offset_stderr_ps": 0.5,
+            "mu_0": 0.5,
+            "flag": True,
+            "name": "x",
+        }
+    )
+    assert q == {
+        "relative_h": Quantity(1.02, 0.01),
+        "delay_v_ps": Quantity(12.0, 3.0),
+        "offset_ps": Quantity(5.0, 0.5),
+        "mu_0": Quantity(0.5, None),
+    }
+    assert set(pair_quantities({"relative_h": 1.0, "chi2": 3.0}, ("relative_?",))) == {"relative_h"}
+
+
+def test_latest_valid_polarization_from_calibration_and_bb84_runs(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    cs = CalibrationStore(runs)
+    assert cs.find("polarization", identities=BENCH, max_age_s=3600).reason == (
+        "no polarization calibration recorded"
+    )
+    first = _record(runs, "calibration.polarization", POLCAL)
+    # a bb84 run that compensated holds it under polcal_ (and its other results are not it)
+    second = _record(runs, "bb84", {"qber": 0.01, **{f"polcal_{k}": v for k, v in POLCAL.items()}})
+    _record(runs, "bb84", {"qber": 0.01})  # did not compensate: not a calibration
+    found = cs.find("polarization", identities=BENCH, max_age_s=3600)
+    assert found.calibration is not None and found.calibration.run_id == second
+    cal = found.calibration
+    assert cal.kind == "polarization" and cal.run_kind == "bb84" and cal.schema == 1
+    assert cal.value("v2_mv") == -200 and cal.quantities["e_z_after"].std == 0.001
+    assert "qber" not in cal.quantities and cal.identities == BENCH
+    assert [c.run_id for c in cs.history("polarization")] == [first, second]
+
+
+def test_not_reused_for_other_instruments_stale_failed_or_target_missed(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    cs = CalibrationStore(runs)
+    rid = _record(runs, "calibration.polarization", POLCAL)
+    other = {**BENCH, "bob.polctrl": "EPC-400,SN43,2.1"}
+    found = cs.find("polarization", identities=other, max_age_s=3600)
+    assert found.calibration is None
+    assert found.reason == f"run {rid} was made with other instruments (bob.polctrl)"
+    later = datetime.now(UTC) + timedelta(hours=2)
+    found = cs.find("polarization", identities=BENCH, max_age_s=3600, now=later)
+    assert found.calibration is None and "is stale" in found.reason
+    assert cs.latest("polarization", identities=BENCH, max_age_s=3 * 3600, now=later)
+    # a newer run that missed its target or failed is never used; the older valid one is
+    missed = _record(runs, "calibration.polarization", {**POLCAL, "target_met": False})
+    _record(runs, "calibration.polarization", POLCAL, status="failed")
+    cal = cs.latest("polarization", identities=BENCH, max_age_s=3600)
+    assert cal is not None and cal.run_id == rid
+    assert [c.run_id for c in cs.history("polarization", include_unusable=True)][:2] == [
+        rid,
+        missed,
+    ]
+
+
+def test_a_new_calibration_is_a_kind_without_registration(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    _record(runs, "calibration.mount_zero", {"zero_deg": 3.5, "zero_std_deg": 0.2})
+    assert kind_for("mount_zero").sources == {"calibration.mount_zero": ""}
+    (cal,) = CalibrationStore(runs).history("mount_zero")
+    assert cal.quantities == {"zero_deg": Quantity(3.5, 0.2)}
