@@ -22,6 +22,8 @@ import click
 
 from qhil import __version__
 from qhil.errors import QhilError
+from qhil.kms.cli import kms as _kms  # issue 13: the logic lives in qhil.kms
+from qhil.orchestrator.bb84_continuous_cli import continuous_options, run_continuous_command
 
 #: Longest acquisition ``qhil run bb84`` starts without ``--yes`` (an 11-day run by a typo
 #: in ``--duration`` would otherwise start silently).
@@ -579,6 +581,7 @@ def _check_party_options(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
 @_party_options("qhil-bb84")
+@continuous_options
 @_NO_PLOTS
 def run_bb84_cmd(
     profile: str | None,
@@ -595,6 +598,10 @@ def run_bb84_cmd(
     peer_timeout_s: float,
     auth_key_file: str | None,
     session_id: str,
+    continuous: bool,
+    kms_config: str | None,
+    max_key_count: int | None,
+    kme_key_size: int | None,
     no_plots: bool,
 ) -> None:
     """Decoy-state BB84 on PROFILE (default: the emulated bench) to a verified secret key.
@@ -615,6 +622,18 @@ def run_bb84_cmd(
     except QhilError as exc:
         _fail(exc)
         return
+    if continuous:  # issue 13: key after key until SIGINT/SIGTERM
+        run_continuous_command(
+            profile=profile, overrides=list(overrides), duration_s=duration_s,
+            as_json=as_json, data_dir=data_dir, key_dir=key_dir, mode=mode,
+            party=party, listen=listen, connect=connect, peer_timeout_s=peer_timeout_s,
+            auth_key_file=auth_key_file, session_id=session_id, no_plots=no_plots,
+            kms_config=kms_config, max_key_count=max_key_count, kme_key_size=kme_key_size,
+        )  # fmt: skip
+        return
+    for name, given in (("--kms-config", kms_config), ("--max-key-count", max_key_count)):
+        if given is not None:
+            raise click.UsageError(f"{name} is for --continuous runs only")
 
     bars: list[Any] = []  # the bar appears with the first progress event, not before errors
 
@@ -796,6 +815,86 @@ def run_clock_sync_cmd(
                 mode=mode,
                 progress=progress,
             )
+        summary = _run_job(job)
+    except QhilError as exc:
+        close_bar()
+        _fail(exc)
+        return
+    except _Signalled as exc:
+        close_bar()
+        _interrupted(exc)
+        return
+    close_bar()
+    _print_summary(summary.as_dict(), data_dir, no_plots, as_json)
+    if summary.status != "success":
+        sys.exit(EXIT_ABORTED)
+
+
+def _entanglement_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by ``qhil run visibility`` and ``qhil run chsh``."""
+    for opt in reversed(
+        [
+            click.argument("profile", required=False),
+            click.option(
+                "--integration",
+                "integration_s",
+                type=_Seconds(max_s=MAX_UNCONFIRMED_ACQUISITION_S),
+                default=None,
+                help="Acquisition per point, s (replaces the table's integration_s).",
+            ),
+            click.option(
+                "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override."
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON summary."),
+            click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory."),
+            click.option(
+                "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode."
+            ),
+            _NO_PLOTS,
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+@run.command("visibility")
+@_entanglement_options
+def run_visibility_cmd(**kw: Any) -> None:
+    """Two-photon visibility on PROFILE: coincidences against one node's half-wave plate
+    (the other fixed), fringes in H/V and D/A fitted with their errors
+    ([experiments.visibility]). Exits 0 with a fit, 3 when aborted, 2 on bad input."""
+    _run_entanglement("visibility", **kw)
+
+
+@run.command("chsh")
+@_entanglement_options
+def run_chsh_cmd(**kw: Any) -> None:
+    """CHSH Bell test on PROFILE: the four setting pairs (0/45 deg at alice, 22.5/67.5 deg
+    at bob) through the rotation mounts; S, its standard error and (S - 2)/sigma
+    ([experiments.chsh]). Exits 0 with S, 3 when aborted, 2 on bad input."""
+    _run_entanglement("chsh", **kw)
+
+
+def _run_entanglement(
+    kind: str,
+    profile: str | None,
+    integration_s: float | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    data_dir: str | None,
+    mode: str | None,
+    no_plots: bool,
+) -> None:
+    from qhil.orchestrator.experiments.entanglement import cli as ent
+
+    try:
+        ent.check_settings(kind, _load_checked(profile, list(overrides)), integration_s)
+    except QhilError as exc:
+        _fail(exc)
+        return
+    progress, close_bar = ent.progress_bar(kind, disable=as_json)
+    try:
+        job = ent.job(kind, profile, list(overrides), integration_s, data_dir, mode, progress)
         summary = _run_job(job)
     except QhilError as exc:
         close_bar()
@@ -1030,6 +1129,9 @@ def runs_plot(run_id: str, out_dir: str | None, data_dir: str | None, as_json: b
         click.echo(str(path))
     for name, why in report.skipped:
         click.echo(f"qhil: {name}: not drawn ({why})", err=True)
+
+
+main.add_command(_kms)
 
 
 if __name__ == "__main__":
