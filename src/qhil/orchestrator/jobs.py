@@ -17,7 +17,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,8 +49,12 @@ from qhil.orchestrator.experiments.bb84 import (
     run_bob,
 )
 from qhil.orchestrator.experiments.bb84.detection import DiscardDiagnosis
+from qhil.orchestrator.experiments.bb84.tracking import AliceTracking, BobTracking
 from qhil.orchestrator.profile import load_profile
 from qhil.records import KeyStore, RecordError, RunStore, default_data_dir, default_key_dir
+
+if TYPE_CHECKING:
+    from qhil.calibration.polarization import PolarizationCalibration
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +170,10 @@ async def run_bb84_job(
                 if reason is not None:
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
+            tracking = None  # drift tracking during the run (bb84/tracking.py)
             if settings.calibrate_polarization:
                 try:
-                    await _calibrate_polarization(
+                    start = await _calibrate_polarization(
                         prof,
                         bench,
                         generator,
@@ -181,6 +186,7 @@ async def run_bb84_job(
                     reason = f"{exc.reason.value}: {exc.detail}"
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
+                tracking = _bob_tracking(prof, bench, settings, start)
             auth = AuthKey.generate()  # pre-shared by the two parties of this process
             alice_ch, bob_ch = in_process_channels(
                 HmacSha256Authenticator(auth),
@@ -210,6 +216,7 @@ async def run_bb84_job(
                     on_data=run.append,
                     alice_rng=rngs["alice"],
                     bob_rng=rngs["bob"],
+                    tracking=tracking,
                 )
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
@@ -237,7 +244,7 @@ async def _calibrate_polarization(
     run: Any,
     rng: np.random.Generator | None = None,
     reuse: tuple[RunStore, dict[str, str], float] | None = None,
-) -> None:
+) -> PolarizationCalibration | None:
     """Compensate the link's polarization first, as a lab does; recorded in the same run.
 
     ``reuse`` (run store, the bench's identities, max age in s): first try the latest
@@ -255,7 +262,7 @@ async def _calibrate_polarization(
         and reuse[2] > 0
         and await reuse_stored_polarization(*reuse, generator, tagger, controller, ps, run, rng)
     ):
-        return  # the stored compensation still holds: no compensation step
+        return None  # the stored compensation still holds: no compensation step
     try:
         result = await calibrate_polarization(
             generator, tagger, controller, rng=rng, **ps.routine_kwargs()
@@ -264,6 +271,21 @@ async def _calibrate_polarization(
         raise _calibration_failed(exc) from exc
     _record_polarization(run, result)
     run.log_results({"calibration_polarization_run": run.run_id})
+    return result
+
+
+def _bob_tracking(
+    prof: Any, bench: Any, settings: BB84Settings, start: PolarizationCalibration | None
+) -> BobTracking | None:
+    """Bob's drift tracking (``track_polarization``): his controller, the compensation's
+    settings and the start-of-run compensation (None when a stored one was reused)."""
+    from qhil.calibration.settings import PolarizationSettings
+
+    if not (settings.calibrate_polarization and settings.track_polarization):
+        return None
+    ps = PolarizationSettings.from_profile(prof)
+    controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
+    return BobTracking(ps, controller, start)
 
 
 def _insecure_test_rngs(seed: int | None) -> dict[str, np.random.Generator | None]:
@@ -306,7 +328,7 @@ async def _party_polarization(
     channel: Any,
     run: Any,
     on_waiting: Callable[[str], Any] | None = None,
-) -> None:
+) -> PolarizationCalibration | None:
     """Two-party polarization compensation before the key exchange, over the channel.
 
     Alice makes the reference states Bob asks for live on her generator; Bob counts them
@@ -335,7 +357,7 @@ async def _party_polarization(
             report = await serve_remote_reference(channel, gen, ps, timeout_s=timeout_s)
             if report is not None:
                 run.log_results({f"polcal_{k}": v for k, v in report.to_results().items()})
-            return
+            return None
         tagger = bench.role(settings.bob_node, TimeTagger, name=settings.tagger)
         controller = None
         if ps is not None:
@@ -350,6 +372,7 @@ async def _party_polarization(
                 f"bob: polarization compensated: e_Z {100 * result.e_z.value:.2f} %, "
                 f"e_X {100 * result.e_x.value:.2f} % ({len(result.steps)} evaluations)",
             )
+        return result
     except CalibrationError as exc:
         raise _calibration_failed(exc) from exc
     except AuthenticationError as exc:
@@ -357,6 +380,15 @@ async def _party_polarization(
     except (ChannelError, ConnectionError) as exc:
         detail = f"{party}: channel failed during the polarization compensation: {exc}"
         raise BB84Aborted(AbortReason.CHANNEL_FAILED, detail) from exc
+
+
+def _alice_tracking(prof: Any, settings: BB84Settings) -> AliceTracking | None:
+    """Alice serves Bob's re-compensations (bb84/tracking.py) when she compensates at all."""
+    from qhil.calibration.settings import PolarizationSettings
+
+    if not settings.calibrate_polarization:
+        return None
+    return AliceTracking(PolarizationSettings.from_profile(prof))
 
 
 def _tell(on_waiting: Callable[[str], Any] | None, text: str) -> None:
@@ -618,13 +650,18 @@ async def run_bb84_party_job(
                 "on_data": run.append,
             }
             try:
-                await _party_polarization(prof, settings, party, bench, channel, run, on_waiting)
+                start = await _party_polarization(
+                    prof, settings, party, bench, channel, run, on_waiting
+                )
                 if party == "alice":
                     gen = bench.role(node, PatternGenerator, name=settings.pattern_generator)
-                    mine = await run_alice(settings, gen, channel, **common)
+                    mine = await run_alice(
+                        settings, gen, channel, tracking=_alice_tracking(prof, settings), **common
+                    )
                 else:
                     tagger = bench.role(node, TimeTagger, name=settings.tagger)
-                    mine = await run_bob(settings, tagger, channel, **common)
+                    tracking = _bob_tracking(prof, bench, settings, start)
+                    mine = await run_bob(settings, tagger, channel, tracking=tracking, **common)
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}

@@ -16,7 +16,8 @@ Message flow (A = Alice, B = Bob), per block then once per run::
     A->B AlignmentReveal  revealed positions with basis and bit (after B acquired)
     B->A Announcement     detected positions and bases (or BlockDiscarded)
     A->B SiftReplyMsg     basis match, intensity of each, Alice's test-basis bits
-    B->A BlockTally       test-basis errors per intensity
+    B->A BlockTally       test-basis errors per intensity; whether Bob re-compensates
+    (B<->A polcal.*       only then: the polarization re-compensation, tracking.py)
     A->B CascadeStart     Cascade setup (shuffle seed drawn by Alice)
     B->A ParityQueryMsg / A->B ParityReplyMsg ...   until B sends CascadeDone
     A->B VerificationMsg  Toeplitz seed + tag
@@ -40,7 +41,9 @@ from numpy.typing import NDArray
 
 from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 
-VERSION = 3  # 2: key confirmation and commit after amplification; 3: Cascade queries mix passes
+# 2: key confirmation and commit after amplification; 3: Cascade queries mix passes;
+# 4: BlockTally says whether a polarization re-compensation follows (drift tracking)
+VERSION = 4
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
@@ -115,10 +118,12 @@ class SiftReplyMsg(Message):
 
 @dataclass(frozen=True, eq=False)
 class BlockTally(Message):
-    """Test-basis errors per intensity index found by Bob in this block."""
+    """Test-basis errors per intensity index found by Bob in this block; ``recompensate``
+    1: the polarization is re-compensated before the next block (``tracking.py``)."""
 
     block: int = field(metadata={"wire": "u64"})
     test_errors: I64 = field(metadata={"wire": "i64[]"})
+    recompensate: int = field(default=0, metadata={"wire": "u64"})
 
 
 @dataclass(frozen=True, eq=False)

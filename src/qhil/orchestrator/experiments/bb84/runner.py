@@ -20,6 +20,7 @@ from qhil.orchestrator.experiments.bb84.link import MessageChannel
 from qhil.orchestrator.experiments.bb84.party import DataHook, ProgressHook, log
 from qhil.orchestrator.experiments.bb84.result import BB84Result, PartyResult, combine
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.tracking import AliceTracking, BobTracking
 from qhil.records import KeyStore
 
 #: After one party stops, how long the other may take to notice (it normally
@@ -67,6 +68,7 @@ async def run_bb84(
     on_data: DataHook | None = None,
     alice_rng: np.random.Generator | None = None,
     bob_rng: np.random.Generator | None = None,
+    tracking: BobTracking | None = None,
 ) -> BB84Result:
     """Run both parties over two opened channel ends; return the combined result.
 
@@ -74,7 +76,9 @@ async def run_bb84(
     protocol aborts; any other error (an instrument fault, say) propagates as is
     after both parties have stopped. ``progress`` and ``on_data`` receive both
     parties' events and rows (``alice/...``, ``bob/...``). The rngs are for
-    reproducing tests only (default: CSPRNG-seeded).
+    reproducing tests only (default: CSPRNG-seeded). ``tracking`` (Bob's controller and
+    the compensation's settings): track the polarization drift during the run
+    (``tracking.py``; ``settings.track_polarization``).
     """
     common: dict[str, Any] = {
         "key_store": key_store,
@@ -83,10 +87,19 @@ async def run_bb84(
         "on_data": on_data,
     }
     alice = asyncio.create_task(
-        run_alice(settings, generator, alice_channel, rng=alice_rng, **common), name="bb84 alice"
+        run_alice(
+            settings,
+            generator,
+            alice_channel,
+            rng=alice_rng,
+            tracking=None if tracking is None else AliceTracking(tracking.polarization),
+            **common,
+        ),
+        name="bb84 alice",
     )
     bob = asyncio.create_task(
-        run_bob(settings, tagger, bob_channel, rng=bob_rng, **common), name="bb84 bob"
+        run_bob(settings, tagger, bob_channel, rng=bob_rng, tracking=tracking, **common),
+        name="bb84 bob",
     )
     tasks = {alice, bob}
     try:

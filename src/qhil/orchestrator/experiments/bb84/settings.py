@@ -55,6 +55,8 @@ MAX_VACUUM_MU = 1e-3
 LOCAL_FIELDS = {
     "settle_s",
     "calibrate_polarization",
+    "track_polarization",  # Bob's decision; Alice serves reference light when asked
+    "tracking_significance",
     "polarization_max_age_s",
     "verify_mus",
     "alice_node",
@@ -147,6 +149,19 @@ class BB84Settings(BaseModel):
         description="With calibrate_polarization: reuse the latest polarization calibration of "
         "the same instruments (qhil.calibration.store) when it is at most this old and one "
         "check at its voltages still meets its target; else compensate. 0 = every run.",
+    )
+    track_polarization: bool = Field(
+        True,
+        description="With calibrate_polarization: watch the revealed subset's QBER block by "
+        "block and re-compensate the polarization between blocks when it rises beyond its "
+        "expectation (one-sided binomial test at tracking_significance; bb84/tracking.py).",
+    )
+    tracking_significance: float = Field(
+        1e-3,
+        gt=0,
+        lt=0.5,
+        description="Per-block false-alarm probability of the drift test: a block whose "
+        "revealed QBER is as expected triggers a re-compensation at most this often.",
     )
     verify_mus: bool = Field(
         True,
