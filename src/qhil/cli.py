@@ -1021,6 +1021,28 @@ for _name, (_job, _help) in _CALIBRATIONS.items():
     _calibration_command(_name, _job, _help)
 
 
+@calibrate.command("history")
+@click.argument("kind", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
+@click.option("--plot", is_flag=True, help="Also write a PNG trend per kind.")
+@click.option(
+    "--out", "out_dir", type=_DIRECTORY, default=None,
+    help="Folder of the PNGs (default: <data dir>/calibration_history/).",
+)
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+def calibrate_history(
+    kind: str | None, as_json: bool, plot: bool, out_dir: str | None, data_dir: str | None
+) -> None:
+    """Each calibrated quantity over time with its error (KIND: polarization, detectors,
+    delays, mean-photon-number, clock, or any recorded calibration; default: all)."""
+    from qhil.calibration.store.history import history_command
+
+    try:
+        click.echo(history_command(_store(data_dir), kind, as_json, plot, out_dir))
+    except QhilError as exc:
+        _fail(exc)
+
+
 @main.group()
 def runs() -> None:
     """The run records (data directory: $QHIL_DATA_DIR or ~/.local/share/qhil)."""

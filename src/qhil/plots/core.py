@@ -48,6 +48,7 @@ _MODULES = (
     "qhil.plots.detector_efficiency",
     "qhil.plots.delays",
     "qhil.plots.mean_photon_number",
+    "qhil.plots.entanglement",
 )
 
 

@@ -1,0 +1,61 @@
+"""What ``qhil run visibility`` / ``qhil run chsh`` need beyond cli.py's thin commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from qhil.orchestrator.experiments.entanglement.experiments import Progress
+from qhil.orchestrator.experiments.entanglement.settings import ChshSettings, VisibilitySettings
+
+SETTINGS = {"visibility": VisibilitySettings, "chsh": ChshSettings}
+
+
+def check_settings(kind: str, profile: Any, integration_s: float | None) -> None:
+    """The experiment's table, validated against the bench (ConfigError: FILE: FIELD)."""
+    SETTINGS[kind].from_profile(profile, integration_s=integration_s)
+
+
+def progress_bar(
+    kind: str, *, disable: bool
+) -> tuple[Callable[[Progress], None], Callable[[], None]]:
+    """A tqdm bar over the points, shown from the first point on; and its closer."""
+    from tqdm import tqdm
+
+    bars: list[Any] = []
+
+    def progress(event: Progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=event.total, unit="pt", desc=kind, disable=disable, leave=False))
+        bar = bars[0]
+        bar.n = event.done
+        bar.set_postfix(coincidences=event.coincidences, refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return progress, close
+
+
+def job(
+    kind: str,
+    profile: str | None,
+    overrides: list[str],
+    integration_s: float | None,
+    data_dir: str | None,
+    mode: str | None,
+    progress: Callable[[Progress], None],
+) -> Coroutine[Any, Any, Any]:
+    from qhil.orchestrator.experiments.entanglement.job import run_chsh_job, run_visibility_job
+
+    run = run_visibility_job if kind == "visibility" else run_chsh_job
+    return run(
+        profile,
+        overrides,
+        data_dir=data_dir,
+        mode=mode,
+        integration_s=integration_s,
+        progress=progress,
+    )
