@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from qhil.calibration.store import (
     CalibrationStore,
     Quantity,

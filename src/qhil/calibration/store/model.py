@@ -105,20 +105,20 @@ for _k in (
     CalibrationKind(
         "polarization",
         {"calibration.polarization": "", "bb84": "polcal_"},
-        ("v*_mv", "half_wave_v*_mv", "e_z_after", "e_x_after"),
+        ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after"),
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",
     ),
     CalibrationKind(
         "detectors",
         {"calibration.detector_efficiency": ""},
-        ("relative_?",),
+        tuple(f"relative_{d}" for d in "hvda"),
         description="relative efficiencies of Bob's four detectors",
     ),
     CalibrationKind(
         "delays",
         {"calibration.delays": ""},
-        ("delay_?_ps",),
+        tuple(f"delay_{d}_ps" for d in "hvda"),
         description="relative delays of Bob's four detector channels",
     ),
     CalibrationKind(
@@ -169,12 +169,16 @@ def pair_quantities(
     excluded."""
     numeric = {k: x for k, v in results.items() if (x := _number(v)) is not None}
     errors = {e for k in numeric for e in error_names(k) if e in numeric}
+
+    def rank(k: str) -> int:  # the patterns' order (H, V, D, A), then the name's
+        return next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(k, p)), -1)
+
     out: dict[str, Quantity] = {}
-    for k, x in numeric.items():
-        if k in errors or (patterns and not any(fnmatch.fnmatchcase(k, p) for p in patterns)):
+    for k in sorted(numeric, key=lambda k: (rank(k), k)):
+        if k in errors or (patterns and rank(k) < 0):
             continue
         std = next((numeric[e] for e in error_names(k) if e in numeric), None)
-        out[k] = Quantity(x, None if std is None or not math.isfinite(std) else std)
+        out[k] = Quantity(numeric[k], None if std is None or not math.isfinite(std) else std)
     return out
 
 

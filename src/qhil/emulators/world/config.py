@@ -304,6 +304,9 @@ class DetectorConfig(_Model):
     type: Literal["detector"]
     bias_model: Literal["spad", "snspd"] = "spad"
     efficiency: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    # Relative change of the efficiency per day of the world's age_days (ageing, a slow
+    # loss of coupling): efficiency * (1 + efficiency_drift_per_day * age_days), >= 0.
+    efficiency_drift_per_day: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
     dark_count_rate_hz: NonNeg = 100.0
     dead_time_ns: NonNeg = 50.0
     jitter_ps: NonNeg = 50.0
@@ -516,6 +519,9 @@ class LinkConfig(_Model):
 class WorldConfig(_Model):
     seed: int = Field(default=0, ge=0)
     mode: Literal["fast", "realtime"] = "fast"
+    # Days since the bench was characterised (the configured values hold at day 0): what
+    # drifts over days (a detector's efficiency_drift_per_day) has moved this far at power-on.
+    age_days: NonNeg = 0.0
     # Grid of the slow processes (polarization and delay random walks).
     polarization_step_s: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
     # Longest stretch of simulated time generated in one vectorised batch.

@@ -45,10 +45,12 @@ class Detector(Component):
         now_s: Callable[[], float],
         clock: NodeClock,
         rng: np.random.Generator,
+        age_days: float = 0.0,
     ) -> None:
         super().__init__(name, node, cfg, now_s)
         self.clock = clock
         self.rng = rng
+        self.age_days = age_days  # the world's: drift over days (efficiency_drift_per_day)
         self._efficiency_key: tuple[object, ...] = ()
         self._efficiency = 0.0
         self.tagger: str | None = None
@@ -173,6 +175,8 @@ class Detector(Component):
             return 0.0
         g_nom = self._gain(self.cfg.nominal_bias)
         eta = self.cfg.efficiency * self._gain(self._bias) / g_nom if g_nom > 0 else 0.0
+        if self.cfg.efficiency_drift_per_day:  # skipped at 0: bit-identical without drift
+            eta *= max(0.0, 1.0 + self.cfg.efficiency_drift_per_day * self.age_days)
         return min(1.0, eta) * self.threshold_pass
 
     @property

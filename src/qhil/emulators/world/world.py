@@ -198,7 +198,7 @@ class World:
             elif ccfg.type == "polarization_analyzer":
                 comp = PolarizationAnalyzer(qname, node, ccfg, now)
             elif ccfg.type == "detector":
-                comp = Detector(qname, node, ccfg, now, clock, rng)
+                comp = Detector(qname, node, ccfg, now, clock, rng, cfg.age_days)
             elif ccfg.type == "time_tagger":
                 comp = TimeTagger(qname, node, ccfg, now, clock, rng, self)
             elif ccfg.type == "quantum_memory":
