@@ -117,6 +117,15 @@ def revealed_errors(
     return n, k
 
 
+def drift_p_value(tested: np.ndarray, errors: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """The test's p-value over the last axis (the two bases): per basis the exact one-sided
+    ``P(X >= k | n, e0)`` (1 without clicks), then the smaller one times 2 (Bonferroni)."""
+    n = np.asarray(tested, dtype=np.int64)
+    k = np.asarray(errors, dtype=np.int64)
+    p = np.where(n > 0, binom.sf(k - 1, n, expected), 1.0)  # sf(k - 1) = P(X >= k)
+    return np.minimum(1.0, 2 * p.min(axis=-1))
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One block's test against the expected error fractions."""
@@ -188,9 +197,7 @@ class QberWatch:
             self.expected = (self._upper(k[0], n[0]), self._upper(k[1], n[1]))
             return Verdict(block, n, k, (math.nan, math.nan), 1.0, False)
         e0 = self.expected
-        # P(X >= k | n, e0) per basis (1 with no clicks); binom.sf(k - 1) is P(X >= k).
-        p = [float(binom.sf(k[i] - 1, n[i], e0[i])) if n[i] else 1.0 for i in (0, 1)]
-        p_value = min(1.0, 2 * min(p))
+        p_value = float(drift_p_value(np.asarray(n), np.asarray(k), np.asarray(e0)))
         return Verdict(block, n, k, e0, p_value, p_value < self.significance)
 
 
@@ -263,7 +270,9 @@ async def recompensate_bob(
         "ok": 0,
     }
     log.warning(
-        "bb84 bob: block %d: %s; re-compensating the polarization", verdict.block, verdict.describe()
+        "bb84 bob: block %d: %s; re-compensating the polarization",
+        verdict.block,
+        verdict.describe(),
     )
     try:
         result = await compensate_with_remote_reference(
