@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -46,7 +45,7 @@ from qhil.orchestrator.channel import AuthenticationError, ChannelError, Channel
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import MessageChannel
 from qhil.orchestrator.experiments.bb84.messages import Abort, from_payload, kind_of, to_payload
-from qhil.orchestrator.experiments.bb84.party import ProgressHook, log
+from qhil.orchestrator.experiments.bb84.party import ProgressHook, _call, log
 from qhil.orchestrator.experiments.bb84.result import BB84Progress, PartyResult
 from qhil.records import KeyRef, KeyStore, KeyStoreError
 
@@ -127,15 +126,23 @@ class KmeCapacity:
     key_size: int
     max_key_count: int
 
-    def room(self, next_key_bits: int) -> bool:
-        from qhil.kms.capacity import key_capacity
-
-        cap = key_capacity(self.key_dir, self.label, self.key_size, self.max_key_count)
-        if next_key_bits <= 0:
-            return not cap.full
-        return cap.stored_key_count + math.ceil(next_key_bits / self.key_size) <= (
-            self.max_key_count
+    def stored_key_count(self) -> int:
+        """KME keys not yet handed out (the KME's ledger knows what it handed out)."""
+        try:
+            from qhil.kms.capacity import key_capacity
+        except ImportError:  # no KME package: every committed bit of the label is unserved
+            refs = KeyStore(self.key_dir).list_keys()
+            return sum(r.length_bits for r in refs if r.label == self.label) // self.key_size
+        cap = key_capacity(
+            self.key_dir, self.label, key_size=self.key_size, max_key_count=self.max_key_count
         )
+        return int(cap.stored_key_count)
+
+    def room(self, next_key_bits: int) -> bool:
+        stored = self.stored_key_count()
+        if next_key_bits <= 0:
+            return stored < self.max_key_count
+        return stored + math.ceil(next_key_bits / self.key_size) <= self.max_key_count
 
 
 @dataclass(frozen=True)
@@ -188,14 +195,6 @@ class ContinuousResult:
     @property
     def acquisition_s(self) -> float:
         return sum(o.result.statistics.acquisition_s for o in self.outcomes if o.result is not None)
-
-
-async def _call(hook: Callable[..., Any] | None, *args: Any) -> None:
-    if hook is None:
-        return
-    out = hook(*args)
-    if inspect.isawaitable(out):
-        await out
 
 
 class _Control:
@@ -505,7 +504,7 @@ async def run_continuous_party(
             k += 1
     except BB84Aborted as exc:
         if exc.reason is AbortReason.STOPPED and exc.from_peer:
-            out.stopped = f"stopped by {control.peer}"
+            out.stopped = stop.why if stop.why is not None else f"stopped by {control.peer}"
         else:
             out.aborted = exc
             if not in_key and not exc.from_peer:  # a key's own abort was told by its party

@@ -46,6 +46,8 @@ KEY_ROW = np.dtype(
     ]
 )
 
+_SECONDARY = (AbortReason.CHANNEL_FAILED, AbortReason.PEER_FAILED)
+
 #: ``gates(label)``: the storage bound of the node whose keys carry ``label``.
 GateFactory = Callable[[str], StorageGate]
 
@@ -111,7 +113,10 @@ def results_of(res: ContinuousResult) -> dict[str, Any]:
 def summary_of(run_id: str, results: list[ContinuousResult]) -> dict[str, Any]:
     """The job's summary (``--json``): status, why it ended, the keys (ids, lengths)."""
     first = results[0]
-    aborted = next((r.aborted for r in results if r.aborted is not None), None)
+    ended = [r.aborted for r in results if r.aborted is not None]
+    # the first-hand reason (Bob's failed authentication, not the silence Alice saw next)
+    ended.sort(key=lambda e: (e.from_peer, e.reason in _SECONDARY))
+    aborted = ended[0] if ended else None
     keys: list[dict[str, Any]] = []
     for i, ref in enumerate(first.keys):
         entry: dict[str, Any] = {"length_bits": ref.length_bits, "sha256": ref.sha256}

@@ -1,0 +1,402 @@
+"""Continuous key generation (issue 13): both parties' loops, in one process, over the
+world test doubles and an authenticated in-memory channel (the real BB84 protocol, real
+key confirmation; short keys of one 2^18-pulse block, eps relaxed as a lab may).
+
+* a stop at any moment of a key (triggered when a chosen message passes) leaves both
+  key stores with the same committed keys and nothing pending;
+* a key whose QBER fails is dropped and the run goes on; too many in a row end it;
+* an authentication failure ends the run, keeping the keys made before it;
+* a full store pauses generation (no key dropped) until keys are consumed;
+* after a crash, the inventory exchange makes both stores agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+# tests/ is on sys.path (rootdir of the test packages)
+from experiments.bb84.support import (
+    TEST_KEY,
+    WorldPatternGenerator,
+    WorldTagger,
+    bb84_world,
+    frame_kind,
+    settings,
+)
+from qhil.orchestrator.channel import HmacSha256Authenticator, in_process_channels
+from qhil.orchestrator.experiments.bb84 import AbortReason, run_alice, run_bob
+from qhil.orchestrator.experiments.bb84.continuous import (
+    ContinuousProgress,
+    ContinuousResult,
+    StopRequest,
+    StorageGate,
+    _Control,
+    reconcile_stores,
+    resolve_store,
+    run_continuous_party,
+)
+from qhil.records import KeyStore
+
+TIMEOUT_S = 2.0
+# One block of 2^18 pulses: a key of a few hundred bits in ~0.3 s at these eps.
+SETTINGS = {
+    "blocks": 1,
+    "pattern_length": 1 << 18,
+    "eps_sec": 1e-3,
+    "eps_cor": 1e-6,
+    "message_timeout_s": TIMEOUT_S,
+}
+
+
+class FlippingGenerator(WorldPatternGenerator):
+    """Alice's generator with a fault: while ``flip`` is set, 20 % of the bits she
+    sends are inverted (a QBER of ~20 %, far above max_qber)."""
+
+    flip = False
+
+    async def load_pattern(self, symbols: np.ndarray, symbol_rate_hz: float) -> None:
+        if self.flip:
+            rng = np.random.default_rng(7)
+            symbols = symbols ^ (rng.random(symbols.size) < 0.2).astype(symbols.dtype)
+        await super().load_pattern(symbols, symbol_rate_hz)
+
+
+class Gate:
+    """A node's store bound: at most ``limit`` committed keys of its label."""
+
+    def __init__(self, store: KeyStore, label: str, limit: int) -> None:
+        self.store, self.label, self.limit = store, label, limit
+
+    def stored(self) -> int:
+        return sum(r.label == self.label for r in self.store.list_keys())
+
+    def room(self, next_key_bits: int) -> bool:
+        return self.stored() + 1 <= self.limit
+
+
+async def continuous(
+    tmp: Path,
+    *,
+    stop: StopRequest,
+    tamper_a_to_b: Callable[[bytes], Sequence[bytes]] | None = None,
+    tamper_b_to_a: Callable[[bytes], Sequence[bytes]] | None = None,
+    generator: type[WorldPatternGenerator] = WorldPatternGenerator,
+    on_progress: Callable[[ContinuousProgress], Any] | None = None,
+    gates: dict[str, StorageGate] | None = None,
+    max_consecutive_drops: int = 5,
+    seed: int = 3,
+) -> tuple[ContinuousResult, ContinuousResult, KeyStore, WorldPatternGenerator]:
+    """Both parties' continuous loops until ``stop`` (or the run ends by itself)."""
+    world = bb84_world(seed=seed)
+    s = settings(**SETTINGS)
+    a, b = in_process_channels(
+        HmacSha256Authenticator(TEST_KEY),
+        HmacSha256Authenticator(TEST_KEY),
+        tamper_a_to_b=tamper_a_to_b,
+        tamper_b_to_a=tamper_b_to_a,
+        timeout_s=TIMEOUT_S,
+    )
+    await asyncio.gather(a.open(), b.open())
+    keys = KeyStore(tmp / "keys")
+    gen, tagger = generator(world), WorldTagger(world)
+    rngs = {p: np.random.default_rng([seed, i]) for i, p in enumerate(("alice", "bob"))}
+    gates = gates or {}
+
+    def party(name: str) -> Any:
+        channel = a if name == "alice" else b
+
+        def one_key(hook: Any) -> Any:
+            run = run_alice if name == "alice" else run_bob
+            role: Any = gen if name == "alice" else tagger
+            return run(s, role, channel, key_store=keys, progress=hook, rng=rngs[name])
+
+        return run_continuous_party(
+            name,
+            one_key,
+            channel,
+            key_store=keys,
+            stop=stop,
+            timeout_s=TIMEOUT_S,
+            gate=gates.get(name),
+            on_progress=on_progress,
+            max_consecutive_drops=max_consecutive_drops,
+        )
+
+    try:
+        ra, rb = await asyncio.wait_for(asyncio.gather(party("alice"), party("bob")), 120)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    return ra, rb, keys, gen
+
+
+def committed(keys: KeyStore, label: str) -> list[tuple[str, int]]:
+    return [(r.sha256, r.length_bits) for r in keys.list_keys() if r.label == label]
+
+
+def assert_same_keys(keys: KeyStore, ra: ContinuousResult, rb: ContinuousResult) -> None:
+    """Both nodes hold the same committed keys, in order; nothing pending; each party's
+    result lists exactly its node's keys."""
+    assert keys.pending_keys() == []
+    alice, bob = committed(keys, "alice"), committed(keys, "bob")
+    assert alice == bob
+    assert [(r.sha256, r.length_bits) for r in ra.keys] == alice
+    assert [(r.sha256, r.length_bits) for r in rb.keys] == bob
+    for ref_a, ref_b in zip(ra.keys, rb.keys, strict=True):
+        assert keys.load(ref_a.key_id) == keys.load(ref_b.key_id)
+
+
+def stop_after(stop: StopRequest, n: int) -> Callable[[ContinuousProgress], None]:
+    def on_progress(p: ContinuousProgress) -> None:
+        if p.party == "bob" and p.keys + p.dropped >= n:
+            stop.request("test")
+
+    return on_progress
+
+
+async def test_keys_until_stopped(tmp_path: Path) -> None:
+    stop = StopRequest()
+    ra, rb, keys, _ = await continuous(tmp_path, stop=stop, on_progress=stop_after(stop, 3))
+    assert len(ra.keys) == len(rb.keys) == 3
+    assert ra.stopped == rb.stopped == "test"
+    assert ra.aborted is None and rb.aborted is None
+    assert_same_keys(keys, ra, rb)
+    # never the same key material twice: every key is distinct
+    assert len({r.sha256 for r in ra.keys}) == 3
+
+
+# (direction, message kind): the stop comes as the SECOND such frame (key 1's) passes,
+# i.e. at every step of a key: its start, a block, Cascade, the final messages.
+STOP_POINTS = [
+    ("a_to_b", "bb84.continuous.next"),
+    ("b_to_a", "bb84.continuous.go"),
+    ("a_to_b", "bb84.BlockLive"),
+    ("a_to_b", "bb84.CascadeStart"),
+    ("a_to_b", "bb84.Amplification"),
+    ("b_to_a", "bb84.KeyConfirm"),
+    ("a_to_b", "bb84.KeyConfirm"),  # Bob commits on this one: the key must finish
+    ("b_to_a", "bb84.KeyCommitted"),
+    ("a_to_b", "bb84.Finished"),
+]
+
+
+@pytest.mark.parametrize(("direction", "kind"), STOP_POINTS)
+async def test_stop_at_any_moment_leaves_the_same_keys(
+    tmp_path: Path, direction: str, kind: str
+) -> None:
+    stop = StopRequest()
+    seen = Counter[str]()
+
+    def watch(way: str) -> Callable[[bytes], Sequence[bytes]]:
+        def tamper(frame: bytes) -> Sequence[bytes]:
+            k = frame_kind(frame)
+            if way == direction and k == kind:
+                seen[k] += 1
+                if seen[k] == 2:
+                    stop.request("SIGTERM")
+            return [frame]
+
+        return tamper
+
+    ra, rb, keys, _ = await continuous(
+        tmp_path, stop=stop, tamper_a_to_b=watch("a_to_b"), tamper_b_to_a=watch("b_to_a")
+    )
+    assert seen[kind] == 2, "the stop point was never reached"
+    assert ra.aborted is None and rb.aborted is None, (ra.aborted, rb.aborted)
+    assert ra.stopped == rb.stopped == "SIGTERM"
+    assert_same_keys(keys, ra, rb)
+    # key 0 is kept; key 1 is discarded before key confirmation and kept once Bob could
+    # have committed it (Alice's tag sent); in between, which depends on which party
+    # reached confirmation first, but the same at both.
+    at = STOP_POINTS.index((direction, kind))
+    if at < STOP_POINTS.index(("a_to_b", "bb84.Amplification")):
+        assert len(ra.keys) == 1
+    elif at >= STOP_POINTS.index(("a_to_b", "bb84.KeyConfirm")):
+        assert len(ra.keys) == 2
+
+
+async def test_a_failed_key_is_dropped_and_the_run_goes_on(tmp_path: Path) -> None:
+    stop = StopRequest()
+    holder: list[Any] = []
+
+    def on_progress(p: ContinuousProgress) -> None:
+        gen = holder[0]
+        if p.party == "bob":
+            gen.flip = p.keys == 1 and p.dropped == 0  # key 1 sent with 20 % flipped bits
+            if p.keys == 2:
+                stop.request("test")
+
+    class Gen(FlippingGenerator):
+        def __init__(self, world: Any) -> None:
+            super().__init__(world)
+            holder.append(self)
+
+    ra, rb, keys, _ = await continuous(tmp_path, stop=stop, generator=Gen, on_progress=on_progress)
+    assert ra.dropped == rb.dropped == Counter({"qber_too_high": 1})
+    assert [o.reason for o in ra.outcomes] == [None, AbortReason.QBER_TOO_HIGH, None]
+    assert ra.aborted is None and rb.aborted is None
+    assert_same_keys(keys, ra, rb)
+    assert len(ra.keys) == 2
+
+
+async def test_keys_dropped_in_a_row_end_the_run(tmp_path: Path) -> None:
+    class Bad(FlippingGenerator):
+        flip = True
+
+    stop = StopRequest()
+    ra, rb, keys, _ = await continuous(tmp_path, stop=stop, generator=Bad, max_consecutive_drops=2)
+    for r in (ra, rb):
+        assert r.aborted is not None and r.aborted.reason is AbortReason.QBER_TOO_HIGH
+        assert "2 keys in a row dropped" in r.aborted.detail
+        assert r.stopped is None
+    assert ra.keys == [] and keys.list_keys() == [] and keys.pending_keys() == []
+
+
+async def test_authentication_failure_ends_the_run_keeping_earlier_keys(tmp_path: Path) -> None:
+    stop = StopRequest()
+    seen = Counter[str]()
+
+    def forge(frame: bytes) -> Sequence[bytes]:
+        k = frame_kind(frame)
+        seen[k] += 1
+        if k == "bb84.BlockLive" and seen[k] == 2:  # key 1's first block
+            b = bytearray(frame)
+            b[len(b) // 2] ^= 0x10
+            return [bytes(b)]
+        return [frame]
+
+    ra, rb, keys, _ = await continuous(tmp_path, stop=stop, tamper_a_to_b=forge)
+    assert rb.aborted is not None and rb.aborted.reason is AbortReason.AUTHENTICATION_FAILED
+    assert ra.aborted is not None  # Alice hears nothing more: the channel failed
+    assert ra.stopped is None and rb.stopped is None
+    assert_same_keys(keys, ra, rb)
+    assert len(ra.keys) == 1
+
+
+async def test_a_full_store_pauses_until_keys_are_consumed(tmp_path: Path) -> None:
+    """Bob's store holds at most one key; the 'application' consumes the oldest key of
+    both nodes whenever generation pauses. No key is dropped, the bound always holds."""
+    stop = StopRequest()
+    keys = KeyStore(tmp_path / "keys")
+    gate_b = Gate(keys, "bob", 1)
+    pauses = 0
+    most = 0
+
+    def consume() -> None:
+        for label in ("alice", "bob"):
+            mine = [r for r in keys.list_keys() if r.label == label]
+            if mine:
+                keys.delete(mine[0].key_id)
+
+    def on_progress(p: ContinuousProgress) -> None:
+        nonlocal pauses, most
+        if p.party != "bob":
+            return
+        most = max(most, gate_b.stored())
+        if p.event == "paused":
+            pauses += 1
+            asyncio.get_running_loop().call_soon(consume)
+        if p.keys >= 3:
+            stop.request("test")
+
+    ra, rb, _, _ = await continuous(
+        tmp_path, stop=stop, gates={"bob": gate_b}, on_progress=on_progress
+    )
+    assert len(ra.keys) == len(rb.keys) == 3 and ra.dropped == Counter()
+    assert pauses == 2  # before keys 1 and 2
+    assert most == 1
+    assert rb.paused_s > 0 and ra.paused_s == 0  # Alice waited for Bob's 'go' (heartbeats)
+
+
+async def test_stop_while_paused(tmp_path: Path) -> None:
+    stop = StopRequest()
+    keys = KeyStore(tmp_path / "keys")
+
+    def on_progress(p: ContinuousProgress) -> None:
+        if p.event == "paused":
+            stop.request("SIGINT")
+
+    ra, rb, _, _ = await continuous(
+        tmp_path,
+        stop=stop,
+        gates={"alice": Gate(keys, "alice", 1)},
+        on_progress=on_progress,
+    )
+    assert ra.stopped == rb.stopped == "SIGINT"
+    assert len(ra.keys) == len(rb.keys) == 1
+    assert_same_keys(keys, ra, rb)
+
+
+# --- restart after a crash: the inventory exchange ------------------------------------
+
+
+def _key(store: KeyStore, bits: np.ndarray, label: str, *, pending: bool) -> str:
+    save = store.save_pending if pending else store.save
+    return save(bits, label=label).key_id
+
+
+async def _reconcile(store_a: KeyStore, store_b: KeyStore) -> tuple[dict[str, int], ...]:
+    a, b = in_process_channels(
+        HmacSha256Authenticator(TEST_KEY), HmacSha256Authenticator(TEST_KEY), timeout_s=5
+    )
+    await asyncio.gather(a.open(), b.open())
+    stop = StopRequest()
+    try:
+        return tuple(
+            await asyncio.gather(
+                reconcile_stores(_Control(a, "alice", 5, stop), store_a, "alice"),
+                reconcile_stores(_Control(b, "bob", 5, stop), store_b, "bob"),
+            )
+        )
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_restart_resolves_what_a_crash_left(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    bits = [rng.integers(0, 2, 256, dtype=np.uint8) for _ in range(5)]
+    ka, kb = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    # k0: both committed (alice's copy later handed out in full by her KME: gone)
+    _key(kb, bits[0], "bob", pending=False)
+    # k1: both committed
+    _key(ka, bits[1], "alice", pending=False)
+    _key(kb, bits[1], "bob", pending=False)
+    # k2: alice killed after bob committed, before her own commit: pending at alice
+    _key(ka, bits[2], "alice", pending=True)
+    _key(kb, bits[2], "bob", pending=False)
+    # k3: both killed while pending
+    _key(ka, bits[3], "alice", pending=True)
+    _key(kb, bits[3], "bob", pending=True)
+    ra, rb = await _reconcile(ka, kb)
+    assert ra == {"committed": 1, "discarded": 1}
+    assert rb == {"discarded": 1}
+    assert committed(ka, "alice") == committed(kb, "bob")[1:]
+    assert ka.pending_keys() == [] and kb.pending_keys() == []
+
+
+async def test_restart_deletes_an_orphan_of_a_crash_during_confirmation(tmp_path: Path) -> None:
+    """Bob committed key 1 and died before acknowledging; Alice saw his end close and
+    discarded hers. On restart Bob's copy goes: a key only one node holds is no key."""
+    rng = np.random.default_rng(6)
+    b0, b1 = (rng.integers(0, 2, 256, dtype=np.uint8) for _ in range(2))
+    ka, kb = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    _key(ka, b0, "alice", pending=False)
+    _key(kb, b0, "bob", pending=False)
+    _key(kb, b1, "bob", pending=False)
+    ra, rb = await _reconcile(ka, kb)
+    assert rb == {"deleted": 1} and ra == {}
+    assert committed(ka, "alice") == committed(kb, "bob")
+
+
+def test_resolve_store_keeps_other_labels(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k")
+    bits = np.ones(64, np.uint8)
+    other = _key(store, bits, "bob", pending=True)
+    assert resolve_store(store, "alice", set(), set()) == {}
+    assert [r.key_id for r in store.pending_keys()] == [other]
