@@ -1,0 +1,162 @@
+"""The ``--continuous`` options of ``qhil run bb84`` and what the command does with them.
+
+``qhil.cli`` keeps only the options (:func:`continuous_options`) and one call to
+:func:`run_continuous_command`; the jobs are in
+:mod:`qhil.orchestrator.experiments.bb84.continuous_job`. (Outside the bb84 package so
+that the CLI's start-up does not import the protocol.)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+
+def continuous_options(f: Any) -> Any:
+    """``--continuous`` and the storage bound it keeps (the KME's ``max_key_count``)."""
+    options = [
+        click.option(
+            "--continuous",
+            is_flag=True,
+            help="Key after key (each of --duration / the profile's duration) until "
+            "SIGINT/SIGTERM, every confirmed key to both nodes' key stores; pauses while a "
+            "node's store holds its KME's max_key_count keys.",
+        ),
+        click.option(
+            "--kms-config",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="--continuous: the KMEs' kms.toml; its [limits] bound the stored keys.",
+        ),
+        click.option(
+            "--max-key-count",
+            type=click.IntRange(min=1),
+            default=None,
+            help="--continuous: KME keys (of --kme-key-size bits) a node may hold unserved "
+            "(default: --kms-config's, else the KME's default 4096).",
+        ),
+        click.option(
+            "--kme-key-size",
+            type=click.IntRange(min=8),
+            default=None,
+            help="--continuous: the KME's key_size, bits (default: --kms-config's, else 256).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_continuous_command(
+    *,
+    profile: str | None,
+    overrides: list[str],
+    duration_s: float | None,
+    as_json: bool,
+    data_dir: str | None,
+    key_dir: str | None,
+    mode: str | None,
+    party: str | None,
+    listen: str | None,
+    connect: str | None,
+    peer_timeout_s: float,
+    auth_key_file: str | None,
+    session_id: str,
+    no_plots: bool,
+    kms_config: str | None,
+    max_key_count: int | None,
+    kme_key_size: int | None,
+) -> None:
+    """Run the continuous job, print its summary; exit 0 when it stopped cleanly (a
+    signal or the peer stopping), 3 when it aborted, 2 on bad input, 128 + N when a
+    second signal cut it short."""
+    from tqdm import tqdm
+
+    from qhil import cli
+    from qhil.errors import QhilError
+    from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, StopRequest
+    from qhil.orchestrator.experiments.bb84.continuous_job import (
+        Interrupted,
+        kme_gates,
+        run_bb84_continuous_job,
+        run_bb84_continuous_party_job,
+        run_signalled,
+    )
+    from qhil.records import default_key_dir
+
+    shown = party or "bob"
+    bar = tqdm(total=None, unit="key", desc="bb84 continuous", disable=as_json, leave=False)
+
+    def on_progress(p: ContinuousProgress) -> None:
+        if p.party != shown:
+            return
+        bar.n = p.keys
+        bar.set_description(
+            "bb84 continuous (paused: key store full)" if p.event == "paused" else "bb84 continuous"
+        )
+        bar.set_postfix(bits=p.bits, dropped=p.dropped, refresh=False)
+        bar.refresh()
+
+    def waiting(text: str) -> None:
+        tqdm.write(f"qhil: {text}", file=sys.stderr)
+
+    try:
+        keys_at = key_dir if key_dir is not None else default_key_dir(data_dir)
+        gates = kme_gates(
+            keys_at, max_key_count=max_key_count, key_size=kme_key_size, kms_config=kms_config
+        )
+
+        def job(stop: StopRequest) -> Any:
+            common: dict[str, Any] = {
+                "stop": stop,
+                "duration_s": duration_s,
+                "data_dir": data_dir,
+                "key_dir": key_dir,
+                "gates": gates,
+                "on_progress": on_progress,
+            }
+            if party is None:
+                return run_bb84_continuous_job(profile, overrides, mode=mode, **common)
+            assert auth_key_file is not None
+            return run_bb84_continuous_party_job(
+                party,
+                profile,
+                overrides,
+                auth_key_file=auth_key_file,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=waiting,
+                **common,
+            )
+
+        summary, _ = run_signalled(job)
+    except QhilError as exc:
+        bar.close()
+        cli._fail(exc)
+        return
+    except Interrupted as exc:
+        bar.close()
+        click.echo(f"qhil: terminated by {exc}; the run is recorded as aborted", err=True)
+        sys.exit(128 + exc.signum)
+    bar.close()
+    out = summary if as_json else _text(summary)
+    cli._print_summary(out, data_dir, no_plots, as_json)
+    if summary["status"] != "success":
+        sys.exit(cli.EXIT_ABORTED)
+
+
+def _text(summary: dict[str, Any]) -> dict[str, Any]:
+    """The text summary: one line per key (ids and length), never bits."""
+    out = {k: v for k, v in summary.items() if k not in ("keys", "dropped")}
+    out["dropped"] = ", ".join(f"{k} {v}" for k, v in summary.get("dropped", {}).items()) or None
+    for i, key in enumerate(summary.get("keys", [])):
+        ids = " / ".join(str(v) for k, v in key.items() if k.endswith("_key_id"))
+        out[f"key {i}"] = f"{ids}: {key['length_bits']} bits"
+    return out
+
+
+__all__: list[str] = ["continuous_options", "run_continuous_command"]
