@@ -1026,7 +1026,10 @@ for _name, (_job, _help) in _CALIBRATIONS.items():
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 @click.option("--plot", is_flag=True, help="Also write a PNG trend per kind.")
 @click.option(
-    "--out", "out_dir", type=_DIRECTORY, default=None,
+    "--out",
+    "out_dir",
+    type=_DIRECTORY,
+    default=None,
     help="Folder of the PNGs (default: <data dir>/calibration_history/).",
 )
 @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
@@ -1151,6 +1154,32 @@ def runs_plot(run_id: str, out_dir: str | None, data_dir: str | None, as_json: b
         click.echo(str(path))
     for name, why in report.skipped:
         click.echo(f"qhil: {name}: not drawn ({why})", err=True)
+
+
+@runs.command("export")
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    required=True,
+    help="json: one object (stdout, or --out FILE); csv: a folder of CSV files.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=True, writable=True),
+    default=None,
+    help="json: write to this file; csv: this folder (default ./RUN_ID/).",
+)
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+def runs_export(run_id: str, fmt: str, out: str | None, data_dir: str | None) -> None:
+    """A run's arrays and results as CSV or JSON (src/qhil/records/export.py)."""
+    from qhil.records.export import export_command
+
+    try:
+        click.echo(export_command(_store(data_dir).get(run_id), fmt, out))
+    except (QhilError, KeyError, LookupError) as exc:
+        _fail(exc)
 
 
 main.add_command(_kms)
