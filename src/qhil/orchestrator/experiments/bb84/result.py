@@ -65,8 +65,25 @@ class PartyResult:
         return None if self.key is None else self.key.sha256
 
 
+class KeyPairOutcome:
+    """What both QKD results (BB84's, BBM92's) say about the two nodes' keys."""
+
+    alice_key: KeyRef | None
+    bob_key: KeyRef | None
+
+    @property
+    def secret_bits(self) -> int:
+        return 0 if self.alice_key is None else self.alice_key.length_bits
+
+    @property
+    def keys_match(self) -> bool:
+        """Both nodes hold a key with the same SHA-256 (the only comparison made)."""
+        a, b = self.alice_key, self.bob_key
+        return a is not None and b is not None and a.sha256 == b.sha256
+
+
 @dataclass(frozen=True)
-class BB84Result:
+class BB84Result(KeyPairOutcome):
     """The run's outcome (``status`` "success" or "aborted", with ``reason``)."""
 
     status: Status
@@ -83,16 +100,6 @@ class BB84Result:
     bob_key: KeyRef | None = None
     #: Both keys were confirmed and committed (usable); False whenever aborted.
     committed: bool = False
-
-    @property
-    def secret_bits(self) -> int:
-        return 0 if self.alice_key is None else self.alice_key.length_bits
-
-    @property
-    def keys_match(self) -> bool:
-        """Both nodes hold a key with the same SHA-256 (the only comparison made)."""
-        a, b = self.alice_key, self.bob_key
-        return a is not None and b is not None and a.sha256 == b.sha256
 
     @property
     def key_rate_bps(self) -> float:
