@@ -16,10 +16,15 @@ centres its window on. What it holds depends on the clock model used:
   channel terms.
 
 Stored (``calibration.coincidence_delay``): ``delay_ps`` (after the model), its error, the
-model's ``clock_offset_ps`` and ``clock_drift`` and their sum ``total_delay_ps``: the
-peak of raw stream differences ``t_b - t_a`` at the model's reference instant, i.e. the
-stream offset plus the path-delay difference. The path-delay difference alone needs a
-two-way model: ``path_delay_difference_ps`` is ``delay_ps`` then, None after a one-way model.
+model's ``clock_offset_ps`` at ``clock_t_ps`` (alice's stream time: the acquisition's
+centre) and ``clock_drift``, and their sum ``total_delay_ps``: the peak of raw stream
+differences ``t_b - t_a`` at that instant, i.e. the stream offset plus the path-delay
+difference. Its error holds the clocks' wander over the acquisition
+(:func:`qhil.numerics.timing.interval_wander_error_ps`: the pairs measure the offset
+averaged over it; a linear model misses the true one by ~60 ps over 1 s at 1.2
+ppb/sqrt(s), most at the edges: quoted at the first tag the emulated bench was 160-200 ps
+off, hence the centre). The path-delay difference alone needs a two-way model:
+``path_delay_difference_ps`` is ``delay_ps`` then, None after a one-way model.
 
 Estimate (as :mod:`qhil.calibration.delays`): the fullest bin of a coarse histogram of the
 differences within ``+-search_ps``, then the mean of the differences within ``window_ps`` of
@@ -41,7 +46,7 @@ import numpy.typing as npt
 from scipy.special import ndtr
 
 from qhil.calibration.errors import CalibrationError
-from qhil.numerics.timing import find_coincidences
+from qhil.numerics.timing import find_coincidences, interval_wander_error_ps
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -159,7 +164,8 @@ class CoincidenceDelayCalibration:
     """The coincidence delay after a clock model, and what it is made of."""
 
     peak: DelayPeak
-    clock_offset_ps: float
+    clock_offset_ps: float  # the model's offset at clock_t_ps
+    clock_t_ps: float  # alice's stream time the total is quoted at
     clock_drift: float
     clock_method: str  # "one-way" / "two-way"
     clock_run_id: str | None
@@ -167,6 +173,11 @@ class CoincidenceDelayCalibration:
     singles_a_hz: float
     singles_b_hz: float
     histogram: npt.NDArray[np.void]
+    wander_error_ps: float = 0.0  # the clocks' wander over the acquisition, 1 sigma
+
+    @property
+    def total_delay_std_ps(self) -> float:
+        return math.hypot(self.peak.delay_std_ps, self.wander_error_ps)
 
     @property
     def delay_ps(self) -> float:
@@ -189,11 +200,13 @@ class CoincidenceDelayCalibration:
             "window_ps": p.window_ps,
             "search_ps": p.search_ps,
             "clock_offset_ps": self.clock_offset_ps,
+            "clock_t_ps": self.clock_t_ps,
             "clock_drift": self.clock_drift,
             "clock_method": self.clock_method,
             "clock_run_id": self.clock_run_id,
             "total_delay_ps": self.total_delay_ps,
-            "total_delay_std_ps": p.delay_std_ps,
+            "total_delay_std_ps": self.total_delay_std_ps,
+            "wander_error_ps": self.wander_error_ps,
             "path_delay_difference_ps": p.delay_ps if self.clock_method == "two-way" else None,
             "integration_s": self.integration_s,
             "singles_alice_hz": self.singles_a_hz,
@@ -232,12 +245,15 @@ def calibrate_from_streams(
     clock_offset_ps: float,
     clock_drift: float,
     clock_method: str,
+    clock_t_ps: float = 0.0,
     clock_run_id: str | None = None,
     search_ps: float = 50_000.0,
     window_ps: float = 6000.0,
     centre_ps: float = 0.0,
+    wander_ppb_per_sqrt_s: float = 0.0,
 ) -> CoincidenceDelayCalibration:
-    """The delay from alice's stream and bob's mapped onto her timebase (sorted int64 ps).
+    """The delay from alice's stream and bob's mapped onto her timebase (sorted int64 ps);
+    ``clock_offset_ps`` is the model's offset at ``clock_t_ps`` (the acquisition's centre).
 
     A missing peak is a :class:`CalibrationError` saying what was seen.
     """
@@ -255,6 +271,7 @@ def calibrate_from_streams(
     return CoincidenceDelayCalibration(
         peak=peak,
         clock_offset_ps=float(clock_offset_ps),
+        clock_t_ps=float(clock_t_ps),
         clock_drift=float(clock_drift),
         clock_method=clock_method,
         clock_run_id=clock_run_id,
@@ -262,4 +279,9 @@ def calibrate_from_streams(
         singles_a_hz=a.size / integration_s,
         singles_b_hz=b.size / integration_s,
         histogram=histogram_rows(diffs, peak, centre_ps),
+        wander_error_ps=(
+            interval_wander_error_ps(wander_ppb_per_sqrt_s, integration_s)
+            if wander_ppb_per_sqrt_s > 0
+            else 0.0
+        ),
     )

@@ -1,0 +1,482 @@
+"""Recorded calibrations of the entanglement bench: each rotation mount's zero and the
+coincidence delay between the nodes (``qhil calibrate mount-zero`` / ``coincidence-delay``).
+
+Both run on the shared two-node acquisition
+(:mod:`qhil.orchestrator.experiments.entanglement.acquisition`: the source site's pump on,
+both taggers streamed over the same interval, the clock model found on those streams,
+coincidences with accidentals from displaced windows) and record a run of kind
+``calibration.mount_zero`` / ``calibration.coincidence_delay`` like every other calibration
+(:func:`qhil.calibration.jobs._recorded`). Settings: ``[experiments.calibration.mount_zero]``
+and ``[experiments.calibration.coincidence_delay]`` (every field below; all optional).
+
+The clock model: the first acquisition searches with no prior (+-``uncertainty_s``,
++-``max_frequency_offset_ppm``), or around the frequency of the stored clock-sync
+correction of these taggers when there is one (``use_clock_correction``); every later one
+around the first's frequency (a TDC1 restarts its counter with every stream, so each
+stream's offset is found again; the frequency carries over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qhil.calibration.coincidence_delay import calibrate_from_streams
+from qhil.calibration.errors import CalibrationError
+from qhil.calibration.jobs import CalibrationSummary, _recorded
+from qhil.calibration.mount_zero import MountZeroPoint, calibrate_mount_zero, wrap_deg
+from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.errors import ConfigError
+from qhil.numerics.timing import ClockModel
+from qhil.orchestrator.bench import Bench
+from qhil.records import Run
+from qhil.records.paths import default_data_dir
+
+Channels = tuple[int, int, int, int]
+
+
+class _EntanglementCalibrationSettings(BaseModel):
+    """The instruments of the entanglement bench a calibration uses, and its acquisition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    NAME: ClassVar[str] = ""
+
+    source_node: str = Field("source", description="Node of the entangled pair source.")
+    source: str | None = Field(
+        None,
+        description="Instrument name of the EntangledPhotonSource; None = the node's only one.",
+    )
+    pump_current_ma: float = Field(40.0, gt=0, le=1000, description="Pump current, mA.")
+    crystal_temperature_c: float | None = Field(
+        None, description="Crystal set point, C (None: as the profile's settings left it)."
+    )
+    alice_node: str = Field("alice", description="One node of the pairs.")
+    bob_node: str = Field("bob", description="The other node.")
+    alice_tagger: str | None = Field(None, description="Alice's TimeTagger; None = her only one.")
+    bob_tagger: str | None = Field(None, description="Bob's TimeTagger; None = his only one.")
+    alice_channels: Channels = Field((1, 2, 3, 4), description="Alice's inputs H, V, D, A.")
+    bob_channels: Channels = Field((1, 2, 3, 4), description="Bob's inputs H, V, D, A.")
+    uncertainty_s: float = Field(0.5, gt=0, le=10, description="Clock offset search, +-s.")
+    max_frequency_offset_ppm: float = Field(100.0, gt=0, le=1000)
+    use_clock_correction: bool = Field(
+        True, description="Search around the stored clock-sync correction's frequency."
+    )
+
+    @classmethod
+    def table(cls) -> str:
+        return f"experiments.calibration.{cls.NAME}"
+
+    @classmethod
+    def from_profile(cls, profile: Any) -> Any:
+        """From ``[experiments.calibration.<NAME>]``; errors name the file and the field."""
+        source = getattr(profile, "source", "") or "<profile>"
+        calib = (getattr(profile, "experiments", {}) or {}).get("calibration") or {}
+        own = calib.get(cls.NAME) or {} if isinstance(calib, dict) else None
+        if not isinstance(own, dict):
+            raise ConfigError(source, cls.table(), "must be a table")
+        try:
+            settings = cls.model_validate(own)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            parts = [str(x) for x in first["loc"] if x != "[key]"]
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(source, ".".join([cls.table(), *parts[:1]]), msg) from None
+        nodes = getattr(profile, "nodes", None)
+        if nodes is not None:  # before any instrument opens or any run starts
+            for field, node_field, role, name in settings.needs():
+                node = getattr(settings, node_field)
+                if node not in nodes:
+                    raise ConfigError(
+                        source,
+                        settings.field(node_field),
+                        f"no node {node!r} in the profile (nodes: {', '.join(nodes)})",
+                    )
+                _check_instrument(source, nodes, settings.field(field), node, role, name)
+        return settings
+
+    def field(self, name: str) -> str:
+        return f"{self.table()}.{name}"
+
+    def needs(self) -> list[tuple[str, str, type, str | None]]:
+        """(instrument's settings field, its node's field, role, instrument name) of every
+        instrument used."""
+        return [
+            ("source", "source_node", EntangledPhotonSource, self.source),
+            ("alice_tagger", "alice_node", TimeTagger, self.alice_tagger),
+            ("bob_tagger", "bob_node", TimeTagger, self.bob_tagger),
+        ]
+
+
+def _check_instrument(
+    source: str, nodes: Any, field: str, node: str, role: type, name: str | None
+) -> None:
+    """The profile has the instrument (its catalogue model plays ``role``), else a ConfigError
+    naming ``field``: e.g. a mount-zero calibration on a bench without rotation mounts."""
+    from qhil.catalogue import entry
+
+    instruments = nodes[node].instruments
+    playing = [n for n, spec in instruments.items() if role.__name__ in entry(spec.model).roles]
+    if name is not None and name in playing:
+        return
+    if name is None and len(playing) == 1:
+        return
+    have = ", ".join(f"{n} ({spec.model})" for n, spec in instruments.items()) or "none"
+    if name is not None:
+        problem = f"node {node!r} has no {role.__name__} named {name!r}"
+    elif playing:
+        problem = f"node {node!r} has several {role.__name__}s ({', '.join(playing)}): name one"
+    else:
+        problem = f"node {node!r} has no {role.__name__}"
+    raise ConfigError(source, field, f"{problem} (its instruments: {have})")
+
+
+class MountZeroSettings(_EntanglementCalibrationSettings):
+    """``qhil calibrate mount-zero``: which mount is scanned against which, and how."""
+
+    NAME: ClassVar[str] = "mount_zero"
+
+    node: str = Field("alice", description="Node whose mount is scanned (the other: reference).")
+    mount: str = Field("hwp", description="Instrument name of the scanned RotationMount.")
+    reference_mount: str = Field("hwp", description="The other node's RotationMount.")
+    reference_angle_deg: float = Field(
+        0.0, ge=-360, le=360, description="Where the reference mount is held: its zero."
+    )
+    points: int = Field(12, ge=4, le=360, description="Angles over one fringe period (90 deg).")
+    integration_s: float = Field(0.5, gt=0, le=600, description="Acquisition per angle, s.")
+    start_deg: float = Field(0.0, ge=-360, le=360, description="First angle of the scan.")
+    min_visibility: float = Field(0.5, ge=0, lt=1, description="Weakest fringe accepted.")
+
+    @property
+    def reference_node(self) -> str:
+        return self.bob_node if self.node == self.alice_node else self.alice_node
+
+    @model_validator(mode="after")
+    def _check_node(self) -> MountZeroSettings:
+        if self.node not in (self.alice_node, self.bob_node):
+            raise ValueError(
+                f"node {self.node!r} is neither alice_node {self.alice_node!r} nor bob_node "
+                f"{self.bob_node!r}"
+            )
+        return self
+
+    def needs(self) -> list[tuple[str, str, type, str | None]]:
+        return [
+            *super().needs(),
+            ("mount", "node", RotationMount, self.mount),
+            ("reference_mount", "reference_node", RotationMount, self.reference_mount),
+        ]
+
+
+class CoincidenceDelaySettings(_EntanglementCalibrationSettings):
+    """``qhil calibrate coincidence-delay``: one acquisition, its pairs' delay peak."""
+
+    NAME: ClassVar[str] = "coincidence_delay"
+
+    integration_s: float = Field(0.5, gt=0, le=600, description="Acquisition, s.")
+    wander_ppb_per_sqrt_s: float = Field(
+        1.2,
+        ge=0,
+        le=1e4,
+        description="The clocks' relative wander (random-walk FM): its error over the "
+        "acquisition is part of the total delay's (the entanglement bench: 1.12).",
+    )
+    search_ps: float = Field(50_000.0, gt=0, le=1e7, description="Histogram range, +-ps.")
+    window_ps: float = Field(6000.0, gt=0, description="Peak window (full width), ps.")
+
+
+def _role(
+    bench: Bench, prof_source: str, field: str, node: str, role: Any, name: str | None
+) -> Any:
+    """``bench.role``, a missing instrument a ConfigError naming the settings field."""
+    try:
+        return bench.role(node, role, name=name)
+    except LookupError as exc:
+        raise ConfigError(prof_source, field, f"{exc}") from None
+
+
+def _nodes(bench: Bench, s: _EntanglementCalibrationSettings, mounts: bool) -> Any:
+    """The acquisition's instruments (the entanglement experiment's ``EntanglementNodes``)."""
+    from qhil.orchestrator.experiments.entanglement.acquisition import EntanglementNodes
+
+    src = bench.profile.source
+    nodes = EntanglementNodes(
+        alice_tagger=_role(
+            bench, src, s.field("alice_tagger"), s.alice_node, TimeTagger, s.alice_tagger
+        ),
+        bob_tagger=_role(bench, src, s.field("bob_tagger"), s.bob_node, TimeTagger, s.bob_tagger),
+        source=_role(bench, src, s.field("source"), s.source_node, EntangledPhotonSource, s.source),
+        alice_channels=s.alice_channels,
+        bob_channels=s.bob_channels,
+    )
+    if mounts and isinstance(s, MountZeroSettings):
+        for node, name, field in (
+            (s.node, s.mount, "mount"),
+            (s.reference_node, s.reference_mount, "reference_mount"),
+        ):
+            mount = _role(bench, src, s.field(field), node, RotationMount, name)
+            if node == s.alice_node:
+                nodes.alice_mount = mount
+            else:
+                nodes.bob_mount = mount
+    return nodes
+
+
+def _stored_prior(
+    bench: Bench, s: _EntanglementCalibrationSettings, nodes: Any, data_dir: str | Path | None
+) -> tuple[ClockModel | None, str | None]:
+    """The stored clock-sync correction's model for these taggers (frequency prior), if any."""
+    if not s.use_clock_correction:
+        return None, None
+    from qhil.orchestrator.experiments.clock_sync.corrections import load_correction
+
+    # A bench driver's name is "node.instrument", the correction's key.
+    names = (str(nodes.alice_tagger.name), str(nodes.bob_tagger.name))
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    corr = load_correction(root, bench.name, names)
+    if corr is None or corr.expired():
+        return None, None
+    return corr.model, corr.run_id
+
+
+def _component(bench: Bench, driver: Any) -> str | None:
+    node, _, name = str(driver.name).partition(".")
+    comp = bench.profile.nodes[node].instruments[name].component
+    return None if comp is None else str(comp)
+
+
+def _truth_zero_deg(bench: Bench, nodes: Any, s: MountZeroSettings) -> float | None:
+    """Emulator truth for the record (never for the routine): the scanned mount's angle at
+    which its plate's axis is parallel to the reference plate's at ``reference_angle_deg``."""
+    world = getattr(bench.emulator_truth, "world", None)
+    if world is None:
+        return None
+    alice_scanned = s.node == s.alice_node
+    scanned = nodes.alice_mount if alice_scanned else nodes.bob_mount
+    reference = nodes.bob_mount if alice_scanned else nodes.alice_mount
+    try:
+        off = world.waveplate(_component(bench, scanned)).cfg.zero_offset_deg
+        ref_off = world.waveplate(_component(bench, reference)).cfg.zero_offset_deg
+    except Exception:  # no such plate in the world: no truth to record
+        return None
+    return float((s.reference_angle_deg + ref_off - off) % 90.0)
+
+
+def _truth_total_delay_ps(bench: Bench, nodes: Any, s: Any, t_ref_ps: int) -> float | None:
+    """Emulator truth for the record: bob's stream time minus alice's at alice's stream time
+    ``t_ref_ps`` plus the pairs' path-delay difference (clock sync's one-way truth)."""
+    from types import SimpleNamespace
+
+    from qhil.orchestrator.experiments.clock_sync.truth import truth_function
+
+    if bench.emulator_truth is None:
+        return None
+    names = (str(nodes.alice_tagger.name), str(nodes.bob_tagger.name))
+    components = {
+        "alice": _component(bench, nodes.alice_tagger),
+        "bob": _component(bench, nodes.bob_tagger),
+        f"source.{s.source_node}": _component(bench, nodes.source),
+    }
+    # The attributes of ClockSyncSettings the one-way truth reads.
+    like: Any = SimpleNamespace(
+        two_way=False,
+        active_sources={s.source_node: None},
+        alice_node=s.alice_node,
+        bob_node=s.bob_node,
+    )
+    truth = truth_function(
+        bench.emulator_truth,
+        like,
+        components,
+        (names[0].partition(".")[2], names[1].partition(".")[2]),
+    )
+    return None if truth is None else float(truth.offset([t_ref_ps])[0])
+
+
+class _Acquirer:
+    """Acquisitions in a row: the first with the stored prior (or none), later ones around the
+    first's frequency. Aborts of the acquisition become CalibrationErrors (exit 3)."""
+
+    def __init__(self, nodes: Any, s: _EntanglementCalibrationSettings, prior: ClockModel | None):
+        from qhil.orchestrator.experiments.entanglement.acquisition import CoincidenceOptions
+
+        self.nodes = nodes
+        self.prior = prior
+        self.options = CoincidenceOptions(
+            uncertainty_s=s.uncertainty_s, max_frequency_offset_ppm=s.max_frequency_offset_ppm
+        )
+        self.acquisitions = 0
+
+    async def __call__(self, duration_s: float, *, keep_streams: bool = False) -> Any:
+        from qhil.orchestrator.experiments.entanglement.acquisition import acquire_pairs
+        from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
+
+        try:
+            acq = await acquire_pairs(
+                self.nodes, duration_s, self.options, prior=self.prior, keep_streams=keep_streams
+            )
+        except EntanglementAborted as exc:
+            raise CalibrationError(str(exc)) from None
+        self.acquisitions += 1
+        self.prior = self.prior or acq.model
+        return acq
+
+
+async def _pump(nodes: Any, s: _EntanglementCalibrationSettings) -> None:
+    from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
+
+    try:
+        await nodes.pump_on(s.pump_current_ma, s.crystal_temperature_c)
+    except EntanglementAborted as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+async def run_mount_zero_calibration(
+    profile: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    *,
+    mode: str | None = None,
+) -> CalibrationSummary:
+    """The zero of ``node``'s rotation mount against the other node's, recorded.
+
+    The run (kind ``calibration.mount_zero``) holds one ``points`` row per angle
+    (:data:`~qhil.calibration.mount_zero.POINT_DTYPE`: angle, H/V coincidences, accidentals,
+    correlation, the fitted model) and the results of ``to_results()``: ``zero_deg`` with
+    ``zero_std_deg``, each node's ``zero_<node>_deg``, the fringe's visibility. The scanned
+    mount is left at its zero; the pump is switched off at the end.
+    """
+
+    async def body(bench: Bench, s: MountZeroSettings, run: Run) -> dict[str, Any]:
+        nodes = _nodes(bench, s, mounts=True)
+        prior, clock_run = _stored_prior(bench, s, nodes, data_dir)
+        acquire = _Acquirer(nodes, s, prior)
+        scanned = nodes.alice_mount if s.node == s.alice_node else nodes.bob_mount
+        reference = nodes.bob_mount if s.node == s.alice_node else nodes.alice_mount
+        # Rows of the matrix are alice's outcomes: the scanned node's H/V first either way.
+        first_is_alice = s.node == s.alice_node
+
+        async def count(integration_s: float) -> tuple[tuple[int, int, int, int], float]:
+            acq = await acquire(integration_s)
+            m, acc = acq.matrix[:2, :2], acq.accidentals[:2, :2]
+            if not first_is_alice:
+                m, acc = m.T, acc.T
+            return (int(m[0, 0]), int(m[0, 1]), int(m[1, 0]), int(m[1, 1])), float(acc.sum())
+
+        async def on_point(point: MountZeroPoint) -> None:
+            await run.aappend("scan", _point_row(point))
+
+        await _pump(nodes, s)
+        try:
+            result = await calibrate_mount_zero(
+                scanned,
+                reference,
+                count,
+                node=s.node,
+                mount_name=s.mount,
+                reference_node=s.reference_node,
+                reference_name=s.reference_mount,
+                reference_angle_deg=s.reference_angle_deg,
+                points=s.points,
+                integration_s=s.integration_s,
+                start_deg=s.start_deg,
+                min_visibility=s.min_visibility,
+                on_point=on_point,
+            )
+        finally:
+            await nodes.pump_off()
+        run.append("points", result.rows())
+        out = {
+            **result.to_results(),
+            "clock_correction_run": clock_run,
+            "acquisitions": acquire.acquisitions,
+        }
+        truth = _truth_zero_deg(bench, nodes, s)
+        if truth is not None:
+            out["truth_plate_zero_deg"] = truth
+            out["zero_error_deg"] = wrap_deg(result.zero_deg - truth)
+        return out
+
+    return await _recorded(
+        "mount_zero", MountZeroSettings, profile, overrides, data_dir, mode, body
+    )
+
+
+def _point_row(point: MountZeroPoint) -> Any:
+    """One raw row as measured (``scan``), before the fit: a crash keeps these."""
+    from qhil.calibration.mount_zero import POINT_DTYPE
+
+    row = np.zeros(1, dtype=POINT_DTYPE)
+    row["angle_deg"], row["position_deg"] = point.angle_deg, point.position_deg
+    row["hh"], row["hv"], row["vh"], row["vv"] = point.counts
+    row["accidentals"], row["integration_s"] = point.accidentals, point.integration_s
+    row["correlation"] = row["correlation_std"] = row["model"] = np.nan
+    return row
+
+
+async def run_coincidence_delay_calibration(
+    profile: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | Path | None = None,
+    *,
+    mode: str | None = None,
+) -> CalibrationSummary:
+    """The coincidence delay between the nodes, recorded.
+
+    One acquisition of ``integration_s``: its clock model (found on these streams, see the
+    module doc), then the peak of every pair's ``t_b' - t_a`` within ``+-search_ps``
+    (:func:`~qhil.calibration.coincidence_delay.calibrate_from_streams`). The run (kind
+    ``calibration.coincidence_delay``) holds the ``histogram`` (bins, pairs, the fitted
+    peak on its background) and the results: ``delay_ps`` after the model, the model's
+    ``clock_offset_ps`` at ``clock_t_ref_ps`` (alice's stream time), ``total_delay_ps``.
+    """
+
+    async def body(bench: Bench, s: CoincidenceDelaySettings, run: Run) -> dict[str, Any]:
+        nodes = _nodes(bench, s, mounts=False)
+        prior, clock_run = _stored_prior(bench, s, nodes, data_dir)
+        acquire = _Acquirer(nodes, s, prior)
+        await _pump(nodes, s)
+        try:
+            acq = await acquire(s.integration_s, keep_streams=True)
+        finally:
+            await nodes.pump_off()
+        a_t = acq.alice_all_t_ps
+        # Quote the total at the acquisition's centre, where a linear model misses least.
+        t_mid = int((int(a_t[0]) + int(a_t[-1])) // 2) if a_t.size else acq.model.t_ref_ps
+        result = calibrate_from_streams(
+            a_t,
+            np.sort(acq.bob_all_t_ps),
+            integration_s=s.integration_s,
+            clock_offset_ps=float(acq.model.offset_at(t_mid)),
+            clock_t_ps=t_mid,
+            clock_drift=acq.model.drift,
+            # The model comes from these pairs: one-way, the path-delay difference inside it.
+            clock_method="one-way",
+            clock_run_id=clock_run,
+            search_ps=s.search_ps,
+            window_ps=s.window_ps,
+            wander_ppb_per_sqrt_s=s.wander_ppb_per_sqrt_s,
+        )
+        run.append("histogram", result.histogram)
+        out = {
+            **result.to_results(),
+            "window_ps_used": acq.window_ps,
+        }
+        truth = _truth_total_delay_ps(bench, nodes, s, t_mid)
+        if truth is not None:
+            out["truth_total_delay_ps"] = truth
+            out["total_delay_error_ps"] = result.total_delay_ps - truth
+        return out
+
+    return await _recorded(
+        "coincidence_delay",
+        CoincidenceDelaySettings,
+        profile,
+        overrides,
+        data_dir,
+        mode,
+        body,
+    )
