@@ -208,6 +208,7 @@ def main() -> None:
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil run clock-sync [PROFILE]   synchronise two nodes' tagger clocks (photon pairs)
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
+    qhil calibrate mount-zero|coincidence-delay [PROFILE]   the entanglement bench's
     qhil runs list / show ID    the run records
     qhil runs plot ID           draw a run's plots (PNG) from its record
 
@@ -975,6 +976,16 @@ _CALIBRATIONS = {
         "Mean photon number of each of Alice's intensity levels as it leaves her station, "
         "from her power meter on the transmitter's monitor tap, with errors.",
     ),
+    "mount-zero": (
+        "qhil.calibration.entanglement_jobs:run_mount_zero_calibration",
+        "Entanglement bench: the zero of one node's rotation mount (HWP) against the other's, "
+        "from the H/V correlation fringe of the pairs' coincidences; the mount is left there.",
+    ),
+    "coincidence-delay": (
+        "qhil.calibration.entanglement_jobs:run_coincidence_delay_calibration",
+        "Entanglement bench: the coincidence delay between the nodes (stream offset plus "
+        "the pairs' path-delay difference) from the peak of their time differences.",
+    ),
 }
 
 
@@ -1002,7 +1013,8 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
     ) -> None:
         import importlib
 
-        run_job = getattr(importlib.import_module("qhil.calibration.jobs"), job)
+        module, _, fn = job.rpartition(":")
+        run_job = getattr(importlib.import_module(module or "qhil.calibration.jobs"), fn)
         try:
             _load_checked(profile, list(overrides))
             summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode))
