@@ -400,3 +400,22 @@ def test_resolve_store_keeps_other_labels(tmp_path: Path) -> None:
     other = _key(store, bits, "bob", pending=True)
     assert resolve_store(store, "alice", set(), set()) == {}
     assert [r.key_id for r in store.pending_keys()] == [other]
+
+
+async def test_restart_keeps_a_key_the_peers_kme_used_up(tmp_path: Path) -> None:
+    """Alice's KME handed out all of the newest key and deleted its file; Bob's copy is
+    still owed to his SAE (dec_keys): the ledger names it, so it is no orphan."""
+    from qhil.kms.ledger import Ledger
+
+    rng = np.random.default_rng(8)
+    bits = rng.integers(0, 2, 256, dtype=np.uint8)
+    ka, kb = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    ref = ka.save(bits, label="alice")
+    kb.save(bits, label="bob")
+    ledger = Ledger(ka.directory / "kme-alice")
+    ledger.append({"op": "cursor", "cursor": {ref.sha256: 256}})
+    ledger.close()
+    ka.delete(ref.key_id)  # as the KME does once every bit is handed out
+    ra, rb = await _reconcile(ka, kb)
+    assert rb == {} and ra == {}
+    assert len(committed(kb, "bob")) == 1

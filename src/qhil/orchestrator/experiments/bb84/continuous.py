@@ -291,7 +291,21 @@ def _inventory(store: KeyStore, label: str) -> dict[str, Any]:
         sha = b"".join(bytes.fromhex(r.sha256) for r in mine)
         return {"sha256": sha, "bits": np.asarray([r.length_bits for r in mine], np.int64)}
 
-    return {"committed": pack(store.list_keys()), "pending": pack(store.pending_keys())}
+    return {
+        "committed": pack(store.list_keys()),
+        "pending": pack(store.pending_keys()),
+        "served": b"".join(bytes.fromhex(sha) for sha in _served(store, label)),
+    }
+
+
+def _served(store: KeyStore, label: str) -> list[str]:
+    """SHA-256 of the keys the node's KME has begun handing out (its ledger's cursor),
+    files it deleted once used up included: such a key existed and was committed."""
+    try:
+        from qhil.kms.capacity import ledger_cursor
+    except ImportError:  # no KME package
+        return []
+    return sorted(ledger_cursor(store.directory, label))
 
 
 def _keys_of(part: Any) -> set[tuple[str, int]]:
@@ -306,6 +320,7 @@ def resolve_store(
     label: str,
     peer_committed: set[tuple[str, int]],
     peer_pending: set[tuple[str, int]],
+    peer_served: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
     """Make this node's keys of ``label`` agree with the peer's inventory (see module doc)."""
     done = Counter[str]()
@@ -321,10 +336,11 @@ def resolve_store(
     mine = [r for r in store.list_keys() if r.label == label]
     if mine:
         # Only the newest key can be a crash's orphan: every earlier key was confirmed
-        # before the next began. The peer's copy of an older key may be gone because its
-        # KME handed it all out; that key is kept.
+        # before the next began. The peer's copy of a key may be gone because its KME
+        # handed it all out (its ledger still names it): such a key is kept.
         newest = mine[-1]
-        if (newest.sha256, newest.length_bits) not in peer_committed | peer_pending:
+        held = (newest.sha256, newest.length_bits) in peer_committed | peer_pending
+        if not held and newest.sha256 not in peer_served:
             store.delete(newest.key_id)
             log.warning(
                 "bb84 %s: key %s was committed here but not by the peer (a crash during "
@@ -349,10 +365,14 @@ async def reconcile_stores(control: _Control, store: KeyStore, label: str) -> di
         return {}
     try:
         committed, pending = _keys_of(theirs["committed"]), _keys_of(theirs["pending"])
+        raw = theirs["served"]
+        if not isinstance(raw, bytes) or len(raw) % 32:
+            raise TypeError("malformed list of served keys")
+        served = frozenset(raw[i : i + 32].hex() for i in range(0, len(raw), 32))
     except (KeyError, TypeError) as exc:
         raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"inventory: {exc}") from None
     try:
-        return await asyncio.to_thread(resolve_store, store, label, committed, pending)
+        return await asyncio.to_thread(resolve_store, store, label, committed, pending, served)
     except (KeyStoreError, OSError) as exc:
         raise BB84Aborted(AbortReason.KEY_STORE_FAILED, f"{label}: {exc}") from None
 
