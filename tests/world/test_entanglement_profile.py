@@ -77,15 +77,22 @@ def _arm(node: str, link: str | None) -> tuple[float, F64, float]:
     """(transmission source -> detectors, detector efficiencies H V D A, PBS contrast)."""
     an = _comp(f"{node}.analyzer")
     t = 10 ** (-an["insertion_loss_db"] / 10) * (1.0 if link is None else _link_transmission(link))
+    if link is not None and link.startswith("source-"):  # the pairs pass the node's HWP too
+        t *= 10 ** (-_comp(f"{node}.hwp")["insertion_loss_db"] / 10)
     eff = np.array([_comp(f"{node}.det_{x.lower()}")["efficiency"] for x in LABELS])
     contrast = 1 - 2 / (1 + 10 ** (an["pbs_extinction_ratio_db"] / 10))
     return t, eff, contrast
 
 
-def _joint_probabilities(visibility: float, contrast_a: float, contrast_b: float) -> F64:
+def _joint_probabilities(
+    visibility: float, contrast_a: float, contrast_b: float, plates_deg: float = 0.0
+) -> F64:
     """P(photon A reaches output i, photon B reaches output j) for phi+ with white noise on
-    compensated paths: Stokes correlations T = V diag(1, 1, -1), 50:50 basis choice."""
-    corr = visibility * np.diag([1.0, 1.0, -1.0])
+    compensated paths: Stokes correlations T = V diag(1, 1, -1), 50:50 basis choice. Half-wave
+    plates whose axes differ by ``plates_deg`` (A's minus B's) in front of the analysers turn
+    the linear block by 4 x that: HH and DD correlate by cos, HD and DH by -/+ sin."""
+    c, s = math.cos(math.radians(4 * plates_deg)), math.sin(math.radians(4 * plates_deg))
+    corr = visibility * np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, -1.0]])
     p = np.empty((4, 4))
     for i, x in enumerate(LABELS):
         for j, y in enumerate(LABELS):
@@ -101,7 +108,9 @@ def _predicted_matrix(
     s = _comp(source)
     ta, eff_a, ca = _arm(*arm_a)
     tb, eff_b, cb = _arm(*arm_b)
-    p = _joint_probabilities(s["visibility"], ca, cb)
+    # The mounts at home: each plate's axis is its zero offset.
+    plates = [_comp(f"{arm[0]}.hwp").get("zero_offset_deg", 0.0) for arm in (arm_a, arm_b)]
+    p = _joint_probabilities(s["visibility"], ca, cb, plates[0] - plates[1])
     herald = s["heralding_efficiency_signal"] * s["heralding_efficiency_idler"]
     return _pair_rate_hz(source, current_ma) * herald * ta * tb * p * np.outer(eff_a, eff_b)
 
