@@ -208,3 +208,19 @@ async def test_emulator_powers_on_at_the_plates_profile_angle() -> None:
     await run_on_emulator(
         ELL14Emulator(world=world, component="alice.hwp"), [(b"0gp", b"0PO00004600\r\n")]
     )
+
+
+@pytest.mark.slow  # the whole entanglement bench comes up (~5 s)
+@pytest.mark.qhil_profile("entanglement")
+async def test_the_entanglement_bench_turns_each_nodes_plate(qhil_bench: Any) -> None:
+    """Each node's hwp instrument is an ELL14 (RotationMount) turning that node's plate."""
+    world = qhil_bench.emulator_truth.world
+    for node, angle in (("alice", 22.5), ("bob", 67.5)):
+        mount = qhil_bench.role(node, RotationMount)
+        assert isinstance(mount, ELL14)
+        await mount.home()
+        await mount.move_to_deg(angle)
+        assert await mount.position_deg() == pytest.approx(angle, abs=360 / 143360)
+        plate = world.waveplate(f"{node}.hwp")
+        assert plate.angle_deg == pytest.approx(angle, abs=360 / 143360)
+    assert world.waveplate("alice.hwp").cfg.zero_offset_deg != 0.0
