@@ -310,6 +310,10 @@ def _check_experiments(profile: Profile) -> None:
         for cls in (VisibilitySettings, ChshSettings):
             if cls.TABLE.split(".", 1)[1] in profile.experiments:
                 cls.from_profile(profile)
+    from qhil.calibration.entanglement_jobs import (
+        CoincidenceDelaySettings,
+        MountZeroSettings,
+    )
     from qhil.calibration.settings import (
         DelaySettings,
         DetectorEfficiencySettings,
@@ -324,6 +328,8 @@ def _check_experiments(profile: Profile) -> None:
             DetectorEfficiencySettings,
             DelaySettings,
             MeanPhotonNumberSettings,
+            MountZeroSettings,
+            CoincidenceDelaySettings,
         )
     }
     tables = profile.experiments.get("calibration", {})
