@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from qhil.calibration.coincidence_delay import calibrate_from_streams
 from qhil.calibration.errors import CalibrationError
@@ -154,14 +161,13 @@ class MountZeroSettings(_EntanglementCalibrationSettings):
     def reference_node(self) -> str:
         return self.bob_node if self.node == self.alice_node else self.alice_node
 
-    @model_validator(mode="after")
-    def _check_node(self) -> MountZeroSettings:
-        if self.node not in (self.alice_node, self.bob_node):
-            raise ValueError(
-                f"node {self.node!r} is neither alice_node {self.alice_node!r} nor bob_node "
-                f"{self.bob_node!r}"
-            )
-        return self
+    @field_validator("node")
+    @classmethod
+    def _check_node(cls, node: str, info: ValidationInfo) -> str:
+        ends = (info.data.get("alice_node"), info.data.get("bob_node"))
+        if node not in ends:
+            raise ValueError(f"{node!r} is neither alice_node {ends[0]!r} nor bob_node {ends[1]!r}")
+        return node
 
     def needs(self) -> list[tuple[str, str, type, str | None]]:
         return [

@@ -49,6 +49,7 @@ _MODULES = (
     "qhil.plots.delays",
     "qhil.plots.mean_photon_number",
     "qhil.plots.entanglement",
+    "qhil.plots.entanglement_calibration",
 )
 
 
