@@ -187,7 +187,14 @@ def peer_caller(config: KmsConfig, node: str, peer_url: Callable[[], str]) -> An
     async def call(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         nonlocal client
         if client is None:
-            client = httpx.AsyncClient(verify=context, timeout=PEER_TIMEOUT_S)
+            # no idle keep-alive connection: a KME stopping would wait out the TLS
+            # shutdown of one (30 s) that its running peer never reads; and a restarted
+            # peer gets a fresh connection anyway
+            client = httpx.AsyncClient(
+                verify=context,
+                timeout=PEER_TIMEOUT_S,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
         url = peer_url().rstrip("/") + PEER_PREFIX + path
         try:
             response = await client.request(method, url, json=body)
@@ -229,6 +236,7 @@ class KmeServer:
             lifespan="off",
             access_log=False,  # keys are never logged; neither is who asked for what
             log_level="warning",
+            timeout_graceful_shutdown=2,  # an SAE's idle keep-alive connection: not forever
         )
         self.server = uvicorn.Server(config)
 
