@@ -73,3 +73,26 @@ def test_pylablib_elliptec_motor_drives_the_emulator(emulator_host: EmulatorHost
         assert motor.set_velocity(60, addr=0) == 60
     finally:
         motor.close()
+
+
+def test_tapping_thorlabs_elliptec_ellx_drives_the_emulator(emulator_host: EmulatorHost) -> None:
+    """thorlabs-elliptec (PyPI): ELLx, CRLF after each command, a status/position poll in its
+    own thread, non-blocking moves waited for; a second ELLx shares the port (multi-drop)."""
+    te = pytest.importorskip("thorlabs_elliptec")
+    world, port = bus(emulator_host)
+    hwp = te.ELLx(port, x=14, device_id=0)
+    qwp = te.ELLx(hwp, x=14, device_id=1)
+    try:
+        assert hwp.model_number == "ELL14/M" and hwp.serial_number == "11400500"
+        assert hwp.travel == 360 and qwp.serial_number == "11400501"
+        hwp.home(blocking=True)
+        hwp.move_absolute(45.0, blocking=True)
+        assert hwp.get_position() == pytest.approx(45.0, abs=0.01)
+        assert world.waveplate("alice.hwp").angle_deg == pytest.approx(45.0, abs=0.01)
+        qwp.move_relative(-30.0, blocking=True)
+        assert qwp.get_position() == pytest.approx(-30.0, abs=0.01)
+        assert world.waveplate("alice.qwp").angle_deg == pytest.approx(330.0, abs=0.01)
+        assert hwp.status == te.ELLStatus.OK
+    finally:
+        qwp.close()
+        hwp.close()
