@@ -84,10 +84,11 @@ def test_unknown_kind_is_one_line_exit_2(tmp_path: Path) -> None:
     RunStore(tmp_path)  # an empty store
     code, out = _history(tmp_path, "nonsense")
     assert code == 2
-    assert out.strip().splitlines() == [
-        "qhil: error: calibrate history: unknown calibration kind 'nonsense'; known: clock, "
-        "delays, detectors, mean_photon_number, polarization"
-    ]
+    (line,) = out.strip().splitlines()
+    assert line.startswith(
+        "qhil: error: calibrate history: unknown calibration kind 'nonsense'; known: "
+    )
+    assert "detectors" in line and "polarization" in line
     code, out = _history(tmp_path)
     assert code == 0 and out.strip() == "no calibrations"
 

@@ -86,6 +86,8 @@ class JobSummary:
             "alice_key_sha256": r.get("alice_key_sha256"),
             "bob_key_sha256": r.get("bob_key_sha256"),
             "key_committed": bool(r.get("key_committed", False)),
+            # which polarization calibration the run used, or why it compensated anew
+            "polarization_calibration": r.get("polcal_reuse"),
             "results": r,
         }
 
@@ -228,6 +230,9 @@ async def run_bb84_job(
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
         results = result.to_results()
+        used = run.record().results.get("polcal_reuse")  # for the summary
+        if used is not None:
+            results["polcal_reuse"] = used
         run.log_results(_scalars(results))
         for ref in (result.alice_key, result.bob_key):
             if ref is not None:
