@@ -54,6 +54,7 @@ def test_roesel_elliptec_rotators_drive_the_emulator(emulator_host: EmulatorHost
         controller.close_connection()
 
 
+@pytest.mark.slow  # importing pyLabLib's Thorlabs package takes ~3 s of CPU (shared with the EPC04 test)
 def test_pylablib_elliptec_motor_drives_the_emulator(emulator_host: EmulatorHost) -> None:
     thorlabs = pytest.importorskip("pylablib.devices.Thorlabs")
     world, port = bus(emulator_host)

@@ -194,10 +194,14 @@ async def test_moves_turn_the_world_plate_and_take_emulated_time(
         # 112.5 deg at 430 deg/s plus 50 ms settling, on the world's clock
         assert world.now_s - t0 == pytest.approx(0.05 + 112.5 / 430.0, rel=1e-6)
         assert await mount.position_deg() == pytest.approx(112.5, abs=360 / 143360)
+        await mount.velocity.set(50, address="0")  # half speed: the move takes twice as long
+        t0 = world.now_s
+        await mount.move_to_deg(135.0)
+        assert world.now_s - t0 == pytest.approx(0.05 + 22.5 / 215.0, rel=1e-6)
         second = mount.on_bus("1")
         await second.move_to_deg(-22.5)  # taken mod 360
         assert world.waveplate("alice.hwp2").angle_deg == pytest.approx(337.5, abs=1e-2)
-        assert plate.angle_deg == pytest.approx(112.5, abs=1e-2)
+        assert plate.angle_deg == pytest.approx(135.0, abs=1e-2)
         await mount.home()
         assert plate.angle_deg == 0.0
         assert await mount.position_deg() == 0.0
