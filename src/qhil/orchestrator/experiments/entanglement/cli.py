@@ -6,9 +6,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from qhil.orchestrator.experiments.entanglement.experiments import Progress
-from qhil.orchestrator.experiments.entanglement.settings import ChshSettings, VisibilitySettings
+from qhil.orchestrator.experiments.entanglement.settings import (
+    AcquisitionSettings,
+    ChshSettings,
+    VisibilitySettings,
+)
 
-SETTINGS = {"visibility": VisibilitySettings, "chsh": ChshSettings}
+SETTINGS: dict[str, type[AcquisitionSettings]] = {
+    "visibility": VisibilitySettings,
+    "chsh": ChshSettings,
+}
 
 
 def check_settings(kind: str, profile: Any, integration_s: float | None) -> None:
