@@ -228,3 +228,12 @@ async def test_the_entanglement_bench_turns_each_nodes_plate(qhil_bench: Any) ->
         plate = world.waveplate(f"{node}.hwp")
         assert plate.angle_deg == pytest.approx(angle, abs=360 / 143360)
     assert world.waveplate("alice.hwp").cfg.zero_offset_deg != 0.0
+
+
+def test_a_bad_bus_layout_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="one hex digit"):
+        ELL14Emulator(devices={"G": ""})
+    with pytest.raises(ValueError, match="two devices at one address"):
+        ELL14Emulator(address="1", devices={"1": ""})
+    with pytest.raises(KeyError, match="not a waveplate"):
+        ELL14Emulator(world=plate_world(), component="alice.det")

@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from qhil.drivers.thorlabs.ell14 import ELL14, DeviceInfo
+from qhil.drivers.thorlabs.ell14 import ELL14, Address, DeviceInfo
 from qhil.drivers.values import ValueTypeError
 from qhil.emulators.base import Emulator, on
 from qhil.emulators.framer import MessageFramer, Overrun
@@ -90,7 +90,10 @@ class ELL14Emulator(Emulator):
     ) -> None:
         """``address``: the device wired to ``component``; ``devices``: further
         ``{address: component}`` on the same bus ("" for a mount turning nothing)."""
-        self._layout = {address.upper(): None, **{a.upper(): c for a, c in (devices or {}).items()}}
+        addr = Address().validate
+        self._layout = {addr(address): None, **{addr(a): c for a, c in (devices or {}).items()}}
+        if len(self._layout) != 1 + len(devices or {}):
+            raise ValueError(f"two devices at one address on the bus: {address!r}, {devices!r}")
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
