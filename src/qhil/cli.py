@@ -207,6 +207,7 @@ def main() -> None:
     qhil profile list           the profiles a name finds (yours, then qhil's)
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil run clock-sync [PROFILE]   synchronise two nodes' tagger clocks (photon pairs)
+    qhil run bbm92 [PROFILE]    entanglement-based QKD on the entanglement bench
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil calibrate mount-zero|coincidence-delay [PROFILE]   the entanglement bench's
     qhil runs list / show ID    the run records
@@ -827,6 +828,67 @@ def run_clock_sync_cmd(
         return
     close_bar()
     _print_summary(summary.as_dict(), data_dir, no_plots, as_json)
+    if summary.status != "success":
+        sys.exit(EXIT_ABORTED)
+
+
+@run.command("bbm92")
+@click.argument("profile", required=False)
+@click.option(
+    "--duration",
+    "duration_s",
+    type=_Seconds(max_s=MAX_UNCONFIRMED_ACQUISITION_S),
+    default=None,
+    help="Acquisition, s (replaces experiments.bbm92.duration_s).",
+)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+@click.option("--key-dir", type=_DIRECTORY, default=None, help="Key store directory (0600).")
+@click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
+@_party_options("qhil-bbm92")
+@_NO_PLOTS
+def run_bbm92_cmd(**kw: Any) -> None:
+    """BBM92 entanglement-based QKD on PROFILE (the entanglement bench): passive bases at
+    both nodes, sifting, QBER, Cascade, verification, privacy amplification, keys to the key
+    store ([experiments.bbm92]; src/qhil/orchestrator/experiments/bbm92/README.md). Exits 0
+    with a key, 3 when the protocol aborted, 2 on bad input (130/143 on signals)."""
+    from qhil.orchestrator.experiments.bbm92 import cli as bbm92
+
+    _check_party_options(kw["party"], kw["listen"], kw["connect"], kw["auth_key_file"])
+    try:
+        bbm92.check_settings(_load_checked(kw["profile"], list(kw["overrides"])), kw["duration_s"])
+    except QhilError as exc:
+        _fail(exc)
+        return
+    progress, close_bar = bbm92.progress_bar(kw["party"], disable=kw["as_json"])
+    party_options = {k: kw[k] for k in ("auth_key_file", "listen", "connect", "peer_timeout_s")}
+    party_options["session_id"] = kw["session_id"]
+    party_options["on_waiting"] = lambda text: click.echo(f"qhil: {text}", err=True)
+    try:
+        summary = _run_job(
+            bbm92.job(
+                kw["profile"],
+                list(kw["overrides"]),
+                duration_s=kw["duration_s"],
+                data_dir=kw["data_dir"],
+                key_dir=kw["key_dir"],
+                mode=kw["mode"],
+                progress=progress,
+                party=kw["party"],
+                party_options=party_options,
+            )
+        )
+    except QhilError as exc:
+        close_bar()
+        _fail(exc)
+        return
+    except _Signalled as exc:
+        close_bar()
+        _interrupted(exc)
+        return
+    close_bar()
+    _print_summary(summary.as_dict(), kw["data_dir"], kw["no_plots"], kw["as_json"])
     if summary.status != "success":
         sys.exit(EXIT_ABORTED)
 
