@@ -123,3 +123,74 @@ async def test_tracking_keeps_the_qber_in_band_where_the_untracked_run_fails(
         untracked.results["qber_key_signal"]  # type: ignore[attr-defined]
         > 3 * tracked.results["qber_key_signal"]  # type: ignore[attr-defined]
     )
+
+
+@pytest.mark.slow
+async def test_two_processes_recompensate_over_their_channel(tmp_path: Path) -> None:
+    """``--party``: Bob decides from his blocks, Alice serves the reference light over the
+    TCP channel, each records its side. A short run (2 blocks, too short for a key: both
+    abort alike) with the drift at 0.2 rad/sqrt(s) and a lax test (significance 0.4): the
+    ~5 s of the start's compensation and each 1 s block rotate the fibre by ~0.2-0.4 rad,
+    a few percent of QBER, so a block triggers with near certainty (the parties'
+    randomness is their own CSPRNG here)."""
+    import asyncio
+    import re
+
+    import tomli_w
+
+    from qhil.emulators.bench import EmulatedBench
+    from qhil.orchestrator.jobs import run_bb84_party_job
+    from qhil.orchestrator.profile import load_profile
+
+    overrides = [
+        *BENCH,
+        "world.links.alice-bob.polarization_drift_rad_per_sqrt_s=0.2",
+        "experiments.bb84.tracking_significance=0.4",
+        # The EPC-400's half-wave voltage, known (as a lab knows it): no scan, cheaper.
+        "experiments.calibration.polarization.half_wave_voltage_mv=2000",
+    ]
+    key = tmp_path / "psk.hex"
+    key.write_text("c2" * 32)
+    key.chmod(0o600)
+    with EmulatedBench(load_profile("default", overrides)) as bench:
+        lab = tmp_path / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(bench.addressed_profile()).encode())
+        listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_waiting(text: str) -> None:
+            m = re.search(r"listening on [^:]+:(\d+)", text)
+            if m and not listening.done():
+                listening.set_result(int(m.group(1)))
+
+        common = {
+            "auth_key_file": key,
+            "duration_s": 2.0,
+            "data_dir": tmp_path / "data",
+            "peer_timeout_s": 120.0,
+        }
+        alice_job = asyncio.create_task(
+            run_bb84_party_job(
+                "alice",
+                str(lab),
+                listen="127.0.0.1:0",
+                on_waiting=on_waiting,
+                **common,  # type: ignore[arg-type]
+            )
+        )
+        port = await asyncio.wait_for(listening, 60)
+        bob = await run_bb84_party_job(
+            "bob",
+            str(lab),
+            connect=f"127.0.0.1:{port}",
+            **common,  # type: ignore[arg-type]
+        )
+        alice = await alice_job
+    assert alice.status == bob.status, (alice.reason, bob.reason)
+    store = RunStore(tmp_path / "data")
+    a, b = store.get(alice.run_id).arrays, store.get(bob.run_id).arrays
+    watch, events = b["bob/tracking"], b["bob/recompensation"]
+    assert events.size >= 1 and events["ok"].all()
+    assert events["block"].tolist() == watch["block"][watch["triggered"] == 1].tolist()
+    served = a["alice/recompensation"]
+    assert served["block"].tolist() == events["block"].tolist()
+    assert (served["references"] > 0).all()
