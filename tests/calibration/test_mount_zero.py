@@ -140,3 +140,36 @@ def test_no_fringe_is_a_calibration_error() -> None:
     count = make_counter(mount, ref, offset=0.0, ref_offset=0.0, vis=0.0, seed=5)
     with pytest.raises(CalibrationError, match="below min_visibility"):
         asyncio.run(calibrate_mount_zero(mount, ref, count))
+
+
+def _record(store, identities, node, ref, zero, status="success"):  # type: ignore[no-untyped-def]
+    mount = FakeMount()
+    count = make_counter(mount, FakeMount(), offset=-zero, ref_offset=0.0, vis=0.95, seed=8)
+    cal = asyncio.run(
+        calibrate_mount_zero(mount, FakeMount(), count, node=node, reference_node=ref)
+    )
+    with store.start_run("calibration.mount_zero", identities=identities) as run:
+        run.log_results(cal.to_results())
+        run.finish(status)
+    return cal
+
+
+def test_experiments_read_the_latest_zeros_of_their_bench(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from qhil.calibration.mount_zero import latest_mount_zeros
+    from qhil.records import RunStore
+
+    store = RunStore(tmp_path)
+    ids = {"alice.hwp": "ELL14 1", "bob.hwp": "ELL14 2"}
+    assert latest_mount_zeros(tmp_path, ids) is None
+    _record(store, ids, "alice", "bob", 10.0)
+    newest = _record(store, ids, "bob", "alice", 33.0)
+    _record(store, ids, "alice", "bob", 50.0, status="failed")  # never used
+    _record(store, {**ids, "bob.hwp": "ELL14 9"}, "alice", "bob", 70.0)  # another mount
+    zeros = latest_mount_zeros(tmp_path, ids)
+    assert zeros is not None
+    assert zeros.zeros_deg == {"bob": newest.zero_deg, "alice": 0.0}
+    assert zeros.zeros_std_deg["bob"] == newest.zero_std_deg > 0
+    assert zeros.zeros_std_deg["alice"] == 0.0
+    assert zeros.mounts == {"bob": "hwp", "alice": "hwp"}
+    assert zeros.angle_for("bob", 22.5) == pytest.approx((newest.zero_deg + 22.5) % 360)
+    assert latest_mount_zeros(tmp_path, ids, max_age_s=-1.0) is None  # too old

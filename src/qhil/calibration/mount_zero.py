@@ -324,3 +324,41 @@ async def calibrate_mount_zero(
         points=tuple(taken),
         left_at_deg=fit.zero_deg,
     )
+
+
+@dataclass(frozen=True)
+class MountZeros:
+    """The newest usable mount-zero calibration of a bench: each node's zero (deg, 1 sigma)."""
+
+    run_id: str
+    zeros_deg: dict[str, float]  # node -> mount angle where its plate's axis is along H
+    zeros_std_deg: dict[str, float]
+    mounts: dict[str, str]  # node -> instrument name of its mount
+    reason: str  # why this one (or, when there is none, why not: see latest_mount_zeros)
+
+    def angle_for(self, node: str, axis_deg: float) -> float:
+        """The mount angle that puts ``node``'s plate's fast axis at ``axis_deg`` from H."""
+        return (self.zeros_deg[node] + axis_deg) % 360.0
+
+
+def latest_mount_zeros(
+    data_dir: Any, identities: dict[str, str], *, max_age_s: float = 7 * 86400.0
+) -> MountZeros | None:
+    """The newest successful ``calibration.mount_zero`` run made with these instrument
+    ``identities`` (the bench's ``await bench.identities()``) and at most ``max_age_s`` old,
+    read through the calibration store (:mod:`qhil.calibration.store`); None when there is
+    none. Both nodes' zeros come from one run: the scanned mount's fitted zero and the
+    reference mount's angle (its zero by definition; std 0)."""
+    from qhil.calibration.store import CalibrationStore
+
+    found = CalibrationStore(data_dir).find(
+        "mount_zero", identities=identities, max_age_s=max_age_s
+    )
+    cal = found.calibration
+    if cal is None:
+        return None
+    nodes = [str(cal.extra.get("node")), str(cal.extra.get("reference_node"))]
+    mounts = [str(cal.extra.get("mount")), str(cal.extra.get("reference_mount"))]
+    zeros = {n: cal.value(f"zero_{n}_deg") for n in nodes}
+    stds = {n: float(cal.quantities[f"zero_{n}_deg"].std or 0.0) for n in nodes}
+    return MountZeros(cal.run_id, zeros, stds, dict(zip(nodes, mounts, strict=True)), found.reason)
