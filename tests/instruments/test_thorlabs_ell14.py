@@ -237,3 +237,26 @@ def test_a_bad_bus_layout_is_refused_naming_it() -> None:
         ELL14Emulator(address="1", devices={"1": ""})
     with pytest.raises(KeyError, match="not a waveplate"):
         ELL14Emulator(world=plate_world(), component="alice.det")
+
+
+async def test_the_profile_setting_address_picks_the_device(emulator_host: EmulatorHost) -> None:
+    """``settings = { address = "1" }`` talks to device 1 of the bus; a bad address is the
+    profile's error, naming the field and the file."""
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.settings import plan_settings
+
+    world = plate_world()
+    ep = emulator_host.add(
+        ELL14Emulator(name="hwp", address="1", world=world, component="alice.hwp")
+    )
+    async with ELL14.open(ep.resource) as mount:
+        field = "nodes.alice.instruments.hwp"
+        for setting in plan_settings(mount, {"address": "1"}, source="x.toml", prefix=field):
+            await setting.apply()
+        await mount.move_to_deg(10.0)
+        assert world.waveplate("alice.hwp").angle_deg == pytest.approx(10.0, abs=0.01)
+        (bad,) = plan_settings(mount, {"address": "Z"}, source="x.toml", prefix=field)
+        with pytest.raises(
+            ConfigError, match=r"x\.toml: nodes\.alice\.instruments\.hwp\.settings\.address"
+        ):
+            await bad.apply()
