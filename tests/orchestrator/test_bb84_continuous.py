@@ -341,12 +341,16 @@ def _key(store: KeyStore, bits: np.ndarray, label: str, *, pending: bool) -> str
     return save(bits, label=label).key_id
 
 
-async def _reconcile(store_a: KeyStore, store_b: KeyStore) -> tuple[dict[str, int], ...]:
+async def _reconcile(
+    store_a: KeyStore, store_b: KeyStore, *, stopped: bool = False
+) -> tuple[dict[str, int], ...]:
     a, b = in_process_channels(
         HmacSha256Authenticator(TEST_KEY), HmacSha256Authenticator(TEST_KEY), timeout_s=5
     )
     await asyncio.gather(a.open(), b.open())
     stop = StopRequest()
+    if stopped:  # a signal at start-up: the restart's resolution is still done
+        stop.request("SIGTERM")
     try:
         return tuple(
             await asyncio.gather(
@@ -358,7 +362,8 @@ async def _reconcile(store_a: KeyStore, store_b: KeyStore) -> tuple[dict[str, in
         await asyncio.gather(a.close(), b.close())
 
 
-async def test_restart_resolves_what_a_crash_left(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stopped", [False, True])
+async def test_restart_resolves_what_a_crash_left(tmp_path: Path, stopped: bool) -> None:
     rng = np.random.default_rng(5)
     bits = [rng.integers(0, 2, 256, dtype=np.uint8) for _ in range(5)]
     ka, kb = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
@@ -373,7 +378,7 @@ async def test_restart_resolves_what_a_crash_left(tmp_path: Path) -> None:
     # k3: both killed while pending
     _key(ka, bits[3], "alice", pending=True)
     _key(kb, bits[3], "bob", pending=True)
-    ra, rb = await _reconcile(ka, kb)
+    ra, rb = await _reconcile(ka, kb, stopped=stopped)
     assert ra == {"committed": 1, "discarded": 1}
     assert rb == {"discarded": 1}
     assert committed(ka, "alice") == committed(kb, "bob")[1:]

@@ -230,13 +230,18 @@ class _Control:
     async def tell_stopped(self, why: str) -> None:
         await self.tell(AbortReason.STOPPED, f"{self.party} stopped ({why})")
 
-    async def expect(self, kind: str, key: int | None = None) -> dict[str, Any] | None:
+    async def expect(
+        self, kind: str, key: int | None = None, *, stoppable: bool = True
+    ) -> dict[str, Any] | None:
         """The peer's next control message of ``kind`` (for key ``key``), skipping ``wait``
         heartbeats and what is left of a dropped key (its messages, both parties' Aborts);
         None when our stop came first. A peer's Abort of another reason ends the run."""
         while True:
             recv = asyncio.ensure_future(self.channel.recv(timeout_s=self.timeout_s))
-            stopping = asyncio.ensure_future(self.stop.wait())
+            # (an unstoppable wait, the inventory's, still ends on the channel's timeout)
+            stopping = asyncio.ensure_future(
+                self.stop.wait() if stoppable else asyncio.Event().wait()
+            )
             try:
                 await asyncio.wait({recv, stopping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -357,9 +362,9 @@ async def reconcile_stores(control: _Control, store: KeyStore, label: str) -> di
     mine = _inventory(store, label)
     if control.party == "alice":
         await control.send(INVENTORY, mine)
-        theirs = await control.expect(INVENTORY)
+        theirs = await control.expect(INVENTORY, stoppable=False)
     else:
-        theirs = await control.expect(INVENTORY)
+        theirs = await control.expect(INVENTORY, stoppable=False)
         await control.send(INVENTORY, mine)
     if theirs is None:
         return {}
