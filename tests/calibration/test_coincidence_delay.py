@@ -106,3 +106,22 @@ def test_no_peak_is_a_calibration_error_naming_the_rates() -> None:
         calibrate_from_streams(
             a, b, integration_s=0.2, clock_offset_ps=0, clock_drift=0, clock_method="one-way"
         )
+
+
+@pytest.mark.slow  # matplotlib's first figure: 3-5 s on a loaded host
+def test_histogram_plot_from_the_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from qhil.plots import write_plots
+    from qhil.records import RunStore
+
+    rng = np.random.default_rng(9)
+    a, b, _ = streams(rng, pairs_hz=1000, noise_hz=1e4, seconds=0.3, delay_ps=500.0)
+    cal = calibrate_from_streams(
+        a, b, integration_s=0.3, clock_offset_ps=0.0, clock_drift=0.0, clock_method="one-way"
+    )
+    with RunStore(tmp_path).start_run("calibration.coincidence_delay") as run:
+        run.append("histogram", cal.histogram)
+        run.log_results({k: v for k, v in cal.to_results().items() if v is not None})
+        run.finish("success")
+    (rec,) = RunStore(tmp_path, readonly=True).list_runs()
+    report = write_plots(rec, out_dir=tmp_path / "png")
+    assert [p.name for p in report.written] == ["delay_histogram.png"]

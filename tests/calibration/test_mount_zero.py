@@ -149,6 +149,7 @@ def _record(store, identities, node, ref, zero, status="success"):  # type: igno
         calibrate_mount_zero(mount, FakeMount(), count, node=node, reference_node=ref)
     )
     with store.start_run("calibration.mount_zero", identities=identities) as run:
+        run.append("points", cal.rows())
         run.log_results(cal.to_results())
         run.finish(status)
     return cal
@@ -173,3 +174,18 @@ def test_experiments_read_the_latest_zeros_of_their_bench(tmp_path) -> None:  # 
     assert zeros.mounts == {"bob": "hwp", "alice": "hwp"}
     assert zeros.angle_for("bob", 22.5) == pytest.approx((newest.zero_deg + 22.5) % 360)
     assert latest_mount_zeros(tmp_path, ids, max_age_s=-1.0) is None  # too old
+
+
+@pytest.mark.slow  # matplotlib's first figure: 3-5 s on a loaded host
+def test_fringe_plot_from_a_copy_of_the_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from qhil.plots import write_plots
+    from qhil.records import RunStore
+
+    _record(RunStore(tmp_path / "a"), {}, "alice", "bob", 21.0)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (rec,) = RunStore(tmp_path / "b", readonly=True).list_runs()
+    report = write_plots(rec, out_dir=tmp_path / "png")
+    assert [p.name for p in report.written] == ["fringe.png"]
+    assert (tmp_path / "png" / "fringe.png").stat().st_size > 10_000
