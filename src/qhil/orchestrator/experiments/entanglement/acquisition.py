@@ -20,6 +20,7 @@ node's :class:`TimeTagger` and, when the bench has them, each node's
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.errors import TransportError
 from qhil.numerics.entanglement import (
     CrossNodeCoincidences,
     NoCoincidencePeakError,
@@ -43,6 +45,7 @@ from qhil.orchestrator.experiments.entanglement.errors import (
 
 I64 = npt.NDArray[np.int64]
 PS_PER_S = 10**12
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class CoincidenceOptions:
     min_significance: float = 6.0
     prior_frequency_ppm: float = 1.0  # with a prior: the scan's half range around its drift
     chunk_s: float = 0.5  # stream blocks
+    stream_attempts: int = 3  # a stream failing in transport is read again (both anew)
 
 
 @dataclass
@@ -186,6 +190,29 @@ async def _read(
     return times, chans
 
 
+async def _both_streams(
+    nodes: EntanglementNodes, duration_s: float, opts: CoincidenceOptions
+) -> tuple[tuple[list[I64], list[npt.NDArray[Any]]], tuple[list[I64], list[npt.NDArray[Any]]]]:
+    """Both taggers over the same interval. A stream that fails in transport (words lost
+    on a loaded host: the TDC1 driver says "restart the stream") is read again, both
+    streams anew, up to ``stream_attempts`` times in all; then its error propagates."""
+    for attempt in range(1, opts.stream_attempts + 1):
+        got = await asyncio.gather(
+            _read(nodes.alice_tagger, "alice", duration_s, opts.chunk_s),
+            _read(nodes.bob_tagger, "bob", duration_s, opts.chunk_s),
+            return_exceptions=True,
+        )
+        errors = [g for g in got if isinstance(g, BaseException)]
+        if not errors:
+            a, b = got
+            return a, b  # type: ignore[return-value]
+        hard = [e for e in errors if not isinstance(e, TransportError)]
+        if hard or attempt == opts.stream_attempts:
+            raise (hard or errors)[0]
+        log.warning("pair acquisition: %s; reading both streams again", errors[0])
+    raise AssertionError("unreachable")
+
+
 def _joined(times: list[I64], chans: list[npt.NDArray[Any]]) -> tuple[I64, I64]:
     if not times:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -244,10 +271,7 @@ async def acquire_pairs(
     opts = options or CoincidenceOptions()
     if not (duration_s > 0 and math.isfinite(duration_s)):
         raise ValueError(f"duration_s: must be > 0 (got {duration_s!r})")
-    (ta, ca), (tb, cb) = await asyncio.gather(
-        _read(nodes.alice_tagger, "alice", duration_s, opts.chunk_s),
-        _read(nodes.bob_tagger, "bob", duration_s, opts.chunk_s),
-    )
+    (ta, ca), (tb, cb) = await _both_streams(nodes, duration_s, opts)
     a_t, a_c = _joined(ta, ca)
     b_t, b_c = _joined(tb, cb)
     a_sel = np.isin(a_c, nodes.alice_channels)
