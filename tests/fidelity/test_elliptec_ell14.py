@@ -97,3 +97,22 @@ def test_tapping_thorlabs_elliptec_ellx_drives_the_emulator(emulator_host: Emula
     finally:
         qwp.close()
         hwp.close()
+
+
+def test_tl_elliptec_devices_drive_the_emulator(emulator_host: EmulatorHost) -> None:
+    """tl-elliptec (PyPI): one ElliptecBus worker owning the port, a device class per model
+    chosen from the IN reply, the rotary stages' pulses-per-revolution correction."""
+    tl = pytest.importorskip("tl_elliptec")
+    world, port = bus(emulator_host)
+    with tl.ElliptecBus(port, timeout=2.0) as shared:
+        hwp = tl.create_device(shared, "0")
+        qwp = tl.create_device(shared, "1")
+        assert isinstance(hwp, tl.ELL14) and isinstance(qwp, tl.ELL14)
+        assert hwp.pulses_per_unit == pytest.approx(143360 / 360)
+        assert hwp.home() == pytest.approx(0.0)
+        assert hwp.move_absolute(30.0) == pytest.approx(30.0, abs=0.01)
+        assert world.waveplate("alice.hwp").angle_deg == pytest.approx(30.0, abs=0.01)
+        assert qwp.move_absolute(90.0) == pytest.approx(90.0, abs=0.01)
+        assert hwp.get_position() == pytest.approx(30.0, abs=0.01)
+        assert world.waveplate("alice.qwp").angle_deg == pytest.approx(90.0, abs=0.01)
+        assert hwp.get_status() == tl.StatusCode.OK

@@ -90,6 +90,22 @@ async def test_emulator_moves_relative_homes_and_keeps_its_offset() -> None:
     )
 
 
+async def test_emulator_takes_terminated_commands_as_some_clients_send_them() -> None:
+    """thorlabs-elliptec and tl-elliptec end each command with CRLF; tl-elliptec sends the
+    homing direction as a byte (two hex digits)."""
+    await run_on_emulator(
+        ELL14Emulator(),
+        [
+            (b"0ma00008C00\r\n", b"0PO00008C00\r\n"),
+            (b"0ho00\r\n", b"0PO00000000\r\n"),
+            (b"0ho\r\n", b"0PO00000000\r\n"),
+            (b"0in\r\n", INFO[1]),
+            (b"0zz\r\n", b"0GS03\r\n"),
+            (b"0gs\r\n", b"0GS03\r\n"),
+        ],
+    )
+
+
 async def test_emulator_reports_errors_as_the_device() -> None:
     """An unknown command is GS03 (command error), a value out of range GS04; the error
     stays the status until one gs reads it; a stray CR/LF between commands is skipped."""

@@ -38,9 +38,11 @@ COMMAND_ERROR, OUT_OF_RANGE = 3, 4
 
 
 class ElliptecFramer(MessageFramer):
-    """Splits the unterminated command stream by each code's data length. Stray CR/LF and
-    blanks between commands are skipped; after an unknown code the rest of what arrived
-    with it is dropped (the device resynchronises on the next message)."""
+    """Splits the command stream into messages. A message ends at a CR or LF that came
+    with it (clients that terminate their commands: thorlabs-elliptec, tl-elliptec), else
+    after its code's data length (clients that do not: pyLabLib, elliptec). Blanks and
+    CR/LF between messages are skipped; after an unknown code the rest of what arrived with
+    it is dropped (the device resynchronises on the next message)."""
 
     async def next(self) -> bytes | Overrun | None:
         while True:
@@ -55,8 +57,9 @@ class ElliptecFramer(MessageFramer):
                 msg = bytes(self.buf[:3])
                 self.buf.clear()
                 return msg
-            need = 3 + DATA_LENGTH.get(code, 0)
-            if code == "ho" and (len(self.buf) < 4 or self.buf[3] not in b"01"):
+            ends = [i for i in (self.buf.find(b"\r"), self.buf.find(b"\n")) if i >= 0]
+            need = min(ends) if ends else 3 + DATA_LENGTH.get(code, 0)
+            if not ends and code == "ho" and (len(self.buf) < 4 or self.buf[3] not in b"01"):
                 need = 3  # the direction is optional (linear stages home without one)
             if len(self.buf) < need:
                 if not await self._fill():
@@ -137,8 +140,10 @@ class ELL14Emulator(Emulator):
         addr = text[:1].upper()
         if addr not in self.mounts:
             return b""  # nobody at that address: the bus stays silent
-        if text[1:] == "ho":
-            text += "0"  # homing without a direction: the default one
+        if text[1:3] == "ho":
+            # The direction: none (the default), one digit, or a byte as tl-elliptec sends it.
+            direction = text[3:] or "0"
+            text = text[:3] + (direction[-1] if direction in ("0", "1", "00", "01") else direction)
         found = self.find_route(text)
         if found is None:
             return self._fail(addr, COMMAND_ERROR)
