@@ -114,3 +114,32 @@ def test_a_new_calibration_is_a_kind_without_registration(tmp_path: Path) -> Non
     assert kind_for("mount_zero").sources == {"calibration.mount_zero": ""}
     (cal,) = CalibrationStore(runs).history("mount_zero")
     assert cal.quantities == {"zero_deg": Quantity(3.5, 0.2)}
+
+
+def test_clock_and_mean_photon_number_kinds_read_their_runs(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    _record(
+        runs,
+        "clock_sync",
+        {
+            "method": "two-way",
+            "offset_ps": 1250.0,
+            "offset_stderr_ps": 3.5,
+            "frequency_offset_ppb": 12.0,
+            "frequency_offset_stderr_ppb": 0.2,
+            "path_delay_s": 4.9e-5,
+            "path_delay_stderr_s": 1e-11,
+            "coincidences": 9000,
+        },
+    )
+    _record(runs, "bb84", {"mucal_mu_0": 0.5, "mucal_mu_0_std": 0.02, "mucal_mu_0_lo": 0.45})
+    cs = CalibrationStore(runs)
+    (clock,) = cs.history("clock")
+    assert clock.quantities == {
+        "offset_ps": Quantity(1250.0, 3.5),
+        "frequency_offset_ppb": Quantity(12.0, 0.2),
+        "path_delay_s": Quantity(4.9e-5, 1e-11),
+    }
+    assert clock.extra == {"method": "two-way"}
+    (mu,) = cs.history("mean_photon_number")
+    assert mu.quantities == {"mu_0": Quantity(0.5, 0.02)}
