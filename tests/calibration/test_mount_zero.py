@@ -189,3 +189,33 @@ def test_fringe_plot_from_a_copy_of_the_record(tmp_path) -> None:  # type: ignor
     report = write_plots(rec, out_dir=tmp_path / "png")
     assert [p.name for p in report.written] == ["fringe.png"]
     assert (tmp_path / "png" / "fringe.png").stat().st_size > 10_000
+
+
+def test_a_stored_clock_correction_seeds_the_frequency(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The jobs' prior: the stored clock-sync correction of these two taggers (by their
+    'node.instrument' names), unless switched off or expired."""
+    from types import SimpleNamespace
+
+    from qhil.calibration.entanglement_jobs import MountZeroSettings, _stored_prior
+    from qhil.numerics.timing import ClockModel
+    from qhil.orchestrator.experiments.clock_sync.corrections import save_correction
+
+    bench = SimpleNamespace(name="ent-bench")
+    nodes = SimpleNamespace(
+        alice_tagger=SimpleNamespace(name="alice.tagger"),
+        bob_tagger=SimpleNamespace(name="bob.tagger"),
+    )
+    on = MountZeroSettings()
+    assert _stored_prior(bench, on, nodes, tmp_path) == (None, None)  # type: ignore[arg-type]
+    result = SimpleNamespace(
+        model=ClockModel(1234.0, -3.9e-5, 0),
+        offset_stderr_ps=20.0,
+        drift_stderr=1e-13,  # valid for 1 ns / 1e-13 = 10^4 s
+        method="one-way",
+        delay_ps=None,
+    )
+    save_correction(tmp_path, "ent-bench", ("alice.tagger", "bob.tagger"), result, run_id="r1")
+    model, run_id = _stored_prior(bench, on, nodes, tmp_path)  # type: ignore[arg-type]
+    assert run_id == "r1" and model is not None and model.drift == -3.9e-5
+    off = MountZeroSettings(use_clock_correction=False)
+    assert _stored_prior(bench, off, nodes, tmp_path) == (None, None)  # type: ignore[arg-type]
