@@ -42,6 +42,9 @@ SAMPLES: list[m.Message] = [
     m.KeyCommitted(),
     m.Finished(),
     m.Abort("qber_too_high", "25 %"),
+    m.AcquisitionStart(b"\x01" * 32, 2.5),
+    m.Timestamps(np.array([5, 7, 1000], np.int64)),
+    m.CoincidenceGroups(2, np.array([0, 0, 1], np.int64), np.array([5, 5, 1000], np.int64)),
 ]
 
 

@@ -196,6 +196,33 @@ class Abort(Message):
     detail: str = field(metadata={"wire": "str"})
 
 
+# --- BBM92 in two processes (experiments/bbm92/party_job.py): the shared acquisition ---
+
+
+@dataclass(frozen=True, eq=False)
+class AcquisitionStart(Message):
+    """BBM92: alice's pair source is on; both nodes stream ``duration_s`` from now."""
+
+    settings_digest: bytes = field(metadata={"wire": "bytes"})
+    duration_s: float = field(metadata={"wire": "f64"})
+
+
+@dataclass(frozen=True, eq=False)
+class Timestamps(Message):
+    """BBM92: bob's analyser tags' times, his timebase, sorted (no channels: no outcomes)."""
+
+    times: I64 = field(metadata={"wire": "i64[]"})
+
+
+@dataclass(frozen=True, eq=False)
+class CoincidenceGroups(Message):
+    """BBM92: for each coincidence alice keeps, its group (``< n_groups``) and bob's tick."""
+
+    n_groups: int = field(metadata={"wire": "u64"})
+    group: I64 = field(metadata={"wire": "i64[]"})
+    ticks: I64 = field(metadata={"wire": "i64[]"})
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello,
     BlockLive,
@@ -216,6 +243,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     KeyCommitted,
     Finished,
     Abort,
+    AcquisitionStart,
+    Timestamps,
+    CoincidenceGroups,
 )
 
 KIND_PREFIX = "bb84."

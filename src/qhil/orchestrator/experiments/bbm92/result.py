@@ -66,6 +66,12 @@ class BBM92Result(KeyPairOutcome):
     bob_key: KeyRef | None = None
     committed: bool = False
 
+    @property
+    def secret_bits(self) -> int:
+        """The key's length (a party's own view holds only its own key)."""
+        ref = self.alice_key or self.bob_key
+        return 0 if ref is None else ref.length_bits
+
     def to_results(self) -> dict[str, Any]:
         """Flat scalars for a run record and the JSON summary."""
         c = self.counts

@@ -1,0 +1,257 @@
+"""One party of BBM92 per process, over TCP (as ``qhil run bbm92 --party alice|bob``).
+
+Each process opens only its own node's instruments; alice's also opens the source site's
+pair source (she switches it on and off). The acquisition is shared over the channel:
+
+    A->B AcquisitionStart  settings digest, duration (alice's pump is on)
+    (both stream their own tagger for ``duration_s``)
+    B->A Timestamps        bob's analyser tags' times only (his outcomes stay at bob)
+    A->B CoincidenceGroups per coincidence she keeps: its group and bob's tick
+
+Alice finds the clock model and the coincidences on both streams, groups them
+(``events.group_pairs``); each node ORs its own outcomes per group and squashes them with
+its own randomness. Then the BBM92 parties run as in one process (sifting with bases
+only, BB84's post-processing). Each records its run (``bbm92.alice`` / ``bbm92.bob``) and
+stores its own key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.errors import ConfigError
+from qhil.numerics.entanglement import NoCoincidencePeakError, cross_node_coincidences
+from qhil.orchestrator.bench import open_bench
+from qhil.orchestrator.channel import AuthenticationError, HmacSha256Authenticator
+from qhil.orchestrator.experiments.bb84 import BB84Aborted, BB84Progress
+from qhil.orchestrator.experiments.bb84.errors import AbortReason
+from qhil.orchestrator.experiments.bb84.link import PeerLink
+from qhil.orchestrator.experiments.bb84.messages import (
+    AcquisitionStart,
+    CoincidenceGroups,
+    Timestamps,
+)
+from qhil.orchestrator.experiments.bb84.party import run_party
+from qhil.orchestrator.experiments.bbm92.events import (
+    group_masks,
+    group_pairs,
+    masks_at_ticks,
+    outcomes,
+)
+from qhil.orchestrator.experiments.bbm92.job import BBM92Summary, _optional
+from qhil.orchestrator.experiments.bbm92.parties import make_party, result_of
+from qhil.orchestrator.experiments.bbm92.settings import BBM92Settings
+from qhil.orchestrator.experiments.entanglement.acquisition import (
+    PS_PER_S,
+    _joined,
+    _read,
+    clock_model,
+)
+from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
+from qhil.orchestrator.experiments.entanglement.experiments import options
+from qhil.orchestrator.jobs import (
+    _scalars,
+    load_auth_key,
+    open_party_channel,
+    output_stores,
+)
+from qhil.orchestrator.profile import load_profile
+
+I64 = np.ndarray
+
+
+async def _stream(
+    tagger: TimeTagger, node: str, s: BBM92Settings, inputs: tuple[int, ...]
+) -> tuple[I64, I64]:
+    """One node's analyser tags over the acquisition: times (sorted) and outcomes 0..3."""
+    t, c = _joined(*await _read(tagger, node, s.duration_s, options(s).chunk_s))
+    lut = np.full(max(max(inputs), int(c.max(initial=0))) + 1, -1, np.int64)
+    lut[np.asarray(inputs)] = np.arange(4)
+    o = lut[c]
+    return t[o >= 0], o[o >= 0]
+
+
+async def _alice_acquire(
+    s: BBM92Settings, link: PeerLink, tagger: TimeTagger, source: Any
+) -> tuple[I64, dict[str, Any]]:
+    """Alice's side of the shared acquisition: her click masks per group, and the record."""
+    opts = options(s)
+    await source.set_output(True)
+    try:
+        if s.crystal_temperature_c is not None:
+            await source.set_crystal_temperature_c(s.crystal_temperature_c)
+        await source.set_pump_current_ma(s.pump_current_ma)
+        await link.send(AcquisitionStart(s.digest(), s.duration_s))
+        a_t, a_o = await _stream(tagger, "alice", s, s.alice_channels)
+    finally:
+        with contextlib.suppress(Exception):
+            await source.set_output(False)
+    b_t = np.asarray((await link.expect(Timestamps)).times, np.int64)
+    if b_t.size > 1 and np.any(np.diff(b_t) < 0):
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "Timestamps: bob's times are not sorted")
+    try:
+        model, _ = await asyncio.to_thread(clock_model, a_t, b_t, s.duration_s, opts, None)
+        c = await asyncio.to_thread(
+            cross_node_coincidences,
+            a_t,
+            a_o + 1,
+            b_t,
+            np.ones(b_t.size, np.int64),  # bob's outcomes stay at bob: pairs from times only
+            model,
+            n_sigma=opts.n_sigma,
+            window_ps=opts.window_ps,
+            duration_ps=s.duration_s * PS_PER_S,
+        )
+    except (EntanglementAborted, NoCoincidencePeakError) as exc:
+        raise BB84Aborted(
+            AbortReason.NO_DATA, f"no coincidences between the nodes: {exc}"
+        ) from None
+    group, n = group_pairs(c.alice_t_ps, c.bob_t_ps)
+    mapped = model.map_b_to_a(b_t)
+    ticks = b_t[np.searchsorted(mapped, c.bob_t_ps).clip(0, max(b_t.size - 1, 0))]
+    sel = group >= 0
+    await link.send(CoincidenceGroups(n, group[sel], ticks[sel]))
+    record = {
+        "clock_offset_ps": model.offset_ps,
+        "clock_drift_ppb": model.drift * 1e9,
+        "window_ps": c.window_ps,
+        "coincidences": c.coincidences,
+        "accidentals": c.accidentals_total,
+        "singles_a_hz": a_t.size / s.duration_s,
+        "singles_b_hz": b_t.size / s.duration_s,
+    }
+    return group_masks(group, c.alice_outcome, n), record
+
+
+async def _bob_acquire(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> I64:
+    start = await link.expect(AcquisitionStart)
+    if start.settings_digest != s.digest() or start.duration_s != s.duration_s:
+        raise BB84Aborted(
+            AbortReason.PROTOCOL_ERROR,
+            "Alice's BBM92 settings differ from Bob's (compare both [experiments.bbm92] tables)",
+        )
+    t, o = await _stream(tagger, "bob", s, s.bob_channels)
+    await link.send(Timestamps(t))
+    g = await link.expect(CoincidenceGroups)
+    if g.group.size != g.ticks.size or (
+        g.group.size and (g.group.min() < 0 or g.group.max() >= g.n_groups)
+    ):
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "CoincidenceGroups is malformed")
+    try:
+        return masks_at_ticks(t, o, g.group, g.ticks, g.n_groups)
+    except ValueError as exc:
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"CoincidenceGroups: {exc}") from None
+
+
+async def run_bbm92_party_job(
+    party: str,
+    profile: str | None,
+    overrides: list[str] | None = None,
+    *,
+    auth_key_file: str | Path,
+    listen: str | None = None,
+    connect: str | None = None,
+    session_id: str = "qhil-bbm92",
+    duration_s: float | None = None,
+    data_dir: str | Path | None = None,
+    key_dir: str | Path | None = None,
+    progress: Callable[[BB84Progress], Any] | None = None,
+    peer_timeout_s: float = 60.0,
+    on_waiting: Callable[[str], Any] | None = None,
+) -> BBM92Summary:
+    """One party of BBM92 in this process; the other runs elsewhere, reached over TCP."""
+    if party not in ("alice", "bob"):
+        raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
+    prof = load_profile(profile, overrides or [])
+    s = BBM92Settings.from_profile(prof, duration_s=duration_s)
+    node = s.alice_node if party == "alice" else s.bob_node
+    mine = [node, s.source_node] if party == "alice" else [node]
+    own = prof.model_copy(update={"nodes": {n: prof.nodes[n] for n in mine}, "world": None})
+    auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
+    run = store.start_run(
+        f"bbm92.{party}",
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**s.model_dump(mode="json"), "party": party},
+    )
+    results: dict[str, Any] = {}
+    with run:
+        async with open_bench(own) as bench:
+            run.set_identities(await bench.identities())
+            tagger = bench.role(
+                node, TimeTagger, name=s.alice_tagger if party == "alice" else s.bob_tagger
+            )
+            mount = _optional(
+                bench, node, RotationMount, s.alice_mount if party == "alice" else s.bob_mount
+            )
+            if mount is not None:
+                await mount.move_to_deg(
+                    s.alice_mount_zero_deg if party == "alice" else s.bob_mount_zero_deg
+                )
+            try:
+                channel, listener = await open_party_channel(
+                    party,
+                    auth,
+                    listen=listen,
+                    connect=connect,
+                    session_id=session_id,
+                    timeout_s=s.message_timeout_s,
+                    peer_timeout_s=peer_timeout_s,
+                    on_waiting=on_waiting,
+                )
+            except AuthenticationError as exc:
+                reason = f"authentication_failed: {exc}"
+                run.abort(reason)
+                return BBM92Summary(run.run_id, "aborted", reason, {})
+            peer = "bob" if party == "alice" else "alice"
+            link = PeerLink(channel, party, peer, s.message_timeout_s)
+            p = None
+            try:
+                if progress is not None:
+                    progress(BB84Progress(party, "acquire", 0, 1, 0, f"{s.duration_s:g} s"))  # type: ignore[arg-type]
+                try:
+                    if party == "alice":
+                        source = bench.role(s.source_node, EntangledPhotonSource, name=s.source)
+                        mask, results = await _alice_acquire(s, link, tagger, source)
+                    else:
+                        mask = await _bob_acquire(s, link, tagger)
+                except BB84Aborted as exc:
+                    await link.tell_abort(exc)
+                    raise
+                p = make_party(
+                    party,
+                    s,
+                    outcomes(mask, np.random.default_rng()),
+                    channel,
+                    acquisition_s=s.duration_s,
+                    key_store=keys,
+                    run_id=run.run_id,
+                    progress=progress,
+                )
+                await run_party(p, p.run())
+            except BB84Aborted as exc:
+                if p is not None:
+                    results.update(result_of(p, exc.reason, exc.detail).to_results())
+                reason = f"{exc.reason.value}: {exc.detail}"
+                run.log_results(_scalars(results))
+                run.abort(reason)
+                return BBM92Summary(run.run_id, "aborted", reason, results)
+            finally:
+                await channel.close()
+                if listener is not None:
+                    await listener.close()
+        results.update(result_of(p).to_results())
+        run.log_results(_scalars(results))
+        if p.committed is not None:
+            run.add_key(p.committed)
+        run.finish("success")
+    return BBM92Summary(run.run_id, "success", None, results)
