@@ -27,6 +27,7 @@ async def _run(tmp_path: Path, *overrides: str) -> RunRecord:
         duration_s=0.05,
         data_dir=tmp_path / "data",
         key_dir=tmp_path / "keys",
+        insecure_test_seed=15,  # the search's and parties' choices too: deterministic
     )
     assert summary.status == "success", summary.reason
     record = RunStore(tmp_path / "data").get(summary.run_id)
