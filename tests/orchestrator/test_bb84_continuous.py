@@ -424,3 +424,28 @@ async def test_restart_keeps_a_key_the_peers_kme_used_up(tmp_path: Path) -> None
     ra, rb = await _reconcile(ka, kb)
     assert rb == {} and ra == {}
     assert len(committed(kb, "bob")) == 1
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--max-key-count", "8"], "--max-key-count is for --continuous runs only"),
+        (["--continuous", "--max-key-count", "0"], "--max-key-count"),
+        (["--continuous", "--kms-config", "nowhere/kms.toml"], "nowhere/kms.toml"),
+    ],
+)
+def test_bad_continuous_options_are_one_line_errors(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    from click.testing import CliRunner
+
+    from qhil.cli import main
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(main, ["run", "bb84", *args, *data])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qhil: error:") and says in lines[0], lines

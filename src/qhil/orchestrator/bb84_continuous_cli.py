@@ -87,17 +87,23 @@ def run_continuous_command(
     from qhil.records import default_key_dir
 
     shown = party or "bob"
-    bar = tqdm(total=None, unit="key", desc="bb84 continuous", disable=as_json, leave=False)
+    bars: list[Any] = []  # the bar appears with the first key, not before an error
 
     def on_progress(p: ContinuousProgress) -> None:
         if p.party != shown:
             return
+        if not bars:
+            bars.append(tqdm(total=None, unit="key", disable=as_json, leave=False))
+        bar = bars[0]
         bar.n = p.keys
-        bar.set_description(
-            "bb84 continuous (paused: key store full)" if p.event == "paused" else "bb84 continuous"
-        )
+        paused = " (paused: key store full)" if p.event == "paused" else ""
+        bar.set_description(f"bb84 continuous{paused}")
         bar.set_postfix(bits=p.bits, dropped=p.dropped, refresh=False)
         bar.refresh()
+
+    def close_bar() -> None:
+        for bar in bars:
+            bar.close()
 
     def waiting(text: str) -> None:
         tqdm.write(f"qhil: {text}", file=sys.stderr)
@@ -135,14 +141,14 @@ def run_continuous_command(
 
         summary, _ = run_signalled(job)
     except QhilError as exc:
-        bar.close()
+        close_bar()
         cli._fail(exc)
         return
     except Interrupted as exc:
-        bar.close()
+        close_bar()
         click.echo(f"qhil: terminated by {exc}; the run is recorded as aborted", err=True)
         sys.exit(128 + exc.signum)
-    bar.close()
+    close_bar()
     out = summary if as_json else _text(summary)
     cli._print_summary(out, data_dir, no_plots, as_json)
     if summary["status"] != "success":
