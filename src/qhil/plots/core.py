@@ -50,6 +50,7 @@ _MODULES = (
     "qhil.plots.mean_photon_number",
     "qhil.plots.entanglement",
     "qhil.plots.entanglement_calibration",
+    "qhil.plots.bbm92",
 )
 
 
