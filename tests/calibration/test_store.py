@@ -143,3 +143,26 @@ def test_clock_and_mean_photon_number_kinds_read_their_runs(tmp_path: Path) -> N
     assert clock.extra == {"method": "two-way"}
     (mu,) = cs.history("mean_photon_number")
     assert mu.quantities == {"mu_0": Quantity(0.5, 0.02)}
+
+
+async def test_max_age_zero_compensates_without_looking(tmp_path: Path) -> None:
+    from qhil.calibration.store.reuse import reuse_stored_polarization
+
+    runs = RunStore(tmp_path)
+    _record(runs, "calibration.polarization", POLCAL)
+    with runs.start_run("bb84", profile={"bench": {"name": "t"}}, seed=1) as run:
+        # no instrument is touched: None stands for each (an access would raise)
+        used = await reuse_stored_polarization(
+            runs,
+            BENCH,
+            0.0,
+            None,
+            None,
+            None,
+            None,
+            run,  # type: ignore[arg-type]
+        )
+    assert used is False
+    assert runs.get(run.run_id).results["polcal_reuse"] == (
+        "not reused: polarization_max_age_s = 0"
+    )

@@ -262,10 +262,8 @@ async def _calibrate_polarization(
 
     ps = PolarizationSettings.from_profile(prof)
     controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
-    if (
-        reuse is not None
-        and reuse[2] > 0
-        and await reuse_stored_polarization(*reuse, generator, tagger, controller, ps, run, rng)
+    if reuse is not None and await reuse_stored_polarization(
+        *reuse, generator, tagger, controller, ps, run, rng
     ):
         return None  # the stored compensation still holds: no compensation step
     try:

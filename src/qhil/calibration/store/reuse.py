@@ -121,6 +121,9 @@ async def reuse_stored_polarization(
     ``polcal_check_*``, ``calibration_polarization_run`` (the run that measured it) and the
     voltages as ``polarization_voltages_mv``. False: compensate now (the reason is recorded).
     """
+    if max_age_s <= 0:
+        run.log_results({"polcal_reuse": "not reused: polarization_max_age_s = 0"})
+        return False
     found = CalibrationStore(runs).find("polarization", identities=identities, max_age_s=max_age_s)
     check: PolarizationCheck | None = None
     why = found.reason
