@@ -109,3 +109,26 @@ async def test_lost_tags_abort_naming_the_tagger() -> None:
         EntanglementAborted, match=r"buffer_overflow: bob's tagger bob.tagger lost 17"
     ):
         await acquire_pairs(nodes, 1.0, OPTS)
+
+
+class FirstEmptyTagger(StandInTagger):
+    """The first stream comes back empty for this node (words silently missing)."""
+
+    async def stream(self, duration_s: float | None, chunk_s: float) -> AsyncIterator[TagBlock]:
+        self.streams += 1
+        b = self.block
+        keep = slice(None) if self.streams > 1 else slice(0, 0)
+        yield TagBlock(b.timestamps_ps[keep], b.channels[keep])
+
+
+async def test_a_lost_peak_with_a_prior_is_acquired_once_more() -> None:
+    nodes, _ = _nodes(4)
+    first = await acquire_pairs(nodes, 1.0, OPTS)
+    nodes.alice_tagger = FirstEmptyTagger("alice.tagger", nodes.alice_tagger.block)  # type: ignore[attr-defined]
+    again = await acquire_pairs(nodes, 1.0, OPTS, prior=first.model)
+    assert nodes.alice_tagger.streams == 2  # type: ignore[attr-defined]
+    assert np.array_equal(again.matrix, first.matrix)
+    # Without a prior (nothing says a peak exists) no_peak is the answer at once.
+    nodes.alice_tagger = FirstEmptyTagger("alice.tagger", nodes.alice_tagger.block)  # type: ignore[attr-defined]
+    with pytest.raises(EntanglementAborted, match="no_peak"):
+        await acquire_pairs(nodes, 1.0, OPTS)
