@@ -34,6 +34,7 @@ from qhil.orchestrator.experiments.bb84.continuous import (
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.party import ProgressHook
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.tracking import AliceTracking
 
 #: Per key and party, ``<party>/keys``: what the record keeps of each attempted key.
 KEY_ROW = np.dtype(
@@ -188,7 +189,11 @@ async def run_bb84_continuous_job(
         async with open_bench(prof, mode=mode) as bench:
             run.set_identities(await bench.identities())
             generator, tagger = bench_roles(bench, settings)
-            reason = await _before_keys(prof, settings, bench, generator, tagger, run)
+            reason, tracking = await _before_keys(
+                prof, settings, bench, generator, tagger, run, store
+            )
+            # the drift is tracked through every key (bb84/tracking.py), as in one run
+            alice_tracking = None if tracking is None else AliceTracking(tracking.polarization)
             if reason is not None:
                 run.abort(reason)
                 return _not_started(run.run_id, reason)
@@ -231,8 +236,16 @@ async def run_bb84_continuous_job(
 
             try:
                 a, b = await asyncio.gather(
-                    party("alice", lambda h: run_alice(settings, generator, alice_ch, **common(h))),
-                    party("bob", lambda h: run_bob(settings, tagger, bob_ch, **common(h))),
+                    party(
+                        "alice",
+                        lambda h: run_alice(
+                            settings, generator, alice_ch, tracking=alice_tracking, **common(h)
+                        ),
+                    ),
+                    party(
+                        "bob",
+                        lambda h: run_bob(settings, tagger, bob_ch, tracking=tracking, **common(h)),
+                    ),
                 )
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
@@ -246,24 +259,40 @@ def _not_started(run_id: str, reason: str) -> dict[str, Any]:
 
 
 async def _before_keys(
-    prof: Any, settings: BB84Settings, bench: Any, generator: Any, tagger: Any, run: Any
-) -> str | None:
-    """The checks a single BB84 run makes before its first block, once for all keys:
-    the mean photon numbers, then the polarization. The abort reason, or None."""
-    from qhil.orchestrator.jobs import _calibrate_polarization
+    prof: Any,
+    settings: BB84Settings,
+    bench: Any,
+    generator: Any,
+    tagger: Any,
+    run: Any,
+    store: Any,
+) -> tuple[str | None, Any]:
+    """The checks a single BB84 run makes before its first block, once for all keys: the
+    mean photon numbers, then the polarization (a stored compensation reused when it still
+    holds). Returns (the abort reason or None, Bob's drift tracking for every key or None)."""
+    from qhil.orchestrator.jobs import _bob_tracking, _calibrate_polarization
 
     if settings.verify_mus:
         from qhil.calibration.jobs import verify_mean_photon_numbers
 
         reason = await verify_mean_photon_numbers(prof, bench, settings.mus, run)
         if reason is not None:
-            return str(reason)
-    if settings.calibrate_polarization:
-        try:
-            await _calibrate_polarization(prof, bench, generator, tagger, run)
-        except BB84Aborted as exc:
-            return f"{exc.reason.value}: {exc.detail}"
-    return None
+            return str(reason), None
+    if not settings.calibrate_polarization:
+        return None, None
+    identities = await bench.identities()
+    try:
+        start = await _calibrate_polarization(
+            prof,
+            bench,
+            generator,
+            tagger,
+            run,
+            reuse=(store, identities, settings.polarization_max_age_s),
+        )
+    except BB84Aborted as exc:
+        return f"{exc.reason.value}: {exc.detail}", None
+    return None, _bob_tracking(prof, bench, settings, start)
 
 
 async def run_bb84_continuous_party_job(
@@ -297,6 +326,8 @@ async def run_bb84_continuous_party_job(
     from qhil.orchestrator.channel import AuthenticationError, HmacSha256Authenticator
     from qhil.orchestrator.experiments.bb84 import run_alice, run_bob
     from qhil.orchestrator.jobs import (
+        _alice_tracking,
+        _bob_tracking,
         _party_polarization,
         _tell,
         bb84_settings,
@@ -352,7 +383,7 @@ async def run_bb84_continuous_party_job(
             _tell(on_waiting, f"{party}: connected; continuous key generation until stopped")
             try:
                 try:
-                    await _party_polarization(
+                    start = await _party_polarization(
                         prof, settings, party, bench, channel, run, on_waiting
                     )
                 except BB84Aborted as exc:
@@ -364,7 +395,13 @@ async def run_bb84_continuous_party_job(
                     if party == "alice"
                     else bench.role(node, TimeTagger, name=settings.tagger)
                 )
-                run_one = run_alice if party == "alice" else run_bob
+                run_one: Any = run_alice if party == "alice" else run_bob
+                # the drift is tracked through every key (bb84/tracking.py), as in one run
+                tracking = (
+                    _alice_tracking(prof, settings)
+                    if party == "alice"
+                    else _bob_tracking(prof, bench, settings, start)
+                )
 
                 def one_key(hook: ProgressHook) -> Any:
                     return run_one(
@@ -375,6 +412,7 @@ async def run_bb84_continuous_party_job(
                         run_id=run.run_id,
                         progress=hook,
                         on_data=run.append,
+                        tracking=tracking,
                     )
 
                 mine = await run_continuous_party(
