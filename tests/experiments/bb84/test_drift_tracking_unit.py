@@ -95,3 +95,82 @@ def test_block_tally_carries_the_recompensation_flag() -> None:
     assert isinstance(back, BlockTally)
     assert back.recompensate == 1 and back.block == 3
     assert back.test_errors.tolist() == [1, 2, 0]
+
+
+class _Controller:
+    """A PolarizationController that must not be driven (the peer refuses first)."""
+
+    name = "bob.polctrl"
+    channels = 4
+
+    async def set_voltages_mv(self, mv: list[int]) -> None:
+        raise AssertionError("the controller was driven")
+
+    async def voltages_mv(self) -> list[int]:
+        return [0, 0, 0, 0]
+
+
+async def test_a_refused_recompensation_is_recorded_and_the_run_goes_on() -> None:
+    """Alice without compensation settings refuses Bob's request: both return (no abort),
+    Bob's row says ok = 0 with the QBER that triggered it, his expectation is unchanged."""
+    import asyncio
+
+    from qhil.calibration.settings import PolarizationSettings
+    from qhil.orchestrator.experiments.bb84.tracking import (
+        BobTracking,
+        Verdict,
+        recompensate_alice,
+        recompensate_bob,
+    )
+
+    from .support import open_channels
+
+    a, b = await open_channels()
+    ps = PolarizationSettings(channel_map={"H": 1, "V": 2, "D": 3, "A": 4}, rep_rate_hz=1e5)
+    watch = QberWatch(1e-3, 0.95)
+    watch.expected = (0.01, 0.01)
+    verdict = Verdict(7, (200, 200), (12, 3), (0.01, 0.01), 1e-5, True)
+    try:
+        bob_row, alice_row = await asyncio.gather(
+            recompensate_bob(BobTracking(ps, _Controller()), watch, verdict, b, None, 5.0),  # type: ignore[arg-type]
+            recompensate_alice(None, 7, a, None, 5.0),  # type: ignore[arg-type]
+        )
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    assert bob_row["ok"] == 0 and bob_row["block"] == 7
+    assert bob_row["qber_z"] == pytest.approx(0.06) and bob_row["p_value"] == 1e-5
+    assert alice_row == {"block": 7, "references": 0}
+    assert watch.expected == (0.01, 0.01)
+
+
+async def test_a_channel_failure_during_a_recompensation_aborts() -> None:
+    import asyncio
+
+    from qhil.calibration.settings import PolarizationSettings
+    from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
+    from qhil.orchestrator.experiments.bb84.tracking import (
+        BobTracking,
+        Verdict,
+        recompensate_bob,
+    )
+
+    from .support import open_channels
+
+    a, b = await open_channels()
+    await a.close()
+    ps = PolarizationSettings(channel_map={"H": 1, "V": 2, "D": 3, "A": 4}, rep_rate_hz=1e5)
+    verdict = Verdict(2, (200, 200), (12, 3), (0.01, 0.01), 1e-5, True)
+    try:
+        with pytest.raises(BB84Aborted) as err:
+            await recompensate_bob(
+                BobTracking(ps, _Controller()),  # type: ignore[arg-type]
+                QberWatch(1e-3, 0.95),
+                verdict,
+                b,
+                None,  # type: ignore[arg-type]
+                5.0,
+            )
+    finally:
+        await asyncio.gather(a.close(), b.close(), return_exceptions=True)
+    assert err.value.reason is AbortReason.CHANNEL_FAILED
+    assert "re-compensation" in err.value.detail

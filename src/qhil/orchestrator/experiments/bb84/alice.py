@@ -267,7 +267,7 @@ class _Alice(PartyBase):
         if tally_msg.recompensate and self.channel is not None:  # Bob saw the QBER rise
             await self.emit("block", b + 1, "serving a polarization re-compensation")
             event = await recompensate_alice(
-                self.tracking, b, self.channel, self.generator, s.message_timeout_s
+                self.tracking, b, self.channel, self.generator, s.message_timeout_s, self.rng
             )
             await self.persist("recompensation", ALICE_RECOMPENSATION_ROW, event)
         await self.emit("block", b + 1)

@@ -302,8 +302,12 @@ async def recompensate_alice(
     channel: MessageChannel,
     generator: PatternGenerator,
     timeout_s: float,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, float | int]:
     """Alice's side: serve Bob's reference requests; returns her ``alice/recompensation`` row.
+
+    ``rng`` picks the reference patterns' fresh lengths (public; Alice's own generator, so
+    a run seeded for a test replays).
 
     Without tracking settings she refuses (Bob is told and goes on); a failed search goes
     on too; channel errors raise :class:`BB84Aborted`.
@@ -314,7 +318,7 @@ async def recompensate_alice(
     ps = None if tracking is None else tracking.polarization
     row: dict[str, float | int] = {"block": block, "references": 0}
     try:
-        report = await serve_remote_reference(channel, generator, ps, timeout_s=timeout_s)
+        report = await serve_remote_reference(channel, generator, ps, timeout_s=timeout_s, rng=rng)
     except CalibrationError as exc:
         log.warning("bb84 alice: polarization re-compensation failed, going on: %s", exc)
         return row
