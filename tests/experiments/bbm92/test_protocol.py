@@ -9,12 +9,15 @@ the emulated bench (that is test_bbm92_bench.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from qhil.numerics.qkd import CascadeSetup
 from qhil.numerics.qkd.bbm92 import bbm92_key_length
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted
+from qhil.orchestrator.experiments.bb84 import alice as alice_module
 from qhil.orchestrator.experiments.bb84.both import run_both
 from qhil.orchestrator.experiments.bb84.party import run_party
 from qhil.orchestrator.experiments.bbm92 import BBM92Aborted, BBM92Result, make_party, run_bbm92
@@ -22,6 +25,7 @@ from qhil.orchestrator.experiments.bbm92.settings import BBM92Settings
 from qhil.records import KeyStore
 
 from ..bb84.support import open_channels
+from ..bb84.test_aborts import flip_tag_of_frame
 
 
 def phi_plus(n: int, qber: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,3 +118,42 @@ async def test_different_settings_abort_before_sifting(tmp_path: Path) -> None:
         await cb.close()
     assert info.value.reason is AbortReason.PROTOCOL_ERROR
     assert "[experiments.bbm92]" in info.value.detail
+
+
+async def _run_tampered(keys: KeyStore, a: np.ndarray, b: np.ndarray, **tamper: Any) -> None:
+    ca, cb = await open_channels(**tamper)
+    try:
+        await run_bbm92(BBM92Settings(), a, b, ca, cb, acquisition_s=10.0, key_store=keys)
+    finally:
+        await ca.close()
+        await cb.close()
+
+
+@pytest.mark.asyncio
+async def test_a_tampered_announcement_aborts_on_authentication(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    a, b = phi_plus(20_000, 0.02, seed=7)
+    seen: list[int] = []
+    with pytest.raises(BBM92Aborted) as info:
+        await _run_tampered(keys, a, b, tamper_b_to_a=flip_tag_of_frame(1, seen))
+    assert len(seen) > 1  # the frame was really altered in flight
+    assert info.value.reason is AbortReason.AUTHENTICATION_FAILED
+    assert keys.list_keys() == [] and keys.pending_keys() == []
+
+
+@pytest.mark.asyncio
+async def test_errors_left_by_reconciliation_fail_verification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deliberately weak Cascade (one pass of half-key blocks) leaves errors behind;
+    # BB84's verification, reused as is, must catch them.
+    def weak(key_bits: int, qber: float, seed: int, frame_bits: int | None = None) -> CascadeSetup:
+        return CascadeSetup(key_bits, key_bits, (max(1, key_bits // 2),), seed)
+
+    monkeypatch.setattr(alice_module.CascadeSetup, "for_qber", staticmethod(weak))
+    keys = KeyStore(tmp_path / "keys")
+    a, b = phi_plus(100_000, 0.03, seed=8)
+    with pytest.raises(BBM92Aborted) as info:
+        await _run_tampered(keys, a, b)
+    assert info.value.reason is AbortReason.VERIFICATION_FAILED
+    assert keys.list_keys() == [] and keys.pending_keys() == []
