@@ -92,15 +92,27 @@ class FakeMount:
 
 
 def make_counter(
-    mount: FakeMount, ref: FakeMount, offset: float, ref_offset: float, vis: float, seed: int
+    mount: FakeMount,
+    ref: FakeMount,
+    offset: float,
+    ref_offset: float,
+    vis: float,
+    seed: int,
+    da_shift: float = 0.0,
 ):  # type: ignore[no-untyped-def]
+    """Coincidences of |phi+> through the two plates; ``da_shift`` moves the D/A fringe (what
+    an elliptical rotation in a fibre does), which |phi+> through compensated fibres cannot."""
     rng = np.random.default_rng(seed)
 
-    async def count(integration_s: float) -> tuple[tuple[int, int, int, int], float]:
+    def four(c: np.ndarray) -> tuple[int, int, int, int]:
+        return int(c[0]), int(c[1]), int(c[2]), int(c[3])
+
+    async def count(integration_s: float):  # type: ignore[no-untyped-def]
         # Plates' axes: mount angle + how each sits in its mount; only the difference counts.
-        rel = (mount.angle + offset) - (ref.angle + ref_offset)
-        c = fringe_counts(rng, np.array([rel]), 0.0, vis, 2000 * integration_s)[0]
-        return (int(c[0]), int(c[1]), int(c[2]), int(c[3])), 1.5
+        rel = np.array([(mount.angle + offset) - (ref.angle + ref_offset)])
+        hv = fringe_counts(rng, rel, 0.0, vis, 2000 * integration_s)[0]
+        da = fringe_counts(rng, rel, da_shift, vis, 2000 * integration_s)[0]
+        return four(hv), four(da), 1.5
 
     return count
 
@@ -125,6 +137,31 @@ def test_routine_finds_the_relative_zero_and_leaves_the_mount_there() -> None:
     res = cal.to_results()
     assert res["zero_alice_deg"] == cal.zero_deg and res["zero_bob_deg"] == 5.0
     assert res["zero_std_deg"] == cal.zero_std_deg > 0
+    # The D/A fringe agrees (|phi+>, compensated): within 3.29 sigma.
+    assert abs(wrap_deg(res["da_zero_deg"] - truth)) < 3.29 * res["da_zero_std_deg"]
+    assert res["hv_da_difference_sigma"] < 3.29
+    rows = cal.rows()
+    assert rows["dd"].tolist() == [p.da_counts[0] for p in cal.points]
+    assert np.all(np.isfinite(rows["da_model"])) and np.all(np.isfinite(rows["model"]))
+
+
+def test_a_d_a_fringe_elsewhere_is_reported() -> None:
+    """An elliptical rotation left in a fibre moves the D/A fringe: the calibration fails
+    (max_hv_da_sigma 5); reported only, the zero stays the H/V fringe's (the definition) and
+    the disagreement shows, far beyond its error."""
+    mount, ref = FakeMount(), FakeMount()
+    count = make_counter(mount, ref, offset=0.0, ref_offset=0.0, vis=0.95, seed=9, da_shift=6.0)
+    with pytest.raises(CalibrationError, match=r"D/A fringe .* disagrees .* compensate"):
+        asyncio.run(calibrate_mount_zero(mount, ref, count))
+    mount, ref = FakeMount(), FakeMount()
+    count = make_counter(mount, ref, offset=0.0, ref_offset=0.0, vis=0.95, seed=9, da_shift=6.0)
+    cal = asyncio.run(calibrate_mount_zero(mount, ref, count, max_hv_da_sigma=None))
+    res = cal.to_results()
+    assert abs(wrap_deg(res["zero_deg"])) < 3.29 * res["zero_std_deg"]
+    assert res["hv_da_difference_deg"] == pytest.approx(
+        6.0, abs=5 * res["hv_da_difference_std_deg"]
+    )
+    assert res["hv_da_difference_sigma"] > 5
 
 
 def test_routine_fits_the_angles_the_mount_reports() -> None:

@@ -35,7 +35,7 @@ from pydantic import (
 from qhil.calibration.coincidence_delay import calibrate_from_streams
 from qhil.calibration.errors import CalibrationError
 from qhil.calibration.jobs import CalibrationSummary, _recorded
-from qhil.calibration.mount_zero import MountZeroPoint, calibrate_mount_zero, wrap_deg
+from qhil.calibration.mount_zero import Counts, MountZeroPoint, calibrate_mount_zero, wrap_deg
 from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
 from qhil.errors import ConfigError
 from qhil.numerics.timing import ClockModel
@@ -156,6 +156,12 @@ class MountZeroSettings(_EntanglementCalibrationSettings):
     integration_s: float = Field(0.5, gt=0, le=600, description="Acquisition per angle, s.")
     start_deg: float = Field(0.0, ge=-360, le=360, description="First angle of the scan.")
     min_visibility: float = Field(0.5, ge=0, lt=1, description="Weakest fringe accepted.")
+    max_hv_da_sigma: float | None = Field(
+        5.0,
+        gt=0,
+        description="Fail when the D/A fringe's zero or visibility disagree with the H/V "
+        "one's by more than this many standard errors (fibres not compensated); None: report.",
+    )
 
     @property
     def reference_node(self) -> str:
@@ -365,12 +371,15 @@ async def run_mount_zero_calibration(
         # Rows of the matrix are alice's outcomes: the scanned node's H/V first either way.
         first_is_alice = s.node == s.alice_node
 
-        async def count(integration_s: float) -> tuple[tuple[int, int, int, int], float]:
+        async def count(integration_s: float) -> tuple[Counts, Counts, float]:
             acq = await acquire(integration_s)
-            m, acc = acq.matrix[:2, :2], acq.accidentals[:2, :2]
-            if not first_is_alice:
-                m, acc = m.T, acc.T
-            return (int(m[0, 0]), int(m[0, 1]), int(m[1, 0]), int(m[1, 1])), float(acc.sum())
+            m = acq.matrix if first_is_alice else acq.matrix.T
+            hv, da = m[:2, :2].ravel(), m[2:, 2:].ravel()
+            return (
+                (int(hv[0]), int(hv[1]), int(hv[2]), int(hv[3])),
+                (int(da[0]), int(da[1]), int(da[2]), int(da[3])),
+                float(acq.accidentals[:2, :2].sum()),
+            )
 
         async def on_point(point: MountZeroPoint) -> None:
             await run.aappend("scan", _point_row(point))
@@ -390,6 +399,7 @@ async def run_mount_zero_calibration(
                 integration_s=s.integration_s,
                 start_deg=s.start_deg,
                 min_visibility=s.min_visibility,
+                max_hv_da_sigma=s.max_hv_da_sigma,
                 on_point=on_point,
             )
         finally:
@@ -418,8 +428,10 @@ def _point_row(point: MountZeroPoint) -> Any:
     row = np.zeros(1, dtype=POINT_DTYPE)
     row["angle_deg"], row["position_deg"] = point.angle_deg, point.position_deg
     row["hh"], row["hv"], row["vh"], row["vv"] = point.counts
+    row["dd"], row["da"], row["ad"], row["aa"] = point.da_counts
     row["accidentals"], row["integration_s"] = point.accidentals, point.integration_s
-    row["correlation"] = row["correlation_std"] = row["model"] = np.nan
+    for name in ("correlation", "correlation_std", "model"):
+        row[name] = row[f"da_{name}"] = np.nan
     return row
 
 

@@ -20,6 +20,17 @@ definition that mount's zero. An experiment that wants a measurement axis ``phi`
 scanned mount to ``zero_deg + phi`` and the reference mount to ``reference_angle_deg + phi``.
 A HWP's zero is defined modulo 90 deg (fast axis along H or V: the same operation).
 
+**The D/A fringe as a check.** The passive analyser measures D/A as often as H/V, and on
+|phi+> the D/A correlation follows the same ``V cos 4 (phi_A - phi_B)``: its fringe must peak
+at the same angle with the same visibility. It is fitted alike and reported beside the
+zero (``da_zero_deg``, ``hv_da_difference_deg``, ``da_visibility`` and the disagreements'
+significances): the zero itself is the H/V fringe's (the definition), and a disagreement
+beyond the errors says the light reaching the plates is not what |phi+> through
+compensated fibres gives (an elliptical fibre rotation a half-wave plate cannot undo). Beyond
+``max_hv_da_sigma`` the calibration fails (the stock entanglement bench, fibres at random:
+D/A visibility 0.32, its fringe 43 deg away, 50 sigma): compensate the fibres' polarization,
+then calibrate again.
+
 The fit is linear: weighted least squares of ``E`` on ``(1, cos 4 theta, sin 4 theta)``, with
 each point's binomial variance ``(1 - E^2) / N`` (``E`` from the first pass's model in the
 second, so a point's weight does not depend on its own noise). ``theta_0 = atan2(s, c) / 4``,
@@ -48,6 +59,8 @@ I64 = npt.NDArray[np.int64]
 
 #: The coincidence pairs counted at each angle, in this column order (scanned node first).
 PAIRS = ("HH", "HV", "VH", "VV")
+#: The D/A block's pairs, the same way.
+DA_PAIRS = ("DD", "DA", "AD", "AA")
 #: Period of a HWP's H/V fringe against its mount angle, deg.
 PERIOD_DEG = 90.0
 #: Fewest H/V coincidences a point needs to enter the fit.
@@ -62,11 +75,18 @@ POINT_DTYPE = np.dtype(
         ("hv", np.int64),
         ("vh", np.int64),
         ("vv", np.int64),
+        ("dd", np.int64),  # the D/A block alike (the check)
+        ("da", np.int64),
+        ("ad", np.int64),
+        ("aa", np.int64),
         ("accidentals", np.float64),  # estimated from a displaced window (not subtracted)
         ("integration_s", np.float64),
         ("correlation", np.float64),  # E at this angle
         ("correlation_std", np.float64),
         ("model", np.float64),  # the fitted fringe at this angle
+        ("da_correlation", np.float64),
+        ("da_correlation_std", np.float64),
+        ("da_model", np.float64),
     ]
 )
 
@@ -183,13 +203,14 @@ def wrap_deg(angle_deg: float, period_deg: float = PERIOD_DEG) -> float:
 
 @dataclass(frozen=True)
 class MountZeroPoint:
-    """One angle of the scan: the H/V coincidences counted there."""
+    """One angle of the scan: the coincidences counted there."""
 
     angle_deg: float
     position_deg: float
     counts: tuple[int, int, int, int]  # HH, HV, VH, VV (scanned node's detector first)
-    accidentals: float
+    accidentals: float  # in the H/V block's window
     integration_s: float
+    da_counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # DD, DA, AD, AA
 
 
 @dataclass(frozen=True)
@@ -204,6 +225,24 @@ class MountZeroCalibration:
     fit: FringeFit
     points: tuple[MountZeroPoint, ...]
     left_at_deg: float  # where the scanned mount was left
+    da_fit: FringeFit | None = None  # the D/A fringe (the check), when it could be fitted
+
+    @property
+    def hv_da_visibility_sigma(self) -> float | None:
+        """|V_HV - V_DA| over its 1-sigma error."""
+        if self.da_fit is None:
+            return None
+        std = math.hypot(self.fit.amplitude_std, self.da_fit.amplitude_std)
+        diff = abs(self.fit.amplitude - self.da_fit.amplitude)
+        return diff / std if std > 0 else float("inf")
+
+    @property
+    def hv_da_difference(self) -> tuple[float, float] | None:
+        """D/A zero minus H/V zero (folded into +-45 deg) and its 1-sigma error."""
+        if self.da_fit is None:
+            return None
+        diff = wrap_deg(self.da_fit.zero_deg - self.fit.zero_deg)
+        return diff, math.hypot(self.da_fit.zero_std_deg, self.fit.zero_std_deg)
 
     @property
     def zero_deg(self) -> float:
@@ -226,7 +265,12 @@ class MountZeroCalibration:
         out["accidentals"] = [p.accidentals for p in self.points]
         out["integration_s"] = [p.integration_s for p in self.points]
         out["correlation"], out["correlation_std"] = e, std
-        out["model"] = self.fit.model(out["angle_deg"])
+        out["model"] = self.fit.model(out["position_deg"])
+        da = np.array([p.da_counts for p in self.points], dtype=np.int64)
+        for i, name in enumerate(DA_PAIRS):
+            out[name.lower()] = da[:, i]
+        out["da_correlation"], out["da_correlation_std"], _ = correlations(da)
+        out["da_model"] = np.nan if self.da_fit is None else self.da_fit.model(out["position_deg"])
         return out
 
     def to_results(self) -> dict[str, Any]:
@@ -256,12 +300,30 @@ class MountZeroCalibration:
             "points": len(self.points),
             "coincidences": int(sum(sum(p.counts) for p in self.points)),
             "left_at_deg": self.left_at_deg,
+            **self._da_results(),
+        }
+
+    def _da_results(self) -> dict[str, Any]:
+        d, diff = self.da_fit, self.hv_da_difference
+        if d is None or diff is None:
+            return {}
+        return {
+            "da_zero_deg": d.zero_deg,
+            "da_zero_std_deg": d.zero_std_deg,
+            "da_visibility": d.amplitude,
+            "da_visibility_std": d.amplitude_std,
+            "da_coincidences": int(sum(sum(p.da_counts) for p in self.points)),
+            "hv_da_difference_deg": diff[0],
+            "hv_da_difference_std_deg": diff[1],
+            "hv_da_difference_sigma": abs(diff[0]) / diff[1] if diff[1] > 0 else float("inf"),
+            "hv_da_visibility_sigma": self.hv_da_visibility_sigma,
         }
 
 
-#: counts(integration_s) -> ((HH, HV, VH, VV), accidentals): one coincidence measurement
-#: between the scanned node's H/V detectors and the reference node's, on the bench.
-CountFn = Callable[[float], Awaitable[tuple[tuple[int, int, int, int], float]]]
+Counts = tuple[int, int, int, int]
+#: count(integration_s) -> ((HH, HV, VH, VV), (DD, DA, AD, AA), H/V accidentals): one
+#: coincidence measurement on the bench, the scanned node's detector first in each pair.
+CountFn = Callable[[float], Awaitable[tuple[Counts, Counts, float]]]
 
 
 async def calibrate_mount_zero(
@@ -278,6 +340,7 @@ async def calibrate_mount_zero(
     integration_s: float = 0.5,
     start_deg: float = 0.0,
     min_visibility: float = 0.5,
+    max_hv_da_sigma: float | None = 5.0,
     on_point: Callable[[MountZeroPoint], Awaitable[None]] | None = None,
 ) -> MountZeroCalibration:
     """Scan ``mount`` over one fringe period with ``reference`` held at
@@ -285,7 +348,9 @@ async def calibrate_mount_zero(
 
     ``count`` measures the H/V coincidences over ``integration_s`` (the bench's two-node
     acquisition). Raises :class:`CalibrationError` when the fringe is too weak to place a
-    zero (``min_visibility``: no pairs, fibres not compensated, a plate not turning).
+    zero (``min_visibility``: no pairs, fibres not compensated, a plate not turning), or when
+    the D/A fringe's zero or visibility disagree with the H/V one's by more than
+    ``max_hv_da_sigma`` standard errors (None: report only).
     """
     if points < 4:
         raise ValueError("points must be >= 4 (three fringe parameters and one check)")
@@ -294,8 +359,10 @@ async def calibrate_mount_zero(
     for angle in scan_angles(points, start_deg):
         await mount.move_to_deg(float(angle))
         position = await mount.position_deg()
-        counts, acc = await count(integration_s)
-        point = MountZeroPoint(float(angle), float(position), counts, float(acc), integration_s)
+        counts, da_counts, acc = await count(integration_s)
+        point = MountZeroPoint(
+            float(angle), float(position), counts, float(acc), integration_s, da_counts
+        )
         taken.append(point)
         if on_point is not None:
             await on_point(point)
@@ -313,8 +380,13 @@ async def calibrate_mount_zero(
             f"{int(counts_arr.sum())} H/V coincidences over {points} angles; check the pair "
             "source, both fibres' polarization compensation and that the plates turn"
         )
-    await mount.move_to_deg(fit.zero_deg)
-    return MountZeroCalibration(
+    try:
+        da_fit: FringeFit | None = fit_fringe(
+            positions, np.array([p.da_counts for p in taken], dtype=np.int64)
+        )
+    except ValueError:  # no D/A counts (an H/V-only analyser): no check
+        da_fit = None
+    result = MountZeroCalibration(
         node=node,
         mount=mount_name,
         reference_node=reference_node,
@@ -323,6 +395,28 @@ async def calibrate_mount_zero(
         fit=fit,
         points=tuple(taken),
         left_at_deg=fit.zero_deg,
+        da_fit=da_fit,
+    )
+    check_da(result, max_hv_da_sigma)
+    await mount.move_to_deg(fit.zero_deg)
+    return result
+
+
+def check_da(result: MountZeroCalibration, max_sigma: float | None) -> None:
+    """A CalibrationError when the D/A fringe disagrees with the H/V one (module doc)."""
+    diff, vis_sigma = result.hv_da_difference, result.hv_da_visibility_sigma
+    if max_sigma is None or diff is None or vis_sigma is None or result.da_fit is None:
+        return
+    phase_sigma = abs(diff[0]) / diff[1] if diff[1] > 0 else float("inf")
+    if phase_sigma <= max_sigma and vis_sigma <= max_sigma:
+        return
+    raise CalibrationError(
+        f"{result.node}.{result.mount}: the D/A fringe (visibility "
+        f"{result.da_fit.amplitude:.3f}, zero {result.da_fit.zero_deg:.2f} deg) disagrees with "
+        f"the H/V one (visibility {result.fit.amplitude:.3f}, zero {result.zero_deg:.2f} deg) "
+        f"by {phase_sigma:.1f} sigma in angle and {vis_sigma:.1f} in visibility (max_hv_da_sigma "
+        f"{max_sigma:g}): the light reaching the plates is not |phi+> through compensated "
+        "fibres; compensate the fibres' polarization, then calibrate again"
     )
 
 

@@ -25,7 +25,7 @@ def _number(record: RunRecord, key: str) -> float | None:
     kinds=("calibration.mount_zero",),
     needs=("points",),
     about="H/V correlation against the scanned mount's angle (1 sigma), the fitted fringe "
-    "and its zero, and the normalised residuals",
+    "and its zero, the D/A correlation as a check, and the normalised residuals",
 )
 def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     rows = arrays["points"]
@@ -55,6 +55,21 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
             label=f"fit: V = {amp:.3f}, zero {zero:.2f} +- {std:.2f} deg",
         )
         top.axvline(zero, color="C1", linestyle="--", linewidth=0.8)
+    if "da_correlation" in (rows.dtype.names or ()) and np.any(np.isfinite(rows["da_model"])):
+        da_zero = _number(record, "da_zero_deg")
+        diff = _number(record, "hv_da_difference_sigma")
+        top.errorbar(
+            x,
+            rows["da_correlation"],
+            yerr=rows["da_correlation_std"],
+            fmt="s",
+            mfc="none",
+            color="C2",
+            capsize=3,
+            label=f"D/A check: zero {da_zero:.2f} deg ({diff:.1f} sigma from H/V)"
+            if da_zero is not None and diff is not None
+            else "D/A check",
+        )
     truth = _number(record, "truth_plate_zero_deg")
     if truth is not None:
         top.axvline(
@@ -74,7 +89,7 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     with np.errstate(invalid="ignore", divide="ignore"):
         resid = (rows["correlation"] - rows["model"]) / rows["correlation_std"]
     bottom.axhline(0.0, color="grey", linewidth=0.8)
-    bottom.plot(x, resid, "o", color="C0")
+    bottom.plot(x, resid, "o", color="C0", label="H/V")
     bottom.set_xlabel(f"{node}.{mount} angle (deg, as the mount reads it)")
     bottom.set_ylabel("residual (sigma)")
 
