@@ -204,8 +204,9 @@ class QberWatch:
 @dataclass
 class BobTracking:
     """What Bob needs to track the drift: the compensation's settings, his controller and
-    the start-of-run compensation (its verification sets ``e0``, its half-wave voltages
-    spare the re-compensation the scan)."""
+    the latest compensation (the start-of-run one, then each re-compensation's: its
+    verification sets ``e0``, its half-wave voltages spare the re-compensation the scan;
+    a run after another with the same tracking, as in ``--continuous``, starts from it)."""
 
     polarization: PolarizationSettings
     controller: PolarizationController
@@ -286,6 +287,7 @@ async def recompensate_bob(
     if result is None:  # pragma: no cover - settings are given, so it compensates
         return row
     watch.expect_from(result)
+    tracking.start = result  # the latest compensation: a later run with this tracking starts here
     row.update(
         ok=1,
         e_z_after=result.after.e_z.value,
