@@ -8,6 +8,7 @@ that the CLI's start-up does not import the protocol.)
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -114,7 +115,21 @@ def run_continuous_command(
             keys_at, max_key_count=max_key_count, key_size=kme_key_size, kms_config=kms_config
         )
 
-        def job(stop: StopRequest) -> Any:
+        async def job(stop: StopRequest) -> Any:
+            async def say_stopping() -> None:
+                await stop.wait()
+                waiting(
+                    f"{stop.why}: stopping (a key already in confirmation is finished, one "
+                    "before it discarded at both nodes; a second signal cancels at once)"
+                )
+
+            watcher = asyncio.ensure_future(say_stopping())
+            try:
+                return await keys_until_stopped(stop)
+            finally:
+                watcher.cancel()
+
+        def keys_until_stopped(stop: StopRequest) -> Any:
             common: dict[str, Any] = {
                 "stop": stop,
                 "duration_s": duration_s,
