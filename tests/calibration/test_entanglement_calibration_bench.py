@@ -155,13 +155,28 @@ def test_a_missing_mount_names_its_field(tmp_path: Path) -> None:
             "--data-dir",
             str(tmp_path),
             "--set",
-            'experiments.calibration.mount_zero.reference_mount="plate"',
+            'experiments.calibration.mount_zero.bob_mount="plate"',
         ],
     )
     assert out.exit_code == 2
     lines = out.output.strip().splitlines()
     assert len(lines) == 1, out.output
     assert (
-        "experiments.calibration.mount_zero.reference_mount: node 'bob' has no RotationMount "
-        "named 'plate'" in lines[0]
+        "entanglement.toml: experiments.calibration.mount_zero.bob_mount: no instrument "
+        "'plate' at node 'bob'" in lines[0]
     )
+
+
+def test_the_delay_needs_no_mount(tmp_path: Path) -> None:
+    """The coincidence delay is refused for a missing tagger, not for a missing mount."""
+    from qhil.calibration.entanglement_jobs import CoincidenceDelaySettings
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile(
+        "entanglement", ['experiments.calibration.coincidence_delay.bob_mount="plate"']
+    )
+    assert CoincidenceDelaySettings.from_profile(prof).bob_mount == "plate"
+    prof = load_profile("entanglement", [])
+    with pytest.raises(ConfigError, match=r"coincidence_delay\.bob_tagger: no instrument 'x'"):
+        CoincidenceDelaySettings.from_profile(prof, bob_tagger="x")

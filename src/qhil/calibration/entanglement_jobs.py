@@ -23,14 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator
 
 from qhil.calibration.coincidence_delay import calibrate_from_streams
 from qhil.calibration.errors import CalibrationError
@@ -40,115 +33,59 @@ from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
 from qhil.errors import ConfigError
 from qhil.numerics.timing import ClockModel
 from qhil.orchestrator.bench import Bench
+from qhil.orchestrator.experiments.entanglement.settings import AcquisitionSettings
 from qhil.records import Run
 from qhil.records.paths import default_data_dir
 
-Channels = tuple[int, int, int, int]
 
+class _EntanglementCalibrationSettings(AcquisitionSettings):
+    """The entanglement experiments' acquisition settings (the nodes, their instruments, the
+    taggers' inputs, the pump, the coincidence window and the clock-model search:
+    :class:`~qhil.orchestrator.experiments.entanglement.settings.AcquisitionSettings`), read
+    from ``[experiments.calibration.<NAME>]``."""
 
-class _EntanglementCalibrationSettings(BaseModel):
-    """The instruments of the entanglement bench a calibration uses, and its acquisition."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
     NAME: ClassVar[str] = ""
 
-    source_node: str = Field("source", description="Node of the entangled pair source.")
-    source: str | None = Field(
-        None,
-        description="Instrument name of the EntangledPhotonSource; None = the node's only one.",
-    )
-    pump_current_ma: float = Field(40.0, gt=0, le=1000, description="Pump current, mA.")
-    crystal_temperature_c: float | None = Field(
-        None, description="Crystal set point, C (None: as the profile's settings left it)."
-    )
-    alice_node: str = Field("alice", description="One node of the pairs.")
-    bob_node: str = Field("bob", description="The other node.")
-    alice_tagger: str | None = Field(None, description="Alice's TimeTagger; None = her only one.")
-    bob_tagger: str | None = Field(None, description="Bob's TimeTagger; None = his only one.")
-    alice_channels: Channels = Field((1, 2, 3, 4), description="Alice's inputs H, V, D, A.")
-    bob_channels: Channels = Field((1, 2, 3, 4), description="Bob's inputs H, V, D, A.")
-    uncertainty_s: float = Field(0.5, gt=0, le=10, description="Clock offset search, +-s.")
-    max_frequency_offset_ppm: float = Field(100.0, gt=0, le=1000)
     use_clock_correction: bool = Field(
         True, description="Search around the stored clock-sync correction's frequency."
     )
 
     @classmethod
-    def table(cls) -> str:
-        return f"experiments.calibration.{cls.NAME}"
-
-    @classmethod
-    def from_profile(cls, profile: Any) -> Any:
-        """From ``[experiments.calibration.<NAME>]``; errors name the file and the field."""
+    def from_profile(cls, profile: Any, **replace: Any) -> Any:
+        """From ``[experiments.calibration.<NAME>]`` (defaults without it); the instruments
+        named are checked on the profile's bench, errors naming the file and the field."""
         source = getattr(profile, "source", "") or "<profile>"
         calib = (getattr(profile, "experiments", {}) or {}).get("calibration") or {}
         own = calib.get(cls.NAME) or {} if isinstance(calib, dict) else None
         if not isinstance(own, dict):
-            raise ConfigError(source, cls.table(), "must be a table")
-        try:
-            settings = cls.model_validate(own)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            parts = [str(x) for x in first["loc"] if x != "[key]"]
-            msg = str(first["msg"]).removeprefix("Value error, ")
-            raise ConfigError(source, ".".join([cls.table(), *parts[:1]]), msg) from None
-        nodes = getattr(profile, "nodes", None)
-        if nodes is not None:  # before any instrument opens or any run starts
-            for field, node_field, role, name in settings.needs():
-                node = getattr(settings, node_field)
-                if node not in nodes:
-                    raise ConfigError(
-                        source,
-                        settings.field(node_field),
-                        f"no node {node!r} in the profile (nodes: {', '.join(nodes)})",
-                    )
-                _check_instrument(source, nodes, settings.field(field), node, role, name)
+            raise ConfigError(source, cls.TABLE, "must be a table")
+        table = {**own, **{k: v for k, v in replace.items() if v is not None}}
+        settings = cls.from_mapping(table, source)
+        if getattr(profile, "nodes", None) is not None:  # before any instrument opens
+            settings.check_bench(profile, source)
         return settings
 
-    def field(self, name: str) -> str:
-        return f"{self.table()}.{name}"
+    def options(self) -> Any:
+        """The acquisition's coincidence options."""
+        from qhil.orchestrator.experiments.entanglement.acquisition import CoincidenceOptions
 
-    def needs(self) -> list[tuple[str, str, type, str | None]]:
-        """(instrument's settings field, its node's field, role, instrument name) of every
-        instrument used."""
-        return [
-            ("source", "source_node", EntangledPhotonSource, self.source),
-            ("alice_tagger", "alice_node", TimeTagger, self.alice_tagger),
-            ("bob_tagger", "bob_node", TimeTagger, self.bob_tagger),
-        ]
-
-
-def _check_instrument(
-    source: str, nodes: Any, field: str, node: str, role: type, name: str | None
-) -> None:
-    """The profile has the instrument (its catalogue model plays ``role``), else a ConfigError
-    naming ``field``: e.g. a mount-zero calibration on a bench without rotation mounts."""
-    from qhil.catalogue import entry
-
-    instruments = nodes[node].instruments
-    playing = [n for n, spec in instruments.items() if role.__name__ in entry(spec.model).roles]
-    if name is not None and name in playing:
-        return
-    if name is None and len(playing) == 1:
-        return
-    have = ", ".join(f"{n} ({spec.model})" for n, spec in instruments.items()) or "none"
-    if name is not None:
-        problem = f"node {node!r} has no {role.__name__} named {name!r}"
-    elif playing:
-        problem = f"node {node!r} has several {role.__name__}s ({', '.join(playing)}): name one"
-    else:
-        problem = f"node {node!r} has no {role.__name__}"
-    raise ConfigError(source, field, f"{problem} (its instruments: {have})")
+        return CoincidenceOptions(
+            n_sigma=self.n_sigma,
+            window_ps=self.window_ps,
+            uncertainty_s=self.uncertainty_s,
+            max_frequency_offset_ppm=self.max_frequency_offset_ppm,
+            min_significance=self.min_significance,
+        )
 
 
 class MountZeroSettings(_EntanglementCalibrationSettings):
-    """``qhil calibrate mount-zero``: which mount is scanned against which, and how."""
+    """``qhil calibrate mount-zero``: which node's mount is scanned (the other's is the
+    reference, held at ``reference_angle_deg``), and how."""
 
     NAME: ClassVar[str] = "mount_zero"
+    TABLE: ClassVar[str] = "experiments.calibration.mount_zero"
 
     node: str = Field("alice", description="Node whose mount is scanned (the other: reference).")
-    mount: str = Field("hwp", description="Instrument name of the scanned RotationMount.")
-    reference_mount: str = Field("hwp", description="The other node's RotationMount.")
     reference_angle_deg: float = Field(
         0.0, ge=-360, le=360, description="Where the reference mount is held: its zero."
     )
@@ -163,10 +100,6 @@ class MountZeroSettings(_EntanglementCalibrationSettings):
         "one's by more than this many standard errors (fibres not compensated); None: report.",
     )
 
-    @property
-    def reference_node(self) -> str:
-        return self.bob_node if self.node == self.alice_node else self.alice_node
-
     @field_validator("node")
     @classmethod
     def _check_node(cls, node: str, info: ValidationInfo) -> str:
@@ -175,18 +108,16 @@ class MountZeroSettings(_EntanglementCalibrationSettings):
             raise ValueError(f"{node!r} is neither alice_node {ends[0]!r} nor bob_node {ends[1]!r}")
         return node
 
-    def needs(self) -> list[tuple[str, str, type, str | None]]:
-        return [
-            *super().needs(),
-            ("mount", "node", RotationMount, self.mount),
-            ("reference_mount", "reference_node", RotationMount, self.reference_mount),
-        ]
+    @property
+    def reference_node(self) -> str:
+        return self.bob_node if self.node == self.alice_node else self.alice_node
 
 
 class CoincidenceDelaySettings(_EntanglementCalibrationSettings):
     """``qhil calibrate coincidence-delay``: one acquisition, its pairs' delay peak."""
 
     NAME: ClassVar[str] = "coincidence_delay"
+    TABLE: ClassVar[str] = "experiments.calibration.coincidence_delay"
 
     integration_s: float = Field(0.5, gt=0, le=600, description="Acquisition, s.")
     wander_ppb_per_sqrt_s: float = Field(
@@ -197,44 +128,27 @@ class CoincidenceDelaySettings(_EntanglementCalibrationSettings):
         "acquisition is part of the total delay's (the entanglement bench: 1.12).",
     )
     search_ps: float = Field(50_000.0, gt=0, le=1e7, description="Histogram range, +-ps.")
-    window_ps: float = Field(6000.0, gt=0, description="Peak window (full width), ps.")
+    peak_window_ps: float = Field(6000.0, gt=0, description="Peak window (full width), ps.")
 
-
-def _role(
-    bench: Bench, prof_source: str, field: str, node: str, role: Any, name: str | None
-) -> Any:
-    """``bench.role``, a missing instrument a ConfigError naming the settings field."""
-    try:
-        return bench.role(node, role, name=name)
-    except LookupError as exc:
-        raise ConfigError(prof_source, field, f"{exc}") from None
+    def instruments(self) -> list[tuple[str, str, str, str | None, bool]]:
+        # No rotation mount needed (one left at whatever angle passes the pairs as they are).
+        return [i for i in super().instruments() if i[2] != "RotationMount"]
 
 
 def _nodes(bench: Bench, s: _EntanglementCalibrationSettings, mounts: bool) -> Any:
-    """The acquisition's instruments (the entanglement experiment's ``EntanglementNodes``)."""
+    """The acquisition's instruments (the entanglement experiments' ``EntanglementNodes``);
+    the profile check (``check_bench``) already found each."""
     from qhil.orchestrator.experiments.entanglement.acquisition import EntanglementNodes
 
-    src = bench.profile.source
-    nodes = EntanglementNodes(
-        alice_tagger=_role(
-            bench, src, s.field("alice_tagger"), s.alice_node, TimeTagger, s.alice_tagger
-        ),
-        bob_tagger=_role(bench, src, s.field("bob_tagger"), s.bob_node, TimeTagger, s.bob_tagger),
-        source=_role(bench, src, s.field("source"), s.source_node, EntangledPhotonSource, s.source),
+    return EntanglementNodes(
+        alice_tagger=bench.role(s.alice_node, TimeTagger, name=s.alice_tagger),
+        bob_tagger=bench.role(s.bob_node, TimeTagger, name=s.bob_tagger),
+        source=bench.role(s.source_node, EntangledPhotonSource, name=s.source),
+        alice_mount=bench.role(s.alice_node, RotationMount, name=s.alice_mount) if mounts else None,
+        bob_mount=bench.role(s.bob_node, RotationMount, name=s.bob_mount) if mounts else None,
         alice_channels=s.alice_channels,
         bob_channels=s.bob_channels,
     )
-    if mounts and isinstance(s, MountZeroSettings):
-        for node, name, field in (
-            (s.node, s.mount, "mount"),
-            (s.reference_node, s.reference_mount, "reference_mount"),
-        ):
-            mount = _role(bench, src, s.field(field), node, RotationMount, name)
-            if node == s.alice_node:
-                nodes.alice_mount = mount
-            else:
-                nodes.bob_mount = mount
-    return nodes
 
 
 def _stored_prior(
@@ -313,13 +227,9 @@ class _Acquirer:
     first's frequency. Aborts of the acquisition become CalibrationErrors (exit 3)."""
 
     def __init__(self, nodes: Any, s: _EntanglementCalibrationSettings, prior: ClockModel | None):
-        from qhil.orchestrator.experiments.entanglement.acquisition import CoincidenceOptions
-
         self.nodes = nodes
         self.prior = prior
-        self.options = CoincidenceOptions(
-            uncertainty_s=s.uncertainty_s, max_frequency_offset_ppm=s.max_frequency_offset_ppm
-        )
+        self.options = s.options()
         self.acquisitions = 0
 
     async def __call__(self, duration_s: float, *, keep_streams: bool = False) -> Any:
@@ -391,9 +301,9 @@ async def run_mount_zero_calibration(
                 reference,
                 count,
                 node=s.node,
-                mount_name=s.mount,
+                mount_name=str(scanned.name).partition(".")[2],
                 reference_node=s.reference_node,
-                reference_name=s.reference_mount,
+                reference_name=str(reference.name).partition(".")[2],
                 reference_angle_deg=s.reference_angle_deg,
                 points=s.points,
                 integration_s=s.integration_s,
@@ -475,7 +385,7 @@ async def run_coincidence_delay_calibration(
             clock_method="one-way",
             clock_run_id=clock_run,
             search_ps=s.search_ps,
-            window_ps=s.window_ps,
+            window_ps=s.peak_window_ps,
             wander_ppb_per_sqrt_s=s.wander_ppb_per_sqrt_s,
         )
         run.append("histogram", result.histogram)
