@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from qhil.orchestrator.experiments.entanglement.settings import (
 )
 from qhil.orchestrator.jobs import JobSummary, writable_run_store
 from qhil.orchestrator.profile import load_profile
+
+S = TypeVar("S", bound=AcquisitionSettings)
 
 VISIBILITY_FIELDS = (
     "visibility_hv",
@@ -127,6 +129,23 @@ def _point_recorder(run: Any) -> Callable[[int, PairAcquisition], None]:
     return record
 
 
+def calibrated_zeros(settings: S, data_dir: Any, identities: dict[str, str]) -> tuple[S, str]:
+    """The settings with the newest mount-zero calibration's zeros of these instruments
+    (``use_mount_zero_calibration``), and where the zeros came from, for the record."""
+    if not settings.use_mount_zero_calibration:
+        return settings, "settings"
+    from qhil.calibration.mount_zero import latest_mount_zeros
+
+    found = latest_mount_zeros(data_dir, identities)
+    if found is None or not {settings.alice_node, settings.bob_node} <= set(found.zeros_deg):
+        return settings, "settings (no mount-zero calibration of these instruments)"
+    update = {
+        "alice_mount_zero_deg": found.zeros_deg[settings.alice_node],
+        "bob_mount_zero_deg": found.zeros_deg[settings.bob_node],
+    }
+    return settings.model_copy(update=update), f"calibration {found.run_id}"
+
+
 def truth_visibility(world: Any, prof: Any, s: AcquisitionSettings) -> float | None:
     """The world's visibility of the source's pairs as the two analysers see them: the
     source's ``visibility`` times each analyser's PBS contrast ``(ER - 1) / (ER + 1)``."""
@@ -158,7 +177,7 @@ async def _run_job(
     prof: Any,
     data_dir: str | Path | None,
     mode: str | None,
-    body: Callable[[EntanglementNodes, Any], Coroutine[Any, Any, dict[str, Any]]],
+    body: Callable[[EntanglementNodes, Any, Any], Coroutine[Any, Any, dict[str, Any]]],
     summary_cls: type[EntanglementSummary],
 ) -> EntanglementSummary:
     store = writable_run_store(data_dir)  # before any instrument is opened
@@ -171,11 +190,20 @@ async def _run_job(
     )
     with run:
         async with open_bench(prof, mode=mode) as bench:
-            run.set_identities(await bench.identities())
+            identities = await bench.identities()
+            run.set_identities(identities)
+            settings, zeros_from = calibrated_zeros(settings, store.data_dir, identities)
+            run.log_results(
+                {
+                    "mount_zero_source": zeros_from,
+                    "alice_mount_zero_deg": settings.alice_mount_zero_deg,
+                    "bob_mount_zero_deg": settings.bob_mount_zero_deg,
+                }
+            )
             nodes = nodes_from_bench(bench, settings)
             try:
                 await nodes.pump_on(settings.pump_current_ma, settings.crystal_temperature_c)
-                results = await body(nodes, run)
+                results = await body(nodes, run, settings)
             except EntanglementAborted as exc:
                 run.abort(str(exc))
                 return summary_cls(run.run_id, "aborted", str(exc), {})
@@ -209,10 +237,8 @@ async def run_visibility_job(
     prof = load_profile(profile, overrides or [])
     settings = VisibilitySettings.from_profile(prof, integration_s=integration_s)
 
-    async def body(nodes: EntanglementNodes, run: Any) -> dict[str, Any]:
-        res = await run_visibility(
-            settings, nodes, progress=progress, on_point=_point_recorder(run)
-        )
+    async def body(nodes: EntanglementNodes, run: Any, s: VisibilitySettings) -> dict[str, Any]:
+        res = await run_visibility(s, nodes, progress=progress, on_point=_point_recorder(run))
         run.append("fringe/angle_deg", res.angles_deg)
         for basis in res.counts:
             b = basis.lower()
@@ -236,8 +262,8 @@ async def run_chsh_job(
     prof = load_profile(profile, overrides or [])
     settings = ChshSettings.from_profile(prof, integration_s=integration_s)
 
-    async def body(nodes: EntanglementNodes, run: Any) -> dict[str, Any]:
-        res = await run_chsh(settings, nodes, progress=progress, on_point=_point_recorder(run))
+    async def body(nodes: EntanglementNodes, run: Any, s: ChshSettings) -> dict[str, Any]:
+        res = await run_chsh(s, nodes, progress=progress, on_point=_point_recorder(run))
         r = res.result
         run.append("chsh/alice_deg", np.asarray([a for a, _ in res.setting_pairs]))
         run.append("chsh/bob_deg", np.asarray([b for _, b in res.setting_pairs]))

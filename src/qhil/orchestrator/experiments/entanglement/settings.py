@@ -40,6 +40,9 @@ class AcquisitionSettings(BaseModel):
     bob_channels: Inputs = (1, 2, 3, 4)
     alice_mount_zero_deg: float = 0.0
     bob_mount_zero_deg: float = 0.0
+    # The newest mount-zero calibration of these very instruments (<= 7 days old) gives
+    # both zeros when there is one (the run records which); else the two fields above.
+    use_mount_zero_calibration: bool = True
     pump_current_ma: float = Field(40.0, ge=0.0)
     crystal_temperature_c: float | None = None
     n_sigma: float = Field(3.0, gt=0.0, le=20.0)  # window: +-n_sigma of the fitted peak
