@@ -8,16 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qhil.plots.core import Arrays, plot
+from qhil.plots.core import Arrays, plot, result_number
 from qhil.records import RunRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-
-def _number(record: RunRecord, key: str) -> float | None:
-    value = record.results.get(key)
-    return float(value) if isinstance(value, int | float) else None
 
 
 @plot(
@@ -39,14 +34,14 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         capsize=4,
         label="measured (HH + VV - HV - VH) / N",
     )
-    zero = _number(record, "zero_deg")
-    amp = _number(record, "visibility")
-    offset = _number(record, "correlation_offset") or 0.0
+    zero = result_number(record, "zero_deg")
+    amp = result_number(record, "visibility")
+    offset = result_number(record, "correlation_offset") or 0.0
     if zero is not None and amp is not None:
         lo = float(np.min(x)) if x.size else 0.0
         grid = np.linspace(lo, lo + 90.0, 361)
         fit = offset + amp * np.cos(4.0 * np.radians(grid - zero))
-        std = _number(record, "zero_std_deg") or 0.0
+        std = result_number(record, "zero_std_deg") or 0.0
         top.plot(
             grid,
             fit,
@@ -56,8 +51,8 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         )
         top.axvline(zero, color="C1", linestyle="--", linewidth=0.8)
     if "da_correlation" in (rows.dtype.names or ()) and np.any(np.isfinite(rows["da_model"])):
-        da_zero = _number(record, "da_zero_deg")
-        diff = _number(record, "hv_da_difference_sigma")
+        da_zero = result_number(record, "da_zero_deg")
+        diff = result_number(record, "hv_da_difference_sigma")
         top.errorbar(
             x,
             rows["da_correlation"],
@@ -70,7 +65,7 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
             if da_zero is not None and diff is not None
             else "D/A check",
         )
-    truth = _number(record, "truth_plate_zero_deg")
+    truth = result_number(record, "truth_plate_zero_deg")
     if truth is not None:
         top.axvline(
             truth,
@@ -81,7 +76,7 @@ def draw_fringe(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         )
     node, mount = record.results.get("node", "?"), record.results.get("mount", "?")
     ref = record.results.get("reference_node", "?")
-    ref_angle = _number(record, "reference_angle_deg")
+    ref_angle = result_number(record, "reference_angle_deg")
     top.set_ylabel("H/V correlation E")
     top.set_ylim(-1.05, 1.05)
     top.set_title(f"{node}.{mount} scanned, {ref}'s mount at {ref_angle} deg", fontsize=9)
@@ -114,14 +109,14 @@ def draw_delay_histogram(record: RunRecord, arrays: Arrays, fig: Figure) -> None
     left.set_yscale("log")
     left.set_ylabel("pairs per bin")
     left.legend(fontsize=7)
-    delay = _number(record, "delay_ps") or 0.0
-    sigma = _number(record, "sigma_ps") or 1000.0
+    delay = result_number(record, "delay_ps") or 0.0
+    sigma = result_number(record, "sigma_ps") or 1000.0
     half = max(5.0 * sigma, 3.0 * width * 1e3) / 1e3
     right.set_xlim(delay / 1e3 - half, delay / 1e3 + half)
     right.axvline(delay / 1e3, color="C1", linestyle="--", linewidth=0.8)
-    std = _number(record, "delay_std_ps") or 0.0
-    total = _number(record, "total_delay_ps")
-    total_std = _number(record, "total_delay_std_ps") or 0.0
+    std = result_number(record, "delay_std_ps") or 0.0
+    total = result_number(record, "total_delay_ps")
+    total_std = result_number(record, "total_delay_std_ps") or 0.0
     title = f"delay {delay:.1f} +- {std:.1f} ps after the model"
     if total is not None:
         title += f"; total {total / 1e6:.6f} us +- {total_std:.0f} ps"
