@@ -107,6 +107,8 @@ class PartyBase:
     """State and steps common to both parties."""
 
     party: Party
+    #: The protocol's name in log lines (BBM92's parties reuse this class).
+    protocol = "bb84"
 
     def __init__(
         self,
@@ -295,7 +297,8 @@ class PartyBase:
             raise self.abort(AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc}") from None
         self.pending = ref
         log.info(
-            "bb84 %s: key %s pending confirmation, %d bits, sha256 %s",
+            "%s %s: key %s pending confirmation, %d bits, sha256 %s",
+            self.protocol,
             self.party,
             ref.key_id,
             ref.length_bits,
@@ -317,7 +320,7 @@ class PartyBase:
                 AbortReason.KEY_STORE_FAILED, f"{self.party}: {exc} (key {kept} left pending)"
             ) from None
         self.committed, self.pending, self.commit_mode = ref, None, mode
-        log.info("bb84 %s: committed key %s (%s)", self.party, ref.key_id, mode)
+        log.info("%s %s: committed key %s (%s)", self.protocol, self.party, ref.key_id, mode)
         return ref
 
     def discard_pending(self) -> None:
@@ -327,10 +330,14 @@ class PartyBase:
             return
         try:
             self.key_store.discard(ref.key_id)
-            log.info("bb84 %s: discarded unconfirmed key %s", self.party, ref.key_id)
+            log.info("%s %s: discarded unconfirmed key %s", self.protocol, self.party, ref.key_id)
         except (KeyStoreError, OSError) as exc:  # gone with its directory: nothing usable
             log.warning(
-                "bb84 %s: could not discard pending key %s: %s", self.party, ref.key_id, exc
+                "%s %s: could not discard pending key %s: %s",
+                self.protocol,
+                self.party,
+                ref.key_id,
+                exc,
             )
 
     def result(self) -> PartyResult:
@@ -356,7 +363,9 @@ async def run_party(party: PartyBase, body: Coroutine[Any, Any, PartyResult]) ->
         party.discard_pending()
         if exc.result is None:
             exc.result = party.partial_result(exc.reason, exc.detail)
-        log.warning("bb84 %s: aborted (%s): %s", party.party, exc.reason.value, exc.detail)
+        log.warning(
+            "%s %s: aborted (%s): %s", party.protocol, party.party, exc.reason.value, exc.detail
+        )
         await party.link.tell_abort(exc)
         raise
     except Exception as exc:

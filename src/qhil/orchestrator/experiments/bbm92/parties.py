@@ -64,6 +64,8 @@ def _outcomes(outcomes: NDArray[np.integer]) -> tuple[NDArray[np.uint8], NDArray
 class _Common(PartyBase):
     """BBM92's answers to the post-processing's protocol-specific questions."""
 
+    protocol = "bbm92"
+
     def __init__(
         self,
         settings: BBM92Settings,
