@@ -30,6 +30,10 @@ from qhil.records import KeyStore, RunStore
 
 SETTINGS = [
     "experiments.bb84.message_timeout_s=2",
+    # short keys (~4 kbit of 0.026 s: two blocks) at eps a lab may choose; the stop, kill
+    # and restart rules depend on no key length
+    "experiments.bb84.eps_sec=1e-3",
+    "experiments.bb84.eps_cor=1e-6",
     "experiments.bb84.verify_mus=false",
     "experiments.bb84.calibrate_polarization=false",  # the fibre starts unrotated (below)
 ]
@@ -47,7 +51,7 @@ class Parties:
 
     async def start(self) -> dict[str, asyncio.subprocess.Process]:
         base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(self.profile)]
-        base += ["--continuous", "--json", "--no-plots", "--duration", "0.05"]
+        base += ["--continuous", "--json", "--no-plots", "--duration", "0.026"]
         base += ["--auth-key-file", str(self.auth), "--peer-timeout", "30"]
         for s in SETTINGS:
             base += ["--set", s]
@@ -100,8 +104,8 @@ async def test_kill_9_then_restart_agree_and_sigterm_stops_both(tmp_path: Path) 
         procs = await parties.start()
         try:
             await parties.until_bob_holds(1, procs)
-            # any moment of the next key (~3-4 s of wall time): drawn, seeded
-            await asyncio.sleep(float(np.random.default_rng(13).uniform(0.0, 3.0)))
+            # any moment of the next key (~2 s of wall time): drawn, seeded
+            await asyncio.sleep(float(np.random.default_rng(13).uniform(0.0, 2.0)))
             procs["alice"].kill()
             await procs["alice"].wait()
             code, bob, err = await _ended(procs["bob"])
