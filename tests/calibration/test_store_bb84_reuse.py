@@ -9,13 +9,22 @@ evaluation) decides, and the key's own QBER shows it.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import tomli_w
 
-from qhil.orchestrator.jobs import run_bb84_job
+from qhil.emulators.bench import EmulatedBench
+from qhil.orchestrator.jobs import JobSummary, run_bb84_job, run_bb84_party_job
+from qhil.orchestrator.profile import load_profile
 from qhil.records import RunRecord, RunStore
+
+NO_MU = ["experiments.bb84.verify_mus=false"]  # CI time: not what is tested
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +32,7 @@ pytestmark = pytest.mark.slow
 async def _run(tmp_path: Path, *overrides: str) -> RunRecord:
     summary = await run_bb84_job(
         None,
-        ["experiments.bb84.verify_mus=false", *overrides],  # CI time: not what is tested
+        [*NO_MU, *overrides],
         duration_s=0.05,
         data_dir=tmp_path / "data",
         key_dir=tmp_path / "keys",
@@ -70,3 +79,52 @@ async def test_second_run_reuses_then_stale_and_changed_fibre_recalibrate(
     assert changed.results["polcal_check_holds"] is False
     assert changed.results["calibration_polarization_run"] == changed.run_id
     assert int(changed.results["polcal_evaluations"]) > 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_party_mode_bob_starts_from_his_stored_calibration_and_only_verifies(
+    tmp_path: Path,
+) -> None:
+    """Party mode, on a bench that keeps running between runs (as a lab's): Bob's second run
+    starts his compensation over the channel at the first run's voltages, meets the target
+    there and only verifies (2 evaluations), recorded as a reuse of the first run."""
+    key = tmp_path / "psk.hex"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    common: dict[str, Any] = {
+        "auth_key_file": key,
+        "duration_s": 0.05,
+        "data_dir": tmp_path / "data",
+        "peer_timeout_s": 120.0,
+    }
+
+    async def both(lab: str) -> tuple[JobSummary, JobSummary]:
+        port = _free_port()
+        alice, bob = await asyncio.gather(
+            run_bb84_party_job("alice", lab, NO_MU, listen=f"127.0.0.1:{port}", **common),
+            run_bb84_party_job("bob", lab, NO_MU, connect=f"127.0.0.1:{port}", **common),
+        )
+        assert alice.status == bob.status == "success", (alice.reason, bob.reason)
+        assert bob.results["secret_bits"] > 0
+        return alice, bob
+
+    with EmulatedBench(load_profile()) as bench:
+        lab = tmp_path / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(bench.addressed_profile()).encode())
+        _, first = asyncio.run(both(str(lab)))
+        _, second = asyncio.run(both(str(lab)))
+    store = RunStore(tmp_path / "data")
+    one, two = store.get(first.run_id), store.get(second.run_id)
+    assert one.results["polcal_reuse"] == "not reused: no polarization calibration recorded"
+    assert one.results["calibration_polarization_run"] == one.run_id
+    assert int(one.results["polcal_evaluations"]) > 2
+    assert str(two.results["polcal_reuse"]).startswith(f"reused run {one.run_id} (")
+    assert two.results["calibration_polarization_run"] == one.run_id
+    assert int(two.results["polcal_evaluations"]) == 2  # the start (the check) and the verify
+    assert two.results["polcal_check_holds"] is True
+    assert second.as_dict()["polarization_calibration"] == two.results["polcal_reuse"]

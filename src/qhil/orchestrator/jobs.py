@@ -229,10 +229,7 @@ async def run_bb84_job(
                 return JobSummary(run.run_id, "aborted", reason, results)
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
-        results = result.to_results()
-        used = run.record().results.get("polcal_reuse")  # for the summary
-        if used is not None:
-            results["polcal_reuse"] = used
+        results = _with_reuse(run, result.to_results())
         run.log_results(_scalars(results))
         for ref in (result.alice_key, result.bob_key):
             if ref is not None:
@@ -291,6 +288,12 @@ def _bob_tracking(
     return BobTracking(ps, controller, start)
 
 
+def _with_reuse(run: Any, results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with the run's ``polcal_reuse`` (for the summary), when it has one."""
+    used = run.record().results.get("polcal_reuse")
+    return results if used is None else {**results, "polcal_reuse": used}
+
+
 def _insecure_test_rngs(seed: int | None) -> dict[str, np.random.Generator | None]:
     """Generators for `run_bb84_job`'s ``insecure_test_seed`` (None: the parties' own
     CSPRNG-seeded ones)."""
@@ -331,6 +334,7 @@ async def _party_polarization(
     channel: Any,
     run: Any,
     on_waiting: Callable[[str], Any] | None = None,
+    reuse: tuple[RunStore, float] | None = None,
 ) -> PolarizationCalibration | None:
     """Two-party polarization compensation before the key exchange, over the channel.
 
@@ -338,6 +342,8 @@ async def _party_polarization(
     on his tagger and sets his controller (the same search as in one process). Each
     records it in its own run. A channel failure aborts as in the protocol (exit 3), and so
     does a failed compensation (no light, the peer failed), as in one process.
+    ``reuse`` (run store, max age in s): Bob starts from the latest valid stored
+    calibration of his instruments; met there, the search only verifies it.
     """
     from qhil.calibration.errors import CalibrationError
     from qhil.calibration.remote_reference import (
@@ -365,11 +371,20 @@ async def _party_polarization(
         controller = None
         if ps is not None:
             controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
+        start = None
+        if ps is not None and controller is not None and reuse is not None:
+            from qhil.calibration.store.reuse import start_from_stored
+
+            identities = run.record().identities
+            start = await start_from_stored(reuse[0], identities, reuse[1], controller, run)
         result = await compensate_with_remote_reference(
             channel, tagger, controller, ps, timeout_s=timeout_s
         )
-        if result is not None:
+        if result is not None and ps is not None:
+            from qhil.calibration.store.reuse import note_start_check
+
             _record_polarization(run, result)
+            note_start_check(run, result, start, ps)
             _tell(
                 on_waiting,
                 f"bob: polarization compensated: e_Z {100 * result.e_z.value:.2f} %, "
@@ -654,7 +669,14 @@ async def run_bb84_party_job(
             }
             try:
                 start = await _party_polarization(
-                    prof, settings, party, bench, channel, run, on_waiting
+                    prof,
+                    settings,
+                    party,
+                    bench,
+                    channel,
+                    run,
+                    on_waiting,
+                    reuse=(store, settings.polarization_max_age_s),
                 )
                 if party == "alice":
                     gen = bench.role(node, PatternGenerator, name=settings.pattern_generator)
@@ -676,7 +698,7 @@ async def run_bb84_party_job(
                 await channel.close()
                 if listener is not None:
                     await listener.close()
-        results = _party_results(party, mine, settings)
+        results = _with_reuse(run, _party_results(party, mine, settings))
         run.log_results(_scalars(results))
         if mine.key is not None:
             run.add_key(mine.key)

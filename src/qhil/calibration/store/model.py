@@ -89,6 +89,8 @@ class CalibrationKind:
 def _target_met(record: RunRecord, cal: Calibration) -> str | None:
     if cal.extra.get("target_met") is not True:
         return f"run {record.run_id}: the polarization search did not meet its target"
+    if str(cal.extra.get("reuse", "")).startswith("reused"):  # party mode: only verified
+        return f"run {record.run_id} reused {cal.extra.get('reuse')}"
     return None
 
 
@@ -104,7 +106,7 @@ def register_kind(kind: CalibrationKind) -> CalibrationKind:
 for _k in (
     CalibrationKind(
         "polarization",
-        {"calibration.polarization": "", "bb84": "polcal_"},
+        {"calibration.polarization": "", "bb84": "polcal_", "bb84.bob": "polcal_"},
         ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after"),
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",

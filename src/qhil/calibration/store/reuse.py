@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from qhil.calibration.polarization import MIN_CLICKS, PolarizationMeasurement
+from qhil.calibration.polarization import (
+    MIN_CLICKS,
+    PolarizationCalibration,
+    PolarizationMeasurement,
+)
 from qhil.calibration.reference import ReferenceSource
 from qhil.calibration.settings import PolarizationSettings
 from qhil.calibration.store.model import Calibration
@@ -27,6 +31,9 @@ from qhil.drivers.roles import PatternGenerator, PolarizationController, TimeTag
 from qhil.records import Run, RunStore
 
 log = logging.getLogger(__name__)
+
+#: The search's stop reason when the voltages it started from already met the target.
+START_MET = "target met at the start voltages"
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,25 @@ async def measure_at(
     )
 
 
+def _candidate(
+    runs: RunStore,
+    identities: dict[str, str],
+    max_age_s: float,
+    controller: PolarizationController,
+) -> tuple[Calibration | None, list[int] | None, str]:
+    """The latest valid stored calibration and its voltages for this controller, or None
+    and why none is tried (max age 0, missing, stale, other instruments, other channels)."""
+    if max_age_s <= 0:
+        return None, None, "polarization_max_age_s = 0"
+    found = CalibrationStore(runs).find("polarization", identities=identities, max_age_s=max_age_s)
+    if found.calibration is None:
+        return None, None, found.reason
+    voltages = stored_voltages(found.calibration, int(controller.channels))
+    if voltages is None:
+        return None, None, f"run {found.calibration.run_id} set a controller of other channels"
+    return found.calibration, voltages, found.reason
+
+
 async def reuse_stored_polarization(
     runs: RunStore,
     identities: dict[str, str],
@@ -121,26 +147,15 @@ async def reuse_stored_polarization(
     ``polcal_check_*``, ``calibration_polarization_run`` (the run that measured it) and the
     voltages as ``polarization_voltages_mv``. False: compensate now (the reason is recorded).
     """
-    if max_age_s <= 0:
-        run.log_results({"polcal_reuse": "not reused: polarization_max_age_s = 0"})
-        return False
-    found = CalibrationStore(runs).find("polarization", identities=identities, max_age_s=max_age_s)
+    cal, voltages, why = _candidate(runs, identities, max_age_s, controller)
     check: PolarizationCheck | None = None
-    why = found.reason
-    voltages = (
-        None
-        if found.calibration is None
-        else stored_voltages(found.calibration, int(controller.channels))
-    )
-    if found.calibration is not None and voltages is None:
-        why = f"run {found.calibration.run_id} set a controller of other channels"
-    if found.calibration is not None and voltages is not None:
+    if cal is not None and voltages is not None:
         m = await measure_at(generator, tagger, controller, voltages, ps, rng)
         bad = judge(m, ps)
-        check = PolarizationCheck(found.calibration, m, not bad, bad)
+        check = PolarizationCheck(cal, m, not bad, bad)
         run.log_results({f"polcal_check_{k}": v for k, v in check.to_results().items()})
         if not check.holds:
-            why = f"run {check.calibration.run_id}: {check.reason}"
+            why = f"run {cal.run_id}: {check.reason}"
     if check is None or not check.holds:
         log.info("polarization: compensating (%s)", why)
         run.log_results({"polcal_reuse": f"not reused: {why}"})
@@ -158,10 +173,73 @@ async def reuse_stored_polarization(
     return True
 
 
+@dataclass(frozen=True)
+class StartingPoint:
+    """Party mode: the stored calibration Bob's compensation starts from."""
+
+    calibration: Calibration
+    voltages_mv: list[int]
+    found: str  # "reused run <id> (<age> s old)"
+
+
+async def start_from_stored(
+    runs: RunStore,
+    identities: dict[str, str],
+    max_age_s: float,
+    controller: PolarizationController,
+    run: Run,
+) -> StartingPoint | None:
+    """Party mode (Bob): set the controller to the latest valid stored calibration's voltages,
+    so the compensation over the channel starts there. Its first evaluation is then the check
+    and, when it meets the target, it only verifies (no search); :func:`note_start_check`
+    records what happened. None (the reason recorded): nothing stored to start from."""
+    cal, voltages, why = _candidate(runs, identities, max_age_s, controller)
+    if cal is None or voltages is None:
+        run.log_results({"polcal_reuse": f"not reused: {why}"})
+        return None
+    await controller.set_voltages_mv(voltages)
+    return StartingPoint(cal, voltages, why)
+
+
+def note_start_check(
+    run: Run, result: PolarizationCalibration, start: StartingPoint | None, ps: PolarizationSettings
+) -> None:
+    """Record whether the compensation over the channel kept the stored voltages (reused:
+    met the target at the start and verified there) or had to search (contradicted)."""
+    if start is None:
+        run.log_results({"calibration_polarization_run": run.run_id})
+        return
+    kept = (
+        result.stop_reason == START_MET
+        and result.target_met
+        and list(result.voltages_mv) == start.voltages_mv
+    )
+    check = PolarizationCheck(start.calibration, result.before, kept, judge(result.before, ps))
+    run.log_results({f"polcal_check_{k}": v for k, v in check.to_results().items()})
+    if kept:
+        run.log_results(
+            {
+                "polcal_reuse": f"{start.found}, checked over the channel",
+                "calibration_polarization_run": start.calibration.run_id,
+            }
+        )
+        return
+    why = check.reason or "the verification at the stored voltages missed the target"
+    run.log_results(
+        {
+            "polcal_reuse": f"not reused: run {start.calibration.run_id}: {why}",
+            "calibration_polarization_run": run.run_id,
+        }
+    )
+
+
 __all__ = [
     "PolarizationCheck",
+    "StartingPoint",
     "judge",
     "measure_at",
+    "note_start_check",
     "reuse_stored_polarization",
+    "start_from_stored",
     "stored_voltages",
 ]
