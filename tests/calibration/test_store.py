@@ -166,3 +166,13 @@ async def test_max_age_zero_compensates_without_looking(tmp_path: Path) -> None:
     assert runs.get(run.run_id).results["polcal_reuse"] == (
         "not reused: polarization_max_age_s = 0"
     )
+
+
+def test_a_party_run_that_only_verified_is_not_a_new_calibration(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    bob = {"bob.polctrl": BENCH["bob.polctrl"]}
+    first = _record(runs, "bb84.bob", {f"polcal_{k}": v for k, v in POLCAL.items()}, bob)
+    verified = {**POLCAL, "reuse": f"reused run {first} (5 s old), checked over the channel"}
+    _record(runs, "bb84.bob", {f"polcal_{k}": v for k, v in verified.items()}, bob)
+    cal = CalibrationStore(runs).latest("polarization", identities=bob, max_age_s=3600)
+    assert cal is not None and cal.run_id == first  # its age counts from the measurement
