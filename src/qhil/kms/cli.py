@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def serve_cmd(
     """Serve NODE's KME (ETSI GS QKD 014 v1 over HTTPS with mutual TLS) until Ctrl-C."""
     from qhil.kms.config import load_config
     from qhil.kms.kme import Kme
-    from qhil.kms.server import KmeServer, peer_caller, resolve_url
+    from qhil.kms.server import KmeServer, client_ssl_context, peer_caller, resolve_url
     from qhil.records.errors import KeyStoreError
     from qhil.records.paths import default_key_dir
 
@@ -108,12 +109,28 @@ def serve_cmd(
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         _fail(f"'--listen': {address!r} is not HOST:PORT")
     keys = Path(key_dir) if key_dir else default_key_dir(data_dir)
+    for label, file in (("ca", config.ca), ("cert", entry.cert), ("key", entry.key)):
+        if not file.is_file():
+            _fail(
+                f"{path}: kme.{node}.{label}: {file} is not a file"
+                if label != "ca"
+                else f"{path}: ca: {file} is not a file"
+            )
+    try:
+        client_ssl_context(config.ca, entry.cert, entry.key)
+    except (OSError, ssl.SSLError) as exc:
+        _fail(f"{path}: kme.{node}: cannot load {entry.cert} / {entry.key} / {config.ca}: {exc}")
     call = peer_caller(config, node, resolve_url(peer or peer_entry.peer_url))
     try:
         kme = Kme(config, node, keys, call)
     except (KeyStoreError, OSError, ValueError) as exc:
         _fail(f"{keys}: {exc}")
-    server = KmeServer(kme, host.strip("[]"), int(port_text))
+    try:  # the address is free: else one line, exit 2
+        server = KmeServer(kme, host.strip("[]"), int(port_text))
+        server.bind()
+    except OSError as exc:
+        kme.close()
+        _fail(f"{entry.kme_id}: cannot listen on {address}: {exc.strerror or exc}")
 
     async def run() -> None:
         task = asyncio.create_task(server.serve())
@@ -136,5 +153,3 @@ def serve_cmd(
         asyncio.run(run())
     finally:
         kme.close()
-    if not server.started:
-        _fail(f"{entry.kme_id}: could not listen on {address}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -217,15 +218,16 @@ def peer_caller(config: KmsConfig, node: str, peer_url: Callable[[], str]) -> An
 
 
 class KmeServer:
-    """A KME served over HTTPS with mutual TLS; ``port`` is known once ``started``."""
+    """A KME served over HTTPS with mutual TLS. ``bind`` opens the listening socket first
+    (an address in use is an ``OSError`` naming it, before uvicorn starts)."""
 
     def __init__(self, kme: Kme, host: str, port: int) -> None:
         entry = kme.entry
         self.kme = kme
+        self.host, self._port = host, port
+        self._socket: socket.socket | None = None
         config = uvicorn.Config(
             build_app(kme),
-            host=host,
-            port=port,
             ssl_certfile=str(entry.cert),
             ssl_keyfile=str(entry.key),
             ssl_ca_certs=str(kme.config.ca),
@@ -240,18 +242,26 @@ class KmeServer:
         )
         self.server = uvicorn.Server(config)
 
+    def bind(self) -> None:
+        if self._socket is None:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            self._socket = socket.create_server((self.host, self._port), family=family)
+
     @property
     def started(self) -> bool:
         return bool(self.server.started)
 
     @property
     def port(self) -> int:
-        sockets = self.server.servers[0].sockets
-        return int(sockets[0].getsockname()[1])
+        self.bind()
+        assert self._socket is not None
+        return int(self._socket.getsockname()[1])
 
     async def serve(self) -> None:
+        self.bind()
+        assert self._socket is not None
         await self.kme.recover()
-        await self.server.serve()
+        await self.server.serve(sockets=[self._socket])
 
     def stop(self) -> None:
         self.server.should_exit = True
