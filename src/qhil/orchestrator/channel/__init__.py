@@ -31,6 +31,7 @@ from qhil.orchestrator.channel.errors import (
 )
 from qhil.orchestrator.channel.keys import AuthKey, KeyPool
 from qhil.orchestrator.channel.tcp import TcpListener, TcpTransport
+from qhil.orchestrator.channel.transcript import TranscriptAuthenticator
 from qhil.orchestrator.channel.transport import (
     FrameTransport,
     InProcessTransport,
@@ -60,6 +61,7 @@ __all__ = [
     "TamperingTransport",
     "TcpListener",
     "TcpTransport",
+    "TranscriptAuthenticator",
     "UnexpectedMessageError",
     "WegmanCarterAuthenticator",
     "accept_channel",

@@ -38,6 +38,7 @@ from qhil.orchestrator.channel.errors import (
     UnexpectedMessageError,
 )
 from qhil.orchestrator.channel.tcp import DEFAULT_MAX_FRAME_BYTES, TcpListener, TcpTransport
+from qhil.orchestrator.channel.transcript import TranscriptAuthenticator
 from qhil.orchestrator.channel.transport import (
     FrameTransport,
     InProcessTransport,
@@ -261,7 +262,12 @@ class AuthenticatedChannel:
                     f"{kind}: message of {size} bytes exceeds the {self._max}-byte limit"
                 )
             data = frames.mac_input(self._context, self._local, self._peer, seq, framed)
-            framed += self._auth.tag((self._local, self._peer), data)
+            direction = (self._local, self._peer)
+            if isinstance(self._auth, TranscriptAuthenticator):  # tags at checkpoints only
+                due = kind == HELLO_KIND or self._auth.checkpoint_due(direction, kind, len(data))
+                framed += self._auth.seal(direction, data, checkpoint=due)
+            else:
+                framed += self._auth.tag(direction, data)
             if keep is not None:  # tagged once: its key material is spent now
                 keep.frame = bytes(framed)
             try:
@@ -309,7 +315,10 @@ class AuthenticatedChannel:
             data = frames.mac_input(
                 self._context, self._peer, self._local, seq, parsed.authenticated_part
             )
-            if not self._auth.verify((self._peer, self._local), data, parsed.tag):
+            verdict = self._check(data, parsed.tag)
+            if verdict == "deferred" and parsed.seq != seq:
+                verdict = "failed"  # not authenticated yet, but certainly not the frame due
+            if verdict == "failed":
                 if parsed.seq != seq:
                     reason = (
                         f"frame claims sequence number {parsed.seq} where {seq} was due "
@@ -322,14 +331,28 @@ class AuthenticatedChannel:
         try:
             got_kind, payload = codec.decode(parsed.header, parsed.body)
         except MessageFormatError as exc:
+            if verdict == "deferred":  # unverified: most likely altered on the way
+                await self._fail(seq, f"unverified frame does not decode ({exc})")
             await self._fail_closed(f"authentic {what} does not decode: {exc}")
             raise
+        if verdict == "deferred" and (
+            got_kind == HELLO_KIND or got_kind in getattr(self._auth, "checkpoint_kinds", ())
+        ):
+            await self._fail(seq, f"{got_kind!r} arrived without the checkpoint tag it must carry")
         if kind is not None and got_kind != kind:
             exc2 = UnexpectedMessageError(self._local, self._peer, seq, kind, got_kind)
             await self._fail_closed(str(exc2))
             raise exc2
         log.debug("%s <- %s #%d %r (%d bytes)", self._local, self._peer, seq, got_kind, len(frame))
         return Message(got_kind, payload, seq, self._peer)
+
+    def _check(self, data: bytes, tag: bytes) -> str:
+        """The verdict on a frame: verified, failed, or deferred (transcript authentication:
+        checked at the next checkpoint)."""
+        direction = (self._peer, self._local)
+        if isinstance(self._auth, TranscriptAuthenticator):
+            return self._auth.check(direction, data, tag)
+        return "verified" if self._auth.verify(direction, data, tag) else "failed"
 
     async def _fail_closed(self, why: str) -> None:
         self._state = "failed"
