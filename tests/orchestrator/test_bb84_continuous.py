@@ -449,3 +449,27 @@ def test_bad_continuous_options_are_one_line_errors(
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qhil: error:") and says in lines[0], lines
+
+
+# --- the KME bound -----------------------------------------------------------------------
+
+
+def test_kme_capacity_counts_what_the_kme_has_not_handed_out(tmp_path: Path) -> None:
+    """The gate reads K1's KME state: committed bits of the label less what its ledger
+    says it handed out, in KME keys of key_size bits; room for the next key means room for
+    all of its KME keys."""
+    from qhil.kms.ledger import Ledger
+    from qhil.orchestrator.experiments.bb84.continuous import KmeCapacity
+
+    store = KeyStore(tmp_path / "keys")
+    ref = store.save(np.ones(1000, np.uint8), label="alice")
+    store.save(np.ones(5000, np.uint8), label="bob")  # the other node's: not counted
+    gate = KmeCapacity(str(store.directory), "alice", key_size=100, max_key_count=15)
+    assert gate.stored_key_count() == 10
+    assert gate.room(500) and not gate.room(600)  # 10 + 5 <= 15 < 10 + 6
+    # before the first key of a run: sized as the newest stored key (1000 bits: 10 more)
+    assert not gate.room(0)
+    ledger = Ledger(store.directory / "kme-alice")
+    ledger.append({"op": "cursor", "cursor": {ref.sha256: 600}})  # 600 bits handed out
+    ledger.close()
+    assert gate.stored_key_count() == 4 and gate.room(0) and gate.room(1100)

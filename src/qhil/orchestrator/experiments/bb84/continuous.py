@@ -118,7 +118,8 @@ class KmeCapacity:
 
     Room for the next key means room for as many KME keys as the largest key so far
     makes (a run's keys vary by a few per cent), so the count stays within the bound;
-    before the first key, room means the store is not full.
+    before the first key, as many as the newest stored key of the label makes (an earlier
+    run's), or, with none left, that the store is not full.
     """
 
     key_dir: str
@@ -141,7 +142,10 @@ class KmeCapacity:
     def room(self, next_key_bits: int) -> bool:
         stored = self.stored_key_count()
         if next_key_bits <= 0:
-            return stored < self.max_key_count
+            mine = [r for r in KeyStore(self.key_dir).list_keys() if r.label == self.label]
+            if not mine:
+                return stored < self.max_key_count
+            next_key_bits = mine[-1].length_bits
         return stored + math.ceil(next_key_bits / self.key_size) <= self.max_key_count
 
 
