@@ -5,8 +5,9 @@ A view over the run store (one data directory): no calibration is kept twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from qhil.calibration.store.model import (
@@ -43,11 +44,36 @@ class CalibrationStore:
     def __init__(self, store: RunStore | str | Path | None = None) -> None:
         self.runs = store if isinstance(store, RunStore) else RunStore(store)
 
-    def _records(self, kind: CalibrationKind, newest_first: bool) -> list[RunRecord]:
+    #: Runs read beyond the age window, only to say why none is valid (stale, ...).
+    REASON_RUNS = 20
+
+    def _records(
+        self,
+        kind: CalibrationKind,
+        newest_first: bool,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         records: list[RunRecord] = []
         for run_kind in kind.sources:
-            records += self.runs.list_runs(kind=run_kind, newest_first=newest_first)
+            records += self.runs.list_runs(
+                kind=run_kind, newest_first=newest_first, since=since, limit=limit
+            )
         return sorted(records, key=lambda r: r.started_at, reverse=newest_first)
+
+    def _candidates(
+        self, kind: CalibrationKind, now: datetime, max_age_s: float
+    ) -> Iterator[RunRecord]:
+        """Newest first: the runs started within the age window (only those can be valid,
+        however many runs the store holds), then a few older ones for the reason."""
+        since = now - timedelta(seconds=max_age_s) if max_age_s < 1e9 else None
+        seen: set[str] = set()
+        for record in self._records(kind, True, since=since):
+            seen.add(record.run_id)
+            yield record
+        for record in self._records(kind, True, limit=self.REASON_RUNS):
+            if record.run_id not in seen:
+                yield record
 
     def history(self, kind: str, *, include_unusable: bool = False) -> list[Calibration]:
         """Every calibration of ``kind``, oldest first (only usable ones unless asked)."""
@@ -73,7 +99,7 @@ class CalibrationStore:
         k = kind_for(kind)
         now = now or datetime.now(UTC)
         why: str | None = None
-        for record in self._records(k, newest_first=True):
+        for record in self._candidates(k, now, max_age_s):
             cal = from_run(k, record)
             if cal is None:
                 continue
