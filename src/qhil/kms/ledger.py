@@ -21,6 +21,7 @@ A last line torn by a crash was never fsync'd, so never acted on: replay ignores
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -31,6 +32,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LEDGER = "ledger.jsonl"
+
+
+class LedgerBusyError(OSError):
+    """Another process holds this node's ledger."""
 
 
 @dataclass
@@ -107,6 +112,16 @@ class Ledger:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         self.path = self.directory / LEDGER
+        # one KME per ledger: a second one would interleave records (the kernel drops the
+        # lock when the holder dies, kill -9 included)
+        self._lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held while open)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise LedgerBusyError(
+                f"{self.directory}: another KME of this node is running"
+            ) from None
         self.state = LedgerState()
         self._replay()
         self._compact()
@@ -157,3 +172,5 @@ class Ledger:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._file.close()
+        with contextlib.suppress(OSError):
+            self._lock.close()
