@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from scipy.stats import norm
 
 from qhil.calibration.entanglement_jobs import (
+    run_coincidence_delay_calibration,
     run_mount_zero_calibration,
 )
 from qhil.cli import main
@@ -180,3 +181,42 @@ def test_the_delay_needs_no_mount(tmp_path: Path) -> None:
     prof = load_profile("entanglement", [])
     with pytest.raises(ConfigError, match=r"coincidence_delay\.bob_tagger: no instrument 'x'"):
         CoincidenceDelaySettings.from_profile(prof, bob_tagger="x")
+
+
+@pytest.mark.slow
+async def test_a_pump_that_does_not_start_fails_the_run_and_is_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source reads back no current: the calibration fails (recorded, reason said) and the
+    source's output is switched off again, as after any run."""
+    import qhil.calibration.entanglement_jobs as jobs
+    from qhil.orchestrator.experiments.entanglement.acquisition import EntanglementNodes
+
+    class DeadPump:
+        name = "source.pairs"
+        output = False
+
+        async def set_output(self, on: bool) -> None:
+            self.output = on
+
+        async def set_pump_current_ma(self, ma: float) -> None:
+            pass
+
+        async def pump_current_ma(self) -> float:
+            return 0.0
+
+    pump = DeadPump()
+    real = jobs._nodes
+
+    def nodes_with_dead_pump(bench, s, mounts):  # type: ignore[no-untyped-def]
+        n: EntanglementNodes = real(bench, s, mounts)
+        n.source = pump  # type: ignore[assignment]
+        return n
+
+    monkeypatch.setattr(jobs, "_nodes", nodes_with_dead_pump)
+    summary = await run_coincidence_delay_calibration("entanglement", [], tmp_path)
+    assert summary.status == "failed"
+    assert summary.reason is not None and "pump current of 0 mA" in summary.reason
+    assert pump.output is False
+    rec = RunStore(tmp_path).get(summary.run_id)
+    assert rec.status.value == "failed"

@@ -294,8 +294,8 @@ async def run_mount_zero_calibration(
         async def on_point(point: MountZeroPoint) -> None:
             await run.aappend("scan", _point_row(point))
 
-        await _pump(nodes, s)
-        try:
+        try:  # the pump off at the end, also when switching it on failed halfway
+            await _pump(nodes, s)
             result = await calibrate_mount_zero(
                 scanned,
                 reference,
@@ -366,8 +366,8 @@ async def run_coincidence_delay_calibration(
         nodes = _nodes(bench, s, mounts=False)
         prior, clock_run = _stored_prior(bench, s, nodes, data_dir)
         acquire = _Acquirer(nodes, s, prior)
-        await _pump(nodes, s)
-        try:
+        try:  # the pump off at the end, also when switching it on failed halfway
+            await _pump(nodes, s)
             acq = await acquire(s.integration_s, keep_streams=True)
         finally:
             await nodes.pump_off()
