@@ -473,3 +473,54 @@ def test_kme_capacity_counts_what_the_kme_has_not_handed_out(tmp_path: Path) -> 
     ledger.append({"op": "cursor", "cursor": {ref.sha256: 600}})  # 600 bits handed out
     ledger.close()
     assert gate.stored_key_count() == 4 and gate.room(0) and gate.room(1100)
+
+
+@pytest.mark.parametrize("continuous_party", ["alice", "bob"])
+async def test_a_peer_not_running_continuous_is_named(
+    tmp_path: Path, continuous_party: str
+) -> None:
+    """One party --continuous, the other a single run: both stop at once, the continuous
+    one saying what is wrong (before, Bob skipped Alice's Hello as a dropped key's left-over
+    and both waited for a timeout)."""
+    from qhil.orchestrator.experiments.bb84 import BB84Aborted
+
+    world = bb84_world(seed=3)
+    s = settings(**SETTINGS)
+    a, b = in_process_channels(
+        HmacSha256Authenticator(TEST_KEY), HmacSha256Authenticator(TEST_KEY), timeout_s=60
+    )
+    await asyncio.gather(a.open(), b.open())
+    keys = KeyStore(tmp_path / "keys")
+    gen, tagger = WorldPatternGenerator(world), WorldTagger(world)
+    long = settings(**{**SETTINGS, "message_timeout_s": 60.0})
+
+    def one_key(hook: Any) -> Any:
+        if continuous_party == "alice":
+            return run_alice(s, gen, a, key_store=keys, progress=hook)
+        return run_bob(s, tagger, b, key_store=keys, progress=hook)
+
+    mine = run_continuous_party(
+        continuous_party,
+        one_key,
+        a if continuous_party == "alice" else b,
+        key_store=keys,
+        stop=StopRequest(),
+        timeout_s=60,
+    )
+    other = (
+        run_bob(long, tagger, b, key_store=keys)
+        if continuous_party == "alice"
+        else run_alice(long, gen, a, key_store=keys)
+    )
+    try:
+        res, single = await asyncio.wait_for(
+            asyncio.gather(mine, other, return_exceptions=True), 30
+        )
+    finally:
+        await asyncio.gather(a.close(), b.close())
+    assert isinstance(res, ContinuousResult) and res.aborted is not None
+    assert res.aborted.reason is AbortReason.PROTOCOL_ERROR
+    if continuous_party == "bob":
+        assert "is the other party running --continuous?" in res.aborted.detail
+    assert isinstance(single, BB84Aborted)
+    assert keys.list_keys() == [] and keys.pending_keys() == []

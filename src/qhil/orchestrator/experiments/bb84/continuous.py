@@ -211,6 +211,7 @@ class _Control:
         self.timeout_s = timeout_s
         self.stop = stop
         self.told = False
+        self.after_drop = False  # what is left of a dropped key may still come in
 
     async def send(self, kind: str, payload: dict[str, Any] | None = None) -> None:
         try:
@@ -272,6 +273,7 @@ class _Control:
                     f"{self.party}: channel failed while waiting for {kind!r}: {exc}",
                 ) from exc
             if got.kind == kind and (key is None or got.payload.get("key") == key):
+                self.after_drop = False
                 return dict(got.payload)
             if got.kind == WAIT:
                 continue
@@ -282,16 +284,19 @@ class _Control:
                     reason = AbortReason(msg.reason)
                 except ValueError:
                     reason = AbortReason.PROTOCOL_ERROR
-                if reason in DROP_REASONS:
+                if reason in DROP_REASONS and self.after_drop:
                     continue  # the peer's own abort of the key both just dropped
                 raise BB84Aborted(reason, msg.detail, from_peer=True)
-            if got.kind.startswith(KIND):
-                raise BB84Aborted(
-                    AbortReason.PROTOCOL_ERROR,
-                    f"{self.party}: expected {kind!r} for key {key}, got {got.kind!r} "
-                    f"{got.payload.get('key')!r}",
-                )
-            # a message of the dropped key that the peer sent before it saw the abort
+            if self.after_drop and not got.kind.startswith(KIND):
+                continue  # a message of the dropped key, sent before the peer saw the abort
+            hint = (
+                "" if got.kind.startswith(KIND) else " (is the other party running --continuous?)"
+            )
+            raise BB84Aborted(
+                AbortReason.PROTOCOL_ERROR,
+                f"{self.party}: expected {kind!r} for key {key} from {self.peer}, got "
+                f"{got.kind!r}{hint}",
+            )
 
 
 def _inventory(store: KeyStore, label: str) -> dict[str, Any]:
@@ -506,6 +511,7 @@ async def run_continuous_party(
                 if exc.reason not in DROP_REASONS:
                     raise
                 in_key = False
+                control.after_drop = True
                 outcome = KeyOutcome(k, None, exc.reason, exc.detail, aborted=exc)
                 out.outcomes.append(outcome)
                 in_a_row += 1
