@@ -26,6 +26,7 @@ from qhil.errors import ConfigError
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import (
     AuthenticationError,
+    Authenticator,
     AuthKey,
     ChannelConnectionError,
     ChannelTimeoutError,
@@ -35,6 +36,7 @@ from qhil.orchestrator.channel import (
     in_process_channels,
 )
 from qhil.orchestrator.channel.keys import MIN_KEY_BYTES
+from qhil.orchestrator.channel.pool import PoolRun
 from qhil.orchestrator.channel.tcp import TcpListener
 from qhil.orchestrator.channel.transport import Tamper
 from qhil.orchestrator.experiments.bb84 import (
@@ -136,8 +138,13 @@ async def run_bb84_job(
     progress: Callable[[BB84Progress], Any] | None = None,
     tamper_alice_to_bob: Tamper | None = None,
     insecure_test_seed: int | None = None,
+    auth_pool_file: str | Path | None = None,
 ) -> JobSummary:
     """Decoy-state BB84 on the profile's bench, both parties in this process.
+
+    ``auth_pool_file``: authenticate with Wegman-Carter over the transcript from this
+    pre-shared pool (``qhil.orchestrator.channel.pool``): the run takes its pad budget
+    from it and, once the key is committed, refills it from the key's reserved tail.
 
     Alice and Bob still only talk through an authenticated channel (HMAC-SHA256
     with a key shared by the two parties at start-up); the final keys go to the
@@ -153,6 +160,7 @@ async def run_bb84_job(
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
     store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
+    pool_run = PoolRun(auth_pool_file) if auth_pool_file is not None else None
     run = store.start_run(
         "bb84",
         profile=prof,
@@ -189,10 +197,10 @@ async def run_bb84_job(
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
                 tracking = _bob_tracking(prof, bench, settings, start)
-            auth = AuthKey.generate()  # pre-shared by the two parties of this process
+            alice_auth, bob_auth = _in_process_auth(pool_run)
             alice_ch, bob_ch = in_process_channels(
-                HmacSha256Authenticator(auth),
-                HmacSha256Authenticator(auth),
+                alice_auth,
+                bob_auth,
                 session_id=run.run_id,
                 timeout_s=settings.message_timeout_s,
                 tamper_a_to_b=tamper_alice_to_bob,
@@ -223,6 +231,7 @@ async def run_bb84_job(
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
+                results.update(_pool_report(pool_run, alice_auth, committed=False))
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -230,12 +239,39 @@ async def run_bb84_job(
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
         results = _with_reuse(run, result.to_results())
+        both = result.alice_key is not None and result.bob_key is not None
+        results.update(_pool_report(pool_run, alice_auth, committed=both))
         run.log_results(_scalars(results))
         for ref in (result.alice_key, result.bob_key):
             if ref is not None:
                 run.add_key(ref)
         run.finish("success")
     return JobSummary(run.run_id, "success", None, results)
+
+
+#: BB84 messages that carry a Wegman-Carter checkpoint tag: key confirmation (before any
+#: commit each party has verified everything its peer sent) and the closing messages.
+BB84_CHECKPOINT_KINDS = frozenset(
+    {"bb84.KeyConfirm", "bb84.KeyCommitted", "bb84.Finished", "bb84.Abort"}
+)
+
+
+def _in_process_auth(pool_run: PoolRun | None) -> tuple[Authenticator, Authenticator]:
+    """Alice's and Bob's authenticators: HMAC-SHA256 under a key made here, or
+    Wegman-Carter over the transcript from the run's pool budget."""
+    if pool_run is None:
+        key = AuthKey.generate()  # pre-shared by the two parties of this process
+        return HmacSha256Authenticator(key), HmacSha256Authenticator(key)
+    kinds = BB84_CHECKPOINT_KINDS
+    return (
+        pool_run.authenticator(local="alice", peer="bob", checkpoint_kinds=kinds),
+        pool_run.authenticator(local="bob", peer="alice", checkpoint_kinds=kinds),
+    )
+
+
+def _pool_report(pool_run: PoolRun | None, auth: Any, *, committed: bool) -> dict[str, Any]:
+    """Pad accounting (and the pool's refill once the key is committed), if WC is in use."""
+    return {} if pool_run is None else pool_run.finish(auth, committed=committed)
 
 
 async def _calibrate_polarization(

@@ -129,6 +129,10 @@ class AuthenticatedChannel:
         return self._session
 
     @property
+    def authenticator(self) -> Authenticator:
+        return self._auth
+
+    @property
     def is_open(self) -> bool:
         return self._state == "open"
 

@@ -61,6 +61,10 @@ class PeerLink:
         self.failure: Failure | None = None
 
     @property
+    def channel(self) -> MessageChannel:
+        return self._channel
+
+    @property
     def broken(self) -> bool:
         """The channel failed (nothing more can be sent through it)."""
         return self._broken

@@ -291,6 +291,7 @@ class PartyBase:
 
     def store_pending(self, bits: U8) -> KeyRef:
         """Save our final key as PENDING (not usable); a failed write aborts, naming the path."""
+        bits = self.keep_for_authentication(bits)
         try:
             ref = self.key_store.save_pending(bits, run_id=self.run_id, label=self.party)
         except (KeyStoreError, OSError) as exc:
@@ -305,6 +306,25 @@ class PartyBase:
             ref.sha256,
         )
         return ref
+
+    def keep_for_authentication(self, bits: U8) -> U8:
+        """With Wegman-Carter over the transcript (channel/transcript.py), the key's last
+        ``replenish_bytes`` are set aside for the next run's authentication pool before
+        the key is stored (both parties alike: the keys have the same length); the key
+        confirmation still covers them. At most half the key goes there, in whole pairs of
+        pads (256 bits)."""
+        auth: Any = getattr(self.link.channel, "authenticator", None)
+        want = 8 * int(getattr(auth, "replenish_bytes", 0))
+        n = min(want, bits.size // 2 // 256 * 256)
+        if n < want:
+            log.warning(
+                "%s %s: a %d-bit key refills the authentication pool with %d bits, not %d",
+                self.protocol, self.party, bits.size, n, want,
+            )  # fmt: skip
+        if n == 0:
+            return bits
+        auth.stage_replenishment(np.packbits(bits[-n:]).tobytes())
+        return bits[:-n]
 
     def commit(self, mode: str) -> KeyRef:
         """Make the pending key usable; a failure aborts naming the path (the key stays
