@@ -107,13 +107,37 @@ def _rngs(seed: int | None) -> list[np.random.Generator | None]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
 
 
-def _record_acquisition(run: Any, acq: PairAcquisition) -> dict[str, Any]:
-    c = acq.coincidences
-    run.append("acquisition/matrix", c.matrix.reshape(1, 4, 4).astype(np.int64))
-    run.append("acquisition/accidentals", c.accidentals.reshape(1, 4, 4).astype(float))
-    run.append("acquisition/singles_a", c.singles_a.reshape(1, 4).astype(np.int64))
-    run.append("acquisition/singles_b", c.singles_b.reshape(1, 4).astype(np.int64))
-    return acq.to_results()
+def _record_acquisition(run: Any, acqs: list[PairAcquisition]) -> dict[str, Any]:
+    """Each chunk's matrices as rows; the chunks' totals (clock model and window: the first's)."""
+    for acq in acqs:
+        c = acq.coincidences
+        run.append("acquisition/matrix", c.matrix.reshape(1, 4, 4).astype(np.int64))
+        run.append("acquisition/accidentals", c.accidentals.reshape(1, 4, 4).astype(float))
+        run.append("acquisition/singles_a", c.singles_a.reshape(1, 4).astype(np.int64))
+        run.append("acquisition/singles_b", c.singles_b.reshape(1, 4).astype(np.int64))
+    out = acqs[0].to_results()
+    t = sum(a.duration_s for a in acqs)
+    cs = [a.coincidences for a in acqs]
+    out.update(
+        chunks=len(acqs),
+        coincidences=sum(c.coincidences for c in cs),
+        accidentals=sum(c.accidentals_total for c in cs),
+        accidentals_std=float(np.sqrt(sum((c.accidentals_std**2).sum() for c in cs))),
+        accidentals_predicted=sum(c.predicted_accidentals() for c in cs),
+        singles_a_hz=sum(float(c.singles_a.sum()) for c in cs) / t,
+        singles_b_hz=sum(float(c.singles_b.sum()) for c in cs) / t,
+        coincidence_rate_hz=sum(c.coincidences for c in cs) / t,
+    )
+    return out
+
+
+async def acquire_chunks(nodes: EntanglementNodes, s: BBM92Settings) -> list[PairAcquisition]:
+    """The acquisition in ``s.chunks()``, each its own clock model (the previous as prior)."""
+    acqs: list[PairAcquisition] = []
+    for d in s.chunks():
+        prior = acqs[-1].model if acqs else None
+        acqs.append(await acquire_pairs(nodes, d, options(s), prior=prior))
+    return acqs
 
 
 async def run_bbm92_job(
@@ -158,19 +182,23 @@ async def run_bbm92_job(
                 await nodes.pump_on(s.pump_current_ma, s.crystal_temperature_c)
                 if progress is not None:
                     progress(BB84Progress("alice", "acquire", 0, 1, 0, f"{s.duration_s:g} s"))
-                acq = await acquire_pairs(nodes, s.duration_s, options(s))
+                acqs = await acquire_chunks(nodes, s)
                 if world is not None:  # the emulator's truth, while the pump is on
                     with contextlib.suppress(LookupError, KeyError, ValueError):
-                        predicted = predict_from_world(world.truth, prof, s, acq.window_ps)
+                        predicted = predict_from_world(world.truth, prof, s, acqs[0].window_ps)
             except EntanglementAborted as exc:
                 run.abort(str(exc))
                 return BBM92Summary(run.run_id, "aborted", str(exc), {})
             finally:
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
-            results = {**_record_acquisition(run, acq), **predicted}
-            c = acq.coincidences
-            mask_a, mask_b = click_masks(c.alice_t_ps, c.alice_outcome, c.bob_t_ps, c.bob_outcome)
+            results = {**_record_acquisition(run, acqs), **predicted}
+            masks = [
+                click_masks(c.alice_t_ps, c.alice_outcome, c.bob_t_ps, c.bob_outcome)
+                for c in (a.coincidences for a in acqs)
+            ]
+            mask_a = np.concatenate([m[0] for m in masks])
+            mask_b = np.concatenate([m[1] for m in masks])
             assert alice_squash is not None and bob_squash is not None
             # Each node squashes its own clicks with its own randomness.
             out_a, out_b = outcomes(mask_a, alice_squash), outcomes(mask_b, bob_squash)
@@ -189,7 +217,7 @@ async def run_bbm92_job(
                     out_b,
                     alice_ch,
                     bob_ch,
-                    acquisition_s=acq.duration_s,
+                    acquisition_s=s.duration_s,
                     key_store=keys,
                     run_id=run.run_id,
                     progress=progress,

@@ -68,36 +68,28 @@ I64 = np.ndarray
 
 
 async def _stream(
-    tagger: TimeTagger, node: str, s: BBM92Settings, inputs: tuple[int, ...]
+    tagger: TimeTagger, node: str, s: BBM92Settings, inputs: tuple[int, ...], duration_s: float
 ) -> tuple[I64, I64]:
-    """One node's analyser tags over the acquisition: times (sorted) and outcomes 0..3."""
-    t, c = _joined(*await _read(tagger, node, s.duration_s, options(s).chunk_s))
+    """One node's analyser tags over one chunk: times (sorted) and outcomes 0..3."""
+    t, c = _joined(*await _read(tagger, node, duration_s, options(s).chunk_s))
     lut = np.full(max(max(inputs), int(c.max(initial=0))) + 1, -1, np.int64)
     lut[np.asarray(inputs)] = np.arange(4)
     o = lut[c]
     return t[o >= 0], o[o >= 0]
 
 
-async def _alice_acquire(
-    s: BBM92Settings, link: PeerLink, tagger: TimeTagger, source: Any
-) -> tuple[I64, dict[str, Any]]:
-    """Alice's side of the shared acquisition: her click masks per group, and the record."""
+async def _alice_chunk(
+    s: BBM92Settings, link: PeerLink, tagger: TimeTagger, d: float, prior: Any
+) -> tuple[I64, Any, dict[str, float]]:
+    """One chunk at alice: her masks per group, the chunk's clock model, its counts."""
     opts = options(s)
-    await source.set_output(True)
-    try:
-        if s.crystal_temperature_c is not None:
-            await source.set_crystal_temperature_c(s.crystal_temperature_c)
-        await source.set_pump_current_ma(s.pump_current_ma)
-        await link.send(AcquisitionStart(s.digest(), s.duration_s))
-        a_t, a_o = await _stream(tagger, "alice", s, s.alice_channels)
-    finally:
-        with contextlib.suppress(Exception):
-            await source.set_output(False)
+    await link.send(AcquisitionStart(s.digest(), d))
+    a_t, a_o = await _stream(tagger, "alice", s, s.alice_channels, d)
     b_t = np.asarray((await link.expect(Timestamps)).times, np.int64)
     if b_t.size > 1 and np.any(np.diff(b_t) < 0):
         raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "Timestamps: bob's times are not sorted")
     try:
-        model, _ = await asyncio.to_thread(clock_model, a_t, b_t, s.duration_s, opts, None)
+        model, _ = await asyncio.to_thread(clock_model, a_t, b_t, d, opts, prior)
         c = await asyncio.to_thread(
             cross_node_coincidences,
             a_t,
@@ -107,7 +99,7 @@ async def _alice_acquire(
             model,
             n_sigma=opts.n_sigma,
             window_ps=opts.window_ps,
-            duration_ps=s.duration_s * PS_PER_S,
+            duration_ps=d * PS_PER_S,
         )
     except (EntanglementAborted, NoCoincidencePeakError) as exc:
         raise BB84Aborted(
@@ -118,36 +110,69 @@ async def _alice_acquire(
     ticks = b_t[np.searchsorted(mapped, c.bob_t_ps).clip(0, max(b_t.size - 1, 0))]
     sel = group >= 0
     await link.send(CoincidenceGroups(n, group[sel], ticks[sel]))
-    record = {
-        "clock_offset_ps": model.offset_ps,
-        "clock_drift_ppb": model.drift * 1e9,
-        "window_ps": c.window_ps,
-        "coincidences": c.coincidences,
+    counts = {
+        "window_ps": float(c.window_ps),
+        "coincidences": float(c.coincidences),
         "accidentals": c.accidentals_total,
-        "singles_a_hz": a_t.size / s.duration_s,
-        "singles_b_hz": b_t.size / s.duration_s,
+        "singles_a": float(a_t.size),
+        "singles_b": float(b_t.size),
     }
-    return group_masks(group, c.alice_outcome, n), record
+    return group_masks(group, c.alice_outcome, n), model, counts
+
+
+async def _alice_acquire(
+    s: BBM92Settings, link: PeerLink, tagger: TimeTagger, source: Any
+) -> tuple[I64, dict[str, Any]]:
+    """Alice's side of the shared acquisition, chunk by chunk: her masks, and the record."""
+    masks, rows = [], []
+    model = None
+    await source.set_output(True)
+    try:
+        if s.crystal_temperature_c is not None:
+            await source.set_crystal_temperature_c(s.crystal_temperature_c)
+        await source.set_pump_current_ma(s.pump_current_ma)
+        for d in s.chunks():
+            mask, model, counts = await _alice_chunk(s, link, tagger, d, model)
+            masks.append(mask)
+            rows.append(counts)
+    finally:
+        with contextlib.suppress(Exception):
+            await source.set_output(False)
+    assert model is not None
+    record = {
+        "chunks": len(rows),
+        "clock_offset_ps": model.offset_ps,  # the last chunk's
+        "clock_drift_ppb": model.drift * 1e9,
+        "window_ps": rows[0]["window_ps"],
+        "coincidences": int(sum(r["coincidences"] for r in rows)),
+        "accidentals": sum(r["accidentals"] for r in rows),
+        "singles_a_hz": sum(r["singles_a"] for r in rows) / s.duration_s,
+        "singles_b_hz": sum(r["singles_b"] for r in rows) / s.duration_s,
+    }
+    return np.concatenate(masks), record
 
 
 async def _bob_acquire(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> I64:
-    start = await link.expect(AcquisitionStart)
-    if start.settings_digest != s.digest() or start.duration_s != s.duration_s:
-        raise BB84Aborted(
-            AbortReason.PROTOCOL_ERROR,
-            "Alice's BBM92 settings differ from Bob's (compare both [experiments.bbm92] tables)",
-        )
-    t, o = await _stream(tagger, "bob", s, s.bob_channels)
-    await link.send(Timestamps(t))
-    g = await link.expect(CoincidenceGroups)
-    if g.group.size != g.ticks.size or (
-        g.group.size and (g.group.min() < 0 or g.group.max() >= g.n_groups)
-    ):
-        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "CoincidenceGroups is malformed")
-    try:
-        return masks_at_ticks(t, o, g.group, g.ticks, g.n_groups)
-    except ValueError as exc:
-        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"CoincidenceGroups: {exc}") from None
+    masks = []
+    for d in s.chunks():
+        start = await link.expect(AcquisitionStart)
+        if start.settings_digest != s.digest() or start.duration_s != d:
+            raise BB84Aborted(
+                AbortReason.PROTOCOL_ERROR,
+                "Alice's BBM92 settings differ from Bob's (compare both [experiments.bbm92] "
+                "tables)",
+            )
+        t, o = await _stream(tagger, "bob", s, s.bob_channels, d)
+        await link.send(Timestamps(t))
+        g = await link.expect(CoincidenceGroups)
+        bad = g.group.size and (g.group.min() < 0 or g.group.max() >= g.n_groups)
+        if g.group.size != g.ticks.size or bad:
+            raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "CoincidenceGroups is malformed")
+        try:
+            masks.append(masks_at_ticks(t, o, g.group, g.ticks, g.n_groups))
+        except ValueError as exc:
+            raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"CoincidenceGroups: {exc}") from None
+    return np.concatenate(masks)
 
 
 async def run_bbm92_party_job(
