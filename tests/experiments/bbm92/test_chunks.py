@@ -1,0 +1,37 @@
+"""The acquisition goes in chunks, each with its own clock model (the clocks wander: one
+linear model over 10 s lost ~9 % of the pairs on the emulated bench)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qhil.orchestrator.experiments.bbm92 import job as job_module
+from qhil.orchestrator.experiments.bbm92.settings import BBM92Settings
+
+
+def test_chunks_cover_the_duration() -> None:
+    assert BBM92Settings(duration_s=5.0, chunk_s=2.0).chunks() == [2.0, 2.0, 1.0]
+    assert BBM92Settings(duration_s=4.0, chunk_s=2.0).chunks() == [2.0, 2.0]
+    assert BBM92Settings(duration_s=1.5, chunk_s=2.0).chunks() == [1.5]
+
+
+@pytest.mark.asyncio
+async def test_each_chunk_is_acquired_with_the_previous_model_as_prior(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[float, Any]] = []
+
+    class Acq:
+        def __init__(self, i: int) -> None:
+            self.model = f"model {i}"
+
+    async def fake(nodes: Any, d: float, options: Any, *, prior: Any = None) -> Acq:
+        calls.append((d, prior))
+        return Acq(len(calls))
+
+    monkeypatch.setattr(job_module, "acquire_pairs", fake)
+    acqs = await job_module.acquire_chunks(None, BBM92Settings(duration_s=5.0, chunk_s=2.0))  # type: ignore[arg-type]
+    assert len(acqs) == 3
+    assert calls == [(2.0, None), (2.0, "model 1"), (1.0, "model 2")]
