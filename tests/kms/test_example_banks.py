@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from conftest import Kmes
+from .conftest import Kmes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kms_bank.py"
 

@@ -10,7 +10,7 @@ import pytest
 from etsi_qkd_014_client import QKD014Client
 from etsi_qkd_014_client.data import DataError, DataKeyContainer, DataStatus
 
-from conftest import Kmes
+from .conftest import Kmes
 
 pytestmark = pytest.mark.fidelity
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SAE, Kmes, save_pair
 from qhil.kms.ca import init_ca
+
+from .conftest import SAE, Kmes, save_pair
 
 STATUS_FIELDS = {
     "source_KME_ID",

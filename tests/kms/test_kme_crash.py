@@ -17,9 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import SAE, save_pair
 from qhil.kms.ledger import LEDGER, LedgerState
 from qhil.kms.server import client_ssl_context
+
+from .conftest import SAE, save_pair
 
 OTHER = {"alice": "bob", "bob": "alice"}
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import save_pair
 from qhil.kms.capacity import key_capacity
 from qhil.kms.ledger import LEDGER, Ledger, LedgerBusyError
+
+from .conftest import save_pair
 
 
 def _slave(alloc: str, key_id: str, key: str = "c2VjcmV0") -> dict[str, object]:
