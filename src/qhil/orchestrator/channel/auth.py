@@ -74,20 +74,49 @@ class HmacSha256Authenticator:
         return f"HmacSha256Authenticator(key={self._key!r})"
 
 
-def poly1271(data: bytes, r: int) -> int:
+def poly1271(data: bytes, r: int, h: int = 0) -> int:
     """``sum_i m_i r^(L - i + 1) mod (2^127 - 1)`` over 15-byte blocks ``m_i``.
 
     Each block gets a 0x01 byte appended (as Poly1305 appends a 1 bit), so blocks of
     different lengths differ and the encoding is injective. Horner's rule over
     15-byte blocks (not bits): ~0.1 s per MB in CPython, far below the channel's
-    message sizes in a QKD round.
+    message sizes in a QKD round. ``h``: a running hash to continue (the transcript's).
     """
-    h = 0
     mv = memoryview(data)
     for i in range(0, len(data), _BLOCK):
         m = int.from_bytes(bytes(mv[i : i + _BLOCK]) + b"\x01", "little")
         h = ((h + m) * r) % P127
     return h
+
+
+def split_into_pads(pads: dict[Direction, KeyPool], local: str, peer: str, material: bytes) -> None:
+    """Half of ``material`` (whole pads) to each direction's pad pool, the same at both
+    parties: the first half to the direction from the alphabetically first name."""
+    first, second = sorted((local, peer))
+    half = (len(material) // (2 * _PAD)) * _PAD
+    pads[(first, second)].extend(material[:half])
+    pads[(second, first)].extend(material[half : 2 * half])
+
+
+def hash_points_and_pads(
+    pool: KeyPool, local: str, peer: str
+) -> tuple[dict[Direction, int], dict[Direction, KeyPool]]:
+    """The two directions' secret hash points (the pool's first 32 bytes) and pad pools
+    (the rest, split evenly), emptying ``pool``."""
+    first, second = sorted((local, peer))
+    keys = pool.take(2 * _PAD)
+    if keys is None:
+        raise KeyPoolExhaustedError(
+            f"{local}: key pool holds {pool.remaining} bytes, needs at least "
+            f"{2 * _PAD} for the hash keys"
+        )
+    r1 = int.from_bytes(keys[:_PAD], "little") % P127
+    r2 = int.from_bytes(keys[_PAD:], "little") % P127
+    if r1 == 0 or r2 == 0:  # probability 2^-127; a zero point hashes everything to 0
+        raise ValueError("Wegman-Carter: degenerate hash key; use fresh material")
+    pads: dict[Direction, KeyPool] = {(first, second): KeyPool(), (second, first): KeyPool()}
+    split_into_pads(pads, local, peer, pool.take(pool.remaining) or b"")
+    return {(first, second): r1, (second, first): r2}, pads
 
 
 class WegmanCarterAuthenticator:
@@ -110,30 +139,10 @@ class WegmanCarterAuthenticator:
         if local == peer:
             raise ValueError(f"WegmanCarterAuthenticator: local and peer are both {local!r}")
         self._local, self._peer = local, peer
-        first, second = sorted((local, peer))
-        keys = pool.take(2 * _PAD)
-        if keys is None:
-            raise KeyPoolExhaustedError(
-                f"{local}: key pool holds {pool.remaining} bytes, needs at least "
-                f"{2 * _PAD} for the hash keys"
-            )
-        r1 = int.from_bytes(keys[:_PAD], "little") % P127
-        r2 = int.from_bytes(keys[_PAD:], "little") % P127
-        if r1 == 0 or r2 == 0:  # probability 2^-127; a zero point hashes everything to 0
-            raise ValueError("WegmanCarterAuthenticator: degenerate hash key; use fresh material")
-        self._hash_keys = {(first, second): r1, (second, first): r2}
-        self._pads: dict[Direction, KeyPool] = {
-            (first, second): KeyPool(),
-            (second, first): KeyPool(),
-        }
-        rest = pool.take(pool.remaining) or b""
-        self._split_into_pads(rest)
+        self._hash_keys, self._pads = hash_points_and_pads(pool, local, peer)
 
     def _split_into_pads(self, material: bytes) -> None:
-        first, second = sorted((self._local, self._peer))
-        half = (len(material) // (2 * _PAD)) * _PAD
-        self._pads[(first, second)].extend(material[:half])
-        self._pads[(second, first)].extend(material[half : 2 * half])
+        split_into_pads(self._pads, self._local, self._peer, material)
 
     def replenish(self, material: bytes) -> None:
         """Add fresh pads: half to each direction (a multiple of 32 bytes is used)."""

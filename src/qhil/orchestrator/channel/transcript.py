@@ -33,7 +33,7 @@ import hmac
 import struct
 from typing import Literal
 
-from qhil.orchestrator.channel.auth import _BLOCK, _PAD, P127, Direction
+from qhil.orchestrator.channel.auth import _BLOCK, _PAD, Direction, hash_points_and_pads, poly1271
 from qhil.orchestrator.channel.errors import KeyPoolExhaustedError
 from qhil.orchestrator.channel.keys import KeyPool
 
@@ -59,11 +59,7 @@ class _RunningHash:
     def absorb(self, data: bytes) -> None:
         seg = struct.pack(">Q", len(data)) + data
         seg += bytes(-len(seg) % _BLOCK)  # whole blocks: the length prefix keeps it injective
-        h, r = self.h, self.r
-        mv = memoryview(seg)
-        for i in range(0, len(seg), _BLOCK):
-            h = ((h + int.from_bytes(bytes(mv[i : i + _BLOCK]) + b"\x01", "little")) * r) % P127
-        self.h = h
+        self.h = poly1271(seg, self.r, self.h)
         self.blocks += len(seg) // _BLOCK
         self.bytes += len(data)
         self.messages += 1
@@ -116,26 +112,8 @@ class TranscriptAuthenticator:
         if every_messages < 1 or every_bytes < 1:
             raise ValueError("TranscriptAuthenticator: every_messages and every_bytes must be >= 1")
         self._local, self._peer = local, peer
-        first, second = sorted((local, peer))
-        keys = pool.take(2 * _PAD)
-        if keys is None:
-            raise KeyPoolExhaustedError(
-                f"{local}: key pool holds {pool.remaining} bytes, needs at least "
-                f"{2 * _PAD} for the hash keys"
-            )
-        r1 = int.from_bytes(keys[:_PAD], "little") % P127
-        r2 = int.from_bytes(keys[_PAD:], "little") % P127
-        if r1 == 0 or r2 == 0:  # probability 2^-127; a zero point hashes everything to 0
-            raise ValueError("TranscriptAuthenticator: degenerate hash key; use fresh material")
-        self._hashes = {(first, second): _RunningHash(r1), (second, first): _RunningHash(r2)}
-        self._pads: dict[Direction, KeyPool] = {
-            (first, second): KeyPool(),
-            (second, first): KeyPool(),
-        }
-        rest = pool.take(pool.remaining) or b""
-        half = (len(rest) // (2 * _PAD)) * _PAD
-        self._pads[(first, second)].extend(rest[:half])
-        self._pads[(second, first)].extend(rest[half : 2 * half])
+        points, self._pads = hash_points_and_pads(pool, local, peer)
+        self._hashes = {d: _RunningHash(r) for d, r in points.items()}
         self.checkpoint_kinds = frozenset(checkpoint_kinds)
         self.every_messages = every_messages
         self.every_bytes = every_bytes
