@@ -43,6 +43,9 @@ async def test_identical_keys_and_the_ma_fung_lo_prediction(tmp_path: Path) -> N
     assert abs(r["qber"] - q0) < Z999 * math.sqrt(q0 * (1 - q0) / n)
     record = RunStore(tmp_path, readonly=True).get(summary.run_id)
     assert record.status == "success"
+    # no mount-zero calibration in this data directory: the table's zeros were used
+    assert r["mount_zero_source"].startswith("settings")
+    assert f"experiments.bbm92.alice_mount_zero_deg={r['alice_mount_zero_deg']!r}" in overrides()
 
 
 async def test_intercept_resend_on_one_arm_aborts_with_no_key(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from qhil.orchestrator.experiments.entanglement.acquisition import (
 )
 from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
 from qhil.orchestrator.experiments.entanglement.experiments import options
+from qhil.orchestrator.experiments.entanglement.job import calibrated_zeros
 from qhil.orchestrator.jobs import JobSummary, _scalars, output_stores
 from qhil.orchestrator.profile import load_profile
 
@@ -169,7 +170,10 @@ async def run_bbm92_job(
     )
     with run:
         async with open_bench(prof, mode=mode) as bench:
-            run.set_identities(await bench.identities())
+            identities = await bench.identities()
+            run.set_identities(identities)
+            # The mounts' zeros: the newest mount-zero calibration of these instruments, if any.
+            s, zero_source = calibrated_zeros(s, store.data_dir, identities)
             nodes = nodes_for_bbm92(bench, s)
             world = getattr(bench.emulator_truth, "world", None)
             predicted: dict[str, Any] = {}
@@ -193,6 +197,11 @@ async def run_bbm92_job(
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
             results = {**_record_acquisition(run, acqs), **predicted}
+            results.update(
+                mount_zero_source=zero_source,
+                alice_mount_zero_deg=s.alice_mount_zero_deg,
+                bob_mount_zero_deg=s.bob_mount_zero_deg,
+            )
             masks = [
                 click_masks(c.alice_t_ps, c.alice_outcome, c.bob_t_ps, c.bob_outcome)
                 for c in (a.coincidences for a in acqs)

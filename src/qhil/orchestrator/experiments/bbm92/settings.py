@@ -32,6 +32,7 @@ LOCAL_FIELDS = {
     "bob_channels",
     "alice_mount_zero_deg",
     "bob_mount_zero_deg",
+    "use_mount_zero_calibration",
     "message_timeout_s",
     "uncertainty_s",
     "max_frequency_offset_ppm",
