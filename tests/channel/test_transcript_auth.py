@@ -11,9 +11,11 @@ import pytest
 from qhil.orchestrator.channel import (
     AuthenticationError,
     KeyPool,
+    codec,
+    frames,
     in_process_channels,
 )
-from qhil.orchestrator.channel.channel import AuthenticatedChannel
+from qhil.orchestrator.channel.channel import HELLO_KIND, AuthenticatedChannel
 from qhil.orchestrator.channel.transcript import TranscriptAuthenticator
 
 from .conftest import WC_POOL
@@ -144,8 +146,6 @@ async def test_a_stripped_checkpoint_flag_is_refused_for_a_checkpoint_kind() -> 
 
 async def test_a_forged_frame_inserted_between_checkpoints_fails_the_checkpoint() -> None:
     # Anyone can build a well-formed deferred frame: no key is needed for that.
-    from qhil.orchestrator.channel import codec, frames
-
     a, b = await opened(pair())
     header, buffers = codec.encode("data", {"evil": True})
     framed, _ = frames.build(1, header, buffers)
@@ -184,3 +184,15 @@ async def test_hmac_frames_are_unchanged_by_the_transcript_mode() -> None:
     assert isinstance(parsed, frames.ParsedFrame)
     data = frames.mac_input(a._context, "alice", "bob", 1, parsed.authenticated_part)
     assert parsed.tag == _hmac.new(key.reveal(), data, hashlib.sha256).digest()
+
+
+async def test_an_untagged_hello_is_refused_without_touching_the_transcript() -> None:
+    auths = pair()
+    # a stray's hello without a tag, then the genuine peer: the genuine one still verifies
+    header, buffers = codec.encode(HELLO_KIND, {})
+    framed, _ = frames.build(0, header, buffers)
+    data = frames.mac_input(b"hello:in-process", "alice", "bob", 0, framed)
+    assert auths[1].check(("alice", "bob"), data, bytes(17), checkpoint=True) == "failed"
+    a, b = await opened(auths)
+    await a.send(CONFIRM, {})
+    assert (await b.recv(CONFIRM)).kind == CONFIRM

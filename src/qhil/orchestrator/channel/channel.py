@@ -319,7 +319,7 @@ class AuthenticatedChannel:
             data = frames.mac_input(
                 self._context, self._peer, self._local, seq, parsed.authenticated_part
             )
-            verdict = self._check(data, parsed.tag)
+            verdict = self._check(data, parsed.tag, hello=kind == HELLO_KIND)
             if verdict == "deferred" and parsed.seq != seq:
                 verdict = "failed"  # not authenticated yet, but certainly not the frame due
             if verdict == "failed":
@@ -350,12 +350,12 @@ class AuthenticatedChannel:
         log.debug("%s <- %s #%d %r (%d bytes)", self._local, self._peer, seq, got_kind, len(frame))
         return Message(got_kind, payload, seq, self._peer)
 
-    def _check(self, data: bytes, tag: bytes) -> str:
+    def _check(self, data: bytes, tag: bytes, *, hello: bool) -> str:
         """The verdict on a frame: verified, failed, or deferred (transcript authentication:
-        checked at the next checkpoint)."""
+        checked at the next checkpoint; a hello never is)."""
         direction = (self._peer, self._local)
         if isinstance(self._auth, TranscriptAuthenticator):
-            return self._auth.check(direction, data, tag)
+            return self._auth.check(direction, data, tag, checkpoint=hello)
         return "verified" if self._auth.verify(direction, data, tag) else "failed"
 
     async def _fail_closed(self, why: str) -> None:

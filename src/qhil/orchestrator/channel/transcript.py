@@ -172,13 +172,19 @@ class TranscriptAuthenticator:
         if self._pads[direction].remaining < _PAD:
             self._tag(direction, consume=False)  # raises KeyPoolExhaustedError
 
-    def check(self, direction: Direction, data: bytes, field: bytes) -> Verdict:
+    def check(
+        self, direction: Direction, data: bytes, field: bytes, *, checkpoint: bool = False
+    ) -> Verdict:
         """Absorb an incoming frame's ``mac_input`` and check a checkpoint's tag.
 
         A failed checkpoint spends no pad (a stray frame cannot use up the genuine one's)
-        and leaves the hash as it was; the channel fails for good anyway.
+        and leaves the hash as it was. ``checkpoint``: the frame must be one (a hello: a
+        stray connection's untagged hello must not enter the hash the real peer's is
+        checked against).
         """
         if len(field) != self.tag_size or field[0] not in (CHECKPOINT, DEFERRED):
+            return "failed"
+        if checkpoint and field[0] != CHECKPOINT:
             return "failed"
         h = self._hashes[direction]
         if field[0] == DEFERRED:
