@@ -524,3 +524,23 @@ async def test_a_peer_not_running_continuous_is_named(
         assert "is the other party running --continuous?" in res.aborted.detail
     assert isinstance(single, BB84Aborted)
     assert keys.list_keys() == [] and keys.pending_keys() == []
+
+
+def test_text_summary_lists_the_last_keys_and_never_bits() -> None:
+    from qhil.orchestrator.bb84_continuous_cli import TEXT_KEYS, _text
+
+    keys = [
+        {
+            "length_bits": 100 + i,
+            "sha256": "00" * 32,
+            "alice_key_id": f"a{i}",
+            "bob_key_id": f"b{i}",
+        }
+        for i in range(TEXT_KEYS + 5)
+    ]
+    out = _text({"run_id": "r", "status": "success", "keys": keys, "dropped": {"no_key": 2}})
+    assert out["dropped"] == "no_key 2"
+    assert out["keys"].startswith(f"{TEXT_KEYS + 5}, the last {TEXT_KEYS}")
+    listed = [k for k in out if k.startswith("key ")]
+    assert listed[0] == "key 5" and len(listed) == TEXT_KEYS
+    assert out["key 5"] == "a5 / b5: 105 bits"

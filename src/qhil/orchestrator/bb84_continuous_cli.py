@@ -174,10 +174,17 @@ def _text(summary: dict[str, Any]) -> dict[str, Any]:
     """The text summary: one line per key (ids and length), never bits."""
     out = {k: v for k, v in summary.items() if k not in ("keys", "dropped")}
     out["dropped"] = ", ".join(f"{k} {v}" for k, v in summary.get("dropped", {}).items()) or None
-    for i, key in enumerate(summary.get("keys", [])):
+    keys = summary.get("keys", [])
+    if len(keys) > TEXT_KEYS:  # a long run: the last ones (--json and the record list all)
+        out["keys"] = f"{len(keys)}, the last {TEXT_KEYS} below (--json lists all)"
+    for i, key in list(enumerate(keys))[-TEXT_KEYS:]:
         ids = " / ".join(str(v) for k, v in key.items() if k.endswith("_key_id"))
         out[f"key {i}"] = f"{ids}: {key['length_bits']} bits"
     return out
+
+
+#: Keys the text summary lists (the last ones).
+TEXT_KEYS = 20
 
 
 __all__: list[str] = ["continuous_options", "run_continuous_command"]
