@@ -24,6 +24,7 @@ from qhil import __version__
 from qhil.errors import QhilError
 from qhil.kms.cli import kms as _kms  # issue 13: the logic lives in qhil.kms
 from qhil.orchestrator.bb84_continuous_cli import continuous_options, run_continuous_command
+from qhil.orchestrator.channel.pool_cli import auth as _auth  # Wegman-Carter pools
 
 #: Longest acquisition ``qhil run bb84`` starts without ``--yes`` (an 11-day run by a typo
 #: in ``--duration`` would otherwise start silently).
@@ -583,6 +584,13 @@ def _check_party_options(
     "--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World time mode."
 )
 @_party_options("qhil-bb84")
+@click.option(
+    "--wc-pool",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Authenticate with Wegman-Carter from this pre-shared pool (qhil auth new-pool), "
+    "refilled from each key, instead of HMAC-SHA256.",
+)
 @continuous_options
 @_NO_PLOTS
 def run_bb84_cmd(
@@ -600,6 +608,7 @@ def run_bb84_cmd(
     peer_timeout_s: float,
     auth_key_file: str | None,
     session_id: str,
+    wc_pool: str | None,
     continuous: bool,
     kms_config: str | None,
     max_key_count: int | None,
@@ -618,7 +627,9 @@ def run_bb84_cmd(
 
     from qhil.orchestrator.jobs import run_bb84_job, run_bb84_party_job
 
-    _check_party_options(party, listen, connect, auth_key_file)
+    _check_party_options(party, listen, connect, auth_key_file or wc_pool)
+    if wc_pool is not None and (continuous or auth_key_file is not None):
+        raise click.UsageError("--wc-pool replaces --auth-key-file; not with --continuous")
     try:
         _check_acquisition(profile, list(overrides), duration_s, confirm_long)
     except QhilError as exc:
@@ -662,12 +673,12 @@ def run_bb84_cmd(
 
     try:
         if party is not None:
-            assert auth_key_file is not None
             job = run_bb84_party_job(
                 party,
                 profile,
                 list(overrides),
                 auth_key_file=auth_key_file,
+                auth_pool_file=wc_pool,
                 listen=listen,
                 connect=connect,
                 session_id=session_id,
@@ -687,6 +698,7 @@ def run_bb84_cmd(
                 key_dir=key_dir,
                 mode=mode,
                 progress=progress,
+                auth_pool_file=wc_pool,
             )
         summary = _run_job(job)
     except QhilError as exc:
@@ -1257,6 +1269,7 @@ def runs_export(run_id: str, fmt: str, out: str | None, data_dir: str | None) ->
 
 
 main.add_command(_kms)
+main.add_command(_auth)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,13 @@ class JobSummary:
             "key_committed": bool(r.get("key_committed", False)),
             # which polarization calibration the run used, or why it compensated anew
             "polarization_calibration": r.get("polcal_reuse"),
+            # Wegman-Carter runs: pad spent, the run's budget, key bits kept for the pool
+            **{k: r[k] for k in _POOL_SUMMARY if k in r},
             "results": r,
         }
+
+
+_POOL_SUMMARY = ("auth_pad_bits_used", "auth_pad_bits_budget", "auth_pool_refill_bits")
 
 
 def output_stores(
@@ -626,7 +631,7 @@ async def run_bb84_party_job(
     profile: str | None,
     overrides: list[str] | None = None,
     *,
-    auth_key_file: str | Path,
+    auth_key_file: str | Path | None = None,
     listen: str | None = None,
     connect: str | None = None,
     session_id: str = "qhil-bb84",
@@ -636,8 +641,13 @@ async def run_bb84_party_job(
     progress: Callable[[BB84Progress], Any] | None = None,
     peer_timeout_s: float = 60.0,
     on_waiting: Callable[[str], Any] | None = None,
+    auth_pool_file: str | Path | None = None,
 ) -> JobSummary:
     """One party of BB84 in this process; the other runs elsewhere, reached over TCP.
+
+    Authentication: HMAC-SHA256 under ``auth_key_file``, or Wegman-Carter over the
+    transcript from this party's copy of the pre-shared pool ``auth_pool_file`` (see
+    :func:`run_bb84_job`; each party refills its own copy from its committed key).
 
     Only this party's node of the profile is opened (the other node's instruments
     belong to the other process). Alice listens, Bob connects; both hold the same
@@ -659,7 +669,17 @@ async def run_bb84_party_job(
     if node not in prof.nodes:
         raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
     own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
-    auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    peer = "bob" if party == "alice" else "alice"
+    pool_run = PoolRun(auth_pool_file) if auth_pool_file is not None else None
+    auth: Authenticator
+    if pool_run is not None:
+        auth = pool_run.authenticator(
+            local=party, peer=peer, checkpoint_kinds=BB84_CHECKPOINT_KINDS
+        )
+    elif auth_key_file is not None:
+        auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
+    else:
+        raise ConfigError("<command line>", "auth", "give an auth key file or a pool file")
     store, keys = output_stores(data_dir, key_dir)  # before any instrument is opened
     run = store.start_run(
         f"bb84.{party}",
@@ -678,7 +698,6 @@ async def run_bb84_party_job(
                 if reason is not None:
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
-            peer = "bob" if party == "alice" else "alice"
             try:
                 channel, listener = await open_party_channel(
                     party,
@@ -726,6 +745,7 @@ async def run_bb84_party_job(
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
+                results.update(_pool_report(pool_run, auth, committed=False))
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -735,6 +755,7 @@ async def run_bb84_party_job(
                 if listener is not None:
                     await listener.close()
         results = _with_reuse(run, _party_results(party, mine, settings))
+        results.update(_pool_report(pool_run, auth, committed=mine.key is not None))
         run.log_results(_scalars(results))
         if mine.key is not None:
             run.add_key(mine.key)
