@@ -544,3 +544,19 @@ def test_text_summary_lists_the_last_keys_and_never_bits() -> None:
     listed = [k for k in out if k.startswith("key ")]
     assert listed[0] == "key 5" and len(listed) == TEXT_KEYS
     assert out["key 5"] == "a5 / b5: 105 bits"
+
+
+async def test_a_key_lost_for_no_data_says_the_likely_cause() -> None:
+    from qhil.orchestrator.experiments.bb84 import BB84Aborted, BB84Progress
+    from qhil.orchestrator.experiments.bb84.continuous_job import _diagnosed
+    from qhil.orchestrator.experiments.bb84.detection import NO_LIGHT
+
+    async def start(hook: Any) -> Any:
+        hook(
+            BB84Progress("bob", "block", 1, 1, 0, f"discarded: 3 clicks; likely cause: {NO_LIGHT}")
+        )
+        raise BB84Aborted(AbortReason.NO_DATA, "none of 1 blocks could be aligned")
+
+    with pytest.raises(BB84Aborted) as err:
+        await _diagnosed(start)(lambda event: None)
+    assert err.value.detail.endswith(f"likely cause (1 of 1 discarded blocks): {NO_LIGHT}")

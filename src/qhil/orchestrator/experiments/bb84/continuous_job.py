@@ -24,6 +24,7 @@ from qhil.orchestrator.experiments.bb84.continuous import (
     ContinuousProgress,
     ContinuousResult,
     KeyOutcome,
+    KeyRunner,
     KmeCapacity,
     StopRequest,
     StorageGate,
@@ -31,8 +32,10 @@ from qhil.orchestrator.experiments.bb84.continuous import (
     digest_of,
     run_continuous_party,
 )
+from qhil.orchestrator.experiments.bb84.detection import DiscardDiagnosis
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.party import ProgressHook
+from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
 from qhil.orchestrator.experiments.bb84.tracking import AliceTracking
 
@@ -67,6 +70,22 @@ def kme_gates(
     size = key_size if key_size is not None else size
     count = max_key_count if max_key_count is not None else count
     return lambda label: KmeCapacity(str(key_dir), label, size, count)
+
+
+def _diagnosed(start: KeyRunner) -> KeyRunner:
+    """``start`` with a key lost for no data saying its likely cause (no light,
+    polarization, drift...), as a single run's abort does."""
+
+    async def one_key(hook: ProgressHook) -> PartyResult:
+        diagnosis = DiscardDiagnosis(hook)
+        try:
+            return await start(diagnosis)
+        except BB84Aborted as exc:
+            if exc.reason is AbortReason.NO_DATA:
+                exc.detail = diagnosis.explain(exc)
+            raise
+
+    return one_key
 
 
 def _key_row(o: KeyOutcome) -> np.ndarray:
@@ -222,7 +241,7 @@ async def run_bb84_continuous_job(
             def party(name: str, runner: Any) -> Coroutine[Any, Any, ContinuousResult]:
                 return run_continuous_party(
                     name,
-                    runner,
+                    _diagnosed(runner),
                     alice_ch if name == "alice" else bob_ch,
                     key_store=keys,
                     stop=stop,
@@ -417,7 +436,7 @@ async def run_bb84_continuous_party_job(
 
                 mine = await run_continuous_party(
                     party,
-                    one_key,
+                    _diagnosed(one_key),
                     channel,
                     key_store=keys,
                     stop=stop,
