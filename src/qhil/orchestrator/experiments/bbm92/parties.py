@@ -120,7 +120,8 @@ class _Common(PartyBase):
             raise self.abort(
                 AbortReason.QBER_TOO_HIGH,
                 f"test-basis (D/A) QBER {100 * c.qber_test:.2f} % over {c.test_bits} bits "
-                f"exceeds {100 * s.max_qber:g} %",
+                f"exceeds {100 * s.max_qber:g} % (an eavesdropper, or the fibres' polarization "
+                "not compensated, or a mount off its zero)",
             )
 
     def valid_key_errors(self, errors: I64) -> bool:
