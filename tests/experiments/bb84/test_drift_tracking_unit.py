@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom
+from scipy.stats import beta, binom
 
 from qhil.orchestrator.experiments.bb84.detection import Clicks
 from qhil.orchestrator.experiments.bb84.messages import (
@@ -112,7 +112,7 @@ class _Controller:
 
 async def test_a_refused_recompensation_is_recorded_and_the_run_goes_on() -> None:
     """Alice without compensation settings refuses Bob's request: both return (no abort),
-    Bob's row says ok = 0 with the QBER that triggered it, his expectation is unchanged."""
+    Bob's row says ok = 0 with the QBER that triggered it, and he expects that level now."""
     import asyncio
 
     from qhil.calibration.settings import PolarizationSettings
@@ -140,7 +140,11 @@ async def test_a_refused_recompensation_is_recorded_and_the_run_goes_on() -> Non
     assert bob_row["ok"] == 0 and bob_row["block"] == 7
     assert bob_row["qber_z"] == pytest.approx(0.06) and bob_row["p_value"] == 1e-5
     assert alice_row == {"block": 7, "references": 0}
-    assert watch.expected == (0.01, 0.01)
+    # No retry every block: the triggering block's level (95 % upper bounds) is now expected.
+    assert watch.expected == (
+        pytest.approx(float(beta.ppf(0.95, 12 + 1, 200 - 12))),  # 9.5 %
+        pytest.approx(float(beta.ppf(0.95, 3 + 1, 200 - 3))),  # 3.8 %
+    )
 
 
 async def test_a_channel_failure_during_a_recompensation_aborts() -> None:

@@ -32,8 +32,9 @@ session. Here:
   it skips the scan. No key pulse is sent meanwhile: the key exchange pauses, then goes on
   with the next block; the triggering block is counted honestly (its errors are in the
   estimates, the key length pays for them). A failed re-compensation (no light, Alice
-  refused) is recorded and the run goes on at the voltages it left; a channel failure
-  aborts as in the protocol.
+  refused) is recorded and the run goes on at the voltages it left, the triggering block's
+  level taken as expected (no retry every block); a channel failure aborts as in the
+  protocol.
 * **The record.** Bob writes ``bob/tracking`` for every used block (the revealed counts,
   ``e0``, the p-value, whether it triggered) and ``bob/recompensation`` for every
   re-compensation (the block and QBER that triggered it, the error fractions after, the
@@ -180,6 +181,15 @@ class QberWatch:
         """One-sided Clopper-Pearson upper bound of k/n at the confidence."""
         return 1.0 if k >= n else float(beta.ppf(self.confidence, k + 1, n - k))
 
+    def accept(self, verdict: Verdict) -> None:
+        """Take a block's level as expected (its upper bounds, never below ``e0``): after a
+        failed re-compensation, so that the next blocks trigger only if it rises further."""
+        old = self.expected or (0.0, 0.0)
+        self.expected = (
+            max(old[0], self._upper(verdict.errors[0], verdict.tested[0])),
+            max(old[1], self._upper(verdict.errors[1], verdict.tested[1])),
+        )
+
     def expect_from(self, calibration: PolarizationCalibration) -> None:
         """``e0`` from a compensation's verification: its upper bounds at its confidence."""
         after = calibration.after
@@ -254,8 +264,8 @@ async def recompensate_bob(
 ) -> dict[str, float | int]:
     """Bob's side of one re-compensation; returns its ``bob/recompensation`` row.
 
-    A failed search (CalibrationError) leaves ``e0`` and goes on; channel errors raise
-    :class:`BB84Aborted`.
+    A failed search (CalibrationError) goes on with the triggering block's level as ``e0``
+    (:meth:`QberWatch.accept`); channel errors raise :class:`BB84Aborted`.
     """
     from qhil.calibration.errors import CalibrationError
     from qhil.calibration.remote_reference import compensate_with_remote_reference
@@ -281,6 +291,7 @@ async def recompensate_bob(
         )
     except CalibrationError as exc:
         log.warning("bb84 bob: polarization re-compensation failed, going on: %s", exc)
+        watch.accept(verdict)  # no retry every block: only a further rise triggers again
         return row
     except (ChannelError, ConnectionError, AuthenticationError) as exc:
         raise channel_aborted("bob", exc) from exc
