@@ -12,14 +12,16 @@ Z999 = 3.29  # two-sided 99.9 %
 
 
 def overrides(seed: int | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    """The bench with its fibres' starting polarization the identity (the experiments do
-    not compensate the fibres: a lab compensates first) and the mounts' zeros set to where
+    """The bench with its fibres' starting polarization the identity (so the experiments'
+    compensation is skipped: cheap; test_compensated.py runs it) and the mounts' zeros set to where
     the plates really sit (what the mount-zero calibration finds), for both experiments."""
     prof = load_profile(PROFILE, [])
     world: Any = prof.world
     out = [
         'world.links.source-alice.initial_polarization="identity"',
         'world.links.source-bob.initial_polarization="identity"',
+        "experiments.visibility.compensate_polarization=false",
+        "experiments.chsh.compensate_polarization=false",
     ]
     for node in ("alice", "bob"):
         offset = float(world["nodes"][node]["components"]["hwp"].get("zero_offset_deg", 0.0))

@@ -9,7 +9,7 @@ class EntanglementAbortReason(StrEnum):
     NO_LIGHT = "no_light"  # the pump reads back no current
     NO_PEAK = "no_peak"  # no clock model / no coincidence peak in an acquisition
     BUFFER_OVERFLOW = "buffer_overflow"
-    TOO_FEW_COINCIDENCES = "too_few_coincidences"
+    COMPENSATION_FAILED = "compensation_failed"  # the fibres' polarization not compensated
 
 
 class EntanglementAborted(Exception):

@@ -16,21 +16,33 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.calibration.errors import CalibrationError
+from qhil.drivers.roles import (
+    EntangledPhotonSource,
+    PolarizationController,
+    RotationMount,
+    TimeTagger,
+)
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.experiments.entanglement.acquisition import (
     EntanglementNodes,
     PairAcquisition,
 )
-from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
+from qhil.orchestrator.experiments.entanglement.compensation import compensate_pairs
+from qhil.orchestrator.experiments.entanglement.errors import (
+    EntanglementAborted,
+    EntanglementAbortReason,
+)
 from qhil.orchestrator.experiments.entanglement.experiments import (
     ProgressHook,
+    options,
     run_chsh,
     run_visibility,
 )
 from qhil.orchestrator.experiments.entanglement.settings import (
     AcquisitionSettings,
     ChshSettings,
+    CompensatedSettings,
     VisibilitySettings,
 )
 from qhil.orchestrator.jobs import JobSummary, writable_run_store
@@ -51,6 +63,8 @@ VISIBILITY_FIELDS = (
     "accidentals_predicted",
     "window_ps",
     "acquired_s",
+    "polcal_e_z_after",
+    "polcal_e_x_after",
     "truth_visibility",
 )
 CHSH_FIELDS = (
@@ -67,6 +81,8 @@ CHSH_FIELDS = (
     "accidentals_predicted",
     "window_ps",
     "acquired_s",
+    "polcal_e_z_after",
+    "polcal_e_x_after",
     "truth_visibility",
     "truth_s",
 )
@@ -127,6 +143,43 @@ def _point_recorder(run: Any) -> Callable[[int, PairAcquisition], None]:
             run.append(f"points/{name}", np.asarray([np.nan if value is None else value]))
 
     return record
+
+
+async def _compensate(
+    bench: Any, nodes: EntanglementNodes, s: CompensatedSettings, run: Any
+) -> dict[str, Any]:
+    """The fibres compensated (plates at their zeros), recorded as ``polcal_*``; a target
+    not met aborts the run (``compensation_failed``), as BB84's compensation does."""
+    controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
+    await nodes.set_angles(s.alice_mount_zero_deg % 360.0, s.bob_mount_zero_deg % 360.0)
+    try:
+        cal = await compensate_pairs(
+            nodes,
+            controller,
+            options(s),
+            integration_s=s.compensation_integration_s,
+            verify_integration_s=s.compensation_verify_s,
+            target_error=s.compensation_target_error,
+            max_acquisitions=s.compensation_max_acquisitions,
+        )
+    except CalibrationError as exc:  # the search could not run to the end (budget, no light)
+        raise EntanglementAborted(
+            EntanglementAbortReason.COMPENSATION_FAILED,
+            f"bob's polarization controller {controller.name}: {exc}",
+        ) from None
+    run.append("polcal/steps", cal.step_rows())
+    run.append("polarization_voltages_mv", np.asarray([cal.voltages_mv], dtype=np.int64))
+    found = {f"polcal_{k}": v for k, v in cal.to_results().items() if v is not None}
+    run.log_results(found)  # in the record also when the run aborts below
+    if not cal.target_met:
+        raise EntanglementAborted(
+            EntanglementAbortReason.COMPENSATION_FAILED,
+            f"bob's polarization controller {controller.name}: heralded error fractions "
+            f"e_Z {cal.e_z.value:.3f}, e_X {cal.e_x.value:.3f} not below "
+            f"{s.compensation_target_error} ({cal.stop_reason}); more "
+            "compensation_max_acquisitions or a longer compensation_integration_s",
+        )
+    return found
 
 
 def calibrated_zeros(settings: S, data_dir: Any, identities: dict[str, str]) -> tuple[S, str]:
@@ -203,7 +256,10 @@ async def _run_job(
             nodes = nodes_from_bench(bench, settings)
             try:
                 await nodes.pump_on(settings.pump_current_ma, settings.crystal_temperature_c)
-                results = await body(nodes, run, settings)
+                polcal: dict[str, Any] = {}
+                if isinstance(settings, CompensatedSettings) and settings.compensate_polarization:
+                    polcal = await _compensate(bench, nodes, settings, run)
+                results = {**polcal, **await body(nodes, run, settings)}
             except EntanglementAborted as exc:
                 run.abort(str(exc))
                 return summary_cls(run.run_id, "aborted", str(exc), {})

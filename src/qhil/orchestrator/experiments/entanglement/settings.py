@@ -112,7 +112,34 @@ class AcquisitionSettings(BaseModel):
                 raise ConfigError(source, f"{self.TABLE}.{field}", found)
 
 
-class VisibilitySettings(AcquisitionSettings):
+class CompensatedSettings(AcquisitionSettings):
+    """An experiment that first compensates the fibres' polarization (``compensation.py``):
+    bob's controller from alice-heralded coincidences, the plates at their zeros."""
+
+    compensate_polarization: bool = True
+    polarization_controller: str | None = None  # bob's PolarizationController (None: his only one)
+    compensation_integration_s: float = Field(0.2, gt=0.0, le=60.0)  # per evaluation
+    compensation_verify_s: float = Field(1.0, gt=0.0, le=600.0)
+    # Reachable: the pairs' own error floor is (1 - V)/2 ~ 1.7 % at V = 0.966.
+    compensation_target_error: float = Field(0.06, gt=0.0, lt=0.5)
+    compensation_max_acquisitions: int = Field(150, ge=4, le=10_000)
+
+    def instruments(self) -> list[tuple[str, str, str, str | None, bool]]:
+        found = super().instruments()
+        if self.compensate_polarization:
+            found.append(
+                (
+                    "polarization_controller",
+                    self.bob_node,
+                    "PolarizationController",
+                    self.polarization_controller,
+                    True,
+                )
+            )
+        return found
+
+
+class VisibilitySettings(CompensatedSettings):
     """``[experiments.visibility]``: fringes against one node's plate, the other fixed."""
 
     TABLE: ClassVar[str] = "experiments.visibility"
@@ -137,7 +164,7 @@ class VisibilitySettings(AcquisitionSettings):
         return v
 
 
-class ChshSettings(AcquisitionSettings):
+class ChshSettings(CompensatedSettings):
     """``[experiments.chsh]``: the four setting pairs (polarization angles, deg)."""
 
     TABLE: ClassVar[str] = "experiments.chsh"
