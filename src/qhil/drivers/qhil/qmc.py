@@ -8,12 +8,12 @@ programmed read-out (``READout:DELay``): its timeout is the usual one plus that 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.values import Bool, Int, Keyword, ScpiReal, Str
-from qhil.errors import ProtocolError, ValidationError
+from qhil.drivers.values import Bool, Int, Keyword, Numbers, ScpiReal, Str
+from qhil.errors import InstrumentTimeoutError, ProtocolError, ValidationError
 from qhil.transport.framing import Framing
 
 #: Largest mode count the command set allows (modes 0..63).
@@ -24,7 +24,11 @@ _MODE = {"mode": Int(0, MAX_MODES - 1)}
 _REAL = ScpiReal(fmt="{:.10g}")
 _SECONDS = ScpiReal(fmt="{:.10g}", units="s")
 
+#: Most store/retrieve cycles one ``CYCLe?`` runs.
+MAX_CYCLES = 1_000_000
 INPUTS = ("BELL", "H", "V", "D", "A", "R", "L")
+#: Bases of the output's polarization analyser: Z (ports H, V), X (D, A), Y (R, L).
+ANALYZER_BASES = ("Z", "X", "Y")
 OUTCOMES = {
     "OK": "OK",
     "EMPTY": "EMPTy",
@@ -33,6 +37,21 @@ OUTCOMES = {
     "FAILED": "FAIL",
     "NONE": "NONE",
 }
+
+
+class CycleCounts(NamedTuple):
+    """What ``CYCLe?`` counted: cycles run, writes heralded (all of them on an
+    unheralded memory), and the retrieved photons detected at the analyser's port 0
+    (H, D or R) and port 1 (V, A or L)."""
+
+    cycles: int
+    stored: int
+    port0: int
+    port1: int
+
+    @property
+    def retrieved(self) -> int:
+        return self.port0 + self.port1
 
 
 class QMC(ScpiInstrument):
@@ -132,6 +151,19 @@ class QMC(ScpiInstrument):
         doc="Storage cutoff: a mode older than this is emptied; math.inf for none.",
     )
 
+    analyzer_basis = Control(
+        get="QMEMory:ANALyzer?",
+        set="QMEMory:ANALyzer {value}",
+        value=Keyword({b: b for b in ANALYZER_BASES}),
+        doc="Basis of the polarization analyser after the memory's output: Z, X or Y.",
+    )
+    cycle_counts = Measurement(
+        "QMEMory:CYCLe? {mode},{count}",
+        args={"mode": Int(0, MAX_MODES - 1), "count": Int(1, MAX_CYCLES)},
+        value=Numbers(count=3, integer=True),
+        doc="Run count store/read-out cycles on a mode through the analyser: stored,port0,port1.",
+    )
+
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._modes: int | None = None  # known after connect
@@ -150,6 +182,31 @@ class QMC(ScpiInstrument):
     async def set_readout_delay_s(self, seconds: float) -> None:
         await self.readout_delay_s.set(seconds)
         self._readout_delay = seconds
+
+    async def cycle(self, mode: int, count: int) -> CycleCounts:
+        """``count`` cycles: store the input into ``mode``, read it out after the read-out
+        delay (at once if 0), analyse it in the analyser's basis; the clicks per port.
+
+        The controller's sequencer runs them back to back, so the reply may take
+        ``count`` times the read-out delay: the timeout allows for that.
+        """
+        self._check_mode(mode, "QMEMory:CYCLe?")
+        decl = self.cycle_counts.decl
+        assert decl.get_template is not None
+        command = decl.get_template.render(mode=mode, count=count)
+        try:
+            reply = await self.session.query(
+                command, timeout_s=self.timeout_s + count * self._readout_delay
+            )
+        except InstrumentTimeoutError:
+            # A query in error answers nothing (e.g. +101, the mode holds a qubit): say so.
+            await self.check_errors(command)
+            raise
+        parsed = decl.reply_template.parse(reply)
+        if parsed is None or len(parsed["value"]) != 3:
+            raise ProtocolError(self.resource, command, reply, "stored,port0,port1")
+        stored, port0, port1 = (int(v) for v in parsed["value"])
+        return CycleCounts(count, stored, port0, port1)
 
     # --- QuantumMemory role ---
 
@@ -184,4 +241,4 @@ class QMC(ScpiInstrument):
         return self._modes
 
 
-__all__ = ["INPUTS", "MAX_MODES", "OUTCOMES", "QMC"]
+__all__ = ["ANALYZER_BASES", "INPUTS", "MAX_CYCLES", "MAX_MODES", "OUTCOMES", "QMC", "CycleCounts"]

@@ -34,6 +34,7 @@ from qhil.emulators.world.quantum import (
     bell_dm,
 )
 from qhil.emulators.world.quantum._qutip import Qobj
+from qhil.emulators.world.quantum.channels import apply_kraus
 from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
 
 MODE_OCCUPIED = (101, "Mode occupied")
@@ -49,6 +50,8 @@ _OUTCOMES = {
 }
 #: Prepared single-photon inputs: the Pauli eigenstates H, V, D, A, R, L in that order.
 _SINGLE = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))
+#: The analyser's port-0 state per basis (port 1 is the orthogonal one).
+_PORT0 = {"Z": _SINGLE["H"], "X": _SINGLE["D"], "Y": _SINGLE["R"]}
 
 
 def nr3(x: float | None) -> Raw:
@@ -108,6 +111,9 @@ class QMCEmulator(ScpiEmulator):
         self.latched: dict[int, tuple[bool, RetrievalRecord | None]] = {}
         self.last: RetrievalRecord | None = None
         self.herald = True
+        self.analyzer = "Z"
+        # The analyser's detectors draw from their own stream (the memory keeps its own).
+        self.cycle_rng = np.random.default_rng(self.seed)
         if self._bound or self._own_memory is not None:
             self.memory.clear()
             if self.memory.cutoff_s != self._configured_cutoff():
@@ -240,6 +246,49 @@ class QMCEmulator(ScpiEmulator):
         self.memory.clear(mode)
         self.pending.pop(mode, None)
         self.latched.pop(mode, None)
+
+    # --- the analyser after the output, and the sequencer's cycles ---
+
+    @on("analyzer_basis.get")
+    def _anal_q(self) -> Raw:
+        return Raw(self.analyzer)
+
+    @on("analyzer_basis.set")
+    def _anal(self, value: str) -> None:
+        self.analyzer = value
+
+    def port0_probability(self, storage_time_s: float) -> float:
+        """Probability that a qubit retrieved after ``storage_time_s`` clicks at port 0 of
+        the analyser: the memory's storage channel on the input (its memory half for BELL)."""
+        state, qubit = self._input_state()
+        out = apply_kraus(state, self.memory.params.storage_kraus(storage_time_s), qubit or 0)
+        if qubit is not None:
+            out = out.ptrace(qubit)
+        ket = _PORT0[self.analyzer]
+        return float(np.clip(np.real(out.matrix_element(ket, ket)), 0.0, 1.0))
+
+    @on("cycle_counts.get")
+    async def _cycle(self, mode: int, count: int) -> Raw:
+        """``count`` store/read-out cycles of ``mode``, back to back, each read out after the
+        read-out delay (at once if 0). Every cycle sees the same channel, so the clicks are
+        drawn as binomials from the memory's own parameters (write, read efficiency after
+        the delay, cutoff, storage channel) rather than cycle by cycle."""
+        self._mode(mode)
+        t = self._now()
+        if self.memory.mode_status(mode, t).state is ModeState.STORED or mode in self.pending:
+            raise ScpiError(*MODE_OCCUPIED)
+        self.latched.pop(mode, None)
+        params = self.memory.params
+        delay_s = self.readout_delay_ps * PS
+        rng = self.cycle_rng
+        written = int(rng.binomial(count, params.write_efficiency))
+        stored = written if params.heralded_write else count
+        p_read = 0.0 if delay_s > params.cutoff_s else float(params.read_efficiency_after(delay_s))
+        retrieved = int(rng.binomial(written, p_read))
+        port0 = int(rng.binomial(retrieved, self.port0_probability(delay_s)))
+        if self.readout_delay_ps > 0:  # the sequencer runs on the bench's clock
+            await self.clock.wait_until_ps(self.clock.now_ps + count * self.readout_delay_ps)
+        return Raw(f"{stored},{port0},{retrieved - port0}")
 
     # --- readbacks of the medium ---
 
