@@ -132,3 +132,25 @@ async def test_a_lost_peak_with_a_prior_is_acquired_once_more() -> None:
     nodes.alice_tagger = FirstEmptyTagger("alice.tagger", nodes.alice_tagger.block)  # type: ignore[attr-defined]
     with pytest.raises(EntanglementAborted, match="no_peak"):
         await acquire_pairs(nodes, 1.0, OPTS)
+
+
+async def test_heralded_reference_one_acquisition_serves_both_references() -> None:
+    from qhil.orchestrator.experiments.entanglement.compensation import HeraldedReference
+
+    nodes, _ = _nodes(5)
+    ref = HeraldedReference(nodes, OPTS, None)
+    await ref.load("H")
+    await ref.settle(0.001)
+    under_h = await ref.count(1.0)
+    await ref.load("D")
+    under_d = await ref.count(1.0)
+    assert ref.acquisitions == 1 and nodes.alice_tagger.streams == 1  # type: ignore[attr-defined]
+    # Outcomes perfectly correlated: alice's H heralds bob's H, her D his D.
+    assert under_h[0] > 0 and max(under_h[1:]) < 0.01 * under_h[0]
+    assert under_d[2] > 0 and max(under_d[0], under_d[1], under_d[3]) < 0.01 * under_d[2]
+    ref.forget()  # new voltages: the kept D row no longer holds
+    await ref.load("D")
+    await ref.count(1.0)
+    assert ref.acquisitions == 2 and ref.prior is not None
+    with pytest.raises(ValueError, match="H, V, D or A"):
+        await ref.load("R")
