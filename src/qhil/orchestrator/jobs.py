@@ -51,7 +51,11 @@ from qhil.orchestrator.experiments.bb84 import (
     run_bob,
 )
 from qhil.orchestrator.experiments.bb84.detection import DiscardDiagnosis
-from qhil.orchestrator.experiments.bb84.tracking import AliceTracking, BobTracking
+from qhil.orchestrator.experiments.bb84.tracking import (
+    AliceTracking,
+    BobTracking,
+    tracking_results,
+)
 from qhil.orchestrator.profile import load_profile
 from qhil.records import KeyStore, RecordError, RunStore, default_data_dir, default_key_dir
 
@@ -237,6 +241,7 @@ async def run_bb84_job(
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
                 results.update(_pool_report(pool_run, alice_auth, committed=False))
+                results.update(tracking_results(tracking))
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -246,6 +251,7 @@ async def run_bb84_job(
         results = _with_reuse(run, result.to_results())
         both = result.alice_key is not None and result.bob_key is not None
         results.update(_pool_report(pool_run, alice_auth, committed=both))
+        results.update(tracking_results(tracking))
         run.log_results(_scalars(results))
         for ref in (result.alice_key, result.bob_key):
             if ref is not None:
@@ -722,6 +728,7 @@ async def run_bb84_party_job(
                 "progress": diagnosis,
                 "on_data": run.append,
             }
+            tracking = None  # bob's drift tracking (bb84/tracking.py)
             try:
                 start = await _party_polarization(
                     prof,
@@ -746,6 +753,7 @@ async def run_bb84_party_job(
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
                 results.update(_pool_report(pool_run, auth, committed=False))
+                results.update(tracking_results(tracking))
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -756,6 +764,7 @@ async def run_bb84_party_job(
                     await listener.close()
         results = _with_reuse(run, _party_results(party, mine, settings))
         results.update(_pool_report(pool_run, auth, committed=mine.key is not None))
+        results.update(tracking_results(tracking))
         run.log_results(_scalars(results))
         if mine.key is not None:
             run.add_key(mine.key)

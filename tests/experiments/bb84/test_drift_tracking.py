@@ -91,6 +91,10 @@ async def test_tracking_keeps_the_qber_in_band_where_the_untracked_run_fails(
     assert events.size >= 1
     assert events["ok"].all()
     assert rows["alice/recompensation"].size == events.size
+    results = tracked.results  # type: ignore[attr-defined]
+    assert results["tracking_recompensations"] == events.size
+    assert results["tracking_recompensations_failed"] == 0
+    assert results["tracking_recompensation_gates"] == events["acquisitions"].sum()
     # Each event names the block whose QBER triggered it, with that QBER above its expectation.
     triggered = watch["block"][watch["triggered"] == 1]
     assert events["block"].tolist() == triggered.tolist()
@@ -108,6 +112,7 @@ async def test_tracking_keeps_the_qber_in_band_where_the_untracked_run_fails(
 
     # Without tracking, the same seed: no watch, no re-compensation, and no key.
     assert "bob/tracking" not in plain and "bob/recompensation" not in plain
+    assert "tracking_recompensations" not in untracked.results  # type: ignore[attr-defined]
     assert untracked.status == "aborted"  # type: ignore[attr-defined]
     reason = untracked.reason  # type: ignore[attr-defined]
     assert reason.startswith(("no_key", "qber_too_high")), reason
@@ -194,3 +199,5 @@ async def test_two_processes_recompensate_over_their_channel(tmp_path: Path) -> 
     served = a["alice/recompensation"]
     assert served["block"].tolist() == events["block"].tolist()
     assert (served["references"] > 0).all()
+    assert bob.results["tracking_recompensations"] == events.size
+    assert "tracking_recompensations" not in alice.results

@@ -221,6 +221,10 @@ class BobTracking:
     polarization: PolarizationSettings
     controller: PolarizationController
     start: PolarizationCalibration | None = None
+    # What tracking did (for the run's results, tracking_results()).
+    recompensations: int = 0
+    failed: int = 0
+    gates: int = 0  # counting gates of reference light the re-compensations took
 
     def search_settings(self) -> PolarizationSettings:
         """The re-compensation's settings: the start's learned half-wave voltages given."""
@@ -242,6 +246,17 @@ class AliceTracking:
     """What Alice needs to serve a re-compensation: the reference light's settings."""
 
     polarization: PolarizationSettings
+
+
+def tracking_results(tracking: BobTracking | None) -> dict[str, int]:
+    """The run's results of Bob's tracking (none without it)."""
+    if tracking is None:
+        return {}
+    return {
+        "tracking_recompensations": tracking.recompensations,
+        "tracking_recompensations_failed": tracking.failed,
+        "tracking_recompensation_gates": tracking.gates,
+    }
 
 
 def channel_aborted(party: str, exc: Exception) -> BB84Aborted:
@@ -292,6 +307,7 @@ async def recompensate_bob(
     except CalibrationError as exc:
         log.warning("bb84 bob: polarization re-compensation failed, going on: %s", exc)
         watch.accept(verdict)  # no retry every block: only a further rise triggers again
+        tracking.failed += 1
         return row
     except (ChannelError, ConnectionError, AuthenticationError) as exc:
         raise channel_aborted("bob", exc) from exc
@@ -299,6 +315,8 @@ async def recompensate_bob(
         return row
     watch.expect_from(result)
     tracking.start = result  # the latest compensation: a later run with this tracking starts here
+    tracking.recompensations += 1
+    tracking.gates += result.acquisitions
     row.update(
         ok=1,
         e_z_after=result.after.e_z.value,
@@ -353,4 +371,5 @@ __all__ = [
     "recompensate_alice",
     "recompensate_bob",
     "revealed_errors",
+    "tracking_results",
 ]
