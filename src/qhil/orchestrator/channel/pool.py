@@ -25,7 +25,9 @@ from qhil.orchestrator.channel.transcript import TranscriptAuthenticator
 MAGIC = b"QHIL-WC-POOL-1\n"
 HASH_KEY_BYTES = 2 * _PAD
 #: Pads per direction a BB84 run may spend: hello, key confirmation, commit/finish or
-#: abort, and a periodic checkpoint every 1024 messages; what is left is dropped.
+#: abort (3), and up to 5 periodic checkpoints (one per 256 MiB or 65536 messages sent
+#: in that direction); what is left is dropped. A run that needs more aborts
+#: channel_failed (KeyPoolExhaustedError): give PoolRun more pads for such runs.
 RUN_PADS = 8
 #: Key bytes a committed key gives back to the pool: twice a run's budget, so it grows.
 REPLENISH_BYTES = 4 * RUN_PADS * _PAD

@@ -20,8 +20,9 @@ Forgery: a checkpoint covering L 15-byte blocks (each message is length-prefixed
 padded to whole blocks, an injective, prefix-free encoding) is forged with probability
 <= 2L/(2^127 - 1) (the argument of ``auth.WegmanCarterAuthenticator``). Checkpoints come
 at least every ``every_messages`` messages or ``every_bytes`` bytes in a direction, so L
-stays below ``every_bytes / 15 + every_messages`` blocks: 2.2e6 by default, a forgery
-probability below 2.6e-32 per checkpoint. References: Wegman & Carter 1981; Fung, Ma,
+stays below ``every_bytes / 15 + 2 * every_messages`` blocks: 1.8e7 by default (256 MiB,
+65536 messages), a forgery probability below 2.2e-31 per checkpoint; a failed tag
+closes the channel, so an attacker gets one try per run. References: Wegman & Carter 1981; Fung, Ma,
 Chau 2010 "Practical issues in quantum-key-distribution postprocessing" (authenticate the
 transcript once, after the fact: "delayed authentication"); Pacher et al. 2016
 "Attacks on quantum key distribution protocols that employ non-ITS authentication".
@@ -42,8 +43,8 @@ Verdict = Literal["verified", "deferred", "failed"]
 CHECKPOINT = 1
 DEFERRED = 0
 #: Default bound on what one checkpoint covers (see the module docstring).
-EVERY_MESSAGES = 1024
-EVERY_BYTES = 32 << 20
+EVERY_MESSAGES = 1 << 16
+EVERY_BYTES = 256 << 20
 
 
 class _RunningHash:
