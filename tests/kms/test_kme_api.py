@@ -203,16 +203,29 @@ def test_sae_ids_fixture_matches_ca(ca_dir: Path) -> None:
         assert (ca_dir / f"sae-{sae}.pem").exists()
 
 
-async def test_kme_to_kme_calls_leave_no_idle_connection(kmes: Kmes) -> None:
-    """An idle pooled TLS connection from the peer made stopping a KME wait out a 30 s TLS
-    shutdown that the peer never answers; the peer client now closes each connection."""
-    import asyncio
-
+async def test_a_stopping_kme_drops_idle_connections_at_once(kmes: Kmes) -> None:
+    """The peer KME keeps its connection alive between calls; a TLS close of such an idle
+    connection waited (30 s) for a close_notify the idle peer client never sends, so a
+    KME stopped only when uvicorn's graceful timeout gave up, with the connection still
+    open. Idle connections are now aborted: none is left once the server has stopped."""
     assert (await kmes.enc("bob", {"number": 1})).status_code == 200  # bob -> alice
     assert (await kmes.enc("alice", {"number": 1})).status_code == 200  # alice -> bob
-    for _ in range(200):  # the closes are asynchronous: poll, up to 10 s
-        open_ = [len(s.server.server_state.connections) for s in kmes.servers.values()]
-        if open_ == [0, 0]:
-            break
-        await asyncio.sleep(0.05)
-    assert open_ == [0, 0]
+    state = kmes.servers["alice"].server.server_state
+    assert state.connections  # bob's pooled connection to alice
+    await kmes.stop("alice")
+    assert not state.connections
+    enc = await kmes.enc("bob", {"number": 1})
+    assert enc.status_code == 503  # and bob notices alice is gone
+
+
+async def test_connections_to_a_kme_have_nagle_off(kmes: Kmes) -> None:
+    """The listening socket comes from socket.create_server (proto 0), on whose accepted
+    sockets asyncio does not set TCP_NODELAY: every answer waited ~40 ms for a delayed ACK."""
+    import socket
+
+    async with kmes.client("bank-a") as client:
+        response = await client.get(f"{kmes.urls['alice']}/api/v1/keys/bank-b/status")
+        assert response.status_code == 200
+        (conn,) = kmes.servers["alice"].server.server_state.connections  # kept alive
+        raw = conn.transport.get_extra_info("socket")
+        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
