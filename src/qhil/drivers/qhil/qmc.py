@@ -208,6 +208,30 @@ class QMC(ScpiInstrument):
         stored, port0, port1 = (int(v) for v in parsed["value"])
         return CycleCounts(count, stored, port0, port1)
 
+    async def set_input(self, state: str) -> None:
+        await self.input_state.set(state)
+
+    async def get_input(self) -> str:
+        return str(await self.input_state.get())
+
+    async def set_analyzer(self, basis: str) -> None:
+        await self.analyzer_basis.set(basis)
+
+    async def get_readout_delay_s(self) -> float:
+        self._readout_delay = await self.readout_delay_s.get()
+        return self._readout_delay
+
+    async def set_cutoff_s(self, seconds: float) -> None:
+        await self.cutoff_s.set(seconds)
+
+    async def get_cutoff_s(self) -> float:
+        return await self.cutoff_s.get()
+
+    async def nominal_times_s(self) -> tuple[float, float, float]:
+        """The medium's data-sheet times (efficiency decay, T1, T2) as the controller states
+        them; ``math.inf`` for none."""
+        return await self.efficiency_decay_s.get(), await self.t1_s.get(), await self.t2_s.get()
+
     # --- QuantumMemory role ---
 
     async def store(self, mode: int) -> None:
