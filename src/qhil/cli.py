@@ -211,6 +211,7 @@ def main() -> None:
     qhil run bbm92 [PROFILE]    entanglement-based QKD on the entanglement bench
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil calibrate mount-zero|coincidence-delay [PROFILE]   the entanglement bench's
+    qhil calibrate memory [PROFILE] [--node N]   quantum memories: efficiency, T1, T2
     qhil runs list / show ID    the run records
     qhil runs plot ID           draw a run's plots (PNG) from its record
 
@@ -1060,6 +1061,12 @@ _CALIBRATIONS = {
         "Entanglement bench: the coincidence delay between the nodes (stream offset plus "
         "the pairs' path-delay difference) from the peak of their time differences.",
     ),
+    "memory": (
+        "qhil.calibration.memory:run_memory_calibration",
+        "Quantum memories: store-and-retrieve efficiency and fidelity against storage time, "
+        "measured from retrieved photons in chosen bases; fitted T1, T2 and efficiency decay "
+        "time with errors (--node N: only that node's memory; repeatable).",
+    ),
 }
 
 
@@ -1084,14 +1091,16 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         data_dir: str | None,
         mode: str | None,
         no_plots: bool,
+        nodes: tuple[str, ...] = (),
     ) -> None:
         import importlib
 
         module, _, fn = job.rpartition(":")
         run_job = getattr(importlib.import_module(module or "qhil.calibration.jobs"), fn)
+        extra = {"nodes": list(nodes)} if nodes else {}
         try:
             _load_checked(profile, list(overrides))
-            summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode))
+            summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode, **extra))
         except QhilError as exc:
             _fail(exc)
             return
@@ -1101,6 +1110,11 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         _print_summary(summary.as_dict(), data_dir, no_plots, as_json, json_default=str)
         if summary.status != "success":
             sys.exit(EXIT_ABORTED)
+
+    if name == "memory":  # the one calibration that picks nodes
+        click.option(
+            "--node", "nodes", multiple=True, metavar="N", help="Only this node's memory."
+        )(command)
 
 
 for _name, (_job, _help) in _CALIBRATIONS.items():
