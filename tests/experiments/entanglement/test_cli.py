@@ -31,6 +31,16 @@ def _sets(items: list[str]) -> list[str]:
         ),
         ("visibility", "experiments.visibility.alice_channels=[1, 1, 2, 3]", "alice_channels"),
         ("visibility", "experiments.visibility.n_sigma=-1", "experiments.visibility.n_sigma"),
+        (
+            "chsh",
+            'experiments.chsh.polarization_controller="nope"',
+            "experiments.chsh.polarization_controller",
+        ),
+        (
+            "visibility",
+            "experiments.visibility.compensation_target_error=0.7",
+            "experiments.visibility.compensation_target_error",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_file_and_field(
