@@ -33,7 +33,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,7 @@ class MemorySettings(BaseModel):
     """``[experiments.calibration.memory]`` of a profile."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    NAME: ClassVar[str] = "memory"
 
     nodes: list[str] | None = Field(
         None, description="Nodes whose memory to characterise; None = every node with one."

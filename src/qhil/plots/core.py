@@ -51,6 +51,7 @@ _MODULES = (
     "qhil.plots.entanglement",
     "qhil.plots.entanglement_calibration",
     "qhil.plots.bbm92",
+    "qhil.plots.memory",
 )
 
 
