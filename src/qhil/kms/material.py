@@ -35,6 +35,9 @@ class Material:
         self.store = KeyStore(key_dir)
         self.node = node
         self._refs: dict[str, KeyRef] = {}
+        # the last few files' bits: a key is cut from one file after another, and loading
+        # (SHA-256 check, unpacking) a whole file per request cost more than the request
+        self._bits: dict[str, NDArray[np.uint8]] = {}
 
     def files(self) -> list[KeyFile]:
         """The committed key files labelled ``node`` now (new ones picked up on each call)."""
@@ -62,15 +65,23 @@ class Material:
         for sha, start, end in chunks:
             if sha not in index:
                 raise LookupError(f"no committed key with sha256 {sha[:16]}... at {self.node}")
-            bits = self.store.load(index[sha].key_id).bits
+            bits = self._load(index[sha].key_id)
             if not 0 <= start < end <= bits.size:
                 raise LookupError(f"bits {start}..{end} outside key sha256 {sha[:16]}...")
             parts.append(bits[start:end])
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
 
+    def _load(self, key_id: str) -> NDArray[np.uint8]:
+        if key_id not in self._bits:
+            if len(self._bits) >= 4:
+                del self._bits[next(iter(self._bits))]
+            self._bits[key_id] = self.store.load(key_id).bits
+        return self._bits[key_id]
+
     def delete(self, sha256: str) -> None:
         for f in self.files():
             if f.sha256 == sha256:
+                self._bits.pop(f.key_id, None)
                 self.store.delete(f.key_id)
 
 
