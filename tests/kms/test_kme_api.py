@@ -145,6 +145,7 @@ async def test_another_saes_key_gets_401_and_stays_for_its_owner(kmes: Kmes) -> 
         ({"number": 0}, "number_unsupported"),
         ({"additional_slave_SAE_IDs": ["bank-c"]}, "additional_slave_SAE_IDs"),
         ({"number": 20, "size": 256}, "keys_exhausted"),  # 16 stored
+        ({"extension_mandatory": [{"route": "x"}]}, "extension_mandatory_unsupported"),
     ],
 )
 async def test_bad_requests_get_400_with_the_standards_body(
@@ -229,3 +230,42 @@ async def test_connections_to_a_kme_have_nagle_off(kmes: Kmes) -> None:
         (conn,) = kmes.servers["alice"].server.server_state.connections  # kept alive
         raw = conn.transport.get_extra_info("socket")
         assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+async def test_dec_keys_is_all_or_nothing(kmes: Kmes) -> None:
+    enc = await kmes.enc("alice", {"number": 1})
+    (key,) = enc.json()["keys"]
+    mixed = await kmes.dec("bob", [key["key_ID"], "00000000-0000-0000-0000-000000000000"])
+    assert mixed.status_code == 400
+    assert mixed.json()["details"] == [{"key_ID": "00000000-0000-0000-0000-000000000000"}]
+    assert (await kmes.dec("bob", [key["key_ID"]])).json()["keys"] == [key]
+
+
+async def test_a_restart_voids_what_a_crash_left_unfinished_on_both_sides(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    """As if KME-alice died after bob stored a key for bank-b but before alice recorded
+    'done' (so bank-a never got it): on restart alice voids it and bob drops it."""
+    from qhil.kms.config import load_config
+    from qhil.kms.ledger import Ledger
+
+    key_dir = tmp_path / "keys"
+    save_pair(key_dir, 2048, seed=2)
+    left = Ledger(key_dir / "kme-alice")
+    left.append({"op": "begin", "alloc": "A1", "cursor": {}})
+    left.close()
+    held = Ledger(key_dir / "kme-bob")
+    keys = [{"key_ID": "k-1", "master": "bank-a", "slave": "bank-b", "key": "AAAA"}]
+    held.append({"op": "slave", "alloc": "A1", "keys": keys})
+    held.close()
+    bench = Kmes(load_config(ca_dir / "kms.toml"), key_dir, ca_dir)
+    await bench.start("bob")
+    await bench.start("alice")  # recovers: voids A1, tells bob
+    try:
+        assert not bench.servers["alice"].kme.ledger.state.begun
+        assert not bench.servers["alice"].kme.ledger.state.tell_void
+        assert "k-1" not in bench.servers["bob"].kme.ledger.state.slave
+        assert (await bench.dec("bob", ["k-1"])).status_code == 400
+    finally:
+        await bench.stop("alice")
+        await bench.stop("bob")
