@@ -15,6 +15,7 @@ from qhil.orchestrator.channel import (
     frames,
     in_process_channels,
 )
+from qhil.orchestrator.channel.auth import _LANES, _LANES_MIN_BLOCKS, P127, poly1271
 from qhil.orchestrator.channel.channel import HELLO_KIND, AuthenticatedChannel
 from qhil.orchestrator.channel.transcript import TranscriptAuthenticator
 
@@ -196,3 +197,22 @@ async def test_an_untagged_hello_is_refused_without_touching_the_transcript() ->
     a, b = await opened(auths)
     await a.send(CONFIRM, {})
     assert (await b.recv(CONFIRM)).kind == CONFIRM
+
+
+def _horner(data: bytes, r: int, h: int = 0) -> int:
+    """poly1271 as the definition says, block by block (the reference)."""
+    for i in range(0, len(data), 15):
+        h = ((h + int.from_bytes(data[i : i + 15] + b"\x01", "little")) * r) % P127
+    return h
+
+
+@pytest.mark.parametrize("extra", [0, 7, 14])
+@pytest.mark.parametrize("blocks", [_LANES_MIN_BLOCKS, _LANES_MIN_BLOCKS + 1, 5 * _LANES + 3])
+def test_numpy_poly1271_equals_horners_rule(blocks: int, extra: int) -> None:
+    rng = np.random.default_rng(blocks + extra)
+    data = rng.integers(0, 256, 15 * blocks + extra, dtype=np.uint8).tobytes()
+    r, h0 = int(rng.integers(1, 1 << 62)) ** 2 % P127, int(rng.integers(0, 1 << 62))
+    assert poly1271(data, r, h0) == _horner(data, r, h0)
+    # the largest limbs and point: every carry and fold at its extreme
+    ones = b"\xff" * (15 * blocks + extra)
+    assert poly1271(ones, P127 - 1, P127 - 1) == _horner(ones, P127 - 1, P127 - 1)
