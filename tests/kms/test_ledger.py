@@ -94,3 +94,22 @@ def _shas(key_dir: Path) -> dict[int, str]:
     from qhil.records.keystore import KeyStore
 
     return {r.length_bits: r.sha256 for r in KeyStore(key_dir).list_keys() if r.label == "alice"}
+
+
+def test_a_key_file_with_loosened_permissions_is_skipped_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the KeyPermissionError escaped every status/enc_keys request (HTTP 500)."""
+    import os
+
+    from qhil.kms.material import Material
+    from qhil.records.keystore import KeyStore
+
+    save_pair(tmp_path, 1024, seed=8)
+    save_pair(tmp_path, 2048, seed=9)
+    (loose,) = (
+        r for r in KeyStore(tmp_path).list_keys() if r.label == "alice" and r.length_bits == 1024
+    )
+    os.chmod(tmp_path / f"{loose.key_id}.qkey", 0o644)
+    assert [f.length_bits for f in Material(tmp_path, "alice").files()] == [2048]
+    assert "key file not served" in caplog.text and "mode 0644" in caplog.text

@@ -9,14 +9,17 @@ single-process run can share one key directory.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from qhil.records.errors import KeyNotFoundError
+from qhil.records.errors import KeyNotFoundError, KeyStoreError
 from qhil.records.keystore import KeyRef, KeyStore
+
+log = logging.getLogger(__name__)
 
 Chunk = tuple[str, int, int]  # (sha256, start bit, end bit) of one key file
 
@@ -35,6 +38,7 @@ class Material:
         self.store = KeyStore(key_dir)
         self.node = node
         self._refs: dict[str, KeyRef] = {}
+        self._refused: set[str] = set()
         # the last few files' bits: a key is cut from one file after another, and loading
         # (SHA-256 check, unpacking) a whole file per request cost more than the request
         self._bits: dict[str, NDArray[np.uint8]] = {}
@@ -49,6 +53,10 @@ class Material:
                 self._refs[key_id] = self.store.info(key_id)
             except KeyNotFoundError:  # deleted between the listing and the read
                 continue
+            except KeyStoreError as exc:  # loosened permissions, a damaged header
+                if key_id not in self._refused:
+                    self._refused.add(key_id)
+                    log.warning("kme %s: key file not served: %s", self.node, exc)
         refs = sorted(
             (r for r in self._refs.values() if r.label == self.node),
             key=lambda r: (r.created_at, r.key_id),
