@@ -30,6 +30,7 @@ Results follow the calibration store's convention (``<node>_t1_s`` with
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,14 +326,17 @@ def fit_decay(t: npt.NDArray[Any], y: npt.NDArray[Any], sigma_of: Sigma, what: s
             guess = (math.exp(icept), -1.0 / slope)
     sigma = sigma_of(yu, used)
     try:
-        for _ in range(2):
-            popt, pcov = optimize.curve_fit(
-                model, tu, yu, p0=guess, sigma=sigma, absolute_sigma=True, maxfev=20000
-            )
-            guess = (float(popt[0]), float(popt[1]))
-            sigma = sigma_of(model(tu, *popt), used)
-    except (RuntimeError, ValueError) as exc:
-        raise CalibrationError(f"{what}: the exponential fit did not converge ({exc})") from None
+        with warnings.catch_warnings():
+            # No covariance (a flat or degenerate decay) means no error: not a calibration.
+            warnings.simplefilter("error", optimize.OptimizeWarning)
+            for _ in range(2):
+                popt, pcov = optimize.curve_fit(
+                    model, tu, yu, p0=guess, sigma=sigma, absolute_sigma=True, maxfev=20000
+                )
+                guess = (float(popt[0]), float(popt[1]))
+                sigma = sigma_of(model(tu, *popt), used)
+    except (RuntimeError, ValueError, optimize.OptimizeWarning) as exc:
+        raise CalibrationError(f"{what}: the exponential fit failed ({exc})") from None
     chi2 = float(np.sum(((yu - model(tu, *popt)) / sigma) ** 2))
     dof = int(tu.size - 2)
     err = np.sqrt(np.diag(pcov))
