@@ -269,3 +269,16 @@ async def test_a_restart_voids_what_a_crash_left_unfinished_on_both_sides(
     finally:
         await bench.stop("alice")
         await bench.stop("bob")
+
+
+async def test_an_internal_error_is_a_503_with_the_standards_body(
+    kmes: Kmes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(kmes.servers["alice"].kme, "status", broken)
+    async with kmes.client("bank-a") as client:
+        response = await client.get(f"{kmes.urls['alice']}/api/v1/keys/bank-b/status")
+    assert response.status_code == 503
+    assert response.json() == {"message": "error on the KME's side: RuntimeError"}

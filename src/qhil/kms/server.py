@@ -124,6 +124,9 @@ def _route(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
             return _error(exc)
         except (KeyError, TypeError, ValueError) as exc:
             return _error(KmeError(400, f"malformed request: {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # the standard's 503 body, not Starlette's plain-text 500
+            log.exception("KME error on %s %s", request.method, request.url.path)
+            return _error(KmeError(503, f"error on the KME's side: {type(exc).__name__}"))
 
     return endpoint
 
