@@ -41,6 +41,7 @@ from qhil.orchestrator.experiments.bb84.continuous import (
     reconcile_stores,
     resolve_store,
     run_continuous_party,
+    scan,
 )
 from qhil.records import KeyStore
 
@@ -75,7 +76,7 @@ class Gate:
         self.store, self.label, self.limit = store, label, limit
 
     def stored(self) -> int:
-        return sum(r.label == self.label for r in self.store.list_keys())
+        return sum(r.label == self.label for r in scan(self.store.list_keys))
 
     def room(self, next_key_bits: int) -> bool:
         return self.stored() + 1 <= self.limit
@@ -560,3 +561,22 @@ async def test_a_key_lost_for_no_data_says_the_likely_cause() -> None:
     with pytest.raises(BB84Aborted) as err:
         await _diagnosed(start)(lambda event: None)
     assert err.value.detail.endswith(f"likely cause (1 of 1 discarded blocks): {NO_LIGHT}")
+
+
+def test_a_key_file_going_during_a_listing_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KME deletes a used-up key file while the store is listed (this made the pause
+    test fail now and then: its consumer deletes keys while Bob's gate lists them)."""
+    store = KeyStore(tmp_path / "keys")
+    first = store.save(np.ones(1000, np.uint8), label="alice")
+    left = store.save(np.ones(300, np.uint8), label="alice")
+    info = KeyStore.info
+
+    def info_while_the_kme_deletes(self: KeyStore, key_id: str) -> Any:
+        if key_id == first.key_id and self.path_of(key_id).exists():
+            self.path_of(key_id).unlink()  # gone between the directory scan and the read
+        return info(self, key_id)
+
+    monkeypatch.setattr(KeyStore, "info", info_while_the_kme_deletes)
+    assert [r.key_id for r in scan(store.list_keys)] == [left.key_id]

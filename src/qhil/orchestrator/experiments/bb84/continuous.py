@@ -47,7 +47,7 @@ from qhil.orchestrator.experiments.bb84.link import MessageChannel
 from qhil.orchestrator.experiments.bb84.messages import Abort, from_payload, kind_of, to_payload
 from qhil.orchestrator.experiments.bb84.party import ProgressHook, _call, log
 from qhil.orchestrator.experiments.bb84.result import BB84Progress, PartyResult
-from qhil.records import KeyRef, KeyStore, KeyStoreError
+from qhil.records import KeyNotFoundError, KeyRef, KeyStore, KeyStoreError
 
 KIND = "bb84.continuous."
 NEXT, GO, WAIT, INVENTORY = (KIND + k for k in ("next", "go", "wait", "inventory"))
@@ -67,6 +67,8 @@ DROP_REASONS = frozenset(
 MAX_CONSECUTIVE_DROPS = 5
 #: How often a paused party looks at its store again, s.
 POLL_S = 0.2
+#: Listings of a key store tried while files go during them (:func:`scan`).
+SCAN_TRIES = 10
 
 #: One key: ``run_key(progress)`` runs ``run_alice`` or ``run_bob`` with that hook.
 KeyRunner = Callable[[ProgressHook], Awaitable[PartyResult]]
@@ -95,6 +97,16 @@ class StopRequest:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), seconds)
         return self.is_set()
+
+
+def scan(listing: Callable[[], list[KeyRef]]) -> list[KeyRef]:
+    """``KeyStore.list_keys`` / ``pending_keys``, again when a key file went while it was
+    read (a KME deletes the files it has used up; a peer process commits): the listing
+    raises ``KeyNotFoundError`` for a file its directory scan had just seen."""
+    for _ in range(SCAN_TRIES - 1):
+        with contextlib.suppress(KeyNotFoundError):
+            return listing()
+    return listing()
 
 
 class StorageGate(Protocol):
@@ -132,7 +144,7 @@ class KmeCapacity:
         try:
             from qhil.kms.capacity import key_capacity
         except ImportError:  # no KME package: every committed bit of the label is unserved
-            refs = KeyStore(self.key_dir).list_keys()
+            refs = scan(KeyStore(self.key_dir).list_keys)
             return sum(r.length_bits for r in refs if r.label == self.label) // self.key_size
         cap = key_capacity(
             self.key_dir, self.label, key_size=self.key_size, max_key_count=self.max_key_count
@@ -142,7 +154,7 @@ class KmeCapacity:
     def room(self, next_key_bits: int) -> bool:
         stored = self.stored_key_count()
         if next_key_bits <= 0:
-            mine = [r for r in KeyStore(self.key_dir).list_keys() if r.label == self.label]
+            mine = [r for r in scan(KeyStore(self.key_dir).list_keys) if r.label == self.label]
             if not mine:
                 return stored < self.max_key_count
             next_key_bits = mine[-1].length_bits
@@ -306,8 +318,8 @@ def _inventory(store: KeyStore, label: str) -> dict[str, Any]:
         return {"sha256": sha, "bits": np.asarray([r.length_bits for r in mine], np.int64)}
 
     return {
-        "committed": pack(store.list_keys()),
-        "pending": pack(store.pending_keys()),
+        "committed": pack(scan(store.list_keys)),
+        "pending": pack(scan(store.pending_keys)),
         "served": b"".join(bytes.fromhex(sha) for sha in _served(store, label)),
     }
 
@@ -338,7 +350,7 @@ def resolve_store(
 ) -> dict[str, int]:
     """Make this node's keys of ``label`` agree with the peer's inventory (see module doc)."""
     done = Counter[str]()
-    for ref in store.pending_keys():
+    for ref in scan(store.pending_keys):
         if ref.label != label:
             continue
         if (ref.sha256, ref.length_bits) in peer_committed:
@@ -347,7 +359,7 @@ def resolve_store(
         else:
             store.discard(ref.key_id)
             done["discarded"] += 1
-    mine = [r for r in store.list_keys() if r.label == label]
+    mine = [r for r in scan(store.list_keys) if r.label == label]
     if mine:
         # Only the newest key can be a crash's orphan: every earlier key was confirmed
         # before the next began. The peer's copy of a key may be gone because its KME
