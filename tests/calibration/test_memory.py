@@ -262,3 +262,40 @@ async def test_measurement_lifts_the_cutoff_and_restores_the_controller() -> Non
         await measure_memory(broken, [1e-3], cycles=10)
     assert broken.state["cutoff"] == 5e-3 and broken.state["delay"] == 0.0
     assert broken.state["input"] == "BELL"
+
+
+# --- the plot, from a copy of the record alone -------------------------------------------------
+
+
+def test_decay_plot_from_a_copied_record(tmp_path: Path) -> None:
+    import shutil
+
+    from qhil.plots import write_plots
+
+    params = MemoryParameters(efficiency_decay_time_s=3e-3, t1_s=8e-3, t2_s=1e-3)
+    rows = _synthetic_rows(params, np.linspace(0, 4e-3, 6), 2000, seed=3)
+    more = rows.copy()
+    more["node"] = 1
+    store = RunStore(tmp_path / "data")
+    with store.start_run("calibration.memory") as run:
+        run.append("points", np.concatenate([rows, more]))
+        run.log_results({"nodes": "alice,bob"})
+    shutil.copytree(tmp_path / "data", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "data")
+    record = RunStore(tmp_path / "copy", readonly=True).get(run.run_id)
+    report = write_plots(record)
+    assert [p.name for p in report.written] == ["memory_decay.png"]
+    from matplotlib.figure import Figure
+
+    from qhil.plots.memory import draw_memory_decay
+
+    fig = Figure()
+    draw_memory_decay(record, {"points": record.arrays["points"]}, fig)
+    t2_axes = fig.axes[2]
+    fit = fit_memory(rows)
+    labels = [str(line.get_label()) for line in t2_axes.lines if "fit" in str(line.get_label())]
+    tau = f"{fit.t2.time_s * 1e3:.3g}"
+    assert labels == [
+        f"alice fit: {tau} +- {fit.t2.time_std_s * 1e3:.2g} ms",
+        f"bob fit: {tau} +- {fit.t2.time_std_s * 1e3:.2g} ms",
+    ]
