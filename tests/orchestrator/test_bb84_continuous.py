@@ -241,6 +241,8 @@ async def test_a_failed_key_is_dropped_and_the_run_goes_on(tmp_path: Path) -> No
     ra, rb, keys, _ = await continuous(tmp_path, stop=stop, generator=Gen, on_progress=on_progress)
     assert ra.dropped == rb.dropped == Counter({"qber_too_high": 1})
     assert [o.reason for o in ra.outcomes] == [None, AbortReason.QBER_TOO_HIGH, None]
+    # the rate's time counts the dropped key's acquisition too
+    assert ra.acquisition_s == pytest.approx(3 * settings(**SETTINGS).block_duration_s)
     assert ra.aborted is None and rb.aborted is None
     assert_same_keys(keys, ra, rb)
     assert len(ra.keys) == 2

@@ -47,6 +47,7 @@ from qhil.orchestrator.experiments.bb84.link import MessageChannel
 from qhil.orchestrator.experiments.bb84.messages import Abort, from_payload, kind_of, to_payload
 from qhil.orchestrator.experiments.bb84.party import ProgressHook, _call, log
 from qhil.orchestrator.experiments.bb84.result import BB84Progress, PartyResult
+from qhil.orchestrator.experiments.bb84.statistics import BB84Statistics
 from qhil.records import KeyNotFoundError, KeyRef, KeyStore, KeyStoreError
 
 KIND = "bb84.continuous."
@@ -184,6 +185,15 @@ class KeyOutcome:
     result: PartyResult | None = None
     aborted: BB84Aborted | None = None
 
+    @property
+    def statistics(self) -> BB84Statistics | None:
+        """The key's public tally (also of a dropped key, as far as it got)."""
+        if self.result is not None:
+            return self.result.statistics
+        if self.aborted is not None and self.aborted.result is not None:
+            return self.aborted.result.statistics
+        return None
+
 
 @dataclass
 class ContinuousResult:
@@ -210,7 +220,8 @@ class ContinuousResult:
 
     @property
     def acquisition_s(self) -> float:
-        return sum(o.result.statistics.acquisition_s for o in self.outcomes if o.result is not None)
+        """Acquisition time of every key tried, dropped ones included (an honest rate)."""
+        return sum(s.acquisition_s for o in self.outcomes if (s := o.statistics) is not None)
 
 
 class _Control:

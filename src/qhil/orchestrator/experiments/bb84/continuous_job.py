@@ -93,9 +93,7 @@ def _key_row(o: KeyOutcome) -> np.ndarray:
     row["key"] = o.index
     row["committed"] = o.ref is not None
     row["secret_bits"] = o.ref.length_bits if o.ref is not None else 0
-    stats = o.result.statistics if o.result is not None else None
-    if stats is None and o.aborted is not None and o.aborted.result is not None:
-        stats = o.aborted.result.statistics
+    stats = o.statistics
     row["acquisition_s"] = stats.acquisition_s if stats is not None else np.nan
     row["qber_test_signal"] = stats.qber_test[0] if stats is not None else np.nan
     return row
