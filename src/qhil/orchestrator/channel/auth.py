@@ -129,13 +129,23 @@ def _fold(limbs: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         cols = out
 
 
+def _times(x: npt.NDArray[np.uint64], y: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Limb columns (15, n) of ``x * y``: x (8, n) limbs, y (8,) limbs of one number.
+    Every column sums at most 8 products of 16-bit limbs: < 2^35."""
+    prod = x[:, None, :] * y[None, :, None]  # (a, b, lane): limb a of x times limb b of y
+    cols = np.zeros((15, x.shape[1]), dtype=np.uint64)
+    for a in range(8):
+        cols[a : a + 8] += prod[a]
+    return cols
+
+
 def _poly_lanes(blocks: memoryview, r: int) -> int:
     """``sum_i m_i r^(L - i + 1) mod p`` of whole 15-byte blocks, over ``_LANES`` lanes.
 
     With R = r^k (k lanes) and the blocks laid out row by row (zero blocks in front, which
-    add nothing), lane j runs Horner's rule in R down its column; the result is
-    ``sum_j H_j r^(k - j)``. Each step multiplies all lanes by R with 16-bit limbs (a
-    (15, 8) Toeplitz matrix of R's limbs times the lanes' limbs: every column sum < 2^35).
+    add nothing), lane j runs Horner's rule in R down its column, H_j; the result is
+    ``sum_j H_j r^(k - j)``, summed by pairing neighbouring lanes (``H_2i r^s + H_2i+1``,
+    s = 1, 2, 4, ...) in log2(k) vectorised steps.
     """
     k = _LANES
     n = len(blocks) // _BLOCK
@@ -145,21 +155,19 @@ def _poly_lanes(blocks: memoryview, r: int) -> int:
     raw[rows * k - n :, _BLOCK] = 1
     coeff = raw.view("<u2").astype(np.uint64).reshape(rows, k, 8)  # (row, lane, limb)
     big_r = _limbs(pow(r, k, P127))
-    toeplitz = np.zeros((15, 8), dtype=np.uint64)
-    for a in range(8):
-        toeplitz[a : a + 8, a] = big_r
-    acc = np.zeros((8, k), dtype=np.uint64)
-    for t in range(rows):  # Horner down the columns: acc = acc * R + row
-        if t:
-            acc = _fold(toeplitz @ acc)
-        acc = _fold(acc + coeff[t].T)
-    lanes = acc.T.astype("<u2").tobytes()
-    total = 0
-    power = r  # lane k - 1 (the last) gets r^1, lane 0 gets r^k
-    for j in range(k - 1, -1, -1):
-        total = (total + int.from_bytes(lanes[16 * j : 16 * j + 16], "little") * power) % P127
-        power = power * r % P127
-    return total
+    acc = np.ascontiguousarray(coeff[0].T)
+    for t in range(1, rows):  # Horner down the columns: acc = acc * R + row
+        cols = _times(acc, big_r)
+        cols[:8] += coeff[t].T
+        acc = _fold(cols)
+    power = r
+    while acc.shape[1] > 1:  # lanes (2i, 2i + 1) -> H_2i * r^s + H_2i+1
+        cols = _times(acc[:, 0::2], _limbs(power))
+        cols[:8] += acc[:, 1::2]
+        acc = _fold(cols)
+        power = power * power % P127
+    value = int.from_bytes(acc[:, 0].astype("<u2").tobytes(), "little")
+    return value * r % P127
 
 
 def split_into_pads(pads: dict[Direction, KeyPool], local: str, peer: str, material: bytes) -> None:
