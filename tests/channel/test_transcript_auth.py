@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -216,3 +217,26 @@ def test_numpy_poly1271_equals_horners_rule(blocks: int, extra: int) -> None:
     # the largest limbs and point: every carry and fold at its extreme
     ones = b"\xff" * (15 * blocks + extra)
     assert poly1271(ones, P127 - 1, P127 - 1) == _horner(ones, P127 - 1, P127 - 1)
+
+
+async def test_no_pool_bytes_in_reprs_logs_or_errors_and_no_pickling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pickle
+
+    from .test_key_hygiene import leaks
+
+    caplog.set_level(logging.DEBUG)
+    auths = pair()
+    auths[0].stage_replenishment(WC_POOL[:32])
+    a, b = await opened(auths, _nth(2, _flip_body))
+    for _ in range(2):
+        await a.send("data", {"x": np.zeros(64, dtype=np.uint8)})
+    await a.send(CONFIRM, {})
+    with pytest.raises(AuthenticationError) as err:
+        for _ in range(3):
+            await b.recv()
+    text = " ".join([caplog.text, str(err.value), repr(auths[0]), repr(auths[1]), repr(a)])
+    assert leaks(text) == []
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(auths[0])
