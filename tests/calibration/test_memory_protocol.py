@@ -15,7 +15,7 @@ from qhil.emulators.qhil.qmc import QMCEmulator
 from qhil.emulators.server import EmulatorHost
 from qhil.emulators.world import World, load_world_config
 from qhil.emulators.world.quantum import MemoryParameters
-from qhil.errors import InstrumentError, ValidationError
+from qhil.errors import InstrumentError, InstrumentTimeoutError, ValidationError
 from qhil.testing import expected_protocol, run_on_emulator
 
 NO_ERROR = (b":SYSTem:ERRor?\n", b'0,"No error"\n')
@@ -124,3 +124,22 @@ async def test_cycle_counts_follow_the_storage_channel(emulator_host: EmulatorHo
     # Power: the Bell half is not left unpolarized, the R not left pure.
     assert stats.binomtest(bell.port0, bell.retrieved, 0.5).pvalue < 1e-3
     assert stats.binomtest(right.port0, right.retrieved, 1.0 - 1e-9).pvalue < 1e-3
+
+
+@pytest.mark.parametrize("call", ["retrieve", "cycle"])
+async def test_a_stalled_read_out_waits_the_sessions_timeout_plus_the_delay(
+    emulator_host: EmulatorHost, call: str
+) -> None:
+    # The caller's timeout (0.2 s), not the class default (2 s), plus the programmed
+    # storage time(s); the error names the resource, the command and what it waited for.
+    emu = QMCEmulator(name="qmc", parameters=PARAMS)
+    ep = emulator_host.add(emu)
+    async with QMC.open(ep.resource, timeout_s=0.2) as qmc:
+        await qmc.set_readout_delay_s(1e-3)
+        await qmc.store(0)
+        emu.faults.stall_next = 1
+        with pytest.raises(InstrumentTimeoutError) as tout:
+            await (qmc.retrieve(0) if call == "retrieve" else qmc.cycle(1, 100))
+    waited = "0.201 s" if call == "retrieve" else "0.3 s"
+    assert f"timed out after {waited}" in str(tout.value), str(tout.value)
+    assert tout.value.resource == ep.resource

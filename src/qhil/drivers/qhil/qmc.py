@@ -196,7 +196,7 @@ class QMC(ScpiInstrument):
         command = decl.get_template.render(mode=mode, count=count)
         try:
             reply = await self.session.query(
-                command, timeout_s=self.timeout_s + count * self._readout_delay
+                command, timeout_s=self.session.timeout_s + count * self._readout_delay
             )
         except InstrumentTimeoutError:
             # A query in error answers nothing (e.g. +101, the mode holds a qubit): say so.
@@ -244,7 +244,9 @@ class QMC(ScpiInstrument):
         assert t is not None
         command = t.render(mode=mode)
         # A programmed read-out may be up to the read-out delay away.
-        reply = await self.session.query(command, timeout_s=self.timeout_s + self._readout_delay)
+        reply = await self.session.query(
+            command, timeout_s=self.session.timeout_s + self._readout_delay
+        )
         parsed = self.retrieve_mode.decl.reply_template.parse(reply)
         if parsed is None:
             raise ProtocolError(self.resource, command, reply, "1 or 0")
