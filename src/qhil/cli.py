@@ -645,7 +645,11 @@ def run_bb84_cmd(
             kms_config=kms_config, max_key_count=max_key_count, kme_key_size=kme_key_size,
         )  # fmt: skip
         return
-    for name, given in (("--kms-config", kms_config), ("--max-key-count", max_key_count)):
+    for name, given in (
+        ("--kms-config", kms_config),
+        ("--max-key-count", max_key_count),
+        ("--kme-key-size", kme_key_size),
+    ):
         if given is not None:
             raise click.UsageError(f"{name} is for --continuous runs only")
 

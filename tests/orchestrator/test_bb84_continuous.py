@@ -436,6 +436,7 @@ async def test_restart_keeps_a_key_the_peers_kme_used_up(tmp_path: Path) -> None
     ("args", "says"),
     [
         (["--max-key-count", "8"], "--max-key-count is for --continuous runs only"),
+        (["--kme-key-size", "64"], "--kme-key-size is for --continuous runs only"),
         (["--continuous", "--max-key-count", "0"], "--max-key-count"),
         (["--continuous", "--kms-config", "nowhere/kms.toml"], "nowhere/kms.toml"),
     ],
