@@ -21,7 +21,7 @@ from qhil.drivers.values import Bool, Float, Int, Str
 #: Longest counting gate accepted, ms (UNVERIFIED; the TDC1 sibling's 16-bit limit).
 MAX_GATE_MS = 65535.0
 #: Extra time allowed for a count reply beyond its gate (S15lib: 0.1 s).
-COUNT_REPLY_MARGIN_S = 0.5
+COUNT_REPLY_MARGIN_S = 2.0  # see sfifteen.tdc1: a unit answers within ms
 
 
 def _f(lo: float | None, hi: float | None, units: str) -> Float:

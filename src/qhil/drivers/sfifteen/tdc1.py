@@ -65,8 +65,10 @@ GAP_LIMIT_TICKS = WRAP_TICKS // 2
 
 #: Longest gate in the counting modes (16-bit register), ms.
 MAX_GATE_MS = 65535
-#: Extra time allowed beyond the gate for a count reply (S15lib: 0.1 s).
-COUNT_REPLY_MARGIN_S = 0.5
+#: Extra time allowed beyond the gate for a count reply (S15lib: 0.1 s). A unit answers within
+#: milliseconds; 2 s only delays the report of a dead one, and keeps an emulated unit on a
+#: loaded host (CI runs tests in parallel) from timing out at 0.5 s.
+COUNT_REPLY_MARGIN_S = 2.0
 #: How long the stream may stay silent before it is taken to have ended.
 STREAM_POLL_S = 0.05
 #: Wall-clock allowance beyond the acquisition for a stream to end by itself.
