@@ -45,10 +45,13 @@ def _committed(keys: Path) -> list[str]:
 
 
 def test_default_bench_spends_under_one_percent_and_the_next_run_lives_on_the_refill(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    lab: Path,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A pool holding one run's budget: the default run (default duration) spends < 1 % of
-    its key on authentication and refills the pool, so a second run needs no new material."""
+    its key on authentication and refills the pool, so the next run (here: two parties
+    over TCP, each with its copy) needs no new material, and the copies stay equal."""
     pool = _pool(tmp_path / "pool")
     secret = pool.read_bytes()[len(MAGIC) :]
     caplog.set_level(logging.DEBUG)
@@ -71,18 +74,40 @@ def test_default_bench_spends_under_one_percent_and_the_next_run_lives_on_the_re
     for chunk in (secret[:HASH_KEY_BYTES], secret[HASH_KEY_BYTES : HASH_KEY_BYTES + 16]):
         assert chunk.hex() not in text and repr(chunk)[2:-1] not in text
 
-    second = asyncio.run(
-        run_bb84_job(
-            None,
-            QUICK,
-            duration_s=0.05,
-            data_dir=tmp_path / "data",
-            key_dir=tmp_path / "keys",
-            auth_pool_file=pool,
+    # The next run, as two processes would run it over TCP, each party from its own copy.
+    copies = {party: tmp_path / f"{party}.pool" for party in ("alice", "bob")}
+    for path in copies.values():
+        path.write_bytes(pool.read_bytes())
+        path.chmod(0o600)
+    port = _free_port()
+
+    async def both() -> list[JobSummary]:
+        return list(
+            await asyncio.gather(
+                *(
+                    run_bb84_party_job(
+                        party,
+                        str(lab),
+                        QUICK,
+                        **where,  # type: ignore[arg-type]
+                        auth_pool_file=copies[party],
+                        duration_s=0.05,
+                        data_dir=tmp_path / party,
+                        peer_timeout_s=60.0,
+                    )
+                    for party, where in (
+                        ("alice", {"listen": f"127.0.0.1:{port}"}),
+                        ("bob", {"connect": f"127.0.0.1:{port}"}),
+                    )
+                )
+            )
         )
-    )
-    assert second.status == "success", second.reason
-    assert len(_committed(tmp_path / "keys")) == 4  # both parties' keys of both runs
+
+    alice, bob = (s.as_dict() for s in asyncio.run(both()))
+    assert alice["status"] == bob["status"] == "success", (alice["reason"], bob["reason"])
+    assert alice["alice_key_sha256"] == bob["bob_key_sha256"] is not None
+    assert alice["auth_pool_refill_bits"] == bob["auth_pool_refill_bits"] > 0
+    assert copies["alice"].read_bytes() == copies["bob"].read_bytes()  # still in step
 
 
 def _flip_announcement(frames_seen: list[str]) -> object:
