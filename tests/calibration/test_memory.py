@@ -299,3 +299,15 @@ def test_decay_plot_from_a_copied_record(tmp_path: Path) -> None:
         f"alice fit: {tau} +- {fit.t2.time_std_s * 1e3:.2g} ms",
         f"bob fit: {tau} +- {fit.t2.time_std_s * 1e3:.2g} ms",
     ]
+
+
+def test_a_profile_table_for_the_memory_calibration_is_validated_at_load() -> None:
+    """[experiments.calibration.memory] is a known table: a bad field names itself (it was
+    refused as an unknown calibration before profile.py knew MemorySettings)."""
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile("default", overrides=["experiments.calibration.memory.points=5"])
+    assert prof.experiments["calibration"]["memory"]["points"] == 5
+    with pytest.raises(ConfigError, match=r"experiments\.calibration\.memory\.points"):
+        load_profile("default", overrides=["experiments.calibration.memory.points=2"])

@@ -318,6 +318,7 @@ def _check_experiments(profile: Profile) -> None:
         CoincidenceDelaySettings,
         MountZeroSettings,
     )
+    from qhil.calibration.memory import MemorySettings
     from qhil.calibration.settings import (
         DelaySettings,
         DetectorEfficiencySettings,
@@ -334,6 +335,7 @@ def _check_experiments(profile: Profile) -> None:
             MeanPhotonNumberSettings,
             MountZeroSettings,
             CoincidenceDelaySettings,
+            MemorySettings,
         )
     }
     tables = profile.experiments.get("calibration", {})
