@@ -34,7 +34,7 @@ FIBRES = [
         f'world.links.{link}.initial_polarization="identity"',
         f"world.links.{link}.polarization_drift_rad_per_sqrt_s=0",
     )
-]
+] + ["experiments.calibration.mount_zero.compensate_polarization=false"]  # nothing to undo
 SHORT_SCAN = [
     "experiments.calibration.mount_zero.points=8",
     "experiments.calibration.mount_zero.integration_s=0.25",

@@ -33,8 +33,11 @@ from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
 from qhil.errors import ConfigError
 from qhil.numerics.timing import ClockModel
 from qhil.orchestrator.bench import Bench
-from qhil.orchestrator.experiments.entanglement.settings import AcquisitionSettings
-from qhil.records import Run
+from qhil.orchestrator.experiments.entanglement.settings import (
+    AcquisitionSettings,
+    CompensatedSettings,
+)
+from qhil.records import Run, RunStore
 from qhil.records.paths import default_data_dir
 
 
@@ -78,9 +81,10 @@ class _EntanglementCalibrationSettings(AcquisitionSettings):
         )
 
 
-class MountZeroSettings(_EntanglementCalibrationSettings):
+class MountZeroSettings(_EntanglementCalibrationSettings, CompensatedSettings):
     """``qhil calibrate mount-zero``: which node's mount is scanned (the other's is the
-    reference, held at ``reference_angle_deg``), and how."""
+    reference, held at ``reference_angle_deg``), and how; the fibres compensated first
+    (``compensate_polarization`` and the ``compensation_*`` fields, as visibility's)."""
 
     NAME: ClassVar[str] = "mount_zero"
     TABLE: ClassVar[str] = "experiments.calibration.mount_zero"
@@ -296,6 +300,7 @@ async def run_mount_zero_calibration(
 
         try:  # the pump off at the end, also when switching it on failed halfway
             await _pump(nodes, s)
+            polcal = await _compensate(bench, nodes, s, run, data_dir)
             result = await calibrate_mount_zero(
                 scanned,
                 reference,
@@ -316,6 +321,7 @@ async def run_mount_zero_calibration(
             await nodes.pump_off()
         run.append("points", result.rows())
         out = {
+            **polcal,
             **result.to_results(),
             "clock_correction_run": clock_run,
             "acquisitions": acquire.acquisitions,
@@ -323,12 +329,41 @@ async def run_mount_zero_calibration(
         truth = _truth_zero_deg(bench, nodes, s)
         if truth is not None:
             out["truth_plate_zero_deg"] = truth
-            out["zero_error_deg"] = wrap_deg(result.zero_deg - truth)
+            if not s.compensate_polarization:  # else the compensation took the offsets in
+                out["zero_error_deg"] = wrap_deg(result.zero_deg - truth)
         return out
 
     return await _recorded(
         "mount_zero", MountZeroSettings, profile, overrides, data_dir, mode, body
     )
+
+
+async def _compensate(
+    bench: Bench, nodes: Any, s: MountZeroSettings, run: Run, data_dir: str | Path | None
+) -> dict[str, Any]:
+    """The fibres compensated (or a stored compensation reused: the experiments' own
+    ``fibres.compensate_fibres``) with the scanned mount at ``<node>_mount_zero_deg`` and the
+    reference at ``reference_angle_deg``. Bob's controller then undoes the fibres AND the
+    plates' relative offset (no measurement on the pairs tells one from the other), so the
+    zero found is that of the compensated frame: where the plates are parallel for the pairs
+    as they now arrive, to the fringe fit's precision (the compensation's residual)."""
+    if not s.compensate_polarization:
+        return {}
+    from qhil.drivers.roles import PolarizationController
+    from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
+    from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
+
+    alice_scanned = s.node == s.alice_node
+    own = s.alice_mount_zero_deg if alice_scanned else s.bob_mount_zero_deg
+    angles = (own, s.reference_angle_deg) if alice_scanned else (s.reference_angle_deg, own)
+    await nodes.set_angles(angles[0] % 360.0, angles[1] % 360.0)
+    controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
+    try:
+        return await compensate_fibres(
+            nodes, controller, s, run, RunStore(data_dir), await bench.identities()
+        )
+    except EntanglementAborted as exc:
+        raise CalibrationError(str(exc)) from None
 
 
 def _point_row(point: MountZeroPoint) -> Any:

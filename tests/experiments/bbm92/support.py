@@ -19,6 +19,9 @@ def overrides(*extra: str) -> list[str]:
     for link in ("source-alice", "source-bob"):
         out.append(f'world.links.{link}.initial_polarization="identity"')
         out.append(f"world.links.{link}.polarization_drift_rad_per_sqrt_s=0.0")
+    # Nothing for bob's controller to undo: no compensation step (tests/.../test_shipped.py
+    # runs the bench as shipped, which compensates).
+    out.append("experiments.bbm92.compensate_polarization=false")
     return [*out, *mount_zeros(), *extra]
 
 

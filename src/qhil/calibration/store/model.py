@@ -106,7 +106,13 @@ def register_kind(kind: CalibrationKind) -> CalibrationKind:
 for _k in (
     CalibrationKind(
         "polarization",
-        {"calibration.polarization": "", "bb84": "polcal_", "bb84.bob": "polcal_"},
+        {
+            "calibration.polarization": "",
+            "bb84": "polcal_",
+            "bb84.bob": "polcal_",
+            # The entanglement bench: bob's controller from alice-heralded pairs.
+            **dict.fromkeys(("visibility", "chsh", "bbm92", "calibration.mount_zero"), "polcal_"),
+        },
         ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after"),
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",

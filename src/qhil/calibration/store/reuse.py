@@ -22,6 +22,7 @@ from qhil.calibration.polarization import (
     MIN_CLICKS,
     PolarizationCalibration,
     PolarizationMeasurement,
+    SearchOptions,
 )
 from qhil.calibration.reference import ReferenceSource
 from qhil.calibration.settings import PolarizationSettings
@@ -62,8 +63,9 @@ def stored_voltages(cal: Calibration, channels: int) -> list[int] | None:
     return [round(cal.value(n)) for n in names]
 
 
-def judge(m: PolarizationMeasurement, ps: PolarizationSettings) -> str:
-    """Why the measurement does not meet the calibration's target ("" when it does)."""
+def judge(m: PolarizationMeasurement, ps: PolarizationSettings | SearchOptions) -> str:
+    """Why the measurement does not meet the calibration's target ("" when it does);
+    ``ps``: anything with the search's ``target_error`` and ``confidence``."""
     if m.e_z.total < MIN_CLICKS or m.e_x.total < MIN_CLICKS:
         return f"too few clicks ({m.e_z.total} under H, {m.e_x.total} under D)"
     bad = [

@@ -1,6 +1,8 @@
 """The recorded BBM92 job: profile, bench, acquisition, both parties, run record, keys.
 
-Both nodes and the source site in this process; Alice and Bob still talk only through an
+Both nodes and the source site in this process; the fibres are compensated first (or a
+stored compensation that still holds is reused: ``entanglement/fibres.py``), as for
+visibility and CHSH; Alice and Bob still talk only through an
 authenticated channel (HMAC-SHA256, a key shared at start-up) and each holds only its own
 node's outcomes. Keys go to the key store; the record and the summary carry SHA-256s.
 On an emulated bench the job (which started the emulators) adds the Ma-Fung-Lo
@@ -18,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.drivers.roles import (
+    EntangledPhotonSource,
+    PolarizationController,
+    RotationMount,
+    TimeTagger,
+)
 from qhil.orchestrator.bench import BenchLookupError, open_bench
 from qhil.orchestrator.channel import (
     AuthenticationError,
@@ -38,6 +45,7 @@ from qhil.orchestrator.experiments.entanglement.acquisition import (
 )
 from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
 from qhil.orchestrator.experiments.entanglement.experiments import options
+from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
 from qhil.orchestrator.experiments.entanglement.job import calibrated_zeros
 from qhil.orchestrator.jobs import JobSummary, _scalars, output_stores
 from qhil.orchestrator.profile import load_profile
@@ -74,6 +82,7 @@ class BBM92Summary(JobSummary):
             out[k] = self.results.get(k)
         out["secret_bits"] = out["secret_bits"] or 0
         out["key_committed"] = bool(out["key_committed"])
+        out["polarization_calibration"] = self.results.get("polcal_reuse")  # as bb84's
         out["results"] = self.results
         return out
 
@@ -177,6 +186,7 @@ async def run_bbm92_job(
             nodes = nodes_for_bbm92(bench, s)
             world = getattr(bench.emulator_truth, "world", None)
             predicted: dict[str, Any] = {}
+            polcal: dict[str, Any] = {}
             try:
                 if nodes.alice_mount is not None or nodes.bob_mount is not None:
                     await nodes.set_angles(
@@ -184,6 +194,17 @@ async def run_bbm92_job(
                         s.bob_mount_zero_deg if nodes.bob_mount else None,
                     )
                 await nodes.pump_on(s.pump_current_ma, s.crystal_temperature_c)
+                if s.compensate_polarization:  # plates at their zeros: H/V, D/A analysers
+                    polcal = await compensate_fibres(
+                        nodes,
+                        bench.role(
+                            s.bob_node, PolarizationController, name=s.polarization_controller
+                        ),
+                        s,
+                        run,
+                        store,
+                        identities,
+                    )
                 if progress is not None:
                     progress(BB84Progress("alice", "acquire", 0, 1, 0, f"{s.duration_s:g} s"))
                 acqs = await acquire_chunks(nodes, s)
@@ -196,7 +217,7 @@ async def run_bbm92_job(
             finally:
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
-            results = {**_record_acquisition(run, acqs), **predicted}
+            results = {**polcal, **_record_acquisition(run, acqs), **predicted}
             results.update(
                 mount_zero_source=zero_source,
                 alice_mount_zero_deg=s.alice_mount_zero_deg,

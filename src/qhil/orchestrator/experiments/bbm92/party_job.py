@@ -196,6 +196,16 @@ async def run_bbm92_party_job(
         raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
     prof = load_profile(profile, overrides or [])
     s = BBM92Settings.from_profile(prof, duration_s=duration_s)
+    if s.compensate_polarization:
+        # Bob's search needs alice's heralds acquisition by acquisition: not over the
+        # channel yet. Refuse rather than make a key through uncompensated fibres.
+        raise ConfigError(
+            prof.source or "<profile>",
+            "experiments.bbm92.compensate_polarization",
+            "the fibres' compensation does not run across two processes yet (bob's search "
+            "needs alice's heralds acquisition by acquisition): run bbm92 in one process, or "
+            "set it to false on a bench whose fibres hold the polarization",
+        )
     node = s.alice_node if party == "alice" else s.bob_node
     mine = [node, s.source_node] if party == "alice" else [node]
     own = prof.model_copy(update={"nodes": {n: prof.nodes[n] for n in mine}, "world": None})

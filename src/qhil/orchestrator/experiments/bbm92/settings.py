@@ -1,9 +1,10 @@
 """``[experiments.bbm92]``, validated (errors name the file and the field).
 
-The acquisition's fields are the entanglement experiments' (:class:`AcquisitionSettings`:
+The acquisition's fields are the entanglement experiments' (:class:`CompensatedSettings`:
 nodes, instruments, the taggers' inputs for H, V, D, A, pump current, coincidence window,
-clock-model search); the mounts, when the bench has them, stay at their zero
-(``<node>_mount_zero_deg``: the H/V analyser's own axes). The key's fields follow BB84's.
+clock-model search, and the fibres' compensation first, as visibility and CHSH do); the
+mounts, when the bench has them, stay at their zero (``<node>_mount_zero_deg``: the H/V
+analyser's own axes). The key's fields follow BB84's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from qhil.numerics.qkd import tag_bits_for
-from qhil.orchestrator.experiments.entanglement.settings import AcquisitionSettings
+from qhil.orchestrator.experiments.entanglement.settings import CompensatedSettings
 
 #: Fields each node may choose for itself (left out of the digest the parties compare).
 LOCAL_FIELDS = {
@@ -37,10 +38,18 @@ LOCAL_FIELDS = {
     "uncertainty_s",
     "max_frequency_offset_ppm",
     "min_significance",
+    # Bob's compensation of the fibres is his own business (alice only heralds).
+    "compensate_polarization",
+    "polarization_controller",
+    "compensation_integration_s",
+    "compensation_verify_s",
+    "compensation_target_error",
+    "compensation_max_acquisitions",
+    "polarization_max_age_s",
 }
 
 
-class BBM92Settings(AcquisitionSettings):
+class BBM92Settings(CompensatedSettings):
     """BBM92 on the entanglement bench (units in the names)."""
 
     TABLE: ClassVar[str] = "experiments.bbm92"

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from qhil.calibration.errors import CalibrationError
 from qhil.drivers.roles import (
     EntangledPhotonSource,
     PolarizationController,
@@ -28,17 +27,15 @@ from qhil.orchestrator.experiments.entanglement.acquisition import (
     EntanglementNodes,
     PairAcquisition,
 )
-from qhil.orchestrator.experiments.entanglement.compensation import compensate_pairs
 from qhil.orchestrator.experiments.entanglement.errors import (
     EntanglementAborted,
-    EntanglementAbortReason,
 )
 from qhil.orchestrator.experiments.entanglement.experiments import (
     ProgressHook,
-    options,
     run_chsh,
     run_visibility,
 )
+from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
 from qhil.orchestrator.experiments.entanglement.settings import (
     AcquisitionSettings,
     ChshSettings,
@@ -97,6 +94,7 @@ class EntanglementSummary(JobSummary):
         out: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "reason": self.reason}
         for k in self.fields:
             out[k] = self.results.get(k)
+        out["polarization_calibration"] = self.results.get("polcal_reuse")  # as bb84's
         return out
 
 
@@ -145,41 +143,14 @@ def _point_recorder(run: Any) -> Callable[[int, PairAcquisition], None]:
     return record
 
 
-async def _compensate(
-    bench: Any, nodes: EntanglementNodes, s: CompensatedSettings, run: Any
+async def compensate_at_zeros(
+    bench: Any, nodes: EntanglementNodes, s: CompensatedSettings, run: Any, runs: Any
 ) -> dict[str, Any]:
-    """The fibres compensated (plates at their zeros), recorded as ``polcal_*``; a target
-    not met aborts the run (``compensation_failed``), as BB84's compensation does."""
+    """The fibres compensated with both plates at their zeros (``fibres.py``: a stored
+    compensation reused when it still holds), bob's controller from the bench."""
     controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
     await nodes.set_angles(s.alice_mount_zero_deg % 360.0, s.bob_mount_zero_deg % 360.0)
-    try:
-        cal = await compensate_pairs(
-            nodes,
-            controller,
-            options(s),
-            integration_s=s.compensation_integration_s,
-            verify_integration_s=s.compensation_verify_s,
-            target_error=s.compensation_target_error,
-            max_acquisitions=s.compensation_max_acquisitions,
-        )
-    except CalibrationError as exc:  # the search could not run to the end (budget, no light)
-        raise EntanglementAborted(
-            EntanglementAbortReason.COMPENSATION_FAILED,
-            f"bob's polarization controller {controller.name}: {exc}",
-        ) from None
-    run.append("polcal/steps", cal.step_rows())
-    run.append("polarization_voltages_mv", np.asarray([cal.voltages_mv], dtype=np.int64))
-    found = {f"polcal_{k}": v for k, v in cal.to_results().items() if v is not None}
-    run.log_results(found)  # in the record also when the run aborts below
-    if not cal.target_met:
-        raise EntanglementAborted(
-            EntanglementAbortReason.COMPENSATION_FAILED,
-            f"bob's polarization controller {controller.name}: heralded error fractions "
-            f"e_Z {cal.e_z.value:.3f}, e_X {cal.e_x.value:.3f} not below "
-            f"{s.compensation_target_error} ({cal.stop_reason}); more "
-            "compensation_max_acquisitions or a longer compensation_integration_s",
-        )
-    return found
+    return await compensate_fibres(nodes, controller, s, run, runs, await bench.identities())
 
 
 def calibrated_zeros(settings: S, data_dir: Any, identities: dict[str, str]) -> tuple[S, str]:
@@ -258,7 +229,7 @@ async def _run_job(
                 await nodes.pump_on(settings.pump_current_ma, settings.crystal_temperature_c)
                 polcal: dict[str, Any] = {}
                 if isinstance(settings, CompensatedSettings) and settings.compensate_polarization:
-                    polcal = await _compensate(bench, nodes, settings, run)
+                    polcal = await compensate_at_zeros(bench, nodes, settings, run, store)
                 results = {**polcal, **await body(nodes, run, settings)}
             except EntanglementAborted as exc:
                 run.abort(str(exc))

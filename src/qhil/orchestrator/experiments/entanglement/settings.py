@@ -123,6 +123,9 @@ class CompensatedSettings(AcquisitionSettings):
     # Reachable: the pairs' own error floor is (1 - V)/2 ~ 1.7 % at V = 0.966.
     compensation_target_error: float = Field(0.06, gt=0.0, lt=0.5)
     compensation_max_acquisitions: int = Field(150, ge=4, le=10_000)
+    # Reuse the newest compensation of these instruments up to this old, s, when one
+    # verification acquisition at its voltages meets the target (0: compensate every run).
+    polarization_max_age_s: float = Field(86400.0, ge=0.0)
 
     def instruments(self) -> list[tuple[str, str, str, str | None, bool]]:
         found = super().instruments()
