@@ -122,6 +122,8 @@ class TDC1Emulator(S15Emulator):
         self._stream_task: asyncio.Task[None] | None = None
         #: The latest timestamp stream's counter reset (None before the first stream).
         self.stream_origin: StreamOrigin | None = None
+        #: A finished timed stream's world reader, held until the unit is told to stop.
+        self._held: Any = None
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
@@ -146,6 +148,9 @@ class TDC1Emulator(S15Emulator):
         task, self._stream_task = getattr(self, "_stream_task", None), None
         if task is not None and not task.done():
             task.cancel()
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None:
+            held.close()
 
     @property
     def streaming(self) -> bool:
@@ -218,6 +223,12 @@ class TDC1Emulator(S15Emulator):
                     rel, ch = rel[:cut], ch[:cut]
                 yield stream_words(rel, ch, done, max(done, stop))
                 done = max(done, stop)
+            if reader is not None and self._writer is not None:
+                # A timed stream that ran its course still counts as started until the
+                # client stops it (``abort``): another tagger's stream started meanwhile
+                # joins it, whatever the wall-clock order (fast mode, virtual time).
+                reader.hold()
+                self._held, reader = reader, None
         finally:
             if reader is not None:
                 reader.close()

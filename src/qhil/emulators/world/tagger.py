@@ -67,7 +67,9 @@ class TagBlock:
 class _Timeline(Protocol):
     clock: SimClock
 
-    def _generate_for(self, pipeline: TagPipeline, node_stop_ps: int) -> None: ...
+    def _generate_for(
+        self, pipeline: TagPipeline, node_stop_ps: int, stop_ps: int | None = None
+    ) -> None: ...
 
     def _start_ps(self) -> int: ...
 
@@ -344,6 +346,16 @@ class TagReader:
         self.cursor_ps = max(self.cursor_ps, self._timeline._start_ps())
         self.start_ps = self.cursor_ps
 
+    def hold(self) -> None:
+        """End a streaming (``join``) acquisition's reading but keep it open, so that a stream
+        another tagger starts before this one is stopped still joins it (fast mode: two
+        streams started together cover the same interval however long one of them took to
+        start, on the wall clock). It takes no more tags; `close` it when stopped."""
+        self._check()
+        self._clear()
+        if self in self._pipeline.readers:
+            self._pipeline.readers.remove(self)
+
     def close(self) -> None:
         if self.closed:
             return
@@ -365,7 +377,7 @@ class TagReader:
         clock = self._pipeline.clock
         node_start = math.floor(clock.node_of_true(self.cursor_ps))
         node_stop = math.floor(clock.node_of_true(stop_ps))
-        self._timeline._generate_for(self._pipeline, node_stop)
+        self._timeline._generate_for(self._pipeline, node_stop, stop_ps)
         ts_out: list[I64] = []
         ch_out: list[I32] = []
         while self._chunks:

@@ -341,6 +341,10 @@ class World:
     def _taggers(self) -> list[TimeTagger]:
         return list(self._of(TimeTagger).values())
 
+    @functools.cached_property
+    def _pipes(self) -> list[TagPipeline]:
+        return [tg.pipeline for tg in self._taggers]
+
     # -- power-on ------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -596,10 +600,28 @@ class World:
         g = max([0.0, *(d.jitter_guard_ps for d in dets)])
         return g + 8.0 * pipe.jitter_ps
 
-    def _generate_for(self, pipe: TagPipeline, node_stop_ps: int) -> None:
-        """Generate batches until ``pipe`` has committed every tag before ``node_stop_ps``."""
+    def _pipe_guard_ps(self, pipe: TagPipeline) -> float:
+        """How far past a tag's time generation must run for ``pipe`` to commit it."""
+        return self._guard_ps(pipe) + max(0.0, -pipe.min_delay_ps()) + 2 * pipe.bin_ps + 2
+
+    def _generate_for(
+        self, pipe: TagPipeline, node_stop_ps: int, stop_ps: int | None = None
+    ) -> None:
+        """Generate batches until ``pipe`` has committed every tag before ``node_stop_ps``
+        (``stop_ps``: the same instant in true time, the reader's window end)."""
+        if stop_ps is not None:
+            # Batch edges from the true instant and the largest guard of all taggers, not
+            # from this pipe's clock: each batch's random draws depend on its edges, and
+            # two taggers reading the same window (their node clocks round its end to
+            # true times a ps apart) would otherwise cut the batches as whichever asks
+            # first needs them, so a run would depend on the host's scheduling.
+            guard = max([self._pipe_guard_ps(pipe), *map(self._pipe_guard_ps, self._pipes)])
+            need = stop_ps + math.ceil(guard * 1.001) + 2  # node ps -> true (|drift| << 1e-3)
+            while self._generated_until < need and pipe.committed_until < node_stop_ps:
+                start = self._generated_until
+                self._run_batch(start, min(start + self.max_batch_ps, need))
         while pipe.committed_until < node_stop_ps:
-            guard = self._guard_ps(pipe) + max(0.0, -pipe.min_delay_ps()) + 2 * pipe.bin_ps + 2
+            guard = self._pipe_guard_ps(pipe)
             need = math.ceil(pipe.clock.true_of_node(node_stop_ps + math.ceil(guard))) + 1
             start = self._generated_until
             stop = min(start + self.max_batch_ps, max(need, start + 1))
