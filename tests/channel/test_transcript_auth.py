@@ -240,3 +240,20 @@ async def test_no_pool_bytes_in_reprs_logs_or_errors_and_no_pickling(
     assert leaks(text) == []
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(auths[0])
+
+
+async def test_a_deferred_frame_from_another_session_fails_the_checkpoint() -> None:
+    # Same pool, same session id, same sequence number: only the nonces in the hashed
+    # session context differ, and the checkpoint sees it.
+    recorded: list[bytes] = []
+    a2, b2 = await opened(pair(), lambda f: (recorded.append(f), [f])[1])
+    await a2.send("data", {"x": 1})
+    await b2.recv("data")
+    other = recorded[1]
+
+    a, b = await opened(pair(), _nth(1, lambda f: [other]))
+    await a.send("data", {"x": 2})
+    assert (await b.recv("data")).payload == {"x": 1}  # unverified for now
+    await a.send(CONFIRM, {})
+    with pytest.raises(AuthenticationError, match="tag mismatch"):
+        await b.recv()
