@@ -45,6 +45,8 @@ SAMPLES: list[m.Message] = [
     m.AcquisitionStart(b"\x01" * 32, 2.5),
     m.Timestamps(np.array([5, 7, 1000], np.int64)),
     m.CoincidenceGroups(2, np.array([0, 0, 1], np.int64), np.array([5, 5, 1000], np.int64)),
+    m.HeraldRequest(0.2),
+    m.HeraldedPairs(np.array([0, 3, 2], np.int64), np.array([5, 9, 1000], np.int64)),
 ]
 
 

@@ -223,6 +223,23 @@ class CoincidenceGroups(Message):
     ticks: I64 = field(metadata={"wire": "i64[]"})
 
 
+@dataclass(frozen=True, eq=False)
+class HeraldRequest(Message):
+    """BBM92, bob's fibre compensation: one pair acquisition of ``duration_s`` please (alice
+    answers AcquisitionStart, then both stream); 0: no more (the key's acquisition follows)."""
+
+    duration_s: float = field(metadata={"wire": "f64"})
+
+
+@dataclass(frozen=True, eq=False)
+class HeraldedPairs(Message):
+    """BBM92, bob's fibre compensation: for each pair alice found, her outcome (0..3: H, V,
+    D, A) and bob's tick. Only for compensation acquisitions, never for key ones."""
+
+    outcome: I64 = field(metadata={"wire": "i64[]"})
+    ticks: I64 = field(metadata={"wire": "i64[]"})
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello,
     BlockLive,
@@ -246,6 +263,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     AcquisitionStart,
     Timestamps,
     CoincidenceGroups,
+    HeraldRequest,
+    HeraldedPairs,
 )
 
 KIND_PREFIX = "bb84."
