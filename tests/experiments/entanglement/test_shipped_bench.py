@@ -6,11 +6,13 @@ run on the same bench when one verification acquisition at its voltages meets th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from click.testing import CliRunner
 
 from qhil.cli import main
@@ -88,20 +90,55 @@ def test_bbm92_and_mount_zero_compensate_the_fibres_and_reuse_it(tmp_path: Path)
     assert "zero_error_deg" not in rec3.results  # the plates' own offsets are compensated
 
 
-def test_party_mode_refuses_to_skip_the_compensation(tmp_path: Path) -> None:
-    """--party cannot compensate across the two processes yet: one line naming the
-    setting (exit 2), never a key through uncompensated fibres."""
-    key = tmp_path / "auth.key"
-    key.write_text("00" * 32)
-    key.chmod(0o600)
-    r = CliRunner().invoke(
-        main,
-        [
-            "run", "bbm92", PROFILE, "--party", "bob", "--connect", "127.0.0.1:9",
-            "--auth-key-file", str(key), "--data-dir", str(tmp_path),
-        ],
-    )  # fmt: skip
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "experiments.bbm92.compensate_polarization" in lines[0], lines
-    assert "Traceback" not in r.output
+@pytest.mark.slow  # two party jobs over TCP, ~50 evaluations of 0.2 s, a 2 s key: ~25 s
+def test_party_mode_compensates_from_heralds_over_the_channel(tmp_path: Path) -> None:
+    """--party: bob's compensation takes its pairs from alice over the channel
+    (HeraldRequest, AcquisitionStart, Timestamps, HeraldedPairs), and the key then agrees
+    at both nodes. Fibres that hold the polarization here (a shorter search than the
+    shipped bench's random ones: the controller's own zero-voltage state still needs one)."""
+    from orchestrator.test_party_cli import _free_port, _key
+    from qhil.calibration.store import CalibrationStore
+    from qhil.emulators.bench import EmulatedBench
+    from qhil.orchestrator.experiments.bbm92.party_job import run_bbm92_party_job
+    from qhil.orchestrator.profile import load_profile
+
+    from ..bbm92.support import mount_zeros, overrides
+
+    port, key = _free_port(), _key(tmp_path / "psk.hex")
+    on = [*mount_zeros(), "experiments.bbm92.compensate_polarization=true"]
+    with EmulatedBench(load_profile(PROFILE, overrides())) as bench:
+        lab = tmp_path / "lab.toml"
+        lab.write_bytes(tomli_w.dumps(bench.addressed_profile()).encode())
+
+        async def both() -> list[Any]:
+            common: dict[str, Any] = {"auth_key_file": key, "duration_s": 2.0}
+            return list(
+                await asyncio.gather(
+                    run_bbm92_party_job(
+                        "alice", str(lab), on, listen=f"127.0.0.1:{port}",
+                        data_dir=tmp_path / "alice", peer_timeout_s=120.0, **common,
+                    ),
+                    run_bbm92_party_job(
+                        "bob", str(lab), on, connect=f"127.0.0.1:{port}",
+                        data_dir=tmp_path / "bob", peer_timeout_s=120.0, **common,
+                    ),
+                )
+            )  # fmt: skip
+
+        alice, bob = (s.as_dict() for s in asyncio.run(both()))
+    assert alice["status"] == bob["status"] == "success", (alice["reason"], bob["reason"])
+    assert alice["alice_key_sha256"] == bob["bob_key_sha256"] is not None
+    res = bob["results"]
+    # A search whose pairs were mismatched (alice's outcomes against the wrong ticks of
+    # bob's) would see no correlation to steer by and never meet its target.
+    assert res["polcal_target_met"] is True, res
+    assert res["polcal_e_z_after"] < 0.06 and res["polcal_e_x_after"] < 0.06
+    assert res["polcal_reuse"].startswith("not reused: no polarization calibration")
+    assert bob["qber"] < 0.05  # MFL predicts ~1.7 % on this bench
+    assert "polcal_target_met" not in alice["results"]  # bob's business alone
+    # Bob's run is a polarization calibration of his instruments in his store.
+    record = RunStore(tmp_path / "bob", readonly=True).get(bob["run_id"])
+    cal = CalibrationStore(tmp_path / "bob").latest(
+        "polarization", identities=dict(record.identities), max_age_s=3600
+    )
+    assert cal is not None and cal.run_id == bob["run_id"]

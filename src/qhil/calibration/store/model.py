@@ -110,6 +110,7 @@ for _k in (
             "calibration.polarization": "",
             "bb84": "polcal_",
             "bb84.bob": "polcal_",
+            "bbm92.bob": "polcal_",
             # The entanglement bench: bob's controller from alice-heralded pairs.
             **dict.fromkeys(("visibility", "chsh", "bbm92", "calibration.mount_zero"), "polcal_"),
         },

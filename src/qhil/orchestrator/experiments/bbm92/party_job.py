@@ -1,9 +1,19 @@
 """One party of BBM92 per process, over TCP (as ``qhil run bbm92 --party alice|bob``).
 
 Each process opens only its own node's instruments; alice's also opens the source site's
-pair source (she switches it on and off). The acquisition is shared over the channel:
+pair source (she switches it on and off). With ``compensate_polarization`` bob first
+compensates the fibres (or reuses a stored compensation of his instruments that still holds:
+``entanglement/fibres.py``) from pairs alice names, acquisitions that never become key:
 
-    A->B AcquisitionStart  settings digest, duration (alice's pump is on)
+    B->A HeraldRequest     duration
+    A->B AcquisitionStart  settings digest, that duration (both stream it from now)
+    B->A Timestamps        bob's analyser tags' times
+    A->B HeraldedPairs     per pair she finds: her outcome (H, V, D, A) and bob's tick
+    ... as many as his search needs, then B->A HeraldRequest(0): none more.
+
+The key's acquisition is then shared over the channel:
+
+    A->B AcquisitionStart  settings digest, duration
     (both stream their own tagger for ``duration_s``)
     B->A Timestamps        bob's analyser tags' times only (his outcomes stay at bob)
     A->B CoincidenceGroups per coincidence she keeps: its group and bob's tick
@@ -24,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from qhil.drivers.roles import EntangledPhotonSource, RotationMount, TimeTagger
+from qhil.drivers.roles import (
+    EntangledPhotonSource,
+    PolarizationController,
+    RotationMount,
+    TimeTagger,
+)
 from qhil.errors import ConfigError
 from qhil.numerics.entanglement import NoCoincidencePeakError, cross_node_coincidences
 from qhil.orchestrator.bench import open_bench
@@ -36,6 +52,8 @@ from qhil.orchestrator.experiments.bb84.link import PeerLink
 from qhil.orchestrator.experiments.bb84.messages import (
     AcquisitionStart,
     CoincidenceGroups,
+    HeraldedPairs,
+    HeraldRequest,
     Timestamps,
 )
 from qhil.orchestrator.experiments.bb84.party import run_party
@@ -54,8 +72,10 @@ from qhil.orchestrator.experiments.entanglement.acquisition import (
     _read,
     clock_model,
 )
+from qhil.orchestrator.experiments.entanglement.compensation import Heralds
 from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
 from qhil.orchestrator.experiments.entanglement.experiments import options
+from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
 from qhil.orchestrator.jobs import (
     _scalars,
     load_auth_key,
@@ -65,6 +85,8 @@ from qhil.orchestrator.jobs import (
 from qhil.orchestrator.profile import load_profile
 
 I64 = np.ndarray
+#: Longest compensation acquisition alice serves, s (compensation_verify_s is at most 600).
+MAX_HERALD_S = 600.0
 
 
 async def _stream(
@@ -78,12 +100,12 @@ async def _stream(
     return t[o >= 0], o[o >= 0]
 
 
-async def _alice_chunk(
+async def _alice_pairs(
     s: BBM92Settings, link: PeerLink, tagger: TimeTagger, d: float, prior: Any
-) -> tuple[I64, Any, dict[str, float]]:
-    """One chunk at alice: her masks per group, the chunk's clock model, its counts."""
+) -> tuple[Any, Any, I64, int, int]:
+    """Alice's stream and bob's times of one acquisition: the coincidences, the clock
+    model, bob's tick of each pair, and both nodes' event counts."""
     opts = options(s)
-    await link.send(AcquisitionStart(s.digest(), d))
     a_t, a_o = await _stream(tagger, "alice", s, s.alice_channels, d)
     b_t = np.asarray((await link.expect(Timestamps)).times, np.int64)
     if b_t.size > 1 and np.any(np.diff(b_t) < 0):
@@ -105,19 +127,66 @@ async def _alice_chunk(
         raise BB84Aborted(
             AbortReason.NO_DATA, f"no coincidences between the nodes: {exc}"
         ) from None
-    group, n = group_pairs(c.alice_t_ps, c.bob_t_ps)
     mapped = model.map_b_to_a(b_t)
     ticks = b_t[np.searchsorted(mapped, c.bob_t_ps).clip(0, max(b_t.size - 1, 0))]
+    return c, model, ticks, int(a_t.size), int(b_t.size)
+
+
+async def _alice_chunk(
+    s: BBM92Settings, link: PeerLink, tagger: TimeTagger, d: float, prior: Any
+) -> tuple[I64, Any, dict[str, float]]:
+    """One chunk at alice: her masks per group, the chunk's clock model, its counts."""
+    await link.send(AcquisitionStart(s.digest(), d))
+    c, model, ticks, n_a, n_b = await _alice_pairs(s, link, tagger, d, prior)
+    group, n = group_pairs(c.alice_t_ps, c.bob_t_ps)
     sel = group >= 0
     await link.send(CoincidenceGroups(n, group[sel], ticks[sel]))
     counts = {
         "window_ps": float(c.window_ps),
         "coincidences": float(c.coincidences),
         "accidentals": c.accidentals_total,
-        "singles_a": float(a_t.size),
-        "singles_b": float(b_t.size),
+        "singles_a": float(n_a),
+        "singles_b": float(n_b),
     }
     return group_masks(group, c.alice_outcome, n), model, counts
+
+
+async def _alice_heralds(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> Any:
+    """Alice's side of bob's fibre compensation: each acquisition he asks for, her outcome
+    and his tick of every pair (these pairs are never key), until he asks for none. The
+    last clock model (None: no acquisition) is the key acquisition's prior."""
+    model = None
+    while (d := (await link.expect(HeraldRequest)).duration_s) != 0:
+        if not 0 < d <= MAX_HERALD_S:
+            raise BB84Aborted(
+                AbortReason.PROTOCOL_ERROR, f"HeraldRequest: {d!r} s is not in (0, {MAX_HERALD_S}]"
+            )
+        await link.send(AcquisitionStart(s.digest(), d))  # as for the key: then both stream
+        c, model, ticks, _, _ = await _alice_pairs(s, link, tagger, d, model)
+        await link.send(HeraldedPairs(np.asarray(c.alice_outcome, np.int64), ticks))
+    return model
+
+
+def _bob_heralds(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> Heralds:
+    """Bob's pair acquisitions for his compensation (``entanglement/fibres.py``): alice
+    names the pairs with her outcomes; he counts them against his own."""
+
+    async def heralds(d: float) -> NDArray[np.int64]:
+        await link.send(HeraldRequest(d))
+        await _expect_start(link, s, d)
+        t, o = await _stream(tagger, "bob", s, s.bob_channels, d)
+        await link.send(Timestamps(t))
+        pairs = await link.expect(HeraldedPairs)
+        a, ticks = np.asarray(pairs.outcome, np.int64), np.asarray(pairs.ticks, np.int64)
+        at = np.searchsorted(t, ticks)
+        ok = a.size == ticks.size and bool(np.all((a >= 0) & (a < 4)) and np.all(at < t.size))
+        if not ok or not np.array_equal(t[at], ticks):
+            raise BB84Aborted(AbortReason.PROTOCOL_ERROR, "HeraldedPairs is malformed")
+        matrix = np.zeros((4, 4), np.int64)
+        np.add.at(matrix, (a, o[at]), 1)  # a double click at bob: his first event's outcome
+        return matrix
+
+    return heralds
 
 
 async def _alice_acquire(
@@ -125,12 +194,12 @@ async def _alice_acquire(
 ) -> tuple[I64, dict[str, Any]]:
     """Alice's side of the shared acquisition, chunk by chunk: her masks, and the record."""
     masks, rows = [], []
-    model = None
     await source.set_output(True)
     try:
         if s.crystal_temperature_c is not None:
             await source.set_crystal_temperature_c(s.crystal_temperature_c)
         await source.set_pump_current_ma(s.pump_current_ma)
+        model = await _alice_heralds(s, link, tagger)  # bob's compensation, if he makes one
         for d in s.chunks():
             mask, model, counts = await _alice_chunk(s, link, tagger, d, model)
             masks.append(mask)
@@ -152,16 +221,21 @@ async def _alice_acquire(
     return np.concatenate(masks), record
 
 
+async def _expect_start(link: PeerLink, s: BBM92Settings, d: float) -> None:
+    """Alice's go for an acquisition of ``d`` s (her pump is on): bob streams on receipt,
+    as she does on sending it, so that both streams cover the same interval."""
+    start = await link.expect(AcquisitionStart)
+    if start.settings_digest != s.digest() or start.duration_s != d:
+        raise BB84Aborted(
+            AbortReason.PROTOCOL_ERROR,
+            "Alice's BBM92 settings differ from Bob's (compare both [experiments.bbm92] tables)",
+        )
+
+
 async def _bob_acquire(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> I64:
     masks = []
     for d in s.chunks():
-        start = await link.expect(AcquisitionStart)
-        if start.settings_digest != s.digest() or start.duration_s != d:
-            raise BB84Aborted(
-                AbortReason.PROTOCOL_ERROR,
-                "Alice's BBM92 settings differ from Bob's (compare both [experiments.bbm92] "
-                "tables)",
-            )
+        await _expect_start(link, s, d)
         t, o = await _stream(tagger, "bob", s, s.bob_channels, d)
         await link.send(Timestamps(t))
         g = await link.expect(CoincidenceGroups)
@@ -173,6 +247,26 @@ async def _bob_acquire(s: BBM92Settings, link: PeerLink, tagger: TimeTagger) -> 
         except ValueError as exc:
             raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"CoincidenceGroups: {exc}") from None
     return np.concatenate(masks)
+
+
+async def _bob_compensate(
+    bench: Any, s: BBM92Settings, link: PeerLink, tagger: TimeTagger, run: Any, store: Any
+) -> dict[str, Any]:
+    """Bob's compensation of the fibres (or a stored one of his instruments reused) from
+    alice's heralds over the channel; a failure is the protocol's calibration_failed."""
+    controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
+    try:
+        return await compensate_fibres(
+            None,
+            controller,
+            s,
+            run,
+            store,
+            await bench.identities(),
+            heralds=_bob_heralds(s, link, tagger),
+        )
+    except EntanglementAborted as exc:
+        raise BB84Aborted(AbortReason.CALIBRATION_FAILED, exc.detail) from None
 
 
 async def run_bbm92_party_job(
@@ -196,16 +290,6 @@ async def run_bbm92_party_job(
         raise ConfigError("<command line>", "party", f"must be alice or bob, not {party!r}")
     prof = load_profile(profile, overrides or [])
     s = BBM92Settings.from_profile(prof, duration_s=duration_s)
-    if s.compensate_polarization:
-        # Bob's search needs alice's heralds acquisition by acquisition: not over the
-        # channel yet. Refuse rather than make a key through uncompensated fibres.
-        raise ConfigError(
-            prof.source or "<profile>",
-            "experiments.bbm92.compensate_polarization",
-            "the fibres' compensation does not run across two processes yet (bob's search "
-            "needs alice's heralds acquisition by acquisition): run bbm92 in one process, or "
-            "set it to false on a bench whose fibres hold the polarization",
-        )
     node = s.alice_node if party == "alice" else s.bob_node
     mine = [node, s.source_node] if party == "alice" else [node]
     own = prof.model_copy(update={"nodes": {n: prof.nodes[n] for n in mine}, "world": None})
@@ -221,7 +305,8 @@ async def run_bbm92_party_job(
     results: dict[str, Any] = {}
     with run:
         async with open_bench(own) as bench:
-            run.set_identities(await bench.identities())
+            identities = await bench.identities()
+            run.set_identities(identities)
             tagger = bench.role(
                 node, TimeTagger, name=s.alice_tagger if party == "alice" else s.bob_tagger
             )
@@ -258,6 +343,9 @@ async def run_bbm92_party_job(
                         source = bench.role(s.source_node, EntangledPhotonSource, name=s.source)
                         mask, results = await _alice_acquire(s, link, tagger, source)
                     else:
+                        if s.compensate_polarization:
+                            results = await _bob_compensate(bench, s, link, tagger, run, store)
+                        await link.send(HeraldRequest(0.0))  # no more: the key's acquisition
                         mask = await _bob_acquire(s, link, tagger)
                 except BB84Aborted as exc:
                     await link.tell_abort(exc)

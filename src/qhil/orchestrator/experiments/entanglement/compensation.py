@@ -22,7 +22,11 @@ loaded 2-core host; CHSH after it S = 2.81 +- 0.05 (truth 2.73).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from qhil.calibration.polarization import (
     PolarizationCalibration,
@@ -38,6 +42,9 @@ from qhil.orchestrator.experiments.entanglement.acquisition import (
 )
 
 Counts = tuple[int, int, int, int]
+#: heralds(duration_s) -> the 4 x 4 coincidence matrix of one new pair acquisition (rows
+#: alice's H, V, D, A; columns bob's).
+Heralds = Callable[[float], Awaitable[NDArray[np.int64]]]
 #: Row of the 4 x 4 matrix (alice's outcome) for each reference state.
 _ROW = {"H": 0, "V": 1, "D": 2, "A": 3}
 
@@ -51,11 +58,18 @@ class HeraldedReference:
     """Alice's detections as the reference light of bob's compensation (module doc)."""
 
     def __init__(
-        self, nodes: EntanglementNodes, options: CoincidenceOptions, prior: ClockModel | None
+        self,
+        nodes: EntanglementNodes | None,
+        options: CoincidenceOptions,
+        prior: ClockModel | None,
+        heralds: Heralds | None = None,
     ) -> None:
         self.nodes = nodes
         self.options = options
         self.prior = prior
+        # Where the 4 x 4 matrix comes from: both taggers here, or (two processes) the
+        # pairs alice finds on both streams, sent over the channel (bbm92/party_job.py).
+        self.heralds = heralds or self._acquire
         self.acquisitions = 0
         self._state = "H"
         self._kept: dict[str, Counts] = {}
@@ -77,13 +91,19 @@ class HeraldedReference:
         kept = self._kept.pop(self._state, None)
         if kept is not None:
             return kept
-        acq = await acquire_pairs(self.nodes, integration_s, self.options, prior=self.prior)
-        self.prior = acq.model
+        matrix = await self.heralds(integration_s)
         self.acquisitions += 1
-        rows = {s: _counts(acq.matrix[i]) for s, i in _ROW.items()}
+        rows = {s: _counts(matrix[i]) for s, i in _ROW.items()}
         # The search asks for D right after H at the same voltages: this acquisition's row.
         self._kept = {s: r for s, r in rows.items() if s != self._state}
         return rows[self._state]
+
+    async def _acquire(self, integration_s: float) -> NDArray[np.int64]:
+        if self.nodes is None:
+            raise ValueError("HeraldedReference: neither nodes nor heralds given")
+        acq = await acquire_pairs(self.nodes, integration_s, self.options, prior=self.prior)
+        self.prior = acq.model
+        return acq.matrix
 
     def forget(self) -> None:
         """The voltages changed: rows kept from before no longer hold."""
@@ -108,7 +128,7 @@ class _ForgetfulController:
 
 
 async def compensate_pairs(
-    nodes: EntanglementNodes,
+    nodes: EntanglementNodes | None,
     controller: PolarizationController,
     options: CoincidenceOptions,
     *,
@@ -117,10 +137,12 @@ async def compensate_pairs(
     target_error: float,
     max_acquisitions: int,
     prior: ClockModel | None = None,
+    heralds: Heralds | None = None,
 ) -> PolarizationCalibration:
     """Bob's ``controller`` set so that alice's H and D herald H and D at bob (pump on,
-    plates at their zeros)."""
-    ref = HeraldedReference(nodes, options, prior)
+    plates at their zeros); ``heralds`` instead of ``nodes`` when the acquisition is shared
+    between two processes."""
+    ref = HeraldedReference(nodes, options, prior, heralds)
     opts = polarization_options(
         int(controller.channels),
         target_error=target_error,

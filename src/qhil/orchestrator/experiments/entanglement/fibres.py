@@ -26,16 +26,18 @@ import logging
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from qhil.calibration.errors import CalibrationError
 from qhil.calibration.polarization import PolarizationMeasurement, polarization_options
 from qhil.calibration.store.reuse import PolarizationCheck, _candidate, judge
 from qhil.drivers.roles import PolarizationController
+from qhil.numerics.timing import ClockModel
 from qhil.orchestrator.experiments.entanglement.acquisition import (
     EntanglementNodes,
     acquire_pairs,
 )
-from qhil.orchestrator.experiments.entanglement.compensation import compensate_pairs
+from qhil.orchestrator.experiments.entanglement.compensation import Heralds, compensate_pairs
 from qhil.orchestrator.experiments.entanglement.errors import (
     EntanglementAborted,
     EntanglementAbortReason,
@@ -52,8 +54,21 @@ def _counts(row: Any) -> tuple[int, int, int, int]:
     return h, v, d, a
 
 
+def local_heralds(nodes: EntanglementNodes, s: CompensatedSettings) -> Heralds:
+    """Pair acquisitions with both taggers in this process, each with the last one's
+    clock model as its prior."""
+    prior: list[ClockModel | None] = [None]
+
+    async def heralds(duration_s: float) -> NDArray[np.int64]:
+        acq = await acquire_pairs(nodes, duration_s, options(s), prior=prior[0])
+        prior[0] = acq.model
+        return acq.matrix
+
+    return heralds
+
+
 async def _check_stored(
-    nodes: EntanglementNodes,
+    heralds: Heralds,
     controller: PolarizationController,
     voltages_mv: list[int],
     s: CompensatedSettings,
@@ -61,28 +76,32 @@ async def _check_stored(
     """One verification acquisition at the stored voltages (the controller is left there):
     bob's H, V, D, A among the pairs heralded by alice's H and by alice's D."""
     await controller.set_voltages_mv(voltages_mv)
-    acq = await acquire_pairs(nodes, s.compensation_verify_s, options(s))
+    matrix = await heralds(s.compensation_verify_s)
     return PolarizationMeasurement(
-        tuple(voltages_mv),
-        _counts(acq.matrix[0]),
-        _counts(acq.matrix[2]),
-        s.compensation_verify_s,
+        tuple(voltages_mv), _counts(matrix[0]), _counts(matrix[2]), s.compensation_verify_s
     )
 
 
 async def compensate_fibres(
-    nodes: EntanglementNodes,
+    nodes: EntanglementNodes | None,
     controller: PolarizationController,
     s: CompensatedSettings,
     run: Any,
     runs: RunStore,
     identities: dict[str, str],
+    *,
+    heralds: Heralds | None = None,
 ) -> dict[str, Any]:
     """Bob's controller compensating the fibres (pump on, plates where the experiment
     measures H/V and D/A): a stored compensation that still holds, else a new one.
-    Returns the results recorded (``polcal_*``, ``calibration_polarization_run``); a
-    compensation that misses its target raises :class:`EntanglementAborted`
-    (``compensation_failed``), as BB84's does."""
+    ``nodes``: both taggers here; or ``heralds``: the pairs come from elsewhere (two
+    processes). Returns the results recorded (``polcal_*``,
+    ``calibration_polarization_run``); a compensation that misses its target raises
+    :class:`EntanglementAborted` (``compensation_failed``), as BB84's does."""
+    if heralds is None:
+        if nodes is None:
+            raise ValueError("compensate_fibres: neither nodes nor heralds given")
+        heralds = local_heralds(nodes, s)
     opts = polarization_options(
         int(controller.channels),
         target_error=s.compensation_target_error,
@@ -94,7 +113,7 @@ async def compensate_fibres(
     where = f"bob's polarization controller {controller.name}"
     cal, voltages, why = _candidate(runs, identities, s.polarization_max_age_s, controller)
     if cal is not None and voltages is not None:
-        m = await _check_stored(nodes, controller, voltages, s)
+        m = await _check_stored(heralds, controller, voltages, s)
         bad = judge(m, opts)
         check = PolarizationCheck(cal, m, not bad, bad)
         checked = {f"polcal_check_{k}": v for k, v in check.to_results().items()}
@@ -116,6 +135,7 @@ async def compensate_fibres(
             verify_integration_s=s.compensation_verify_s,
             target_error=s.compensation_target_error,
             max_acquisitions=s.compensation_max_acquisitions,
+            heralds=heralds,
         )
     except CalibrationError as exc:  # the search could not run to the end (budget, no light)
         reason = EntanglementAbortReason.COMPENSATION_FAILED
@@ -136,4 +156,4 @@ async def compensate_fibres(
     return found
 
 
-__all__ = ["compensate_fibres"]
+__all__ = ["compensate_fibres", "local_heralds"]
