@@ -69,8 +69,9 @@ def run_continuous_command(
     kms_config: str | None,
     max_key_count: int | None,
     kme_key_size: int | None,
+    protocol: str = "bb84",
 ) -> None:
-    """Run the continuous job, print its summary; exit 0 when it stopped cleanly (a
+    """Run the continuous job (``protocol`` bb84 or bbm92; bbm92 in one process only), print its summary; exit 0 when it stopped cleanly (a
     signal or the peer stopping), 3 when it aborted, 2 on bad input, 128 + N when a
     second signal cut it short."""
     from tqdm import tqdm
@@ -98,7 +99,7 @@ def run_continuous_command(
         bar = bars[0]
         bar.n = p.keys
         paused = " (paused: key store full)" if p.event == "paused" else ""
-        bar.set_description(f"bb84 continuous{paused}")
+        bar.set_description(f"{protocol} continuous{paused}")
         bar.set_postfix(bits=p.bits, dropped=p.dropped, refresh=False)
         bar.refresh()
 
@@ -138,6 +139,12 @@ def run_continuous_command(
                 "gates": gates,
                 "on_progress": on_progress,
             }
+            if protocol == "bbm92":
+                from qhil.orchestrator.experiments.bbm92.continuous import (
+                    run_bbm92_continuous_job,
+                )
+
+                return run_bbm92_continuous_job(profile, overrides, mode=mode, **common)
             if party is None:
                 return run_bb84_continuous_job(profile, overrides, mode=mode, **common)
             assert auth_key_file is not None
@@ -170,6 +177,19 @@ def run_continuous_command(
         sys.exit(cli.EXIT_ABORTED)
 
 
+def refuse_without_continuous(
+    kms_config: str | None, max_key_count: int | None, kme_key_size: int | None
+) -> None:
+    """The storage bound's options make sense with ``--continuous`` only (exit 2)."""
+    for name, given in (
+        ("--kms-config", kms_config),
+        ("--max-key-count", max_key_count),
+        ("--kme-key-size", kme_key_size),
+    ):
+        if given is not None:
+            raise click.UsageError(f"{name} is for --continuous runs only")
+
+
 def _text(summary: dict[str, Any]) -> dict[str, Any]:
     """The text summary: one line per key (ids and length), never bits."""
     out = {k: v for k, v in summary.items() if k not in ("keys", "dropped")}
@@ -187,4 +207,8 @@ def _text(summary: dict[str, Any]) -> dict[str, Any]:
 TEXT_KEYS = 20
 
 
-__all__: list[str] = ["continuous_options", "run_continuous_command"]
+__all__: list[str] = [
+    "continuous_options",
+    "refuse_without_continuous",
+    "run_continuous_command",
+]

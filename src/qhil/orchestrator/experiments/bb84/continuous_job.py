@@ -181,12 +181,7 @@ async def run_bb84_continuous_job(
     returned summary is :func:`summary_of`'s.
     """
     from qhil.orchestrator.bench import open_bench
-    from qhil.orchestrator.channel import (
-        AuthenticationError,
-        AuthKey,
-        HmacSha256Authenticator,
-        in_process_channels,
-    )
+    from qhil.orchestrator.channel import AuthenticationError
     from qhil.orchestrator.experiments.bb84 import bench_roles, run_alice, run_bob
     from qhil.orchestrator.jobs import bb84_settings, output_stores
     from qhil.orchestrator.profile import load_profile
@@ -214,15 +209,8 @@ async def run_bb84_continuous_job(
             if reason is not None:
                 run.abort(reason)
                 return _not_started(run.run_id, reason)
-            auth = AuthKey.generate()
-            alice_ch, bob_ch = in_process_channels(
-                HmacSha256Authenticator(auth),
-                HmacSha256Authenticator(auth),
-                session_id=run.run_id,
-                timeout_s=settings.message_timeout_s,
-            )
             try:
-                await asyncio.gather(alice_ch.open(), bob_ch.open())
+                alice_ch, bob_ch = await open_in_process(run.run_id, settings.message_timeout_s)
             except AuthenticationError as exc:
                 reason = f"authentication_failed: {exc}"
                 run.abort(reason)
@@ -269,6 +257,22 @@ async def run_bb84_continuous_job(
         summary = summary_of(run.run_id, [a, b])
         _finish(run, summary, results_of(a))
     return summary
+
+
+async def open_in_process(session_id: str, timeout_s: float) -> tuple[Any, Any]:
+    """Alice's and Bob's ends of an authenticated in-process channel (a fresh key shared
+    by the two parties of this process), opened; AuthenticationError if that fails."""
+    from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
+
+    auth = AuthKey.generate()
+    alice_ch, bob_ch = in_process_channels(
+        HmacSha256Authenticator(auth),
+        HmacSha256Authenticator(auth),
+        session_id=session_id,
+        timeout_s=timeout_s,
+    )
+    await asyncio.gather(alice_ch.open(), bob_ch.open())
+    return alice_ch, bob_ch
 
 
 def _not_started(run_id: str, reason: str) -> dict[str, Any]:

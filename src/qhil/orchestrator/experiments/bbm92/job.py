@@ -141,6 +141,24 @@ def _record_acquisition(run: Any, acqs: list[PairAcquisition]) -> dict[str, Any]
     return out
 
 
+async def start_pairs(
+    bench: Any, nodes: EntanglementNodes, s: BBM92Settings, run: Any, store: Any, identities: Any
+) -> dict[str, Any]:
+    """Mounts to their zeros, pump on, the fibres compensated (or a stored compensation
+    reused) when the settings ask: the bench ready for pairs. The compensation's results."""
+    if nodes.alice_mount is not None or nodes.bob_mount is not None:
+        await nodes.set_angles(
+            s.alice_mount_zero_deg if nodes.alice_mount else None,
+            s.bob_mount_zero_deg if nodes.bob_mount else None,
+        )
+    await nodes.pump_on(s.pump_current_ma, s.crystal_temperature_c)
+    if not s.compensate_polarization:
+        return {}
+    # plates at their zeros: H/V, D/A analysers
+    controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
+    return await compensate_fibres(nodes, controller, s, run, store, identities)
+
+
 async def acquire_chunks(nodes: EntanglementNodes, s: BBM92Settings) -> list[PairAcquisition]:
     """The acquisition in ``s.chunks()``, each its own clock model (the previous as prior)."""
     acqs: list[PairAcquisition] = []
@@ -188,23 +206,7 @@ async def run_bbm92_job(
             predicted: dict[str, Any] = {}
             polcal: dict[str, Any] = {}
             try:
-                if nodes.alice_mount is not None or nodes.bob_mount is not None:
-                    await nodes.set_angles(
-                        s.alice_mount_zero_deg if nodes.alice_mount else None,
-                        s.bob_mount_zero_deg if nodes.bob_mount else None,
-                    )
-                await nodes.pump_on(s.pump_current_ma, s.crystal_temperature_c)
-                if s.compensate_polarization:  # plates at their zeros: H/V, D/A analysers
-                    polcal = await compensate_fibres(
-                        nodes,
-                        bench.role(
-                            s.bob_node, PolarizationController, name=s.polarization_controller
-                        ),
-                        s,
-                        run,
-                        store,
-                        identities,
-                    )
+                polcal = await start_pairs(bench, nodes, s, run, store, identities)
                 if progress is not None:
                     progress(BB84Progress("alice", "acquire", 0, 1, 0, f"{s.duration_s:g} s"))
                 acqs = await acquire_chunks(nodes, s)

@@ -1,0 +1,84 @@
+"""``qhil run bbm92 --continuous`` on the emulated entanglement bench (issue 13): keys
+after keys through BB84's loop, bounded by the KME's max_key_count, a clean stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from experiments.bbm92.support import PROFILE, overrides
+from qhil.cli import main
+from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, StopRequest
+from qhil.orchestrator.experiments.bb84.continuous_job import kme_gates
+from qhil.orchestrator.experiments.bbm92.continuous import run_bbm92_continuous_job
+from qhil.records import KeyStore, RunStore
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) -> None:
+    keys_at = tmp_path / "keys"
+    stop = StopRequest()
+    events: list[ContinuousProgress] = []
+
+    def on_progress(p: ContinuousProgress) -> None:
+        events.append(p)
+        if p.event == "paused":  # the bound reached: a SIGTERM now, as a user would
+            stop.request("SIGTERM")
+
+    # 2 s per key makes ~200-bit keys on this bench; a KME of one 256-bit key per node
+    # holds the first two (411 bits: one full KME key), then generation must pause.
+    summary = await run_bbm92_continuous_job(
+        PROFILE,
+        overrides(),
+        stop=stop,
+        duration_s=2.0,
+        data_dir=tmp_path,
+        key_dir=keys_at,
+        gates=kme_gates(keys_at, max_key_count=1, key_size=256, kms_config=None),
+        on_progress=on_progress,
+    )
+    assert summary["status"] == "success", summary["reason"]
+    assert summary["stopped"] == "SIGTERM"
+    assert any(p.event == "paused" for p in events)
+    keys = summary["keys"]
+    assert len(keys) >= 1 and summary["keys_committed"] == len(keys)
+    stored = KeyStore(keys_at)
+    refs = stored.list_keys()
+    assert stored.pending_keys() == []
+    # every confirmed key at both nodes, identical, none twice
+    for label in ("alice", "bob"):
+        mine = [r for r in refs if r.label == label]
+        assert [r.sha256 for r in mine] == [k["sha256"] for k in keys]
+    assert len({k["sha256"] for k in keys}) == len(keys)
+    for k in keys:
+        assert stored.load(k["alice_key_id"]) == stored.load(k["bob_key_id"])
+    # bounded: what the KME would hold stays within max_key_count (1 key of 256 bits)
+    assert summary["secret_bits"] // 256 <= 1
+    record = RunStore(tmp_path, readonly=True).get(summary["run_id"])
+    assert record.kind == "bbm92.continuous" and record.status == "success"
+    assert record.results["keys_committed"] == len(keys)
+    assert {r.sha256 for r in record.keys} == {k["sha256"] for k in keys}
+
+
+def test_continuous_with_party_is_refused(tmp_path: Path) -> None:
+    pool = tmp_path / "auth.key"
+    pool.write_text("00" * 32)
+    got = CliRunner().invoke(
+        main,
+        ["run", "bbm92", PROFILE, "--continuous", "--party", "alice",
+         "--auth-key-file", str(pool), "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert got.exit_code == 2, got.output
+    assert "--continuous runs bbm92 in one process; not with --party" in got.output
+    assert "Traceback" not in got.output
+
+
+def test_storage_bound_without_continuous_is_refused(tmp_path: Path) -> None:
+    got = CliRunner().invoke(
+        main, ["run", "bbm92", PROFILE, "--max-key-count", "3", "--data-dir", str(tmp_path)]
+    )
+    assert got.exit_code == 2, got.output
+    assert "--max-key-count is for --continuous runs only" in got.output
