@@ -23,7 +23,11 @@ import click
 from qhil import __version__
 from qhil.errors import QhilError
 from qhil.kms.cli import kms as _kms  # issue 13: the logic lives in qhil.kms
-from qhil.orchestrator.bb84_continuous_cli import continuous_options, run_continuous_command
+from qhil.orchestrator.bb84_continuous_cli import (
+    continuous_options,
+    refuse_without_continuous,
+    run_continuous_command,
+)
 from qhil.orchestrator.channel.pool_cli import auth as _auth  # Wegman-Carter pools
 
 #: Longest acquisition ``qhil run bb84`` starts without ``--yes`` (an 11-day run by a typo
@@ -645,13 +649,7 @@ def run_bb84_cmd(
             kms_config=kms_config, max_key_count=max_key_count, kme_key_size=kme_key_size,
         )  # fmt: skip
         return
-    for name, given in (
-        ("--kms-config", kms_config),
-        ("--max-key-count", max_key_count),
-        ("--kme-key-size", kme_key_size),
-    ):
-        if given is not None:
-            raise click.UsageError(f"{name} is for --continuous runs only")
+    refuse_without_continuous(kms_config, max_key_count, kme_key_size)
 
     bars: list[Any] = []  # the bar appears with the first progress event, not before errors
 
@@ -864,6 +862,7 @@ def run_clock_sync_cmd(
 @click.option("--key-dir", type=_DIRECTORY, default=None, help="Key store directory (0600).")
 @click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
 @_party_options("qhil-bbm92")
+@continuous_options
 @_NO_PLOTS
 def run_bbm92_cmd(**kw: Any) -> None:
     """BBM92 entanglement-based QKD on PROFILE (the entanglement bench): passive bases at
@@ -878,6 +877,19 @@ def run_bbm92_cmd(**kw: Any) -> None:
     except QhilError as exc:
         _fail(exc)
         return
+    bound = {k: kw[k] for k in ("kms_config", "max_key_count", "kme_key_size")}
+    if kw["continuous"]:  # issue 13: key after key until SIGINT/SIGTERM (one process only)
+        if kw["party"] is not None:
+            raise click.UsageError("--continuous runs bbm92 in one process; not with --party")
+        run_continuous_command(
+            protocol="bbm92", profile=kw["profile"], overrides=list(kw["overrides"]),
+            duration_s=kw["duration_s"], as_json=kw["as_json"], data_dir=kw["data_dir"],
+            key_dir=kw["key_dir"], mode=kw["mode"], party=None, listen=None, connect=None,
+            peer_timeout_s=kw["peer_timeout_s"], auth_key_file=None,
+            session_id=kw["session_id"], no_plots=kw["no_plots"], **bound,
+        )  # fmt: skip
+        return
+    refuse_without_continuous(**bound)
     progress, close_bar = bbm92.progress_bar(kw["party"], disable=kw["as_json"])
     party_options = {k: kw[k] for k in ("auth_key_file", "listen", "connect", "peer_timeout_s")}
     party_options["session_id"] = kw["session_id"]
