@@ -27,8 +27,12 @@ Choices where the unit's behaviour is not documented (UNVERIFIED):
 Emulated time (not a property of the unit): in fast mode a timestamp stream started
 while another tagger's stream is running covers the same interval of emulated time as
 that stream, from its start (two clients started together see the same events; the
-world README, "Acquisitions started together"). A ``counts?`` window in singles or
-pairs mode is one acquisition taken when the command is handled.
+world README, "Acquisitions started together"); a timed stream that has run its course
+counts as running until the client stops it (``abort``, a mode change, the next
+``counts?``), so another unit's stream commanded together joins it whatever the wall-clock
+order. An unlimited stream (``time 0``) runs ahead until its ``abort`` arrives: in fast
+mode how far depends on the host (a known limit; timed streams do not). A ``counts?``
+window in singles or pairs mode is one acquisition taken when the command is handled.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from qhil.emulators.sfifteen.common import S15Emulator
 
 if TYPE_CHECKING:
     from qhil.emulators.server import ByteWriter
+    from qhil.emulators.world.tagger import TagReader
 
 IDENTITY = "S-Fifteen Instruments TDC1 timestamp unit, firmware 1.0 (emulated), serial TDC1-EMU"
 #: Stream time generated and sent per chunk.
@@ -123,7 +128,7 @@ class TDC1Emulator(S15Emulator):
         #: The latest timestamp stream's counter reset (None before the first stream).
         self.stream_origin: StreamOrigin | None = None
         #: A finished timed stream's world reader, held until the unit is told to stop.
-        self._held: Any = None
+        self._held: TagReader | None = None
         super().__init__(**kw)
 
     def power_on_state(self) -> None:
