@@ -94,3 +94,24 @@ def _world_tags(first: str, start_s: float) -> list[bytes]:
 
 def test_generated_batches_do_not_depend_on_which_tagger_reads_first() -> None:
     assert _world_tags("alice", START_S) == _world_tags("bob", START_S)
+
+
+def test_a_held_stream_is_joined_until_it_is_closed() -> None:
+    """A timed stream that has read its whole window and is held (the TDC1 emulator, until
+    the client's ``abort``) is still joined by another tagger's stream; once closed, a new
+    stream starts at the present."""
+    profile = load_profile("entanglement", [])
+    assert profile.world is not None
+    world = World(load_world_config(profile.world, source="entanglement"))
+    world.reset()
+    a = world.tagger("alice.tagger").open_reader(join=True)
+    a.read(0.05)
+    a.hold()
+    assert a not in world.tagger("alice.tagger").pipeline.readers  # takes no more tags
+    b = world.tagger("bob.tagger").open_reader(join=True)
+    assert b.start_ps == a.start_ps
+    b.read(0.05)
+    b.close()
+    a.close()
+    c = world.tagger("bob.tagger").open_reader(join=True)
+    assert c.start_ps >= 50 * 10**9
