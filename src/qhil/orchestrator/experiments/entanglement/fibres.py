@@ -126,6 +126,8 @@ async def compensate_fibres(
             return found
         why = f"run {cal.run_id}: {check.reason}"  # search on from the stored voltages
     log.info("fibres: compensating (%s)", why)
+    # Recorded before the search, so that a search that cannot finish still says why it ran.
+    run.log_results({"polcal_reuse": f"not reused: {why}"})
     try:
         comp = await compensate_pairs(
             nodes,
