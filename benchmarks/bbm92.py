@@ -4,8 +4,9 @@ Per acquisition length: wall seconds per emulated second of the whole job (bench
 acquisition with the clock-model search, coincidences, sifting, Cascade, verification,
 amplification, confirmation, record), the coincidences per wall second that implies, and
 the sifted bits, QBER and secret bits, with the Ma-Fung-Lo prediction beside them. The
-fibres start at the identity and stay still (the experiment does not compensate them);
-the mounts sit at the plates' true zeros.
+fibres start at the identity and stay still, with the compensation step off (it is a
+one-off per bench, reused later: ``entanglement/fibres.py``), so the numbers are the key
+path's; the mounts sit at the plates' true zeros.
 
     python benchmarks/bbm92.py [--json] [--durations 2 5 10]
 """
@@ -29,6 +30,7 @@ def overrides() -> list[str]:
     for link in ("source-alice", "source-bob"):
         out.append(f'world.links.{link}.initial_polarization="identity"')
         out.append(f"world.links.{link}.polarization_drift_rad_per_sqrt_s=0.0")
+    out.append("experiments.bbm92.compensate_polarization=false")
     for node in ("alice", "bob"):
         offset = float(world["nodes"][node]["components"].get("hwp", {}).get("zero_offset_deg", 0))
         out.append(f"experiments.bbm92.{node}_mount_zero_deg={-offset!r}")
