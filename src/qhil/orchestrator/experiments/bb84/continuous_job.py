@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ KEY_ROW = np.dtype(
         ("secret_bits", np.int64),
         ("acquisition_s", np.float64),
         ("qber_test_signal", np.float64),
+        ("t_s", np.float64),  # when the key ended, s since key generation began
     ]
 )
+#: Per party, ``<party>/pauses``: each pause for a full key store, s since the start.
+PAUSE_ROW = np.dtype([("start_s", np.float64), ("end_s", np.float64)])
 
 _SECONDARY = (AbortReason.CHANNEL_FAILED, AbortReason.PEER_FAILED)
 
@@ -88,8 +92,9 @@ def _diagnosed(start: KeyRunner) -> KeyRunner:
     return one_key
 
 
-def _key_row(o: KeyOutcome) -> np.ndarray:
+def _key_row(o: KeyOutcome, t_s: float) -> np.ndarray:
     row = np.zeros(1, KEY_ROW)
+    row["t_s"] = t_s
     row["key"] = o.index
     row["committed"] = o.ref is not None
     row["secret_bits"] = o.ref.length_bits if o.ref is not None else 0
@@ -99,15 +104,37 @@ def _key_row(o: KeyOutcome) -> np.ndarray:
     return row
 
 
-def _recorder(run: Any, party: str) -> Callable[[KeyOutcome], None]:
-    """Each outcome into the record at once: a committed key's reference, one row."""
+class Recorder:
+    """Into the record at once: each outcome (a committed key's reference, one row) and
+    each pause (a row when it ends), timed from this recorder's creation, so the run's
+    plots (``qhil.plots.continuous``) show the keys over time from the record alone."""
 
-    def on_key(o: KeyOutcome) -> None:
+    def __init__(
+        self,
+        run: Any,
+        party: str,
+        on_progress: Callable[[ContinuousProgress], Any] | None = None,
+    ) -> None:
+        self.run, self.party, self._forward = run, party, on_progress
+        self._t0 = time.monotonic()
+        self._paused_at: float | None = None
+
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def on_key(self, o: KeyOutcome) -> None:
         if o.ref is not None:
-            run.add_key(o.ref)
-        run.append(f"{party}/keys", _key_row(o))
+            self.run.add_key(o.ref)
+        self.run.append(f"{self.party}/keys", _key_row(o, self._now()))
 
-    return on_key
+    def on_progress(self, p: ContinuousProgress) -> Any:
+        if p.party == self.party and p.event == "paused":
+            self._paused_at = self._now()
+        elif p.party == self.party and p.event == "resumed" and self._paused_at is not None:
+            row = np.array([(self._paused_at, self._now())], PAUSE_ROW)
+            self.run.append(f"{self.party}/pauses", row)
+            self._paused_at = None
+        return self._forward(p) if self._forward is not None else None
 
 
 def results_of(res: ContinuousResult) -> dict[str, Any]:
@@ -225,6 +252,7 @@ async def run_bb84_continuous_job(
                 }
 
             def party(name: str, runner: Any) -> Coroutine[Any, Any, ContinuousResult]:
+                recorder = Recorder(run, name, on_progress)
                 return run_continuous_party(
                     name,
                     _diagnosed(runner),
@@ -234,8 +262,8 @@ async def run_bb84_continuous_job(
                     timeout_s=settings.message_timeout_s,
                     gate=gate_of(name),
                     progress=progress,
-                    on_progress=on_progress,
-                    on_key=_recorder(run, name),
+                    on_progress=recorder.on_progress,
+                    on_key=recorder.on_key,
                     max_consecutive_drops=max_consecutive_drops,
                 )
 
@@ -436,6 +464,7 @@ async def run_bb84_continuous_party_job(
                         tracking=tracking,
                     )
 
+                recorder = Recorder(run, party, on_progress)
                 mine = await run_continuous_party(
                     party,
                     _diagnosed(one_key),
@@ -445,8 +474,8 @@ async def run_bb84_continuous_party_job(
                     timeout_s=settings.message_timeout_s,
                     gate=gate,
                     progress=progress,
-                    on_progress=on_progress,
-                    on_key=_recorder(run, party),
+                    on_progress=recorder.on_progress,
+                    on_key=recorder.on_key,
                     max_consecutive_drops=max_consecutive_drops,
                 )
             finally:

@@ -34,9 +34,9 @@ from qhil.orchestrator.experiments.bb84.continuous import (
 )
 from qhil.orchestrator.experiments.bb84.continuous_job import (
     GateFactory,
+    Recorder,
     _finish,
     _not_started,
-    _recorder,
     open_in_process,
     results_of,
     summary_of,
@@ -222,6 +222,7 @@ async def run_bbm92_continuous_job(
                     return _not_started(run.run_id, reason)
 
                 def party(name: str, channel: Any) -> Coroutine[Any, Any, ContinuousResult]:
+                    recorder = Recorder(run, name, on_progress)
                     return run_continuous_party(
                         name,
                         key_runner(name, s, shared, channel, key_store=keys, run_id=run.run_id),
@@ -231,8 +232,8 @@ async def run_bbm92_continuous_job(
                         timeout_s=s.message_timeout_s,
                         gate=gate_of(name),
                         progress=progress,
-                        on_progress=on_progress,
-                        on_key=_recorder(run, name),
+                        on_progress=recorder.on_progress,
+                        on_key=recorder.on_key,
                         max_consecutive_drops=max_consecutive_drops,
                     )
 
