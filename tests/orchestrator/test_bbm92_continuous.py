@@ -9,10 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from experiments.bbm92.support import PROFILE, overrides
+from plots.test_plots import check_png, moved
 from qhil.cli import main
 from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, StopRequest
 from qhil.orchestrator.experiments.bb84.continuous_job import kme_gates
 from qhil.orchestrator.experiments.bbm92.continuous import run_bbm92_continuous_job
+from qhil.plots import specs_for, write_plots
 from qhil.records import KeyStore, RunStore
 
 
@@ -35,7 +37,7 @@ async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) ->
         overrides(),
         stop=stop,
         duration_s=2.0,
-        data_dir=tmp_path,
+        data_dir=tmp_path / "data",
         key_dir=keys_at,
         gates=kme_gates(keys_at, max_key_count=1, key_size=256, kms_config=None),
         on_progress=on_progress,
@@ -57,10 +59,18 @@ async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) ->
         assert stored.load(k["alice_key_id"]) == stored.load(k["bob_key_id"])
     # bounded: what the KME would hold stays within max_key_count (1 key of 256 bits)
     assert summary["secret_bits"] // 256 <= 1
-    record = RunStore(tmp_path, readonly=True).get(summary["run_id"])
+    record = RunStore(tmp_path / "data", readonly=True).get(summary["run_id"])
     assert record.kind == "bbm92.continuous" and record.status == "success"
     assert record.results["keys_committed"] == len(keys)
     assert {r.sha256 for r in record.keys} == {k["sha256"] for k in keys}
+    # the keys over time, with the pause, redrawn from a copy of the data directory alone
+    copied = moved(tmp_path / "data", tmp_path).get(summary["run_id"])
+    index = copied.array_index
+    assert index["bob/keys"].shape[0] == len(keys)
+    assert sum(index[n].shape[0] for n in ("alice/pauses", "bob/pauses") if n in index) >= 1
+    (spec,) = specs_for("bbm92.continuous")
+    (png,) = write_plots(copied, tmp_path / "plots").written
+    check_png(png, spec.pixels)
 
 
 def test_continuous_with_party_is_refused(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ _MODULES = (
     "qhil.plots.entanglement_calibration",
     "qhil.plots.bbm92",
     "qhil.plots.memory",
+    "qhil.plots.continuous",
 )
 
 
