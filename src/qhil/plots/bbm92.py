@@ -9,11 +9,12 @@ bench was emulated, ``secret_bits``, ``finite_key_mu``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qhil.plots.core import Arrays, empty, note, plot, result_number
+from qhil.plots.core import Arrays, PlotSpec, add_plot, empty, note, plot, result_number
 from qhil.records import RunRecord
 
 if TYPE_CHECKING:
@@ -44,6 +45,35 @@ def draw_bbm92(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     if "acquisition/accidentals" in arrays:
         acc = float(np.asarray(arrays["acquisition/accidentals"], dtype=float).sum())
         note(left, f"accidentals {acc:.1f} (displaced windows)")
+    draw_qber(record, right)
+
+
+def draw_party(party: str, record: RunRecord, arrays: Arrays, fig: Figure) -> None:
+    """A party's record: its node's outcomes over the coincidences, and the QBER."""
+    left, right = fig.subplots(1, 2)
+    counts = np.asarray(arrays[f"{party}/outcomes"], dtype=float).reshape(-1, 4).sum(axis=0)
+    left.bar(range(4), counts, color="C0")
+    left.set_xticks(range(4), list(_LABELS))
+    left.set_ylabel("coincidences")
+    left.set_title(f"{party}'s outcomes (squashed)")
+    draw_qber(record, right)
+
+
+for _party in ("alice", "bob"):
+    add_plot(
+        PlotSpec(
+            "qber",
+            (f"bbm92.{_party}",),
+            (f"{_party}/outcomes",),
+            "the node's outcomes and the QBER of each basis (a party's record)",
+            partial(draw_party, _party),
+            size_in=(11.0, 5.0),
+        )
+    )
+
+
+def draw_qber(record: RunRecord, right: Any) -> None:
+    """Each basis' QBER (1 sigma), the prediction and the threshold, from the results."""
     bars = [
         ("test D/A", "qber_test", "test_basis_bits"),
         ("key H/V", "qber_key", "key_basis_bits"),

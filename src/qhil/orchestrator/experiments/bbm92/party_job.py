@@ -350,10 +350,15 @@ async def run_bbm92_party_job(
                 except BB84Aborted as exc:
                     await link.tell_abort(exc)
                     raise
+                own_outcomes = outcomes(mask, np.random.default_rng())
+                # this node's outcomes (H, V, D, A) over the coincidences: its record's plot
+                run.append(
+                    f"{party}/outcomes", np.bincount(own_outcomes, minlength=4).reshape(1, 4)
+                )
                 p = make_party(
                     party,
                     s,
-                    outcomes(mask, np.random.default_rng()),
+                    own_outcomes,
                     channel,
                     acquisition_s=s.duration_s,
                     key_store=keys,
