@@ -3,6 +3,12 @@ after keys through BB84's loop, bounded by the KME's max_key_count, a clean stop
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +21,7 @@ from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, St
 from qhil.orchestrator.experiments.bb84.continuous_job import kme_gates
 from qhil.orchestrator.experiments.bbm92.continuous import run_bbm92_continuous_job
 from qhil.plots import specs_for, write_plots
-from qhil.records import KeyStore, RunStore
+from qhil.records import KeyStore, KeyStoreError, RunStore
 
 
 @pytest.mark.slow
@@ -92,3 +98,37 @@ def test_storage_bound_without_continuous_is_refused(tmp_path: Path) -> None:
     )
     assert got.exit_code == 2, got.output
     assert "--max-key-count is for --continuous runs only" in got.output
+
+
+@pytest.mark.slow
+def test_the_command_makes_keys_until_sigterm(tmp_path: Path) -> None:
+    """``qhil run bbm92 --continuous`` as a user runs it: keys until SIGTERM, exit 0, the
+    summary and the run's plot written by the command."""
+    data, keys_at = tmp_path / "data", tmp_path / "keys"
+    cmd = [sys.executable, "-m", "qhil.cli", "run", "bbm92", PROFILE, "--continuous",
+           "--json", "--duration", "2", "--data-dir", str(data), "--key-dir", str(keys_at)]  # fmt: skip
+    for s in overrides():
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240  # a hung command fails here, not at the CI limit
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(KeyStoreError, OSError):
+                if len(KeyStore(keys_at).list_keys()) >= 2:  # one key, at both nodes
+                    break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "success" and summary["stopped"] == "SIGTERM"
+    assert summary["keys_committed"] >= 1 and len(summary["keys"]) == summary["keys_committed"]
+    assert [Path(p).name for p in summary["plots"]] == ["keys.png"]
+    stored = KeyStore(keys_at)
+    assert stored.pending_keys() == []
+    assert len(stored.list_keys()) == 2 * summary["keys_committed"]
