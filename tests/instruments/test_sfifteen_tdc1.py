@@ -482,18 +482,19 @@ HEARTBEAT_400MS = b"\x10\x00\x78\x7d"
 
 
 async def test_stream_sends_documented_bytes_and_cuts_one_timebase_into_blocks() -> None:
-    """``time 0`` (unlimited) and one ``counts?``: one counter reset, then blocks of 100 ms
-    of stream time cut from the words as they come (the 268 ms rollover unwrapped across
-    blocks), and ``abort`` once the duration is covered."""
+    """A known duration runs on the unit's own gate (``time 350``) and one ``counts?``: one
+    counter reset, then blocks of 100 ms of stream time cut from the words as they come (the
+    268 ms rollover unwrapped across blocks). The unit stops at its gate, so the last block
+    ends when the line falls silent after the last heartbeat (300 ms): no word at 350 ms is
+    needed. ``abort`` after it is harmless (the unit has stopped)."""
     events = (
         b"\xa1\x00\x00\x00"  # tick 5 (10 ns), channel 1
         + b"\x0c\x7d\x00\x00"  # tick 1000 (2 us), channels 3 and 4 together
         + HEARTBEATS_250MS[:8]  # 100 ms, 200 ms
         + b"\xe2\x00\x00\x00"  # tick 2**27 + 7 (268.4 ms), channel 2
-        + HEARTBEATS_350MS[8:]  # 300 ms
-        + HEARTBEAT_400MS
+        + HEARTBEATS_350MS[8:]  # 300 ms: the last word of a 350 ms gate
     )
-    exchanges = [(b"INPKT;time 0;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    exchanges = [(b"INPKT;time 350;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
     async with expected_protocol(TDC1, exchanges) as drv:
         blocks = [b async for b in drv.stream(0.35, 0.1)]
     assert [(b.meta["t_start_ps"], b.meta["t_stop_ps"]) for b in blocks] == [
@@ -515,7 +516,7 @@ async def test_stream_sends_documented_bytes_and_cuts_one_timebase_into_blocks()
 
 async def test_stream_that_falls_silent_raises_a_stall_naming_what_it_waited_for() -> None:
     exchanges = [
-        (b"INPKT;time 0;timestamp;counts?\r\n", HEARTBEATS_250MS),
+        (b"INPKT;time 1000;timestamp;counts?\r\n", HEARTBEATS_250MS),
         (b"abort\r\n", b""),
     ]
     async with expected_protocol(TDC1, exchanges) as drv:
@@ -722,7 +723,7 @@ async def test_a_stall_is_not_hidden_by_an_abort_that_fails_too(
 ) -> None:
     """The stream stalls, then the abort finds the link down: the stall (what ended the
     stream) reaches the caller, the failed abort is logged."""
-    io = _AbortLost([(b"INPKT;time 0;timestamp;counts?\r\n", HEARTBEATS_250MS)])
+    io = _AbortLost([(b"INPKT;time 1000;timestamp;counts?\r\n", HEARTBEATS_250MS)])
     drv = TDC1.open("REPLAY::INSTR", io=io)
     await drv.session.open()
     try:
@@ -739,7 +740,7 @@ async def test_a_gap_no_healthy_stream_leaves_is_reported_as_corrupt() -> None:
     27-bit period, which a stream with a dummy word every 100 ms never has: the block
     before it is delivered, then a clear error, and the stream is aborted."""
     events = HEARTBEATS_250MS[:4] + HEARTBEATS_350MS[8:]  # 100 ms, then 300 ms: 200 ms gap
-    exchanges = [(b"INPKT;time 0;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
+    exchanges = [(b"INPKT;time 350;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
     got = []
     async with expected_protocol(TDC1, exchanges) as drv:
         with pytest.raises(TimestampStreamCorrupt) as err:

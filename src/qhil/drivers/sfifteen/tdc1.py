@@ -477,11 +477,21 @@ class TDC1(S15Instrument):
         if not (math.isfinite(stall_timeout_s) and stall_timeout_s > 0):
             raise ValidationError("stall_timeout_s", stall_timeout_s, "a positive number of s")
         end_ticks = None
+        # A known duration up to the 16-bit gate runs on the unit's own gate (``time <ms>``), as
+        # acquire() does: the unit stops at its end, not when our ``abort`` happens to arrive,
+        # so how far the stream ran does not depend on the host's timing (an emulator in fast
+        # mode would otherwise stream on until the abort, moving every later acquisition).
+        gate_ms = 0
+        complete_ticks = None
         if duration_s is not None:
-            end_ticks = self._gate(duration_s, allow_long=True) * 1_000_000_000 // TICK_PS
+            ms = self._gate(duration_s, allow_long=True)
+            end_ticks = ms * 1_000_000_000 // TICK_PS
+            if ms <= MAX_GATE_MS:
+                gate_ms = ms
+                complete_ticks = end_ticks - min(HEARTBEAT_TICKS, end_ticks // 2)
         start = self._chain(
             cls.input_packet.template.render(),
-            self._set(cls.gate_ms, 0),
+            self._set(cls.gate_ms, gate_ms),
             self._set(cls.mode, "timestamp"),
             self._get(cls.counts),
         )
@@ -500,7 +510,12 @@ class TDC1(S15Instrument):
             while end_ticks is None or k * chunk_ticks < end_ticks:
                 lo = k * chunk_ticks
                 hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
-                read = self.session.transaction(command, _reader_to(decoder, hi, stall_timeout_s))
+                # Past the gate's last guaranteed word the stream is whole once it falls silent.
+                if complete_ticks is not None and hi > complete_ticks:
+                    reader = _reader_to(decoder, complete_ticks, stall_timeout_s, until_idle=True)
+                else:
+                    reader = _reader_to(decoder, hi, stall_timeout_s)
+                read = self.session.transaction(command, reader)
                 command = None  # sent (or about to be): from here on the stream must be stopped
                 if not await asyncio.shield(read):
                     raise TimestampStreamStalled(
@@ -544,9 +559,12 @@ class TDC1(S15Instrument):
                 self._streaming = False
 
 
-def _reader_to(decoder: TimestampDecoder, edge: int, stall_s: float) -> Any:
+def _reader_to(
+    decoder: TimestampDecoder, edge: int, stall_s: float, until_idle: bool = False
+) -> Any:
     """A transaction reader: feed the stream until a word at or past ``edge`` arrived
-    (every earlier word is then in: the stream is time-ordered); False if it stalls."""
+    (every earlier word is then in: the stream is time-ordered); ``until_idle``: and the
+    line has fallen quiet (a gated stream's end); False if it stalls."""
 
     def read(r: Reader) -> bool:
         last = time.monotonic()
@@ -554,7 +572,7 @@ def _reader_to(decoder: TimestampDecoder, edge: int, stall_s: float) -> Any:
             if data:
                 decoder.feed(data)
                 last = time.monotonic()
-            if decoder.coverage_ticks >= edge:
+            if decoder.coverage_ticks >= edge and (idle or not until_idle):
                 return True
             if idle and time.monotonic() - last >= stall_s:
                 return False
