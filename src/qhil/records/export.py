@@ -137,10 +137,14 @@ class _opened:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
+        if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:  # e.g. --out names a folder: no traceback, no temp left
+            self.tmp.unlink(missing_ok=True)
+            raise RecordError(f"export: cannot write {self.path}: {exc.strerror}") from None
 
 
 def _write_atomic(path: Path, text: str) -> Path:

@@ -96,6 +96,12 @@ def plot_history(kind: str, cals: list[Calibration], folder: Path) -> Path:
     """``<folder>/calibration_history_<kind>.png``: one panel per quantity, 1-sigma bars."""
     from qhil.plots.core import new_figure, save_png
 
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. --out under a file: one line, exit 2
+        raise QhilError(
+            f"calibrate history --out: cannot create {folder}: {exc.strerror}"
+        ) from None
     names = list(dict.fromkeys(n for c in cals for n in c.quantities))
     if not names:
         raise QhilError(f"calibrate history --plot: no {kind} calibration recorded")
@@ -117,7 +123,6 @@ def plot_history(kind: str, cals: list[Calibration], folder: Path) -> Path:
         ax.set_xlabel("measured (UTC)")
         ax.tick_params(axis="x", labelrotation=30)
     fig.suptitle(f"calibration history: {kind} ({len(cals)} runs, 1-sigma errors)")
-    folder.mkdir(parents=True, exist_ok=True)
     return save_png(fig, folder / f"calibration_history_{kind}.png")
 
 
