@@ -162,7 +162,7 @@ async def test_max_age_zero_compensates_without_looking(tmp_path: Path) -> None:
             None,
             run,  # type: ignore[arg-type]
         )
-    assert used is False
+    assert used is None
     assert runs.get(run.run_id).results["polcal_reuse"] == (
         "not reused: polarization_max_age_s = 0"
     )

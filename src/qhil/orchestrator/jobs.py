@@ -306,10 +306,10 @@ async def _calibrate_polarization(
 
     ps = PolarizationSettings.from_profile(prof)
     controller = bench.role(ps.bob_node, PolarizationController, name=ps.controller)
-    if reuse is not None and await reuse_stored_polarization(
-        *reuse, generator, tagger, controller, ps, run, rng
-    ):
-        return None  # the stored compensation still holds: no compensation step
+    if reuse is not None:
+        held = await reuse_stored_polarization(*reuse, generator, tagger, controller, ps, run, rng)
+        if held is not None:  # it still holds: no compensation step; tracking starts from
+            return held  # the check's error rates and the stored half-wave voltages
     try:
         result = await calibrate_polarization(
             generator, tagger, controller, rng=rng, **ps.routine_kwargs()
@@ -325,7 +325,8 @@ def _bob_tracking(
     prof: Any, bench: Any, settings: BB84Settings, start: PolarizationCalibration | None
 ) -> BobTracking | None:
     """Bob's drift tracking (``track_polarization``): his controller, the compensation's
-    settings and the start-of-run compensation (None when a stored one was reused)."""
+    settings and the start-of-run compensation (a reused one's check and stored half-wave
+    voltages; None: the first used block sets the expected error rates)."""
     from qhil.calibration.settings import PolarizationSettings
 
     if not (settings.calibrate_polarization and settings.track_polarization):

@@ -13,6 +13,7 @@ compensation and the fibre is compensated again, starting from those voltages.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,42 @@ class PolarizationCheck:
             out[f"e_{basis}"], out[f"e_{basis}_std"] = ef.value, ef.std
             out[f"e_{basis}_clicks"] = ef.total
         return out
+
+
+def stored_half_wave_voltages(cal: Calibration, channels: int) -> tuple[float, ...] | None:
+    """The half-wave voltages the stored calibration learned, one per channel (None: not
+    all recorded, or not finite and positive)."""
+    names = [f"half_wave_v{i}_mv" for i in range(1, channels + 1)]
+    if any(n not in cal.quantities for n in names):
+        return None
+    values = tuple(cal.value(n) for n in names)
+    return values if all(math.isfinite(v) and v > 0 for v in values) else None
+
+
+def tracking_start(check: PolarizationCheck, ps: PolarizationSettings) -> PolarizationCalibration:
+    """A reused compensation as drift tracking's start (bb84 ``tracking.py``): the check's
+    measurement is its verification (so the expected error rates are the check's upper
+    bounds at the compensation's confidence, not a first key block that may have drifted)
+    and the stored half-wave voltages spare a re-compensation the scan. Not recorded: a
+    run that reused a calibration is not itself one."""
+    m = check.measurement
+    half_wave = stored_half_wave_voltages(check.calibration, len(m.voltages_mv))
+    return PolarizationCalibration(
+        voltages_mv=m.voltages_mv,
+        start_voltages_mv=m.voltages_mv,
+        before=m,
+        after=m,
+        target_error=ps.target_error,
+        confidence=ps.confidence,
+        target_met=check.holds,
+        stop_reason=f"reused run {check.calibration.run_id}",
+        half_wave_voltages_mv=half_wave,
+        half_wave_voltage_sources=("given",) * len(m.voltages_mv),
+        half_wave_voltage_stds_mv=None,
+        acquisitions=0,
+        settle_gates=0,
+        steps=(),
+    )
 
 
 def stored_voltages(cal: Calibration, channels: int) -> list[int] | None:
@@ -143,11 +180,13 @@ async def reuse_stored_polarization(
     ps: PolarizationSettings,
     run: Run,
     rng: Any = None,
-) -> bool:
-    """Before a key exchange: True when the stored compensation holds (the controller is then
-    at its voltages), recorded in ``run``: ``polcal_reuse`` (what happened), the check as
-    ``polcal_check_*``, ``calibration_polarization_run`` (the run that measured it) and the
-    voltages as ``polarization_voltages_mv``. False: compensate now (the reason is recorded).
+) -> PolarizationCalibration | None:
+    """Before a key exchange: when the stored compensation holds (the controller is then at
+    its voltages), drift tracking's start (:func:`tracking_start`: the check's error rates,
+    the stored half-wave voltages), recorded in ``run``: ``polcal_reuse`` (what happened),
+    the check as ``polcal_check_*``, ``calibration_polarization_run`` (the run that measured
+    it) and the voltages as ``polarization_voltages_mv``. None: compensate now (the reason
+    is recorded).
     """
     cal, voltages, why = _candidate(runs, identities, max_age_s, controller)
     check: PolarizationCheck | None = None
@@ -161,7 +200,7 @@ async def reuse_stored_polarization(
     if check is None or not check.holds:
         log.info("polarization: compensating (%s)", why)
         run.log_results({"polcal_reuse": f"not reused: {why}"})
-        return False
+        return None
     log.info(
         "polarization: %s, checked: e_Z %.4f, e_X %.4f",
         why,
@@ -172,7 +211,7 @@ async def reuse_stored_polarization(
     run.append(
         "polarization_voltages_mv", np.asarray([check.measurement.voltages_mv], dtype=np.int64)
     )
-    return True
+    return tracking_start(check, ps)
 
 
 @dataclass(frozen=True)
@@ -243,5 +282,7 @@ __all__ = [
     "note_start_check",
     "reuse_stored_polarization",
     "start_from_stored",
+    "stored_half_wave_voltages",
     "stored_voltages",
+    "tracking_start",
 ]

@@ -19,8 +19,10 @@ session. Here:
   significance (1e-3 by default: one false re-compensation in ~1000 blocks).
   ``e0`` is the upper bound, at the compensation's ``confidence``, of the error
   fractions the last compensation verified with its reference light (``e_Z``, ``e_X``:
-  the same detectors and light, the same error rates); without one (compensation off or a
-  stored one reused) the first used block's own upper bounds set it. Not a fixed
+  the same detectors and light, the same error rates); a stored compensation reused sets
+  it from the check that confirmed it (``polcal_check_e_z``, ``_e_x``; its half-wave
+  voltages are given to a re-compensation too); without any (compensation off) the first
+  used block's own upper bounds set it. Not a fixed
   threshold: the test's reach scales with the block's counts.
 * **The re-compensation** runs between blocks, after the triggering block's
   ``BlockTally`` (which carries the decision), with the search of
