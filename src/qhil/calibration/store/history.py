@@ -16,6 +16,7 @@ from qhil.calibration.store.model import KINDS, Calibration
 from qhil.calibration.store.store import CalibrationStore
 from qhil.errors import QhilError
 from qhil.records import RunStore
+from qhil.records.jsonable import strict_json
 
 
 def kind_name(cli_name: str) -> str:
@@ -88,8 +89,10 @@ def format_history(history: dict[str, list[Calibration]]) -> str:
     return "\n\n".join(blocks)
 
 
-def history_json(history: dict[str, list[Calibration]]) -> dict[str, list[dict[str, Any]]]:
-    return {kind: [c.as_dict() for c in cals] for kind, cals in history.items()}
+def history_json(history: dict[str, list[Calibration]]) -> dict[str, Any]:
+    """Strict JSON: non-finite floats as ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (as
+    ``qhil runs export`` writes them)."""
+    return {kind: [strict_json(c.as_dict()) for c in cals] for kind, cals in history.items()}
 
 
 def plot_history(kind: str, cals: list[Calibration], folder: Path) -> Path:

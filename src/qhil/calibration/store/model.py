@@ -84,6 +84,9 @@ class CalibrationKind:
     quantities: tuple[str, ...] = ()
     usable: Usable | None = None
     description: str = ""
+    # Patterns of quantities that may be non-finite (not learned); any other non-finite
+    # quantity makes the calibration unusable.
+    may_be_nan: tuple[str, ...] = ()
 
 
 def _target_met(record: RunRecord, cal: Calibration) -> str | None:
@@ -117,6 +120,7 @@ for _k in (
         ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after"),
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",
+        may_be_nan=("half_wave_v[0-9]_mv",),  # a channel's rate not learned
     ),
     CalibrationKind(
         "detectors",
@@ -216,4 +220,12 @@ def unusable(kind: CalibrationKind, record: RunRecord, cal: Calibration) -> str 
     """Why a run's calibration cannot be used (None: it can)."""
     if record.status is not RunStatus.SUCCESS:
         return f"run {record.run_id} ended {record.status.value}"
+    bad = [
+        n
+        for n, q in cal.quantities.items()
+        if not math.isfinite(q.value)
+        and not any(fnmatch.fnmatchcase(n, p) for p in kind.may_be_nan)
+    ]
+    if bad:  # a NaN voltage or efficiency calibrates nothing
+        return f"run {record.run_id}: non-finite {', '.join(bad)}"
     return None if kind.usable is None else kind.usable(record, cal)
