@@ -16,7 +16,7 @@ import pytest
 
 from qhil.kms.ca import init_ca
 from qhil.kms.config import KmsConfig, load_config
-from qhil.kms.kme import Kme
+from qhil.kms.kme import Kme, PeerError
 from qhil.kms.server import KmeServer, client_ssl_context, peer_caller
 from qhil.records.keystore import KeyStore
 
@@ -51,7 +51,13 @@ class Kmes:
 
     async def start(self, node: str) -> None:
         other = "bob" if node == "alice" else "alice"
-        call = peer_caller(self.config, node, lambda: self.urls[other])
+
+        def peer_url() -> str:
+            if other not in self.urls:  # as resolve_url's missing address file
+                raise PeerError(f"{other} KME not started")
+            return self.urls[other]
+
+        call = peer_caller(self.config, node, peer_url)
         server = KmeServer(Kme(self.config, node, self.key_dir, call), "127.0.0.1", 0)
         task = asyncio.create_task(server.serve())
         while not server.started:

@@ -50,8 +50,8 @@ def test_compaction_drops_served_keys_bytes_and_keeps_promises(tmp_path: Path) -
     ledger.append({"op": "served", "key_IDs": ["k1"]})
     ledger.append({"op": "void", "alloc": "a9", "tell": True})
     ledger.close()
-    assert b"U0VSVkVE" in (tmp_path / LEDGER).read_bytes()
-    again = Ledger(tmp_path)  # compacts at open
+    assert b"U0VSVkVE" not in (tmp_path / LEDGER).read_bytes()  # compacted when served
+    again = Ledger(tmp_path)  # compacts at open too
     text = (tmp_path / LEDGER).read_bytes()
     assert b"U0VSVkVE" not in text and b"S0VFUA==" in text
     assert set(again.state.slave) == {"k2"} and again.state.tell_void == {"a9"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import tomli_w
@@ -95,6 +96,27 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+# node names and SAE IDs become file names (kme-NODE.pem, sae-SAE.pem): no path parts
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_names(nodes: dict[str, list[str]]) -> None:
+    """Every problem before any file is written (ValueError naming the bad name)."""
+    kme_ids = {f"KME-{node}" for node in nodes}
+    seen: set[str] = set()
+    for node, sae_ids in nodes.items():
+        if not _NAME.fullmatch(node):
+            raise ValueError(f"node {node!r}: letters, digits, '.', '_', '-' only")
+        for sae in sae_ids:
+            if not _NAME.fullmatch(sae):
+                raise ValueError(f"SAE ID {sae!r}: letters, digits, '.', '_', '-' only")
+            if sae in kme_ids:
+                raise ValueError(f"SAE ID {sae!r} is a KME ID (it would pass as that KME)")
+            if sae in seen:
+                raise ValueError(f"SAE ID {sae!r} is given twice")
+            seen.add(sae)
+
+
 def init_ca(
     directory: str | Path,
     *,
@@ -112,6 +134,7 @@ def init_ca(
     nodes = nodes or DEFAULT_NODES
     if len(nodes) != 2:
         raise ValueError(f"two nodes are needed (got {len(nodes)})")
+    _check_names(nodes)
     config_path = base / "kms.toml"
     if config_path.exists():
         raise FileExistsError(f"{config_path} already exists: choose an empty directory")

@@ -79,6 +79,10 @@ class KmsConfig(BaseModel):
         shared = set(a.sae_ids) & set(b.sae_ids)
         if shared:
             raise ValueError(f"SAE IDs attached to both KMEs: {sorted(shared)}")
+        # an SAE certificate named like a KME would pass as that KME on /kme/v1
+        clash = (set(a.sae_ids) | set(b.sae_ids)) & {a.kme_id, b.kme_id}
+        if clash:
+            raise ValueError(f"SAE IDs equal to a KME ID: {sorted(clash)}")
         return self
 
     def node(self, name: str) -> KmeEntry:

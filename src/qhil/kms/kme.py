@@ -7,16 +7,20 @@ that both hold.
 
 enc_keys at the master SAE's KME, ``begin`` recorded first; then either
 
-* it is the allocator: it takes the next chunks (cursor fsync'd with ``begin``), reads
-  the keys, asks the peer to ``store`` them for the slave SAE (the peer fsyncs before it
-  answers), records ``done`` and answers the SAE; or
+* it is the allocator: it reserves the next chunks (in memory only), reads the keys,
+  asks the peer to ``store`` them for the slave SAE (the peer fsyncs them with the new
+  cursor before it answers), records ``done`` with the new cursor and answers the SAE; or
 * the peer is: the peer ``allocate``s, storing the keys for its slave SAE (fsync'd)
   and answering with the chunks; this KME reads the same bits from its own files,
   records ``done`` and answers the SAE.
 
 Any failure before ``done`` voids the allocation on both sides (the peer is told, now
 or, if unreachable, at the next contact); a KME restarting with a ``begin`` that has no
-``done`` voids it likewise. The bits of a void allocation are never used again. A
+``done`` voids it likewise. No new allocation starts before the peer has heard of every
+void (else enc_keys answers 503, using no key material), and the peer's answer carries
+its cursor: so the allocator never reuses bits that the peer stored for a void
+allocation, while bits that never reached the peer (an unreachable peer) go back to the
+pool instead of being lost. A
 slave-side key is deleted when its SAE fetches it (``served`` fsync'd before the
 answer), so no key is ever served twice; the master side keeps no key at all. A key
 that a master SAE received can always be fetched once by its slave SAE.
@@ -58,11 +62,20 @@ class KmeError(Exception):
 
 
 class PeerError(Exception):
-    """The peer KME could not be reached, or refused (``status``, its message)."""
+    """The peer KME could not be reached, or refused (``status``, its error body's
+    ``message`` and ``details``; ``str()`` is for logs: it names the peer's URL)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        text: str,
+        status: int | None = None,
+        message: str = "",
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(text)
         self.status = status
+        self.message = message
+        self.details = details
 
 
 _T = TypeVar("_T")
@@ -89,24 +102,36 @@ class Kme:
         self._lock = asyncio.Lock()
         self._inflight = 0
         self._peer_shas: set[str] = set()
+        # the allocator's reservations not yet fsync'd (bits of enc_keys in flight)
+        self._reserved: dict[str, int] = {}
 
     # -- life cycle ------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Void what a crash left begun; tell the peer (now if it answers, else later)."""
+        """Void what a crash left begun; tell the peer (now if it answers, else later);
+        learn the peer's cursor (so that stored_key_count counts what the peer used)."""
         for alloc in sorted(self.ledger.state.begun):
             log.warning(
                 "kme %s: voiding allocation %s left unfinished by a restart", self.node, alloc
             )
             self.ledger.append({"op": "void", "alloc": alloc, "tell": True})
-        await self._tell_voids()
+        if await self._tell_voids():
+            await self._sync_cursor()
 
-    async def _tell_voids(self) -> None:
+    async def _sync_cursor(self) -> None:
+        """Merge the peer's cursor (best effort: a peer that is down is asked later)."""
+        try:
+            await self._refresh_peer_shas()
+        except PeerError as exc:
+            log.warning("kme %s: peer's cursor not fetched: %s", self.node, exc)
+
+    async def _tell_voids(self) -> bool:
+        """Tell the peer of our void allocations; False if it could not be reached."""
         pending = sorted(self.ledger.state.tell_void)
         if not pending:
-            return
+            return True
         try:
-            await self.peer("POST", "/void", {"allocs": pending, "cursor": self._cursor()})
+            answer = await self.peer("POST", "/void", {"allocs": pending, "cursor": self._cursor()})
         except PeerError as exc:
             log.warning(
                 "kme %s: peer not told of %d void allocation(s) yet: %s",
@@ -114,8 +139,12 @@ class Kme:
                 len(pending),
                 exc,
             )
-            return
+            return False
+        # the peer's cursor covers what it stored for these allocations: merged (fsync'd)
+        # before they are marked told, so those bits are never allocated again
+        self._merge_cursor(answer.get("cursor", {}))
         self.ledger.append({"op": "told", "allocs": pending})
+        return True
 
     def close(self) -> None:
         self.ledger.close()
@@ -156,7 +185,7 @@ class Kme:
         }
 
     def stored_key_count(self) -> int:
-        bits = available_bits(self.material.files(), self.ledger.state.cursor)
+        bits = available_bits(self.material.files(), self._alloc_cursor())
         return min(bits // self.limits.key_size, self.limits.max_key_count)
 
     def _check_request(self, body: dict[str, Any]) -> tuple[int, int]:
@@ -215,7 +244,9 @@ class Kme:
         master = self.check_sae(caller)
         self._check_peer_sae(slave, "slave_SAE_ID")
         number, size = self._check_request(body)
-        await self._tell_voids()
+        if not await self._tell_voids():
+            # no allocation before the peer knows of the void ones: 503, no key material used
+            raise KmeError(503, f"peer KME {self.peer_entry.kme_id} unavailable")
         alloc = str(uuid.uuid4())
         key_ids = [str(uuid.uuid4()) for _ in range(number)]
         try:
@@ -238,7 +269,7 @@ class Kme:
         }
 
     def _not_enough(self, number: int, size: int) -> KmeError:
-        have = available_bits(self.material.files(), self.ledger.state.cursor)
+        have = available_bits(self.material.files(), self._alloc_cursor())
         return KmeError(
             400,
             "keys are being exhausted",
@@ -257,8 +288,15 @@ class Kme:
     def _shared_files(self, peer_shas: set[str]) -> list[Any]:
         return [f for f in self.material.files() if f.sha256 in peer_shas]
 
+    def _alloc_cursor(self) -> dict[str, int]:
+        """The fsync'd cursor raised by the reservations of enc_keys in flight."""
+        cursor = dict(self.ledger.state.cursor)
+        for sha, end in self._reserved.items():
+            cursor[sha] = max(cursor.get(sha, 0), end)
+        return cursor
+
     def _allocate(self, number: int, size: int, peer_shas: set[str]) -> list[Chunk] | None:
-        return take_chunks(self._shared_files(peer_shas), self.ledger.state.cursor, number * size)
+        return take_chunks(self._shared_files(peer_shas), self._alloc_cursor(), number * size)
 
     async def _enc_as_allocator(
         self, alloc: str, master: str, slave: str, key_ids: list[str], size: int
@@ -271,24 +309,40 @@ class Kme:
             if chunks is None:
                 raise self._not_enough(number, size)
             keys = keys_from_bits(self.material.read(chunks), number, size)
-            self.ledger.append({"op": "begin", "alloc": alloc, "cursor": _ends(chunks)})
-        await self._call(
-            self.peer(
-                "POST",
-                "/store",
-                {
-                    "alloc": alloc,
-                    "master": master,
-                    "slave": slave,
-                    "size": size,
-                    "key_IDs": key_ids,
-                    "chunks": chunks,
-                    "cursor": self._cursor(),
-                },
+            # the cursor is NOT advanced on disk yet: a peer that cannot be reached must
+            # not cost key material; a crash from here on voids ``alloc`` at restart and
+            # the peer's answer to that void carries the cursor of whatever it stored
+            before = {sha: self._alloc_cursor().get(sha, 0) for sha, _, _ in chunks}
+            ends = _ends(chunks)
+            self._reserved.update(ends)
+            self.ledger.append({"op": "begin", "alloc": alloc})
+        try:
+            await self._call(
+                self.peer(
+                    "POST",
+                    "/store",
+                    {
+                        "alloc": alloc,
+                        "master": master,
+                        "slave": slave,
+                        "size": size,
+                        "key_IDs": key_ids,
+                        "chunks": chunks,
+                        "cursor": {**self._cursor(), **ends},
+                    },
+                )
             )
-        )
+            async with self._lock:
+                self.ledger.append({"op": "done", "alloc": alloc, "cursor": ends})
+        finally:
+            async with self._lock:
+                for sha, end in ends.items():
+                    if self._reserved.get(sha) == end:  # no later reservation: give back
+                        if before[sha] > self.ledger.state.cursor.get(sha, 0):
+                            self._reserved[sha] = before[sha]
+                        else:
+                            del self._reserved[sha]
         async with self._lock:
-            self.ledger.append({"op": "done", "alloc": alloc})
             self._collect()
         return keys
 
@@ -303,20 +357,25 @@ class Kme:
             self.ledger.append({"op": "begin", "alloc": alloc})
             self._inflight += 1
         try:
-            answer = await self._call(
-                self.peer(
-                    "POST",
-                    "/allocate",
-                    {
-                        "alloc": alloc,
-                        "master": master,
-                        "slave": slave,
-                        "size": size,
-                        "key_IDs": key_ids,
-                        "shas": [f.sha256 for f in files],
-                    },
+            try:
+                answer = await self._call(
+                    self.peer(
+                        "POST",
+                        "/allocate",
+                        {
+                            "alloc": alloc,
+                            "master": master,
+                            "slave": slave,
+                            "size": size,
+                            "key_IDs": key_ids,
+                            "shas": [f.sha256 for f in files],
+                        },
+                    )
                 )
-            )
+            except KmeError as exc:
+                if exc.status == 400:  # e.g. exhausted: our count was stale, learn the cursor
+                    await self._sync_cursor()
+                raise
             chunks = [(str(s), int(a), int(b)) for s, a, b in answer["chunks"]]
             async with self._lock:
                 keys = keys_from_bits(self.material.read(chunks), number, size)
@@ -338,8 +397,10 @@ class Kme:
             return await call
         except PeerError as exc:
             if exc.status == 400:
-                raise KmeError(400, str(exc)) from None
-            raise KmeError(503, f"peer KME {self.peer_entry.kme_id} unavailable: {exc}") from None
+                # the peer's own error body (message, details), not its internal URL
+                raise KmeError(400, exc.message or "refused by the peer KME", exc.details) from None
+            log.warning("kme %s: peer KME unavailable: %s", self.node, exc)
+            raise KmeError(503, f"peer KME {self.peer_entry.kme_id} unavailable") from None
 
     def dec_keys(self, caller: str | None, master: str, key_ids: list[str]) -> dict[str, Any]:
         slave = self.check_sae(caller)
@@ -422,11 +483,12 @@ class Kme:
             return {"chunks": chunks, "cursor": self._cursor()}
 
     def void(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The peer voided ``allocs``; our answer is our cursor (it covers what we stored)."""
         self._merge_cursor(body.get("cursor", {}))
         for alloc in body["allocs"]:
             if alloc not in self.ledger.state.voided:
                 self.ledger.append({"op": "void", "alloc": alloc, "tell": False})
-        return {}
+        return {"cursor": self._cursor()}
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 its peer. One JSON record per line, each written and fsync'd before the KME acts on it
 (answers its peer or an SAE), so a KME killed at any moment (kill -9) restarts from
 exactly the promises it made. The file is 0600 in a 0700 directory: slave-side entries
-hold key material until their SAE fetches them (then the entry, and at the next
-compaction its bytes, are gone).
+hold key material until their SAE fetches them: the ``served`` record that deletes the
+entry compacts the file at once, so a delivered key's bytes leave the disk before the SAE
+gets its answer; the file is also compacted whenever it grows past ``COMPACT_BYTES``.
 
 Records (``op``):
 
@@ -32,6 +33,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LEDGER = "ledger.jsonl"
+# records appended since the last snapshot, in bytes, that trigger a compaction
+COMPACT_BYTES = 256 * 1024
 
 
 class LedgerBusyError(OSError):
@@ -127,6 +130,7 @@ class Ledger:
         self._compact()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "ab")
+        self._grown = 0
 
     def _replay(self) -> None:
         if not self.path.exists():
@@ -163,11 +167,26 @@ class Ledger:
             os.close(dir_fd)
 
     def append(self, rec: dict[str, Any]) -> None:
-        """Write, fsync, then apply: the KME acts on a record only once it is on disk."""
-        self._file.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+        """Write, fsync, then apply: the KME acts on a record only once it is on disk.
+
+        A ``served`` record compacts the file at once (the delivered keys' bytes leave
+        the disk), and so does a file grown past ``COMPACT_BYTES`` (it stays bounded)."""
+        line = json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
         self.state.apply(rec)
+        self._grown += len(line)
+        if rec["op"] == "served" or self._grown > COMPACT_BYTES:
+            self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the file as one snapshot of the state (atomically, crash-safe)."""
+        self._file.close()
+        self._compact()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "ab")
+        self._grown = 0
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

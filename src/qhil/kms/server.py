@@ -219,11 +219,14 @@ def peer_caller(config: KmsConfig, node: str, peer_url: Callable[[], str]) -> An
         except ValueError:
             answer = {}
         if response.status_code != 200:
-            message = (
-                answer.get("message", response.reason_phrase) if isinstance(answer, dict) else ""
-            )
+            body = answer if isinstance(answer, dict) else {}
+            message = str(body.get("message", response.reason_phrase))
+            details = body.get("details")
             raise PeerError(
-                f"{method} {url}: {response.status_code} {message}", response.status_code
+                f"{method} {url}: {response.status_code} {message}",
+                response.status_code,
+                message,
+                details if isinstance(details, list) else None,
             )
         return answer if isinstance(answer, dict) else {}
 
