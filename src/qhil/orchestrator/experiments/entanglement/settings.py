@@ -13,13 +13,15 @@ zero run, 0 until calibrated; with phi+ only the two zeros' difference matters).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qhil.errors import ConfigError
 
 Inputs = tuple[int, int, int, int]
+#: A plate or polarization angle, deg: one turn either way is every setting there is.
+Angle = Annotated[float, Field(ge=-360.0, le=360.0)]
 
 
 class AcquisitionSettings(BaseModel):
@@ -38,18 +40,19 @@ class AcquisitionSettings(BaseModel):
     bob_mount: str | None = None
     alice_channels: Inputs = (1, 2, 3, 4)  # tagger inputs of H, V, D, A
     bob_channels: Inputs = (1, 2, 3, 4)
-    alice_mount_zero_deg: float = 0.0
-    bob_mount_zero_deg: float = 0.0
+    alice_mount_zero_deg: float = Field(0.0, ge=-360.0, le=360.0)
+    bob_mount_zero_deg: float = Field(0.0, ge=-360.0, le=360.0)
     # The newest mount-zero calibration of these very instruments (<= 7 days old) gives
     # both zeros when there is one (the run records which); else the two fields above.
     use_mount_zero_calibration: bool = True
-    pump_current_ma: float = Field(40.0, ge=0.0)
-    crystal_temperature_c: float | None = None
+    # Also within the source driver's declared range (checked against the bench).
+    pump_current_ma: float = Field(40.0, ge=0.0, le=1000.0)
+    crystal_temperature_c: float | None = Field(None, ge=-50.0, le=200.0)
     n_sigma: float = Field(3.0, gt=0.0, le=20.0)  # window: +-n_sigma of the fitted peak
     window_ps: int | None = Field(None, gt=0)  # or a fixed full width
     uncertainty_s: float = Field(0.5, gt=0.0, le=10.0)
     max_frequency_offset_ppm: float = Field(100.0, ge=0.0, le=1000.0)
-    min_significance: float = Field(6.0, gt=0.0)
+    min_significance: float = Field(6.0, gt=0.0, le=1000.0)
 
     @field_validator("alice_channels", "bob_channels")
     @classmethod
@@ -108,8 +111,37 @@ class AcquisitionSettings(BaseModel):
                     f"no node {node!r} in the profile (nodes: {', '.join(profile.nodes)})",
                 )
             found = _instrument(profile, node, role, name)
-            if isinstance(found, str) and required:
-                raise ConfigError(source, f"{self.TABLE}.{field}", found)
+            if isinstance(found, str):
+                if required:
+                    raise ConfigError(source, f"{self.TABLE}.{field}", found)
+                continue
+            label, driver = found
+            if role == "TimeTagger":
+                side = field.split("_")[0]
+                bad = tagger_inputs_outside(getattr(self, f"{side}_channels"), driver)
+                if bad is not None:
+                    raise ConfigError(source, f"{self.TABLE}.{side}_channels", bad % label)
+            if role == "EntangledPhotonSource":
+                lo, hi = getattr(driver, "pump_current_range_ma", (0.0, math.inf))
+                if not lo <= self.pump_current_ma <= hi:
+                    raise ConfigError(
+                        source,
+                        f"{self.TABLE}.pump_current_ma",
+                        f"{self.pump_current_ma:g} mA is outside {label}'s range {lo:g}..{hi:g} mA",
+                    )
+
+
+def tagger_inputs_outside(channels: Inputs, tagger: Any) -> str | None:
+    """Why ``channels`` are not all inputs of ``tagger`` (a driver class or instance that
+    declares ``channels``, its input count), with ``%s`` for the tagger's name; None when
+    they are (or the count is unknown)."""
+    n = getattr(tagger, "channels", None)
+    if not isinstance(n, int) or isinstance(n, bool):
+        return None
+    bad = [c for c in channels if c > n]
+    if not bad:
+        return None
+    return f"input {bad[0]} is not one of the tagger %s's inputs 1-{n} (got {list(channels)})"
 
 
 class CompensatedSettings(AcquisitionSettings):
@@ -148,10 +180,10 @@ class VisibilitySettings(CompensatedSettings):
     TABLE: ClassVar[str] = "experiments.visibility"
 
     scanned_node: Literal["alice", "bob"] = "alice"  # whose plate turns ("alice"/"bob" role)
-    fixed_angle_deg: float = 0.0  # the other plate's axis (from its zero)
+    fixed_angle_deg: Angle = 0.0  # the other plate's axis (from its zero)
     # The scanned plate's axes (from its zero): a fringe goes as cos(4 theta), one period
     # per 90 deg; 8 points over it.
-    angles_deg: list[float] = Field(
+    angles_deg: list[Angle] = Field(
         default_factory=lambda: [0.0, 11.25, 22.5, 33.75, 45.0, 56.25, 67.5, 78.75],
         min_length=4,
     )
@@ -172,8 +204,8 @@ class ChshSettings(CompensatedSettings):
 
     TABLE: ClassVar[str] = "experiments.chsh"
 
-    alice_angles_deg: tuple[float, float] = (0.0, 45.0)
-    bob_angles_deg: tuple[float, float] = (22.5, 67.5)
+    alice_angles_deg: tuple[Angle, Angle] = (0.0, 45.0)
+    bob_angles_deg: tuple[Angle, Angle] = (22.5, 67.5)
     # S = E(a, b) - E(a, b') + E(a', b) + E(a', b'): right for phi+ at the defaults.
     signs: tuple[int, int, int, int] = (1, -1, 1, 1)
     integration_s: float = Field(1.0, gt=0.0, le=3600.0)  # per setting pair
