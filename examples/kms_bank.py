@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BITS = 256
@@ -37,17 +38,49 @@ def kme_client(ca_dir: Path, sae: str) -> httpx.Client:
     return httpx.Client(verify=context, timeout=10)
 
 
-def _check(response: httpx.Response) -> dict[str, Any]:
-    body = response.json()
+class BankError(Exception):
+    """A one-line reason to stop (exit 2, no traceback)."""
+
+
+def _fail(message: str) -> None:
+    print(f"kms_bank: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _kme_keys(ca_dir: Path, sae: str, url: str, body: dict[str, Any]) -> Any:
+    """POST to the KME; its keys, or BankError naming what failed."""
+    try:
+        with kme_client(ca_dir, sae) as kme:
+            response = kme.post(url, json=body)
+    except (OSError, ssl.SSLError) as exc:
+        raise BankError(f"--ca-dir {ca_dir}: certificate of {sae!r}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise BankError(f"--kme: {url}: {type(exc).__name__}: {exc}") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
     if response.status_code != 200:
-        sys.exit(f"kms_bank: KME answered {response.status_code}: {body.get('message')}")
-    return dict(body)
+        message = answer.get("message") if isinstance(answer, dict) else None
+        raise BankError(f"KME answered {response.status_code}: {message}")
+    return answer["keys"]
 
 
 def send(args: argparse.Namespace) -> None:
-    with kme_client(Path(args.ca_dir), args.sae) as kme:
+    host, _, port = args.connect.rpartition(":")
+    # reach the receiver BEFORE fetching a key: a refused connection leaves no key held
+    # at the other KME for nobody
+    try:
+        conn = socket.create_connection((host, int(port)), timeout=10)
+    except (OSError, ValueError) as exc:
+        raise BankError(f"--connect {args.connect}: {exc}") from None
+    with conn:
         url = f"{args.kme}/api/v1/keys/{args.to}/enc_keys"
-        (key,) = _check(kme.post(url, json={"number": 1, "size": KEY_BITS}))["keys"]
+        (key,) = _kme_keys(Path(args.ca_dir), args.sae, url, {"number": 1, "size": KEY_BITS})
+        _send_under(conn, args, key)
+
+
+def _send_under(conn: socket.socket, args: argparse.Namespace, key: dict[str, str]) -> None:
     nonce = os.urandom(12)
     # the sender's SAE ID as associated data: a message cannot be replayed as another bank's
     ciphertext = AESGCM(base64.b64decode(key["key"])).encrypt(
@@ -59,29 +92,38 @@ def send(args: argparse.Namespace) -> None:
         "nonce": base64.b64encode(nonce).decode(),
         "ciphertext": base64.b64encode(ciphertext).decode(),
     }
-    host, _, port = args.connect.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
+    try:
         conn.sendall(json.dumps(envelope).encode() + b"\n")
+    except OSError as exc:
+        raise BankError(f"--connect {args.connect}: {exc}") from None
     print(f"sent {len(ciphertext)} bytes under key {key['key_ID']}")
 
 
 def receive(args: argparse.Namespace) -> None:
     host, _, port = args.listen.rpartition(":")
-    with socket.create_server((host, int(port))) as server:
+    try:
+        server = socket.create_server((host, int(port)))
+    except (OSError, ValueError) as exc:
+        raise BankError(f"--listen {args.listen}: {exc}") from None
+    with server:
         if args.port_file:
             Path(args.port_file).write_text(f"{host}:{server.getsockname()[1]}\n")
         conn, _ = server.accept()
         with conn, conn.makefile("rb") as stream:
-            envelope = json.loads(stream.readline())
-    with kme_client(Path(args.ca_dir), args.sae) as kme:
-        url = f"{args.kme}/api/v1/keys/{envelope['from']}/dec_keys"
-        body = {"key_IDs": [{"key_ID": envelope["key_ID"]}]}
-        (key,) = _check(kme.post(url, json=body))["keys"]
-    plaintext = AESGCM(base64.b64decode(key["key"])).decrypt(
-        base64.b64decode(envelope["nonce"]),
-        base64.b64decode(envelope["ciphertext"]),
-        envelope["from"].encode(),
-    )
+            line = stream.readline()
+    try:
+        envelope = json.loads(line)
+        sender, key_id = str(envelope["from"]), str(envelope["key_ID"])
+        nonce = base64.b64decode(envelope["nonce"], validate=True)
+        ciphertext = base64.b64decode(envelope["ciphertext"], validate=True)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BankError(f"the envelope received is not from kms_bank send: {exc!r}") from None
+    url = f"{args.kme}/api/v1/keys/{sender}/dec_keys"
+    (key,) = _kme_keys(Path(args.ca_dir), args.sae, url, {"key_IDs": [{"key_ID": key_id}]})
+    try:
+        plaintext = AESGCM(base64.b64decode(key["key"])).decrypt(nonce, ciphertext, sender.encode())
+    except (InvalidTag, ValueError):
+        raise BankError(f"the message from {sender!r} does not decrypt (tampered?)") from None
     print(f"from {envelope['from']}: {plaintext.decode()}")
 
 
@@ -100,7 +142,10 @@ def main() -> None:
     recv_p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
     recv_p.add_argument("--port-file", default=None, help="write HOST:PORT here once listening")
     args = parser.parse_args()
-    send(args) if args.role == "send" else receive(args)
+    try:
+        send(args) if args.role == "send" else receive(args)
+    except BankError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":
