@@ -176,3 +176,55 @@ def test_a_party_run_that_only_verified_is_not_a_new_calibration(tmp_path: Path)
     _record(runs, "bb84.bob", {f"polcal_{k}": v for k, v in verified.items()}, bob)
     cal = CalibrationStore(runs).latest("polarization", identities=bob, max_age_s=3600)
     assert cal is not None and cal.run_id == first  # its age counts from the measurement
+
+
+def test_an_aborted_bb84_run_keeps_its_compensation_a_calibration_run_does_not(
+    tmp_path: Path,
+) -> None:
+    runs = RunStore(tmp_path)
+    _record(runs, "calibration.polarization", POLCAL, status="aborted")
+    cs = CalibrationStore(runs)
+    found = cs.find("polarization", identities=BENCH, max_age_s=3600)
+    assert found.calibration is None and found.reason.endswith("ended aborted")
+    # compensated (target met) before the key exchange, which then aborted (no_key)
+    bb84 = _record(runs, "bb84", {f"polcal_{k}": v for k, v in POLCAL.items()}, status="aborted")
+    found = cs.find("polarization", identities=BENCH, max_age_s=3600)
+    assert found.calibration is not None and found.calibration.run_id == bb84
+    missed = {**POLCAL, "target_met": False}
+    _record(runs, "bb84", {f"polcal_{k}": v for k, v in missed.items()}, status="aborted")
+    found = cs.find("polarization", identities=BENCH, max_age_s=3600)
+    assert found.calibration is not None and found.calibration.run_id == bb84
+    assert cs.history("polarization", include_unusable=True)[-1].extra["target_met"] is False
+
+
+def test_drift_trackings_last_recompensation_is_the_runs_calibration(tmp_path: Path) -> None:
+    from qhil.calibration.polarization import PolarizationCalibration, PolarizationMeasurement
+    from qhil.orchestrator.experiments.bb84.tracking import BobTracking, tracked_polarization
+
+    m = PolarizationMeasurement((7, 8, 9, 10), (5000, 20, 2500, 2500), (2500, 2500, 5000, 30), 0.02)
+    last = PolarizationCalibration(
+        voltages_mv=(7, 8, 9, 10),
+        start_voltages_mv=(100, -200, 0, 5),
+        before=m,
+        after=m,
+        target_error=0.01,
+        confidence=0.95,
+        target_met=True,
+        stop_reason="target met",
+        half_wave_voltages_mv=(3000.0,) * 4,
+        half_wave_voltage_sources=("given",) * 4,
+        half_wave_voltage_stds_mv=None,
+        acquisitions=12,
+        settle_gates=0,
+        steps=(),
+    )
+    tracking = BobTracking(None, None, last)  # type: ignore[arg-type]
+    assert tracked_polarization(tracking) == {}  # no re-compensation: nothing new
+    tracking.recompensations = 1
+    runs = RunStore(tmp_path)
+    results = {f"polcal_{k}": v for k, v in POLCAL.items()}
+    run_id = _record(runs, "bb84", {**results, **tracked_polarization(tracking)})
+    cal = CalibrationStore(runs).latest("polarization", identities=BENCH, max_age_s=3600)
+    assert cal is not None and cal.run_id == run_id
+    assert [cal.value(f"v{i}_mv") for i in range(1, 5)] == [7, 8, 9, 10]
+    assert cal.value("half_wave_v1_mv") == 3000.0

@@ -54,6 +54,7 @@ from qhil.orchestrator.experiments.bb84.detection import DiscardDiagnosis
 from qhil.orchestrator.experiments.bb84.tracking import (
     AliceTracking,
     BobTracking,
+    tracked_polarization,
     tracking_results,
 )
 from qhil.orchestrator.profile import load_profile
@@ -242,6 +243,7 @@ async def run_bb84_job(
                 results = exc.result.to_results() if exc.result is not None else {}
                 results.update(_pool_report(pool_run, alice_auth, committed=False))
                 results.update(tracking_results(tracking))
+                run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -252,6 +254,7 @@ async def run_bb84_job(
         both = result.alice_key is not None and result.bob_key is not None
         results.update(_pool_report(pool_run, alice_auth, committed=both))
         results.update(tracking_results(tracking))
+        run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
         run.log_results(_scalars(results))
         for ref in (result.alice_key, result.bob_key):
             if ref is not None:
@@ -755,6 +758,7 @@ async def run_bb84_party_job(
                 results = exc.result.to_results() if exc.result is not None else {}
                 results.update(_pool_report(pool_run, auth, committed=False))
                 results.update(tracking_results(tracking))
+                run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
                 if results:
                     run.log_results(_scalars(results))
                 run.abort(reason)
@@ -766,6 +770,7 @@ async def run_bb84_party_job(
         results = _with_reuse(run, _party_results(party, mine, settings))
         results.update(_pool_report(pool_run, auth, committed=mine.key is not None))
         results.update(tracking_results(tracking))
+        run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
         run.log_results(_scalars(results))
         if mine.key is not None:
             run.add_key(mine.key)

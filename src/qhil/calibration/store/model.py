@@ -87,6 +87,12 @@ class CalibrationKind:
     # Patterns of quantities that may be non-finite (not learned); any other non-finite
     # quantity makes the calibration unusable.
     may_be_nan: tuple[str, ...] = ()
+    # Run kinds that calibrated on their way, before the part that may abort: their
+    # aborted runs still hold a valid calibration (the kind's ``usable`` rule decides).
+    aborted_ok: frozenset[str] = frozenset()
+    # A later result set of the same run that supersedes the source prefix's (bb84's drift
+    # tracking's last re-compensation, ``polcal_tracked_``), when the run has one.
+    superseded_by: str | None = None
 
 
 def _target_met(record: RunRecord, cal: Calibration) -> str | None:
@@ -121,6 +127,11 @@ for _k in (
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",
         may_be_nan=("half_wave_v[0-9]_mv",),  # a channel's rate not learned
+        # A bb84 run's compensation (recorded before the key exchange, its target met)
+        # stays valid when the key exchange later aborted (no_key, QBER): the stored
+        # voltages are only a candidate, checked on the bench before reuse anyway.
+        aborted_ok=frozenset({"bb84", "bb84.bob"}),
+        superseded_by="polcal_tracked_",
     ),
     CalibrationKind(
         "detectors",
@@ -200,6 +211,9 @@ def from_run(kind: CalibrationKind, record: RunRecord) -> Calibration | None:
     if record.kind not in kind.sources:
         return None
     prefix = kind.sources[record.kind]
+    later = kind.superseded_by
+    if prefix and later and any(k.startswith(later) for k in record.results):
+        prefix = later  # the run re-measured it: the last measurement is the calibration
     own = {k[len(prefix) :]: v for k, v in record.results.items() if k.startswith(prefix)}
     quantities = pair_quantities(own, kind.quantities)
     if not quantities:
@@ -218,7 +232,8 @@ def from_run(kind: CalibrationKind, record: RunRecord) -> Calibration | None:
 
 def unusable(kind: CalibrationKind, record: RunRecord, cal: Calibration) -> str | None:
     """Why a run's calibration cannot be used (None: it can)."""
-    if record.status is not RunStatus.SUCCESS:
+    aborted_ok = record.status is RunStatus.ABORTED and record.kind in kind.aborted_ok
+    if record.status is not RunStatus.SUCCESS and not aborted_ok:
         return f"run {record.run_id} ended {record.status.value}"
     bad = [
         n

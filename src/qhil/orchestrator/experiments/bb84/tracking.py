@@ -41,7 +41,9 @@ session. Here:
   ``e0``, the p-value, whether it triggered) and ``bob/recompensation`` for every
   re-compensation (the block and QBER that triggered it, the error fractions after, the
   counting gates it took); Alice writes ``alice/recompensation`` (block, reference
-  patterns she served).
+  patterns she served). The last re-compensation that met its target goes into Bob's
+  results as ``polcal_tracked_*`` (:func:`tracked_polarization`): the calibration store
+  reuses it rather than the start-of-run compensation.
 """
 
 from __future__ import annotations
@@ -261,6 +263,17 @@ def tracking_results(tracking: BobTracking | None) -> dict[str, int]:
     }
 
 
+def tracked_polarization(tracking: BobTracking | None) -> dict[str, float | int | str | bool]:
+    """The last re-compensation that met its target, as ``polcal_tracked_*`` results: the
+    calibration store takes it as the run's polarization calibration (it supersedes the
+    start-of-run ``polcal_*``), so the next run's candidate is where the fibre was last
+    compensated. Empty without one."""
+    start = None if tracking is None or tracking.recompensations == 0 else tracking.start
+    if start is None or not start.target_met:
+        return {}
+    return {f"polcal_tracked_{k}": v for k, v in start.to_results().items() if v is not None}
+
+
 def channel_aborted(party: str, exc: Exception) -> BB84Aborted:
     """A channel failure during a re-compensation aborts as in the protocol."""
     if isinstance(exc, AuthenticationError):
@@ -373,5 +386,6 @@ __all__ = [
     "recompensate_alice",
     "recompensate_bob",
     "revealed_errors",
+    "tracked_polarization",
     "tracking_results",
 ]
