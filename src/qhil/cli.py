@@ -935,6 +935,13 @@ def _entanglement_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Acquisition per point, s (replaces the table's integration_s).",
             ),
             click.option(
+                "--yes",
+                "confirm_long",
+                is_flag=True,
+                help=f"Start even if the points' acquisition exceeds "
+                f"{MAX_UNCONFIRMED_ACQUISITION_S:g} s in total (refused without it).",
+            ),
+            click.option(
                 "--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override."
             ),
             click.option("--json", "as_json", is_flag=True, help="Print one JSON summary."),
@@ -971,6 +978,7 @@ def _run_entanglement(
     kind: str,
     profile: str | None,
     integration_s: float | None,
+    confirm_long: bool,
     overrides: tuple[str, ...],
     as_json: bool,
     data_dir: str | None,
@@ -980,7 +988,9 @@ def _run_entanglement(
     from qhil.orchestrator.experiments.entanglement import cli as ent
 
     try:
-        ent.check_settings(kind, _load_checked(profile, list(overrides)), integration_s)
+        ent.check_settings(
+            kind, _load_checked(profile, list(overrides)), integration_s, confirm_long
+        )
     except QhilError as exc:
         _fail(exc)
         return

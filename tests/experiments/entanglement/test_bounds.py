@@ -57,3 +57,34 @@ def test_settings_the_bench_cannot_do_are_refused_naming_the_field(
     assert len(lines) == 1 and "Traceback" not in r.output, r.output
     assert "entanglement.toml" in lines[0] and field in lines[0], lines[0]
     assert not (tmp_path / "runs.sqlite").exists()  # no run started
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "field"),
+    [
+        (
+            "chsh",
+            ["--set", "experiments.chsh.integration_s=3600"],
+            "experiments.chsh.integration_s",
+        ),
+        ("chsh", ["--integration", "901"], "--integration"),
+        ("visibility", ["--integration", "451"], "--integration"),
+    ],
+)
+def test_acquisitions_over_an_hour_in_total_need_yes(
+    kind: str, args: list[str], field: str, tmp_path: Path
+) -> None:
+    r = CliRunner().invoke(main, ["run", kind, "entanglement", *args, "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and field in lines[0] and "--yes" in lines[0], r.output
+    assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_yes_lets_a_long_acquisition_past_the_check() -> None:
+    from qhil.orchestrator.experiments.entanglement.cli import check_settings
+    from qhil.orchestrator.profile import load_profile
+
+    prof = load_profile("entanglement", [])
+    check_settings("chsh", prof, 901.0, confirmed=True)  # no error
+    check_settings("visibility", prof, 450.0)  # 8 points x 450 s = 1 h: allowed

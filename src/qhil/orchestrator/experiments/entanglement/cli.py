@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from qhil.errors import ConfigError
 from qhil.orchestrator.experiments.entanglement.experiments import Progress
 from qhil.orchestrator.experiments.entanglement.settings import (
     AcquisitionSettings,
@@ -18,9 +19,29 @@ SETTINGS: dict[str, type[AcquisitionSettings]] = {
 }
 
 
-def check_settings(kind: str, profile: Any, integration_s: float | None) -> None:
-    """The experiment's table, validated against the bench (ConfigError: FILE: FIELD)."""
-    SETTINGS[kind].from_profile(profile, integration_s=integration_s)
+#: Longest acquisition in total a command starts without ``--yes`` (as ``qhil run bb84``;
+#: ``qhil run bbm92`` starts none longer: its ``duration_s`` is capped there).
+MAX_UNCONFIRMED_ACQUISITION_S = 3600.0
+
+
+def check_settings(
+    kind: str, profile: Any, integration_s: float | None, confirmed: bool = False
+) -> None:
+    """The experiment's table, validated against the bench (ConfigError: FILE: FIELD); an
+    acquisition above :data:`MAX_UNCONFIRMED_ACQUISITION_S` in total refused unless
+    ``confirmed`` (``--yes``), saying how long it would be."""
+    settings = SETTINGS[kind].from_profile(profile, integration_s=integration_s)
+    total_s = settings.acquisition_s()
+    if total_s <= MAX_UNCONFIRMED_ACQUISITION_S or confirmed:
+        return
+    points = round(total_s / settings.integration_s)
+    raise ConfigError(
+        "<command line>" if integration_s is not None else profile.source,
+        "--integration" if integration_s is not None else f"{settings.TABLE}.integration_s",
+        f"an acquisition of {total_s / 3600.0:.3g} h ({points} points of "
+        f"{settings.integration_s:g} s); runs longer than {MAX_UNCONFIRMED_ACQUISITION_S:g} s "
+        "in total start only with --yes",
+    )
 
 
 def progress_bar(

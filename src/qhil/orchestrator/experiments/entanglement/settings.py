@@ -189,6 +189,10 @@ class VisibilitySettings(CompensatedSettings):
     )
     integration_s: float = Field(0.5, gt=0.0, le=3600.0)  # per angle
 
+    def acquisition_s(self) -> float:
+        """The points' acquisition in total, s (compensation not counted)."""
+        return len(self.angles_deg) * self.integration_s
+
     @field_validator("angles_deg")
     @classmethod
     def _spans(cls, v: list[float]) -> list[float]:
@@ -216,6 +220,10 @@ class ChshSettings(CompensatedSettings):
         if any(s not in (1, -1) for s in v):
             raise ValueError(f"four of +1/-1 (got {list(v)})")
         return v
+
+    def acquisition_s(self) -> float:
+        """The four setting pairs' acquisition in total, s (compensation not counted)."""
+        return 4 * self.integration_s
 
     def setting_pairs(self) -> list[tuple[float, float]]:
         """(a, b), (a, b'), (a', b), (a', b'): polarization angles."""
