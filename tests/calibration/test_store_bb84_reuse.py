@@ -128,3 +128,19 @@ def test_party_mode_bob_starts_from_his_stored_calibration_and_only_verifies(
     assert int(two.results["polcal_evaluations"]) == 2  # the start (the check) and the verify
     assert two.results["polcal_check_holds"] is True
     assert second.as_dict()["polarization_calibration"] == two.results["polcal_reuse"]
+
+
+async def test_an_aborted_runs_summary_names_its_polarization_calibration(
+    tmp_path: Path,
+) -> None:
+    summary = await run_bb84_job(
+        None,
+        [*NO_MU, "experiments.bb84.polarization_max_age_s=0", "experiments.bb84.max_qber=0.0001"],
+        duration_s=0.05,
+        data_dir=tmp_path / "data",
+        key_dir=tmp_path / "keys",
+        insecure_test_seed=15,
+    )
+    assert summary.status == "aborted", summary.reason
+    shown = summary.as_dict()["polarization_calibration"]
+    assert shown == "not reused: polarization_max_age_s = 0"

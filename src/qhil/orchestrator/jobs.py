@@ -241,6 +241,7 @@ async def run_bb84_job(
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
+                results = _with_reuse(run, results)  # the summary's polarization_calibration
                 results.update(_pool_report(pool_run, alice_auth, committed=False))
                 results.update(tracking_results(tracking))
                 run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
@@ -756,6 +757,7 @@ async def run_bb84_party_job(
             except BB84Aborted as exc:
                 reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
                 results = exc.result.to_results() if exc.result is not None else {}
+                results = _with_reuse(run, results)  # the summary's polarization_calibration
                 results.update(_pool_report(pool_run, auth, committed=False))
                 results.update(tracking_results(tracking))
                 run.log_results(tracked_polarization(tracking))  # the store's, not the summary's

@@ -2,7 +2,8 @@
 
 Bob's ``bob/block`` rows give the test-basis QBER, the sifted bits, his detectors' rates
 and the alignment; Alice's ``alice/block`` rows the unrevealed pulses and test errors per
-intensity; ``mucal_*`` her measured mean photon numbers before the exchange.
+intensity; ``mucal_*`` her measured mean photon numbers before the exchange; with drift
+tracking, ``bob/tracking`` and ``bob/recompensation`` (the ``tracking`` plot).
 """
 
 from __future__ import annotations
@@ -209,6 +210,60 @@ def draw_gain(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     bottom.set_ylabel("bits per block")
     bottom.set_xlabel("block")
     bottom.legend(fontsize=8)
+
+
+@plot(
+    "tracking",
+    kinds=("bb84", "bb84.bob"),
+    needs=("bob/tracking",),
+    optional=("bob/recompensation",),
+    about="drift tracking per block: the revealed subset's QBER per basis against the "
+    "expected level, the blocks that triggered a re-compensation and the QBER after it",
+    size_in=(10.0, 5.0),
+)
+def draw_tracking(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
+    rows = arrays["bob/tracking"]
+    ax = fig.subplots(1, 1)
+    b = rows["block"]
+    for i, basis in enumerate(("z", "x")):
+        n = rows[f"revealed_{basis}"].astype(float)
+        q = np.where(n > 0, rows[f"errors_{basis}"] / np.where(n > 0, n, 1), np.nan)
+        ax.plot(
+            b, q * 100, "o", markersize=3, color=f"C{i}", label=f"revealed QBER {basis.upper()}"
+        )
+        ax.step(
+            b,
+            rows[f"expected_{basis}"] * 100,
+            where="mid",
+            color=f"C{i}",
+            linewidth=1,
+            label=f"expected {basis.upper()} (upper bound)",
+        )
+    hit = rows["triggered"] == 1
+    for k, block in enumerate(b[hit]):
+        ax.axvline(
+            block, color="C3", linestyle=":", linewidth=1, label="triggered" if k == 0 else None
+        )
+    events = arrays.get("bob/recompensation")
+    if events is not None and events.size:
+        ok = events["ok"] == 1
+        after = events["block"][ok] + 0.5  # it ran after the triggering block
+        for i, basis in enumerate(("z", "x")):
+            ax.plot(
+                after,
+                events[f"e_{basis}_after"][ok] * 100,
+                "D",
+                markersize=5,
+                color=f"C{i}",
+                markeredgecolor="k",
+                label=f"e_{basis.upper()} after re-compensation",
+            )
+        if (~ok).any():
+            note(ax, f"{int((~ok).sum())} re-compensation(s) failed")
+    ax.set_xlabel("block")
+    ax.set_ylabel("error rate (%)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left")
 
 
 plot(
