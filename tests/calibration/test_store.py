@@ -228,3 +228,17 @@ def test_drift_trackings_last_recompensation_is_the_runs_calibration(tmp_path: P
     assert cal is not None and cal.run_id == run_id
     assert [cal.value(f"v{i}_mv") for i in range(1, 5)] == [7, 8, 9, 10]
     assert cal.value("half_wave_v1_mv") == 3000.0
+
+
+def test_polarization_max_age_must_be_a_number(tmp_path: Path) -> None:
+    import pytest
+
+    from qhil.errors import QhilError
+    from qhil.orchestrator.jobs import bb84_settings
+    from qhil.orchestrator.profile import load_profile
+
+    key = "experiments.bb84.polarization_max_age_s"
+    for bad in ("true", '"10"'):
+        with pytest.raises(QhilError, match=key):
+            bb84_settings(load_profile(None, [f"{key}={bad}"]), 1.0)
+    assert bb84_settings(load_profile(None, [f"{key}=10"]), 1.0).polarization_max_age_s == 10.0

@@ -146,6 +146,7 @@ class BB84Settings(BaseModel):
     polarization_max_age_s: float = Field(
         86400.0,
         ge=0,
+        strict=True,  # a number: true or "10" is a mistake, not 1 s or 10 s
         description="With calibrate_polarization: reuse the latest polarization calibration of "
         "the same instruments (qhil.calibration.store) when it is at most this old and one "
         "check at its voltages still meets its target; else compensate. 0 = every run.",
