@@ -33,6 +33,7 @@ from experiments.bb84.support import (
 from qhil.orchestrator.channel import HmacSha256Authenticator, in_process_channels
 from qhil.orchestrator.experiments.bb84 import AbortReason, run_alice, run_bob
 from qhil.orchestrator.experiments.bb84.continuous import (
+    CappedKeyStore,
     ContinuousProgress,
     ContinuousResult,
     StopRequest,
@@ -105,7 +106,7 @@ async def continuous(
         timeout_s=TIMEOUT_S,
     )
     await asyncio.gather(a.open(), b.open())
-    keys = KeyStore(tmp / "keys")
+    keys = CappedKeyStore(tmp / "keys")  # as the jobs' (keys cut to a KME's room)
     gen, tagger = generator(world), WorldTagger(world)
     rngs = {p: np.random.default_rng([seed, i]) for i, p in enumerate(("alice", "bob"))}
     gates = gates or {}
@@ -438,6 +439,7 @@ async def test_restart_keeps_a_key_the_peers_kme_used_up(tmp_path: Path) -> None
         (["--max-key-count", "8"], "--max-key-count is for --continuous runs only"),
         (["--kme-key-size", "64"], "--kme-key-size is for --continuous runs only"),
         (["--continuous", "--max-key-count", "0"], "--max-key-count"),
+        (["--continuous", "--kme-key-size", "9"], "not a multiple of 8"),
         (["--continuous", "--kms-config", "nowhere/kms.toml"], "nowhere/kms.toml"),
     ],
 )
@@ -477,6 +479,46 @@ def test_kme_capacity_counts_what_the_kme_has_not_handed_out(tmp_path: Path) -> 
     ledger.append({"op": "cursor", "cursor": {ref.sha256: 600}})  # 600 bits handed out
     ledger.close()
     assert gate.stored_key_count() == 4 and gate.room(0) and gate.room(1100)
+
+
+async def test_a_key_larger_than_the_kmes_room_never_exceeds_max_key_count(
+    tmp_path: Path,
+) -> None:
+    """The first key (size unknown before it) and every later one is cut to the room
+    left at the smaller of the two KMEs, so the REAL count (uncapped) stays within
+    max_key_count at both nodes, and both nodes keep the same keys."""
+    from qhil.kms.capacity import key_capacity
+    from qhil.kms.ledger import Ledger
+    from qhil.orchestrator.experiments.bb84.continuous import KmeCapacity
+
+    size, most = 8, 6  # room for 48 bits: keys here are a few hundred
+    stop = StopRequest()
+    gates: dict[str, StorageGate] = {
+        p: KmeCapacity(str(tmp_path / "keys"), p, size, most) for p in ("alice", "bob")
+    }
+    # an earlier key of 3 KME keys at both nodes; Alice's KME handed out 2 of them:
+    # room for 5 at Alice's, 3 at Bob's
+    early = KeyStore(tmp_path / "keys")
+    for label in ("alice", "bob"):
+        ref = early.save(np.ones(3 * size, np.uint8), label=label)
+    ledger = Ledger(tmp_path / "keys" / "kme-alice")
+    ledger.append({"op": "cursor", "cursor": {ref.sha256: 2 * size}})
+    ledger.close()
+    details: list[str] = []
+
+    def on_progress(p: ContinuousProgress) -> None:
+        if p.event == "key":
+            details.append(p.detail)
+            stop.request("test")
+
+    ra, rb, keys, _ = await continuous(tmp_path, stop=stop, gates=gates, on_progress=on_progress)
+    assert len(ra.keys) == len(rb.keys) == 1
+    assert ra.keys[0].length_bits == rb.keys[0].length_bits == 3 * size  # the common room
+    assert ra.keys[0].sha256 == rb.keys[0].sha256
+    assert "cut off" in details[0]
+    for node in ("alice", "bob"):
+        real = key_capacity(keys.directory, node, key_size=size, max_key_count=most)
+        assert real.stored_key_count <= most, (node, real)
 
 
 @pytest.mark.parametrize("continuous_party", ["alice", "bob"])

@@ -42,12 +42,20 @@ def continuous_options(f: Any) -> Any:
             "--kme-key-size",
             type=click.IntRange(min=8),
             default=None,
+            callback=_multiple_of_8,
             help="--continuous: the KME's key_size, bits (default: --kms-config's, else 256).",
         ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _multiple_of_8(ctx: Any, param: Any, value: int | None) -> int | None:
+    """A KME hands out whole bytes: its key_size is a multiple of 8 (exit 2 otherwise)."""
+    if value is not None and value % 8:
+        raise click.BadParameter(f"{value} is not a multiple of 8 (a KME key is whole bytes)")
+    return value
 
 
 def run_continuous_command(
@@ -94,6 +102,13 @@ def run_continuous_command(
     def on_progress(p: ContinuousProgress) -> None:
         if p.party != shown:
             return
+        if as_json and p.event in ("paused", "resumed"):  # no bar: say it on stderr
+            waiting(
+                f"{p.party}: paused, its KME's key store is full (max_key_count); resumes "
+                "when keys are consumed"
+                if p.event == "paused"
+                else f"{p.party}: resumed"
+            )
         if not bars:
             bars.append(tqdm(total=None, unit="key", disable=as_json, leave=False))
         bar = bars[0]

@@ -124,15 +124,58 @@ class Unbounded:
         return True
 
 
+#: ``room_bits`` of a store without a bound (on the wire: control messages carry ints).
+NO_CAP = -1
+
+
+def room_bits(gate: StorageGate) -> int:
+    """Bits the node's store may take now (``NO_CAP``: no bound): a gate with a
+    ``room_bits()`` method says; others are unbounded in size."""
+    method = getattr(gate, "room_bits", None)
+    return NO_CAP if method is None else int(method())
+
+
+def common_cap(*rooms: int) -> int:
+    """The largest key both nodes' stores take: the smaller bounded room."""
+    bounded = [r for r in rooms if r != NO_CAP]
+    return min(bounded) if bounded else NO_CAP
+
+
+class CappedKeyStore(KeyStore):
+    """A key store that keeps at most ``caps[label]`` bits of a key saved under
+    ``label`` (its first bits: a prefix of a secret key is as secret). Both parties set
+    the same cap for each key (agreed in ``next``/``go``), so their keys stay equal; the
+    key confirmation covers the whole key before it is cut."""
+
+    def __init__(self, directory: Any = None) -> None:
+        super().__init__(directory)
+        self.caps: dict[str, int] = {}
+        self.cut_bits: dict[str, int] = {}  # the last key's bits cut off, by label
+
+    def save_pending(
+        self, bits: Any, *, run_id: str | None = None, label: str | None = None
+    ) -> KeyRef:
+        cap = self.caps.get(label or "", NO_CAP)
+        cut = 0
+        if cap != NO_CAP and np.asarray(bits).size > cap:
+            cut = int(np.asarray(bits).size - cap)
+            bits = np.asarray(bits)[:cap]
+        self.cut_bits[label or ""] = cut
+        return super().save_pending(bits, run_id=run_id, label=label)
+
+
 @dataclass
 class KmeCapacity:
     """The node's KME's bound (``qhil.kms``): keys of ``key_size`` bits not yet handed
     out, over the committed keys labelled ``label``, must stay within ``max_key_count``.
 
     Room for the next key means room for as many KME keys as the largest key so far
-    makes (a run's keys vary by a few per cent), so the count stays within the bound;
+    makes (a run's keys vary by a few per cent), at most ``max_key_count`` of them;
     before the first key, as many as the newest stored key of the label makes (an earlier
-    run's), or, with none left, that the store is not full.
+    run's), or, with none left, that the store is not full. The key is then cut to
+    :meth:`room_bits` (:class:`CappedKeyStore`), so the count NEVER exceeds the bound: a
+    key larger than the room left (the first key, a key longer than the largest so far,
+    any key longer than the whole store) loses its excess bits.
     """
 
     key_dir: str
@@ -159,7 +202,12 @@ class KmeCapacity:
             if not mine:
                 return stored < self.max_key_count
             next_key_bits = mine[-1].length_bits
-        return stored + math.ceil(next_key_bits / self.key_size) <= self.max_key_count
+        need = min(math.ceil(next_key_bits / self.key_size), self.max_key_count)
+        return stored + need <= self.max_key_count
+
+    def room_bits(self) -> int:
+        """The bits the store takes now without exceeding ``max_key_count`` KME keys."""
+        return max(0, self.max_key_count - self.stored_key_count()) * self.key_size
 
 
 @dataclass(frozen=True)
@@ -516,17 +564,23 @@ async def run_continuous_party(
                 out.paused_s += waited
                 if not room:
                     break
-                await control.send(NEXT, {"key": k})
-                if await control.expect(GO, k) is None:
+                await control.send(NEXT, {"key": k, "room": room_bits(gate)})
+                go = await control.expect(GO, k)
+                if go is None:
                     break
+                cap = _int_of(go, "cap")
             else:
-                if await control.expect(NEXT, k) is None:
+                nxt = await control.expect(NEXT, k)
+                if nxt is None:
                     break
                 room, waited = await _wait_for_room(control, gate, largest, k, paused)
                 out.paused_s += waited
                 if not room:
                     break
-                await control.send(GO, {"key": k})
+                cap = common_cap(_int_of(nxt, "room"), room_bits(gate))
+                await control.send(GO, {"key": k, "cap": cap})
+            if isinstance(key_store, CappedKeyStore):  # (a plain KeyStore keeps whole keys)
+                key_store.caps[party] = cap
             try:
                 in_key = True
                 result = await _one_key(run_key, party, control, progress)
@@ -555,10 +609,15 @@ async def run_continuous_party(
             assert result.key is not None
             outcome = KeyOutcome(k, result.key, result=result)
             out.outcomes.append(outcome)
-            largest = max(largest, result.key.length_bits)
+            cut = key_store.cut_bits.get(party, 0) if isinstance(key_store, CappedKeyStore) else 0
+            largest = max(largest, result.key.length_bits + cut)
             in_a_row = 0
             await _call(on_key, outcome)
-            await tell("key", f"key {k}: {result.key.length_bits} bits")
+            detail = f"key {k}: {result.key.length_bits} bits"
+            if cut:
+                detail += f" ({cut} more cut off: the KME's store had no room for them)"
+                log.warning("bb84 %s: %s", party, detail)
+            await tell("key", detail)
             k += 1
     except BB84Aborted as exc:
         if exc.reason is AbortReason.STOPPED and exc.from_peer:
@@ -573,6 +632,13 @@ async def run_continuous_party(
         if stop.why is not None:
             await control.tell_stopped(stop.why)
     return out
+
+
+def _int_of(payload: dict[str, Any], name: str) -> int:
+    value = payload.get(name, NO_CAP)
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < NO_CAP:
+        raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"control message: bad {name!r}")
+    return int(value)
 
 
 def digest_of(refs: list[KeyRef]) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from qhil.drivers.roles import PatternGenerator, TimeTagger
 from qhil.orchestrator.experiments.bb84.continuous import (
     MAX_CONSECUTIVE_DROPS,
+    CappedKeyStore,
     ContinuousProgress,
     ContinuousResult,
     KeyOutcome,
@@ -215,7 +216,8 @@ async def run_bb84_continuous_job(
 
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
-    store, keys = output_stores(data_dir, key_dir)
+    store, plain = output_stores(data_dir, key_dir)
+    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room (continuous.py)
     gate_of = gates if gates is not None else (lambda _label: Unbounded())
     run = store.start_run(
         "bb84.continuous",
@@ -395,7 +397,8 @@ async def run_bb84_continuous_party_job(
         raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
     own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
     auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
-    store, keys = output_stores(data_dir, key_dir)
+    store, plain = output_stores(data_dir, key_dir)
+    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room (continuous.py)
     gate = gates(party) if gates is not None else Unbounded()
     run = store.start_run(
         f"bb84.continuous.{party}",
