@@ -36,6 +36,8 @@ def test_chsh_on_the_bench_as_shipped_compensates_then_violates(tmp_path: Path) 
     assert out["acquired_s"] == pytest.approx(4.0)
     (record,) = RunStore(tmp_path, readonly=True).list_runs()
     assert record.kind == "chsh" and record.run_id == out["run_id"]
+    for k in ("mount_zero_source", "alice_mount_zero_deg", "bob_mount_zero_deg"):
+        assert out[k] == record.results[k], k  # the zeros used, in --json as in the record
     assert record.results["polcal_target_met"] is True
     arrays = dict(record.arrays.items())
     assert arrays["polcal/steps"].size == record.results["polcal_evaluations"]

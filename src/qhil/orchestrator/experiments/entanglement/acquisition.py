@@ -209,7 +209,13 @@ async def _both_streams(
         hard = [e for e in errors if not isinstance(e, TransportError)]
         if hard or attempt == opts.stream_attempts:
             raise (hard or errors)[0]
-        log.warning("pair acquisition: %s; reading both streams again", errors[0])
+        # Words lost on a loaded host happen: routine, so a plain line (the error at debug).
+        log.debug("pair acquisition: stream error: %s", errors[0])
+        log.warning(
+            "pair acquisition: retrying both taggers' streams (attempt %d of %d)",
+            attempt + 1,
+            opts.stream_attempts,
+        )
     raise AssertionError("unreachable")
 
 

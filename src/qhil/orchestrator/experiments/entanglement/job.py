@@ -48,6 +48,9 @@ from qhil.orchestrator.profile import load_profile
 S = TypeVar("S", bound=AcquisitionSettings)
 
 VISIBILITY_FIELDS = (
+    "mount_zero_source",
+    "alice_mount_zero_deg",
+    "bob_mount_zero_deg",
     "visibility_hv",
     "visibility_hv_stderr",
     "visibility_da",
@@ -65,6 +68,9 @@ VISIBILITY_FIELDS = (
     "truth_visibility",
 )
 CHSH_FIELDS = (
+    "mount_zero_source",
+    "alice_mount_zero_deg",
+    "bob_mount_zero_deg",
     "s",
     "s_stderr",
     "sigmas_above_2",
@@ -217,20 +223,19 @@ async def _run_job(
             identities = await bench.identities()
             run.set_identities(identities)
             settings, zeros_from = calibrated_zeros(settings, store.data_dir, identities)
-            run.log_results(
-                {
-                    "mount_zero_source": zeros_from,
-                    "alice_mount_zero_deg": settings.alice_mount_zero_deg,
-                    "bob_mount_zero_deg": settings.bob_mount_zero_deg,
-                }
-            )
+            zeros = {
+                "mount_zero_source": zeros_from,
+                "alice_mount_zero_deg": settings.alice_mount_zero_deg,
+                "bob_mount_zero_deg": settings.bob_mount_zero_deg,
+            }
+            run.log_results(zeros)
             nodes = nodes_from_bench(bench, settings)
             try:
                 await nodes.pump_on(settings.pump_current_ma, settings.crystal_temperature_c)
                 polcal: dict[str, Any] = {}
                 if isinstance(settings, CompensatedSettings) and settings.compensate_polarization:
                     polcal = await compensate_at_zeros(bench, nodes, settings, run, store)
-                results = {**polcal, **await body(nodes, run, settings)}
+                results = {**zeros, **polcal, **await body(nodes, run, settings)}
             except EntanglementAborted as exc:
                 run.abort(str(exc))
                 return summary_cls(run.run_id, "aborted", str(exc), {})

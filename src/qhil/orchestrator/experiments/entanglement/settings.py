@@ -24,6 +24,12 @@ Inputs = tuple[int, int, int, int]
 Angle = Annotated[float, Field(ge=-360.0, le=360.0)]
 
 
+#: Said when a node is missing: the entanglement commands default to default.toml.
+ENTANGLEMENT_HINT = (
+    "; the entanglement bench is the profile 'entanglement' (qhil run chsh entanglement)"
+)
+
+
 class AcquisitionSettings(BaseModel):
     """What one two-node acquisition needs (shared by the entanglement experiments)."""
 
@@ -108,7 +114,8 @@ class AcquisitionSettings(BaseModel):
                 raise ConfigError(
                     source,
                     f"{self.TABLE}.{which}",
-                    f"no node {node!r} in the profile (nodes: {', '.join(profile.nodes)})",
+                    f"no node {node!r} in the profile (nodes: {', '.join(profile.nodes)})"
+                    + ENTANGLEMENT_HINT,
                 )
             found = _instrument(profile, node, role, name)
             if isinstance(found, str):
