@@ -3,8 +3,10 @@ linear model over 10 s lost ~9 % of the pairs on the emulated bench)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from qhil.orchestrator.experiments.bbm92 import job as job_module
@@ -35,3 +37,33 @@ async def test_each_chunk_is_acquired_with_the_previous_model_as_prior(
     acqs = await job_module.acquire_chunks(None, BBM92Settings(duration_s=5.0, chunk_s=2.0))  # type: ignore[arg-type]
     assert len(acqs) == 3
     assert calls == [(2.0, None), (2.0, "model 1"), (1.0, "model 2")]
+
+
+@pytest.mark.asyncio
+async def test_each_chunk_is_recorded_as_it_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed mid-acquisition keeps the chunks it had (they were appended only after
+    the last chunk before)."""
+    appended: list[str] = []
+    done = 0
+
+    class Run:
+        def append(self, name: str, rows: Any) -> None:
+            appended.append(name)
+
+    class Acq:
+        model = None
+        z = np.zeros((4, 4))
+        coincidences = SimpleNamespace(matrix=z, accidentals=z, singles_a=z[0], singles_b=z[0])
+
+    async def fake(nodes: Any, d: float, options: Any, *, prior: Any = None) -> Acq:
+        nonlocal done
+        done += 1
+        if done == 3:
+            raise KeyboardInterrupt  # the process goes while acquiring the third chunk
+        return Acq()
+
+    monkeypatch.setattr(job_module, "acquire_pairs", fake)
+    s = BBM92Settings(duration_s=5.0, chunk_s=2.0)
+    with pytest.raises(KeyboardInterrupt):
+        await job_module.acquire_chunks(None, s, job_module._chunk_recorder(Run()))  # type: ignore[arg-type]
+    assert appended.count("acquisition/matrix") == 2

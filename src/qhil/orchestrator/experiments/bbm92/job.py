@@ -117,14 +117,22 @@ def _rngs(seed: int | None) -> list[np.random.Generator | None]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
 
 
-def _record_acquisition(run: Any, acqs: list[PairAcquisition]) -> dict[str, Any]:
-    """Each chunk's matrices as rows; the chunks' totals (clock model and window: the first's)."""
-    for acq in acqs:
+def _chunk_recorder(run: Any) -> Callable[[PairAcquisition], None]:
+    """Each chunk's matrices appended to the run's arrays as a row as soon as it is
+    acquired (a run killed mid-acquisition keeps the chunks it had)."""
+
+    def record(acq: PairAcquisition) -> None:
         c = acq.coincidences
         run.append("acquisition/matrix", c.matrix.reshape(1, 4, 4).astype(np.int64))
         run.append("acquisition/accidentals", c.accidentals.reshape(1, 4, 4).astype(float))
         run.append("acquisition/singles_a", c.singles_a.reshape(1, 4).astype(np.int64))
         run.append("acquisition/singles_b", c.singles_b.reshape(1, 4).astype(np.int64))
+
+    return record
+
+
+def _record_acquisition(acqs: list[PairAcquisition]) -> dict[str, Any]:
+    """The chunks' totals (clock model and window: the first's)."""
     out = acqs[0].to_results()
     t = sum(a.duration_s for a in acqs)
     cs = [a.coincidences for a in acqs]
@@ -159,12 +167,19 @@ async def start_pairs(
     return await compensate_fibres(nodes, controller, s, run, store, identities)
 
 
-async def acquire_chunks(nodes: EntanglementNodes, s: BBM92Settings) -> list[PairAcquisition]:
-    """The acquisition in ``s.chunks()``, each its own clock model (the previous as prior)."""
+async def acquire_chunks(
+    nodes: EntanglementNodes,
+    s: BBM92Settings,
+    on_chunk: Callable[[PairAcquisition], None] | None = None,
+) -> list[PairAcquisition]:
+    """The acquisition in ``s.chunks()``, each its own clock model (the previous as prior);
+    ``on_chunk`` gets each chunk as it comes (to record it)."""
     acqs: list[PairAcquisition] = []
     for d in s.chunks():
         prior = acqs[-1].model if acqs else None
         acqs.append(await acquire_pairs(nodes, d, options(s), prior=prior))
+        if on_chunk is not None:
+            on_chunk(acqs[-1])
     return acqs
 
 
@@ -209,7 +224,7 @@ async def run_bbm92_job(
                 polcal = await start_pairs(bench, nodes, s, run, store, identities)
                 if progress is not None:
                     progress(BB84Progress("alice", "acquire", 0, 1, 0, f"{s.duration_s:g} s"))
-                acqs = await acquire_chunks(nodes, s)
+                acqs = await acquire_chunks(nodes, s, _chunk_recorder(run))
                 if world is not None:  # the emulator's truth, while the pump is on
                     with contextlib.suppress(LookupError, KeyError, ValueError):
                         predicted = predict_from_world(world.truth, prof, s, acqs[0].window_ps)
@@ -219,7 +234,7 @@ async def run_bbm92_job(
             finally:
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
-            results = {**polcal, **_record_acquisition(run, acqs), **predicted}
+            results = {**polcal, **_record_acquisition(acqs), **predicted}
             results.update(
                 mount_zero_source=zero_source,
                 alice_mount_zero_deg=s.alice_mount_zero_deg,
