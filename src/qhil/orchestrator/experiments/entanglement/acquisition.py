@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -197,10 +198,9 @@ async def _both_streams(
     on a loaded host: the TDC1 driver says "restart the stream") is read again, both
     streams anew, up to ``stream_attempts`` times in all; then its error propagates."""
     for attempt in range(1, opts.stream_attempts + 1):
-        got = await asyncio.gather(
+        got = await _both(
             _read(nodes.alice_tagger, "alice", duration_s, opts.chunk_s),
             _read(nodes.bob_tagger, "bob", duration_s, opts.chunk_s),
-            return_exceptions=True,
         )
         errors = [g for g in got if isinstance(g, BaseException)]
         if not errors:
@@ -217,6 +217,27 @@ async def _both_streams(
             opts.stream_attempts,
         )
     raise AssertionError("unreachable")
+
+
+async def _both(*reads: Coroutine[Any, Any, Any]) -> list[Any]:
+    """The reads' results or exceptions (as ``gather(return_exceptions=True)``). Cancelled,
+    the reads are cancelled and awaited, then the very CancelledError re-raised: a gather
+    whose last read ended in an error made up a bare one, and the cancel's reason ("terminated
+    by signal (SIGTERM)", recorded with the run) was lost."""
+    tasks = [asyncio.ensure_future(r) for r in reads]
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+        for t in tasks:  # retrieved: the cancel is what the caller hears of
+            if not t.cancelled():
+                t.exception()
+        raise
+    return [
+        asyncio.CancelledError() if t.cancelled() else (t.exception() or t.result()) for t in tasks
+    ]
 
 
 def _joined(times: list[I64], chans: list[npt.NDArray[Any]]) -> tuple[I64, I64]:
