@@ -67,3 +67,14 @@ async def test_each_chunk_is_recorded_as_it_comes(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(KeyboardInterrupt):
         await job_module.acquire_chunks(None, s, job_module._chunk_recorder(Run()))  # type: ignore[arg-type]
     assert appended.count("acquisition/matrix") == 2
+
+
+def test_inputs_an_open_tagger_lacks_are_refused_at_bench_open() -> None:
+    from qhil.errors import ConfigError
+
+    tagger = SimpleNamespace(name="alice.tagger", channels=3)
+    bench: Any = SimpleNamespace(
+        role=lambda *a, **k: tagger, profile=SimpleNamespace(source="lab.toml")
+    )
+    with pytest.raises(ConfigError, match=r"experiments.bbm92.alice_channels: input 4"):
+        job_module.nodes_for_bbm92(bench, BBM92Settings())

@@ -5,6 +5,7 @@ inputs the tagger lacks, a pump current the board refuses, absurd zeros and angl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -88,3 +89,19 @@ def test_yes_lets_a_long_acquisition_past_the_check() -> None:
     prof = load_profile("entanglement", [])
     check_settings("chsh", prof, 901.0, confirmed=True)  # no error
     check_settings("visibility", prof, 450.0)  # 8 points x 450 s = 1 h: allowed
+
+
+def test_inputs_an_open_tagger_lacks_are_refused_at_bench_open() -> None:
+    """A tagger whose input count only the open unit knows: checked when the bench opens."""
+    from types import SimpleNamespace
+
+    from qhil.errors import ConfigError
+    from qhil.orchestrator.experiments.entanglement.job import nodes_from_bench
+    from qhil.orchestrator.experiments.entanglement.settings import ChshSettings
+
+    tagger = SimpleNamespace(name="bob.tagger", channels=2)
+    bench: Any = SimpleNamespace(
+        role=lambda *a, **k: tagger, profile=SimpleNamespace(source="lab.toml")
+    )
+    with pytest.raises(ConfigError, match=r"lab.toml: experiments.chsh.alice_channels: input 3"):
+        nodes_from_bench(bench, ChshSettings())

@@ -47,6 +47,7 @@ from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborte
 from qhil.orchestrator.experiments.entanglement.experiments import options
 from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
 from qhil.orchestrator.experiments.entanglement.job import calibrated_zeros
+from qhil.orchestrator.experiments.entanglement.settings import check_open_taggers
 from qhil.orchestrator.jobs import JobSummary, _scalars, output_stores
 from qhil.orchestrator.profile import load_profile
 
@@ -97,10 +98,14 @@ def _optional(bench: Any, node: str, role: Any, name: str | None) -> Any:
 
 
 def nodes_for_bbm92(bench: Any, s: BBM92Settings) -> EntanglementNodes:
-    """The acquisition's roles; the mounts only when the bench has them (passive bases)."""
+    """The acquisition's roles; the mounts only when the bench has them (passive bases).
+    The taggers' inputs checked against the open taggers (ConfigError naming the field)."""
+    alice = bench.role(s.alice_node, TimeTagger, name=s.alice_tagger)
+    bob = bench.role(s.bob_node, TimeTagger, name=s.bob_tagger)
+    check_open_taggers(s, alice, bob, getattr(getattr(bench, "profile", None), "source", "<bench>"))
     return EntanglementNodes(
-        alice_tagger=bench.role(s.alice_node, TimeTagger, name=s.alice_tagger),
-        bob_tagger=bench.role(s.bob_node, TimeTagger, name=s.bob_tagger),
+        alice_tagger=alice,
+        bob_tagger=bob,
         source=bench.role(s.source_node, EntangledPhotonSource, name=s.source),
         alice_mount=_optional(bench, s.alice_node, RotationMount, s.alice_mount),
         bob_mount=_optional(bench, s.bob_node, RotationMount, s.bob_mount),

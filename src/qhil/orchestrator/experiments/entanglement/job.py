@@ -41,6 +41,7 @@ from qhil.orchestrator.experiments.entanglement.settings import (
     ChshSettings,
     CompensatedSettings,
     VisibilitySettings,
+    check_open_taggers,
 )
 from qhil.orchestrator.jobs import JobSummary, writable_run_store
 from qhil.orchestrator.profile import load_profile
@@ -113,10 +114,14 @@ class ChshSummary(EntanglementSummary):
 
 
 def nodes_from_bench(bench: Any, s: AcquisitionSettings) -> EntanglementNodes:
-    """The roles the acquisition uses, from an open bench."""
+    """The roles the acquisition uses, from an open bench (the taggers' inputs checked
+    against the open taggers: ConfigError naming the field)."""
+    alice = bench.role(s.alice_node, TimeTagger, name=s.alice_tagger)
+    bob = bench.role(s.bob_node, TimeTagger, name=s.bob_tagger)
+    check_open_taggers(s, alice, bob, getattr(getattr(bench, "profile", None), "source", "<bench>"))
     return EntanglementNodes(
-        alice_tagger=bench.role(s.alice_node, TimeTagger, name=s.alice_tagger),
-        bob_tagger=bench.role(s.bob_node, TimeTagger, name=s.bob_tagger),
+        alice_tagger=alice,
+        bob_tagger=bob,
         source=bench.role(s.source_node, EntangledPhotonSource, name=s.source),
         alice_mount=bench.role(s.alice_node, RotationMount, name=s.alice_mount),
         bob_mount=bench.role(s.bob_node, RotationMount, name=s.bob_mount),

@@ -138,6 +138,17 @@ class AcquisitionSettings(BaseModel):
                     )
 
 
+def check_open_taggers(s: AcquisitionSettings, alice: Any, bob: Any, source: str) -> None:
+    """At bench open, the inputs against the open taggers' own input count: for a driver
+    that learns it only from the unit (its class declares none; the profile check is then
+    silent). ConfigError naming the field."""
+    for side, tagger in (("alice", alice), ("bob", bob)):
+        bad = tagger_inputs_outside(getattr(s, f"{side}_channels"), tagger)
+        if bad is not None:
+            name = getattr(tagger, "name", None) or f"of {side}"
+            raise ConfigError(source, f"{s.TABLE}.{side}_channels", bad % name)
+
+
 def tagger_inputs_outside(channels: Inputs, tagger: Any) -> str | None:
     """Why ``channels`` are not all inputs of ``tagger`` (a driver class or instance that
     declares ``channels``, its input count), with ``%s`` for the tagger's name; None when
