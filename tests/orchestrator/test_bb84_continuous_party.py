@@ -12,13 +12,16 @@ keys it had made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import secrets
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,8 +93,21 @@ async def _ended(p: asyncio.subprocess.Process) -> tuple[int, dict[str, object] 
     return p.returncode, summary, err.decode()
 
 
-@pytest.mark.slow
-async def test_kill_9_then_restart_agree_and_sigterm_stops_both(tmp_path: Path) -> None:
+async def _sigterm_alice(procs: dict[str, asyncio.subprocess.Process]) -> list[Any]:
+    procs["alice"].send_signal(signal.SIGTERM)
+    return list(await asyncio.gather(_ended(procs["alice"]), _ended(procs["bob"])))
+
+
+async def _killed(procs: dict[str, asyncio.subprocess.Process]) -> None:
+    for p in procs.values():
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+@contextlib.contextmanager
+def _lab(tmp_path: Path) -> Iterator[Parties]:
+    """The emulated bench served by this process, and the two parties' command lines."""
     prof = load_profile(None, ["world.links.alice-bob.initial_polarization=identity"])
     with EmulatedBench(prof) as emulated:
         lab = tmp_path / "lab.toml"
@@ -99,8 +115,32 @@ async def test_kill_9_then_restart_agree_and_sigterm_stops_both(tmp_path: Path) 
         auth = tmp_path / "auth.hex"
         auth.write_text(secrets.token_hex(32))
         auth.chmod(0o600)
-        parties = Parties(tmp_path, lab, auth)
+        yield Parties(tmp_path, lab, auth)
 
+
+@pytest.mark.slow
+async def test_sigterm_to_alice_mid_key_stops_bob_as_stopped_by_alice(tmp_path: Path) -> None:
+    """SIGTERM to Alice 0.3 s into a key, Bob busy with it: Bob ends "stopped by alice",
+    exit 0 (before Alice lingered for Bob, Bob ended 'connection to alice lost', exit 3)."""
+    with _lab(tmp_path) as parties:
+        procs = await parties.start()
+        try:
+            await parties.until_bob_holds(1, procs)
+            await asyncio.sleep(0.3)
+            (ca, alice, err_a), (cb, bob, err_b) = await _sigterm_alice(procs)
+        finally:
+            await _killed(procs)
+    assert (ca, cb) == (0, 0), (err_a[-1500:], err_b[-1500:])
+    assert alice is not None and bob is not None
+    assert alice["stopped"] == "SIGTERM" and bob["stopped"] == "stopped by alice"
+    ka, kb = parties.keys["alice"], parties.keys["bob"]
+    assert ka.pending_keys() == [] and kb.pending_keys() == []
+    assert held(ka, "alice") == held(kb, "bob")
+
+
+@pytest.mark.slow
+async def test_kill_9_then_restart_agree_and_sigterm_stops_both(tmp_path: Path) -> None:
+    with _lab(tmp_path) as parties:
         procs = await parties.start()
         try:
             await parties.until_bob_holds(1, procs)
@@ -110,25 +150,16 @@ async def test_kill_9_then_restart_agree_and_sigterm_stops_both(tmp_path: Path) 
             await procs["alice"].wait()
             code, bob, err = await _ended(procs["bob"])
         finally:
-            for p in procs.values():
-                if p.returncode is None:
-                    p.kill()
-                    await p.wait()
+            await _killed(procs)
         assert code == 3 and bob is not None and bob["status"] == "aborted", err[-2000:]
         made = len(held(parties.keys["bob"], "bob"))
 
         procs = await parties.start()
         try:
             await parties.until_bob_holds(made + 1, procs)
-            procs["alice"].send_signal(signal.SIGTERM)
-            (ca, alice, err_a), (cb, bob, err_b) = await asyncio.gather(
-                _ended(procs["alice"]), _ended(procs["bob"])
-            )
+            (ca, alice, err_a), (cb, bob, err_b) = await _sigterm_alice(procs)
         finally:
-            for p in procs.values():
-                if p.returncode is None:
-                    p.kill()
-                    await p.wait()
+            await _killed(procs)
     assert ca == 0 and cb == 0, (err_a[-2000:], err_b[-2000:])
     assert alice is not None and bob is not None
     assert alice["stopped"] == "SIGTERM" and bob["stopped"] == "stopped by alice"

@@ -68,6 +68,8 @@ DROP_REASONS = frozenset(
 MAX_CONSECUTIVE_DROPS = 5
 #: How often a paused party looks at its store again, s.
 POLL_S = 0.2
+#: Longest a stopping party waits for the peer to close after telling it, s.
+LINGER_S = 5.0
 #: Listings of a key store tried while files go during them (:func:`scan`).
 SCAN_TRIES = 10
 
@@ -282,6 +284,7 @@ class _Control:
         self.timeout_s = timeout_s
         self.stop = stop
         self.told = False
+        self.told_stop = False
         self.after_drop = False  # what is left of a dropped key may still come in
 
     async def send(self, kind: str, payload: dict[str, Any] | None = None) -> None:
@@ -305,6 +308,22 @@ class _Control:
 
     async def tell_stopped(self, why: str) -> None:
         await self.tell(AbortReason.STOPPED, f"{self.party} stopped ({why})")
+        self.told_stop = True
+
+    async def linger(self) -> None:
+        """After telling the peer we stopped: read (and drop) what it still sends until it
+        closes, stops too, or ``LINGER_S``. Closing with its messages unread would reset
+        the TCP connection, and a reset can lose our ``Abort(stopped)`` at the peer (it
+        then ends 'connection lost', aborted, instead of 'stopped by <us>')."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(self.timeout_s, LINGER_S)
+        while (left := end - loop.time()) > 0:
+            try:
+                got = await self.channel.recv(timeout_s=left)
+            except Exception:  # closed, timed out, anything: nothing more to wait for
+                return
+            if got.kind == _ABORT:
+                return
 
     async def expect(
         self, kind: str, key: int | None = None, *, stoppable: bool = True
@@ -622,6 +641,8 @@ async def run_continuous_party(
     except BB84Aborted as exc:
         if exc.reason is AbortReason.STOPPED and exc.from_peer:
             out.stopped = stop.why if stop.why is not None else f"stopped by {control.peer}"
+            # the acknowledgement the stopping peer lingers for (it may then close)
+            await control.tell(AbortReason.STOPPED, f"{party} stopped too")
         else:
             out.aborted = exc
             if not in_key and not exc.from_peer:  # a key's own abort was told by its party
@@ -631,6 +652,8 @@ async def run_continuous_party(
         out.stopped = stop.why or "stopped"
         if stop.why is not None:
             await control.tell_stopped(stop.why)
+    if control.told_stop:
+        await control.linger()
     return out
 
 
