@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qhil.calibration.binomial import ErrorFraction
 from qhil.calibration.polarization import PolarizationMeasurement
 from qhil.calibration.settings import PolarizationSettings
 from qhil.calibration.store import reuse
@@ -22,8 +23,10 @@ STORED = {
     "stop_reason": "target met",
     **{f"v{i}_mv": v for i, v in enumerate((100, -200, 0, 5), start=1)},
     **{f"half_wave_v{i}_mv": hw for i, hw in enumerate((3100.0, 2900.0, 3050.0, 3000.0), 1)},
-    "e_z_after": 0.004,
+    "e_z_after": 0.004,  # its own verification: 16 of 4000 under H, 5 of 1000 under D
+    "e_z_after_clicks": 4000,
     "e_x_after": 0.005,
+    "e_x_after_clicks": 1000,
 }
 
 
@@ -44,7 +47,7 @@ async def test_a_reused_calibration_starts_tracking_from_its_check(
     first.finish("success")
     # the check at the stored voltages: H then D reference counts (H, V, D, A)
     check = PolarizationMeasurement(
-        (100, -200, 0, 5), (5000, 20, 2500, 2500), (2500, 2500, 5000, 30), 0.02
+        (100, -200, 0, 5), (5000, 30, 2500, 2500), (2500, 2500, 5000, 30), 0.02
     )
 
     async def measure_at(*args: Any, **kwargs: Any) -> PolarizationMeasurement:
@@ -68,9 +71,11 @@ async def test_a_reused_calibration_starts_tracking_from_its_check(
     tracking = BobTracking(ps, _Controller(), start)  # type: ignore[arg-type]
     watch = QberWatch(1e-3, ps.confidence)
     watch.expect_from(start)
-    # the expectation is the check's upper bounds, not the first block's
+    # the expectation is not the first block's: per basis the lower upper bound of the
+    # stored verification (Z: 16/4000 beats the check's 30/5030) and the check (X: 30/5030
+    # beats 5/1000)
     assert watch.expected == (
-        check.e_z.upper(ps.confidence),
+        ErrorFraction(16, 4000).upper(ps.confidence),
         check.e_x.upper(ps.confidence),
     )
     v = watch.check(0, np.asarray([400, 400]), np.asarray([12, 14]))  # a drifted first block

@@ -123,7 +123,7 @@ for _k in (
             # The entanglement bench: bob's controller from alice-heralded pairs.
             **dict.fromkeys(("visibility", "chsh", "bbm92", "calibration.mount_zero"), "polcal_"),
         },
-        ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after"),
+        ("v[0-9]_mv", "half_wave_v[0-9]_mv", "e_z_after", "e_x_after", "e_[zx]_after_clicks"),
         _target_met,
         "Bob's polarization controller voltages compensating the fibre",
         may_be_nan=("half_wave_v[0-9]_mv",),  # a channel's rate not learned

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from qhil.calibration.binomial import ErrorFraction
 from qhil.calibration.polarization import (
     MIN_CLICKS,
     PolarizationCalibration,
@@ -66,19 +67,43 @@ def stored_half_wave_voltages(cal: Calibration, channels: int) -> tuple[float, .
     return values if all(math.isfinite(v) and v > 0 for v in values) else None
 
 
+def stored_verification(cal: Calibration) -> tuple[ErrorFraction, ErrorFraction] | None:
+    """The stored compensation's own verification (e_Z, e_X as counts), when recorded."""
+    names = ("e_z_after", "e_z_after_clicks", "e_x_after", "e_x_after_clicks")
+    if any(n not in cal.quantities for n in names):
+        return None
+    z, nz, x, nx = (cal.value(n) for n in names)
+    return ErrorFraction(round(z * nz), round(nz)), ErrorFraction(round(x * nx), round(nx))
+
+
 def tracking_start(check: PolarizationCheck, ps: PolarizationSettings) -> PolarizationCalibration:
-    """A reused compensation as drift tracking's start (bb84 ``tracking.py``): the check's
-    measurement is its verification (so the expected error rates are the check's upper
-    bounds at the compensation's confidence, not a first key block that may have drifted)
-    and the stored half-wave voltages spare a re-compensation the scan. Not recorded: a
-    run that reused a calibration is not itself one."""
+    """A reused compensation as drift tracking's start (bb84 ``tracking.py``), not a first
+    key block that may already have drifted: per basis, the lower upper bound (at the
+    compensation's confidence) of the check and of the stored compensation's verification
+    is the expected error rate (the fibre is known to compensate to the stored one's level:
+    a block significantly above it re-compensates), and the stored half-wave voltages spare
+    a re-compensation the scan. Not recorded: a run that reused a calibration is not itself
+    one."""
     m = check.measurement
+    c = ps.confidence
+    z, x = m.e_z, m.e_x
+    stored = stored_verification(check.calibration)
+    if stored is not None:
+        z = min((z, stored[0]), key=lambda ef: ef.upper(c))
+        x = min((x, stored[1]), key=lambda ef: ef.upper(c))
+    # the expectation's measurement: these counts under H (e_Z) and under D (e_X)
+    expected = PolarizationMeasurement(
+        m.voltages_mv,
+        (z.total - z.errors, z.errors, 0, 0),
+        (0, 0, x.total - x.errors, x.errors),
+        m.integration_s,
+    )
     half_wave = stored_half_wave_voltages(check.calibration, len(m.voltages_mv))
     return PolarizationCalibration(
         voltages_mv=m.voltages_mv,
         start_voltages_mv=m.voltages_mv,
         before=m,
-        after=m,
+        after=expected,
         target_error=ps.target_error,
         confidence=ps.confidence,
         target_met=check.holds,
@@ -283,6 +308,7 @@ __all__ = [
     "reuse_stored_polarization",
     "start_from_stored",
     "stored_half_wave_voltages",
+    "stored_verification",
     "stored_voltages",
     "tracking_start",
 ]

@@ -20,9 +20,11 @@ session. Here:
   ``e0`` is the upper bound, at the compensation's ``confidence``, of the error
   fractions the last compensation verified with its reference light (``e_Z``, ``e_X``:
   the same detectors and light, the same error rates); a stored compensation reused sets
-  it from the check that confirmed it (``polcal_check_e_z``, ``_e_x``; its half-wave
-  voltages are given to a re-compensation too); without any (compensation off) the first
-  used block's own upper bounds set it. Not a fixed
+  it per basis from the lower upper bound of the check that confirmed it
+  (``polcal_check_e_z``, ``_e_x``) and of the stored compensation's own verification
+  (``calibration.store.reuse.tracking_start``; its half-wave voltages are given to a
+  re-compensation too); without any (compensation off) the first used block's own upper
+  bounds set it. Not a fixed
   threshold: the test's reach scales with the block's counts.
 * **The re-compensation** runs between blocks, after the triggering block's
   ``BlockTally`` (which carries the decision), with the search of
