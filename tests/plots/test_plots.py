@@ -70,6 +70,7 @@ def test_every_kind_draws_its_plots_from_a_copied_record(tmp_path: Path) -> None
         "blocks",
         "intensities",
         "gain",
+        "tracking",  # drawn only with drift tracking's rows
         "mean_photon_numbers",
     ]
 
