@@ -205,7 +205,7 @@ async def _both_streams(
         errors = [g for g in got if isinstance(g, BaseException)]
         if not errors:
             a, b = got
-            return a, b  # type: ignore[return-value]
+            return a, b
         hard = [e for e in errors if not isinstance(e, TransportError)]
         if hard or attempt == opts.stream_attempts:
             raise (hard or errors)[0]
