@@ -625,3 +625,35 @@ def test_a_key_file_going_during_a_listing_is_not_an_error(
 
     monkeypatch.setattr(KeyStore, "info", info_while_the_kme_deletes)
     assert [r.key_id for r in scan(store.list_keys)] == [left.key_id]
+
+
+LATE_SIGNALS = """
+import os, signal
+from qhil.orchestrator.experiments.bb84.continuous_job import signalled
+
+async def job(stop):
+    return "recorded success"
+
+with signalled(job) as (summary, first):
+    os.kill(os.getpid(), signal.SIGINT)  # while the summary is printed, the plots drawn
+    os.kill(os.getpid(), signal.SIGTERM)
+    print(summary, first, flush=True)
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+"""
+
+
+@pytest.mark.slow  # a Python process importing the job: ~2-4 s
+def test_a_signal_after_the_run_ended_does_not_contradict_its_record() -> None:
+    """A signal arriving once the job is over (summary printed, plots drawn) is noted
+    and ignored: exit 0 as recorded (it raised KeyboardInterrupt, exit 130 after a
+    "success" summary)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_SIGNALS], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "recorded success None"
+    assert "SIGINT after the run had ended: ignored" in done.stderr
+    assert "SIGTERM after the run had ended: ignored" in done.stderr

@@ -9,6 +9,7 @@ that the CLI's start-up does not import the protocol.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -92,7 +93,7 @@ def run_continuous_command(
         kme_gates,
         run_bb84_continuous_job,
         run_bb84_continuous_party_job,
-        run_signalled,
+        signalled,
     )
     from qhil.records import default_key_dir
 
@@ -176,7 +177,8 @@ def run_continuous_command(
                 **common,
             )
 
-        summary, _ = run_signalled(job)
+        late_signals = contextlib.ExitStack()  # noted, ignored until the summary is out
+        summary, _ = late_signals.enter_context(signalled(job))
     except QhilError as exc:
         close_bar()
         cli._fail(exc)
@@ -185,11 +187,12 @@ def run_continuous_command(
         close_bar()
         click.echo(f"qhil: terminated by {exc}; the run is recorded as aborted", err=True)
         sys.exit(128 + exc.signum)
-    close_bar()
-    out = summary if as_json else _text(summary)
-    cli._print_summary(out, data_dir, no_plots, as_json)
-    if summary["status"] != "success":
-        sys.exit(cli.EXIT_ABORTED)
+    with late_signals:
+        close_bar()
+        out = summary if as_json else _text(summary)
+        cli._print_summary(out, data_dir, no_plots, as_json)
+        if summary["status"] != "success":
+            sys.exit(cli.EXIT_ABORTED)
 
 
 def refuse_without_continuous(

@@ -11,9 +11,11 @@ the run record (id, length, SHA-256) when it is made, so a kill -9 leaves the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -490,10 +492,37 @@ async def run_bb84_continuous_party_job(
     return summary
 
 
-def run_signalled(job: Callable[[StopRequest], Coroutine[Any, Any, Any]]) -> tuple[Any, int | None]:
+@contextlib.contextmanager
+def signalled(
+    job: Callable[[StopRequest], Coroutine[Any, Any, Any]],
+) -> Iterator[tuple[Any, int | None]]:
+    """:func:`run_signalled`, then, while the caller prints the summary and draws the
+    plots, a signal is noted on stderr and ignored: the run is recorded already, so the
+    exit code follows its record (a second signal's default handler made it exit 130
+    after a "success" summary). The previous handlers are back on exit."""
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signums}
+
+    def late(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        print(f"qhil: {name} after the run had ended: ignored (it is recorded)", file=sys.stderr)
+
+    try:
+        yield run_signalled(job, late=late)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run_signalled(
+    job: Callable[[StopRequest], Coroutine[Any, Any, Any]],
+    *,
+    late: Callable[[int, Any], None] | None = None,
+) -> tuple[Any, int | None]:
     """``asyncio.run(job(stop))``: the first SIGINT/SIGTERM asks the job to stop cleanly
     (``stop``), a second cancels it (then the run is recorded aborted, as for any job).
-    Returns (the job's result, the first signal's number or None)."""
+    Returns (the job's result, the first signal's number or None). ``late``: the
+    handler of the signals after the job ended (set as the loop's are removed)."""
     received: list[int] = []
 
     async def main() -> Any:
@@ -517,6 +546,8 @@ def run_signalled(job: Callable[[StopRequest], Coroutine[Any, Any, Any]]) -> tup
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+                if late is not None:  # at once: no moment without a handler
+                    signal.signal(signum, late)
 
     try:
         result = asyncio.run(main())
@@ -541,5 +572,6 @@ __all__ = [
     "run_bb84_continuous_job",
     "run_bb84_continuous_party_job",
     "run_signalled",
+    "signalled",
     "summary_of",
 ]
