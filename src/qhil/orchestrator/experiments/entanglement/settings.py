@@ -25,9 +25,7 @@ Angle = Annotated[float, Field(ge=-360.0, le=360.0)]
 
 
 #: Said when a node is missing: the entanglement commands default to default.toml.
-ENTANGLEMENT_HINT = (
-    "; the entanglement bench is the profile 'entanglement' (qhil run chsh entanglement)"
-)
+ENTANGLEMENT_HINT = "; the entanglement bench is the profile 'entanglement' (give it as PROFILE)"
 
 
 class AcquisitionSettings(BaseModel):
