@@ -116,6 +116,8 @@ async def test_continuous_keys_feed_the_kmes_within_max_key_count(tmp_path: Path
     assert highest <= MAX_KEY_COUNT
     # the store filled (generation paused) and was consumed (generation resumed)
     assert summary["paused_s"] > 0 and summary["keys_committed"] >= 2
+    # with --json (no progress bar) the pause is said on stderr
+    assert ": paused, its KME's key store is full" in err.decode(), err.decode()[-2000:]
     store = KeyStore(key_dir)
     assert store.pending_keys() == []
     record = RunStore(tmp_path / "data", readonly=True).get(summary["run_id"])

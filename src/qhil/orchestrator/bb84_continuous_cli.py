@@ -101,8 +101,7 @@ def run_continuous_command(
     bars: list[Any] = []  # the bar appears with the first key, not before an error
 
     def on_progress(p: ContinuousProgress) -> None:
-        if p.party != shown:
-            return
+        # (either party may pause: in one process Alice, who asks first, usually does)
         if as_json and p.event in ("paused", "resumed"):  # no bar: say it on stderr
             waiting(
                 f"{p.party}: paused, its KME's key store is full (max_key_count); resumes "
@@ -110,6 +109,8 @@ def run_continuous_command(
                 if p.event == "paused"
                 else f"{p.party}: resumed"
             )
+        if p.party != shown and p.event not in ("paused", "resumed"):
+            return
         if not bars:
             bars.append(tqdm(total=None, unit="key", disable=as_json, leave=False))
         bar = bars[0]
