@@ -107,7 +107,7 @@ def run_continuous_command(
                 f"{p.party}: paused, its KME's key store is full (max_key_count); resumes "
                 "when keys are consumed"
                 if p.event == "paused"
-                else f"{p.party}: resumed"
+                else f"{p.party}: pause over (room again, or stopping)"
             )
         if p.party != shown and p.event not in ("paused", "resumed"):
             return
