@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from experiments.bbm92.support import PROFILE, overrides
 from plots.test_plots import check_png, moved
 from qhil.cli import main
+from qhil.kms.capacity import key_capacity
 from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, StopRequest
 from qhil.orchestrator.experiments.bb84.continuous_job import kme_gates
 from qhil.orchestrator.experiments.bbm92.continuous import run_bbm92_continuous_job
@@ -36,8 +37,9 @@ async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) ->
         if p.event == "paused":  # the bound reached: a SIGTERM now, as a user would
             stop.request("SIGTERM")
 
-    # 2 s per key makes ~200-bit keys on this bench; a KME of one 256-bit key per node
-    # holds the first two (411 bits: one full KME key), then generation must pause.
+    # 2 s per key makes ~200-bit keys on this bench; a KME of one 64-bit key per node has
+    # room for a quarter of the first: both nodes store its first 64 bits (the room left at
+    # both KMEs, agreed before the key), then generation must pause.
     summary = await run_bbm92_continuous_job(
         PROFILE,
         overrides(),
@@ -45,7 +47,7 @@ async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) ->
         duration_s=2.0,
         data_dir=tmp_path / "data",
         key_dir=keys_at,
-        gates=kme_gates(keys_at, max_key_count=1, key_size=256, kms_config=None),
+        gates=kme_gates(keys_at, max_key_count=1, key_size=64, kms_config=None),
         on_progress=on_progress,
     )
     assert summary["status"] == "success", summary["reason"]
@@ -63,8 +65,10 @@ async def test_keys_until_the_store_is_full_then_a_clean_stop(tmp_path: Path) ->
     assert len({k["sha256"] for k in keys}) == len(keys)
     for k in keys:
         assert stored.load(k["alice_key_id"]) == stored.load(k["bob_key_id"])
-    # bounded: what the KME would hold stays within max_key_count (1 key of 256 bits)
-    assert summary["secret_bits"] // 256 <= 1
+    # bounded: what the KME would hold stays within max_key_count (1 key of 64 bits), counted
+    # from the key store itself (keys are cut to the room the KMEs have left)
+    for node in ("alice", "bob"):
+        assert key_capacity(keys_at, node, key_size=64, max_key_count=1).stored_key_count <= 1
     record = RunStore(tmp_path / "data", readonly=True).get(summary["run_id"])
     assert record.kind == "bbm92.continuous" and record.status == "success"
     assert record.results["keys_committed"] == len(keys)

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from qhil.orchestrator.experiments.bb84.continuous import (
     MAX_CONSECUTIVE_DROPS,
+    CappedKeyStore,
     ContinuousProgress,
     ContinuousResult,
     KeyRunner,
@@ -178,7 +179,8 @@ async def run_bbm92_continuous_job(
 
     prof = load_profile(profile, overrides or [])
     s = BBM92Settings.from_profile(prof, duration_s=duration_s)
-    store, keys = output_stores(data_dir, key_dir)
+    store, plain = output_stores(data_dir, key_dir)
+    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room, as bb84's continuous
     gate_of = gates if gates is not None else (lambda _label: Unbounded())
     # each node squashes its own clicks with its own randomness (CSPRNG-seeded)
     squash = {"alice": np.random.default_rng(), "bob": np.random.default_rng()}
