@@ -117,6 +117,11 @@ async def _run(mode: str, tmp_path: Path) -> Fpfind:
             await eos.set_bias(20.0)
             await eos.set_enabled(True)
         tdcs = {n: instruments.TimestampTDC1(ep[(n, "tagger")].address) for n in ("alice", "bob")}
+        for t in tdcs.values():
+            # S15lib opens its port with a 10 ms read timeout (enough for a unit on USB); the
+            # emulator shares this process's GIL with S15lib's threads and, in CI, the cores
+            # with another test: 0.2 s (S15lib's own SerialConnection default is 0.1 s).
+            t._com.timeout = 0.2
         out: dict[str, Any] = {}
         barrier = threading.Barrier(2)
         try:
