@@ -1,4 +1,5 @@
-"""Entanglement benchmark (issue 10): cross-node coincidences processed per second.
+"""Entanglement benchmark (issue 10): cross-node coincidences processed per second, and
+BBM92 wall seconds per emulated second, end to end.
 
 `qhil.numerics.entanglement.cross_node_coincidences` on synthetic streams shaped like the
 emulated entanglement bench's (1 s: 4.1e3 pairs/s, 3.9e4 / 2.2e4 tags/s at alice / bob, a
@@ -6,10 +7,12 @@ TDC1-like 0.8 ns relative jitter, bob on his own clock at -39 ppm), and at 10x a
 those rates: the clock model applied to bob's tags, the peak fit, the window, the 4 x 4
 matrix, eight displaced windows for the accidentals. Wall time is the median of repeats;
 coincidences per second = coincidences found / that time; tags per second likewise.
-The clock-model search itself (clock sync's acquisition) is benchmarked in clock_sync.py;
-the whole BBM92 job per emulated second in bbm92.py.
+The clock-model search itself (clock sync's acquisition) is benchmarked in clock_sync.py.
+Then the whole recorded BBM92 job (bench start, acquisition with the clock-model search,
+coincidences, sifting, Cascade, verification, amplification, confirmation, record) per
+emulated second, for each of ``--bbm92-durations`` (bbm92.py's measurement, fibres still).
 
-    python benchmarks/entanglement.py [--json] [--repeats 5]
+    python benchmarks/entanglement.py [--json] [--repeats 5] [--bbm92-durations 2 5]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bbm92 import measure as bbm92_end_to_end  # benchmarks/bbm92.py, beside this file
 from qhil.numerics.entanglement import cross_node_coincidences
 from qhil.numerics.timing import ClockModel
 
@@ -69,10 +73,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--bbm92-durations", type=float, nargs="*", default=[2.0, 5.0])
     args = p.parse_args()
     rows = [measure(s, args.repeats) for s in (1.0, 10.0, 100.0)]
+    bbm92 = [bbm92_end_to_end(d) for d in args.bbm92_durations]
     if args.json:
-        print(json.dumps({"cross_node_coincidences": rows}))
+        print(json.dumps({"cross_node_coincidences": rows, "bbm92_end_to_end": bbm92}))
         return
     print(
         f"{'rates':>6} {'tags':>10} {'coinc.':>9} {'wall s/emul. s':>15} {'coinc./s':>12} {'tags/s':>12}"
@@ -82,6 +88,12 @@ def main() -> None:
             f"{r['rate_scale']:>5g}x {r['tags']:>10d} {r['coincidences']:>9d} "
             f"{r['wall_s_per_emulated_s']:>15.4f} {r['coincidences_per_s']:>12.3g} "
             f"{r['tags_per_s']:>12.3g}"
+        )
+    for b in bbm92:
+        print(
+            f"BBM92 {b['duration_s']:g} s emulated: {b['status']}, {b['wall_s']:.1f} s wall = "
+            f"{b['wall_per_emulated_s']:.2f} wall s per emulated s, "
+            f"{b['secret_bits']} secret bits"
         )
 
 
