@@ -172,6 +172,7 @@ async def run_bbm92_continuous_job(
         nodes_for_bbm92,
         start_pairs,
     )
+    from qhil.orchestrator.experiments.bbm92.tracking import ChunkTracker, tracker_for
     from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
     from qhil.orchestrator.experiments.entanglement.job import calibrated_zeros
     from qhil.orchestrator.jobs import _scalars, output_stores
@@ -197,9 +198,10 @@ async def run_bbm92_continuous_job(
             run.set_identities(identities)
             s, zero_source = calibrated_zeros(s, store.data_dir, identities)
             nodes = nodes_for_bbm92(bench, s)
+            tracker: ChunkTracker | None = None  # set once the fibres are compensated
 
             async def acquire() -> Outcomes:
-                acqs = await acquire_chunks(nodes, s)
+                acqs = await acquire_chunks(nodes, s, tracker=tracker)
                 cs = [a.coincidences for a in acqs]
                 for c in cs:
                     run.append("acquisition/matrix", c.matrix.reshape(1, 4, 4).astype(np.int64))
@@ -216,6 +218,7 @@ async def run_bbm92_continuous_job(
             results: dict[str, Any] = {"mount_zero_source": zero_source}
             try:
                 results.update(await start_pairs(bench, nodes, s, run, store, identities))
+                tracker = tracker_for(bench, nodes, s, run, results)
                 try:
                     alice_ch, bob_ch = await open_in_process(run.run_id, s.message_timeout_s)
                 except AuthenticationError as exc:
@@ -252,6 +255,8 @@ async def run_bbm92_continuous_job(
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
         summary = summary_of(run.run_id, [a, b])
+        if tracker is not None:
+            results.update(tracker.results())
         _finish(run, summary, {**_scalars(results), **results_of(a)})
     return summary
 

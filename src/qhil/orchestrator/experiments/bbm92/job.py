@@ -37,6 +37,7 @@ from qhil.orchestrator.experiments.bb84 import BB84Progress
 from qhil.orchestrator.experiments.bbm92.events import click_masks, outcomes
 from qhil.orchestrator.experiments.bbm92.parties import BBM92Aborted, run_bbm92
 from qhil.orchestrator.experiments.bbm92.settings import BBM92Settings
+from qhil.orchestrator.experiments.bbm92.tracking import ChunkTracker, tracker_for
 from qhil.orchestrator.experiments.bbm92.truth import predict_from_world
 from qhil.orchestrator.experiments.entanglement.acquisition import (
     EntanglementNodes,
@@ -176,15 +177,19 @@ async def acquire_chunks(
     nodes: EntanglementNodes,
     s: BBM92Settings,
     on_chunk: Callable[[PairAcquisition], None] | None = None,
+    tracker: ChunkTracker | None = None,
 ) -> list[PairAcquisition]:
     """The acquisition in ``s.chunks()``, each its own clock model (the previous as prior);
-    ``on_chunk`` gets each chunk as it comes (to record it)."""
+    ``on_chunk`` gets each chunk as it comes (to record it); ``tracker`` tests it and
+    re-compensates before the next one when the QBER drifted (``tracking.py``)."""
     acqs: list[PairAcquisition] = []
     for d in s.chunks():
         prior = acqs[-1].model if acqs else None
         acqs.append(await acquire_pairs(nodes, d, options(s), prior=prior))
         if on_chunk is not None:
             on_chunk(acqs[-1])
+        if tracker is not None:
+            await tracker.after_chunk(acqs[-1])
     return acqs
 
 
@@ -229,7 +234,8 @@ async def run_bbm92_job(
                 polcal = await start_pairs(bench, nodes, s, run, store, identities)
                 if progress is not None:
                     progress(BB84Progress("alice", "acquire", 0, 1, 0, f"{s.duration_s:g} s"))
-                acqs = await acquire_chunks(nodes, s, _chunk_recorder(run))
+                tracker = tracker_for(bench, nodes, s, run, polcal)
+                acqs = await acquire_chunks(nodes, s, _chunk_recorder(run), tracker)
                 if world is not None:  # the emulator's truth, while the pump is on
                     with contextlib.suppress(LookupError, KeyError, ValueError):
                         predicted = predict_from_world(world.truth, prof, s, acqs[0].window_ps)
@@ -240,6 +246,8 @@ async def run_bbm92_job(
                 with contextlib.suppress(Exception):  # the run's own error matters more
                     await nodes.pump_off()
             results = {**polcal, **_record_acquisition(acqs), **predicted}
+            if tracker is not None:
+                results.update(tracker.results())
             results.update(
                 mount_zero_source=zero_source,
                 alice_mount_zero_deg=s.alice_mount_zero_deg,

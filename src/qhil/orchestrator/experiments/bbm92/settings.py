@@ -46,6 +46,8 @@ LOCAL_FIELDS = {
     "compensation_target_error",
     "compensation_max_acquisitions",
     "polarization_max_age_s",
+    "track_polarization",
+    "tracking_significance",
 }
 
 
@@ -73,6 +75,18 @@ class BBM92Settings(CompensatedSettings):
     eps_cor: float = Field(1e-15, gt=0, lt=1, description="Correctness (verification tag).")
     frame_bits: int = Field(1 << 16, ge=256, description="Cascade frame size, bits.")
     message_timeout_s: float = Field(120.0, gt=0, description="Wait for the peer's message, s.")
+    track_polarization: bool = Field(
+        True,
+        description="With compensate_polarization: test each chunk's D/A QBER against the "
+        "compensation's verified level and re-compensate bob's controller between chunks "
+        "when it rises beyond it (bbm92/tracking.py; one process only, not with --party).",
+    )
+    tracking_significance: float = Field(
+        1e-3,
+        gt=0,
+        lt=0.5,
+        description="Per-chunk false-alarm probability of the drift test.",
+    )
 
     def instruments(self) -> list[tuple[str, str, str, str | None, bool]]:
         """As the acquisition's, but the mounts are optional: passive bases need none."""
