@@ -218,7 +218,7 @@ async def run_bbm92_continuous_job(
             results: dict[str, Any] = {"mount_zero_source": zero_source}
             try:
                 results.update(await start_pairs(bench, nodes, s, run, store, identities))
-                tracker = tracker_for(bench, nodes, s, run, results)
+                tracker = tracker_for(bench, nodes, s, run, results, continuous=True)
                 try:
                     alice_ch, bob_ch = await open_in_process(run.run_id, s.message_timeout_s)
                 except AuthenticationError as exc:

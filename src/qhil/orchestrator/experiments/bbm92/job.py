@@ -183,13 +183,14 @@ async def acquire_chunks(
     ``on_chunk`` gets each chunk as it comes (to record it); ``tracker`` tests it and
     re-compensates before the next one when the QBER drifted (``tracking.py``)."""
     acqs: list[PairAcquisition] = []
-    for d in s.chunks():
+    chunks = s.chunks()
+    for i, d in enumerate(chunks):
         prior = acqs[-1].model if acqs else None
         acqs.append(await acquire_pairs(nodes, d, options(s), prior=prior))
         if on_chunk is not None:
             on_chunk(acqs[-1])
         if tracker is not None:
-            await tracker.after_chunk(acqs[-1])
+            await tracker.after_chunk(acqs[-1], last=i == len(chunks) - 1)
     return acqs
 
 

@@ -18,7 +18,9 @@ fibre then drifts. After each chunk (``chunk_s``, 2 s by default) :class:`ChunkT
   once in ``2 / tracking_significance`` chunks).
 * **The re-compensation** runs between chunks, the pump on, with the same search as the
   start's (:func:`compensate_pairs`), starting from the controller's current voltages;
-  its verification sets the new ``e0``. A search that fails (budget, no light) is recorded
+  its verification sets the new ``e0`` when it met its target (one that missed it leaves
+  ``e0``, so the next chunk still out of band tries again: a level that high is no
+  reference, and taking it would stop the tracking). A search that fails (no light) is recorded
   and the acquisition goes on at the voltages it left, the triggering chunk's level taken
   as expected (no retry every chunk). The chunks measured before it, the triggering one
   included, stay in the key: their errors are found by Cascade and paid for in the key
@@ -119,8 +121,11 @@ class ChunkTracker:
         settings: Any,
         run: Any,
         start_results: dict[str, Any],
+        *,
+        continuous: bool = False,
     ) -> None:
         self.nodes = nodes
+        self.continuous = continuous  # acquisition after acquisition (--continuous)
         self.controller = controller
         self.s = settings
         self.run = run
@@ -160,11 +165,13 @@ class ChunkTracker:
         )
         return v
 
-    async def after_chunk(self, acq: PairAcquisition) -> None:
-        """Test the chunk; re-compensate before the next one when it fires."""
+    async def after_chunk(self, acq: PairAcquisition, *, last: bool = False) -> None:
+        """Test the chunk; re-compensate before the next one when it fires. After a run's
+        last chunk only when the tracker goes on to another acquisition (``continuous``):
+        a one-off run has no chunk left to profit from it."""
         v = self.check(acq)
         self.chunk += 1
-        if v.triggered:
+        if v.triggered and (self.continuous or not last):
             await self.recompensate(v, acq)
 
     async def recompensate(self, v: Verdict, acq: PairAcquisition) -> None:
@@ -204,7 +211,14 @@ class ChunkTracker:
             self.failed += 1
             self.run.append("recompensation", _row(RECOMPENSATION_ROW, row))
             return
-        self.watch.expect_from(cal)
+        if cal.target_met:
+            self.watch.expect_from(cal)
+        else:  # its level is no reference: keep e0, so the next drifted chunk tries again
+            log.warning(
+                "bbm92: the re-compensation missed its target (e_X %.3f); keeping the "
+                "expected level",
+                cal.after.e_x.value,
+            )
         self.recompensations += 1
         self.acquisitions += int(cal.acquisitions)
         row.update(
@@ -225,7 +239,13 @@ class ChunkTracker:
 
 
 def tracker_for(
-    bench: Any, nodes: EntanglementNodes, s: Any, run: Any, start_results: dict[str, Any]
+    bench: Any,
+    nodes: EntanglementNodes,
+    s: Any,
+    run: Any,
+    start_results: dict[str, Any],
+    *,
+    continuous: bool = False,
 ) -> ChunkTracker | None:
     """The run's tracker when the settings ask for it (compensation on and
     ``track_polarization`` not false), else None."""
@@ -234,7 +254,7 @@ def tracker_for(
     if not s.compensate_polarization or s.track_polarization is False:
         return None
     controller = bench.role(s.bob_node, PolarizationController, name=s.polarization_controller)
-    return ChunkTracker(nodes, controller, s, run, start_results)
+    return ChunkTracker(nodes, controller, s, run, start_results, continuous=continuous)
 
 
 __all__ = [
