@@ -104,8 +104,16 @@ CATALOGUE: dict[str, Entry] = {
             "qhil.qmc",
             "qhil.drivers.qhil.qmc:QMC",
             "qhil.emulators.qhil.qmc:QMCEmulator",
-            ("QuantumMemory",),
+            ("QuantumMemory", "NetworkMemory"),
             "qhil QMC-1 quantum-memory controller (qhil's own SCPI set, TCP socket port 5031)",
+        ),
+        Entry(
+            "qhil.hsc",
+            "qhil.drivers.qhil.hsc:HSC",
+            "qhil.emulators.qhil.hsc:HSCEmulator",
+            ("HeraldingStation",),
+            "qhil HSC-1 heralding station of a memory-memory link (qhil's own SCPI set, "
+            "TCP socket port 5032)",
         ),
         Entry(
             "thorlabs.pm100d",

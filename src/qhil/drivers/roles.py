@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -193,6 +193,89 @@ class QuantumMemory(Role, Protocol):
         ...
 
     async def modes(self) -> int: ...
+
+
+class Switch(Protocol):
+    """An on/off setting: ``await x.get()``, ``await x.set(False)``."""
+
+    async def get(self) -> bool: ...
+
+    async def set(self, value: bool) -> None: ...
+
+
+@runtime_checkable
+class NetworkMemory(QuantumMemory, Protocol):
+    """A quantum memory at a network node: operations on the qubits that heralded
+    entanglement left in its modes (measure, swap, purify, teleport), and its power."""
+
+    async def measure(self, mode: int, basis: str) -> int | None:
+        """Destructive read-out in Z/X/Y: 0 (H/D/R), 1 (V/A/L); None if nothing came back."""
+        ...
+
+    async def bell_measure(self, mode1: int, mode2: int) -> str | None:
+        """"phi+", "phi-", "psi+", "psi-" or None; both modes emptied (swapping)."""
+        ...
+
+    async def pauli(self, mode: int, op: str) -> None: ...
+
+    async def purify(self, keep: int, sacrifice: int) -> int | None:
+        """This node's half of a BBPSSW round: the sacrificed qubit's Z bit, or None."""
+        ...
+
+    async def twirl(self, mode: int, element: int) -> None: ...
+
+    async def teleport(self, mode: int) -> str | None:
+        """Bell measurement of the prepared input qubit with ``mode``'s qubit."""
+        ...
+
+    @property
+    def power(self) -> Switch: ...
+
+
+@dataclass(frozen=True)
+class HeraldResult:
+    """What one heralded entanglement-generation request of a station gave.
+
+    ``bell`` is the heralded Bell state of the pair (``"psi+"`` / ``"psi-"``) and
+    ``mode_a`` / ``mode_b`` the modes it occupies in the link's first / second end
+    memory (None unless ``success``); ``elapsed_s`` is the time the attempts took,
+    herald delivery to the ends included."""
+
+    success: bool
+    attempts: int
+    bell: str | None
+    mode_a: int | None
+    mode_b: int | None
+    elapsed_s: float
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Readback(Protocol[T_co]):
+    """A readable instrument parameter: ``await x.get()``."""
+
+    async def get(self) -> T_co: ...
+
+
+@runtime_checkable
+class HeraldingStation(Role, Protocol):
+    """The midpoint Bell-state measurement station of an elementary link between two
+    quantum memories: attempts heralded entanglement generation until one succeeds."""
+
+    async def entangle(self, max_attempts: int) -> HeraldResult:
+        """Up to ``max_attempts`` attempts; the pair goes into each end memory's lowest
+        free mode. Raises InstrumentError when an end has no free mode or is off."""
+        ...
+
+    @property
+    def attempt_period_s(self) -> Readback[float]: ...
+
+    @property
+    def success_probability(self) -> Readback[float]: ...
+
+    @property
+    def ends(self) -> Readback[tuple[str, str]]: ...
 
 
 @runtime_checkable

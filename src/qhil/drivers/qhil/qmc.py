@@ -12,7 +12,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from qhil.drivers.declarations import Action, Control, Measurement
 from qhil.drivers.scpi import ScpiInstrument
-from qhil.drivers.values import Bool, Int, Keyword, Numbers, ScpiReal, Str
+from qhil.drivers.values import Bool, Enum, Int, Keyword, Numbers, ScpiReal, Str
 from qhil.errors import InstrumentTimeoutError, ProtocolError, ValidationError
 from qhil.transport.framing import Framing
 
@@ -37,6 +37,16 @@ OUTCOMES = {
     "FAILED": "FAIL",
     "NONE": "NONE",
 }
+
+
+#: Bell states a Bell-state measurement reports, Python name -> wire keyword.
+BELL_STATES = {"phi+": "PHI+", "phi-": "PHI-", "psi+": "PSI+", "psi-": "PSI-"}
+#: Pauli operators of a Pauli-frame correction.
+PAULIS = ("I", "X", "Y", "Z")
+#: Elements of the twirling subgroup (docs/protocols/qhil-qmc.md: 0 .. 11).
+TWIRL_ELEMENTS = 12
+_BIT = Enum({0: "0", 1: "1", None: "NONE"})
+_BELL = Enum({**BELL_STATES, None: "NONE"})
 
 
 class CycleCounts(NamedTuple):
@@ -164,6 +174,49 @@ class QMC(ScpiInstrument):
         doc="Run count store/read-out cycles on a mode through the analyser: stored,port0,port1.",
     )
 
+    # --- operations on stored qubits (repeater nodes, docs/protocols/qhil-qmc.md) ---
+
+    measure_outcome = Measurement(
+        "QMEMory:MEASure? {mode},{basis}",
+        args={"mode": Int(0, MAX_MODES - 1), "basis": Keyword({b: b for b in ANALYZER_BASES})},
+        value=_BIT,
+        doc="Destructive read-out of a mode in Z/X/Y: 0 (H/D/R), 1 (V/A/L) or NONE.",
+    )
+    bell_outcome = Measurement(
+        "QMEMory:BELL? {mode1},{mode2}",
+        args={"mode1": Int(0, MAX_MODES - 1), "mode2": Int(0, MAX_MODES - 1)},
+        value=_BELL,
+        doc="Bell-state measurement of two modes (swapping): PHI+/PHI-/PSI+/PSI- or NONE.",
+    )
+    pauli_apply = Action(
+        "QMEMory:PAULi {mode},{op}",
+        args={"mode": Int(0, MAX_MODES - 1), "op": Keyword({p: p for p in PAULIS})},
+        doc="Apply I/X/Y/Z to a stored qubit (Pauli-frame correction).",
+    )
+    purify_outcome = Measurement(
+        "QMEMory:PURify? {keep},{sacrifice}",
+        args={"keep": Int(0, MAX_MODES - 1), "sacrifice": Int(0, MAX_MODES - 1)},
+        value=_BIT,
+        doc="This node's half of a BBPSSW round: CNOT keep->sacrifice, Z read-out of sacrifice.",
+    )
+    twirl_apply = Action(
+        "QMEMory:TWIRl {mode},{element}",
+        args={"mode": Int(0, MAX_MODES - 1), "element": Int(0, TWIRL_ELEMENTS - 1)},
+        doc="Apply element 0..11 of the twirling subgroup to a stored qubit.",
+    )
+    teleport_outcome = Measurement(
+        "QMEMory:TELeport? {mode}",
+        args=_MODE,
+        value=_BELL,
+        doc="Bell-state measurement of the prepared input qubit with a mode's qubit.",
+    )
+    power = Control(
+        get="QMEMory:POWer?",
+        set="QMEMory:POWer {value}",
+        value=Bool(),
+        doc="Memory powered; off loses every mode and makes writes fail.",
+    )
+
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._modes: int | None = None  # known after connect
@@ -232,6 +285,51 @@ class QMC(ScpiInstrument):
         them; ``math.inf`` for none."""
         return await self.efficiency_decay_s.get(), await self.t1_s.get(), await self.t2_s.get()
 
+    async def measure(self, mode: int, basis: str) -> int | None:
+        """Destructive read-out of ``mode`` in ``basis`` (Z/X/Y): 0 = H/D/R, 1 = V/A/L; None
+        when no photon came back (``last_outcome`` tells why). The mode is empty after."""
+        self._check_mode(mode, "QMEMory:MEASure?")
+        value: int | None = await self.measure_outcome.get(mode=mode, basis=basis)
+        return value
+
+    async def bell_measure(self, mode1: int, mode2: int) -> str | None:
+        """Bell-state measurement of two modes: "phi+", "phi-", "psi+", "psi-" or None on
+        failure. Both modes are empty afterwards."""
+        self._check_modes(mode1, mode2, "QMEMory:BELL?")
+        value: str | None = await self.bell_outcome.get(mode1=mode1, mode2=mode2)
+        return value
+
+    async def pauli(self, mode: int, op: str) -> None:
+        """Apply the Pauli ``op`` (I/X/Y/Z) to the qubit stored in ``mode``."""
+        self._check_mode(mode, "QMEMory:PAULi")
+        await self.pauli_apply(mode=mode, op=op)
+
+    async def purify(self, keep: int, sacrifice: int) -> int | None:
+        """This node's half of a BBPSSW round: CNOT ``keep`` -> ``sacrifice``, measure
+        ``sacrifice`` in Z; the bit, or None on read failure. ``sacrifice`` is emptied."""
+        self._check_modes(keep, sacrifice, "QMEMory:PURify?")
+        value: int | None = await self.purify_outcome.get(keep=keep, sacrifice=sacrifice)
+        return value
+
+    async def twirl(self, mode: int, element: int) -> None:
+        """Apply twirling element ``element`` (0..11) to the qubit in ``mode``; both nodes of
+        a pair apply the same element."""
+        self._check_mode(mode, "QMEMory:TWIRl")
+        await self.twirl_apply(mode=mode, element=element)
+
+    async def teleport(self, mode: int) -> str | None:
+        """Bell-state measurement of the prepared input qubit (``input_state``) with the
+        qubit in ``mode``; the outcome, or None on failure. The mode is emptied."""
+        self._check_mode(mode, "QMEMory:TELeport?")
+        value: str | None = await self.teleport_outcome.get(mode=mode)
+        return value
+
+    def _check_modes(self, mode1: int, mode2: int, command: str) -> None:
+        self._check_mode(mode1, command)
+        self._check_mode(mode2, command)
+        if mode1 == mode2:
+            raise ValidationError(command, mode2, "a mode other than the first")
+
     # --- QuantumMemory role ---
 
     async def store(self, mode: int) -> None:
@@ -267,4 +365,15 @@ class QMC(ScpiInstrument):
         return self._modes
 
 
-__all__ = ["ANALYZER_BASES", "INPUTS", "MAX_CYCLES", "MAX_MODES", "OUTCOMES", "QMC", "CycleCounts"]
+__all__ = [
+    "ANALYZER_BASES",
+    "BELL_STATES",
+    "INPUTS",
+    "MAX_CYCLES",
+    "MAX_MODES",
+    "OUTCOMES",
+    "PAULIS",
+    "QMC",
+    "TWIRL_ELEMENTS",
+    "CycleCounts",
+]

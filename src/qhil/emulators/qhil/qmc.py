@@ -290,6 +290,21 @@ class QMCEmulator(ScpiEmulator):
             await self.clock.wait_until_ps(self.clock.now_ps + count * self.readout_delay_ps)
         return Raw(f"{stored},{port0},{retrieved - port0}")
 
+    # --- operations on stored qubits (provisional: the network world lands next) ---
+
+    @on(
+        "measure_outcome.get",
+        "bell_outcome.get",
+        "purify_outcome.get",
+        "teleport_outcome.get",
+        "pauli_apply",
+        "twirl_apply",
+        "power.get",
+        "power.set",
+    )
+    def _not_yet(self, **_: Any) -> None:
+        raise ScpiError(-200, "Execution error;not implemented yet")
+
     # --- readbacks of the medium ---
 
     @on("efficiency_total.get")
