@@ -56,6 +56,7 @@ from qhil.orchestrator.experiments.bb84.party import (
 from qhil.orchestrator.experiments.bb84.pattern import BlockPattern, draw_pattern
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.stages import stage
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
 from qhil.orchestrator.experiments.bb84.tracking import (
     ALICE_RECOMPENSATION_ROW,
@@ -182,19 +183,23 @@ class _Alice(PartyBase):
     async def block(self, b: int) -> None:
         s = self.settings
         n = s.pattern_length
-        pat: BlockPattern = await asyncio.to_thread(
-            draw_pattern,
-            self.rng,
-            n,
-            s.z_basis_probability,
-            s.intensity_probabilities,
-            s.alignment_fraction,
-        )
-        await self.generator.load_pattern(pat.symbols, s.rep_rate_hz)
-        await self.generator.set_output(True)
+        with stage("pattern"):
+            pat: BlockPattern = await asyncio.to_thread(
+                draw_pattern,
+                self.rng,
+                n,
+                s.z_basis_probability,
+                s.intensity_probabilities,
+                s.alignment_fraction,
+            )
+        with stage("upload"):
+            await self.generator.load_pattern(pat.symbols, s.rep_rate_hz)
+        with stage("output"):
+            await self.generator.set_output(True)
         await self.link.send(BlockLive(b, n, s.rep_rate_hz))
         acq = await self.link.expect(BlockAcquired)
-        await self.generator.set_output(False)
+        with stage("output"):
+            await self.generator.set_output(False)
         if acq.block != b:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockAcquired for {acq.block}, not {b}")
         rev = pat.revealed
@@ -221,11 +226,13 @@ class _Alice(PartyBase):
             if np.any(rev[at] == pos):
                 raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement names revealed pulses")
         try:
-            reply, sifted = alice_sift(pat.record(), SiftAnnouncement(pos, msg.bases))
+            with stage("sifting"):
+                reply, sifted = alice_sift(pat.record(), SiftAnnouncement(pos, msg.bases))
         except ValueError as exc:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
         test = sifted.basis == 1
-        pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
+        with stage("sifting"):
+            pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
         await self.link.send(
             SiftReplyMsg(
                 b, reply.match.astype(np.uint8), reply.intensity, sifted.bits[test], pulses
@@ -263,7 +270,8 @@ class _Alice(PartyBase):
         for i, name in enumerate(("signal", "decoy", "vacuum")):
             row[f"pulses_{name}"] = int(pulses[i])
             row[f"test_errors_{name}"] = int(errs[i])
-        await self.persist("block", BLOCK_ROW, row)
+        with stage("record"):
+            await self.persist("block", BLOCK_ROW, row)
         if tally_msg.recompensate and self.channel is not None:  # Bob saw the QBER rise
             await self.emit("block", b + 1, "serving a polarization re-compensation")
             event = await recompensate_alice(

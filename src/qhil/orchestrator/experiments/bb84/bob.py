@@ -66,6 +66,7 @@ from qhil.orchestrator.experiments.bb84.party import (
 )
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.stages import stage
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
 from qhil.orchestrator.experiments.bb84.tracking import (
     RECOMPENSATION_ROW,
@@ -308,10 +309,12 @@ class _Bob(PartyBase):
                 f"BlockLive {live.block} ({live.n_symbols} symbols at {live.symbol_rate_hz} Hz) "
                 f"does not match block {b} ({n} at {s.rep_rate_hz} Hz)",
             )
-        tags = await self.tagger.acquire(s.block_duration_s)
-        if s.settle_s is not None:  # the user's fixed settling time instead of the measured one
-            tags = settled(tags, s.settle_s)
-        clicks = clicks_from_tags(tags, self.detector_of_channel)
+        with stage("acquisition"):
+            tags = await self.tagger.acquire(s.block_duration_s)
+        with stage("clicks"):
+            if s.settle_s is not None:  # the user's fixed settling time, not the measured one
+                tags = settled(tags, s.settle_s)
+            clicks = clicks_from_tags(tags, self.detector_of_channel)
         await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
         rev = await self.link.expect(AlignmentReveal)
         if rev.block != b or not (rev.positions.size == rev.bases.size == rev.bits.size):
@@ -353,7 +356,8 @@ class _Bob(PartyBase):
         ):
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"SiftReply for block {b} malformed")
         match = reply.match.astype(bool)
-        sifted = bob_sift(det, SiftReply(match, reply.intensity))
+        with stage("sifting"):
+            sifted = bob_sift(det, SiftReply(match, reply.intensity))
         test = sifted.basis == 1
         if int(test.sum()) != reply.test_bits.size:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "SiftReply: wrong number of test bits")
@@ -388,7 +392,8 @@ class _Bob(PartyBase):
             test_errors=int(wrong.sum()),
             qber_test=float(wrong.mean()) if wrong.size else float("nan"),
         )
-        await self.persist("block", BLOCK_ROW, row)
+        with stage("record"):
+            await self.persist("block", BLOCK_ROW, row)
         if recompensate and verdict is not None and self.tracking and self.watch and self.channel:
             await self.emit("block", b + 1, f"re-compensating: {verdict.describe()}")
             event = await recompensate_bob(
@@ -403,23 +408,26 @@ class _Bob(PartyBase):
         """The block's alignment and squashed detections, and how many clicks were dropped
         as the previous pattern's light."""
         s = self.settings
-        aligned = align_clicks(
-            clicks,
-            s.pattern_length,
-            s.rep_rate_hz,
-            rev.positions,
-            rev.bases,
-            rev.bits,
-            max_drift=s.max_drift_ppm * 1e-6,
-            min_significance=s.min_alignment_significance,
-        )
+        with stage("alignment"):
+            aligned = align_clicks(
+                clicks,
+                s.pattern_length,
+                s.rep_rate_hz,
+                rev.positions,
+                rev.bases,
+                rev.bits,
+                max_drift=s.max_drift_ppm * 1e-6,
+                min_significance=s.min_alignment_significance,
+            )
         dropped = 0
-        if s.settle_s is None:
-            settle_ps = self.previous.add(clicks, aligned.positions, rev)
-            kept = int(np.count_nonzero(aligned.positions >= 0))
-            aligned = clicks_from(clicks, aligned, settle_ps, s.pattern_length)
-            dropped = kept - int(np.count_nonzero(aligned.positions >= 0))
-        det = detections_for_block(clicks, aligned, s.pattern_length, rev.positions, self.rng)
+        with stage("settling"):
+            if s.settle_s is None:
+                settle_ps = self.previous.add(clicks, aligned.positions, rev)
+                kept = int(np.count_nonzero(aligned.positions >= 0))
+                aligned = clicks_from(clicks, aligned, settle_ps, s.pattern_length)
+                dropped = kept - int(np.count_nonzero(aligned.positions >= 0))
+        with stage("sifting"):
+            det = detections_for_block(clicks, aligned, s.pattern_length, rev.positions, self.rng)
         return aligned, det, dropped
 
     @staticmethod
