@@ -124,16 +124,19 @@ class Proxy:
         held_until = 0.0
 
         async def forward() -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while (item := await queue.get()) is not None:
-                    at, data = item
-                    if at > loop.time():
-                        await asyncio.sleep(at - loop.time())
-                    writer.write(data)
-                    await writer.drain()
-            writer.close()
+            try:
+                with contextlib.suppress(ConnectionError, OSError):
+                    while (item := await queue.get()) is not None:
+                        at, data = item
+                        if at > loop.time():
+                            await asyncio.sleep(at - loop.time())
+                        writer.write(data)
+                        await writer.drain()
+            finally:  # cancelled by close() too
+                writer.close()
 
         out = asyncio.create_task(forward())
+        self._tasks.append(out)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
             while True:
                 prefix = await reader.readexactly(LEN.size)
@@ -156,8 +159,13 @@ class Proxy:
         await out
 
     async def close(self) -> None:
+        """Called once both parties have exited: a frame still held back (a delay) can no
+        longer reach anyone, so its forward is cancelled rather than slept out (up to
+        DELAY_S of idle CI time per delay case)."""
         if self._server is not None:
             self._server.close()
+        for task in self._tasks:
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

@@ -22,7 +22,6 @@ from qhil.numerics.qkd import (
     VerificationMessage,
     bob_sift,
     bob_verification,
-    privacy_amplification,
 )
 from qhil.numerics.timing import AlignmentError
 from qhil.orchestrator.experiments.bb84.detection import (
@@ -267,12 +266,8 @@ class _Bob(PartyBase):
         length = self.key_length(stats)
         await self.emit("amplify", s.n_blocks)
         amp = await self.link.expect(Amplification)
-        if amp.n_out != length or amp.seed.size != corrected.size + length - 1:
-            raise self.abort(
-                AbortReason.PROTOCOL_ERROR,
-                f"Alice amplifies to {amp.n_out} bits, Bob's bound gives {length}",
-            )
-        amplified = await asyncio.to_thread(privacy_amplification, corrected, amp.seed, length)
+        self.check_amplification(amp, corrected.size, length)
+        amplified = await asyncio.to_thread(self.amplify, corrected, amp)
         final = FinalKey(amplified, s.tag_bits)
         self.store_pending(final.stored)
         await self.confirm(final)
