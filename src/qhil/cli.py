@@ -9,6 +9,7 @@ on stderr, ``qhil: error: ...``, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -379,6 +380,65 @@ def _plots_after_run(run_id: str, data_dir: str | None, skip: bool) -> list[str]
         return None
 
 
+class _Bar:
+    """A command's tqdm progress bar, made at the first progress event (an error before
+    it shows no empty bar); ``close`` is safe when none was made."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._bar: Any = None
+
+    def get(self, **first: Any) -> Any:
+        """The bar; made now, with ``first`` options (e.g. its total), if not yet."""
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(**self._options, **first)
+        return self._bar
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _say_waiting(text: str) -> None:
+    """A party's waiting/progress line on stderr, above the bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"qhil: {text}", file=sys.stderr)
+
+
+def _run_command(
+    start: Callable[[], Any],
+    *,
+    data_dir: str | None,
+    no_plots: bool,
+    as_json: bool,
+    close_bar: Callable[[], None] = lambda: None,
+    shown: Callable[[Any], dict[str, Any]] = lambda summary: summary.as_dict(),
+    json_default: Callable[[Any], Any] | None = None,
+) -> None:
+    """The tail every run command shares. ``start()`` runs the job (``_run_job``) and
+    returns its summary. A QhilError is one line (exit 2; 3 for a failed authentication),
+    a signal exits 128 + N; the bar is closed before anything is printed. Then the plots
+    and the summary (``shown(summary)``); exit 3 unless its status is success."""
+    try:
+        summary = start()
+    except QhilError as exc:
+        close_bar()
+        _fail(exc)
+        return
+    except _Signalled as exc:
+        close_bar()
+        _interrupted(exc)
+        return
+    close_bar()
+    out = shown(summary)
+    _print_summary(out, data_dir, no_plots, as_json, json_default)
+    if out["status"] != "success":
+        sys.exit(EXIT_ABORTED)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model, per line.")
 def catalogue(as_json: bool) -> None:
@@ -628,8 +688,6 @@ def run_bb84_cmd(
     never to the output; the summary gives their SHA-256. Acquisitions longer than
     1 h are refused unless --yes is given.
     """
-    from tqdm import tqdm
-
     from qhil.orchestrator.jobs import run_bb84_job, run_bb84_party_job
 
     _check_party_options(party, listen, connect, auth_key_file or wc_pool)
@@ -651,72 +709,56 @@ def run_bb84_cmd(
         return
     refuse_without_continuous(kms_config, max_key_count, kme_key_size)
 
-    bars: list[Any] = []  # the bar appears with the first progress event, not before errors
+    bar = _Bar(total=None, unit="block", desc="bb84", disable=as_json, leave=False)
 
     def progress(event: Any) -> None:
         if event.party != (party or "bob"):
             return
-        if not bars:
-            bars.append(tqdm(total=None, unit="block", desc="bb84", disable=as_json, leave=False))
-        bar = bars[0]
         if event.stage == "block":
-            bar.total = event.n_blocks
-            bar.n = event.block
-            bar.set_postfix(sifted=event.sifted_bits, refresh=False)
-            bar.refresh()
+            b = bar.get()
+            b.total = event.n_blocks
+            b.n = event.block
+            b.set_postfix(sifted=event.sifted_bits, refresh=False)
+            b.refresh()
         else:
-            bar.set_description(f"bb84 {event.stage}")
+            bar.get().set_description(f"bb84 {event.stage}")
 
-    def waiting(text: str) -> None:
-        tqdm.write(f"qhil: {text}", file=sys.stderr)
-
-    def close_bar() -> None:
-        for bar in bars:
-            bar.close()
-
-    try:
-        if party is not None:
-            job = run_bb84_party_job(
-                party,
-                profile,
-                list(overrides),
-                auth_key_file=auth_key_file,
-                auth_pool_file=wc_pool,
-                listen=listen,
-                connect=connect,
-                session_id=session_id,
-                duration_s=duration_s,
-                data_dir=data_dir,
-                key_dir=key_dir,
-                progress=progress,
-                peer_timeout_s=peer_timeout_s,
-                on_waiting=waiting,
-            )
-        else:
-            job = run_bb84_job(
-                profile,
-                list(overrides),
-                duration_s=duration_s,
-                data_dir=data_dir,
-                key_dir=key_dir,
-                mode=mode,
-                progress=progress,
-                auth_pool_file=wc_pool,
-            )
-        summary = _run_job(job)
-    except QhilError as exc:
-        close_bar()
-        _fail(exc)
-        return
-    except _Signalled as exc:
-        close_bar()
-        _interrupted(exc)
-        return
-    close_bar()
-    out = {k: v for k, v in summary.as_dict().items() if k != "results"}
-    _print_summary(out, data_dir, no_plots, as_json)
-    if summary.status != "success":
-        sys.exit(EXIT_ABORTED)
+    if party is not None:
+        job = run_bb84_party_job(
+            party,
+            profile,
+            list(overrides),
+            auth_key_file=auth_key_file,
+            auth_pool_file=wc_pool,
+            listen=listen,
+            connect=connect,
+            session_id=session_id,
+            duration_s=duration_s,
+            data_dir=data_dir,
+            key_dir=key_dir,
+            progress=progress,
+            peer_timeout_s=peer_timeout_s,
+            on_waiting=_say_waiting,
+        )
+    else:
+        job = run_bb84_job(
+            profile,
+            list(overrides),
+            duration_s=duration_s,
+            data_dir=data_dir,
+            key_dir=key_dir,
+            mode=mode,
+            progress=progress,
+            auth_pool_file=wc_pool,
+        )
+    _run_command(
+        lambda: _run_job(job),
+        data_dir=data_dir,
+        no_plots=no_plots,
+        as_json=as_json,
+        close_bar=bar.close,
+        shown=lambda summary: {k: v for k, v in summary.as_dict().items() if k != "results"},
+    )
 
 
 @run.command("clock-sync")
@@ -764,8 +806,6 @@ def run_clock_sync_cmd(
     Exits 0 with a result, 3 when no correlation was found or the rates cannot reach the
     precision (the message says what was seen), 2 on bad input (130/143 on signals).
     """
-    from tqdm import tqdm
-
     from qhil.orchestrator.experiments.clock_sync.job import (
         run_clock_sync_job,
         run_clock_sync_party_job,
@@ -780,71 +820,44 @@ def run_clock_sync_cmd(
     except QhilError as exc:
         _fail(exc)
         return
-    bars: list[Any] = []  # the bar appears with the first progress event, not before errors
+    bar = _Bar(unit="s", desc="clock-sync", disable=as_json, leave=False)
 
     def progress(event: Any) -> None:
-        if not bars:
-            bars.append(
-                tqdm(
-                    total=event.duration_s,
-                    unit="s",
-                    desc="clock-sync",
-                    disable=as_json,
-                    leave=False,
-                )
-            )
-        bar = bars[0]
-        bar.n = round(event.t_s, 3)
-        bar.set_description(f"clock-sync {event.stage}", refresh=False)
-        bar.set_postfix(coincidences=event.coincidences, locked=event.locked, refresh=False)
-        bar.refresh()
+        b = bar.get(total=event.duration_s)
+        b.n = round(event.t_s, 3)
+        b.set_description(f"clock-sync {event.stage}", refresh=False)
+        b.set_postfix(coincidences=event.coincidences, locked=event.locked, refresh=False)
+        b.refresh()
 
-    def close_bar() -> None:
-        for bar in bars:
-            bar.close()
-
-    def waiting(text: str) -> None:
-        tqdm.write(f"qhil: {text}", file=sys.stderr)
-
-    try:
-        if party is not None:
-            assert auth_key_file is not None
-            job = run_clock_sync_party_job(
-                party,
-                profile,
-                list(overrides),
-                auth_key_file=auth_key_file,
-                listen=listen,
-                connect=connect,
-                session_id=session_id,
-                duration_s=duration_s,
-                data_dir=data_dir,
-                progress=progress,
-                peer_timeout_s=peer_timeout_s,
-                on_waiting=waiting,
-            )
-        else:
-            job = run_clock_sync_job(
-                profile,
-                list(overrides),
-                duration_s=duration_s,
-                data_dir=data_dir,
-                mode=mode,
-                progress=progress,
-            )
-        summary = _run_job(job)
-    except QhilError as exc:
-        close_bar()
-        _fail(exc)
-        return
-    except _Signalled as exc:
-        close_bar()
-        _interrupted(exc)
-        return
-    close_bar()
-    _print_summary(summary.as_dict(), data_dir, no_plots, as_json)
-    if summary.status != "success":
-        sys.exit(EXIT_ABORTED)
+    if party is not None:
+        assert auth_key_file is not None
+        job = run_clock_sync_party_job(
+            party,
+            profile,
+            list(overrides),
+            auth_key_file=auth_key_file,
+            listen=listen,
+            connect=connect,
+            session_id=session_id,
+            duration_s=duration_s,
+            data_dir=data_dir,
+            progress=progress,
+            peer_timeout_s=peer_timeout_s,
+            on_waiting=_say_waiting,
+        )
+    else:
+        job = run_clock_sync_job(
+            profile,
+            list(overrides),
+            duration_s=duration_s,
+            data_dir=data_dir,
+            mode=mode,
+            progress=progress,
+        )
+    _run_command(
+        lambda: _run_job(job), data_dir=data_dir, no_plots=no_plots, as_json=as_json,
+        close_bar=bar.close,
+    )  # fmt: skip
 
 
 @run.command("bbm92")
@@ -894,32 +907,22 @@ def run_bbm92_cmd(**kw: Any) -> None:
     party_options = {k: kw[k] for k in ("auth_key_file", "listen", "connect", "peer_timeout_s")}
     party_options["session_id"] = kw["session_id"]
     party_options["on_waiting"] = lambda text: click.echo(f"qhil: {text}", err=True)
-    try:
-        summary = _run_job(
-            bbm92.job(
-                kw["profile"],
-                list(kw["overrides"]),
-                duration_s=kw["duration_s"],
-                data_dir=kw["data_dir"],
-                key_dir=kw["key_dir"],
-                mode=kw["mode"],
-                progress=progress,
-                party=kw["party"],
-                party_options=party_options,
-            )
-        )
-    except QhilError as exc:
-        close_bar()
-        _fail(exc)
-        return
-    except _Signalled as exc:
-        close_bar()
-        _interrupted(exc)
-        return
-    close_bar()
-    _print_summary(summary.as_dict(), kw["data_dir"], kw["no_plots"], kw["as_json"])
-    if summary.status != "success":
-        sys.exit(EXIT_ABORTED)
+    job = functools.partial(
+        bbm92.job,
+        kw["profile"],
+        list(kw["overrides"]),
+        duration_s=kw["duration_s"],
+        data_dir=kw["data_dir"],
+        key_dir=kw["key_dir"],
+        mode=kw["mode"],
+        progress=progress,
+        party=kw["party"],
+        party_options=party_options,
+    )
+    _run_command(
+        lambda: _run_job(job()), data_dir=kw["data_dir"], no_plots=kw["no_plots"],
+        as_json=kw["as_json"], close_bar=close_bar,
+    )  # fmt: skip
 
 
 def _entanglement_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -995,21 +998,15 @@ def _run_entanglement(
         _fail(exc)
         return
     progress, close_bar = ent.progress_bar(kind, disable=as_json)
-    try:
-        job = ent.job(kind, profile, list(overrides), integration_s, data_dir, mode, progress)
-        summary = _run_job(job)
-    except QhilError as exc:
-        close_bar()
-        _fail(exc)
-        return
-    except _Signalled as exc:
-        close_bar()
-        _interrupted(exc)
-        return
-    close_bar()
-    _print_summary(summary.as_dict(), data_dir, no_plots, as_json)
-    if summary.status != "success":
-        sys.exit(EXIT_ABORTED)
+    _run_command(
+        lambda: _run_job(
+            ent.job(kind, profile, list(overrides), integration_s, data_dir, mode, progress)
+        ),
+        data_dir=data_dir,
+        no_plots=no_plots,
+        as_json=as_json,
+        close_bar=close_bar,
+    )
 
 
 def _check_acquisition(
@@ -1124,18 +1121,12 @@ def _calibration_command(name: str, job: str, help_text: str) -> None:
         module, _, fn = job.rpartition(":")
         run_job = getattr(importlib.import_module(module or "qhil.calibration.jobs"), fn)
         extra = {"nodes": list(nodes)} if nodes else {}
-        try:
+
+        def start() -> Any:
             _load_checked(profile, list(overrides))
-            summary = _run_job(run_job(profile, list(overrides), data_dir, mode=mode, **extra))
-        except QhilError as exc:
-            _fail(exc)
-            return
-        except _Signalled as exc:
-            _interrupted(exc)
-            return
-        _print_summary(summary.as_dict(), data_dir, no_plots, as_json, json_default=str)
-        if summary.status != "success":
-            sys.exit(EXIT_ABORTED)
+            return _run_job(run_job(profile, list(overrides), data_dir, mode=mode, **extra))
+
+        _run_command(start, data_dir=data_dir, no_plots=no_plots, as_json=as_json, json_default=str)
 
     if name == "memory":  # the one calibration that picks nodes
         click.option(

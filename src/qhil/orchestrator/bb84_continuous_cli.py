@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from typing import Any
 
 import click
@@ -83,10 +82,7 @@ def run_continuous_command(
     """Run the continuous job (``protocol`` bb84 or bbm92; bbm92 in one process only), print its summary; exit 0 when it stopped cleanly (a
     signal or the peer stopping), 3 when it aborted, 2 on bad input, 128 + N when a
     second signal cut it short."""
-    from tqdm import tqdm
-
     from qhil import cli
-    from qhil.errors import QhilError
     from qhil.orchestrator.experiments.bb84.continuous import ContinuousProgress, StopRequest
     from qhil.orchestrator.experiments.bb84.continuous_job import (
         Interrupted,
@@ -98,12 +94,13 @@ def run_continuous_command(
     from qhil.records import default_key_dir
 
     shown = party or "bob"
-    bars: list[Any] = []  # the bar appears with the first key, not before an error
+    bar = cli._Bar(total=None, unit="key", disable=as_json, leave=False)
+    gates: Any = None  # the KMEs' storage bounds, read in start(): a bad file is one line
 
     def on_progress(p: ContinuousProgress) -> None:
         # (either party may pause: in one process Alice, who asks first, usually does)
         if as_json and p.event in ("paused", "resumed"):  # no bar: say it on stderr
-            waiting(
+            cli._say_waiting(
                 f"{p.party}: paused, its KME's key store is full (max_key_count); resumes "
                 "when keys are consumed"
                 if p.event == "paused"
@@ -111,89 +108,75 @@ def run_continuous_command(
             )
         if p.party != shown and p.event not in ("paused", "resumed"):
             return
-        if not bars:
-            bars.append(tqdm(total=None, unit="key", disable=as_json, leave=False))
-        bar = bars[0]
-        bar.n = p.keys
+        b = bar.get()
+        b.n = p.keys
         paused = " (paused: key store full)" if p.event == "paused" else ""
-        bar.set_description(f"{protocol} continuous{paused}")
-        bar.set_postfix(bits=p.bits, dropped=p.dropped, refresh=False)
-        bar.refresh()
+        b.set_description(f"{protocol} continuous{paused}")
+        b.set_postfix(bits=p.bits, dropped=p.dropped, refresh=False)
+        b.refresh()
 
-    def close_bar() -> None:
-        for bar in bars:
-            bar.close()
-
-    def waiting(text: str) -> None:
-        tqdm.write(f"qhil: {text}", file=sys.stderr)
-
-    try:
-        keys_at = key_dir if key_dir is not None else default_key_dir(data_dir)
-        gates = kme_gates(
-            keys_at, max_key_count=max_key_count, key_size=kme_key_size, kms_config=kms_config
-        )
-
-        async def job(stop: StopRequest) -> Any:
-            async def say_stopping() -> None:
-                await stop.wait()
-                waiting(
-                    f"{stop.why}: stopping (a key already in confirmation is finished, one "
-                    "before it discarded at both nodes; a second signal cancels at once)"
-                )
-
-            watcher = asyncio.ensure_future(say_stopping())
-            try:
-                return await keys_until_stopped(stop)
-            finally:
-                watcher.cancel()
-
-        def keys_until_stopped(stop: StopRequest) -> Any:
-            common: dict[str, Any] = {
-                "stop": stop,
-                "duration_s": duration_s,
-                "data_dir": data_dir,
-                "key_dir": key_dir,
-                "gates": gates,
-                "on_progress": on_progress,
-            }
-            if protocol == "bbm92":
-                from qhil.orchestrator.experiments.bbm92.continuous import (
-                    run_bbm92_continuous_job,
-                )
-
-                return run_bbm92_continuous_job(profile, overrides, mode=mode, **common)
-            if party is None:
-                return run_bb84_continuous_job(profile, overrides, mode=mode, **common)
-            assert auth_key_file is not None
-            return run_bb84_continuous_party_job(
-                party,
-                profile,
-                overrides,
-                auth_key_file=auth_key_file,
-                listen=listen,
-                connect=connect,
-                session_id=session_id,
-                peer_timeout_s=peer_timeout_s,
-                on_waiting=waiting,
-                **common,
+    async def job(stop: StopRequest) -> Any:
+        async def say_stopping() -> None:
+            await stop.wait()
+            cli._say_waiting(
+                f"{stop.why}: stopping (a key already in confirmation is finished, one "
+                "before it discarded at both nodes; a second signal cancels at once)"
             )
 
-        late_signals = contextlib.ExitStack()  # noted, ignored until the summary is out
-        summary, _ = late_signals.enter_context(signalled(job))
-    except QhilError as exc:
-        close_bar()
-        cli._fail(exc)
-        return
-    except Interrupted as exc:
-        close_bar()
-        click.echo(f"qhil: terminated by {exc}; the run is recorded as aborted", err=True)
-        sys.exit(128 + exc.signum)
-    with late_signals:
-        close_bar()
-        out = summary if as_json else _text(summary)
-        cli._print_summary(out, data_dir, no_plots, as_json)
-        if summary["status"] != "success":
-            sys.exit(cli.EXIT_ABORTED)
+        watcher = asyncio.ensure_future(say_stopping())
+        try:
+            return await keys_until_stopped(stop)
+        finally:
+            watcher.cancel()
+
+    def keys_until_stopped(stop: StopRequest) -> Any:
+        common: dict[str, Any] = {
+            "stop": stop,
+            "duration_s": duration_s,
+            "data_dir": data_dir,
+            "key_dir": key_dir,
+            "gates": gates,
+            "on_progress": on_progress,
+        }
+        if protocol == "bbm92":
+            from qhil.orchestrator.experiments.bbm92.continuous import run_bbm92_continuous_job
+
+            return run_bbm92_continuous_job(profile, overrides, mode=mode, **common)
+        if party is None:
+            return run_bb84_continuous_job(profile, overrides, mode=mode, **common)
+        assert auth_key_file is not None
+        return run_bb84_continuous_party_job(
+            party,
+            profile,
+            overrides,
+            auth_key_file=auth_key_file,
+            listen=listen,
+            connect=connect,
+            session_id=session_id,
+            peer_timeout_s=peer_timeout_s,
+            on_waiting=cli._say_waiting,
+            **common,
+        )
+
+    # After the job, signals are noted and ignored until the summary is out (``signalled``).
+    with contextlib.ExitStack() as late_signals:
+
+        def start() -> Any:
+            nonlocal gates
+            keys_at = key_dir if key_dir is not None else default_key_dir(data_dir)
+            gates = kme_gates(
+                keys_at, max_key_count=max_key_count, key_size=kme_key_size, kms_config=kms_config
+            )
+            try:
+                summary, _ = late_signals.enter_context(signalled(job))
+            except Interrupted as exc:  # a second signal: as any command's
+                raise cli._Signalled(exc.signum) from None
+            return summary
+
+        cli._run_command(
+            start, data_dir=data_dir, no_plots=no_plots, as_json=as_json, close_bar=bar.close,
+            shown=lambda summary: summary if as_json else _text(summary),
+        )  # fmt: skip
 
 
 def refuse_without_continuous(
