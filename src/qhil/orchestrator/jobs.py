@@ -93,6 +93,7 @@ class JobSummary:
             "alice_key_sha256": r.get("alice_key_sha256"),
             "bob_key_sha256": r.get("bob_key_sha256"),
             "key_committed": bool(r.get("key_committed", False)),
+            "pa_family": r.get("pa_family"),  # the privacy-amplification hash that made the key
             # which polarization calibration the run used, or why it compensated anew
             "polarization_calibration": r.get("polcal_reuse"),
             # Wegman-Carter runs: pad spent, the run's budget, key bits kept for the pool
@@ -208,20 +209,12 @@ async def run_bb84_job(
                     return JobSummary(run.run_id, "aborted", reason, {})
                 tracking = _bob_tracking(prof, bench, settings, start)
             alice_auth, bob_auth = _in_process_auth(pool_run)
-            alice_ch, bob_ch = in_process_channels(
-                alice_auth,
-                bob_auth,
-                session_id=run.run_id,
-                timeout_s=settings.message_timeout_s,
-                tamper_a_to_b=tamper_alice_to_bob,
+            opened = await open_in_process_or_abort(
+                run, settings.message_timeout_s, (alice_auth, bob_auth), tamper_alice_to_bob
             )
-            try:
-                await asyncio.gather(alice_ch.open(), bob_ch.open())
-            except AuthenticationError as exc:
-                await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return JobSummary(run.run_id, "aborted", reason, {})
+            if isinstance(opened, str):
+                return JobSummary(run.run_id, "aborted", opened, {})
+            alice_ch, bob_ch = opened
             diagnosis = DiscardDiagnosis(progress)  # names the likely cause of a no_data abort
             try:
                 result: BB84Result = await run_bb84(
@@ -483,6 +476,7 @@ def _party_results(party: str, mine: PartyResult, settings: BB84Settings) -> dic
         finite_key=mine.finite_key,
         alice_key=mine.key,
         committed=mine.committed,
+        pa_family=mine.pa_family,
     ).to_results()
     both.pop("alice_key_sha256")
     both.pop("bob_key_sha256")
@@ -637,6 +631,81 @@ async def open_party_channel(
     return channel, None
 
 
+@dataclass
+class PartyChannel:
+    """A party's open channel to the other, and alice's listener (None at bob)."""
+
+    channel: Any
+    listener: TcpListener | None
+
+    async def close(self) -> None:
+        await self.channel.close()
+        if self.listener is not None:
+            await self.listener.close()
+
+
+async def open_party_or_abort(
+    party: str,
+    auth: Any,
+    run: Any,
+    *,
+    listen: str | None,
+    connect: str | None,
+    session_id: str,
+    timeout_s: float,
+    peer_timeout_s: float,
+    on_waiting: Callable[[str], Any] | None = None,
+) -> PartyChannel | str:
+    """:func:`open_party_channel` for a recorded run. A handshake that fails
+    authentication (a wrong pre-shared key, a forged hello) aborts the protocol as it would
+    mid-run: ``run`` is recorded aborted and the reason (``authentication_failed: ...``) is
+    returned instead of the channel. Other failures (the peer never came) raise."""
+    try:
+        channel, listener = await open_party_channel(
+            party,
+            auth,
+            listen=listen,
+            connect=connect,
+            session_id=session_id,
+            timeout_s=timeout_s,
+            peer_timeout_s=peer_timeout_s,
+            on_waiting=on_waiting,
+        )
+    except AuthenticationError as exc:
+        return _auth_aborted(run, exc)
+    return PartyChannel(channel, listener)
+
+
+async def open_in_process_or_abort(
+    run: Any,
+    timeout_s: float,
+    auths: tuple[Authenticator, Authenticator] | None = None,
+    tamper_alice_to_bob: Tamper | None = None,
+) -> tuple[Any, Any] | str:
+    """Alice's and Bob's ends of an authenticated in-process channel (session: the run's
+    id), opened. ``auths``: theirs (default: HMAC-SHA256 under a key made here, shared by
+    the two parties of this process). A failed authentication closes both ends, records
+    ``run`` aborted and returns the reason instead."""
+    if auths is None:
+        key = AuthKey.generate()
+        auths = (HmacSha256Authenticator(key), HmacSha256Authenticator(key))
+    alice_ch, bob_ch = in_process_channels(
+        *auths, session_id=run.run_id, timeout_s=timeout_s, tamper_a_to_b=tamper_alice_to_bob
+    )
+    try:
+        await asyncio.gather(alice_ch.open(), bob_ch.open())
+    except AuthenticationError as exc:
+        await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
+        return _auth_aborted(run, exc)
+    return alice_ch, bob_ch
+
+
+def _auth_aborted(run: Any, exc: AuthenticationError) -> str:
+    reason = f"authentication_failed: {exc}"
+    run.abort(reason)
+    return reason
+
+
 async def run_bb84_party_job(
     party: str,
     profile: str | None,
@@ -709,22 +778,20 @@ async def run_bb84_party_job(
                 if reason is not None:
                     run.abort(reason)
                     return JobSummary(run.run_id, "aborted", reason, {})
-            try:
-                channel, listener = await open_party_channel(
-                    party,
-                    auth,
-                    listen=listen,
-                    connect=connect,
-                    session_id=session_id,
-                    timeout_s=settings.message_timeout_s,
-                    peer_timeout_s=peer_timeout_s,
-                    on_waiting=on_waiting,
-                )
-            except AuthenticationError as exc:
-                # A wrong pre-shared key (or a forged hello): the protocol aborts, as mid-run.
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return JobSummary(run.run_id, "aborted", reason, {})
+            opened = await open_party_or_abort(
+                party,
+                auth,
+                run,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                timeout_s=settings.message_timeout_s,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=on_waiting,
+            )
+            if isinstance(opened, str):
+                return JobSummary(run.run_id, "aborted", opened, {})
+            channel = opened.channel
             _tell(on_waiting, f"{party}: connected to {peer}; authenticated")
             diagnosis = DiscardDiagnosis(progress)  # names the likely cause of a no_data abort
             common: dict[str, Any] = {
@@ -766,9 +833,7 @@ async def run_bb84_party_job(
                 run.abort(reason)
                 return JobSummary(run.run_id, "aborted", reason, results)
             finally:
-                await channel.close()
-                if listener is not None:
-                    await listener.close()
+                await opened.close()
         results = _with_reuse(run, _party_results(party, mine, settings))
         results.update(_pool_report(pool_run, auth, committed=mine.key is not None))
         results.update(tracking_results(tracking))

@@ -37,7 +37,7 @@ SAMPLES: list[m.Message] = [
     m.CascadeDone(77),
     m.VerificationMsg(1000, 64, b"seed", b"tag"),
     m.VerificationOutcome(True, np.array([3, 1, 0], np.int64)),
-    m.Amplification(10, bits(1009)),
+    m.Amplification(10, "multiply-add-shift", bits(2018)),
     m.KeyConfirm(bits(1040), bits(32)),
     m.KeyCommitted(),
     m.Finished(),
@@ -76,7 +76,7 @@ def test_every_message_type_is_sampled() -> None:
 
 
 def test_bits_travel_packed() -> None:
-    _, payload = m.to_payload(m.Amplification(10, bits(8001)))
+    _, payload = m.to_payload(m.Amplification(10, "toeplitz", bits(8001)))
     n, packed = payload["seed"]
     assert n == 8001 and len(packed) == 1001
 

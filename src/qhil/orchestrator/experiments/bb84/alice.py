@@ -19,15 +19,12 @@ from qhil.numerics.qkd import (
     SiftAnnouncement,
     alice_sift,
     alice_verification,
-    new_seed,
-    privacy_amplification,
 )
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
 from qhil.orchestrator.experiments.bb84.messages import (
     VERSION,
     AlignmentReveal,
-    Amplification,
     Announcement,
     BlockAcquired,
     BlockDiscarded,
@@ -140,11 +137,11 @@ class _Alice(PartyBase):
         stats = self.record_key_errors(out.key_errors)
         length = self.key_length(stats)
         await self.emit("amplify", s.n_blocks)
-        seed = new_seed(self.rng, key.size, length)
-        amplified = await asyncio.to_thread(privacy_amplification, key, seed, length)
+        amp = self.amplification_message(key.size, length)
+        amplified = await asyncio.to_thread(self.amplify, key, amp)
         final = FinalKey(amplified, s.tag_bits)
         self.store_pending(final.stored)  # before Bob computes his: a failed write stops both
-        await self.link.send(Amplification(length, seed))
+        await self.link.send(amp)
         await self.confirm(final)
         await self.emit("done", s.n_blocks, f"{final.stored.size} secret bits")
         return self.result()

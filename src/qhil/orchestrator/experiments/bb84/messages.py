@@ -22,7 +22,7 @@ Message flow (A = Alice, B = Bob), per block then once per run::
     B->A ParityQueryMsg / A->B ParityReplyMsg ...   until B sends CascadeDone
     A->B VerificationMsg  Toeplitz seed + tag
     B->A VerificationOutcome  match, key-basis errors per intensity
-    A->B Amplification    final length + Toeplitz seed    (both store the key PENDING)
+    A->B Amplification    final length + hash family + its seed (both store the key PENDING)
     B->A KeyConfirm       Bob's confirmation tag of his final key
     A->B KeyConfirm       Alice's tag (sent only if Bob's matched hers)
     B->A KeyCommitted     Bob matched Alice's tag and committed his key
@@ -42,8 +42,9 @@ from numpy.typing import NDArray
 from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 
 # 2: key confirmation and commit after amplification; 3: Cascade queries mix passes;
-# 4: BlockTally says whether a polarization re-compensation follows (drift tracking)
-VERSION = 4
+# 4: BlockTally says whether a polarization re-compensation follows (drift tracking);
+# 5: Amplification names its hash family (multiply-add-shift; its seed is a then b)
+VERSION = 5
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
@@ -167,7 +168,11 @@ class VerificationOutcome(Message):
 
 @dataclass(frozen=True, eq=False)
 class Amplification(Message):
+    """The final length, the privacy-amplification hash family
+    (``numerics.qkd.universal_hash.PA_FAMILIES``) and its fresh seed."""
+
     n_out: int = field(metadata={"wire": "u64"})
+    family: str = field(metadata={"wire": "str"})
     seed: U8 = field(metadata={"wire": "bits"})
 
 

@@ -16,9 +16,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult, new_seed, toeplitz_hash
+from qhil.numerics.qkd.universal_hash import (
+    PA_FAMILIES,
+    PA_FAMILY,
+    amplify,
+    new_pa_seed,
+    pa_seed_length,
+)
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import PeerLink
-from qhil.orchestrator.experiments.bb84.messages import KeyConfirm
+from qhil.orchestrator.experiments.bb84.messages import Amplification, KeyConfirm
 from qhil.orchestrator.experiments.bb84.pattern import secure_generator
 from qhil.orchestrator.experiments.bb84.result import (
     BB84Progress,
@@ -137,6 +144,7 @@ class PartyBase:
         self.pending: KeyRef | None = None  # stored, not yet committed
         self.committed: KeyRef | None = None
         self.commit_mode: str | None = None  # "acknowledged" or "presumed"
+        self.pa_family: str | None = None  # the hash family that made the key
 
     def new_tally(self) -> Tally:
         """The public tally this protocol accumulates (BBM92's parties keep their own)."""
@@ -275,6 +283,38 @@ class PartyBase:
             and bool(np.all(e <= self.tally.key_sifted))
         )
 
+    # --- privacy amplification (the family and its seed travel in ``Amplification``) ---
+
+    def amplification_message(self, n_in: int, length: int) -> Amplification:
+        """Alice: the final length and a fresh seed of :data:`PA_FAMILY` from our generator."""
+        return Amplification(length, PA_FAMILY, new_pa_seed(self.rng, n_in, length, PA_FAMILY))
+
+    def check_amplification(self, amp: Amplification, n_in: int, length: int) -> None:
+        """Bob: Alice's family is one we know, her length is our bound, her seed fits both."""
+        if amp.family not in PA_FAMILIES:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"Amplification: unknown hash family {amp.family!r} ({', '.join(PA_FAMILIES)})",
+            )
+        if amp.n_out != length:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"Alice amplifies to {amp.n_out} bits, Bob's bound gives {length}",
+            )
+        need = pa_seed_length(amp.family, n_in, length)
+        if amp.seed.size != need:
+            raise self.abort(
+                AbortReason.PROTOCOL_ERROR,
+                f"Amplification: {amp.seed.size}-bit seed, {amp.family} needs {need} "
+                f"for {n_in} -> {length} bits",
+            )
+
+    def amplify(self, key: U8, amp: Amplification) -> U8:
+        """Hash the reconciled key with the message's family and seed (CPU-bound: run it
+        in a thread)."""
+        self.pa_family = amp.family
+        return amplify(key, amp.seed, amp.n_out, amp.family)
+
     async def check_confirmation(self, final: FinalKey, pad: U8) -> None:
         """The peer's KeyConfirm must equal our tag under its seed with its ``pad``."""
         theirs = await self.link.expect(KeyConfirm)
@@ -371,6 +411,7 @@ class PartyBase:
             self.committed,
             committed=True,
             commit=self.commit_mode,
+            pa_family=self.pa_family,
         )
 
 

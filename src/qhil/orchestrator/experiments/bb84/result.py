@@ -59,6 +59,8 @@ class PartyResult:
     key: KeyRef | None = None
     committed: bool = False
     commit: str | None = None
+    #: The privacy-amplification hash family (``Amplification.family``) that made the key.
+    pa_family: str | None = None
 
     @property
     def key_sha256(self) -> str | None:
@@ -100,6 +102,8 @@ class BB84Result(KeyPairOutcome):
     bob_key: KeyRef | None = None
     #: Both keys were confirmed and committed (usable); False whenever aborted.
     committed: bool = False
+    #: The privacy-amplification hash family that made the keys (None before amplifying).
+    pa_family: str | None = None
 
     @property
     def key_rate_bps(self) -> float:
@@ -149,6 +153,7 @@ class BB84Result(KeyPairOutcome):
             "eps_sec": self.eps_sec,
             "eps_cor": self.eps_cor,
             "key_committed": self.committed,
+            "pa_family": self.pa_family,
             "alice_key_sha256": None if self.alice_key is None else self.alice_key.sha256,
             "bob_key_sha256": None if self.bob_key is None else self.bob_key.sha256,
         }
@@ -194,4 +199,5 @@ def combine(
         alice_key=alice.key,
         bob_key=bob.key,
         committed=alice.committed and bob.committed,
+        pa_family=alice.pa_family,
     )

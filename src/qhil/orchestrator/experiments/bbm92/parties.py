@@ -298,6 +298,7 @@ def result_of(
         alice_key=p.committed if p.party == "alice" else None,
         bob_key=p.committed if p.party == "bob" else None,
         committed=p.committed is not None,
+        pa_family=p.pa_family,
     )
 
 
@@ -361,4 +362,5 @@ async def run_bbm92(
         alice_key=a.committed,
         bob_key=b.committed,
         committed=a.committed is not None and b.committed is not None,
+        pa_family=a.pa_family,
     )

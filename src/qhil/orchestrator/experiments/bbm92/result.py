@@ -65,6 +65,8 @@ class BBM92Result(KeyPairOutcome):
     alice_key: KeyRef | None = None
     bob_key: KeyRef | None = None
     committed: bool = False
+    #: The privacy-amplification hash family that made the key (None before amplifying).
+    pa_family: str | None = None
 
     @property
     def secret_bits(self) -> int:
@@ -94,6 +96,7 @@ class BBM92Result(KeyPairOutcome):
             "qber_key": finite(c.qber_key),
             "qber": finite(c.qber),
             "leaked_bits": self.leaked_bits,
+            "pa_family": self.pa_family,
             "secret_bits": self.secret_bits,
             "key_rate_bps": self.secret_bits / t if t > 0 else 0.0,
             "eps_sec": self.eps_sec,
