@@ -49,6 +49,10 @@ from qhil.numerics.qkd.entropy import binary_entropy
 
 IntArray = NDArray[np.int64]
 
+# Rows of CascadeBob's array of bisections under way (see CascadeBob.__init__).
+_PAS, _S, _E, _PAR, _FRAME, _BASE, _H, _PB, _KNOWN, _PS = range(10)
+_ROWS = 10
+
 DEFAULT_PASSES = 16  # 13 two-block passes: each halves the chance a residual survives
 _MIN_QBER = 1e-4
 
@@ -572,26 +576,26 @@ class CascadeBob:
         self._started = np.zeros(n_frames, dtype=np.int64)  # passes started per frame
         self._busy = np.zeros(n_frames, dtype=bool)  # bisecting
         self._done = np.zeros(n_frames, dtype=bool)
-        # Bisections under way: pass, range [s, e) and Alice's parity of it, frame.
-        self._iv_pas = np.zeros(0, dtype=np.int64)
-        self._iv_s = np.zeros(0, dtype=np.int64)
-        self._iv_e = np.zeros(0, dtype=np.int64)
-        self._iv_par = np.zeros(0, dtype=np.uint8)
-        self._iv_frame = np.zeros(0, dtype=np.int64)
-        self._iv_base = np.zeros(0, dtype=np.int64)  # 4 * block start
-        self._iv_h = np.zeros(0, dtype=np.int64)  # heap index of [s, e) in its block's tree
-        # Bob's prefix parities over the blocks under bisection, laid end to end (his
+        # Bisections under way, one column each, rows _PAS.._PS (one array, so dropping
+        # the finished ones is one gather): pass, range [s, e), Alice's parity of it,
+        # frame, 4 * (pass * key_bits + block start) (its tree in _nodes), heap index h
+        # of [s, e) in that tree, pbase, whether its block was bisected before (known
+        # sub-block parities to look up) and Bob's prefix parity at s. Bob's prefix
+        # parities over the blocks under bisection are laid end to end in a pool (his
         # key does not change in a frame during its round): the parity of [a, b) of
         # bisection i is pool[a + pbase_i] ^ pool[b + pbase_i].
-        self._iv_pbase = np.zeros(0, dtype=np.int64)
+        self._iv = np.zeros((_ROWS, 0), dtype=np.int64)
         self._pool = np.zeros(1 << 16, dtype=np.uint8)
         self._pool_used = 0
-        self._iv_known = np.zeros(0, dtype=bool)  # its block was bisected before: look up
+        self._active = np.zeros(n_frames, dtype=np.int64)  # bisections under way per frame
+        self._asked: list[IntArray] = []  # passes of the ranges of every query
         self._idle_changed = True  # some frame became idle since the last choice
         self._shuffled: list[int] = []
         self._h_in_a = np.zeros((0, 0), dtype=bool)
         self._h_blocks = np.zeros((0, 2, 0), dtype=np.int64)
-        self._found: list[tuple[IntArray, IntArray]] = []  # (key indices, frames)
+        # Errors found by bisections whose frame's round is not over: key indices, frames.
+        self._found_bits = np.zeros(0, dtype=np.int64)
+        self._found_frames = np.zeros(0, dtype=np.int64)
         self._gen = self._protocol()
         self._query: ParityQuery | None = next(self._gen, None)
 
@@ -660,13 +664,19 @@ class CascadeBob:
         while True:
             while self._finish_rounds() | self._choose_steps() | self._descend_known():
                 pass  # frames whose round ended without a message choose again
-            if self._iv_s.size == 0:  # every frame is done
+            iv = self._iv
+            if iv.shape[1] == 0:  # every frame is done
+                if self._asked:
+                    self._pass_leak += np.bincount(
+                        np.concatenate(self._asked), minlength=self._n_passes
+                    )
                 self.stats.per_pass_leak = self._pass_leak.tolist()
                 return
-            m = (self._iv_s + self._iv_e) >> 1
-            bits = yield ParityQuery(self._iv_pas, self._iv_s, m)
-            self._pass_leak += np.bincount(self._iv_pas, minlength=self._n_passes)
-            self._step(np.ones(self._iv_s.size, dtype=bool), bits)
+            m = (iv[_S] + iv[_E]) >> 1
+            self._asked.append(iv[_PAS])  # never changed in place
+            bits = yield ParityQuery(iv[_PAS], iv[_S], m)
+            self._step(iv, m, bits)
+            self._take_singles()
 
     def _choose_steps(self) -> bool:
         """Give every idle frame its next step; True if some frame started bisecting."""
@@ -695,17 +705,18 @@ class CascadeBob:
             frames = self._g_frame[new]
             pas, s = self._g_pass[new], self._g_s[new]
             cat = np.concatenate
-            if self._iv_s.size == 0:
+            if self._iv.shape[1] == 0:
                 self._pool_used = 0  # no bisection refers to the pool any more
-            self._iv_pas = cat([self._iv_pas, pas])
-            self._iv_s = cat([self._iv_s, s])
-            self._iv_e = cat([self._iv_e, self._g_e[new]])
-            self._iv_par = cat([self._iv_par, self._g_alice[new]])
-            self._iv_frame = cat([self._iv_frame, frames])
-            self._iv_known = cat([self._iv_known, self._g_bisected[new]])
-            self._iv_base = cat([self._iv_base, 4 * (pas * self.setup.key_bits + s)])
-            self._iv_h = cat([self._iv_h, np.ones(new.size, dtype=np.int64)])
-            self._iv_pbase = cat([self._iv_pbase, self._pool_prefixes(pas, s, self._g_e[new])])
+            add = np.empty((_ROWS, new.size), dtype=np.int64)
+            add[_PAS], add[_S], add[_E] = pas, s, self._g_e[new]
+            add[_PAR], add[_FRAME] = self._g_alice[new], frames
+            add[_BASE] = 4 * (pas * self.setup.key_bits + s)
+            add[_H] = 1
+            add[_PB] = self._pool_prefixes(pas, s, self._g_e[new])
+            add[_KNOWN] = self._g_bisected[new]
+            add[_PS] = self._pool[s + add[_PB]]
+            self._iv = cat([self._iv, add], axis=1)
+            self._active += np.bincount(frames, minlength=self._lay.n_frames)
             self._busy[frames] = True
             self._g_bisected[new] = True
             self._take_singles()  # one-bit blocks (tiny frames) need no bisection
@@ -745,34 +756,34 @@ class CascadeBob:
         self._pool_used = need
         return at + offs - s
 
-    def _step(self, sel: NDArray[np.bool_], left: BitArray) -> None:
-        """Descend one level in the selected bisections, given Alice's left parities."""
-        s, e, par = self._iv_s[sel], self._iv_e[sel], self._iv_par[sel]
-        h, child = self._iv_h[sel], self._iv_base[sel] + 2 * self._iv_h[sel]
-        m = (s + e) >> 1
-        self._nodes[child] = left + 1  # remember both halves
-        self._nodes[child + 1] = (par ^ left) + 1
-        pb = self._iv_pbase[sel]
-        go_left = left != (self._pool[m + pb] ^ self._pool[s + pb])
-        self._iv_par[sel] = np.where(go_left, left, par ^ left)
-        self._iv_e[sel] = np.where(go_left, m, e)
-        self._iv_s[sel] = np.where(go_left, s, m)
-        self._iv_h[sel] = 2 * h + ~go_left
-        self._take_singles()
+    def _step(self, iv: IntArray, m: IntArray, left: BitArray) -> None:
+        """Descend one level in the bisections of ``iv`` (columns, in place), given
+        Alice's parities of their left halves [s, m)."""
+        pm = self._pool[m + iv[_PB]]
+        go_right = left == (pm ^ iv[_PS])  # the halves [s, m) agree: the error is right
+        self._nodes[iv[_BASE] + 2 * iv[_H]] = left + 1  # the right half's follows from it
+        iv[_PAR] = left ^ (iv[_PAR] & go_right)
+        np.copyto(iv[_S], m, where=go_right)
+        np.copyto(iv[_PS], pm, where=go_right)
+        np.copyto(iv[_E], m, where=~go_right)
+        iv[_H] = 2 * iv[_H] + go_right
 
     def _take_singles(self) -> None:
         """Bisections down to one bit have found it: record it (flipped at round end)."""
-        single = (self._iv_e - self._iv_s) == 1
-        if single.any():
-            pos, pas1 = self._iv_s[single], self._iv_pas[single]
-            bits = np.empty(pos.size, dtype=np.int64)
-            for r in np.flatnonzero(np.bincount(pas1)).tolist():
-                one = pas1 == r
-                bits[one] = self._lay.keys_at(r, pos[one])
-            self._found.append((bits, self._iv_frame[single]))
-            keep = ~single
-            for name in ("pas", "s", "e", "par", "frame", "known", "base", "h", "pbase"):
-                setattr(self, f"_iv_{name}", getattr(self, f"_iv_{name}")[keep])
+        iv = self._iv
+        single = (iv[_E] - iv[_S]) == 1
+        if not single.any():
+            return
+        done = iv[:, single]
+        pos, pas1 = done[_S], done[_PAS]
+        bits = np.empty(pos.size, dtype=np.int64)
+        for r in np.flatnonzero(np.bincount(pas1)).tolist():
+            one = pas1 == r
+            bits[one] = self._lay.keys_at(r, pos[one])
+        self._found_bits = np.concatenate([self._found_bits, bits])
+        self._found_frames = np.concatenate([self._found_frames, done[_FRAME]])
+        self._active -= np.bincount(done[_FRAME], minlength=self._lay.n_frames)
+        self._iv = iv[:, ~single]
 
     def _descend_known(self) -> bool:
         """Descend every level whose left parity follows from known ones; True if any.
@@ -781,35 +792,36 @@ class CascadeBob:
         and only along the paths bisected then.
         """
         moved = False
-        while self._iv_known.any():
-            cand = np.flatnonzero(self._iv_known)
-            child = self._iv_base[cand] + 2 * self._iv_h[cand]
-            lv, rv = self._nodes[child], self._nodes[child + 1]
-            known = (lv | rv) > 0
+        while True:
+            iv = self._iv
+            cand = np.flatnonzero(iv[_KNOWN])
+            if cand.size == 0:
+                break
+            sub = iv[:, cand]
+            lv = self._nodes[sub[_BASE] + 2 * sub[_H]]
+            known = lv > 0
             # a node whose halves are unknown was never bisected: nor were those below it
-            self._iv_known[cand[~known]] = False
+            iv[_KNOWN, cand[~known]] = 0
             if not known.any():
                 break
-            left = np.where(lv > 0, lv - 1, self._iv_par[cand] ^ (rv - 1))[known]
-            self.stats.inferred_parities += int(known.sum())
-            sel = np.zeros(self._iv_s.size, dtype=bool)
-            sel[cand[known]] = True
-            self._step(sel, left.astype(np.uint8))
+            sub = sub[:, known]
+            self.stats.inferred_parities += int(sub.shape[1])
+            self._step(sub, (sub[_S] + sub[_E]) >> 1, (lv[known] - 1).astype(np.uint8))
+            iv[:, cand[known]] = sub
+            self._take_singles()
             moved = True
         return moved
 
     def _finish_rounds(self) -> bool:
         """Flip the bits found by frames whose bisections are all over; True if any."""
-        if not self._found:
+        if self._found_bits.size == 0:
             return False
-        bits = np.concatenate([b for b, _ in self._found])
-        frames = np.concatenate([f for _, f in self._found])
-        active = np.zeros(self._lay.n_frames, dtype=bool)
-        active[self._iv_frame] = True
-        over = ~active[frames]
+        frames = self._found_frames
+        over = self._active[frames] == 0
         if not over.any():
             return False
-        self._found = [(bits[~over], frames[~over])] if not over.all() else []
+        bits = self._found_bits
+        self._found_bits, self._found_frames = bits[~over], frames[~over]
         self._flip(bits[over])
         self._busy[frames[over]] = False
         self._idle_changed = True
