@@ -53,6 +53,7 @@ _MODULES = (
     "qhil.plots.bbm92",
     "qhil.plots.memory",
     "qhil.plots.continuous",
+    "qhil.plots.network",
 )
 
 

@@ -4,13 +4,12 @@ measurement (the QMC-1 commands teleportation uses), for unit tests of the proto
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from qhil.numerics.tomography import bloch_vector, density_matrix
-from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
 from qhil.orchestrator.experiments.teleport.protocol import _KETS, _OPS, TeleportLink
 
 _BASIS_AXIS = {"X": 0, "Y": 1, "Z": 2}
@@ -87,8 +86,5 @@ class FakeWorld:
         return int(self.rng.random() >= p0)
 
 
-async def fake_link(world: FakeWorld) -> TeleportLink:
-    key = AuthKey.generate()
-    a, b = in_process_channels(HmacSha256Authenticator(key), HmacSha256Authenticator(key))
-    await asyncio.gather(a.open(), b.open())
-    return TeleportLink(world.deliver, world.release, world, world, a, b)
+def fake_link(world: FakeWorld, to_rx: Any, at_rx: Any) -> TeleportLink:
+    return TeleportLink(world.deliver, world.release, world, world, to_rx, at_rx)

@@ -14,6 +14,7 @@ from qhil.orchestrator.experiments.teleport.protocol import (
     BELL_STATES,
     CORRECTIONS,
     INPUTS,
+    classical_channel,
     teleport_inputs,
 )
 
@@ -24,7 +25,8 @@ Z99_9 = 3.2905  # two-sided 99.9 %
 
 def _run(world: FakeWorld, shots: int, inputs: tuple[str, ...] = INPUTS) -> np.ndarray:
     async def go() -> np.ndarray:
-        return await teleport_inputs(await fake_link(world), inputs, shots)
+        async with classical_channel("alice", "bob", "test") as (to_rx, at_rx):
+            return await teleport_inputs(fake_link(world, to_rx, at_rx), inputs, shots)
 
     return asyncio.run(go())
 

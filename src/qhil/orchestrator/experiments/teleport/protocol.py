@@ -12,14 +12,22 @@ input gives its state and the fidelity with the input.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from qhil.numerics.tomography import BASES, PAULI_STATES
+from qhil.orchestrator.channel import (
+    AuthenticatedChannel,
+    AuthKey,
+    HmacSha256Authenticator,
+    in_process_channels,
+)
 
 BELL_STATES: tuple[str, str, str, str] = ("phi+", "phi-", "psi+", "psi-")
 PAULIS: tuple[str, str, str, str] = ("I", "X", "Y", "Z")
@@ -121,6 +129,27 @@ class Messenger(Protocol):
 
 class Receiver(Protocol):
     async def recv(self, kind: str | None = None, timeout_s: float | None = None) -> Any: ...
+
+
+@asynccontextmanager
+async def classical_channel(
+    sender: str, receiver: str, session_id: str
+) -> AsyncIterator[tuple[AuthenticatedChannel, AuthenticatedChannel]]:
+    """The sender's and the receiver's ends of an authenticated in-process channel (one
+    process drives both ends' memories), opened together, closed on leaving."""
+    key = AuthKey.generate()
+    ends = in_process_channels(
+        HmacSha256Authenticator(key),
+        HmacSha256Authenticator(key),
+        names=(sender, receiver),
+        session_id=session_id,
+    )
+    await asyncio.gather(*(end.open() for end in ends))
+    try:
+        yield ends
+    finally:
+        for end in ends:
+            await end.close()
 
 
 @dataclass(frozen=True)
