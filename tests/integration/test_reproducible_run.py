@@ -20,7 +20,7 @@ from qhil.orchestrator.jobs import JobSummary, run_bb84_job
 pytestmark = pytest.mark.slow
 
 SEED = 20261207
-DURATION_S = 0.3
+DURATION_S = 0.1
 
 
 @contextlib.contextmanager
