@@ -23,8 +23,11 @@ Pipeline and public API
    raises :class:`VerificationError` (abort the frame).
 5. Finite-key length (:mod:`.finite_key`): :class:`FiniteKeyInput`,
    :func:`secret_key_length` (Lim et al. 2014; eps_sec, eps_cor).
-6. Privacy amplification (:mod:`.toeplitz`): :func:`new_seed` (Alice), then
-   :func:`privacy_amplification` on both sides (exact FFT Toeplitz hashing).
+6. Privacy amplification (:mod:`.universal_hash`): multiply-add-shift, one GMP
+   product; Alice draws :func:`new_pa_seed`, both call :func:`amplify` with the family
+   named in the message (:data:`PA_FAMILY`, or ``"toeplitz"``: :mod:`.toeplitz`'s
+   :func:`new_seed` and :func:`privacy_amplification`, exact FFT Toeplitz hashing, which
+   the verification tags use).
 """
 
 from qhil.numerics.qkd.bits import as_bits, pack_bits, random_bits, unpack_bits
@@ -68,6 +71,14 @@ from qhil.numerics.qkd.toeplitz import (
     toeplitz_hash,
     toeplitz_hash_direct,
 )
+from qhil.numerics.qkd.universal_hash import (
+    PA_FAMILIES,
+    PA_FAMILY,
+    amplify,
+    mas_hash,
+    new_pa_seed,
+    pa_seed_length,
+)
 from qhil.numerics.qkd.verification import (
     VerificationError,
     VerificationMessage,
@@ -78,6 +89,8 @@ from qhil.numerics.qkd.verification import (
 )
 
 __all__ = [
+    "PA_FAMILIES",
+    "PA_FAMILY",
     "AliceRecord",
     "CascadeAlice",
     "CascadeBob",
@@ -99,6 +112,7 @@ __all__ = [
     "VerificationMessage",
     "alice_sift",
     "alice_verification",
+    "amplify",
     "as_bits",
     "binary_entropy",
     "bob_announce",
@@ -108,9 +122,12 @@ __all__ = [
     "decoy_key_rate",
     "default_block_sizes",
     "key_rate",
+    "mas_hash",
     "max_distance",
+    "new_pa_seed",
     "new_seed",
     "optimal_mu",
+    "pa_seed_length",
     "pack_bits",
     "privacy_amplification",
     "random_bits",
