@@ -1,0 +1,740 @@
+"""Entanglement requests over heralded links and swapping repeaters (CREATE-and-keep).
+
+Modelled on the link layer of Dahlberg et al., "A link layer protocol for quantum
+networks" (SIGCOMM 2019) and its QIRG draft: a request names the remote node, the number
+of pairs, the minimum fidelity and the longest time to wait (``max_time``), a purpose id;
+each pair is answered with an id, its Bell state, its time and a fidelity estimate
+("goodness"), or the request fails with a typed error. Here a request may span several
+links: every elementary link of the route is generated at once (one heralding station
+per link, ``asyncio.gather``), the nodes in between swap (``bell_measure``), and the
+Pauli frame is tracked (``compose``) or corrected at the remote end (``pauli``).
+
+Time is the bench's: each station reports how long its attempts took (``elapsed_s``);
+the handle's clock (``clock_s``) advances by that, by the slowest of the links heralding
+at once. Every wait is bounded by the request's deadline on that clock: a station is
+never asked for more attempts than fit in the time left.
+
+The fidelity estimate uses measured inputs only: each link's Bell-diagonal errors from
+pairs measured in random bases (``characterise``), each memory's T2 from the newest
+memory calibration of these instruments (else the controller's stated T2, said so), and
+each half's storage time as its memory reports it; dephasing ``exp(-t / T2)`` per half,
+errors composing by XOR through a swap (for Werner pairs: ``1/4 + (4F1-1)(4F2-1)/12``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from qhil.drivers.roles import HeraldingStation, HeraldResult, NetworkMemory
+from qhil.errors import InstrumentError
+from qhil.orchestrator.experiments.network import frames
+from qhil.orchestrator.experiments.network.errors import (
+    EntanglementRequestError,
+    ExpiredByCutoff,
+    FidelityUnreachable,
+    NoResources,
+    RequestTimeout,
+)
+from qhil.orchestrator.experiments.network.settings import NetworkSettings
+
+#: Most attempts one station request asks for (HSC-1's limit).
+MAX_ATTEMPTS = 100_000_000
+
+
+@dataclass(frozen=True)
+class EntanglementRequest:
+    """A CREATE-and-keep request from ``local`` to ``remote``."""
+
+    remote: str
+    local: str | None = None  # None: the other end of the network's path
+    pairs: int = 1
+    min_fidelity: float | None = None  # None: [experiments.network] min_fidelity
+    deadline_s: float | None = None  # emulated s from the request; None: deadline_s
+    purpose_id: int = 0
+    frame: Literal["track", "correct"] = "track"
+    purification_rounds: int = 0
+
+    def __post_init__(self) -> None:
+        bad = None
+        if not isinstance(self.pairs, int) or self.pairs < 1:
+            bad = ("pairs", "an integer >= 1")
+        elif self.min_fidelity is not None and not 0.0 <= self.min_fidelity <= 1.0:
+            bad = ("min_fidelity", "in 0 .. 1")
+        elif self.deadline_s is not None and not (
+            math.isfinite(self.deadline_s) and self.deadline_s > 0
+        ):
+            bad = ("deadline_s", "a finite time > 0 s")
+        elif self.frame not in ("track", "correct"):
+            bad = ("frame", "'track' or 'correct'")
+        elif not isinstance(self.purification_rounds, int) or self.purification_rounds < 0:
+            bad = ("purification_rounds", "an integer >= 0")
+        if bad is not None:
+            value = getattr(self, bad[0])
+            raise ValueError(f"EntanglementRequest.{bad[0]}: {value!r} is not {bad[1]}")
+
+
+@dataclass(frozen=True)
+class LinkPair:
+    """A pair between two nodes held in their memories, before delivery: one heralded
+    elementary-link pair (``link`` its index), or a swapped one (``link`` -1)."""
+
+    link: int
+    nodes: tuple[str, str]
+    modes: tuple[int, int]
+    bell: str
+    created_at_s: float
+    #: Estimated fidelity when the halves had been stored ``reference_storage_s``.
+    fidelity: float
+    #: Bell-diagonal error probabilities ``[F, pX, pZ, pY]`` relative to ``bell`` at the
+    #: reference storage; None (or a first entry other than ``fidelity``, e.g. after a
+    #: purifier's ``replace(pair, fidelity=...)``): a Werner pair of ``fidelity``.
+    errors: tuple[float, float, float, float] | None = None
+    reference_storage_s: tuple[float, float] = (0.0, 0.0)
+
+    def error_vector(self) -> frames.Vector:
+        if self.errors is None or abs(self.errors[0] - self.fidelity) > 1e-12:
+            return frames.werner(self.fidelity)
+        return np.asarray(self.errors, dtype=float)
+
+    def mode_at(self, node: str) -> int:
+        return self.modes[self.nodes.index(node)]
+
+    def other(self, node: str) -> str:
+        return self.nodes[1 - self.nodes.index(node)]
+
+
+@dataclass(frozen=True)
+class DeliveredPair:
+    """One delivered pair: ``bell`` is the state of (local qubit, remote qubit)."""
+
+    pair_id: int
+    request_id: int
+    purpose_id: int
+    nodes: tuple[str, str]
+    modes: tuple[int, int]
+    bell: str
+    requested_at_s: float
+    started_at_s: float  # when this pair's generation began (request, or the previous pair)
+    delivered_at_s: float
+    estimated_fidelity: float
+
+    @property
+    def latency_s(self) -> float:
+        return self.delivered_at_s - self.started_at_s
+
+
+@dataclass(frozen=True)
+class LinkEstimate:
+    """A link as measured: Bell-diagonal errors of fresh pairs (``errors``, at the mean
+    storage ``storage_s`` of each half when measured), success per attempt, period."""
+
+    link: int
+    nodes: tuple[str, str]
+    errors: tuple[float, float, float, float]
+    fidelity_std: float
+    storage_s: tuple[float, float]
+    pairs: int
+    attempts: int
+    success_probability: float
+    attempt_period_s: float
+
+    @property
+    def fidelity(self) -> float:
+        return self.errors[0]
+
+
+@dataclass(frozen=True)
+class NodeEstimate:
+    node: str
+    t2_s: float
+    t2_std_s: float | None
+    source: str  # "calibration <run id>" or "stated by the controller (...)"
+
+
+@dataclass(frozen=True)
+class NetworkEstimates:
+    links: tuple[LinkEstimate, ...]
+    nodes: dict[str, NodeEstimate] = field(default_factory=dict)
+
+    def as_results(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for e in self.links:
+            key = f"link_{e.nodes[0]}_{e.nodes[1]}"
+            out[f"{key}_fidelity"] = e.fidelity
+            out[f"{key}_fidelity_std"] = e.fidelity_std
+            out[f"{key}_success_probability"] = e.success_probability
+            out[f"{key}_attempt_period_s"] = e.attempt_period_s
+        for n in self.nodes.values():
+            out[f"{n.node}_t2_s"] = n.t2_s
+            out[f"{n.node}_t2_source"] = n.source
+        return out
+
+
+Purifier = Callable[["Network", LinkPair, LinkPair], Awaitable[LinkPair | None]]
+
+
+def _default_purifier() -> Purifier | None:
+    """R3's BBPSSW round, when present (``experiments.teleport.purification``)."""
+    try:
+        from qhil.orchestrator.experiments.teleport import purification
+    except ImportError:
+        return None
+    found = getattr(purification, "purify_link_pairs", None)
+    return found if callable(found) else None
+
+
+class Network:
+    """Entanglement requests over an open bench's ``[experiments.network]`` links."""
+
+    def __init__(
+        self,
+        bench: Any,
+        settings: NetworkSettings,
+        *,
+        store: Any = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.bench = bench
+        self.settings = settings
+        self.store = store  # RunStore: where the memory calibrations are looked up
+        seed = settings.seed if settings.seed is not None else _bench_seed(bench)
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self._memories: dict[str, NetworkMemory] = {
+            node: bench.role(node, NetworkMemory, name=settings.memory) for node in settings.nodes
+        }
+        self._stations: list[HeraldingStation] = []
+        for _, _, key in settings.links:
+            node, name = key.split(".")
+            station = bench.instrument(node, name)
+            if not isinstance(station, HeraldingStation):
+                raise TypeError(f"{key} ({type(station).__name__}) is not a HeraldingStation")
+            self._stations.append(station)
+        self._periods: list[float | None] = [None] * len(settings.links)
+        self.clock_s = 0.0
+        #: Attempts each link's station has made for this handle.
+        self.attempts = [0] * len(settings.links)
+        self.estimates: NetworkEstimates | None = None
+        self.purifier: Purifier | None = _default_purifier()
+        self._next_pair = 0
+        self._next_request = 0
+
+    # --- instruments ---
+
+    def memory(self, node: str) -> NetworkMemory:
+        return self._memories[node]
+
+    def station(self, link: int) -> HeraldingStation:
+        return self._stations[link]
+
+    def _link_name(self, link: int) -> str:
+        a, b, _ = self.settings.links[link]
+        return f"{a}-{b}"
+
+    async def attempt_period_s(self, link: int) -> float:
+        period = self._periods[link]
+        if period is None:
+            period = float(await self._stations[link].attempt_period_s.get())
+            self._periods[link] = period
+        return period
+
+    async def _herald(self, link: int, budget_s: float) -> HeraldResult | None:
+        """Up to the attempts that fit in ``budget_s``; None when not even one fits."""
+        period = await self.attempt_period_s(link)
+        attempts = min(MAX_ATTEMPTS, math.floor(budget_s / period)) if period > 0 else 1
+        if attempts < 1:
+            return None
+        station = self.settings.links[link][2]
+        try:
+            result = await self._stations[link].entangle(attempts)
+        except InstrumentError as exc:
+            raise NoResources(
+                f"link {self._link_name(link)}: station {station} refused: "
+                f"instrument error {exc.code}, {exc.text!r}"
+            ) from exc
+        self.attempts[link] += result.attempts
+        return result
+
+    def _link_pair(self, link: int, r: HeraldResult, created_at_s: float) -> LinkPair:
+        a, b, _ = self.settings.links[link]
+        assert r.bell is not None and r.mode_a is not None and r.mode_b is not None
+        est = self.estimates.links[link] if self.estimates is not None else None
+        errors = est.errors if est is not None else (1.0, 0.0, 0.0, 0.0)
+        storage = est.storage_s if est is not None else (0.0, 0.0)
+        return LinkPair(
+            link, (a, b), (r.mode_a, r.mode_b), r.bell, created_at_s, errors[0], errors, storage
+        )
+
+    async def link_pair(self, link: int, deadline_at_s: float) -> LinkPair:
+        """One elementary pair on ``link``, heralded before ``deadline_at_s`` (this
+        handle's clock) or RequestTimeout."""
+        r = await self._herald(link, deadline_at_s - self.clock_s)
+        if r is not None:
+            self.clock_s += r.elapsed_s
+        if r is None or not r.success:
+            raise RequestTimeout(self._timeout_text(link, r, deadline_at_s))
+        return self._link_pair(link, r, self.clock_s)
+
+    def _timeout_text(self, link: int, r: HeraldResult | None, deadline_at_s: float) -> str:
+        station = self.settings.links[link][2]
+        tried = "no attempt fitted" if r is None else f"{r.attempts} attempts heralded nothing"
+        return (
+            f"link {self._link_name(link)} ({station}): {tried} before the deadline "
+            f"(clock {self.clock_s:.6g} s, deadline at {deadline_at_s:.6g} s)"
+        )
+
+    async def release(self, pair: LinkPair | DeliveredPair) -> None:
+        """Empty both halves' modes (a destructive read-out whose outcome is dropped)."""
+        await asyncio.gather(
+            *(
+                self._memories[n].measure(m, "Z")
+                for n, m in zip(pair.nodes, pair.modes, strict=True)
+            )
+        )
+
+    async def measure(
+        self, pair: LinkPair | DeliveredPair, bases: tuple[str, str]
+    ) -> tuple[int | None, int | None]:
+        """Destructive read-out of both halves, in ``bases`` (Z/X/Y) at ``pair.nodes``."""
+        a, b = await asyncio.gather(
+            *(
+                self._memories[n].measure(m, basis)
+                for n, m, basis in zip(pair.nodes, pair.modes, bases, strict=True)
+            )
+        )
+        return a, b
+
+    async def _storage(self, pair: LinkPair) -> tuple[float, float]:
+        a, b = await asyncio.gather(
+            *(
+                self._memories[n].storage_time_s(m)
+                for n, m in zip(pair.nodes, pair.modes, strict=True)
+            )
+        )
+        return float(a), float(b)
+
+    # --- estimates ---
+
+    async def characterise(self, pairs: int | None = None) -> NetworkEstimates:
+        """Measure every link: ``pairs`` fresh pairs each, measured at both ends in the same
+        random basis (Z, X or Y), give its Bell-diagonal errors; and each node's T2."""
+        n = pairs or self.settings.characterisation_pairs
+        links = []
+        for link in range(len(self.settings.links)):
+            links.append(await self._characterise_link(link, n))
+        self.estimates = NetworkEstimates(tuple(links), await self._t2_estimates())
+        return self.estimates
+
+    async def _characterise_link(self, link: int, n: int) -> LinkEstimate:
+        a, b, _ = self.settings.links[link]
+        bases = self.rng.integers(0, 3, size=n)
+        agree = np.zeros(3, dtype=np.int64)
+        counted = np.zeros(3, dtype=np.int64)
+        storage = np.zeros(2)
+        attempts = 0
+        for k in range(n):
+            deadline_at = self.clock_s + self.settings.deadline_s
+            before = self.attempts[link]
+            pair = await self.link_pair(link, deadline_at)
+            attempts += self.attempts[link] - before
+            storage += await self._storage(pair)
+            basis = frames.BASES[int(bases[k])]
+            oa, ob = await self.measure(pair, (basis, basis))
+            if oa is None or ob is None:
+                continue  # nothing read out: the pair tells nothing
+            counted[bases[k]] += 1
+            agree[bases[k]] += int((oa == ob) == frames.agree_expected(pair.bell, basis))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = agree / counted
+        if (counted == 0).any():
+            raise RequestTimeout(
+                f"characterising link {a}-{b}: no read-out in some basis among {n} pairs"
+            )
+        errors = frames.from_agreements(float(q[0]), float(q[1]), float(q[2]))
+        # binomial errors with p pulled off 0 and 1 (no error seen is not no uncertainty)
+        p = (agree + 0.5) / (counted + 1.0)
+        std = 0.5 * math.sqrt(float(np.sum(p * (1 - p) / counted)))
+        period = await self.attempt_period_s(link)
+        return LinkEstimate(
+            link=link,
+            nodes=(a, b),
+            errors=(float(errors[0]), float(errors[1]), float(errors[2]), float(errors[3])),
+            fidelity_std=std,
+            storage_s=(float(storage[0] / n), float(storage[1] / n)),
+            pairs=n,
+            attempts=attempts,
+            success_probability=n / attempts if attempts else math.nan,
+            attempt_period_s=period,
+        )
+
+    async def _t2_estimates(self) -> dict[str, NodeEstimate]:
+        """Each node's T2: the newest memory calibration of these instruments, else the
+        controller's stated value (a datasheet number: said so in ``source``)."""
+        calibration: Any = None
+        why = "no run store"
+        if self.store is not None:
+            from qhil.calibration.store import CalibrationStore
+
+            lookup = CalibrationStore(self.store).find(
+                "memory",
+                identities=await self.bench.identities(),
+                max_age_s=self.settings.memory_calibration_max_age_s,
+            )
+            calibration, why = lookup.calibration, lookup.reason
+        out: dict[str, NodeEstimate] = {}
+        for node, memory in self._memories.items():
+            q = calibration.quantities.get(f"{node}_t2_s") if calibration is not None else None
+            if q is not None and math.isfinite(q.value) and q.value > 0:
+                out[node] = NodeEstimate(node, q.value, q.std, f"calibration {calibration.run_id}")
+                continue
+            _, t2 = await memory.coherence_times_s()
+            reason = why if calibration is None else f"run {calibration.run_id} lacks {node}"
+            out[node] = NodeEstimate(node, float(t2), None, f"stated by the controller ({reason})")
+        return out
+
+    def predict(self, pairs: Sequence[LinkPair], storage: Sequence[tuple[float, float]]) -> float:
+        """Estimated fidelity of the pair the chain ``pairs`` swaps into, each half having
+        been stored ``storage`` (its own memory's T2 dephasing beyond the reference)."""
+        return float(self._swapped_errors(pairs, storage)[0])
+
+    # --- requests ---
+
+    def route(self, request: EntanglementRequest) -> list[tuple[int, str, str]]:
+        ends = self.settings.nodes
+        local = request.local if request.local is not None else _other_end(ends, request.remote)
+        try:
+            return self.settings.route(local, request.remote)
+        except ValueError as exc:
+            raise EntanglementRequestError(f"request: {exc}", request) from None
+
+    async def create(self, request: EntanglementRequest) -> list[DeliveredPair]:
+        """All of the request's pairs, held at once (they must fit the end memories' free
+        modes, else NoResources before any attempt)."""
+        route = self.route(request)
+        ends = (route[0][1], route[-1][2])
+        for node in ends:
+            free = await self._free_modes(node)
+            if free < request.pairs:
+                raise NoResources(
+                    f"{node}'s memory has {free} free mode(s) for {request.pairs} pair(s) "
+                    "held at once (Network.pairs hands them over one at a time)",
+                    request,
+                )
+        return [p async for p in self.pairs(request)]
+
+    async def _free_modes(self, node: str) -> int:
+        memory = self._memories[node]
+        times = await asyncio.gather(
+            *(memory.storage_time_s(m) for m in range(await memory.modes()))
+        )
+        return sum(1 for t in times if math.isnan(t))
+
+    async def pairs(self, request: EntanglementRequest) -> AsyncIterator[DeliveredPair]:
+        """The request's pairs one at a time: the next is made when the consumer asks for
+        it (so it can measure or release the last one first)."""
+        route = self.route(request)
+        min_f = (
+            request.min_fidelity if request.min_fidelity is not None else self.settings.min_fidelity
+        )
+        deadline = (
+            request.deadline_s if request.deadline_s is not None else self.settings.deadline_s
+        )
+        if request.purification_rounds and self.purifier is None:
+            raise EntanglementRequestError(
+                "request: purification_rounds > 0 but no purification is available", request
+            )
+        for node in {n for _, a, b in route for n in (a, b)}:
+            if not await self._memories[node].power.get():
+                raise NoResources(f"{node}'s memory is switched off", request)
+        if self.estimates is None:
+            await self.characterise()
+        assert self.estimates is not None
+        requested_at = self.clock_s
+        deadline_at = requested_at + deadline
+        for link, a, b in route:
+            period = await self.attempt_period_s(link)
+            if period > deadline:
+                raise RequestTimeout(
+                    f"request: the deadline {deadline:.6g} s is shorter than one attempt "
+                    f"({period:.6g} s) on link {a}-{b}; nothing attempted",
+                    request,
+                )
+        fresh = [self._fresh(link) for link, _, _ in route]
+        best = self.predict(fresh, [p.reference_storage_s for p in fresh])
+        if best < min_f:
+            raise FidelityUnreachable(self._unreachable_text(route, best, min_f), request)
+        request_id = self._next_request
+        self._next_request += 1
+        started = requested_at
+        for _ in range(request.pairs):
+            chain, fidelity = await self._end_to_end(route, request, min_f, deadline_at)
+            delivered = await self._deliver(request, request_id, chain, fidelity)
+            pair = DeliveredPair(
+                pair_id=self._next_pair,
+                request_id=request_id,
+                purpose_id=request.purpose_id,
+                nodes=chain.nodes,
+                modes=chain.modes,
+                bell=delivered,
+                requested_at_s=requested_at,
+                started_at_s=started,
+                delivered_at_s=self.clock_s,
+                estimated_fidelity=fidelity,
+            )
+            self._next_pair += 1
+            started = self.clock_s
+            yield pair
+
+    def _fresh(self, link: int) -> LinkPair:
+        assert self.estimates is not None
+        e = self.estimates.links[link]
+        return LinkPair(link, e.nodes, (0, 0), "psi+", 0.0, e.errors[0], e.errors, e.storage_s)
+
+    def _unreachable_text(
+        self, route: list[tuple[int, str, str]], best: float, min_f: float
+    ) -> str:
+        assert self.estimates is not None
+        links = ", ".join(f"{a}-{b} F={self.estimates.links[i].fidelity:.3f}" for i, a, b in route)
+        t2 = ", ".join(
+            f"{n} T2={self.estimates.nodes[n].t2_s:.3g} s ({self.estimates.nodes[n].source})"
+            for n in dict.fromkeys(x for _, a, b in route for x in (a, b))
+            if n in self.estimates.nodes
+        )
+        return (
+            f"request rejected: estimated fidelity at best {best:.3f} < min_fidelity {min_f:g} "
+            f"(measured links: {links}; {t2}); nothing attempted"
+        )
+
+    async def _end_to_end(
+        self,
+        route: list[tuple[int, str, str]],
+        request: EntanglementRequest,
+        min_f: float,
+        deadline_at: float,
+    ) -> tuple[LinkPair, float]:
+        """One pair over the route, its halves fresh enough for ``min_f``: every link
+        heralds at once; a link pair whose wait for the others would cost too much
+        fidelity (or that the cutoff emptied) is released and made anew."""
+        held: dict[int, LinkPair] = {}
+        expired = 0
+        try:
+            while True:
+                await self._herald_missing(route, held, request, deadline_at, expired)
+                chain = [held[i] for i, _, _ in route]
+                storage = list(await asyncio.gather(*(self._storage(p) for p in chain)))
+                gone = [
+                    p.link for p, s in zip(chain, storage, strict=True) if any(map(math.isnan, s))
+                ]
+                if gone:  # the memories' cutoff emptied a half
+                    for link in gone:
+                        await self.release(held.pop(link))
+                        expired += 1
+                    continue
+                fidelity = self.predict(chain, storage)
+                if fidelity < min_f:
+                    waits = [max(s) for s in storage]
+                    oldest = chain[int(np.argmax(waits))]
+                    if all(p.created_at_s == self.clock_s for p in chain):
+                        raise FidelityUnreachable(
+                            f"request: fresh pairs estimated at {fidelity:.3f} < min_fidelity "
+                            f"{min_f:g}",
+                            request,
+                        )
+                    await self.release(held.pop(oldest.link))
+                    continue
+                swapped = await self._swap_chain(chain, route[0][1])
+                held.clear()  # the chain's pairs are consumed (or released) now
+                if swapped is None:
+                    continue  # a Bell measurement failed: both ends released, again
+                return swapped, fidelity
+        except BaseException:
+            with contextlib.suppress(Exception):  # the request's own error matters more
+                for pair in held.values():
+                    await self.release(pair)
+            raise
+
+    async def _herald_missing(
+        self,
+        route: list[tuple[int, str, str]],
+        held: dict[int, LinkPair],
+        request: EntanglementRequest,
+        deadline_at: float,
+        expired: int,
+    ) -> None:
+        """Every link without a pair heralds at once; the clock advances by the slowest."""
+        missing = [i for i, _, _ in route if i not in held]
+        if not missing:
+            return
+        if request.purification_rounds:
+            for link in missing:  # one after the other: rounds need pairs in turn
+                held[link] = await self._purified(link, request, deadline_at)
+            return
+        start = self.clock_s
+        results = await asyncio.gather(
+            *(self._herald(i, deadline_at - start) for i in missing), return_exceptions=True
+        )
+        elapsed = [r.elapsed_s for r in results if isinstance(r, HeraldResult)]
+        self.clock_s = start + max(elapsed, default=0.0)
+        failed: BaseException | None = None
+        late = None
+        for link, r in zip(missing, results, strict=True):
+            if isinstance(r, BaseException):
+                failed = failed or r
+            elif r is None or not r.success:
+                late = late or (link, r)
+            else:
+                held[link] = self._link_pair(link, r, start + r.elapsed_s)
+        if failed is not None:
+            raise failed
+        if late is not None:
+            text = self._timeout_text(late[0], late[1], deadline_at)
+            if expired:
+                raise ExpiredByCutoff(
+                    f"request: {expired} link pair(s) expired by the memories' cutoff while "
+                    f"waiting for their partner link, then {text}",
+                    request,
+                )
+            raise RequestTimeout(f"request: {text}", request)
+
+    async def _purified(
+        self, link: int, request: EntanglementRequest, deadline_at: float
+    ) -> LinkPair:
+        assert self.purifier is not None
+        keep = await self.link_pair(link, deadline_at)
+        rounds = 0
+        while rounds < request.purification_rounds:
+            sacrifice = await self.link_pair(link, deadline_at)
+            kept = await self.purifier(self, keep, sacrifice)
+            if kept is None:
+                keep, rounds = await self.link_pair(link, deadline_at), 0
+            else:
+                keep, rounds = kept, rounds + 1
+        return keep
+
+    async def swap(self, first: LinkPair, second: LinkPair) -> LinkPair | None:
+        """Entanglement swapping at the node the two pairs share; the outer pair (``link``
+        -1), or None when the Bell measurement failed (the outer halves released)."""
+        shared = set(first.nodes) & set(second.nodes)
+        if len(shared) != 1:
+            raise ValueError(f"pairs {first.nodes} and {second.nodes} share no single node")
+        node = shared.pop()
+        storage = await asyncio.gather(self._storage(first), self._storage(second))
+        outcome = await self._memories[node].bell_measure(first.mode_at(node), second.mode_at(node))
+        ends = (first.other(node), second.other(node))
+        modes = (first.mode_at(ends[0]), second.mode_at(ends[1]))
+        if outcome is None:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(
+                    *(self._memories[n].measure(m, "Z") for n, m in zip(ends, modes, strict=True))
+                )
+            return None
+        # the outer halves' storage so far becomes the new reference: the estimate's
+        # dephasing is in the errors now
+        ref = (
+            storage[0][first.nodes.index(ends[0])],
+            storage[1][second.nodes.index(ends[1])],
+        )
+        v = self._swapped_errors([first, second], storage)
+        return LinkPair(
+            -1,
+            ends,
+            modes,
+            frames.compose(first.bell, outcome, second.bell),
+            self.clock_s,
+            float(v[0]),
+            (float(v[0]), float(v[1]), float(v[2]), float(v[3])),
+            ref,
+        )
+
+    def _swapped_errors(
+        self, pairs: Sequence[LinkPair], storage: Sequence[tuple[float, float]]
+    ) -> frames.Vector:
+        """The chain's errors after its swaps, each pair dephased for its halves' storage."""
+        nodes = self.estimates.nodes if self.estimates is not None else {}
+        v: frames.Vector | None = None
+        for pair, held in zip(pairs, storage, strict=True):
+            c = 1.0
+            for node, s, ref in zip(pair.nodes, held, pair.reference_storage_s, strict=True):
+                t2 = nodes[node].t2_s if node in nodes else math.inf
+                c *= frames.coherence(s - ref, t2)
+            w = frames.dephase(pair.error_vector(), c)
+            v = w if v is None else frames.swap(v, w)
+        assert v is not None
+        return v
+
+    async def _swap_chain(self, chain: list[LinkPair], local: str) -> LinkPair | None:
+        current = chain[0]
+        for nxt in chain[1:]:
+            swapped = await self.swap(current, nxt)
+            if swapped is None:
+                for rest in chain[chain.index(nxt) + 1 :]:
+                    await self.release(rest)
+                return None
+            current = swapped
+        if current.nodes[0] != local:  # orient (local, remote); Bell states are symmetric
+            current = replace(
+                current,
+                nodes=current.nodes[::-1],
+                modes=current.modes[::-1],
+                reference_storage_s=current.reference_storage_s[::-1],
+            )
+        return current
+
+    async def _deliver(
+        self, request: EntanglementRequest, request_id: int, chain: LinkPair, fidelity: float
+    ) -> str:
+        if request.frame == "track" or chain.bell == "phi+":
+            return chain.bell
+        await self._memories[chain.nodes[1]].pauli(chain.modes[1], frames.CORRECTION[chain.bell])
+        return "phi+"
+
+
+def _other_end(nodes: list[str], remote: str) -> str:
+    """The network path's end other than ``remote`` (the first node if remote is inside)."""
+    if nodes and nodes[0] != remote:
+        return nodes[0]
+    return nodes[-1]
+
+
+def _bench_seed(bench: Any) -> int | None:
+    seed = getattr(getattr(getattr(bench, "profile", None), "bench", None), "seed", None)
+    return int(seed) if isinstance(seed, int) else None
+
+
+@contextlib.asynccontextmanager
+async def open_network(
+    profile: Any = None,
+    overrides: Sequence[str] = (),
+    *,
+    mode: str | None = None,
+    data_dir: str | Path | None = None,
+) -> AsyncIterator[Network]:
+    """The bench of ``profile`` opened, and a Network over its ``[experiments.network]``."""
+    from qhil.orchestrator.bench import open_bench
+    from qhil.orchestrator.profile import Profile, load_profile
+    from qhil.records import RunStore
+
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, list(overrides))
+    settings = NetworkSettings.from_profile(prof)
+    async with open_bench(prof, mode=mode) as bench:
+        yield Network(bench, settings, store=RunStore(data_dir))
+
+
+__all__ = [
+    "DeliveredPair",
+    "EntanglementRequest",
+    "LinkEstimate",
+    "LinkPair",
+    "Network",
+    "NetworkEstimates",
+    "NodeEstimate",
+    "Purifier",
+    "open_network",
+]

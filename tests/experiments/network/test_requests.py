@@ -1,0 +1,159 @@
+"""Entanglement requests over a fake repeater bench (tests/experiments/network/fakes.py):
+delivery with the right Bell state and fidelity estimate, and every typed error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qhil.orchestrator.experiments.network import (
+    EntanglementRequest,
+    ExpiredByCutoff,
+    FidelityUnreachable,
+    Network,
+    NoResources,
+    RequestTimeout,
+)
+from qhil.orchestrator.experiments.network.frames import BASES, agree_expected
+
+from .fakes import fake_bench, settings
+
+Z99 = 2.576  # two-sided 99 %
+
+
+async def _network(**kw: object) -> tuple[Network, object]:
+    bench = fake_bench(**kw)  # type: ignore[arg-type]
+    net = Network(bench, settings(characterisation_pairs=200))
+    await net.characterise()
+    return net, bench
+
+
+async def test_characterisation_measures_the_links() -> None:
+    net, _ = await _network(f=(0.95, 0.8), seed=3)
+    est = net.estimates
+    assert est is not None
+    for link, truth in zip(est.links, (0.95, 0.8), strict=True):
+        # 200 pairs, ~67 per basis: F = (q_z + q_x + q_y - 1) / 2, each q binomial at
+        # (1 + 2 F) / 3; within 99 % two-sided of that error
+        q = (1 + 2 * truth) / 3
+        sigma = 0.5 * math.sqrt(3 * q * (1 - q) / (200 / 3))
+        assert abs(link.fidelity - truth) < Z99 * sigma
+        assert link.fidelity_std == pytest.approx(sigma, rel=0.6)
+        assert link.success_probability == pytest.approx(0.05, rel=0.5)
+    assert est.nodes["repeater"].t2_s == 10e-3
+    assert "stated by the controller" in est.nodes["repeater"].source
+
+
+async def test_delivered_pairs_have_the_state_they_claim() -> None:
+    """The measured agreement over many delivered pairs matches the mean estimated
+    fidelity (two-sided, 99 %): the Bell state and the estimate are right."""
+    net, _ = await _network(f=(0.95, 0.95), seed=4)
+    rng = np.random.default_rng(0)
+    agree, estimates, n = 0, [], 0
+    request = EntanglementRequest(remote="bob", pairs=1, min_fidelity=0.5, deadline_s=1.0)
+    for _ in range(400):
+        async for pair in net.pairs(request):
+            assert pair.nodes == ("alice", "bob")
+            assert pair.latency_s >= 0 and pair.delivered_at_s <= pair.requested_at_s + 1.0
+            basis = BASES[int(rng.integers(3))]
+            a, b = await net.measure(pair, (basis, basis))
+            assert a is not None and b is not None
+            agree += (a == b) == agree_expected(pair.bell, basis)
+            estimates.append(pair.estimated_fidelity)
+            n += 1
+    q_pred = (1 + 2 * float(np.mean(estimates))) / 3
+    assert abs(agree / n - q_pred) < Z99 * math.sqrt(q_pred * (1 - q_pred) / n)
+    # and the estimate is the Werner swap of the measured links (little waiting here)
+    assert np.mean(estimates) == pytest.approx(0.25 + (4 * 0.95 - 1) ** 2 / 12, abs=0.05)
+
+
+async def test_frame_correction_delivers_phi_plus() -> None:
+    net, _ = await _network(seed=5)
+    request = EntanglementRequest(remote="bob", pairs=2, frame="correct")
+    pairs = await net.create(request)
+    assert [p.bell for p in pairs] == ["phi+", "phi+"]
+    for p in pairs:
+        a, b = await net.measure(p, ("Z", "Z"))
+        assert a is not None and b is not None
+
+
+async def test_deadline_shorter_than_an_attempt_times_out_without_attempting() -> None:
+    net, _ = await _network()
+    before = list(net.attempts)
+    with pytest.raises(RequestTimeout, match="shorter than one attempt"):
+        await net.create(EntanglementRequest(remote="bob", deadline_s=1e-6))
+    assert net.attempts == before
+
+
+async def test_deadline_too_short_for_the_links_times_out_in_emulated_time() -> None:
+    net, bench = await _network(p=1e-4, seed=6)  # ~10^4 attempts of 10 us per pair
+    start = net.clock_s
+    with pytest.raises(RequestTimeout, match="heralded nothing") as info:
+        await net.create(EntanglementRequest(remote="bob", deadline_s=1e-3))
+    assert info.value.code == "TIMEOUT"
+    assert net.clock_s - start <= 1e-3 + 1e-12  # never past the deadline
+    for mem in bench.memories.values():  # nothing left held
+        assert all(h is None for h in mem.slots)
+
+
+async def test_unreachable_fidelity_is_rejected_before_any_attempt() -> None:
+    net, _ = await _network()
+    before = list(net.attempts)
+    with pytest.raises(FidelityUnreachable, match="rejected.*at best") as info:
+        await net.create(EntanglementRequest(remote="bob", min_fidelity=0.99))
+    assert info.value.code == "REJECTED"
+    assert net.attempts == before
+
+
+async def test_switched_off_memory_is_no_resources() -> None:
+    net, bench = await _network()
+    await bench.memories["repeater"].power.set(False)
+    with pytest.raises(NoResources, match="repeater's memory is switched off"):
+        await net.create(EntanglementRequest(remote="bob"))
+
+
+async def test_busy_memories_are_no_resources() -> None:
+    net, _ = await _network()
+    held = await net.create(EntanglementRequest(remote="bob", pairs=2))  # alice's 2 modes
+    with pytest.raises(NoResources, match="0 free mode"):
+        await net.create(EntanglementRequest(remote="bob"))
+    # one at a time, the station itself refuses: its code and text quoted
+    with pytest.raises(NoResources, match="instrument error 201, 'No free mode;alice.memory'"):
+        async for _ in net.pairs(EntanglementRequest(remote="bob")):
+            pass
+    for p in held:
+        await net.release(p)
+    assert len(await net.create(EntanglementRequest(remote="bob"))) == 1
+
+
+async def test_halves_emptied_by_the_cutoff_expire_the_request() -> None:
+    net, bench = await _network(p=2e-3, seed=8)
+    for mem in bench.memories.values():
+        mem.cutoff_s = 1e-5  # one attempt: the first link's halves never live to the swap
+    with pytest.raises(ExpiredByCutoff, match="expired by the memories' cutoff") as info:
+        await net.create(EntanglementRequest(remote="bob", deadline_s=0.5, min_fidelity=0.3))
+    assert info.value.code == "EXPIRE"
+
+
+async def test_long_waits_are_regenerated_to_meet_the_minimum() -> None:
+    """T2 short against the waits: pairs that waited too long are made anew, so every
+    delivered pair's estimate meets min_fidelity."""
+    net, _ = await _network(t2_s=2e-3, p=0.01, seed=9)
+    pairs = []
+    request = EntanglementRequest(remote="bob", min_fidelity=0.7, deadline_s=5.0)
+    for _ in range(20):
+        async for p in net.pairs(request):
+            pairs.append(p)
+            await net.release(p)
+    assert min(p.estimated_fidelity for p in pairs) >= 0.7
+
+
+def test_bad_requests_name_the_field() -> None:
+    with pytest.raises(ValueError, match="EntanglementRequest.pairs"):
+        EntanglementRequest(remote="bob", pairs=0)
+    with pytest.raises(ValueError, match="EntanglementRequest.deadline_s"):
+        EntanglementRequest(remote="bob", deadline_s=math.inf)
+    with pytest.raises(ValueError, match="min_fidelity"):
+        EntanglementRequest(remote="bob", min_fidelity=1.5)
