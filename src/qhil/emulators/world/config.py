@@ -402,6 +402,34 @@ class QuantumMemoryConfig(_Model):
         return self
 
 
+class StationEavesdropperConfig(_Model):
+    """Intercept-resend on one side of a heralding station: Eve measures that memory's
+    photon in a random basis (Z or X) and resends her result."""
+
+    side: Literal["a", "b"] = "a"
+    fraction: Probability = 0.0
+
+
+class HeraldingStationConfig(_Model):
+    """Midpoint Bell-state measurement station of an elementary link between two
+    quantum memories (Barrett-Kok heralding; model: docs/protocols/qhil-hsc.md)."""
+
+    type: Literal["heralding_station"]
+    memory_a: str  # the link's first end ("node.component" or a component of this node)
+    memory_b: str
+    length_a_km: NonNeg  # fibre from memory_a to the station
+    length_b_km: NonNeg
+    alpha_db_per_km: NonNeg = 0.2
+    group_delay_us_per_km: Positive = 4.9
+    emission_efficiency_a: Probability = 1.0  # photon emitted, collected, converted, in fibre
+    emission_efficiency_b: Probability = 1.0
+    detection_efficiency: Probability = 1.0
+    visibility: Probability = 1.0  # two-photon interference visibility at the station
+    dark_count_probability: Probability = 0.0  # per detector per attempt
+    cycle_time_s: NonNeg = 0.0  # local part of an attempt (reset, emission, processing)
+    eavesdropper: StationEavesdropperConfig = Field(default_factory=StationEavesdropperConfig)
+
+
 ComponentConfig = Annotated[
     WeakCoherentTransmitterConfig
     | SPDCSourceConfig
@@ -413,7 +441,8 @@ ComponentConfig = Annotated[
     | DetectorConfig
     | TimeTaggerConfig
     | QuantumMemoryConfig
-    | PowerMeterConfig,
+    | PowerMeterConfig
+    | HeraldingStationConfig,
     Field(discriminator="type"),
 ]
 
@@ -429,6 +458,7 @@ COMPONENT_TYPES = (
     "time_tagger",
     "quantum_memory",
     "power_meter",
+    "heralding_station",
 )
 PATH_ELEMENT_TYPES = ("attenuator", "polarization_controller", "waveplate")
 PATH_TERMINAL_TYPES = ("polarization_analyzer", "detector")
@@ -737,9 +767,30 @@ def check_references(cfg: WorldConfig, source: str) -> None:
                         f"{here}.source",
                         f"names {comp.source!r}, which is not a weak_coherent_transmitter",
                     )
+            if comp.type == "heralding_station":
+                _check_station(cfg, source, node, comp, here)
             if comp.type == "spdc_source":
                 _check_path(cfg, source, node, comp.signal_path, f"{here}.signal_path")
                 _check_path(cfg, source, node, comp.idler_path, f"{here}.idler_path")
+
+
+def _check_station(
+    cfg: WorldConfig, source: str, node: str, comp: HeraldingStationConfig, here: str
+) -> None:
+    """A station's ends are two different quantum memories."""
+    comps = cfg.components()
+    ends = []
+    for end in ("memory_a", "memory_b"):
+        ref = getattr(comp, end)
+        q = cfg.qualify(node, ref)
+        target = comps.get(q)
+        if target is None or target.type != "quantum_memory":
+            raise ConfigError(
+                source, f"{here}.{end}", f"names {ref!r}, which is not a quantum_memory component"
+            )
+        ends.append(q)
+    if ends[0] == ends[1]:
+        raise ConfigError(source, f"{here}.memory_b", f"is the same memory as memory_a ({ends[0]})")
 
 
 def _check_path(cfg: WorldConfig, source: str, node: str, path: list[str], field: str) -> None:

@@ -178,6 +178,7 @@ class World:
                 self.step_ps,
             )
         self._components: dict[str, Component] = {}
+        self._network: Any = None  # shared registers of the memories, made when first needed
         for qname, ccfg in cfg.components().items():
             node = qname.split(".", 1)[0]
             clock = self._nodes[node].clock
@@ -202,7 +203,9 @@ class World:
             elif ccfg.type == "time_tagger":
                 comp = TimeTagger(qname, node, ccfg, now, clock, rng, self)
             elif ccfg.type == "quantum_memory":
-                comp = _MemoryComponent(qname, node, ccfg, now, rng)
+                comp = _MemoryComponent(qname, node, ccfg, now, rng, self._network_of)
+            elif ccfg.type == "heralding_station":
+                comp = _heralding_station(qname, node, ccfg, now, rng, self)
             elif ccfg.type == "power_meter":
                 comp = PowerMeter(qname, node, ccfg, now, rng, self)
             else:  # pragma: no cover - config validation forbids it
@@ -350,6 +353,8 @@ class World:
     def reset(self) -> None:
         """Back to the power-on state: profile settings, time 0, fresh seeded streams."""
         self.clock.reset()
+        if self._network is not None:
+            self._network.reset()
         for node, ncfg in self.config.nodes.items():
             clk = self._nodes[node].clock
             clk.offset_s = ncfg.clock_offset_s
@@ -368,6 +373,8 @@ class World:
                 comp.pipeline.rng = rng
             elif isinstance(comp, _MemoryComponent):
                 comp.reset_memory(rng)
+            elif comp.kind == "heralding_station":
+                comp.rng = rng  # type: ignore[attr-defined]
             comp.reset()
         for bank in self._banks:
             bank.rng = component_generator(self.seed, "bank:" + bank.key)
@@ -433,6 +440,25 @@ class World:
     def memory(self, name: str) -> Any:
         comp = self._typed(name, _MemoryComponent, "quantum_memory")
         return comp.memory
+
+    def station(self, name: str) -> Any:
+        """A heralding station (`world.quantum.network.HeraldingStation`)."""
+        comp = self.component(name)
+        if comp.kind != "heralding_station":
+            raise UnknownComponentError(f"{name} is a {comp.kind}, not a heralding_station")
+        return comp
+
+    def _network_of(self) -> Any:
+        """The memories' shared registers (`world.quantum.network.Network`)."""
+        if self._network is None:
+            from .quantum.network import Network
+
+            self._network = Network()
+        return self._network
+
+    @property
+    def network(self) -> Any:
+        return self._network_of()
 
     def node(self, name: str) -> Node:
         try:
@@ -797,18 +823,49 @@ class _MemoryComponent(Component):
     kind = "quantum_memory"
 
     def __init__(
-        self, name: str, node: str, cfg: Any, now_s: Callable[[], float], rng: np.random.Generator
+        self,
+        name: str,
+        node: str,
+        cfg: Any,
+        now_s: Callable[[], float],
+        rng: np.random.Generator,
+        network: Callable[[], Any],
     ) -> None:
         super().__init__(name, node, cfg, now_s)
         self.memory: Any = None
         self._rng = rng
+        self._network = network
 
     def reset_memory(self, rng: np.random.Generator) -> None:
         self._rng = rng
 
     def reset(self) -> None:
-        from .quantum.memory import MemoryParameters, QuantumMemory
+        from .quantum.memory import MemoryParameters
+        from .quantum.network import NetworkedMemory
 
         # The config fields are named exactly like MemoryParameters fields.
         params = MemoryParameters(**self.cfg.model_dump(exclude={"type"}))
-        self.memory = QuantumMemory(params, self._rng)
+        self.memory = NetworkedMemory(params, self._rng, self._network(), self.name)
+
+
+def _heralding_station(
+    name: str,
+    node: str,
+    cfg: Any,
+    now_s: Callable[[], float],
+    rng: np.random.Generator,
+    world: World,
+) -> Component:
+    """A heralding station between two of the world's memories (quantum/network.py)."""
+    from .quantum.network import HeraldingStation
+
+    return HeraldingStation(
+        name,
+        node,
+        cfg,
+        now_s,
+        rng,
+        world._network_of(),
+        world.config.qualify(node, cfg.memory_a),
+        world.config.qualify(node, cfg.memory_b),
+    )
