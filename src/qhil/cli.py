@@ -1009,6 +1009,51 @@ def _run_entanglement(
     )
 
 
+@run.command("teleport")
+@click.argument("profile", required=False)
+@click.option(
+    "--state",
+    "state",
+    default=None,
+    metavar="S",
+    help="Input: all (the six Pauli eigenstates, default), H/V/D/A/R/L (comma-separated), "
+    "or Bloch angles 'theta;phi' in rad.",
+)
+@click.option("--shots", type=int, default=90, show_default=True, help="Shots per input.")
+@click.option("--from", "sender", default="alice", show_default=True, help="Sending node.")
+@click.option("--to", "receiver", default="bob", show_default=True, help="Receiving node.")
+@click.option(
+    "--min-fidelity", type=float, default=0.5, show_default=True, help="Of each pair requested."
+)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+@click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
+@_NO_PLOTS
+def run_teleport_cmd(**kw: Any) -> None:
+    """Teleport a qubit from one end of the repeater bench to the other over delivered
+    pairs; tomography of the receiver's qubit gives the fidelity with the input (and, for
+    the six inputs, their mean against (2F + 1)/3). Exits 0 with a result, 3 when the run
+    failed (a request the network could not meet), 2 on bad input."""
+    from qhil.orchestrator.experiments.teleport.job import (
+        check_shots,
+        parse_states,
+        run_teleport_job,
+    )
+
+    def start() -> Any:
+        states = parse_states(kw["state"])
+        check_shots(kw["shots"])
+        job = run_teleport_job(
+            kw["profile"], list(kw["overrides"]), kw["data_dir"], mode=kw["mode"],
+            states=states, shots=kw["shots"], sender=kw["sender"], receiver=kw["receiver"],
+            min_fidelity=kw["min_fidelity"],
+        )  # fmt: skip
+        return _run_job(job)
+
+    _run_command(start, data_dir=kw["data_dir"], no_plots=kw["no_plots"], as_json=kw["as_json"])
+
+
 def _check_acquisition(
     profile: str | None, overrides: list[str], duration_s: float | None, confirmed: bool
 ) -> None:

@@ -14,11 +14,13 @@ from qhil.records import RunRecord
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from qhil.orchestrator.experiments.teleport.analysis import TeleportAnalysis
+
 #: Bloch-plane projections drawn: (horizontal, vertical) component indices and names.
 _PLANES = ((0, 2, "x (D)", "z (H)"), (1, 2, "y (R)", "z (H)"), (0, 1, "x (D)", "y (R)"))
 
 
-def _teleport(record: RunRecord, arrays: Arrays):  # type: ignore[no-untyped-def]
+def _teleport(record: RunRecord, arrays: Arrays) -> TeleportAnalysis | None:
     from qhil.orchestrator.experiments.teleport.analysis import analyse
 
     inputs = tuple(str(record.results.get("inputs") or "").split(","))

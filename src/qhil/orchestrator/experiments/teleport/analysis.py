@@ -10,6 +10,7 @@ link parameters). Used by the job and by the plots (from the record alone).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +58,12 @@ class TeleportAnalysis:
             "inputs": ",".join(self.inputs),
             "shots": self.shots,
             "measured_shots": self.measured,
-            "pair_fidelity": self.pair_fidelity,
-            "predicted_fidelity": self.predicted,
+            "pair_fidelity": _finite(self.pair_fidelity),
+            "predicted_fidelity": _finite(self.predicted),
             "average_fidelity": avg,
             "average_fidelity_std": avg_std,
-            "average_z": (avg - self.predicted) / avg_std if avg_std > 0 else float("nan"),
+            # None (not NaN) when undefined: results are printed as strict JSON
+            "average_z": (avg - self.predicted) / avg_std if avg_std > 0 else None,
         }
         for k, name in enumerate(self.inputs):
             key = name.replace(",", ";")
@@ -70,6 +72,10 @@ class TeleportAnalysis:
             for axis, v in zip("xyz", self.estimate.bloch[k], strict=True):
                 out[f"bloch_{axis}_{key}"] = float(v)
         return out
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 def input_target(name: str) -> np.ndarray:

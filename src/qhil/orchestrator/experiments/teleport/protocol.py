@@ -90,12 +90,16 @@ def _correction_table() -> dict[tuple[str, str], str]:
 CORRECTIONS: dict[tuple[str, str], str] = _correction_table()
 
 
-class TeleportMemory(Protocol):
-    """What teleportation needs of a node's memory controller (QMC-1's commands)."""
+class SendingMemory(Protocol):
+    """What teleportation needs of the sender's memory controller (QMC-1's commands)."""
 
     async def set_input(self, state: str) -> None: ...
 
     async def teleport(self, mode: int) -> str | None: ...
+
+
+class ReceivingMemory(Protocol):
+    """What teleportation needs of the receiver's memory controller."""
 
     async def pauli(self, mode: int, op: str) -> None: ...
 
@@ -128,7 +132,7 @@ class Messenger(Protocol):
 
 
 class Receiver(Protocol):
-    async def recv(self, kind: str | None = None, timeout_s: float | None = None) -> Any: ...
+    async def recv(self, kind: str | None = None, *, timeout_s: float | None = None) -> Any: ...
 
 
 @asynccontextmanager
@@ -158,15 +162,15 @@ class TeleportLink:
     each end's memory and the classical channel from sender to receiver."""
 
     deliver: Callable[[], Awaitable[Pair]]
-    release: Callable[[Pair], Awaitable[None]]
-    sender: TeleportMemory
-    receiver: TeleportMemory
+    release: Callable[[Any], Awaitable[None]]
+    sender: SendingMemory
+    receiver: ReceivingMemory
     to_receiver: Messenger
     at_receiver: Receiver
     message_timeout_s: float = 10.0
 
 
-async def teleport_shot(link: TeleportLink, input_index: int, shot: int) -> np.void:
+async def teleport_shot(link: TeleportLink, input_index: int, shot: int) -> np.ndarray:
     """One shot (the input already prepared at the sender): pair, Bell measurement,
     message, correction, measurement in basis ``shot % 3``."""
     pair = await link.deliver()
@@ -206,7 +210,7 @@ async def teleport_input(
     """``shots`` shots of one input; rows handed to ``on_shots`` every ``chunk`` shots."""
     await link.sender.set_input(state)
     rows: list[np.ndarray] = []
-    block: list[np.void] = []
+    block: list[np.ndarray] = []
     for shot in range(shots):
         block.append(await teleport_shot(link, input_index, shot))
         if len(block) == chunk or shot == shots - 1:
