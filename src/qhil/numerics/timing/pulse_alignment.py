@@ -298,6 +298,7 @@ def align_pulse_train(
     min_significance: float = 6.0,
     stop_significance: float = 12.0,
     block_pulses: int = 1 << 18,
+    grid: PulseGrid | None = None,
 ) -> PulseAlignment:
     """Give every Bob click its Alice pulse index from the data.
 
@@ -310,7 +311,9 @@ def align_pulse_train(
     ``pulse_offset_guess +- max_pulse_offset``; blocks of ``block_pulses`` of
     Bob's pulse numbers are correlated until the peak reaches
     ``stop_significance`` or the data end. Raises :class:`AlignmentError` when the
-    final peak stays below ``min_significance``.
+    final peak stays below ``min_significance``. ``grid``: the pulse grid of these
+    timestamps when already fitted (:func:`estimate_pulse_grid`), so a narrow search and
+    its fallback fit it once.
     """
     t = as_timestamps(bob_timestamps, "bob_timestamps")
     kmax = positive_int(max_pulse_offset, "max_pulse_offset")
@@ -327,7 +330,8 @@ def align_pulse_train(
         order = np.argsort(a_idx, kind="stable")
         a_idx, a_basis, a_bit = a_idx[order], a_basis[order], a_bit[order]
 
-    grid = estimate_pulse_grid(t, period_ps, max_drift=max_drift)
+    if grid is None:
+        grid = estimate_pulse_grid(t, period_ps, max_drift=max_drift)
     n = grid.pulse_numbers(t)
     valid = ((b_basis == 0) | (b_basis == 1)) & ((b_bit == 0) | (b_bit == 1))
     a_valid = ((a_basis == 0) | (a_basis == 1)) & ((a_bit == 0) | (a_bit == 1))

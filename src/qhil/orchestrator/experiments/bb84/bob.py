@@ -27,6 +27,7 @@ from qhil.numerics.timing import AlignmentError
 from qhil.orchestrator.experiments.bb84.detection import (
     BlockAlignment,
     Clicks,
+    OffsetTracker,
     align_clicks,
     clicks_from,
     clicks_from_tags,
@@ -217,6 +218,7 @@ class _Bob(PartyBase):
         self.tagger = tagger
         self.detector_of_channel = settings.detector_of_channel()
         self.previous = PreviousPattern()
+        self.offsets = OffsetTracker(settings.pattern_length)  # alignment, tracked
         # Drift tracking (tracking.py): the revealed QBER's test, and what re-compensates.
         self.channel = channel
         self.tracking = tracking if settings.track_polarization and channel is not None else None
@@ -413,7 +415,9 @@ class _Bob(PartyBase):
                 rev.bits,
                 max_drift=s.max_drift_ppm * 1e-6,
                 min_significance=s.min_alignment_significance,
+                predicted_first=self.offsets.predict(clicks),
             )
+            self.offsets.update(clicks, aligned)
         dropped = 0
         with stage("settling"):
             if s.settle_s is None:
