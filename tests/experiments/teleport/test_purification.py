@@ -92,7 +92,7 @@ class End:
 
     async def twirl(self, mode: int, element: int) -> None:
         u = _GROUP[element]
-        self.link.apply(_on(u if self.end == 0 else u.conj(), self.q(mode)))
+        self.link.apply(_on(u, self.q(mode)))
 
     async def purify(self, keep: int, sacrifice: int) -> int | None:
         t = self.q(sacrifice)
@@ -130,12 +130,12 @@ def _rounds(rho: np.ndarray, bell: str, f: float, n: int, seed: int) -> tuple[in
     return n, kept
 
 
-def test_twirl_group_keeps_phi_plus() -> None:
+def test_twirl_group_keeps_the_singlet() -> None:
     assert len(_GROUP) == TWIRL_ELEMENTS
-    phi = np.outer(_KETS["phi+"], _KETS["phi+"])
+    psi = np.outer(_KETS["psi-"], _KETS["psi-"])
     for u in _GROUP:
-        v = np.kron(u, u.conj())
-        assert np.allclose(v @ phi @ v.conj().T, phi)
+        v = np.kron(u, u)
+        assert np.allclose(v @ psi @ v.conj().T, psi)
 
 
 def test_werner_formula() -> None:
@@ -150,6 +150,7 @@ def test_werner_formula() -> None:
     [
         ("psi-", (0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3)),  # Werner, heralded psi-
         ("psi+", (0.9, 0.0, 0.1, 0.0)),  # dephased only: the twirl makes it Werner
+        ("phi-", (0.9, 0.1, 0.0, 0.0)),  # bit-flipped only
     ],
 )
 def test_round_statistics_match_bbpssw(bell: str, errors: tuple[float, ...]) -> None:

@@ -5,11 +5,12 @@ reach the requested fidelity (``EntanglementRequest.purification_rounds``).
 One round, both pairs on the same link (ends ``nodes[0]``, ``nodes[1]``):
 
 1. frame: the second end applies the Pauli that takes each pair's heralded Bell state to
-   ``phi+`` (``pauli``), so both pairs are nominally ``phi+``;
-2. twirl: each pair gets one of the 12 elements of the twirling group, drawn at random
-   per pair, applied at both of its ends (``twirl``; QMC-1 applies the matching element
-   at each end so that ``phi+`` is invariant): the pair becomes a Werner state, as
-   BBPSSW assumes;
+   the singlet ``psi-`` (``pauli``);
+2. twirl: each pair gets one of the 12 elements of QMC-1's twirling group (the tetrahedral
+   rotations, a unitary 2-design), drawn at random per pair and applied at both of its
+   ends (``twirl``: ``U x U`` leaves the singlet invariant): averaged over the draws the
+   pair is a Werner state, as BBPSSW assumes; then ``Y`` at the second end takes it to
+   ``phi+`` (BBPSSW's unilateral rotation);
 3. each end does its half of the bilateral CNOT (kept pair controls) and measures the
    sacrificed qubit in Z (``purify``);
 4. the two bits are compared over the classical channel: equal bits keep the pair, now
@@ -29,8 +30,8 @@ import numpy as np
 
 #: Elements of the twirling group QMC-1's ``twirl`` knows.
 TWIRL_ELEMENTS = 12
-#: The Pauli (on either qubit) that takes a Bell state to phi+, up to a phase.
-TO_PHI_PLUS = {"phi+": "I", "psi+": "X", "phi-": "Z", "psi-": "Y"}
+#: The Pauli (on either qubit) that takes a Bell state to the singlet psi-, up to a phase.
+TO_SINGLET = {"phi+": "Y", "phi-": "X", "psi+": "Z", "psi-": "I"}
 
 
 def bbpssw_werner(f1: float, f2: float | None = None) -> tuple[float, float]:
@@ -86,12 +87,13 @@ async def purify_link_pairs(network: Any, keep: Any, sacrifice: Any) -> Any | No
     mems = [network.memory(node) for node in keep.nodes]
     rng = _rng(network)
     for pair in (keep, sacrifice):
-        op = TO_PHI_PLUS[pair.bell]
+        op = TO_SINGLET[pair.bell]
         if op != "I":
             await mems[1].pauli(pair.modes[1], op)
         element = int(rng.integers(TWIRL_ELEMENTS))
         for end in (0, 1):
             await mems[end].twirl(pair.modes[end], element)
+        await mems[1].pauli(pair.modes[1], "Y")  # singlet -> phi+
     bits = [await mems[end].purify(keep.modes[end], sacrifice.modes[end]) for end in (0, 1)]
     # The ends compare their bits over the classical channel; in one process, here.
     if bits[0] is None or bits[1] is None or bits[0] != bits[1]:
