@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from qhil.drivers.qhil.qmc import MAX_READOUT_DELAY_S, QMC
+from qhil.drivers.qhil.qmc import MAX_READOUT_DELAY_S, QMC, TWIRL_ELEMENTS
 from qhil.drivers.values import scpi_special
 from qhil.emulators.base import Raw, on
 from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
@@ -28,7 +28,6 @@ from qhil.emulators.world.clock import SimClock, seconds_to_ps
 from qhil.emulators.world.quantum import (
     MemoryParameters,
     ModeState,
-    QuantumMemory,
     RetrievalOutcome,
     RetrievalRecord,
     bell_dm,
@@ -36,8 +35,12 @@ from qhil.emulators.world.quantum import (
 from qhil.emulators.world.quantum._qutip import Qobj
 from qhil.emulators.world.quantum.channels import apply_kraus
 from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
+from qhil.emulators.world.quantum.network import Network, NetworkedMemory
 
 MODE_OCCUPIED = (101, "Mode occupied")
+MODE_EMPTY = (102, "Mode empty")
+MEMORY_OFF = (103, "Memory off")
+INPUT_CONFLICT = (-221, "Settings conflict;input is BELL, not a single-photon state")
 NOT_DUE = (-200, "Execution error;read-out not yet due")
 PS = 1e-12
 
@@ -69,12 +72,12 @@ class QMCEmulator(ScpiEmulator):
     def __init__(self, *, parameters: MemoryParameters | None = None, **kw: Any) -> None:
         # Used only without a world: a memory of its own on a fast clock of its own.
         self._own_params = parameters or MemoryParameters()
-        self._own_memory: QuantumMemory | None = None
+        self._own_memory: NetworkedMemory | None = None
         self._own_clock = SimClock("fast")
         super().__init__(**kw)
         if not self._bound:
             rng = np.random.default_rng(self.seed)
-            self._own_memory = QuantumMemory(self._own_params, rng)
+            self._own_memory = NetworkedMemory(self._own_params, rng, Network(), "memory")
 
     # --- what the controller is attached to ---
 
@@ -84,9 +87,9 @@ class QMCEmulator(ScpiEmulator):
         return self.world is not None and bool(self.component)
 
     @property
-    def memory(self) -> QuantumMemory:
+    def memory(self) -> NetworkedMemory:
         if self._bound:
-            mem: QuantumMemory = self.world.memory(self.component)
+            mem: NetworkedMemory = self.world.memory(self.component)
             return mem
         assert self._own_memory is not None
         return self._own_memory
@@ -161,7 +164,9 @@ class QMCEmulator(ScpiEmulator):
         self._mode(mode)
         t = self._now()
         self.latched.pop(mode, None)
-        if self.memory.mode_status(mode, t).state is ModeState.STORED:
+        if not self.memory.powered:
+            raise ScpiError(*MEMORY_OFF)
+        if self._slot_busy(mode, t):
             raise ScpiError(*MODE_OCCUPIED)
         state, qubit = self._input_state()
         result = self.memory.store(state, t, mode=mode, qubit=qubit)
@@ -275,7 +280,9 @@ class QMCEmulator(ScpiEmulator):
         the delay, cutoff, storage channel) rather than cycle by cycle."""
         self._mode(mode)
         t = self._now()
-        if self.memory.mode_status(mode, t).state is ModeState.STORED or mode in self.pending:
+        if not self.memory.powered:
+            raise ScpiError(*MEMORY_OFF)
+        if self._slot_busy(mode, t) or mode in self.pending:
             raise ScpiError(*MODE_OCCUPIED)
         self.latched.pop(mode, None)
         params = self.memory.params
@@ -290,20 +297,86 @@ class QMCEmulator(ScpiEmulator):
             await self.clock.wait_until_ps(self.clock.now_ps + count * self.readout_delay_ps)
         return Raw(f"{stored},{port0},{retrieved - port0}")
 
-    # --- operations on stored qubits (provisional: the network world lands next) ---
+    # --- operations on stored qubits (repeater nodes; world/quantum/network.py) ---
 
-    @on(
-        "measure_outcome.get",
-        "bell_outcome.get",
-        "purify_outcome.get",
-        "teleport_outcome.get",
-        "pauli_apply",
-        "twirl_apply",
-        "power.get",
-        "power.set",
-    )
-    def _not_yet(self, **_: Any) -> None:
-        raise ScpiError(-200, "Execution error;not implemented yet")
+    def _slot_busy(self, mode: int, t: float) -> bool:
+        """The mode holds a qubit (stored, or of a network pair) or a station reserved it."""
+        return self.memory.mode_status(mode, t).state is ModeState.STORED or self.memory.busy(mode)
+
+    def _take_mode(self, mode: int) -> float:
+        """The present, with any programmed read-out of ``mode`` dropped: the operation
+        is the mode's read-out."""
+        self._mode(mode)
+        t = self._now()
+        self.pending.pop(mode, None)
+        self.latched.pop(mode, None)
+        return t
+
+    @on("measure_outcome.get")
+    def _measure(self, mode: int, basis: str) -> Raw:
+        bit = self.memory.measure(mode, basis, self._take_mode(mode))
+        self.last = self.memory.last_retrieval
+        return Raw("NONE" if bit is None else str(bit))
+
+    @on("bell_outcome.get")
+    def _bell(self, mode1: int, mode2: int) -> Raw:
+        self._mode(mode2)
+        if mode1 == mode2:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        t = self._take_mode(mode1)
+        self._take_mode(mode2)
+        outcome = self.memory.bell_measure(mode1, mode2, t)
+        self.last = self.memory.last_retrieval
+        return Raw("NONE" if outcome is None else outcome.upper())
+
+    def _stored_qubit(self, mode: int) -> float:
+        self._mode(mode)
+        t = self._now()
+        if not self.memory.holds(mode, t):
+            raise ScpiError(*MODE_EMPTY)
+        return t
+
+    @on("pauli_apply")
+    def _pauli(self, mode: int, op: str) -> None:
+        self.memory.pauli(mode, op, self._stored_qubit(mode))
+
+    @on("twirl_apply")
+    def _twirl(self, mode: int, element: int) -> None:
+        if not 0 <= element < TWIRL_ELEMENTS:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        self.memory.twirl(mode, element, self._stored_qubit(mode))
+
+    @on("purify_outcome.get")
+    def _purify(self, keep: int, sacrifice: int) -> Raw:
+        self._mode(keep)
+        if keep == sacrifice:
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        t = self._take_mode(sacrifice)
+        bit = self.memory.purify(keep, sacrifice, t)
+        self.last = self.memory.last_retrieval
+        return Raw("NONE" if bit is None else str(bit))
+
+    @on("teleport_outcome.get")
+    def _teleport(self, mode: int) -> Raw:
+        t = self._take_mode(mode)
+        if self.input == "BELL":  # nothing to teleport: answered, and said why
+            self.push_error(*INPUT_CONFLICT)
+            return Raw("NONE")
+        outcome = self.memory.teleport(mode, self.input, t)
+        self.last = self.memory.last_retrieval
+        return Raw("NONE" if outcome is None else outcome.upper())
+
+    @on("power.get")
+    def _power_q(self) -> bool:
+        return bool(self.memory.powered)
+
+    @on("power.set")
+    def _power(self, value: bool) -> None:
+        t = self._now()
+        if not value:
+            self.pending.clear()
+            self.latched.clear()
+        self.memory.set_power(value, t)
 
     # --- readbacks of the medium ---
 

@@ -340,6 +340,16 @@ class NetworkedMemory(QuantumMemory):
             return ModeStatus(mode, ModeState.STORED, born, t_now - born)
         return super()._status_of(mode, t_now)
 
+    def busy(self, mode: int) -> bool:
+        """The mode holds a network qubit or a station has reserved it for its attempts."""
+        return self.network.busy(self._slot(mode))
+
+    def holds(self, mode: int, t_now: float) -> bool:
+        """A qubit (stored or of a network register) is in ``mode`` at ``t_now``."""
+        self._check_mode(mode)
+        self._advance(t_now)
+        return self._modes[mode] is not None or self._held(mode)
+
     def free_mode(self, t_now: float) -> int | None:
         """The lowest mode neither stored nor held nor reserved, at ``t_now``; None if full."""
         self._advance(t_now)
