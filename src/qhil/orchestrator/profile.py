@@ -258,7 +258,7 @@ def _check_finite(value: Any, source: str, loc: tuple[Any, ...]) -> None:
 
 
 #: Tables of ``[experiments]`` and what reads them.
-EXPERIMENTS = ("bb84", "calibration", "clock_sync", "visibility", "chsh", "bbm92")
+EXPERIMENTS = ("bb84", "calibration", "clock_sync", "visibility", "chsh", "bbm92", "network")
 #: Longest BB84 acquisition a profile may ask for (a year; longer is a typo, and its
 #: block count would not even fit an integer).
 MAX_ACQUISITION_S = 365 * 86400.0
@@ -314,6 +314,10 @@ def _check_experiments(profile: Profile) -> None:
         from qhil.orchestrator.experiments.bbm92.settings import BBM92Settings
 
         BBM92Settings.from_profile(profile)
+    if "network" in profile.experiments:
+        from qhil.orchestrator.experiments.network.settings import NetworkSettings
+
+        NetworkSettings.from_profile(profile)
     from qhil.calibration.entanglement_jobs import (
         CoincidenceDelaySettings,
         MountZeroSettings,

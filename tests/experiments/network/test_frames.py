@@ -86,20 +86,20 @@ def test_clopper_pearson_bounds() -> None:
 
 
 def test_sprt_decides_both_ways_at_its_error_rates() -> None:
-    """Over seeds: at F = threshold + delta it says reachable, at threshold - delta not,
-    each wrong at most ~alpha (binomial bound, 99.9 % two-sided)."""
+    """Over seeds: at F = threshold + delta it says reachable, at the threshold not, each
+    wrong at most ~alpha (binomial bound, 99.9 % two-sided)."""
     rng = np.random.default_rng(5)
     runs = 300
-    for f, want in ((0.55, True), (0.45, False)):
+    for f, want in ((0.6, True), (0.5, False)):
         q = frames.agreement_from_fidelity(f)
         wrong = 0
         for _ in range(runs):
-            t = frames.Sprt(0.5, 0.05, alpha=0.05, beta=0.05)
+            t = frames.Sprt(0.5, 0.1, alpha=0.05, beta=0.05)
             t.update(rng.random(2000) < q)
             wrong += t.decision is not want
         # expected <= 5 %: 300 runs, 99.9 % upper binomial bound ~ 30
         assert wrong <= 30, (f, wrong)
-    t = frames.Sprt(0.5, 0.05, alpha=0.01, beta=0.01)
+    t = frames.Sprt(0.5, 0.1, alpha=0.01, beta=0.01)
     assert t.update([True] * 10) is None and t.decided_after is None
     assert t.update([True] * 200) is True and t.decided_after is not None
     assert t.update([False] * 1000) is True  # decided: later pairs change nothing

@@ -133,17 +133,20 @@ def fidelity_bounds(k: int, n: int, confidence: float) -> tuple[float, float]:
 class Sprt:
     """Wald's sequential probability ratio test on the per-pair agreement outcomes.
 
-    H1 "reachable": ``F = threshold + delta`` against H0 ``F = threshold - delta`` (as
-    agreement probabilities ``(1 + 2 F) / 3``), error rates ``alpha`` (calling an
-    unreachable link reachable) and ``beta``; decided at the first crossing of
-    ``log((1 - beta) / alpha)`` or ``log(beta / (1 - alpha))``, later pairs change nothing.
+    H1 "reachable": ``F = threshold + delta`` against H0 ``F = threshold`` (as agreement
+    probabilities ``(1 + 2 F) / 3``), error rates ``alpha`` (calling a link at the
+    threshold reachable; below it, less) and ``beta`` (missing one at ``threshold +
+    delta``); decided at the first crossing of ``log((1 - beta) / alpha)`` or
+    ``log(beta / (1 - alpha))``, later pairs change nothing. H0 sits at the threshold, not
+    below it: a fully dephased pair has F = 1/2 exactly (classical correlations), so the
+    default threshold 1/2 must count as "not reachable".
     """
 
     def __init__(self, threshold: float, delta: float, alpha: float, beta: float) -> None:
-        self.q0 = agreement_from_fidelity(max(threshold - delta, 0.0))
+        self.q0 = agreement_from_fidelity(threshold)
         self.q1 = agreement_from_fidelity(min(threshold + delta, 1.0))
         if not 0.0 < self.q0 < self.q1 < 1.0:
-            raise ValueError(f"threshold {threshold} +- {delta} leaves no test")
+            raise ValueError(f"threshold {threshold} + {delta} leaves no test")
         self.upper = math.log((1.0 - beta) / alpha)
         self.lower = math.log(beta / (1.0 - alpha))
         self.step_agree = math.log(self.q1 / self.q0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qhil.errors import ConfigError
 
@@ -35,10 +35,11 @@ class PingSettings(BaseModel):
     min_fidelity: float = Field(
         0.5, ge=0.0, lt=1.0, description="Threshold: F > 1/2 is entanglement of a Bell pair."
     )
+
     delta: float = Field(
-        0.05, gt=0.0, le=0.25, description="SPRT indifference: H1 F = min + delta, H0 min - delta."
+        0.1, gt=0.0, le=0.5, description="SPRT: H1 F = min_fidelity + delta, H0 F = min_fidelity."
     )
-    alpha: float = Field(0.01, gt=0.0, lt=0.5, description="SPRT: P(reachable | F = min - delta).")
+    alpha: float = Field(0.01, gt=0.0, lt=0.5, description="SPRT: P(reachable | F = min).")
     beta: float = Field(0.01, gt=0.0, lt=0.5, description="SPRT: P(unreachable | F = min + delta).")
     confidence: float = Field(
         0.95, gt=0.5, lt=1.0, description="Of the per-probe Clopper-Pearson fidelity bound."
@@ -46,6 +47,12 @@ class PingSettings(BaseModel):
     deadline_s: float | None = Field(
         None, gt=0.0, le=3600.0, description="Deadline of each probe's request; None: deadline_s."
     )
+
+    @model_validator(mode="after")
+    def _test_fits(self) -> PingSettings:
+        if self.min_fidelity + self.delta > 1.0:
+            raise ValueError(f"min_fidelity + delta ({self.min_fidelity} + {self.delta}) exceeds 1")
+        return self
 
 
 class NetworkSettings(BaseModel):
