@@ -723,34 +723,28 @@ def run_bb84_cmd(
         else:
             bar.get().set_description(f"bb84 {event.stage}")
 
+    both: dict[str, Any] = {
+        "duration_s": duration_s,
+        "data_dir": data_dir,
+        "key_dir": key_dir,
+        "progress": progress,
+        "auth_pool_file": wc_pool,
+    }
     if party is not None:
         job = run_bb84_party_job(
             party,
             profile,
             list(overrides),
             auth_key_file=auth_key_file,
-            auth_pool_file=wc_pool,
             listen=listen,
             connect=connect,
             session_id=session_id,
-            duration_s=duration_s,
-            data_dir=data_dir,
-            key_dir=key_dir,
-            progress=progress,
             peer_timeout_s=peer_timeout_s,
             on_waiting=_say_waiting,
+            **both,
         )
     else:
-        job = run_bb84_job(
-            profile,
-            list(overrides),
-            duration_s=duration_s,
-            data_dir=data_dir,
-            key_dir=key_dir,
-            mode=mode,
-            progress=progress,
-            auth_pool_file=wc_pool,
-        )
+        job = run_bb84_job(profile, list(overrides), mode=mode, **both)
     _run_command(
         lambda: _run_job(job),
         data_dir=data_dir,
