@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from qhil.drivers.qhil.hsc import HSC, MAX_ATTEMPTS
 from qhil.emulators.base import Raw, on
-from qhil.emulators.qhil.qmc import nr3
+from qhil.emulators.qhil.qmc import PS, nr3
 from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
 from qhil.emulators.world.clock import SimClock, seconds_to_ps
 
@@ -104,7 +104,7 @@ class HSCEmulator(ScpiEmulator):
         station = self.station
         start_ps = self.clock.now_ps
         try:
-            run = station.begin(count, self.clock.now_s)
+            run = station.begin(count, start_ps * PS)
         except StationError as exc:
             code, what = (
                 (NO_FREE_MODE, "No free mode")
@@ -113,7 +113,7 @@ class HSCEmulator(ScpiEmulator):
             )
             raise ScpiError(code, f"{what};{exc.memory}") from None
         await self.clock.wait_until_ps(start_ps + seconds_to_ps(run.elapsed_s))
-        run = station.complete(run, self.clock.now_s)
+        run = station.complete(run, self.clock.now_ps * PS)
         bell = "NONE" if run.bell is None else run.bell.upper()
         mode_a = -1 if run.mode_a is None else run.mode_a
         mode_b = -1 if run.mode_b is None else run.mode_b
