@@ -212,3 +212,15 @@ def test_same_seed_same_outcomes() -> None:
         return out
 
     assert run() == run()
+
+
+def test_a_time_within_a_picosecond_of_the_last_is_not_going_back() -> None:
+    # The QMC reads the clock as ps * 1e-12, the world as ps / 1e12: for some picoseconds
+    # the two differ in the last bit, and `qhil ping` crashed the memory on it.
+    ps = 8_058_600_000
+    assert ps * 1e-12 < ps / 1e12
+    mem = chain().memory(R)
+    mem.mode_status(0, ps / 1e12)
+    assert mem.mode_status(0, ps * 1e-12).state is ModeState.EMPTY
+    with pytest.raises(QuantumMemoryError, match="earlier"):
+        mem.mode_status(0, ps / 1e12 - 2e-12)
