@@ -187,11 +187,16 @@ def _concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:
     return np.repeat(starts - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
 
 
+def _bits_at(packed: BitArray, index: IntArray) -> IntArray:
+    """Bits ``index`` of a packed bit string (numpy's big-endian bit order), as 0/1."""
+    return ((packed[index >> 3] >> (7 - (index & 7))) & 1).astype(np.int64)
+
+
 class _PackedCount:
     """Running count of the ones of a packed bit string (numpy's big-endian bit order)."""
 
     def __init__(self, packed: BitArray, n_bits: int) -> None:
-        self._packed = packed
+        self.packed = packed
         self._before = np.zeros(packed.size + 1, dtype=np.int64)  # ones before each byte
         np.cumsum(np.bitwise_count(packed), out=self._before[1:])
         self.total = int(self.ones_before(np.array([n_bits]))[0])  # not the padding bits
@@ -201,7 +206,7 @@ class _PackedCount:
         byte, rem = x >> 3, x & 7
         partial = np.zeros(x.shape, dtype=np.int64)
         has = rem > 0  # bits of byte `byte` that come before x: its top `rem` bits
-        partial[has] = np.bitwise_count(self._packed[byte[has]] >> (8 - rem[has]))
+        partial[has] = np.bitwise_count(self.packed[byte[has]] >> (8 - rem[has]))
         return self._before[byte] + partial
 
 
@@ -231,14 +236,14 @@ class _Layout:
         self.block_ends: list[IntArray] = []
         self.block_frame: list[IntArray] = []
         self.inferred: list[NDArray[np.bool_]] = []
-        self._orders: list[NDArray[np.int32] | None] = []  # pass -> position -> key index
+        self._orders: list[NDArray[np.int32] | None] = []  # halving pass -> position -> key
         self._filled: list[NDArray[np.bool_] | None] = []  # halving pass -> frames filled
         # Shuffled passes: one permutation shared by all full frames and one for a
         # shorter last frame (each frame's is uniform and independent of its errors,
         # which is all Cascade needs), and their inverses once needed.
         self._perms: list[tuple[NDArray[np.int32], NDArray[np.int32]] | None] = []
         self._inverse: list[tuple[IntArray, IntArray] | None] = []
-        # Halving passes: the split mask (True: first half), its running count and,
+        # Halving passes: the packed split mask (1: first half), its running count and,
         # per frame, the block index of its A half and of its B half (-1: empty half).
         self._split: list[tuple[NDArray[np.bool_], _PackedCount, IntArray] | None] = []
 
@@ -263,8 +268,9 @@ class _Layout:
     def is_halving(self, p: int) -> bool:
         return self._split[p] is not None
 
-    def halving_split(self, p: int) -> tuple[NDArray[np.bool_], IntArray]:
-        """A halving pass's split mask and, per half (A, B) and frame, its block (-1: none)."""
+    def halving_split(self, p: int) -> tuple[BitArray, IntArray]:
+        """A halving pass's packed split mask and, per half (A, B) and frame, its block
+        (-1: none)."""
         split = self._split[p]
         assert split is not None
         return split[0], split[2]
@@ -276,8 +282,22 @@ class _Layout:
         (a pass is bisected in a few frames only).
         """
         split = self._split[p]
-        if split is None:
-            return self.order(p)[positions].astype(np.int64)
+        if split is None:  # from the permutations: no position -> key array to build
+            perms = self._perms[p]
+            assert perms is not None
+            perm, tail = perms
+            fb = self.setup.frame_bits
+            frame = positions // fb
+            local = positions - frame * fb
+            if not tail.size:
+                return frame * fb + perm[local]
+            n_full = self.n_frames - 1
+            in_tail = frame == n_full
+            return np.where(
+                in_tail,
+                n_full * fb + tail[np.where(in_tail, local, 0)],
+                frame * fb + (perm[np.where(in_tail, 0, local)] if perm.size else 0),
+            )
         order = self._orders[p]
         if order is None:
             order = self._orders[p] = np.empty(self.setup.key_bits, dtype=np.int32)
@@ -297,28 +317,24 @@ class _Layout:
     def _fill_halving_order(self, p: int, frames: IntArray, order: NDArray[np.int32]) -> None:
         split = self._split[p]
         assert split is not None
-        in_a, count, _ = split
+        raw, count, _ = split
         fs, fl = self.frame_starts[frames], self.frame_lens[frames]
         keys = _concat_ranges(fs, fs + fl)
-        a = in_a[keys]
+        a = _bits_at(raw, keys).astype(bool)
         a_start, a_end = count.ones_before(fs), count.ones_before(fs + fl)
         n_a = count.total
         order[_concat_ranges(a_start, a_end)] = keys[a]
         order[_concat_ranges(n_a + fs - a_start, n_a + fs + fl - a_end)] = keys[~a]
 
-    def order(self, p: int) -> NDArray[np.int32]:
-        """Key index of every position of pass p (a shuffled pass)."""
-        order = self._orders[p]
-        if order is None:
-            perms = self._perms[p]
-            assert perms is not None
-            perm, tail = perms
-            n_full = self.n_frames - (tail.size > 0)
-            full = (self.frame_starts[:n_full, None].astype(np.int32) + perm).ravel()
-            order = np.concatenate([full, tail + np.int32(n_full * self.setup.frame_bits)])
-            order = order.astype(np.int32, copy=False)
-            self._orders[p] = order
-        return order
+    def shuffled_key(self, p: int, key: BitArray) -> BitArray:
+        """The key's bits in the order of pass p (a shuffled pass)."""
+        perms = self._perms[p]
+        assert perms is not None
+        perm, tail = perms
+        fb = self.setup.frame_bits
+        n_full = self.n_frames - (tail.size > 0)
+        full = np.take(key[: n_full * fb].reshape(n_full, fb), perm, axis=1).ravel()
+        return np.concatenate([full, key[n_full * fb :][tail]]) if tail.size else full
 
     def positions(self, p: int, key_index: IntArray) -> IntArray:
         """Positions in pass p (a shuffled pass) of the given key bits."""
@@ -352,18 +368,29 @@ class _Layout:
         if split is None:
             pos = self.positions(p, key_index)
             return np.searchsorted(self.block_starts[p], pos, side="right") - 1
-        in_a, _, half_block = split
+        raw, _, half_block = split
         frame = key_index // self.setup.frame_bits
-        return half_block[np.where(in_a[key_index], 0, 1), frame]
+        return half_block[1 - _bits_at(raw, key_index), frame]
 
-    def block_parities(self, p: int, key: BitArray) -> BitArray:
-        """Parity of every block of pass p for the given key (in key order)."""
+    def block_parities(self, p: int, key: BitArray, packed: _PackedCount | None = None) -> BitArray:
+        """Parity of every block of pass p for the given key (in key order).
+
+        ``packed``: the key's packed bits and running count, if the caller has them.
+        """
         split = self._split[p]
         if split is None:
-            return np.bitwise_xor.reduceat(key[self.order(p)], self.block_starts[p])
-        in_a, _, half_block = split
-        par_a = np.bitwise_xor.reduceat(key & in_a.view(np.uint8), self.frame_starts)
-        par_b = par_a ^ np.bitwise_xor.reduceat(key, self.frame_starts)
+            return np.bitwise_xor.reduceat(self.shuffled_key(p, key), self.block_starts[p])
+        raw, _, half_block = split
+        if packed is None:
+            packed = _PackedCount(np.packbits(key), key.size)
+        # the A half's parity per frame: ones of key AND mask between frame bounds, mod 2
+        ends = self.frame_starts + self.frame_lens
+        both = _PackedCount(packed.packed & raw, key.size)
+        par_a = ((both.ones_before(ends) - both.ones_before(self.frame_starts)) & 1).astype(
+            np.uint8
+        )
+        all_ones = packed.ones_before(ends) - packed.ones_before(self.frame_starts)
+        par_b = par_a ^ (all_ones & 1).astype(np.uint8)
         out = np.empty(self.block_starts[p].size, dtype=np.uint8)
         for half, par in ((0, par_a), (1, par_b)):
             idx = half_block[half]
@@ -400,7 +427,6 @@ class _Layout:
         # order; so frame f's A half and B half are each one contiguous block.
         n_total = self.setup.key_bits
         raw = np.frombuffer(self._rng.bytes((n_total + 7) // 8), dtype=np.uint8)
-        in_a = np.unpackbits(raw, count=n_total).view(bool)
         count = _PackedCount(raw, n_total)
         frame_ends = self.frame_starts + self.frame_lens
         a_end = count.ones_before(frame_ends)
@@ -423,7 +449,7 @@ class _Layout:
         self._filled.append(None)
         self._perms.append(None)
         self._inverse.append(None)
-        self._split.append((in_a, count, half_block.reshape(2, self.n_frames)))
+        self._split.append((raw, count, half_block.reshape(2, self.n_frames)))
 
     def _add(
         self, starts: IntArray, ends: IntArray, frames: IntArray, inferred: NDArray[np.bool_]
@@ -461,6 +487,7 @@ class CascadeAlice:
         self._stride = setup.key_bits + 1
         self._prefix = np.zeros(len(setup.block_sizes) * self._stride, dtype=np.uint8)
         self._halving = np.zeros(len(setup.block_sizes), dtype=bool)
+        self._packed: _PackedCount | None = None
         self.leaked_bits = 0
         self.messages = 0
 
@@ -481,7 +508,9 @@ class CascadeAlice:
             q = lay.n_passes
             lay.build_pass(q)
             if lay.is_halving(q):  # block parities from the split
-                self._blk.append(lay.block_parities(q, self.key))
+                if self._packed is None:
+                    self._packed = _PackedCount(np.packbits(self.key), self.key.size)
+                self._blk.append(lay.block_parities(q, self.key, self._packed))
                 self._halving[q] = True
             else:
                 pre = self._build_prefix(q)
@@ -509,7 +538,7 @@ class CascadeAlice:
 
     def _build_prefix(self, p: int) -> BitArray:
         pre = self._prefix[p * self._stride : (p + 1) * self._stride]
-        pre[1:] = np.bitwise_xor.accumulate(self.key[self._layout.order(p)])
+        pre[1:] = np.bitwise_xor.accumulate(self._layout.shuffled_key(p, self.key))
         return pre
 
 
@@ -591,7 +620,12 @@ class CascadeBob:
         self._asked: list[IntArray] = []  # passes of the ranges of every query
         self._idle_changed = True  # some frame became idle since the last choice
         self._shuffled: list[int] = []
-        self._h_in_a = np.zeros((0, 0), dtype=bool)
+        self._h_raw = np.zeros((0, 0), dtype=np.uint8)
+        self._g_odd = np.zeros(0, dtype=np.uint8)  # Alice's and Bob's block parities differ
+        self._sh_table = np.zeros((0, 0), dtype=np.int64)
+        self._sh_bpf = np.zeros((0, 1), dtype=np.int64)
+        self._n_full = 0
+        self._packed: _PackedCount | None = None  # his key packed, for the block parities
         self._h_blocks = np.zeros((0, 2, 0), dtype=np.int64)
         # Errors found by bisections whose frame's round is not over: key indices, frames.
         self._found_bits = np.zeros(0, dtype=np.int64)
@@ -628,6 +662,7 @@ class CascadeBob:
         # Every frame asks for the block parities of every pass sooner or later, so
         # they are all asked at once; a frame then "starts" a pass without a message.
         lay = self._lay
+        self._packed = _PackedCount(np.packbits(self.key), self.key.size)
         for q in range(self._n_passes):
             lay.build_pass(q)
             self._add_pass_blocks(q)
@@ -648,6 +683,7 @@ class CascadeBob:
         )
         fp = self._g_frame[inferred] + self._g_pass[inferred] * lay.n_frames
         self._g_alice[inferred] = self._frame_parity[self._g_frame[inferred]] ^ others[fp]
+        self._g_odd = self._g_alice ^ self._g_bob  # from now on kept up to date by _flip
         self.stats.inferred_parities += int(inferred.size)
         self.stats.passes = self._n_passes
         self._started[:] = 1
@@ -657,10 +693,26 @@ class CascadeBob:
         halving = [q for q in range(self._n_passes) if lay.is_halving(q)]
         if halving:
             splits = [lay.halving_split(q) for q in halving]
-            self._h_in_a = np.stack([a for a, _ in splits])
+            self._h_raw = np.stack([a for a, _ in splits])
             self._h_blocks = np.stack(
                 [hb + self._g_off[q] for q, (_, hb) in zip(halving, splits, strict=True)]
             )
+        # For corrections in full frames: per shuffled pass, the global block of each
+        # position of a frame's permutation in frame 0, and blocks per frame.
+        perms = [lay._perms[q] for q in self._shuffled]
+        if self._shuffled and all(pt is not None and pt[0].size for pt in perms):
+            self._sh_table = np.stack(
+                [
+                    self._g_off[q] + np.argsort(pt[0]) // self.setup.block_sizes[q]
+                    for q, pt in zip(self._shuffled, perms, strict=True)
+                    if pt is not None
+                ]
+            )
+            fb = self.setup.frame_bits
+            self._sh_bpf = np.array(
+                [[-(-fb // self.setup.block_sizes[q])] for q in self._shuffled], dtype=np.int64
+            )
+            self._n_full = lay.n_frames - (int(lay.frame_lens[-1]) < fb)
         while True:
             while self._finish_rounds() | self._choose_steps() | self._descend_known():
                 pass  # frames whose round ended without a message choose again
@@ -688,7 +740,8 @@ class CascadeBob:
             return False
         # Per frame: the odd blocks of its started pass with the smallest blocks; if
         # its started passes are even, it starts passes until one has odd blocks.
-        odd = np.flatnonzero((self._g_alice != self._g_bob) & idle[self._g_frame])
+        odd = np.flatnonzero(self._g_odd)
+        odd = odd[idle[self._g_frame[odd]]]
         frames, pas = self._g_frame[odd], self._g_pass[odd]
         in_started = pas < self._started[frames]
         has_started = np.zeros(self._lay.n_frames, dtype=bool)
@@ -728,7 +781,7 @@ class CascadeBob:
         cat = np.concatenate
         self._g_off.append(self._g_off[-1] + nb)
         self._g_alice = cat([self._g_alice, np.zeros(nb, dtype=np.uint8)])
-        self._g_bob = cat([self._g_bob, lay.block_parities(q, self.key)])
+        self._g_bob = cat([self._g_bob, lay.block_parities(q, self.key, self._packed)])
         self._g_frame = cat([self._g_frame, lay.block_frame[q]])
         self._g_pass = cat([self._g_pass, np.full(nb, q, dtype=np.int64)])
         self._g_rank = cat([self._g_rank, np.full(nb, self._rank[q], dtype=np.int64)])
@@ -829,15 +882,26 @@ class CascadeBob:
         return True
 
     def _flip(self, bits: IntArray) -> None:
+        """Correct Bob's key bits and the parities of every block holding them."""
         self.key[bits] ^= 1
-        for r in self._shuffled:
-            blocks = self._g_off[r] + self._lay.blocks_of_keys(r, bits)
-            np.bitwise_xor.at(self._g_bob, blocks, np.uint8(1))
+        fb = self.setup.frame_bits
+        frame = bits // fb
+        flipped = []
+        rest = bits
+        if self._sh_table.size:  # bits in full frames: every shuffled pass at once
+            full = frame < self._n_full
+            b, f = (bits, frame) if full.all() else (bits[full], frame[full])
+            flipped.append((self._sh_table[:, b - f * fb] + self._sh_bpf * f).ravel())
+            rest = bits[~full]
+        if rest.size:
+            for r in self._shuffled:
+                flipped.append(self._g_off[r] + self._lay.blocks_of_keys(r, rest))
         if self._h_blocks.size:  # every halving pass at once
-            half = (~self._h_in_a[:, bits]).astype(np.intp)  # 0: A half, 1: B half
+            half = 1 - ((self._h_raw[:, bits >> 3] >> (7 - (bits & 7))) & 1)  # 0: A, 1: B
             rows = np.arange(self._h_blocks.shape[0])[:, None]
-            blocks = self._h_blocks[rows, half, (bits // self.setup.frame_bits)[None, :]]
-            np.bitwise_xor.at(self._g_bob, blocks.ravel(), np.uint8(1))
+            flipped.append(self._h_blocks[rows, half, frame[None, :]].ravel())
+        if flipped:
+            np.bitwise_xor.at(self._g_odd, np.concatenate(flipped), np.uint8(1))
         self.stats.corrected_bits += int(bits.size)
 
 
