@@ -308,3 +308,16 @@ async def test_qmc_power_off_loses_a_stored_qubit_and_plays_network_memory(
         await qmc.store(0)
         assert await qmc.measure(0, "Z") == 0
         assert not math.isnan(await qmc.last_storage_time_s.get())
+
+
+async def test_documented_example_session() -> None:
+    await run_on_emulator(
+        HSCEmulator(),
+        [
+            (b"*IDN?\n", b"QHIL,HSC-1,HSC00001,1.0\n"),
+            (b"HER:PER?;PROB?\n", b"+1.980000000E-05;+3.324279509E-02\n"),
+            (b"HER:ENT 1000000\n", b""),
+            (b"HER:RES?\n", b"1,5,PSI+,0,0,+9.900000000E-05\n"),
+            (b"SYST:ERR?\n", b'0,"No error"\n'),
+        ],
+    )
