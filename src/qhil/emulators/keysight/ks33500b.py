@@ -243,6 +243,10 @@ class Keysight33500BEmulator(ScpiEmulator):
         if values.size < MIN_POINTS:
             raise ScpiError(*DATA_OUT_OF_RANGE)
         if dac:
+            if np.issubdtype(values.dtype, np.integer):  # a block: min/max, no float pass
+                if values.min() < -bb84_pattern.DAC_MAX or values.max() > bb84_pattern.DAC_MAX:
+                    raise ScpiError(*DATA_OUT_OF_RANGE)
+                return values.astype(np.int16)
             if np.abs(values.astype(np.float64)).max() > bb84_pattern.DAC_MAX:
                 raise ScpiError(*DATA_OUT_OF_RANGE)
             return np.asarray(np.rint(values), dtype=np.int16)

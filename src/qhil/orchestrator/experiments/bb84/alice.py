@@ -215,8 +215,8 @@ class _Alice(PartyBase):
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: positions and bases differ")
         if msg.window_start >= n or msg.window_pulses >= n:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: window outside the pattern")
-        window = pat.in_window(msg.window_start, msg.window_pulses)
-        if pos.size and (pos.min() < 0 or pos.max() >= n or not window[pos].all()):
+        inside = np.mod(pos - msg.window_start, n) < msg.window_pulses  # in the window
+        if pos.size and (pos.min() < 0 or pos.max() >= n or not inside.all()):
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: detections outside window")
         if pos.size and rev.size:
             at = np.searchsorted(rev, pos).clip(0, rev.size - 1)
@@ -224,7 +224,11 @@ class _Alice(PartyBase):
                 raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement names revealed pulses")
         try:
             with stage("sifting"):
-                reply, sifted = alice_sift(pat.record(), SiftAnnouncement(pos, msg.bases))
+                if pos.size > 1 and np.any(np.diff(pos) <= 0):
+                    raise ValueError("SiftAnnouncement.pulse_index: must be strictly increasing")
+                # Sifting at the announced pulses only (record index i is pulse pos[i]).
+                ann = SiftAnnouncement(np.arange(pos.size, dtype=np.int64), msg.bases)
+                reply, sifted = alice_sift(pat.record_at(pos), ann)
         except ValueError as exc:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
         test = sifted.basis == 1
