@@ -28,7 +28,7 @@ def test_symbols_and_revealed_subset_follow_the_settings() -> None:
     for i, p in enumerate((0.6, 0.3, 0.1)):
         assert _within(int(np.count_nonzero((s >> 2) == i)), N, p)
     # Independent choices: the Z basis at each intensity keeps its probability.
-    for i, p in enumerate((0.6, 0.3, 0.1)):
+    for i in range(3):
         at = (s >> 2) == i
         assert _within(int(np.count_nonzero(x[at] == 0)), int(at.sum()), 0.3)
     rev = pat.revealed

@@ -81,9 +81,7 @@ class BlockPattern:
         rev = self.revealed
         if rev.size:
             inside = np.mod(rev - int(start), self.n) < count
-            counts -= np.bincount(intensities[rev[inside]], minlength=n_intensities)[
-                :n_intensities
-            ]
+            counts -= np.bincount(intensities[rev[inside]], minlength=n_intensities)[:n_intensities]
         return counts
 
 
