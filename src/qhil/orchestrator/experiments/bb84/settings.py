@@ -36,6 +36,7 @@ from pydantic import (
 
 from qhil.errors import ConfigError
 from qhil.numerics.qkd import tag_bits_for
+from qhil.orchestrator.experiments.settings_errors import table_error
 
 #: Detector labels of Bob's passive receiver, and the (basis, bit) each stands for.
 #: Basis 0 = Z (H/V), 1 = X (D/A); bit 0 = H or D (the world's and the numerics' convention).
@@ -296,15 +297,7 @@ class BB84Settings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = "experiments.bb84"
-            for part in first["loc"]:
-                if part != "[key]":
-                    loc += f"[{part}]" if isinstance(part, int) else f".{part}"
-            msg = str(first["msg"]).removeprefix("Value error, ")
-            if first["type"] == "finite_number":
-                msg = f"must be a finite number (got {first['input']!r})"
-            raise ConfigError(source, loc, msg) from None
+            raise table_error(exc, source, "experiments.bb84") from None
 
     @classmethod
     def from_profile(cls, profile: Any) -> BB84Settings:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from qhil.errors import ConfigError
+from qhil.orchestrator.experiments.settings_errors import table_error
 
 TABLE = "experiments.clock_sync"
 #: ``tracking_interval_s = "auto"``: the interval keeps the per-interval offset error within
@@ -280,15 +281,7 @@ class ClockSyncSettings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = TABLE
-            for part in first["loc"]:
-                if part != "[key]":
-                    loc += f"[{part}]" if isinstance(part, int) else f".{part}"
-            msg = str(first["msg"]).removeprefix("Value error, ")
-            if first["type"] == "finite_number":
-                msg = f"must be a finite number (got {first['input']!r})"
-            raise ConfigError(source, loc, msg) from None
+            raise table_error(exc, source, TABLE) from None
 
     @classmethod
     def from_profile(cls, profile: Any, *, duration_s: float | None = None) -> ClockSyncSettings:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qhil.errors import ConfigError
+from qhil.orchestrator.experiments.settings_errors import table_error
 
 Inputs = tuple[int, int, int, int]
 #: A plate or polarization angle, deg: one turn either way is every setting there is.
@@ -70,14 +71,7 @@ class AcquisitionSettings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = cls.TABLE
-            for part in first["loc"]:
-                loc += f"[{part}]" if isinstance(part, int) else f".{part}"
-            msg = str(first["msg"]).removeprefix("Value error, ")
-            if first["type"] == "finite_number":
-                msg = f"must be a finite number (got {first['input']!r})"
-            raise ConfigError(source, loc, msg) from None
+            raise table_error(exc, source, cls.TABLE) from None
 
     @classmethod
     def from_profile(cls, profile: Any, **replace: Any) -> Any:
