@@ -623,6 +623,12 @@ class CascadeBob:
         self._h_raw = np.zeros((0, 0), dtype=np.uint8)
         self._g_odd = np.zeros(0, dtype=np.uint8)  # Alice's and Bob's block parities differ
         self._sh_table = np.zeros((0, 0), dtype=np.int64)
+        # His key in each shuffled pass's order (row _kp_row[pass]; -1: a halving pass),
+        # kept up to date by corrections, and where each bit of a full frame sits in it.
+        self._kp_list: list[BitArray] = []
+        self._kp = np.zeros((0, 0), dtype=np.uint8)
+        self._kp_row = np.full(len(sizes), -1, dtype=np.int64)
+        self._sh_pos = np.zeros((0, 0), dtype=np.int64)
         self._sh_bpf = np.zeros((0, 1), dtype=np.int64)
         self._n_full = 0
         self._packed: _PackedCount | None = None  # his key packed, for the block parities
@@ -690,6 +696,10 @@ class CascadeBob:
         # For corrections: the halving passes' split masks stacked, and the global block
         # id of each (pass, half, frame).
         self._shuffled = [q for q in range(self._n_passes) if not lay.is_halving(q)]
+        if self._kp_list:
+            self._kp = np.stack(self._kp_list)
+            self._kp_list = []
+            self._kp_row[self._shuffled] = np.arange(len(self._shuffled))
         halving = [q for q in range(self._n_passes) if lay.is_halving(q)]
         if halving:
             splits = [lay.halving_split(q) for q in halving]
@@ -701,13 +711,10 @@ class CascadeBob:
         # position of a frame's permutation in frame 0, and blocks per frame.
         perms = [lay._perms[q] for q in self._shuffled]
         if self._shuffled and all(pt is not None and pt[0].size for pt in perms):
-            self._sh_table = np.stack(
-                [
-                    self._g_off[q] + np.argsort(pt[0]) // self.setup.block_sizes[q]
-                    for q, pt in zip(self._shuffled, perms, strict=True)
-                    if pt is not None
-                ]
-            )
+            self._sh_pos = np.stack([np.argsort(pt[0]) for pt in perms if pt is not None])
+            sizes_sh = np.array([self.setup.block_sizes[q] for q in self._shuffled])
+            offs_sh = np.array([self._g_off[q] for q in self._shuffled])
+            self._sh_table = offs_sh[:, None] + self._sh_pos // sizes_sh[:, None]
             fb = self.setup.frame_bits
             self._sh_bpf = np.array(
                 [[-(-fb // self.setup.block_sizes[q])] for q in self._shuffled], dtype=np.int64
@@ -781,7 +788,13 @@ class CascadeBob:
         cat = np.concatenate
         self._g_off.append(self._g_off[-1] + nb)
         self._g_alice = cat([self._g_alice, np.zeros(nb, dtype=np.uint8)])
-        self._g_bob = cat([self._g_bob, lay.block_parities(q, self.key, self._packed)])
+        if lay.is_halving(q):
+            par = lay.block_parities(q, self.key, self._packed)
+        else:
+            kp = lay.shuffled_key(q, self.key)
+            self._kp_list.append(kp)
+            par = np.bitwise_xor.reduceat(kp, lay.block_starts[q])
+        self._g_bob = cat([self._g_bob, par])
         self._g_frame = cat([self._g_frame, lay.block_frame[q]])
         self._g_pass = cat([self._g_pass, np.full(nb, q, dtype=np.int64)])
         self._g_rank = cat([self._g_rank, np.full(nb, self._rank[q], dtype=np.int64)])
@@ -794,12 +807,16 @@ class CascadeBob:
         lens = e - s
         offs = np.cumsum(lens) - lens
         idx = np.repeat(s - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
-        keyidx = np.empty(idx.size, dtype=np.int64)
-        owner = np.repeat(pas, lens)
-        for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
-            sel = owner == r
-            keyidx[sel] = self._lay.keys_at(r, idx[sel])
-        pre = _prefix_xor(self.key[keyidx])
+        first = int(pas[0])
+        if (pas == first).all():  # the usual case: one pass
+            vals = self._bits_in_order(first, idx)
+        else:
+            vals = np.empty(idx.size, dtype=np.uint8)
+            owner = np.repeat(pas, lens)
+            for r in np.flatnonzero(np.bincount(pas)).tolist():  # a few passes
+                sel = owner == r
+                vals[sel] = self._bits_in_order(r, idx[sel])
+        pre = _prefix_xor(vals)
         at, need = self._pool_used, self._pool_used + pre.size
         if need > self._pool.size:
             grown = np.empty(max(need, 2 * self._pool.size), dtype=np.uint8)
@@ -808,6 +825,13 @@ class CascadeBob:
         self._pool[at:need] = pre
         self._pool_used = need
         return at + offs - s
+
+    def _bits_in_order(self, p: int, positions: IntArray) -> BitArray:
+        """Bob's current bits at the given positions of pass p."""
+        row = self._kp_row[p]
+        if row >= 0:
+            return self._kp[row, positions]
+        return self.key[self._lay.keys_at(p, positions)]
 
     def _step(self, iv: IntArray, m: IntArray, left: BitArray) -> None:
         """Descend one level in the bisections of ``iv`` (columns, in place), given
@@ -891,11 +915,14 @@ class CascadeBob:
         if self._sh_table.size:  # bits in full frames: every shuffled pass at once
             full = frame < self._n_full
             b, f = (bits, frame) if full.all() else (bits[full], frame[full])
-            flipped.append((self._sh_table[:, b - f * fb] + self._sh_bpf * f).ravel())
+            local = b - f * fb
+            flipped.append((self._sh_table[:, local] + self._sh_bpf * f).ravel())
+            self._kp[np.arange(self._kp.shape[0])[:, None], self._sh_pos[:, local] + f * fb] ^= 1
             rest = bits[~full]
         if rest.size:
             for r in self._shuffled:
                 flipped.append(self._g_off[r] + self._lay.blocks_of_keys(r, rest))
+                self._kp[self._kp_row[r], self._lay.positions(r, rest)] ^= 1
         if self._h_blocks.size:  # every halving pass at once
             half = 1 - ((self._h_raw[:, bits >> 3] >> (7 - (bits & 7))) & 1)  # 0: A, 1: B
             rows = np.arange(self._h_blocks.shape[0])[:, None]
