@@ -5,6 +5,7 @@ is next touched; one shared clock that each station's attempts advance."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -175,7 +176,12 @@ class FakeStation(_Instrument):
         self.attempts = 0
 
     async def entangle(self, max_attempts: int) -> HeraldResult:
+        """Links herald in parallel: every station asked at one moment starts then (the
+        ``sleep(0)`` lets the others start too); the pair is born at its last attempt's
+        emission, one period before the herald reaches the ends."""
         self.requests += 1
+        start = self.world.now
+        await asyncio.sleep(0)
         for mem in (self.a, self.b):
             if not mem.power.value:
                 raise InstrumentError("station", 202, f"Memory off;{mem.name}")
@@ -184,10 +190,11 @@ class FakeStation(_Instrument):
         n = int(self.world.rng.geometric(self.p))
         period = self.attempt_period_s.value
         if n > max_attempts:
-            self.world.now += max_attempts * period
+            self.world.now = max(self.world.now, start + max_attempts * period)
             self.attempts += max_attempts
             return HeraldResult(False, max_attempts, None, None, None, max_attempts * period)
-        self.world.now += n * period
+        end = start + n * period
+        self.world.now = max(self.world.now, end)
         self.attempts += n
         bell = ("psi+", "psi-")[int(self.world.rng.integers(2))]
         x, z = BELL_BITS[bell]
@@ -195,8 +202,9 @@ class FakeStation(_Instrument):
         pair = Pair(x ^ (err & 1), z ^ (err >> 1))
         ma, mb = self.a.free_mode(), self.b.free_mode()
         assert ma is not None and mb is not None
-        self.a.slots[ma] = Half(pair, self.world.now, self.world.now)
-        self.b.slots[mb] = Half(pair, self.world.now, self.world.now)
+        born = end - period
+        self.a.slots[ma] = Half(pair, born, born)
+        self.b.slots[mb] = Half(pair, born, born)
         return HeraldResult(True, n, bell, ma, mb, n * period)
 
 

@@ -38,11 +38,25 @@ async def test_good_links_are_reachable() -> None:
 
 async def test_dephased_links_are_unreachable_with_the_reason() -> None:
     """T2 far below the attempts' wait: the halves that wait for the other link are fully
-    dephased (only the Z correlation left), so F ~ 0.36 from links of 0.8: the SPRT says no."""
-    report = await _ping(fake_bench(seed=12, t2_s=1e-6, f=(0.8, 0.8)), pairs_per_probe=100)
+    dephased (only the Z correlation left): the requests are rejected from the estimate."""
+    report = await _ping(fake_bench(seed=12, t2_s=1e-6, f=(0.8, 0.8)))
     assert not report.reachable
-    assert report.reason.startswith("fidelity below the threshold 0.5")
-    assert report.results["fidelity_upper"] < 0.5
+    assert report.reason.startswith("no pair delivered: FidelityUnreachable: request rejected")
+    assert "T2=1e-06 s (stated by the controller" in report.reason
+
+
+async def test_links_measured_below_the_threshold_are_unreachable() -> None:
+    """Pairs delivered (no minimum asked), measured near 0.36 from dephased links of 0.8:
+    the SPRT says not reachable."""
+    report = await _ping(
+        fake_bench(seed=12, t2_s=1e-6, f=(0.8, 0.8)), pairs_per_probe=100, min_fidelity=0.0
+    )
+    assert report.reachable  # above 0: reachable at threshold 0 ...
+    report = await _ping(
+        fake_bench(seed=12, t2_s=1e-6, f=(0.8, 0.8)), pairs_per_probe=100, min_fidelity=0.45
+    )
+    assert not report.reachable  # ... and not at 0.45 (estimate 0.34: rejected)
+    assert "rejected" in report.reason
 
 
 async def test_switched_off_memory_is_unreachable_with_the_reason() -> None:

@@ -157,3 +157,19 @@ def test_bad_requests_name_the_field() -> None:
         EntanglementRequest(remote="bob", deadline_s=math.inf)
     with pytest.raises(ValueError, match="min_fidelity"):
         EntanglementRequest(remote="bob", min_fidelity=1.5)
+
+
+async def test_waits_the_deadline_cannot_avoid_are_rejected() -> None:
+    """T2 = 30 us: fresh pairs reach ~0.55-0.6 but a link waiting more than ~2 attempts for
+    the other loses it, so both links must herald within 2 attempts of each other
+    (p = 0.2 %: ~0.5 % per try of ~7.5 ms): within 5 ms that is too unlikely (rejected,
+    nothing attempted); within 10 s it happens and the pair delivered meets the minimum."""
+    net, _ = await _network(t2_s=30e-6, p=2e-3, seed=10)
+    route = net.settings.route("alice", "bob")
+    assert net.chance_within(route, 0.5, 5e-3) < 0.01 < net.chance_within(route, 0.5, 10.0)
+    before = list(net.attempts)
+    with pytest.raises(FidelityUnreachable, match="probability"):
+        await net.create(EntanglementRequest(remote="bob", min_fidelity=0.5, deadline_s=5e-3))
+    assert net.attempts == before
+    pairs = await net.create(EntanglementRequest(remote="bob", min_fidelity=0.5, deadline_s=10.0))
+    assert pairs[0].estimated_fidelity >= 0.5

@@ -47,6 +47,9 @@ from qhil.orchestrator.experiments.network.settings import NetworkSettings
 
 #: Most attempts one station request asks for (HSC-1's limit).
 MAX_ATTEMPTS = 100_000_000
+#: A request whose estimated chance of one pair meeting its minimum fidelity within its
+#: deadline is below this is rejected before any attempt (FidelityUnreachable).
+REJECT_BELOW = 0.01
 
 
 @dataclass(frozen=True)
@@ -470,6 +473,14 @@ class Network:
         best = self.predict(fresh, [p.reference_storage_s for p in fresh])
         if best < min_f:
             raise FidelityUnreachable(self._unreachable_text(route, best, min_f), request)
+        chance = self.chance_within(route, min_f, deadline)
+        if chance < REJECT_BELOW:
+            raise FidelityUnreachable(
+                f"request rejected: a pair of fidelity >= {min_f:g} within {deadline:.6g} s has "
+                f"probability {chance:.2g} (the measured links' success probabilities and T2; "
+                f"fresh pairs would give {best:.3f}); nothing attempted",
+                request,
+            )
         request_id = self._next_request
         self._next_request += 1
         started = requested_at
@@ -491,6 +502,63 @@ class Network:
             self._next_pair += 1
             started = self.clock_s
             yield pair
+
+    def max_wait_s(self, route: list[tuple[int, str, str]], min_f: float) -> float:
+        """The longest time one link's pair may wait for the others (both its halves
+        dephasing) with the estimate still >= ``min_f``; -1 if fresh pairs miss it."""
+        fresh = [self._fresh(link) for link, _, _ in route]
+        ref = [p.reference_storage_s for p in fresh]
+
+        def worst(wait: float) -> float:
+            return min(
+                self.predict(
+                    fresh,
+                    [(a + wait, b + wait) if j == i else (a, b) for j, (a, b) in enumerate(ref)],
+                )
+                for i in range(len(fresh))
+            )
+
+        if worst(0.0) < min_f:
+            return -1.0
+        lo, hi = 0.0, 1.0
+        while worst(hi) >= min_f and hi < 1e6:
+            lo, hi = hi, hi * 10.0
+        for _ in range(60):  # bisection to ~1e-18 relative
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if worst(mid) >= min_f else (lo, mid)
+        return lo
+
+    def chance_within(
+        self, route: list[tuple[int, str, str]], min_f: float, deadline_s: float
+    ) -> float:
+        """Probability (estimated) that a pair meeting ``min_f`` is ready within the deadline,
+        from the two least likely links: each try heralds both (independent geometric
+        attempt counts ``N1``, ``N2`` at the measured success probabilities) and succeeds
+        when ``|N1 - N2|`` periods fit the tolerable wait; tries take ``max(N1, N2)``
+        periods on average, and at least one is counted."""
+        assert self.estimates is not None
+        if len(route) < 2:
+            return 1.0
+        wait = self.max_wait_s(route, min_f)
+        if wait < 0:
+            return 0.0
+        links = sorted(
+            (self.estimates.links[i] for i, _, _ in route), key=lambda e: e.success_probability
+        )
+        p1, p2 = (min(max(e.success_probability, 1e-12), 1.0) for e in links[:2])
+        period = max(e.attempt_period_s for e in links[:2])
+        q1, q2 = 1.0 - p1, 1.0 - p2
+        k = math.floor(wait / period) if period > 0 else MAX_ATTEMPTS
+        norm = p1 * p2 / (1.0 - q1 * q2)
+        tail = sum(q * (1.0 - q**k) / (1.0 - q) if q < 1.0 else float(k) for q in (q1, q2))
+        p_ok = min(1.0, norm * (1.0 + tail))
+        try_s = (1.0 / p1 + 1.0 / p2 - 1.0 / (1.0 - q1 * q2)) * period
+        # at least one try: a deadline too short for the links' rate is a RequestTimeout
+        # to find out by trying, not a fidelity to reject
+        tries = max(deadline_s / try_s, 1.0) if try_s > 0 else math.inf
+        if p_ok >= 1.0 or tries == math.inf:
+            return 1.0
+        return float(-math.expm1(tries * math.log1p(-p_ok)))
 
     def _fresh(self, link: int) -> LinkPair:
         assert self.estimates is not None

@@ -16,8 +16,9 @@ pair of fidelity F, so each measured pair is one Bernoulli trial of ``q``:
   link never decided within the probes is reported unreachable as "undecided".
 
 The default threshold is F = 1/2: a Bell-diagonal pair is entangled iff F > 1/2.
-Requests ask for no minimum fidelity here: the ping measures what the link gives
-rather than trusting the estimate (which it reports alongside).
+Each probe's request asks for that minimum: a route whose estimate from the measured
+links and memories cannot reach it (e.g. T2 far below the herald round trip) is rejected
+before any attempt (FidelityUnreachable), and the ping says so, with the numbers.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ async def ping(
             remote=remote,
             local=local,
             pairs=s.pairs_per_probe,
-            min_fidelity=0.0,
+            min_fidelity=s.min_fidelity,
             deadline_s=deadline_s,
             purpose_id=k,
         )
