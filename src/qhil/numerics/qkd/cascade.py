@@ -192,22 +192,33 @@ def _bits_at(packed: BitArray, index: IntArray) -> IntArray:
     return ((packed[index >> 3] >> (7 - (index & 7))) & 1).astype(np.int64)
 
 
+# The low k bytes of a little-endian 64-bit word, k = 0..7.
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)], dtype=np.uint64)
+
+
 class _PackedCount:
-    """Running count of the ones of a packed bit string (numpy's big-endian bit order)."""
+    """Running count of the ones of a packed bit string (numpy's big-endian bit order).
+
+    Counted per 64-bit word (a cumulative sum over n/64 words); a count at x adds the
+    ones of the whole bytes of x's word before x's byte and the top bits of that byte.
+    """
 
     def __init__(self, packed: BitArray, n_bits: int) -> None:
         self.packed = packed
-        self._before = np.zeros(packed.size + 1, dtype=np.int64)  # ones before each byte
-        np.cumsum(np.bitwise_count(packed), out=self._before[1:])
+        buf = np.zeros(8 * (packed.size // 8 + 1), dtype=np.uint8)  # one spare zero word
+        buf[: packed.size] = packed
+        self._bytes = buf
+        self._words = buf.view("<u8")
+        self._before = np.zeros(self._words.size + 1, dtype=np.int64)  # ones before a word
+        np.cumsum(np.bitwise_count(self._words), out=self._before[1:])
         self.total = int(self.ones_before(np.array([n_bits]))[0])  # not the padding bits
 
     def ones_before(self, x: IntArray) -> IntArray:
         """Number of ones among the first x bits."""
-        byte, rem = x >> 3, x & 7
-        partial = np.zeros(x.shape, dtype=np.int64)
-        has = rem > 0  # bits of byte `byte` that come before x: its top `rem` bits
-        partial[has] = np.bitwise_count(self.packed[byte[has]] >> (8 - rem[has]))
-        return self._before[byte] + partial
+        word, byte, rem = x >> 6, x >> 3, x & 7
+        whole = np.bitwise_count(self._words[word] & _LOW_BYTES[byte & 7]).astype(np.int64)
+        top = np.bitwise_count(self._bytes[byte] >> (8 - rem)).astype(np.int64)
+        return self._before[word] + whole + np.where(rem > 0, top, 0)
 
 
 class _Layout:
