@@ -1202,6 +1202,63 @@ def calibrate_history(
         _fail(exc)
 
 
+@main.command("ping")
+@click.argument("node_a")
+@click.argument("node_b")
+@click.argument("profile", required=False)
+@click.option("--count", type=int, default=None, help="Probes (default: the profile's, 10).")
+@click.option(
+    "--min-fidelity", type=float, default=None, help="Threshold of 'reachable' (default 0.5)."
+)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Override.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
+@click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
+def ping_cmd(
+    node_a: str,
+    node_b: str,
+    profile: str | None,
+    count: int | None,
+    min_fidelity: float | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    data_dir: str | None,
+    mode: str | None,
+) -> None:
+    """Entanglement ping from NODE_A to NODE_B on PROFILE (default: repeater): each probe
+    requests pairs and measures them in random bases; a line per probe, then the verdict
+    of a sequential test against the fidelity threshold ([experiments.network.ping];
+    src/qhil/orchestrator/experiments/network/README.md). Exits 0 reachable, 1 not
+    (with the reason), 2 on bad input."""
+    from qhil.orchestrator.experiments.network import ping as net
+
+    on_probe = None if as_json else (lambda p: click.echo(p.line()))
+    try:
+        job = net.job(
+            node_a,
+            node_b,
+            profile,
+            list(overrides),
+            count=count,
+            min_fidelity=min_fidelity,
+            data_dir=data_dir,
+            mode=mode,
+            on_probe=on_probe,
+        )
+        summary = _run_job(job)
+    except QhilError as exc:
+        _fail(exc)
+        return
+    except _Signalled as exc:
+        _interrupted(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), allow_nan=False))
+    else:
+        click.echo("\n".join(net.summary_lines(summary)))
+    sys.exit(0 if summary.reachable else 1)
+
+
 @main.group()
 def runs() -> None:
     """The run records (data directory: $QHIL_DATA_DIR or ~/.local/share/qhil)."""

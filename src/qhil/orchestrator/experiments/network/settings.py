@@ -27,8 +27,8 @@ class PingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    count: int = Field(4, ge=1, le=10_000, description="Probes (requests) sent.")
-    pairs_per_probe: int = Field(25, ge=1, le=100_000, description="Pairs each probe requests.")
+    count: int = Field(10, ge=1, le=10_000, description="Probes (requests) sent.")
+    pairs_per_probe: int = Field(10, ge=1, le=100_000, description="Pairs each probe requests.")
     sample_fraction: float = Field(
         1.0, gt=0.0, le=1.0, description="Share of a probe's pairs measured (the rest released)."
     )
@@ -37,7 +37,7 @@ class PingSettings(BaseModel):
     )
 
     delta: float = Field(
-        0.1, gt=0.0, le=0.5, description="SPRT: H1 F = min_fidelity + delta, H0 F = min_fidelity."
+        0.15, gt=0.0, le=0.5, description="SPRT: H1 F = min_fidelity + delta, H0 F = min_fidelity."
     )
     alpha: float = Field(0.01, gt=0.0, lt=0.5, description="SPRT: P(reachable | F = min).")
     beta: float = Field(0.01, gt=0.0, lt=0.5, description="SPRT: P(unreachable | F = min + delta).")
