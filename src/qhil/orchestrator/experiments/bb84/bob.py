@@ -133,8 +133,10 @@ class PreviousPattern:
     """
 
     def __init__(self) -> None:
-        self._t: list[np.ndarray] = []
-        self._agree: list[np.ndarray] = []
+        # The pooled first-half clicks, kept sorted by time (a block's are merged in: a
+        # re-sort of the whole pool every block grew with the square of the blocks).
+        self._t = np.zeros(0, dtype=np.int64)
+        self._agree = np.zeros(0, dtype=bool)
         self._late = 0
         self._late_errors = 0
         self.settle_ps = 0
@@ -150,19 +152,19 @@ class PreviousPattern:
         )
         agree = rev.bits[at[j]] == clicks.bit[j]
         half = j.size // 2
-        self._t.append(clicks.timestamps_ps[j[:half]] - clicks.timestamps_ps[0])
-        self._agree.append(agree[:half])
+        t_new = clicks.timestamps_ps[j[:half]] - clicks.timestamps_ps[0]  # time-ordered
+        at_pool = np.searchsorted(self._t, t_new, side="right")  # after equal earlier ones
+        self._t = np.insert(self._t, at_pool, t_new)
+        self._agree = np.insert(self._agree, at_pool, agree[:half])
         self._late += agree.size - half
         self._late_errors += int(np.count_nonzero(~agree[half:]))
         self.settle_ps = self._change_point()
         return self.settle_ps
 
     def _change_point(self) -> int:
-        t = np.concatenate(self._t)
+        t, agree = self._t, self._agree
         if t.size == 0 or self._late == 0:
             return 0
-        order = np.argsort(t, kind="stable")
-        t, agree = t[order], np.concatenate(self._agree)[order]
         k, n = self._late_errors, self._late
         e = float(sps.beta.ppf(ERROR_RATE_CONFIDENCE, k + 1, n - k)) if k < n else 0.5
         e = min(e, 0.45)
