@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from qhil.emulators.world.quantum.network import TWIRL_UNITARIES
+from qhil.errors import InstrumentError
 from qhil.orchestrator.experiments.teleport.protocol import _KETS, _OPS
 from qhil.orchestrator.experiments.teleport.purification import (
     TWIRL_ELEMENTS,
@@ -20,10 +22,8 @@ from qhil.orchestrator.experiments.teleport.purification import (
 
 Z99_9 = 3.2905  # two-sided 99.9 %
 
-# The 12-element twirl: a Pauli times a power of the cyclic Clifford K (X -> Y -> Z).
-_K = np.array([[1, -1j], [1, 1j]]) / math.sqrt(2)
-_GROUP = [_OPS[p] @ np.linalg.matrix_power(_K, k) for k in range(3) for p in ("I", "X", "Y", "Z")]
-_PAULI_IDX = {"phi+": 0, "psi+": 1, "phi-": 3, "psi-": 2}  # error on qubit 2: I X Z Y
+# QMC-1's twirl: the world's element table, the same U at both ends of a pair.
+_GROUP = list(TWIRL_UNITARIES)
 
 
 def _on(u: np.ndarray, q: int) -> np.ndarray:
@@ -65,6 +65,7 @@ class Link:
         self.rho = np.kron(rho_keep, rho_sac)
         self.rng = rng
         self.cleared: list[tuple[int, int]] = []
+        self.lost: set[tuple[int, int]] = set()  # (end, mode) whose qubit is gone
 
     def apply(self, u: np.ndarray) -> None:
         self.rho = u @ self.rho @ u.conj().T
@@ -91,6 +92,8 @@ class End:
         self.link.apply(_on(_OPS[op], self.q(mode)))
 
     async def twirl(self, mode: int, element: int) -> None:
+        if (self.end, mode) in self.link.lost:
+            raise InstrumentError("FAKE", 102, "Mode empty", f"QMEMory:TWIRl {mode},{element}")
         u = _GROUP[element]
         self.link.apply(_on(u, self.q(mode)))
 
@@ -163,6 +166,19 @@ def test_round_statistics_match_bbpssw(bell: str, errors: tuple[float, ...]) -> 
     assert abs(len(kept) / n - p_want) < Z99_9 * math.sqrt(p_want * (1 - p_want) / n)
     mean, se = float(np.mean(kept)), float(np.std(kept, ddof=1) / math.sqrt(len(kept)))
     assert abs(mean - f_want) < Z99_9 * se + 1e-9
+
+
+def test_a_half_lost_before_the_round_fails_it_and_empties_every_mode() -> None:
+    rho = bell_diagonal("psi+", (0.9, 0.0, 0.1, 0.0))
+    link = Link(rho, rho, np.random.default_rng(0))
+    link.lost.add((0, 1))  # the sacrificed pair's first half expired
+
+    async def go() -> object:
+        pair = Pair(("a", "b"), (0, 0), "psi+", 0.9), Pair(("a", "b"), (1, 1), "psi+", 0.9)
+        return await purify_link_pairs(link, *pair)
+
+    assert asyncio.run(go()) is None
+    assert sorted(link.cleared) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_pairs_of_different_links_refused() -> None:

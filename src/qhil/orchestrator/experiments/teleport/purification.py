@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from qhil.errors import InstrumentError
+
 #: Elements of the twirling group QMC-1's ``twirl`` knows.
 TWIRL_ELEMENTS = 12
 #: The Pauli (on either qubit) that takes a Bell state to the singlet psi-, up to a phase.
@@ -71,34 +73,50 @@ def _rng(network: Any) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng()
 
 
-async def _clear(memory: Any, mode: int) -> None:
-    await memory.clear_mode(mode=mode)
+#: QMC-1's error for a Pauli or twirl on an empty mode (the qubit was lost: cutoff, decay).
+MODE_EMPTY = 102
+
+
+async def _clear(mems: list[Any], *pairs: Any) -> None:
+    """Empty both ends' modes of ``pairs`` (nothing happens to an already empty mode)."""
+    for pair in pairs:
+        for end in (0, 1):
+            await mems[end].clear_mode(mode=pair.modes[end])
+
+
+async def _twirl_to_phi_plus(mems: list[Any], pair: Any, rng: np.random.Generator) -> None:
+    op = TO_SINGLET[pair.bell]
+    if op != "I":
+        await mems[1].pauli(pair.modes[1], op)
+    element = int(rng.integers(TWIRL_ELEMENTS))
+    for end in (0, 1):
+        await mems[end].twirl(pair.modes[end], element)
+    await mems[1].pauli(pair.modes[1], "Y")  # singlet -> phi+
 
 
 async def purify_link_pairs(network: Any, keep: Any, sacrifice: Any) -> Any | None:
     """One BBPSSW round on two pairs of one link through ``network.memory(node)``.
 
     Returns ``keep`` (same modes) as ``phi+`` with its fidelity after the round (Werner
-    formula from both pairs' fidelities), or None when the bits disagree or a read failed:
-    then the kept pair's modes are cleared too. The sacrificed modes are always emptied
-    (by ``purify``)."""
+    formula from both pairs' fidelities), or None when the bits disagree, a read failed or
+    a half was already gone (the memory's cutoff: QMC-1 error +102 on the Pauli or twirl):
+    then every mode of both pairs is emptied. The sacrificed modes are always emptied."""
     if tuple(keep.nodes) != tuple(sacrifice.nodes):
         raise ValueError(f"pairs on different links: {keep.nodes} and {sacrifice.nodes}")
     mems = [network.memory(node) for node in keep.nodes]
     rng = _rng(network)
-    for pair in (keep, sacrifice):
-        op = TO_SINGLET[pair.bell]
-        if op != "I":
-            await mems[1].pauli(pair.modes[1], op)
-        element = int(rng.integers(TWIRL_ELEMENTS))
-        for end in (0, 1):
-            await mems[end].twirl(pair.modes[end], element)
-        await mems[1].pauli(pair.modes[1], "Y")  # singlet -> phi+
+    try:
+        for pair in (keep, sacrifice):
+            await _twirl_to_phi_plus(mems, pair, rng)
+    except InstrumentError as exc:
+        if str(exc.code).lstrip("+") != str(MODE_EMPTY):
+            raise
+        await _clear(mems, keep, sacrifice)
+        return None
     bits = [await mems[end].purify(keep.modes[end], sacrifice.modes[end]) for end in (0, 1)]
     # The ends compare their bits over the classical channel; in one process, here.
     if bits[0] is None or bits[1] is None or bits[0] != bits[1]:
-        for end in (0, 1):
-            await _clear(mems[end], keep.modes[end])
+        await _clear(mems, keep)
         return None
     fidelity, _ = bbpssw_werner(float(keep.fidelity), float(sacrifice.fidelity))
     return dataclasses.replace(keep, bell="phi+", fidelity=fidelity)
