@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qhil.numerics.qkd import toeplitz
-from qhil.numerics.qkd.bits import random_bits
+from qhil.numerics.qkd.bits import random_bits, unpack_bits
 from qhil.numerics.qkd.universal_hash import (
     MULTIPLY_ADD_SHIFT,
     PA_FAMILIES,
@@ -26,6 +26,7 @@ from qhil.numerics.qkd.universal_hash import (
     seed_length,
     word_bits,
 )
+from qhil.numerics.qkd.verification import alice_verification, bob_verification
 
 IntHash = Callable[[int, int, int], int]  # (a, b, x) -> h
 
@@ -173,3 +174,17 @@ def test_family_dispatch() -> None:
     assert s_mas.size == 2 * (n + m - 1) and s_toe.size == n + m - 1
     assert np.array_equal(amplify(key, s_mas, m), mas_hash(key, s_mas, m))
     assert np.array_equal(amplify(key, s_toe, m, TOEPLITZ), toeplitz.toeplitz_hash(key, s_toe, m))
+
+
+def test_verification_tags_are_multiply_add_shift() -> None:
+    rng = np.random.default_rng(8)
+    n, t = 3000, 64
+    key = random_bits(rng, n)
+    msg = alice_verification(key, rng, t)
+    seed = unpack_bits(msg.seed, seed_length(n, t))
+    assert len(msg.seed) == (2 * (n + t - 1) + 7) // 8
+    assert np.array_equal(unpack_bits(msg.tag, t), mas_hash(key, seed, t))
+    assert bob_verification(key.copy(), msg)
+    bad = key.copy()
+    bad[1234] ^= 1
+    assert not bob_verification(bad, msg)

@@ -23,7 +23,7 @@ from qhil.orchestrator.channel.codec import decode as channel_decode
 from qhil.orchestrator.channel.codec import encode as channel_encode
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted, run_bb84
 from qhil.orchestrator.experiments.bb84 import messages as m
-from qhil.orchestrator.experiments.bb84.party import PartyBase
+from qhil.orchestrator.experiments.bb84.party import FinalKey, PartyBase
 from qhil.records import KeyStore
 
 
@@ -122,3 +122,16 @@ async def test_a_bbm92_run_names_the_family_too(tmp_path: Path) -> None:
     assert res.status == "success" and res.keys_match
     assert res.pa_family == MULTIPLY_ADD_SHIFT
     assert res.to_results()["pa_family"] == MULTIPLY_ADD_SHIFT
+
+
+def test_confirmation_tags_are_multiply_add_shift() -> None:
+    rng = np.random.default_rng(9)
+    final = FinalKey(random_bits(rng, 1000), 32)
+    msg = final.confirm(rng, final.pad_bob)
+    assert msg.seed.size == 2 * (final.stored.size + 32 - 1)
+    assert np.array_equal(msg.tag, mas_hash(final.stored, msg.seed, 32) ^ final.pad_bob)
+    assert final.matches(msg, final.pad_bob) is True
+    assert final.matches(msg, final.pad_alice) is False
+    # a seed of Toeplitz's length (n + t - 1) is malformed now
+    short = m.KeyConfirm(msg.seed[: final.stored.size + 31], msg.tag)
+    assert final.matches(short, final.pad_bob) is None

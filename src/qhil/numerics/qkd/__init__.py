@@ -26,8 +26,8 @@ Pipeline and public API
 6. Privacy amplification (:mod:`.universal_hash`): multiply-add-shift, one GMP
    product; Alice draws :func:`new_pa_seed`, both call :func:`amplify` with the family
    named in the message (:data:`PA_FAMILY`, or ``"toeplitz"``: :mod:`.toeplitz`'s
-   :func:`new_seed` and :func:`privacy_amplification`, exact FFT Toeplitz hashing, which
-   the verification tags use).
+   :func:`new_seed` and :func:`privacy_amplification`, exact FFT Toeplitz hashing).
+   The verification tags (step 4) use multiply-add-shift too.
 """
 
 from qhil.numerics.qkd.bits import as_bits, pack_bits, random_bits, unpack_bits

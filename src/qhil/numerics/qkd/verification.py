@@ -1,12 +1,15 @@
-"""Key verification after reconciliation: compare Toeplitz-hash tags.
+"""Key verification after reconciliation: compare multiply-add-shift hash tags.
 
 Alice draws a fresh random seed *after* reconciliation (so it is independent of
 the keys and of the error pattern), hashes her key to ``tag_bits`` bits and sends
-(seed, tag). Bob hashes his key with the same seed and compares. Toeplitz
-matrices with a uniform seed form a universal family, so two different keys give
-equal tags with probability exactly 2^-tag_bits: that is eps_ver (= eps_cor in the
-key-length formula). The tag is public: it is counted as leakage by the caller
-through the log2(2/eps_cor) term of the finite-key formula.
+(seed, tag). Bob hashes his key with the same seed and compares. The
+multiply-add-shift family (:mod:`.universal_hash`) is strongly universal, so two
+different keys give equal tags with probability exactly 2^-tag_bits: that is eps_ver
+(= eps_cor in the key-length formula). It replaced Toeplitz hashing (also exactly
+2^-tag_bits) because one GMP product is ~8x faster than the FFT convolution for long
+keys (0.06 s against 0.49 s per side at 1e7 bits); its seed is twice as long. The tag
+is public: it is counted as leakage by the caller through the log2(2/eps_cor) term of
+the finite-key formula.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from qhil.errors import QhilError
 from qhil.numerics.qkd.bits import as_bits, pack_bits, unpack_bits
-from qhil.numerics.qkd.toeplitz import new_seed, toeplitz_hash
+from qhil.numerics.qkd.universal_hash import mas_hash, new_seed, seed_length
 
 
 class VerificationError(QhilError):
@@ -57,7 +60,7 @@ def alice_verification(
     if tag_bits < 1:
         raise ValueError(f"tag_bits must be >= 1 (got {tag_bits})")
     seed = new_seed(rng, key.size, tag_bits)
-    tag = toeplitz_hash(key, seed, tag_bits)
+    tag = mas_hash(key, seed, tag_bits)
     return VerificationMessage(key.size, tag_bits, pack_bits(seed), pack_bits(tag))
 
 
@@ -66,8 +69,8 @@ def bob_verification(bob_key: ArrayLike, message: VerificationMessage) -> bool:
     key = as_bits(bob_key, "bob_key")
     if key.size != message.n_key_bits:
         raise ValueError(f"bob_key: has {key.size} bits but Alice verified {message.n_key_bits}")
-    seed = unpack_bits(message.seed, key.size + message.tag_bits - 1)
-    tag = toeplitz_hash(key, seed, message.tag_bits)
+    seed = unpack_bits(message.seed, seed_length(key.size, message.tag_bits))
+    tag = mas_hash(key, seed, message.tag_bits)
     return bool(np.array_equal(tag, unpack_bits(message.tag, message.tag_bits)))
 
 
@@ -77,5 +80,5 @@ def verify_keys(
     """Run both sides locally; raise :class:`VerificationError` on mismatch (abort)."""
     if not bob_verification(bob_key, alice_verification(alice_key, rng, tag_bits)):
         raise VerificationError(
-            f"key verification failed: {tag_bits}-bit Toeplitz tags differ; discard the frame"
+            f"key verification failed: {tag_bits}-bit hash tags differ; discard the frame"
         )

@@ -20,7 +20,7 @@ Message flow (A = Alice, B = Bob), per block then once per run::
     (B<->A polcal.*       only then: the polarization re-compensation, tracking.py)
     A->B CascadeStart     Cascade setup (shuffle seed drawn by Alice)
     B->A ParityQueryMsg / A->B ParityReplyMsg ...   until B sends CascadeDone
-    A->B VerificationMsg  Toeplitz seed + tag
+    A->B VerificationMsg  multiply-add-shift seed + tag
     B->A VerificationOutcome  match, key-basis errors per intensity
     A->B Amplification    final length + hash family + its seed (both store the key PENDING)
     B->A KeyConfirm       Bob's confirmation tag of his final key
@@ -43,7 +43,8 @@ from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 
 # 2: key confirmation and commit after amplification; 3: Cascade queries mix passes;
 # 4: BlockTally says whether a polarization re-compensation follows (drift tracking);
-# 5: Amplification names its hash family (multiply-add-shift; its seed is a then b)
+# 5: Amplification names its hash family (multiply-add-shift; its seed is a then b);
+# verification and confirmation tags are multiply-add-shift too (seeds of 2(n + t - 1) bits)
 VERSION = 5
 
 I64 = NDArray[np.int64]
@@ -178,7 +179,7 @@ class Amplification(Message):
 
 @dataclass(frozen=True, eq=False)
 class KeyConfirm(Message):
-    """A key-confirmation tag: Toeplitz hash (fresh ``seed`` of the sender's) of the
+    """A key-confirmation tag: multiply-add-shift hash (fresh ``seed`` of the sender's) of the
     sender's stored key, one-time padded with final-key bits that are then dropped."""
 
     seed: U8 = field(metadata={"wire": "bits"})

@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult, new_seed, toeplitz_hash
+from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult
 from qhil.numerics.qkd.universal_hash import (
     PA_FAMILIES,
     PA_FAMILY,
     amplify,
+    mas_hash,
     new_pa_seed,
+    new_seed,
     pa_seed_length,
+    seed_length,
 )
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import PeerLink
@@ -86,8 +89,8 @@ class FinalKey:
         self.pad_alice = amplified[n + t :]
 
     def tag(self, seed: U8, pad: U8) -> U8:
-        """Toeplitz hash of the stored key under ``seed``, XOR ``pad``."""
-        return toeplitz_hash(self.stored, seed, self.tag_bits) ^ pad
+        """Multiply-add-shift hash of the stored key under ``seed``, XOR ``pad``."""
+        return mas_hash(self.stored, seed, self.tag_bits) ^ pad
 
     def confirm(self, rng: np.random.Generator, pad: U8) -> KeyConfirm:
         """Our confirmation message: a fresh seed and our padded tag."""
@@ -96,7 +99,8 @@ class FinalKey:
 
     def matches(self, msg: KeyConfirm, pad: U8) -> bool | None:
         """Whether the peer's tag equals ours for its seed (None: malformed message)."""
-        if msg.seed.size != self.stored.size + self.tag_bits - 1 or msg.tag.size != self.tag_bits:
+        need = seed_length(self.stored.size, self.tag_bits)
+        if msg.seed.size != need or msg.tag.size != self.tag_bits:
             return None
         mine = np.packbits(self.tag(msg.seed, pad)).tobytes()
         return hmac.compare_digest(mine, np.packbits(msg.tag).tobytes())
