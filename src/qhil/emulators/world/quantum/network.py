@@ -34,7 +34,6 @@ import numpy as np
 
 from ..component import Component, db_to_transmission
 from ._qutip import Qobj, qt
-from .bell_measurement import PAULI_NAMES, apply_pauli, measure_bell
 from .channels import apply_kraus, depolarizing_array, t1t2_array
 from .density import PAULI_EIGENKETS, as_density_matrix, num_qubits
 from .memory import (
@@ -48,7 +47,7 @@ from .memory import (
     RetrievalRecord,
     StoreResult,
 )
-from .states import BELL_STATES, BellState, bell_dm, bell_fidelity
+from .states import BELL_STATES, BellState, bell_dm, bell_fidelity, bell_ket
 
 #: A qubit's place: (memory component name, mode).
 Slot = tuple[str, int]
@@ -95,28 +94,97 @@ def _twirl_unitaries() -> tuple[np.ndarray, ...]:
 TWIRL_UNITARIES: tuple[np.ndarray, ...] = _twirl_unitaries()
 
 
-def _project(rho: Qobj, qubit: int, ket: Qobj) -> tuple[float, Qobj | None]:
+# Registers are plain numpy density matrices (qubit 0 the most significant): building
+# qutip objects per operation cost more than the arithmetic on these few-qubit states.
+Matrix = np.ndarray
+
+
+def _tensor(rho: Matrix) -> tuple[np.ndarray, int]:
+    n = rho.shape[0].bit_length() - 1
+    return rho.reshape([2] * (2 * n)), n
+
+
+def _matrix(tensor: np.ndarray, n: int) -> Matrix:
+    return np.ascontiguousarray(tensor).reshape(2**n, 2**n)
+
+
+def _kraus(rho: Matrix, kraus: np.ndarray, qubit: int) -> Matrix:
+    """A single-qubit channel (Kraus array (k, 2, 2)) on one qubit."""
+    t, n = _tensor(rho)
+    t = np.moveaxis(t, (qubit, n + qubit), (0, 1))
+    shape = t.shape
+    out = np.einsum("kab,bcx,kdc->adx", kraus, t.reshape(2, 2, -1), kraus.conj())
+    return _matrix(np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit)), n)
+
+
+def _gate(rho: Matrix, gate: np.ndarray, targets: list[int]) -> Matrix:
+    """``U rho U^dagger`` for a unitary on ``targets`` (its own qubit order)."""
+    t, n = _tensor(rho)
+    m = len(targets)
+    u = gate.reshape([2] * (2 * m))
+    # rows: contract U's input axes with the targets' row axes, put the outputs back
+    t = np.moveaxis(np.tensordot(u, t, axes=(list(range(m, 2 * m)), targets)), range(m), targets)
+    cols = [n + q for q in targets]
+    t = np.tensordot(t, u.conj(), axes=(cols, list(range(m, 2 * m))))
+    return _matrix(np.moveaxis(t, range(2 * n - m, 2 * n), cols), n)
+
+
+def _ptrace(rho: Matrix, keep: list[int]) -> Matrix:
+    """The reduced state of the qubits ``keep`` (ascending order kept)."""
+    t, n = _tensor(rho)
+    m = n
+    for q in sorted(set(range(n)) - set(keep), reverse=True):
+        t = np.trace(t, axis1=q, axis2=q + m)
+        m -= 1
+    return _matrix(t, m)
+
+
+def _permute(rho: Matrix, order: list[int]) -> Matrix:
+    """Qubit ``order[i]`` becomes qubit ``i``."""
+    t, n = _tensor(rho)
+    return _matrix(np.transpose(t, order + [n + q for q in order]), n)
+
+
+def _project(rho: Matrix, qubit: int, ket: np.ndarray) -> tuple[float, Matrix | None]:
     """Probability of finding ``qubit`` in ``ket``, and the rest's normalised state then
     (None when nothing is left or the outcome cannot occur)."""
-    n = num_qubits(rho)
-    tensor = np.moveaxis(rho.full().reshape([2] * (2 * n)), (qubit, n + qubit), (0, 1))
+    t, n = _tensor(rho)
+    t = np.moveaxis(t, (qubit, n + qubit), (0, 1))
     side = 2 ** (n - 1)
-    v = ket.full().ravel()
-    rest = np.einsum("a,abxy,b->xy", v.conj(), tensor.reshape(2, 2, side, side), v)
+    rest = np.einsum("a,abxy,b->xy", ket.conj(), t.reshape(2, 2, side, side), ket)
     p = float(np.real(np.trace(rest)))
     if n == 1 or p <= _NEGLIGIBLE:
         return max(p, 0.0), None
-    return p, Qobj(rest / p, dims=[[2] * (n - 1), [2] * (n - 1)])
+    return p, rest / p
 
 
-def _apply_gate(rho: Qobj, gate: np.ndarray, targets: list[int]) -> Qobj:
-    n = num_qubits(rho)
-    k = len(targets)
-    op = qt.expand_operator(Qobj(gate, dims=[[2] * k, [2] * k]), dims=[2] * n, targets=targets)
-    return op * rho * op.dag()
-
-
+#: Bell states' amplitudes |B> = sum M_ab |ab>.
+_BELL_M = {name: bell_ket(name).full().reshape(2, 2) for name in BELL_STATES}
+_KETS = {b: k.full().ravel() for b, k in BASIS_KETS.items()}
+_ORTHOGONAL = {b: np.array([-k[1].conj(), k[0].conj()]) for b, k in _KETS.items()}
+_PAULI_ARRAYS = {
+    "I": np.eye(2, dtype=complex),
+    "X": np.asarray(qt.sigmax().full()),
+    "Y": np.asarray(qt.sigmay().full()),
+    "Z": np.asarray(qt.sigmaz().full()),
+}
 _CNOT = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=complex)
+
+
+def _bell_branches(rho: Matrix, q0: int, q1: int) -> list[tuple[float, Matrix | None]]:
+    """Per Bell state (BELL_STATES order): its probability on qubits (q0, q1) and the
+    rest's normalised state (None when nothing is left)."""
+    t, n = _tensor(rho)
+    t = np.moveaxis(t, (q0, q1, n + q0, n + q1), (0, 1, 2, 3))
+    side = 2 ** (n - 2)
+    t = t.reshape(2, 2, 2, 2, side, side)
+    out = []
+    for name in BELL_STATES:
+        m = _BELL_M[name]
+        rest = np.einsum("ab,abcdxy,cd->xy", m.conj(), t, m)
+        p = max(float(np.real(np.trace(rest))), 0.0)
+        out.append((p, rest / p if n > 2 and p > _NEGLIGIBLE else None))
+    return out
 
 
 @dataclass
@@ -128,7 +196,7 @@ class _Qubit:
 
 @dataclass
 class _Register:
-    rho: Qobj
+    rho: Matrix
     qubits: list[_Qubit] = field(default_factory=list)
 
     def index(self, slot: Slot) -> int:
@@ -179,15 +247,16 @@ class Network:
     def release(self, slot: Slot) -> None:
         self._reserved.discard(slot)
 
-    def add_register(self, rho: Qobj, slots: list[Slot], born_s: float) -> None:
+    def add_register(self, rho: Qobj | Matrix, slots: list[Slot], born_s: float) -> None:
         """A new register whose qubit ``i`` sits in ``slots[i]``, stored since ``born_s``."""
-        rho = as_density_matrix(rho)
-        if num_qubits(rho) != len(slots):
-            raise ValueError(f"a {num_qubits(rho)}-qubit register for {len(slots)} slot(s)")
+        if isinstance(rho, Qobj):
+            rho = np.array(as_density_matrix(rho).full(), dtype=complex)
+        if rho.shape != (2 ** len(slots), 2 ** len(slots)):
+            raise ValueError(f"a register of shape {rho.shape} for {len(slots)} slot(s)")
         for slot in slots:
             if slot in self._at:
                 raise QuantumMemoryError(f"{slot[0]} mode {slot[1]} already holds a qubit")
-        reg = _Register(rho, [_Qubit(s, born_s, born_s) for s in slots])
+        reg = _Register(np.array(rho, dtype=complex), [_Qubit(s, born_s, born_s) for s in slots])
         for slot in slots:
             self._at[slot] = reg
 
@@ -196,11 +265,12 @@ class Network:
         readbacks; touches nothing but the decoherence up to ``t_s``."""
         reg = self._merged(slots, t_s)
         idx = [reg.index(s) for s in slots]
-        rho = reg.rho.ptrace(sorted(idx)) if len(idx) < len(reg.qubits) else reg.rho
         order = sorted(idx)
+        rho = _ptrace(reg.rho, order) if len(idx) < len(reg.qubits) else reg.rho
         if order != idx:
-            rho = rho.permute([order.index(i) for i in idx])
-        return rho
+            rho = _permute(rho, [order.index(i) for i in idx])
+        n = len(idx)
+        return Qobj(rho, dims=[[2] * n, [2] * n])
 
     def discard(self, slot: Slot) -> None:
         """The qubit in ``slot`` is lost (traced out); its partners keep their state."""
@@ -210,7 +280,7 @@ class Network:
         i = reg.index(slot)
         del reg.qubits[i]
         if reg.qubits:
-            reg.rho = reg.rho.ptrace([j for j in range(num_qubits(reg.rho)) if j != i])
+            reg.rho = _ptrace(reg.rho, [j for j in range(len(reg.qubits) + 1) if j != i])
 
     # -- the lazy decoherence ------------------------------------------------------------
 
@@ -221,7 +291,7 @@ class Network:
                 continue
             p = self._memories[qb.slot[0]].params
             if math.isfinite(p.t1_s) or math.isfinite(p.t2_s):
-                reg.rho = apply_kraus(reg.rho, t1t2_array(dt, p.t1_s, p.t2_s), i)
+                reg.rho = _kraus(reg.rho, t1t2_array(dt, p.t1_s, p.t2_s), i)
             qb.aged_s = t_s
 
     def _merged(self, slots: list[Slot], t_s: float) -> _Register:
@@ -235,14 +305,14 @@ class Network:
                 regs.append(self._at[s])
         reg = regs[0]
         for other in regs[1:]:
-            reg.rho = qt.tensor(reg.rho, other.rho)
+            reg.rho = np.kron(reg.rho, other.rho)
             reg.qubits.extend(other.qubits)
             for qb in other.qubits:
                 self._at[qb.slot] = reg
         self._age(reg, t_s)
         return reg
 
-    def _remove(self, reg: _Register, i: int, rest: Qobj | None) -> None:
+    def _remove(self, reg: _Register, i: int, rest: Matrix | None) -> None:
         """Qubit ``i`` has been measured: ``rest`` is the others' state."""
         qb = reg.qubits.pop(i)
         del self._at[qb.slot]
@@ -257,13 +327,11 @@ class Network:
         qubit leaves its register (read efficiency and read-out error: the caller's)."""
         reg = self._merged([slot], t_s)
         i = reg.index(slot)
-        ket0 = BASIS_KETS[basis]
-        p0, rest0 = _project(reg.rho, i, ket0)
+        p0, rest0 = _project(reg.rho, i, _KETS[basis])
         if rng.random() < p0:
             self._remove(reg, i, rest0)
             return 0
-        ket1 = qt.sigmax() * ket0 if basis == "Z" else (qt.sigmaz() * ket0)
-        _, rest1 = _project(reg.rho, i, ket1)
+        _, rest1 = _project(reg.rho, i, _ORTHOGONAL[basis])
         self._remove(reg, i, rest1)
         return 1
 
@@ -273,41 +341,37 @@ class Network:
         """Complete Bell-state measurement of two qubits; both leave the register."""
         reg = self._merged([slot1, slot2], t_s)
         i1, i2 = reg.index(slot1), reg.index(slot2)
-        n = len(reg.qubits)
-        if n == 2:  # nothing left over: the four probabilities alone
-            probs = np.array([float(np.real((bell_dm(b) * reg.rho).tr())) for b in BELL_STATES])
-            probs = np.clip(probs, 0.0, None)
-            for s in (slot1, slot2):
-                del self._at[s]
-            return BELL_STATES[int(rng.choice(4, p=probs / probs.sum()))]
-        branches = measure_bell(reg.rho, (i1, i2))
-        weights = np.clip([b.probability for b in branches], 0.0, None)
-        branch = branches[int(rng.choice(4, p=weights / weights.sum()))]
+        branches = _bell_branches(reg.rho, i1, i2)
+        weights = np.array([p for p, _ in branches])
+        pick = int(rng.choice(4, p=weights / weights.sum()))
         for i in sorted((i1, i2), reverse=True):
             del self._at[reg.qubits[i].slot]
             del reg.qubits[i]
-        assert branch.state is not None
-        reg.rho = branch.state
-        return branch.outcome
+        if reg.qubits:
+            rest = branches[pick][1]
+            assert rest is not None
+            reg.rho = rest
+        return BELL_STATES[pick]
 
     def apply(self, slot: Slot, gate: np.ndarray, t_s: float) -> None:
         """A single-qubit unitary on the qubit in ``slot``."""
         reg = self._merged([slot], t_s)
-        reg.rho = _apply_gate(reg.rho, gate, [reg.index(slot)])
+        reg.rho = _gate(reg.rho, gate, [reg.index(slot)])
 
     def pauli(self, slot: Slot, op: str, t_s: float) -> None:
-        if op not in PAULI_NAMES:
-            raise ValueError(f"Pauli {op!r} is not one of {', '.join(PAULI_NAMES)}")
-        reg = self._merged([slot], t_s)
-        reg.rho = apply_pauli(reg.rho, op, reg.index(slot))
+        if op not in _PAULI_ARRAYS:
+            raise ValueError(f"Pauli {op!r} is not one of {', '.join(_PAULI_ARRAYS)}")
+        if op != "I":
+            self.apply(slot, _PAULI_ARRAYS[op], t_s)
 
     def cnot(self, control: Slot, target: Slot, t_s: float) -> None:
         reg = self._merged([control, target], t_s)
-        reg.rho = _apply_gate(reg.rho, _CNOT, [reg.index(control), reg.index(target)])
+        reg.rho = _gate(reg.rho, _CNOT, [reg.index(control), reg.index(target)])
 
     def add_input(self, slot: Slot, ket: Qobj, kraus: np.ndarray, t_s: float) -> None:
         """A prepared qubit (``ket`` through the write channel ``kraus``) in ``slot``."""
-        self.add_register(apply_kraus(ket.proj(), kraus, 0), [slot], t_s)
+        v = ket.full().ravel()
+        self.add_register(_kraus(np.outer(v, v.conj()), kraus, 0), [slot], t_s)
 
 
 class NetworkedMemory(QuantumMemory):
@@ -655,6 +719,7 @@ class HeraldingStation(Component):
         self.network = network
         self.memory_a = memory_a
         self.memory_b = memory_b
+        self._states: dict[tuple[Any, ...], Matrix] = {}
 
     # -- the figures the configuration implies ------------------------------------------
 
@@ -766,8 +831,11 @@ class HeraldingStation(Component):
             return Attempts(
                 False, run.attempts, None, None, None, False, run.born_s, run.done_s, run.elapsed_s
             )
-        rho = self.pair_state(run.bell, run.true_herald)
-        self.network.add_register(rho, slots, run.born_s)
+        eve = self.cfg.eavesdropper
+        key = (run.bell, run.true_herald, self.cfg.visibility, eve.side, eve.fraction)
+        if key not in self._states:  # the configuration's state, built once
+            self._states[key] = np.array(self.pair_state(run.bell, run.true_herald).full())
+        self.network.add_register(self._states[key], slots, run.born_s)
         return run
 
 
