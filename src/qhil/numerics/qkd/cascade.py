@@ -50,8 +50,9 @@ from qhil.numerics.qkd.entropy import binary_entropy
 IntArray = NDArray[np.int64]
 
 # Rows of CascadeBob's array of bisections under way (see CascadeBob.__init__).
-_PAS, _S, _E, _PAR, _FRAME, _BASE, _H, _PB, _KNOWN, _PS = range(10)
-_ROWS = 10
+# The first _STATIC rows are those of the block (CascadeBob._g_static).
+_PAS, _S, _E, _FRAME, _BASE, _PAR, _H, _PB, _KNOWN, _PS = range(10)
+_STATIC, _ROWS = 5, 10
 
 DEFAULT_PASSES = 16  # 13 two-block passes: each halves the chance a residual survives
 _MIN_QBER = 1e-4
@@ -617,8 +618,8 @@ class CascadeBob:
         self._busy = np.zeros(n_frames, dtype=bool)  # bisecting
         self._done = np.zeros(n_frames, dtype=bool)
         # Bisections under way, one column each, rows _PAS.._PS (one array, so dropping
-        # the finished ones is one gather): pass, range [s, e), Alice's parity of it,
-        # frame, 4 * (pass * key_bits + block start) (its tree in _nodes), heap index h
+        # the finished ones is one gather): pass, range [s, e), frame, 4 * (pass *
+        # key_bits + block start) (its tree in _nodes), Alice's parity of it, heap index h
         # of [s, e) in that tree, pbase, whether its block was bisected before (known
         # sub-block parities to look up) and Bob's prefix parity at s. Bob's prefix
         # parities over the blocks under bisection are laid end to end in a pool (his
@@ -633,6 +634,7 @@ class CascadeBob:
         self._shuffled: list[int] = []
         self._h_raw = np.zeros((0, 0), dtype=np.uint8)
         self._g_odd = np.zeros(0, dtype=np.uint8)  # Alice's and Bob's block parities differ
+        self._g_static = np.zeros((_STATIC, 0), dtype=np.int64)  # rows _PAS.._BASE per block
         self._sh_table = np.zeros((0, 0), dtype=np.int64)
         # His key in each shuffled pass's order (row _kp_row[pass]; -1: a halving pass),
         # kept up to date by corrections, and where each bit of a full frame sits in it.
@@ -701,6 +703,14 @@ class CascadeBob:
         fp = self._g_frame[inferred] + self._g_pass[inferred] * lay.n_frames
         self._g_alice[inferred] = self._frame_parity[self._g_frame[inferred]] ^ others[fp]
         self._g_odd = self._g_alice ^ self._g_bob  # from now on kept up to date by _flip
+        self._g_static = np.empty((_STATIC, self._g_s.size), dtype=np.int64)
+        self._g_static[_PAS], self._g_static[_S], self._g_static[_E] = (
+            self._g_pass,
+            self._g_s,
+            self._g_e,
+        )
+        self._g_static[_FRAME] = self._g_frame
+        self._g_static[_BASE] = 4 * (self._g_pass * self.setup.key_bits + self._g_s)
         self.stats.inferred_parities += int(inferred.size)
         self.stats.passes = self._n_passes
         self._started[:] = 1
@@ -758,35 +768,29 @@ class CascadeBob:
             return False
         # Per frame: the odd blocks of its started pass with the smallest blocks; if
         # its started passes are even, it starts passes until one has odd blocks.
-        odd = np.flatnonzero(self._g_odd)
+        odd = np.nonzero(self._g_odd.view(bool))[0]  # 0/1 bytes; ~15x flatnonzero on uint8
         odd = odd[idle[self._g_frame[odd]]]
         frames, pas = self._g_frame[odd], self._g_pass[odd]
-        in_started = pas < self._started[frames]
-        has_started = np.zeros(self._lay.n_frames, dtype=bool)
-        has_started[frames[in_started]] = True
-        key = np.where(in_started, self._g_rank[odd], self._n_passes + pas)
-        valid = in_started | ~has_started[frames]
+        # started passes by rank (< n_passes) beat the next passes to start, in order
+        key = np.where(pas < self._started[frames], self._g_rank[odd], self._n_passes + pas)
         best = np.full(self._lay.n_frames, 2 * self._n_passes, dtype=np.int64)
-        np.minimum.at(best, frames[valid], key[valid])
+        np.minimum.at(best, frames, key)
         later = idle & (best >= self._n_passes) & (best < 2 * self._n_passes)
         self._started[later] = best[later] - self._n_passes + 1
         self._done |= idle & (best == 2 * self._n_passes)
         if odd.size:
-            new = odd[valid & (key == best[frames])]  # global block ids
-            frames = self._g_frame[new]
-            pas, s = self._g_pass[new], self._g_s[new]
-            cat = np.concatenate
+            new = odd[key == best[frames]]  # global block ids
             if self._iv.shape[1] == 0:
                 self._pool_used = 0  # no bisection refers to the pool any more
             add = np.empty((_ROWS, new.size), dtype=np.int64)
-            add[_PAS], add[_S], add[_E] = pas, s, self._g_e[new]
-            add[_PAR], add[_FRAME] = self._g_alice[new], frames
-            add[_BASE] = 4 * (pas * self.setup.key_bits + s)
+            add[:_STATIC] = self._g_static[:, new]
+            frames, pas, s = add[_FRAME], add[_PAS], add[_S]
+            add[_PAR] = self._g_alice[new]
             add[_H] = 1
-            add[_PB] = self._pool_prefixes(pas, s, self._g_e[new])
+            add[_PB] = self._pool_prefixes(pas, s, add[_E])
             add[_KNOWN] = self._g_bisected[new]
             add[_PS] = self._pool[s + add[_PB]]
-            self._iv = cat([self._iv, add], axis=1)
+            self._iv = np.concatenate([self._iv, add], axis=1)
             self._active += np.bincount(frames, minlength=self._lay.n_frames)
             self._busy[frames] = True
             self._g_bisected[new] = True
@@ -904,16 +908,17 @@ class CascadeBob:
         """Flip the bits found by frames whose bisections are all over; True if any."""
         if self._found_bits.size == 0:
             return False
-        frames = self._found_frames
-        over = self._active[frames] == 0
-        if not over.any():
+        ended = self._busy & (self._active == 0)  # every bisection has found its bit
+        n_ended = int(np.count_nonzero(ended))
+        if n_ended == 0:
             return False
-        bits = self._found_bits
+        bits, frames = self._found_bits, self._found_frames
+        over = ended[frames]
         self._found_bits, self._found_frames = bits[~over], frames[~over]
         self._flip(bits[over])
-        self._busy[frames[over]] = False
+        self._busy &= ~ended
         self._idle_changed = True
-        self.stats.rounds += int(np.unique(frames[over]).size)
+        self.stats.rounds += n_ended
         return True
 
     def _flip(self, bits: IntArray) -> None:
