@@ -6,15 +6,17 @@ purification of F = 0.9 links (0.9 -> 0.9264, p = 0.8756; PHYSICS.md case 6). Tw
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from qhil.cli import main
 from qhil.orchestrator.experiments.network import open_network
 from qhil.orchestrator.experiments.network.frames import agree_expected
-from qhil.orchestrator.experiments.teleport.job import run_teleport_job
 from qhil.orchestrator.experiments.teleport.purification import bbpssw_werner, purify_link_pairs
 from qhil.orchestrator.profile import load_profile
 from qhil.records import RunStore
@@ -39,20 +41,24 @@ def _profile_copy(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.slow  # 360 pairs through the instruments: ~8 s
+@pytest.mark.slow  # bench start, 360 pairs through the instruments, two figures: ~10 s CPU
 def test_teleportation_average_fidelity_on_the_bench(tmp_path: Path) -> None:
-    """Link pairs F = (1 + V)/2 = 0.95 (rank-2 Bell-diagonal, dark counts 1e-7), swapped:
-    F = F1 F2 + (1 - F1)(1 - F2) = 0.905; six-input mean (2F + 1)/3 = 0.9367."""
-    summary = asyncio.run(
-        run_teleport_job(_profile_copy(tmp_path), CLEAN, tmp_path / "data", shots=60)
-    )
-    assert summary.status == "success", summary.reason
-    res = RunStore(tmp_path / "data").get(summary.run_id).results
+    """``qhil run teleport PROFILE --json``: link pairs F = (1 + V)/2 = 0.95 (rank-2
+    Bell-diagonal, dark counts 1e-7), swapped: F = F1 F2 + (1 - F1)(1 - F2) = 0.905;
+    six-input mean (2F + 1)/3 = 0.9367. The run records its shots and draws its plots."""
+    sets = [a for o in CLEAN for a in ("--set", o)]
+    args = ["run", "teleport", str(_profile_copy(tmp_path)), "--shots", "60", "--json", *sets]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    res = json.loads(result.output.strip().splitlines()[-1])
+    assert res["kind"] == "teleport" and res["status"] == "success"
+    assert [Path(p).name for p in res["plots"]] == ["bloch.png", "fidelity.png"]
     f_link = 0.94999
     f_pair = f_link**2 + (1 - f_link) ** 2
     want = (2 * f_pair + 1) / 3
     avg, std = res["average_fidelity"], res["average_fidelity_std"]
     assert res["measured_shots"] == 360
+    assert RunStore(tmp_path / "data").get(res["run_id"]).arrays["shots"].size == 360
     assert abs(avg - want) < Z99_9 * std, (avg, std, want)
     assert avg - Z99_9 * std > 2 / 3  # beats the classical limit
 
