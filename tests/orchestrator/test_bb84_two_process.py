@@ -43,7 +43,7 @@ def test_two_party_processes_end_with_the_same_verified_key(tmp_path: Path) -> N
         cal = [sys.executable, "-m", "qhil.cli", "calibrate", "polarization", str(lab), "--json"]
         done = subprocess.run(cal, capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
-        base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(lab), "--duration", "0.3"]
+        base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(lab), "--duration", "0.1"]
         base += ["--json", "--auth-key-file", str(key)]
         bob = subprocess.Popen(
             [
