@@ -57,7 +57,7 @@ def test_readme_two_process_recipe_gives_both_parties_the_same_key(tmp_path: Pat
         assert emulator.stdout.readline(), (tmp_path / "emulate.err").read_text()
         assert lab.exists()
         port = _free_port()
-        party = [*QHIL, "run", "bb84", "lab.toml", "--duration", "0.3", "--json"]
+        party = [*QHIL, "run", "bb84", "lab.toml", "--duration", "0.1", "--json"]
         party += ["--auth-key-file", "psk.hex"]
         parties += [
             subprocess.Popen(
