@@ -186,7 +186,26 @@ async def _store_d_measure_x(d: QMC) -> int | None:
     return await d.measure(1, "X")
 
 
+async def _bloch_r_measure_y(d: QMC) -> tuple[str, int | None]:
+    await d.set_input_bloch(math.pi / 2, math.pi / 2)  # R = (H + iV)/sqrt 2
+    await d.store(2)
+    return await d.get_input(), await d.measure(2, "Y")
+
+
 QMC_CASES = [
+    ProtocolCase(
+        "Bloch-angle input, stored and measured",
+        _bloch_r_measure_y,
+        [
+            (b"QMEMory:INPut:BLOCh 1.570796327,1.570796327\n", b""),
+            NO_ERROR,
+            (b"QMEMory:STORe 2\n", b""),
+            NO_ERROR,
+            (b"QMEMory:INPut?\n", b"BLOC\n"),
+            (b"QMEMory:MEASure? 2,Y\n", b"0\n"),
+        ],
+        ("BLOCH", 0),
+    ),
     ProtocolCase(
         "measure an empty mode",
         lambda d: d.measure(0, "Z"),
@@ -284,6 +303,8 @@ async def test_teleport_with_the_bell_input_answers_none_and_says_why() -> None:
         lambda d: d.twirl(0, 12),
         lambda d: d.pauli(0, "H"),
         lambda d: d.measure(0, "W"),
+        lambda d: d.set_input_bloch(4.0, 0.0),
+        lambda d: d.set_input_bloch(0.0, -0.1),
     ],
 )
 async def test_qmc_bad_values_refused_before_any_byte(call: Any) -> None:

@@ -8,6 +8,7 @@ programmed read-out (``READout:DELay``): its timeout is the usual one plus that 
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 from qhil.drivers.declarations import Action, Control, Measurement
@@ -75,8 +76,15 @@ class QMC(ScpiInstrument):
     input_state = Control(
         get="QMEMory:INPut?",
         set="QMEMory:INPut {value}",
-        value=Keyword({s: s for s in INPUTS}),
-        doc="What STORe writes: BELL (half of |Phi+>, twin kept) or a prepared H/V/D/A/R/L.",
+        value=Keyword({**{s: s for s in INPUTS}, "BLOCH": "BLOCh"}),
+        doc="What STORe writes: BELL (half of |Phi+>, twin kept), a prepared H/V/D/A/R/L, "
+        "or BLOCH (the state at the INPut:BLOCh angles).",
+    )
+    input_bloch = Control(
+        get="QMEMory:INPut:BLOCh?",
+        set="QMEMory:INPut:BLOCh {value}",
+        value=Numbers(count=2, item=ScpiReal(fmt="{:.10g}")),
+        doc="Bloch angles (theta, phi) in rad of the prepared input; setting selects it.",
     )
     store_mode = Action(
         "QMEMory:STORe {mode}", args=_MODE, doc="Write the input qubit into a mode, now."
@@ -263,6 +271,14 @@ class QMC(ScpiInstrument):
 
     async def set_input(self, state: str) -> None:
         await self.input_state.set(state)
+
+    async def set_input_bloch(self, theta_rad: float, phi_rad: float) -> None:
+        """Prepare the input cos(theta/2)|H> + exp(i phi) sin(theta/2)|V> and select it
+        (``input_state`` then reads BLOCH); theta in [0, pi], phi in [0, 2 pi]."""
+        for name, value, top in (("theta", theta_rad, math.pi), ("phi", phi_rad, 2 * math.pi)):
+            if not (isinstance(value, int | float) and 0.0 <= value <= top):
+                raise ValidationError("QMEMory:INPut:BLOCh", value, f"{name} in [0, {top:.6g}] rad")
+        await self.input_bloch.set([float(theta_rad), float(phi_rad)])
 
     async def get_input(self) -> str:
         return str(await self.input_state.get())

@@ -109,6 +109,7 @@ class QMCEmulator(ScpiEmulator):
     def power_on_state(self) -> None:
         super().power_on_state()
         self.input = "BELL"
+        self.bloch = (0.0, 0.0)  # the prepared state of INPut BLOCh: theta, phi in rad
         self.readout_delay_ps = 0
         self.pending: dict[int, int] = {}  # mode -> due time of its programmed read-out (ps)
         self.latched: dict[int, tuple[bool, RetrievalRecord | None]] = {}
@@ -145,7 +146,18 @@ class QMCEmulator(ScpiEmulator):
     def _input_state(self) -> tuple[Qobj, int | None]:
         if self.input == "BELL":
             return bell_dm("phi+"), 1  # the memory gets photon 1; its twin stays behind
-        return _SINGLE[self.input], None
+        return self._single_ket(), None
+
+    def _single_ket(self) -> Qobj:
+        """The prepared single-photon input (H..L, or the state at the Bloch angles)."""
+        if self.input != "BLOCH":
+            return _SINGLE[self.input]
+        theta, phi = self.bloch
+        h, v = _SINGLE["H"], _SINGLE["V"]
+        return (
+            math.cos(theta / 2) * h
+            + complex(math.cos(phi), math.sin(phi)) * math.sin(theta / 2) * v
+        )
 
     @on("mode_count.get")
     def _count(self) -> int:
@@ -153,7 +165,19 @@ class QMCEmulator(ScpiEmulator):
 
     @on("input_state.get")
     def _inp_q(self) -> Raw:
-        return Raw(self.input)
+        return Raw("BLOC" if self.input == "BLOCH" else self.input)
+
+    @on("input_bloch.get")
+    def _bloch_q(self) -> Raw:
+        return Raw(",".join(nr3(x) for x in self.bloch))
+
+    @on("input_bloch.set")
+    def _bloch(self, value: list[float]) -> None:
+        theta, phi = value
+        if not (0.0 <= theta <= math.pi + 1e-12 and 0.0 <= phi <= 2 * math.pi + 1e-12):
+            raise ScpiError(*DATA_OUT_OF_RANGE)
+        self.bloch = (theta, phi)
+        self.input = "BLOCH"
 
     @on("input_state.set")
     def _inp(self, value: str) -> None:
@@ -362,7 +386,7 @@ class QMCEmulator(ScpiEmulator):
         if self.input == "BELL":  # nothing to teleport: answered, and said why
             self.push_error(*INPUT_CONFLICT)
             return Raw("NONE")
-        outcome = self.memory.teleport(mode, self.input, t)
+        outcome = self.memory.teleport(mode, self._single_ket(), t)
         self.last = self.memory.last_retrieval
         return Raw("NONE" if outcome is None else outcome.upper())
 

@@ -613,9 +613,10 @@ class NetworkedMemory(QuantumMemory):
             return None
         return self.network.measure(self._slot(sacrifice), "Z", t_now, self._rng) ^ self._flip()
 
-    def teleport(self, mode: int, input_name: str, t_now: float) -> BellState | None:
-        """Bell-state measurement of a freshly prepared input qubit (written with this
-        memory's write channel) with the qubit in ``mode``; the mode is emptied."""
+    def teleport(self, mode: int, input_state: str | Qobj, t_now: float) -> BellState | None:
+        """Bell-state measurement of a freshly prepared input qubit (H/V/D/A/R/L or a ket,
+        written with this memory's write channel) with the qubit in ``mode``; the mode is
+        emptied."""
         self._check_mode(mode)
         self._advance(t_now)
         self._localise(mode, t_now)
@@ -623,7 +624,8 @@ class NetworkedMemory(QuantumMemory):
             return None
         slot = self._slot(mode)
         scratch: Slot = (self.name, -1)  # the input qubit, for the instant of the measurement
-        self.network.add_input(scratch, INPUT_KETS[input_name], self._write_kraus(), t_now)
+        ket = INPUT_KETS[input_state] if isinstance(input_state, str) else input_state
+        self.network.add_input(scratch, ket, self._write_kraus(), t_now)
         outcome = self.network.bell_measure(scratch, slot, t_now, self._rng)
         return self._noisy_bell(outcome)
 
