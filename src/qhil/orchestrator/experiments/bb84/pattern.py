@@ -56,7 +56,8 @@ class BlockPattern:
         """The record of the pulses at ``positions`` only (record index i = positions[i]):
         sifting reads nothing else, and the whole record is three passes over a block."""
         s = self.symbols[positions]
-        return AliceRecord(s & 1, (s >> 1) & 1, s >> 2)
+        one, two = np.uint8(1), np.uint8(2)
+        return AliceRecord(s & one, (s >> one) & one, s >> two)
 
     def in_window(self, start: int, count: int) -> NDArray[np.bool_]:
         """Mask of the ``count`` consecutive positions from ``start`` (wrapping at the end)."""
