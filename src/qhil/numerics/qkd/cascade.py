@@ -188,6 +188,13 @@ def _concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:
     return np.repeat(starts - offs, lens) + np.arange(int(lens.sum()), dtype=np.int64)
 
 
+def _inverse_permutation(perm: NDArray[np.int32]) -> IntArray:
+    """inv[perm[i]] = i, in one scatter (argsort would sort)."""
+    inv = np.empty(perm.size, dtype=np.int64)
+    inv[perm] = np.arange(perm.size, dtype=np.int64)
+    return inv
+
+
 def _bits_at(packed: BitArray, index: IntArray) -> IntArray:
     """Bits ``index`` of a packed bit string (numpy's big-endian bit order), as 0/1."""
     return ((packed[index >> 3] >> (7 - (index & 7))) & 1).astype(np.int64)
@@ -355,8 +362,8 @@ class _Layout:
         inverse = self._inverse[p]
         if inverse is None:
             inverse = (
-                np.argsort(perms[0]).astype(np.int64),
-                np.argsort(perms[1]).astype(np.int64),
+                _inverse_permutation(perms[0]),
+                _inverse_permutation(perms[1]),
             )
             self._inverse[p] = inverse
         inv, inv_tail = inverse
@@ -732,7 +739,7 @@ class CascadeBob:
         # position of a frame's permutation in frame 0, and blocks per frame.
         perms = [lay._perms[q] for q in self._shuffled]
         if self._shuffled and all(pt is not None and pt[0].size for pt in perms):
-            self._sh_pos = np.stack([np.argsort(pt[0]) for pt in perms if pt is not None])
+            self._sh_pos = np.stack([_inverse_permutation(pt[0]) for pt in perms if pt is not None])
             sizes_sh = np.array([self.setup.block_sizes[q] for q in self._shuffled])
             offs_sh = np.array([self._g_off[q] for q in self._shuffled])
             self._sh_table = offs_sh[:, None] + self._sh_pos // sizes_sh[:, None]
@@ -864,7 +871,7 @@ class CascadeBob:
         """Bisections down to one bit have found it: record it (flipped at round end)."""
         iv = self._iv
         single = (iv[_E] - iv[_S]) == 1
-        if not single.any():
+        if not np.count_nonzero(single):  # (cheaper than .any() on small arrays)
             return
         done = iv[:, single]
         pos, pas1 = done[_S], done[_PAS]
@@ -886,7 +893,7 @@ class CascadeBob:
         moved = False
         while True:
             iv = self._iv
-            cand = np.flatnonzero(iv[_KNOWN])
+            cand = iv[_KNOWN].nonzero()[0]
             if cand.size == 0:
                 break
             sub = iv[:, cand]
@@ -894,7 +901,7 @@ class CascadeBob:
             known = lv > 0
             # a node whose halves are unknown was never bisected: nor were those below it
             iv[_KNOWN, cand[~known]] = 0
-            if not known.any():
+            if not np.count_nonzero(known):
                 break
             sub = sub[:, known]
             self.stats.inferred_parities += int(sub.shape[1])
