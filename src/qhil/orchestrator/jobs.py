@@ -232,28 +232,57 @@ async def run_bb84_job(
                     tracking=tracking,
                 )
             except BB84Aborted as exc:
-                reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
-                results = exc.result.to_results() if exc.result is not None else {}
-                results = _with_reuse(run, results)  # the summary's polarization_calibration
-                results.update(_pool_report(pool_run, alice_auth, committed=False))
-                results.update(tracking_results(tracking))
-                run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
-                if results:
-                    run.log_results(_scalars(results))
-                run.abort(reason)
-                return JobSummary(run.run_id, "aborted", reason, results)
+                return _bb84_aborted(run, exc, diagnosis, pool_run, alice_auth, tracking)
             finally:
                 await asyncio.gather(alice_ch.close(), bob_ch.close(), return_exceptions=True)
-        results = _with_reuse(run, result.to_results())
-        both = result.alice_key is not None and result.bob_key is not None
-        results.update(_pool_report(pool_run, alice_auth, committed=both))
-        results.update(tracking_results(tracking))
-        run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
+        made = [k for k in (result.alice_key, result.bob_key) if k is not None]
+        both = len(made) == 2
+        summary = _bb84_ended(run, result.to_results(), pool_run, alice_auth, tracking, made, both)
+    return summary
+
+
+def _bb84_aborted(
+    run: Any,
+    exc: BB84Aborted,
+    diagnosis: DiscardDiagnosis,
+    pool_run: PoolRun | None,
+    auth: Any,
+    tracking: BobTracking | None,
+) -> JobSummary:
+    """A BB84 job's protocol abort: what it had (its tally, the polarization reuse, the
+    pad spent, the tracking) recorded with the likely cause; the run aborted (exit 3)."""
+    reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
+    results = exc.result.to_results() if exc.result is not None else {}
+    results = _with_reuse(run, results)  # the summary's polarization_calibration
+    results.update(_pool_report(pool_run, auth, committed=False))
+    results.update(tracking_results(tracking))
+    run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
+    if results:
         run.log_results(_scalars(results))
-        for ref in (result.alice_key, result.bob_key):
-            if ref is not None:
-                run.add_key(ref)
-        run.finish("success")
+    run.abort(reason)
+    return JobSummary(run.run_id, "aborted", reason, results)
+
+
+def _bb84_ended(
+    run: Any,
+    results: dict[str, Any],
+    pool_run: PoolRun | None,
+    auth: Any,
+    tracking: BobTracking | None,
+    keys: list[Any],
+    committed: bool,
+) -> JobSummary:
+    """A BB84 job that ran to its end: its results with the polarization reuse, the pad
+    accounting (the pool refilled when ``committed``) and the tracking, recorded with
+    ``keys`` (references only); the run finished."""
+    results = _with_reuse(run, results)
+    results.update(_pool_report(pool_run, auth, committed=committed))
+    results.update(tracking_results(tracking))
+    run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
+    run.log_results(_scalars(results))
+    for ref in keys:
+        run.add_key(ref)
+    run.finish("success")
     return JobSummary(run.run_id, "success", None, results)
 
 
@@ -822,24 +851,10 @@ async def run_bb84_party_job(
                     tracking = _bob_tracking(prof, bench, settings, start)
                     mine = await run_bob(settings, tagger, channel, tracking=tracking, **common)
             except BB84Aborted as exc:
-                reason = f"{exc.reason.value}: {diagnosis.explain(exc)}"
-                results = exc.result.to_results() if exc.result is not None else {}
-                results = _with_reuse(run, results)  # the summary's polarization_calibration
-                results.update(_pool_report(pool_run, auth, committed=False))
-                results.update(tracking_results(tracking))
-                run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
-                if results:
-                    run.log_results(_scalars(results))
-                run.abort(reason)
-                return JobSummary(run.run_id, "aborted", reason, results)
+                return _bb84_aborted(run, exc, diagnosis, pool_run, auth, tracking)
             finally:
                 await opened.close()
-        results = _with_reuse(run, _party_results(party, mine, settings))
-        results.update(_pool_report(pool_run, auth, committed=mine.key is not None))
-        results.update(tracking_results(tracking))
-        run.log_results(tracked_polarization(tracking))  # the store's, not the summary's
-        run.log_results(_scalars(results))
-        if mine.key is not None:
-            run.add_key(mine.key)
-        run.finish("success")
-    return JobSummary(run.run_id, "success", None, results)
+        made = [mine.key] if mine.key is not None else []
+        results = _party_results(party, mine, settings)
+        summary = _bb84_ended(run, results, pool_run, auth, tracking, made, bool(made))
+    return summary

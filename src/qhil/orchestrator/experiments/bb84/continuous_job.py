@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -140,6 +141,69 @@ class Recorder:
         return self._forward(p) if self._forward is not None else None
 
 
+@dataclasses.dataclass
+class ContinuousLoop:
+    """What every continuous job (bb84, bbm92, one process or one party) gives each
+    party's key loop: its run, the key store cut to the KMEs' room, the storage gates."""
+
+    run: Any
+    store: Any
+    keys: CappedKeyStore
+    stop: StopRequest
+    timeout_s: float
+    gates: GateFactory | None = None
+    progress: ProgressHook | None = None
+    on_progress: Callable[[ContinuousProgress], Any] | None = None
+    max_consecutive_drops: int = MAX_CONSECUTIVE_DROPS
+
+    def party(
+        self, name: str, runner: KeyRunner, channel: Any
+    ) -> Coroutine[Any, Any, ContinuousResult]:
+        """Party ``name``'s loop, its keys and pauses recorded as they come."""
+        recorder = Recorder(self.run, name, self.on_progress)
+        return run_continuous_party(
+            name,
+            runner,
+            channel,
+            key_store=self.keys,
+            stop=self.stop,
+            timeout_s=self.timeout_s,
+            gate=self.gates(name) if self.gates is not None else Unbounded(),
+            progress=self.progress,
+            on_progress=recorder.on_progress,
+            on_key=recorder.on_key,
+            max_consecutive_drops=self.max_consecutive_drops,
+        )
+
+
+def continuous_loop(
+    kind: str,
+    prof: Any,
+    settings: Any,
+    *,
+    data_dir: str | Path | None,
+    key_dir: str | Path | None,
+    party: str | None = None,
+    **loop: Any,
+) -> ContinuousLoop:
+    """The stores (checked writable before any instrument is opened), the run started
+    (``kind``, the settings, ``party``, ``continuous``), and ``loop``'s options
+    (:class:`ContinuousLoop`'s fields from ``stop`` on)."""
+    from qhil.orchestrator.jobs import output_stores
+
+    store, plain = output_stores(data_dir, key_dir)
+    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room (continuous.py)
+    mine = {} if party is None else {"party": party}
+    run = store.start_run(
+        kind,
+        profile=prof,
+        profile_source=prof.source,
+        seed=prof.bench.seed,
+        parameters={**settings.model_dump(mode="json"), **mine, "continuous": True},
+    )
+    return ContinuousLoop(run, store, keys, **loop)
+
+
 def results_of(res: ContinuousResult) -> dict[str, Any]:
     """One party's run results (scalars; never key bits)."""
     keys = res.keys
@@ -211,77 +275,62 @@ async def run_bb84_continuous_job(
     returned summary is :func:`summary_of`'s.
     """
     from qhil.orchestrator.bench import open_bench
-    from qhil.orchestrator.channel import AuthenticationError
     from qhil.orchestrator.experiments.bb84 import bench_roles, run_alice, run_bob
-    from qhil.orchestrator.jobs import bb84_settings, output_stores
+    from qhil.orchestrator.jobs import bb84_settings, open_in_process_or_abort
     from qhil.orchestrator.profile import load_profile
 
     prof = load_profile(profile, overrides or [])
     settings = bb84_settings(prof, duration_s)
-    store, plain = output_stores(data_dir, key_dir)
-    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room (continuous.py)
-    gate_of = gates if gates is not None else (lambda _label: Unbounded())
-    run = store.start_run(
-        "bb84.continuous",
-        profile=prof,
-        profile_source=prof.source,
-        seed=prof.bench.seed,
-        parameters={**settings.model_dump(mode="json"), "continuous": True},
-    )
+    loop = continuous_loop(
+        "bb84.continuous", prof, settings, data_dir=data_dir, key_dir=key_dir, stop=stop,
+        timeout_s=settings.message_timeout_s, gates=gates, progress=progress,
+        on_progress=on_progress, max_consecutive_drops=max_consecutive_drops,
+    )  # fmt: skip
+    run = loop.run
     with run:
         async with open_bench(prof, mode=mode) as bench:
             run.set_identities(await bench.identities())
             generator, tagger = bench_roles(bench, settings)
             reason, tracking = await _before_keys(
-                prof, settings, bench, generator, tagger, run, store
+                prof, settings, bench, generator, tagger, run, loop.store
             )
             # the drift is tracked through every key (bb84/tracking.py), as in one run
             alice_tracking = None if tracking is None else AliceTracking(tracking.polarization)
             if reason is not None:
                 run.abort(reason)
                 return _not_started(run.run_id, reason)
-            try:
-                alice_ch, bob_ch = await open_in_process(run.run_id, settings.message_timeout_s)
-            except AuthenticationError as exc:
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return _not_started(run.run_id, reason)
+            opened = await open_in_process_or_abort(run, settings.message_timeout_s)
+            if isinstance(opened, str):
+                return _not_started(run.run_id, opened)
+            alice_ch, bob_ch = opened
 
             def common(hook: ProgressHook) -> dict[str, Any]:
                 return {
-                    "key_store": keys,
+                    "key_store": loop.keys,
                     "run_id": run.run_id,
                     "progress": hook,
                     "on_data": run.append,
                 }
 
-            def party(name: str, runner: Any) -> Coroutine[Any, Any, ContinuousResult]:
-                recorder = Recorder(run, name, on_progress)
-                return run_continuous_party(
-                    name,
-                    _diagnosed(runner),
-                    alice_ch if name == "alice" else bob_ch,
-                    key_store=keys,
-                    stop=stop,
-                    timeout_s=settings.message_timeout_s,
-                    gate=gate_of(name),
-                    progress=progress,
-                    on_progress=recorder.on_progress,
-                    on_key=recorder.on_key,
-                    max_consecutive_drops=max_consecutive_drops,
-                )
-
             try:
                 a, b = await asyncio.gather(
-                    party(
+                    loop.party(
                         "alice",
-                        lambda h: run_alice(
-                            settings, generator, alice_ch, tracking=alice_tracking, **common(h)
+                        _diagnosed(
+                            lambda h: run_alice(
+                                settings, generator, alice_ch, tracking=alice_tracking, **common(h)
+                            )
                         ),
+                        alice_ch,
                     ),
-                    party(
+                    loop.party(
                         "bob",
-                        lambda h: run_bob(settings, tagger, bob_ch, tracking=tracking, **common(h)),
+                        _diagnosed(
+                            lambda h: run_bob(
+                                settings, tagger, bob_ch, tracking=tracking, **common(h)
+                            )
+                        ),
+                        bob_ch,
                     ),
                 )
             finally:
@@ -289,22 +338,6 @@ async def run_bb84_continuous_job(
         summary = summary_of(run.run_id, [a, b])
         _finish(run, summary, results_of(a))
     return summary
-
-
-async def open_in_process(session_id: str, timeout_s: float) -> tuple[Any, Any]:
-    """Alice's and Bob's ends of an authenticated in-process channel (a fresh key shared
-    by the two parties of this process), opened; AuthenticationError if that fails."""
-    from qhil.orchestrator.channel import AuthKey, HmacSha256Authenticator, in_process_channels
-
-    auth = AuthKey.generate()
-    alice_ch, bob_ch = in_process_channels(
-        HmacSha256Authenticator(auth),
-        HmacSha256Authenticator(auth),
-        session_id=session_id,
-        timeout_s=timeout_s,
-    )
-    await asyncio.gather(alice_ch.open(), bob_ch.open())
-    return alice_ch, bob_ch
 
 
 def _not_started(run_id: str, reason: str) -> dict[str, Any]:
@@ -376,7 +409,7 @@ async def run_bb84_continuous_party_job(
     """
     from qhil.errors import ConfigError
     from qhil.orchestrator.bench import open_bench
-    from qhil.orchestrator.channel import AuthenticationError, HmacSha256Authenticator
+    from qhil.orchestrator.channel import HmacSha256Authenticator
     from qhil.orchestrator.experiments.bb84 import run_alice, run_bob
     from qhil.orchestrator.jobs import (
         _alice_tracking,
@@ -385,8 +418,7 @@ async def run_bb84_continuous_party_job(
         _tell,
         bb84_settings,
         load_auth_key,
-        open_party_channel,
-        output_stores,
+        open_party_or_abort,
     )
     from qhil.orchestrator.profile import load_profile
 
@@ -399,16 +431,12 @@ async def run_bb84_continuous_party_job(
         raise ConfigError(prof.source, f"nodes.{node}", f"{party}'s node is not in the profile")
     own = prof.model_copy(update={"nodes": {node: prof.nodes[node]}, "world": None})
     auth = HmacSha256Authenticator(load_auth_key(auth_key_file))
-    store, plain = output_stores(data_dir, key_dir)
-    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room (continuous.py)
-    gate = gates(party) if gates is not None else Unbounded()
-    run = store.start_run(
-        f"bb84.continuous.{party}",
-        profile=prof,
-        profile_source=prof.source,
-        seed=prof.bench.seed,
-        parameters={**settings.model_dump(mode="json"), "party": party, "continuous": True},
-    )
+    loop = continuous_loop(
+        f"bb84.continuous.{party}", prof, settings, data_dir=data_dir, key_dir=key_dir,
+        party=party, stop=stop, timeout_s=settings.message_timeout_s, gates=gates,
+        progress=progress, on_progress=on_progress, max_consecutive_drops=max_consecutive_drops,
+    )  # fmt: skip
+    run = loop.run
     with run:
         async with open_bench(own) as bench:
             run.set_identities(await bench.identities())
@@ -419,21 +447,20 @@ async def run_bb84_continuous_party_job(
                 if reason is not None:
                     run.abort(reason)
                     return _not_started(run.run_id, str(reason))
-            try:
-                channel, listener = await open_party_channel(
-                    party,
-                    auth,
-                    listen=listen,
-                    connect=connect,
-                    session_id=session_id,
-                    timeout_s=settings.message_timeout_s,
-                    peer_timeout_s=peer_timeout_s,
-                    on_waiting=on_waiting,
-                )
-            except AuthenticationError as exc:
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return _not_started(run.run_id, reason)
+            opened = await open_party_or_abort(
+                party,
+                auth,
+                run,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                timeout_s=settings.message_timeout_s,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=on_waiting,
+            )
+            if isinstance(opened, str):
+                return _not_started(run.run_id, opened)
+            channel = opened.channel
             _tell(on_waiting, f"{party}: connected; continuous key generation until stopped")
             try:
                 try:
@@ -462,31 +489,16 @@ async def run_bb84_continuous_party_job(
                         settings,
                         instrument,
                         channel,
-                        key_store=keys,
+                        key_store=loop.keys,
                         run_id=run.run_id,
                         progress=hook,
                         on_data=run.append,
                         tracking=tracking,
                     )
 
-                recorder = Recorder(run, party, on_progress)
-                mine = await run_continuous_party(
-                    party,
-                    _diagnosed(one_key),
-                    channel,
-                    key_store=keys,
-                    stop=stop,
-                    timeout_s=settings.message_timeout_s,
-                    gate=gate,
-                    progress=progress,
-                    on_progress=recorder.on_progress,
-                    on_key=recorder.on_key,
-                    max_consecutive_drops=max_consecutive_drops,
-                )
+                mine = await loop.party(party, _diagnosed(one_key), channel)
             finally:
-                await channel.close()
-                if listener is not None:
-                    await listener.close()
+                await opened.close()
         summary = summary_of(run.run_id, [mine])
         _finish(run, summary, results_of(mine))
     return summary

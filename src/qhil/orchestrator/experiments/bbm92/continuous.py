@@ -25,20 +25,16 @@ from numpy.typing import NDArray
 
 from qhil.orchestrator.experiments.bb84.continuous import (
     MAX_CONSECUTIVE_DROPS,
-    CappedKeyStore,
     ContinuousProgress,
     ContinuousResult,
     KeyRunner,
     StopRequest,
-    Unbounded,
-    run_continuous_party,
 )
 from qhil.orchestrator.experiments.bb84.continuous_job import (
     GateFactory,
-    Recorder,
     _finish,
     _not_started,
-    open_in_process,
+    continuous_loop,
     results_of,
     summary_of,
 )
@@ -165,7 +161,6 @@ async def run_bbm92_continuous_job(
     """Both parties in this process, key after key on one open entanglement bench; the
     summary is ``bb84.continuous_job.summary_of``'s (see module doc)."""
     from qhil.orchestrator.bench import open_bench
-    from qhil.orchestrator.channel import AuthenticationError
     from qhil.orchestrator.experiments.bbm92.events import click_masks, outcomes
     from qhil.orchestrator.experiments.bbm92.job import (
         acquire_chunks,
@@ -175,23 +170,19 @@ async def run_bbm92_continuous_job(
     from qhil.orchestrator.experiments.bbm92.tracking import ChunkTracker, tracker_for
     from qhil.orchestrator.experiments.entanglement.errors import EntanglementAborted
     from qhil.orchestrator.experiments.entanglement.job import calibrated_zeros
-    from qhil.orchestrator.jobs import _scalars, output_stores
+    from qhil.orchestrator.jobs import _scalars, open_in_process_or_abort
     from qhil.orchestrator.profile import load_profile
 
     prof = load_profile(profile, overrides or [])
     s = BBM92Settings.from_profile(prof, duration_s=duration_s)
-    store, plain = output_stores(data_dir, key_dir)
-    keys = CappedKeyStore(plain.directory)  # keys cut to the KME's room, as bb84's continuous
-    gate_of = gates if gates is not None else (lambda _label: Unbounded())
+    loop = continuous_loop(
+        "bbm92.continuous", prof, s, data_dir=data_dir, key_dir=key_dir, stop=stop,
+        timeout_s=s.message_timeout_s, gates=gates, progress=progress,
+        on_progress=on_progress, max_consecutive_drops=max_consecutive_drops,
+    )  # fmt: skip
+    store, keys, run = loop.store, loop.keys, loop.run
     # each node squashes its own clicks with its own randomness (CSPRNG-seeded)
     squash = {"alice": np.random.default_rng(), "bob": np.random.default_rng()}
-    run = store.start_run(
-        "bbm92.continuous",
-        profile=prof,
-        profile_source=prof.source,
-        seed=prof.bench.seed,
-        parameters={**s.model_dump(mode="json"), "continuous": True},
-    )
     with run:
         async with open_bench(prof, mode=mode) as bench:
             identities = await bench.identities()
@@ -219,28 +210,14 @@ async def run_bbm92_continuous_job(
             try:
                 results.update(await start_pairs(bench, nodes, s, run, store, identities))
                 tracker = tracker_for(bench, nodes, s, run, results, continuous=True)
-                try:
-                    alice_ch, bob_ch = await open_in_process(run.run_id, s.message_timeout_s)
-                except AuthenticationError as exc:
-                    reason = f"authentication_failed: {exc}"
-                    run.abort(reason)
-                    return _not_started(run.run_id, reason)
+                opened = await open_in_process_or_abort(run, s.message_timeout_s)
+                if isinstance(opened, str):
+                    return _not_started(run.run_id, opened)
+                alice_ch, bob_ch = opened
 
                 def party(name: str, channel: Any) -> Coroutine[Any, Any, ContinuousResult]:
-                    recorder = Recorder(run, name, on_progress)
-                    return run_continuous_party(
-                        name,
-                        key_runner(name, s, shared, channel, key_store=keys, run_id=run.run_id),
-                        channel,
-                        key_store=keys,
-                        stop=stop,
-                        timeout_s=s.message_timeout_s,
-                        gate=gate_of(name),
-                        progress=progress,
-                        on_progress=recorder.on_progress,
-                        on_key=recorder.on_key,
-                        max_consecutive_drops=max_consecutive_drops,
-                    )
+                    runner = key_runner(name, s, shared, channel, key_store=keys, run_id=run.run_id)
+                    return loop.party(name, runner, channel)
 
                 try:
                     a, b = await asyncio.gather(party("alice", alice_ch), party("bob", bob_ch))

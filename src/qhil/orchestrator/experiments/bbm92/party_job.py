@@ -45,7 +45,7 @@ from qhil.drivers.roles import (
 from qhil.errors import ConfigError
 from qhil.numerics.entanglement import NoCoincidencePeakError, cross_node_coincidences
 from qhil.orchestrator.bench import open_bench
-from qhil.orchestrator.channel import AuthenticationError, HmacSha256Authenticator
+from qhil.orchestrator.channel import HmacSha256Authenticator
 from qhil.orchestrator.experiments.bb84 import BB84Aborted, BB84Progress
 from qhil.orchestrator.experiments.bb84.errors import AbortReason
 from qhil.orchestrator.experiments.bb84.link import PeerLink
@@ -79,7 +79,7 @@ from qhil.orchestrator.experiments.entanglement.fibres import compensate_fibres
 from qhil.orchestrator.jobs import (
     _scalars,
     load_auth_key,
-    open_party_channel,
+    open_party_or_abort,
     output_stores,
 )
 from qhil.orchestrator.profile import load_profile
@@ -317,21 +317,20 @@ async def run_bbm92_party_job(
                 await mount.move_to_deg(
                     s.alice_mount_zero_deg if party == "alice" else s.bob_mount_zero_deg
                 )
-            try:
-                channel, listener = await open_party_channel(
-                    party,
-                    auth,
-                    listen=listen,
-                    connect=connect,
-                    session_id=session_id,
-                    timeout_s=s.message_timeout_s,
-                    peer_timeout_s=peer_timeout_s,
-                    on_waiting=on_waiting,
-                )
-            except AuthenticationError as exc:
-                reason = f"authentication_failed: {exc}"
-                run.abort(reason)
-                return BBM92Summary(run.run_id, "aborted", reason, {})
+            opened = await open_party_or_abort(
+                party,
+                auth,
+                run,
+                listen=listen,
+                connect=connect,
+                session_id=session_id,
+                timeout_s=s.message_timeout_s,
+                peer_timeout_s=peer_timeout_s,
+                on_waiting=on_waiting,
+            )
+            if isinstance(opened, str):
+                return BBM92Summary(run.run_id, "aborted", opened, {})
+            channel = opened.channel
             peer = "bob" if party == "alice" else "alice"
             link = PeerLink(channel, party, peer, s.message_timeout_s)
             p = None
@@ -374,9 +373,7 @@ async def run_bbm92_party_job(
                 run.abort(reason)
                 return BBM92Summary(run.run_id, "aborted", reason, results)
             finally:
-                await channel.close()
-                if listener is not None:
-                    await listener.close()
+                await opened.close()
         results.update(result_of(p).to_results())
         run.log_results(_scalars(results))
         if p.committed is not None:
