@@ -101,13 +101,19 @@ def test_unknown_node_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [(None, INPUTS), ("all", INPUTS), ("h, D", ("H", "D")), ("1.5;0.25", ("1.5;0.25",))],
+    [
+        (None, INPUTS),
+        ("all", INPUTS),
+        ("h, D", ("H", "D")),
+        ("1.5;0.25", ("1.5;0.25",)),
+        ("0;-1", ("0;5.28319",)),  # azimuth taken modulo 2 pi, as the controller wants it
+    ],
 )
 def test_parse_states(text: str | None, want: tuple[str, ...]) -> None:
     assert parse_states(text) == want
 
 
-@pytest.mark.parametrize("text", ["Q", "H,H", "1;x", "1;2;3"])
+@pytest.mark.parametrize("text", ["Q", "H,H", "1;x", "1;2;3", "3.2;0", "-0.1;0"])
 def test_parse_states_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="--state"):
         parse_states(text)

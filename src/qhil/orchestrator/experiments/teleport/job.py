@@ -10,6 +10,7 @@ A request the network cannot meet (its typed error) or too few measured shots en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ MAX_SHOTS = 100_000
 
 def parse_states(text: str | None) -> tuple[str, ...]:
     """``--state``: ``all`` (default: the six Pauli eigenstates), a comma-separated list of
-    H/V/D/A/R/L, or Bloch angles ``theta;phi`` in radians (polar from H, azimuth from D)."""
+    H/V/D/A/R/L, or Bloch angles ``theta;phi`` in radians (polar from H in [0, pi], azimuth
+    from D towards R, taken modulo 2 pi): ``cos(theta/2)|H> + exp(i phi) sin(theta/2)|V>``."""
     if text is None or text.strip().lower() == "all":
         return INPUTS
     out: list[str] = []
@@ -44,11 +46,16 @@ def parse_states(text: str | None) -> tuple[str, ...]:
             try:
                 theta, phi = (float(v) for v in part.split(";"))
                 bloch_vector((theta, phi))
+                if not 0.0 <= theta <= math.pi:
+                    raise ValueError
             except (ValueError, TomographyError):
                 raise ConfigError(
-                    "<command line>", "--state", f"{part!r}: Bloch angles are 'theta;phi' (rad)"
+                    "<command line>",
+                    "--state",
+                    f"{part!r}: Bloch angles are 'theta;phi' in rad, theta in [0, pi]",
                 ) from None
-            out.append(f"{theta:.6g};{phi:.6g}")
+            # the azimuth as the controller takes it, in [0, 2 pi)
+            out.append(f"{theta:.6g};{math.fmod(phi, 2 * math.pi) % (2 * math.pi):.6g}")
         elif part.upper() in INPUTS:
             out.append(part.upper())
         else:
