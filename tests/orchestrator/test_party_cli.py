@@ -135,7 +135,7 @@ def test_party_summaries_report_the_measured_qber_and_key_rate(lab: Path, tmp_pa
     key = _key(tmp_path / "psk.hex")
     common = {
         "auth_key_file": key,
-        "duration_s": 0.3,  # enough light for a finite key (as the two-process test)
+        "duration_s": 0.1,  # enough light for a finite key (as the two-process test)
         "data_dir": tmp_path / "data",
         "peer_timeout_s": 300.0,
     }
