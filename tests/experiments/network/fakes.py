@@ -248,3 +248,24 @@ def fake_bench(
 
 def settings(**kw: Any) -> NetworkSettings:
     return NetworkSettings.model_validate({"links": LINKS, **kw})
+
+
+async def check_busy_memories(network: Any) -> None:
+    """Memories busy (alice's two modes held) is NoResources, before any attempt for a
+    list of pairs, from the station's own refusal (code and text) one at a time; freed
+    again, a request (frame corrected) is met."""
+    import pytest
+
+    from qhil.orchestrator.experiments.network import EntanglementRequest, NoResources
+
+    held = await network.create(EntanglementRequest(remote="bob", pairs=2))
+    assert {p.modes[0] for p in held} == {0, 1}
+    with pytest.raises(NoResources, match="alice's memory has 0 free mode"):
+        await network.create(EntanglementRequest(remote="bob"))
+    with pytest.raises(NoResources, match="instrument error 201, 'No free mode;alice.memory'"):
+        async for _ in network.pairs(EntanglementRequest(remote="bob")):
+            pass
+    for p in held:
+        await network.release(p)
+    pairs = await network.create(EntanglementRequest(remote="bob", frame="correct"))
+    assert [p.bell for p in pairs] == ["phi+"]

@@ -18,7 +18,7 @@ from qhil.orchestrator.experiments.network import (
 )
 from qhil.orchestrator.experiments.network.frames import BASES, agree_expected
 
-from .fakes import fake_bench, settings
+from .fakes import check_busy_memories, fake_bench, settings
 
 Z99 = 2.576  # two-sided 99 %
 
@@ -46,6 +46,7 @@ async def test_characterisation_measures_the_links() -> None:
     assert "stated by the controller" in est.nodes["repeater"].source
 
 
+@pytest.mark.slow
 async def test_delivered_pairs_have_the_state_they_claim() -> None:
     """The measured agreement over many delivered pairs matches the mean estimated
     fidelity (two-sided, 99 %): the Bell state and the estimate are right."""
@@ -116,16 +117,7 @@ async def test_switched_off_memory_is_no_resources() -> None:
 
 async def test_busy_memories_are_no_resources() -> None:
     net, _ = await _network()
-    held = await net.create(EntanglementRequest(remote="bob", pairs=2))  # alice's 2 modes
-    with pytest.raises(NoResources, match="0 free mode"):
-        await net.create(EntanglementRequest(remote="bob"))
-    # one at a time, the station itself refuses: its code and text quoted
-    with pytest.raises(NoResources, match="instrument error 201, 'No free mode;alice.memory'"):
-        async for _ in net.pairs(EntanglementRequest(remote="bob")):
-            pass
-    for p in held:
-        await net.release(p)
-    assert len(await net.create(EntanglementRequest(remote="bob"))) == 1
+    await check_busy_memories(net)
 
 
 async def test_halves_emptied_by_the_cutoff_expire_the_request() -> None:

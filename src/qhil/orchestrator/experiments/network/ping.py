@@ -161,7 +161,19 @@ async def ping(
             await network.characterise()
     except EntanglementRequestError as exc:
         reason = f"the links could not be measured: {type(exc).__name__}: {exc}"
-        return PingReport(local, remote, False, reason, results={"reachable": False})
+        early: dict[str, Any] = {
+            "reachable": False,
+            "reason": reason,
+            "local": local,
+            "remote": remote,
+            "threshold": s.min_fidelity,
+            "probes": 0,
+            "pairs_requested": 0,
+            "pairs_delivered": 0,
+            "pairs_measured": 0,
+            "errors": 1,
+        }
+        return PingReport(local, remote, False, reason, results=early)
     start = network.clock_s
     probes: list[Probe] = []
     agree_all = measured_all = delivered_all = 0
@@ -416,6 +428,10 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
 
+def _num(v: Any, fmt: str) -> str:
+    return "-" if v is None or not math.isfinite(v) else fmt.format(v)
+
+
 def summary_lines(summary: PingSummary) -> list[str]:
     """The human summary after the probe lines (as ``ping``'s statistics block)."""
     r = summary.results
@@ -423,14 +439,14 @@ def summary_lines(summary: PingSummary) -> list[str]:
 
     def ms(key: str) -> str:
         v = r.get(key)
-        return "-" if v is None or not math.isfinite(v) else f"{v * 1e3:.3g}"
+        return _num(None if v is None else v * 1e3, "{:.3g}")
 
     fid = r.get("fidelity")
     lines = [
         f"--- {local} -> {remote} entanglement ping (run {summary.run_id}) ---",
         f"{r.get('probes')} probes, {r.get('pairs_delivered')}/{r.get('pairs_requested')} pairs "
         f"delivered, {r.get('pairs_measured')} measured, rate "
-        f"{r.get('rate_pairs_per_s', math.nan):.4g} pairs/s (emulated time)",
+        f"{_num(r.get('rate_pairs_per_s'), '{:.4g}')} pairs/s (emulated time)",
     ]
     if fid is not None and math.isfinite(fid):
         lines.append(
