@@ -214,6 +214,7 @@ def main() -> None:
     qhil run bb84 [PROFILE]     decoy-state BB84 to a verified secret key
     qhil run clock-sync [PROFILE]   synchronise two nodes' tagger clocks (photon pairs)
     qhil run bbm92 [PROFILE]    entanglement-based QKD on the entanglement bench
+    qhil run teleport [PROFILE] teleport a qubit alice -> bob over the repeater bench
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil calibrate mount-zero|coincidence-delay [PROFILE]   the entanglement bench's
     qhil calibrate memory [PROFILE] [--node N]   quantum memories: efficiency, T1, T2
