@@ -196,6 +196,25 @@ async def test_elementary_link_fidelity_from_correlations() -> None:
     assert abs(measured - (0.25 + 0.6 * 0.98**2)) > Z999 * err
 
 
+async def test_eavesdropper_on_one_arm_lowers_the_link_fidelity() -> None:
+    """Intercept-resend of every photon on the repeater's arm (random Z/X basis):
+    F -> (1 - f/2) F + f/4 (1 - F) = 0.4875 for f = 1, F = 0.95: no entanglement left."""
+    n = 150
+    agree: dict[str, list[int]] = {basis: [] for basis in BASES}
+    eve = {"side": "b", "fraction": 1.0}
+    async with bench(17, **{"alice.station_repeater.eavesdropper": eve}) as b:
+        for i in range(n):
+            ma, mb, bell = await link_pair(b, "link1")
+            basis = BASES[i % 3]
+            agree[basis].append(await measure_pair(b, ("alice", "repeater"), (ma, mb), bell, basis))
+    measured, err = fidelity_from_counts(agree)
+    f = (1 + 0.9) / 2
+    predicted = 0.25 + ((1 - 0.5) * f + 0.25 * (1 - f) - 0.25) * (1 - 2 * 0.01) ** 2
+    assert abs(measured - predicted) < Z999 * err, (measured, predicted, err)
+    # Power: the undisturbed link (0.922 measured) would have been rejected.
+    assert abs(measured - (0.25 + (f - 0.25) * 0.98**2)) > Z999 * err
+
+
 @pytest.mark.parametrize("wait_t2", [0.0, 1.0])
 async def test_stored_pair_dephases_as_one_memory_with_t2(wait_t2: float) -> None:
     """Only the repeater's memory dephases (alice's is ideal), V = 1, no read-out error:
