@@ -92,6 +92,7 @@ def test_ping_reachable_on_the_shipped_bench_and_recorded(tmp_path: Path) -> Non
 def test_ping_text_lines_and_unreachable_with_the_repeater_memory_off(tmp_path: Path) -> None:
     r = _ping_cli(tmp_path, "--set", "nodes.repeater.instruments.memory.settings.power=false")
     assert r.exit_code == 1, r.output
+    assert "0 probes, 0/0 pairs delivered, 0 measured, rate - pairs/s" in r.output
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("UNREACHABLE: the links could not be measured: NoResources")
     assert "instrument error 202, 'Memory off;repeater.memory'" in last

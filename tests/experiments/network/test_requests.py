@@ -4,6 +4,7 @@ delivery with the right Bell state and fidelity estimate, and every typed error.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from qhil.orchestrator.experiments.network import (
     RequestTimeout,
 )
 from qhil.orchestrator.experiments.network.frames import BASES, agree_expected
+from qhil.records import RunStore
 
 from .fakes import check_busy_memories, fake_bench, settings
 
@@ -165,3 +167,17 @@ async def test_waits_the_deadline_cannot_avoid_are_rejected() -> None:
     assert net.attempts == before
     pairs = await net.create(EntanglementRequest(remote="bob", min_fidelity=0.5, deadline_s=10.0))
     assert pairs[0].estimated_fidelity >= 0.5
+
+
+async def test_t2_comes_from_the_newest_memory_calibration(tmp_path: Path) -> None:
+    """A recorded memory calibration's fitted T2 replaces the controller's stated one
+    (and its source is said); a node it lacks keeps the stated value."""
+    store = RunStore(tmp_path)
+    with store.start_run("calibration.memory", profile={}) as run:
+        run.log_results(nodes="repeater", repeater_t2_s=2e-3, repeater_t2_std_s=1e-4)
+    net = Network(fake_bench(t2_s=10e-3), settings(characterisation_pairs=20), store=store)
+    est = await net.characterise()
+    assert est.nodes["repeater"].t2_s == 2e-3
+    assert est.nodes["repeater"].source == f"calibration {run.run_id}"
+    assert est.nodes["alice"].t2_s == 10e-3
+    assert est.nodes["alice"].source.startswith(f"stated by the controller (run {run.run_id}")
