@@ -74,7 +74,8 @@ def test_bbpssw_through_the_instruments(tmp_path: Path) -> None:
 
     async def go() -> tuple[int, int, int]:
         kept = measured = agree = 0
-        async with open_network(load_profile(str(_profile_copy(tmp_path)), overrides)) as net:
+        prof = load_profile(str(_profile_copy(tmp_path)), overrides)
+        async with open_network(prof, data_dir=tmp_path / "data") as net:
             for k in range(rounds):
                 deadline = net.clock_s + 1.0
                 keep = await net.link_pair(0, deadline)
