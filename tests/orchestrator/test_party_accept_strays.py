@@ -23,7 +23,7 @@ def test_a_stray_and_a_silent_connection_before_bob_do_not_stop_the_run(
     port = _free_port()
     common: dict[str, Any] = {
         "auth_key_file": _key(tmp_path / "psk.hex"),
-        "duration_s": 0.3,
+        "duration_s": 0.1,  # a finite key of tens of kbit (as the two-process test)
         "data_dir": tmp_path / "data",
         "peer_timeout_s": 300.0,
     }
