@@ -154,3 +154,6 @@ def draw_probes(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         lat.plot(probe, rows["latency_s"] * 1e3, "s-", color="C1", label="latency")
         lat.set_ylabel("latency (ms, emulated)")
     bottom.set_xlabel("probe")
+    from matplotlib.ticker import MaxNLocator
+
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
