@@ -4,18 +4,22 @@ delivery with the right Bell state and fidelity estimate, and every typed error.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from qhil.orchestrator.experiments.network import (
     EntanglementRequest,
+    EntanglementRequestError,
     ExpiredByCutoff,
     FidelityUnreachable,
     Network,
     NoResources,
     RequestTimeout,
+    frames,
 )
 from qhil.orchestrator.experiments.network.frames import BASES, agree_expected
 from qhil.records import RunStore
@@ -181,3 +185,34 @@ async def test_t2_comes_from_the_newest_memory_calibration(tmp_path: Path) -> No
     assert est.nodes["repeater"].source == f"calibration {run.run_id}"
     assert est.nodes["alice"].t2_s == 10e-3
     assert est.nodes["alice"].source.startswith(f"stated by the controller (run {run.run_id}")
+
+
+async def test_purification_rounds_call_the_purifier_per_link() -> None:
+    """Each link's pair is purified with a second pair of the same link before the swap
+    (the purifier's kept pair, with its new fidelity, goes on; a failed round starts the
+    link again); without a purifier such requests are refused."""
+    net, bench = await _network(seed=21, t2_s=math.inf)  # no dephasing while waiting
+    calls: list[tuple[int, int]] = []
+
+    async def purifier(network: Network, keep: Any, sacrifice: Any) -> Any:
+        assert keep.nodes == sacrifice.nodes and keep.modes != sacrifice.modes
+        calls.append((keep.link, len(calls)))
+        await network.release(sacrifice)
+        if len(calls) == 1:  # the first round fails: both consumed
+            await network.release(keep)
+            return None
+        return replace(keep, fidelity=0.99)
+
+    net.purifier = purifier
+    pairs = await net.create(EntanglementRequest(remote="bob", purification_rounds=1))
+    assert [link for link, _ in calls] == [0, 0, 1]  # link 0 again after its failed round
+    assert pairs[0].estimated_fidelity == pytest.approx(
+        frames.swap(frames.werner(0.99), frames.werner(0.99))[0], abs=0.01
+    )
+    for mem in bench.memories.values():  # only the delivered pair is held
+        assert sum(h is not None for h in mem.slots) == (
+            0 if mem is bench.memories["repeater"] else 1
+        )
+    net.purifier = None
+    with pytest.raises(EntanglementRequestError, match="no purification is available"):
+        await net.create(EntanglementRequest(remote="bob", purification_rounds=1))
