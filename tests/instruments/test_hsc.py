@@ -109,7 +109,7 @@ async def test_no_free_mode_is_a_typed_error_naming_the_memory() -> None:
 
 async def test_memory_off_is_a_typed_error() -> None:
     emu = HSCEmulator()
-    emu.station.network.memory("b.memory").set_power(False, 0.0)
+    emu.station.memory("b.memory").set_power(False, 0.0)
     await run_on_emulator(
         emu,
         [
@@ -342,3 +342,23 @@ async def test_documented_example_session() -> None:
             (b"SYST:ERR?\n", b'0,"No error"\n'),
         ],
     )
+
+
+@pytest.mark.slow  # a fresh interpreter's imports: ~1.5 s idle, more on a busy machine
+def test_a_bench_that_never_uses_its_memories_never_imports_qutip() -> None:
+    """qutip costs ~1.3 s of start-up: a world with memories and their controllers must not
+    import it until a memory command arrives (a BB84 run never sends one)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qhil.emulators.world import World, load_world_config\n"
+        "from qhil.emulators.qhil.qmc import QMCEmulator\n"
+        "table = {'nodes': {'a': {'components': {'m': {'type': 'quantum_memory'}}}}}\n"
+        "world = World(load_world_config(table, 'test'))\n"
+        "QMCEmulator(world=world, component='a.m'); QMCEmulator().reset()\n"
+        "print('qutip' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -15,8 +15,9 @@ once in fast mode, moving time; on the wall clock in realtime mode).
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -25,17 +26,11 @@ from qhil.drivers.values import scpi_special
 from qhil.emulators.base import Raw, on
 from qhil.emulators.scpi import DATA_OUT_OF_RANGE, ScpiEmulator, ScpiError
 from qhil.emulators.world.clock import SimClock, seconds_to_ps
-from qhil.emulators.world.quantum import (
-    MemoryParameters,
-    ModeState,
-    RetrievalOutcome,
-    RetrievalRecord,
-    bell_dm,
-)
-from qhil.emulators.world.quantum._qutip import Qobj
-from qhil.emulators.world.quantum.channels import apply_kraus
-from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
-from qhil.emulators.world.quantum.network import Network, NetworkedMemory
+
+if TYPE_CHECKING:
+    from qhil.emulators.world.quantum import MemoryParameters, RetrievalRecord
+    from qhil.emulators.world.quantum._qutip import Qobj
+    from qhil.emulators.world.quantum.network import NetworkedMemory
 
 MODE_OCCUPIED = (101, "Mode occupied")
 MODE_EMPTY = (102, "Mode empty")
@@ -44,17 +39,27 @@ INPUT_CONFLICT = (-221, "Settings conflict;input is BELL, not a single-photon st
 NOT_DUE = (-200, "Execution error;read-out not yet due")
 PS = 1e-12
 
+#: Retrieval outcomes (``RetrievalOutcome`` values) as the controller spells them.
 _OUTCOMES = {
-    RetrievalOutcome.OK: "OK",
-    RetrievalOutcome.EMPTY: "EMPT",
-    RetrievalOutcome.EXPIRED: "EXP",
-    RetrievalOutcome.WRITE_LOST: "LOST",
-    RetrievalOutcome.READ_FAILED: "FAIL",
+    "ok": "OK",
+    "empty": "EMPT",
+    "expired": "EXP",
+    "write_lost": "LOST",
+    "read_failed": "FAIL",
 }
-#: Prepared single-photon inputs: the Pauli eigenstates H, V, D, A, R, L in that order.
-_SINGLE = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))
-#: The analyser's port-0 state per basis (port 1 is the orthogonal one).
-_PORT0 = {"Z": _SINGLE["H"], "X": _SINGLE["D"], "Y": _SINGLE["R"]}
+_STORED = "STORED"  # ModeState.STORED's value
+
+
+@functools.cache
+def _kets() -> dict[str, Qobj]:
+    """The prepared single-photon inputs H, V, D, A, R, L, and the analyser's port-0 state
+    per basis (port 1 is the orthogonal one) as "port0:Z" ...: qutip is imported on the
+    first memory command, not with the emulator (a bench that never uses its memories
+    never pays for it)."""
+    from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
+
+    single = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))
+    return {**single, "port0:Z": single["H"], "port0:X": single["D"], "port0:Y": single["R"]}
 
 
 def nr3(x: float | None) -> Raw:
@@ -70,14 +75,12 @@ class QMCEmulator(ScpiEmulator):
     input_terminators = b"\n"
 
     def __init__(self, *, parameters: MemoryParameters | None = None, **kw: Any) -> None:
-        # Used only without a world: a memory of its own on a fast clock of its own.
-        self._own_params = parameters or MemoryParameters()
+        # Used only without a world: a memory of its own on a fast clock of its own,
+        # built on first use.
+        self._own_params = parameters
         self._own_memory: NetworkedMemory | None = None
         self._own_clock = SimClock("fast")
         super().__init__(**kw)
-        if not self._bound:
-            rng = np.random.default_rng(self.seed)
-            self._own_memory = NetworkedMemory(self._own_params, rng, Network(), "memory")
 
     # --- what the controller is attached to ---
 
@@ -91,7 +94,20 @@ class QMCEmulator(ScpiEmulator):
         if self._bound:
             mem: NetworkedMemory = self.world.memory(self.component)
             return mem
-        assert self._own_memory is not None
+        if self._own_memory is None:
+            from qhil.emulators.world.quantum import MemoryParameters
+            from qhil.emulators.world.quantum.network import Network, NetworkedMemory
+
+            params = self._own_params or MemoryParameters()
+            rng = np.random.default_rng(self.seed)
+            self._own_memory = NetworkedMemory(params, rng, Network(), "memory")
+        return self._own_memory
+
+    def _built_memory(self) -> NetworkedMemory | None:
+        """The memory if it exists already (else it will be built fresh when needed)."""
+        if self._bound:
+            comp = self.world.component(self.component)
+            return self.memory if getattr(comp, "built", True) else None
         return self._own_memory
 
     @property
@@ -104,7 +120,7 @@ class QMCEmulator(ScpiEmulator):
     def _configured_cutoff(self) -> float:
         if self._bound:
             return float(self.world.component(self.component).cfg.cutoff_s)
-        return self._own_params.cutoff_s
+        return math.inf if self._own_params is None else self._own_params.cutoff_s
 
     def power_on_state(self) -> None:
         super().power_on_state()
@@ -118,10 +134,11 @@ class QMCEmulator(ScpiEmulator):
         self.analyzer = "Z"
         # The analyser's detectors draw from their own stream (the memory keeps its own).
         self.cycle_rng = np.random.default_rng(self.seed)
-        if self._bound or self._own_memory is not None:
-            self.memory.clear()
-            if self.memory.cutoff_s != self._configured_cutoff():
-                self.memory.reconfigure(cutoff_s=self._configured_cutoff())
+        memory = self._built_memory()
+        if memory is not None:
+            memory.clear()
+            if memory.cutoff_s != self._configured_cutoff():
+                memory.reconfigure(cutoff_s=self._configured_cutoff())
 
     # --- simulated time ---
 
@@ -145,15 +162,17 @@ class QMCEmulator(ScpiEmulator):
 
     def _input_state(self) -> tuple[Qobj, int | None]:
         if self.input == "BELL":
+            from qhil.emulators.world.quantum import bell_dm
+
             return bell_dm("phi+"), 1  # the memory gets photon 1; its twin stays behind
         return self._single_ket(), None
 
     def _single_ket(self) -> Qobj:
         """The prepared single-photon input (H..L, or the state at the Bloch angles)."""
         if self.input != "BLOCH":
-            return _SINGLE[self.input]
+            return _kets()[self.input]
         theta, phi = self.bloch
-        h, v = _SINGLE["H"], _SINGLE["V"]
+        h, v = _kets()["H"], _kets()["V"]
         return (
             math.cos(theta / 2) * h
             + complex(math.cos(phi), math.sin(phi)) * math.sin(theta / 2) * v
@@ -220,7 +239,7 @@ class QMCEmulator(ScpiEmulator):
 
     @on("last_outcome.get")
     def _outcome(self) -> Raw:
-        return Raw("NONE" if self.last is None else _OUTCOMES[self.last.outcome])
+        return Raw("NONE" if self.last is None else _OUTCOMES[self.last.outcome.value])
 
     @on("last_fidelity.get")
     def _last_fid(self) -> Raw:
@@ -244,7 +263,7 @@ class QMCEmulator(ScpiEmulator):
     def _state(self, mode: int) -> Raw:
         self._mode(mode)
         status = self.memory.mode_status(mode, self._now())
-        return Raw("STOR" if status.state is ModeState.STORED else "EMPT")
+        return Raw("STOR" if status.state.value == _STORED else "EMPT")
 
     @on("mode_storage_time_s.get")
     def _stime(self, mode: int) -> Raw:
@@ -259,7 +278,7 @@ class QMCEmulator(ScpiEmulator):
     @on("status.get")
     def _status(self) -> Raw:
         modes = self.memory.status(self._now())
-        return Raw(",".join("STOR" if m.state is ModeState.STORED else "EMPT" for m in modes))
+        return Raw(",".join("STOR" if m.state.value == _STORED else "EMPT" for m in modes))
 
     @on("clear_all")
     def _clear_all(self) -> None:
@@ -290,10 +309,12 @@ class QMCEmulator(ScpiEmulator):
         """Probability that a qubit retrieved after ``storage_time_s`` clicks at port 0 of
         the analyser: the memory's storage channel on the input (its memory half for BELL)."""
         state, qubit = self._input_state()
+        from qhil.emulators.world.quantum.channels import apply_kraus
+
         out = apply_kraus(state, self.memory.params.storage_kraus(storage_time_s), qubit or 0)
         if qubit is not None:
             out = out.ptrace(qubit)
-        ket = _PORT0[self.analyzer]
+        ket = _kets()["port0:" + self.analyzer]
         return float(np.clip(np.real(out.matrix_element(ket, ket)), 0.0, 1.0))
 
     @on("cycle_counts.get")
@@ -325,7 +346,7 @@ class QMCEmulator(ScpiEmulator):
 
     def _slot_busy(self, mode: int, t: float) -> bool:
         """The mode holds a qubit (stored, or of a network pair) or a station reserved it."""
-        return self.memory.mode_status(mode, t).state is ModeState.STORED or self.memory.busy(mode)
+        return self.memory.mode_status(mode, t).state.value == _STORED or self.memory.busy(mode)
 
     def _take_mode(self, mode: int) -> float:
         """The present, with any programmed read-out of ``mode`` dropped: the operation

@@ -832,7 +832,7 @@ class _MemoryComponent(Component):
         network: Callable[[], Any],
     ) -> None:
         super().__init__(name, node, cfg, now_s)
-        self.memory: Any = None
+        self._memory: Any = None
         self._rng = rng
         self._network = network
 
@@ -840,12 +840,24 @@ class _MemoryComponent(Component):
         self._rng = rng
 
     def reset(self) -> None:
-        from .quantum.memory import MemoryParameters
-        from .quantum.network import NetworkedMemory
+        self._memory = None  # built afresh on first use
 
-        # The config fields are named exactly like MemoryParameters fields.
-        params = MemoryParameters(**self.cfg.model_dump(exclude={"type"}))
-        self.memory = NetworkedMemory(params, self._rng, self._network(), self.name)
+    @property
+    def built(self) -> bool:
+        return self._memory is not None
+
+    @property
+    def memory(self) -> Any:
+        """The qutip memory, built when first asked for (a bench that never uses its
+        memories never imports qutip)."""
+        if self._memory is None:
+            from .quantum.memory import MemoryParameters
+            from .quantum.network import NetworkedMemory
+
+            # The config fields are named exactly like MemoryParameters fields.
+            params = MemoryParameters(**self.cfg.model_dump(exclude={"type"}))
+            self._memory = NetworkedMemory(params, self._rng, self._network(), self.name)
+        return self._memory
 
 
 def _heralding_station(
@@ -868,4 +880,5 @@ def _heralding_station(
         world._network_of(),
         world.config.qualify(node, cfg.memory_a),
         world.config.qualify(node, cfg.memory_b),
+        world.memory,
     )

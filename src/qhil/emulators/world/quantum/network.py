@@ -715,12 +715,14 @@ class HeraldingStation(Component):
         network: Network,
         memory_a: str,
         memory_b: str,
+        memory_of: Callable[[str], NetworkedMemory],
     ) -> None:
         super().__init__(name, node, cfg, now_s)
         self.rng = rng
         self.network = network
         self.memory_a = memory_a
         self.memory_b = memory_b
+        self.memory = memory_of  # an end memory by component name (the world's, built lazily)
         self._states: dict[tuple[Any, ...], Matrix] = {}
 
     # -- the figures the configuration implies ------------------------------------------
@@ -791,7 +793,7 @@ class HeraldingStation(Component):
     def begin(self, max_attempts: int, t_now: float) -> Attempts:
         """Reserve each end memory's lowest free mode and decide the attempts (one geometric
         draw). Raises StationError when an end is off or full."""
-        ends = (self.network.memory(self.memory_a), self.network.memory(self.memory_b))
+        ends = (self.memory(self.memory_a), self.memory(self.memory_b))
         for mem in ends:
             if not mem.powered:
                 raise StationError("memory_off", mem.name)
@@ -826,7 +828,7 @@ class HeraldingStation(Component):
         slots = [(self.memory_a, run.mode_a), (self.memory_b, run.mode_b)]
         for slot in slots:
             self.network.release(slot)
-        ends = [self.network.memory(s[0]) for s in slots]
+        ends = [self.memory(s[0]) for s in slots]
         for mem in ends:
             mem._advance(t_now)
         if not all(mem.powered for mem in ends):
