@@ -98,21 +98,40 @@ def test_a_wrong_pre_shared_key_exits_3_at_both_parties(lab: Path, tmp_path: Pat
     port = _free_port()
     env = {**os.environ, "QHIL_DATA_DIR": str(tmp_path / "data")}
     # Alice cannot tell a wrong-key Bob from an attacker's hello: she keeps listening for
-    # the real one until --peer-timeout, then exits 3. Long enough for Bob to find her.
-    base = [*QHIL, "run", "bb84", str(lab), "--json", "--peer-timeout", "15"]
+    # the real one until --peer-timeout, then exits 3. Bob starts first and is retrying
+    # (<= 1 s apart) when she listens, so her 5 s cover his hello on a loaded host; a
+    # shared 15 s spent ~10 s of CI idle waiting for a Bob who had long been turned away.
     alice_key, bob_key = _key(tmp_path / "a.hex"), _key(tmp_path / "b.hex")  # not the same
-    where = {"alice": ("--listen", alice_key), "bob": ("--connect", bob_key)}
-    alice, bob = (
-        subprocess.Popen(
-            [*base, "--party", party, option, f"127.0.0.1:{port}", "--auth-key-file", str(key)],
+
+    def start(party: str, where: str, key: Path, peer_timeout: str) -> subprocess.Popen[str]:
+        args = ["--party", party, where, f"127.0.0.1:{port}", "--auth-key-file", str(key)]
+        return subprocess.Popen(
+            [*QHIL, "run", "bb84", str(lab), "--json", *args, "--peer-timeout", peer_timeout],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
-        for party, (option, key) in where.items()
-    )
-    outs = [p.communicate(timeout=600) for p in (alice, bob)]
+
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        bob = start("bob", "--connect", bob_key, "120")
+        procs.append(bob)
+        assert bob.stderr is not None
+        bob_said = ""
+        while line := bob.stderr.readline():
+            bob_said += line
+            if "bob: connecting to alice" in line:
+                break
+        alice = start("alice", "--listen", alice_key, "5")
+        procs.append(alice)
+        outs = [p.communicate(timeout=600) for p in (alice, bob)]
+    finally:
+        for p in procs:  # only if a wait above failed
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    outs[1] = (outs[1][0], bob_said + outs[1][1])
     for p, (out, err) in zip((alice, bob), outs, strict=True):
         assert p.returncode == 3, out + err
         summary = json.loads(out.strip().splitlines()[-1])
