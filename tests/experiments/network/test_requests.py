@@ -3,6 +3,7 @@ delivery with the right Bell state and fidelity estimate, and every typed error.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -216,3 +217,22 @@ async def test_purification_rounds_call_the_purifier_per_link() -> None:
     net.purifier = None
     with pytest.raises(EntanglementRequestError, match="no purification is available"):
         await net.create(EntanglementRequest(remote="bob", purification_rounds=1))
+
+
+async def test_a_station_reporting_no_elapsed_time_still_meets_the_deadline() -> None:
+    """elapsed_s 0 from a station: the clock still moves by attempts x period, so a
+    request that cannot be met ends at its deadline (fails before: the clock stood still)."""
+    net, bench = await _network(p=1e-4, seed=22)
+    for station in bench.stations.values():
+        original = station.entangle
+
+        async def entangle(n: int, original: Any = original) -> Any:
+            return replace(await original(n), elapsed_s=0.0)
+
+        station.entangle = entangle  # type: ignore[method-assign]
+    start = net.clock_s
+    with pytest.raises(RequestTimeout):
+        await asyncio.wait_for(
+            net.create(EntanglementRequest(remote="bob", deadline_s=1e-3)), timeout=30
+        )
+    assert net.clock_s - start == pytest.approx(1e-3, abs=2e-5)

@@ -263,7 +263,9 @@ class Network:
                 f"instrument error {exc.code}, {exc.text!r}"
             ) from exc
         self.attempts[link] += result.attempts
-        return result
+        # the clock moves at least by the attempts made (a station reporting less, e.g. 0,
+        # must not let a request loop without its deadline coming nearer)
+        return replace(result, elapsed_s=max(result.elapsed_s, result.attempts * period))
 
     def _link_pair(self, link: int, r: HeraldResult, created_at_s: float) -> LinkPair:
         a, b, _ = self.settings.links[link]
