@@ -1215,6 +1215,7 @@ def calibrate_history(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
 @click.option("--data-dir", type=_DIRECTORY, default=None, help="Run store directory.")
 @click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
+@_NO_PLOTS
 def ping_cmd(
     node_a: str,
     node_b: str,
@@ -1225,6 +1226,7 @@ def ping_cmd(
     as_json: bool,
     data_dir: str | None,
     mode: str | None,
+    no_plots: bool,
 ) -> None:
     """Entanglement ping from NODE_A to NODE_B on PROFILE (default: repeater): each probe
     requests pairs and measures them in random bases; a line per probe, then the verdict
@@ -1253,10 +1255,14 @@ def ping_cmd(
     except _Signalled as exc:
         _interrupted(exc)
         return
+    plots = _plots_after_run(summary.run_id, data_dir, no_plots)
     if as_json:
-        click.echo(json.dumps(summary.as_dict(), allow_nan=False))
+        out = summary.as_dict() if plots is None else {**summary.as_dict(), "plots": plots}
+        click.echo(json.dumps(out, allow_nan=False))
     else:
         click.echo("\n".join(net.summary_lines(summary)))
+        if plots:
+            click.echo(f"plots: {', '.join(plots)}")
     sys.exit(0 if summary.reachable else 1)
 
 

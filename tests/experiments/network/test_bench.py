@@ -70,9 +70,8 @@ def analytic_fidelity(world: Any, eve: bool = True) -> float:
 
 
 def _ping_cli(tmp_path: Path, *args: str) -> Any:
-    return CliRunner().invoke(
-        main, ["ping", "alice", "bob", *args, "--data-dir", str(tmp_path)], catch_exceptions=False
-    )
+    command = ["ping", "alice", "bob", *args, "--data-dir", str(tmp_path)]
+    return CliRunner().invoke(main, command, catch_exceptions=False)
 
 
 @pytest.mark.slow
@@ -86,11 +85,15 @@ def test_ping_reachable_on_the_shipped_bench_and_recorded(tmp_path: Path) -> Non
     assert record.kind == "ping" and record.results["reachable"] is True
     assert record.arrays["probes"].shape == (10,)
     assert record.arrays["outcomes"]["agree"].sum() == out["pairs_agree"]
+    assert [Path(p).name for p in out["plots"]] == ["probes.png"]
+    assert Path(out["plots"][0]).is_file()
 
 
 @pytest.mark.slow
 def test_ping_text_lines_and_unreachable_with_the_repeater_memory_off(tmp_path: Path) -> None:
-    r = _ping_cli(tmp_path, "--set", "nodes.repeater.instruments.memory.settings.power=false")
+    r = _ping_cli(
+        tmp_path, "--no-plots", "--set", "nodes.repeater.instruments.memory.settings.power=false"
+    )
     assert r.exit_code == 1, r.output
     assert "0 probes, 0/0 pairs delivered, 0 measured, rate - pairs/s" in r.output
     last = r.output.strip().splitlines()[-1]
@@ -103,7 +106,12 @@ def test_ping_unreachable_when_t2_is_far_below_the_round_trip(tmp_path: Path) ->
     """T2 = 1 us against a 19.8 us attempt period: the halves dephase before the herald
     arrives; the measured links and the stated T2 reject every request."""
     r = _ping_cli(
-        tmp_path, "--count", "2", "--set", "world.nodes.repeater.components.memory.t2_s=1e-6"
+        tmp_path,
+        "--no-plots",
+        "--count",
+        "2",
+        "--set",
+        "world.nodes.repeater.components.memory.t2_s=1e-6",
     )
     assert r.exit_code == 1, r.output
     probes = [line for line in r.output.splitlines() if line.startswith("probe ")]
