@@ -68,6 +68,13 @@ def world_table(**changes: Any) -> dict[str, Any]:
     return table
 
 
+def ideal_memories(*nodes: str) -> dict[str, Any]:
+    """Changes making the nodes' memories ideal (no decay, no cutoff, no read-out error), so
+    that a protocol's own formula is the whole prediction."""
+    ideal = {"t1_s": math.inf, "t2_s": math.inf, "readout_error": 0.0, "cutoff_s": math.inf}
+    return {f"{node}.memory.{k}": x for node in nodes for k, x in ideal.items()}
+
+
 @dataclass
 class Bench:
     world: World
@@ -261,10 +268,7 @@ async def test_swapped_pair_of_twirled_links_has_the_werner_fidelity() -> None:
     n = 240
     v = 0.6
     f1 = (1 + v) / 2
-    ideal = {"t1_s": math.inf, "t2_s": math.inf, "readout_error": 0.0, "cutoff_s": math.inf}
-    changes = {
-        f"{node}.memory.{k}": x for node in ("alice", "repeater", "bob") for k, x in ideal.items()
-    }
+    changes = ideal_memories("alice", "repeater", "bob")
     changes |= {"alice.station_repeater.visibility": v, "repeater.station_bob.visibility": v}
     rng = np.random.default_rng(7)
     agree: dict[str, list[int]] = {basis: [] for basis in BASES}
@@ -294,8 +298,7 @@ async def test_bbpssw_from_werner_0_9_pairs() -> None:
     at both nodes: success 0.8756, kept pair 0.9264 (PHYSICS.md case 6)."""
     n = 400
     f_in = 0.9
-    ideal = {"t1_s": math.inf, "t2_s": math.inf, "readout_error": 0.0, "cutoff_s": math.inf}
-    changes = {f"{node}.memory.{k}": x for node in ("alice", "repeater") for k, x in ideal.items()}
+    changes = ideal_memories("alice", "repeater")
     changes["alice.station_repeater.visibility"] = 2 * f_in - 1
     rng = np.random.default_rng(8)
     successes = 0
@@ -336,8 +339,7 @@ async def test_teleportation_average_fidelity_over_the_six_inputs() -> None:
     n = 300
     v = 0.6
     f = (1 + v) / 2
-    ideal = {"t1_s": math.inf, "t2_s": math.inf, "readout_error": 0.0, "cutoff_s": math.inf}
-    changes = {f"{node}.memory.{k}": x for node in ("alice", "repeater") for k, x in ideal.items()}
+    changes = ideal_memories("alice", "repeater")
     changes["alice.station_repeater.visibility"] = v
     rng = np.random.default_rng(9)
     inputs = {
