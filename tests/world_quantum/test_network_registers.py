@@ -100,7 +100,8 @@ def test_heralded_pair_is_one_state_in_two_memories_and_dephases_per_qubit() -> 
     for name, mode in ((A, ma), (R, mb)):
         status = w.memory(name).mode_status(mode, now)
         assert status.state is ModeState.STORED
-        assert status.storage_time_s == pytest.approx(w.station("alice.station").period_s)
+        # stored from the emission, one round trip (2 x 1 km x 4.9 us/km) before the herald
+        assert status.storage_time_s == pytest.approx(w.station("alice.station").herald_delay_s)
     born = now - w.memory(A).storage_time(ma, now)
     later = now + 0.2
     rho = w.network.state([(A, ma), (R, mb)], later)

@@ -684,7 +684,7 @@ class Attempts:
     mode_a: int | None
     mode_b: int | None
     true_herald: bool
-    born_s: float  # emission of the successful attempt
+    born_s: float  # emission of the successful attempt (after its cycle time)
     done_s: float  # herald delivered / last attempt over
     elapsed_s: float
 
@@ -700,7 +700,8 @@ class HeraldingStation(Component):
     eta_b)``. A true herald leaves ``(1+V)/2 |psi+-><psi+-| + (1-V)/2 |psi-+><psi-+|``
     (``V`` the two-photon visibility), a false one ``(|01><01| + |10><10|)/2``.
     An attempt takes the round trip of the longer arm plus the station's cycle time;
-    the successful attempt's qubits are stored from its emission.
+    the successful attempt's qubits are stored from its emission (after the cycle time: the
+    reset comes first), so they have been stored one round trip when the ends learn of it.
     """
 
     kind = "heralding_station"
@@ -815,7 +816,7 @@ class HeraldingStation(Component):
         assert mode_a is not None and mode_b is not None
         self.network.reserve((self.memory_a, mode_a))
         self.network.reserve((self.memory_b, mode_b))
-        born = t_now + (k - 1) * period
+        born = t_now + (k - 1) * period + self.cfg.cycle_time_s
         elapsed = k * period
         return Attempts(True, k, bell, mode_a, mode_b, true_herald, born, t_now + elapsed, elapsed)
 
