@@ -17,7 +17,10 @@ from qhil.numerics.qkd.cascade import (
     CascadeSetup,
     ParityQuery,
     ParityReply,
+    _bits_at,
+    _inverse_permutation,
     _Layout,
+    _PackedCount,
     default_block_sizes,
     reconcile,
 )
@@ -246,3 +249,47 @@ def test_bob_flips_only_errors_and_stops_only_when_every_block_is_even(
             np.testing.assert_array_equal(
                 lay.block_parities(p, alice), lay.block_parities(p, res.corrected_key)
             )
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 63, 64, 65, 1000, 12_345])
+def test_packed_running_count_matches_cumsum(n: int) -> None:
+    # Counted per 64-bit word plus whole bytes and top bits of the last byte: every
+    # prefix count equals the plain cumulative sum, at every bit and byte boundary.
+    rng = np.random.default_rng(n)
+    bits = random_bits(rng, n)
+    count = _PackedCount(np.packbits(bits), n)
+    expected = np.concatenate([[0], np.cumsum(bits)])
+    np.testing.assert_array_equal(count.ones_before(np.arange(n + 1)), expected)
+    assert count.total == int(bits.sum())
+    idx = rng.integers(0, n, 50)
+    np.testing.assert_array_equal(_bits_at(np.packbits(bits), idx), bits[idx])
+
+
+def test_inverse_permutation() -> None:
+    perm = np.random.default_rng(2).permutation(1000).astype(np.int32)
+    inv = _inverse_permutation(perm)
+    np.testing.assert_array_equal(inv[perm], np.arange(1000))
+    np.testing.assert_array_equal(inv, np.argsort(perm))
+
+
+@pytest.mark.parametrize(("n", "frame"), [(25_003, 10_000), (3_000, 4_096), (40_000, 10_000)])
+def test_bob_bookkeeping_follows_his_key(n: int, frame: int) -> None:
+    # Bob keeps his key in every shuffled pass's order and which blocks are odd, updated
+    # by each correction (not recomputed): after every message they match what his
+    # current key gives, in full frames, a shorter last frame and a single short frame.
+    rng = np.random.default_rng(n)
+    alice_key, bob_key, _ = noisy_pair(rng, n, 0.05)
+    setup = CascadeSetup(n, frame, default_block_sizes(0.05, frame), 17)
+    lay = _Layout(setup)
+    for p in range(len(setup.block_sizes)):
+        lay.build_pass(p)
+    parities_a = np.concatenate([lay.block_parities(p, alice_key) for p in range(lay.n_passes)])
+    alice = CascadeAlice(alice_key, setup)
+    bob = CascadeBob(bob_key, setup)
+    while (q := bob.next_query()) is not None:
+        bob.receive(alice.answer(q))
+        for p in np.flatnonzero(bob._kp_row >= 0).tolist():
+            np.testing.assert_array_equal(bob._kp[bob._kp_row[p]], lay.shuffled_key(p, bob.key))
+        parities_b = np.concatenate([lay.block_parities(p, bob.key) for p in range(lay.n_passes)])
+        np.testing.assert_array_equal(bob._g_odd, parities_a ^ parities_b)
+    assert not bob._g_odd.any()  # every block even at the end
