@@ -362,3 +362,32 @@ def test_a_bench_that_never_uses_its_memories_never_imports_qutip() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+async def test_realtime_attempts_wait_on_the_clock_for_what_they_took() -> None:
+    """In realtime mode the run's attempts x period pass on the (injected) wall clock before
+    the result answers, and the emulator awaits it rather than blocking."""
+    from qhil.emulators.qhil.hsc import DEFAULT_LINK
+    from qhil.emulators.world import World, load_world_config
+
+    wall = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        wall[0] += seconds
+
+    world = World(
+        load_world_config(DEFAULT_LINK, "test"),
+        mode="realtime",
+        time_fn=lambda: wall[0],
+        sleep_fn=sleep,
+    )
+    emu = HSCEmulator(world=world, component="a.station")
+    await run_on_emulator(
+        emu, [(b"HER:ENT 1000000;:HER:RES?\n", b"1,5,PSI+,0,0,+9.900000000E-05\n")]
+    )
+    assert sum(slept) == pytest.approx(5 * 1.98e-5) and world.clock.now_s == pytest.approx(9.9e-5)
+    # The pair is in both memories, stored for the herald's round trip (2 x 1 km x 4.9 us/km).
+    mem = world.memory("b.memory")
+    assert mem.storage_time(0, world.clock.now_ps * 1e-12) == pytest.approx(9.8e-6, abs=1e-12)
