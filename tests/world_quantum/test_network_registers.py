@@ -225,3 +225,19 @@ def test_a_time_within_a_picosecond_of_the_last_is_not_going_back() -> None:
     assert mem.mode_status(0, ps * 1e-12).state is ModeState.EMPTY
     with pytest.raises(QuantumMemoryError, match="earlier"):
         mem.mode_status(0, ps / 1e12 - 2e-12)
+
+
+@pytest.mark.parametrize(
+    ("memory_b", "problem"),
+    [
+        ("rep.nothing", "names 'rep.nothing', which is not a quantum_memory component"),
+        ("memory", "is the same memory as memory_a (alice.memory)"),
+    ],
+)
+def test_a_station_must_join_two_memories(memory_b: str, problem: str) -> None:
+    from qhil.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        chain(memory_b=memory_b)
+    assert "world.nodes.alice.components.station.memory_b" in str(err.value)
+    assert problem in str(err.value)
