@@ -299,16 +299,32 @@ class Keysight33500B(ScpiInstrument):
         ):
             await self.clear_volatile(channel=ch)
             await self.upload_dac_block(ch, name, codes)
-            await self.arb_name.set(name, channel=ch)
-            await self.command(rate_cmd)
-            await self.arb_filter.set("STEP", channel=ch)
-            await self.shape.set("ARB", channel=ch)
-        await self.arb_synchronize()
+            setup = [
+                self._set_command(self.arb_name, name, ch),
+                rate_cmd,
+                self._set_command(self.arb_filter, "STEP", ch),
+                self._set_command(self.shape, "ARB", ch),
+            ]
+            if ch == 2:
+                setup.append(type(self).arb_synchronize.template.render())
+            await self._commands(setup)
 
     async def set_output(self, enabled: bool) -> None:
         """Both channels' outputs (the two modulators) on or off."""
-        for ch in (1, 2):
-            await self.output_enabled.set(enabled, channel=ch)
+        await self._commands([self._set_command(self.output_enabled, enabled, ch) for ch in (1, 2)])
+
+    @staticmethod
+    def _set_command(control: Any, value: Any, channel: int) -> str:
+        return str(control.decl.set_template.render(value=value, channel=channel))
+
+    async def _commands(self, commands: list[str]) -> None:
+        """Settings sent together, then one ``SYST:ERR?`` drain for all of them: a BB84 block
+        sets up both channels and switches them twice, and a round trip per command was
+        most of its I/O (issue 12). The first queued error is raised, naming the commands."""
+        async with self.session.locked():
+            for command in commands:
+                await self.session.write(command)
+            await self.check_errors("; ".join(commands))
 
     async def output(self) -> bool:
         return all([await self.output_enabled.get(channel=ch) for ch in (1, 2)])
