@@ -213,7 +213,8 @@ class NetworkMemory(QuantumMemory, Protocol):
         ...
 
     async def bell_measure(self, mode1: int, mode2: int) -> str | None:
-        """"phi+", "phi-", "psi+", "psi-" or None; both modes emptied (swapping)."""
+        """The Bell outcome, "phi+", "phi-", "psi+" or "psi-", or None; both modes are
+        emptied (swapping)."""
         ...
 
     async def pauli(self, mode: int, op: str) -> None: ...
