@@ -534,26 +534,36 @@ class CascadeAlice:
             else:
                 pre = self._build_prefix(q)
                 self._blk.append(pre[lay.block_ends[q]] ^ pre[lay.block_starts[q]])
-        par = np.empty(s.size, dtype=np.uint8)
-        halving = self._halving[passes]
-        if halving.any():  # whole blocks from the split; parts of blocks bit by bit
-            hal = np.flatnonzero(halving)
-            for p in np.flatnonzero(np.bincount(passes[hal])).tolist():  # a few passes
-                sel = hal[passes[hal] == p]
-                blk = lay.block_of(p, s[sel])
-                whole = (lay.block_starts[p][blk] == s[sel]) & (lay.block_ends[p][blk] == e[sel])
-                par[sel[whole]] = self._blk[p][blk[whole]]
-                part = sel[~whole]
-                if part.size:
-                    bits = self.key[lay.keys_at(p, _concat_ranges(s[part], e[part]))]
-                    lens = e[part] - s[part]
-                    par[part] = np.bitwise_xor.reduceat(bits, np.cumsum(lens) - lens)
-        rest = ~halving
-        at = passes[rest] * self._stride
-        par[rest] = self._prefix[at + e[rest]] ^ self._prefix[at + s[rest]]
+        if not self._halving[: top + 1].any():  # the usual case: shuffled passes only
+            at = passes * self._stride
+            par = self._prefix[at + e] ^ self._prefix[at + s]
+        else:
+            par = self._mixed_parities(passes, s, e)
         self.leaked_bits += int(par.size)
         self.messages += 1
         return ParityReply(int(par.size), np.packbits(par).tobytes())
+
+    def _mixed_parities(self, passes: IntArray, s: IntArray, e: IntArray) -> BitArray:
+        """Parities of ranges of any passes: halving passes' whole blocks from the split,
+        parts of their blocks bit by bit; shuffled passes from the prefix parities."""
+        lay = self._layout
+        par = np.empty(s.size, dtype=np.uint8)
+        halving = self._halving[passes]
+        hal = np.flatnonzero(halving)
+        for p in np.flatnonzero(np.bincount(passes[hal])).tolist():  # a few passes
+            sel = hal[passes[hal] == p]
+            blk = lay.block_of(p, s[sel])
+            whole = (lay.block_starts[p][blk] == s[sel]) & (lay.block_ends[p][blk] == e[sel])
+            par[sel[whole]] = self._blk[p][blk[whole]]
+            part = sel[~whole]
+            if part.size:
+                bits = self.key[lay.keys_at(p, _concat_ranges(s[part], e[part]))]
+                lens = e[part] - s[part]
+                par[part] = np.bitwise_xor.reduceat(bits, np.cumsum(lens) - lens)
+        rest = ~halving
+        at = passes[rest] * self._stride
+        par[rest] = self._prefix[at + e[rest]] ^ self._prefix[at + s[rest]]
+        return par
 
     def _build_prefix(self, p: int) -> BitArray:
         pre = self._prefix[p * self._stride : (p + 1) * self._stride]
@@ -873,7 +883,7 @@ class CascadeBob:
         single = (iv[_E] - iv[_S]) == 1
         if not np.count_nonzero(single):  # (cheaper than .any() on small arrays)
             return
-        done = iv[:, single]
+        done = iv.compress(single, axis=1)  # (~2x a boolean index here)
         pos, pas1 = done[_S], done[_PAS]
         bits = np.empty(pos.size, dtype=np.int64)
         for r in np.flatnonzero(np.bincount(pas1)).tolist():
@@ -882,7 +892,7 @@ class CascadeBob:
         self._found_bits = np.concatenate([self._found_bits, bits])
         self._found_frames = np.concatenate([self._found_frames, done[_FRAME]])
         self._active -= np.bincount(done[_FRAME], minlength=self._lay.n_frames)
-        self._iv = iv[:, ~single]
+        self._iv = iv.compress(~single, axis=1)
 
     def _descend_known(self) -> bool:
         """Descend every level whose left parity follows from known ones; True if any.
@@ -903,7 +913,7 @@ class CascadeBob:
             iv[_KNOWN, cand[~known]] = 0
             if not np.count_nonzero(known):
                 break
-            sub = sub[:, known]
+            sub = sub.compress(known, axis=1)
             self.stats.inferred_parities += int(sub.shape[1])
             self._step(sub, (sub[_S] + sub[_E]) >> 1, (lv[known] - 1).astype(np.uint8))
             iv[:, cand[known]] = sub
