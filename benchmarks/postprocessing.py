@@ -126,16 +126,24 @@ def bench_reconciliation(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+FER_FRAMES_PER_CALL = 16
+
+
 def bench_frame_errors(calls: int) -> list[dict[str, Any]]:
-    """Frame errors over many more frames: `calls` calls of 100 frames of 1e4 bits per QBER."""
+    """Frame errors over many more frames: `calls` calls of 16 of the experiment's frames per
+    QBER."""
     rows = []
     for qber in (0.01, 0.02, 0.03, 0.04):
         rng = np.random.default_rng(int(qber * 1e4) + 7)
         wrong = sum(
-            int(reconcile_once(rng, 10_000, 100, qber, seed=i)["frame_errors"])
+            int(
+                reconcile_once(rng, EXPERIMENT_FRAME_BITS, FER_FRAMES_PER_CALL, qber, seed=i)[
+                    "frame_errors"
+                ]
+            )
             for i in range(calls)
         )
-        rows.append({"qber": qber, "frames": 100 * calls, "frame_errors": wrong})
+        rows.append({"qber": qber, "frames": FER_FRAMES_PER_CALL * calls, "frame_errors": wrong})
     return rows
 
 
@@ -236,8 +244,8 @@ def main() -> None:
         "--fer-calls",
         type=int,
         default=0,
-        help="also reconcile N x 100 frames of 1e4 bits per QBER 1-4 %% for the frame error rate "
-        "(100: 40,000 frames, a few minutes)",
+        help="also reconcile N x 16 of the experiment's 65,536-bit frames per QBER 1-4 %% for "
+        "the frame error rate (200: 12,800 frames, a few minutes)",
     )
     args = parser.parse_args()
     rec = bench_reconciliation(args.quick)
@@ -280,7 +288,10 @@ def main() -> None:
         )
     if fer:
         print()
-        print("Frame errors over more frames (1e4-bit frames, 100 per call)")
+        print(
+            f"Frame errors over more frames ({EXPERIMENT_FRAME_BITS:,}-bit frames, "
+            f"{FER_FRAMES_PER_CALL} per call)"
+        )
         print("| QBER | frames | frame errors |")
         print("|---|---|---|")
         for r in fer:

@@ -264,7 +264,7 @@ class _Layout:
         self._inverse: list[tuple[IntArray, IntArray] | None] = []
         # Halving passes: the packed split mask (1: first half), its running count and,
         # per frame, the block index of its A half and of its B half (-1: empty half).
-        self._split: list[tuple[NDArray[np.bool_], _PackedCount, IntArray] | None] = []
+        self._split: list[tuple[BitArray, _PackedCount, IntArray] | None] = []
 
     @property
     def n_passes(self) -> int:
