@@ -15,6 +15,7 @@ plausible wrong model where the sample allows it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import math
@@ -368,3 +369,108 @@ async def test_teleportation_average_fidelity_over_the_six_inputs() -> None:
     assert stats.binomtest(right, n, predicted).pvalue > 1e-3, (right / n, predicted)
     # Power: the classical limit 2/3 would have been rejected.
     assert stats.binomtest(right, n, 2 / 3).pvalue < 1e-3
+
+
+# --- the two links run concurrently in emulated time (issue 11, RF1) ----------------------
+
+
+def concurrent_changes(t2_s: float) -> dict[str, Any]:
+    """Memories with only dephasing (T2 ``t2_s``, no T1, cutoff or read-out error) and
+    stations without dark counts, so a heralded pair's fidelity is exactly
+    (1 + V exp(-(s_a + s_b) / T2))/2 for its halves' storage times s_a, s_b."""
+    changes = ideal_memories("alice", "repeater", "bob")
+    for node in ("alice", "repeater", "bob"):
+        changes[f"{node}.memory.t2_s"] = t2_s
+    changes["alice.station_repeater.dark_count_probability"] = 0.0
+    changes["repeater.station_bob.dark_count_probability"] = 0.0
+    return changes
+
+
+async def test_two_links_commanded_together_herald_over_the_same_emulated_interval() -> None:
+    """Both stations commanded at once (either order): their attempts cover the same
+    emulated interval, so the world's clock moves by the slower link's time (not the sum),
+    the faster link's halves have waited the difference (plus the herald round trip), and
+    the pairs' fidelities, and the swapped pair's, are the analytic ones for that parallel
+    timing: F_i = (1 + V exp(-2 s_i / T2))/2, swapped F1 F2 + (1 - F1)(1 - F2)."""
+    t2 = 0.05
+    v = 0.9
+    async with bench(21, **concurrent_changes(t2)) as b:
+        period = await b.hsc["link1"].attempt_period_s.get()
+        round_trip = period - 10e-6
+        for trial in range(4):
+            order = ("link1", "link2") if trial % 2 == 0 else ("link2", "link1")
+            t0 = b.world.clock.now_s
+            got = await asyncio.gather(*(b.hsc[k].entangle(10_000_000) for k in order))
+            r = dict(zip(order, got, strict=True))
+            assert all(x.success for x in got)
+            longest = max(x.elapsed_s for x in got)
+            assert b.world.clock.now_s - t0 == pytest.approx(longest, rel=1e-9)
+            halves = {
+                "link1": (("alice", r["link1"].mode_a), ("repeater", r["link1"].mode_b)),
+                "link2": (("repeater", r["link2"].mode_a), ("bob", r["link2"].mode_b)),
+            }
+            fid = {}
+            for link, ends in halves.items():
+                wait = longest - r[link].elapsed_s + round_trip
+                for node, mode in ends:
+                    assert mode is not None
+                    stored = await b.qmc[node].storage_time_s(mode)
+                    assert stored == pytest.approx(wait, rel=1e-9, abs=1e-12), (trial, link)
+                node, mode = ends[0]
+                fid[link] = await b.qmc[node].mode_fidelity.get(mode=mode)
+                assert fid[link] == pytest.approx((1 + v * math.exp(-2 * wait / t2)) / 2, abs=1e-9)
+            (_, a1), (_, r1) = halves["link1"]
+            (_, r2), (_, b2) = halves["link2"]
+            assert a1 is not None and r1 is not None and r2 is not None and b2 is not None
+            assert await b.qmc["repeater"].bell_measure(r1, r2) is not None
+            f1, f2 = fid["link1"], fid["link2"]
+            swapped = await b.qmc["alice"].mode_fidelity.get(mode=a1)
+            assert swapped == pytest.approx(f1 * f2 + (1 - f1) * (1 - f2), abs=1e-9)
+            await b.qmc["alice"].clear_mode(mode=a1)
+            await b.qmc["bob"].clear_mode(mode=b2)
+
+
+async def test_a_station_commanded_after_a_memory_command_starts_then() -> None:
+    """Stations commanded one after the other with nothing in between still start together
+    (virtual time: nothing happened on the bench meanwhile), but a memory command in
+    between (here a storage-time readback) is a later moment: the second link then starts
+    when the first has heralded, and the first's halves wait its whole run."""
+    async with bench(22, **concurrent_changes(1.0)) as b:
+        period = await b.hsc["link1"].attempt_period_s.get()
+        round_trip = period - 10e-6
+        t0 = b.world.clock.now_s
+        first = await b.hsc["link1"].entangle(10_000_000)
+        second = await b.hsc["link2"].entangle(10_000_000)
+        longest = max(first.elapsed_s, second.elapsed_s)
+        assert b.world.clock.now_s - t0 == pytest.approx(longest, rel=1e-9)
+        assert first.mode_a is not None and second.mode_a is not None
+        stored = await b.qmc["alice"].storage_time_s(first.mode_a)
+        assert stored == pytest.approx(longest - first.elapsed_s + round_trip, rel=1e-9)
+        await b.qmc["alice"].clear_all()
+        await b.qmc["repeater"].clear_all()
+        await b.qmc["bob"].clear_all()
+
+        t0 = b.world.clock.now_s
+        first = await b.hsc["link1"].entangle(10_000_000)
+        assert first.mode_a is not None
+        await b.qmc["alice"].storage_time_s(first.mode_a)  # the bench acts: a later moment
+        second = await b.hsc["link2"].entangle(10_000_000)
+        total = first.elapsed_s + second.elapsed_s
+        assert b.world.clock.now_s - t0 == pytest.approx(total, rel=1e-9)
+        stored = await b.qmc["alice"].storage_time_s(first.mode_a)
+        assert stored == pytest.approx(second.elapsed_s + round_trip, rel=1e-9)
+
+
+async def test_the_network_handles_clock_agrees_with_the_worlds(tmp_path: Path) -> None:
+    """The request layer counts links heralding at once as parallel (the slowest one's
+    time): the world's clock, advanced by the stations, moves by exactly as much."""
+    from qhil.orchestrator.experiments.network import EntanglementRequest, open_network
+
+    async with open_network("repeater", data_dir=tmp_path) as network:
+        world = network.bench.emulator_truth.world
+        await network.characterise(12)
+        c0, w0 = network.clock_s, world.clock.now_s
+        pairs = await network.create(EntanglementRequest(remote="bob", pairs=2))
+        assert len(pairs) == 2
+        assert network.clock_s - c0 > 0
+        assert world.clock.now_s - w0 == pytest.approx(network.clock_s - c0, rel=1e-9)

@@ -241,3 +241,30 @@ def test_a_station_must_join_two_memories(memory_b: str, problem: str) -> None:
         chain(memory_b=memory_b)
     assert "world.nodes.alice.components.station.memory_b" in str(err.value)
     assert problem in str(err.value)
+
+
+def test_a_pair_lands_when_its_herald_is_due_whoever_looks_and_ages_from_its_emission() -> None:
+    """A run started in the past (a station commanded together with another) lands when
+    time reaches its herald, seen by any memory operation (no result read), stored since
+    its emission; an end switched off before the herald makes the run fail."""
+    w = chain()
+    st = w.station("alice.station")
+    w.clock.advance_to(1.0)
+    run = st.begin(10_000_000, 1.0, start_s=0.5)  # started half a second before now
+    assert run.success and run.mode_a is not None and run.mode_b is not None
+    assert run.born_s == pytest.approx(0.5 + (run.attempts - 1) * st.period_s + 10e-6)
+    now = max(1.0, run.done_s)
+    w.clock.advance_to(now)
+    mem = w.memory(A)
+    assert mem.holds(run.mode_a, now)  # nobody asked the station: the pair is there
+    assert mem.mode_status(run.mode_a, now).storage_time_s == pytest.approx(now - run.born_s)
+    assert st.complete(run, now) == run
+    # switched off before its herald: the run fails, the reserved modes are free again
+    late = st.begin(10_000_000, now)
+    assert late.success and late.mode_b is not None
+    w.memory(R).set_power(False, now)
+    w.memory(R).set_power(True, now)
+    w.clock.advance_to(late.done_s)
+    done = st.complete(late, late.done_s)
+    assert not done.success and done.mode_a is None
+    assert not w.network.busy((R, late.mode_b))

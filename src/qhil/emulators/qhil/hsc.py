@@ -6,10 +6,14 @@ on the world's simulated clock. Not wired to a component, it runs a small world 
 own: two 4-mode memories 1 km either side of it (``DEFAULT_LINK``).
 
 ``HERald:ENTangle n`` decides the whole run at once (one geometric draw: the number of
-attempts to the first herald), reserves the pair's modes, then lets the bench's time run
-on by what the attempts took (``attempts x period``; in fast mode at once, in realtime
-mode on the wall clock) before the pair appears in the memories and ``HERald:RESult?``
-answers: a client's ``RESult?`` simply waits for it.
+attempts to the first herald) and reserves the pair's modes, without moving time: the
+attempts run from the moment it was commanded. ``HERald:RESult?`` waits for them to end
+(``attempts x period`` after that moment; in fast mode at once, moving the clock, in
+realtime mode on the wall clock); the pair is in the memories from then on, whoever looks
+first. In fast mode, stations commanded with nothing else happening on the bench in
+between (no memory touched, the clock moved only by result waits) start at the same
+emulated moment, whichever result is read first (`Network.round_start_ps`): two links
+heralding at once cover the same emulated interval, as on a real repeater.
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ class HSCEmulator(ScpiEmulator):
     def power_on_state(self) -> None:
         super().power_on_state()
         self.result = _NO_RESULT
+        # the running attempts (and when they end, ps) until RESult? reports them; *RST
+        # forgets the report, the attempts still land in the memories
+        self._run: tuple[Any, int] | None = None
+        self._free_at_ps = 0  # when the station's last run ended
 
     # --- commands ---
 
@@ -100,11 +108,18 @@ class HSCEmulator(ScpiEmulator):
 
         if not 1 <= count <= MAX_ATTEMPTS:
             raise ScpiError(*DATA_OUT_OF_RANGE)
+        if self._run is not None:  # the station is still busy: the new run follows it
+            await self._finish()
         self.result = _NO_RESULT
         station = self.station
-        start_ps = self.clock.now_ps
+        now_ps = self.clock.now_ps
+        start_ps = now_ps
+        if self.clock.mode == "fast":
+            # virtual time: stations commanded together start together (whichever result
+            # is read first), and a station's runs follow one another
+            start_ps = max(station.network.round_start_ps(now_ps), self._free_at_ps)
         try:
-            run = station.begin(count, start_ps * PS)
+            run = station.begin(count, now_ps * PS, start_ps * PS)
         except StationError as exc:
             code, what = (
                 (NO_FREE_MODE, "No free mode")
@@ -112,8 +127,18 @@ class HSCEmulator(ScpiEmulator):
                 else (MEMORY_OFF, "Memory off")
             )
             raise ScpiError(code, f"{what};{exc.memory}") from None
-        await self.clock.wait_until_ps(start_ps + seconds_to_ps(run.elapsed_s))
-        run = station.complete(run, self.clock.now_ps * PS)
+        self._run = (run, start_ps + seconds_to_ps(run.elapsed_s))
+
+    async def _finish(self) -> None:
+        """Wait for the running attempts to end (moving time in fast mode) and keep their
+        result."""
+        assert self._run is not None
+        run, done_ps = self._run
+        await self.clock.wait_until_ps(done_ps)
+        self._run = None
+        self._free_at_ps = done_ps
+        self.station.network.round_waited(self.clock.now_ps)
+        run = self.station.complete(run, self.clock.now_ps * PS)
         bell = "NONE" if run.bell is None else run.bell.upper()
         mode_a = -1 if run.mode_a is None else run.mode_a
         mode_b = -1 if run.mode_b is None else run.mode_b
@@ -122,7 +147,9 @@ class HSCEmulator(ScpiEmulator):
         )
 
     @on("result.get")
-    def _result(self) -> Raw:
+    async def _result(self) -> Raw:
+        if self._run is not None:
+            await self._finish()
         return Raw(self.result)
 
     @on("attempt_period_s.get")

@@ -143,7 +143,10 @@ class QMCEmulator(ScpiEmulator):
     # --- simulated time ---
 
     def _now(self) -> float:
-        """The present in seconds, after every read-out that fell due up to now."""
+        """The present in seconds, after every read-out that fell due up to now. A command
+        acting on the memory ends the heralding stations' round (a station commanded after
+        it starts at the present: world/quantum/network.py ``Network.round_start_ps``)."""
+        self.memory.network.touch()
         now_ps = self.clock.now_ps
         for mode, due in sorted(self.pending.items(), key=lambda kv: kv[1]):
             if due > now_ps:

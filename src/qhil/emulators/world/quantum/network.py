@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -203,6 +203,15 @@ class _Register:
         return next(i for i, q in enumerate(self.qubits) if q.slot == slot)
 
 
+@dataclass
+class _Due:
+    due_s: float
+    serial: int
+    ends: tuple[str, str]
+    land: Callable[[bool], None]
+    ok: bool = True
+
+
 class Network:
     """The registers of every networked memory of one world."""
 
@@ -210,6 +219,13 @@ class Network:
         self._memories: dict[str, NetworkedMemory] = {}
         self._at: dict[Slot, _Register] = {}
         self._reserved: set[Slot] = set()
+        # Stations' runs whose pair has not landed yet: (due time, serial, landing).
+        self._due: list[_Due] = []
+        self._serial = 0
+        # The stations' present round (fast mode): runs commanded with nothing else
+        # touching the memories or moving the clock in between start together.
+        self._round_start_ps: int | None = None
+        self._round_end_ps = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -226,6 +242,50 @@ class Network:
     def reset(self) -> None:
         self._at.clear()
         self._reserved.clear()
+        self._due.clear()
+        self._round_start_ps = None
+
+    # -- stations' runs in emulated time -----------------------------------------------
+
+    def touch(self) -> None:
+        """Something other than a station acted on a memory (a controller's command): the
+        stations' round is over; the next run starts at the present."""
+        self._round_start_ps = None
+
+    def round_start_ps(self, now_ps: int) -> int:
+        """Where a station's run commanded at ``now_ps`` starts (fast mode). Runs commanded
+        while nothing but stations' result waits has happened since the round began (no
+        memory touched, the clock moved only by those waits) start with the round: two
+        stations commanded at the same emulated moment attempt over the same interval,
+        whichever reads its result first. Otherwise a new round begins at ``now_ps``."""
+        if self._round_start_ps is None or now_ps != self._round_end_ps:
+            self._round_start_ps = now_ps
+            self._round_end_ps = now_ps
+        return self._round_start_ps
+
+    def round_waited(self, now_ps: int) -> None:
+        """A station's result wait has taken the clock to ``now_ps``."""
+        if self._round_start_ps is not None:
+            self._round_end_ps = max(self._round_end_ps, now_ps)
+
+    def schedule(self, due_s: float, ends: tuple[str, str], land: Callable[[bool], None]) -> None:
+        """``land(ok)`` puts a heralded pair into the memories ``ends`` once time reaches
+        ``due_s``; ``ok`` False when an end was switched off meanwhile."""
+        self._due.append(_Due(due_s, self._serial, ends, land))
+        self._serial += 1
+        self._due.sort(key=lambda d: (d.due_s, d.serial))
+
+    def settle(self, t_s: float) -> None:
+        """Every run due by ``t_s`` lands (in the order they fell due)."""
+        while self._due and self._due[0].due_s <= t_s + 1e-12:
+            due = self._due.pop(0)
+            due.land(due.ok)
+
+    def lose(self, memory: str) -> None:
+        """``memory`` is switched off: runs not yet landed that end there fail."""
+        for due in self._due:
+            if memory in due.ends:
+                due.ok = False
 
     def holds(self, slot: Slot) -> bool:
         return slot in self._at
@@ -434,6 +494,7 @@ class NetworkedMemory(QuantumMemory):
         if self._now - 1e-12 < t_now < self._now:
             t_now = self._now
         super()._advance(t_now)
+        self.network.settle(t_now)  # stations' pairs heralded by now are here
         cutoff = self._params.cutoff_s
         for slot in self.network.slots_of(self.name):
             if t_now - self.network.born_s(slot) > cutoff:
@@ -512,6 +573,7 @@ class NetworkedMemory(QuantumMemory):
         self._advance(t_now)
         if not on:
             self.clear()
+            self.network.lose(self.name)
         self.powered = bool(on)
 
     # -- operations on register qubits ---------------------------------------------------
@@ -725,6 +787,7 @@ class HeraldingStation(Component):
         self.memory_b = memory_b
         self.memory = memory_of  # an end memory by component name (the world's, built lazily)
         self._states: dict[tuple[Any, ...], Matrix] = {}
+        self._landed: dict[Attempts, Attempts] = {}  # runs landed, until complete() reads them
 
     # -- the figures the configuration implies ------------------------------------------
 
@@ -791,9 +854,12 @@ class HeraldingStation(Component):
 
     # -- running attempts ----------------------------------------------------------------
 
-    def begin(self, max_attempts: int, t_now: float) -> Attempts:
-        """Reserve each end memory's lowest free mode and decide the attempts (one geometric
-        draw). Raises StationError when an end is off or full."""
+    def begin(self, max_attempts: int, t_now: float, start_s: float | None = None) -> Attempts:
+        """Reserve each end memory's lowest free mode (at ``t_now``) and decide the attempts
+        (one geometric draw), run from ``start_s`` (default ``t_now``; a station commanded
+        together with another may start before the present, docs/protocols/qhil-hsc.md).
+        The pair lands in the memories when time reaches ``done_s``, whoever looks first.
+        Raises StationError when an end is off or full."""
         ends = (self.memory(self.memory_a), self.memory(self.memory_b))
         for mem in ends:
             if not mem.powered:
@@ -802,13 +868,14 @@ class HeraldingStation(Component):
         for mem, mode in zip(ends, modes, strict=True):
             if mode is None:
                 raise StationError("no_free_mode", mem.name)
+        start = t_now if start_s is None else min(start_s, t_now)
         p = self.success_probability
         k = int(self.rng.geometric(p)) if p > 0.0 else max_attempts + 1
         period = self.period_s
         if k > max_attempts:
             elapsed = max_attempts * period
             return Attempts(
-                False, max_attempts, None, None, None, False, t_now, t_now + elapsed, elapsed
+                False, max_attempts, None, None, None, False, start, start + elapsed, elapsed
             )
         true_herald = bool(self.rng.random() * p < self.true_probability)
         bell: BellState = "psi+" if self.rng.random() < 0.5 else "psi-"
@@ -816,32 +883,39 @@ class HeraldingStation(Component):
         assert mode_a is not None and mode_b is not None
         self.network.reserve((self.memory_a, mode_a))
         self.network.reserve((self.memory_b, mode_b))
-        born = t_now + (k - 1) * period + self.cfg.cycle_time_s
+        born = start + (k - 1) * period + self.cfg.cycle_time_s
         elapsed = k * period
-        return Attempts(True, k, bell, mode_a, mode_b, true_herald, born, t_now + elapsed, elapsed)
+        run = Attempts(True, k, bell, mode_a, mode_b, true_herald, born, start + elapsed, elapsed)
+        self.network.schedule(
+            run.done_s, (self.memory_a, self.memory_b), lambda ok: self._land(run, ok)
+        )
+        return run
 
-    def complete(self, run: Attempts, t_now: float) -> Attempts:
-        """At ``t_now >= run.done_s``: the pair goes into the reserved modes (if both ends
-        are still on: else the run failed)."""
-        if not run.success:
-            return run
+    def _land(self, run: Attempts, ok: bool) -> None:
+        """The herald arrives: the pair goes into the reserved modes, stored since its
+        emission (``born_s``), if both ends stayed on."""
         assert run.mode_a is not None and run.mode_b is not None and run.bell is not None
         slots = [(self.memory_a, run.mode_a), (self.memory_b, run.mode_b)]
         for slot in slots:
             self.network.release(slot)
-        ends = [self.memory(s[0]) for s in slots]
-        for mem in ends:
-            mem._advance(t_now)
-        if not all(mem.powered for mem in ends):
-            return Attempts(
-                False, run.attempts, None, None, None, False, run.born_s, run.done_s, run.elapsed_s
-            )
+        if not (ok and all(self.memory(s[0]).powered for s in slots)):
+            self._landed[run] = replace(run, success=False, bell=None, mode_a=None, mode_b=None)
+            return
         eve = self.cfg.eavesdropper
         key = (run.bell, run.true_herald, self.cfg.visibility, eve.side, eve.fraction)
         if key not in self._states:  # the configuration's state, built once
             self._states[key] = np.array(self.pair_state(run.bell, run.true_herald).full())
         self.network.add_register(self._states[key], slots, run.born_s)
-        return run
+        self._landed[run] = run
+
+    def complete(self, run: Attempts, t_now: float) -> Attempts:
+        """At ``t_now >= run.done_s``: the run as it ended (a success whose end was switched
+        off meanwhile reads as a failure); the pair is in the memories."""
+        if not run.success:
+            return run
+        for name in (self.memory_a, self.memory_b):
+            self.memory(name)._advance(t_now)  # lands every run due by now
+        return self._landed.pop(run, run)
 
 
 __all__ = [
