@@ -391,3 +391,19 @@ async def test_realtime_attempts_wait_on_the_clock_for_what_they_took() -> None:
     # The pair is in both memories, stored for the herald's round trip (2 x 1 km x 4.9 us/km).
     mem = world.memory("b.memory")
     assert mem.storage_time(0, world.clock.now_ps * 1e-12) == pytest.approx(9.8e-6, abs=1e-12)
+
+
+async def test_entangle_starts_without_moving_time_and_the_result_waits_for_the_herald() -> None:
+    """``ENTangle`` answers at once and leaves the clock where it was (the attempts run from
+    that moment); ``RESult?`` takes the clock to the herald (two stations: test_repeater_physics.py,
+    docs/protocols/qhil-hsc.md)."""
+    from qhil.emulators.qhil.hsc import DEFAULT_LINK
+    from qhil.emulators.world import World, load_world_config
+
+    world = World(load_world_config(DEFAULT_LINK, "test"), seed=0)
+    emu = HSCEmulator(world=world, component="a.station")
+    await run_on_emulator(emu, [(b"HER:ENT 1000000\n", b"")])
+    assert world.clock.now_ps == 0
+    await run_on_emulator(emu, [(b"HER:RES?\n", b"1,5,PSI+,0,0,+9.900000000E-05\n")])
+    assert world.clock.now_s == pytest.approx(9.9e-5)
+    assert world.memory("a.memory").storage_time(0, world.clock.now_s) == pytest.approx(9.8e-6)
