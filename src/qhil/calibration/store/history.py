@@ -53,6 +53,10 @@ def collect(runs: RunStore, kind: str | None) -> dict[str, list[Calibration]]:
 def _cell(q: Any) -> str:
     if q is None:
         return "-"
+    if getattr(q, "bound", None) is not None:  # "> 41.3 (95 %)"
+        sign = ">" if q.bound == "lower" else "<"
+        cl = f" ({q.confidence * 100:g} %)" if q.confidence is not None else ""
+        return f"{sign} {q.value:.3g}{cl}"
     if q.std is None or not math.isfinite(q.std) or q.std <= 0:
         return f"{q.value:.6g}"
     digits = max(0, 1 - math.floor(math.log10(q.std)))  # two significant digits of the error
@@ -117,7 +121,13 @@ def plot_history(kind: str, cals: list[Calibration], folder: Path) -> Path:
         x = [t for t, _ in pts]
         y = [q.value for _, q in pts]
         err = [q.std if q.std is not None else 0.0 for _, q in pts]
-        ax.errorbar(x, y, yerr=err, fmt="o-", ms=4, capsize=3)
+        lower = [q.bound == "lower" for _, q in pts]
+        upper = [q.bound == "upper" for _, q in pts]
+        if any(lower) or any(upper):  # a bound: an arrow from it, away from the excluded side
+            bounded = [lo or up for lo, up in zip(lower, upper, strict=True)]
+            arrow = [0.1 * abs(v) if b else 0.0 for v, b in zip(y, bounded, strict=True)]
+            err = [a or e for a, e in zip(arrow, err, strict=True)]
+        ax.errorbar(x, y, yerr=err, lolims=lower, uplims=upper, fmt="o-", ms=4, capsize=3)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(names) :]:

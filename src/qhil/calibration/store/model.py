@@ -26,10 +26,14 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Quantity:
-    """One calibrated value with its 1-sigma error (None when the run states none)."""
+    """One calibrated value with its 1-sigma error (None when the run states none), or a
+    one-sided bound (``bound`` "lower" / "upper") at ``confidence`` (e.g. a memory's T1
+    that did not decay measurably: ``T1 > 41 s`` at 0.95)."""
 
     value: float
     std: float | None = None
+    bound: str | None = None
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,15 @@ class Calibration:
             "made_at": self.made_at.isoformat(),
             "software": self.software,
             "identities": dict(self.identities),
-            "quantities": {k: {"value": q.value, "std": q.std} for k, q in self.quantities.items()},
+            "quantities": {k: _quantity_dict(q) for k, q in self.quantities.items()},
         }
+
+
+def _quantity_dict(q: Quantity) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": q.value, "std": q.std}
+    if q.bound is not None:
+        out |= {"bound": q.bound, "confidence": q.confidence}
+    return out
 
 
 # usable(record, calibration) -> None when usable, else why not
@@ -180,6 +191,16 @@ def error_names(name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def bound_of(name: str) -> tuple[str, str] | None:
+    """A one-sided bound's side and the result holding its confidence, for a result named
+    ``<x>_lower[_<unit>]`` / ``<x>_upper[_<unit>]`` (confidence ``<x>_lower_cl``)."""
+    parts = name.split("_")
+    for i in (len(parts) - 1, len(parts) - 2):
+        if i > 0 and parts[i] in ("lower", "upper"):
+            return parts[i], "_".join([*parts[: i + 1], "cl"])
+    return None
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
@@ -193,6 +214,8 @@ def pair_quantities(
     excluded."""
     numeric = {k: x for k, v in results.items() if (x := _number(v)) is not None}
     errors = {e for k in numeric for e in error_names(k) if e in numeric}
+    bounds = {k: b for k in numeric if (b := bound_of(k)) is not None and b[1] in numeric}
+    errors |= {cl for _, cl in bounds.values()}  # a bound's confidence is no quantity
 
     def rank(k: str) -> int:  # the patterns' order (H, V, D, A), then the name's
         return next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(k, p)), -1)
@@ -200,6 +223,10 @@ def pair_quantities(
     out: dict[str, Quantity] = {}
     for k in sorted(numeric, key=lambda k: (rank(k), k)):
         if k in errors or (patterns and rank(k) < 0):
+            continue
+        if k in bounds:
+            side, cl = bounds[k]
+            out[k] = Quantity(numeric[k], None, side, numeric[cl])
             continue
         std = next((numeric[e] for e in error_names(k) if e in numeric), None)
         out[k] = Quantity(numeric[k], None if std is None or not math.isfinite(std) else std)
