@@ -1128,7 +1128,9 @@ _CALIBRATIONS = {
         "qhil.calibration.memory:run_memory_calibration",
         "Quantum memories: store-and-retrieve efficiency and fidelity against storage time, "
         "measured from retrieved photons in chosen bases; fitted T1, T2 and efficiency decay "
-        "time with errors (--node N: only that node's memory; repeatable).",
+        "time with errors, or a lower bound at a stated confidence for one that does not "
+        "decay measurably within the longest storage time (--node N: only that node's "
+        "memory; repeatable).",
     ),
 }
 
