@@ -101,9 +101,9 @@ class Proxy:
     _server: asyncio.Server | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self) -> int:
+    async def start(self, port: int) -> None:
         async def on_bob(br: asyncio.StreamReader, bw: asyncio.StreamWriter) -> None:
-            try:  # Alice listens before Bob starts (run_case)
+            try:  # Alice listens before the proxy does (run_case)
                 ar, aw = await asyncio.open_connection("127.0.0.1", self.target_port)
             except OSError:
                 bw.close()  # as her refused port would
@@ -113,8 +113,7 @@ class Proxy:
                 asyncio.create_task(self._pump(ar, bw, "a_to_b")),
             ]
 
-        self._server = await asyncio.start_server(on_bob, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
+        self._server = await asyncio.start_server(on_bob, "127.0.0.1", port)
 
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, way: Direction
@@ -240,45 +239,46 @@ class Case:
 
 
 async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
-    port = _free_port()
+    port, via = _free_port(), _free_port()  # alice's, the proxy's
     proxy = Proxy(port, fault)
-    via = await proxy.start()
     base = [sys.executable, "-m", "qhil.cli", "run", "bb84", str(bench.profile), "--json"]
     base += ["--duration", DURATION_S, "--auth-key-file", str(bench.auth_key), "--no-plots"]
-    # Bob starts once Alice listens, so he connects within seconds; a forged hello leaves
-    # Alice listening for the real Bob until this timeout (the default, 60 s, is idle CI time).
-    base += ["--peer-timeout", "15"]
     for s in SETTINGS:
         base += ["--set", s]
-    started = time.monotonic()
-    procs = {
-        "alice": await asyncio.create_subprocess_exec(
+
+    async def start(party: str, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             *base,
-            *("--party", "alice", "--listen", f"127.0.0.1:{port}"),
-            *("--key-dir", str(tmp / "ka")),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=bench.env,
-        ),
-    }
-    try:
-        # Bob starts once Alice listens. The proxy accepts Bob at once, which Alice's
-        # own port would not before she listens (Bob would be refused and retry), so a
-        # Bob started with her would wait for her hello while her bench still connects
-        # and time out on a loaded host (a CI run saw it).
-        alice_err = await asyncio.wait_for(_until_listening(procs["alice"]), timeout=120)
-        procs["bob"] = await asyncio.create_subprocess_exec(
-            *base,
-            *("--party", "bob", "--connect", f"127.0.0.1:{via}"),
-            *("--key-dir", str(tmp / "kb")),
+            *("--party", party, *args),
+            *("--key-dir", str(tmp / ("ka" if party == "alice" else "kb"))),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=bench.env,
         )
+
+    started = time.monotonic()
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    try:
+        # Bob first: refused, he retries (<= 1 s apart) until his peer timeout. The proxy
+        # opens its port only once Alice listens, so, like her own port, it refuses him
+        # until she can answer his hello (a proxy accepting at once left Bob waiting for her
+        # hello while her bench still connected: he timed out on a loaded CI host). So Bob
+        # reaches her within ~1 s of her listening, and her peer timeout can be short: a
+        # forged hello leaves her listening for the real Bob until it ends (15 s, with Bob
+        # started after her, was ~10 s of idle CI time in that case).
+        procs["bob"] = await start("bob", "--connect", f"127.0.0.1:{via}", "--peer-timeout", "120")
+        bob_err = await asyncio.wait_for(_until(procs["bob"], b"bob: connecting to"), 120)
+        procs["alice"] = await start(
+            "alice", "--listen", f"127.0.0.1:{port}", "--peer-timeout", "5"
+        )
+        alice_err = await asyncio.wait_for(_until(procs["alice"], b"alice: listening on"), 120)
+        await proxy.start(via)
+        procs = {"alice": procs["alice"], "bob": procs["bob"]}  # the order of Case's parties
         outs = await asyncio.wait_for(
             asyncio.gather(*(p.communicate() for p in procs.values())), timeout=600
         )
         outs[0] = (outs[0][0], alice_err + outs[0][1])
+        outs[1] = (outs[1][0], bob_err + outs[1][1])
     finally:
         for p in procs.values():
             if p.returncode is None:
@@ -306,13 +306,13 @@ async def run_case(bench: Bench, tmp: Path, fault: Fault | None) -> Case:
     return Case(parties[0], parties[1], proxy.log, time.monotonic() - started)
 
 
-async def _until_listening(alice: asyncio.subprocess.Process) -> bytes:
-    """Alice's stderr up to and including her 'listening on' line (or her exit)."""
-    assert alice.stderr is not None
+async def _until(party: asyncio.subprocess.Process, text: bytes) -> bytes:
+    """The party's stderr up to and including the line with ``text`` (or its exit)."""
+    assert party.stderr is not None
     seen = b""
-    while line := await alice.stderr.readline():
+    while line := await party.stderr.readline():
         seen += line
-        if b"alice: listening on" in line:
+        if text in line:
             break
     return seen
 
