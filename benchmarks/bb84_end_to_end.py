@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,27 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
     link.PeerLink.send = timed_send  # type: ignore[method-assign]
     events: list[tuple[float, str, str, int]] = []
     cpu_at_block: list[float] = []  # process CPU time (all threads) at each of Bob's blocks
+    threads_at: list[dict[str, float]] = []  # CPU per thread group, first and last block
+
+    def thread_cpu() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for th in threading.enumerate():
+            try:
+                cpu = time.clock_gettime(time.pthread_getcpuclockid(th.ident or 0))
+            except (OSError, ValueError):
+                continue
+            group = th.name.split(":")[0].rstrip("_0123456789")  # asyncio_3 -> asyncio
+            out[group] = out.get(group, 0.0) + cpu
+        return out
 
     def progress(e: Any) -> None:
         events.append((time.time(), e.party, e.stage, e.block))
         if e.party == "bob" and e.stage == "block":
             cpu_at_block.append(time.process_time())
+            snap = thread_cpu()
+            threads_at[1:] = [snap] if threads_at else []
+            if not threads_at:
+                threads_at.append(snap)
 
     tmp = tempfile.mkdtemp(prefix="qhil-bb84-e2e-")
     load0 = os.getloadavg()[0]
@@ -109,6 +126,11 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
         "n_blocks": len(blocks),
         "cpu_blocks": cpu_at_block[-1] - cpu_at_block[0] if len(cpu_at_block) > 1 else None,
         "cpu_total": time.process_time(),
+        # Worker threads come and go: a group's CPU counts its live threads at each snapshot.
+        "thread_cpu_blocks": {
+            k: v - threads_at[0].get(k, 0.0)
+            for k, v in (threads_at[-1] if threads_at else {}).items()
+        },
         "stages": times.seconds,
         "calls": times.calls,
         "secret_bits": res.get("secret_bits"),
@@ -162,6 +184,15 @@ def _summarise(runs: list[dict[str, Any]], block_s: float) -> dict[str, Any]:
     summary["stages_s_per_emulated_s"] = {
         n: med([r["stages"].get(n, 0.0) / p["emulated_s"] for r, p in zip(runs, per, strict=True)])
         for n in stage_names
+    }
+    summary["thread_cpu_s_per_emulated_s"] = {
+        n: med(
+            [
+                r["thread_cpu_blocks"].get(n, 0.0) / max(p["emulated_s"] - block_s, block_s)
+                for r, p in zip(runs, per, strict=True)
+            ]
+        )
+        for n in sorted({n for r in runs for n in r["thread_cpu_blocks"]})
     }
     summary["runs"] = per
     summary["status"] = [r["status"] for r in runs]
@@ -223,6 +254,10 @@ def main() -> None:
     ]
     for label, key, unit in rows:
         print(f"  {label:<42} {summary[key]:9.3f} {unit}")
+    print("  CPU s per emulated s by thread (blocks 2..n):")
+    for name, v in sorted(summary["thread_cpu_s_per_emulated_s"].items(), key=lambda kv: -kv[1]):
+        if v >= 0.005:
+            print(f"    {name:<14} {v:9.3f}")
     print("  stages, wall s per emulated s (parties overlap):")
     for name, v in sorted(summary["stages_s_per_emulated_s"].items(), key=lambda kv: -kv[1]):
         print(f"    {name:<14} {v:9.3f}")
