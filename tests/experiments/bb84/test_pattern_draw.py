@@ -65,3 +65,19 @@ def test_waveform_tables_agree_with_the_level_arithmetic() -> None:
     np.testing.assert_array_equal(pol, bb84_pattern.level_codes(4)[symbols & 3])
     np.testing.assert_array_equal(inten, bb84_pattern.level_codes(8)[symbols >> 2])
     np.testing.assert_array_equal(bb84_pattern.decode(pol, inten), symbols)
+
+
+def test_the_draw_is_the_former_searchsorted_draw() -> None:
+    # Same symbols from the same generator as the draw it replaced (seeded runs keep keys).
+    def former(rng: np.random.Generator, n: int) -> np.ndarray:
+        from qhil.numerics.qkd import random_bits
+
+        bits = random_bits(rng, n)
+        basis = (rng.random(n) >= 0.5).astype(np.uint8)
+        edges = np.cumsum((0.7, 0.2, 0.1))[:-1]
+        intensity = np.searchsorted(edges, rng.random(n), side="right").astype(np.uint8)
+        return (bits | (basis << 1) | (intensity << 2)).astype(np.uint8)
+
+    want = former(np.random.default_rng(9), 1 << 16)
+    got = draw_pattern(np.random.default_rng(9), 1 << 16, 0.5, (0.7, 0.2, 0.1), 0.05)
+    np.testing.assert_array_equal(got.symbols, want)
