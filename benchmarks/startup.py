@@ -79,6 +79,9 @@ finally:
         json.dump(marks, f)
 """
 
+#: A run that takes longer than this is stopped and reported (killed with its process).
+RUN_TIMEOUT_S = 300.0
+
 STAGES = ["import", "emulators", "connect", "configure", "mus", "polarization", "first block"]
 
 
@@ -100,7 +103,12 @@ def one(
         env = dict(os.environ)
         if src is not None:  # that checkout's package before the installed (editable) one
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, env=env, timeout=RUN_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:  # said, not waited for: a hung run is a finding
+            raise SystemExit(f"qhil run bb84 still running after {RUN_TIMEOUT_S:g} s") from None
         total = time.time() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
