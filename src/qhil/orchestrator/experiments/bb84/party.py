@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qhil.numerics.qkd import DecoyBounds, FiniteKeyResult
+from qhil.numerics.qkd.randomness import secure_generator
 from qhil.numerics.qkd.universal_hash import (
     PA_FAMILIES,
     PA_FAMILY,
@@ -29,7 +30,6 @@ from qhil.numerics.qkd.universal_hash import (
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import PeerLink
 from qhil.orchestrator.experiments.bb84.messages import Amplification, KeyConfirm
-from qhil.orchestrator.experiments.bb84.pattern import secure_generator
 from qhil.orchestrator.experiments.bb84.result import (
     BB84Progress,
     BB84Result,

@@ -1,15 +1,15 @@
 """Alice's per-block randomness: symbols and the revealed alignment subset.
 
-Every block gets fresh symbols from a generator seeded by the operating
-system's CSPRNG (``secrets``), never from the world's seeded RNG, so no pattern
-repeats across blocks and nothing in a profile can predict them.
+Every block gets fresh symbols from a cryptographic generator keyed by the
+operating system's CSPRNG (:func:`qhil.numerics.qkd.randomness.secure_generator`,
+AES-128-CTR), never from the world's seeded RNG, so no pattern repeats across
+blocks and nothing in a profile or in the public messages can predict them.
 Symbol = bit | basis << 1 | intensity_index << 2 (basis 0 = Z, 1 = X), the
 PatternGenerator role's convention.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +19,6 @@ from qhil.numerics.qkd import AliceRecord, random_bits
 
 U8 = NDArray[np.uint8]
 I64 = NDArray[np.int64]
-
-
-def secure_generator() -> np.random.Generator:
-    """A numpy generator seeded with 128 bits from the OS CSPRNG."""
-    return np.random.Generator(np.random.PCG64(secrets.randbits(128)))
 
 
 @dataclass(frozen=True)

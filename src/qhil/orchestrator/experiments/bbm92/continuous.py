@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from qhil.numerics.qkd.randomness import secure_generator
 from qhil.orchestrator.experiments.bb84.continuous import (
     MAX_CONSECUTIVE_DROPS,
     ContinuousProgress,
@@ -182,7 +183,7 @@ async def run_bbm92_continuous_job(
     )  # fmt: skip
     store, keys, run = loop.store, loop.keys, loop.run
     # each node squashes its own clicks with its own randomness (CSPRNG-seeded)
-    squash = {"alice": np.random.default_rng(), "bob": np.random.default_rng()}
+    squash = {"alice": secure_generator(), "bob": secure_generator()}
     with run:
         async with open_bench(prof, mode=mode) as bench:
             identities = await bench.identities()

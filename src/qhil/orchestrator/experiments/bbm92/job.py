@@ -26,6 +26,7 @@ from qhil.drivers.roles import (
     RotationMount,
     TimeTagger,
 )
+from qhil.numerics.qkd.randomness import secure_generator
 from qhil.orchestrator.bench import BenchLookupError, open_bench
 from qhil.orchestrator.channel import (
     AuthenticationError,
@@ -118,7 +119,7 @@ def nodes_for_bbm92(bench: Any, s: BBM92Settings) -> EntanglementNodes:
 def _rngs(seed: int | None) -> list[np.random.Generator | None]:
     """alice's and bob's protocol and squashing generators (None: CSPRNG-seeded)."""
     if seed is None:
-        return [None, None, np.random.default_rng(), np.random.default_rng()]
+        return [None, None, secure_generator(), secure_generator()]
     log.warning("bbm92: insecure_test_seed is set: the key is predictable (tests only)")
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
 

@@ -44,6 +44,7 @@ from qhil.drivers.roles import (
 )
 from qhil.errors import ConfigError
 from qhil.numerics.entanglement import NoCoincidencePeakError, cross_node_coincidences
+from qhil.numerics.qkd.randomness import secure_generator
 from qhil.orchestrator.bench import open_bench
 from qhil.orchestrator.channel import HmacSha256Authenticator
 from qhil.orchestrator.experiments.bb84 import BB84Aborted, BB84Progress
@@ -349,7 +350,7 @@ async def run_bbm92_party_job(
                 except BB84Aborted as exc:
                     await link.tell_abort(exc)
                     raise
-                own_outcomes = outcomes(mask, np.random.default_rng())
+                own_outcomes = outcomes(mask, secure_generator())
                 # this node's outcomes (H, V, D, A) over the coincidences: its record's plot
                 run.append(
                     f"{party}/outcomes", np.bincount(own_outcomes, minlength=4).reshape(1, 4)
