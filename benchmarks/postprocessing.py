@@ -162,7 +162,7 @@ def bench_privacy_amplification(quick: bool) -> list[dict[str, Any]]:
     installed, scipy's always), n -> n/2; the hash alone, the seed draw timed apart."""
     rows = []
     rng = np.random.default_rng(1)
-    backends = ["scipy"] + (["fftw"] if toeplitz._pyfftw is not None else [])
+    backends = ["scipy"] + (["fftw"] if toeplitz._HAVE_FFTW else [])
     for n in (100_000, 1_000_000, 10_000_000):
         reps = (3 if quick else 7) if n < 10_000_000 else (2 if quick else 5)
         m = n // 2

@@ -28,7 +28,7 @@ from qhil.numerics.qkd.verification import (
     verify_keys,
 )
 
-BACKENDS = ["scipy"] + (["fftw"] if toeplitz_module._pyfftw is not None else [])
+BACKENDS = ["scipy"] + (["fftw"] if toeplitz_module._HAVE_FFTW else [])
 
 
 @pytest.fixture(params=BACKENDS)

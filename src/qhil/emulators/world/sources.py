@@ -157,9 +157,9 @@ class SPDCSource(Component):
         self._set_temp = self.cfg.heater_temp_c
         self._temp_at_set = self.cfg.heater_temp_c
         self._t_set = 0.0
-        # The pair state is fixed by the profile: computed here, at power-on, because it
-        # needs qutip, whose first import takes seconds; done lazily at the first pair it
-        # stalled an emulator's event loop mid-acquisition (a TDC1 stream came back empty).
+        # The pair state is fixed by the profile: computed once, at power-on (numpy only:
+        # qutip's first import takes over a second; done lazily at the first pair, it once
+        # stalled an emulator's event loop mid-acquisition and a TDC1 stream came back empty).
         if not hasattr(self, "_correlations"):
             self._correlations = self._pair_correlations()
 
@@ -235,10 +235,36 @@ class SPDCSource(Component):
         return self._correlations
 
     def _pair_correlations(self) -> tuple[F64, F64, F64]:
-        from .quantum.states import spdc_pair_state
+        return stokes_correlations(
+            pair_density(self.cfg.visibility, self.cfg.bell_state, self.cfg.noise)
+        )
 
-        rho = spdc_pair_state(self.cfg.visibility, self.cfg.bell_state, self.cfg.noise).full()
-        return stokes_correlations(rho)
+
+#: Bell kets over |HH>, |HV>, |VH>, |VV> (the quantum package's convention, without qutip).
+_BELL_KETS = {
+    "phi+": np.array([1, 0, 0, 1]) / math.sqrt(2),
+    "phi-": np.array([1, 0, 0, -1]) / math.sqrt(2),
+    "psi+": np.array([0, 1, 1, 0]) / math.sqrt(2),
+    "psi-": np.array([0, 1, -1, 0]) / math.sqrt(2),
+}
+
+
+def pair_density(visibility: float, bell: str, noise: str) -> npt.NDArray[np.complex128]:
+    """``quantum.states.spdc_pair_state(visibility, bell, noise)`` as a numpy array.
+
+    The same state (tests compare the two), computed without qutip: importing qutip
+    costs over a second, and a bench that only needs the pair's correlations (every
+    SPDC source, on every bench) should not pay it at start-up.
+    """
+    ket = _BELL_KETS[bell]
+    projector = np.outer(ket, ket).astype(np.complex128)
+    if noise == "white":
+        rest = np.eye(4, dtype=np.complex128) / 4.0
+    elif noise == "dephased":
+        rest = np.diag(np.diag(projector))
+    else:
+        raise ValueError(f"noise {noise!r} is not one of white, dephased")
+    return visibility * projector + (1.0 - visibility) * rest
 
 
 _PAULI_STOKES = [

@@ -24,8 +24,10 @@ large inputs. ``set_fft_backend`` picks one explicitly (tests run both).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -53,14 +55,20 @@ def new_seed(rng: np.random.Generator, n_in: int, n_out: int) -> BitArray:
     return random_bits(rng, seed_length(n_in, n_out))
 
 
-try:  # optional accelerator
-    import pyfftw as _pyfftw
-except ImportError:  # pragma: no cover - depends on the environment
-    _pyfftw = None
+# Optional accelerator, imported at its first use: importing pyfftw pulls in dask
+# (~0.25 s), which every `qhil` command would otherwise pay at start-up.
+_HAVE_FFTW = importlib.util.find_spec("pyfftw") is not None
+
+
+def _fftw() -> Any:
+    import pyfftw
+
+    return pyfftw
+
 
 _FFTW_MIN_LEN = 1 << 14  # below this pocketfft is as fast and needs no plan
 _FFTW_CACHE_SIZE = 2  # plans keep ~40 bytes per FFT point alive
-_backend = "fftw" if _pyfftw is not None else "scipy"
+_backend = "fftw" if _HAVE_FFTW else "scipy"
 
 
 def fft_backend() -> str:
@@ -72,8 +80,8 @@ def set_fft_backend(name: str) -> None:
     """Choose "scipy", "fftw" (needs pyfftw) or "auto"."""
     global _backend
     if name == "auto":
-        _backend = "fftw" if _pyfftw is not None else "scipy"
-    elif name == "fftw" and _pyfftw is None:
+        _backend = "fftw" if _HAVE_FFTW else "scipy"
+    elif name == "fftw" and not _HAVE_FFTW:
         raise ValueError("fft backend 'fftw' needs the pyfftw package")
     elif name in ("scipy", "fftw"):
         _backend = name
@@ -85,7 +93,8 @@ class _FftwConvolver:
     """Linear convolution of two real inputs with cached FFTW plans of one length."""
 
     def __init__(self, fft_len: int) -> None:
-        assert _pyfftw is not None
+        assert _HAVE_FFTW
+        _pyfftw = _fftw()
         self.a = _pyfftw.empty_aligned(fft_len, dtype="float64")
         self.b = _pyfftw.empty_aligned(fft_len, dtype="float64")
         self.fa = _pyfftw.empty_aligned(fft_len // 2 + 1, dtype="complex128")
