@@ -1026,7 +1026,7 @@ def _run_entanglement(
 @click.option("--mode", type=click.Choice(["fast", "realtime"]), default=None, help="World mode.")
 @_NO_PLOTS
 def run_teleport_cmd(**kw: Any) -> None:
-    """Teleport a qubit from one end of the repeater bench to the other over delivered
+    """Teleport a qubit from one end of PROFILE (default: repeater) to the other over delivered
     pairs; tomography of the receiver's qubit gives the fidelity with the input (and, for
     the six inputs, their mean against (2F + 1)/3). Exits 0 with a result, 3 when the run
     failed (a request the network could not meet), 2 on bad input."""

@@ -109,15 +109,31 @@ class PingReport:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_nodes(settings: NetworkSettings, local: str, remote: str) -> None:
+def check_nodes(
+    settings: NetworkSettings,
+    local: str,
+    remote: str,
+    options: tuple[str, str] = ("NODE_A", "NODE_B"),
+) -> None:
+    """The two ends of a request from the command line (``options`` name them in the
+    ConfigError): nodes of the network, and two different ones."""
     known = settings.nodes
-    for arg, node in (("NODE_A", local), ("NODE_B", remote)):
+    for arg, node in zip(options, (local, remote), strict=True):
         if node not in known:
             raise ConfigError(
                 "<command line>", arg, f"no node {node!r} on the network ({', '.join(known)})"
             )
     if local == remote:
-        raise ConfigError("<command line>", "NODE_B", f"{remote!r} is NODE_A itself")
+        raise ConfigError("<command line>", options[1], f"{remote!r} is {options[0]} itself")
+
+
+def check_min_fidelity(
+    value: float, option: str = "--min-fidelity", *, below_1: bool = False
+) -> None:
+    """A fidelity threshold from the command line: finite, in 0 .. 1 (``below_1``: < 1)."""
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0) or (below_1 and value >= 1.0):
+        span = "[0, 1)" if below_1 else "[0, 1]"
+        raise ConfigError("<command line>", option, f"{value!r} is not a fidelity in {span}")
 
 
 def ping_settings(
@@ -134,6 +150,8 @@ def ping_settings(
     ):
         if value is None:
             continue
+        if name == "min_fidelity":
+            check_min_fidelity(float(value), option, below_1=True)
         try:
             PingSettings.model_validate({**data, name: value})
         except ValidationError as exc:
@@ -363,7 +381,7 @@ def job(
 
     prof = load_profile(profile if profile is not None else "repeater", overrides)
     settings = NetworkSettings.from_profile(prof)
-    _check_nodes(settings, node_a, node_b)
+    check_nodes(settings, node_a, node_b)
     s = ping_settings(settings, count, min_fidelity)
     return _run(prof, settings, s, node_a, node_b, data_dir, mode, on_probe)
 

@@ -122,16 +122,16 @@ async def run_teleport_job(
 ) -> RunSummary:
     """Teleport each of ``states`` ``shots`` times from ``sender`` to ``receiver``."""
     from qhil.orchestrator.experiments.network import EntanglementRequest, open_network
+    from qhil.orchestrator.experiments.network.ping import check_min_fidelity, check_nodes
+    from qhil.orchestrator.experiments.network.settings import NetworkSettings
     from qhil.orchestrator.profile import load_profile
 
     states = tuple(states)
     check_shots(shots)
-    prof = load_profile(None if profile is None else str(profile), list(overrides))
-    for field_, node in (("--from", sender), ("--to", receiver)):
-        if node not in prof.nodes:
-            raise ConfigError(
-                "<command line>", field_, f"no node {node!r} on the bench ({prof.source})"
-            )
+    # the same checks as qhil ping's, before anything opens or is recorded
+    check_min_fidelity(min_fidelity)
+    prof = load_profile("repeater" if profile is None else str(profile), list(overrides))
+    check_nodes(NetworkSettings.from_profile(prof), sender, receiver, ("--from", "--to"))
     async with open_network(prof, mode=mode, data_dir=data_dir) as network:
         run = RunStore(data_dir).start_run(
             KIND,
