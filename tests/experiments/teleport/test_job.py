@@ -59,7 +59,7 @@ def _patch(monkeypatch: pytest.MonkeyPatch, net: FakeNetwork) -> None:
 def test_job_records_shots_and_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     net = FakeNetwork(FakeWorld(0.85, np.random.default_rng(9)))
     _patch(monkeypatch, net)
-    summary = asyncio.run(run_teleport_job("default", data_dir=tmp_path, shots=60))
+    summary = asyncio.run(run_teleport_job("repeater", data_dir=tmp_path, shots=60))
     assert summary.status == "success", summary.reason
     rec = RunStore(tmp_path).get(summary.run_id)
     assert rec.kind == "teleport" and rec.status == "success"
@@ -78,7 +78,7 @@ def test_request_error_fails_the_run_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _patch(monkeypatch, FakeNetwork(FakeWorld(0.9, np.random.default_rng(1)), fail_after=70))
-    summary = asyncio.run(run_teleport_job("default", data_dir=tmp_path, shots=30))
+    summary = asyncio.run(run_teleport_job("repeater", data_dir=tmp_path, shots=30))
     assert summary.status == "failed"
     assert summary.reason is not None and summary.reason.startswith("RequestTimeout: link alice")
     rec = RunStore(tmp_path).get(summary.run_id)
@@ -91,12 +91,12 @@ def test_bloch_angles_refused_by_a_controller_without_them(
 ) -> None:
     _patch(monkeypatch, FakeNetwork(FakeWorld(0.9, np.random.default_rng(1))))
     with pytest.raises(ConfigError, match="--state.*not Bloch angles"):
-        asyncio.run(run_teleport_job("default", data_dir=tmp_path, states=("1;0.5",), shots=3))
+        asyncio.run(run_teleport_job("repeater", data_dir=tmp_path, states=("1;0.5",), shots=3))
 
 
 def test_unknown_node_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--to.*no node 'carol'"):
-        asyncio.run(run_teleport_job("default", data_dir=tmp_path, receiver="carol"))
+        asyncio.run(run_teleport_job("repeater", data_dir=tmp_path, receiver="carol"))
 
 
 @pytest.mark.parametrize(
