@@ -158,6 +158,28 @@ def test_bad_requests_name_the_field() -> None:
         EntanglementRequest(remote="bob", min_fidelity=1.5)
 
 
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"pairs": True}, "pairs"),
+        ({"pairs": 2.0}, "pairs"),
+        ({"remote": 5}, "remote"),
+        ({"local": 5}, "local"),
+        ({"purpose_id": -5}, "purpose_id"),
+        ({"purpose_id": 1 << 16}, "purpose_id"),
+        ({"min_fidelity": "0.7"}, "min_fidelity"),
+        ({"min_fidelity": math.nan}, "min_fidelity"),
+        ({"deadline_s": "1"}, "deadline_s"),
+        ({"purification_rounds": True}, "purification_rounds"),
+    ],
+)
+def test_requests_of_the_wrong_type_are_a_value_error_naming_the_field(
+    kw: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"EntanglementRequest\.{field}:"):
+        EntanglementRequest(**{"remote": "bob", **kw})  # type: ignore[arg-type]
+
+
 async def test_waits_the_deadline_cannot_avoid_are_rejected() -> None:
     """T2 = 30 us: fresh pairs reach ~0.55-0.6 but a link waiting more than ~2 attempts for
     the other loses it, so both links must herald within 2 attempts of each other

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from qhil.drivers.roles import HeraldingStation, HeraldResult, NetworkMemory
-from qhil.errors import InstrumentError
+from qhil.errors import ConfigError, InstrumentError
 from qhil.orchestrator.experiments.network import frames
 from qhil.orchestrator.experiments.network.errors import (
     EntanglementRequestError,
@@ -66,18 +66,30 @@ class EntanglementRequest:
     purification_rounds: int = 0
 
     def __post_init__(self) -> None:
+        def integer(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def number(v: object) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
         bad = None
-        if not isinstance(self.pairs, int) or self.pairs < 1:
+        if not isinstance(self.remote, str) or not self.remote:
+            bad = ("remote", "a node name")
+        elif self.local is not None and (not isinstance(self.local, str) or not self.local):
+            bad = ("local", "a node name or None")
+        elif not integer(self.pairs) or self.pairs < 1:
             bad = ("pairs", "an integer >= 1")
-        elif self.min_fidelity is not None and not 0.0 <= self.min_fidelity <= 1.0:
-            bad = ("min_fidelity", "in 0 .. 1")
-        elif self.deadline_s is not None and not (
-            math.isfinite(self.deadline_s) and self.deadline_s > 0
+        elif self.min_fidelity is not None and not (
+            number(self.min_fidelity) and 0.0 <= self.min_fidelity <= 1.0
         ):
+            bad = ("min_fidelity", "a number in 0 .. 1")
+        elif self.deadline_s is not None and not (number(self.deadline_s) and self.deadline_s > 0):
             bad = ("deadline_s", "a finite time > 0 s")
+        elif not integer(self.purpose_id) or not 0 <= self.purpose_id <= 0xFFFF:
+            bad = ("purpose_id", "an integer in 0 .. 65535 (16 bits, as in QNodeOS)")
         elif self.frame not in ("track", "correct"):
             bad = ("frame", "'track' or 'correct'")
-        elif not isinstance(self.purification_rounds, int) or self.purification_rounds < 0:
+        elif not integer(self.purification_rounds) or self.purification_rounds < 0:
             bad = ("purification_rounds", "an integer >= 0")
         if bad is not None:
             value = getattr(self, bad[0])
@@ -221,6 +233,7 @@ class Network:
                 raise TypeError(f"{key} ({type(station).__name__}) is not a HeraldingStation")
             self._stations.append(station)
         self._periods: list[float | None] = [None] * len(settings.links)
+        self._wired = False
         self.clock_s = 0.0
         #: Attempts each link's station has made for this handle.
         self.attempts = [0] * len(settings.links)
@@ -237,6 +250,42 @@ class Network:
     def station(self, link: int) -> HeraldingStation:
         return self._stations[link]
 
+    async def check_wiring(self) -> None:
+        """Each link's station joins that link's two memories, in the link's order: the
+        ends it reports (``HERald:ENDS?``) against the names the profile gives the nodes'
+        memories (the instrument's ``component``, else ``<node>.<instrument>``). A mismatch
+        is a profile mistake: ConfigError naming ``experiments.network.links[i]``, before
+        any attempt. Done once per handle (``open_network`` and the first herald)."""
+        if self._wired:
+            return
+        profile = getattr(self.bench, "profile", None)
+        nodes = getattr(profile, "nodes", None)
+        if not nodes:  # no profile to say how the memories are named
+            self._wired = True
+            return
+        source = getattr(profile, "source", "") or "<profile>"
+        for i, ((a, b, key), station) in enumerate(
+            zip(self.settings.links, self._stations, strict=True)
+        ):
+            ends = tuple(str(e) for e in await station.ends.get())
+            expected = (
+                _memory_name(nodes, a, self.settings.memory),
+                _memory_name(nodes, b, self.settings.memory),
+            )
+            if ends == expected:
+                continue
+            if ends == expected[::-1]:
+                hint = f"list its nodes in the station's order: [{b!r}, {a!r}, {key!r}]"
+            else:
+                hint = "name the link's nodes by the memories the station joins"
+            raise ConfigError(
+                source,
+                f"{NetworkSettings.TABLE}.links[{i}]",
+                f"station {key} joins {ends[0]} - {ends[1]} (HERald:ENDS?), not the memories "
+                f"of {a} - {b} ({expected[0]} - {expected[1]}): {hint}",
+            )
+        self._wired = True
+
     def _link_name(self, link: int) -> str:
         a, b, _ = self.settings.links[link]
         return f"{a}-{b}"
@@ -250,6 +299,8 @@ class Network:
 
     async def _herald(self, link: int, budget_s: float) -> HeraldResult | None:
         """Up to the attempts that fit in ``budget_s``; None when not even one fits."""
+        if not self._wired:
+            await self.check_wiring()
         period = await self.attempt_period_s(link)
         attempts = min(MAX_ATTEMPTS, math.floor(budget_s / period)) if period > 0 else 1
         if attempts < 1:
@@ -773,6 +824,24 @@ def _other_end(nodes: list[str], remote: str) -> str:
     return nodes[-1]
 
 
+def _memory_name(nodes: Any, node: str, name: str | None) -> str:
+    """The name a station reports for ``node``'s memory: its instrument's ``component``
+    (the world component, or what a lab station is configured to call it), else
+    ``<node>.<instrument>``."""
+    from qhil.catalogue import CATALOGUE
+
+    specs = nodes[node].instruments
+    found = [
+        (i, spec)
+        for i, spec in specs.items()
+        if (name is None or i == name) and "NetworkMemory" in CATALOGUE[spec.model].roles
+    ]
+    if len(found) != 1:  # the profile's check names this case; nothing to compare with here
+        return f"{node}.{name or 'memory'}"
+    i, spec = found[0]
+    return str(spec.component or f"{node}.{i}")
+
+
 def _bench_seed(bench: Any) -> int | None:
     seed = getattr(getattr(getattr(bench, "profile", None), "bench", None), "seed", None)
     return int(seed) if isinstance(seed, int) else None
@@ -794,7 +863,9 @@ async def open_network(
     prof = profile if isinstance(profile, Profile) else load_profile(profile, list(overrides))
     settings = NetworkSettings.from_profile(prof)
     async with open_bench(prof, mode=mode) as bench:
-        yield Network(bench, settings, store=RunStore(data_dir))
+        network = Network(bench, settings, store=RunStore(data_dir))
+        await network.check_wiring()
+        yield network
 
 
 __all__ = [
