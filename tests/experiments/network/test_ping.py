@@ -7,8 +7,8 @@ import math
 import pytest
 
 from qhil.errors import ConfigError
-from qhil.orchestrator.experiments.network import Network
-from qhil.orchestrator.experiments.network.ping import ping, ping_settings
+from qhil.orchestrator.experiments.network import Network, frames
+from qhil.orchestrator.experiments.network.ping import _verdict, ping, ping_settings
 
 from .fakes import fake_bench, settings
 
@@ -82,3 +82,14 @@ def test_command_line_values_are_validated_naming_the_option() -> None:
         ping_settings(s, 0, None)
     with pytest.raises(ConfigError, match="--min-fidelity"):
         ping_settings(s, None, 1.5)
+
+
+def test_pairs_delivered_but_none_measured_is_not_called_undelivered() -> None:
+    s = settings().ping
+    sprt = frames.Sprt(s.min_fidelity, s.delta, s.alpha, s.beta)
+    nan = math.nan
+    reachable, reason = _verdict(sprt, s, 0, nan, nan, nan, [], delivered=20)
+    assert not reachable
+    assert reason.startswith("no pair measured: 20 delivered") and "no pair delivered" not in reason
+    reachable, reason = _verdict(sprt, s, 0, nan, nan, nan, ["RequestTimeout: x"])
+    assert reason == "no pair delivered: RequestTimeout: x"

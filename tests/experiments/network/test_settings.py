@@ -25,6 +25,11 @@ from qhil.orchestrator.profile import load_profile
         ("experiments.network.ping.count=0", "experiments.network.ping.count", "greater than"),
         ("experiments.network.deadline_s=0", "experiments.network.deadline_s", "greater than"),
         ("experiments.network.ping.min_fidelity=0.9", "experiments.network.ping", "exceeds 1"),
+        (
+            "experiments.network.ping.sample_fraction=0.01",
+            "experiments.network.ping.sample_fraction",
+            "0.1 pairs measured per probe: at least 1",
+        ),
     ],
 )
 def test_bad_network_tables_name_file_and_field(override: str, field: str, problem: str) -> None:

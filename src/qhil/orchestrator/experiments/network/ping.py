@@ -265,7 +265,7 @@ async def ping(
     fidelity = (
         frames.fidelity_from_agreement(agree_all / measured_all) if measured_all else math.nan
     )
-    verdict = _verdict(sprt, s, measured_all, fidelity, lower, upper, errors)
+    verdict = _verdict(sprt, s, measured_all, fidelity, lower, upper, errors, delivered_all)
     results: dict[str, Any] = {
         "reachable": verdict[0],
         "reason": verdict[1],
@@ -315,14 +315,20 @@ def _verdict(
     lower: float,
     upper: float,
     errors: list[str],
+    delivered: int = 0,
 ) -> tuple[bool, str]:
     test = (
         f"SPRT F >= {s.min_fidelity + s.delta:.3g} against F <= {s.min_fidelity:.3g}, "
         f"alpha {s.alpha:g}, beta {s.beta:g}"
     )
     if n == 0:
-        why = errors[0] if errors else "no pair was measured"
-        return False, f"no pair delivered: {why}"
+        if delivered:
+            failed = f"; {len(errors)} probe(s) failed, first: {errors[0]}" if errors else ""
+            return False, (
+                f"no pair measured: {delivered} delivered, none sampled or every read-out "
+                f"failed{failed}"
+            )
+        return False, f"no pair delivered: {errors[0] if errors else 'no request succeeded'}"
     measured = (
         f"measured F = {fidelity:.3f} ({lower:.3f} .. {upper:.3f} at {s.confidence:.0%} each side)"
     )

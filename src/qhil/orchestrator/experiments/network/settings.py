@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from qhil.errors import ConfigError
 
@@ -47,6 +55,17 @@ class PingSettings(BaseModel):
     deadline_s: float | None = Field(
         None, gt=0.0, le=3600.0, description="Deadline of each probe's request; None: deadline_s."
     )
+
+    @field_validator("sample_fraction")
+    @classmethod
+    def _samples_a_pair(cls, v: float, info: ValidationInfo) -> float:
+        pairs = info.data.get("pairs_per_probe")
+        if pairs is not None and v * pairs < 1.0:
+            raise ValueError(
+                f"{v:g} of pairs_per_probe {pairs} is {v * pairs:.3g} pairs measured per "
+                f"probe: at least 1 (sample_fraction >= {1 / pairs:.3g})"
+            )
+        return v
 
     @model_validator(mode="after")
     def _test_fits(self) -> PingSettings:
