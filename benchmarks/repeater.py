@@ -19,7 +19,7 @@ import asyncio
 import json
 import statistics
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 
 async def _deliver(network: Any, request: Any, pairs: int) -> tuple[float, float, float]:
@@ -84,14 +84,35 @@ async def measure(profile: str, overrides: list[str], pairs: int, repeats: int) 
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad input: one line naming the option, exit 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _at_least_1(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = _OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile", nargs="?", default="repeater")
-    ap.add_argument("--pairs", type=int, default=50, help="pairs per repeat")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pairs", type=_at_least_1, default=50, help="pairs per repeat (>= 1)")
+    ap.add_argument("--repeats", type=_at_least_1, default=3, help=">= 1")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     ap.add_argument("--json", action="store_true", help="one JSON object")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     out = asyncio.run(measure(args.profile, args.overrides, args.pairs, args.repeats))
     if args.json:
         print(json.dumps(out))
