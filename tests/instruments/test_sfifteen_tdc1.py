@@ -428,6 +428,19 @@ async def test_acquisition_beyond_the_16_bit_gate_streams_until_abort(
     assert block.meta["duration_s"] == 70.0
 
 
+@pytest.mark.parametrize(("mode", "chunks"), [("realtime", 4), ("fast", 1)])
+async def test_realtime_stream_is_sent_in_chunks_of_a_few_ms(
+    tmp_path: Path, mode: str, chunks: int
+) -> None:
+    """Realtime: 20 ms of gate in four 5 ms chunks, as a unit's USB transfers arrive (one
+    50 ms chunk, as fast mode sends, left the driver's 20 ms end-of-stream silence to chance:
+    under load it cut the gate's last 50 ms, test_realtime_world_streams_as_the_gate_passes)."""
+    world = dark_world(tmp_path, mode, 1000.0)
+    emu = TDC1Emulator(name="tdc1", world=world, component="lab.tagger")
+    sent = [chunk async for chunk in emu._stream_chunks(0.02)]
+    assert len(sent) == chunks
+
+
 async def test_realtime_world_streams_as_the_gate_passes(
     tmp_path: Path, emulator_host: EmulatorHost
 ) -> None:

@@ -59,8 +59,12 @@ if TYPE_CHECKING:
     from qhil.emulators.world.tagger import TagReader
 
 IDENTITY = "S-Fifteen Instruments TDC1 timestamp unit, firmware 1.0 (emulated), serial TDC1-EMU"
-#: Stream time generated and sent per chunk.
+#: Stream time generated and sent per chunk (fast mode: the fewer world reads the better).
 STREAM_CHUNK_S = 0.05
+#: ... and in realtime mode, where a chunk is also a wait on the wall clock: a real unit's
+#: words reach the host within a few ms (USB bulk transfers), and a driver may take a
+#: silence of tens of ms past the gate's end as the stream's end (the TDC1 driver: 20 ms).
+REALTIME_CHUNK_S = 0.005
 DUMMY_WORD_FLAGS = 0x10
 #: Coincidence pairs of pairs mode, in reply order.
 PAIRS = ((1, 3), (1, 4), (2, 3), (2, 4))
@@ -205,7 +209,8 @@ class TDC1Emulator(S15Emulator):
         # (fast mode; see the world README, "Time and acquisition").
         reader = tagger.open_reader(join=True) if tagger is not None else None
         end_ps = None if duration_s is None else round(duration_s * 1e12) // TICK_PS * TICK_PS
-        chunk_ps = round(STREAM_CHUNK_S * 1e12)
+        realtime = self.world is not None and self.world.clock.mode == "realtime"
+        chunk_ps = round((REALTIME_CHUNK_S if realtime else STREAM_CHUNK_S) * 1e12)
         read_ps = 0  # true time read so far
         done = 0  # ps of the unit's clock covered so far
         origin: int | None = None  # node-clock ps of the counter reset
