@@ -152,7 +152,7 @@ def draw_probes(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     if "latency_s" in names:
         lat = bottom.twinx()
         lat.plot(probe, rows["latency_s"] * 1e3, "s-", color="C1", label="latency")
-        lat.set_ylabel("latency (ms, emulated)")
+        lat.set_ylabel("latency (ms, bench time)")
     bottom.set_xlabel("probe")
     from matplotlib.ticker import MaxNLocator
 

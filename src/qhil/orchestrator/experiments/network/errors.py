@@ -21,7 +21,7 @@ class EntanglementRequestError(QhilError):
 
 
 class RequestTimeout(EntanglementRequestError):
-    """The deadline (emulated time) passed before the pairs were delivered."""
+    """The deadline (bench time) passed before the pairs were delivered."""
 
     code = "TIMEOUT"
 

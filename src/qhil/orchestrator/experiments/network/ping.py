@@ -287,7 +287,7 @@ async def ping(
         "latency_mean_s": float(np.mean(latencies)) if latencies else math.nan,
         "latency_min_s": float(np.min(latencies)) if latencies else math.nan,
         "latency_max_s": float(np.max(latencies)) if latencies else math.nan,
-        "emulated_s": elapsed,
+        "bench_s": elapsed,  # the network clock: bench time (emulated or lab)
         "sprt_llr": sprt.llr,
         "sprt_decided_after": sprt.decided_after,
         "sprt_alpha": s.alpha,
@@ -470,7 +470,7 @@ def summary_lines(summary: PingSummary) -> list[str]:
         f"--- {local} -> {remote} entanglement ping (run {summary.run_id}) ---",
         f"{r.get('probes')} probes, {r.get('pairs_delivered')}/{r.get('pairs_requested')} pairs "
         f"delivered, {r.get('pairs_measured')} measured, rate "
-        f"{_num(r.get('rate_pairs_per_s'), '{:.4g}')} pairs/s (emulated time)",
+        f"{_num(r.get('rate_pairs_per_s'), '{:.4g}')} pairs/s (bench time)",
     ]
     if fid is not None and math.isfinite(fid):
         lines.append(

@@ -4,7 +4,7 @@
 [experiments.network]
 links = [["alice", "repeater", "alice.station_repeater"],
          ["repeater", "bob", "repeater.station_bob"]]   # node, node, "<node>.<station>"
-deadline_s = 1.0            # a request's default deadline (emulated s)
+deadline_s = 1.0            # a request's default deadline (bench s)
 [experiments.network.ping]
 count = 4                   # probes
 ```

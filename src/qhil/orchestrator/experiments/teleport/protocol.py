@@ -45,8 +45,8 @@ SHOT_DTYPE = np.dtype(
         ("bell_outcome", np.int8),  # sender's Bell outcome, -1 when it failed
         ("correction", np.int8),  # index into PAULIS, -1 when none was applied
         ("pair_fidelity", np.float64),  # the network's estimate for the delivered pair
-        ("latency_s", np.float64),  # request to delivery, emulated s
-        ("delivered_at_s", np.float64),  # network clock, emulated s
+        ("latency_s", np.float64),  # request to delivery, bench s
+        ("delivered_at_s", np.float64),  # network clock, bench s
     ]
 )
 
