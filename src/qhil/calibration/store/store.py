@@ -5,6 +5,7 @@ A view over the run store (one data directory): no calibration is kept twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,12 @@ def different_instruments(stored: dict[str, str], current: dict[str, str]) -> li
     calibration; the cost is one recalibration, never a wrong reuse).
     """
     return sorted(k for k, ident in stored.items() if current.get(k) != ident)
+
+
+def _measured(cal: Calibration, quantities: tuple[str, ...]) -> bool:
+    """``cal`` holds every one of ``quantities`` as a finite value."""
+    found = (cal.quantities.get(name) for name in quantities)
+    return all(q is not None and math.isfinite(q.value) for q in found)
 
 
 class CalibrationStore:
@@ -92,16 +99,20 @@ class CalibrationStore:
         identities: dict[str, str],
         max_age_s: float,
         now: datetime | None = None,
+        quantities: tuple[str, ...] = (),
     ) -> Lookup:
         """The newest usable calibration of ``kind`` for the bench with ``identities`` that is
         at most ``max_age_s`` old, with the reason; else None and why the newest is not usable.
+        With ``quantities``, only calibrations that measured them all (finite) count: e.g. one
+        node's T2 from the newest memory calibration of that node, whichever nodes a newer
+        run calibrated.
         """
         k = kind_for(kind)
         now = now or datetime.now(UTC)
         why: str | None = None
         for record in self._candidates(k, now, max_age_s):
             cal = from_run(k, record)
-            if cal is None:
+            if cal is None or not _measured(cal, quantities):
                 continue
             bad = unusable(k, record, cal)
             if bad is None:
@@ -114,7 +125,8 @@ class CalibrationStore:
                 else:
                     return Lookup(cal, f"reused run {cal.run_id} ({age:.0f} s old)")
             why = why or bad  # the newest one's reason is the one to report
-        return Lookup(None, why or f"no {k.name} calibration recorded")
+        measured = f" measured {', '.join(quantities)}" if quantities else " recorded"
+        return Lookup(None, why or f"no {k.name} calibration{measured}")
 
     def latest(
         self,

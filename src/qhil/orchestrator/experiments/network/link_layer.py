@@ -431,28 +431,37 @@ class Network:
         )
 
     async def _t2_estimates(self) -> dict[str, NodeEstimate]:
-        """Each node's T2: the newest memory calibration of these instruments, else the
-        controller's stated value (a datasheet number: said so in ``source``)."""
-        calibration: Any = None
-        why = "no run store"
+        """Each node's T2: the newest valid memory calibration that measured that node
+        (``<node>_t2_s``; ``qhil.calibration.store`` checks the run's success, these
+        instruments' identities and ``memory_calibration_max_age_s``), whichever nodes a
+        newer calibration measured; else the controller's stated value (a datasheet
+        number). ``source`` says which run (or why none)."""
+        store: Any = None
+        identities: dict[str, str] = {}
         if self.store is not None:
             from qhil.calibration.store import CalibrationStore
 
-            lookup = CalibrationStore(self.store).find(
-                "memory",
-                identities=await self.bench.identities(),
-                max_age_s=self.settings.memory_calibration_max_age_s,
-            )
-            calibration, why = lookup.calibration, lookup.reason
+            store = CalibrationStore(self.store)
+            identities = await self.bench.identities()
         out: dict[str, NodeEstimate] = {}
         for node, memory in self._memories.items():
-            q = calibration.quantities.get(f"{node}_t2_s") if calibration is not None else None
-            if q is not None and math.isfinite(q.value) and q.value > 0:
-                out[node] = NodeEstimate(node, q.value, q.std, f"calibration {calibration.run_id}")
-                continue
+            name = f"{node}_t2_s"
+            why = "no run store"
+            if store is not None:
+                lookup = store.find(
+                    "memory",
+                    identities=identities,
+                    max_age_s=self.settings.memory_calibration_max_age_s,
+                    quantities=(name,),
+                )
+                cal = lookup.calibration
+                if cal is not None and cal.quantities[name].value > 0:
+                    q = cal.quantities[name]
+                    out[node] = NodeEstimate(node, q.value, q.std, f"calibration {cal.run_id}")
+                    continue
+                why = lookup.reason if cal is None else f"run {cal.run_id}: {name} <= 0"
             _, t2 = await memory.coherence_times_s()
-            reason = why if calibration is None else f"run {calibration.run_id} lacks {node}"
-            out[node] = NodeEstimate(node, float(t2), None, f"stated by the controller ({reason})")
+            out[node] = NodeEstimate(node, float(t2), None, f"stated by the controller ({why})")
         return out
 
     def predict(self, pairs: Sequence[LinkPair], storage: Sequence[tuple[float, float]]) -> float:
