@@ -77,8 +77,8 @@ def test_a_bbm92_partys_record_draws_its_outcomes_and_qber(tmp_path: Path) -> No
 
 def recorded_kinds() -> set[str]:
     """Every run kind a command of qhil records, from the ``start_run(`` calls in src/
-    (parties' ``{party}`` expanded; calibrations and the entanglement experiments name
-    their kind through one helper each)."""
+    (parties' ``{party}`` expanded; calibrations, the entanglement experiments and the
+    continuous key loops name their kind through one helper each)."""
     kinds: set[str] = set()
     computed = 0
     for path in SRC.rglob("*.py"):
@@ -88,14 +88,17 @@ def recorded_kinds() -> set[str]:
         computed += len(re.findall(r'(?<!def )start_run\((?!\s*f?")', text))
         kinds |= {f"calibration.{n}" for n in re.findall(r'_recorded\(\s*"(\w+)"', text)}
         kinds |= set(re.findall(r'_run_job\(\s*"(\w+)"', text))
-    # the two helpers above are the only calls with a computed kind: a new one must be
+        for f, kind in re.findall(r'(?<!def )continuous_loop\(\s*(f?)"([^"]+)"', text):
+            kinds |= {kind.replace("{party}", p) for p in ("alice", "bob")} if f else {kind}
+    # the three helpers above are the only calls with a computed kind: a new one must be
     # taught here (and given plots)
-    assert computed == 2, f"{computed} start_run( calls with a computed kind"
+    assert computed == 3, f"{computed} start_run( calls with a computed kind"
     return kinds
 
 
 def test_every_recorded_kind_has_plots() -> None:
     kinds = recorded_kinds()
-    assert {"bb84.continuous", "bbm92.alice", "calibration.mount_zero", "chsh"} <= kinds
+    assert {"bb84.continuous", "bb84.continuous.alice", "bbm92.continuous", "bbm92.alice",
+            "calibration.mount_zero", "chsh", "ping", "teleport"} <= kinds  # fmt: skip
     missing = sorted(k for k in kinds if not specs_for(k))
     assert missing == [], f"run kinds without plots: {missing}"
