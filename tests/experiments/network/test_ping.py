@@ -44,6 +44,12 @@ async def test_dephased_links_are_unreachable_with_the_reason() -> None:
     assert not report.reachable
     assert report.reason.startswith("no pair delivered: FidelityUnreachable: request rejected")
     assert "T2=1e-06 s (stated by the controller" in report.reason
+    # the same rejection is printed once, then referred to, and counted in the verdict
+    assert report.lines[0].startswith("probe 1: 0/25 pairs, FidelityUnreachable")
+    assert report.lines[1:] == [
+        f"probe {k}: 0/25 pairs, the error of probe 1 again" for k in (2, 3, 4)
+    ]
+    assert report.reason.endswith("; all 4 probes ended so")
 
 
 async def test_links_measured_below_the_threshold_are_unreachable() -> None:

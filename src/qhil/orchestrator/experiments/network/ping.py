@@ -81,6 +81,8 @@ class Probe:
     confidence: float
     clock_s: float
     error: str | None = None
+    #: The earlier probe (1-based) that ended with the same error: its line is not repeated.
+    same_error_as: int | None = None
 
     def row(self) -> np.ndarray:
         out = np.zeros(1, dtype=PROBE_DTYPE)
@@ -90,13 +92,16 @@ class Probe:
 
     def line(self) -> str:
         head = f"probe {self.probe + 1}: {self.delivered}/{self.requested} pairs"
+        error = self.error
+        if error and self.same_error_as is not None:
+            error = f"the error of probe {self.same_error_as} again"
         if self.delivered == 0:
-            return f"{head}, {self.error or 'none delivered'}"
+            return f"{head}, {error or 'none delivered'}"
         text = (
             f"{head}, {self.measured} measured, F >= {self.lower_bound:.3f} "
             f"({self.confidence:.0%}, all so far), latency {self.latency_s * 1e3:.3g} ms"
         )
-        return text + (f"; then {self.error}" if self.error else "")
+        return text + (f"; then {error}" if error else "")
 
 
 @dataclass
@@ -198,6 +203,7 @@ async def ping(
     latencies: list[float] = []
     estimates: list[float] = []
     errors: list[str] = []
+    first_with: dict[str, int] = {}  # error text -> the first probe (1-based) ending with it
     for k in range(s.count):
         request = EntanglementRequest(
             remote=remote,
@@ -254,7 +260,10 @@ async def ping(
             confidence=s.confidence,
             clock_s=network.clock_s,
             error=error,
+            same_error_as=None if error is None else first_with.get(error),
         )
+        if error is not None:
+            first_with.setdefault(error, k + 1)
         probes.append(probe)
         if on_outcomes is not None and len(rows):
             on_outcomes(outcomes)
@@ -328,7 +337,15 @@ def _verdict(
                 f"no pair measured: {delivered} delivered, none sampled or every read-out "
                 f"failed{failed}"
             )
-        return False, f"no pair delivered: {errors[0] if errors else 'no request succeeded'}"
+        if not errors:
+            return False, "no pair delivered: no request succeeded"
+        alike = len(set(errors)) == 1
+        count = (
+            f"; all {len(errors)} probes ended so"
+            if alike
+            else f"; {len(errors)} probes failed, {len(set(errors))} different errors"
+        )
+        return False, f"no pair delivered: {errors[0]}{count if len(errors) > 1 else ''}"
     measured = (
         f"measured F = {fidelity:.3f} ({lower:.3f} .. {upper:.3f} at {s.confidence:.0%} each side)"
     )
