@@ -116,9 +116,11 @@ def test_ping_unreachable_when_t2_is_far_below_the_round_trip(tmp_path: Path) ->
     assert r.exit_code == 1, r.output
     probes = [line for line in r.output.splitlines() if line.startswith("probe ")]
     assert len(probes) == 2
-    assert all("0/10 pairs, FidelityUnreachable: request rejected" in line for line in probes)
+    assert "0/10 pairs, FidelityUnreachable: request rejected" in probes[0]
+    assert probes[1] == "probe 2: 0/10 pairs, the error of probe 1 again"
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("UNREACHABLE: no pair delivered: FidelityUnreachable")
+    assert last.endswith("; all 2 probes ended so")
     assert "repeater T2=1e-06 s" in last
 
 
