@@ -215,6 +215,7 @@ def main() -> None:
     qhil run clock-sync [PROFILE]   synchronise two nodes' tagger clocks (photon pairs)
     qhil run bbm92 [PROFILE]    entanglement-based QKD on the entanglement bench
     qhil run teleport [PROFILE] teleport a qubit alice -> bob over the repeater bench
+    qhil ping NODE_A NODE_B [PROFILE]   is there entanglement between two nodes? (repeater)
     qhil calibrate polarization|detectors|delays|mean-photon-number [PROFILE]   measure, record
     qhil calibrate mount-zero|coincidence-delay [PROFILE]   the entanglement bench's
     qhil calibrate memory [PROFILE] [--node N]   quantum memories: efficiency, T1, T2
@@ -222,8 +223,8 @@ def main() -> None:
     qhil runs plot ID           draw a run's plots (PNG) from its record
 
     \b
-    Exit codes: 0 success, 2 bad input or could not start, 3 aborted (QBER, verification,
-    authentication), 130/143 interrupted (SIGINT/SIGTERM).
+    Exit codes: 0 success, 1 not reachable (qhil ping), 2 bad input or could not start,
+    3 aborted (QBER, verification, authentication), 130/143 interrupted (SIGINT/SIGTERM).
     """
 
 

@@ -1,7 +1,11 @@
 """The ping's output and plot say "bench time": the network clock is the bench's, emulated
-or lab alike (they said "emulated" on lab profiles too)."""
+or lab alike (they said "emulated" on lab profiles too); the help, README and profile
+name ping, its exit 1 and the lab variant."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +51,23 @@ def test_probe_plot_says_bench_time() -> None:
     draw_probes(record, {"probes": rows}, fig)  # type: ignore[arg-type]
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert "latency (ms, bench time)" in labels and not any("emulated" in x for x in labels)
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_help_overview_and_readme_name_ping_and_its_exit_1() -> None:
+    from click.testing import CliRunner
+
+    from qhil.cli import main
+
+    text = CliRunner().invoke(main, ["--help"]).output
+    assert "qhil ping NODE_A NODE_B" in text and "1 not reachable (qhil ping)" in text
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"^\| 1 +\| `qhil ping` only", readme, re.MULTILINE)
+
+
+def test_repeater_profile_points_to_its_lab_variant() -> None:
+    text = (ROOT / "hw_profiles" / "repeater.toml").read_text()
+    named = set(re.findall(r"\b(lab_\w+\.toml)", text))
+    assert named == {"lab_repeater.toml"} and (ROOT / "hw_profiles" / "lab_repeater.toml").exists()
