@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from qhil.calibration.store import CalibrationStore
-from qhil.orchestrator.experiments.network import Network
+from qhil.orchestrator.experiments.network import EntanglementRequest, Network
+from qhil.orchestrator.experiments.network.frames import BASES
 from qhil.records import RunStore
 
 from .fakes import fake_bench, settings
@@ -67,3 +68,38 @@ def test_the_store_finds_by_quantity(tmp_path: Path) -> None:
         "memory", identities={}, max_age_s=3600, quantities=("bob_t2_s",)
     )
     assert found.calibration is not None and found.calibration.run_id == old
+
+
+async def _measure_delivered(net: Network, n: int) -> None:
+    request = EntanglementRequest(remote="bob", local="alice", min_fidelity=0.0, deadline_s=1.0)
+    for _ in range(n):
+        async for pair in net.pairs(request):
+            basis = BASES[int(net.rng.integers(3))]
+            await net.measure(pair, (basis, basis))
+
+
+async def test_a_calibrated_t2_the_delivered_pairs_contradict_gives_way(tmp_path: Path) -> None:
+    """A calibration of another unit (emulated QMC-1s share one serial) says T2 = 50 us
+    where the memories keep 10 ms: the measured pairs agree far more often than the
+    estimate expects, so the stated T2 replaces it, and the source says why."""
+    store = RunStore(tmp_path)
+    run = _calibration(store, {"alice": 5e-5, "repeater": 5e-5, "bob": 5e-5})
+    net = Network(fake_bench(t2_s=10e-3), settings(characterisation_pairs=40), store=store)
+    await net.characterise()
+    assert net.estimates is not None
+    assert net.estimates.nodes["repeater"].source == f"calibration {run}"
+    await _measure_delivered(net, 80)
+    for node in ("alice", "repeater", "bob"):
+        e = net.estimates.nodes[node]
+        assert e.t2_s == 10e-3
+        assert e.source.startswith(f"stated by the controller (calibration {run} contradicted by")
+
+
+async def test_a_calibrated_t2_the_pairs_agree_with_stays(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    run = _calibration(store, {"alice": 10e-3, "repeater": 10e-3, "bob": 10e-3})
+    net = Network(fake_bench(t2_s=10e-3), settings(characterisation_pairs=40), store=store)
+    await net.characterise()
+    await _measure_delivered(net, 80)
+    assert net.estimates is not None
+    assert {e.source for e in net.estimates.nodes.values()} == {f"calibration {run}"}

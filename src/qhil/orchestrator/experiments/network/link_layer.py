@@ -50,6 +50,11 @@ MAX_ATTEMPTS = 100_000_000
 #: A request whose estimated chance of one pair meeting its minimum fidelity within its
 #: deadline is below this is rejected before any attempt (FidelityUnreachable).
 REJECT_BELOW = 0.01
+#: The estimate is tested against the delivered pairs measured in one basis at both ends
+#: (score test of their agreements against the estimate's, two-sided 99.9 %) once this
+#: many are measured: a calibrated T2 the outcomes contradict gives way to the stated one.
+CHECK_MIN_PAIRS = 20
+CHECK_Z = 3.29
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,7 @@ class Network:
             self._stations.append(station)
         self._periods: list[float | None] = [None] * len(settings.links)
         self._wired = False
+        self._checked: list[tuple[int, float]] = []  # (agreed, expected agreement) per pair
         self.clock_s = 0.0
         #: Attempts each link's station has made for this handle.
         self.attempts = [0] * len(settings.links)
@@ -365,7 +371,46 @@ class Network:
                 for n, m, basis in zip(pair.nodes, pair.modes, bases, strict=True)
             )
         )
+        if isinstance(pair, DeliveredPair) and bases[0] == bases[1] and None not in (a, b):
+            await self._check_estimate(
+                pair, int((a == b) == frames.agree_expected(pair.bell, bases[0]))
+            )
         return a, b
+
+    async def _check_estimate(self, pair: DeliveredPair, agreed: int) -> None:
+        """Test the estimate against the delivered pairs measured so far: when their
+        agreements contradict the estimated fidelities (score test, ``|z| >= CHECK_Z``) and
+        a node of the route has its T2 from a calibration, that T2 gives way to the
+        controller's stated one (the measurement is preferred to a calibration that may be
+        of another unit, e.g. emulated QMC-1s share one serial), said in its ``source``."""
+        self._checked.append((agreed, frames.agreement_from_fidelity(pair.estimated_fidelity)))
+        if len(self._checked) < CHECK_MIN_PAIRS or self.estimates is None:
+            return
+        k = sum(x for x, _ in self._checked)
+        mean = sum(q for _, q in self._checked)
+        var = sum(q * (1.0 - q) for _, q in self._checked)
+        z = (k - mean) / math.sqrt(var) if var > 0 else 0.0
+        if abs(z) < CHECK_Z:
+            return
+        route = self.settings.route(*pair.nodes)
+        nodes = dict(self.estimates.nodes)
+        why = (
+            f"contradicted by {len(self._checked)} delivered pairs measured: {k} agreed, "
+            f"the estimate expected {mean:.1f}, z {z:+.1f}"
+        )
+        changed = False
+        for node in dict.fromkeys(n for _, a, b in route for n in (a, b)):
+            e = nodes.get(node)
+            if e is None or not e.source.startswith("calibration "):
+                continue
+            _, t2 = await self._memories[node].coherence_times_s()
+            nodes[node] = NodeEstimate(
+                node, float(t2), None, f"stated by the controller ({e.source} {why})"
+            )
+            changed = True
+        if changed:
+            self.estimates = replace(self.estimates, nodes=nodes)
+            self._checked = []  # the new estimate is tested anew
 
     async def _storage(self, pair: LinkPair) -> tuple[float, float]:
         a, b = await asyncio.gather(
