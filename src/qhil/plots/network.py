@@ -29,8 +29,32 @@ def _teleport(record: RunRecord, arrays: Arrays) -> TeleportAnalysis | None:
     rows = arrays["shots"]
     try:
         return analyse(rows, inputs)
-    except TomographyError:  # a run that stopped before each basis had a shot
+    except TomographyError:  # a run stopped before each input had a shot in each basis
+        pass
+    # what it has: the inputs measured in all three bases (renumbered in their order)
+    ok = rows["outcome"] >= 0
+    done = [
+        k
+        for k in range(len(inputs))
+        if all(np.any(ok & (rows["input"] == k) & (rows["basis"] == b)) for b in range(3))
+    ]
+    if not done:
         return None
+    keep = np.isin(rows["input"], done)
+    part = rows[keep].copy()
+    part["input"] = np.searchsorted(np.asarray(done), part["input"])
+    try:
+        return analyse(part, tuple(inputs[k] for k in done))
+    except TomographyError:
+        return None
+
+
+def _partial(record: RunRecord, a: TeleportAnalysis) -> str:
+    """' (interrupted: 1 of 6 inputs)' when the plot shows only part of the run's inputs."""
+    planned = len(tuple(record.parameters.get("states") or ()))
+    if planned <= len(a.inputs):
+        return ""
+    return f" ({record.status}: {len(a.inputs)} of {planned} inputs)"
 
 
 @plot(
@@ -71,7 +95,7 @@ def draw_bloch(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         ax.set_aspect("equal")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    axes[0].set_title("input (o) and received (x), Bloch x-z")
+    axes[0].set_title("input (o) and received (x), Bloch x-z" + _partial(record, a))
     axes[1].set_title("Bloch y-z")
     axes[2].set_title("Bloch x-y")
     axes[2].legend(fontsize="small", loc="lower right")
@@ -106,14 +130,42 @@ def draw_fidelity(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
     ax.set_xticks(x, list(a.inputs))
     ax.set_xlabel("input state")
     ax.set_ylabel("fidelity with the input")
-    ax.set_title(f"teleportation: {a.measured} measured of {a.shots} shots")
+    ax.set_title(f"teleportation: {a.measured} measured of {a.shots} shots" + _partial(record, a))
     ax.legend(fontsize="small")
+
+
+def _interrupted_title(record: RunRecord, arrays: Arrays) -> str:
+    """A ping record without a verdict: what the sequential test had decided on the
+    outcomes recorded so far (the run's own settings), not "not reachable"."""
+    from qhil.orchestrator.experiments.network.frames import Sprt
+
+    probes = int(arrays["probes"].size)
+    head = f"ping interrupted ({record.status}) after {probes} probe{'s' * (probes != 1)}"
+    outcomes = arrays.get("outcomes")
+    p = record.parameters.get("ping") or {}
+    try:
+        sprt = Sprt(
+            float(p["min_fidelity"]), float(p["delta"]), float(p["alpha"]), float(p["beta"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return f"{head}: no verdict"
+    agree = (
+        outcomes["agree"]
+        if outcomes is not None and "agree" in (outcomes.dtype.names or ())
+        else np.zeros(0, dtype=bool)
+    )
+    decision = sprt.update(agree)
+    if decision is None:
+        return f"{head}: undecided after {agree.size} measured pairs"
+    verdict = "reachable" if decision else "not reachable"
+    return f"{head}: decided {verdict} after {sprt.decided_after} pairs"
 
 
 @plot(
     "probes",
     kinds=("ping",),
     needs=("probes",),
+    optional=("outcomes",),
     about="per probe: the fidelity estimate and its lower bound against the threshold; "
     "pairs delivered and latency",
     size_in=(9.0, 7.0),
@@ -136,14 +188,17 @@ def draw_probes(record: RunRecord, arrays: Arrays, fig: Figure) -> None:
         top.axhline(float(threshold), color="0.4", ls="--", label=f"threshold {threshold:g}")
     top.axhline(0.5, color="0.7", ls=":", lw=1)
     reachable = record.results.get("reachable")
-    top.set_title(
-        f"ping: {'reachable' if reachable else 'not reachable'}"
-        + (
-            f" ({record.results.get('reason')})"
-            if not reachable and record.results.get("reason")
-            else ""
+    if reachable is None:  # no verdict recorded: the run was stopped (or is still going)
+        top.set_title(_interrupted_title(record, arrays))
+    else:
+        top.set_title(
+            f"ping: {'reachable' if reachable else 'not reachable'}"
+            + (
+                f" ({record.results.get('reason')})"
+                if not reachable and record.results.get("reason")
+                else ""
+            )
         )
-    )
     top.set_ylabel("fidelity")
     top.legend(fontsize="small")
     if "delivered" in names:
