@@ -43,7 +43,8 @@ async def test_dephased_links_are_unreachable_with_the_reason() -> None:
     report = await _ping(fake_bench(seed=12, t2_s=1e-6, f=(0.8, 0.8)))
     assert not report.reachable
     assert report.reason.startswith("no pair delivered: FidelityUnreachable: request rejected")
-    assert "T2=1e-06 s (stated by the controller" in report.reason
+    # the T2's source in brackets: its own "(...)" is not nested in parentheses
+    assert "T2=1e-06 s [stated by the controller (no run store)]" in report.reason
     # the same rejection is printed once, then referred to, and counted in the verdict
     assert report.lines[0].startswith("probe 1: 0/25 pairs, FidelityUnreachable")
     assert report.lines[1:] == [

@@ -678,7 +678,7 @@ class Network:
         assert self.estimates is not None
         links = ", ".join(f"{a}-{b} F={self.estimates.links[i].fidelity:.3f}" for i, a, b in route)
         t2 = ", ".join(
-            f"{n} T2={self.estimates.nodes[n].t2_s:.3g} s ({self.estimates.nodes[n].source})"
+            f"{n} T2={self.estimates.nodes[n].t2_s:.3g} s [{self.estimates.nodes[n].source}]"
             for n in dict.fromkeys(x for _, a, b in route for x in (a, b))
             if n in self.estimates.nodes
         )
