@@ -293,3 +293,19 @@ def test_bob_bookkeeping_follows_his_key(n: int, frame: int) -> None:
         parities_b = np.concatenate([lay.block_parities(p, bob.key) for p in range(lay.n_passes)])
         np.testing.assert_array_equal(bob._g_odd, parities_a ^ parities_b)
     assert not bob._g_odd.any()  # every block even at the end
+
+
+def test_inconsistent_parities_stop_bob_with_an_error_not_a_loop() -> None:
+    """A peer answering random parities: Bob raises after a bounded number of messages
+    (before the guard he went on flipping bits for ever)."""
+    from qhil.numerics.qkd.cascade import CascadeBob, CascadeSetup, ParityReply
+
+    rng = np.random.default_rng(7)
+    n = 4096
+    bob = CascadeBob(rng.integers(0, 2, n, dtype=np.uint8), CascadeSetup(n, n, (64, 128, 256, 512), 1))
+    with pytest.raises(ValueError, match="inconsistent"):
+        for _ in range(20_000):
+            query = bob.next_query()
+            assert query is not None, "random parities ended Cascade: the test proves nothing"
+            bits = rng.integers(0, 2, query.starts.size, dtype=np.uint8)
+            bob.receive(ParityReply(bits.size, np.packbits(bits).tobytes()))

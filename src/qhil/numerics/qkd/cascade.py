@@ -760,7 +760,7 @@ class CascadeBob:
             self._n_full = lay.n_frames - (int(lay.frame_lens[-1]) < fb)
         while True:
             while self._finish_rounds() | self._choose_steps() | self._descend_known():
-                pass  # frames whose round ended without a message choose again
+                self._check_corrections()  # frames whose round ended without a message go on
             iv = self._iv
             if iv.shape[1] == 0:  # every frame is done
                 if self._asked:
@@ -893,6 +893,17 @@ class CascadeBob:
         self._found_frames = np.concatenate([self._found_frames, done[_FRAME]])
         self._active -= np.bincount(done[_FRAME], minlength=self._lay.n_frames)
         self._iv = iv.compress(~single, axis=1)
+
+    def _check_corrections(self) -> None:
+        """Consistent parities never make Bob flip a correct bit, so he corrects at most the
+        errors there are; inconsistent ones (a faulty peer) could keep him flipping for ever,
+        without a message. Past a quarter of the key (a QBER no key survives) he stops."""
+        limit = max(64, self.key.size // 4)
+        if self.stats.corrected_bits > limit:
+            raise ValueError(
+                f"Cascade corrected {self.stats.corrected_bits} of {self.key.size} bits, more "
+                f"than {limit}: the parities are inconsistent (or the QBER is far beyond a key)"
+            )
 
     def _descend_known(self) -> bool:
         """Descend every level whose left parity follows from known ones; True if any.
