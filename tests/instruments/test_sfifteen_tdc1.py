@@ -46,6 +46,9 @@ IDN = IDENTITY.encode() + b"\r\n"
 # Dummy (idle) words at 100, 200 and 300 ms of stream time: 50e6 << 5 | 0x10, ...
 HEARTBEATS_250MS = b"\x10\x10\x5e\x5f" + b"\x10\x20\xbc\xbe"
 HEARTBEATS_350MS = HEARTBEATS_250MS + b"\x10\x30\x1a\x1e"
+# The dummy word closing a timed gate, in its last tick: (125e6 - 1) << 5 | 0x10, ...
+CLOSE_250MS = b"\xf0'k\xee"
+CLOSE_350MS = b"\xf07\xc9M"
 
 CASES = [
     ProtocolCase("identity", lambda d: d.identity(), [(b"*IDN?\r\n", IDN)], IDENTITY),
@@ -96,7 +99,7 @@ async def test_emulator_answers_documented_bytes(case: ProtocolCase) -> None:
 
 async def test_idle_timestamp_stream_is_dummy_words_both_ways() -> None:
     exchanges = [
-        (b"INPKT;time 250;timestamp;counts?\r\n", HEARTBEATS_250MS),
+        (b"INPKT;time 250;timestamp;counts?\r\n", HEARTBEATS_250MS + CLOSE_250MS),
         (b"abort\r\n", b""),
     ]
     async with expected_protocol(TDC1, exchanges) as drv:
@@ -112,6 +115,7 @@ async def test_timestamp_words_decode_with_coincident_bits_and_rollover() -> Non
         + HEARTBEATS_250MS[:8]  # 100 ms, 200 ms
         + b"\xe2\x00\x00\x00"  # tick 2**27 + 7 (after the 268.4 ms rollover), channel 2
         + HEARTBEATS_350MS[8:]  # 300 ms
+        + CLOSE_350MS
     )
     exchanges = [(b"INPKT;time 350;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
     async with expected_protocol(TDC1, exchanges) as drv:
@@ -137,7 +141,9 @@ def test_word_layout_matches_the_documented_bits() -> None:
 
 
 async def test_software_input_delay_shifts_that_channel() -> None:
-    events = b"\xa1\x00\x00\x00" + b"\x04\x01\x00\x00" + HEARTBEATS_250MS  # ch1 @5, ch3 @8
+    events = (
+        b"\xa1\x00\x00\x00" + b"\x04\x01\x00\x00" + HEARTBEATS_250MS + CLOSE_250MS
+    )  # ch1 @5, ch3 @8
     exchanges = [(b"INPKT;time 250;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
     async with expected_protocol(TDC1, exchanges) as drv:
         await drv.set_input_delay_ps(1, 7_000)
@@ -483,9 +489,10 @@ async def test_stream_is_monotonic_in_the_units_own_clock(tmp_path: Path, drift_
     emu = TDC1Emulator(name="tdc1", world=world, component="lab.tagger")
     data = b"".join([c async for c in emu._stream_chunks(6.0)])
     ticks, flags = unwrapped_words(data)
-    assert np.count_nonzero(flags & 0x10) == 59  # a dummy word every 100 ms after the start
+    # A dummy word every 100 ms after the start, and the one closing the gate, in its last tick.
+    assert np.count_nonzero(flags & 0x10) == 59 + 1
     assert np.all(np.diff(ticks) >= 0)
-    assert ticks[-1] < 6.0e12 / 2000
+    assert ticks[-1] == 6.0e12 / 2000 - 1 and flags[-1] == 0x10
 
 
 # --- one continuous stream in blocks (TimeTagger.stream) ---
@@ -498,14 +505,15 @@ async def test_stream_sends_documented_bytes_and_cuts_one_timebase_into_blocks()
     """A known duration runs on the unit's own gate (``time 350``) and one ``counts?``: one
     counter reset, then blocks of 100 ms of stream time cut from the words as they come (the
     268 ms rollover unwrapped across blocks). The unit stops at its gate, so the last block
-    ends when the line falls silent after the last heartbeat (300 ms): no word at 350 ms is
-    needed. ``abort`` after it is harmless (the unit has stopped)."""
+    ends with the word closing the gate (a unit without it: when the line falls silent
+    after the last heartbeat). ``abort`` after it is harmless (the unit has stopped)."""
     events = (
         b"\xa1\x00\x00\x00"  # tick 5 (10 ns), channel 1
         + b"\x0c\x7d\x00\x00"  # tick 1000 (2 us), channels 3 and 4 together
         + HEARTBEATS_250MS[:8]  # 100 ms, 200 ms
         + b"\xe2\x00\x00\x00"  # tick 2**27 + 7 (268.4 ms), channel 2
-        + HEARTBEATS_350MS[8:]  # 300 ms: the last word of a 350 ms gate
+        + HEARTBEATS_350MS[8:]  # 300 ms: the last heartbeat of a 350 ms gate
+        + CLOSE_350MS  # and the word closing it
     )
     exchanges = [(b"INPKT;time 350;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
     async with expected_protocol(TDC1, exchanges) as drv:

@@ -1,36 +1,117 @@
-"""TDC1 acquisition end (issue 12): once the words reach the gate's last heartbeat and the
-gate is over, a short silence ends the acquisition and the drain after ``abort``; the
-general STREAM_POLL_S wait there cost ~0.1 s of every 13 ms BB84 block."""
+"""TDC1 acquisition end (issue 12). A timed gate's closing word (a dummy word in its last
+tick, the stream's last) proves the stream whole: the acquisition ends on it without
+waiting for a silence, and ``abort`` needs no drain. A unit not seen to send it is given
+CLOSING_WORD_WAIT_S of silence after the gate's end before its stream counts as ended
+(then FINAL_SILENCE_S from then on), so a slow peer (an emulator on a loaded host) that
+pauses past the gate's end on the host clock is never cut short."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
 
 import pytest
 
 from qhil.drivers.sfifteen import tdc1
 from qhil.drivers.sfifteen.tdc1 import TDC1, encode_words
-from qhil.testing import expected_protocol
-from qhil.transport import session
+from qhil.emulators.sfifteen.tdc1 import closing_word
+from qhil.transport.rawio import ReadTimeout
+from qhil.transport.replay import ReplayIO
+
+START_13MS = b"INPKT;time 13;timestamp;counts?\r\n"
 
 
-async def test_the_end_of_a_short_gate_is_a_short_silence(monkeypatch: pytest.MonkeyPatch) -> None:
-    idle_timeouts: list[float] = []
-    exact = session.Reader.exact
+class _Peer(ReplayIO):
+    """The scripted unit, answering each command only once it is written; replies from
+    byte ``hold_from`` on are held back for ``pause_s`` after the first read (a peer that
+    falls silent mid-stream); counts idle polls."""
 
-    def recording(self: Any, count: int) -> bytes:
+    def __init__(self, exchanges: list[tuple[bytes, bytes]], hold_from: int = -1,
+                 pause_s: float = 0.0) -> None:  # fmt: skip
+        super().__init__(exchanges)
+        self.hold_from, self.pause_s = hold_from, pause_s
+        self.release: float | None = None
+        self.idle_polls = 0
+        self._ends = [(sum(len(c) for c, _ in exchanges[: i + 1]),
+                       sum(len(r) for _, r in exchanges[: i + 1])) for i in range(len(exchanges))]  # fmt: skip
+
+    def read_some(self, count: int, timeout_s: float) -> bytes:
+        answered = max([r for c, r in self._ends if c <= len(self.written)], default=0)
+        count = min(count, answered - self._rpos)
+        if count <= 0:
+            self.idle_polls += 1
+            raise ReadTimeout(b"")
+        now = time.monotonic()
+        if self.release is None:
+            self.release = now + self.pause_s
+        if 0 <= self.hold_from <= self._rpos and now < self.release:
+            time.sleep(min(timeout_s, self.release - now))
+            self.idle_polls += 1
+            raise ReadTimeout(b"")
+        if self.hold_from >= 0 and now < self.release:
+            count = min(count, self.hold_from - self._rpos)
         try:
-            return exact(self, count)
-        except Exception:
-            idle_timeouts.append(self.timeout_s)  # a poll that waited its whole timeout
+            return super().read_some(count, timeout_s)
+        except ReadTimeout:
+            self.idle_polls += 1
             raise
 
-    monkeypatch.setattr(session.Reader, "exact", recording)
-    # One event at 10 ms (tick 5e6, channel 1): past the half of the 13 ms gate.
-    events = encode_words([5_000_000], [1])
-    exchanges = [(b"INPKT;time 13;timestamp;counts?\r\n", events), (b"abort\r\n", b"")]
-    async with expected_protocol(TDC1, exchanges) as drv:
-        block = await drv.acquire(0.013)
-    assert block.timestamps_ps.tolist() == [10_000_000_000]
-    # The stream's partial and idle polls, then the drain's: none waits STREAM_POLL_S.
-    assert idle_timeouts and max(idle_timeouts) < tdc1.STREAM_POLL_S
+    def read_exact(self, count: int, timeout_s: float) -> bytes:
+        data = self.read_some(count, timeout_s)
+        if len(data) < count:
+            raise ReadTimeout(data)
+        return data
+
+
+async def _acquire(io: _Peer, duration_s: float, times: int = 1) -> list[list[int]]:
+    drv = TDC1.open("REPLAY::INSTR", io=io)
+    await drv.session.open()
+    try:
+        return [(await drv.acquire(duration_s)).timestamps_ps.tolist() for _ in range(times)]
+    finally:
+        await drv.close()
+        io.assert_complete()
+
+
+async def test_the_closing_word_ends_the_acquisition_without_a_silence() -> None:
+    # Events at 2 ms and 10 ms (channel 1), then the 13 ms gate's closing word.
+    words = encode_words([1_000_000, 5_000_000], [1, 1]) + closing_word(13_000_000_000)
+    # abort goes out after it with nothing to drain (no poll for a silence).
+    io = _Peer([(START_13MS, words), (b"abort\r\n", b"")])
+    assert await _acquire(io, 0.013) == [[2_000_000_000, 10_000_000_000]]
+    assert io.idle_polls == 0  # before: a silence ended the stream and the drain
+
+
+async def test_a_peer_pausing_past_the_gates_end_is_not_cut_short() -> None:
+    """Words past the gate's last heartbeat, then 0.15 s of silence after the gate's end on
+    the host clock (a slow emulator), then the rest: before, a 20 ms silence ended the
+    acquisition there and the 12 ms event was lost (and left on the line)."""
+    first = encode_words([5_000_000], [1])  # 10 ms: past the half of the 13 ms gate
+    rest = encode_words([6_000_000], [2]) + closing_word(13_000_000_000)
+    io = _Peer([(START_13MS, first + rest), (b"abort\r\n", b"")], len(first), pause_s=0.15)
+    assert await _acquire(io, 0.013) == [[10_000_000_000, 12_000_000_000]]
+
+
+async def test_a_unit_without_closing_words_is_waited_for_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A unit that ends its gates without the word: the first acquisition ends after
+    CLOSING_WORD_WAIT_S of silence, the next ones after FINAL_SILENCE_S (S15lib's
+    ``t_acq + 0.02 s``); every event is delivered both times."""
+    monkeypatch.setattr(tdc1, "CLOSING_WORD_WAIT_S", 0.1)
+    words = encode_words([5_000_000], [1])
+    gate = [(START_13MS, words), (b"abort\r\n", b"")]
+    io = _Peer(gate + gate)
+    drv = TDC1.open("REPLAY::INSTR", io=io)
+    await drv.session.open()
+    try:
+        polls = []
+        for _ in range(2):
+            before = io.idle_polls
+            assert (await drv.acquire(0.013)).timestamps_ps.tolist() == [10_000_000_000]
+            assert drv._closes_gates is False
+            polls.append(io.idle_polls - before)
+    finally:
+        await drv.close()
+    io.assert_complete()
+    # Replayed idle polls return at once: the first acquisition polls for the long wait.
+    assert polls[0] > polls[1] >= 1

@@ -41,6 +41,9 @@ class RawIO(Protocol):
 
     def read_exact(self, count: int, timeout_s: float) -> bytes: ...
 
+    # Optional: ``read_some(count, timeout_s) -> bytes``, up to ``count`` bytes as soon as
+    # any have arrived (ReadTimeout if none); streams read through it (`Reader.some`).
+
     def discard_input(self) -> None:
         """Drop bytes already received."""
         ...

@@ -154,6 +154,12 @@ class ReplayIO:
             raise ReadTimeout(out)
         return out
 
+    def read_some(self, count: int, timeout_s: float) -> bytes:
+        out = self._take(min(self._rpos + count, self._replies.length))
+        if not out:
+            raise ReadTimeout(b"")
+        return out
+
     def discard_input(self) -> None:
         pass
 

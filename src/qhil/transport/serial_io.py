@@ -86,6 +86,24 @@ class SerialIO:
             raise ReadTimeout(data)
         return bytes(data)
 
+    def read_some(self, count: int, timeout_s: float) -> bytes:
+        """Up to ``count`` bytes: those already received, else the first to arrive within
+        ``timeout_s`` and what came with them; ReadTimeout (empty) if none."""
+        port = self._port()
+        self._set_timeout(port, timeout_s)
+        try:
+            data = bytearray(port.read(1))
+            while data and len(data) < count:
+                waiting = port.in_waiting
+                if not waiting:
+                    break
+                data += port.read(min(waiting, count - len(data)))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+        if not data:
+            raise ReadTimeout(b"")
+        return bytes(data)
+
     def resync(self, quiet_s: float, max_s: float | None = None) -> int:
         """Drain until nothing has arrived for ``quiet_s``; return the bytes dropped."""
         port = self._port()

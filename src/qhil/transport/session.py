@@ -121,6 +121,18 @@ class Reader:
         self.received += data
         return data
 
+    def some(self, count: int) -> bytes:
+        """Up to ``count`` bytes, returning as soon as some have arrived (a stream's reader
+        need not wait out a timeout for the rest of a chunk that never comes); ReadTimeout
+        if none arrive. A backend without ``read_some`` reads exactly ``count``."""
+        self.awaiting = f"up to {count} bytes"
+        read_some = getattr(self._io, "read_some", None)
+        if read_some is None:
+            return self.exact(count)
+        data: bytes = read_some(count, self.timeout_s)
+        self.received += data
+        return data
+
 
 class Session:
     """An async, locked, logged, reconnecting connection to one instrument."""

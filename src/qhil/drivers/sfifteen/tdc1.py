@@ -76,12 +76,22 @@ STREAM_GRACE_S = 0.5
 #: Silence that ends an acquisition once its words have reached the gate's last heartbeat
 #: and the gate is over on this host's clock (the unit sends its last words as the gate
 #: closes: what is left is USB and host latency). Waiting STREAM_POLL_S there, and again
-#: for the drain after ``abort``, cost ~0.1 s of every 13 ms BB84 block.
+#: for the drain after ``abort``, cost ~0.1 s of every 13 ms BB84 block. Only for a unit
+#: that does not close its gates with a word (see CLOSING_WORD_WAIT_S).
 FINAL_SILENCE_S = 0.02
+#: A timed gate closes with a dummy word in its last tick (UNVERIFIED inference, like the
+#: idle words; the emulator sends it): that word, the last one received, proves the stream
+#: whole, with no wait at all. A unit not yet seen to send it is given this much silence,
+#: after the gate's end on the host clock, before its stream is taken as ended without one
+#: (from then on this driver waits FINAL_SILENCE_S, as S15lib's ``t_acq + 0.02 s`` read).
+#: Long, so that a slow emulator on a loaded host is never cut short (issue 12: a seeded
+#: fast-mode run must not depend on the host's load).
+CLOSING_WORD_WAIT_S = 1.0
 #: Wall-clock silence after which a continuous stream counts as stalled (the unit sends a
 #: word at least every HEARTBEAT_S of its own time, so seconds of silence mean trouble).
 STREAM_STALL_S = 5.0
-_CHUNK = 1 << 16
+#: Most bytes taken per poll (a poll returns with whatever has arrived).
+_CHUNK = 1 << 20
 
 
 class TimestampStreamError(TransportError):
@@ -152,6 +162,8 @@ class TimestampDecoder:
         self._ticks: list[npt.NDArray[np.int64]] = []
         self._flags: list[npt.NDArray[np.uint8]] = []
         self.n_words = 0
+        #: Low five bits of the latest word (0 before any).
+        self.last_flags = 0
         #: (stream ticks before it, length in ticks) of the first gap longer than
         #: GAP_LIMIT_TICKS, or None: a healthy stream has a word every HEARTBEAT_S.
         self.first_gap: tuple[int, int] | None = None
@@ -172,6 +184,7 @@ class TimestampDecoder:
             self.first_gap = (int(ticks[i] - steps[i]), int(steps[i]))
         self._last_raw = int(raw[-1])
         self._last_ticks = int(ticks[-1])
+        self.last_flags = int(words[-1]) & 0x1F
         self._ticks.append(ticks)
         self._flags.append((words & 0x1F).astype(np.uint8))
         self.n_words += n
@@ -180,6 +193,11 @@ class TimestampDecoder:
     def coverage_ticks(self) -> int:
         """Stream time of the latest word."""
         return self._last_ticks
+
+    def closed_gate(self, end_ticks: int) -> bool:
+        """Whether the latest word is the dummy word closing a gate of ``end_ticks``: in its
+        last tick (or later), so every word of the gate has arrived (time order)."""
+        return self.last_flags == DUMMY_BIT and self._last_ticks >= end_ticks - 1
 
     def words(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """(unwrapped ticks, low five bits) of every complete word so far."""
@@ -298,6 +316,8 @@ class TDC1(S15Instrument):
         super().__init__(*args, **kw)
         self.input_delays_ps: dict[int, int] = {}
         self._streaming = False
+        #: Whether this unit ends a timed gate with a closing word (None: not seen yet).
+        self._closes_gates: bool | None = None
 
     @classmethod
     def open(cls, resource: str, **kw: Any) -> Self:
@@ -420,20 +440,35 @@ class TDC1(S15Instrument):
         # window early; without the cap an empty first poll would end the stream at once.
         complete_ticks = end_ticks - min(HEARTBEAT_TICKS, end_ticks // 2)
         decoder = TimestampDecoder()
+        # Wait for the closing word unless this unit has been seen to close gates without it.
+        closing = limited and self._closes_gates is not False
 
-        def stream(r: Reader) -> None:
+        def stream(r: Reader) -> bool:
+            """Read the gate's words; True once the closing word proves them whole."""
             gate_end = time.monotonic() + ms / 1000  # the gate's end on this host's clock
             deadline = gate_end + STREAM_GRACE_S
-            # Each poll waits until the gate's end, then FINAL_SILENCE_S: a poll returns
-            # early only with a full chunk, so its timeout is what every block waits.
+            last = time.monotonic()  # when data last arrived
             for data, idle in _polls(r, max(FINAL_SILENCE_S, min(ms / 1000, STREAM_POLL_S))):
-                decoder.feed(data)
+                now = time.monotonic()
+                if data:
+                    decoder.feed(data)
+                    last = now
+                if limited and decoder.closed_gate(end_ticks):
+                    return True
                 if not limited and decoder.coverage_ticks >= end_ticks:
-                    return
-                done = decoder.coverage_ticks >= complete_ticks
-                if idle and (done or time.monotonic() >= deadline):
-                    return
-                r.timeout_s = max(FINAL_SILENCE_S, min(gate_end - time.monotonic(), STREAM_POLL_S))
+                    return False
+                # Fallbacks, on a silence after the gate's end on this host's clock: a unit
+                # whose words reached the gate's last heartbeat (a short silence, or a long
+                # one while a closing word may still come), or one that never got that far.
+                quiet = now - last
+                if idle and now >= gate_end:
+                    if decoder.coverage_ticks >= complete_ticks:
+                        if not closing or quiet >= CLOSING_WORD_WAIT_S:
+                            return False
+                    elif now >= deadline and (not closing or quiet >= CLOSING_WORD_WAIT_S):
+                        return False
+                r.timeout_s = max(FINAL_SILENCE_S, min(gate_end - now, STREAM_POLL_S))
+            return False  # pragma: no cover (_polls never ends)
 
         def drain(r: Reader) -> None:
             for data, idle in _polls(r, FINAL_SILENCE_S):
@@ -442,8 +477,18 @@ class TDC1(S15Instrument):
                     return
 
         async with self.session.locked():
-            await self.session.transaction(start, stream, timeout_s=ms / 1000 + STREAM_GRACE_S)
-            await self.session.transaction(cls.abort.template.render(), drain)
+            whole = await self.session.transaction(
+                start, stream, timeout_s=ms / 1000 + STREAM_GRACE_S
+            )
+            if whole:
+                # The unit has stopped: nothing is left in flight. ``abort`` still tells it
+                # (and an emulator) that the run is over, as S15lib does; no drain needed.
+                self._closes_gates = True
+                await self.session.transaction(cls.abort.template.render())
+            else:
+                if closing and decoder.coverage_ticks >= complete_ticks:
+                    self._closes_gates = False  # a whole stream ended without one
+                await self.session.transaction(cls.abort.template.render(), drain)
         ticks, flags = decoder.words()
         keep = ticks < end_ticks
         t_ps, channels = self._tags(ticks[keep], flags[keep])
@@ -520,8 +565,14 @@ class TDC1(S15Instrument):
                 lo = k * chunk_ticks
                 hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
                 # Past the gate's last guaranteed word the stream is whole once it falls silent.
-                if complete_ticks is not None and hi > complete_ticks:
-                    reader = _reader_to(decoder, complete_ticks, stall_timeout_s, until_idle=True)
+                if complete_ticks is not None and end_ticks is not None and hi > complete_ticks:
+                    # The gate's closing word ends it at once; a silence only where none
+                    # comes (waited long while this unit may still send one).
+                    quiet = FINAL_SILENCE_S if self._closes_gates is False else CLOSING_WORD_WAIT_S
+                    reader = _reader_to(
+                        decoder, complete_ticks, stall_timeout_s, until_quiet_s=quiet,
+                        closing_end=end_ticks,
+                    )  # fmt: skip
                 else:
                     reader = _reader_to(decoder, hi, stall_timeout_s)
                 read = self.session.transaction(command, reader)
@@ -534,6 +585,8 @@ class TDC1(S15Instrument):
                         hi * TICK_PS / 1e12,
                         decoder.coverage_ticks * TICK_PS / 1e12,
                     )
+                if complete_ticks is not None and end_ticks is not None and hi >= end_ticks:
+                    self._closes_gates = decoder.closed_gate(end_ticks)
                 if decoder.first_gap is not None and decoder.first_gap[0] < hi:
                     at, gap = decoder.first_gap  # blocks before the gap are whole: sent
                     raise TimestampStreamCorrupt(
@@ -569,21 +622,31 @@ class TDC1(S15Instrument):
 
 
 def _reader_to(
-    decoder: TimestampDecoder, edge: int, stall_s: float, until_idle: bool = False
+    decoder: TimestampDecoder,
+    edge: int,
+    stall_s: float,
+    until_quiet_s: float | None = None,
+    closing_end: int | None = None,
 ) -> Any:
     """A transaction reader: feed the stream until a word at or past ``edge`` arrived
-    (every earlier word is then in: the stream is time-ordered); ``until_idle``: and the
-    line has fallen quiet (a gated stream's end); False if it stalls."""
+    (every earlier word is then in: the stream is time-ordered); ``until_quiet_s``: and the
+    line has been quiet that long (a gated stream's end), unless the word closing a gate
+    of ``closing_end`` ticks came. False if it stalls."""
 
     def read(r: Reader) -> bool:
         last = time.monotonic()
-        for data, idle in _polls(r):
+        for data, idle in _polls(r, min(STREAM_POLL_S, until_quiet_s or STREAM_POLL_S)):
             if data:
                 decoder.feed(data)
                 last = time.monotonic()
-            if decoder.coverage_ticks >= edge and (idle or not until_idle):
+            if closing_end is not None and decoder.closed_gate(closing_end):
                 return True
-            if idle and time.monotonic() - last >= stall_s:
+            quiet = time.monotonic() - last
+            if decoder.coverage_ticks >= edge and (
+                until_quiet_s is None or (idle and quiet >= until_quiet_s)
+            ):
+                return True
+            if idle and quiet >= stall_s and decoder.coverage_ticks < edge:
                 return False
         return False  # pragma: no cover (_polls never ends)
 
@@ -603,7 +666,7 @@ def _polls(r: Reader, timeout_s: float = STREAM_POLL_S) -> Iterator[tuple[bytes,
     r.timeout_s = timeout_s
     while True:
         try:
-            data = r.exact(_CHUNK)
+            data = r.some(_CHUNK)
         except ReadTimeout as exc:
             data = bytes(exc.partial)
             r.received += data

@@ -20,6 +20,9 @@ Choices where the unit's behaviour is not documented (UNVERIFIED):
   Events in the same 2 ns tick share one word (several pattern bits).
 * Pairs mode counts an event on channel 1 or 2 as coincident with channel 3 or 4
   when one falls within ``coincidence_window_ps`` (full width) of the other.
+* A timed gate (``time <ms>``) ends with a dummy word in its last tick, after the events
+  of that tick: the stream's last word, so a client knows it is whole without waiting
+  for a silence (the qhil driver uses it; a unit without it costs the driver a wait).
 * Unknown commands and refused values are ignored silently (what S15lib's 10 ms
   reads tolerate); the input thresholds do not change what the world delivers.
 * The unit reports no lost events; the world reader's overflow count is not shown.
@@ -104,6 +107,12 @@ def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_ps: int, t1_ps: int
     all_ticks = np.insert(ticks, at, hb)
     all_flags = np.insert(pats, at, np.full(hb.size, DUMMY_WORD_FLAGS, np.uint32))
     return encode_words(all_ticks, all_flags)
+
+
+def closing_word(end_ps: int) -> bytes:
+    """The dummy word that closes a timed gate of ``end_ps``: in its last tick, after every
+    event (UNVERIFIED, like the idle words): the client knows the stream is whole."""
+    return encode_words([end_ps // TICK_PS - 1], [DUMMY_WORD_FLAGS])
 
 
 @dataclass(frozen=True)
@@ -233,8 +242,14 @@ class TDC1Emulator(S15Emulator):
                     stop = end_ps
                     cut = int(np.searchsorted(rel, stop, side="left"))
                     rel, ch = rel[:cut], ch[:cut]
-                yield stream_words(rel, ch, done, max(done, stop))
+                words = stream_words(rel, ch, done, max(done, stop))
                 done = max(done, stop)
+                # The gate's last chunk ends with the word closing it.
+                yield (
+                    words + closing_word(end_ps)
+                    if end_ps is not None and read_ps >= end_ps
+                    else words
+                )
             if reader is not None and self._writer is not None:
                 # A timed stream that ran its course still counts as started until the
                 # client stops it (``abort``): another tagger's stream started meanwhile
