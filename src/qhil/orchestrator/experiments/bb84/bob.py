@@ -32,6 +32,7 @@ from qhil.orchestrator.experiments.bb84.detection import (
     clicks_from,
     clicks_from_tags,
     detections_for_block,
+    revealed_codes,
 )
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
@@ -141,16 +142,31 @@ class PreviousPattern:
         self._late_errors = 0
         self.settle_ps = 0
 
-    def add(self, clicks: Clicks, positions: np.ndarray, rev: AlignmentReveal) -> int:
-        """Add a block (its clicks' pattern positions, -1 for none); return the settling time."""
+    def add(
+        self,
+        clicks: Clicks,
+        positions: np.ndarray,
+        rev: AlignmentReveal,
+        revealed_code: np.ndarray | None = None,
+    ) -> int:
+        """Add a block (its clicks' pattern positions, -1 for none); return the settling time.
+
+        ``revealed_code``: per click what Alice revealed at its position
+        (:func:`~.detection.revealed_codes`, as ``BlockAlignment.revealed_code``), when the
+        alignment already looked it up."""
         rp = rev.positions
         if rp.size == 0 or clicks.n == 0:
             return self.settle_ps
-        at = np.searchsorted(rp, positions).clip(0, rp.size - 1)
-        j = np.flatnonzero(
-            (positions >= 0) & (rp[at] == positions) & (rev.bases[at] == clicks.basis)
-        )
-        agree = rev.bits[at[j]] == clicks.bit[j]
+        if revealed_code is None:
+            inside = positions >= 0
+            length = max(int(rp[-1]), int(positions.max())) + 1
+            code = np.zeros(clicks.n, dtype=np.uint8)
+            code[inside] = revealed_codes(positions[inside], rp, rev.bases, rev.bits, length)
+        else:
+            code = np.where(positions >= 0, revealed_code, 0)
+        # Revealed, basis-matched clicks, in time order (code = 1 + 2 basis + bit).
+        j = np.flatnonzero((code != 0) & (((code - 1) >> 1) == clicks.basis))
+        agree = ((code[j] - 1) & 1) == clicks.bit[j]
         half = j.size // 2
         t_new = clicks.timestamps_ps[j[:half]] - clicks.timestamps_ps[0]  # time-ordered
         at_pool = np.searchsorted(self._t, t_new, side="right")  # after equal earlier ones
