@@ -1,15 +1,23 @@
 """Alice's vectorised pattern draw (issue 12): each choice has the configured law.
 
-Two-sided tests at a fixed seed: every frequency within 5 standard deviations of its
-probability (a false failure has probability < 1e-5 per check), and the revealed subset
-is a Bernoulli process (gaps' mean and no repeats)."""
+Two-sided tests at fixed seeds: every frequency within 5 standard deviations of its
+probability (a false failure has probability < 1e-5 per check), chi-square tests at 99.9 %
+(two-sided) of the symbols' joint law inside and outside the revealed subset and of the
+subset's geometric gaps, and no pattern repeated across blocks."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import stats
 
 from qhil.drivers.keysight import bb84_pattern
-from qhil.orchestrator.experiments.bb84.pattern import draw_pattern
+from qhil.numerics.qkd.randomness import secure_generator
+from qhil.orchestrator.experiments.bb84.pattern import (
+    _add_at_or_above,
+    bernoulli_positions,
+    draw_pattern,
+)
 
 N = 1 << 20
 
@@ -67,17 +75,80 @@ def test_waveform_tables_agree_with_the_level_arithmetic() -> None:
     np.testing.assert_array_equal(bb84_pattern.decode(pol, inten), symbols)
 
 
-def test_the_draw_is_the_former_searchsorted_draw() -> None:
-    # Same symbols from the same generator as the draw it replaced (seeded runs keep keys).
-    def former(rng: np.random.Generator, n: int) -> np.ndarray:
-        from qhil.numerics.qkd import random_bits
+@pytest.mark.parametrize("n", [8, 13, 4099])
+def test_any_length_and_both_basis_paths(n: int) -> None:
+    # z = 1/2 takes 2 bits per symbol from a byte per 4 pulses, other z a bit per 8 pulses
+    # and a 32-bit word: lengths that are no multiple of 4 or 8 come out whole.
+    for z in (0.5, 0.25):
+        pat = draw_pattern(np.random.default_rng(n), n, z, (0.7, 0.2, 0.1), 0.3)
+        assert pat.symbols.shape == (n,) and pat.symbols.flags.c_contiguous
+        assert int(pat.symbols.max()) < 12
 
-        bits = random_bits(rng, n)
-        basis = (rng.random(n) >= 0.5).astype(np.uint8)
-        edges = np.cumsum((0.7, 0.2, 0.1))[:-1]
-        intensity = np.searchsorted(edges, rng.random(n), side="right").astype(np.uint8)
-        return (bits | (basis << 1) | (intensity << 2)).astype(np.uint8)
 
-    want = former(np.random.default_rng(9), 1 << 16)
-    got = draw_pattern(np.random.default_rng(9), 1 << 16, 0.5, (0.7, 0.2, 0.1), 0.05)
-    np.testing.assert_array_equal(got.symbols, want)
+def test_the_aes_generator_draws_through_its_raw_words() -> None:
+    # Alice's real generator (AES-128-CTR via randomgen): the raw path works on it.
+    pat = draw_pattern(secure_generator(), 1 << 16, 0.5, (0.7, 0.2, 0.1), 0.05)
+    assert _within(int(np.count_nonzero(pat.symbols >> 2 == 2)), 1 << 16, 0.1)
+    assert _within(pat.revealed.size, 1 << 16, 0.05)
+
+
+def test_thresholds_realise_the_probabilities_at_2_to_the_minus_32() -> None:
+    # Every 32-bit word through the comparison: its probability is round(p 2^32) / 2^32
+    # (checked on the 2^16 words spaced 2^16 apart, plus the neighbours of the threshold).
+    p = 0.7
+    t = round(p * 2**32)
+    words = np.concatenate(
+        [np.arange(0, 2**32, 2**16, dtype=np.uint64), np.array([t - 1, t, t + 1], np.uint64)]
+    ).astype(np.uint32)
+    acc = np.zeros(words.size, np.uint8)
+    _add_at_or_above(acc, words, p, np.empty(words.size, bool))
+    assert acc[-3:].tolist() == [0, 1, 1]
+    assert int(acc[:-3].sum()) == 2**16 - -(-t // 2**16)  # multiples of 2^16 at or above t
+    assert abs(t / 2**32 - p) <= 2**-33
+    # The ends: p >= 1 never, p <= 0 always.
+    for q, want in ((1.0, 0), (0.0, 1)):
+        acc[:] = 0
+        _add_at_or_above(acc, words, q, np.empty(words.size, bool))
+        assert set(acc.tolist()) == {want}
+
+
+def test_symbols_are_independent_of_the_revealed_subset_and_of_each_other() -> None:
+    # Chi-square of the 12 symbols' counts among revealed and among unrevealed pulses
+    # against the product law; two-sided at 99.9 % per check (fixed seed).
+    n, z, probs = 1 << 20, 0.5, (0.7, 0.2, 0.1)
+    pat = draw_pattern(np.random.default_rng(11), n, z, probs, 0.05)
+    law = np.array(
+        [0.5 * (z if b == 0 else 1 - z) * p for p in probs for b in (0, 1) for _ in (0, 1)]
+    )
+    mask = np.zeros(n, bool)
+    mask[pat.revealed] = True
+    for part in (pat.symbols[mask], pat.symbols[~mask]):
+        counts = np.bincount(part, minlength=12)
+        stat, pval = stats.chisquare(counts, law * part.size)
+        assert 0.0005 <= pval <= 0.9995, (stat, pval)
+
+
+def test_revealed_gaps_are_geometric() -> None:
+    # A Bernoulli(p) subset has geometric gaps: chi-square of gaps 1..40 and the tail,
+    # two-sided 99.9 % (fixed seed).
+    p = 0.05
+    rev = bernoulli_positions(np.random.default_rng(12), 1 << 21, p)
+    gaps = np.diff(rev)
+    k = np.arange(1, 41)
+    want = np.append(p * (1 - p) ** (k - 1), (1 - p) ** 40) * gaps.size
+    got = np.append(np.bincount(gaps, minlength=41)[1:41], np.count_nonzero(gaps > 40))
+    _, pval = stats.chisquare(got, want)
+    assert 0.0005 <= pval <= 0.9995, pval
+    assert bernoulli_positions(np.random.default_rng(1), 100, 0.0).size == 0
+    assert bernoulli_positions(np.random.default_rng(1), 100, 1.0).tolist() == list(range(100))
+
+
+def test_no_pattern_repeats_across_blocks() -> None:
+    rng = secure_generator()
+    pats = [draw_pattern(rng, 1 << 14, 0.5, (0.7, 0.2, 0.1), 0.05) for _ in range(8)]
+    digests = {p.symbols.tobytes() for p in pats}
+    assert len(digests) == 8
+    # Two blocks agree where they must by chance only: at ~P(same symbol) of the pulses.
+    same = float(np.mean(pats[0].symbols == pats[1].symbols))
+    p_same = sum((0.25 * q) ** 2 for q in (0.7, 0.2, 0.1)) * 4
+    assert _within(int(same * (1 << 14)), 1 << 14, p_same)
