@@ -17,6 +17,8 @@ from qhil.numerics.qkd import (
     CascadeSetup,
     ParityQuery,
     SiftAnnouncement,
+    SiftedKey,
+    SiftReply,
     alice_sift,
     alice_verification,
 )
@@ -112,8 +114,7 @@ class _Alice(PartyBase):
     async def run(self) -> PartyResult:
         s = self.settings
         await self.link.send(Hello(VERSION, s.digest()))
-        for b in range(s.n_blocks):
-            await self.block(b)
+        await self.blocks()
         stats = self.check_estimates()
         key, _ = self.raw_key()
         return await self.post_process(key, stats.test_qber_all)
@@ -177,74 +178,102 @@ class _Alice(PartyBase):
             with contextlib.suppress(BB84Aborted):  # Bob has committed: he only stops waiting
                 await self.link.send(Finished())
 
-    async def block(self, b: int) -> None:
+    async def blocks(self) -> None:
+        """Every block, pipelined (README "Pipeline"): while block ``b`` is acquired, the
+        next pattern is drawn (a thread) and block ``b - 1`` is sifted with Bob."""
         s = self.settings
-        n = s.pattern_length
+        n_blocks = s.n_blocks
+        pat = await self.draw()
+        await self.go_live(0, pat)
+        pending: tuple[int, BlockPattern, BlockAcquired] | None = None
+        for b in range(n_blocks):
+            nxt = asyncio.ensure_future(self.draw()) if b + 1 < n_blocks else None
+            try:
+                recompensate = await self.finish(*pending) if pending is not None else False
+                acq = await self.link.expect(BlockAcquired, block=b)
+                with stage("output"):
+                    await self.generator.set_output(False)
+                rev = pat.revealed
+                await self.link.send(AlignmentReveal(b, rev, pat.bases[rev], pat.bits[rev]))
+                pending = (b, pat, acq)
+                if nxt is not None:
+                    pat = await nxt  # before a re-compensation: it draws from the same rng
+            finally:
+                if nxt is not None and not nxt.done():
+                    nxt.cancel()
+            if recompensate:  # Bob saw block b - 1's QBER rise; block b was taken already
+                await self.recompensate(b - 1)
+            if nxt is not None:
+                await self.go_live(b + 1, pat)
+        if pending is not None and await self.finish(*pending):
+            await self.recompensate(pending[0])
+
+    async def draw(self) -> BlockPattern:
+        """A fresh block pattern, drawn in a thread."""
+        s = self.settings
         with stage("pattern"):
-            pat: BlockPattern = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 draw_pattern,
                 self.rng,
-                n,
+                s.pattern_length,
                 s.z_basis_probability,
                 s.intensity_probabilities,
                 s.alignment_fraction,
             )
+
+    async def go_live(self, b: int, pat: BlockPattern) -> None:
+        """Block ``b``'s pattern onto the generator, its output on, and Bob told."""
+        s = self.settings
         with stage("upload"):
             await self.generator.load_pattern(pat.symbols, s.rep_rate_hz)
         with stage("output"):
             await self.generator.set_output(True)
-        await self.link.send(BlockLive(b, n, s.rep_rate_hz))
-        acq = await self.link.expect(BlockAcquired)
-        with stage("output"):
-            await self.generator.set_output(False)
-        if acq.block != b:
-            raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockAcquired for {acq.block}, not {b}")
+        await self.link.send(BlockLive(b, s.pattern_length, s.rep_rate_hz))
+
+    async def recompensate(self, b: int) -> None:
+        """Serve Bob's polarization re-compensation, asked for in block ``b``'s tally."""
+        s = self.settings
+        assert self.channel is not None  # finish() asks for it only with a channel
+        await self.emit("block", b + 1, "serving a polarization re-compensation")
+        event = await recompensate_alice(
+            self.tracking, b, self.channel, self.generator, s.message_timeout_s, self.rng
+        )
+        await self.persist("recompensation", ALICE_RECOMPENSATION_ROW, event)
+        await self.emit("block", b + 1)
+
+    async def finish(self, b: int, pat: BlockPattern, acq: BlockAcquired) -> bool:
+        """Block ``b`` after its acquisition: Bob's announcement, sifting, his tally; whether
+        he asks for a polarization re-compensation."""
+        s = self.settings
+        n = s.pattern_length
         rev = pat.revealed
-        await self.link.send(AlignmentReveal(b, rev, pat.bases[rev], pat.bits[rev]))
-        msg = await self.link.expect(Announcement, BlockDiscarded)
-        if msg.block != b:
-            raise self.abort(AbortReason.PROTOCOL_ERROR, f"answer for block {msg.block}, not {b}")
+        msg = await self.link.expect(Announcement, BlockDiscarded, block=b)
         if isinstance(msg, BlockDiscarded):
             log.info("bb84 alice: block %d discarded by Bob: %s", b, msg.detail)
             self.tally.discard_block(s.block_duration_s, n)
             await self.persist("block", BLOCK_ROW, {"block": b, "used": 0, "tags": acq.n_tags})
             await self.emit("block", b + 1, f"discarded: {msg.detail}")
-            return
+            return False
         pos = msg.positions
         if pos.size != msg.bases.size:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: positions and bases differ")
         if msg.window_start >= n or msg.window_pulses >= n:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: window outside the pattern")
-        inside = np.mod(pos - msg.window_start, n) < msg.window_pulses  # in the window
-        if pos.size and (pos.min() < 0 or pos.max() >= n or not inside.all()):
-            raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement: detections outside window")
-        if pos.size and rev.size:
-            at = np.searchsorted(rev, pos).clip(0, rev.size - 1)
-            if np.any(rev[at] == pos):
-                raise self.abort(AbortReason.PROTOCOL_ERROR, "Announcement names revealed pulses")
         try:
-            with stage("sifting"):
-                if pos.size > 1 and np.any(np.diff(pos) <= 0):
-                    raise ValueError("SiftAnnouncement.pulse_index: must be strictly increasing")
-                # Sifting at the announced pulses only (record index i is pulse pos[i]).
-                ann = SiftAnnouncement(np.arange(pos.size, dtype=np.int64), msg.bases)
-                reply, sifted = alice_sift(pat.record_at(pos), ann)
+            reply, sifted, pulses = await asyncio.to_thread(self._sift, pat, msg)
         except ValueError as exc:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
         test = sifted.basis == 1
-        with stage("sifting"):
-            pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
         await self.link.send(
             SiftReplyMsg(
                 b, reply.match.astype(np.uint8), reply.intensity, sifted.bits[test], pulses
             )
         )
-        tally_msg = await self.link.expect(BlockTally)
+        tally_msg = await self.link.expect(BlockTally, block=b)
         errs = tally_msg.test_errors
         tested = np.bincount(sifted.intensity[test], minlength=N_INTENSITIES)[:N_INTENSITIES]
         if (
-            tally_msg.block != b
-            or errs.shape != (N_INTENSITIES,)
+            errs.shape != (N_INTENSITIES,)
             or np.any((errs < 0) | (errs > tested))
             or tally_msg.recompensate not in (0, 1)
             or (tally_msg.recompensate and self.channel is None)
@@ -273,13 +302,35 @@ class _Alice(PartyBase):
             row[f"test_errors_{name}"] = int(errs[i])
         with stage("record"):
             await self.persist("block", BLOCK_ROW, row)
-        if tally_msg.recompensate and self.channel is not None:  # Bob saw the QBER rise
-            await self.emit("block", b + 1, "serving a polarization re-compensation")
-            event = await recompensate_alice(
-                self.tracking, b, self.channel, self.generator, s.message_timeout_s, self.rng
-            )
-            await self.persist("recompensation", ALICE_RECOMPENSATION_ROW, event)
-        await self.emit("block", b + 1)
+        recompensate = bool(tally_msg.recompensate and self.channel is not None)
+        if not recompensate:
+            await self.emit("block", b + 1)
+        return recompensate
+
+    def _sift(
+        self, pat: BlockPattern, msg: Announcement
+    ) -> tuple[SiftReply, SiftedKey, np.ndarray]:
+        """Alice's sifting of an announcement (a worker thread): her reply, her sifted
+        bits and the unrevealed pulses per intensity in Bob's window. ValueError: the
+        announcement is malformed."""
+        n = self.settings.pattern_length
+        rev = pat.revealed
+        pos = msg.positions
+        with stage("sifting"):
+            inside = np.mod(pos - msg.window_start, n) < msg.window_pulses  # in the window
+            if pos.size and (pos.min() < 0 or pos.max() >= n or not inside.all()):
+                raise ValueError("detections outside window")
+            if pos.size and rev.size:
+                at = np.searchsorted(rev, pos).clip(0, rev.size - 1)
+                if np.any(rev[at] == pos):
+                    raise ValueError("names revealed pulses")
+            if pos.size > 1 and np.any(np.diff(pos) <= 0):
+                raise ValueError("SiftAnnouncement.pulse_index: must be strictly increasing")
+            # Sifting at the announced pulses only (record index i is pulse pos[i]).
+            ann = SiftAnnouncement(np.arange(pos.size, dtype=np.int64), msg.bases)
+            reply, sifted = alice_sift(pat.record_at(pos), ann)
+            pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
+        return reply, sifted, pulses
 
     async def reconcile(self, key: np.ndarray, qber_estimate: float) -> None:
         s = self.settings

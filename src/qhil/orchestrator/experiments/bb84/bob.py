@@ -7,7 +7,10 @@ end of the classical channel, so it can run in its own process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -62,6 +65,7 @@ from qhil.orchestrator.experiments.bb84.party import (
     FinalKey,
     PartyBase,
     ProgressHook,
+    concurrently,
     log,
     run_party,
 )
@@ -74,6 +78,7 @@ from qhil.orchestrator.experiments.bb84.tracking import (
     TRACKING_ROW,
     BobTracking,
     QberWatch,
+    Verdict,
     recompensate_bob,
     revealed_errors,
 )
@@ -207,6 +212,16 @@ def settled(tags: TagBlock, settle_s: float) -> TagBlock:
     return TagBlock(t[keep], tags.channels[keep], tags.lost, dict(tags.meta))
 
 
+@dataclass
+class _InFlight:
+    """A block acquired and revealed, its processing running (``task``)."""
+
+    block: int
+    tags: TagBlock
+    rev: AlignmentReveal
+    task: asyncio.Future[tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]]
+
+
 class _Bob(PartyBase):
     party = "bob"
 
@@ -237,6 +252,8 @@ class _Bob(PartyBase):
         self.detector_of_channel = settings.detector_of_channel()
         self.previous = PreviousPattern()
         self.offsets = OffsetTracker(settings.pattern_length)  # alignment, tracked
+        self._stale_through = -1  # blocks up to this one were taken before a re-compensation
+        self._in_flight: list[asyncio.Future[Any]] = []  # the block being processed
         # Drift tracking (tracking.py): the revealed QBER's test, and what re-compensates.
         self.channel = channel
         self.tracking = tracking if settings.track_polarization and channel is not None else None
@@ -255,8 +272,7 @@ class _Bob(PartyBase):
                 AbortReason.PROTOCOL_ERROR,
                 "Alice's BB84 settings differ from Bob's (compare both [experiments.bb84] tables)",
             )
-        for b in range(s.n_blocks):
-            await self.block(b)
+        await self.blocks()
         self.check_estimates()
         raw, key_intensity = self.raw_key()
         return await self.post_process(raw, key_intensity)
@@ -314,7 +330,58 @@ class _Bob(PartyBase):
         except BB84Aborted as exc:  # committed: Alice commits without our ack too
             log.warning("bb84 bob: key committed; closing exchange incomplete: %s", exc.detail)
 
-    async def block(self, b: int) -> None:
+    async def blocks(self) -> None:
+        """Every block, pipelined (README "Pipeline"): block ``b``'s processing (alignment,
+        settling, squashing: a thread) starts once its reveal is in and runs while Alice
+        uploads block ``b + 1`` and it is acquired; the announcement, Alice's sifting and
+        the tally of block ``b`` run during that acquisition."""
+        s = self.settings
+        n_blocks = s.n_blocks
+        await self.expect_live(0)
+        pending: _InFlight | None = None
+        try:
+            await self._pipeline(n_blocks, pending)
+        finally:  # an abort or a failure mid-pipeline: no processing left running
+            for task in self._in_flight:
+                task.cancel()
+
+    async def _pipeline(self, n_blocks: int, pending: _InFlight | None) -> None:
+        s = self.settings
+        recompensate = None
+        for b in range(n_blocks):
+            if pending is None:
+                tags = await self.acquire()
+            else:
+                tags, recompensate = await concurrently(self.acquire(), self.finish(pending))
+            await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
+            rev = await self.link.expect(AlignmentReveal, block=b)
+            n = s.pattern_length
+            revealed = rev.positions
+            if not (revealed.size == rev.bases.size == rev.bits.size):
+                raise self.abort(
+                    AbortReason.PROTOCOL_ERROR, f"AlignmentReveal for block {b} malformed"
+                )
+            if revealed.size and (
+                revealed[0] < 0 or revealed[-1] >= n or np.any(np.diff(revealed) <= 0)
+            ):
+                raise self.abort(AbortReason.PROTOCOL_ERROR, "AlignmentReveal: bad positions")
+            # The previous block's processing ended in its finish: the tracker's state and
+            # the squashing's random choices go block by block, as without the pipeline.
+            task = asyncio.ensure_future(self._process(tags, rev))
+            self._in_flight = [task]
+            pending = _InFlight(b, tags, rev, task)
+            if recompensate is not None:  # block b - 1's QBER rose; block b was taken already
+                self._stale_through = b
+                await self.recompensate(*recompensate)
+                recompensate = None
+            if b + 1 < n_blocks:
+                await self.expect_live(b + 1)
+        if pending is not None:
+            recompensate = await self.finish(pending)
+            if recompensate is not None:
+                await self.recompensate(*recompensate)
+
+    async def expect_live(self, b: int) -> None:
         s = self.settings
         n = s.pattern_length
         live = await self.link.expect(BlockLive)
@@ -322,32 +389,54 @@ class _Bob(PartyBase):
             raise self.abort(
                 AbortReason.PROTOCOL_ERROR,
                 f"BlockLive {live.block} ({live.n_symbols} symbols at {live.symbol_rate_hz} Hz) "
-                f"does not match block {b} ({n} at {s.rep_rate_hz} Hz)",
+                f"does not match block {b} ({n} at {s.rep_rate_hz} Hz) (out of order?)",
             )
+
+    async def acquire(self) -> TagBlock:
+        s = self.settings
         with stage("acquisition"):
             tags = await self.tagger.acquire(s.block_duration_s)
+        if s.settle_s is not None:  # the user's fixed settling time, not the measured one
+            tags = settled(tags, s.settle_s)
+        return tags
+
+    async def _process(
+        self, tags: TagBlock, rev: AlignmentReveal
+    ) -> tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]:
+        """Block processing in a worker thread: its clicks, and its alignment and
+        detections, or why it is discarded."""
+        return await asyncio.to_thread(self._process_sync, tags, rev)
+
+    def _process_sync(
+        self, tags: TagBlock, rev: AlignmentReveal
+    ) -> tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]:
         with stage("clicks"):
-            if s.settle_s is not None:  # the user's fixed settling time, not the measured one
-                tags = settled(tags, s.settle_s)
             clicks = clicks_from_tags(tags, self.detector_of_channel)
-        await self.link.send(BlockAcquired(b, len(tags), int(tags.lost)))
-        rev = await self.link.expect(AlignmentReveal)
-        if rev.block != b or not (rev.positions.size == rev.bases.size == rev.bits.size):
-            raise self.abort(AbortReason.PROTOCOL_ERROR, f"AlignmentReveal for block {b} malformed")
-        revealed = rev.positions
-        if revealed.size and (
-            revealed[0] < 0 or revealed[-1] >= n or np.any(np.diff(revealed) <= 0)
-        ):
-            raise self.abort(AbortReason.PROTOCOL_ERROR, "AlignmentReveal: bad positions")
-        problem = None
-        found: tuple[BlockAlignment, Detections, int] | None = None
         if tags.lost:
-            problem = f"the tagger lost {tags.lost} tags (buffer overflow)"
-        else:
-            try:
-                found = await asyncio.to_thread(self._detections, clicks, rev)
-            except AlignmentError as exc:
-                problem = f"alignment failed: {exc}"
+            return clicks, None, f"the tagger lost {tags.lost} tags (buffer overflow)"
+        try:
+            return clicks, self._detections(clicks, rev), None
+        except AlignmentError as exc:
+            return clicks, None, f"alignment failed: {exc}"
+
+    async def recompensate(self, b: int, verdict: Verdict) -> None:
+        """The polarization re-compensation block ``b``'s tally asked for."""
+        s = self.settings
+        assert self.tracking is not None and self.watch is not None and self.channel is not None
+        await self.emit("block", b + 1, f"re-compensating: {verdict.describe()}")
+        event = await recompensate_bob(
+            self.tracking, self.watch, verdict, self.channel, self.tagger, s.message_timeout_s
+        )
+        await self.persist("recompensation", RECOMPENSATION_ROW, event)
+        await self.emit("block", b + 1)
+
+    async def finish(self, p: _InFlight) -> tuple[int, Verdict] | None:
+        """Block ``p.block`` after its acquisition: the announcement (or discard), Alice's
+        reply, the tally. Returns (block, verdict) when it asks for a re-compensation."""
+        s = self.settings
+        n = s.pattern_length
+        b, tags, rev = p.block, p.tags, p.rev
+        clicks, found, problem = await p.task
         if found is None:
             detail = problem or "no alignment"
             log.warning("bb84 bob: block %d discarded: %s", b, detail)
@@ -355,16 +444,15 @@ class _Bob(PartyBase):
             self.tally.discard_block(s.block_duration_s, n)
             await self.persist("block", BLOCK_ROW, self._row(b, clicks, tags.lost, None))
             await self.emit("block", b + 1, f"discarded: {detail}")
-            return
+            return None
         aligned, det, dropped = found
         await self.link.send(
             Announcement(b, aligned.window_start, aligned.window_pulses, det.pulse_index, det.basis)
         )
-        reply = await self.link.expect(SiftReplyMsg)
+        reply = await self.link.expect(SiftReplyMsg, block=b)
         k = det.pulse_index.size
         if (
-            reply.block != b
-            or reply.match.size != k
+            reply.match.size != k
             or reply.intensity.size != k
             or reply.pulses.shape != (N_INTENSITIES,)
             or (k and int(reply.intensity.max()) >= N_INTENSITIES)
@@ -382,6 +470,10 @@ class _Bob(PartyBase):
         verdict = None
         if self.watch is not None:
             verdict = self.watch.check(b, *revealed_errors(clicks, aligned.positions, rev))
+            if verdict.triggered and b <= self._stale_through:
+                # Taken before the last re-compensation (the pipeline acquires a block ahead):
+                # its QBER says nothing about the new voltages.
+                verdict = dataclasses.replace(verdict, triggered=False)
             await self.persist("tracking", TRACKING_ROW, verdict.row())
         recompensate = verdict is not None and verdict.triggered
         await self.link.send(BlockTally(b, test_errors, int(recompensate)))
@@ -410,12 +502,9 @@ class _Bob(PartyBase):
         with stage("record"):
             await self.persist("block", BLOCK_ROW, row)
         if recompensate and verdict is not None and self.tracking and self.watch and self.channel:
-            await self.emit("block", b + 1, f"re-compensating: {verdict.describe()}")
-            event = await recompensate_bob(
-                self.tracking, self.watch, verdict, self.channel, self.tagger, s.message_timeout_s
-            )
-            await self.persist("recompensation", RECOMPENSATION_ROW, event)
+            return b, verdict
         await self.emit("block", b + 1)
+        return None
 
     def _detections(
         self, clicks: Clicks, rev: AlignmentReveal

@@ -84,20 +84,33 @@ class PeerLink:
             ) from exc
 
     @overload
-    async def expect(self, t1: type[M], /, *, timeout_s: float | None = None) -> M: ...
+    async def expect(
+        self, t1: type[M], /, *, timeout_s: float | None = None, block: int | None = None
+    ) -> M: ...
 
     @overload
     async def expect(
-        self, t1: type[M], t2: type[N], /, *, timeout_s: float | None = None
+        self,
+        t1: type[M],
+        t2: type[N],
+        /,
+        *,
+        timeout_s: float | None = None,
+        block: int | None = None,
     ) -> M | N: ...
 
-    async def expect(self, *types: type[Message], timeout_s: float | None = None) -> Message:
-        """The next message, which must be one of ``types`` (or the peer's Abort).
+    async def expect(
+        self, *types: type[Message], timeout_s: float | None = None, block: int | None = None
+    ) -> Message:
+        """The next message, which must be one of ``types`` (or the peer's Abort), and, when
+        ``block`` is given, name that block (the pipelined blocks' order, README "Pipeline").
 
         Waits ``timeout_s`` (default: the link's). On failure raises :class:`BB84Aborted`
         and sets :attr:`failure` to how it failed.
         """
         names = " or ".join(t.__name__ for t in types)
+        if block is not None:
+            names += f" for block {block}"
         wait = self.timeout_s if timeout_s is None else timeout_s
         self.failure = None
         try:
@@ -131,11 +144,13 @@ class PeerLink:
             except ValueError:
                 reason = AbortReason.PROTOCOL_ERROR
             raise BB84Aborted(reason, msg.detail, from_peer=True)
-        if not isinstance(msg, types):
+        got_block = getattr(msg, "block", None)
+        if not isinstance(msg, types) or (block is not None and got_block != block):
             self.failure = "protocol"
+            what = type(msg).__name__ + ("" if got_block is None else f" for block {got_block}")
             raise BB84Aborted(
                 AbortReason.PROTOCOL_ERROR,
-                f"{self.party}: expected {names} from {self.peer}, got {type(msg).__name__}",
+                f"{self.party}: expected {names} from {self.peer}, got {what} (out of order)",
             )
         return msg
 

@@ -8,16 +8,26 @@ every field (presence, type, dtype, bit padding, protocol version) and raises
 :class:`ProtocolViolation` naming the message and field. Bit strings travel
 packed (``numpy.packbits``) with their count.
 
-Message flow (A = Alice, B = Bob), per block then once per run::
+Message flow (A = Alice, B = Bob), per block then once per run. Every block message
+names its block; the blocks are pipelined (protocol version 6): block ``b``'s
+announcement, sifting and tally happen while block ``b + 1`` is acquired, so for
+``b >= 1`` the order is fixed as::
 
     A->B Hello            protocol version + SHA-256 of the settings
-    A->B BlockLive        pattern uploaded, output on
-    B->A BlockAcquired    tags recorded
-    A->B AlignmentReveal  revealed positions with basis and bit (after B acquired)
-    B->A Announcement     detected positions and bases (or BlockDiscarded)
-    A->B SiftReplyMsg     basis match, intensity of each, Alice's test-basis bits
-    B->A BlockTally       test-basis errors per intensity; whether Bob re-compensates
-    (B<->A polcal.*       only then: the polarization re-compensation, tracking.py)
+    A->B BlockLive(0)     pattern uploaded, output on
+    B->A BlockAcquired(0) tags recorded
+    A->B AlignmentReveal(0)  revealed positions with basis and bit (after B acquired)
+    A->B BlockLive(1)     the next pattern (Bob processes block 0 meanwhile)
+      -- while block b >= 1 is acquired:
+    B->A Announcement(b-1)   detected positions and bases (or BlockDiscarded(b-1))
+    A->B SiftReplyMsg(b-1)   basis match, intensity of each, Alice's test-basis bits
+    B->A BlockTally(b-1)     test-basis errors per intensity; whether Bob re-compensates
+      -- then:
+    B->A BlockAcquired(b)
+    A->B AlignmentReveal(b)
+    (B<->A polcal.*       only if BlockTally(b-1) asked: the polarization re-compensation)
+    A->B BlockLive(b+1)   unless b is the last block, whose Announcement, SiftReplyMsg and
+                          BlockTally (and re-compensation) follow here
     A->B CascadeStart     Cascade setup (shuffle seed drawn by Alice)
     B->A ParityQueryMsg / A->B ParityReplyMsg ...   until B sends CascadeDone
     A->B VerificationMsg  multiply-add-shift seed + tag
@@ -44,8 +54,10 @@ from qhil.orchestrator.experiments.bb84.errors import ProtocolViolation
 # 2: key confirmation and commit after amplification; 3: Cascade queries mix passes;
 # 4: BlockTally says whether a polarization re-compensation follows (drift tracking);
 # 5: Amplification names its hash family (multiply-add-shift; its seed is a then b);
-# verification and confirmation tags are multiply-add-shift too (seeds of 2(n + t - 1) bits)
-VERSION = 5
+# verification and confirmation tags are multiply-add-shift too (seeds of 2(n + t - 1) bits);
+# 6: the blocks are pipelined (block b's Announcement, SiftReplyMsg and BlockTally come while
+# block b + 1 is acquired, before its BlockAcquired; a re-compensation after the next reveal)
+VERSION = 6
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]

@@ -6,11 +6,12 @@ comes from public messages both have seen.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -104,6 +105,30 @@ class FinalKey:
             return None
         mine = np.packbits(self.tag(msg.seed, pad)).tobytes()
         return hmac.compare_digest(mine, np.packbits(msg.tag).tobytes())
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+async def concurrently(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Both results, the two running at once (the pipeline's overlapped stages).
+
+    If either fails, the other is cancelled (an acquisition stops waiting, a peer's abort
+    is not held up by the tagger) and the failure is raised once both have stopped; if
+    we are cancelled, both are.
+    """
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # a failure, or our own cancellation: stop what still runs
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in tasks:  # the failure that stopped the other (not the cancellation it caused)
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+    return tasks[0].result(), tasks[1].result()
 
 
 async def _call(hook: Callable[..., Any] | None, *args: Any) -> None:
