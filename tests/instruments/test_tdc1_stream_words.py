@@ -36,3 +36,17 @@ def test_heartbeats_land_where_the_sort_put_them() -> None:
     assert stream_words(empty, empty, hb_ps // 2, 3 * hb_ps) == _sorted_words(
         empty, empty, hb_ps // 2, 3 * hb_ps
     )
+
+
+def test_runs_of_events_in_one_tick_share_a_word() -> None:
+    """Dense events: runs of two to four channels (and repeats) in one 2 ns tick are ORed
+    into one word, as the former reduceat over tick runs did."""
+    rng = np.random.default_rng(5)
+    rel = np.sort(rng.integers(0, 2_000 * TICK_PS, 6_000))  # ~3 events per tick
+    ch = rng.integers(1, 5, rel.size)
+    t1 = 4_000 * TICK_PS
+    assert stream_words(rel, ch, 0, t1) == _sorted_words(rel, ch, 0, t1)
+    one = np.full(4, 7 * TICK_PS + 1)
+    assert stream_words(one, np.array([4, 2, 1, 3]), 0, t1) == _sorted_words(
+        one, np.array([4, 2, 1, 3]), 0, t1
+    )

@@ -142,9 +142,11 @@ class TimestampStreamBusy(TransportError):
 
 def encode_words(ticks: npt.ArrayLike, patterns: npt.ArrayLike) -> bytes:
     """Timestamp words: time (ticks of 2 ns, taken modulo 2**27) << 5 | flags/pattern."""
-    t = np.asarray(ticks, dtype=np.int64) % WRAP_TICKS
-    words = (t.astype(np.uint32) << TIME_SHIFT) | (np.asarray(patterns, np.uint32) & 0x1F)
-    return words.astype("<u4").tobytes()
+    # & (2**27 - 1) is the residue mod 2**27 (two's complement), cheaper than %.
+    words = np.bitwise_and(np.asarray(ticks, dtype=np.int64), WRAP_TICKS - 1).astype(np.uint32)
+    words <<= TIME_SHIFT
+    words |= np.asarray(patterns, np.uint32) & 0x1F
+    return words.astype("<u4", copy=False).tobytes()
 
 
 class TimestampDecoder:

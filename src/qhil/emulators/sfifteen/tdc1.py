@@ -86,6 +86,10 @@ def coincidences(t_a: I64, t_b: I64, window_ps: float) -> int:
     return int(np.count_nonzero(hi > lo))
 
 
+#: Pattern bit of each channel number 1..4 (index 0 unused).
+_CHANNEL_BIT = np.array([0, 1, 2, 4, 8], np.uint32)
+
+
 def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_ps: int, t1_ps: int) -> bytes:
     """Words for one chunk of the stream: events plus dummy heartbeats, in time order.
 
@@ -95,10 +99,19 @@ def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_ps: int, t1_ps: int
     tick starts inside the chunk, so consecutive chunks never put a word behind another.
     """
     ticks = rel_ps // TICK_PS
-    pats = (1 << (channels.astype(np.int64) - 1)).astype(np.uint32)
-    if ticks.size:
-        starts = np.flatnonzero(np.r_[True, np.diff(ticks) != 0])
-        ticks, pats = ticks[starts], np.bitwise_or.reduceat(pats, starts)
+    pats = _CHANNEL_BIT.take(channels)
+    # Events of one tick share a word: OR each run of equal ticks into its first (runs are
+    # rare, ~2 % of events at 10 MHz, and short), then keep the firsts.
+    same = np.flatnonzero(ticks[1:] == ticks[:-1])
+    if same.size:
+        while True:
+            merged = pats[same] | pats[same + 1]
+            if np.array_equal(merged, pats[same]):
+                break
+            pats[same] = merged
+        first = np.ones(ticks.size, bool)
+        first[same + 1] = False
+        ticks, pats = ticks[first], pats[first]
     first = max(1, -(-t0_ps // (HEARTBEAT_TICKS * TICK_PS))) * HEARTBEAT_TICKS
     hb = np.arange(first, -(-t1_ps // TICK_PS), HEARTBEAT_TICKS, dtype=np.int64)
     # The few heartbeats go in before the events of their tick (the order a stable sort of
