@@ -109,9 +109,9 @@ def stream_words(rel_ps: I64, channels: npt.NDArray[Any], t0_ps: int, t1_ps: int
             if np.array_equal(merged, pats[same]):
                 break
             pats[same] = merged
-        first = np.ones(ticks.size, bool)
-        first[same + 1] = False
-        ticks, pats = ticks[first], pats[first]
+        leads = np.ones(ticks.size, bool)
+        leads[same + 1] = False
+        ticks, pats = ticks[leads], pats[leads]
     first = max(1, -(-t0_ps // (HEARTBEAT_TICKS * TICK_PS))) * HEARTBEAT_TICKS
     hb = np.arange(first, -(-t1_ps // TICK_PS), HEARTBEAT_TICKS, dtype=np.int64)
     # The few heartbeats go in before the events of their tick (the order a stable sort of
