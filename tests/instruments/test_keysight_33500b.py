@@ -194,6 +194,41 @@ def test_encoding_round_trips_and_matches_the_documented_levels() -> None:
     assert bb84_pattern.nearest_level([-10922 + 5000, -10922 + 12000], 4).tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("n", [8, 9, 4097])
+def test_upload_message_is_the_block_of_the_encoded_codes(n: int) -> None:
+    # The driver's one-buffer upload (two symbols per gather) against the plain encoding,
+    # byte for byte: both channels, both byte orders, odd lengths, a reused bigger buffer.
+    symbols = np.random.default_rng(n).integers(0, 32, n).astype(np.uint8)
+    scratch = np.zeros(4 * n + 100, np.uint8)
+    for channel, codes in zip((1, 2), bb84_pattern.encode(symbols), strict=True):
+        for order in (">", "<"):
+            want = b"SOUR:DATA:ARB:DAC X," + bb84_pattern.dac_block(codes, order) + b"\n"
+            got, buf = bb84_pattern.dac_message(
+                b"SOUR:DATA:ARB:DAC X,", symbols, channel, order, b"\n", scratch
+            )
+            assert got == want and buf is scratch
+
+
+def test_decoding_in_chunks_equals_the_nearest_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every int16 code on both channels, decoded in steps that do not divide the length.
+    monkeypatch.setattr(bb84_pattern, "DECODE_CHUNK", 1000)
+    codes = np.arange(-32768, 32768, dtype=np.int64).astype(np.int16)
+    other = np.roll(codes[::-1], 12345)
+    want = bb84_pattern.nearest_level(codes, 4) | (bb84_pattern.nearest_level(other, 8) << 2)
+    np.testing.assert_array_equal(bb84_pattern.decode(codes, other), want)
+
+
+async def test_a_strided_pattern_uploads_as_its_symbols(emulator_host: EmulatorHost) -> None:
+    # A non-contiguous symbol array (a view with a step) is uploaded as the symbols it holds.
+    world = _bench()
+    ep = emulator_host.add(Keysight33500BEmulator(name="awg", world=world, component="alice.tx"))
+    every_other = (np.arange(64, dtype=np.uint8) % 8)[::2]
+    async with Keysight33500B.open(ep.resource) as awg:
+        await awg.load_pattern(every_other, REP_RATE)
+        await awg.set_output(True)
+    assert world.transmitter("alice.tx").pattern.tolist() == every_other.tolist()
+
+
 async def test_connect_sets_big_endian_blocks() -> None:
     exchanges = [NO_ERROR, (b"*CLS\n", b""), NO_ERROR, (b"FORMat:BORDer NORMal\n", b""), NO_ERROR]
     async with expected_protocol(Keysight33500B, exchanges, connect=True):

