@@ -444,9 +444,13 @@ class TDC1(S15Instrument):
         """Stream timestamps for ``duration_s`` (whole ms) and return them in ps from the start.
 
         Up to 65.535 s the unit stops by itself (``time <ms>``); longer runs use
-        ``time 0`` and ``abort``. The stream is complete when it has fallen silent
-        and its words reach the end of the window (the board's idle dummy words do
-        that), or, failing that, a grace period after the window on the wall clock.
+        ``time 0`` and ``abort``. A timed stream is complete when the word closing the
+        gate arrives (a dummy word in its last tick, the last word: no wait at all). A
+        unit not seen to send it: when the line is silent after the gate's end on the host
+        clock and the words reach the gate's last heartbeat (CLOSING_WORD_WAIT_S of
+        silence until the unit has once ended a gate without it, FINAL_SILENCE_S after),
+        or, failing that, a grace period after the window. An unlimited one: when its
+        words reach the window's end (then ``abort``).
         """
         cls = type(self)
         self._not_streaming("an acquisition")
@@ -588,7 +592,7 @@ class TDC1(S15Instrument):
             while end_ticks is None or k * chunk_ticks < end_ticks:
                 lo = k * chunk_ticks
                 hi = lo + chunk_ticks if end_ticks is None else min(lo + chunk_ticks, end_ticks)
-                # Past the gate's last guaranteed word the stream is whole once it falls silent.
+                # Past the gate's last heartbeat: whole on the closing word (or a silence).
                 if complete_ticks is not None and end_ticks is not None and hi > complete_ticks:
                     # The gate's closing word ends it at once; a silence only where none
                     # comes (waited long while this unit may still send one).
