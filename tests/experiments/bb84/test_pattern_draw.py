@@ -13,6 +13,7 @@ from scipy import stats
 
 from qhil.drivers.keysight import bb84_pattern
 from qhil.numerics.qkd.randomness import secure_generator
+from qhil.orchestrator.experiments.bb84 import pattern
 from qhil.orchestrator.experiments.bb84.pattern import (
     _add_at_or_above,
     bernoulli_positions,
@@ -61,6 +62,17 @@ def test_window_counts_match_a_direct_count() -> None:
         mask[pat.revealed] = False
         want = np.bincount(pat.symbols[mask] >> 2, minlength=3)[:3]
         np.testing.assert_array_equal(pat.unrevealed_pulses(3, start, count), want)
+
+
+def test_intensity_counts_in_chunks_equal_bincount(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counting by comparisons, in steps that do not divide the length, with symbols whose
+    # intensity index lies beyond the counted ones (left out, as bincount's truncation does).
+    monkeypatch.setattr(pattern, "COUNT_CHUNK", 1000)
+    symbols = np.random.default_rng(4).integers(0, 32, 4321).astype(np.uint8)
+    for k in (1, 3, 8):
+        want = np.bincount(symbols >> 2, minlength=8)[:k]
+        np.testing.assert_array_equal(pattern.intensity_counts(symbols, k), want)
+    assert pattern.intensity_counts(symbols[:0], 3).tolist() == [0, 0, 0]
 
 
 def test_waveform_tables_agree_with_the_level_arithmetic() -> None:

@@ -73,14 +73,35 @@ class BlockPattern:
     def unrevealed_pulses(self, n_intensities: int, start: int, count: int) -> I64:
         """Pulses per intensity index in the window, outside the revealed subset."""
         counts = np.zeros(n_intensities, dtype=np.int64)
-        intensities = self.symbols >> 2
         for lo, hi in self._window_slices(start, count):
-            counts += np.bincount(intensities[lo:hi], minlength=n_intensities)[:n_intensities]
+            counts += intensity_counts(self.symbols[lo:hi], n_intensities)
         rev = self.revealed
         if rev.size:
             inside = np.mod(rev - int(start), self.n) < count
-            counts -= np.bincount(intensities[rev[inside]], minlength=n_intensities)[:n_intensities]
+            counts -= intensity_counts(self.symbols[rev[inside]], n_intensities)
         return counts
+
+
+#: Symbols counted per step: the comparisons' temporaries stay in cache.
+COUNT_CHUNK = 1 << 18
+
+
+def intensity_counts(symbols: U8, n_intensities: int) -> I64:
+    """How many ``symbols`` have each intensity index 0..n_intensities-1 (``symbol >> 2``).
+
+    By comparisons: #(index = i) = #(symbol >= 4 i) - #(symbol >= 4 (i + 1)). np.bincount
+    converts a block to 8-byte indices first (~3 ns per symbol at 8 M, this ~0.3)."""
+    at_least = np.zeros(n_intensities + 1, dtype=np.int64)
+    at_least[0] = symbols.size
+    scratch = np.empty(min(symbols.size, COUNT_CHUNK), dtype=bool)
+    for lo in range(0, symbols.size, COUNT_CHUNK):
+        chunk = symbols[lo : lo + COUNT_CHUNK]
+        sc = scratch[: chunk.size]
+        for i in range(1, n_intensities + 1):
+            np.greater_equal(chunk, np.uint8(min(4 * i, 255)), out=sc)
+            at_least[i] += np.count_nonzero(sc)
+    out: I64 = at_least[:-1] - at_least[1:]
+    return out
 
 
 #: Biased choices (basis, intensity) compare a uniform 32-bit word with thresholds: each
