@@ -2,7 +2,12 @@
 
 The constant it replaces (2e-4 s) was shorter than the fibre delay beyond ~40 km: at 61 km
 (299 us) the last 99 us of the previous pattern's photons were taken for the new pattern's,
-and the vacuum pulses' yield came out several times the dark-count prediction.
+and the vacuum pulses' yield came out several times the dark-count prediction. The pooled
+change point that replaced it (session 6) missed the old light in the first block that had
+it at ~1/3 of seeds (one block's ~12 revealed old clicks, diluted by the dark first block's)
+and cut below the delay at some: the test passed only at its pinned seed. The rule now
+(``settling.py``): per block, the upper confidence bound of the change point, floored by the
+measured link delay.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from scipy import stats
 
 from qhil.errors import ConfigError
 from qhil.orchestrator.experiments.bb84 import AbortReason, BB84Aborted, BB84Settings
-from qhil.orchestrator.experiments.bb84.bob import SETTLE_MARGIN_REVEALED, PreviousPattern
 from qhil.orchestrator.experiments.bb84.detection import Clicks
 from qhil.orchestrator.experiments.bb84.messages import AlignmentReveal
+from qhil.orchestrator.experiments.bb84.settling import DELAY_BLOCKS, PreviousPattern
 from qhil.orchestrator.experiments.bb84.statistics import BB84Statistics
 
 from .conftest import Runner
@@ -49,7 +54,7 @@ def _vacuum_interval(pulses: int) -> tuple[float, float]:
 
 
 async def _counts(
-    run: Runner, world: Any, s: BB84Settings
+    run: Runner, world: Any, s: BB84Settings, seed: int = 1
 ) -> tuple[BB84Statistics, list[dict[str, Any]]]:
     """The run's statistics, key or not (a few blocks are too few for one), and Bob's rows."""
     rows: list[dict[str, Any]] = []
@@ -59,38 +64,53 @@ async def _counts(
             rows.append(row)
 
     try:
-        r = await run(world, s, on_data=on_data)
+        r = await run(world, s, on_data=on_data, seed=seed)
     except BB84Aborted as exc:
         assert exc.reason is AbortReason.NO_KEY and exc.result is not None, exc
         r = exc.result
     return r.statistics, rows
 
 
+#: 61 km: the fibre delay, and the most the cut may exceed it. The cut lies ~11 revealed
+#: clicks of this pattern past the old light's end, 36 with probability < 1e-4 (the
+#: evidence's fall of SETTLE_LLR, simulated), and at 61 km they come every ~25 us: 0.9 ms;
+#: 1.3 ms leaves room for their Poisson gaps.
+DELAY_US = KM * 4.9
+OVERCUT_US = 1300.0
+
+
 @pytest.mark.slow
-async def test_vacuum_yield_at_61_km_is_the_dark_count_prediction(run: Runner) -> None:
+# Seeds: the former pooled detector failed this test at 7 of Runner seeds 1-10 (5 of them
+# by the vacuum count: 112-149 against 51-109), these three among them; this rule at none
+# of seeds 1-40.
+@pytest.mark.parametrize("seed", [1, 2, 4])
+async def test_vacuum_yield_at_61_km_is_the_dark_count_prediction(run: Runner, seed: int) -> None:
     s = settings(blocks=BLOCKS, mus=list(MUS), intensity_probabilities=list(PROBS))
-    st, rows = await _counts(run, _world(), s)
+    st, rows = await _counts(run, _world(), s, seed)
     lo, hi = _vacuum_interval(int(st.pulses[2]))
-    # Two-sided, 99.9 %: the old 2e-4 s left ~15 of the previous pattern's clicks per block
-    # on vacuum pulses (measured 3x the prediction and more).
+    # Two-sided, 99.9 % per seed: ~12 of the previous pattern's clicks left in a block put
+    # ~1-2 on vacuum pulses, a whole block's old light ~15 (the constant 2e-4 s: 3x).
     assert lo <= st.detections[2] <= hi, (int(st.detections[2]), lo, hi)
-    # What Bob measured: the fibre delay (299 us) plus his margin (10 revealed clicks, ~40-130
-    # us here), once the previous pattern is in flight (block 0 starts with a dark fibre) and
-    # from the second such block on (evidence pooled over blocks; the first may miss it).
+    # What Bob cut: from the first block that has old light (block 0 starts with a dark
+    # fibre) at least the fibre delay (each block fails that with probability <= 1e-3:
+    # <= 0.7 % for the 7 here), and at most OVERCUT_US more. Block 0 loses only the
+    # confidence margin (~11 revealed clicks).
     settle_us = np.array([int(row["settle_ps"][0]) for row in rows]) * 1e-6
-    assert settle_us[0] == 0
-    delay_us = KM * 4.9
-    assert np.all((settle_us[2:] > delay_us) & (settle_us[2:] < delay_us + 500)), settle_us
+    assert settle_us[0] < OVERCUT_US, settle_us
+    lit = settle_us[1:]
+    assert np.all((lit > DELAY_US) & (lit < DELAY_US + OVERCUT_US)), settle_us
 
 
-async def test_nothing_dropped_when_no_light_is_in_flight(run: Runner) -> None:
-    # 0 km: nothing in the fibre when a block starts; the measurement drops nothing
-    # (a false change point has probability <= 1e-2 per block).
+async def test_little_dropped_when_no_light_is_in_flight(run: Runner) -> None:
+    # 0 km: nothing in the fibre when a block starts; Bob drops only the confidence margin:
+    # ~11 of this pattern's revealed, basis-matched clicks (1 in 40 clicks: alignment_fraction
+    # 0.05, half of them in Bob's basis), more than 36 with probability < 1e-4: 1440 clicks
+    # (~300-500 of ~22,000 here, 30 us of 1.6 ms; of a 100 ms block 0.03 %).
     world = bb84_world(length_km=0.0, dark_hz=500.0, seed=5)
     _, rows = await _counts(run, world, settings(blocks=3, pattern_length=1 << 17))
     assert len(rows) == 3
-    assert [int(row["settle_ps"][0]) for row in rows] == [0, 0, 0]
-    assert [int(row["settle_dropped"][0]) for row in rows] == [0, 0, 0]
+    dropped = [int(row["settle_dropped"][0]) for row in rows]
+    assert all(0 < d < 36 * 40 for d in dropped), dropped
 
 
 @pytest.mark.parametrize("settle_s", [6.6e-3, 1.0])
@@ -115,14 +135,49 @@ def _block(
     return clicks, positions, rev
 
 
-def test_the_change_point_lies_just_past_the_previous_pattern() -> None:
+def test_the_cut_lies_just_past_the_previous_pattern() -> None:
     rng = np.random.default_rng(7)
     prev = PreviousPattern()
-    # 40 of the previous pattern's revealed clicks: the cut falls after the 40th, by at most
-    # the margin of 10 and a few (the trailing run of chance agreements).
+    # 40 of the previous pattern's revealed clicks (1 us apart): the cut falls after the
+    # 40th, by the confidence margin (~11 clicks, 36 with probability < 1e-4).
     settle_us = prev.add(*_block(rng, 2000, old=40)) / 1e6
-    assert 40 <= settle_us <= 40 + SETTLE_MARGIN_REVEALED + 8, settle_us
-    # Pooled with a second block of the same kind: still there.
-    assert 40 <= prev.add(*_block(rng, 2000, old=40)) / 1e6 <= 40 + SETTLE_MARGIN_REVEALED + 8
-    # None of it: nothing to drop.
-    assert PreviousPattern().add(*_block(rng, 2000, old=0)) == 0
+    assert 40 <= settle_us <= 40 + 36, settle_us
+    # The measured delay: the maximum-likelihood change point (the last old clicks may
+    # agree by chance: 2^-k for k of them).
+    assert 30 <= prev.delay_ps / 1e6 <= 45, prev.delay_ps
+    # None of it: only the margin.
+    assert 0 < PreviousPattern().add(*_block(rng, 2000, old=0)) / 1e6 <= 36
+
+
+def test_the_first_block_with_few_old_clicks_is_cut_past_them() -> None:
+    # The former detector's miss: 12 old revealed clicks in the block (61 km), after a block
+    # without any. Over 2000 such pairs of blocks the cut may fall before the 12th old
+    # click in <= 1e-3 of them (Ville); the bound's binomial 99.9 % quantile is 8. The
+    # former pooled change point left them in ~1/3 of runs.
+    rng = np.random.default_rng(11)
+    short = 0
+    for _ in range(2000):
+        prev = PreviousPattern()
+        prev.add(*_block(rng, 400, old=0))
+        short += prev.add(*_block(rng, 400, old=12)) < 12 * 1_000_000
+    assert short <= stats.binom.ppf(0.999, 2000, 1e-3), short
+
+
+def test_the_measured_delay_floors_a_block_without_evidence() -> None:
+    # After blocks showing 40 us of old light, a block whose revealed clicks show none
+    # (too few, or misleading) is still cut at the measured delay.
+    rng = np.random.default_rng(3)
+    prev = PreviousPattern()
+    for _ in range(3):
+        prev.add(*_block(rng, 2000, old=40))
+    assert prev.add(*_block(rng, 2000, old=0)) >= prev.delay_ps >= 30 * 1_000_000
+
+
+def test_the_state_is_bounded_over_a_long_run() -> None:
+    # Only the last DELAY_BLOCKS blocks' change points are kept (no pool of clicks growing
+    # with the run).
+    rng = np.random.default_rng(5)
+    prev = PreviousPattern()
+    for _ in range(3 * DELAY_BLOCKS):
+        prev.add(*_block(rng, 300, old=30))
+    assert len(prev._delays) == DELAY_BLOCKS

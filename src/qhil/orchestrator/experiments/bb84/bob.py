@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from qhil.drivers.roles import TagBlock, TimeTagger
 from qhil.numerics.qkd import (
@@ -35,7 +33,6 @@ from qhil.orchestrator.experiments.bb84.detection import (
     clicks_from,
     clicks_from_tags,
     detections_for_block,
-    revealed_codes,
 )
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
@@ -71,6 +68,7 @@ from qhil.orchestrator.experiments.bb84.party import (
 )
 from qhil.orchestrator.experiments.bb84.result import PartyResult
 from qhil.orchestrator.experiments.bb84.settings import BB84Settings
+from qhil.orchestrator.experiments.bb84.settling import PreviousPattern, settled
 from qhil.orchestrator.experiments.bb84.stages import stage
 from qhil.orchestrator.experiments.bb84.statistics import N_INTENSITIES
 from qhil.orchestrator.experiments.bb84.tracking import (
@@ -108,109 +106,6 @@ BLOCK_ROW = np.dtype(
         ("settle_dropped", np.int64),  # how many (the previous pattern's light, README)
     ]
 )
-
-#: Evidence (natural-log likelihood ratio) that a block's first clicks are the previous
-#: pattern's before Bob drops them: when every click is this pattern's, the evidence reaches
-#: it anywhere with probability <= 1e-2 (Ville's inequality; the ratio is a supermartingale
-#: while this pattern's error rate is at most its upper bound). A false cut costs a few
-#: revealed clicks' worth of a block; a missed one leaves the previous pattern's clicks in.
-PREVIOUS_PATTERN_LLR = math.log(1e2)
-#: Revealed clicks dropped past the change point: the previous pattern's last revealed
-#: clicks agree by chance (each with probability 1/2), so a run of them passes for this
-#: pattern's; one longer than 10 with probability 2^-10.
-SETTLE_MARGIN_REVEALED = 10
-#: Confidence of the upper bound on this pattern's error rate (from the blocks' second halves).
-ERROR_RATE_CONFIDENCE = 0.99
-
-
-class PreviousPattern:
-    """Where the previous pattern's light ends in Bob's blocks: the settling time, measured.
-
-    When Alice switches patterns, the photons already in the fibre (one link delay of them)
-    still carry the previous pattern; Bob's clicks on them are taken for the new pattern's
-    positions (clicks on vacuum pulses, errors at 1/2). Alice's revealed symbols tell them
-    apart: Bob's revealed clicks agree with them at this pattern's error rate, the previous
-    pattern's at 1/2. Each block's revealed, basis-matched clicks of its first half, in time
-    from the block's first click, are pooled over the blocks so far; the change point of
-    their agreement (maximum likelihood, accepted at :data:`PREVIOUS_PATTERN_LLR`) plus
-    :data:`SETTLE_MARGIN_REVEALED` revealed clicks is the settling time. Pooling makes a
-    link delay of a few revealed clicks per block visible after a few blocks; a block
-    without such light (the fibre dark, or filled with this pattern) adds no evidence.
-    """
-
-    def __init__(self) -> None:
-        # The pooled first-half clicks, kept sorted by time (a block's are merged in: a
-        # re-sort of the whole pool every block grew with the square of the blocks).
-        self._t = np.zeros(0, dtype=np.int64)
-        self._agree = np.zeros(0, dtype=bool)
-        self._late = 0
-        self._late_errors = 0
-        self.settle_ps = 0
-
-    def add(
-        self,
-        clicks: Clicks,
-        positions: np.ndarray,
-        rev: AlignmentReveal,
-        revealed_code: np.ndarray | None = None,
-    ) -> int:
-        """Add a block (its clicks' pattern positions, -1 for none); return the settling time.
-
-        ``revealed_code``: per click what Alice revealed at its position
-        (:func:`~.detection.revealed_codes`, as ``BlockAlignment.revealed_code``), when the
-        alignment already looked it up."""
-        rp = rev.positions
-        if rp.size == 0 or clicks.n == 0:
-            return self.settle_ps
-        if revealed_code is None:
-            inside = positions >= 0
-            length = max(int(rp[-1]), int(positions.max())) + 1
-            code = np.zeros(clicks.n, dtype=np.uint8)
-            code[inside] = revealed_codes(positions[inside], rp, rev.bases, rev.bits, length)
-        else:
-            code = np.where(positions >= 0, revealed_code, 0)
-        # Revealed, basis-matched clicks, in time order (code = 1 + 2 basis + bit).
-        j = np.flatnonzero((code != 0) & (((code - 1) >> 1) == clicks.basis))
-        agree = ((code[j] - 1) & 1) == clicks.bit[j]
-        half = j.size // 2
-        t_new = clicks.timestamps_ps[j[:half]] - clicks.timestamps_ps[0]  # time-ordered
-        at_pool = np.searchsorted(self._t, t_new, side="right")  # after equal earlier ones
-        self._t = np.insert(self._t, at_pool, t_new)
-        self._agree = np.insert(self._agree, at_pool, agree[:half])
-        self._late += agree.size - half
-        self._late_errors += int(np.count_nonzero(~agree[half:]))
-        self.settle_ps = self._change_point()
-        return self.settle_ps
-
-    def _change_point(self) -> int:
-        t, agree = self._t, self._agree
-        if t.size == 0 or self._late == 0:
-            return 0
-        k, n = self._late_errors, self._late
-        e = float(sps.beta.ppf(ERROR_RATE_CONFIDENCE, k + 1, n - k)) if k < n else 0.5
-        e = min(e, 0.45)
-        # Evidence per revealed click that it is the previous pattern's (agreement 1/2).
-        llr = np.where(agree, math.log(0.5 / (1.0 - e)), math.log(0.5 / e))
-        prefix = np.concatenate([[0.0], np.cumsum(llr)])
-        m = int(np.argmax(prefix))
-        if prefix[m] < PREVIOUS_PATTERN_LLR:
-            return 0
-        return int(t[min(m + SETTLE_MARGIN_REVEALED, t.size - 1)])
-
-
-def settled(tags: TagBlock, settle_s: float) -> TagBlock:
-    """The block without its first ``settle_s`` (from its first tag).
-
-    When Alice switches to a new pattern, the photons already in the fibre still
-    carry the old one; they arrive during the first fibre delay of Bob's window and
-    would be taken for the new pattern's pulses (errors, and clicks on vacuum pulses).
-    """
-    if settle_s <= 0 or len(tags) == 0:
-        return tags
-    t = tags.timestamps_ps
-    keep = t >= t.min() + round(settle_s * 1e12)
-    return TagBlock(t[keep], tags.channels[keep], tags.lost, dict(tags.meta))
-
 
 @dataclass
 class _InFlight:
