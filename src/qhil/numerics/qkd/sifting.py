@@ -105,17 +105,28 @@ def squash_clicks(
     if idx.size == 0:
         empty = np.zeros(0, np.uint8)
         return Detections(np.zeros(0, np.int64), empty, empty, np.zeros(0, bool))
-    first = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-    mask = np.bitwise_or.reduceat(code, first)
-    pulses = idx[first]
+    repeat = np.flatnonzero(idx[1:] == idx[:-1]) + 1  # clicks on the pulse of the one before
+    if repeat.size == 0:  # one click per pulse: its own outcome
+        return Detections(idx, bs, bt, np.zeros(idx.size, dtype=bool))
+    first = np.ones(idx.size, dtype=bool)
+    first[repeat] = False
+    first_at = np.flatnonzero(first)
+    pulses = idx[first_at]
+    mask = code[first_at]
+    # The few repeated clicks are OR-ed into their pulse's mask (a reduceat over every
+    # click cost more than the rest of the squash).
+    np.bitwise_or.at(mask, np.searchsorted(first_at, repeat, side="right") - 1, code[repeat])
     z_any = (mask & 0b0011) != 0
     x_any = (mask & 0b1100) != 0
     both_bases = z_any & x_any
-    coin_basis = rng.integers(0, 2, pulses.size, dtype=np.uint8)
-    chosen = np.where(both_bases, coin_basis, x_any.astype(np.uint8)).astype(np.uint8)
+    chosen = x_any.astype(np.uint8)
+    # Coins only where squashing needs one (clicks in both bases; then both bits of a basis).
+    tie = np.flatnonzero(both_bases)
+    chosen[tie] = rng.integers(0, 2, tie.size, dtype=np.uint8)
     pair = (mask >> (2 * chosen)) & 0b11  # 1: bit 0 only, 2: bit 1 only, 3: both
-    coin_bit = rng.integers(0, 2, pulses.size, dtype=np.uint8)
-    value = np.where(pair == 3, coin_bit, pair >> 1).astype(np.uint8)
+    value = (pair >> 1).astype(np.uint8)
+    both_bits = np.flatnonzero(pair == 3)
+    value[both_bits] = rng.integers(0, 2, both_bits.size, dtype=np.uint8)
     return Detections(pulses, chosen, value, both_bases | (pair == 3))
 
 

@@ -28,6 +28,7 @@ line the abort message ends with when no block could be aligned.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ from qhil.orchestrator.experiments.bb84.stages import stage
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
+
+log = logging.getLogger("qhil.orchestrator.experiments.bb84")
 
 #: Likely causes of a block that cannot be aligned (the phrases travel in the
 #: ``BlockDiscarded`` detail to Alice, so both parties can name the cause).
@@ -187,8 +190,12 @@ class BlockAlignment:
     alignment: PulseAlignment
     tracked: bool = False  # found by the narrow search around the tracker's prediction
     # Per click what Alice revealed at its position (revealed_codes: 0 nothing, else
-    # 1 + 2 basis + bit); None: not looked up.
+    # 1 + 2 basis + bit; 0 outside the clicks given positions); None: not looked up.
     revealed_code: U8 | None = None
+    # Clicks in time order, so in pulse order: those with positions are the run
+    # [inside[0], inside[1]), those in the counting window the run [window[0], window[1]).
+    inside: tuple[int, int] = (0, 0)
+    window: tuple[int, int] = (0, 0)
 
     @property
     def first_position(self) -> int:
@@ -227,6 +234,8 @@ def align_clicks(
         )
     # Timestamps relative to the first click: grid numbers then start near 0.
     rel = clicks.timestamps_ps - clicks.timestamps_ps[0]
+    if bool(np.any(rel[1:] < rel[:-1])):
+        raise TimingInputError("clicks: timestamps must be in time order (clicks_from_tags)")
     period_ps = 1e12 / rep_rate_hz
     stride = max(1, -(-rel.size // GRID_CLICKS))
     try:
@@ -259,15 +268,25 @@ def align_clicks(
     else:
         guesses = [int(g) for g in predicted_first]
     found: PatternOffset | None = None
+    missed: list[str] = []
     for first in guesses:
         # Offset K: pattern position = (grid number + K) mod L; the first click's is predicted.
         with stage("alignment_narrow"):
             found = search(first - int(numbers[0]))
         if found.significance >= min_significance:
             break
+        missed.append(f"{first} ({found.significance:.1f} sigma)")
         found = None  # this prediction missed: try the next one, then every offset
     tracked = found is not None
     if found is None:
+        if missed:
+            log.info(
+                "bb84 bob: the tracked offset missed (predicted first click at %s, +-%d "
+                "pulses): full search over %d positions",
+                ", ".join(missed),
+                min(TRACK_WINDOW_PULSES, n_len // 4),
+                n_len,
+            )
         with stage("alignment_full"):
             found = search(None)
     k = found.offset
@@ -276,7 +295,7 @@ def align_clicks(
         idx % n_len, clicks, revealed, revealed_bases, revealed_bits, n_len
     )
     if not found.significance >= min_significance:
-        missed = OffsetNotFoundError(
+        not_found = OffsetNotFoundError(
             found.significance,
             min_significance,
             f"searched all {n_len} pattern positions with {clicks.n} clicks and "
@@ -286,10 +305,13 @@ def align_clicks(
             agreement=agree,
             anti_significance=found.anti_significance,
         )
-        raise _diagnose_offset(missed) from missed
+        raise _diagnose_offset(not_found) from not_found
     res = PulseAlignment(idx, grid, k, found.significance, agree, compared)
     # One pattern period from the first click: later clicks would see symbols again.
-    return _block_alignment(res, (idx - int(idx.min())) < n_len, n_len, tracked, code)
+    # Grid numbers follow the (sorted) times: the clicks within one period of the first
+    # are a run from the first.
+    end = int(np.searchsorted(idx, int(idx[0]) + n_len))
+    return _block_alignment(res, 0, end, n_len, tracked, code)
 
 
 def revealed_codes(positions: I64, revealed: I64, bases: U8, bits: U8, length: int) -> U8:
@@ -322,24 +344,39 @@ def _revealed_lookup(
 
 
 def _block_alignment(
-    res: PulseAlignment,
-    inside: NDArray[np.bool_],
-    n_len: int,
-    tracked: bool,
-    revealed_code: U8 | None,
+    res: PulseAlignment, lo: int, hi: int, n_len: int, tracked: bool, revealed_code: U8 | None
 ) -> BlockAlignment:
-    """The clicks ``inside`` with their pattern positions (the others -1), and the counting
-    window strictly between the first and last of them."""
+    """The clicks ``lo:hi`` (pulse indices nondecreasing, spanning less than ``n_len``) with
+    their pattern positions (the others -1), and the counting window strictly between the
+    first and last of them."""
     idx = res.pulse_index
-    first = int(idx[inside].min())
-    last = int(idx[inside].max())
-    interior = inside & (idx > first) & (idx < last)
-    positions = np.where(inside, np.mod(idx, n_len), -1).astype(np.int64)
+    first, last = int(idx[lo]), int(idx[hi - 1])
+    positions = np.full(idx.size, -1, dtype=np.int64)
+    # Positions without an int64 modulo per click: at most one multiple of L lies inside.
+    m0 = first // n_len
+    wrap = lo + int(np.searchsorted(idx[lo:hi], (m0 + 1) * n_len))
+    np.subtract(idx[lo:wrap], m0 * n_len, out=positions[lo:wrap])
+    np.subtract(idx[wrap:hi], (m0 + 1) * n_len, out=positions[wrap:hi])
+    w0 = lo + int(np.searchsorted(idx[lo:hi], first, side="right"))
+    w1 = lo + int(np.searchsorted(idx[lo:hi], last, side="left"))
+    w1 = max(w0, w1)
+    interior = np.zeros(idx.size, dtype=bool)
+    interior[w0:w1] = True
     if revealed_code is not None:
-        revealed_code = np.where(inside, revealed_code, 0).astype(np.uint8)
+        code = np.zeros(idx.size, dtype=np.uint8)
+        code[lo:hi] = revealed_code[lo:hi]
+        revealed_code = code
     window = max(0, last - first - 1)
     return BlockAlignment(
-        positions, interior, (first + 1) % n_len, window, res, tracked, revealed_code
+        positions,
+        interior,
+        (first + 1) % n_len,
+        window,
+        res,
+        tracked,
+        revealed_code,
+        (lo, hi),
+        (w0, w1),
     )
 
 
@@ -395,8 +432,10 @@ def clicks_from(
     the clicks kept. Raises AlignmentError when none is left."""
     if start_ps <= 0:
         return aligned
-    keep = (aligned.positions >= 0) & (clicks.timestamps_ps - clicks.timestamps_ps[0] >= start_ps)
-    if not keep.any():
+    lo, hi = aligned.inside
+    t = clicks.timestamps_ps
+    lo = max(lo, int(np.searchsorted(t, int(t[0]) + start_ps)))
+    if lo >= hi:
         raise AlignmentError(
             "settling",
             0.0,
@@ -404,7 +443,7 @@ def clicks_from(
             problem=f"no click later than {start_ps * 1e-6:.1f} us into the block",
         )
     return _block_alignment(
-        aligned.alignment, keep, int(pattern_length), aligned.tracked, aligned.revealed_code
+        aligned.alignment, lo, hi, int(pattern_length), aligned.tracked, aligned.revealed_code
     )
 
 
@@ -419,29 +458,34 @@ def detections_for_block(
     revealed positions (their clicks, before squashing: every click of a pulse shares
     its position).
 
-    One pass in pulse order: the window's clicks are already in time order, so in order
-    of their pulse index (not of their position, which wraps once at the pattern's end);
-    the squashed outcomes are put in position order by one rotation at the wrap."""
+    One pass in pulse order: the window's clicks are a run of clicks in time order, so in
+    order of their pulse index (not of their position, which wraps once at the pattern's
+    end); the squashed outcomes are put in position order by one rotation at the wrap."""
     n_len = int(pattern_length)
-    idx = aligned.alignment.pulse_index
+    w0, w1 = aligned.window
     if aligned.revealed_code is not None:
-        ok = aligned.interior & (aligned.revealed_code == 0)
+        sel = np.flatnonzero(aligned.revealed_code[w0:w1] == 0) + w0
     else:
-        ok = aligned.interior.copy()
-        if revealed.size:
-            pos = aligned.positions[ok]
+        pos = aligned.positions[w0:w1]
+        sel = np.arange(w0, w1)
+        if revealed.size and pos.size:
             at = np.searchsorted(revealed, pos).clip(0, revealed.size - 1)
-            ok[np.flatnonzero(ok)[revealed[at] == pos]] = False
-    idx = idx[ok]
+            sel = sel[revealed[at] != pos]
+    idx = aligned.alignment.pulse_index[sel]
     base = int(idx[0]) if idx.size else 0  # pulses counted from the window's first click
-    det = squash_clicks(idx - base, clicks.basis[ok], clicks.bit[ok], rng, presorted=True)
-    # The window holds fewer than L pulses: positions are unique, increasing but for one wrap.
-    pos = (det.pulse_index + base) % n_len
-    wrap = np.flatnonzero(pos[1:] < pos[:-1])
-    if wrap.size == 0:
+    det = squash_clicks(idx - base, clicks.basis[sel], clicks.bit[sel], rng, presorted=True)
+    # The window holds fewer than L pulses: positions increase but for one wrap.
+    first = base % n_len
+    wrap = int(np.searchsorted(det.pulse_index, n_len - first))
+    pos = det.pulse_index + first
+    pos[wrap:] -= n_len
+    if wrap == pos.size:
         return Detections(pos, det.basis, det.bit, det.multi_click)
-    order = np.r_[wrap[0] + 1 : pos.size, 0 : wrap[0] + 1]
-    return Detections(pos[order], det.basis[order], det.bit[order], det.multi_click[order])
+
+    def rotated(a: Any) -> Any:
+        return np.concatenate([a[wrap:], a[:wrap]])
+
+    return Detections(rotated(pos), rotated(det.basis), rotated(det.bit), rotated(det.multi_click))
 
 
 def cause_of(detail: str) -> str | None:
