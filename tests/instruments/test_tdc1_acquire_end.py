@@ -7,13 +7,19 @@ pauses past the gate's end on the host clock is never cut short."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+from scipy.stats import poisson
 
 from qhil.drivers.sfifteen import tdc1
 from qhil.drivers.sfifteen.tdc1 import TDC1, encode_words
-from qhil.emulators.sfifteen.tdc1 import closing_word
+from qhil.emulators.server import EmulatorHost
+from qhil.emulators.sfifteen.tdc1 import TDC1Emulator, closing_word
+from qhil.emulators.world import World, load_world_file
 from qhil.transport.rawio import ReadTimeout
 from qhil.transport.replay import ReplayIO
 
@@ -115,3 +121,55 @@ async def test_a_unit_without_closing_words_is_waited_for_once(
     io.assert_complete()
     # Replayed idle polls return at once: the first acquisition polls for the long wait.
     assert polls[0] > polls[1] >= 1
+
+
+DARK_TOML = """
+[world]
+seed = 3
+mode = "fast"
+[world.nodes.lab.components.dark]
+type = "detector"
+dark_count_rate_hz = 100000.0
+dead_time_ns = 0.0
+tagger = "lab.tagger"
+channel = 2
+[world.nodes.lab.components.tagger]
+type = "time_tagger"
+n_channels = 4
+"""
+
+
+class _StallingTDC1(TDC1Emulator):
+    """An emulated unit on a loaded host: it stalls 0.15 s (wall clock) in the middle of
+    each chunk it sends (the emulator thread descheduled, or busy with another emulator)."""
+
+    async def _stream_chunks(self, duration_s: float | None) -> Any:
+        async for data in super()._stream_chunks(duration_s):
+            half = len(data) // 8 * 4
+            yield data[:half]
+            await asyncio.sleep(0.15)
+            yield data[half:]
+
+
+async def test_an_emulator_stalling_mid_stream_still_gives_whole_gates(
+    tmp_path: Path, emulator_host: EmulatorHost
+) -> None:
+    """Fast mode, the real emulator and pty: two 100 ms gates from an emulator that stalls
+    in each chunk. Before, the driver ended the first gate on a 20 ms silence once its words
+    passed 50 ms (the rest arrived after the drain and spoiled the next gate's timebase):
+    how much of a gate a seeded run saw depended on the host's load."""
+    path = tmp_path / "dark.toml"
+    path.write_text(DARK_TOML)
+    world = World(load_world_file(path), seed=3)
+    ep = emulator_host.add(_StallingTDC1(name="tdc1", world=world, component="lab.tagger"))
+    drv = TDC1.open(ep.address)
+    try:
+        blocks = [await drv.acquire(0.1) for _ in range(2)]
+    finally:
+        await drv.close()
+    lo, hi = poisson.ppf([0.0005, 0.9995], 100_000 * 0.1)  # two-sided 99.9 %
+    for block in blocks:
+        t = block.timestamps_ps
+        assert lo <= t.size <= hi
+        # 100 events per ms: the gate's last ms is never empty (P = e^-100).
+        assert 99_000_000_000 <= t[-1] < 100_000_000_000
