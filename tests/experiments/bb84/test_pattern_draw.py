@@ -97,6 +97,20 @@ def test_any_length_and_both_basis_paths(n: int) -> None:
         assert int(pat.symbols.max()) < 12
 
 
+def test_the_draw_in_steps_keeps_the_laws(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Steps of 1000 symbols (not dividing the length): every step has the laws, z = 0.3 and
+    # 1/2, 5 sigma per frequency as above; the last partial step is cut off cleanly.
+    monkeypatch.setattr(pattern, "DRAW_CHUNK", 1000)
+    n = 100_003
+    for z in (0.3, 0.5):
+        s = draw_pattern(np.random.default_rng(8), n, z, (0.6, 0.3, 0.1), 0.05).symbols
+        assert s.size == n and int(s.max()) < 12
+        assert _within(int(np.count_nonzero(s & 1)), n, 0.5)
+        assert _within(int(np.count_nonzero(s & 2 == 0)), n, z)
+        for i, p in enumerate((0.6, 0.3, 0.1)):
+            assert _within(int(np.count_nonzero(s >> 2 == i)), n, p)
+
+
 def test_the_aes_generator_draws_through_its_raw_words() -> None:
     # Alice's real generator (AES-128-CTR via randomgen): the raw path works on it.
     pat = draw_pattern(secure_generator(), 1 << 16, 0.5, (0.7, 0.2, 0.1), 0.05)
