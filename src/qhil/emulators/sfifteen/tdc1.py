@@ -128,6 +128,15 @@ def closing_word(end_ps: int) -> bytes:
     return encode_words([end_ps // TICK_PS - 1], [DUMMY_WORD_FLAGS])
 
 
+def _inputs(ts: I64, channels: npt.NDArray[Any]) -> tuple[I64, npt.NDArray[Any]]:
+    """The tags on the unit's inputs 1..4 (the tagger may number more channels); no copy
+    when every tag is on one (the usual case)."""
+    if channels.size == 0 or (int(channels.min()) >= 1 and int(channels.max()) <= N_CHANNELS):
+        return ts, channels
+    keep = (channels >= 1) & (channels <= N_CHANNELS)
+    return ts[keep], channels[keep]
+
+
 @dataclass(frozen=True)
 class StreamOrigin:
     """Where a timestamp stream's counter was reset: true time and the unit's clock reading.
@@ -206,8 +215,8 @@ class TDC1Emulator(S15Emulator):
             block = await reader.read_async(seconds)
         finally:
             reader.close()
-        keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
-        return block.timestamps_ps[keep] - block.t_start_ps, block.channels[keep]
+        ts, ch = _inputs(block.timestamps_ps, block.channels)
+        return ts - block.t_start_ps, ch
 
     async def _counts(self) -> list[int]:
         t, ch = await self._window(self.time_ms / 1000)
@@ -249,8 +258,8 @@ class TDC1Emulator(S15Emulator):
                         origin = int(block.t_start_ps)
                         self.stream_origin = StreamOrigin(tagger.node, int(reader.start_ps), origin)
                     stop = int(block.t_stop_ps) - origin
-                    keep = (block.channels >= 1) & (block.channels <= N_CHANNELS)
-                    rel, ch = block.timestamps_ps[keep] - origin, block.channels[keep]
+                    rel, ch = _inputs(block.timestamps_ps, block.channels)
+                    rel = rel - origin
                 if end_ps is not None and stop > end_ps:
                     stop = end_ps
                     cut = int(np.searchsorted(rel, stop, side="left"))
