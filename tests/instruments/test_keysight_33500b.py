@@ -195,9 +195,13 @@ def test_encoding_round_trips_and_matches_the_documented_levels() -> None:
 
 
 @pytest.mark.parametrize("n", [8, 9, 4097])
-def test_upload_message_is_the_block_of_the_encoded_codes(n: int) -> None:
-    # The driver's one-buffer upload (two symbols per gather) against the plain encoding,
-    # byte for byte: both channels, both byte orders, odd lengths, a reused bigger buffer.
+def test_upload_message_is_the_block_of_the_encoded_codes(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The driver's one-buffer upload (two symbols per gather, in steps of 100 pairs here)
+    # against the plain encoding, byte for byte: both channels, both byte orders, odd
+    # lengths, a reused bigger buffer.
+    monkeypatch.setattr(bb84_pattern, "ENCODE_CHUNK", 100)
     symbols = np.random.default_rng(n).integers(0, 32, n).astype(np.uint8)
     scratch = np.zeros(4 * n + 100, np.uint8)
     for channel, codes in zip((1, 2), bb84_pattern.encode(symbols), strict=True):

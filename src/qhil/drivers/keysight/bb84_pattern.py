@@ -111,6 +111,8 @@ def dac_block(codes: I16, byte_order: str = ">") -> bytes:
 # one uint16 (native order), the entry is the two codes' 4 bytes in wire order. Built per
 # (channel table, byte order) on first use: 256 KiB each.
 _PAIR_TABLES: dict[tuple[int, str], npt.NDArray[np.uint32]] = {}
+#: Symbol pairs encoded per step.
+ENCODE_CHUNK = 1 << 18
 
 
 def _pair_table(codes_of_symbol: I16, byte_order: str) -> npt.NDArray[np.uint32]:
@@ -155,14 +157,14 @@ def dac_message(
     pairs = n // 2
     if pairs:
         # mode="wrap": a uint16 index never leaves the 2^16-entry table, and numpy's
-        # bounds-checked path is ~1.7x slower.
+        # bounds-checked path is ~1.7x slower. In steps: numpy first converts the indices
+        # to 8-byte integers, a temporary that then stays in cache (0.42 -> 0.31 ns/sym).
         table = _pair_table(codes, byte_order)
-        np.take(
-            table,
-            s[: 2 * pairs].view(np.uint16),
-            out=body[: 4 * pairs].view(np.uint32),
-            mode="wrap",
-        )
+        index, out = s[: 2 * pairs].view(np.uint16), body[: 4 * pairs].view(np.uint32)
+        for lo in range(0, pairs, ENCODE_CHUNK):
+            np.take(
+                table, index[lo : lo + ENCODE_CHUNK], out=out[lo : lo + ENCODE_CHUNK], mode="wrap"
+            )
     if n % 2:
         body[-2:] = np.frombuffer(codes[s[-1:]].astype(byte_order + "i2").tobytes(), np.uint8)
     stop = pad + len(head) + 2 * n
