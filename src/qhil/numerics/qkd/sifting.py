@@ -100,8 +100,17 @@ def squash_clicks(
     if not (presorted and bool(np.all(idx[1:] >= idx[:-1]))):
         order = np.argsort(idx, kind="stable")
         idx, bs, bt = idx[order], bs[order], bt[order]
-    # One-hot detector code: bit (2*basis + value) of a 4-bit mask Z0 Z1 X0 X1.
-    code = (np.uint8(1) << (2 * bs + bt)).astype(np.uint8)
+    return squash_sorted(idx, bs, bt, rng)
+
+
+def squash_sorted(
+    idx: IntArray, bs: BitArray, bt: BitArray, rng: np.random.Generator
+) -> Detections:
+    """:func:`squash_clicks` of clicks already checked: pulse indices (int64) nondecreasing,
+    basis and bit uint8 0/1 (Bob's block chain, whose clicks come in time order).
+
+    Most pulses have one click, whose outcome is its own; only the few with several are
+    squashed (a pass over every click per step cost more than the rest of the block)."""
     if idx.size == 0:
         empty = np.zeros(0, np.uint8)
         return Detections(np.zeros(0, np.int64), empty, empty, np.zeros(0, bool))
@@ -110,24 +119,34 @@ def squash_clicks(
         return Detections(idx, bs, bt, np.zeros(idx.size, dtype=bool))
     first = np.ones(idx.size, dtype=bool)
     first[repeat] = False
-    first_at = np.flatnonzero(first)
-    pulses = idx[first_at]
-    mask = code[first_at]
-    # The few repeated clicks are OR-ed into their pulse's mask (a reduceat over every
-    # click cost more than the rest of the squash).
-    np.bitwise_or.at(mask, np.searchsorted(first_at, repeat, side="right") - 1, code[repeat])
+    pulses, chosen, value = idx[first], bs[first], bt[first]
+    multi = np.zeros(pulses.size, dtype=bool)
+    # The pulse of each repeated click (count of first clicks up to it, minus one), and the
+    # first click of its run of repeats (the click just before the run).
+    group = repeat - np.arange(repeat.size) - 1
+    run_start = np.r_[True, np.diff(repeat) != 1]
+    lead = np.maximum.accumulate(np.where(run_start, repeat, 0)) - 1
+    squashed, at = np.unique(group, return_index=True)
+    # One-hot detector code: bit (2*basis + value) of a 4-bit mask Z0 Z1 X0 X1.
+    code = (np.uint8(1) << (2 * bs[repeat] + bt[repeat])).astype(np.uint8)
+    lead_code = (np.uint8(1) << (2 * bs[lead[at]] + bt[lead[at]])).astype(np.uint8)
+    mask = lead_code.copy()
+    np.bitwise_or.at(mask, np.searchsorted(squashed, group), code)
     z_any = (mask & 0b0011) != 0
     x_any = (mask & 0b1100) != 0
     both_bases = z_any & x_any
-    chosen = x_any.astype(np.uint8)
+    pick = x_any.astype(np.uint8)
     # Coins only where squashing needs one (clicks in both bases; then both bits of a basis).
     tie = np.flatnonzero(both_bases)
-    chosen[tie] = rng.integers(0, 2, tie.size, dtype=np.uint8)
-    pair = (mask >> (2 * chosen)) & 0b11  # 1: bit 0 only, 2: bit 1 only, 3: both
-    value = (pair >> 1).astype(np.uint8)
+    pick[tie] = rng.integers(0, 2, tie.size, dtype=np.uint8)
+    pair = (mask >> (2 * pick)) & 0b11  # 1: bit 0 only, 2: bit 1 only, 3: both
+    bit = (pair >> 1).astype(np.uint8)
     both_bits = np.flatnonzero(pair == 3)
-    value[both_bits] = rng.integers(0, 2, both_bits.size, dtype=np.uint8)
-    return Detections(pulses, chosen, value, both_bases | (pair == 3))
+    bit[both_bits] = rng.integers(0, 2, both_bits.size, dtype=np.uint8)
+    chosen[squashed] = pick
+    value[squashed] = bit
+    multi[squashed] = both_bases | (pair == 3)
+    return Detections(pulses, chosen, value, multi)
 
 
 @dataclass(frozen=True)

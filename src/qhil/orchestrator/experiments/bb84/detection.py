@@ -39,7 +39,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qhil.drivers.roles import TagBlock
-from qhil.numerics.qkd import Detections, squash_clicks
+from qhil.numerics.qkd import Detections
+from qhil.numerics.qkd.sifting import squash_sorted
 from qhil.numerics.timing import AlignmentError, TimingInputError
 from qhil.numerics.timing.errors import PeakNotFoundError
 from qhil.numerics.timing.pulse_alignment import (
@@ -162,19 +163,24 @@ class Clicks:
 def clicks_from_tags(block: TagBlock, detector_of_channel: dict[int, tuple[int, int]]) -> Clicks:
     """Keep the tags of the mapped channels and label each with (basis, bit)."""
     ts = np.asarray(block.timestamps_ps, dtype=np.int64)
-    ch = np.asarray(block.channels, dtype=np.int64)
+    ch = np.asarray(block.channels)
+    if ch.size and int(ch.min()) < 0:
+        raise ValueError(f"tag block: negative channel {int(ch.min())}")
     lut_size = max(max(detector_of_channel) + 1, int(ch.max()) + 1 if ch.size else 0)
-    code = np.full(lut_size, -1, dtype=np.int64)  # 2 * basis + bit, -1 for other channels
+    lut = np.full(lut_size, 255, dtype=np.uint8)  # 2 * basis + bit, 255 for other channels
     for channel, (basis, bit) in detector_of_channel.items():
-        code[channel] = 2 * basis + bit
-    c = code[ch] if ch.size else np.zeros(0, dtype=np.int64)
-    keep = c >= 0
-    ts, c = ts[keep], c[keep]
-    if ts.size > 1 and np.any(np.diff(ts) < 0):
+        lut[channel] = 2 * basis + bit
+    c = lut[ch] if ch.size else np.zeros(0, dtype=np.uint8)
+    per_detector = np.bincount(c, minlength=256)[:4].astype(np.int64)
+    if int(per_detector.sum()) != c.size:  # tags of unmapped channels: dropped
+        keep = np.flatnonzero(c != 255)
+        ts, c = ts[keep], c[keep]
+    if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
         order = np.argsort(ts, kind="stable")
         ts, c = ts[order], c[order]
-    per_detector = np.bincount(c, minlength=4)[:4].astype(np.int64)
-    return Clicks(ts, (c >> 1).astype(np.uint8), (c & 1).astype(np.uint8), per_detector)
+    c_basis: U8 = np.right_shift(c, np.uint8(1))
+    c_bit: U8 = np.bitwise_and(c, np.uint8(1))
+    return Clicks(ts, c_basis, c_bit, per_detector)
 
 
 @dataclass(frozen=True)
@@ -291,8 +297,13 @@ def align_clicks(
             found = search(None)
     k = found.offset
     idx = numbers + k
+    # One pattern period from the first click: later clicks would see symbols again.
+    # Grid numbers follow the (sorted) times: the clicks within one period of the first
+    # are a run from the first.
+    end = int(np.searchsorted(idx, int(idx[0]) + n_len))
+    positions = _positions(idx, 0, end, n_len)
     code, agree, compared = _revealed_lookup(
-        idx % n_len, clicks, revealed, revealed_bases, revealed_bits, n_len
+        positions[:end], clicks, revealed, revealed_bases, revealed_bits, n_len
     )
     if not found.significance >= min_significance:
         not_found = OffsetNotFoundError(
@@ -307,11 +318,7 @@ def align_clicks(
         )
         raise _diagnose_offset(not_found) from not_found
     res = PulseAlignment(idx, grid, k, found.significance, agree, compared)
-    # One pattern period from the first click: later clicks would see symbols again.
-    # Grid numbers follow the (sorted) times: the clicks within one period of the first
-    # are a run from the first.
-    end = int(np.searchsorted(idx, int(idx[0]) + n_len))
-    return _block_alignment(res, 0, end, n_len, tracked, code)
+    return _block_alignment(res, 0, end, n_len, tracked, code, positions)
 
 
 def revealed_codes(positions: I64, revealed: I64, bases: U8, bits: U8, length: int) -> U8:
@@ -333,36 +340,53 @@ def _revealed_lookup(
     """Per click what Alice revealed at its position (:func:`revealed_codes`), and the
     fraction of basis-matched revealed clicks whose bits agree, and their number."""
     code = revealed_codes(positions, revealed, bases, bits, length)
-    matched = (code != 0) & (((code - 1) >> 1) == clicks.basis)
+    matched = (code != 0) & (((code - 1) >> 1) == clicks.basis[: code.size])
     compared = int(np.count_nonzero(matched))
     agree = (
-        float(np.count_nonzero(((code[matched] - 1) & 1) == clicks.bit[matched]) / compared)
+        float(
+            np.count_nonzero(((code[matched] - 1) & 1) == clicks.bit[: code.size][matched])
+            / compared
+        )
         if compared
         else float("nan")
     )
     return code, agree, compared
 
 
-def _block_alignment(
-    res: PulseAlignment, lo: int, hi: int, n_len: int, tracked: bool, revealed_code: U8 | None
-) -> BlockAlignment:
-    """The clicks ``lo:hi`` (pulse indices nondecreasing, spanning less than ``n_len``) with
-    their pattern positions (the others -1), and the counting window strictly between the
-    first and last of them."""
-    idx = res.pulse_index
-    first, last = int(idx[lo]), int(idx[hi - 1])
+def _positions(idx: I64, lo: int, hi: int, n_len: int) -> I64:
+    """Pattern positions of the clicks ``lo:hi`` (pulse indices nondecreasing, spanning
+    less than ``n_len``), -1 for the others; without an int64 modulo per click (at most one
+    multiple of the pattern length lies inside)."""
     positions = np.full(idx.size, -1, dtype=np.int64)
-    # Positions without an int64 modulo per click: at most one multiple of L lies inside.
-    m0 = first // n_len
+    m0 = int(idx[lo]) // n_len
     wrap = lo + int(np.searchsorted(idx[lo:hi], (m0 + 1) * n_len))
     np.subtract(idx[lo:wrap], m0 * n_len, out=positions[lo:wrap])
     np.subtract(idx[wrap:hi], (m0 + 1) * n_len, out=positions[wrap:hi])
+    return positions
+
+
+def _block_alignment(
+    res: PulseAlignment,
+    lo: int,
+    hi: int,
+    n_len: int,
+    tracked: bool,
+    revealed_code: U8 | None,
+    positions: I64 | None = None,
+) -> BlockAlignment:
+    """The clicks ``lo:hi`` (pulse indices nondecreasing, spanning less than ``n_len``) with
+    their pattern positions (the others -1; ``positions`` when already computed so), and
+    the counting window strictly between the first and last of them."""
+    idx = res.pulse_index
+    first, last = int(idx[lo]), int(idx[hi - 1])
+    if positions is None:
+        positions = _positions(idx, lo, hi, n_len)
     w0 = lo + int(np.searchsorted(idx[lo:hi], first, side="right"))
     w1 = lo + int(np.searchsorted(idx[lo:hi], last, side="left"))
     w1 = max(w0, w1)
     interior = np.zeros(idx.size, dtype=bool)
     interior[w0:w1] = True
-    if revealed_code is not None:
+    if revealed_code is not None:  # per click of lo:hi, or of a run starting at 0 (align)
         code = np.zeros(idx.size, dtype=np.uint8)
         code[lo:hi] = revealed_code[lo:hi]
         revealed_code = code
@@ -442,8 +466,16 @@ def clicks_from(
             0.0,
             problem=f"no click later than {start_ps * 1e-6:.1f} us into the block",
         )
+    positions = aligned.positions.copy()
+    positions[:lo] = -1
     return _block_alignment(
-        aligned.alignment, lo, hi, int(pattern_length), aligned.tracked, aligned.revealed_code
+        aligned.alignment,
+        lo,
+        hi,
+        int(pattern_length),
+        aligned.tracked,
+        aligned.revealed_code,
+        positions,
     )
 
 
@@ -473,7 +505,7 @@ def detections_for_block(
             sel = sel[revealed[at] != pos]
     idx = aligned.alignment.pulse_index[sel]
     base = int(idx[0]) if idx.size else 0  # pulses counted from the window's first click
-    det = squash_clicks(idx - base, clicks.basis[sel], clicks.bit[sel], rng, presorted=True)
+    det = squash_sorted(idx - base, clicks.basis[sel], clicks.bit[sel], rng)
     # The window holds fewer than L pulses: positions increase but for one wrap.
     first = base % n_len
     wrap = int(np.searchsorted(det.pulse_index, n_len - first))
