@@ -13,8 +13,11 @@ from qhil.orchestrator.experiments.bb84.detection import (
     align_clicks,
     clicks_from,
     detections_for_block,
+    revealed_counts,
 )
+from qhil.orchestrator.experiments.bb84.messages import AlignmentReveal
 from qhil.orchestrator.experiments.bb84.statistics import Tally
+from qhil.orchestrator.experiments.bb84.tracking import revealed_errors
 
 from .test_alignment_tracking import L, _block
 
@@ -140,3 +143,16 @@ def test_a_missed_prediction_says_so_in_the_log(caplog: pytest.LogCaptureFixture
     np.testing.assert_array_equal(aligned.positions, pos)
     assert not aligned.tracked
     assert "the tracked offset missed" in caplog.text and "full search" in caplog.text
+
+
+@pytest.mark.parametrize("settle_ps", [0, 40_000_000])
+def test_revealed_counts_equal_the_trackings_binary_search(settle_ps: int) -> None:
+    rng = np.random.default_rng(11)
+    clicks, _pos, rev, rb, rbit = _block(rng, 30_000, n_clicks=20_000)
+    aligned = align_clicks(clicks, L, 80e6, rev, rb, rbit, max_drift=1e-4, min_significance=6)
+    aligned = clicks_from(clicks, aligned, settle_ps, L)
+    n, k = revealed_counts(clicks, aligned)
+    n_ref, k_ref = revealed_errors(clicks, aligned.positions, AlignmentReveal(0, rev, rb, rbit))
+    np.testing.assert_array_equal(n, n_ref)
+    np.testing.assert_array_equal(k, k_ref)
+    assert n.sum() > 100 and 0 < k.sum() < n.sum() // 10

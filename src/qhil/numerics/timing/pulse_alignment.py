@@ -70,9 +70,14 @@ class PulseGrid:
 
     def pulse_numbers(self, timestamps: npt.ArrayLike) -> IntArray:
         """Grid number of each timestamp (nearest grid point)."""
+        # In place after the exact integer offset: a block's million clicks made 8 passes.
         x = (np.asarray(timestamps, dtype=np.int64) - self.t_ref_ps).astype(np.float64)
-        rel = np.rint((x - self.phase_ps) / self.period_ps).astype(np.int64)
-        return rel + self.origin_number
+        x -= self.phase_ps
+        x /= self.period_ps
+        np.rint(x, out=x)
+        rel = x.astype(np.int64)
+        rel += self.origin_number
+        return rel
 
     def residuals_ps(self, timestamps: npt.ArrayLike) -> FloatArray:
         """Time of each timestamp minus its nearest grid point."""

@@ -448,6 +448,23 @@ class OffsetTracker:
         self._phases = [*self._phases[-1:], phase]
 
 
+def revealed_counts(clicks: Clicks, aligned: BlockAlignment) -> tuple[I64, I64]:
+    """Bob's clicks (with positions) on revealed positions in the revealed basis: (count,
+    errors) per basis (index 0 = Z, 1 = X), from the alignment's revealed lookup.
+
+    What ``tracking.revealed_errors(clicks, aligned.positions, rev)`` computes, without its
+    binary search of the reveal per click (~25 ms per 1 M clicks, ~2 ms here)."""
+    code = aligned.revealed_code
+    if code is None:
+        raise ValueError("revealed_counts: the alignment carries no revealed lookup")
+    j = np.flatnonzero((code != 0) & (((code - 1) >> 1) == clicks.basis))
+    wrong = ((code[j] - 1) & 1) != clicks.bit[j]
+    counts = np.bincount(2 * clicks.basis[j].astype(np.intp) + wrong, minlength=4)[:4]
+    n = (counts[0::2] + counts[1::2]).astype(np.int64)
+    k = counts[1::2].astype(np.int64)
+    return n, k
+
+
 def clicks_from(
     clicks: Clicks, aligned: BlockAlignment, start_ps: int, pattern_length: int
 ) -> BlockAlignment:
