@@ -182,6 +182,12 @@ def test_the_measured_delay_floors_a_block_without_evidence() -> None:
     for _ in range(3):
         prev.add(*_block(rng, 2000, old=40))
     assert prev.add(*_block(rng, 2000, old=0)) >= prev.delay_ps >= 30 * 1_000_000
+    # Once most recent blocks show none, the floor is gone (a false detection does not
+    # persist): 4 of 7 blocks without old light.
+    for _ in range(3):
+        prev.add(*_block(rng, 2000, old=0))
+    assert prev.delay_ps == 0
+    assert prev.add(*_block(rng, 2000, old=0)) <= 36 * 1_000_000
 
 
 def test_the_state_is_bounded_over_a_long_run() -> None:

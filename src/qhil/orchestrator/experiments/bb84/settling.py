@@ -25,11 +25,13 @@ so it is right from the first block that carries old light:
    The price: ~11 of this pattern's revealed clicks past the change point (the evidence
    falls by ~0.64 per agreeing click), also when nothing was in flight: microseconds at
    0 km, ~0.3 ms at 61 km (25 us per revealed click there).
-3. A floor, the **measured link delay**: the median of the maximum-likelihood change
-   points of the last :data:`DELAY_BLOCKS` blocks whose evidence was decisive (maximum
-   ``S`` >= :data:`DECISIVE_LLR`). The cut is never below it, so even the 1e-3 of blocks
-   whose own clicks mislead (or carry too few revealed clicks) keep the delay the link
-   showed. A block after a dark spell (nothing in flight) then loses up to one delay.
+3. A floor, the **measured link delay**: the upper median of the last
+   :data:`DELAY_BLOCKS` blocks' maximum-likelihood change points, a block whose evidence
+   was not decisive (maximum ``S`` < :data:`DECISIVE_LLR`) counting 0. The cut is never
+   below it, so once half the recent blocks showed the old light, a block whose own
+   clicks mislead (or hold too few revealed ones) still loses the delay the link showed;
+   a block after a dark spell then loses up to one delay for nothing. A false decisive
+   block (a dark fibre reaches ``DECISIVE_LLR`` in ~1e-4 of blocks) does not persist.
 
 Cost: a byte-table lookup of the first half's and :data:`E_CLICKS` more clicks' revealed
 symbols (free when the alignment passes it), a cumulative sum over the first half's
@@ -53,10 +55,10 @@ from qhil.orchestrator.experiments.bb84.messages import AlignmentReveal
 #: cut falls before the end of the previous pattern's light in at most exp(-SETTLE_LLR) of
 #: the blocks (Ville's inequality; module docstring).
 SETTLE_LLR = math.log(1e3)
-#: A block's evidence for old light counts towards the measured link delay from here
-#: (likelihood ratio 1e4 against a dark fibre).
+#: A block's change point counts towards the measured link delay when its evidence reaches
+#: this (likelihood ratio 1e4 against a dark fibre); other blocks count 0.
 DECISIVE_LLR = math.log(1e4)
-#: Blocks whose change points make the measured link delay (their median).
+#: Blocks whose change points make the measured link delay (their upper median).
 DELAY_BLOCKS = 16
 #: Error-rate estimate clipped to this range (an estimate of 0 would make one error
 #: infinite evidence; above 0.45 old and new light are indistinguishable anyway).
@@ -75,8 +77,9 @@ class PreviousPattern:
 
     @property
     def delay_ps(self) -> int:
-        """The measured link delay (0 before a block showed old light decisively)."""
-        return int(np.median(self._delays)) if self._delays else 0
+        """The measured link delay: the upper median of the recent blocks' change points
+        (0 for those without decisive evidence)."""
+        return sorted(self._delays)[len(self._delays) // 2] if self._delays else 0
 
     def add(
         self,
@@ -131,8 +134,8 @@ class PreviousPattern:
         c_up = int(np.flatnonzero(prefix >= top - SETTLE_LLR)[-1])
         t = clicks.timestamps_ps
         t0 = int(t[0])
-        if top >= DECISIVE_LLR:  # this block's old light: its end, for the link delay
-            self._delays.append(int(t[j[m]]) - t0)
+        # This block's old light, if decisive: its end, for the link delay.
+        self._delays.append(int(t[j[m]]) - t0 if top >= DECISIVE_LLR else 0)
         # Drop everything before the c_up-th revealed click (the first judged this pattern's).
         cut = int(t[j[c_up]]) - t0
         self.settle_ps = max(cut, self.delay_ps)
