@@ -22,6 +22,7 @@ from qhil.emulators.world.sample_wcs import (
     _multi_click_table,
     _multi_clicks,
     _thresholds,
+    _wrap_sorted,
 )
 
 
@@ -205,3 +206,15 @@ def test_multi_click_table_is_the_exact_conditional_law() -> None:
         pmf = np.diff(row, prepend=0.0)
         for pattern, p in zip(bits, pmf, strict=True):
             assert p == pytest.approx(probs[tuple(bool(x) for x in pattern)] / total, rel=1e-9)
+
+
+def test_pattern_index_wraps_like_a_remainder() -> None:
+    """The candidates' pattern index (k mod L, issue 12: a subtraction per wrap of the
+    sorted positions instead of an integer division) equals np.remainder, negative first
+    pulse numbers and several wraps included."""
+    rng = np.random.default_rng(3)
+    for k_lo, length in [(-12_345_678, 1_000_000), (7, 8_000_000), (0, 3), (5_000_001, 999)]:
+        pos = np.sort(rng.integers(0, 4_000_000, 50_000)).astype(np.int64)
+        got = np.add(pos, k_lo % length)
+        _wrap_sorted(got, length)
+        assert np.array_equal(got, np.remainder(pos + k_lo, length))
