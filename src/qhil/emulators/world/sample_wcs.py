@@ -152,10 +152,15 @@ def _candidate_chunks(rng: np.random.Generator, n: int, q: float) -> Iterator[tu
 
 def _wrap_sorted(x: I64, period: int) -> None:
     """``x %= period`` in place for sorted non-negative ``x``: subtract the period from
-    each suffix past a multiple of it (the cut points found before any change)."""
+    each suffix past a multiple of it (the cut points found before any change); a
+    remainder when there are many (a pattern much shorter than the positions' span)."""
     if x.size == 0 or int(x[-1]) < period:
         return
-    cuts = np.searchsorted(x, np.arange(1, int(x[-1]) // period + 1) * period, side="left")
+    wraps = int(x[-1]) // period
+    if wraps > 4:
+        np.remainder(x, period, out=x)
+        return
+    cuts = np.searchsorted(x, np.arange(1, wraps + 1) * period, side="left")
     for c in cuts.tolist():
         x[c:] -= period
 
