@@ -484,12 +484,13 @@ def _narrow_pattern_offset(
     n, b_basis, b_bit, length = sides.n, sides.b_basis, sides.b_bit, sides.length
     a_pos, a_basis, a_bit = sides.a_pos, sides.a_basis, sides.a_bit
     n_lags = 2 * half_width + 1
-    span = block + n_lags - 1  # Alice's positions a block's clicks can reach
-    if span > length:
+    if 2 * n_lags > length:
         raise TimingInputError(
-            f"half_width: {half_width} lags around the guess cover more than the pattern's "
-            f"{length} positions (search them all instead)"
+            f"half_width: {half_width} lags either side of the guess cover more than half "
+            f"the pattern's {length} positions (search them all instead)"
         )
+    block = min(block, length - (n_lags - 1))  # a block's reach stays within one period
+    span = block + n_lags - 1  # Alice's positions a block's clicks can reach
     n_fft = scipy.fft.next_fast_len(span, real=True)
     corr = np.zeros(n_lags)
     peak, sig, anti = 0, 0.0, 0.0

@@ -253,6 +253,8 @@ def align_clicks(
     numbers = grid.pulse_numbers(rel)
     revealed = np.asarray(revealed, dtype=np.int64)
 
+    half_width = min(TRACK_WINDOW_PULSES, n_len // 8)  # a narrow search: < 1/4 of the pattern
+
     def search(guess: int | None) -> PatternOffset:
         return pattern_offset(
             numbers,
@@ -263,7 +265,7 @@ def align_clicks(
             revealed_bases,
             revealed_bits,
             guess=guess,
-            max_pulse_offset=min(TRACK_WINDOW_PULSES, n_len // 4),
+            max_pulse_offset=half_width,
             block_pulses=min(TRACK_BLOCK_PULSES, n_len // 2),
         )
 
@@ -290,7 +292,7 @@ def align_clicks(
                 "bb84 bob: the tracked offset missed (predicted first click at %s, +-%d "
                 "pulses): full search over %d positions",
                 ", ".join(missed),
-                min(TRACK_WINDOW_PULSES, n_len // 4),
+                half_width,
                 n_len,
             )
         with stage("alignment_full"):
