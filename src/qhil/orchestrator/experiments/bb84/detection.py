@@ -523,13 +523,12 @@ def detections_for_block(
         if revealed.size and pos.size:
             at = np.searchsorted(revealed, pos).clip(0, revealed.size - 1)
             sel = sel[revealed[at] != pos]
-    idx = aligned.alignment.pulse_index[sel]
-    base = int(idx[0]) if idx.size else 0  # pulses counted from the window's first click
-    det = squash_sorted(idx - base, clicks.basis[sel], clicks.bit[sel], rng)
+    det = squash_sorted(aligned.alignment.pulse_index[sel], clicks.basis[sel], clicks.bit[sel], rng)
     # The window holds fewer than L pulses: positions increase but for one wrap.
-    first = base % n_len
-    wrap = int(np.searchsorted(det.pulse_index, n_len - first))
-    pos = det.pulse_index + first
+    base = int(det.pulse_index[0]) if det.pulse_index.size else 0
+    cycle = base - base % n_len  # pulse index of the position 0 before the window
+    wrap = int(np.searchsorted(det.pulse_index, cycle + n_len))
+    pos = det.pulse_index - cycle
     pos[wrap:] -= n_len
     if wrap == pos.size:
         return Detections(pos, det.basis, det.bit, det.multi_click)
