@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from qhil.orchestrator.jobs import run_bb84_job
+from qhil.orchestrator.jobs import bb84_settings, run_bb84_job
+from qhil.orchestrator.profile import load_profile
 from qhil.records import RunStore
 
 pytestmark = pytest.mark.slow
@@ -35,8 +36,8 @@ def test_run_bb84_cli_gives_equal_verified_keys(tmp_path: Path) -> None:
         "qhil.cli",
         "run",
         "bb84",
-        # The README's short run ("a few tens of kbit"): the default 0.5 s runs in CI's
-        # scripts/check_wheel.sh, and 8 blocks make blocks_used >= 0.9 blocks lose none.
+        # The README's short run: the default 0.5 s runs in CI's scripts/check_wheel.sh; 0.1 s
+        # is one 100 ms block, so blocks_used >= 0.9 blocks loses none.
         "--duration",
         "0.1",
         "--json",
@@ -98,8 +99,9 @@ async def test_bb84_gain_and_qber_match_the_decoy_prediction(tmp_path: Path) -> 
     )
     r = summary.results
     q_pred, _ = _gllp_prediction(10.0)
-    blocks = r["blocks_used"]
-    n_signal = blocks * 1048576 * 0.8 * (1 - 0.0)  # signal pulses in the used blocks (approx.)
+    s = bb84_settings(load_profile(None, []), 0.1)
+    # Signal pulses in the used blocks (approx.: the revealed ones are not counted).
+    n_signal = r["blocks_used"] * s.pattern_length * s.intensity_probabilities[0]
     # Two-sided 99.9 % band on the gain: binomial sd of the estimate, plus 5 % for the
     # optics not in the simple formula (PBS extinction, polarization-controller losses).
     sd = math.sqrt(q_pred * (1 - q_pred) / n_signal)

@@ -10,7 +10,7 @@ Example (every field is described on :class:`BB84Settings`)::
     mus = [0.5, 0.1, 0.0]
     intensity_probabilities = [0.8, 0.15, 0.05]
     z_basis_probability = 0.5
-    pattern_length = 1048576
+    pattern_length = 8000000
     blocks = 20
     max_qber = 0.11
 
@@ -108,12 +108,13 @@ class BB84Settings(BaseModel):
         description="Alice's probability of the Z (key) basis; X is the test basis.",
     )
     pattern_length: int = Field(
-        1 << 20,
+        8_000_000,
         ge=1024,
         le=1 << 26,
         description=(
             "Symbols per block (<= the generator's memory). Bob acquires one pattern period, "
-            "pattern_length / rep_rate_hz seconds, so no symbol is observed twice."
+            "pattern_length / rep_rate_hz seconds, so no symbol is observed twice. Default "
+            "8,000,000: 100 ms at 80 MHz, two of them fit the 33500B's 16 MSa memory option."
         ),
     )
     blocks: int | None = Field(None, ge=1, description="Number of blocks (or give duration_s).")
