@@ -181,3 +181,27 @@ def test_unpack_bits_refuses_counts_the_bytes_cannot_hold() -> None:
             unpack_bits(b"\xff", n)
     with pytest.raises(ValueError, match=r"^key: expected a 1-D bit array \(got shape \(1, 1\)\)$"):
         as_bits([[1]], "key")
+
+
+def test_alice_sift_of_every_pulse_equals_the_gathering_path() -> None:
+    # An announcement of every pulse of the record (what Alice's record_at gives) is read
+    # without a gather: the same reply and key as the same pulses inside a longer record.
+    rng = np.random.default_rng(12)
+    n = 2000
+    bits, bases = rng.integers(0, 2, (2, n + 7)).astype(np.uint8)
+    inten = rng.integers(0, 3, n + 7).astype(np.uint8)
+    ann_basis = rng.integers(0, 2, n).astype(np.uint8)
+    whole = AliceRecord.from_arrays(bits[:n], bases[:n], inten[:n])
+    longer = AliceRecord.from_arrays(bits, bases, inten)
+    ann = SiftAnnouncement(np.arange(n), ann_basis)
+    (r1, k1), (r2, k2) = alice_sift(whole, ann), alice_sift(longer, ann)
+    np.testing.assert_array_equal(r1.match, r2.match)
+    np.testing.assert_array_equal(r1.intensity, r2.intensity)
+    for a, b in zip(
+        (k1.pulse_index, k1.basis, k1.intensity, k1.bits),
+        (k2.pulse_index, k2.basis, k2.intensity, k2.bits),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert 0.4 < r1.match.mean() < 0.6
+    np.testing.assert_array_equal(k1.bits, bits[:n][r1.match])

@@ -187,18 +187,29 @@ def bob_announce(det: Detections) -> SiftAnnouncement:
 
 
 def alice_sift(record: AliceRecord, ann: SiftAnnouncement) -> tuple[SiftReply, SiftedKey]:
-    """Alice's side: compare bases, reveal intensities, keep her matched bits."""
+    """Alice's side: compare bases, reveal intensities, keep her matched bits.
+
+    One pass: the basis match as indices once, then gathers (boolean selections of a ~50 %
+    random mask cost ~10x more in numpy 2.4); a record of exactly the announced pulses
+    (``record_at``: announcement indices ``0..n-1``) is read without a gather."""
     idx = np.asarray(ann.pulse_index, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= record.n_pulses):
-        raise ValueError(
-            f"SiftAnnouncement.pulse_index: must lie in [0, {record.n_pulses}) for this record"
-        )
-    if idx.size > 1 and np.any(np.diff(idx) <= 0):
+    n = record.n_pulses
+    increasing = idx.size < 2 or not bool(np.any(idx[1:] <= idx[:-1]))
+    lo, hi = (int(idx[0]), int(idx[-1])) if increasing and idx.size else (0, 0)
+    if idx.size and not increasing:
+        lo, hi = int(idx.min()), int(idx.max())
+    if idx.size and (lo < 0 or hi >= n):
+        raise ValueError(f"SiftAnnouncement.pulse_index: must lie in [0, {n}) for this record")
+    if not increasing:
         raise ValueError("SiftAnnouncement.pulse_index: must be strictly increasing")
-    match = record.bases[idx] == ann.basis
-    reply = SiftReply(match, record.intensities[idx])
-    keep = idx[match]
-    return reply, SiftedKey(keep, record.bases[keep], record.intensities[keep], record.bits[keep])
+    if idx.size == n:  # strictly increasing within [0, n): every pulse, in order
+        bases, intensities, bits = record.bases, record.intensities, record.bits
+    else:
+        bases, intensities, bits = record.bases[idx], record.intensities[idx], record.bits[idx]
+    match = bases == ann.basis
+    keep = np.flatnonzero(match)
+    reply = SiftReply(match, intensities)
+    return reply, SiftedKey(idx[keep], bases[keep], intensities[keep], bits[keep])
 
 
 def bob_sift(det: Detections, reply: SiftReply) -> SiftedKey:
