@@ -104,8 +104,9 @@ def intensity_counts(symbols: U8, n_intensities: int) -> I64:
     return out
 
 
-#: Biased choices (basis, intensity) compare a uniform 32-bit word with thresholds: each
-#: probability is realised as a multiple of 2^-32 (within 1.2e-10 of the setting). A Z-basis
+#: Biased choices (basis, intensity) compare a uniform 32-bit word with thresholds at the
+#: cumulative probabilities rounded to multiples of 2^-32 (each within 1.2e-10): every
+#: probability is realised as a multiple of 2^-32, within 2.4e-10 of the setting. A Z-basis
 #: probability of exactly 1/2 (the profiles') takes one random bit instead: exact.
 _WORD = 1 << 32
 # One random byte -> the low symbol bits of 4 pulses (bit | basis << 1, two bits each) or of
