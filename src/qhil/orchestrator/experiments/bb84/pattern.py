@@ -137,7 +137,7 @@ def _low_bits(table: NDArray[Any], per_byte: int, rng: np.random.Generator, out:
 
 
 #: Symbols drawn per step: the random words and the comparisons' temporaries (~1.5 MB)
-#: stay in cache; whole-block temporaries (56 MB at 8 M) cost ~1.5 ns per symbol more.
+#: stay in cache; whole-block temporaries (56 MB at 8 M) cost ~1.1 ns per symbol more.
 #: A multiple of 8 (whole table entries per step).
 DRAW_CHUNK = 1 << 18
 
