@@ -33,6 +33,7 @@ from qhil.orchestrator.experiments.bb84.detection import (
     clicks_from,
     clicks_from_tags,
     detections_for_block,
+    revealed_counts,
 )
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
 from qhil.orchestrator.experiments.bb84.link import MessageChannel, PeerLink
@@ -107,14 +108,26 @@ BLOCK_ROW = np.dtype(
     ]
 )
 
+
+@dataclass
+class _Processed:
+    """A block's processing (in a worker thread): its clicks, and its alignment, squashed
+    detections and the clicks dropped as the previous pattern's light, or why it is
+    discarded; and, for the drift tracking, its revealed clicks' counts and errors per basis."""
+
+    clicks: Clicks
+    found: tuple[BlockAlignment, Detections, int] | None
+    problem: str | None = None
+    revealed: tuple[np.ndarray, np.ndarray] | None = None
+
+
 @dataclass
 class _InFlight:
     """A block acquired and revealed, its processing running (``task``)."""
 
     block: int
     tags: TagBlock
-    rev: AlignmentReveal
-    task: asyncio.Future[tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]]
+    task: asyncio.Future[_Processed]
 
 
 class _Bob(PartyBase):
@@ -264,7 +277,7 @@ class _Bob(PartyBase):
             # the squashing's random choices go block by block, as without the pipeline.
             task = asyncio.ensure_future(self._process(tags, rev))
             self._in_flight = [task]
-            pending = _InFlight(b, tags, rev, task)
+            pending = _InFlight(b, tags, task)
             if recompensate is not None:  # block b - 1's QBER rose; block b was taken already
                 self._stale_through = b
                 await self.recompensate(*recompensate)
@@ -295,24 +308,28 @@ class _Bob(PartyBase):
             tags = settled(tags, s.settle_s)
         return tags
 
-    async def _process(
-        self, tags: TagBlock, rev: AlignmentReveal
-    ) -> tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]:
-        """Block processing in a worker thread: its clicks, and its alignment and
-        detections, or why it is discarded."""
+    async def _process(self, tags: TagBlock, rev: AlignmentReveal) -> _Processed:
+        """Block processing in a worker thread (:class:`_Processed`)."""
         return await asyncio.to_thread(self._process_sync, tags, rev)
 
-    def _process_sync(
-        self, tags: TagBlock, rev: AlignmentReveal
-    ) -> tuple[Clicks, tuple[BlockAlignment, Detections, int] | None, str | None]:
+    def _process_sync(self, tags: TagBlock, rev: AlignmentReveal) -> _Processed:
         with stage("clicks"):
             clicks = clicks_from_tags(tags, self.detector_of_channel)
         if tags.lost:
-            return clicks, None, f"the tagger lost {tags.lost} tags (buffer overflow)"
+            return _Processed(clicks, None, f"the tagger lost {tags.lost} tags (buffer overflow)")
         try:
-            return clicks, self._detections(clicks, rev), None
+            found = self._detections(clicks, rev)
         except AlignmentError as exc:
-            return clicks, None, f"alignment failed: {exc}"
+            return _Processed(clicks, None, f"alignment failed: {exc}")
+        revealed = None
+        if self.watch is not None:  # here, not on the event loop: a pass over the clicks
+            aligned = found[0]
+            with stage("tracking"):
+                if aligned.revealed_code is not None:
+                    revealed = revealed_counts(clicks, aligned)
+                else:
+                    revealed = revealed_errors(clicks, aligned.positions, rev)
+        return _Processed(clicks, found, revealed=revealed)
 
     async def recompensate(self, b: int, verdict: Verdict) -> None:
         """The polarization re-compensation block ``b``'s tally asked for."""
@@ -330,10 +347,11 @@ class _Bob(PartyBase):
         reply, the tally. Returns (block, verdict) when it asks for a re-compensation."""
         s = self.settings
         n = s.pattern_length
-        b, tags, rev = p.block, p.tags, p.rev
-        clicks, found, problem = await p.task
+        b, tags = p.block, p.tags
+        done = await p.task
+        clicks, found = done.clicks, done.found
         if found is None:
-            detail = problem or "no alignment"
+            detail = done.problem or "no alignment"
             log.warning("bb84 bob: block %d discarded: %s", b, detail)
             await self.link.send(BlockDiscarded(b, detail))
             self.tally.discard_block(s.block_duration_s, n)
@@ -364,7 +382,8 @@ class _Bob(PartyBase):
         test_errors = test_errors[:N_INTENSITIES].astype(np.int64)
         verdict = None
         if self.watch is not None:
-            verdict = self.watch.check(b, *revealed_errors(clicks, aligned.positions, rev))
+            assert done.revealed is not None  # counted with the block, as the watch is on
+            verdict = self.watch.check(b, *done.revealed)
             if verdict.triggered and b <= self._stale_through:
                 # Taken before the last re-compensation (the pipeline acquires a block ahead):
                 # its QBER says nothing about the new voltages.
