@@ -20,13 +20,20 @@ per repeat (medians printed):
 * **stages** (``bb84.stages`` timers; the parties overlap, so stages need not add up):
   pattern draw, upload (waveform encoding inside it), output switching, acquisition,
   click labelling, alignment, settling, sifting, messages (encoding + authenticating
-  every message sent), record rows.
+  every message sent), record rows;
+* **overlap** (the pipeline, README "Pipeline" of the experiment): over the block phase, the
+  process's CPU time (all threads) sampled every 20 ms: the mean parallelism (CPU s per
+  wall s; at most 2 on this machine) and the fraction of wall time in which both cores
+  were busy (a 20 ms interval with >= 1.5 CPU-interval used). Another process's load
+  lowers both: read them with the load average printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -38,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The overlap sampler's period, and the CPU per wall second that counts as both cores busy.
+OVERLAP_SAMPLE_S = 0.02
+BOTH_BUSY = 1.5
 
 
 def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> None:
@@ -90,19 +100,32 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
             if not threads_at:
                 threads_at.append(snap)
 
+    samples: list[tuple[float, float]] = []  # (wall, process CPU) every OVERLAP_SAMPLE_S
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(OVERLAP_SAMPLE_S):
+            samples.append((time.time(), time.process_time()))
+
+    sampler = threading.Thread(target=sample, name="overlap-sampler", daemon=True)
     tmp = tempfile.mkdtemp(prefix="qhil-bb84-e2e-")
     load0 = os.getloadavg()[0]
-    with collect_stages() as times:
-        summary = asyncio.run(
-            run_bb84_job(
-                None,
-                overrides,
-                duration_s=seconds,
-                data_dir=f"{tmp}/data",
-                key_dir=f"{tmp}/keys",
-                progress=progress,
+    sampler.start()
+    try:
+        with collect_stages() as times:
+            summary = asyncio.run(
+                run_bb84_job(
+                    None,
+                    overrides,
+                    duration_s=seconds,
+                    data_dir=f"{tmp}/data",
+                    key_dir=f"{tmp}/keys",
+                    progress=progress,
+                )
             )
-        )
+    finally:
+        stop.set()
+        sampler.join()
     ended = time.time()
 
     def at(party: str, name: str) -> float | None:
@@ -110,6 +133,10 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
 
     blocks = [t for t, p, s, _ in events if p == "bob" and s == "block"]
     first = times.first_entered.get("pattern", float("nan"))
+    in_blocks = [(w, c) for w, c in samples if blocks and first <= w <= blocks[-1]]
+    wall = [b[0] - a[0] for a, b in itertools.pairwise(in_blocks)]
+    cpu = [b[1] - a[1] for a, b in itertools.pairwise(in_blocks)]
+    both_busy = sum(w for w, c in zip(wall, cpu, strict=True) if c >= BOTH_BUSY * w)
     res = summary.results
     out_data = {
         "status": summary.status,
@@ -131,6 +158,8 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
             k: v - threads_at[0].get(k, 0.0)
             for k, v in (threads_at[-1] if threads_at else {}).items()
         },
+        "parallelism": sum(cpu) / sum(wall) if wall else None,
+        "both_cores_busy": both_busy / sum(wall) if wall else None,
         "stages": times.seconds,
         "calls": times.calls,
         "secret_bits": res.get("secret_bits"),
@@ -176,6 +205,10 @@ def _summarise(runs: list[dict[str, Any]], block_s: float) -> dict[str, Any]:
                 "cpu_blocks_per_emulated": (r["cpu_blocks"] or float("nan"))
                 / max(emulated - block_s, block_s),
                 "cpu_total_s": r["cpu_total"],
+                "parallelism": r["parallelism"] if r["parallelism"] is not None else math.nan,
+                "both_cores_busy": (
+                    r["both_cores_busy"] if r["both_cores_busy"] is not None else math.nan
+                ),
             }
         )
     keys = per[0].keys()
@@ -245,6 +278,8 @@ def main() -> None:
         ("block phase", "block_phase_s", "s"),
         ("  per emulated s", "blocks_per_emulated", ""),
         ("  CPU s per emulated s (blocks 2..n)", "cpu_blocks_per_emulated", ""),
+        ("  parallelism (CPU s per wall s)", "parallelism", ""),
+        ("  fraction of it with both cores busy", "both_cores_busy", ""),
         ("Cascade", "cascade_s", "s"),
         ("verification + amplification", "verify_amplify_s", "s"),
         ("confirmation + commit", "confirm_s", "s"),
