@@ -50,15 +50,16 @@ def test_nonparalysable_mask_follows_the_sequential_rule(rate_per_tau: float) ->
 
 
 @pytest.mark.parametrize("rate_per_tau", [0.05, 0.7, 3.0, 20.0])
+@pytest.mark.parametrize("detectors", [(1, 5), (9, 13)])  # a pass per detector / one sort
 def test_joint_dead_time_of_several_detectors_follows_the_sequential_rule(
-    rate_per_tau: float,
+    rate_per_tau: float, detectors: tuple[int, int]
 ) -> None:
     """Several detectors in one time-ordered stream, each with its own dead time and
     history, void events, and three generations of late additions: every detector's
     registrations equal the sequential rule on its own events."""
     rng = np.random.default_rng(12)
     for _ in range(200):
-        n_det = int(rng.integers(1, 5))
+        n_det = int(rng.integers(*detectors))
         tau_of = rng.choice([1.0, 1.0, 0.5, 0.0], n_det)
         n = int(rng.integers(0, 120))
         length = max(n, 1) / rate_per_tau

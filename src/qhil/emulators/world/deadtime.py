@@ -27,6 +27,8 @@ IntArr = npt.NDArray[np.intp]
 
 _MAX_ROUNDS = 12
 _SEGMENT = 1 << 15
+# Up to this many detectors, each one's events are selected by a pass of their own.
+_FEW_DETECTORS = 8
 
 
 def _close(t: F64, tau: float) -> IntArr:
@@ -185,19 +187,9 @@ class JointDeadTime:
         self._sorted_index = np.zeros(0, np.intp)
         if n < 2 or self.tau_max <= 0:
             return
-        fi, fj = self._close_pairs()
-        if fi.size == 0:
+        members, d_m = self._cluster_members()
+        if members.size == 0:
             return
-        # fi and fj are a few sorted runs each: a stable sort merges them cheaply.
-        by_index = np.concatenate([fi, fj])
-        by_index.sort(kind="stable")
-        dup = np.zeros(by_index.size, dtype=bool)
-        np.equal(by_index[1:], by_index[:-1], out=dup[1:])
-        by_index = by_index[~dup]
-        d_m = det.take(by_index)
-        # 16-bit keys sort by radix, in linear time.
-        order = np.argsort(d_m.astype(np.int16), kind="stable")
-        members, d_m = by_index.take(order), d_m.take(order)
         seg = t.take(members) + d_m * span
         reg = _segmented_mask(seg, d_m, self.tau_of)
         self.keep[members[~reg]] = False
@@ -209,50 +201,48 @@ class JointDeadTime:
         self._last = np.append(first[1:], members.size) - 1
         self._members = members
         self._cluster = np.cumsum(start) - 1
-        # Members by event index, and where each sits in `members`.
-        self._sorted_index = by_index
-        self._by_index = np.empty(members.size, np.intp)
-        self._by_index[order] = np.arange(members.size)
+        # Members by event index (one sorted run per detector: a cheap merge), and where each sits in
+        # `members`.
+        self._by_index = np.argsort(members, kind="stable")
+        self._sorted_index = members.take(self._by_index)
 
-    def _close_pairs(self) -> tuple[IntArr, IntArr]:
-        """(i, j): event j is the latest event of i's detector before i, less than tau before."""
+    def _cluster_members(self) -> tuple[IntArr, IntArr]:
+        """Cluster members (events with an event of their detector less than its tau before
+        or after them), ordered by (detector, time), and their detectors.
+
+        Each detector's events in time order (a selection per detector, or for many detectors
+        one stable sort on the detector: 16-bit keys sort by radix, in linear time), then one
+        pass over the gaps: no look-back over the other detectors' events in between.
+        """
         t, det, tau_max = self.t, self.det, self.tau_max
-        uniform = bool(np.all(self.tau_of[:-1] == tau_max))
-        # Lag 1 over the whole stream (cheap full passes): the previous event is close and
-        # of the same detector, or close and of another one (then look further back).
-        gap = np.diff(t)
-        near = gap < tau_max
-        same = det[1:] == det[:-1]
-        if self._voids:
-            same &= det[1:] >= 0
-        close = same & (near if uniform else gap < self.tau_of.take(det[1:]))
-        first_i = np.flatnonzero(close) + 1
-        near &= ~same
-        cur = np.flatnonzero(near) + 1
-        if self._voids:
-            cur = cur[det.take(cur) >= 0]
-        if cur.size:
-            cur = cur[cur >= 2]
-            cur = cur[t.take(cur) - t.take(cur - 2) < tau_max]
-        found_i: list[IntArr] = [first_i]
-        found_j: list[IntArr] = [first_i - 1]
-        lag = 2
-        while cur.size:
-            j = cur - lag
-            d_cur = det.take(cur)
-            same = d_cur == det.take(j)
-            if same.any():
-                ci, cj = cur[same], j[same]
-                gap = t.take(ci) - t.take(cj)
-                close = gap < (tau_max if uniform else self.tau_of.take(d_cur[same]))
-                found_i.append(ci[close])
-                found_j.append(cj[close])
-                cur = cur[~same]
-            lag += 1
-            cur = cur[cur >= lag]
-            if cur.size:
-                cur = cur[t.take(cur) - t.take(cur - lag) < tau_max]
-        return np.concatenate(found_i), np.concatenate(found_j)
+        n_det = self.tau_of.size - 1
+        if n_det <= _FEW_DETECTORS:
+            each = [np.flatnonzero(det == k) for k in range(n_det)]
+            order = np.concatenate(each)
+            runs = np.cumsum([e.size for e in each])
+        else:
+            d16 = det.astype(np.int16)
+            order = np.argsort(d16, kind="stable")
+            runs = np.cumsum(np.bincount(d16 + 1, minlength=n_det + 1))
+            order = order[int(runs[0]) :]  # void events (-1) sort first
+            runs = runs[1:] - runs[0]
+        ts = t.take(order)
+        gap = np.diff(ts)
+        if bool(np.all(self.tau_of[:-1] == tau_max)):
+            close = gap < tau_max
+        else:
+            close = gap < self.tau_of.take(det.take(order[1:]))
+        # Pairs across two detectors' runs are not pairs.
+        ends = runs[:-1]
+        close[ends[(ends > 0) & (ends < order.size)] - 1] = False
+        pairs = np.flatnonzero(close)
+        if pairs.size == 0:
+            return np.zeros(0, np.intp), np.zeros(0, np.intp)
+        member = np.zeros(order.size, dtype=bool)
+        member[pairs] = True
+        member[pairs + 1] = True
+        members = order.take(np.flatnonzero(member))
+        return members, det.take(members)
 
     def _clusters_of(self, idx: IntArr) -> IntArr:
         """Event indices of the whole clusters holding events ``idx`` (an event in no
