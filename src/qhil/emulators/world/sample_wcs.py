@@ -497,7 +497,9 @@ class WCSSampler:
                         late_t.append(arrival.take(late))
                         late_d.append(decided[now_one].astype(np.intp))
                         late_at.append(np.searchsorted(one, late) + n_single)
-                    multi = np.sort(np.concatenate([multi, odd[decided == _MULTI]]))
+                    now_multi = odd[decided == _MULTI]
+                    if now_multi.size:
+                        multi = np.sort(np.concatenate([multi, now_multi]))
                 if multi.size:
                     # Where they fit among the one-click pulses (a hint for the merge).
                     multi_at.append(np.searchsorted(one, multi) + n_single)
@@ -517,14 +519,21 @@ class WCSSampler:
                 multi_cdf, bits = _multi_click_table(lam_tab.reshape(-1, n_det))
                 row = np.concatenate(multi_row)
                 u = rng.random(row.size)
-                cdf = multi_cdf.take(row, axis=0)
-                clicks = bits.take((u[:, None] >= cdf[:, :-1]).sum(axis=1), axis=0)
+                # The pattern's number: how many of its row's cumulative ends lie at or
+                # below u, counted a column (pattern) at a time: no (pulses x patterns)
+                # array and its row sums.
+                ends_of = np.ascontiguousarray(multi_cdf[:, :-1].T)
+                pattern_no = np.zeros(row.size, np.intp)
+                for col in ends_of:
+                    pattern_no += u >= col.take(row)
+                clicks = bits.take(pattern_no, axis=0)
             elif lam_tab is not None:
                 lam_rows = lam_tab.reshape(-1, n_det).take(np.concatenate(multi_row), axis=0)
                 clicks = _multi_clicks(rng, lam_rows)
             else:
                 clicks = _multi_clicks(rng, np.concatenate(multi_lam))
-            pulse, d = np.nonzero(clicks)
+            # np.nonzero's order (by pulse, then detector) from the flat indices: cheaper.
+            pulse, d = np.divmod(np.flatnonzero(clicks), n_det)
             late_t.append(np.concatenate(multi_t).take(pulse))
             late_d.append(lut.take(d))
             late_at.append(np.concatenate(multi_at).take(pulse))
