@@ -172,7 +172,9 @@ class Emulator:
             if self.faults.error_next is not None:
                 code, text = self.faults.error_next
                 self.faults.error_next = None
-                reply = self.error_reply(msg, code, text)
+                reply = self.error_reply(bytes(msg), code, text)
+            elif isinstance(msg, memoryview):
+                reply = await self.respond_view(msg)
             else:
                 reply = await self.respond(msg)
             if reply and self.faults.garble_next:
@@ -204,6 +206,11 @@ class Emulator:
     async def respond(self, message: bytes) -> bytes:
         """The complete reply bytes (with terminations) to one command; b"" for none."""
         raise NotImplementedError
+
+    async def respond_view(self, message: memoryview) -> bytes:
+        """:meth:`respond` to a message that came as a view (one with a big block, see
+        :meth:`MessageFramer.next`); emulators that parse views override it."""
+        return await self.respond(bytes(message))
 
     def error_reply(self, message: bytes, code: int | str, text: str) -> bytes:
         """How this instrument answers a command that fails with (code, text)."""

@@ -21,6 +21,8 @@ WHITESPACE = b" \t\r\n"
 _LEADING_WHITESPACE = re.compile(b"[" + re.escape(WHITESPACE) + b"]*")
 _QUOTES = b"\"'"
 _HASH = 0x23
+#: A message: bytes, or a view of a big one's buffer (slices of either are of its kind).
+Buf = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class ProgramScanner:
         self.quote = None
         self.found = []
 
-    def find(self, buf: bytes | bytearray, *, final: bool) -> int | None:
+    def find(self, buf: bytes | bytearray | memoryview, *, final: bool) -> int | None:
         """Index of the next split byte from :attr:`pos`, or None if ``buf`` ends first.
 
         ``final`` says ``buf`` is the whole message: a block header or payload cut
@@ -111,7 +113,7 @@ class ProgramScanner:
             self.pos = block.end
 
 
-def _block_at(buf: bytes | bytearray, i: int) -> Block | None:
+def _block_at(buf: bytes | bytearray | memoryview, i: int) -> Block | None:
     """The block whose ``#`` is at ``i``; its ``end`` past ``len(buf)`` if cut short; None
     if the bytes there cannot start a block (``#0`` indefinite blocks are not supported)."""
     if i + 1 >= len(buf):
@@ -128,13 +130,13 @@ def _block_at(buf: bytes | bytearray, i: int) -> Block | None:
     return Block(i, data, data + int(digits))
 
 
-def split_units(message: bytes) -> list[tuple[bytes, list[Block]]]:
+def split_units(message: Buf) -> list[tuple[Buf, list[Block]]]:
     """A complete program message split at ``;`` outside quotes and blocks.
 
     Each unit comes with its blocks, positions relative to the unit.
     """
     scanner = ProgramScanner(soft=b";")
-    units: list[tuple[bytes, list[Block]]] = []
+    units: list[tuple[Buf, list[Block]]] = []
     start = 0
     while True:
         i = scanner.find(message, final=True)
@@ -154,12 +156,17 @@ def split_units(message: bytes) -> list[tuple[bytes, list[Block]]]:
 
 def trim(message: bytes, blocks: list[Block]) -> bytes:
     """``message`` without surrounding whitespace, but never cutting into its last block."""
-    # Measured without stripping copies: a message is a 16 MB upload at times.
-    after = blocks[-1].end if blocks else 0
-    stop = after + len(message[after:].rstrip(WHITESPACE))
-    m = _LEADING_WHITESPACE.match(message)  # (always matches, maybe empty)
-    lead = m.end() if m else 0
+    lead, stop = _trimmed(message, blocks)
     return message[lead:stop] if lead < stop else b""
+
+
+def _trimmed(message: bytes | bytearray | memoryview, blocks: list[Block]) -> tuple[int, int]:
+    """Where :func:`trim` cuts: measured without stripping copies (a message is a 16 MB
+    upload at times)."""
+    after = blocks[-1].end if blocks else 0
+    stop = after + len(bytes(message[after:]).rstrip(WHITESPACE))
+    m = _LEADING_WHITESPACE.match(message)  # (always matches, maybe empty)
+    return (m.end() if m else 0), stop
 
 
 #: Input buffer of an instrument whose manual states none: no public manual of the
@@ -169,6 +176,10 @@ def trim(message: bytes, blocks: list[Block]) -> bytes:
 DEFAULT_INPUT_BUFFER = 4096
 
 _READ_CHUNK = 1 << 16
+#: A block payload at least this long is received straight into the message's buffer
+#: (when the reader can: :class:`qhil.emulators.server.BlockReader`) and the message is
+#: handed on as a view of it, not copied (see :meth:`MessageFramer.next`).
+DIRECT_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,10 @@ class MessageFramer:
         self._discarding = False
         self._any_terminator = re.compile(b"[" + re.escape(terminators) + b"]").search
 
-    async def next(self) -> bytes | Overrun | None:
+    async def next(self) -> bytes | memoryview | Overrun | None:
+        """The next command (None: the stream ended); one with a block of at least :data:`DIRECT_BLOCK` bytes
+        comes as a read-only view of its own buffer (which the framer then leaves to it),
+        whose payload was received straight into place: no copy of a 16 MB upload."""
         while True:
             if self._discarding:
                 m = self._any_terminator(self.buf)
@@ -233,15 +247,23 @@ class MessageFramer:
                     self.scanner.reset()
                     self._discarding = True
                     return overrun
-                if not await self._fill():
+                if not await self._fill_block():
                     return None
                 continue
             text = idx - sum(b.end - b.data for b in self.scanner.found)
             blocks = self.scanner.found
-            with memoryview(self.buf) as view:  # one copy (a bytearray slice is a second)
-                raw = bytes(view[:idx])
-            msg = trim(raw, blocks)
-            del self.buf[: idx + 1]
+            msg: bytes | memoryview
+            if any(b.end - b.data >= DIRECT_BLOCK for b in blocks):
+                # The buffer becomes the message's; what follows it starts a new one.
+                whole, self.buf = self.buf, self.buf[idx + 1 :]
+                view = memoryview(whole)[:idx].toreadonly()
+                lead, stop = _trimmed(view, blocks)
+                msg = view[lead:stop] if lead < stop else b""
+            else:
+                with memoryview(self.buf) as view:  # one copy (a bytearray slice is a second)
+                    raw = bytes(view[:idx])
+                msg = trim(raw, blocks)
+                del self.buf[: idx + 1]
             self.scanner.reset()
             if text > self.max_line:  # it came whole, in one read, but did not fit either
                 return Overrun("line", text)
@@ -265,6 +287,25 @@ class MessageFramer:
         if len(self.buf) > allowed:
             return Overrun("line", len(self.buf))
         return None
+
+    async def _fill_block(self) -> bool:
+        """More bytes: a big block's payload still to come straight into the buffer, grown
+        to hold it (its capacity kept for the message's end); else one read."""
+        readinto = getattr(self.reader, "readinto", None)
+        pos = self.scanner.pos
+        if readinto is None or self.scanner.quote is not None or pos >= len(self.buf):
+            return await self._fill()
+        block = _block_at(self.buf, pos) if self.buf[pos] == _HASH else None
+        if block is None or block.end - block.data < DIRECT_BLOCK or block.end <= len(self.buf):
+            return await self._fill()
+        have = len(self.buf)
+        grown = bytearray(block.end + _READ_CHUNK)
+        grown[:have] = self.buf
+        with memoryview(grown) as view:
+            got = await readinto(view[have : block.end])
+        del grown[have + got :]  # a shrink this small keeps the allocation
+        self.buf = grown
+        return got > 0
 
     async def _fill(self) -> bool:
         chunk = await self.reader.read(_READ_CHUNK)

@@ -6,7 +6,8 @@ a ``SYST:ERR?`` FIFO with standard codes, short/long keyword forms (from the
 driver's templates), ``;`` compound commands with relative paths and a leading
 ``:`` back to the root, MIN/MAX/DEF parameters and IEEE definite-length
 binary blocks (framed and split by :mod:`qhil.emulators.framer`; a field named in
-``block_fields`` gets a block's payload as bytes). Handlers may be coroutine
+``block_fields`` gets a block's payload as bytes, or as a read-only memoryview when the
+block was big enough to be received in place, of a buffer no later message reuses). Handlers may be coroutine
 functions. Setters reply nothing; each query contributes one reply, and the
 replies of one compound command share one line separated by ``;``.
 """
@@ -202,6 +203,14 @@ class ScpiEmulator(Emulator):
         return b""
 
     async def respond(self, message: bytes) -> bytes:
+        return await self.respond_units(message)
+
+    async def respond_view(self, message: memoryview) -> bytes:
+        # A 16 MB upload: its units and block payloads are views, never copies.
+        return await self.respond_units(message)
+
+    async def respond_units(self, message: bytes | memoryview) -> bytes:
+        """The reply to a program message, unit by unit (bytes or a view alike)."""
         replies: list[str] = []
         path = ""
         for unit, blocks in split_units(message):
@@ -226,10 +235,13 @@ class ScpiEmulator(Emulator):
             return b""
         return (";".join(replies) + self.framing.read_termination).encode(self.framing.encoding)
 
-    def _unit_text(self, unit: bytes, blocks: list[Block]) -> tuple[str, list[bytes]]:
-        """The unit as text, each block replaced by a token; the blocks' payloads as bytes."""
+    def _unit_text(
+        self, unit: bytes | memoryview, blocks: list[Block]
+    ) -> tuple[str, list[bytes | memoryview]]:
+        """The unit as text, each block replaced by a token; the blocks' payloads as bytes
+        (views of a message that came as a view)."""
         parts: list[str] = []
-        payloads: list[bytes] = []
+        payloads: list[bytes | memoryview] = []
         pos = 0
         for block in blocks:
             parts.append(self._text(unit[pos : block.start]))
@@ -239,11 +251,11 @@ class ScpiEmulator(Emulator):
         parts.append(self._text(unit[pos:]))
         return "".join(parts), payloads
 
-    def _text(self, data: bytes) -> str:
+    def _text(self, data: bytes | memoryview) -> str:
         # NUL marks block tokens, so a NUL sent as text becomes a character no template takes.
-        return data.decode(self.framing.encoding, errors="replace").replace("\x00", "\ufffd")
+        return str(data, self.framing.encoding, errors="replace").replace("\x00", "\ufffd")
 
-    async def execute(self, command: str, blocks: Sequence[bytes] = ()) -> str | None:
+    async def execute(self, command: str, blocks: Sequence[bytes | memoryview] = ()) -> str | None:
         """Run one command; return its reply text for a query.
 
         ``blocks`` are the payloads of the definite-length blocks in ``command`` (there
@@ -272,7 +284,9 @@ class ScpiEmulator(Emulator):
         assert isinstance(decl, Control)
         return decl.reply_template.emit(value=result, **parsed)
 
-    def _block_field(self, decl: Any, field: str, text: str, blocks: Sequence[bytes]) -> bytes:
+    def _block_field(
+        self, decl: Any, field: str, text: str, blocks: Sequence[bytes | memoryview]
+    ) -> bytes | memoryview:
         m = _BLOCK_TOKEN_RE.fullmatch(text.strip())
         if m is None or f"{decl.name}.{field}" not in self.block_fields:
             raise ScpiError(*BLOCK_NOT_ALLOWED)

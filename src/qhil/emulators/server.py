@@ -64,6 +64,75 @@ class Endpoint:
         }
 
 
+class BlockReader(asyncio.StreamReader):
+    """A :class:`asyncio.StreamReader` that can also receive straight into a caller's buffer.
+
+    :meth:`readinto` fills a writable view from the socket with no copy in between (the
+    protocol hands the view's rest to the transport's ``recv_into``): a 33500B pattern
+    upload is two 16 MB definite-length blocks per BB84 block, and the stream path copies
+    each byte ~4 times (recv bytes, the reader's buffer, ``read()``, the framer's buffer).
+    Only a connection served by :class:`_BlockProtocol` fills it; other readers (ptys)
+    are plain StreamReaders.
+    """
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        super().__init__(limit=limit)
+        self._target: memoryview | None = None
+        self._got = 0
+
+    async def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` (buffered bytes first); fewer bytes only at end of stream."""
+        buffered: bytearray = self._buffer  # type: ignore[attr-defined]
+        got = min(len(buffered), len(view))
+        if got:
+            view[:got] = buffered[:got]
+            del buffered[:got]
+        while got < len(view):
+            exc = self.exception()
+            if exc is not None:
+                raise exc
+            if self._eof:  # type: ignore[attr-defined]
+                break
+            self._target, self._got = view, got
+            try:
+                await self._wait_for_data("readinto")  # type: ignore[attr-defined]
+            finally:
+                got, self._target = self._got, None
+        return got
+
+    def _take(self, nbytes: int) -> None:
+        """``nbytes`` arrived in the target view: wake the reader once it is full."""
+        self._got += nbytes
+        assert self._target is not None
+        if self._got >= len(self._target):
+            self._target = None
+            self._wakeup_waiter()  # type: ignore[attr-defined]
+
+
+class _BlockProtocol(asyncio.StreamReaderProtocol, asyncio.BufferedProtocol):
+    """StreamReaderProtocol whose transport receives into buffers (``recv_into``): into the
+    reader's :meth:`BlockReader.readinto` target while one is set, else into a scratch
+    buffer fed to the reader as the stream path does (the same one copy ``recv`` made)."""
+
+    def __init__(self, reader: BlockReader, cb: Callable[..., Any]) -> None:
+        super().__init__(reader, cb)
+        self._block_reader = reader
+        self._scratch = memoryview(bytearray(1 << 18))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        r = self._block_reader
+        if r._target is not None:
+            return r._target[r._got :]
+        return self._scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        r = self._block_reader
+        if r._target is not None:
+            r._take(nbytes)
+        else:
+            r.feed_data(self._scratch[:nbytes])
+
+
 class _PtyWriter:
     """Writes to a pty master without blocking the loop: what the pty cannot take yet is
     kept and written when the fd becomes writable; :meth:`drain` waits until all is out.
@@ -317,7 +386,10 @@ class EmulatorHost:
                 self._conn_tasks.discard(task)
                 writer.close()
 
-        srv = await asyncio.start_server(handle, self.host, port)
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(
+            lambda: _BlockProtocol(BlockReader(), handle), self.host, port
+        )
         self._servers.append(srv)
         bound = srv.sockets[0].getsockname()[1]
         d = emulator.describe()

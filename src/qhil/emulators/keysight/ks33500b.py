@@ -156,8 +156,8 @@ class Keysight33500BEmulator(ScpiEmulator):
 
     # --- wire ---
 
-    async def respond(self, message: bytes) -> bytes:
-        reply = await super().respond(message)
+    async def respond_units(self, message: bytes | memoryview) -> bytes:
+        reply = await super().respond_units(message)
         self._drive_world()
         return reply
 
@@ -226,8 +226,8 @@ class Keysight33500BEmulator(ScpiEmulator):
 
     # --- waveform memory ---
 
-    def _samples(self, data: str | bytes, dac: bool) -> npt.NDArray[np.int16]:
-        if isinstance(data, bytes):  # a definite-length block's payload
+    def _samples(self, data: str | bytes | memoryview, dac: bool) -> npt.NDArray[np.int16]:
+        if not isinstance(data, str):  # a definite-length block's payload (a view if big)
             order = ">" if self.byte_order == "NORM" else "<"
             size = 2 if dac else 4
             if len(data) % size:
@@ -255,7 +255,7 @@ class Keysight33500BEmulator(ScpiEmulator):
             raise ScpiError(*DATA_OUT_OF_RANGE)
         return np.rint(values * bb84_pattern.DAC_MAX).astype(np.int16)
 
-    def _load(self, channel: int, name: str, data: str | bytes, dac: bool) -> None:
+    def _load(self, channel: int, name: str, data: str | bytes | memoryview, dac: bool) -> None:
         if not _NAME.fullmatch(name):
             raise ScpiError(*ILLEGAL_PARAMETER)
         ch = self.channels[channel]
@@ -268,11 +268,11 @@ class Keysight33500BEmulator(ScpiEmulator):
         ch.waveforms[name.upper()] = Waveform(codes, self._loads)
 
     @on("upload_dac")
-    def _data_dac(self, channel: int, name: str, data: str | bytes) -> None:
+    def _data_dac(self, channel: int, name: str, data: str | bytes | memoryview) -> None:
         self._load(channel, name, data, dac=True)
 
     @on("upload_float")
-    def _data_float(self, channel: int, name: str, data: str | bytes) -> None:
+    def _data_float(self, channel: int, name: str, data: str | bytes | memoryview) -> None:
         self._load(channel, name, data, dac=False)
 
     @on("clear_volatile")
