@@ -29,6 +29,8 @@ from .polarization import F64
 from .rng import bernoulli_positions, standard_normal
 
 IntArr = npt.NDArray[np.intp]
+# Bank indices of a stream's events: intp, or int16 where they fit (less memory to move).
+DetArr = npt.NDArray[np.signedinteger[Any]]
 _AFTERPULSE_GENERATIONS = 6
 # The last registered click of each detector is looked for in this many final events first.
 _LAST_WINDOW = 4096
@@ -40,7 +42,7 @@ class Arrivals:
     index of each one's detector; ``ordered``: the times are non-decreasing."""
 
     t: F64
-    det: IntArr
+    det: DetArr
     ordered: bool = False
     # For a part sampled alongside an ordered one (a transmitter's multi-click pulses):
     # that part's times, and how many of them come before each of these events.
@@ -83,12 +85,15 @@ def _cut(parts: list[Arrivals], length: float) -> tuple[list[Arrivals], list[Arr
     return within, beyond
 
 
-def merge(parts: list[Arrivals]) -> tuple[F64, IntArr]:
+def merge(
+    parts: list[Arrivals], det_dtype: type[np.signedinteger[Any]] = np.intp
+) -> tuple[F64, DetArr]:
     """One time-ordered stream (times, detectors) from several parts.
 
     The common case, one long ordered part (a transmitter's photons) and a few short ones
     (noise, multi-click pulses with their places in the long one, carried events), costs
-    a scatter, not a sort.
+    a scatter, not a sort; its detectors are then written as ``det_dtype`` (a narrower
+    type: less memory to move in every later pass over the stream).
     """
     parts = [p for p in parts if p.t.size]
     if not parts:
@@ -124,7 +129,7 @@ def merge(parts: list[Arrivals]) -> tuple[F64, IntArr]:
     inserted = np.zeros(n, dtype=bool)
     inserted[at] = True
     t = np.empty(n)
-    d = np.empty(n, np.intp)
+    d = np.empty(n, det_dtype)
     t[at] = et
     d[at] = ed
     # Boolean-mask assignment: much cheaper than scattering by an index array.
@@ -210,7 +215,8 @@ class DetectorBank:
                 tn = det._noise(length_ps, rate)
                 noise.append(Arrivals(tn, np.full(tn.size, i, np.intp), True))
         within, carried = _cut([*self._pending, *parts], length_ps)
-        t, d = merge([*within, *noise])
+        # Bank indices as int16 (with -1 for void events) while they fit.
+        t, d = merge([*within, *noise], np.int16 if n_det < 1 << 15 else np.intp)
         # Void: photons at switched-off detectors, and outside a gate (no avalanche).
         voids = False
         if not enabled[:-1].all():

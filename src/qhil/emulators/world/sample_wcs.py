@@ -34,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from .bank import Arrivals
+from .bank import Arrivals, DetArr
 from .clock import NodeClock
 from .detector import JITTER_CLIP_SIGMAS
 from .link import Link
@@ -386,7 +386,8 @@ class WCSSampler:
         # expected number of candidates plus 6 sigma, grown in the unlikely case it fills.
         cap = int(n * q_any + 6.0 * math.sqrt(n * q_any) + 16)
         single_t = np.empty(cap)
-        single_d = np.empty(cap, np.intp)
+        # Bank indices as int16 while they fit: less to move in the bank's passes.
+        single_d: DetArr = np.empty(cap, np.int16 if int(lut.max(initial=0)) < 1 << 15 else np.intp)
         multi_lam: list[F64] = []
         multi_row: list[npt.NDArray[np.intp]] = []  # (step, symbol) rows of lam_tab
         multi_t: list[F64] = []
@@ -473,7 +474,9 @@ class WCSSampler:
             end = n_single + one.size
             if end > single_t.size:
                 single_t = np.concatenate([single_t[:n_single], np.empty(end + cap)])
-                single_d = np.concatenate([single_d[:n_single], np.empty(end + cap, np.intp)])
+                single_d = np.concatenate(
+                    [single_d[:n_single], np.empty(end + cap, single_d.dtype)]
+                )
             # (with ``out``, mode "raise" would buffer; the indices are in range)
             np.take(arrival, one, out=single_t[n_single:end], mode="clip")
             single_d[n_single:end] = outcome.take(one)

@@ -779,7 +779,8 @@ class World:
                 first = int(table[0]) if table.size else 0
                 chans: npt.NDArray[np.intp]
                 if np.array_equal(table, first + np.arange(table.size)):
-                    chans = np.add(out_d, first)  # channels in detector order: no look-up
+                    # Channels in detector order: no look-up (and no narrow-type overflow).
+                    chans = np.add(out_d, first, dtype=np.intp)
                 else:
                     chans = table.take(out_d)
                 pulses.append((out_t, chans))
