@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,6 +80,16 @@ BLOCK_ROW = np.dtype(
 
 # Cascade's block sizes need an error-rate estimate below 1/2.
 _MAX_QBER_ESTIMATE = 0.45
+
+
+@dataclass
+class _Sifted:
+    """Alice's sifted block: her sifted key, her test-basis bits (for Bob) and how many
+    test-basis bits each intensity has (bounds Bob's error counts)."""
+
+    key: SiftedKey
+    test_bits: np.ndarray
+    tested: np.ndarray
 
 
 class _Alice(PartyBase):
@@ -263,15 +274,12 @@ class _Alice(PartyBase):
             reply, sifted, pulses = await asyncio.to_thread(self._sift, pat, msg)
         except ValueError as exc:
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"Announcement: {exc}") from None
-        test = sifted.basis == 1
         await self.link.send(
-            SiftReplyMsg(
-                b, reply.match.astype(np.uint8), reply.intensity, sifted.bits[test], pulses
-            )
+            SiftReplyMsg(b, reply.match.astype(np.uint8), reply.intensity, sifted.test_bits, pulses)
         )
         tally_msg = await self.link.expect(BlockTally, block=b)
         errs = tally_msg.test_errors
-        tested = np.bincount(sifted.intensity[test], minlength=N_INTENSITIES)[:N_INTENSITIES]
+        tested = sifted.tested
         if (
             errs.shape != (N_INTENSITIES,)
             or np.any((errs < 0) | (errs > tested))
@@ -279,18 +287,7 @@ class _Alice(PartyBase):
             or (tally_msg.recompensate and self.channel is None)
         ):
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"BlockTally for block {b} is malformed")
-        self.tally.add_block(
-            duration_s=s.block_duration_s,
-            pulses_sent=n,
-            window_pulses=msg.window_pulses,
-            pulses=pulses,
-            detected_intensity=reply.intensity,
-            match=reply.match,
-            bases=msg.bases,
-            test_errors=errs,
-        )
-        key = sifted.basis == 0
-        self.add_key_part(sifted.bits[key], sifted.intensity[key])
+        await asyncio.to_thread(self._keep_block, msg, reply, sifted, pulses, errs)
         row: dict[str, float | int] = {
             "block": b,
             "used": 1,
@@ -307,9 +304,32 @@ class _Alice(PartyBase):
             await self.emit("block", b + 1)
         return recompensate
 
-    def _sift(
-        self, pat: BlockPattern, msg: Announcement
-    ) -> tuple[SiftReply, SiftedKey, np.ndarray]:
+    def _keep_block(
+        self,
+        msg: Announcement,
+        reply: SiftReply,
+        sifted: _Sifted,
+        pulses: np.ndarray,
+        errs: np.ndarray,
+    ) -> None:
+        """The block into the public tally and its key bits into the raw key (a worker
+        thread; one block at a time)."""
+        s = self.settings
+        with stage("sifting"):
+            self.tally.add_block(
+                duration_s=s.block_duration_s,
+                pulses_sent=s.pattern_length,
+                window_pulses=msg.window_pulses,
+                pulses=pulses,
+                detected_intensity=reply.intensity,
+                match=reply.match,
+                bases=msg.bases,
+                test_errors=errs,
+            )
+            key = sifted.key.basis == 0
+            self.add_key_part(sifted.key.bits[key], sifted.key.intensity[key])
+
+    def _sift(self, pat: BlockPattern, msg: Announcement) -> tuple[SiftReply, _Sifted, np.ndarray]:
         """Alice's sifting of an announcement (a worker thread): her reply, her sifted
         bits and the unrevealed pulses per intensity in Bob's window. ValueError: the
         announcement is malformed."""
@@ -330,7 +350,9 @@ class _Alice(PartyBase):
             ann = SiftAnnouncement(np.arange(pos.size, dtype=np.int64), msg.bases)
             reply, sifted = alice_sift(pat.record_at(pos), ann)
             pulses = pat.unrevealed_pulses(N_INTENSITIES, msg.window_start, msg.window_pulses)
-        return reply, sifted, pulses
+            test = sifted.basis == 1
+            tested = np.bincount(sifted.intensity[test], minlength=N_INTENSITIES)
+        return reply, _Sifted(sifted, sifted.bits[test], tested[:N_INTENSITIES]), pulses
 
     async def reconcile(self, key: np.ndarray, qber_estimate: float) -> None:
         s = self.settings

@@ -19,6 +19,7 @@ from qhil.numerics.qkd import (
     CascadeSetup,
     Detections,
     ParityReply,
+    SiftedKey,
     SiftReply,
     VerificationMessage,
     bob_sift,
@@ -372,14 +373,10 @@ class _Bob(PartyBase):
         ):
             raise self.abort(AbortReason.PROTOCOL_ERROR, f"SiftReply for block {b} malformed")
         match = reply.match.astype(bool)
-        with stage("sifting"):
-            sifted = bob_sift(det, SiftReply(match, reply.intensity))
-        test = sifted.basis == 1
-        if int(test.sum()) != reply.test_bits.size:
+        # Per-detection work in a worker thread: the event loop serves the acquisition.
+        sifted, test, wrong, test_errors = await asyncio.to_thread(self._sift, det, match, reply)
+        if wrong is None:
             raise self.abort(AbortReason.PROTOCOL_ERROR, "SiftReply: wrong number of test bits")
-        wrong = sifted.bits[test] != reply.test_bits
-        test_errors = np.bincount(sifted.intensity[test][wrong], minlength=N_INTENSITIES)
-        test_errors = test_errors[:N_INTENSITIES].astype(np.int64)
         verdict = None
         if self.watch is not None:
             assert done.revealed is not None  # counted with the block, as the watch is on
@@ -391,18 +388,9 @@ class _Bob(PartyBase):
             await self.persist("tracking", TRACKING_ROW, verdict.row())
         recompensate = verdict is not None and verdict.triggered
         await self.link.send(BlockTally(b, test_errors, int(recompensate)))
-        self.tally.add_block(
-            duration_s=s.block_duration_s,
-            pulses_sent=n,
-            window_pulses=aligned.window_pulses,
-            pulses=reply.pulses,
-            detected_intensity=reply.intensity,
-            match=match,
-            bases=det.basis,
-            test_errors=test_errors,
+        key = await asyncio.to_thread(
+            self._keep_block, aligned.window_pulses, reply, match, det, sifted, test_errors
         )
-        key = sifted.basis == 0
-        self.add_key_part(sifted.bits[key], sifted.intensity[key])
         row = self._row(b, clicks, tags.lost, aligned)
         row.update(
             settle_ps=self.previous.settle_ps,
@@ -419,6 +407,49 @@ class _Bob(PartyBase):
             return b, verdict
         await self.emit("block", b + 1)
         return None
+
+    @staticmethod
+    def _sift(
+        det: Detections, match: np.ndarray, reply: SiftReplyMsg
+    ) -> tuple[SiftedKey, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Bob's sifting of Alice's reply (a worker thread): his sifted bits, which are in
+        the test basis, which of those differ from Alice's (None: she sent another number
+        of test bits) and the test errors per intensity."""
+        with stage("sifting"):
+            sifted = bob_sift(det, SiftReply(match, reply.intensity))
+            test = sifted.basis == 1
+            if int(test.sum()) != reply.test_bits.size:
+                return sifted, test, None, np.zeros(N_INTENSITIES, np.int64)
+            wrong = sifted.bits[test] != reply.test_bits
+            test_errors = np.bincount(sifted.intensity[test][wrong], minlength=N_INTENSITIES)
+        return sifted, test, wrong, test_errors[:N_INTENSITIES].astype(np.int64)
+
+    def _keep_block(
+        self,
+        window_pulses: int,
+        reply: SiftReplyMsg,
+        match: np.ndarray,
+        det: Detections,
+        sifted: SiftedKey,
+        test_errors: np.ndarray,
+    ) -> np.ndarray:
+        """The block into the public tally and its key bits into the raw key (a worker
+        thread; one block at a time); returns which sifted bits are key bits."""
+        s = self.settings
+        with stage("sifting"):
+            self.tally.add_block(
+                duration_s=s.block_duration_s,
+                pulses_sent=s.pattern_length,
+                window_pulses=window_pulses,
+                pulses=reply.pulses,
+                detected_intensity=reply.intensity,
+                match=match,
+                bases=det.basis,
+                test_errors=test_errors,
+            )
+            key: np.ndarray = sifted.basis == 0
+            self.add_key_part(sifted.bits[key], sifted.intensity[key])
+        return key
 
     def _detections(
         self, clicks: Clicks, rev: AlignmentReveal
