@@ -205,7 +205,8 @@ class _Alice(PartyBase):
                 with stage("output"):
                     await self.generator.set_output(False)
                 rev = pat.revealed
-                await self.link.send(AlignmentReveal(b, rev, pat.bases[rev], pat.bits[rev]))
+                shown = pat.record_at(rev)  # not the whole pattern's bases and bits
+                await self.link.send(AlignmentReveal(b, rev, shown.bases, shown.bits))
                 pending = (b, pat, acq)
                 if nxt is not None:
                     pat = await nxt  # before a re-compensation: it draws from the same rng
