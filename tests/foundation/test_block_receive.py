@@ -127,3 +127,18 @@ async def test_a_stream_ending_inside_a_big_block_ends_the_framing() -> None:
     msg = _dac(1, "A", _codes(6))
     framer = _framer([msg[:50], msg[50:-10]])
     assert await framer.next() is None
+
+
+async def test_a_big_message_buffer_is_reused_once_its_view_is_gone() -> None:
+    # A fresh 16 MB buffer per block costs a memset and its page faults again.
+    msgs = [_dac(1, name, _codes(7 + i)) for i, name in enumerate("ABC")]
+    framer = _framer([b"\n".join(msgs) + b"\n"])
+    first = await framer.next()
+    assert isinstance(first, memoryview)
+    held = first.obj
+    del first
+    second = await framer.next()  # the first's view is gone: its buffer again
+    assert isinstance(second, memoryview) and second.obj is held and second == msgs[1]
+    third = await framer.next()  # the second still alive: a buffer of its own
+    assert isinstance(third, memoryview) and third.obj is not held and third == msgs[2]
+    assert second == msgs[1]

@@ -180,6 +180,7 @@ class Emulator:
             if reply and self.faults.garble_next:
                 self.faults.garble_next = False
                 reply = self.garble(reply)
+            del msg  # a big message's buffer is the framer's to reuse once no view holds it
             await self._send(writer, reply)
 
     async def _send(self, writer: ByteWriter, reply: bytes) -> None:
