@@ -502,7 +502,8 @@ class WCSSampler:
                         late_at.append(np.searchsorted(one, late) + n_single)
                     now_multi = odd[decided == _MULTI]
                     if now_multi.size:
-                        multi = np.sort(np.concatenate([multi, now_multi]))
+                        # Two sorted runs: a stable sort merges them.
+                        multi = np.sort(np.concatenate([multi, now_multi]), kind="stable")
                 if multi.size:
                     # Where they fit among the one-click pulses (a hint for the merge).
                     multi_at.append(np.searchsorted(one, multi) + n_single)

@@ -777,10 +777,12 @@ class World:
                 out_t, out_d = outputs[wired]
                 table = self._channels[wired]
                 first = int(table[0]) if table.size else 0
-                chans: npt.NDArray[np.intp]
+                chans: npt.NDArray[np.signedinteger[Any]]
                 if np.array_equal(table, first + np.arange(table.size)):
-                    # Channels in detector order: no look-up (and no narrow-type overflow).
-                    chans = np.add(out_d, first, dtype=np.intp)
+                    # Channels in detector order: no look-up; the bank's index type (int16,
+                    # usually) unless the highest channel does not fit in it.
+                    wide = table.size and int(table[-1]) > np.iinfo(out_d.dtype).max
+                    chans = np.add(out_d, first, dtype=np.intp if wide else out_d.dtype)
                 else:
                     chans = table.take(out_d)
                 pulses.append((out_t, chans))
