@@ -187,10 +187,9 @@ class JointDeadTime:
         self._sorted_index = np.zeros(0, np.intp)
         if n < 2 or self.tau_max <= 0:
             return
-        members, d_m = self._cluster_members()
+        members, d_m, seg = self._cluster_members()
         if members.size == 0:
             return
-        seg = t.take(members) + d_m * span
         reg = _segmented_mask(seg, d_m, self.tau_of)
         self.keep[members[~reg]] = False
         # Cluster boundaries: a new detector, or a gap of at least tau.
@@ -206,43 +205,41 @@ class JointDeadTime:
         self._by_index = np.argsort(members, kind="stable")
         self._sorted_index = members.take(self._by_index)
 
-    def _cluster_members(self) -> tuple[IntArr, IntArr]:
+    def _cluster_members(self) -> tuple[IntArr, IntArr, F64]:
         """Cluster members (events with an event of their detector less than its tau before
-        or after them), ordered by (detector, time), and their detectors.
+        or after them), ordered by (detector, time), their detectors, and their times +
+        detector x span.
 
         Each detector's events in time order (a selection per detector, or for many detectors
         one stable sort on the detector: 16-bit keys sort by radix, in linear time), then one
-        pass over the gaps: no look-back over the other detectors' events in between.
+        pass over their gaps: no look-back over the other detectors' events in between.
         """
-        t, det, tau_max = self.t, self.det, self.tau_max
+        t, det, span = self.t, self.det, self.span
         n_det = self.tau_of.size - 1
         if n_det <= _FEW_DETECTORS:
-            each = [np.flatnonzero(det == k) for k in range(n_det)]
-            order = np.concatenate(each)
-            runs = np.cumsum([e.size for e in each])
+            runs = [np.flatnonzero(det == k) for k in range(n_det)]
         else:
-            d16 = det.astype(np.int16)
-            order = np.argsort(d16, kind="stable")
-            runs = np.cumsum(np.bincount(d16 + 1, minlength=n_det + 1))
-            order = order[int(runs[0]) :]  # void events (-1) sort first
-            runs = runs[1:] - runs[0]
-        ts = t.take(order)
-        gap = np.diff(ts)
-        if bool(np.all(self.tau_of[:-1] == tau_max)):
-            close = gap < tau_max
-        else:
-            close = gap < self.tau_of.take(det.take(order[1:]))
-        # Pairs across two detectors' runs are not pairs.
-        ends = runs[:-1]
-        close[ends[(ends > 0) & (ends < order.size)] - 1] = False
-        pairs = np.flatnonzero(close)
-        if pairs.size == 0:
-            return np.zeros(0, np.intp), np.zeros(0, np.intp)
-        member = np.zeros(order.size, dtype=bool)
-        member[pairs] = True
-        member[pairs + 1] = True
-        members = order.take(np.flatnonzero(member))
-        return members, det.take(members)
+            order = np.argsort(det.astype(np.int16), kind="stable")
+            ends = np.cumsum(np.bincount(det + 1, minlength=n_det + 1))  # voids (-1) first
+            runs = [order[ends[k] : ends[k + 1]] for k in range(n_det)]
+        members: list[IntArr] = []
+        segs: list[F64] = []
+        for k, idx in enumerate(runs):
+            tau = float(self.tau_of[k])
+            tk = t.take(idx)
+            pairs = np.flatnonzero(np.diff(tk) < tau)
+            if pairs.size == 0:
+                continue
+            member = np.zeros(idx.size, dtype=bool)
+            member[pairs] = True
+            member[pairs + 1] = True
+            members.append(idx[member])
+            segs.append(tk[member] + k * span)
+        if not members:
+            return np.zeros(0, np.intp), np.zeros(0, det.dtype), np.zeros(0)
+        sizes = [m.size for m in members]
+        d_m = np.repeat(np.array([det.take(m[0]) for m in members], det.dtype), sizes)
+        return np.concatenate(members), d_m, np.concatenate(segs)
 
     def _clusters_of(self, idx: IntArr) -> IntArr:
         """Event indices of the whole clusters holding events ``idx`` (an event in no
