@@ -62,13 +62,13 @@ class ExchangeLog:
     entries: list[Exchange] = field(default_factory=list)
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
-    def record(self, out: bytes, inp: bytes, *, sensitive: bool = False) -> None:
+    def record(self, out: bytes | memoryview, inp: bytes, *, sensitive: bool = False) -> None:
         """Append one exchange; a sensitive one as a length-only placeholder."""
         t = time.monotonic() - self._t0
         if sensitive:
             self.entries.append(Exchange(t, b"", b"", (len(out), len(inp))))
         else:
-            self.entries.append(Exchange(t, out, inp))
+            self.entries.append(Exchange(t, bytes(out), inp))
 
     def __iter__(self) -> Iterator[Exchange]:
         return iter(self.entries)

@@ -326,7 +326,7 @@ class Session:
         command: str | None,
         reader: Callable[[Reader], T] | None = None,
         *,
-        payload: bytes | None = None,
+        payload: bytes | memoryview | None = None,
         timeout_s: float | None = None,
         sensitive: bool = False,
     ) -> T | None:
@@ -370,7 +370,7 @@ class Session:
         self,
         command: str | None,
         reader: Callable[[Reader], T] | None,
-        payload: bytes | None,
+        payload: bytes | memoryview | None,
         timeout_s: float | None,
         sensitive: bool,
     ) -> T | None:
@@ -393,7 +393,7 @@ class Session:
         self,
         command: str | None,
         reader: Callable[[Reader], T] | None,
-        payload: bytes | None,
+        payload: bytes | memoryview | None,
         timeout_s: float | None,
         sensitive: bool,
     ) -> T | None:
@@ -402,7 +402,7 @@ class Session:
             await self._reopen()
         elif not self._open:
             await self.open()
-        out = payload if payload is not None else b""
+        out: bytes | memoryview = payload if payload is not None else b""
         if command is not None:
             out = command.encode(self.framing.encoding) + self.framing.write_term_bytes + out
         self._reader = Reader(self._io, self.framing, timeout_s or self.timeout_s)
@@ -416,7 +416,7 @@ class Session:
 
                 def job() -> T | None:
                     if out:
-                        self._io.write(out)
+                        self._io.write(bytes(out))  # blocking backends take bytes
                     return reader(rd) if reader is not None else None
 
                 result = await self._run(job)
@@ -447,7 +447,9 @@ class Session:
             )
         return result
 
-    async def _async_job(self, out: bytes, reader: Callable[[Reader], T] | None) -> T | None:
+    async def _async_job(
+        self, out: bytes | memoryview, reader: Callable[[Reader], T] | None
+    ) -> T | None:
         """The exchange on the event loop: run the reader on buffered bytes, await more."""
         io: Any = self._io
         if out:
@@ -472,7 +474,7 @@ class Session:
     async def write(self, command: str, *, sensitive: bool = False) -> None:
         await self.transaction(command, None, sensitive=sensitive)
 
-    async def write_raw(self, payload: bytes, *, sensitive: bool = False) -> None:
+    async def write_raw(self, payload: bytes | memoryview, *, sensitive: bool = False) -> None:
         await self.transaction(None, None, payload=payload, sensitive=sensitive)
 
     async def query(self, command: str, *, timeout_s: float | None = None) -> str:

@@ -19,6 +19,9 @@ import re
 
 from qhil.transport.rawio import LinkDown, OpenFailed, ReadTimeout
 
+#: Bytes handed to the transport at a time (see :meth:`AsyncSocketIO.awrite`).
+_WRITE_PIECE = 1 << 18
+
 _SOCKET = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>\d+)::SOCKET$", re.IGNORECASE)
 
 
@@ -70,12 +73,28 @@ class AsyncSocketIO:
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
-    async def awrite(self, data: bytes) -> None:
+    async def awrite(self, data: bytes | memoryview) -> None:
         if self._writer is None:
             raise LinkDown("not open")
         try:
-            self._writer.write(data)
-            await self._writer.drain()
+            if len(data) <= _WRITE_PIECE:
+                self._writer.write(data)
+                await self._writer.drain()
+                return
+            # A 16 MB upload in pieces of a view, each once the last is all out: the socket
+            # takes a piece straight from the caller's buffer and the transport copies only
+            # what it leaves, instead of slicing and buffering the whole unsent rest (two
+            # copies of ~16 MB, fresh pages each).
+            transport = self._writer.transport
+            low, high = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high=0)  # drain() waits until all is sent
+            try:
+                view = memoryview(data)
+                for start in range(0, len(view), _WRITE_PIECE):
+                    self._writer.write(view[start : start + _WRITE_PIECE])
+                    await self._writer.drain()
+            finally:
+                transport.set_write_buffer_limits(high=high, low=low)
         except (ConnectionError, OSError) as exc:
             raise LinkDown(str(exc) or type(exc).__name__) from None
 

@@ -136,14 +136,15 @@ def dac_message(
     byte_order: str,
     end: bytes,
     scratch: U8 | None = None,
-) -> tuple[bytes, U8]:
+) -> tuple[memoryview, U8]:
     """``header`` + the definite-length block of the channel's DAC codes for ``symbols``
     (``channel`` 1 polarization, 2 intensity; ``>`` for FORM:BORD NORM) + ``end``.
 
     The same bytes as ``header + dac_block(encode(symbols)[channel - 1]) + end``, built in
-    one buffer: one gather per two symbols straight into the block, one copy out. Returns
-    the bytes and the buffer, to pass back as ``scratch`` next time: a fresh 16 MB buffer
-    per block costs as much as the encoding itself (the kernel's fresh pages)."""
+    one buffer: one gather per two symbols straight into the block. Returns a view of the
+    message in the buffer (no copy out: send it before the next call) and the buffer, to
+    pass back as ``scratch`` next time: a fresh 16 MB buffer per block costs as much as
+    the encoding itself (the kernel's fresh pages)."""
     s = np.ascontiguousarray(symbols, dtype=np.uint8)
     n = s.size
     codes = _POL_OF_SYMBOL if channel == 1 else _INT_OF_SYMBOL
@@ -169,4 +170,4 @@ def dac_message(
         body[-2:] = np.frombuffer(codes[s[-1:]].astype(byte_order + "i2").tobytes(), np.uint8)
     stop = pad + len(head) + 2 * n
     buf[stop : stop + len(end)] = np.frombuffer(end, dtype=np.uint8)
-    return buf[pad : stop + len(end)].tobytes(), buf
+    return buf[pad : stop + len(end)].data, buf

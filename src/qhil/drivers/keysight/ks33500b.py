@@ -362,7 +362,7 @@ class Keysight33500B(ScpiInstrument):
         )
         await self._send_block(payload, header)
 
-    async def _send_block(self, message: bytes, header: str) -> None:
+    async def _send_block(self, message: bytes | memoryview, header: str) -> None:
         """A whole upload command with its block, kept out of every log; then its errors."""
         async with self.session.locked():
             await self.session.write_raw(message, sensitive=True)
