@@ -13,6 +13,10 @@ Z w.p. 1/2, intensities 0.7/0.2/0.1, 5 % revealed), CPU ns per symbol:
   process's CPU time, split into the driver's thread (``time.thread_time``) and the rest;
 * ``window_counts``: ``BlockPattern.unrevealed_pulses`` over the block (Alice's tally).
 
+The process's allocator is set as the ``qhil`` command sets it (``qhil.cli.keep_big_allocations``:
+big buffers from glibc's heap, not mapped afresh each block); ``--default-malloc`` leaves glibc's
+defaults.
+
 Issue 12's budgets per emulated second at 80 MHz: draw <= 0.25 CPU s (3.1 ns/symbol),
 encode + transfer + emulator decode + world <= 0.3 CPU s (3.75 ns/symbol).
 """
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from qhil.cli import keep_big_allocations
 from qhil.drivers.keysight.ks33500b import Keysight33500B
 from qhil.emulators.keysight.ks33500b import Keysight33500BEmulator
 from qhil.emulators.server import EmulatorHost
@@ -109,7 +114,10 @@ def main() -> None:
     ap.add_argument("--pulses", type=int, default=8_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's defaults")
     args = ap.parse_args()
+    if not args.default_malloc:
+        keep_big_allocations()
     if args.pulses < 8 or args.repeats < 1:
         ap.error("--pulses must be >= 8 and --repeats >= 1")
     n = args.pulses
