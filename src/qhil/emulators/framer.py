@@ -13,6 +13,7 @@ reads and one pass, not one per byte.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -54,12 +55,9 @@ class ProgramScanner:
     found: list[Block] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        special = self.hard + self.soft + (_QUOTES + b"#" if self.blocks else b"")
-        self._next = re.compile(b"[" + re.escape(special) + b"]").search if special else None
-        # Inside a quoted string only its closing quote and the terminators matter.
-        self._in_quote = {
-            q: re.compile(b"[" + re.escape(self.hard + bytes([q])) + b"]").search for q in _QUOTES
-        }
+        found, in_quote = _patterns(self.hard, self.soft, self.blocks)
+        self._next = found.search if found is not None else None
+        self._in_quote = {q: pattern.search for q, pattern in in_quote.items()}
 
     def reset(self) -> None:
         """Start over at the beginning of a new message."""
@@ -113,6 +111,18 @@ class ProgramScanner:
                 return None
             self.found.append(block)
             self.pos = block.end
+
+
+@functools.cache
+def _patterns(
+    hard: bytes, soft: bytes, blocks: bool
+) -> tuple[re.Pattern[bytes] | None, dict[int, re.Pattern[bytes]]]:
+    """A scanner's patterns, compiled once per kind (every SCPI message makes a scanner)."""
+    special = hard + soft + (_QUOTES + b"#" if blocks else b"")
+    found = re.compile(b"[" + re.escape(special) + b"]") if special else None
+    # Inside a quoted string only its closing quote and the terminators matter.
+    in_quote = {q: re.compile(b"[" + re.escape(hard + bytes([q])) + b"]") for q in _QUOTES}
+    return found, in_quote
 
 
 def _block_at(buf: bytes | bytearray | memoryview, i: int) -> Block | None:
