@@ -7,7 +7,9 @@ may also carry quoted strings and IEEE 488.2 definite-length binary blocks
 terminator (or ``;``) that lies outside every block, with ``#`` inside a quoted
 string taken as text. The framer keeps one buffer per connection, reads in large
 chunks and resumes the scan where it stopped, so a long pattern upload costs a few
-reads and one pass, not one per byte.
+reads and one pass, not one per byte; a block of at least :data:`DIRECT_BLOCK` bytes is
+received straight into its message's buffer (when the reader offers ``readinto``) and the
+message handed on as a view of it.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ driver's templates), ``;`` compound commands with relative paths and a leading
 ``:`` back to the root, MIN/MAX/DEF parameters and IEEE definite-length
 binary blocks (framed and split by :mod:`qhil.emulators.framer`; a field named in
 ``block_fields`` gets a block's payload as bytes, or as a read-only memoryview when the
-block was big enough to be received in place, of a buffer no later message reuses). Handlers may be coroutine
-functions. Setters reply nothing; each query contributes one reply, and the
-replies of one compound command share one line separated by ``;``.
+block was big enough to be received in place, of a buffer no later message reuses while
+the view lives). Handlers may be coroutine functions. Setters reply nothing; each query
+contributes one reply, and the replies of one compound command share one line separated
+by ``;``.
 """
 
 from __future__ import annotations
