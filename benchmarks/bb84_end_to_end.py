@@ -55,12 +55,14 @@ def _child(seconds: float, spawned: float, out: str, overrides: list[str]) -> No
     import asyncio
     import functools
 
+    from qhil.cli import keep_big_allocations
     from qhil.drivers.keysight import bb84_pattern
     from qhil.orchestrator.experiments.bb84 import link
     from qhil.orchestrator.experiments.bb84.stages import collect_stages, stage
     from qhil.orchestrator.jobs import run_bb84_job
 
     imported = time.time()
+    keep_big_allocations()  # as the `qhil` command does at start (cli.main)
     encode = bb84_pattern.encode
 
     @functools.wraps(encode)
