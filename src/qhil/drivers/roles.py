@@ -175,6 +175,24 @@ class PatternGenerator(Role, Protocol):
 
 
 @runtime_checkable
+class PatternLimits(Protocol):
+    """The pattern lengths a PatternGenerator model holds, symbols. Class attributes of the
+    driver: a profile's model states them before any instrument is opened."""
+
+    min_pattern_symbols: int
+    max_pattern_symbols: int
+
+
+@runtime_checkable
+class AcquisitionLimits(Protocol):
+    """A TimeTagger model's acquisitions, s: the shortest one, and the step its duration is
+    rounded to. Class attributes of the driver, known from the profile's model alone."""
+
+    min_acquisition_s: float
+    acquisition_step_s: float
+
+
+@runtime_checkable
 class QuantumMemory(Role, Protocol):
     """A quantum memory controller."""
 

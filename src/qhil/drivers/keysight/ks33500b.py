@@ -113,6 +113,9 @@ class Keysight33500B(ScpiInstrument):
     framing: ClassVar[Framing] = Framing("\n", "\n")
     model: ClassVar[str] = "33522B"
     timeout_s: ClassVar[float] = 5.0  # a 16 MSa upload takes a while to store
+    #: Role PatternLimits: one symbol per waveform point (``load_pattern``).
+    min_pattern_symbols: ClassVar[int] = MIN_POINTS
+    max_pattern_symbols: ClassVar[int] = MAX_POINTS
 
     shape = Control(
         get="[SOURce{channel}:]FUNCtion?",

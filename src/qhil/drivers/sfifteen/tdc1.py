@@ -288,6 +288,9 @@ class TDC1(S15Instrument):
     framing: ClassVar[Framing] = Framing(write_termination="\r\n", read_termination="\n")
     model: ClassVar[str] = "S-Fifteen TDC1"
     channels: int = N_CHANNELS
+    #: Role AcquisitionLimits: the gate is set in whole ms (``_gate``), at least 1 ms.
+    min_acquisition_s: ClassVar[float] = 1e-3
+    acquisition_step_s: ClassVar[float] = 1e-3
 
     idn = Measurement("*IDN?", value=Str(), doc="Identity; contains 'TDC1'.")
     help_text = Measurement("help", value=Str(), doc="Command summary (several lines).")

@@ -307,4 +307,66 @@ class BB84Settings(BaseModel):
         table = getattr(profile, "experiments", {}).get("bb84")
         if table is None:
             raise ConfigError(source, "experiments.bb84", "no [experiments.bb84] table")
-        return cls.from_mapping(dict(table), source)
+        settings = cls.from_mapping(dict(table), source)
+        check_instrument_limits(settings, profile)
+        return settings
+
+
+def _model_playing(profile: Any, node: str, role: type, name: str | None) -> tuple[str, Any]:
+    """``("node.name (model)", driver class)`` of the instrument ``Bench.role`` will pick,
+    found from the profile and the catalogue alone; ("", None) when it picks none or
+    several (the bench says why when it opens)."""
+    from qhil.catalogue import entry
+    from qhil.orchestrator.bench import _plays
+
+    found = [
+        (i, s.model)
+        for n, i, s in profile.instruments()
+        if n == node and (name is None or i == name) and _plays(s.model, role)
+    ]
+    if len(found) != 1:
+        return "", None
+    inst, model = found[0]
+    return f"{node}.{inst} ({model})", entry(model).driver_class()
+
+
+def check_instrument_limits(settings: BB84Settings, profile: Any) -> None:
+    """pattern_length against the limits of the profile's models (roles PatternLimits,
+    AcquisitionLimits): a block the pattern generator cannot hold or shorter than the
+    tagger's shortest acquisition is a ConfigError naming the file and the field, before
+    anything is opened (the drivers would refuse it mid-run). A model that states no
+    limits is not checked here."""
+    from qhil.drivers.roles import (
+        AcquisitionLimits,
+        PatternGenerator,
+        PatternLimits,
+        TimeTagger,
+    )
+
+    source = getattr(profile, "source", "") or "<profile>"
+    n, field = settings.pattern_length, "experiments.bb84.pattern_length"
+    which, gen = _model_playing(
+        profile, settings.alice_node, PatternGenerator, settings.pattern_generator
+    )
+    if isinstance(gen, PatternLimits) and not (
+        gen.min_pattern_symbols <= n <= gen.max_pattern_symbols
+    ):
+        raise ConfigError(
+            source,
+            field,
+            f"{n} symbols do not fit the pattern generator {which}: "
+            f"{gen.min_pattern_symbols}..{gen.max_pattern_symbols} symbols",
+        )
+    which, tagger = _model_playing(profile, settings.bob_node, TimeTagger, settings.tagger)
+    # A relative tolerance: 80,000 symbols at 80 MHz are 1 ms, whatever the float rounding.
+    if isinstance(tagger, AcquisitionLimits) and settings.block_duration_s < (
+        tagger.min_acquisition_s * (1 - 1e-9)
+    ):
+        least = math.ceil(tagger.min_acquisition_s * settings.rep_rate_hz * (1 - 1e-9))
+        raise ConfigError(
+            source,
+            field,
+            f"a block of {n} symbols at rep_rate_hz {settings.rep_rate_hz:g} lasts "
+            f"{settings.block_duration_s:.6g} s, shorter than the shortest acquisition of the "
+            f"tagger {which}, {tagger.min_acquisition_s:g} s: at least {least} symbols",
+        )
