@@ -1,6 +1,7 @@
 """`qhil run bb84` end to end: wall seconds per emulated second, fixed cost, stage breakdown.
 
     .venv/bin/python benchmarks/bb84_end_to_end.py [--json] [--seconds 5] [--repeats 3]
+        [--set PATH=VALUE ...]   (a profile override, as qhil's --set; -o is the same)
 
 Each repeat is a fresh Python process running the CLI's job (`run_bb84_job`) on the
 default profile: the emulated instruments in the same process, every command through
@@ -43,6 +44,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+# One-line errors (exit 2) and counts >= 1 as benchmarks/repeater.py, beside this file.
+from repeater import _at_least_1, _OneLineParser
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The overlap sampler's period, and the CPU per wall second that counts as both cores busy.
@@ -236,29 +240,55 @@ def _summarise(runs: list[dict[str, Any]], block_s: float) -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value:g} s: an emulated time > 0 s is needed")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = _OneLineParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--seconds", type=float, default=5.0, help="emulated acquisition time")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=_seconds, default=5.0, help="emulated acquisition time, > 0")
+    ap.add_argument("--repeats", type=_at_least_1, default=3, help=">= 1")
     ap.add_argument(
         "-o",
         "--override",
+        "--set",
+        dest="override",
         action="append",
         default=[],
-        help="profile override, as qhil's -o (e.g. experiments.bb84.pattern_length=16000000)",
+        metavar="PATH=VALUE",
+        help="profile override, as qhil's --set (e.g. experiments.bb84.pattern_length=16000000)",
     )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--spawned", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--out", default="", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if not args.child:  # a bad override: one line before any child runs
+        from qhil.errors import QhilError
+        from qhil.orchestrator.jobs import bb84_settings
+        from qhil.orchestrator.profile import load_profile
+
+        try:
+            args.block_s = bb84_settings(
+                load_profile(None, args.override), args.seconds
+            ).block_duration_s
+        except QhilError as exc:
+            ap.error(str(exc))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.child:
         _child(args.seconds, args.spawned, args.out, args.override)
         return
-    from qhil.orchestrator.jobs import bb84_settings
-    from qhil.orchestrator.profile import load_profile
-
-    block_s = bb84_settings(load_profile(None, args.override), args.seconds).block_duration_s
+    block_s = args.block_s
     runs = [_one(args.seconds, sys.executable, args.override) for _ in range(args.repeats)]
     summary = _summarise(runs, block_s)
     summary["block_s"] = block_s
