@@ -20,7 +20,11 @@ from qhil.orchestrator.jobs import JobSummary, run_bb84_job
 pytestmark = pytest.mark.slow
 
 SEED = 20261207
-DURATION_S = 0.1
+#: At least MIN_BLOCKS blocks, so the pipeline (block k+1's upload and acquisition overlapping
+#: block k's processing), the tracked alignment and the settling run under load too: 0.1 s was
+#: chosen for 13 ms blocks and is a single block at the default 100 ms.
+DURATION_S = 0.2
+MIN_BLOCKS = 2
 
 
 @contextlib.contextmanager
@@ -95,6 +99,10 @@ async def test_same_seed_same_key_idle_and_loaded(
     assert loaded.results["alice_key_sha256"] == loaded.results["bob_key_sha256"] == key
     assert idle.results["qber_test_signal"] == loaded.results["qber_test_signal"]
     assert idle.results["sifted_bits"] == loaded.results["sifted_bits"]
+    # Every block aligned and kept, idle and loaded (a future default block size must not
+    # silently bring this back to one block).
+    for run in (idle, loaded):
+        assert run.results["blocks"] == run.results["blocks_used"] >= MIN_BLOCKS
 
     # Emulated time is what the commands imply: every acquisition ran back to back on the
     # world's clock (nothing else moves it in fast mode), so the clock stands at their
