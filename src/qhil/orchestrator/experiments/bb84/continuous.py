@@ -41,9 +41,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qhil.orchestrator.channel import AuthenticationError, ChannelError, ChannelTimeoutError
+from qhil.orchestrator.channel import (
+    AuthenticationError,
+    ChannelClosedError,
+    ChannelError,
+    ChannelTimeoutError,
+)
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted
-from qhil.orchestrator.experiments.bb84.link import MessageChannel
+from qhil.orchestrator.experiments.bb84.link import (
+    MessageChannel,
+    abort_before_close,
+    peer_abort,
+)
 from qhil.orchestrator.experiments.bb84.messages import Abort, from_payload, kind_of, to_payload
 from qhil.orchestrator.experiments.bb84.party import ProgressHook, _call, log
 from qhil.orchestrator.experiments.bb84.result import BB84Progress, PartyResult
@@ -293,6 +302,11 @@ class _Control:
         except AuthenticationError as exc:
             raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
         except (ChannelError, ConnectionError) as exc:
+            # The peer may have stopped (Abort) and closed before we sent: its stop, not ours
+            if isinstance(exc, ChannelClosedError | ConnectionError):
+                told = await abort_before_close(self.channel, self.timeout_s)
+                if told is not None:
+                    raise told from exc
             raise BB84Aborted(
                 AbortReason.CHANNEL_FAILED, f"{self.party}: cannot send {kind!r}: {exc}"
             ) from exc
@@ -370,13 +384,10 @@ class _Control:
             if got.kind == _ABORT:
                 msg = from_payload(got.kind, got.payload)
                 assert isinstance(msg, Abort)
-                try:
-                    reason = AbortReason(msg.reason)
-                except ValueError:
-                    reason = AbortReason.PROTOCOL_ERROR
-                if reason in DROP_REASONS and self.after_drop:
+                told = peer_abort(msg)
+                if told.reason in DROP_REASONS and self.after_drop:
                     continue  # the peer's own abort of the key both just dropped
-                raise BB84Aborted(reason, msg.detail, from_peer=True)
+                raise told
             if self.after_drop and not got.kind.startswith(KIND):
                 continue  # a message of the dropped key, sent before the peer saw the abort
             hint = (

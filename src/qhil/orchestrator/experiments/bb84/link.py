@@ -15,11 +15,24 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol, TypeVar, overload
 
-from qhil.orchestrator.channel import AuthenticationError, ChannelError, ChannelTimeoutError
+from qhil.orchestrator.channel import (
+    AuthenticationError,
+    ChannelClosedError,
+    ChannelError,
+    ChannelTimeoutError,
+)
 from qhil.orchestrator.experiments.bb84.errors import AbortReason, BB84Aborted, ProtocolViolation
-from qhil.orchestrator.experiments.bb84.messages import Abort, Message, from_payload, to_payload
+from qhil.orchestrator.experiments.bb84.messages import (
+    Abort,
+    Message,
+    from_payload,
+    kind_of,
+    to_payload,
+)
 
 log = logging.getLogger(__name__)
+
+_ABORT_KIND = kind_of(Abort)
 
 M = TypeVar("M", bound=Message)
 N = TypeVar("N", bound=Message)
@@ -47,6 +60,42 @@ class MessageChannel(Protocol):
     async def send(self, kind: str, payload: Mapping[str, Any] | None = None) -> int: ...
 
     async def recv(self, kind: str | None = None, *, timeout_s: float | None = None) -> Any: ...
+
+
+async def abort_before_close(channel: MessageChannel, timeout_s: float) -> BB84Aborted | None:
+    """After a send failed because the peer's end closed: the last ``Abort`` the peer sent
+    before closing (its orderly stop, e.g. ``Abort(stopped)`` from a continuous run told
+    SIGTERM), as a :class:`BB84Aborted` from the peer; None if it sent none.
+
+    A party that stops tells us, lingers a while, then closes; with the pipeline we may
+    be busy (an acquisition, a block's processing) past its linger and only notice at our
+    next send. What it sent before closing is still queued at our end, in order, ahead of
+    the close: read it all (what the stop made moot is dropped; the last Abort is why it
+    closed). ``timeout_s`` only bounds each wait for a frame or the close our end has seen.
+    """
+    told: BB84Aborted | None = None
+    while True:
+        try:
+            got: Received = await channel.recv(timeout_s=timeout_s)
+        except Exception:  # the close itself (or a timeout, an altered frame): no more
+            return told
+        if got.kind != _ABORT_KIND:
+            continue
+        try:
+            msg = from_payload(got.kind, got.payload)
+        except ProtocolViolation:
+            continue
+        assert isinstance(msg, Abort)
+        told = peer_abort(msg)
+
+
+def peer_abort(msg: Abort) -> BB84Aborted:
+    """The peer's ``Abort`` as ours to raise (a reason we do not know: a protocol error)."""
+    try:
+        reason = AbortReason(msg.reason)
+    except ValueError:
+        reason = AbortReason.PROTOCOL_ERROR
+    return BB84Aborted(reason, msg.detail, from_peer=True)
 
 
 class PeerLink:
@@ -78,6 +127,12 @@ class PeerLink:
             raise BB84Aborted(AbortReason.AUTHENTICATION_FAILED, str(exc)) from exc
         except (ChannelError, ConnectionError) as exc:
             self._broken = True
+            told = None
+            if isinstance(exc, ChannelClosedError | ConnectionError):  # the peer may have said why
+                told = await abort_before_close(self._channel, self.timeout_s)
+            if told is not None:
+                self.failure = "peer_abort"
+                raise told from exc
             raise BB84Aborted(
                 AbortReason.CHANNEL_FAILED,
                 f"{self.party}: sending {type(msg).__name__} to {self.peer} failed: {exc}",
@@ -139,11 +194,7 @@ class PeerLink:
             raise BB84Aborted(AbortReason.PROTOCOL_ERROR, f"{self.party}: {exc}") from exc
         if isinstance(msg, Abort):
             self.failure = "peer_abort"
-            try:
-                reason = AbortReason(msg.reason)
-            except ValueError:
-                reason = AbortReason.PROTOCOL_ERROR
-            raise BB84Aborted(reason, msg.detail, from_peer=True)
+            raise peer_abort(msg)
         got_block = getattr(msg, "block", None)
         if not isinstance(msg, types) or (block is not None and got_block != block):
             self.failure = "protocol"
