@@ -374,3 +374,38 @@ def test_bell_dephasing_formula_agrees_with_a_lindblad_solution() -> None:
     rho_t = qt.mesolve(h, rho0, [0, t], c_ops=[c_op]).states[-1]
     fidelity = float(qt.expect(rho0, rho_t))
     assert fidelity == pytest.approx((1 + math.exp(-t / T2)) / 2, abs=1e-6)
+
+
+@pytest.mark.slow  # a fresh interpreter's imports: ~1.5 s idle, more on a busy machine
+def test_a_memorys_connect_and_readbacks_answer_without_importing_qutip() -> None:
+    """Issue Y3: the first MODE:COUNt? (the driver's connect) built the world's memory and
+    imported qutip (1-3 s) on the emulator host's thread, past the driver's 2 s timeout
+    under load. The connect queries and the memory's status and readbacks are plain
+    numpy; qutip comes in only with a state (here, STORe of a Bell half)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from qhil.emulators.world import World, load_world_config\n"
+        "from qhil.emulators.qhil.qmc import QMCEmulator\n"
+        "table = {'nodes': {'a': {'components': {'m': {'type': 'quantum_memory',"
+        " 'n_modes': 3, 't2_s': 1e-3}}}}}\n"
+        "world = World(load_world_config(table, 'test'))\n"
+        "async def main():\n"
+        "    out = []\n"
+        "    for emu in (QMCEmulator(world=world, component='a.m'), QMCEmulator()):\n"
+        "        emu.reset()\n"
+        "        for q in (b'QMEM:MODE:COUN?', b'QMEM:READ:DEL?', b'QMEM:STAT?', b'QMEM:CLE',\n"
+        "                  b'QMEM:COH:T2?', b'QMEM:EFF?', b'QMEM:POW?', b'QMEM:MODE:STAT? 0'):\n"
+        "            out.append(await emu.respond(q))\n"
+        "    print('qutip' in sys.modules, out[:3])\n"
+        "    await emu.respond(b'QMEM:STOR 0')\n"
+        "    print('qutip' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.strip().splitlines()
+    assert first.startswith("False ["), out.stdout + out.stderr
+    assert "b'3\\n'" in first and "EMPT,EMPT,EMPT" in first  # the bound memory answered
+    assert second == "True"  # a state to store does need qutip (the test can tell)

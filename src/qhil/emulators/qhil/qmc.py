@@ -54,8 +54,9 @@ _STORED = "STORED"  # ModeState.STORED's value
 def _kets() -> dict[str, Qobj]:
     """The prepared single-photon inputs H, V, D, A, R, L, and the analyser's port-0 state
     per basis (port 1 is the orthogonal one) as "port0:Z" ...: qutip is imported on the
-    first memory command, not with the emulator (a bench that never uses its memories
-    never pays for it)."""
+    first command that needs a state (STORe, CYCLe?, TELeport?), not with the emulator nor
+    for the connect's MODE:COUNt? and the readbacks, which the world's memory answers in
+    plain numpy (issue Y3: a 1-3 s import on the host's thread missed the driver's 2 s)."""
     from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
 
     single = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))

@@ -2,87 +2,199 @@
 teleportation, purification, HOM interference and BBM92 reference formulas.
 
 See README.md in this folder for the public API and its conventions.
+
+The names are imported from their modules when first used (PEP 562): importing the
+package, or the memory and network modules, must not import qutip (1-3 s under load),
+which an emulator answering a memory's first query cannot afford (issue Y3).
 """
 
-from .analyzers import BASIS_X, BASIS_Z, Basis, bloch_analyzer, linear_analyzer, rotate_basis
-from .bbm92_reference import (
-    Bbm92Figures,
-    bbm92_figures,
-    bbm92_key_rate,
-    bbm92_symmetric,
-    binary_entropy,
-    side_efficiency,
-    thermal_pair_probability,
-)
-from .bell_measurement import LINEAR_OPTICS_OUTCOMES, BellBranch, measure_bell, pauli
-from .channels import (
-    amplitude_damping_kraus,
-    apply_kraus,
-    bit_flip,
-    bit_flip_kraus,
-    compose,
-    dephase,
-    depolarize,
-    depolarizing_kraus,
-    kraus_superoperator,
-    phase_flip_kraus,
-    t1t2_decay,
-    t1t2_kraus,
-)
-from .chsh import (
-    CHSH_ANGLES,
-    ChshEstimate,
-    chsh_from_counts,
-    chsh_std_error,
-    chsh_value,
-    max_chsh_value,
-    sample_chsh_counts,
-)
-from .density import as_density_matrix, state_fidelity
-from .hom import hom_coincidence_probability, hom_dip, hom_visibility
-from .memory import (
-    MemoryParameters,
-    ModeState,
-    ModeStatus,
-    QuantumMemory,
-    QuantumMemoryError,
-    Retrieval,
-    RetrievalOutcome,
-    RetrievalRecord,
-    StoreResult,
-)
-from .pair_statistics import (
-    bbm92_pair_qber,
-    correlation,
-    joint_probabilities,
-    pair_matrix,
-    pair_qber,
-    sample_joint_counts,
-    werner_joint_probabilities,
-)
-from .purification import PurificationResult, bbpssw_round, bbpssw_werner
-from .states import (
-    BELL_STATES,
-    BellState,
-    bell_dm,
-    bell_fidelity,
-    bell_ket,
-    fidelity_to_visibility,
-    spdc_pair_state,
-    twirl_to_werner,
-    visibility_to_fidelity,
-    werner_state,
-)
-from .swapping import SwapBranch, SwapResult, entanglement_swap, sample_swap, werner_swap_fidelity
-from .teleportation import (
-    TeleportBranch,
-    sample_teleport,
-    teleport,
-    teleport_branches,
-    teleportation_average_fidelity,
-    teleportation_channel,
-    werner_teleportation_fidelity,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .analyzers import BASIS_X, BASIS_Z, Basis, bloch_analyzer, linear_analyzer, rotate_basis
+    from .bbm92_reference import (
+        Bbm92Figures,
+        bbm92_figures,
+        bbm92_key_rate,
+        bbm92_symmetric,
+        binary_entropy,
+        side_efficiency,
+        thermal_pair_probability,
+    )
+    from .bell_measurement import LINEAR_OPTICS_OUTCOMES, BellBranch, measure_bell, pauli
+    from .channels import (
+        amplitude_damping_kraus,
+        apply_kraus,
+        bit_flip,
+        bit_flip_kraus,
+        compose,
+        dephase,
+        depolarize,
+        depolarizing_kraus,
+        kraus_superoperator,
+        phase_flip_kraus,
+        t1t2_decay,
+        t1t2_kraus,
+    )
+    from .chsh import (
+        CHSH_ANGLES,
+        ChshEstimate,
+        chsh_from_counts,
+        chsh_std_error,
+        chsh_value,
+        max_chsh_value,
+        sample_chsh_counts,
+    )
+    from .density import as_density_matrix, state_fidelity
+    from .hom import hom_coincidence_probability, hom_dip, hom_visibility
+    from .memory import (
+        MemoryParameters,
+        ModeState,
+        ModeStatus,
+        QuantumMemory,
+        QuantumMemoryError,
+        Retrieval,
+        RetrievalOutcome,
+        RetrievalRecord,
+        StoreResult,
+    )
+    from .pair_statistics import (
+        bbm92_pair_qber,
+        correlation,
+        joint_probabilities,
+        pair_matrix,
+        pair_qber,
+        sample_joint_counts,
+        werner_joint_probabilities,
+    )
+    from .purification import PurificationResult, bbpssw_round, bbpssw_werner
+    from .states import (
+        BELL_STATES,
+        BellState,
+        bell_dm,
+        bell_fidelity,
+        bell_ket,
+        fidelity_to_visibility,
+        spdc_pair_state,
+        twirl_to_werner,
+        visibility_to_fidelity,
+        werner_state,
+    )
+    from .swapping import (
+        SwapBranch,
+        SwapResult,
+        entanglement_swap,
+        sample_swap,
+        werner_swap_fidelity,
+    )
+    from .teleportation import (
+        TeleportBranch,
+        sample_teleport,
+        teleport,
+        teleport_branches,
+        teleportation_average_fidelity,
+        teleportation_channel,
+        werner_teleportation_fidelity,
+    )
+
+#: Public name -> the module (in this package) that defines it.
+_MODULE_OF: dict[str, str] = {
+    "BASIS_X": "analyzers",
+    "BASIS_Z": "analyzers",
+    "BELL_STATES": "states",
+    "Basis": "analyzers",
+    "Bbm92Figures": "bbm92_reference",
+    "BellBranch": "bell_measurement",
+    "BellState": "states",
+    "CHSH_ANGLES": "chsh",
+    "ChshEstimate": "chsh",
+    "LINEAR_OPTICS_OUTCOMES": "bell_measurement",
+    "MemoryParameters": "memory",
+    "ModeState": "memory",
+    "ModeStatus": "memory",
+    "PurificationResult": "purification",
+    "QuantumMemory": "memory",
+    "QuantumMemoryError": "memory",
+    "Retrieval": "memory",
+    "RetrievalOutcome": "memory",
+    "RetrievalRecord": "memory",
+    "StoreResult": "memory",
+    "SwapBranch": "swapping",
+    "SwapResult": "swapping",
+    "TeleportBranch": "teleportation",
+    "amplitude_damping_kraus": "channels",
+    "apply_kraus": "channels",
+    "as_density_matrix": "density",
+    "bbm92_figures": "bbm92_reference",
+    "bbm92_key_rate": "bbm92_reference",
+    "bbm92_pair_qber": "pair_statistics",
+    "bbm92_symmetric": "bbm92_reference",
+    "bbpssw_round": "purification",
+    "bbpssw_werner": "purification",
+    "bell_dm": "states",
+    "bell_fidelity": "states",
+    "bell_ket": "states",
+    "binary_entropy": "bbm92_reference",
+    "bit_flip": "channels",
+    "bit_flip_kraus": "channels",
+    "bloch_analyzer": "analyzers",
+    "chsh_from_counts": "chsh",
+    "chsh_std_error": "chsh",
+    "chsh_value": "chsh",
+    "compose": "channels",
+    "correlation": "pair_statistics",
+    "dephase": "channels",
+    "depolarize": "channels",
+    "depolarizing_kraus": "channels",
+    "entanglement_swap": "swapping",
+    "fidelity_to_visibility": "states",
+    "hom_coincidence_probability": "hom",
+    "hom_dip": "hom",
+    "hom_visibility": "hom",
+    "joint_probabilities": "pair_statistics",
+    "kraus_superoperator": "channels",
+    "linear_analyzer": "analyzers",
+    "max_chsh_value": "chsh",
+    "measure_bell": "bell_measurement",
+    "pair_matrix": "pair_statistics",
+    "pair_qber": "pair_statistics",
+    "pauli": "bell_measurement",
+    "phase_flip_kraus": "channels",
+    "rotate_basis": "analyzers",
+    "sample_chsh_counts": "chsh",
+    "sample_joint_counts": "pair_statistics",
+    "sample_swap": "swapping",
+    "sample_teleport": "teleportation",
+    "side_efficiency": "bbm92_reference",
+    "spdc_pair_state": "states",
+    "state_fidelity": "density",
+    "t1t2_decay": "channels",
+    "t1t2_kraus": "channels",
+    "teleport": "teleportation",
+    "teleport_branches": "teleportation",
+    "teleportation_average_fidelity": "teleportation",
+    "teleportation_channel": "teleportation",
+    "thermal_pair_probability": "bbm92_reference",
+    "twirl_to_werner": "states",
+    "visibility_to_fidelity": "states",
+    "werner_joint_probabilities": "pair_statistics",
+    "werner_state": "states",
+    "werner_swap_fidelity": "swapping",
+    "werner_teleportation_fidelity": "teleportation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
 
 __all__ = [
     "BASIS_X",

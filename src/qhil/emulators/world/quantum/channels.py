@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from ._qutip import Qobj, qt
 from .density import as_density_matrix, num_qubits
 
-KrausMap = list[Qobj]
+if TYPE_CHECKING:
+    from ._qutip import Qobj
+
+# qutip is imported where a qutip object is made, not with this module (issue Y3).
+KrausMap = list["Qobj"]
 # The same maps as numpy arrays of shape (k, 2, 2): what the hot paths use, since
 # building qutip objects costs more than the arithmetic on 2x2 matrices.
 KrausArray = npt.NDArray[np.complex128]
@@ -42,6 +46,8 @@ def _probability(value: float, name: str) -> float:
 
 def to_qobjs(kraus: KrausArray) -> KrausMap:
     """A Kraus array (k, 2, 2) as a list of qutip operators."""
+    from ._qutip import Qobj
+
     return [Qobj(k) for k in kraus]
 
 
@@ -141,6 +147,8 @@ def t1t2_kraus(duration: float, t1: float, t2: float) -> KrausMap:
 
 def kraus_superoperator(kraus: Sequence[Qobj] | KrausArray) -> Qobj:
     """The channel as a qutip superoperator (supermatrix representation)."""
+    from ._qutip import qt
+
     return qt.kraus_to_super(to_qobjs(_as_array(kraus)))
 
 
@@ -156,6 +164,8 @@ def apply_kraus(state: Qobj, kraus: Sequence[Qobj] | KrausArray, qubit: int = 0)
     shape = tensor.shape
     out = np.einsum("kab,bcx,kdc->adx", ks, tensor.reshape(2, 2, -1), ks.conj())
     out = np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit))
+    from ._qutip import Qobj
+
     return Qobj(out.reshape(2**n, 2**n), dims=rho.dims)
 
 

@@ -7,26 +7,47 @@ reduces to <psi|rho|psi>. qutip's ``fidelity`` is its square root.
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from ._qutip import Qobj, qt
+if TYPE_CHECKING:
+    from ._qutip import Qobj
+
+    PAULI_EIGENKETS: tuple[Qobj, ...]
 
 _TRACE_TOLERANCE = 1e-8
 
-# Pauli eigenstates: a spherical 2-design, so averaging a fidelity (quadratic in
-# the input) over them equals the uniform average over the Bloch sphere exactly.
-PAULI_EIGENKETS: tuple[Qobj, ...] = (
-    qt.basis(2, 0),
-    qt.basis(2, 1),
-    (qt.basis(2, 0) + qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) + 1j * qt.basis(2, 1)).unit(),
-    (qt.basis(2, 0) - 1j * qt.basis(2, 1)).unit(),
+_R2 = 1.0 / math.sqrt(2.0)
+# Pauli eigenstates H, V, D, A, R, L: a spherical 2-design, so averaging a fidelity
+# (quadratic in the input) over them equals the uniform average over the Bloch sphere
+# exactly. Plain numpy here; as qutip kets, ``PAULI_EIGENKETS`` (built on first use,
+# so importing this module does not import qutip).
+PAULI_EIGENKET_ARRAYS: tuple[np.ndarray, ...] = tuple(
+    np.array(k, dtype=complex)
+    for k in ((1, 0), (0, 1), (_R2, _R2), (_R2, -_R2), (_R2, 1j * _R2), (_R2, -1j * _R2))
 )
+
+
+@functools.cache
+def _pauli_eigenkets() -> tuple[Qobj, ...]:
+    from ._qutip import Qobj
+
+    return tuple(Qobj(k.reshape(2, 1)) for k in PAULI_EIGENKET_ARRAYS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PAULI_EIGENKETS":
+        return _pauli_eigenkets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_density_matrix(state: Qobj, what: str = "state") -> Qobj:
     """Return ``state`` as a normalised qubit density matrix, or raise naming what is wrong."""
+    from ._qutip import Qobj
+
     if not isinstance(state, Qobj):
         raise TypeError(f"{what} must be a qutip Qobj, got {type(state).__name__}")
     if state.isket:
@@ -65,4 +86,6 @@ def state_fidelity(a: Qobj, b: Qobj) -> float:
     rho, sigma = as_density_matrix(a, "a"), as_density_matrix(b, "b")
     if _is_pure(rho) or _is_pure(sigma):
         return float(np.real(complex((rho * sigma).tr())))
+    from ._qutip import qt
+
     return float(qt.fidelity(rho, sigma) ** 2)

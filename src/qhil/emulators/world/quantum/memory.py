@@ -25,14 +25,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from qhil.errors import QhilError
 
-from ._qutip import Qobj
 from .channels import (
     KrausArray,
     KrausMap,
@@ -45,7 +44,10 @@ from .channels import (
     t1t2_array,
     to_qobjs,
 )
-from .density import PAULI_EIGENKETS, as_density_matrix, num_qubits, state_fidelity
+from .density import as_density_matrix, num_qubits, state_fidelity
+
+if TYPE_CHECKING:
+    from ._qutip import Qobj
 
 
 class QuantumMemoryError(QhilError, ValueError):
@@ -130,6 +132,8 @@ class MemoryParameters:
 
         Exact: averaged over the six Pauli eigenstates, a spherical 2-design.
         """
+        from .density import PAULI_EIGENKETS
+
         kraus = self.storage_kraus(storage_time)
         return float(np.mean([state_fidelity(k, apply_kraus(k, kraus)) for k in PAULI_EIGENKETS]))
 

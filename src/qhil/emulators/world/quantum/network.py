@@ -28,14 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..component import Component, db_to_transmission
-from ._qutip import Qobj, qt
 from .channels import apply_kraus, depolarizing_array, t1t2_array
-from .density import PAULI_EIGENKETS, as_density_matrix, num_qubits
+from .density import PAULI_EIGENKET_ARRAYS, as_density_matrix, num_qubits
 from .memory import (
     MemoryParameters,
     ModeState,
@@ -47,20 +46,28 @@ from .memory import (
     RetrievalRecord,
     StoreResult,
 )
-from .states import BELL_STATES, BellState, bell_dm, bell_fidelity, bell_ket
+from .states import BELL_STATES, BellState, bell_amplitudes, bell_dm, bell_fidelity
+
+if TYPE_CHECKING:
+    from ._qutip import Qobj
+
+    BASIS_KETS: dict[str, Qobj]
+    INPUT_KETS: dict[str, Qobj]
 
 #: A qubit's place: (memory component name, mode).
 Slot = tuple[str, int]
 
+# Plain numpy, so building a memory and answering its readbacks never imports qutip
+# (issue Y3); ``BASIS_KETS`` and ``INPUT_KETS`` are the same kets as qutip objects.
 #: Port-0 ket of a single-qubit measurement per basis (port 1 is the orthogonal ket).
-BASIS_KETS: dict[str, Qobj] = {
-    "Z": PAULI_EIGENKETS[0],
-    "X": PAULI_EIGENKETS[2],
-    "Y": PAULI_EIGENKETS[4],
+_BASIS_KET_ARRAYS: dict[str, np.ndarray] = {
+    "Z": PAULI_EIGENKET_ARRAYS[0],
+    "X": PAULI_EIGENKET_ARRAYS[2],
+    "Y": PAULI_EIGENKET_ARRAYS[4],
 }
-#: Prepared single-qubit inputs by name (H, V, D, A, R, L).
-INPUT_KETS: dict[str, Qobj] = dict(
-    zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True)
+#: The prepared single-photon inputs a TELeport? can send.
+_INPUT_KET_ARRAYS: dict[str, np.ndarray] = dict(
+    zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKET_ARRAYS, strict=True)
 )
 #: Bell states as (parity bit, phase bit): what the two read-outs of a Bell-state
 #: measurement give; a read-out error flips one of them.
@@ -74,16 +81,31 @@ _BELL_OF_BITS = {bits: name for name, bits in BELL_BITS.items()}
 _NEGLIGIBLE = 1e-14
 
 
+def __getattr__(name: str) -> Any:
+    if name in ("BASIS_KETS", "INPUT_KETS"):
+        from ._qutip import Qobj
+
+        arrays = _BASIS_KET_ARRAYS if name == "BASIS_KETS" else _INPUT_KET_ARRAYS
+        return {k: Qobj(v.reshape(2, 1)) for k, v in arrays.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_PAULI_ARRAYS = {
+    "I": np.eye(2, dtype=complex),
+    "X": np.array([[0, 1], [1, 0]], dtype=complex),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=complex),
+    "Z": np.array([[1, 0], [0, -1]], dtype=complex),
+}
+
+
 def _twirl_unitaries() -> tuple[np.ndarray, ...]:
     """The 12 rotations of the tetrahedral group (as SU(2) matrices, up to sign): the
     Paulis times the 0, 120 and 240 degree rotations about (1, 1, 1). Their adjoint
     action on the Bloch sphere is irreducible, so they form a unitary 2-design: averaging
     ``U (x) U`` over them turns any two-qubit state into a Werner state with respect to
     the singlet psi- (which every ``U (x) U`` leaves invariant)."""
-    paulis = [np.asarray(qt.qeye(2).full())] + [
-        np.asarray(op.full()) for op in (qt.sigmax(), qt.sigmay(), qt.sigmaz())
-    ]
-    n = (np.asarray(qt.sigmax().full()) + qt.sigmay().full() + qt.sigmaz().full()) / math.sqrt(3)
+    paulis = [_PAULI_ARRAYS[p] for p in "IXYZ"]
+    n = (_PAULI_ARRAYS["X"] + _PAULI_ARRAYS["Y"] + _PAULI_ARRAYS["Z"]) / math.sqrt(3)
     angle = 2.0 * math.pi / 3.0
     c = math.cos(angle / 2) * np.eye(2) - 1j * math.sin(angle / 2) * n
     cycles = [np.eye(2, dtype=complex), c, c @ c]
@@ -159,15 +181,9 @@ def _project(rho: Matrix, qubit: int, ket: np.ndarray) -> tuple[float, Matrix | 
 
 
 #: Bell states' amplitudes |B> = sum M_ab |ab>.
-_BELL_M = {name: bell_ket(name).full().reshape(2, 2) for name in BELL_STATES}
-_KETS = {b: k.full().ravel() for b, k in BASIS_KETS.items()}
+_BELL_M = {name: bell_amplitudes(name).reshape(2, 2) for name in BELL_STATES}
+_KETS = _BASIS_KET_ARRAYS
 _ORTHOGONAL = {b: np.array([-k[1].conj(), k[0].conj()]) for b, k in _KETS.items()}
-_PAULI_ARRAYS = {
-    "I": np.eye(2, dtype=complex),
-    "X": np.asarray(qt.sigmax().full()),
-    "Y": np.asarray(qt.sigmay().full()),
-    "Z": np.asarray(qt.sigmaz().full()),
-}
 _CNOT = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=complex)
 
 
@@ -309,7 +325,7 @@ class Network:
 
     def add_register(self, rho: Qobj | Matrix, slots: list[Slot], born_s: float) -> None:
         """A new register whose qubit ``i`` sits in ``slots[i]``, stored since ``born_s``."""
-        if isinstance(rho, Qobj):
+        if not isinstance(rho, np.ndarray):  # a qutip state
             rho = np.array(as_density_matrix(rho).full(), dtype=complex)
         if rho.shape != (2 ** len(slots), 2 ** len(slots)):
             raise ValueError(f"a register of shape {rho.shape} for {len(slots)} slot(s)")
@@ -329,6 +345,8 @@ class Network:
         rho = _ptrace(reg.rho, order) if len(idx) < len(reg.qubits) else reg.rho
         if order != idx:
             rho = _permute(rho, [order.index(i) for i in idx])
+        from ._qutip import Qobj
+
         n = len(idx)
         return Qobj(rho, dims=[[2] * n, [2] * n])
 
@@ -428,9 +446,10 @@ class Network:
         reg = self._merged([control, target], t_s)
         reg.rho = _gate(reg.rho, _CNOT, [reg.index(control), reg.index(target)])
 
-    def add_input(self, slot: Slot, ket: Qobj, kraus: np.ndarray, t_s: float) -> None:
-        """A prepared qubit (``ket`` through the write channel ``kraus``) in ``slot``."""
-        v = ket.full().ravel()
+    def add_input(self, slot: Slot, ket: np.ndarray, kraus: np.ndarray, t_s: float) -> None:
+        """A prepared qubit (``ket``'s 2 amplitudes through the write channel ``kraus``) in
+        ``slot``."""
+        v = np.asarray(ket, dtype=complex).ravel()
         self.add_register(_kraus(np.outer(v, v.conj()), kraus, 0), [slot], t_s)
 
 
@@ -686,7 +705,10 @@ class NetworkedMemory(QuantumMemory):
             return None
         slot = self._slot(mode)
         scratch: Slot = (self.name, -1)  # the input qubit, for the instant of the measurement
-        ket = INPUT_KETS[input_state] if isinstance(input_state, str) else input_state
+        if isinstance(input_state, str):
+            ket = _INPUT_KET_ARRAYS[input_state]
+        else:
+            ket = np.asarray(input_state.full(), dtype=complex).ravel()
         self.network.add_input(scratch, ket, self._write_kraus(), t_now)
         outcome = self.network.bell_measure(scratch, slot, t_now, self._rng)
         return self._noisy_bell(outcome)
@@ -836,8 +858,8 @@ class HeraldingStation(Component):
             kraus = np.stack(
                 [
                     math.sqrt(1 - f / 2) * np.eye(2, dtype=complex),
-                    math.sqrt(f / 4) * np.asarray(qt.sigmaz().full()),
-                    math.sqrt(f / 4) * np.asarray(qt.sigmax().full()),
+                    math.sqrt(f / 4) * _PAULI_ARRAYS["Z"],
+                    math.sqrt(f / 4) * _PAULI_ARRAYS["X"],
                 ]
             ).astype(np.complex128)
             rho = apply_kraus(rho, kraus, 0 if eve.side == "a" else 1)

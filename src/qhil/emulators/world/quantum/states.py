@@ -6,13 +6,15 @@ to Bob.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
-from ._qutip import Qobj, qt
 from .channels import dephase, depolarize
 from .density import as_density_matrix, state_fidelity
+
+if TYPE_CHECKING:
+    from ._qutip import Qobj
 
 BellState = Literal["phi+", "phi-", "psi+", "psi-"]
 BELL_STATES: tuple[BellState, ...] = get_args(BellState)
@@ -41,10 +43,16 @@ def _check_unit_interval(value: float, name: str, low: float = 0.0) -> float:
     return float(value)
 
 
+def bell_amplitudes(name: BellState = "phi+") -> np.ndarray:
+    """The Bell state ``name``'s amplitudes on |00>, |01>, |10>, |11> (numpy, no qutip)."""
+    return np.array(_BELL_AMPLITUDES[check_bell(name)], dtype=complex) / np.sqrt(2.0)
+
+
 def bell_ket(name: BellState = "phi+") -> Qobj:
     """The Bell state ``name`` as a two-qubit ket."""
-    amplitudes = np.array(_BELL_AMPLITUDES[check_bell(name)], dtype=complex) / np.sqrt(2.0)
-    return Qobj(amplitudes.reshape(4, 1), dims=[[2, 2], [1, 1]])
+    from ._qutip import Qobj
+
+    return Qobj(bell_amplitudes(name).reshape(4, 1), dims=[[2, 2], [1, 1]])
 
 
 def bell_dm(name: BellState = "phi+") -> Qobj:
@@ -54,6 +62,8 @@ def bell_dm(name: BellState = "phi+") -> Qobj:
 
 def werner_state(fidelity: float, bell: BellState = "phi+") -> Qobj:
     """Werner state F |B><B| + (1 - F)/3 (1 - |B><B|) with Bell-state fidelity F."""
+    from ._qutip import qt
+
     f = _check_unit_interval(fidelity, "fidelity")
     projector = bell_dm(bell)
     identity = qt.qeye([2, 2])
@@ -88,6 +98,8 @@ def spdc_pair_state(
     ``depolarizing`` and ``dephasing`` are per-half channel probabilities
     (Alice, Bob), as defined in :mod:`.channels`.
     """
+    from ._qutip import Qobj, qt
+
     v = _check_unit_interval(visibility, "visibility")
     projector = bell_dm(bell)
     if noise == "white":
