@@ -91,8 +91,8 @@ def test_successive_streams_do_not_depend_on_scheduling() -> None:
     assert noisy == quiet
 
 
-def _world_tags(first: str, start_s: float) -> list[bytes]:
-    """Both nodes' taggers read 3 x 0.1 s from ``start_s``, ``first`` asking first each time."""
+def _pair_world(start_s: float) -> World:
+    """The entanglement bench's world, its pair source on and phase-matched, at ``start_s``."""
     profile = load_profile("entanglement", [])
     assert profile.world is not None
     world = World(load_world_config(profile.world, source="entanglement"))
@@ -101,6 +101,12 @@ def _world_tags(first: str, start_s: float) -> list[bytes]:
     world.spdc("source.pairs").pump_current_ma = 40.0
     world.spdc("source.pairs").heater_temp_c = 38.5  # phase matching
     world.advance_to(start_s)
+    return world
+
+
+def _world_tags(first: str, start_s: float) -> list[bytes]:
+    """Both nodes' taggers read 3 x 0.1 s from ``start_s``, ``first`` asking first each time."""
+    world = _pair_world(start_s)
     names = ["alice.tagger", "bob.tagger"]
     if first == "bob":
         names.reverse()
@@ -136,3 +142,45 @@ def test_a_held_stream_is_joined_until_it_is_closed() -> None:
     a.close()
     c = world.tagger("bob.tagger").open_reader(join=True)
     assert c.start_ps >= 50 * 10**9
+
+
+def _gates(order: list[str]) -> list[tuple[str, int, int]]:
+    """Timed streams as the TDC1 emulator runs them (join, read 2 x 50 ms, hold; the unit's
+    next stream closes its held one), the taggers starting in ``order`` ("-": both held
+    streams closed first): (tagger, start, tags), in time order."""
+    world = _pair_world(0.75)
+    held: dict[str, Any] = {}
+    out = []
+    for name in order:
+        if name == "-":  # both units start their next streams before either opens its reader
+            for r in held.values():
+                r.close()
+            held.clear()
+            continue
+        if name in held:
+            held[name].close()
+        r = world.tagger(name).open_reader(join=True)
+        n = sum(len(r.read(0.05)) for _ in range(2))
+        r.hold()
+        held[name] = r
+        out.append((name, r.start_ps, n))
+    return sorted(out, key=lambda x: (x[1], x[0]))
+
+
+def test_rounds_of_held_streams_do_not_depend_on_which_tagger_starts_first() -> None:
+    """Three rounds of both taggers' timed streams, held until each unit's next one (an
+    ``abort`` on a finished gate no longer ends the hold: it raced, on the wall clock, with
+    the other tagger's ``counts?``). Whichever tagger starts a round first, both cover the
+    same interval with the same tags. Before: a held stream's tagger kept no tags for its
+    next stream (a joiner got none: 0 tags), and a held stream kept the world warm, so the
+    round's start was warm or cold depending on whether the other unit's held stream was
+    still open (different draws)."""
+    a, b = "alice.tagger", "bob.tagger"
+    straight = _gates([a, b] * 3)
+    swapped = _gates([a, b, b, a, a, b])
+    both_closed = _gates([a, b, "-", a, b, "-", b, a])
+    assert swapped == straight
+    assert both_closed == straight
+    assert all(n > 0 for _, _, n in straight)
+    starts = sorted({s for _, s, _ in straight})
+    assert len(starts) == 3 and all(straight[2 * i][1] == straight[2 * i + 1][1] for i in range(3))

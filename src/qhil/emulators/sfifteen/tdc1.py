@@ -31,16 +31,19 @@ Emulated time (not a property of the unit): in fast mode a timestamp stream star
 while another tagger's stream is running covers the same interval of emulated time as
 that stream, from its start (two clients started together see the same events; the
 world README, "Acquisitions started together"); a timed stream that has run its course
-counts as running until the client stops it (``abort``, a mode change, the next
-``counts?``), so another unit's stream commanded together joins it whatever the wall-clock
-order. An unlimited stream (``time 0``) runs ahead until its ``abort`` arrives: in fast
-mode how far depends on the host (a known limit; timed streams do not). A ``counts?``
-window in singles or pairs mode is one acquisition taken when the command is handled.
+is held, joinable, until the unit's next ``counts?``, a mode change, a reset or a
+disconnect, so another unit's stream commanded together joins it whatever the wall-clock
+order. ``abort`` does not end the hold: the driver sends it on the gate's closing word,
+and it would race, on the wall clock, with the other unit's ``counts?``. An unlimited
+stream (``time 0``) runs ahead until its ``abort`` arrives: in fast mode how far depends
+on the host (a known limit; timed streams do not). A ``counts?`` window in singles or
+pairs mode is one acquisition taken when the command is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -186,10 +189,14 @@ class TDC1Emulator(S15Emulator):
             self._stop_stream()
             self._writer = None
 
-    def _stop_stream(self) -> None:
+    def _cancel_stream(self) -> None:
+        """Stop a running stream (its world reader closes unless its gate is held)."""
         task, self._stream_task = getattr(self, "_stream_task", None), None
         if task is not None and not task.done():
             task.cancel()
+
+    def _stop_stream(self) -> None:
+        self._cancel_stream()
         held, self._held = getattr(self, "_held", None), None
         if held is not None:
             held.close()
@@ -266,28 +273,32 @@ class TDC1Emulator(S15Emulator):
                     rel, ch = rel[:cut], ch[:cut]
                 words = stream_words(rel, ch, done, max(done, stop))
                 done = max(done, stop)
+                if end_ps is None or read_ps < end_ps:
+                    yield words
+                    continue
+                if reader is not None and self._writer is not None:
+                    # A timed stream that has run its course still counts as started
+                    # until the unit's next acquisition (see _abort): another tagger's
+                    # stream started meanwhile joins it, whatever the wall-clock order
+                    # (fast mode, virtual time). Held before its last words leave, so
+                    # an abort the client sends on them finds it held.
+                    reader.hold()
+                    self._held, reader = reader, None
                 # The gate's last chunk ends with the word closing it.
-                yield (
-                    words + closing_word(end_ps)
-                    if end_ps is not None and read_ps >= end_ps
-                    else words
-                )
-            if reader is not None and self._writer is not None:
-                # A timed stream that ran its course still counts as started until the
-                # client stops it (``abort``): another tagger's stream started meanwhile
-                # joins it, whatever the wall-clock order (fast mode, virtual time).
-                reader.hold()
-                self._held, reader = reader, None
+                yield words + closing_word(end_ps)
         finally:
             if reader is not None:
                 reader.close()
 
     async def _run_stream(self, writer: ByteWriter, duration_s: float | None) -> None:
-        async for data in self._stream_chunks(duration_s):
-            if data:
-                writer.write(data)
-                await writer.drain()
-            await asyncio.sleep(0)  # let the command loop see an abort
+        # aclosing: a stream cancelled mid-gate closes its world reader at once, not when
+        # the abandoned generator is collected (until then it kept the world warm).
+        async with contextlib.aclosing(self._stream_chunks(duration_s)) as chunks:
+            async for data in chunks:
+                if data:
+                    writer.write(data)
+                    await writer.drain()
+                await asyncio.sleep(0)  # let the command loop see an abort
 
     # --- handlers ---
 
@@ -351,7 +362,12 @@ class TDC1Emulator(S15Emulator):
 
     @on("abort")
     def _abort(self) -> None:
-        self._stop_stream()
+        # Stops a running stream. A timed gate that has run its course stays held: the
+        # client's abort on its closing word races, on the wall clock, with the other
+        # tagger's ``counts?`` on another connection, so ending the hold here made the
+        # other stream's interval depend on host scheduling. Its next ``counts?``, a mode
+        # change, a reset or a disconnect ends it.
+        self._cancel_stream()
 
     @on("counts.get")
     async def _counts_q(self) -> Any:

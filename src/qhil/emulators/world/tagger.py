@@ -77,6 +77,8 @@ class _Timeline(Protocol):
 
     def _unregister(self, reader: TagReader) -> None: ...
 
+    def _update_retention(self) -> None: ...
+
 
 class TagPipeline:
     """Timestamps of one node clock from pulses on numbered channels."""
@@ -276,6 +278,8 @@ class TagReader:
         self._unread = 0
         self._lost = 0
         self.closed = False
+        #: A streaming acquisition that has read its window and waits to be closed (`hold`).
+        self.held = False
         self.cursor_ps = timeline._register(self)
         #: Where this reader's acquisition started (true ps; moved by `seek_now`).
         self.start_ps = self.cursor_ps
@@ -350,11 +354,15 @@ class TagReader:
         """End a streaming (``join``) acquisition's reading but keep it open, so that a stream
         another tagger starts before this one is stopped still joins it (fast mode: two
         streams started together cover the same interval however long one of them took to
-        start, on the wall clock). It takes no more tags; `close` it when stopped."""
+        start, on the wall clock). It takes no more tags; `close` it when stopped. Its
+        tagger keeps its tags from now on (retention), like one without a stream, so that
+        its next stream can join one another tagger starts meanwhile."""
         self._check()
         self._clear()
+        self.held = True
         if self in self._pipeline.readers:
             self._pipeline.readers.remove(self)
+        self._timeline._update_retention()
 
     def close(self) -> None:
         if self.closed:

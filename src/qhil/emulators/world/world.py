@@ -548,8 +548,10 @@ class World:
     @property
     def _warm(self) -> bool:
         """Whether generation runs on: some reader that drives acquisitions is open
-        (passive followers do not keep the world warm)."""
-        return any(not r.passive for r in self._readers)
+        (passive followers do not keep the world warm, nor held streams: they have ended,
+        and whether one is still open when the next acquisition starts is a matter of
+        the host's scheduling, not of emulated time)."""
+        return any(not (r.passive or r.held) for r in self._readers)
 
     def _start_ps(self) -> int:
         now = self.clock.now_ps
@@ -560,11 +562,10 @@ class World:
 
     def _register(self, reader: TagReader) -> int:
         """Admit a new reader; return where its cursor starts."""
-        start = self._start_ps()
-        if reader.join:
-            joined = self._join_start(reader)
-            if joined is not None:
-                start = joined
+        # A stream that joins others starts with them (no cold start: that would drop the
+        # tags its tagger kept for it); any other starts at the present.
+        joined = self._join_start(reader) if reader.join else None
+        start = self._start_ps() if joined is None else joined
         self._readers.add(reader)
         self._update_retention()
         return start
@@ -573,11 +574,13 @@ class World:
         return [r for r in self._readers if r.join]
 
     def _update_retention(self) -> None:
-        """Fast mode, while streams run: every tagger without a stream of its own keeps its
-        tags from now on, for a stream that may join (the streaming ones need not)."""
-        streaming = {id(r._pipeline) for r in self._joining()}
+        """Fast mode, while streams are open: every tagger without a stream reading on it
+        keeps its tags from now on, for a stream that may join (the reading ones need not;
+        a held one reads no more, so its tagger keeps them for its next stream)."""
+        joining = self._joining()
+        reading = {id(r._pipeline) for r in joining if not r.held}
         for tg in self._taggers:
-            want = self.mode == "fast" and bool(streaming) and id(tg.pipeline) not in streaming
+            want = self.mode == "fast" and bool(joining) and id(tg.pipeline) not in reading
             if want != tg.pipeline.retain:
                 tg.pipeline.retain = want
                 tg.pipeline.clear_history()
@@ -614,6 +617,8 @@ class World:
         for p in self._click_pipelines:
             p.reset_state()
         for r in self._readers:  # followers resume where the new run starts
+            if r.held:  # an ended stream's tags are gone: no later stream joins it
+                r.join = False
             r._clear()
             r.cursor_ps = max(r.cursor_ps, t_ps)
 
