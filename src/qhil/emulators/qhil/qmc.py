@@ -1,6 +1,6 @@
 """Emulated qhil QMC-1 quantum-memory controller (protocol: docs/protocols/qhil-qmc.md).
 
-Backed by the world's qutip memory (``world.memory(component)``: the
+Backed by the world's quantum memory (``world.memory(component)``: the
 ``quantum_memory`` component's ``QuantumMemoryConfig`` becomes its
 ``MemoryParameters`` field by field), on the world's simulated clock. Not wired to
 a world component, it runs a memory of its own (``parameters``), on the world's
@@ -29,7 +29,6 @@ from qhil.emulators.world.clock import SimClock, seconds_to_ps
 
 if TYPE_CHECKING:
     from qhil.emulators.world.quantum import MemoryParameters, RetrievalRecord
-    from qhil.emulators.world.quantum._qutip import Qobj
     from qhil.emulators.world.quantum.network import NetworkedMemory
 
 MODE_OCCUPIED = (101, "Mode occupied")
@@ -51,15 +50,14 @@ _STORED = "STORED"  # ModeState.STORED's value
 
 
 @functools.cache
-def _kets() -> dict[str, Qobj]:
+def _kets() -> dict[str, np.ndarray]:
     """The prepared single-photon inputs H, V, D, A, R, L, and the analyser's port-0 state
-    per basis (port 1 is the orthogonal one) as "port0:Z" ...: qutip is imported on the
-    first command that needs a state (STORe, CYCLe?, TELeport?), not with the emulator nor
-    for the connect's MODE:COUNt? and the readbacks, which the world's memory answers in
-    plain numpy (issue Y3: a 1-3 s import on the host's thread missed the driver's 2 s)."""
-    from qhil.emulators.world.quantum.density import PAULI_EIGENKETS
+    per basis (port 1 is the orthogonal one) as "port0:Z" ...: numpy amplitudes. Every
+    command is answered in numpy, without qutip (issue Y3: qutip's 1-3 s import on the
+    emulator host's thread, in the first memory command, missed the driver's 2 s)."""
+    from qhil.emulators.world.quantum.density import PAULI_EIGENKET_ARRAYS
 
-    single = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKETS, strict=True))
+    single = dict(zip(("H", "V", "D", "A", "R", "L"), PAULI_EIGENKET_ARRAYS, strict=True))
     return {**single, "port0:Z": single["H"], "port0:X": single["D"], "port0:Y": single["R"]}
 
 
@@ -153,8 +151,8 @@ class QMCEmulator(ScpiEmulator):
             if due > now_ps:
                 break
             del self.pending[mode]
-            result = self.memory.retrieve(mode, due * PS)
-            self.latched[mode] = (result.success, self.memory.last_retrieval)
+            success = self.memory.read_out(mode, due * PS)
+            self.latched[mode] = (success, self.memory.last_retrieval)
         return now_ps * PS
 
     # --- modes ---
@@ -164,14 +162,15 @@ class QMCEmulator(ScpiEmulator):
             raise ScpiError(*DATA_OUT_OF_RANGE)
         return mode
 
-    def _input_state(self) -> tuple[Qobj, int | None]:
+    def _input_state(self) -> tuple[np.ndarray, int | None]:
+        """The input as numpy amplitudes, and which of its qubits the memory gets."""
         if self.input == "BELL":
-            from qhil.emulators.world.quantum import bell_dm
+            from qhil.emulators.world.quantum.states import bell_amplitudes
 
-            return bell_dm("phi+"), 1  # the memory gets photon 1; its twin stays behind
+            return bell_amplitudes("phi+"), 1  # the memory gets photon 1; its twin stays behind
         return self._single_ket(), None
 
-    def _single_ket(self) -> Qobj:
+    def _single_ket(self) -> np.ndarray:
         """The prepared single-photon input (H..L, or the state at the Bloch angles)."""
         if self.input != "BLOCH":
             return _kets()[self.input]
@@ -237,9 +236,9 @@ class QMCEmulator(ScpiEmulator):
         if mode in self.latched:
             success, self.last = self.latched.pop(mode)
             return success
-        result = self.memory.retrieve(mode, t)
+        success = self.memory.read_out(mode, t)
         self.last = self.memory.last_retrieval
-        return result.success
+        return success
 
     @on("last_outcome.get")
     def _outcome(self) -> Raw:
@@ -312,14 +311,16 @@ class QMCEmulator(ScpiEmulator):
     def port0_probability(self, storage_time_s: float) -> float:
         """Probability that a qubit retrieved after ``storage_time_s`` clicks at port 0 of
         the analyser: the memory's storage channel on the input (its memory half for BELL)."""
-        state, qubit = self._input_state()
-        from qhil.emulators.world.quantum.channels import apply_kraus
+        from qhil.emulators.world.quantum.channels import apply_kraus_array
+        from qhil.emulators.world.quantum.density import density_array
 
-        out = apply_kraus(state, self.memory.params.storage_kraus(storage_time_s), qubit or 0)
-        if qubit is not None:
-            out = out.ptrace(qubit)
+        state, qubit = self._input_state()
+        kraus = self.memory.params.storage_kraus(storage_time_s)
+        out = apply_kraus_array(density_array(state), kraus, qubit or 0)
+        if qubit is not None:  # the memory's photon of the pair: trace out its twin
+            out = np.trace(out.reshape(2, 2, 2, 2), axis1=1 - qubit, axis2=3 - qubit)
         ket = _kets()["port0:" + self.analyzer]
-        return float(np.clip(np.real(out.matrix_element(ket, ket)), 0.0, 1.0))
+        return float(np.clip(np.real(ket.conj() @ out @ ket), 0.0, 1.0))
 
     @on("cycle_counts.get")
     async def _cycle(self, mode: int, count: int) -> Raw:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from .density import as_density_matrix, num_qubits
+from .density import as_density_matrix
 
 if TYPE_CHECKING:
     from ._qutip import Qobj
@@ -154,19 +154,24 @@ def kraus_superoperator(kraus: Sequence[Qobj] | KrausArray) -> Qobj:
 
 def apply_kraus(state: Qobj, kraus: Sequence[Qobj] | KrausArray, qubit: int = 0) -> Qobj:
     """Apply a single-qubit channel to qubit ``qubit`` of a register; returns a density matrix."""
-    rho = as_density_matrix(state)
-    n = num_qubits(rho)
-    if not (0 <= qubit < n):
-        raise ValueError(f"qubit {qubit} is not in the state's register of {n} qubit(s)")
-    ks = _as_array(kraus)
-    # One einsum on the register's tensor rather than expanded qutip operators.
-    tensor = np.moveaxis(rho.full().reshape([2] * (2 * n)), (qubit, n + qubit), (0, 1))
-    shape = tensor.shape
-    out = np.einsum("kab,bcx,kdc->adx", ks, tensor.reshape(2, 2, -1), ks.conj())
-    out = np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit))
     from ._qutip import Qobj
 
-    return Qobj(out.reshape(2**n, 2**n), dims=rho.dims)
+    rho = as_density_matrix(state)
+    out = apply_kraus_array(np.asarray(rho.full(), dtype=complex), _as_array(kraus), qubit)
+    return Qobj(out, dims=rho.dims)
+
+
+def apply_kraus_array(rho: np.ndarray, kraus: KrausArray, qubit: int = 0) -> np.ndarray:
+    """:func:`apply_kraus` on a numpy density matrix of qubits, in numpy (no qutip)."""
+    n = int(rho.shape[0]).bit_length() - 1
+    if not (0 <= qubit < n):
+        raise ValueError(f"qubit {qubit} is not in the state's register of {n} qubit(s)")
+    # One einsum on the register's tensor rather than expanded operators.
+    tensor = np.moveaxis(rho.reshape([2] * (2 * n)), (qubit, n + qubit), (0, 1))
+    shape = tensor.shape
+    out = np.einsum("kab,bcx,kdc->adx", kraus, tensor.reshape(2, 2, -1), kraus.conj())
+    out = np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit))
+    return np.ascontiguousarray(out).reshape(2**n, 2**n)
 
 
 def depolarize(state: Qobj, p: float, qubit: int = 0) -> Qobj:

@@ -65,6 +65,41 @@ def as_density_matrix(state: Qobj, what: str = "state") -> Qobj:
     return rho
 
 
+def density_array(state: Qobj | np.ndarray, what: str = "state") -> np.ndarray:
+    """``state`` as a numpy density matrix of qubits (checked like
+    :func:`as_density_matrix`): a qutip Qobj, or numpy amplitudes or a density matrix.
+    Numpy in, numpy out without qutip (the memories' store path, issue Y3)."""
+    if not isinstance(state, np.ndarray):
+        return np.array(as_density_matrix(state, what).full(), dtype=complex)
+    rho = np.asarray(state, dtype=complex)
+    if rho.ndim == 1 or (rho.ndim == 2 and rho.shape[1] == 1):
+        amplitudes = rho.ravel()
+        rho = np.outer(amplitudes, amplitudes.conj())
+    size = rho.shape[0]
+    if rho.ndim != 2 or rho.shape != (size, size) or size < 2 or size & (size - 1):
+        raise ValueError(f"{what} must be a register of qubits, got shape {state.shape}")
+    trace = complex(np.trace(rho))
+    if abs(trace - 1.0) > _TRACE_TOLERANCE:
+        raise ValueError(f"{what} must have unit trace, got {trace.real:.6g}")
+    return rho
+
+
+def array_qubits(rho: np.ndarray) -> int:
+    """Number of qubits of a numpy density matrix."""
+    return int(rho.shape[0]).bit_length() - 1
+
+
+def fidelity_arrays(a: np.ndarray, b: np.ndarray) -> float:
+    """Jozsa fidelity of two numpy density matrices (as :func:`state_fidelity`)."""
+    for pure, other in ((a, b), (b, a)):
+        if abs(np.trace(pure @ pure).real - 1.0) < 1e-12:
+            return float(np.real(np.trace(pure @ other)))
+    w, v = np.linalg.eigh(a)
+    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.conj().T
+    inner = np.linalg.eigvalsh(root @ b @ root)
+    return float(np.sum(np.sqrt(np.clip(inner, 0.0, None))) ** 2)
+
+
 def num_qubits(state: Qobj) -> int:
     """Number of qubits in a ket or density matrix."""
     return len(state.dims[0])

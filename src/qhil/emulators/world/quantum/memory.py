@@ -36,6 +36,7 @@ from .channels import (
     KrausArray,
     KrausMap,
     apply_kraus,
+    apply_kraus_array,
     bit_flip_array,
     check_t1_t2,
     compose_arrays,
@@ -44,7 +45,7 @@ from .channels import (
     t1t2_array,
     to_qobjs,
 )
-from .density import as_density_matrix, num_qubits, state_fidelity
+from .density import array_qubits, density_array, fidelity_arrays, state_fidelity
 
 if TYPE_CHECKING:
     from ._qutip import Qobj
@@ -188,10 +189,18 @@ class RetrievalRecord:
 
 @dataclass
 class _Stored:
-    original: Qobj
+    original: np.ndarray  # the register given to store, as a numpy density matrix
     qubit: int
     stored_at: float
     written: bool
+
+
+def _qobj(rho: np.ndarray) -> Qobj:
+    """A numpy density matrix of qubits as a qutip object (imports qutip)."""
+    from ._qutip import Qobj
+
+    n = array_qubits(rho)
+    return Qobj(rho, dims=[[2] * n, [2] * n])
 
 
 class QuantumMemory:
@@ -262,15 +271,21 @@ class QuantumMemory:
     # -- operations ----------------------------------------------------------------------
 
     def store(
-        self, state: Qobj, t_now: float, *, mode: int | None = None, qubit: int | None = None
+        self,
+        state: Qobj | np.ndarray,
+        t_now: float,
+        *,
+        mode: int | None = None,
+        qubit: int | None = None,
     ) -> StoreResult:
         """Write a qubit into ``mode`` (default: the lowest empty mode) at ``t_now``.
 
         ``state`` is a single-qubit state, or a register of which qubit ``qubit`` is
-        the one written into the memory.
+        the one written into the memory: a qutip Qobj, or numpy amplitudes or a density
+        matrix (kept as numpy: storing, reading out and the fidelity need no qutip).
         """
-        rho = as_density_matrix(state)
-        n = num_qubits(rho)
+        rho = density_array(state)
+        n = array_qubits(rho)
         if qubit is None:
             if n != 1:
                 raise ValueError(
@@ -293,12 +308,22 @@ class QuantumMemory:
         written = bool(self._rng.random() < self._params.write_efficiency)
         if not written and self._params.heralded_write:
             return StoreResult(False, None)
-        self._modes[mode] = _Stored(state, qubit, float(t_now), written)
+        self._modes[mode] = _Stored(rho, qubit, float(t_now), written)
         self._expired.discard(mode)
         return StoreResult(True, mode)
 
     def retrieve(self, mode: int, t_now: float) -> Retrieval:
         """Read ``mode`` out at ``t_now``; the mode is empty afterwards whatever happens."""
+        out = self._read(mode, t_now)
+        return Retrieval(False, None) if out is None else Retrieval(True, _qobj(out))
+
+    def read_out(self, mode: int, t_now: float) -> bool:
+        """:meth:`retrieve` without making the retrieved state a qutip object: whether a
+        qubit came back (``last_retrieval`` has the rest). What a controller answers."""
+        return self._read(mode, t_now) is not None
+
+    def _read(self, mode: int, t_now: float) -> np.ndarray | None:
+        """The retrieval: the retrieved register (numpy), None if nothing came back."""
         self._check_mode(mode)
         self._advance(t_now)
         held = self._modes[mode]
@@ -306,7 +331,7 @@ class QuantumMemory:
             why = RetrievalOutcome.EXPIRED if mode in self._expired else RetrievalOutcome.EMPTY
             self._expired.discard(mode)
             self._last = RetrievalRecord(mode, t_now, why, None, None)
-            return Retrieval(False, None)
+            return None
         self._modes[mode] = None
         storage_time = t_now - held.stored_at
         read = bool(self._rng.random() < self.read_efficiency(storage_time))
@@ -316,11 +341,11 @@ class QuantumMemory:
             outcome = RetrievalOutcome.READ_FAILED
         else:
             out = self._retrieved_state(held, storage_time)
-            fid = state_fidelity(held.original, out)
+            fid = fidelity_arrays(held.original, out)
             self._last = RetrievalRecord(mode, t_now, RetrievalOutcome.OK, storage_time, fid)
-            return Retrieval(True, out)
+            return out
         self._last = RetrievalRecord(mode, t_now, outcome, storage_time, None)
-        return Retrieval(False, None)
+        return None
 
     def clear(self, mode: int | None = None) -> None:
         """Empty one mode, or all of them."""
@@ -363,12 +388,13 @@ class QuantumMemory:
         if held is None:
             return None
         out = self._retrieved_state(held, t_now - held.stored_at)
-        return state_fidelity(held.original, out)
+        return fidelity_arrays(held.original, out)
 
     # -- internals -----------------------------------------------------------------------
 
-    def _retrieved_state(self, held: _Stored, storage_time: float) -> Qobj:
-        return apply_kraus(held.original, self._params.storage_kraus(storage_time), held.qubit)
+    def _retrieved_state(self, held: _Stored, storage_time: float) -> np.ndarray:
+        kraus = self._params.storage_kraus(storage_time)
+        return apply_kraus_array(held.original, kraus, held.qubit)
 
     def _status_of(self, mode: int, t_now: float) -> ModeStatus:
         held = self._modes[mode]

@@ -33,15 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..component import Component, db_to_transmission
-from .channels import apply_kraus, depolarizing_array, t1t2_array
-from .density import PAULI_EIGENKET_ARRAYS, as_density_matrix, num_qubits
+from .channels import apply_kraus, apply_kraus_array, depolarizing_array, t1t2_array
+from .density import PAULI_EIGENKET_ARRAYS, as_density_matrix
 from .memory import (
     MemoryParameters,
     ModeState,
     ModeStatus,
     QuantumMemory,
     QuantumMemoryError,
-    Retrieval,
     RetrievalOutcome,
     RetrievalRecord,
     StoreResult,
@@ -132,11 +131,7 @@ def _matrix(tensor: np.ndarray, n: int) -> Matrix:
 
 def _kraus(rho: Matrix, kraus: np.ndarray, qubit: int) -> Matrix:
     """A single-qubit channel (Kraus array (k, 2, 2)) on one qubit."""
-    t, n = _tensor(rho)
-    t = np.moveaxis(t, (qubit, n + qubit), (0, 1))
-    shape = t.shape
-    out = np.einsum("kab,bcx,kdc->adx", kraus, t.reshape(2, 2, -1), kraus.conj())
-    return _matrix(np.moveaxis(out.reshape(shape), (0, 1), (qubit, n + qubit)), n)
+    return apply_kraus_array(rho, kraus, qubit)
 
 
 def _gate(rho: Matrix, gate: np.ndarray, targets: list[int]) -> Matrix:
@@ -339,16 +334,20 @@ class Network:
     def state(self, slots: list[Slot], t_s: float) -> Qobj:
         """Reduced state of the qubits in ``slots`` (in that order) at ``t_s``, for tests and
         readbacks; touches nothing but the decoherence up to ``t_s``."""
+        from ._qutip import Qobj
+
+        n = len(slots)
+        return Qobj(self.state_array(slots, t_s), dims=[[2] * n, [2] * n])
+
+    def state_array(self, slots: list[Slot], t_s: float) -> Matrix:
+        """:meth:`state` as a numpy density matrix (no qutip)."""
         reg = self._merged(slots, t_s)
         idx = [reg.index(s) for s in slots]
         order = sorted(idx)
         rho = _ptrace(reg.rho, order) if len(idx) < len(reg.qubits) else reg.rho
         if order != idx:
             rho = _permute(rho, [order.index(i) for i in idx])
-        from ._qutip import Qobj
-
-        n = len(idx)
-        return Qobj(rho, dims=[[2] * n, [2] * n])
+        return rho
 
     def discard(self, slot: Slot) -> None:
         """The qubit in ``slot`` is lost (traced out); its partners keep their state."""
@@ -521,7 +520,12 @@ class NetworkedMemory(QuantumMemory):
                 self._expired.add(slot[1])
 
     def store(
-        self, state: Qobj, t_now: float, *, mode: int | None = None, qubit: int | None = None
+        self,
+        state: Qobj | np.ndarray,
+        t_now: float,
+        *,
+        mode: int | None = None,
+        qubit: int | None = None,
     ) -> StoreResult:
         if not self.powered:
             raise QuantumMemoryError(f"memory {self.name} is switched off")
@@ -532,23 +536,23 @@ class NetworkedMemory(QuantumMemory):
                 raise QuantumMemoryError(f"mode {mode} is occupied by a network qubit")
         return super().store(state, t_now, mode=mode, qubit=qubit)
 
-    def retrieve(self, mode: int, t_now: float) -> Retrieval:
+    def _read(self, mode: int, t_now: float) -> Matrix | None:
         """A register qubit read out through the output: it leaves the register; the
         retrieved state is that qubit's (reduced) state."""
         self._check_mode(mode)
         self._advance(t_now)
         if not self._held(mode):
-            return super().retrieve(mode, t_now)
+            return super()._read(mode, t_now)
         slot = self._slot(mode)
         storage = t_now - self.network.born_s(slot)
         if not self._read_ok(storage):
             self.network.discard(slot)
             self._last = RetrievalRecord(mode, t_now, RetrievalOutcome.READ_FAILED, storage, None)
-            return Retrieval(False, None)
-        rho = apply_kraus(self.network.state([slot], t_now), self._readout_kraus(), 0)
+            return None
+        rho = _kraus(self.network.state_array([slot], t_now), self._readout_kraus(), 0)
         self.network.discard(slot)
         self._last = RetrievalRecord(mode, t_now, RetrievalOutcome.OK, storage, None)
-        return Retrieval(True, rho)
+        return rho
 
     def clear(self, mode: int | None = None) -> None:
         if mode is None:
@@ -694,7 +698,9 @@ class NetworkedMemory(QuantumMemory):
             return None
         return self.network.measure(self._slot(sacrifice), "Z", t_now, self._rng) ^ self._flip()
 
-    def teleport(self, mode: int, input_state: str | Qobj, t_now: float) -> BellState | None:
+    def teleport(
+        self, mode: int, input_state: str | Qobj | np.ndarray, t_now: float
+    ) -> BellState | None:
         """Bell-state measurement of a freshly prepared input qubit (H/V/D/A/R/L or a ket,
         written with this memory's write channel) with the qubit in ``mode``; the mode is
         emptied."""
@@ -707,6 +713,8 @@ class NetworkedMemory(QuantumMemory):
         scratch: Slot = (self.name, -1)  # the input qubit, for the instant of the measurement
         if isinstance(input_state, str):
             ket = _INPUT_KET_ARRAYS[input_state]
+        elif isinstance(input_state, np.ndarray):
+            ket = input_state
         else:
             ket = np.asarray(input_state.full(), dtype=complex).ravel()
         self.network.add_input(scratch, ket, self._write_kraus(), t_now)
@@ -737,10 +745,9 @@ class NetworkedMemory(QuantumMemory):
         if not held.written:  # an unheralded failed write: nothing there
             self._write_lost.add(mode)
             return
-        rho = apply_kraus(as_density_matrix(held.original), self._write_kraus(), held.qubit)
-        keep = held.qubit
-        if num_qubits(rho) > 1:
-            rho = rho.ptrace([keep])
+        rho = _kraus(held.original, self._write_kraus(), held.qubit)
+        if rho.shape[0] > 2:
+            rho = _ptrace(rho, [held.qubit])
         self.network.add_register(rho, [self._slot(mode)], held.stored_at)
 
 
