@@ -173,3 +173,29 @@ async def test_an_emulator_stalling_mid_stream_still_gives_whole_gates(
         assert lo <= t.size <= hi
         # 100 events per ms: the gate's last ms is never empty (P = e^-100).
         assert 99_000_000_000 <= t[-1] < 100_000_000_000
+
+
+async def test_a_peer_silent_from_the_start_is_waited_for_not_cut_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that sends nothing for 0.3 s after ``counts?`` (an emulator host busy with
+    another instrument, e.g. a 16 MB pattern upload, on a loaded host), then the whole gate.
+    Before, a stream that never reached the gate's last heartbeat ended after
+    STREAM_GRACE_S + CLOSING_WORD_WAIT_S of silence and the acquisition returned what it had:
+    nothing (a BB84 block with zero tags, not even dark counts, under load ~7)."""
+    monkeypatch.setattr(tdc1, "CLOSING_WORD_WAIT_S", 0.1)  # both short: the old rule
+    monkeypatch.setattr(tdc1, "STREAM_GRACE_S", 0.05)  # gave up at ~0.1 s
+    words = encode_words([5_000_000], [1]) + closing_word(13_000_000_000)
+    io = _Peer([(START_13MS, words), (b"abort\r\n", b"")], 0, pause_s=0.3)
+    assert await _acquire(io, 0.013) == [[10_000_000_000]]
+
+
+async def test_a_peer_that_never_streams_is_a_stall_not_an_empty_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tdc1, "STREAM_STALL_S", 0.2)
+    io = _Peer([(START_13MS, b""), (b"abort\r\n", b"")])
+    with pytest.raises(
+        tdc1.TimestampStreamStalled, match=r"stalled: no data for 0.2 s.*timestamp;counts"
+    ):
+        await _acquire(io, 0.013)

@@ -71,7 +71,7 @@ MAX_GATE_MS = 65535
 COUNT_REPLY_MARGIN_S = 2.0
 #: How long the stream may stay silent before it is taken to have ended.
 STREAM_POLL_S = 0.05
-#: Wall-clock allowance beyond the acquisition for a stream to end by itself.
+#: Wall-clock allowance beyond the acquisition for a stream's first read.
 STREAM_GRACE_S = 0.5
 #: Silence that ends an acquisition once its words have reached the gate's last heartbeat
 #: and the gate is over on this host's clock (the unit sends its last words as the gate
@@ -443,6 +443,15 @@ class TDC1(S15Instrument):
             t_ps, channels = t_ps[order], channels[order]
         return t_ps, channels
 
+    def _stalled(
+        self, command: str, timeout_s: float, awaited_ticks: int, decoder: TimestampDecoder
+    ) -> TimestampStreamStalled:
+        """The error for a stream silent ``timeout_s`` before its words reached ``awaited_ticks``."""
+        reached_s = decoder.coverage_ticks * TICK_PS / 1e12
+        return TimestampStreamStalled(
+            self.resource, command, timeout_s, awaited_ticks * TICK_PS / 1e12, reached_s
+        )
+
     async def acquire(self, duration_s: float) -> TagBlock:
         """Stream timestamps for ``duration_s`` (whole ms) and return them in ps from the start.
 
@@ -451,9 +460,11 @@ class TDC1(S15Instrument):
         gate arrives (a dummy word in its last tick, the last word: no wait at all). A
         unit not seen to send it: when the line is silent after the gate's end on the host
         clock and the words reach the gate's last heartbeat (CLOSING_WORD_WAIT_S of
-        silence until the unit has once ended a gate without it, FINAL_SILENCE_S after),
-        or, failing that, a grace period after the window. An unlimited one: when its
-        words reach the window's end (then ``abort``).
+        silence until the unit has once ended a gate without it, FINAL_SILENCE_S after).
+        An unlimited one: when its words reach the window's end (then ``abort``). Words
+        that stop short of the gate's last heartbeat for STREAM_STALL_S raise
+        TimestampStreamStalled: a gate is never returned short because its peer was slow
+        (a seeded fast-mode run must not depend on the host's load).
         """
         cls = type(self)
         self._not_streaming("an acquisition")
@@ -474,10 +485,12 @@ class TDC1(S15Instrument):
         # Wait for the closing word unless this unit has been seen to close gates without it.
         closing = limited and self._closes_gates is not False
 
+        stalled = False  # the words never reached the gate's last heartbeat
+
         def stream(r: Reader) -> bool:
             """Read the gate's words; True once the closing word proves them whole."""
+            nonlocal stalled
             gate_end = time.monotonic() + ms / 1000  # the gate's end on this host's clock
-            deadline = gate_end + STREAM_GRACE_S
             last = time.monotonic()  # when data last arrived
             for data, idle in _polls(r, max(FINAL_SILENCE_S, min(ms / 1000, STREAM_POLL_S))):
                 now = time.monotonic()
@@ -490,13 +503,16 @@ class TDC1(S15Instrument):
                     return False
                 # Fallbacks, on a silence after the gate's end on this host's clock: a unit
                 # whose words reached the gate's last heartbeat (a short silence, or a long
-                # one while a closing word may still come), or one that never got that far.
+                # one while a closing word may still come), or one that never got that far:
+                # stalled after STREAM_STALL_S (an error, never a short block: a slow peer,
+                # e.g. an emulator on a loaded host, must not shorten a seeded run's gate).
                 quiet = now - last
                 if idle and now >= gate_end:
                     if decoder.coverage_ticks >= complete_ticks:
                         if not closing or quiet >= CLOSING_WORD_WAIT_S:
                             return False
-                    elif now >= deadline and (not closing or quiet >= CLOSING_WORD_WAIT_S):
+                    elif quiet >= STREAM_STALL_S:
+                        stalled = True
                         return False
                 r.timeout_s = max(FINAL_SILENCE_S, min(gate_end - now, STREAM_POLL_S))
             return False  # pragma: no cover (_polls never ends)
@@ -520,6 +536,8 @@ class TDC1(S15Instrument):
                 if closing and decoder.coverage_ticks >= complete_ticks:
                     self._closes_gates = False  # a whole stream ended without one
                 await self.session.transaction(cls.abort.template.render(), drain)
+        if stalled:
+            raise self._stalled(start, STREAM_STALL_S, complete_ticks, decoder)
         ticks, flags = decoder.words()
         keep = int(np.searchsorted(ticks, end_ticks, side="left"))  # the words are in order
         t_ps, channels = self._tags(ticks[:keep], flags[:keep])
@@ -609,13 +627,7 @@ class TDC1(S15Instrument):
                 read = self.session.transaction(command, reader)
                 command = None  # sent (or about to be): from here on the stream must be stopped
                 if not await asyncio.shield(read):
-                    raise TimestampStreamStalled(
-                        self.resource,
-                        start,
-                        stall_timeout_s,
-                        hi * TICK_PS / 1e12,
-                        decoder.coverage_ticks * TICK_PS / 1e12,
-                    )
+                    raise self._stalled(start, stall_timeout_s, hi, decoder)
                 if complete_ticks is not None and end_ticks is not None and hi >= end_ticks:
                     self._closes_gates = decoder.closed_gate(end_ticks)
                 if decoder.first_gap is not None and decoder.first_gap[0] < hi:
