@@ -381,7 +381,8 @@ def test_a_memory_answers_every_command_without_importing_qutip() -> None:
     """Issue Y3: the first MODE:COUNt? (the driver's connect) built the world's memory and
     imported qutip (1-3 s) on the emulator host's thread, past the driver's 2 s timeout
     under load. Every QMC-1 command is answered in numpy: the connect queries, status and
-    readbacks, and storing, reading out, cycles and teleporting states."""
+    readbacks, storing, reading out, cycles and teleporting states, and a heralding
+    station's pairs (HSC-1)."""
     import subprocess
     import sys
 
@@ -389,6 +390,7 @@ def test_a_memory_answers_every_command_without_importing_qutip() -> None:
         "import asyncio, sys\n"
         "from qhil.emulators.world import World, load_world_config\n"
         "from qhil.emulators.qhil.qmc import QMCEmulator\n"
+        "from qhil.emulators.qhil.hsc import DEFAULT_LINK, HSCEmulator\n"
         "table = {'nodes': {'a': {'components': {'m': {'type': 'quantum_memory',"
         " 'n_modes': 3, 't2_s': 1e-3}}}}}\n"
         "world = World(load_world_config(table, 'test'))\n"
@@ -406,11 +408,20 @@ def test_a_memory_answers_every_command_without_importing_qutip() -> None:
         "              b'QMEM:STOR 0', b'QMEM:INP:BLOC 1,2', b'QMEM:TEL? 0', b'SYST:ERR?'):\n"
         "        out.append(await bound.respond(q))\n"
         "    print('qutip' in sys.modules, out[-12:])\n"
+        "    link = World(load_world_config(DEFAULT_LINK, 'test'))\n"
+        "    station = HSCEmulator(world=link, component='a.station')\n"
+        "    memory = QMCEmulator(world=link, component='a.memory')\n"
+        "    herald = await station.respond(b'HER:ENT 1000000;:HER:RES?')\n"
+        "    fid = await memory.respond(b'QMEM:MODE:FID? 0')\n"
+        "    print('qutip' in sys.modules, [herald, fid])\n"
         "asyncio.run(main())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    first, second = out.stdout.strip().splitlines()
+    first, second, third = out.stdout.strip().splitlines()
     assert first.startswith("False ["), out.stdout + out.stderr
     assert "b'3\\n'" in first and "EMPT,EMPT,EMPT" in first  # the bound memory answered
     assert second.startswith("False ["), out.stdout + out.stderr
     assert "b'+1.000000000E+00\\n'" in second and "b'0,\"No error\"\\n'" in second
+    # A heralding station's pair and its fidelity (HSC-1 ENTangle, QMC-1 MODE:FIDelity?).
+    assert third.startswith("False [b'1,"), out.stdout + out.stderr
+    assert "b'+9." in third or "b'+8." in third  # the pair's fidelity, near 0.9

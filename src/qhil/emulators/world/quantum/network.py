@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..component import Component, db_to_transmission
-from .channels import apply_kraus, apply_kraus_array, depolarizing_array, t1t2_array
+from .channels import apply_kraus_array, depolarizing_array, t1t2_array
 from .density import PAULI_EIGENKET_ARRAYS, as_density_matrix
 from .memory import (
     MemoryParameters,
@@ -45,7 +45,7 @@ from .memory import (
     RetrievalRecord,
     StoreResult,
 )
-from .states import BELL_STATES, BellState, bell_amplitudes, bell_dm, bell_fidelity
+from .states import BELL_STATES, BellState, bell_amplitudes
 
 if TYPE_CHECKING:
     from ._qutip import Qobj
@@ -173,6 +173,17 @@ def _project(rho: Matrix, qubit: int, ket: np.ndarray) -> tuple[float, Matrix | 
     if n == 1 or p <= _NEGLIGIBLE:
         return max(p, 0.0), None
     return p, rest / p
+
+
+def _bell_projector(bell: BellState) -> Matrix:
+    amplitudes = bell_amplitudes(bell)
+    return np.outer(amplitudes, amplitudes.conj())
+
+
+def _bell_fidelity(rho: Matrix, bell: BellState) -> float:
+    """<B|rho|B> of a two-qubit numpy density matrix (as ``states.bell_fidelity``)."""
+    amplitudes = bell_amplitudes(bell)
+    return float(np.real(amplitudes.conj() @ rho @ amplitudes))
 
 
 #: Bell states' amplitudes |B> = sum M_ab |ab>.
@@ -575,11 +586,17 @@ class NetworkedMemory(QuantumMemory):
         self._advance(t_now)
         if not self._held(mode):
             return super().fidelity(mode, t_now)
-        pair = self.pair_state(mode, t_now)
-        return None if pair is None else max(bell_fidelity(pair, b) for b in BELL_STATES)
+        pair = self._pair_array(mode, t_now)
+        return None if pair is None else max(_bell_fidelity(pair, b) for b in BELL_STATES)
 
     def pair_state(self, mode: int, t_now: float) -> Qobj | None:
         """The two-qubit register (this mode's qubit first) if the mode holds half a pair."""
+        from .memory import _qobj
+
+        pair = self._pair_array(mode, t_now)
+        return None if pair is None else _qobj(pair)
+
+    def _pair_array(self, mode: int, t_now: float) -> Matrix | None:
         slot = self._slot(mode)
         if not self.network.holds(slot):
             return None
@@ -587,7 +604,7 @@ class NetworkedMemory(QuantumMemory):
         if len(reg.qubits) != 2:
             return None
         other = next(q.slot for q in reg.qubits if q.slot != slot)
-        return self.network.state([slot, other], t_now)
+        return self.network.state_array([slot, other], t_now)
 
     # -- power ---------------------------------------------------------------------------
 
@@ -853,12 +870,18 @@ class HeraldingStation(Component):
 
     def pair_state(self, bell: BellState, true_herald: bool = True) -> Qobj:
         """The heralded two-memory state (qubit 0 in memory_a), eavesdropper included."""
+        from .memory import _qobj
+
+        return _qobj(self.pair_array(bell, true_herald))
+
+    def pair_array(self, bell: BellState, true_herald: bool = True) -> Matrix:
+        """:meth:`pair_state` as a numpy density matrix (no qutip)."""
         other: BellState = "psi-" if bell == "psi+" else "psi+"
         if true_herald:
             v = self.cfg.visibility
-            rho = (1 + v) / 2 * bell_dm(bell) + (1 - v) / 2 * bell_dm(other)
+            rho = (1 + v) / 2 * _bell_projector(bell) + (1 - v) / 2 * _bell_projector(other)
         else:
-            rho = (bell_dm("psi+") + bell_dm("psi-")) / 2
+            rho = (_bell_projector("psi+") + _bell_projector("psi-")) / 2
         eve = self.cfg.eavesdropper
         if eve.fraction > 0.0:
             f = eve.fraction
@@ -869,7 +892,7 @@ class HeraldingStation(Component):
                     math.sqrt(f / 4) * _PAULI_ARRAYS["X"],
                 ]
             ).astype(np.complex128)
-            rho = apply_kraus(rho, kraus, 0 if eve.side == "a" else 1)
+            rho = apply_kraus_array(rho, kraus, 0 if eve.side == "a" else 1)
         return rho
 
     def expected_fidelity(self, bell: BellState = "psi+") -> float:
@@ -877,8 +900,8 @@ class HeraldingStation(Component):
         p_t, p_f = self.true_probability, self.false_probability
         if p_t + p_f <= 0.0:
             return math.nan
-        f_t = bell_fidelity(self.pair_state(bell, True), bell)
-        f_f = bell_fidelity(self.pair_state(bell, False), bell)
+        f_t = _bell_fidelity(self.pair_array(bell, True), bell)
+        f_f = _bell_fidelity(self.pair_array(bell, False), bell)
         return (p_t * f_t + p_f * f_f) / (p_t + p_f)
 
     # -- running attempts ----------------------------------------------------------------
@@ -933,7 +956,7 @@ class HeraldingStation(Component):
         eve = self.cfg.eavesdropper
         key = (run.bell, run.true_herald, self.cfg.visibility, eve.side, eve.fraction)
         if key not in self._states:  # the configuration's state, built once
-            self._states[key] = np.array(self.pair_state(run.bell, run.true_herald).full())
+            self._states[key] = self.pair_array(run.bell, run.true_herald)
         self.network.add_register(self._states[key], slots, run.born_s)
         self._landed[run] = run
 
