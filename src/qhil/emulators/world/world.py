@@ -826,7 +826,7 @@ class World:
 
 
 class _MemoryComponent(Component):
-    """A quantum memory; its qutip model is `world.quantum.memory.QuantumMemory`."""
+    """A quantum memory; its model is `world.quantum.network.NetworkedMemory` (numpy)."""
 
     kind = "quantum_memory"
 
@@ -856,8 +856,8 @@ class _MemoryComponent(Component):
 
     @property
     def memory(self) -> Any:
-        """The qutip memory, built when first asked for (a bench that never uses its
-        memories never imports qutip)."""
+        """The memory, built when first asked for. Neither building it nor the commands a
+        controller sends import qutip (issue Y3: world/quantum/README.md)."""
         if self._memory is None:
             from .quantum.memory import MemoryParameters
             from .quantum.network import NetworkedMemory
