@@ -291,8 +291,8 @@ class TDC1Emulator(S15Emulator):
                 reader.close()
 
     async def _run_stream(self, writer: ByteWriter, duration_s: float | None) -> None:
-        # aclosing: a stream cancelled mid-gate closes its world reader at once, not when
-        # the abandoned generator is collected (until then it kept the world warm).
+        # aclosing: a stream cancelled mid-gate closes its world reader as its task ends,
+        # not whenever asyncio's finalizer gets to the abandoned generator.
         async with contextlib.aclosing(self._stream_chunks(duration_s)) as chunks:
             async for data in chunks:
                 if data:
