@@ -17,7 +17,11 @@ neither by the protocol's own confirmation. Between keys:
 * **Stop.** :class:`StopRequest` (set by SIGINT/SIGTERM) ends the run at once: a key
   that has not reached key confirmation at this party is cancelled (discarded, as a
   failed confirmation is) and the peer told ``Abort(stopped)``; one that has is let
-  finish (a few messages), so both nodes keep the same set of committed keys.
+  finish (a few messages), so both nodes keep the same set of committed keys. The
+  stopping party lingers for the peer's answer, then closes; a peer that was busy past
+  that (an acquisition, a block's processing) finds it closed at its next send and reads
+  what came before the close: the ``Abort(stopped)`` makes it "stopped by <party>", not
+  ``channel_failed`` (``link.abort_before_close``).
 * **Restart.** At the start the parties exchange the (SHA-256, length) of the keys of
   their label (:func:`reconcile_stores`): a key left pending by a crash is committed
   when the peer committed it, else discarded; the newest committed key that the peer
