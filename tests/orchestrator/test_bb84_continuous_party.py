@@ -33,6 +33,9 @@ from qhil.records import KeyStore, RunStore
 
 SETTINGS = [
     "experiments.bb84.message_timeout_s=2",
+    # 13 ms blocks, as before the 8 M default: a 100 ms block's first full alignment search
+    # took 2.85 s on a loaded host, beyond the 2 s message timeout these tests need
+    "experiments.bb84.pattern_length=1040000",
     # short keys (~4 kbit of 0.026 s: two blocks) at eps a lab may choose; the stop, kill
     # and restart rules depend on no key length
     "experiments.bb84.eps_sec=1e-3",
